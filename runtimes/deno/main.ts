@@ -1,0 +1,34 @@
+/**
+ * `burrow` on Deno:  deno run -A runtimes/deno/main.ts <command> …
+ * @module
+ */
+import { type Host, main } from "../../src/cli.ts";
+import { net } from "./mod.ts";
+
+export const host: Host = {
+  net,
+  version: Deno.version.deno,
+  readTextFile: (path) => Deno.readTextFile(path),
+  onSignal(signal, fn) {
+    Deno.addSignalListener(signal, fn);
+    return () => Deno.removeSignalListener(signal, fn);
+  },
+  serveHttp(addr, fetch) {
+    return new Promise((resolve, reject) => {
+      try {
+        const server = Deno.serve({
+          hostname: addr.host,
+          port: addr.port,
+          onListen: (a) => resolve({ addr: { host: a.hostname, port: a.port }, close: () => server.shutdown() }),
+        }, fetch);
+      } catch (e) {
+        reject(e);
+      }
+    });
+  },
+  print: (line) => console.log(line),
+};
+
+if (import.meta.main) {
+  Deno.exitCode = await main(host, Deno.args);
+}

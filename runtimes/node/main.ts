@@ -1,0 +1,36 @@
+/**
+ * `burrow` on Node.js:  node --import tsx runtimes/node/main.ts <command> …
+ * @module
+ */
+import { serve } from "@hono/node-server";
+import { readFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import process from "node:process";
+import { type Host, main } from "../../src/cli.ts";
+import { net } from "./mod.ts";
+
+export const host: Host = {
+  net,
+  version: process.versions.node,
+  readTextFile: (path) => readFile(path, "utf8"),
+  onSignal(signal, fn) {
+    process.on(signal, fn);
+    return () => process.off(signal, fn);
+  },
+  serveHttp(addr, fetch) {
+    return new Promise((resolve, reject) => {
+      const server = serve({ fetch, hostname: addr.host, port: addr.port }, (info: AddressInfo) => {
+        resolve({
+          addr: { host: info.address, port: info.port },
+          close: () => new Promise<void>((r) => server.close(() => r())),
+        });
+      });
+      server.once("error", reject);
+    });
+  },
+  print: (line) => void process.stdout.write(line + "\n"),
+};
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await main(host, process.argv.slice(2));
+}

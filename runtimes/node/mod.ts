@@ -1,0 +1,2 @@
+/** burrow's runtime adapter for Node.js. @module */
+export { nodeNet as net } from "./net.ts";

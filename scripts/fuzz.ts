@@ -1,0 +1,355 @@
+/**
+ * `npm run fuzz`: the long fuzz run. Random and mutated input into the
+ * framer + frame decoder and into every SOCKS5 parser, over 1,000,000 inputs
+ * in total by default. Every call must return (a value or null) or throw the
+ * parser's typed error (ProtocolError / SocksError with a registered code);
+ * anything else fails. What the parsers accept must also be canonical: it
+ * re-encodes to exactly the bytes it was parsed from.
+ *
+ *   npm run fuzz                       ≈ 1,000,000 inputs
+ *   npm run fuzz -- --scale 0.1        a tenth of that
+ *   npm run fuzz -- --seed 42          reproducible
+ *   npm run fuzz -- --only socks       properties whose name contains "socks"
+ *
+ * Prints the count and time per property and the total; exits 1 if any
+ * property failed (with fast-check's counterexample and seed).
+ *
+ * test/fuzz_test.ts imports {@link properties} from here and runs the same
+ * properties with a few hundred inputs each.
+ *
+ * @module
+ */
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import fc from "fast-check";
+import { decode, decodeHeader } from "../src/decode.ts";
+import { encode, frame } from "../src/encode.ts";
+import { ProtocolError, SocksError, type SocksErrorCode } from "../src/errors.ts";
+import { checkHeader, Framer } from "../src/framer.ts";
+import { ErrorCode, type Message, MsgType, type Target as T } from "../src/messages.ts";
+import {
+  parseGreeting,
+  parseMethodSelection,
+  parseReply,
+  parseRequest,
+  parseUserpassReply,
+  parseUserpassRequest,
+} from "../src/socks5_decode.ts";
+import { greeting, methodSelection, reply, request, userpassReply, userpassRequest } from "../src/socks5_encode.ts";
+import { chunk, concat, fixLength, message, mutate, mutation, socks, u8 } from "../test/arbitraries.ts";
+
+const PROTOCOL_CODES: ReadonlySet<string> = new Set(Object.keys(ErrorCode));
+const SOCKS_CODES: ReadonlySet<string> = new Set(
+  Object.keys({ bad_version: 1, no_methods: 1, invalid_message: 1, bad_address_type: 1 } satisfies Record<SocksErrorCode, 1>),
+);
+const KNOWN_TYPES = Object.values(MsgType);
+
+/** Thrown when a parser misbehaves; fast-check reports it with the input. */
+class FuzzFailure extends Error {
+  override name = "FuzzFailure";
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+/** `e` must be a ProtocolError with a §9.2 code name; otherwise fail. */
+function expectProtocolError(e: unknown, where: string): void {
+  if (e instanceof FuzzFailure) throw e;
+  if (!(e instanceof ProtocolError)) {
+    throw new FuzzFailure(`${where} threw ${describe(e)}, not a ProtocolError`, { cause: e });
+  }
+  if (!PROTOCOL_CODES.has(e.code)) throw new FuzzFailure(`${where}: ProtocolError with unknown code ${e.code}`);
+}
+
+function expectSocksError(e: unknown, where: string): void {
+  if (e instanceof FuzzFailure) throw e;
+  if (!(e instanceof SocksError)) throw new FuzzFailure(`${where} threw ${describe(e)}, not a SocksError`, { cause: e });
+  if (!SOCKS_CODES.has(e.code)) throw new FuzzFailure(`${where}: SocksError with unknown code ${e.code}`);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+const hexOf = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+/** decode() one whole frame; a message it returns must re-encode to exactly `f`. */
+function decodeChecked(f: Uint8Array, where: string): void {
+  let m: Message | null;
+  try {
+    m = decode(f);
+  } catch (e) {
+    expectProtocolError(e, where);
+    return;
+  }
+  if (m === null) {
+    if (f[5]! < 0x80) throw new FuzzFailure(`${where}: decode returned null for known type 0x${f[5]!.toString(16)}`);
+    return;
+  }
+  let again: Uint8Array;
+  try {
+    again = encode(m);
+  } catch (e) {
+    throw new FuzzFailure(`${where}: decode accepted ${hexOf(f)} as a message encode refuses: ${describe(e)}`);
+  }
+  if (!sameBytes(again, f)) {
+    throw new FuzzFailure(`${where}: decode is not canonical: ${hexOf(f)} re-encodes as ${hexOf(again)}`);
+  }
+}
+
+/** Push `chunks` through a Framer, decoding each frame; only ProtocolErrors may escape. */
+function framerDecode(chunks: readonly Uint8Array[]): void {
+  const framer = new Framer();
+  let frames = 0;
+  try {
+    for (const c of chunks) {
+      framer.push(c);
+      for (let f = framer.next(); f !== null; f = framer.next()) {
+        if (++frames > 1_000_000) throw new FuzzFailure("framer keeps returning frames");
+        const { length } = checkHeader(f);
+        if (f.length !== 12 + length) throw new FuzzFailure(`framer returned ${f.length} bytes for length ${length}`);
+        decodeChecked(f, "decode(framer frame)");
+      }
+    }
+    const rest = framer.rest();
+    if (rest.length >= 12 + 262144) throw new FuzzFailure(`framer kept ${rest.length} bytes without a verdict`);
+  } catch (e) {
+    expectProtocolError(e, "Framer");
+  }
+}
+
+/** Bytes that start like a frame header more often than chance would. */
+const frameish: fc.Arbitrary<Uint8Array> = fc.oneof(
+  fc.uint8Array({ maxLength: 64 }),
+  fc.tuple(
+    fc.constantFrom(...KNOWN_TYPES, 0x00, 0x7f, 0x80, 0xff),
+    fc.integer({ min: 0, max: 80 }),
+    fc.uint8Array({ maxLength: 96 }),
+  ).map(([type, len, payload]) => {
+    const h = frame(type, new Uint8Array(0));
+    new DataView(h.buffer).setUint32(8, len);
+    return concat([h, payload]);
+  }),
+);
+
+/** 1..3 valid frames, concatenated. */
+const validFrames: fc.Arbitrary<Uint8Array> = fc.array(message, { minLength: 1, maxLength: 3 })
+  .map((ms) => concat(ms.map(encode)));
+
+const cuts = fc.array(fc.nat(), { maxLength: 6 });
+
+/** A SOCKS5 parser and the encoder that must reproduce what it accepts. */
+interface SocksParser {
+  name: string;
+  parse: (b: Uint8Array) => { value: unknown; size: number } | null;
+  valid: fc.Arbitrary<Uint8Array>;
+  /** Re-encode a parsed value, or null when it has no canonical form to compare. */
+  reencode: (v: never) => Uint8Array | null;
+}
+
+const noFFFD = (...s: string[]) => !s.some((x) => x.includes("\uFFFD"));
+
+const socksParsers: SocksParser[] = [
+  {
+    name: "parseGreeting",
+    parse: parseGreeting,
+    valid: socks.greeting.map((v) => greeting(v.methods)),
+    reencode: (v: { methods: number[] }) => greeting(v.methods),
+  },
+  {
+    name: "parseMethodSelection",
+    parse: parseMethodSelection,
+    valid: socks.methodSelection.map((v) => methodSelection(v.method)),
+    reencode: (v: { method: number }) => methodSelection(v.method),
+  },
+  {
+    name: "parseUserpassRequest",
+    parse: parseUserpassRequest,
+    valid: socks.userpassRequest.map((v) => userpassRequest(v.user, v.pass)),
+    // RFC 1929 fields are any octets; the parser maps invalid UTF-8 to U+FFFD on purpose.
+    reencode: (v: { username: string; password: string }) =>
+      noFFFD(v.username, v.password) ? userpassRequest(v.username, v.password) : null,
+  },
+  {
+    name: "parseUserpassReply",
+    parse: parseUserpassReply,
+    valid: socks.userpassReply.map((v) => userpassReply(v.status)),
+    reencode: (v: { status: number }) => userpassReply(v.status),
+  },
+  {
+    name: "parseRequest",
+    parse: parseRequest,
+    valid: socks.request.map((v) => request(v.cmd, v.target)),
+    reencode: (v: { command: number; target: T }) => noFFFD(v.target.host) ? request(v.command, v.target) : null,
+  },
+  {
+    name: "parseReply",
+    parse: parseReply,
+    valid: socks.reply.map((v) => reply(v.rep, v.bound)),
+    reencode: (v: { reply: number; bound: T }) => noFFFD(v.bound.host) ? reply(v.reply, v.bound) : null,
+  },
+];
+
+function socksChecked(p: SocksParser, buf: Uint8Array): void {
+  let r: { value: unknown; size: number } | null;
+  try {
+    r = p.parse(buf);
+  } catch (e) {
+    expectSocksError(e, p.name);
+    return;
+  }
+  if (r === null) return;
+  if (!Number.isInteger(r.size) || r.size < 1 || r.size > buf.length) {
+    throw new FuzzFailure(`${p.name}: size ${r.size} for ${buf.length} bytes`);
+  }
+  let again: Uint8Array | null;
+  try {
+    again = p.reencode(r.value as never);
+  } catch (e) {
+    throw new FuzzFailure(`${p.name}: accepted ${hexOf(buf)} as a value the encoder refuses: ${describe(e)}`);
+  }
+  const used = buf.subarray(0, r.size);
+  if (again !== null && !sameBytes(again, used)) {
+    throw new FuzzFailure(`${p.name}: not canonical: ${hexOf(used)} re-encodes as ${hexOf(again)}`);
+  }
+}
+
+/** One fuzz property: a name, how many runs it gets in the long run, and the property. */
+export interface FuzzProperty {
+  name: string;
+  /** Runs in the default long run (scale 1). */
+  runs: number;
+  // deno-lint-ignore no-explicit-any
+  property: fc.IRawProperty<any>;
+}
+
+// deno-lint-ignore no-explicit-any
+function prop(name: string, runs: number, property: fc.IRawProperty<any>): FuzzProperty {
+  return { name, runs, property };
+}
+
+/** Every fuzz property, with its share of the ≥ 1,000,000 inputs of the long run. */
+export function properties(): FuzzProperty[] {
+  const out: FuzzProperty[] = [
+    prop("frames: random bytes -> Framer + decode", 200_000, fc.property(frameish, cuts, (b, c) => framerDecode(chunk(b, c)))),
+    prop(
+      "frames: mutated valid frames -> Framer + decode",
+      150_000,
+      fc.property(
+        validFrames,
+        fc.array(mutation, { minLength: 1, maxLength: 4 }),
+        cuts,
+        (b, muts, c) => framerDecode(chunk(mutate(b, muts), c)),
+      ),
+    ),
+    prop(
+      "frames: valid frame, mutated payload, length fixed -> decode",
+      150_000,
+      fc.property(
+        message,
+        fc.array(mutation.filter((m) => m.kind !== "length"), { minLength: 1, maxLength: 4 }),
+        (m, muts) => {
+          const f = encode(m);
+          const payload = mutate(f.subarray(12), muts);
+          decodeChecked(fixLength(concat([f.subarray(0, 12), payload])), "decode");
+        },
+      ),
+    ),
+    prop(
+      "frames: random payload of each known type -> decode",
+      100_000,
+      fc.property(
+        fc.constantFrom(...KNOWN_TYPES),
+        fc.oneof(fc.uint8Array({ maxLength: 48 }), fc.uint8Array({ maxLength: 300 })),
+        (type, payload) => decodeChecked(frame(type, payload), "decode"),
+      ),
+    ),
+    prop(
+      "frames: decodeHeader and Framer's checkHeader agree",
+      80_000,
+      fc.property(fc.oneof(
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.tuple(u8, u8, fc.uint8Array({ minLength: 2, maxLength: 2 }), fc.uint8Array({ minLength: 4, maxLength: 4 }))
+          .map(([v, t, flags, len]) => Uint8Array.of(0x42, 0x52, 0x52, 0x57, v, t, ...flags, ...len)),
+        fc.tuple(fc.constantFrom(...KNOWN_TYPES, 0x00, 0x80, 0xff), fc.nat(300000))
+          .map(([t, len]) => {
+            const h = frame(t, new Uint8Array(0));
+            new DataView(h.buffer).setUint32(8, len);
+            return h;
+          }),
+      ), (h) => {
+        const run = (f: (h: Uint8Array) => { type: number; length: number }, where: string) => {
+          try {
+            return f(h);
+          } catch (e) {
+            expectProtocolError(e, where);
+            return (e as ProtocolError).code;
+          }
+        };
+        const a = run(decodeHeader, "decodeHeader");
+        const b = run(checkHeader, "checkHeader");
+        if (JSON.stringify(a) !== JSON.stringify(b)) {
+          throw new FuzzFailure(`header ${hexOf(h)}: decodeHeader ${JSON.stringify(a)}, checkHeader ${JSON.stringify(b)}`);
+        }
+      }),
+    ),
+  ];
+  for (const p of socksParsers) {
+    out.push(prop(
+      `socks: random and mutated bytes -> ${p.name}`,
+      70_000,
+      fc.property(fc.oneof(
+        fc.uint8Array({ maxLength: 32 }),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.tuple(p.valid, fc.array(mutation, { minLength: 1, maxLength: 4 })).map(([b, muts]) => mutate(b, muts)),
+        fc.tuple(p.valid, fc.uint8Array({ maxLength: 8 })).map(([b, t]) => concat([b, t])),
+      ), (b) => socksChecked(p, b)),
+    ));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      scale: { type: "string", default: "1" },
+      seed: { type: "string" },
+      only: { type: "string" },
+    },
+  });
+  const scale = Number(values.scale);
+  if (!(scale > 0)) throw new Error(`--scale must be > 0, got ${values.scale}`);
+  const seed = values.seed === undefined ? Date.now() ^ (Math.random() * 0x7fffffff) : Number(values.seed);
+  const props = properties().filter((p) => values.only === undefined || p.name.includes(values.only));
+  console.log(`fuzz: ${props.length} properties, seed ${seed}, scale ${scale}`);
+  const t0 = performance.now();
+  let total = 0;
+  let failed = 0;
+  for (const p of props) {
+    const numRuns = Math.max(1, Math.round(p.runs * scale));
+    const t = performance.now();
+    const r = await fc.check(p.property, { numRuns, seed, endOnFailure: true });
+    const secs = ((performance.now() - t) / 1000).toFixed(1);
+    total += r.numRuns;
+    if (r.failed) {
+      failed++;
+      console.log(`FAIL ${p.name}: after ${r.numRuns} inputs (${secs} s)`);
+      console.log(fc.defaultReportMessage(r) ?? "");
+    } else {
+      console.log(`ok   ${p.name}: ${r.numRuns} inputs (${secs} s)`);
+    }
+  }
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  console.log(`total: ${total} inputs in ${secs} s, ${failed} of ${props.length} properties failed`);
+  if (failed > 0) process.exitCode = 1;
+}
+
+const argv1 = globalThis.process?.argv?.[1];
+if (argv1 !== undefined && import.meta.url === pathToFileURL(argv1).href) {
+  await main();
+}

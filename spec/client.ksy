@@ -1,0 +1,40 @@
+meta:
+  id: client
+  title: burrow v1 client-proxy stream messages
+  license: MIT
+  ks-version: "0.11"
+  imports:
+    - addr
+    - registries
+  encoding: UTF-8
+  endian: be
+doc: |
+  Payloads of CONNECT and CONNECT_RESULT on a client-proxy connection
+  (CLIENT_HELLO and CLIENT_READY are in handshake.ksy). This type has no
+  fields of its own; each message is a type of it, selected by frame.ksy.
+doc-ref: SPEC.md §2.3
+types:
+  connect:
+    doc: CONNECT (0x32), client proxy → server.
+    doc-ref: SPEC.md §5.17
+    seq:
+      - id: len_agent
+        type: u1
+        valid:
+          max: 64
+      - id: agent
+        type: str
+        size: len_agent
+        doc: Agent name; empty = the client's only granted agent (SPEC.md §7.1).
+      - id: target
+        type: addr
+  connect_result:
+    doc: CONNECT_RESULT (0x33), server → client proxy.
+    doc-ref: SPEC.md §5.18
+    seq:
+      - id: status
+        type: u1
+        enum: registries::status
+      - id: bound
+        type: addr
+        doc: As in OPEN_RESULT.

@@ -1,0 +1,70 @@
+meta:
+  id: pool
+  title: burrow v1 pool-connection messages
+  license: MIT
+  ks-version: "0.11"
+  imports:
+    - addr
+    - registries
+  encoding: UTF-8
+  endian: be
+doc: |
+  Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
+  OPEN_RESULT. This type has no fields of its own; each message is a type
+  of it, selected by frame.ksy.
+doc-ref: SPEC.md §2.2
+types:
+  pool_hello:
+    doc: POOL_HELLO (0x20), agent → server; the server does not answer a valid one.
+    doc-ref: SPEC.md §5.12
+    seq:
+      - id: version
+        type: u1
+        valid:
+          min: 1
+        doc: The session's protocol version.
+      - id: agent_id
+        type: u4
+      - id: session_id
+        size: 16
+      - id: seq
+        type: u4
+        doc: Starts at 1 for each session, +1 per pool connection.
+      - id: len_proof
+        type: u1
+        valid:
+          any-of: [32, 64]
+        doc: 32 for method token, 64 for ed25519 (SPEC.md §6.3).
+      - id: proof
+        size: len_proof
+  open:
+    doc: OPEN (0x21), server → agent.
+    doc-ref: SPEC.md §5.13
+    seq:
+      - id: stream_id
+        type: u4
+      - id: client_id
+        type: u4
+      - id: len_client
+        type: u1
+        valid:
+          min: 1
+          max: 64
+      - id: client
+        type: str
+        size: len_client
+        doc: Client name, for the agent's per-client allowlist.
+      - id: target
+        type: addr
+  open_result:
+    doc: OPEN_RESULT (0x22), agent → server; status 0 starts the raw-bytes phase.
+    doc-ref: SPEC.md §5.14
+    seq:
+      - id: stream_id
+        type: u4
+      - id: status
+        type: u1
+        enum: registries::status
+      - id: bound
+        type: addr
+        doc: The agent's local address; IPv4 0.0.0.0:0 when not connected.

@@ -1,0 +1,105 @@
+meta:
+  id: registries
+  title: burrow v1 registries (error codes, stream status codes, authentication methods)
+  license: MIT
+  ks-version: "0.11"
+  endian: be
+doc: |
+  Shared enums of the burrow v1 protocol. This type has no fields; other
+  specs import it and refer to its enums as `registries::error_code`,
+  `registries::status` and `registries::auth_method`. Message types
+  (SPEC.md §9.1) are the `msg_type` enum of frame.ksy; rule kinds (§9.5) are
+  in control.ksy. Values not listed are reserved: receivers keep them as
+  plain numbers and do not reject them at the framing layer.
+doc-ref: SPEC.md §9
+enums:
+  error_code:
+    1:
+      id: protocol_error
+      doc: any other violation of SPEC.md
+    2:
+      id: bad_magic
+      doc: frame did not start with `BRRW`
+    3:
+      id: unsupported_frame_version
+      doc: framing version not 1
+    4:
+      id: frame_too_large
+      doc: payload length over MAX_PAYLOAD
+    5:
+      id: unknown_type
+      doc: unknown message type 0x00-0x7F
+    6:
+      id: unexpected_message
+      doc: message not allowed in this state
+    7:
+      id: invalid_message
+      doc: payload does not parse, or a field is out of range
+    8:
+      id: unsupported_version
+      doc: no common protocol version
+    9:
+      id: auth_failed
+      doc: unknown name or wrong proof
+    10:
+      id: auth_method_unsupported
+      doc: method not configured for this name
+    11:
+      id: session_unknown
+      doc: POOL_HELLO names no live session
+    12:
+      id: replayed
+      doc: POOL_HELLO seq already used
+    13:
+      id: replaced
+      doc: a newer session for the same agent took over
+    14:
+      id: heartbeat_timeout
+      doc: peer silent for heartbeat_timeout_ms
+    15:
+      id: handshake_timeout
+      doc: handshake not finished in time
+    16:
+      id: limit_exceeded
+      doc: a configured limit was hit
+    17:
+      id: shutdown
+      doc: the peer is shutting down
+    18:
+      id: internal_error
+      doc: unexpected failure in the sender
+  status:
+    0x00:
+      id: succeeded
+      doc: target connected
+    0x01:
+      id: general_failure
+      doc: any other failure
+    0x02:
+      id: not_allowed
+      doc: target outside the agent's allowlist or the policy
+    0x03:
+      id: network_unreachable
+      doc: no route to the target's network
+    0x04:
+      id: host_unreachable
+      doc: name does not resolve, host unreachable, agent offline
+    0x05:
+      id: connection_refused
+      doc: target refused the connection
+    0x06:
+      id: ttl_expired
+      doc: connecting to the target timed out
+    0x07:
+      id: command_not_supported
+      doc: (SOCKS5 front only)
+    0x08:
+      id: address_type_not_supported
+      doc: unknown atyp
+  auth_method:
+    1:
+      id: token
+      doc: HMAC-SHA256 over the transcript, 32-byte proof
+    2:
+      id: ed25519
+      doc: Ed25519 signature over the transcript, 64-byte proof

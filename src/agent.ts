@@ -1,0 +1,331 @@
+/**
+ * The agent (SPEC.md §2.1, §2.2): keeps a control connection to the server,
+ * opens pool connections when asked, and on OPEN checks its own allowlist,
+ * dials the target and relays. Reconnects with backoff after any loss.
+ *
+ * @module
+ */
+import { fmt, targetText } from "./addr.ts";
+import { type Credential, poolTranscript, transcript } from "./auth.ts";
+import { ProtocolError } from "./errors.ts";
+import { ipKind } from "./ip.ts";
+import type { Logger } from "./log.ts";
+import { type MessageOf, type Rule, Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
+import { type Addr, type Conn, type Net, NetError } from "./net.ts";
+import { matchRule, rulesFor } from "./policy.ts";
+import { relay } from "./relay.ts";
+import { deadline, sleep, TimeoutError } from "./time.ts";
+import { PeerError, Wire } from "./wire.ts";
+
+export interface AgentOptions {
+  server: Addr;
+  name: string;
+  credential: Credential;
+  /** What this agent opens (SPEC.md §5.7), announced and enforced. */
+  rules: Rule[];
+  /** Dial timeout for the server and for targets. Default 10 s. */
+  dialTimeoutMs?: number;
+  /** Reconnect backoff: first delay and cap. Defaults 500 ms and 30 s. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  software?: string;
+}
+
+export interface SessionInfo {
+  agentId: number;
+  sessionId: Uint8Array;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+}
+
+const NO_ADDR: Target = { type: "ipv4", host: "0.0.0.0", port: 0 };
+
+/** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
+export function statusOf(e: unknown): number {
+  if (e instanceof TimeoutError) return Status.ttl_expired;
+  if (!(e instanceof NetError)) return Status.general_failure;
+  switch (e.code) {
+    case "ECONNREFUSED":
+      return Status.connection_refused;
+    case "ENOTFOUND":
+    case "EHOSTUNREACH":
+      return Status.host_unreachable;
+    case "ENETUNREACH":
+      return Status.network_unreachable;
+    case "ETIMEDOUT":
+      return Status.ttl_expired;
+    default:
+      return Status.general_failure;
+  }
+}
+
+export class Agent {
+  readonly #stop = new AbortController();
+  #running: Promise<void> | undefined;
+  #control: Conn | undefined;
+  readonly #pool = new Set<Conn>();
+  #session: SessionInfo | undefined;
+  #seq = 0;
+  #nonce: Uint8Array = new Uint8Array(0);
+  #version = 1;
+  #sessionWaiters: Array<(s: SessionInfo) => void> = [];
+  /** Sessions established so far (for tests and logs). */
+  sessions = 0;
+
+  constructor(readonly net: Net, readonly opts: AgentOptions, readonly log: Logger) {}
+
+  get session(): SessionInfo | undefined {
+    return this.#session;
+  }
+
+  /** Idle or busy pool connections currently open. */
+  get poolSize(): number {
+    return this.#pool.size;
+  }
+
+  /** Resolves at the next established session (or the current one). */
+  connected(): Promise<SessionInfo> {
+    if (this.#session) return Promise.resolve(this.#session);
+    return new Promise((r) => this.#sessionWaiters.push(r));
+  }
+
+  /** Run until stop(): connect, serve, reconnect with backoff. */
+  start(): void {
+    this.#running ??= this.#loop();
+  }
+
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    this.#control?.close();
+    for (const c of this.#pool) c.close();
+    await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    const base = this.opts.backoffBaseMs ?? 500;
+    const max = this.opts.backoffMaxMs ?? 30_000;
+    let attempt = 0;
+    while (!this.#stop.signal.aborted) {
+      const t0 = Date.now();
+      try {
+        await this.#run();
+      } catch (e) {
+        if (this.#stop.signal.aborted) break;
+        const fields = { server: fmt(this.opts.server), error: e instanceof Error ? e.message : String(e) };
+        if (e instanceof PeerError && e.code === 9) this.log.error("server refused our credentials", fields);
+        else this.log.warn("session failed", fields);
+      } finally {
+        this.#session = undefined;
+        this.#control = undefined;
+      }
+      if (this.#stop.signal.aborted) break;
+      if (Date.now() - t0 > 60_000) attempt = 0;
+      const delay = Math.random() * Math.min(max, base * 2 ** attempt);
+      attempt = Math.min(attempt + 1, 30);
+      this.log.info("reconnecting", { in_ms: Math.round(delay) });
+      await sleep(delay, this.#stop.signal);
+    }
+  }
+
+  async #dialServer(): Promise<Conn> {
+    const c = await this.net.dial({ ...this.opts.server, timeoutMs: this.opts.dialTimeoutMs ?? 10_000 });
+    if (this.#stop.signal.aborted) {
+      c.close();
+      throw new NetError("ECLOSED", "agent stopping");
+    }
+    return c;
+  }
+
+  async #run(): Promise<void> {
+    const { name, credential } = this.opts;
+    const conn = await this.#dialServer();
+    this.#control = conn;
+    const wire = new Wire(conn);
+    try {
+      const welcome = await deadline(
+        (async () => {
+          await wire.send({
+            type: "AGENT_HELLO",
+            minVersion: VERSION_MIN,
+            maxVersion: VERSION_MAX,
+            authMethod: credential.method,
+            name,
+            software: this.opts.software ?? `burrow/0.1.0 ${this.net.runtime}`,
+          });
+          const ch = await wire.expect("CHALLENGE");
+          this.#version = ch.version;
+          this.#nonce = ch.nonce;
+          await wire.send({ type: "AUTH", proof: await credential.prove(transcript("agent", ch.version, ch.nonce, name)) });
+          return await wire.expect("WELCOME");
+        })(),
+        this.opts.dialTimeoutMs ?? 10_000,
+        "handshake",
+        () => conn.close(),
+      );
+      await wire.send({ type: "ANNOUNCE", rules: this.opts.rules });
+      this.#seq = 0;
+      this.#session = {
+        agentId: welcome.agentId,
+        sessionId: welcome.sessionId,
+        heartbeatIntervalMs: welcome.heartbeatIntervalMs,
+        heartbeatTimeoutMs: welcome.heartbeatTimeoutMs,
+      };
+      this.sessions++;
+      this.log.info("connected", { server: fmt(this.opts.server), agent_id: welcome.agentId, rules: this.opts.rules.length });
+      for (const w of this.#sessionWaiters.splice(0)) w(this.#session);
+      await this.#serve(wire, welcome);
+    } finally {
+      conn.close();
+    }
+  }
+
+  async #serve(wire: Wire, welcome: MessageOf<"WELCOME">): Promise<void> {
+    let lastRx = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastRx > welcome.heartbeatTimeoutMs) {
+        this.log.warn("server silent, reconnecting", { silent_ms: Date.now() - lastRx });
+        wire.conn.close();
+      }
+    }, Math.max(100, Math.min(welcome.heartbeatIntervalMs, welcome.heartbeatTimeoutMs / 3)));
+    try {
+      for (;;) {
+        const msg = await wire.recv();
+        if (msg === null) throw new NetError("ECONNRESET", "server closed the control connection");
+        lastRx = Date.now();
+        switch (msg.type) {
+          case "POOL_REQUEST": {
+            const opened = await this.#openPool(msg.count, welcome);
+            await wire.send({ type: "POOL_CONFIRM", requestId: msg.requestId, count: opened });
+            break;
+          }
+          case "PING":
+            await wire.send({ type: "PONG", data: msg.data });
+            break;
+          case "PONG":
+            break;
+          case "GOAWAY":
+            throw new PeerError(msg.code, msg.message);
+          case "ERROR":
+            throw new PeerError(msg.code, msg.message);
+          default:
+            throw new ProtocolError("unexpected_message", `${msg.type} is not allowed on a control connection`);
+        }
+      }
+    } catch (e) {
+      if (e instanceof ProtocolError) await wire.fail(e.code, e.message);
+      throw e;
+    } finally {
+      clearInterval(watchdog);
+    }
+  }
+
+  /** Open `count` pool connections concurrently; resolves with how many said hello. */
+  async #openPool(count: number, welcome: MessageOf<"WELCOME">): Promise<number> {
+    const results = await Promise.all(Array.from({ length: count }, () => this.#poolConn(welcome)));
+    return results.filter(Boolean).length;
+  }
+
+  async #poolConn(welcome: MessageOf<"WELCOME">): Promise<boolean> {
+    let conn: Conn;
+    try {
+      conn = await this.#dialServer();
+    } catch (e) {
+      this.log.warn("pool connection failed", { error: (e as Error).message });
+      return false;
+    }
+    this.#pool.add(conn);
+    conn.closed.then(() => this.#pool.delete(conn));
+    const wire = new Wire(conn);
+    const seq = ++this.#seq;
+    try {
+      const proof = await this.opts.credential.prove(poolTranscript(welcome.agentId, welcome.sessionId, seq, this.#nonce));
+      await wire.send({
+        type: "POOL_HELLO",
+        version: this.#version,
+        agentId: welcome.agentId,
+        sessionId: welcome.sessionId,
+        seq,
+        proof,
+      });
+    } catch (e) {
+      conn.close();
+      return false;
+    }
+    this.#awaitOpen(wire).catch((e) => {
+      this.log.error("pool connection handler failed", { error: String(e) });
+      conn.close();
+    });
+    return true;
+  }
+
+  async #awaitOpen(wire: Wire): Promise<void> {
+    let open: MessageOf<"OPEN">;
+    try {
+      const msg = await wire.recv();
+      if (msg === null) return wire.conn.close(); // the server shrank its pool
+      if (msg.type === "ERROR") {
+        this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });
+        return wire.conn.close();
+      }
+      if (msg.type !== "OPEN") throw new ProtocolError("unexpected_message", `expected OPEN, got ${msg.type}`);
+      open = msg;
+    } catch (e) {
+      if (e instanceof ProtocolError) {
+        this.log.warn("protocol error on pool connection", { code: e.code, error: e.message });
+        return wire.fail(e.code, e.message);
+      }
+      return wire.conn.close();
+    }
+    const log = this.log.with({ stream: open.streamId, client: open.client, target: targetText(open.target) });
+    const result = await this.#dialTarget(open);
+    if (!("conn" in result)) {
+      log.warn("stream refused", { status: result.status, reason: result.reason });
+      await wire.send({ type: "OPEN_RESULT", streamId: open.streamId, status: result.status, bound: NO_ADDR }).catch(() => {});
+      return wire.conn.close();
+    }
+    const target = result.conn;
+    const local = target.local;
+    const kind = ipKind(local.host);
+    const bound: Target = kind ? { type: kind, host: local.host, port: local.port } : NO_ADDR;
+    try {
+      await wire.send({ type: "OPEN_RESULT", streamId: open.streamId, status: 0, bound });
+    } catch {
+      target.close();
+      return wire.conn.close();
+    }
+    log.debug("stream open");
+    await relay(wire.conn, target, wire.rest());
+  }
+
+  /** Check the allowlist (never trusting the server), resolve, dial. */
+  async #dialTarget(open: MessageOf<"OPEN">): Promise<{ conn: Conn } | { status: number; reason: string }> {
+    const rules = rulesFor(this.opts.rules, open.client);
+    const t = open.target;
+    const timeoutMs = this.opts.dialTimeoutMs ?? 10_000;
+    let hosts: string[];
+    if (rules.some((r) => matchRule(r, t, "never"))) {
+      hosts = [t.host];
+    } else if (t.type === "domain" && rules.some((r) => r.kind !== "host" && matchRule(r, t, "defer"))) {
+      // Only CIDR rules can allow this name: resolve, and dial only addresses inside.
+      let ips: string[];
+      try {
+        ips = await this.net.lookup(t.host);
+      } catch (e) {
+        return { status: statusOf(e), reason: `cannot resolve ${t.host}` };
+      }
+      hosts = ips.filter((ip) => rules.some((r) => matchRule(r, t, [ip])));
+      if (hosts.length === 0) return { status: Status.not_allowed, reason: "resolved addresses outside the allowlist" };
+    } else {
+      return { status: Status.not_allowed, reason: "target outside the agent's allowlist" };
+    }
+    let last: unknown;
+    for (const host of hosts.slice(0, 4)) {
+      try {
+        return { conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
+      } catch (e) {
+        last = e;
+      }
+    }
+    return { status: statusOf(last), reason: last instanceof Error ? last.message : "dial failed" };
+  }
+}

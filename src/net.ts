@@ -1,0 +1,92 @@
+/**
+ * The few things the core needs from a runtime: dial, listen, a byte
+ * connection. src/ and generated/ never touch `node:*`, `Deno` or `Bun`;
+ * runtimes/<name>/net.ts implements this interface for each runtime.
+ *
+ * @module
+ */
+
+/** A socket address. `host` is an IP literal (no brackets for IPv6). */
+export interface Addr {
+  host: string;
+  port: number;
+}
+
+/** A bidirectional byte stream (TCP, later TLS). */
+export interface Conn {
+  readonly local: Addr;
+  readonly remote: Addr;
+  /**
+   * Next chunk of bytes, or `null` once the peer has ended its send side.
+   * Only one read may be pending at a time. Rejects with {@link NetError}
+   * when the connection fails. The returned buffer belongs to the caller.
+   */
+  read(): Promise<Uint8Array | null>;
+  /**
+   * Queue bytes for sending. Resolves once the runtime has accepted them and
+   * its buffer is below the high-water mark, so `await write()` in a loop
+   * never buffers unboundedly. Rejects with {@link NetError} after close.
+   * The caller must not modify `chunk` afterwards.
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Half-close: send FIN after queued bytes; reading continues. */
+  end(): Promise<void>;
+  /** Close both directions now, discarding queued bytes. Idempotent. */
+  close(): void;
+  /** Resolves once the connection is fully closed (never rejects). */
+  readonly closed: Promise<void>;
+  /** Disable Nagle's algorithm (default on for every adapter: true). */
+  setNoDelay(on: boolean): void;
+}
+
+/** A listening socket. */
+export interface Listener extends AsyncIterable<Conn> {
+  readonly addr: Addr;
+  /** Next accepted connection, or `null` once the listener is closed. */
+  accept(): Promise<Conn | null>;
+  close(): void;
+}
+
+export interface DialOptions {
+  host: string;
+  port: number;
+  /** Abort the connect attempt after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port; see {@link Listener.addr}. */
+  port: number;
+}
+
+/** What a runtime adapter provides. */
+export interface Net {
+  /** Runtime name, for logs: "node", "deno" or "bun". */
+  readonly runtime: string;
+  dial(opts: DialOptions): Promise<Conn>;
+  listen(opts: ListenOptions): Promise<Listener>;
+  /** Resolve a host name to IP literals (IPv4 and IPv6). */
+  lookup(host: string): Promise<string[]>;
+}
+
+/** Stable codes of {@link NetError}. */
+export type NetErrorCode =
+  | "ECONNREFUSED"
+  | "EHOSTUNREACH"
+  | "ENETUNREACH"
+  | "ENOTFOUND"
+  | "ETIMEDOUT"
+  | "ECONNRESET"
+  | "EPIPE"
+  | "EADDRINUSE"
+  | "ECLOSED"
+  | "EOTHER";
+
+/** A network failure, with a stable code whatever the runtime said. */
+export class NetError extends Error {
+  override name = "NetError";
+  constructor(readonly code: NetErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

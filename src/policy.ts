@@ -1,0 +1,136 @@
+/**
+ * Target rules (SPEC.md §7): parsing the text form used in config files and
+ * flags, and matching targets against them.
+ *
+ * Text form: `HOST[:PORTS]`, optionally prefixed by `CLIENT=` (agent side,
+ * rule for one client only).
+ *   HOST  = `*` | `*.suffix` | `name` | `1.2.3.4` | `10.0.0.0/8` | `[fd00::1]` | `[fd00::/8]`
+ *   PORTS = `*` | `80` | `8000-8100` | `80,443,8000-8100`  (default `*`)
+ *
+ * @module
+ */
+import { inCidr, ipKind } from "./ip.ts";
+import type { Rule, Target } from "./messages.ts";
+
+export class RuleError extends Error {
+  override name = "RuleError";
+}
+
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const HOST = /^(\*|(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/;
+
+function parsePorts(text: string, rule: string): Array<[number, number]> {
+  if (text === "*" || text === "") return [[0, 65535]];
+  return text.split(",").map((part) => {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim());
+    const lo = m ? Number(m[1]) : NaN;
+    const hi = m ? Number(m[2] ?? m[1]) : NaN;
+    if (!m || lo > 65535 || hi > 65535 || lo > hi) {
+      throw new RuleError(`Cannot parse rule "${rule}": bad port range "${part}"`);
+    }
+    return [lo, hi];
+  });
+}
+
+/** Parse one rule text into wire rules (one per port range). */
+export function parseRule(text: string, defaultClient = ""): Rule[] {
+  let client = defaultClient;
+  let rest = text.trim();
+  const eq = rest.indexOf("=");
+  if (eq >= 0) {
+    client = rest.slice(0, eq);
+    rest = rest.slice(eq + 1);
+    if (!NAME.test(client)) throw new RuleError(`Cannot parse rule "${text}": bad client name "${client}"`);
+  }
+  let host: string;
+  let ports = "*";
+  if (rest.startsWith("[")) {
+    const close = rest.indexOf("]");
+    if (close < 0) throw new RuleError(`Cannot parse rule "${text}": missing "]"`);
+    host = rest.slice(1, close);
+    const after = rest.slice(close + 1);
+    if (after !== "" && !after.startsWith(":")) throw new RuleError(`Cannot parse rule "${text}": expected ":" after "]"`);
+    ports = after.slice(1) || "*";
+  } else {
+    const colon = rest.lastIndexOf(":");
+    host = colon >= 0 ? rest.slice(0, colon) : rest;
+    if (colon >= 0) ports = rest.slice(colon + 1);
+  }
+  if (host === "") throw new RuleError(`Cannot parse rule "${text}": empty host`);
+  const ranges = parsePorts(ports, text);
+  const slash = host.indexOf("/");
+  const base = slash >= 0 ? host.slice(0, slash) : host;
+  const kind = ipKind(base);
+  let shape: { kind: "host"; pattern: string } | { kind: "cidr4" | "cidr6"; addr: string; prefix: number };
+  if (kind) {
+    const max = kind === "ipv4" ? 32 : 128;
+    const prefix = slash >= 0 ? Number(host.slice(slash + 1)) : max;
+    if (!/^\d{1,3}$/.test(slash >= 0 ? host.slice(slash + 1) : "0") || prefix > max) {
+      throw new RuleError(`Cannot parse rule "${text}": bad prefix length`);
+    }
+    shape = { kind: kind === "ipv4" ? "cidr4" : "cidr6", addr: base, prefix };
+  } else {
+    if (slash >= 0 || host.length > 255 || !HOST.test(host)) {
+      throw new RuleError(`Cannot parse rule "${text}": "${host}" is not a host pattern, IP address or CIDR`);
+    }
+    shape = { kind: "host", pattern: host.toLowerCase() };
+  }
+  return ranges.map(([portMin, portMax]) => ({ client, portMin, portMax, ...shape }) as Rule);
+}
+
+/** Text form of a rule, as parseRule reads it. */
+export function formatRule(r: Rule): string {
+  const ports = r.portMin === 0 && r.portMax === 65535
+    ? "*"
+    : r.portMin === r.portMax
+    ? `${r.portMin}`
+    : `${r.portMin}-${r.portMax}`;
+  const host = r.kind === "host"
+    ? r.pattern
+    : r.kind === "cidr4"
+    ? `${r.addr}/${r.prefix}`
+    : `[${r.addr}/${r.prefix}]`;
+  return `${r.client ? `${r.client}=` : ""}${host}:${ports}`;
+}
+
+function hostMatches(pattern: string, host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, "");
+  if (pattern === "*") return true;
+  if (pattern.startsWith("*.")) return h.endsWith(pattern.slice(1));
+  return h === pattern.replace(/\.$/, "");
+}
+
+/**
+ * How a rule treats a domain target under a CIDR rule:
+ * - "never": it does not match (the server's grants: it cannot resolve names);
+ * - "defer": it matches, the agent checks resolved addresses (announcements);
+ * - a list of resolved addresses: it matches if one of them is inside.
+ */
+export type DomainMode = "never" | "defer" | string[];
+
+/** Does `target` match rule `r` (ignoring the rule's client)? */
+export function matchRule(r: Rule, target: Target, domains: DomainMode = "never"): boolean {
+  if (target.port < r.portMin || target.port > r.portMax) return false;
+  if (r.kind === "host") return hostMatches(r.pattern, target.host);
+  if (target.type === "domain") {
+    if (domains === "never") return false;
+    if (domains === "defer") return true;
+    return domains.some((ip) => inCidr(ip, r.addr, r.prefix));
+  }
+  return inCidr(target.host, r.addr, r.prefix);
+}
+
+/** Rules that apply to `client` (its own and those for every client). */
+export function rulesFor(rules: readonly Rule[], client: string): Rule[] {
+  return rules.filter((r) => r.client === "" || r.client === client);
+}
+
+/** Is `target` allowed for `client` by any of `rules`? */
+export function allowed(
+  rules: readonly Rule[],
+  client: string,
+  target: Target,
+  domains: DomainMode = "never",
+): boolean {
+  return rules.some((r) => (r.client === "" || r.client === client) && matchRule(r, target, domains));
+}

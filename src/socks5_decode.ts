@@ -1,0 +1,260 @@
+/**
+ * Incremental parsers for the SOCKS5 subset of SPEC.md §8 (RFC 1928,
+ * RFC 1929), both directions, on top of the parsers that scripts/gen.ts
+ * generates from spec/socks5_*.ksy. Encoders are in socks5_encode.ts.
+ *
+ * Each `parseX(buf)` looks at the start of `buf` and returns
+ * `{ value, size }` once a whole message is there (`size` bytes of it; the
+ * rest belongs to what follows), or `null` when more bytes are needed. The
+ * needed length is worked out from the bytes seen so far before the generated
+ * parser runs, checking the version byte first, so garbage fails on its first
+ * byte instead of waiting for more input.
+ *
+ * They throw only {@link SocksError}: `bad_version` (wrong `ver`),
+ * `no_methods` (a greeting with zero methods), `bad_address_type` (unknown
+ * `atyp`) and `invalid_message` (anything else malformed, e.g. an empty user
+ * name or a non-zero reserved byte).
+ *
+ * @module
+ */
+import { Socks5Greeting } from "../generated/Socks5Greeting.js";
+import { Socks5MethodSelection } from "../generated/Socks5MethodSelection.js";
+import { Socks5Reply } from "../generated/Socks5Reply.js";
+import { Socks5Request } from "../generated/Socks5Request.js";
+import { Socks5UserpassReply } from "../generated/Socks5UserpassReply.js";
+import { Socks5UserpassRequest } from "../generated/Socks5UserpassRequest.js";
+import { addrTarget, describeError, kaitaiStream, withUtf8Decoder } from "./decode.ts";
+import { SocksError } from "./errors.ts";
+import type { Target } from "./messages.ts";
+
+/** RFC 1928 greeting (client → server). */
+export interface Greeting {
+  /** Offered methods, in order; at least one. 0x02 is user/password. */
+  methods: number[];
+}
+
+/** RFC 1928 method selection (server → client). */
+export interface MethodSelection {
+  /** The chosen method; 0xFF = no acceptable method. */
+  method: number;
+}
+
+/** RFC 1929 user/password request (client → server). */
+export interface UserpassRequest {
+  /** `client` or `client@agent` (SPEC.md §7.1). */
+  username: string;
+  /** The client's token. */
+  password: string;
+}
+
+/** RFC 1929 user/password reply (server → client). */
+export interface UserpassReply {
+  /** 0 = success; anything else is a failure. */
+  status: number;
+}
+
+/** RFC 1928 request (client → server). */
+export interface Request {
+  /** 1 = CONNECT, 2 = BIND, 3 = UDP ASSOCIATE. */
+  command: number;
+  target: Target;
+}
+
+/** RFC 1928 reply (server → client). */
+export interface Reply {
+  /** A SPEC.md §9.3 status code. */
+  reply: number;
+  bound: Target;
+}
+
+/** What every parser returns: a whole message and its size, or `null` for "need more bytes". */
+export type Parsed<T> = { value: T; size: number } | null;
+
+const SOCKS_VERSION = 5;
+const USERPASS_VERSION = 1;
+const ATYP_IPV4 = 1;
+const ATYP_DOMAIN = 3;
+const ATYP_IPV6 = 4;
+
+/**
+ * RFC 1929 allows any octets in a user name or password: decode as UTF-8 but
+ * never fail (invalid bytes become U+FFFD, which matches no configured name
+ * or token) and keep a leading BOM rather than silently dropping it.
+ */
+const LENIENT_UTF8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+function checkVersion(what: string, buf: Uint8Array, want: number): void {
+  const ver = buf[0];
+  if (ver !== undefined && ver !== want) {
+    throw new SocksError(
+      "bad_version",
+      `Cannot parse SOCKS5 ${what}: version ${ver} is not ${want}`,
+    );
+  }
+}
+
+/** Runs a generated parser over exactly `size` bytes and converts its result. */
+function run<P, T>(
+  what: string,
+  buf: Uint8Array,
+  size: number,
+  parse: (bytes: Uint8Array) => P,
+  convert: (parsed: P) => T,
+): Parsed<T> {
+  let value: T;
+  try {
+    value = withUtf8Decoder(LENIENT_UTF8, () => convert(parse(buf.subarray(0, size))));
+  } catch (err) {
+    if (err instanceof SocksError) throw err;
+    throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: ${describeError(err)}`, {
+      cause: err,
+    });
+  }
+  return { value, size };
+}
+
+/**
+ * Size of the address (SPEC.md §5.1) that starts at `buf[at]`, or `null`
+ * when more bytes are needed to know it.
+ */
+function addrSize(what: string, buf: Uint8Array, at: number): number | null {
+  const atyp = buf[at];
+  if (atyp === undefined) return null;
+  switch (atyp) {
+    case ATYP_IPV4:
+      return 1 + 4 + 2;
+    case ATYP_IPV6:
+      return 1 + 16 + 2;
+    case ATYP_DOMAIN: {
+      const len = buf[at + 1];
+      if (len === undefined) return null;
+      if (len === 0) {
+        throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: empty domain name`);
+      }
+      return 1 + 1 + len + 2;
+    }
+    default:
+      throw new SocksError(
+        "bad_address_type",
+        `Cannot parse SOCKS5 ${what}: unknown address type ${atyp}`,
+      );
+  }
+}
+
+/** `ver rep/cmd rsv addr`: the common layout of request and reply. */
+function requestSize(what: string, buf: Uint8Array): number | null {
+  checkVersion(what, buf, SOCKS_VERSION);
+  const rsv = buf[2];
+  if (rsv === undefined) return null;
+  if (rsv !== 0) {
+    throw new SocksError(
+      "invalid_message",
+      `Cannot parse SOCKS5 ${what}: reserved byte is ${rsv}, not 0`,
+    );
+  }
+  const a = addrSize(what, buf, 3);
+  if (a === null) return null;
+  const size = 3 + a;
+  return buf.length >= size ? size : null;
+}
+
+/** RFC 1928 §3 greeting: `05 nmethods methods...`. */
+export function parseGreeting(buf: Uint8Array): Parsed<Greeting> {
+  const what = "greeting";
+  checkVersion(what, buf, SOCKS_VERSION);
+  const n = buf[1];
+  if (n === undefined) return null;
+  if (n === 0) {
+    throw new SocksError("no_methods", `Cannot parse SOCKS5 ${what}: no methods offered`);
+  }
+  const size = 2 + n;
+  if (buf.length < size) return null;
+  return run(
+    what,
+    buf,
+    size,
+    (b) => new Socks5Greeting(kaitaiStream(b)),
+    (p) => ({ methods: [...p.methods] }),
+  );
+}
+
+/** RFC 1928 §3 method selection: `05 method`. */
+export function parseMethodSelection(buf: Uint8Array): Parsed<MethodSelection> {
+  const what = "method selection";
+  checkVersion(what, buf, SOCKS_VERSION);
+  if (buf.length < 2) return null;
+  return run(
+    what,
+    buf,
+    2,
+    (b) => new Socks5MethodSelection(kaitaiStream(b)),
+    (p) => ({ method: p.method }),
+  );
+}
+
+/** RFC 1929 §2 request: `01 ulen uname plen passwd`. */
+export function parseUserpassRequest(buf: Uint8Array): Parsed<UserpassRequest> {
+  const what = "user/password request";
+  checkVersion(what, buf, USERPASS_VERSION);
+  const ulen = buf[1];
+  if (ulen === undefined) return null;
+  if (ulen === 0) {
+    throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: empty user name`);
+  }
+  const plen = buf[2 + ulen];
+  if (plen === undefined) return null;
+  if (plen === 0) {
+    throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: empty password`);
+  }
+  const size = 3 + ulen + plen;
+  if (buf.length < size) return null;
+  return run(
+    what,
+    buf,
+    size,
+    (b) => new Socks5UserpassRequest(kaitaiStream(b)),
+    (p) => ({ username: p.uname, password: p.passwd }),
+  );
+}
+
+/** RFC 1929 §2 reply: `01 status`. */
+export function parseUserpassReply(buf: Uint8Array): Parsed<UserpassReply> {
+  const what = "user/password reply";
+  checkVersion(what, buf, USERPASS_VERSION);
+  if (buf.length < 2) return null;
+  return run(
+    what,
+    buf,
+    2,
+    (b) => new Socks5UserpassReply(kaitaiStream(b)),
+    (p) => ({ status: p.status }),
+  );
+}
+
+/** RFC 1928 §4 request: `05 cmd 00 addr`. */
+export function parseRequest(buf: Uint8Array): Parsed<Request> {
+  const what = "request";
+  const size = requestSize(what, buf);
+  if (size === null) return null;
+  return run(
+    what,
+    buf,
+    size,
+    (b) => new Socks5Request(kaitaiStream(b)),
+    (p) => ({ command: p.command, target: addrTarget(p.target) }),
+  );
+}
+
+/** RFC 1928 §6 reply: `05 rep 00 addr`. */
+export function parseReply(buf: Uint8Array): Parsed<Reply> {
+  const what = "reply";
+  const size = requestSize(what, buf);
+  if (size === null) return null;
+  return run(
+    what,
+    buf,
+    size,
+    (b) => new Socks5Reply(kaitaiStream(b)),
+    (p) => ({ reply: p.reply, bound: addrTarget(p.bound) }),
+  );
+}

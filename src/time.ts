@@ -1,0 +1,46 @@
+/**
+ * Small timer helpers on web-standard setTimeout. Every timer they create is
+ * cleared when the work it guards settles, so nothing keeps a process alive.
+ *
+ * @module
+ */
+
+export class TimeoutError extends Error {
+  override name = "TimeoutError";
+}
+
+/** `p`, or a TimeoutError after `ms` (and `onTimeout()` is called). */
+export function deadline<T>(p: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new TimeoutError(`${what} timed out after ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Parse `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds. */
+export function parseDuration(text: string | number): number {
+  if (typeof text === "number") return text;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!m) throw new TypeError(`Cannot parse duration "${text}": expected e.g. 500ms, 10s, 2m`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? "ms";
+  return Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000));
+}

@@ -1,0 +1,93 @@
+/**
+ * A connection in its framed phase (SPEC.md §3): typed messages in and out,
+ * then `rest()` hands over the bytes already read when the connection turns
+ * into a raw pipe.
+ *
+ * @module
+ */
+import { decode } from "./decode.ts";
+import { encode } from "./encode.ts";
+import { ProtocolError } from "./errors.ts";
+import { Framer } from "./framer.ts";
+import { ErrorCode, type ErrorCodeName, type Message, type MessageOf, type MsgTypeName } from "./messages.ts";
+import type { Conn } from "./net.ts";
+import { deadline } from "./time.ts";
+
+const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
+
+/** The name of an ERROR/GOAWAY code, or `code_N` for one we do not know. */
+export function errorName(code: number): string {
+  return codeNames.get(code) ?? `code_${code}`;
+}
+
+/** The peer sent ERROR (SPEC.md §5.6). */
+export class PeerError extends Error {
+  override name = "PeerError";
+  constructor(readonly code: number, readonly peerMessage: string) {
+    super(`peer error ${errorName(code)}: ${peerMessage}`);
+  }
+}
+
+export class Wire {
+  readonly #framer = new Framer();
+  constructor(readonly conn: Conn) {}
+
+  /**
+   * The next message, or null at a clean EOF between frames. Throws
+   * ProtocolError for a malformed or truncated frame and NetError when the
+   * connection fails. Extension frames (0x80–0xFF) are skipped.
+   */
+  async recv(): Promise<Message | null> {
+    for (;;) {
+      const frame = this.#framer.next();
+      if (frame) {
+        const msg = decode(frame);
+        if (msg) return msg;
+        continue;
+      }
+      const chunk = await this.conn.read();
+      if (chunk === null) {
+        const left = this.#framer.rest().length;
+        if (left > 0) throw new ProtocolError("protocol_error", `Cannot parse frame: truncated after ${left} bytes`);
+        return null;
+      }
+      this.#framer.push(chunk);
+    }
+  }
+
+  /**
+   * The next message, which must be one of `types`. ERROR from the peer
+   * throws PeerError; EOF throws ProtocolError; anything else throws
+   * ProtocolError `unexpected_message`.
+   */
+  async expect<T extends MsgTypeName>(...types: T[]): Promise<MessageOf<T>> {
+    const msg = await this.recv();
+    if (msg === null) throw new ProtocolError("protocol_error", `Connection closed while waiting for ${types.join(" or ")}`);
+    if ((types as string[]).includes(msg.type)) return msg as MessageOf<T>;
+    if (msg.type === "ERROR") throw new PeerError(msg.code, msg.message);
+    throw new ProtocolError("unexpected_message", `Expected ${types.join(" or ")}, got ${msg.type}`);
+  }
+
+  send(msg: Message): Promise<void> {
+    return this.conn.write(encode(msg));
+  }
+
+  /** Send ERROR (best effort) and close. */
+  async fail(code: ErrorCodeName, message: string): Promise<void> {
+    try {
+      await deadline(
+        this.send({ type: "ERROR", code: ErrorCode[code], message: message.slice(0, 1024) }),
+        1000,
+        "sending ERROR",
+      );
+    } catch {
+      // the peer is gone; closing is all that is left
+    }
+    this.conn.close();
+  }
+
+  /** Bytes received after the last returned frame (the raw phase's first bytes). */
+  rest(): Uint8Array {
+    return this.#framer.rest();
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * Shared pieces of the end-to-end tests: the running runtime's adapter, a
+ * SOCKS5 client, targets, an in-process server + agent, and child processes.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { Agent, type AgentOptions } from "../src/agent.ts";
+import { tokenCredential } from "../src/auth.ts";
+import { parseServerConfig } from "../src/config.ts";
+import { createLogger, type Logger } from "../src/log.ts";
+import type { Target } from "../src/messages.ts";
+import type { Addr, Conn, Listener, Net } from "../src/net.ts";
+import { parseRule } from "../src/policy.ts";
+import { Server } from "../src/server.ts";
+import { parseMethodSelection, parseReply, parseUserpassReply } from "../src/socks5_decode.ts";
+import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
+import { Reader } from "../src/reader.ts";
+
+export const runtime: "node" | "deno" | "bun" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
+
+/** The adapter of the runtime these tests run on. */
+export async function runtimeNet(): Promise<Net> {
+  // A computed specifier: each runtime type-checks only its own adapter.
+  const mod: { net: Net } = await import(`../runtimes/${runtime}/mod.ts`);
+  return mod.net;
+}
+
+/** A logger that keeps lines for assertions (and prints them when BURROW_TEST_LOG is set). */
+export function memoryLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const verbose = typeof process !== "undefined" && !!process.env.BURROW_TEST_LOG;
+  return {
+    lines,
+    log: createLogger({
+      level: "debug",
+      sink: (l) => {
+        lines.push(l);
+        if (verbose) console.error(l);
+      },
+    }),
+  };
+}
+
+export const AGENT_TOKEN = "agent-token-0123456789";
+export const ALICE_TOKEN = "alice-token-0123456789";
+export const BOB_TOKEN = "bob-token-0123456789";
+
+/** Read everything until EOF (bounded). */
+export async function readAll(conn: Conn, limit = 256 * 1024 * 1024): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const c = await conn.read();
+    if (c === null) break;
+    parts.push(c);
+    n += c.length;
+    if (n > limit) throw new Error(`readAll: more than ${limit} bytes`);
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+export interface SocksResult {
+  /** RFC 1929 status (0 = ok), or null if no auth step happened. */
+  auth: number | null;
+  /** RFC 1928 reply code, or null if the server closed before replying. */
+  reply: number | null;
+  conn: Conn;
+  rest: Uint8Array;
+}
+
+/** Our own SOCKS5 client (the `socks` npm client is used by other tests). */
+export async function socks(
+  net: Net,
+  proxy: Addr,
+  user: string,
+  pass: string,
+  target: Target,
+  cmd = 1,
+): Promise<SocksResult> {
+  const conn = await net.dial(proxy);
+  const rd = new Reader(conn);
+  try {
+    await conn.write(greeting([2]));
+    const m = await rd.parse(parseMethodSelection, "method selection");
+    if (m.method !== 2) return { auth: null, reply: null, conn, rest: rd.rest() };
+    await conn.write(userpassRequest(user, pass));
+    const a = await rd.parse(parseUserpassReply, "auth reply");
+    if (a.status !== 0) return { auth: a.status, reply: null, conn, rest: rd.rest() };
+    await conn.write(request(cmd, target));
+    const r = await rd.parse(parseReply, "reply");
+    return { auth: 0, reply: r.reply, conn, rest: rd.rest() };
+  } catch (e) {
+    if ((e as Error).name === "EofError") return { auth: null, reply: null, conn, rest: new Uint8Array(0) };
+    conn.close();
+    throw e;
+  }
+}
+
+/** A TCP echo target. `accepted` counts connections. */
+export async function echoTarget(net: Net): Promise<{ listener: Listener; addr: Addr; accepted: () => number; close(): void }> {
+  const listener = await net.listen({ host: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const conns = new Set<Conn>();
+  (async () => {
+    for await (const c of listener) {
+      accepted++;
+      conns.add(c);
+      (async () => {
+        try {
+          for (;;) {
+            const chunk = await c.read();
+            if (chunk === null) break;
+            await c.write(chunk);
+          }
+          await c.end();
+        } catch {
+          // peer went away
+        } finally {
+          c.close();
+          conns.delete(c);
+        }
+      })();
+    }
+  })();
+  return {
+    listener,
+    addr: listener.addr,
+    accepted: () => accepted,
+    close() {
+      listener.close();
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+/** A listener that must never see a connection: proves nothing was dialed. */
+export async function tripwire(net: Net): Promise<{ addr: Addr; hits: () => number; close(): void }> {
+  const listener = await net.listen({ host: "127.0.0.1", port: 0 });
+  let hits = 0;
+  (async () => {
+    for await (const c of listener) {
+      hits++;
+      c.close();
+    }
+  })();
+  return { addr: listener.addr, hits: () => hits, close: () => listener.close() };
+}
+
+export interface Tunnel {
+  net: Net;
+  server: Server;
+  agent: Agent;
+  socks: Addr;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export interface TunnelOptions {
+  /** Extra YAML merged as JSON into the server config. */
+  config?: Record<string, unknown>;
+  /** Agent allowlist rule texts. */
+  allow?: string[];
+  agent?: Partial<AgentOptions>;
+  startAgent?: boolean;
+}
+
+/** A server and an agent in this process, on 127.0.0.1 with ephemeral ports. */
+export async function tunnel(opts: TunnelOptions = {}): Promise<Tunnel> {
+  const net = await runtimeNet();
+  const { log, lines } = memoryLogger();
+  const config = parseServerConfig(
+    JSON.stringify({
+      listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "127.0.0.1:0", http: "" },
+      heartbeat: { interval: "200ms", timeout: "1s" },
+      pool: { min: 2, max: 32, wait: "2s", idle: "600ms" },
+      agents: [{ name: "office", token: AGENT_TOKEN }, { name: "lab", token: AGENT_TOKEN }],
+      clients: [{ name: "alice", token: ALICE_TOKEN }, { name: "bob", token: BOB_TOKEN }],
+      grants: [
+        { client: "alice", agent: "office", targets: ["127.0.0.1:*", "localhost:*"] },
+        { client: "bob", agents: ["office", "lab"], targets: ["127.0.0.1:1-1024"] },
+      ],
+      ...opts.config,
+    }),
+    "(test config)",
+  );
+  const server = new Server(net, config, log.with({ role: "server" }));
+  await server.start();
+  const agent = new Agent(net, {
+    server: server.addrs.agents!,
+    name: "office",
+    credential: tokenCredential(AGENT_TOKEN),
+    rules: (opts.allow ?? ["127.0.0.1:*", "localhost:*"]).flatMap((r) => parseRule(r)),
+    backoffBaseMs: 50,
+    backoffMaxMs: 500,
+    ...opts.agent,
+  }, log.with({ role: "agent" }));
+  if (opts.startAgent !== false) {
+    agent.start();
+    await agent.connected();
+  }
+  return {
+    net,
+    server,
+    agent,
+    socks: server.addrs.socks!,
+    logs: lines,
+    async close() {
+      await agent.stop();
+      await server.stop();
+    },
+  };
+}
+
+/** Poll `cond` every 20 ms until true or `ms` passed; returns its last value. */
+export async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+export const repo = new URL("..", import.meta.url).pathname;
+
+/** The command that runs burrow's CLI on `rt`. */
+export function burrowCommand(rt: "node" | "deno" | "bun"): [string, string[]] {
+  const bin = (n: string) => `${repo}node_modules/.bin/${n}`;
+  if (rt === "deno") return [bin("deno"), ["run", "-A", `${repo}runtimes/deno/main.ts`]];
+  if (rt === "bun") return [bin("bun"), ["run", `${repo}runtimes/bun/main.ts`]];
+  return [process.execPath.includes("node") ? process.execPath : "node", ["--import", "tsx", `${repo}runtimes/node/main.ts`]];
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves when a line of stdout/stderr matches, rejects after `ms`. */
+  waitFor(re: RegExp, ms?: number): Promise<string>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Start a burrow process; every test must stop() it. */
+export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
+  const [cmd, pre] = burrowCommand(rt);
+  const child = spawn(cmd, [...pre, ...args], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const watchers: Array<() => void> = [];
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    if (process.env.BURROW_TEST_LOG) process.stderr.write(d);
+    for (const w of watchers) w();
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  return {
+    child,
+    output: () => out,
+    waitFor(re, ms = 20000) {
+      return new Promise((resolve, reject) => {
+        let t: ReturnType<typeof setTimeout>;
+        const check = () => {
+          const m = re.exec(out);
+          if (m) {
+            clearTimeout(t);
+            watchers.splice(watchers.indexOf(check), 1);
+            resolve(m[0]);
+          }
+        };
+        t = setTimeout(() => {
+          watchers.splice(watchers.indexOf(check), 1);
+          reject(new Error(`timed out waiting for ${re} in output of ${rt} ${args.join(" ")}:\n${out.slice(-3000)}`));
+        }, ms);
+        watchers.push(check);
+        check();
+      });
+    },
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
