@@ -17,23 +17,36 @@ export interface Conn {
   readonly local: Addr;
   readonly remote: Addr;
   /**
-   * Next chunk of bytes, or `null` once the peer has ended its send side.
-   * Only one read may be pending at a time. Rejects with {@link NetError}
-   * when the connection fails. The returned buffer belongs to the caller.
+   * Next chunk of bytes, or `null` once the peer has ended its send side
+   * (and from then on), or after {@link close}. Only one read may be pending
+   * at a time. Rejects with {@link NetError} when the connection fails. The
+   * returned buffer belongs to the caller. Unread data is not buffered
+   * without bound: the adapter stops reading from the socket.
    */
   read(): Promise<Uint8Array | null>;
   /**
    * Queue bytes for sending. Resolves once the runtime has accepted them and
    * its buffer is below the high-water mark, so `await write()` in a loop
-   * never buffers unboundedly. Rejects with {@link NetError} after close.
-   * The caller must not modify `chunk` afterwards.
+   * never buffers unboundedly. Concurrent writes keep their order. Rejects
+   * with {@link NetError} on failure, and with code ECLOSED after `end()` or
+   * `close()`. The caller must not modify `chunk` afterwards.
    */
   write(chunk: Uint8Array): Promise<void>;
-  /** Half-close: send FIN after queued bytes; reading continues. */
+  /**
+   * Half-close: send FIN after queued bytes; reading continues. Resolves once
+   * FIN is handed to the kernel; repeated calls return the same promise.
+   * Rejects with ECLOSED after `close()`.
+   */
   end(): Promise<void>;
-  /** Close both directions now, discarding queued bytes. Idempotent. */
+  /**
+   * Close both directions now, discarding queued bytes; pending writes
+   * reject (ECLOSED) or resolve, a pending read resolves `null`. Idempotent.
+   */
   close(): void;
-  /** Resolves once the connection is fully closed (never rejects). */
+  /**
+   * Resolves once the connection is fully closed (never rejects): after
+   * `close()`, a failure, or both `end()` and the peer's EOF.
+   */
   readonly closed: Promise<void>;
   /** Disable Nagle's algorithm (default on for every adapter: true). */
   setNoDelay(on: boolean): void;
@@ -44,13 +57,18 @@ export interface Listener extends AsyncIterable<Conn> {
   readonly addr: Addr;
   /** Next accepted connection, or `null` once the listener is closed. */
   accept(): Promise<Conn | null>;
+  /** Stop listening; connections accepted but not yet taken are closed. */
   close(): void;
 }
 
 export interface DialOptions {
   host: string;
   port: number;
-  /** Abort the connect attempt after this many milliseconds. */
+  /**
+   * Abort the connect attempt after this many milliseconds (NetError
+   * ETIMEDOUT). On Bun the attempt itself cannot be cancelled: it goes on in
+   * the background and the socket is closed if it ever connects.
+   */
   timeoutMs?: number;
 }
 

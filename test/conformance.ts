@@ -82,7 +82,13 @@ async function readExactly(conn: Conn, n: number): Promise<Uint8Array> {
 }
 
 /** Writes `total` bytes as `piece`-sized views of `block` (repeated). */
-async function writeBlock(conn: Conn, block: Uint8Array, total: number, piece: number, onChunk?: (c: Uint8Array) => void): Promise<void> {
+async function writeBlock(
+  conn: Conn,
+  block: Uint8Array,
+  total: number,
+  piece: number,
+  onChunk?: (c: Uint8Array) => void,
+): Promise<void> {
   for (let sent = 0; sent < total;) {
     const off = sent % block.byteLength;
     const c = block.subarray(off, Math.min(off + piece, block.byteLength, off + total - sent));
@@ -235,7 +241,9 @@ export function conformance(adapter: Net, name: string): void {
       const sent = createHash("sha256");
       const got = createHash("sha256");
       const echo = async () => {
-        for (let c = await p.server.read(); c !== null; c = await p.server.read()) await p.server.write(c);
+        for (let c = await p.server.read(); c !== null; c = await p.server.read()) {
+          await p.server.write(c);
+        }
         await p.server.end();
       };
       const send = async () => {
@@ -251,8 +259,14 @@ export function conformance(adapter: Net, name: string): void {
       const secs = (performance.now() - t0) / 1000;
       assert.equal(n, total);
       assert.equal(got.digest("hex"), sent.digest("hex"));
-      console.log(`${name}: echo 64 MiB in ${secs.toFixed(2)} s, ${(64 / secs).toFixed(0)} MiB/s each way`);
-      await within(Promise.all([p.client.closed, p.server.closed]), 10_000, "closed after both ends");
+      console.log(
+        `${name}: echo 64 MiB in ${secs.toFixed(2)} s, ${(64 / secs).toFixed(0)} MiB/s each way`,
+      );
+      await within(
+        Promise.all([p.client.closed, p.server.closed]),
+        10_000,
+        "closed after both ends",
+      );
     } finally {
       await closePair(p);
     }
@@ -276,7 +290,9 @@ export function conformance(adapter: Net, name: string): void {
       assert.ok(accepted <= 64 * MiB, `${accepted / MiB} MiB accepted before blocking`);
       const grown = (peak - rss0) / MiB;
       assert.ok(grown < 128, `rss grew by ${grown.toFixed(0)} MiB`);
-      console.log(`${name}: blocked after ${(accepted / MiB).toFixed(0)} MiB, rss +${grown.toFixed(0)} MiB`);
+      console.log(
+        `${name}: blocked after ${(accepted / MiB).toFixed(0)} MiB, rss +${grown.toFixed(0)} MiB`,
+      );
       // once the peer reads, the blocked write completes and every byte arrives
       const reading = readToEnd(p.server);
       await within(blocked, 10_000, "blocked write");
@@ -303,10 +319,18 @@ export function conformance(adapter: Net, name: string): void {
         await p.server.end();
       };
       const hash = createHash("sha256");
-      const [, n] = await within(Promise.all([server(), readToEnd(p.client, (c) => hash.update(c))]), 10_000, "half-close");
+      const [, n] = await within(
+        Promise.all([server(), readToEnd(p.client, (c) => hash.update(c))]),
+        10_000,
+        "half-close",
+      );
       assert.equal(n, data.byteLength);
       assert.equal(hash.digest("hex"), createHash("sha256").update(data).digest("hex"));
-      await within(Promise.all([p.client.closed, p.server.closed]), 10_000, "closed after both ends");
+      await within(
+        Promise.all([p.client.closed, p.server.closed]),
+        10_000,
+        "closed after both ends",
+      );
     } finally {
       await closePair(p);
     }
@@ -328,7 +352,11 @@ export function conformance(adapter: Net, name: string): void {
       };
       const [n] = await within(Promise.all([server(), client()]), 10_000, "half-close");
       assert.equal(n, data.byteLength);
-      await within(Promise.all([p.client.closed, p.server.closed]), 10_000, "closed after both ends");
+      await within(
+        Promise.all([p.client.closed, p.server.closed]),
+        10_000,
+        "closed after both ends",
+      );
     } finally {
       await closePair(p);
     }
@@ -338,7 +366,10 @@ export function conformance(adapter: Net, name: string): void {
     const l = await net.listen({ host: HOST, port: 0 });
     const port = l.addr.port;
     l.close();
-    await assert.rejects(within(net.dial({ host: HOST, port, timeoutMs: 5_000 }), 10_000, "dial"), isNetError("ECONNREFUSED"));
+    await assert.rejects(
+      within(net.dial({ host: HOST, port, timeoutMs: 5_000 }), 10_000, "dial"),
+      isNetError("ECONNREFUSED"),
+    );
   });
 
   test(`${name}: 1000 concurrent connections`, async () => {
@@ -384,11 +415,21 @@ export function conformance(adapter: Net, name: string): void {
     const p = await pair(net);
     try {
       const big = new Uint8Array(32 * MiB);
-      const w = p.client.write(big).then(() => "fulfilled", (e: unknown) => e);
+      const settled = (x: Promise<void>) => x.then(() => "fulfilled", (e: unknown) => e);
+      const w = settled(p.client.write(big));
+      const e = settled(p.client.end()); // pending too: it waits for the write
       p.client.close();
       p.client.close(); // idempotent
-      const outcome = await within(w, 10_000, "write after close");
-      if (outcome !== "fulfilled") assert.ok(outcome instanceof NetError, `write rejected with ${String(outcome)}`);
+      for (
+        const [what, outcome] of [["write", await within(w, 10_000, "write")], [
+          "end",
+          await within(e, 10_000, "end"),
+        ]]
+      ) {
+        if (outcome !== "fulfilled") {
+          assert.ok(outcome instanceof NetError, `${what} rejected with ${String(outcome)}`);
+        }
+      }
       await within(drainQuietly(p.server), 10_000, "peer read");
       await within(p.client.closed, 10_000, "closed");
       await assert.rejects(p.client.write(big), (e) => e instanceof NetError);
@@ -452,7 +493,11 @@ export function conformance(adapter: Net, name: string): void {
       }
       const ending = Promise.all(writes).then(() => p.client.end());
       const got = createHash("sha256");
-      const [n] = await within(Promise.all([readToEnd(p.server, (c) => got.update(c)), ending]), 10_000, "writes");
+      const [n] = await within(
+        Promise.all([readToEnd(p.server, (c) => got.update(c)), ending]),
+        10_000,
+        "writes",
+      );
       assert.equal(n, block.byteLength);
       assert.equal(got.digest("hex"), want.digest("hex"));
     } finally {
@@ -462,7 +507,11 @@ export function conformance(adapter: Net, name: string): void {
 
   test(`${name}: every connection and listener was closed`, async () => {
     assert.equal(listeners.size, 0, "listeners left open");
-    await within(Promise.all(conns.map((c) => c.closed)), 5_000, `${conns.length} connections closed`);
+    await within(
+      Promise.all(conns.map((c) => c.closed)),
+      5_000,
+      `${conns.length} connections closed`,
+    );
   });
 
   test(`${name}: no unhandled rejections`, () => {

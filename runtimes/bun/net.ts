@@ -31,18 +31,20 @@ import type { Socket, SocketHandler } from "bun";
 /** Unread bytes queued per connection before the socket is paused. */
 const READ_HWM = 256 * 1024;
 
-const CODES = new Set<string>([
-  "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET", "EPIPE",
-  "EADDRINUSE",
-]);
+/** Runtime error codes kept as they are, and the ones mapped. */
+const SAME =
+  /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
 const ALIASES: Record<string, NetErrorCode> = {
-  ECONNABORTED: "ECONNRESET", EAI_NONAME: "ENOTFOUND", EAI_AGAIN: "ENOTFOUND", ENODATA: "ENOTFOUND",
+  ECONNABORTED: "ECONNRESET",
+  EAI_NONAME: "ENOTFOUND",
+  EAI_AGAIN: "ENOTFOUND",
+  ENODATA: "ENOTFOUND",
 };
 
 function toNetError(e: unknown): NetError {
   if (e instanceof NetError) return e;
   const code = String((e as { code?: unknown } | null)?.code ?? "").replace(/^DNS_/, "");
-  const mapped = CODES.has(code) ? code as NetErrorCode : ALIASES[code] ?? "EOTHER";
+  const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? "EOTHER";
   return new NetError(mapped, e instanceof Error ? e.message : String(e), { cause: e });
 }
 
@@ -62,7 +64,7 @@ class BunConn implements Conn {
     drain: (s) => s.data.#onDrain(),
     end: (s) => s.data.#onEnd(),
     close: (s, e) => s.data.#onClose(e),
-    error: (s, e) => s.data?.#fail(toNetError(e)),
+    error: (s, e) => s.data.#fail(toNetError(e)),
     connectError: () => {}, // Bun.connect() rejects too, with the same error
   };
 
@@ -199,7 +201,7 @@ class BunConn implements Conn {
       const n = this.#sock.write(chunk);
       if (n === chunk.byteLength) return RESOLVED;
       if (n < 0) return Promise.reject(closedError());
-      if (n > 0) return RESOLVED;
+      if (n > 0) chunk = chunk.subarray(n);
     }
     this.#pending.push(chunk);
     return new Promise(this.#drainExec);
@@ -297,7 +299,9 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = timeoutMs === undefined ? null : new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+      reject(
+        new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`),
+      );
     }, timeoutMs);
   });
   try {

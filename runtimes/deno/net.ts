@@ -34,28 +34,31 @@ import {
 const READ_MIN = 8 * 1024;
 const READ_MAX = 256 * 1024;
 
-const BY_NAME: Record<string, NetErrorCode> = {
-  ConnectionRefused: "ECONNREFUSED", ConnectionReset: "ECONNRESET", ConnectionAborted: "ECONNRESET",
-  BrokenPipe: "EPIPE", TimedOut: "ETIMEDOUT", AddrInUse: "EADDRINUSE", BadResource: "ECLOSED",
-  Interrupted: "ECLOSED", NotConnected: "ECLOSED", NetworkUnreachable: "ENETUNREACH",
-  HostUnreachable: "EHOSTUNREACH",
-};
-const BY_CODE: Record<string, NetErrorCode> = {
-  ECONNREFUSED: "ECONNREFUSED", ECONNRESET: "ECONNRESET", ECONNABORTED: "ECONNRESET", EPIPE: "EPIPE",
-  ETIMEDOUT: "ETIMEDOUT", EADDRINUSE: "EADDRINUSE", ENETUNREACH: "ENETUNREACH",
-  EHOSTUNREACH: "EHOSTUNREACH", ENOTFOUND: "ENOTFOUND", EAI_NONAME: "ENOTFOUND", EAI_AGAIN: "ENOTFOUND",
+/** Error codes kept as they are, and the codes or error class names mapped. */
+const SAME =
+  /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
+const ALIASES: Record<string, NetErrorCode> = {
+  ECONNABORTED: "ECONNRESET",
+  EAI_NONAME: "ENOTFOUND",
+  EAI_AGAIN: "ENOTFOUND",
+  BadResource: "ECLOSED",
+  Interrupted: "ECLOSED",
+  NotConnected: "ECLOSED",
 };
 
 function toNetError(e: unknown): NetError {
   if (e instanceof NetError) return e;
-  const { name = "", code = "", message = String(e) } = (e ?? {}) as { name?: string; code?: string; message?: string };
-  const mapped = BY_CODE[code] ?? BY_NAME[name] ??
+  const { name = "", code = "", message = String(e) } = (e ?? {}) as Partial<
+    Error & { code: string }
+  >;
+  const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? ALIASES[name] ??
     (/failed to lookup address|Name or service not known/i.test(message) ? "ENOTFOUND" : "EOTHER");
   return new NetError(mapped, message, { cause: e });
 }
 
 const closedError = () => new NetError("ECLOSED", "connection closed");
-const addr = (a: Deno.Addr): Addr => a.transport === "tcp" ? { host: a.hostname, port: a.port } : { host: "", port: 0 };
+const addr = (a: Deno.Addr): Addr =>
+  a.transport === "tcp" ? { host: a.hostname, port: a.port } : { host: "", port: 0 };
 
 class DenoConn implements Conn {
   readonly local: Addr;
@@ -82,7 +85,8 @@ class DenoConn implements Conn {
   }
 
   async read(): Promise<Uint8Array | null> {
-    if (this.#eof || this.#done) {
+    if (this.#eof) return null;
+    if (this.#done) {
       if (this.#error) throw this.#error;
       return null;
     }
@@ -115,10 +119,9 @@ class DenoConn implements Conn {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done || this.#ended) return Promise.reject(closedError());
     this.#writes++;
-    const run = () => this.#writeAll(chunk);
-    const p = this.#writeTail === null ? run() : this.#writeTail.then(run, run);
-    this.#writeTail = p;
-    return p;
+    if (this.#writeTail === null) return (this.#writeTail = this.#writeAll(chunk));
+    const run = () => this.#writeAll(chunk); // after the writes before it
+    return (this.#writeTail = this.#writeTail.then(run, run));
   }
 
   async #writeAll(chunk: Uint8Array): Promise<void> {
@@ -227,7 +230,9 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       abort.abort();
-      reject(new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+      reject(
+        new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`),
+      );
     }, timeoutMs);
   });
   try {
@@ -242,7 +247,9 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
 
 function listen({ host, port }: ListenOptions): Promise<Listener> {
   try {
-    return Promise.resolve(new DenoListener(Deno.listen({ hostname: host, port, transport: "tcp" })));
+    return Promise.resolve(
+      new DenoListener(Deno.listen({ hostname: host, port, transport: "tcp" })),
+    );
   } catch (e) {
     return Promise.reject(toNetError(e));
   }

@@ -28,19 +28,23 @@ const READ_HWM = 256 * 1024;
 /** Node's writable and readable buffer high-water mark per socket. */
 const STREAM_HWM = 64 * 1024;
 
-const CODES = new Set<string>([
-  "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET", "EPIPE",
-  "EADDRINUSE",
-]);
+/** Runtime error codes kept as they are, and the ones mapped. */
+const SAME =
+  /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
 const ALIASES: Record<string, NetErrorCode> = {
-  ECONNABORTED: "ECONNRESET", EAI_NONAME: "ENOTFOUND", EAI_AGAIN: "ENOTFOUND", EAI_NODATA: "ENOTFOUND",
-  ERR_STREAM_DESTROYED: "ECLOSED", ERR_STREAM_WRITE_AFTER_END: "ECLOSED", ERR_SOCKET_CLOSED: "ECLOSED",
+  ECONNABORTED: "ECONNRESET",
+  EAI_NONAME: "ENOTFOUND",
+  EAI_AGAIN: "ENOTFOUND",
+  EAI_NODATA: "ENOTFOUND",
+  ERR_STREAM_DESTROYED: "ECLOSED",
+  ERR_STREAM_WRITE_AFTER_END: "ECLOSED",
+  ERR_SOCKET_CLOSED: "ECLOSED",
 };
 
 function toNetError(e: unknown): NetError {
   if (e instanceof NetError) return e;
   const code = String((e as { code?: unknown } | null)?.code ?? "");
-  const mapped = CODES.has(code) ? code as NetErrorCode : ALIASES[code] ?? "EOTHER";
+  const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? "EOTHER";
   return new NetError(mapped, e instanceof Error ? e.message : String(e), { cause: e });
 }
 
@@ -218,7 +222,12 @@ class NodeListener implements Listener {
 
 function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   return new Promise((resolve, reject) => {
-    const opts: net.NetConnectOpts & { highWaterMark: number } = { host, port, allowHalfOpen: true, highWaterMark: STREAM_HWM };
+    const opts: net.NetConnectOpts & { highWaterMark: number } = {
+      host,
+      port,
+      allowHalfOpen: true,
+      highWaterMark: STREAM_HWM,
+    };
     const sock = net.connect(opts);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const onError = (e: Error) => {
@@ -236,7 +245,9 @@ function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
       timer = setTimeout(() => {
         sock.off("error", onError);
         sock.destroy();
-        reject(new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+        reject(
+          new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`),
+        );
       }, timeoutMs);
     }
   });
