@@ -183,13 +183,13 @@ const socksParsers: SocksParser[] = [
     name: "parseRequest",
     parse: parseRequest,
     valid: socks.request.map((v) => request(v.cmd, v.target)),
-    reencode: (v: { command: number; target: T }) => noFFFD(v.target.host) ? request(v.command, v.target) : null,
+    reencode: (v: { command: number; target: T }) => request(v.command, v.target),
   },
   {
     name: "parseReply",
     parse: parseReply,
     valid: socks.reply.map((v) => reply(v.rep, v.bound)),
-    reencode: (v: { reply: number; bound: T }) => noFFFD(v.bound.host) ? reply(v.reply, v.bound) : null,
+    reencode: (v: { reply: number; bound: T }) => reply(v.reply, v.bound),
   },
 ];
 

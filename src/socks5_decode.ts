@@ -83,6 +83,12 @@ const ATYP_IPV6 = 4;
  */
 const LENIENT_UTF8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
+/**
+ * Domain names in requests and replies must be valid UTF-8: a name is passed
+ * on to the agent, and a lossy decode would make it dial something else.
+ */
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 function checkVersion(what: string, buf: Uint8Array, want: number): void {
   const ver = buf[0];
   if (ver !== undefined && ver !== want) {
@@ -100,10 +106,11 @@ function run<P, T>(
   size: number,
   parse: (bytes: Uint8Array) => P,
   convert: (parsed: P) => T,
+  decoder: TextDecoder = LENIENT_UTF8,
 ): Parsed<T> {
   let value: T;
   try {
-    value = withUtf8Decoder(LENIENT_UTF8, () => convert(parse(buf.subarray(0, size))));
+    value = withUtf8Decoder(decoder, () => convert(parse(buf.subarray(0, size))));
   } catch (err) {
     if (err instanceof SocksError) throw err;
     throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: ${describeError(err)}`, {
@@ -242,6 +249,7 @@ export function parseRequest(buf: Uint8Array): Parsed<Request> {
     size,
     (b) => new Socks5Request(kaitaiStream(b)),
     (p) => ({ command: p.command, target: addrTarget(p.target) }),
+    STRICT_UTF8,
   );
 }
 
@@ -256,5 +264,6 @@ export function parseReply(buf: Uint8Array): Parsed<Reply> {
     size,
     (b) => new Socks5Reply(kaitaiStream(b)),
     (p) => ({ reply: p.reply, bound: addrTarget(p.bound) }),
+    STRICT_UTF8,
   );
 }

@@ -21,6 +21,7 @@ import {
   parseIPv6,
   targetOf,
 } from "../src/ip.ts";
+import { SocksError } from "../src/errors.ts";
 import { decode, decodeHeader } from "../src/decode.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
 import { type Message, MsgType, type MsgTypeName } from "../src/messages.ts";
@@ -611,3 +612,8 @@ for (const c of socksCases) {
     );
   });
 }
+
+test("socks5: a request with a domain that is not valid UTF-8 is refused, not mangled", () => {
+  const bad = Uint8Array.of(5, 1, 0, 3, 1, 0xff, 0, 80);
+  assert.throws(() => parseRequest(bad), (e: unknown) => e instanceof SocksError && e.code === "invalid_message");
+});

@@ -315,11 +315,13 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   }
 }
 
-function listen({ host, port }: ListenOptions): Promise<Listener> {
+async function listen({ host, port }: ListenOptions): Promise<Listener> {
+  // Bun reports the hostname it was given; resolve it so `addr` is an IP.
+  const ip = /^[\d.]+$|:/.test(host) ? host : (await lookup(host))[0] ?? host;
   try {
-    return Promise.resolve(new BunListener(host, port));
+    return new BunListener(ip, port);
   } catch (e) {
-    return Promise.reject(toNetError(e));
+    throw toNetError(e);
   }
 }
 
