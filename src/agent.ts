@@ -10,7 +10,7 @@ import { type Credential, poolTranscript, transcript } from "./auth.ts";
 import { ProtocolError } from "./errors.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
-import { type MessageOf, type Rule, Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
+import { ErrorCode, type MessageOf, type Rule, Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
 import { type Addr, type Conn, type Net, NetError } from "./net.ts";
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
@@ -107,19 +107,26 @@ export class Agent {
     let attempt = 0;
     while (!this.#stop.signal.aborted) {
       const t0 = Date.now();
+      let replaced = false;
       try {
         await this.#run();
       } catch (e) {
         if (this.#stop.signal.aborted) break;
         const fields = { server: fmt(this.opts.server), error: e instanceof Error ? e.message : String(e) };
-        if (e instanceof PeerError && e.code === 9) this.log.error("server refused our credentials", fields);
-        else this.log.warn("session failed", fields);
+        if (e instanceof PeerError && e.code === ErrorCode.auth_failed) {
+          this.log.error("server refused our credentials", fields);
+        } else if (e instanceof PeerError && e.code === ErrorCode.replaced) {
+          // Another agent with our name took over: do not fight it at full speed.
+          replaced = true;
+          this.log.error("another agent with this name replaced this session; backing off", fields);
+        } else this.log.warn("session failed", fields);
       } finally {
         this.#session = undefined;
         this.#control = undefined;
       }
       if (this.#stop.signal.aborted) break;
       if (Date.now() - t0 > 60_000) attempt = 0;
+      if (replaced) attempt = 30;
       const delay = Math.random() * Math.min(max, base * 2 ** attempt);
       attempt = Math.min(attempt + 1, 30);
       this.log.info("reconnecting", { in_ms: Math.round(delay) });

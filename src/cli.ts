@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from "commander";
 import { parse as parseYaml } from "yaml";
 import { fmt } from "./addr.ts";
 import { Agent } from "./agent.ts";
+import { ClientProxy } from "./client.ts";
 import { type Credential, ed25519Credential, generateKeyPair, toBase64, randomBytes, tokenCredential } from "./auth.ts";
 import { ConfigError, parseAddr, parseServerConfig, type ServerConfig } from "./config.ts";
 import { httpApp } from "./http.ts";
@@ -146,6 +147,40 @@ interface AgentFlags {
   logLevel: string;
 }
 
+interface CredentialFlags {
+  token?: string | undefined;
+  tokenFile?: string | undefined;
+  key?: string | undefined;
+  keyFile?: string | undefined;
+}
+
+/** An Ed25519 key (preferred) or a token, from flags or files. */
+async function loadCredential(host: Host, who: string, f: CredentialFlags): Promise<Credential> {
+  const read = async (path: string) => {
+    try {
+      return (await host.readTextFile(path)).trim();
+    } catch (e) {
+      throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+    }
+  };
+  let key = f.key ?? (f.keyFile ? await read(f.keyFile) : undefined);
+  // Accept the file `burrow keygen` prints as it is.
+  const m = key ? /^private_key:\s*(\S+)\s*$/m.exec(key) : null;
+  if (m) key = m[1];
+  const token = f.token ?? (f.tokenFile ? await read(f.tokenFile) : undefined);
+  if (key) {
+    try {
+      const c = ed25519Credential(key);
+      await c.prove(new Uint8Array(1)); // fail now, not at the first handshake
+      return c;
+    } catch {
+      throw new UsageError(`the ${who}'s key is not a base64 PKCS#8 Ed25519 private key (see \`burrow keygen\`)`);
+    }
+  }
+  if (token) return tokenCredential(token);
+  throw new UsageError(`${who} needs a credential: --key/--key-file (Ed25519) or --token/--token-file`);
+}
+
 /** Merge the agent's config file (YAML/JSON) and flags; flags win. */
 async function agentOptions(host: Host, f: AgentFlags) {
   let file: Record<string, unknown> = {};
@@ -174,14 +209,12 @@ async function agentOptions(host: Host, f: AgentFlags) {
   const name = f.name ?? str(file.name, "name");
   if (!server) throw new UsageError("agent needs --server host:port (or server: in --config)");
   if (!name) throw new UsageError("agent needs --name (or name: in --config)");
-  const tokenFile = f.tokenFile ?? str(file.token_file, "token_file");
-  const keyFile = f.keyFile ?? str(file.key_file, "key_file");
-  const token = f.token ?? str(file.token, "token") ?? (tokenFile ? (await host.readTextFile(tokenFile)).trim() : undefined);
-  const key = f.key ?? str(file.key, "key") ?? (keyFile ? (await host.readTextFile(keyFile)).trim() : undefined);
-  let credential: Credential;
-  if (key) credential = ed25519Credential(key);
-  else if (token) credential = tokenCredential(token);
-  else throw new UsageError("agent needs a credential: --key/--key-file (Ed25519) or --token/--token-file");
+  const credential = await loadCredential(host, "agent", {
+    token: f.token ?? str(file.token, "token"),
+    tokenFile: f.tokenFile ?? str(file.token_file, "token_file"),
+    key: f.key ?? str(file.key, "key"),
+    keyFile: f.keyFile ?? str(file.key_file, "key_file"),
+  });
   const allowTexts = f.allow.length > 0 ? f.allow : (() => {
     const a = file.allow;
     if (a === undefined) return [];
@@ -199,6 +232,29 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const agent = new Agent(host.net, { ...opts, software: `${SOFTWARE} ${host.net.runtime}/${host.version}` }, log.with({ agent: opts.name }));
   agent.start();
   await untilSignal(host, () => agent.stop(), log);
+}
+
+interface ClientFlags extends CredentialFlags {
+  server: string;
+  name: string;
+  agent: string;
+  listen: string;
+  logLevel: string;
+}
+
+async function runClient(host: Host, f: ClientFlags): Promise<void> {
+  const log = logger(f.logLevel);
+  const credential = await loadCredential(host, "client", f);
+  const proxy = new ClientProxy(host.net, {
+    listen: parseAddr(f.listen),
+    server: parseAddr(f.server),
+    name: f.name,
+    credential,
+    agent: f.agent,
+    software: `${SOFTWARE} ${host.net.runtime}/${host.version}`,
+  }, log.with({ client: f.name }));
+  await proxy.start();
+  await untilSignal(host, () => proxy.stop(), log);
 }
 
 async function runKeygen(host: Host): Promise<void> {
@@ -293,6 +349,19 @@ export async function main(host: Host, args: string[]): Promise<number> {
     .option("-a, --allow <rule>", "target rule, repeatable: host[:ports], *.suffix, CIDR, client=rule", collect, [])
     .addOption(level())
     .action((opts: AgentFlags) => void (action = runAgent(host, opts)));
+
+  program.command("client")
+    .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
+    .requiredOption("-s, --server <addr>", "server client port (host:port)")
+    .requiredOption("-n, --name <name>", "client name as in the server config")
+    .option("--agent <name>", "agent to use (default: the one the server grants; or the local SOCKS5 user name)", "")
+    .option("-l, --listen <addr>", "local SOCKS5 address", "127.0.0.1:1080")
+    .option("--token <token>", "shared token (prefer --token-file: flags show in ps)")
+    .option("--token-file <file>", "file holding the shared token")
+    .option("--key <base64>", "Ed25519 private key from `burrow keygen`")
+    .option("--key-file <file>", "file holding the Ed25519 private key")
+    .addOption(level())
+    .action((opts: ClientFlags) => void (action = runClient(host, opts)));
 
   program.command("keygen")
     .description("Print a new Ed25519 key pair for an agent or client.")

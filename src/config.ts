@@ -42,9 +42,24 @@ export interface ServerConfig {
   poolWaitMs: number;
   poolIdleMs: number;
   openTimeoutMs: number;
+  limits: Limits;
   agents: Map<string, Identity>;
   clients: Map<string, Identity>;
   grants: Grant[];
+}
+
+/** Limits against abuse; each one that triggers is logged by name and counted. */
+export interface Limits {
+  /** Connections still in their handshake, over all ports. */
+  pendingHandshakes: number;
+  /** Streams open at once per client. */
+  streamsPerClient: number;
+  /** Streams open at once per agent. */
+  streamsPerAgent: number;
+  /** Failed authentications per source address per minute before it is blocked. */
+  authFailuresPerMinute: number;
+  /** How long a source address stays blocked. */
+  authBlockMs: number;
 }
 
 export const serverDefaults = {
@@ -60,6 +75,11 @@ export const serverDefaults = {
   poolWait: "10s",
   poolIdle: "30s",
   openTimeout: "15s",
+  pendingHandshakes: 512,
+  streamsPerClient: 1024,
+  streamsPerAgent: 8192,
+  authFailuresPerMinute: 20,
+  authBlock: "60s",
 } as const;
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -176,7 +196,15 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     w.fail("", `not valid YAML or JSON: ${(e as Error).message.split("\n")[0]}`);
   }
   const top = w.obj(doc, "");
-  w.known(top, "", ["listen", "heartbeat", "handshake_timeout", "pool", "agents", "clients", "grants"]);
+  w.known(top, "", ["listen", "heartbeat", "handshake_timeout", "pool", "limits", "agents", "clients", "grants"]);
+  const limits = w.obj(top.limits, "limits");
+  w.known(limits, "limits", [
+    "pending_handshakes",
+    "streams_per_client",
+    "streams_per_agent",
+    "auth_failures_per_minute",
+    "auth_block",
+  ]);
   const listen = w.obj(top.listen, "listen");
   w.known(listen, "listen", ["agents", "socks", "clients", "http"]);
   const hb = w.obj(top.heartbeat, "heartbeat");
@@ -199,6 +227,19 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     poolWaitMs: w.duration(pool.wait, "pool.wait", d.poolWait),
     poolIdleMs: w.duration(pool.idle, "pool.idle", d.poolIdle),
     openTimeoutMs: w.duration(pool.open_timeout, "pool.open_timeout", d.openTimeout),
+    limits: {
+      pendingHandshakes: w.int(limits.pending_handshakes, "limits.pending_handshakes", d.pendingHandshakes, 1, 1_000_000),
+      streamsPerClient: w.int(limits.streams_per_client, "limits.streams_per_client", d.streamsPerClient, 1, 1_000_000),
+      streamsPerAgent: w.int(limits.streams_per_agent, "limits.streams_per_agent", d.streamsPerAgent, 1, 1_000_000),
+      authFailuresPerMinute: w.int(
+        limits.auth_failures_per_minute,
+        "limits.auth_failures_per_minute",
+        d.authFailuresPerMinute,
+        1,
+        1_000_000,
+      ),
+      authBlockMs: w.duration(limits.auth_block, "limits.auth_block", d.authBlock),
+    },
     agents: identities(w, top.agents, "agents"),
     clients: identities(w, top.clients, "clients"),
     grants: [],

@@ -12,7 +12,7 @@ export interface Addr {
   port: number;
 }
 
-/** A bidirectional byte stream (TCP, later TLS). */
+/** A bidirectional byte stream (TCP or TLS). */
 export interface Conn {
   readonly local: Addr;
   readonly remote: Addr;
@@ -70,12 +70,55 @@ export interface DialOptions {
    * the background and the socket is closed if it ever connects.
    */
   timeoutMs?: number;
+  /**
+   * Speak TLS over the connection. The TLS handshake (and its verification)
+   * is part of the dial: it completes within `timeoutMs`, and a failure
+   * rejects with NetError ETLS before the Conn exists, so no application
+   * byte is ever sent to an unverified server.
+   */
+  tls?: TlsClientOptions;
 }
 
 export interface ListenOptions {
   host: string;
   /** 0 picks a free port; see {@link Listener.addr}. */
   port: number;
+  /**
+   * Speak TLS on every accepted connection. The handshake runs per
+   * connection in the background; `accept()` yields a Conn once its
+   * handshake is done (a client that sends nothing never blocks the
+   * others). Connections whose handshake fails are dropped silently.
+   */
+  tls?: TlsServerOptions;
+}
+
+/** Server side of TLS: the certificate to present. */
+export interface TlsServerOptions {
+  /** PEM certificate; may be a chain (leaf first, then intermediates). */
+  cert: string;
+  /** PEM private key of the leaf (PKCS#8, or SEC1/PKCS#1). */
+  key: string;
+}
+
+/**
+ * Client side of TLS: how to verify the server.
+ *
+ * Without `fingerprint`: normal verification, the chain against `ca` (or
+ * the system roots) and the name (`serverName ?? host`, DNS name or IP
+ * against the certificate's subjectAltName).
+ *
+ * With `fingerprint`: the pin replaces chain and name verification; the
+ * connection is accepted iff the SHA-256 of the server's leaf certificate
+ * (DER) equals the pin. A mismatch rejects with ETLS and the message
+ * `TLS certificate fingerprint mismatch: expected AB:…, got 12:…`.
+ */
+export interface TlsClientOptions {
+  /** Name to verify (and send as SNI when it is a DNS name); default `host`. */
+  serverName?: string;
+  /** PEM root certificates to trust instead of the system roots. */
+  ca?: string[];
+  /** SHA-256 of the server's leaf certificate DER; hex, colons and case ignored. */
+  fingerprint?: string;
 }
 
 /** What a runtime adapter provides. */
@@ -99,6 +142,8 @@ export type NetErrorCode =
   | "EPIPE"
   | "EADDRINUSE"
   | "ECLOSED"
+  /** TLS handshake or certificate verification failed (or the pin did not match). */
+  | "ETLS"
   | "EOTHER";
 
 /** A network failure, with a stable code whatever the runtime said. */

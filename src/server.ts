@@ -104,6 +104,11 @@ export class Server implements HealthSource {
   #nextStream = 1;
   #stopping = false;
   #activeStreams = 0;
+  #pendingHandshakes = 0;
+  readonly #clientStreams = new Map<string, number>();
+  readonly #agentStreams = new Map<string, number>();
+  /** Failed authentications per source address: count in the current minute, blocked until. */
+  readonly #authFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
   addrs: { agents?: { host: string; port: number }; socks?: { host: string; port: number }; clients?: { host: string; port: number } } = {};
 
   constructor(readonly net: Net, config: ServerConfig, readonly log: Logger) {
@@ -197,21 +202,70 @@ export class Server implements HealthSource {
     })();
   }
 
-  /** Close `conn` if it has not finished its handshake in time. Returns the cancel. */
-  #handshakeTimer(conn: Conn, port: string): () => void {
+  #limitHit(limit: string, fields: Record<string, string | number | undefined>): void {
+    this.metrics.inc("burrow_limit_hits_total", "Limits that triggered", { limit });
+    this.log.warn("limit hit", { limit, ...fields });
+  }
+
+  /**
+   * Start a handshake: counts it against the pending-handshakes limit and
+   * closes `conn` if it has not finished within the handshake timeout.
+   * Returns the function that ends the handshake phase (idempotent), or null
+   * when the connection was refused.
+   */
+  #handshake(conn: Conn, port: string): (() => void) | null {
+    const remote = conn.remote.host;
+    const f = this.#authFailures.get(remote);
+    if (f && f.blockedUntil > Date.now()) {
+      this.#limitHit("auth_failures", { port, remote: fmt(conn.remote) });
+      conn.close();
+      return null;
+    }
+    if (this.#pendingHandshakes >= this.#config.limits.pendingHandshakes) {
+      this.#limitHit("pending_handshakes", { port, remote: fmt(conn.remote), max: this.#config.limits.pendingHandshakes });
+      conn.close();
+      return null;
+    }
+    this.#pendingHandshakes++;
+    let done = false;
     const t = setTimeout(() => {
-      this.metrics.inc("burrow_limit_hits_total", "Limits that triggered", { limit: "handshake_timeout" });
-      this.log.warn("handshake timeout", { port, remote: fmt(conn.remote), timeout_ms: this.#config.handshakeTimeoutMs });
+      this.#limitHit("handshake_timeout", { port, remote: fmt(conn.remote), timeout_ms: this.#config.handshakeTimeoutMs });
       conn.close();
     }, this.#config.handshakeTimeoutMs);
-    return () => clearTimeout(t);
+    const end = () => {
+      if (done) return;
+      done = true;
+      this.#pendingHandshakes--;
+      clearTimeout(t);
+    };
+    conn.closed.then(end);
+    return end;
+  }
+
+  /** Count a failed authentication from `host`; block it past the limit. */
+  #authFailed(host: string): void {
+    const now = Date.now();
+    let f = this.#authFailures.get(host);
+    if (!f || now - f.since > 60_000) {
+      f = { count: 0, since: now, blockedUntil: 0 };
+      this.#authFailures.set(host, f);
+    }
+    f.count++;
+    if (f.count >= this.#config.limits.authFailuresPerMinute && f.blockedUntil < now) {
+      f.blockedUntil = now + this.#config.limits.authBlockMs;
+      this.#limitHit("auth_failures", { remote: host, failures: f.count, blocked_ms: this.#config.limits.authBlockMs });
+    }
+    if (this.#authFailures.size > 10_000) {
+      for (const [h, x] of this.#authFailures) if (now - x.since > 60_000 && x.blockedUntil < now) this.#authFailures.delete(h);
+    }
   }
 
   // ---------------------------------------------------------------- agents
 
   async #agentConn(conn: Conn): Promise<void> {
     const wire = new Wire(conn);
-    const cancel = this.#handshakeTimer(conn, "agents");
+    const cancel = this.#handshake(conn, "agents");
+    if (!cancel) return;
     const log = this.log.with({ remote: fmt(conn.remote) });
     try {
       const first = await wire.recv();
@@ -270,6 +324,7 @@ export class Server implements HealthSource {
       await verifier.verify(transcript(role, version, nonce, hello.name), auth.proof);
     if (!ok || !verifier) {
       this.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role });
+      this.#authFailed(wire.conn.remote.host);
       log.warn("authentication failed", {
         role,
         name: hello.name,
@@ -435,6 +490,7 @@ export class Server implements HealthSource {
     const ok = await s.verifier.verify(poolTranscript(s.agentId, s.id, hello.seq, s.nonce), hello.proof);
     if (!ok) {
       this.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "pool" });
+      this.#authFailed(wire.conn.remote.host);
       throw new ProtocolError("auth_failed", "authentication failed");
     }
     if (s.seqUsed.has(hello.seq) || hello.seq <= s.seqMax - SEQ_WINDOW) {
@@ -524,6 +580,15 @@ export class Server implements HealthSource {
     if (!allowed(rules, req.client, req.target, "never")) {
       return { status: Status.not_allowed, reason: "target outside the grant" };
     }
+    const lim = c.limits;
+    if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
+      this.#limitHit("streams_per_client", { client: req.client, max: lim.streamsPerClient });
+      return { status: Status.general_failure, reason: `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)` };
+    }
+    if ((this.#agentStreams.get(agent) ?? 0) >= lim.streamsPerAgent) {
+      this.#limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
+      return { status: Status.general_failure, reason: `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)` };
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       const s = this.#sessions.get(agent);
       if (!s) return { status: Status.host_unreachable, reason: `agent ${agent} is offline` };
@@ -567,7 +632,20 @@ export class Server implements HealthSource {
   }
 
   /** Relay an opened stream; log and count it. */
-  async #stream(clientConn: Conn, clientRest: Uint8Array, r: Extract<OpenResult, { status: 0 }>, log: Logger): Promise<void> {
+  async #stream(
+    client: string,
+    clientConn: Conn,
+    clientRest: Uint8Array,
+    r: Extract<OpenResult, { status: 0 }>,
+    log: Logger,
+  ): Promise<void> {
+    const bump = (m: Map<string, number>, k: string, d: number) => {
+      const n = (m.get(k) ?? 0) + d;
+      if (n === 0) m.delete(k);
+      else m.set(k, n);
+    };
+    bump(this.#clientStreams, client, 1);
+    bump(this.#agentStreams, r.agent, 1);
     this.#activeStreams++;
     this.metrics.inc("burrow_streams_total", "Streams opened", { agent: r.agent });
     const t0 = Date.now();
@@ -578,6 +656,8 @@ export class Server implements HealthSource {
       log.debug("stream closed", { stream: r.streamId, up: aToB, down: bToA, ms: Date.now() - t0 });
     } finally {
       this.#activeStreams--;
+      bump(this.#clientStreams, client, -1);
+      bump(this.#agentStreams, r.agent, -1);
     }
   }
 
@@ -604,7 +684,8 @@ export class Server implements HealthSource {
   // ---------------------------------------------------------------- SOCKS5
 
   async #socksConn(conn: Conn): Promise<void> {
-    const cancel = this.#handshakeTimer(conn, "socks");
+    const cancel = this.#handshake(conn, "socks");
+    if (!cancel) return;
     const rd = new Reader(conn, 1024);
     const log = this.log.with({ remote: fmt(conn.remote) });
     try {
@@ -622,6 +703,7 @@ export class Server implements HealthSource {
       const id = this.#config.clients.get(client);
       if (!id?.checkPassword || !await id.checkPassword(up.password)) {
         this.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "socks" });
+        this.#authFailed(conn.remote.host);
         log.warn("socks authentication failed", { client, reason: id ? "bad token" : "unknown client" });
         await conn.write(userpassReply(1));
         return conn.close();
@@ -648,7 +730,7 @@ export class Server implements HealthSource {
         r.conn.close();
         throw e;
       }
-      await this.#stream(conn, rd.rest(), r, clog);
+      await this.#stream(client, conn, rd.rest(), r, clog);
     } catch (e) {
       cancel();
       conn.close();
@@ -668,7 +750,8 @@ export class Server implements HealthSource {
 
   async #clientConn(conn: Conn): Promise<void> {
     const wire = new Wire(conn);
-    const cancel = this.#handshakeTimer(conn, "clients");
+    const cancel = this.#handshake(conn, "clients");
+    if (!cancel) return;
     const log = this.log.with({ remote: fmt(conn.remote) });
     try {
       const hello = await wire.expect("CLIENT_HELLO");
@@ -692,7 +775,7 @@ export class Server implements HealthSource {
         r.conn.close();
         throw e;
       }
-      await this.#stream(conn, wire.rest(), r, clog);
+      await this.#stream(client, conn, wire.rest(), r, clog);
     } catch (e) {
       cancel();
       await this.#connError(wire, e, log, "clients");

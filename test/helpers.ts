@@ -85,12 +85,16 @@ export async function socks(
   const conn = await net.dial(proxy);
   const rd = new Reader(conn);
   try {
-    await conn.write(greeting([2]));
+    // An empty user name means "no authentication" (method 0).
+    const method = user === "" ? 0 : 2;
+    await conn.write(greeting([method]));
     const m = await rd.parse(parseMethodSelection, "method selection");
-    if (m.method !== 2) return { auth: null, reply: null, conn, rest: rd.rest() };
-    await conn.write(userpassRequest(user, pass));
-    const a = await rd.parse(parseUserpassReply, "auth reply");
-    if (a.status !== 0) return { auth: a.status, reply: null, conn, rest: rd.rest() };
+    if (m.method !== method) return { auth: null, reply: null, conn, rest: rd.rest() };
+    if (method === 2) {
+      await conn.write(userpassRequest(user, pass));
+      const a = await rd.parse(parseUserpassReply, "auth reply");
+      if (a.status !== 0) return { auth: a.status, reply: null, conn, rest: rd.rest() };
+    }
     await conn.write(request(cmd, target));
     const r = await rd.parse(parseReply, "reply");
     return { auth: 0, reply: r.reply, conn, rest: rd.rest() };

@@ -1,0 +1,168 @@
+/**
+ * The client proxy (`burrow client`, SPEC.md §2.3): plain SOCKS5 on loopback
+ * for local programs; each CONNECT becomes one authenticated connection to
+ * the server's client port, naming the agent and the target.
+ *
+ * @module
+ */
+import { fmt, targetText } from "./addr.ts";
+import { type Credential, transcript } from "./auth.ts";
+import { ProtocolError, SocksError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+import { Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
+import { type Addr, type Conn, type DialOptions, type Listener, type Net, NetError } from "./net.ts";
+import { EofError, Reader } from "./reader.ts";
+import { relay } from "./relay.ts";
+import { parseGreeting, parseRequest, parseUserpassRequest } from "./socks5_decode.ts";
+import { methodSelection, reply, userpassReply } from "./socks5_encode.ts";
+import { deadline, TimeoutError } from "./time.ts";
+import { PeerError, Wire } from "./wire.ts";
+
+export interface ClientOptions {
+  /** Where local programs connect (default 127.0.0.1:1080). */
+  listen: Addr;
+  /** The server's client port, with TLS options if any. */
+  server: Omit<DialOptions, "timeoutMs">;
+  name: string;
+  credential: Credential;
+  /** Agent to use; "" = the one the server grants (or the SOCKS5 user name). */
+  agent: string;
+  timeoutMs?: number;
+  software?: string;
+}
+
+const NO_ADDR: Target = { type: "ipv4", host: "0.0.0.0", port: 0 };
+
+export type ConnectResult =
+  | { status: 0; conn: Conn; rest: Uint8Array; bound: Target }
+  | { status: number; error: string };
+
+/** Open one stream through the server (SPEC.md §2.3). */
+export async function connectThrough(
+  net: Net,
+  opts: Pick<ClientOptions, "server" | "name" | "credential" | "timeoutMs" | "software">,
+  agent: string,
+  target: Target,
+): Promise<ConnectResult> {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  let conn: Conn;
+  try {
+    conn = await net.dial({ ...opts.server, timeoutMs });
+  } catch (e) {
+    return { status: Status.general_failure, error: `cannot reach the server: ${(e as Error).message}` };
+  }
+  const wire = new Wire(conn);
+  try {
+    const result = await deadline(
+      (async () => {
+        await wire.send({
+          type: "CLIENT_HELLO",
+          minVersion: VERSION_MIN,
+          maxVersion: VERSION_MAX,
+          authMethod: opts.credential.method,
+          name: opts.name,
+          software: opts.software ?? "burrow/0.1.0",
+        });
+        const ch = await wire.expect("CHALLENGE");
+        const proof = await opts.credential.prove(transcript("client", ch.version, ch.nonce, opts.name));
+        // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
+        await wire.send({ type: "AUTH", proof });
+        await wire.send({ type: "CONNECT", agent, target });
+        await wire.expect("CLIENT_READY");
+        return await wire.expect("CONNECT_RESULT");
+      })(),
+      timeoutMs,
+      "server handshake",
+      () => conn.close(),
+    );
+    if (result.status !== 0) {
+      conn.close();
+      return { status: result.status, error: "server refused the stream" };
+    }
+    return { status: 0, conn, rest: wire.rest(), bound: result.bound };
+  } catch (e) {
+    conn.close();
+    if (e instanceof PeerError) {
+      return { status: e.code === 9 ? Status.not_allowed : Status.general_failure, error: e.message };
+    }
+    if (e instanceof ProtocolError || e instanceof NetError || e instanceof TimeoutError) {
+      return { status: Status.general_failure, error: e.message };
+    }
+    throw e;
+  }
+}
+
+export class ClientProxy {
+  #listener: Listener | undefined;
+  readonly #conns = new Set<Conn>();
+
+  constructor(readonly net: Net, readonly opts: ClientOptions, readonly log: Logger) {}
+
+  get addr(): Addr | undefined {
+    return this.#listener?.addr;
+  }
+
+  async start(): Promise<void> {
+    this.#listener = await this.net.listen(this.opts.listen);
+    this.log.info("client proxy listening", { socks: fmt(this.#listener.addr), server: fmt(this.opts.server) });
+    (async () => {
+      for await (const conn of this.#listener!) {
+        this.#conns.add(conn);
+        conn.closed.then(() => this.#conns.delete(conn));
+        this.#serve(conn).catch((e) => {
+          this.log.error("client connection failed", { error: String(e) });
+          conn.close();
+        });
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#listener?.close();
+    for (const c of this.#conns) c.close();
+    await Promise.all([...this.#conns].map((c) => c.closed));
+  }
+
+  async #serve(conn: Conn): Promise<void> {
+    const rd = new Reader(conn, 1024);
+    const timer = setTimeout(() => conn.close(), this.opts.timeoutMs ?? 15_000);
+    try {
+      const greeting = await rd.parse(parseGreeting, "SOCKS5 greeting");
+      let agent = this.opts.agent;
+      if (greeting.methods.includes(0)) {
+        await conn.write(methodSelection(0));
+      } else if (greeting.methods.includes(2)) {
+        // User/password locally only names the agent; the password is ignored.
+        await conn.write(methodSelection(2));
+        const up = await rd.parse(parseUserpassRequest, "SOCKS5 user/password");
+        agent = up.username;
+        await conn.write(userpassReply(0));
+      } else {
+        await conn.write(methodSelection(0xff));
+        return conn.close();
+      }
+      const req = await rd.parse(parseRequest, "SOCKS5 request");
+      if (req.command !== 1) {
+        await conn.write(reply(Status.command_not_supported, NO_ADDR));
+        return conn.close();
+      }
+      clearTimeout(timer);
+      const r = await connectThrough(this.net, this.opts, agent, req.target);
+      if (!("conn" in r)) {
+        this.log.warn("connect refused", { target: targetText(req.target), status: r.status, error: r.error });
+        await conn.write(reply(r.status, NO_ADDR));
+        return conn.close();
+      }
+      await conn.write(reply(0, r.bound));
+      this.log.debug("stream open", { target: targetText(req.target) });
+      await relay(conn, r.conn, rd.rest(), r.rest);
+    } catch (e) {
+      conn.close();
+      if (e instanceof SocksError || e instanceof EofError) {
+        this.log.warn("bad socks handshake, closing", { error: e.message });
+      } else if (!(e instanceof NetError)) throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
