@@ -62,27 +62,48 @@ export interface Verifier {
   verify(data: Uint8Array, proof: Uint8Array): Promise<boolean>;
 }
 
-function hmacKey(token: string, usage: "sign" | "verify"): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", bs(enc.encode(token)), { name: "HMAC", hash: "SHA-256" }, false, [usage]);
+/**
+ * SPEC.md §6.2: the HMAC key of a token is `SHA-256("burrow-v1 token" 0x00 token)`.
+ * The server may store this digest (`token_hash`) instead of the token.
+ */
+export async function tokenHash(token: string): Promise<Uint8Array> {
+  const d = await crypto.subtle.digest("SHA-256", bs(concat([enc.encode("burrow-v1 token"), Uint8Array.of(0), enc.encode(token)])));
+  return new Uint8Array(d);
+}
+
+function hmacKey(hash: Promise<Uint8Array>, usage: "sign" | "verify"): Promise<CryptoKey> {
+  return hash.then((h) => crypto.subtle.importKey("raw", bs(h), { name: "HMAC", hash: "SHA-256" }, false, [usage]));
 }
 
 /** SPEC.md §6.2 method 1. */
 export function tokenCredential(token: string): Credential {
-  const key = hmacKey(token, "sign");
+  const key = hmacKey(tokenHash(token), "sign");
   return {
     method: AuthMethod.token,
     prove: async (data) => new Uint8Array(await crypto.subtle.sign("HMAC", await key, bs(data))),
   };
 }
 
-/** SPEC.md §6.2 method 1, server side. `crypto.subtle.verify` compares in constant time. */
-export function tokenVerifier(token: string): Verifier {
-  const key = hmacKey(token, "verify");
+/**
+ * SPEC.md §6.2 method 1, server side, from the token or from its 32-byte
+ * {@link tokenHash}. `crypto.subtle.verify` compares in constant time.
+ */
+export function tokenVerifier(token: string | Uint8Array): Verifier {
+  const key = hmacKey(typeof token === "string" ? tokenHash(token) : Promise.resolve(token), "verify");
   return {
     method: AuthMethod.token,
     verify: async (data, proof) =>
       proof.length === 32 && await crypto.subtle.verify("HMAC", await key, bs(proof), bs(data)),
   };
+}
+
+export function toHex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export function fromHex(s: string): Uint8Array | null {
+  if (!/^([0-9a-fA-F]{2})*$/.test(s)) return null;
+  return Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
 }
 
 export function fromBase64(s: string): Uint8Array {

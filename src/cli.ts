@@ -9,7 +9,16 @@ import { parse as parseYaml } from "yaml";
 import { fmt } from "./addr.ts";
 import { Agent } from "./agent.ts";
 import { ClientProxy } from "./client.ts";
-import { type Credential, ed25519Credential, generateKeyPair, toBase64, randomBytes, tokenCredential } from "./auth.ts";
+import {
+  type Credential,
+  ed25519Credential,
+  generateKeyPair,
+  randomBytes,
+  toBase64,
+  tokenCredential,
+  tokenHash,
+  toHex,
+} from "./auth.ts";
 import { ConfigError, parseAddr, parseServerConfig, type ServerConfig } from "./config.ts";
 import { httpApp } from "./http.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
@@ -257,6 +266,14 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   await untilSignal(host, () => proxy.stop(), log);
 }
 
+async function runToken(host: Host): Promise<void> {
+  const token = toBase64(randomBytes(24)).replace(/\+/g, "-").replace(/\//g, "_");
+  host.print(`# burrow token: give the token to the agent or client (--token-file),`);
+  host.print(`# put the hash in the server config (token_hash:), which then never holds the token.`);
+  host.print(`token: ${token}`);
+  host.print(`token_hash: sha256:${toHex(await tokenHash(token))}`);
+}
+
 async function runKeygen(host: Host): Promise<void> {
   const k = await generateKeyPair();
   host.print(`# burrow Ed25519 key pair`);
@@ -362,6 +379,10 @@ export async function main(host: Host, args: string[]): Promise<number> {
     .option("--key-file <file>", "file holding the Ed25519 private key")
     .addOption(level())
     .action((opts: ClientFlags) => void (action = runClient(host, opts)));
+
+  program.command("token")
+    .description("Print a new random token and the token_hash for the server config.")
+    .action(() => void (action = runToken(host)));
 
   program.command("keygen")
     .description("Print a new Ed25519 key pair for an agent or client.")

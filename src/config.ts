@@ -5,7 +5,7 @@
  * @module
  */
 import { parse as parseYaml } from "yaml";
-import { ed25519Verifier, tokenCredential, tokenVerifier, type Verifier } from "./auth.ts";
+import { ed25519Verifier, fromHex, tokenCredential, tokenVerifier, type Verifier } from "./auth.ts";
 import type { Rule } from "./messages.ts";
 import type { Addr } from "./net.ts";
 import { parseRule, RuleError } from "./policy.ts";
@@ -156,15 +156,23 @@ function identities(w: Walker, v: unknown, kind: "agents" | "clients"): Map<stri
   w.list(v, kind).forEach((item, i) => {
     const path = `${kind}[${i}]`;
     const o = w.obj(item, path);
-    w.known(o, path, ["name", "token", "public_key"]);
+    w.known(o, path, ["name", "token", "token_hash", "public_key"]);
     const name = w.name(o.name, `${path}.name`);
     if (out.has(name)) w.fail(`${path}.name`, `duplicate name "${name}"`);
     const verifiers = new Map<number, Verifier>();
     let checkPassword: Identity["checkPassword"] = null;
-    if (o.token !== undefined) {
-      const token = w.str(o.token, `${path}.token`);
-      if (token.length < 8) w.fail(`${path}.token`, "must be at least 8 characters");
-      const v = tokenVerifier(token);
+    if (o.token !== undefined && o.token_hash !== undefined) w.fail(path, "has both token and token_hash; keep one");
+    if (o.token !== undefined || o.token_hash !== undefined) {
+      let v: Verifier;
+      if (o.token !== undefined) {
+        const token = w.str(o.token, `${path}.token`);
+        if (token.length < 8) w.fail(`${path}.token`, "must be at least 8 characters");
+        v = tokenVerifier(token);
+      } else {
+        const m = /^sha256:([0-9a-fA-F]{64})$/.exec(w.str(o.token_hash, `${path}.token_hash`));
+        if (!m) w.fail(`${path}.token_hash`, "must be sha256:<64 hex digits> as `burrow token` prints");
+        v = tokenVerifier(fromHex(m[1]!)!);
+      }
       verifiers.set(v.method, v);
       // Compare passwords through HMAC so the comparison is constant-time.
       const probe = new TextEncoder().encode("burrow-v1 socks5 password");
@@ -180,7 +188,7 @@ function identities(w: Walker, v: unknown, kind: "agents" | "clients"): Map<stri
       }
     }
     if (verifiers.size === 0) w.fail(path, "needs a token or a public_key");
-    const credential = JSON.stringify([o.token ?? null, o.public_key ?? null]);
+    const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
     out.set(name, { name, verifiers, checkPassword, credential });
   });
   return out;

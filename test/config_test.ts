@@ -73,3 +73,19 @@ test("config: addresses", () => {
   assert.deepEqual(parseAddr(":80"), { host: "0.0.0.0", port: 80 });
   assert.throws(() => parseAddr("host:99999"));
 });
+
+test("config: token_hash authenticates the token it was made from", async () => {
+  const { tokenHash, toHex, tokenCredential } = await import("../src/auth.ts");
+  const token = "correct-horse-battery";
+  const c = parseServerConfig(
+    `agents: [{ name: a, token_hash: "sha256:${toHex(await tokenHash(token))}" }]\nclients: [{ name: c, token_hash: "sha256:${toHex(await tokenHash(token))}" }]`,
+    "s.yaml",
+  );
+  const v = c.agents.get("a")!.verifiers.get(1)!;
+  const data = new Uint8Array([1, 2, 3]);
+  assert.equal(await v.verify(data, await tokenCredential(token).prove(data)), true);
+  assert.equal(await v.verify(data, await tokenCredential("wrong-token").prove(data)), false);
+  assert.equal(await c.clients.get("c")!.checkPassword!(token), true);
+  assert.equal(await c.clients.get("c")!.checkPassword!("wrong-token"), false);
+  assert.throws(() => parseServerConfig("agents: [{ name: a, token_hash: 'md5:00' }]", "s.yaml"), /agents\[0\]\.token_hash: must be sha256:/);
+});
