@@ -10,7 +10,7 @@
  *
  * Modes (each prints one JSON object per result on stdout):
  *   probe                  one stream + 1-byte echo; exit status 0 if it worked
- *   up    --seconds S      one stream, upload for S s, throughput acknowledged by the target
+ *   up    --seconds S      one stream, upload for S s; ends with 'Z', the target answers its count
  *   down  --seconds S      one stream, download for S s
  *   par   --streams N --seconds S   N parallel download streams, aggregate
  *   lat   --count N [--warmup W]    sequential connect + handshake + 1-byte echo
@@ -190,7 +190,8 @@ static int run_up(double secs) {
     if (write_all(fd, buf, BUF) < 0) { snprintf(err, sizeof err, "write: %s", strerror(errno)); goto fail; }
     sent += BUF;
   }
-  shutdown(fd, SHUT_WR);
+  s = 'Z'; /* end marker: the sink answers its count */
+  if (write_all(fd, &s, 1) < 0) { snprintf(err, sizeof err, "write: %s", strerror(errno)); goto fail; }
   unsigned char cb[8];
   if (read_n(fd, cb, 8) < 0) { snprintf(err, sizeof err, "reading the sink's count: %s", strerror(errno)); goto fail; }
   double t1 = now_s();

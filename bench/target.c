@@ -2,8 +2,10 @@
  * bench target: a fast TCP source / sink / echo on 127.0.0.1, one epoll
  * thread. The first byte a client sends picks the mode:
  *
- *   'S'  sink:   read and discard until EOF, then answer the byte count
- *                (8 bytes, big-endian, not counting the 'S') and close.
+ *   'S'  sink:   read and discard until a 'Z' byte, then answer the count of
+ *                bytes before it (8 bytes, big-endian, not counting the 'S');
+ *                then discard until EOF and close. (An end marker rather than
+ *                a half-close: not every relay passes half-closes.)
  *   'R'  source: send bytes without end until the peer closes.
  *   'E'  echo:   echo every byte, the 'E' included, until EOF, then close.
  *
@@ -33,7 +35,7 @@
 #define SRC_CHUNK (256 * 1024)
 #define RD_CHUNK (1024 * 1024)
 
-enum { M_NEW = 0, M_SINK = 'S', M_SOURCE = 'R', M_ECHO = 'E' };
+enum { M_NEW = 0, M_SINK = 'S', M_SOURCE = 'R', M_ECHO = 'E', M_DRAIN = 'D' };
 
 struct conn {
   int fd;
@@ -107,13 +109,6 @@ static void on_readable(struct conn *c) {
       return;
     }
     if (r == 0) { /* EOF */
-      if (c->mode == M_SINK) {
-        unsigned char b[8];
-        for (int i = 0; i < 8; i++) b[i] = (unsigned char)(c->count >> (56 - 8 * i));
-        int fl = fcntl(c->fd, F_GETFL);
-        fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
-        (void)!send(c->fd, b, 8, MSG_NOSIGNAL);
-      }
       conn_close(c);
       return;
     }
@@ -128,8 +123,19 @@ static void on_readable(struct conn *c) {
         return; /* c may be gone; the rest of the input is ignored anyway */
       } else if (c->mode != M_ECHO) { conn_close(c); return; }
     }
-    if (c->mode == M_SINK) c->count += n;
-    else if (c->mode == M_ECHO) {
+    if (c->mode == M_SINK) {
+      char *z = memchr(p, 'Z', n);
+      if (!z) {
+        c->count += n;
+        continue;
+      }
+      c->count += (size_t)(z - p);
+      unsigned char b[8];
+      for (int i = 0; i < 8; i++) b[i] = (unsigned char)(c->count >> (56 - 8 * i));
+      /* 8 bytes into an empty send buffer: cannot block */
+      if (send(c->fd, b, 8, MSG_NOSIGNAL) != 8) { conn_close(c); return; }
+      c->mode = M_DRAIN;
+    } else if (c->mode == M_ECHO) {
       if (echo_write(c, p, n) < 0) { conn_close(c); return; }
       if (c->pend) return;
     }

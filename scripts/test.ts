@@ -116,7 +116,7 @@ for (const rt of runtimes) {
   } else if (rt === "deno") {
     code = await run(bin("deno"), ["test", "-A", "--no-check", `--junit-path=${report}`, ...files]);
   } else if (rt === "bun") {
-    code = await run(bin("bun"), ["test", "--reporter=junit", `--reporter-outfile=${report}`, ...files.map((f) => `./${f}`)]);
+    code = await run(bin("bun"), ["test", "--timeout=120000", "--reporter=junit", `--reporter-outfile=${report}`, ...files.map((f) => `./${f}`)]);
   } else {
     console.error(`unknown runtime ${rt}`);
     process.exit(2);

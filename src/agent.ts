@@ -11,7 +11,7 @@ import { ProtocolError } from "./errors.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, type MessageOf, type Rule, Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
-import { type Addr, type Conn, type Net, NetError } from "./net.ts";
+import { type Addr, type Conn, type Net, NetError, type TlsClientOptions } from "./net.ts";
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep, TimeoutError } from "./time.ts";
@@ -19,6 +19,8 @@ import { PeerError, Wire } from "./wire.ts";
 
 export interface AgentOptions {
   server: Addr;
+  /** Verify and speak TLS to the server; absent = plain TCP. */
+  tls?: TlsClientOptions;
   name: string;
   credential: Credential;
   /** What this agent opens (SPEC.md §5.7), announced and enforced. */
@@ -119,6 +121,8 @@ export class Agent {
           // Another agent with our name took over: do not fight it at full speed.
           replaced = true;
           this.log.error("another agent with this name replaced this session; backing off", fields);
+        } else if (e instanceof NetError && e.code === "ETLS") {
+          this.log.error("TLS verification of the server failed", fields);
         } else this.log.warn("session failed", fields);
       } finally {
         this.#session = undefined;
@@ -135,7 +139,11 @@ export class Agent {
   }
 
   async #dialServer(): Promise<Conn> {
-    const c = await this.net.dial({ ...this.opts.server, timeoutMs: this.opts.dialTimeoutMs ?? 10_000 });
+    const c = await this.net.dial({
+      ...this.opts.server,
+      timeoutMs: this.opts.dialTimeoutMs ?? 10_000,
+      ...(this.opts.tls ? { tls: this.opts.tls } : {}),
+    });
     if (this.#stop.signal.aborted) {
       c.close();
       throw new NetError("ECLOSED", "agent stopping");

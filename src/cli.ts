@@ -23,7 +23,8 @@ import { ConfigError, parseAddr, parseServerConfig, type ServerConfig } from "./
 import { httpApp } from "./http.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
 import type { Rule } from "./messages.ts";
-import type { Addr, Net } from "./net.ts";
+import type { Addr, Net, TlsClientOptions, TlsServerOptions } from "./net.ts";
+import { DEFAULT_NAMES, fingerprint, generateSelfSigned, normalizeFingerprint } from "./tls.ts";
 import { parseRule, RuleError } from "./policy.ts";
 import { Server } from "./server.ts";
 
@@ -32,6 +33,8 @@ export interface Host {
   readonly net: Net;
   readonly version: string;
   readTextFile(path: string): Promise<string>;
+  /** Write a file only the owner may read (0600), creating its directory (0700). */
+  writeSecretFile(path: string, text: string): Promise<void>;
   /** Call `fn` on the signal; returns a function that stops listening. */
   onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", fn: () => void): () => void;
   serveHttp(addr: Addr, fetch: (req: Request) => Response | Promise<Response>): Promise<HttpServer>;
@@ -101,9 +104,42 @@ function applyListenFlags(config: ServerConfig, f: ServerFlags): ServerConfig {
   return config;
 }
 
+/** The server's TLS certificate per its config: files, auto (made once, kept), or none. */
+export async function serverTls(host: Host, config: ServerConfig, log: Logger): Promise<TlsServerOptions | undefined> {
+  const t = config.tls;
+  if (t.mode === "off") return undefined;
+  let material: TlsServerOptions;
+  if (t.mode === "files") {
+    const read = async (path: string, what: string) => {
+      try {
+        return await host.readTextFile(path);
+      } catch (e) {
+        throw new ConfigError(`tls.${what}: cannot read ${path}: ${(e as Error).message}`);
+      }
+    };
+    material = { cert: await read(t.cert, "cert"), key: await read(t.key, "key") };
+  } else {
+    const certPath = `${config.stateDir}/tls/cert.pem`;
+    const keyPath = `${config.stateDir}/tls/key.pem`;
+    try {
+      material = { cert: await host.readTextFile(certPath), key: await host.readTextFile(keyPath) };
+    } catch {
+      material = await generateSelfSigned({ names: [...new Set([...DEFAULT_NAMES, ...t.names])] });
+      await host.writeSecretFile(keyPath, material.key);
+      await host.writeSecretFile(certPath, material.cert);
+      log.info("generated a self-signed TLS certificate", { cert: certPath });
+    }
+  }
+  const fp = await fingerprint(material.cert);
+  log.info("TLS certificate", { fingerprint: fp });
+  host.print(`TLS certificate fingerprint: ${fp}`);
+  host.print(`  (agents and clients: --fingerprint ${fp})`);
+  return material;
+}
+
 /** Start a server with its HTTP endpoint; returns a stop function. */
-export async function startServer(host: Host, config: ServerConfig, log: Logger) {
-  const server = new Server(host.net, config, log);
+export async function startServer(host: Host, config: ServerConfig, log: Logger, tls?: TlsServerOptions) {
+  const server = new Server(host.net, config, log, tls);
   await server.start();
   let http: HttpServer | undefined;
   if (config.listen.http) {
@@ -123,7 +159,8 @@ export async function startServer(host: Host, config: ServerConfig, log: Logger)
 async function runServer(host: Host, f: ServerFlags): Promise<void> {
   const log = logger(f.logLevel);
   let { text, config } = await loadServerConfig(host, f.config);
-  const s = await startServer(host, applyListenFlags(config, f), log);
+  applyListenFlags(config, f);
+  const s = await startServer(host, config, log, await serverTls(host, config, log));
   const reload = async (why: string) => {
     try {
       const next = await loadServerConfig(host, f.config);
@@ -144,7 +181,37 @@ async function runServer(host: Host, f: ServerFlags): Promise<void> {
   clearInterval(poll);
 }
 
-interface AgentFlags {
+interface TlsFlags {
+  fingerprint?: string | undefined;
+  ca?: string | undefined;
+  serverName?: string | undefined;
+  plain?: boolean | undefined;
+}
+
+/** How to reach the server: TLS verified by pin or CA (default: system CAs), or plain TCP. */
+async function clientTls(host: Host, f: TlsFlags): Promise<TlsClientOptions | undefined> {
+  if (f.plain) {
+    if (f.fingerprint || f.ca) throw new UsageError("--plain cannot be combined with --fingerprint or --ca");
+    return undefined;
+  }
+  const tls: TlsClientOptions = {};
+  if (f.fingerprint) {
+    const fp = normalizeFingerprint(f.fingerprint);
+    if (!/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(fp)) throw new UsageError("--fingerprint must be a SHA-256 fingerprint (64 hex digits)");
+    tls.fingerprint = fp;
+  }
+  if (f.ca) {
+    try {
+      tls.ca = [await host.readTextFile(f.ca)];
+    } catch (e) {
+      throw new UsageError(`cannot read --ca ${f.ca}: ${(e as Error).message}`);
+    }
+  }
+  if (f.serverName) tls.serverName = f.serverName;
+  return tls;
+}
+
+interface AgentFlags extends TlsFlags {
   config?: string;
   server?: string;
   name?: string;
@@ -204,7 +271,7 @@ async function agentOptions(host: Host, f: AgentFlags) {
     if (doc !== null && (typeof doc !== "object" || Array.isArray(doc))) throw new ConfigError(`${f.config}: must be a mapping`);
     file = (doc ?? {}) as Record<string, unknown>;
     for (const k of Object.keys(file)) {
-      if (!["server", "name", "token", "token_file", "key", "key_file", "allow"].includes(k)) {
+      if (!["server", "name", "token", "token_file", "key", "key_file", "allow", "fingerprint", "ca", "server_name", "plain"].includes(k)) {
         throw new ConfigError(`${f.config}: ${k}: unknown key`);
       }
     }
@@ -232,7 +299,15 @@ async function agentOptions(host: Host, f: AgentFlags) {
   })();
   if (allowTexts.length === 0) throw new UsageError("agent needs at least one --allow rule (e.g. --allow '*.corp:80,443')");
   const rules: Rule[] = allowTexts.flatMap((t) => parseRule(t));
-  return { server: parseAddr(server), name, credential, rules };
+  const plain = f.plain ?? file.plain;
+  if (plain !== undefined && typeof plain !== "boolean") throw new ConfigError(`${f.config}: plain: must be true or false`);
+  const tls = await clientTls(host, {
+    fingerprint: f.fingerprint ?? str(file.fingerprint, "fingerprint"),
+    ca: f.ca ?? str(file.ca, "ca"),
+    serverName: f.serverName ?? str(file.server_name, "server_name"),
+    plain,
+  });
+  return { server: parseAddr(server), name, credential, rules, ...(tls ? { tls } : {}) };
 }
 
 async function runAgent(host: Host, f: AgentFlags): Promise<void> {
@@ -243,7 +318,7 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   await untilSignal(host, () => agent.stop(), log);
 }
 
-interface ClientFlags extends CredentialFlags {
+interface ClientFlags extends CredentialFlags, TlsFlags {
   server: string;
   name: string;
   agent: string;
@@ -254,9 +329,10 @@ interface ClientFlags extends CredentialFlags {
 async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
   const credential = await loadCredential(host, "client", f);
+  const tls = await clientTls(host, f);
   const proxy = new ClientProxy(host.net, {
     listen: parseAddr(f.listen),
-    server: parseAddr(f.server),
+    server: { ...parseAddr(f.server), ...(tls ? { tls } : {}) },
     name: f.name,
     credential,
     agent: f.agent,
@@ -306,9 +382,13 @@ async function runDemo(host: Host, f: DemoFlags): Promise<void> {
   );
   const target = await host.serveHttp(parseAddr(f.target), () =>
     new Response("Hello from inside the closed network, through burrow.\n", { headers: { "content-type": "text/plain" } }));
-  const s = await startServer(host, config, log.with({ role: "server" }));
+  // TLS as recommended: a self-signed certificate, the agent pins its fingerprint.
+  const tls = await generateSelfSigned();
+  const pin = await fingerprint(tls.cert);
+  const s = await startServer(host, config, log.with({ role: "server" }), tls);
   const agent = new Agent(host.net, {
     server: s.server.addrs.agents!,
+    tls: { fingerprint: pin },
     name: "office",
     credential: tokenCredential(agentToken),
     rules: [...parseRule(`localhost:${target.addr.port}`), ...parseRule(`127.0.0.0/8:${target.addr.port}`)],
@@ -318,6 +398,7 @@ async function runDemo(host: Host, f: DemoFlags): Promise<void> {
   await agent.connected();
   host.print("");
   host.print(`burrow demo is up on ${host.net.runtime}: server, agent "office" and an HTTP target the agent can reach.`);
+  host.print(`The agent reaches the server over TLS, pinned to fingerprint ${pin}.`);
   host.print(`Try:`);
   host.print(`  curl --socks5-hostname ${fmt(s.server.addrs.socks)} --proxy-user demo:${token} http://localhost:${target.addr.port}/`);
   host.print(`Press Ctrl-C to stop.`);
@@ -364,6 +445,10 @@ export async function main(host: Host, args: string[]): Promise<number> {
     .option("--key <base64>", "Ed25519 private key from `burrow keygen`")
     .option("--key-file <file>", "file holding the Ed25519 private key")
     .option("-a, --allow <rule>", "target rule, repeatable: host[:ports], *.suffix, CIDR, client=rule", collect, [])
+    .option("--fingerprint <sha256>", "pin the server's TLS certificate (as the server prints it)")
+    .option("--ca <file>", "verify the server's TLS certificate against this CA (PEM) instead of the system CAs")
+    .option("--server-name <name>", "name to verify in the server's certificate (default: the --server host)")
+    .option("--plain", "plain TCP, no TLS (loopback, tests, or behind a TLS-terminating proxy)")
     .addOption(level())
     .action((opts: AgentFlags) => void (action = runAgent(host, opts)));
 
@@ -377,6 +462,10 @@ export async function main(host: Host, args: string[]): Promise<number> {
     .option("--token-file <file>", "file holding the shared token")
     .option("--key <base64>", "Ed25519 private key from `burrow keygen`")
     .option("--key-file <file>", "file holding the Ed25519 private key")
+    .option("--fingerprint <sha256>", "pin the server's TLS certificate (as the server prints it)")
+    .option("--ca <file>", "verify the server's TLS certificate against this CA (PEM) instead of the system CAs")
+    .option("--server-name <name>", "name to verify in the server's certificate (default: the --server host)")
+    .option("--plain", "plain TCP, no TLS (loopback, tests, or behind a TLS-terminating proxy)")
     .addOption(level())
     .action((opts: ClientFlags) => void (action = runClient(host, opts)));
 

@@ -32,8 +32,19 @@ export interface Grant {
   rules: Rule[];
 }
 
+/** TLS for the agent and client ports (SPEC.md §11). */
+export type TlsConfig =
+  | { mode: "off" }
+  /** Certificate and key from files. */
+  | { mode: "files"; cert: string; key: string }
+  /** A self-signed certificate made on first start and kept in the state directory. */
+  | { mode: "auto"; names: string[] };
+
 export interface ServerConfig {
   listen: { agents: Addr; socks: Addr | null; clients: Addr | null; http: Addr | null };
+  tls: TlsConfig;
+  /** Where the server keeps what it generates (the auto TLS certificate). */
+  stateDir: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   handshakeTimeoutMs: number;
@@ -204,7 +215,32 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     w.fail("", `not valid YAML or JSON: ${(e as Error).message.split("\n")[0]}`);
   }
   const top = w.obj(doc, "");
-  w.known(top, "", ["listen", "heartbeat", "handshake_timeout", "pool", "limits", "agents", "clients", "grants"]);
+  w.known(top, "", [
+    "listen",
+    "tls",
+    "state_dir",
+    "heartbeat",
+    "handshake_timeout",
+    "pool",
+    "limits",
+    "agents",
+    "clients",
+    "grants",
+  ]);
+  let tls: TlsConfig;
+  if (top.tls === "off" || top.tls === false) tls = { mode: "off" };
+  else if (top.tls === undefined || top.tls === null || top.tls === "auto") tls = { mode: "auto", names: [] };
+  else {
+    const t = w.obj(top.tls, "tls");
+    w.known(t, "tls", ["cert", "key", "names"]);
+    if ((t.cert === undefined) !== (t.key === undefined)) w.fail("tls", "needs both cert and key, or neither (auto)");
+    if (t.cert !== undefined) {
+      if (t.names !== undefined) w.fail("tls.names", "only applies to the auto certificate (no cert/key)");
+      tls = { mode: "files", cert: w.str(t.cert, "tls.cert"), key: w.str(t.key, "tls.key") };
+    } else {
+      tls = { mode: "auto", names: w.list(t.names, "tls.names").map((n, i) => w.str(n, `tls.names[${i}]`)) };
+    }
+  }
   const limits = w.obj(top.limits, "limits");
   w.known(limits, "limits", [
     "pending_handshakes",
@@ -227,6 +263,8 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
       clients: w.addr(listen.clients, "listen.clients", d.clients),
       http: w.addr(listen.http, "listen.http", d.http),
     },
+    tls,
+    stateDir: top.state_dir === undefined ? ".burrow" : w.str(top.state_dir, "state_dir"),
     heartbeatIntervalMs: w.duration(hb.interval, "heartbeat.interval", d.heartbeatInterval),
     heartbeatTimeoutMs: w.duration(hb.timeout, "heartbeat.timeout", d.heartbeatTimeout),
     handshakeTimeoutMs: w.duration(top.handshake_timeout, "handshake_timeout", d.handshakeTimeout),

@@ -84,10 +84,14 @@ export interface ListenOptions {
   /** 0 picks a free port; see {@link Listener.addr}. */
   port: number;
   /**
-   * Speak TLS on every accepted connection. The handshake runs per
-   * connection in the background; `accept()` yields a Conn once its
-   * handshake is done (a client that sends nothing never blocks the
-   * others). Connections whose handshake fails are dropped silently.
+   * Speak TLS on every accepted connection. `accept()` yields a Conn as soon
+   * as TCP accepts it; its TLS handshake goes on in the background (reads
+   * wait for it, writes are queued behind it), so a client that connects and
+   * sends nothing never holds up the others. A failed handshake makes the
+   * Conn's `read()` reject with ETLS (or ECONNRESET when the client just
+   * went away). The listener applies no handshake timeout of its own: the
+   * caller bounds its protocol handshake anyway and `close()` works at any
+   * point of the TLS handshake too.
    */
   tls?: TlsServerOptions;
 }
@@ -115,9 +119,18 @@ export interface TlsServerOptions {
 export interface TlsClientOptions {
   /** Name to verify (and send as SNI when it is a DNS name); default `host`. */
   serverName?: string;
-  /** PEM root certificates to trust instead of the system roots. */
+  /**
+   * PEM root certificates to trust instead of the runtime's default roots.
+   * On Deno they are trusted in addition to the default roots.
+   */
   ca?: string[];
-  /** SHA-256 of the server's leaf certificate DER; hex, colons and case ignored. */
+  /**
+   * SHA-256 of the server's leaf certificate DER; hex, colons and case
+   * ignored. On Deno the pinned certificate must be self-signed, and the
+   * first pinned dial of a process makes one extra connection to the server
+   * first, to fetch the certificate (it ends after the TLS handshake, with
+   * no application byte); see runtimes/deno/net.ts.
+   */
   fingerprint?: string;
 }
 

@@ -23,7 +23,7 @@ import {
   VERSION_MIN,
 } from "./messages.ts";
 import { Metrics } from "./metrics.ts";
-import { type Conn, type Listener, type Net, NetError } from "./net.ts";
+import { type Conn, type Listener, type Net, NetError, type TlsServerOptions } from "./net.ts";
 import { allowed, rulesFor } from "./policy.ts";
 import { EofError, Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
@@ -111,7 +111,11 @@ export class Server implements HealthSource {
   readonly #authFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
   addrs: { agents?: { host: string; port: number }; socks?: { host: string; port: number }; clients?: { host: string; port: number } } = {};
 
-  constructor(readonly net: Net, config: ServerConfig, readonly log: Logger) {
+  /**
+   * `tls` is the certificate for the agent and client ports (the SOCKS5 port
+   * stays plain SOCKS5); without it those ports are plain TCP.
+   */
+  constructor(readonly net: Net, config: ServerConfig, readonly log: Logger, readonly tls?: TlsServerOptions) {
     this.#config = config;
     this.metrics.gauge("burrow_agents_connected", "Agents with a live session", () => [[{}, this.#sessions.size]]);
     this.metrics.gauge("burrow_streams_active", "Streams being relayed", () => [[{}, this.#activeStreams]]);
@@ -134,7 +138,13 @@ export class Server implements HealthSource {
   /** Listen on the configured ports. */
   async start(): Promise<void> {
     const { agents, socks, clients } = this.#config.listen;
-    const a = await this.net.listen(agents);
+    const tls = this.tls ? { tls: this.tls } : {};
+    for (const [port, addr] of [["agents", agents], ["clients", clients]] as const) {
+      if (!this.tls && addr && !isLoopback(addr.host)) {
+        this.log.warn("plain TCP on a non-loopback address: credentials are safe, but traffic is not", { port, listen: fmt(addr) });
+      }
+    }
+    const a = await this.net.listen({ ...agents, ...tls });
     this.#listeners.push(a);
     this.addrs.agents = a.addr;
     this.#acceptLoop(a, (c) => this.#agentConn(c));
@@ -145,7 +155,7 @@ export class Server implements HealthSource {
       this.#acceptLoop(s, (c) => this.#socksConn(c));
     }
     if (clients) {
-      const l = await this.net.listen(clients);
+      const l = await this.net.listen({ ...clients, ...tls });
       this.#listeners.push(l);
       this.addrs.clients = l.addr;
       this.#acceptLoop(l, (c) => this.#clientConn(c));
@@ -155,6 +165,7 @@ export class Server implements HealthSource {
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
       clients: this.addrs.clients ? fmt(this.addrs.clients) : "off",
       runtime: this.net.runtime,
+      tls: this.tls ? "on" : "off",
     });
   }
 
@@ -781,4 +792,8 @@ export class Server implements HealthSource {
       await this.#connError(wire, e, log, "clients");
     }
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === "::1" || host.startsWith("127.") || host === "localhost";
 }

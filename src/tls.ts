@@ -63,7 +63,7 @@ function loadX509(): Promise<X509> {
       const store = new WeakMap<object, Map<unknown, unknown>>();
       const own = (t: object, create: boolean) => {
         let m = store.get(t);
-        if (!m && create) store.set(t, (m = new Map()));
+        if (!m && create) store.set(t, m = new Map());
         return m;
       };
       const getOwn = (k: unknown, t: object) => own(t, false)?.get(k);
@@ -255,19 +255,20 @@ export function fingerprint(pem: string): Promise<string> {
 }
 
 /**
- * Checks a server's leaf certificate (DER) against a pin; resolves if it
- * matches, rejects with NetError ETLS showing both fingerprints otherwise.
+ * The error for a server whose leaf certificate has the fingerprint `got`
+ * (canonical form) when `pin` (any accepted form) was expected, or `null`
+ * if they match. The adapters hash the DER themselves (synchronously, right
+ * in the handshake callback) and call this.
  */
-export async function checkPin(der: Uint8Array<ArrayBuffer> | null, pin: string): Promise<void> {
+export function pinMismatch(pin: string, got: string): NetError | null {
   const expected = normalizeFingerprint(pin);
-  if (der === null || der.byteLength === 0) {
-    throw new NetError("ETLS", "TLS server sent no certificate to check the fingerprint pin");
-  }
-  const got = await fingerprintDer(der);
-  if (got !== expected) {
-    throw new NetError(
-      "ETLS",
-      `TLS certificate fingerprint mismatch: expected ${expected}, got ${got}`,
-    );
-  }
+  if (got === expected) return null;
+  return new NetError(
+    "ETLS",
+    `TLS certificate fingerprint mismatch: expected ${expected}, got ${got}`,
+  );
 }
+
+/** The error for a server that sent no certificate to check a pin against. */
+export const noPeerCertificate = () =>
+  new NetError("ETLS", "TLS server sent no certificate to check the fingerprint pin against");

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -30,20 +30,33 @@ interface Setup {
   agentPort: number;
   socksPort: number;
   httpPort: number;
+  clientPort: number;
   cleanup(): void;
 }
 
-async function setup(net: Net): Promise<Setup> {
+interface SetupOptions {
+  /** YAML for the `tls:` key; default off (plain TCP). */
+  tls?: string;
+}
+
+async function setup(net: Net, opts: SetupOptions = {}): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), "burrow-e2e-"));
-  const [agentPort, socksPort, httpPort] = [await freePort(net), await freePort(net), await freePort(net)];
+  const [agentPort, socksPort, httpPort, clientPort] = [
+    await freePort(net),
+    await freePort(net),
+    await freePort(net),
+    await freePort(net),
+  ];
   const config = join(dir, "server.yaml");
   writeFileSync(
     config,
     `listen:
   agents: 127.0.0.1:${agentPort}
   socks: 127.0.0.1:${socksPort}
-  clients: ""
+  clients: 127.0.0.1:${clientPort}
   http: 127.0.0.1:${httpPort}
+tls: ${opts.tls ?? "off"}
+state_dir: ${join(dir, "state")}
 heartbeat: { interval: 300ms, timeout: 1500ms }
 pool: { min: 2, max: 16 }
 agents:
@@ -58,16 +71,18 @@ grants:
     targets: ["localhost:*", "127.0.0.1:*"]
 `,
   );
-  return { dir, config, agentPort, socksPort, httpPort, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, config, agentPort, socksPort, httpPort, clientPort, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 function startServer(r: Rt, s: Setup): Proc {
   return burrow(r, ["server", "-c", s.config, "--log-level", "debug"]);
 }
 
-function startAgent(r: Rt, s: Setup): Proc {
+/** `tls`: extra agent flags for TLS; default `--plain`. */
+function startAgent(r: Rt, s: Setup, tls: string[] = ["--plain"]): Proc {
   return burrow(r, [
     "agent",
+    ...tls,
     "--server",
     `127.0.0.1:${s.agentPort}`,
     "--name",
@@ -112,22 +127,32 @@ async function httpTarget(net: Net, body: string) {
   return { port: l.addr.port, close: () => (l.close(), conns.forEach((c) => c.close())) };
 }
 
-function curl(socksPort: number, url: string): Promise<{ code: number; out: string; err: string }> {
+function curl(socksPort: number, url: string, auth = true): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
     execFile(
       "curl",
-      ["-sS", "--max-time", "10", "--socks5-hostname", `127.0.0.1:${socksPort}`, "--proxy-user", `alice:${ALICE_TOKEN}`, url],
+      [
+        "-sS",
+        "--max-time",
+        "10",
+        "--socks5-hostname",
+        `127.0.0.1:${socksPort}`,
+        ...(auth ? ["--proxy-user", `alice:${ALICE_TOKEN}`] : []),
+        url,
+      ],
       (e, out, err) => resolve({ code: e ? (typeof e.code === "number" ? e.code : 1) : 0, out: String(out), err: String(err) }),
     );
   });
 }
 
-async function curlWorks(s: Setup, port: number, body: string, ms = 10000): Promise<void> {
+async function curlWorks(s: Setup, port: number, body: string, ms = 10000, via?: number): Promise<void> {
   let last = { code: -1, out: "", err: "" };
   const ok = await (async () => {
     const end = Date.now() + ms;
     while (Date.now() < end) {
-      last = await curl(s.socksPort, `http://localhost:${port}/`);
+      last = via === undefined
+        ? await curl(s.socksPort, `http://localhost:${port}/`)
+        : await curl(via, `http://localhost:${port}/`, false);
       if (last.code === 0 && last.out === body) return true;
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -318,5 +343,86 @@ test(`${rt}: killed agent is dropped, restarted agent serves; restarted server g
     });
   } finally {
     target.close();
+  }
+});
+
+test(`${rt}: over TLS: auto certificate, agent and client proxy pinned by fingerprint, curl through burrow client`, async () => {
+  const net = await runtimeNet();
+  const target = await httpTarget(net, "secure hello\n");
+  const s = await setup(net, { tls: "auto" });
+  const server = startServer(rt, s);
+  const procs: Proc[] = [server];
+  try {
+    const line = await server.waitFor(/TLS certificate fingerprint: ([0-9A-F:]{95})/);
+    const fp = line.split(": ")[1]!;
+    await server.waitFor(/server listening.*tls=on/);
+    // The key was stored with safe permissions.
+    assert.equal(statSync(join(s.dir, "state", "tls", "key.pem")).mode & 0o077, 0);
+    const agent = startAgent(rt, s, ["--fingerprint", fp]);
+    procs.push(agent);
+    await agent.waitFor(/msg="connected"/);
+    const localPort = await freePort(net);
+    const client = burrow(rt, [
+      "client",
+      "--server",
+      `127.0.0.1:${s.clientPort}`,
+      "--name",
+      "alice",
+      "--token",
+      ALICE_TOKEN,
+      "--fingerprint",
+      fp.toLowerCase().replace(/:/g, ""),
+      "--listen",
+      `127.0.0.1:${localPort}`,
+    ]);
+    procs.push(client);
+    await client.waitFor(/client proxy listening/);
+    await curlWorks(s, target.port, "secure hello\n", 10000, localPort);
+    // A restarted server keeps its certificate: same fingerprint.
+    await server.stop();
+    const again = startServer(rt, s);
+    procs.push(again);
+    assert.equal((await again.waitFor(/TLS certificate fingerprint: ([0-9A-F:]{95})/)).split(": ")[1], fp);
+    await again.waitFor(/agent connected/, 15000);
+    // A wrong pin is refused and says what it expected and what it got.
+    const wrongPin = "AB:".repeat(31) + "AB";
+    const wrong = startAgent(rt, s, ["--fingerprint", wrongPin]);
+    procs.push(wrong);
+    const msg = await wrong.waitFor(/fingerprint mismatch: expected [0-9A-F:]+, got [0-9A-F:]+/);
+    assert.ok(msg.includes(wrongPin) && msg.includes(fp), msg);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    target.close();
+    s.cleanup();
+  }
+});
+
+test(`${rt}: over TLS: a CA-signed certificate is accepted with --ca, refused without`, async () => {
+  const net = await runtimeNet();
+  const { generateCA, issueCert } = await import("../src/tls.ts");
+  const ca = await generateCA();
+  const leaf = await issueCert(ca, ["localhost", "127.0.0.1"]);
+  const target = await httpTarget(net, "ca hello\n");
+  const dir = mkdtempSync(join(tmpdir(), "burrow-ca-"));
+  writeFileSync(join(dir, "cert.pem"), leaf.cert);
+  writeFileSync(join(dir, "key.pem"), leaf.key);
+  writeFileSync(join(dir, "ca.pem"), ca.cert);
+  const s = await setup(net, { tls: `{ cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} }` });
+  const procs: Proc[] = [startServer(rt, s)];
+  try {
+    await procs[0]!.waitFor(/server listening.*tls=on/);
+    const good = startAgent(rt, s, ["--ca", join(dir, "ca.pem"), "--server-name", "localhost"]);
+    procs.push(good);
+    await good.waitFor(/msg="connected"/);
+    await curlWorks(s, target.port, "ca hello\n");
+    const bad = startAgent(rt, s, []);
+    procs.push(bad);
+    await bad.waitFor(/ETLS|certificate|TLS/i);
+    assert.ok(!/msg="connected"/.test(bad.output()));
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    target.close();
+    s.cleanup();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -2,6 +2,8 @@
  * `burrow` on Bun:  bun run runtimes/bun/main.ts <command> …
  * @module
  */
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { type Host, main } from "../../src/cli.ts";
 import { net } from "./mod.ts";
 
@@ -9,6 +11,12 @@ export const host: Host = {
   net,
   version: Bun.version,
   readTextFile: (path) => Bun.file(path).text(),
+  async writeSecretFile(path, text) {
+    // Bun.write has no mode option; node:fs is Bun's own implementation here.
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFile(path, text, { mode: 0o600 });
+    await chmod(path, 0o600);
+  },
   onSignal(signal, fn) {
     process.on(signal, fn);
     return () => void process.off(signal, fn);

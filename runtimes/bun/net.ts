@@ -14,6 +14,22 @@
  *   is what `close()` uses. A peer FIN shows as the `end` handler, or as
  *   `close` without an error when our side was already shut down.
  *
+ * TLS (BoringSSL), the same BunConn on a TLS socket, with a `handshake`
+ * handler (so `open` runs at the TCP connect or accept, and the handshake
+ * result comes to `handshake`):
+ * - Dial: `Bun.connect({ tls })` resolves at the TCP connect already; the
+ *   dial waits for `handshake` too, within the timeout. Verified: Bun checks
+ *   the chain (`ca`, else its bundled Mozilla roots) and the name
+ *   (`serverName ?? host`) and reports the result there. Pinned:
+ *   `rejectUnauthorized: false` and the SHA-256 of
+ *   `getPeerCertificate().raw` must equal the pin, checked in `handshake`
+ *   before the dial resolves and anything is written.
+ * - Listen: `Bun.listen({ tls: { cert, key } })`; the Conn is queued at
+ *   `open` (TCP accept), writes wait until its handshake is done; a failed
+ *   handshake fails the Conn with ETLS.
+ * - Half-close: `shutdown()` on a TLS socket sends close_notify and FIN;
+ *   the peer sees `end`; reading and (the peer's) writing go on.
+ *
  * @module
  */
 import {
@@ -25,7 +41,15 @@ import {
   type Net,
   NetError,
   type NetErrorCode,
+  type TlsClientOptions,
+  type TlsServerOptions,
 } from "../../src/net.ts";
+import {
+  formatFingerprint,
+  noPeerCertificate,
+  normalizeFingerprint,
+  pinMismatch,
+} from "../../src/tls.ts";
 import type { Socket, SocketHandler } from "bun";
 
 /** Unread bytes queued per connection before the socket is paused. */
@@ -41,11 +65,29 @@ const ALIASES: Record<string, NetErrorCode> = {
   ENODATA: "ENOTFOUND",
 };
 
+/** BoringSSL and node:tls-style codes of handshake and verification failures. */
+const TLS_CODES =
+  /^(ERR_SSL_|ERR_TLS_|UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED)/;
+
 function toNetError(e: unknown): NetError {
   if (e instanceof NetError) return e;
   const code = String((e as { code?: unknown } | null)?.code ?? "").replace(/^DNS_/, "");
-  const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? "EOTHER";
-  return new NetError(mapped, e instanceof Error ? e.message : String(e), { cause: e });
+  const mapped = SAME.test(code)
+    ? code as NetErrorCode
+    : ALIASES[code] ?? (TLS_CODES.test(code) ? "ETLS" : "EOTHER");
+  const message = e instanceof Error ? e.message : String(e);
+  return new NetError(mapped, mapped === "ETLS" ? `TLS: ${message} (${code})` : message, {
+    cause: e,
+  });
+}
+
+/** The error for a failed TLS handshake, `err` being what Bun reported. */
+function handshakeError(err: Error | null): NetError {
+  const e = err ? toNetError(err) : null;
+  if (e && e.code !== "EOTHER") return e;
+  return new NetError("ETLS", `TLS handshake failed: ${err?.message ?? "connection closed"}`, {
+    cause: err,
+  });
 }
 
 const closedError = () => new NetError("ECLOSED", "connection closed");
@@ -66,6 +108,7 @@ class BunConn implements Conn {
     close: (s, e) => s.data.#onClose(e),
     error: (s, e) => s.data.#fail(toNetError(e)),
     connectError: () => {}, // Bun.connect() rejects too, with the same error
+    handshake: (s, ok, err) => s.data.#onHandshake(ok, err),
   };
 
   local = NO_ADDR;
@@ -84,6 +127,13 @@ class BunConn implements Conn {
   #drainWaiters: Settle[] = [];
   #ended: Promise<void> | null = null;
   #shutdownWhenDrained = false;
+  /** A TLS socket. */
+  #tls = false;
+  /** TLS handshake not done yet: writes wait in #pending. */
+  #handshaking = false;
+  /** A TLS dial waiting for the handshake, and the pin to check. */
+  #dialing: { pin: string | undefined; resolve: () => void; reject: (e: NetError) => void } | null =
+    null;
   #onClosed!: () => void;
   #readExec = (res: (c: Uint8Array | null) => void, rej: (e: unknown) => void) => {
     this.#readResolve = res;
@@ -97,11 +147,46 @@ class BunConn implements Conn {
     this.closed = new Promise((r) => (this.#onClosed = r));
   }
 
-  /** Wraps a socket accepted by a listener. */
-  static accepted(s: Sock): BunConn {
+  /** Wraps a socket accepted by a listener (`tls`: still in its handshake). */
+  static accepted(s: Sock, tls: boolean): BunConn {
     const conn = new BunConn();
+    conn.#tls = conn.#handshaking = tls;
     conn.#attach(s);
     return conn;
+  }
+
+  /** For a TLS dial: resolves once the handshake is done and the server verified. */
+  static dialing(pin: string | undefined): { conn: BunConn; ready: Promise<void> } {
+    const conn = new BunConn();
+    conn.#tls = conn.#handshaking = true;
+    const ready = new Promise<void>((resolve, reject) => {
+      conn.#dialing = { pin, resolve, reject };
+    });
+    ready.catch(() => {}); // the dial may have given up on it already (timeout)
+    return { conn, ready };
+  }
+
+  #onHandshake(ok: boolean, err: Error | null): void {
+    const dialing = this.#dialing;
+    this.#dialing = null;
+    // `ok` is false for a failed handshake, and (rejectUnauthorized) for a
+    // server that failed verification; with a pin only the pin counts.
+    let error: NetError | null = null;
+    if (!ok) error = handshakeError(err);
+    else if (dialing?.pin !== undefined) {
+      const raw = this.#sock.getPeerCertificate()?.raw;
+      error = !raw || raw.byteLength === 0 ? noPeerCertificate() : pinMismatch(
+        dialing.pin,
+        formatFingerprint(new Bun.CryptoHasher("sha256").update(raw).digest()),
+      );
+    }
+    if (error) {
+      dialing?.reject(error);
+      return this.#fail(error);
+    }
+    this.#handshaking = false;
+    dialing?.resolve();
+    this.#onDrain(); // writes queued during the handshake
   }
 
   #attach(s: Sock): void {
@@ -130,6 +215,10 @@ class BunConn implements Conn {
 
   #onClose(e?: Error): void {
     if (e && !this.#done) this.#error ??= toNetError(e);
+    if (this.#dialing) {
+      this.#dialing.reject(handshakeError(e ?? null));
+      this.#dialing = null;
+    }
     this.#done = true;
     if (this.#error) this.#settleRead(null, this.#error);
     else this.#settleRead(null);
@@ -138,6 +227,7 @@ class BunConn implements Conn {
   }
 
   #onDrain(): void {
+    if (this.#handshaking) return; // #onHandshake flushes
     const q = this.#pending;
     while (q.length > 0) {
       const c = q[0]!;
@@ -197,7 +287,7 @@ class BunConn implements Conn {
   write(chunk: Uint8Array): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done || this.#ended) return Promise.reject(closedError());
-    if (this.#pending.length === 0) {
+    if (this.#pending.length === 0 && !this.#handshaking) {
       const n = this.#sock.write(chunk);
       if (n === chunk.byteLength) return RESOLVED;
       if (n < 0) return Promise.reject(closedError());
@@ -211,7 +301,7 @@ class BunConn implements Conn {
     if (this.#ended) return this.#ended;
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done) return Promise.reject(closedError());
-    if (this.#pending.length === 0) {
+    if (this.#pending.length === 0 && !this.#handshaking) {
       this.#ended = RESOLVED;
       this.#shutdown();
     } else {
@@ -235,7 +325,11 @@ class BunConn implements Conn {
     this.#pending = [];
     this.#settleRead(null);
     this.#settleDrain(closedError());
-    this.#sock?.end(); // closes at once; the close handler resolves `closed`
+    // TCP: end() closes at once; the close handler resolves `closed`. TLS:
+    // end() sends close_notify and keeps the socket until the peer answers
+    // (forever if it does not read, or if we are paused), so terminate().
+    if (this.#tls) this.#sock?.terminate();
+    else this.#sock?.end();
   }
 
   setNoDelay(on: boolean): void {
@@ -250,11 +344,15 @@ class BunListener implements Listener {
   #waiters: ((c: Conn | null) => void)[] = [];
   #closed = false;
 
-  constructor(host: string, port: number) {
+  #tls: boolean;
+
+  constructor(host: string, port: number, tls: TlsServerOptions | undefined) {
+    this.#tls = tls !== undefined;
     const server = Bun.listen<BunConn>({
       hostname: host,
       port,
       allowHalfOpen: true,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
       socket: { ...BunConn.handlers, open: (s) => this.#onOpen(s) },
     });
     this.#server = server;
@@ -262,7 +360,7 @@ class BunListener implements Listener {
   }
 
   #onOpen(s: Sock): void {
-    const conn = BunConn.accepted(s);
+    const conn = BunConn.accepted(s, this.#tls);
     if (this.#closed) conn.close();
     else if (this.#waiters.length > 0) this.#waiters.shift()!(conn);
     else this.#queue.push(conn);
@@ -287,25 +385,38 @@ class BunListener implements Listener {
   }
 }
 
-async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
-  const conn = new BunConn();
+/** Bun's client TLS options for `t`: verify as usual, or nothing (pin). */
+function clientTls(t: TlsClientOptions) {
+  return {
+    rejectUnauthorized: t.fingerprint === undefined,
+    ...(t.serverName !== undefined ? { serverName: t.serverName } : {}),
+    ...(t.ca ? { ca: t.ca } : {}),
+  };
+}
+
+async function dial({ host, port, timeoutMs, tls }: DialOptions): Promise<Conn> {
+  if (tls?.fingerprint !== undefined) normalizeFingerprint(tls.fingerprint);
+  const { conn, ready } = tls ? BunConn.dialing(tls.fingerprint) : { conn: new BunConn() };
   const connecting = Bun.connect<BunConn>({
     hostname: host,
     port,
     allowHalfOpen: true,
     data: conn,
     socket: BunConn.handlers,
+    ...(tls ? { tls: clientTls(tls) } : {}),
   });
+  const connected = ready ? connecting.then(() => ready) : connecting;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = timeoutMs === undefined ? null : new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
+      const what = tls ? "TLS connect" : "connect";
       reject(
-        new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`),
+        new NetError("ETIMEDOUT", `${what} to ${host}:${port} timed out after ${timeoutMs} ms`),
       );
     }, timeoutMs);
   });
   try {
-    await (timeout ? Promise.race([connecting, timeout]) : connecting);
+    await (timeout ? Promise.race([connected, timeout]) : connected);
     return conn;
   } catch (e) {
     connecting.then(() => conn.close(), () => {});
@@ -315,13 +426,17 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   }
 }
 
-async function listen({ host, port }: ListenOptions): Promise<Listener> {
+async function listen({ host, port, tls }: ListenOptions): Promise<Listener> {
   // Bun reports the hostname it was given; resolve it so `addr` is an IP.
   const ip = /^[\d.]+$|:/.test(host) ? host : (await lookup(host))[0] ?? host;
   try {
-    return new BunListener(ip, port);
+    return new BunListener(ip, port, tls);
   } catch (e) {
-    throw toNetError(e);
+    const err = toNetError(e);
+    if (tls && err.code === "EOTHER") {
+      throw new NetError("ETLS", `TLS certificate or key not usable: ${err.message}`, { cause: e });
+    }
+    throw err;
   }
 }
 

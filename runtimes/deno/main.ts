@@ -9,6 +9,12 @@ export const host: Host = {
   net,
   version: Deno.version.deno,
   readTextFile: (path) => Deno.readTextFile(path),
+  async writeSecretFile(path, text) {
+    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(path, text, { mode: 0o600 });
+    await Deno.chmod(path, 0o600);
+  },
   onSignal(signal, fn) {
     Deno.addSignalListener(signal, fn);
     return () => Deno.removeSignalListener(signal, fn);

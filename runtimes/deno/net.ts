@@ -12,6 +12,34 @@
  * `lookup()` uses `node:dns` (getaddrinfo), because `Deno.resolveDns` ignores
  * /etc/hosts.
  *
+ * TLS (rustls), the same DenoConn on a `Deno.TlsConn`:
+ * - Dial, verified: `Deno.connect`, `setNoDelay`, then `Deno.startTls` with
+ *   `hostname: serverName ?? host` (the name verified, and the SNI) and
+ *   `caCerts: ca`, and `handshake()`, all within the dial timeout. Careful:
+ *   in Deno `caCerts` are trusted *in addition to* Deno's default roots
+ *   (Mozilla's, or the system's with DENO_TLS_CA_STORE=system); Node and Bun
+ *   trust only `ca` when it is given.
+ * - Dial, pinned: see {@link dialPinned}. Deno's TLS client can neither skip
+ *   chain verification nor show the peer certificate, and Deno's `node:tls`
+ *   (which can) is no data path: it reads whatever the peer sends with no
+ *   backpressure (a paused socket took 600 MiB in 2 s) and loses the EOF
+ *   that comes while data is buffered. So `node:tls` only fetches the
+ *   certificate once (handshake, check the pin, close), and the connection
+ *   itself is rustls with that certificate as the trust anchor.
+ * - Listen: `Deno.listenTls`; a loop accepts eagerly (like Node and Bun do),
+ *   since rustls only runs a handshake once it is accepted; the handshake
+ *   runs in the background and the Conn is queued at once, so a silent
+ *   client holds up nobody. `TlsConn` has no `setNoDelay`: accepted TLS
+ *   connections keep Nagle's algorithm, `setNoDelay()` does nothing on them
+ *   (dialled ones get it on the TCP socket before `startTls`).
+ * - close() during the handshake: the Conn is done at once (`closed`
+ *   resolves, a pending read gives `null`), but rustls-tokio-stream keeps
+ *   the socket in its handshake task until the handshake ends: the peer
+ *   completes it, sends garbage or goes away. Deno has no way to abort it,
+ *   so a client that connects and stays silent keeps its fd on a Deno server.
+ * - Half-close: `closeWrite()` sends close_notify and shuts down the write
+ *   side; reading goes on. The peer's close_notify shows as EOF (`null`).
+ *
  * @module
  */
 import { lookup as dnsLookup } from "node:dns/promises";
@@ -25,6 +53,15 @@ import {
   NetError,
   type NetErrorCode,
 } from "../../src/net.ts";
+import {
+  formatFingerprint,
+  noPeerCertificate,
+  normalizeFingerprint,
+  pinMismatch,
+} from "../../src/tls.ts";
+import * as nodeTls from "node:tls";
+import { createHash, X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 
 /**
  * Bounds of the buffer each `conn.read()` fills. A pending read holds its
@@ -39,6 +76,7 @@ const SAME =
   /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
 const ALIASES: Record<string, NetErrorCode> = {
   ECONNABORTED: "ECONNRESET",
+  UnexpectedEof: "ECONNRESET", // rustls: the peer closed without close_notify
   EAI_NONAME: "ENOTFOUND",
   EAI_AGAIN: "ENOTFOUND",
   BadResource: "ECLOSED",
@@ -46,25 +84,36 @@ const ALIASES: Record<string, NetErrorCode> = {
   NotConnected: "ECLOSED",
 };
 
-function toNetError(e: unknown): NetError {
+/** rustls' words for handshake and certificate failures. */
+const TLS_MESSAGE =
+  /certificate|handshake|peer is incompatible|received corrupt message|alert|tls|ssl|NotValidForName|UnknownIssuer/i;
+
+/** `tls`: the error came from a TLS connection, so InvalidData means ETLS. */
+function toNetError(e: unknown, tls = false): NetError {
   if (e instanceof NetError) return e;
   const { name = "", code = "", message = String(e) } = (e ?? {}) as Partial<
     Error & { code: string }
   >;
   const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? ALIASES[name] ??
-    (/failed to lookup address|Name or service not known/i.test(message) ? "ENOTFOUND" : "EOTHER");
-  return new NetError(mapped, message, { cause: e });
+    (/failed to lookup address|Name or service not known/i.test(message)
+      ? "ENOTFOUND"
+      : tls && (name === "InvalidData" || TLS_MESSAGE.test(message))
+      ? "ETLS"
+      : "EOTHER");
+  return new NetError(mapped, mapped === "ETLS" ? `TLS: ${message}` : message, { cause: e });
 }
 
 const closedError = () => new NetError("ECLOSED", "connection closed");
+// (the addresses of a TlsConn from startTls have no `transport`)
 const addr = (a: Deno.Addr): Addr =>
-  a.transport === "tcp" ? { host: a.hostname, port: a.port } : { host: "", port: 0 };
+  "hostname" in a ? { host: a.hostname, port: a.port } : { host: "", port: 0 };
 
 class DenoConn implements Conn {
   readonly local: Addr;
   readonly remote: Addr;
   readonly closed: Promise<void>;
-  #conn: Deno.TcpConn;
+  #conn: Deno.TcpConn | Deno.TlsConn;
+  #tls: boolean;
   #buf: Uint8Array | null = null;
   #readSize = READ_MIN;
   #eof = false;
@@ -76,9 +125,10 @@ class DenoConn implements Conn {
   #writes = 0;
   #onClosed!: () => void;
 
-  constructor(conn: Deno.TcpConn) {
+  constructor(conn: Deno.TcpConn | Deno.TlsConn) {
     this.#conn = conn;
-    conn.setNoDelay(true);
+    this.#tls = !("setNoDelay" in conn);
+    this.setNoDelay(true);
     this.local = addr(conn.localAddr);
     this.remote = addr(conn.remoteAddr);
     this.closed = new Promise((r) => (this.#onClosed = r));
@@ -156,7 +206,7 @@ class DenoConn implements Conn {
   }
 
   #fail(e: unknown): NetError {
-    this.#error ??= toNetError(e);
+    this.#error ??= toNetError(e, this.#tls);
     this.#finish();
     return this.#error;
   }
@@ -177,7 +227,8 @@ class DenoConn implements Conn {
   }
 
   setNoDelay(on: boolean): void {
-    this.#conn.setNoDelay(on);
+    // A Deno.TlsConn has none; dialled ones got it before startTls.
+    if ("setNoDelay" in this.#conn) this.#conn.setNoDelay(on);
   }
 }
 
@@ -216,10 +267,297 @@ class DenoListener implements Listener {
   }
 }
 
-async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
+/** Connections a TLS listener accepts ahead of `accept()` calls, at most. */
+const TLS_BACKLOG = 128;
+
+/**
+ * A TLS listener accepts in a loop of its own (rustls handshakes only once
+ * a connection is accepted) into a bounded queue. An accept error (EMFILE,
+ * say) goes to the next `accept()`, and the loop goes on after a pause.
+ */
+class DenoTlsListener implements Listener {
+  readonly addr: Addr;
+  #listener: Deno.TlsListener;
+  #closed = false;
+  #queue: (Conn | NetError)[] = [];
+  #waiters: [resolve: (c: Conn | null) => void, reject: (e: NetError) => void][] = [];
+  #room: (() => void) | null = null; // resumes the loop when the queue has room
+
+  constructor(listener: Deno.TlsListener) {
+    this.#listener = listener;
+    this.addr = addr(listener.addr);
+    void this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#closed) {
+      if (this.#queue.length >= TLS_BACKLOG) {
+        await new Promise<void>((r) => (this.#room = r));
+        continue;
+      }
+      let item: Conn | NetError;
+      try {
+        item = new DenoConn(await this.#listener.accept());
+      } catch (e) {
+        if (this.#closed || (e as Error)?.name === "BadResource") break;
+        item = toNetError(e);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const waiter = this.#waiters.shift();
+      if (this.#closed) {
+        if (!(item instanceof NetError)) item.close();
+      } else if (!waiter) this.#queue.push(item);
+      else if (item instanceof NetError) waiter[1](item);
+      else waiter[0](item);
+    }
+    this.close();
+  }
+
+  accept(): Promise<Conn | null> {
+    const item = this.#queue.shift();
+    if (item !== undefined) {
+      this.#room?.();
+      this.#room = null;
+      return item instanceof NetError ? Promise.reject(item) : Promise.resolve(item);
+    }
+    if (this.#closed) return Promise.resolve(null);
+    return new Promise((resolve, reject) => this.#waiters.push([resolve, reject]));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // already closed
+    }
+    this.#room?.();
+    for (const [resolve] of this.#waiters.splice(0)) resolve(null);
+    for (const c of this.#queue.splice(0)) if (!(c instanceof NetError)) c.close();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Conn> {
+    for (let c = await this.accept(); c !== null; c = await this.accept()) yield c;
+  }
+}
+
+function dial(opts: DialOptions): Promise<Conn> {
+  if (opts.tls?.fingerprint !== undefined) return dialPinned(opts, opts.tls.fingerprint);
+  if (opts.tls) {
+    const { serverName, ca } = opts.tls;
+    return dialTls(opts, serverName ?? opts.host, ca ?? null, Date.now());
+  }
+  return dialTcp(opts).then((c) => new DenoConn(c));
+}
+
+const timedOut = (host: string, port: number, ms: number, what = "connect") =>
+  new NetError("ETIMEDOUT", `${what} to ${host}:${port} timed out after ${ms} ms`);
+
+/** Milliseconds left of the dial timeout started at `start`, or undefined. */
+const left = (opts: DialOptions, start: number) =>
+  opts.timeoutMs === undefined ? undefined : Math.max(0, opts.timeoutMs - (Date.now() - start));
+
+/**
+ * A verified TLS dial: TCP, then `startTls` (verifying `name` against the
+ * default roots and `ca`) and its handshake, all within `timeoutMs`.
+ */
+async function dialTls(
+  opts: DialOptions,
+  name: string,
+  ca: string[] | null,
+  start: number,
+): Promise<DenoConn> {
+  const tcp = await dialTcp({ ...opts, ...withTimeout(left(opts, start)) });
+  let conn: Deno.TlsConn | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    tcp.setNoDelay(true); // the TlsConn on top has no setNoDelay
+    conn = await Deno.startTls(tcp, { hostname: name, ...(ca ? { caCerts: ca } : {}) });
+    const handshake = conn.handshake();
+    const ms = left(opts, start);
+    if (ms === undefined) await handshake;
+    else {
+      handshake.catch(() => {}); // settles once the connection is closed below
+      await Promise.race([
+        handshake,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(timedOut(opts.host, opts.port, opts.timeoutMs!, "TLS connect")),
+            ms,
+          );
+        }),
+      ]);
+    }
+    return new DenoConn(conn);
+  } catch (e) {
+    try {
+      (conn ?? tcp).close();
+    } catch {
+      // already closed
+    }
+    throw toNetError(e, true);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const withTimeout = (ms: number | undefined) => ms === undefined ? {} : { timeoutMs: ms };
+
+/** A pinned certificate, as rustls gets it: the PEM and the name to verify. */
+interface Pinned {
+  pem: string;
+  name: string;
+}
+
+/** Pinned certificates fetched (or being fetched) so far, by pin (canonical form). */
+const pinned = new Map<string, Promise<Pinned>>();
+
+/**
+ * A pinned dial, in two steps:
+ *
+ * 1. Once per pin and process: fetch the server's certificate with Deno's
+ *    `node:tls` (handshake without verification, then close; no application
+ *    byte is sent) and check the pin: a mismatch is ETLS with both
+ *    fingerprints. The certificate must be self-signed (the pin of a CA
+ *    issued certificate is refused on Deno: rustls cannot trust such a
+ *    leaf by itself; use `ca` for those).
+ * 2. Dial with rustls, trusting that certificate, and verifying one of its
+ *    own names ({@link pinName}). rustls trusts `caCerts` on top of the
+ *    default roots, so the name check stays on: it is what keeps a
+ *    certificate from a public CA out, and `pinName` prefers names no
+ *    public CA may certify (localhost, private and loopback IPs, .invalid,
+ *    .test, .localhost, .internal).
+ *
+ * If the rustls handshake fails with a cached certificate, it is fetched
+ * again (the server may have a new one: then the mismatch is reported).
+ */
+async function dialPinned(opts: DialOptions, pin: string): Promise<Conn> {
+  const key = normalizeFingerprint(pin);
+  const start = Date.now();
+  for (let attempt = 0;; attempt++) {
+    let fetching = pinned.get(key);
+    const cached = fetching !== undefined;
+    if (!fetching) {
+      // concurrent first dials share one fetch
+      pinned.set(key, fetching = fetchPinned(opts, key, start));
+      fetching.catch(() => pinned.get(key) === fetching && pinned.delete(key));
+    }
+    const cert = await fetching;
+    try {
+      return await dialTls(opts, cert.name, [cert.pem], start);
+    } catch (e) {
+      // rustls refused the cached certificate: the server may have a new one
+      const refused = e instanceof NetError && e.code === "ETLS" && /certificate/i.test(e.message);
+      if (!refused || !cached || attempt > 0) throw e;
+      if (pinned.get(key) === fetching) pinned.delete(key);
+    }
+  }
+}
+
+/** Step 1 of {@link dialPinned}: the server's certificate, checked against `pin`. */
+function fetchPinned(opts: DialOptions, pin: string, start: number): Promise<Pinned> {
+  const { host, port } = opts;
+  return new Promise((resolve, reject) => {
+    const sock = nodeTls.connect({ host, port, rejectUnauthorized: false });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const done = (e: NetError | null, v?: Pinned) => {
+      clearTimeout(timer);
+      sock.removeAllListeners("error");
+      sock.on("error", () => {});
+      if (e) {
+        sock.destroy();
+        reject(e);
+      } else {
+        // close_notify and FIN, so the server sees a clean EOF; the server
+        // closes in turn, and node:tls (no allowHalfOpen) then closes too
+        sock.end();
+        const t = setTimeout(() => sock.destroy(), 10_000);
+        Deno.unrefTimer(t);
+        sock.once("close", () => clearTimeout(t));
+        resolve(v!);
+      }
+    };
+    sock.once("error", (e) => done(toNodeTlsError(e)));
+    sock.once("secureConnect", () => {
+      const raw = sock.getPeerCertificate(true)?.raw;
+      if (!raw || raw.byteLength === 0) return done(noPeerCertificate());
+      const mismatch = pinMismatch(
+        pin,
+        formatFingerprint(createHash("sha256").update(raw).digest()),
+      );
+      if (mismatch) return done(mismatch);
+      try {
+        done(null, pinnable(raw));
+      } catch (e) {
+        done(e as NetError);
+      }
+    });
+    const ms = left(opts, start);
+    if (ms !== undefined) {
+      timer = setTimeout(() => done(timedOut(host, port, opts.timeoutMs!, "TLS connect")), ms);
+    }
+  });
+}
+
+function toNodeTlsError(e: Error): NetError {
+  const code = String((e as { code?: unknown }).code ?? "");
+  if (SAME.test(code)) return new NetError(code as NetErrorCode, e.message, { cause: e });
+  return new NetError("ETLS", `TLS: ${e.message}`, { cause: e });
+}
+
+/** A fetched pinned certificate as rustls can trust it, or ETLS why not. */
+function pinnable(der: Uint8Array): Pinned {
+  const x = new X509Certificate(der);
+  // (not checkIssued(): OpenSSL also wants keyCertSign from an issuer)
+  if (x.issuer !== x.subject || !x.verify(x.publicKey)) {
+    throw new NetError(
+      "ETLS",
+      "TLS: on Deno only a self-signed certificate can be pinned (rustls cannot trust a " +
+        "CA-issued leaf by itself); trust its CA with `ca` instead",
+    );
+  }
+  const name = pinName(x.subjectAltName ?? "");
+  if (name === null) {
+    throw new NetError(
+      "ETLS",
+      "TLS: on Deno a pinned certificate needs a DNS name or IP address in its subjectAltName",
+    );
+  }
+  const b64 = btoa(Array.from(der, (b) => String.fromCharCode(b)).join(""));
+  const pem = `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{64}/g, "$&\n")}\n` +
+    "-----END CERTIFICATE-----\n";
+  return { pem: pem.replace("\n\n-----END", "\n-----END"), name };
+}
+
+/** Names public CAs may not certify: rustls then trusts only the pinned certificate. */
+const RESERVED_NAME = /(^|\.)(localhost|invalid|test|internal|local)$/i;
+const PRIVATE_IP =
+  /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|169\.254\.|::1$|f[cd][0-9a-f]{2}:|fe[89ab][0-9a-f]:)/i;
+
+/**
+ * The name to verify a pinned certificate by, from its subjectAltName
+ * (`DNS:a, IP Address:1.2.3.4`): a reserved name or private IP if there is
+ * one, else the first name (wildcards made concrete).
+ */
+function pinName(san: string): string | null {
+  const names: string[] = [];
+  for (const part of san.split(/,\s*/)) {
+    const m = /^(DNS|IP Address):(.+)$/.exec(part.trim());
+    if (!m) continue;
+    const v = m[2]!.trim();
+    if (m[1] === "IP Address") names.push(isIP(v) ? v : "");
+    else names.push(v.replace(/^\*\./, "pinned."));
+  }
+  const usable = names.filter((n) => n !== "");
+  return usable.find((n) => isIP(n) ? PRIVATE_IP.test(n) : RESERVED_NAME.test(n)) ??
+    usable[0] ?? null;
+}
+
+async function dialTcp({ host, port, timeoutMs }: DialOptions): Promise<Deno.TcpConn> {
   if (timeoutMs === undefined) {
     try {
-      return new DenoConn(await Deno.connect({ hostname: host, port, transport: "tcp" }));
+      return await Deno.connect({ hostname: host, port, transport: "tcp" });
     } catch (e) {
       throw toNetError(e);
     }
@@ -230,13 +568,11 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       abort.abort();
-      reject(
-        new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`),
-      );
+      reject(timedOut(host, port, timeoutMs));
     }, timeoutMs);
   });
   try {
-    return new DenoConn(await Promise.race([connecting, timeout]));
+    return await Promise.race([connecting, timeout]);
   } catch (e) {
     connecting.then((c) => c.close(), () => {});
     throw toNetError(e);
@@ -245,13 +581,23 @@ async function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   }
 }
 
-function listen({ host, port }: ListenOptions): Promise<Listener> {
+function listen({ host, port, tls }: ListenOptions): Promise<Listener> {
   try {
     return Promise.resolve(
-      new DenoListener(Deno.listen({ hostname: host, port, transport: "tcp" })),
+      tls
+        ? new DenoTlsListener(
+          Deno.listenTls({ hostname: host, port, transport: "tcp", cert: tls.cert, key: tls.key }),
+        )
+        : new DenoListener(Deno.listen({ hostname: host, port, transport: "tcp" })),
     );
   } catch (e) {
-    return Promise.reject(toNetError(e));
+    const err = toNetError(e);
+    if (tls && err.code === "EOTHER") {
+      return Promise.reject(
+        new NetError("ETLS", `TLS certificate or key not usable: ${err.message}`, { cause: e }),
+      );
+    }
+    return Promise.reject(err);
   }
 }
 

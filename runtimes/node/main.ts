@@ -3,7 +3,8 @@
  * @module
  */
 import { serve } from "@hono/node-server";
-import { readFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
 import { type Host, main } from "../../src/cli.ts";
@@ -13,6 +14,11 @@ export const host: Host = {
   net,
   version: process.versions.node,
   readTextFile: (path) => readFile(path, "utf8"),
+  async writeSecretFile(path, text) {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFile(path, text, { mode: 0o600 });
+    await chmod(path, 0o600);
+  },
   onSignal(signal, fn) {
     process.on(signal, fn);
     return () => process.off(signal, fn);

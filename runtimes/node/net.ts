@@ -8,9 +8,26 @@
  * high-water mark, then `write()` waits for `drain`. Half-close:
  * `allowHalfOpen` on both sides, `end()` is `socket.end()`.
  *
+ * TLS (`node:tls`, OpenSSL): the same NodeConn wraps a `tls.TLSSocket`.
+ * - Dial: `tls.connect()`; the Conn is handed out on `secureConnect`, after
+ *   verification: normally `rejectUnauthorized` with `ca` (or Node's bundled
+ *   roots) and `checkServerIdentity(serverName ?? host)`; with a pin,
+ *   `rejectUnauthorized: false` and the SHA-256 of
+ *   `getPeerCertificate(true).raw` must equal the pin, checked before the
+ *   dial resolves, so no application byte reaches an unverified server.
+ * - Listen: a plain `net.Server`; each accepted socket is wrapped at once in
+ *   a server `TLSSocket` (what `tls.Server` does internally, minus its
+ *   120 s handshake timeout), so `accept()` never waits for a handshake.
+ * - Half-close: `end()` sends close_notify, then FIN; reading goes on.
+ *   The peer's close_notify (or FIN) shows as EOF; writing goes on after it
+ *   (OpenSSL allows it: TLS 1.3 half-close). A peer that closes without
+ *   close_notify also shows as EOF (Node ignores the unexpected EOF).
+ *
  * @module
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
+import { createHash } from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
 import {
   type Addr,
@@ -21,7 +38,15 @@ import {
   type Net,
   NetError,
   type NetErrorCode,
+  type TlsClientOptions,
+  type TlsServerOptions,
 } from "../../src/net.ts";
+import {
+  formatFingerprint,
+  noPeerCertificate,
+  normalizeFingerprint,
+  pinMismatch,
+} from "../../src/tls.ts";
 
 /** Unread bytes queued per connection before the socket is paused. */
 const READ_HWM = 256 * 1024;
@@ -41,11 +66,20 @@ const ALIASES: Record<string, NetErrorCode> = {
   ERR_SOCKET_CLOSED: "ECLOSED",
 };
 
+/** OpenSSL and node:tls error codes of handshake and verification failures. */
+const TLS_CODES =
+  /^(ERR_SSL_|ERR_TLS_|ERR_OSSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED)/;
+
 function toNetError(e: unknown): NetError {
   if (e instanceof NetError) return e;
   const code = String((e as { code?: unknown } | null)?.code ?? "");
-  const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? "EOTHER";
-  return new NetError(mapped, e instanceof Error ? e.message : String(e), { cause: e });
+  const mapped = SAME.test(code)
+    ? code as NetErrorCode
+    : ALIASES[code] ?? (TLS_CODES.test(code) ? "ETLS" : "EOTHER");
+  const message = e instanceof Error ? e.message : String(e);
+  return new NetError(mapped, mapped === "ETLS" ? `TLS: ${message} (${code})` : message, {
+    cause: e,
+  });
 }
 
 const closedError = () => new NetError("ECLOSED", "connection closed");
@@ -53,6 +87,7 @@ const RESOLVED = Promise.resolve();
 
 type Settle = [resolve: (v: void) => void, reject: (e: unknown) => void];
 
+/** A {@link Conn} on a `net.Socket` or `tls.TLSSocket`. */
 class NodeConn implements Conn {
   readonly local: Addr;
   readonly remote: Addr;
@@ -188,11 +223,12 @@ class NodeListener implements Listener {
   #waiters: ((c: Conn | null) => void)[] = [];
   #closed = false;
 
-  constructor(server: net.Server) {
+  constructor(server: net.Server, secureContext: tls.SecureContext | null) {
     this.#server = server;
     const a = server.address() as net.AddressInfo;
     this.addr = { host: a.address, port: a.port };
-    server.on("connection", (sock) => {
+    server.on("connection", (raw: net.Socket) => {
+      const sock = secureContext ? new tls.TLSSocket(raw, serverSocketOptions(secureContext)) : raw;
       const conn = new NodeConn(sock);
       if (this.#closed) conn.close();
       else if (this.#waiters.length > 0) this.#waiters.shift()!(conn);
@@ -220,7 +256,14 @@ class NodeListener implements Listener {
   }
 }
 
-function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
+function dial(opts: DialOptions): Promise<Conn> {
+  return opts.tls ? dialTls(opts, opts.tls) : dialTcp(opts);
+}
+
+const timedOut = (host: string, port: number, ms: number, what = "connect") =>
+  new NetError("ETIMEDOUT", `${what} to ${host}:${port} timed out after ${ms} ms`);
+
+function dialTcp({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const opts: net.NetConnectOpts & { highWaterMark: number } = {
       host,
@@ -245,21 +288,95 @@ function dial({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
       timer = setTimeout(() => {
         sock.off("error", onError);
         sock.destroy();
-        reject(
-          new NetError("ETIMEDOUT", `connect to ${host}:${port} timed out after ${timeoutMs} ms`),
-        );
+        reject(timedOut(host, port, timeoutMs));
       }, timeoutMs);
     }
   });
 }
 
-function listen({ host, port }: ListenOptions): Promise<Listener> {
+/**
+ * Dials TLS with `node:tls`; resolves once the handshake is done and the
+ * server verified (chain and name, or the pin), within `timeoutMs`.
+ */
+function dialTls(
+  { host, port, timeoutMs }: DialOptions,
+  t: TlsClientOptions,
+): Promise<Conn> {
   return new Promise((resolve, reject) => {
+    const pin = t.fingerprint;
+    if (pin !== undefined) normalizeFingerprint(pin); // throws on a malformed pin
+    const name = t.serverName ?? host;
+    // allowHalfOpen and highWaterMark are passed on to the TLSSocket (not in @types/node)
+    const opts: tls.ConnectionOptions & { allowHalfOpen: boolean; highWaterMark: number } = {
+      host,
+      port,
+      allowHalfOpen: true,
+      highWaterMark: STREAM_HWM,
+      rejectUnauthorized: pin === undefined,
+      // The name to verify is `name`, whatever `host` is (Node would take the
+      // servername, or else the host); with a pin nothing but the pin counts.
+      checkServerIdentity: (_host, cert) =>
+        pin === undefined ? tls.checkServerIdentity(name, cert) : undefined,
+    };
+    if (net.isIP(name) === 0) opts.servername = name; // SNI takes no IP literal (RFC 6066)
+    if (t.ca) opts.ca = t.ca;
+    const sock = tls.connect(opts);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const fail = (e: NetError) => {
+      clearTimeout(timer);
+      sock.off("error", onError);
+      sock.on("error", () => {}); // errors after destroy() are of no interest
+      sock.destroy();
+      reject(e);
+    };
+    const onError = (e: Error) => fail(toNetError(e));
+    sock.once("error", onError);
+    sock.once("secureConnect", () => {
+      if (pin !== undefined) {
+        const raw = sock.getPeerCertificate(true)?.raw;
+        if (!raw || raw.byteLength === 0) return fail(noPeerCertificate());
+        const mismatch = pinMismatch(
+          pin,
+          formatFingerprint(createHash("sha256").update(raw).digest()),
+        );
+        if (mismatch) return fail(mismatch);
+      }
+      clearTimeout(timer);
+      sock.off("error", onError);
+      resolve(new NodeConn(sock));
+    });
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(
+        () => fail(timedOut(host, port, timeoutMs, "TLS connect")),
+        timeoutMs,
+      );
+    }
+  });
+}
+
+/** Options of a server TLSSocket (highWaterMark is honoured, not in @types/node). */
+const serverSocketOptions = (secureContext: tls.SecureContext) =>
+  ({ isServer: true, secureContext, highWaterMark: STREAM_HWM }) as tls.TLSSocketOptions;
+
+/** The context of a TLS listener; a bad certificate or key is ETLS. */
+function serverContext(t: TlsServerOptions): tls.SecureContext {
+  try {
+    return tls.createSecureContext({ cert: t.cert, key: t.key });
+  } catch (e) {
+    throw new NetError("ETLS", `TLS certificate or key not usable: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+function listen({ host, port, tls: tlsOpts }: ListenOptions): Promise<Listener> {
+  return new Promise((resolve, reject) => {
+    const secureContext = tlsOpts ? serverContext(tlsOpts) : null;
     const server = net.createServer({ allowHalfOpen: true, highWaterMark: STREAM_HWM });
     server.once("error", (e) => reject(toNetError(e)));
     server.listen({ host, port }, () => {
       server.removeAllListeners("error");
-      resolve(new NodeListener(server));
+      resolve(new NodeListener(server, secureContext));
     });
   });
 }

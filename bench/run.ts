@@ -1,0 +1,480 @@
+/**
+ * `npm run bench` — burrow against its peers, side by side, one load
+ * generator (bench/loadgen.c) and one target (bench/target.c).
+ *
+ *   npm run bench                 full run (3 rounds, median), under ten minutes
+ *   npm run bench -- --quick      about a minute: 1 round, shorter scenarios, 1000 idle streams only
+ *   npm run bench -- --no-tls     leave out burrow over TLS (included when the CLI has TLS;
+ *                                 --tls insists on it)
+ *   npm run bench -- --only direct,burrow-node     some systems only
+ *   npm run bench -- --repeats 5  more rounds
+ *   npm run bench -- --burrow-pool 16,64 --burrow-log-level warn   burrow settings to compare
+ *   npm run bench -- --render bench/results/latest.json   only rewrite latest.md (and README) from a JSON
+ *
+ * Writes bench/results/latest.json and latest.md; a full run of all systems
+ * with the default burrow settings also updates the "Latest results" section of bench/README.md
+ * (--no-readme: don't). Everything binds and connects to 127.0.0.1 only;
+ * every process started is stopped by PID at the end, on Ctrl-C and on failure.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { build, hold, type LoadgenResult, runLoadgen, startTarget, waitReady } from "./loadgen.ts";
+import { cpuSeconds, killAllSync, machineBusySeconds, memory, type MemSample, selfAndReapedSeconds, sleep, stop, stopAll } from "./proc.ts";
+import { renderMarkdown, updateReadme } from "./report.ts";
+import { allSystems, BURROW_LIMITS, BURROW_POOL, cliHasTls, type Ctx, type Running, type System } from "./systems.ts";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const root = path.resolve(here, "..");
+
+// ------------------------------------------------------------------ options
+
+interface Options {
+  quick: boolean;
+  /** TLS rows: "auto" = when this checkout's CLI has TLS. */
+  tls: "auto" | "on" | "off";
+  only: string[] | null;
+  repeats: number;
+  readme: boolean;
+  burrowLogLevel: string;
+  burrowPool: { min: number; max: number };
+  /** Only render the report again from this JSON (a latest.json). */
+  render: string | null;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { quick: false, tls: "auto", only: null, repeats: 0, readme: true, burrowLogLevel: "info", burrowPool: { ...BURROW_POOL }, render: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--quick") o.quick = true;
+    else if (a === "--tls") o.tls = "on";
+    else if (a === "--no-tls") o.tls = "off";
+    else if (a === "--only") o.only = val().split(",").map((s) => s.trim()).filter(Boolean);
+    else if (a === "--repeats") o.repeats = Number(val());
+    else if (a === "--no-readme") o.readme = false;
+    else if (a === "--render") o.render = val();
+    else if (a === "--burrow-log-level") o.burrowLogLevel = val();
+    else if (a === "--burrow-pool") {
+      const [min, max] = val().split(",").map(Number);
+      if (!Number.isInteger(min) || !Number.isInteger(max)) throw new Error("--burrow-pool wants MIN,MAX");
+      o.burrowPool = { min: min!, max: max! };
+    }
+    else if (a === "-h" || a === "--help") {
+      console.log(fs.readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]!.replace(/^\/\*\*?|^ \* ?/gm, ""));
+      process.exit(0);
+    } else throw new Error(`unknown option ${a} (see --help)`);
+  }
+  return o;
+}
+
+/** Scenario sizes: full and quick. */
+function plan(o: Options) {
+  return o.quick
+    ? { repeats: o.repeats || 1, secs: 0.5, latCount: 100, latWarmup: 10, rateSecs: 1, rateWorkers: 32, parStreams: 16, stages: [1000], settleMs: 500, shareInstance: true }
+    : { repeats: o.repeats || 3, secs: 1.5, latCount: 500, latWarmup: 20, rateSecs: 5, rateWorkers: 32, parStreams: 16, stages: [1000, 5000], settleMs: 1000, shareInstance: false };
+}
+export type Plan = ReturnType<typeof plan>;
+
+// ------------------------------------------------------------------ results
+
+export const SCENARIOS = ["up", "down", "par", "lat", "rate"] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface StageResult {
+  streams: number;
+  open: number;
+  errors: number;
+  openSeconds: number;
+  mem: MemSample;
+  extra: Record<string, number>;
+  perStreamRssKiB: number;
+  perStreamPssKiB: number;
+}
+
+export interface SystemResult {
+  id: string;
+  label: string;
+  info: Record<string, string>;
+  errors: string[];
+  runs: Record<Scenario, LoadgenResult[]>;
+  /** CPU of the system's processes during each run, percent of one core. */
+  cpu: Record<Scenario, number[]>;
+  /**
+   * CPU used meanwhile by everything else on the machine (not the system,
+   * the load generator or the target), percent of one core: a disturbance.
+   */
+  other: Record<Scenario, number[]>;
+  median: {
+    up?: number | undefined;
+    down?: number | undefined;
+    par?: number | undefined;
+    p50?: number | undefined;
+    p99?: number | undefined;
+    rate?: number | undefined;
+    /** Errors over all repeats of the scenario. */
+    rateErrors?: number;
+    latErrors?: number;
+    tputErrors?: number;
+    loadgenCpu?: Record<string, number>;
+    sysCpu?: Record<string, number>;
+    otherCpu?: Record<string, number>;
+    /** The largest "others" of any run: how disturbed the worst run was. */
+    otherCpuMax?: number;
+  };
+  memory?: { idle: MemSample; idleExtra: Record<string, number>; stages: StageResult[] };
+}
+
+const median = (xs: number[]): number | undefined => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2;
+};
+
+// --------------------------------------------------------------- scenarios
+
+function say(line: string): void {
+  process.stdout.write(line + "\n");
+}
+
+let runSeq = 0;
+function freshDir(base: string, id: string): string {
+  const d = path.join(base, `${id}-${++runSeq}`);
+  fs.mkdirSync(d, { recursive: true });
+  return d;
+}
+
+async function startSystem(sys: System, ctx: Ctx): Promise<Running> {
+  const r = await sys.start(ctx);
+  const loadLog = path.join(ctx.dir, "loadgen.log");
+  if (!(await waitReady(r.endpoint, 30, loadLog))) {
+    const logs = r.logs.map((l) => `--- ${path.basename(l)}\n${fs.existsSync(l) ? fs.readFileSync(l, "utf8").split("\n").slice(-10).join("\n") : ""}`).join("\n");
+    await r.stop();
+    throw new Error(`${sys.id}: no stream got through within 30 s\n${logs}\n--- loadgen\n${fs.readFileSync(loadLog, "utf8").split("\n").slice(-5).join("\n")}`);
+  }
+  return r;
+}
+
+async function memoryScenario(r: Running, ctx: Ctx, p: Plan, res: SystemResult): Promise<void> {
+  await sleep(p.settleMs);
+  const idle = memory(r.roots);
+  const idleExtra = (await r.sample?.()) ?? {};
+  const stages: StageResult[] = [];
+  const logFile = path.join(ctx.dir, "hold.log");
+  const maxSeconds = p.stages.length > 1 ? 150 : 60;
+  await hold(r.endpoint, p.stages, 64, maxSeconds, logFile, async (h) => {
+    await sleep(p.settleMs);
+    const mem = memory(r.roots);
+    const extra = (await r.sample?.()) ?? {};
+    const n = Number(h.stage);
+    const st: StageResult = {
+      streams: n,
+      open: Number(h.open),
+      errors: Number(h.errors),
+      openSeconds: Number(h.seconds),
+      mem,
+      extra,
+      perStreamRssKiB: (mem.rssKiB - idle.rssKiB) / n,
+      perStreamPssKiB: (mem.pssKiB - idle.pssKiB) / n,
+    };
+    stages.push(st);
+    say(
+      `  memory ${n} idle streams: open ${st.open}, errors ${st.errors} (${st.openSeconds.toFixed(1)} s), ` +
+        `RSS ${(mem.rssKiB / 1024).toFixed(1)} MiB (idle ${(idle.rssKiB / 1024).toFixed(1)}), ` +
+        `${st.perStreamRssKiB.toFixed(1)} KiB/stream RSS, ${st.perStreamPssKiB.toFixed(1)} PSS, ${mem.procs} procs` +
+        (Object.keys(extra).length ? ` ${JSON.stringify(extra)}` : ""),
+    );
+    if (h.error) res.errors.push(`memory ${n}: ${h.error}`);
+  });
+  res.memory = { idle, idleExtra, stages };
+}
+
+/** A latency run slower than this is not repeated. */
+const LAT_REPEAT_LIMIT_S = 15;
+
+/** One round of scenarios a–e on a running system. */
+async function perfRound(r: Running, ctx: Ctx, p: Plan, res: SystemResult, targetPid: number, round: number): Promise<void> {
+  Object.assign(res.info, r.info);
+  const logFile = path.join(ctx.dir, "loadgen.log");
+  const scenarioArgs: Record<Scenario, [string, string[], number]> = {
+    up: ["up", ["--seconds", String(p.secs)], p.secs + 30],
+    down: ["down", ["--seconds", String(p.secs)], p.secs + 30],
+    par: ["par", ["--seconds", String(p.secs), "--streams", String(p.parStreams)], p.secs + 40],
+    // bounded: 120 s even for a system that needs ~44 ms a connection
+    lat: ["lat", ["--count", String(p.latCount), "--warmup", String(p.latWarmup)], 120],
+    rate: ["rate", ["--seconds", String(p.rateSecs), "--workers", String(p.rateWorkers)], p.rateSecs + 40],
+  };
+  const line: string[] = [];
+  for (const sc of SCENARIOS) {
+    const [mode, args, maxS] = scenarioArgs[sc];
+    if (sc === "lat" && res.info.lat_repeats) continue;
+    const c0 = cpuSeconds(r.roots), tc0 = cpuSeconds([targetPid]), m0 = machineBusySeconds(), s0 = selfAndReapedSeconds();
+    const t0 = performance.now();
+    const { results } = await runLoadgen(mode, r.endpoint, args, maxS, logFile);
+    const wall = (performance.now() - t0) / 1000;
+    const sysCpu = cpuSeconds(r.roots) - c0;
+    const out = results[0];
+    if (!out) {
+      res.errors.push(`${sc}: no result (see ${logFile})`);
+      continue;
+    }
+    // the rest of the machine: all busy time minus the system, the target, us and the (reaped) load generator
+    const other = machineBusySeconds() - m0 - sysCpu - (cpuSeconds([targetPid]) - tc0) - (selfAndReapedSeconds() - s0);
+    res.other[sc].push(Math.max(0, (100 * other) / wall));
+    res.runs[sc].push(out);
+    res.cpu[sc].push(r.roots.length ? (100 * sysCpu) / wall : NaN);
+    if (sc === "lat" && wall > LAT_REPEAT_LIMIT_S) {
+      // ~40 ms a connection (Nagle + delayed ACK): stable, and repeating costs the time budget
+      res.info.lat_repeats = `1 (one run of ${p.latCount} took ${wall.toFixed(0)} s)`;
+    }
+    if (out.error) res.errors.push(`${sc}: ${out.errors} error(s), first: ${out.error}`);
+    line.push(
+      sc === "lat"
+        ? `p50 ${out.p50_ms} ms p99 ${out.p99_ms} ms`
+        : sc === "rate"
+        ? `${out.conn_s} conn/s err ${out.errors}`
+        : `${sc} ${out.mib_s ?? "-"} MiB/s`,
+    );
+  }
+  say(`  ${res.label} #${round + 1}: ${line.join(", ")}`);
+}
+
+/** Medians over the rounds, error sums. */
+function summarize(res: SystemResult): void {
+  const num = (sc: Scenario, k: string) => res.runs[sc].map((x) => Number(x[k]));
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+  const ok = (sc: Scenario) => res.runs[sc].filter((x) => Number(x.errors) === 0);
+  res.median = {
+    up: median(ok("up").map((x) => Number(x.mib_s))),
+    down: median(ok("down").map((x) => Number(x.mib_s))),
+    par: median(ok("par").map((x) => Number(x.mib_s))),
+    p50: median(num("lat", "p50_ms")),
+    p99: median(num("lat", "p99_ms")),
+    rate: median(num("rate", "conn_s")),
+    rateErrors: sum(num("rate", "errors")),
+    latErrors: sum(num("lat", "errors")),
+    tputErrors: sum([...num("up", "errors"), ...num("down", "errors"), ...num("par", "errors")]),
+    loadgenCpu: Object.fromEntries(SCENARIOS.map((sc) => [sc, median(num(sc, "loadgen_cpu_pct")) ?? NaN])),
+    sysCpu: Object.fromEntries(SCENARIOS.map((sc) => [sc, median(res.cpu[sc]) ?? NaN])),
+    otherCpu: Object.fromEntries(SCENARIOS.map((sc) => [sc, median(res.other[sc]) ?? NaN])),
+    otherCpuMax: Math.max(0, ...SCENARIOS.flatMap((sc) => res.other[sc])),
+  };
+}
+
+// ------------------------------------------------------------------ tools
+
+function have(cmd: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+/** Install what the benchmark needs from Debian when missing (root). */
+function ensureTools(): void {
+  const need: string[] = [];
+  const want: Array<[string, string]> = [
+    ["socat", "socat"],
+    ["microsocks", "microsocks"],
+    ["/usr/sbin/sshd", "openssh-server"],
+    ["ssh", "openssh-client"],
+    ["ssh-keygen", "openssh-client"],
+    ["gcc", "gcc"],
+  ];
+  for (const [cmd, pkg] of want) if (!have(cmd) && !need.includes(pkg)) need.push(pkg);
+  if (need.length === 0) return;
+  say(`installing ${need.join(" ")} (apt-get)`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...need], { stdio: "inherit", env });
+}
+
+function firstLine(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 20_000 });
+  return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim().split("\n")[0] ?? "?";
+}
+
+function machineFacts() {
+  const cpuinfo = fs.readFileSync("/proc/cpuinfo", "utf8");
+  const bin = (n: string) => path.join(root, "node_modules", ".bin", n);
+  const dpkg = (pkg: string) => firstLine("dpkg-query", ["-W", "-f", "${Version}", pkg]);
+  let commit = "?";
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "runtimes"], { cwd: root, encoding: "utf8" }).trim();
+    if (dirty) commit += " + uncommitted changes in src/ or runtimes/";
+  } catch {
+    // not a git checkout
+  }
+  return {
+    date: new Date().toISOString(),
+    commit,
+    cores: os.availableParallelism(),
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "?",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    fdLimit: firstLine("sh", ["-c", "ulimit -n"]),
+    versions: {
+      node: process.versions.node,
+      deno: firstLine(bin("deno"), ["--version"]).replace(/^deno /, "").split(" ")[0]!,
+      bun: firstLine(bin("bun"), ["--version"]),
+      socat: dpkg("socat"),
+      microsocks: dpkg("microsocks"),
+      openssh: firstLine("ssh", ["-V"]),
+      gcc: firstLine("gcc", ["--version"]),
+    },
+  };
+}
+export type Facts = ReturnType<typeof machineFacts>;
+
+// ------------------------------------------------------------------- main
+
+type Meta = Parameters<typeof renderMarkdown>[0];
+
+/** Write latest.json and latest.md (and the README section for a complete full run). */
+function writeReport(meta: Meta, results: SystemResult[], readme: boolean, json: boolean): void {
+  const md = renderMarkdown(meta, results);
+  const outDir = path.join(here, "results");
+  fs.mkdirSync(outDir, { recursive: true });
+  if (json) fs.writeFileSync(path.join(outDir, "latest.json"), JSON.stringify({ meta, results }, null, 2) + "\n");
+  fs.writeFileSync(path.join(outDir, "latest.md"), md);
+  say("");
+  say(md);
+  if (readme) {
+    updateReadme(path.join(here, "README.md"), md);
+    say("bench/README.md: \"Latest results\" updated");
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  if (o.render) {
+    const { meta, results } = JSON.parse(fs.readFileSync(o.render, "utf8")) as { meta: Meta; results: SystemResult[] };
+    const complete = meta.mode === "full" && results.length >= 8 && o.readme;
+    writeReport(meta, results, complete, false);
+    return;
+  }
+  const p = plan(o);
+  const t0 = Date.now();
+  ensureTools();
+  build();
+  const tls = o.tls === "on" || (o.tls === "auto" && cliHasTls(root));
+  let systems = allSystems({ tls });
+  if (o.only) {
+    const unknown = o.only.filter((id) => !systems.some((s) => s.id === id) && !id.endsWith("-tls"));
+    if (unknown.length) throw new Error(`unknown system(s) ${unknown.join(", ")}; known: ${systems.map((s) => s.id).join(", ")}`);
+    if (o.only.some((id) => id.endsWith("-tls"))) systems = allSystems({ tls: true });
+    systems = systems.filter((s) => o.only!.includes(s.id));
+  }
+  const facts = machineFacts();
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-bench-"));
+  say(`burrow bench (${o.quick ? "quick" : "full"}): ${systems.map((s) => s.id).join(", ")}`);
+  say(`machine: ${facts.cores} cores, ${facts.cpu}, ${facts.memoryGiB} GiB; node ${facts.versions.node}, deno ${facts.versions.deno}, bun ${facts.versions.bun}; logs in ${base}`);
+  const target = await startTarget(path.join(base, "target.log"));
+  const results: SystemResult[] = systems.map((sys) => ({
+    id: sys.id,
+    label: sys.label,
+    info: {},
+    errors: [],
+    runs: { up: [], down: [], par: [], lat: [], rate: [] },
+    cpu: { up: [], down: [], par: [], lat: [], rate: [] },
+    other: { up: [], down: [], par: [], lat: [], rate: [] },
+    median: {},
+  }));
+  const ctx = (sys: System): Ctx => ({
+    target: target.addr,
+    dir: freshDir(base, sys.id),
+    root,
+    burrowLogLevel: o.burrowLogLevel,
+    burrowPool: o.burrowPool,
+  });
+  const failed = new Set<string>();
+  /** Start `sys`, run `body`, stop it; a failure is recorded and the system left out from then on. */
+  const withSystem = async (sys: System, res: SystemResult, body: (r: Running, c: Ctx) => Promise<void>) => {
+    if (failed.has(sys.id)) return;
+    const c = ctx(sys);
+    let r: Running | null = null;
+    try {
+      r = await startSystem(sys, c);
+      await body(r, c);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      res.errors.push(msg);
+      failed.add(sys.id);
+      say(`  ${sys.label} FAILED: ${msg}`);
+    } finally {
+      await r?.stop();
+    }
+  };
+  try {
+    if (p.shareInstance) {
+      // --quick: one instance per system, memory first, then one round of the rest
+      for (const [i, sys] of systems.entries()) {
+        say(`== ${sys.label}`);
+        await withSystem(sys, results[i]!, async (r, c) => {
+          if (sys.memory) await memoryScenario(r, c, p, results[i]!);
+          await perfRound(r, c, p, results[i]!, target.proc.pid, 0);
+        });
+      }
+    } else {
+      // Memory on a fresh instance of each system. Then the rounds: each round
+      // starts every system afresh and runs scenarios a–e once, so a burst of
+      // other load on the machine hits one round of several systems (and the
+      // median drops it) rather than every repeat of one system.
+      say("== memory (fresh instance each)");
+      for (const [i, sys] of systems.entries()) {
+        if (!sys.memory) continue;
+        say(`  ${sys.label}`);
+        await withSystem(sys, results[i]!, (r, c) => memoryScenario(r, c, p, results[i]!));
+      }
+      for (let round = 0; round < p.repeats; round++) {
+        say(`== round ${round + 1} of ${p.repeats}`);
+        for (const [i, sys] of systems.entries()) {
+          await withSystem(sys, results[i]!, (r, c) => perfRound(r, c, p, results[i]!, target.proc.pid, round));
+        }
+      }
+    }
+    for (const res of results) summarize(res);
+  } finally {
+    await stop(target.proc);
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  const meta: Meta = {
+    mode: o.quick ? "quick" : "full",
+    seconds,
+    plan: p,
+    burrow: { pool: o.burrowPool, limits: BURROW_LIMITS, logLevel: o.burrowLogLevel },
+    loadgen: "bench/loadgen.c (C, gcc -O2): SOCKS5 step by step with TCP_NODELAY; target bench/target.c (C, epoll)",
+    facts,
+  };
+  const complete = !o.quick && !o.only && o.burrowLogLevel === "info" &&
+    o.burrowPool.min === BURROW_POOL.min && o.burrowPool.max === BURROW_POOL.max;
+  writeReport(meta, results, complete && o.readme, true);
+  say(`wrote bench/results/latest.json and latest.md in ${seconds.toFixed(0)} s; logs in ${base}`);
+}
+
+let stopping = false;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    say(`\n${sig}: stopping everything the benchmark started`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+process.on("exit", () => killAllSync());
+
+main().then(
+  async () => {
+    await stopAll();
+    process.exit(0); // no lingering timer or keep-alive socket holds us
+  },
+  async (e) => {
+    console.error(`bench: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    await stopAll();
+    process.exit(1);
+  },
+);
