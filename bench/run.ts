@@ -339,7 +339,14 @@ function writeReport(meta: Meta, results: SystemResult[], readme: boolean, json:
   const md = renderMarkdown(meta, results);
   const outDir = path.join(here, "results");
   fs.mkdirSync(outDir, { recursive: true });
-  if (json) fs.writeFileSync(path.join(outDir, "latest.json"), JSON.stringify({ meta, results }, null, 2) + "\n");
+  if (json) {
+    const text = JSON.stringify({ meta, results }, null, 2) + "\n";
+    fs.writeFileSync(path.join(outDir, "latest.json"), text);
+    // every run is kept too, for before/after comparisons (bench/results/ is not committed)
+    const stamp = meta.facts.date.replace(/[:.]/g, "-").slice(0, 19);
+    fs.mkdirSync(path.join(outDir, "history"), { recursive: true });
+    fs.writeFileSync(path.join(outDir, "history", `${stamp}-${meta.mode}.json`), text);
+  }
   fs.writeFileSync(path.join(outDir, "latest.md"), md);
   say("");
   say(md);

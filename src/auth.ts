@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { AuthMethod } from "./messages.ts";
 
 const enc = new TextEncoder();
@@ -66,34 +68,36 @@ export interface Verifier {
  * SPEC.md §6.2: the HMAC key of a token is `SHA-256("burrow-v1 token" 0x00 token)`.
  * The server may store this digest (`token_hash`) instead of the token.
  */
-export async function tokenHash(token: string): Promise<Uint8Array> {
-  const d = await crypto.subtle.digest("SHA-256", bs(concat([enc.encode("burrow-v1 token"), Uint8Array.of(0), enc.encode(token)])));
-  return new Uint8Array(d);
+export function tokenHash(token: string): Uint8Array {
+  return sha256(concat([enc.encode("burrow-v1 token"), Uint8Array.of(0), enc.encode(token)]));
 }
 
-function hmacKey(hash: Promise<Uint8Array>, usage: "sign" | "verify"): Promise<CryptoKey> {
-  return hash.then((h) => crypto.subtle.importKey("raw", bs(h), { name: "HMAC", hash: "SHA-256" }, false, [usage]));
+/** Compare two byte strings in time that depends only on their lengths. */
+export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
 }
+
+/*
+ * HMAC-SHA256 runs synchronously in @noble/hashes: a pool connection costs
+ * two HMACs, and WebCrypto's async round trip cost ~40 µs each on Node
+ * (bench/README.md, "Data-path changes").
+ */
 
 /** SPEC.md §6.2 method 1. */
 export function tokenCredential(token: string): Credential {
-  const key = hmacKey(tokenHash(token), "sign");
-  return {
-    method: AuthMethod.token,
-    prove: async (data) => new Uint8Array(await crypto.subtle.sign("HMAC", await key, bs(data))),
-  };
+  const key = tokenHash(token);
+  return { method: AuthMethod.token, prove: (data) => Promise.resolve(hmac(sha256, key, data)) };
 }
 
-/**
- * SPEC.md §6.2 method 1, server side, from the token or from its 32-byte
- * {@link tokenHash}. `crypto.subtle.verify` compares in constant time.
- */
+/** SPEC.md §6.2 method 1, server side, from the token or from its 32-byte {@link tokenHash}. */
 export function tokenVerifier(token: string | Uint8Array): Verifier {
-  const key = hmacKey(typeof token === "string" ? tokenHash(token) : Promise.resolve(token), "verify");
+  const key = typeof token === "string" ? tokenHash(token) : token;
   return {
     method: AuthMethod.token,
-    verify: async (data, proof) =>
-      proof.length === 32 && await crypto.subtle.verify("HMAC", await key, bs(proof), bs(data)),
+    verify: (data, proof) => Promise.resolve(proof.length === 32 && timingSafeEqual(hmac(sha256, key, data), proof)),
   };
 }
 

@@ -347,7 +347,7 @@ async function runToken(host: Host): Promise<void> {
   host.print(`# burrow token: give the token to the agent or client (--token-file),`);
   host.print(`# put the hash in the server config (token_hash:), which then never holds the token.`);
   host.print(`token: ${token}`);
-  host.print(`token_hash: sha256:${toHex(await tokenHash(token))}`);
+  host.print(`token_hash: sha256:${toHex(tokenHash(token))}`);
 }
 
 async function runKeygen(host: Host): Promise<void> {

@@ -64,8 +64,13 @@ class Session {
   seqMax = 0;
   seqUsed = new Set<number>();
   lastRx = Date.now();
-  /** Streams taken per heartbeat tick, newest last (demand history). */
+  /**
+   * Peak number of CONNECTs opening at once (taking a pool connection until
+   * OPEN_RESULT) per heartbeat tick, newest last: the demand the idle pool
+   * must absorb without waiting. Open streams do not count.
+   */
   demand: number[] = [0];
+  opening = 0;
   streams = 0;
   timer: ReturnType<typeof setInterval> | undefined;
   constructor(
@@ -459,7 +464,7 @@ export class Server implements HealthSource {
       }
     }
     // Demand history over the idle time; the pool target follows its peak.
-    s.demand.push(0);
+    s.demand.push(s.opening);
     const keep = Math.max(1, Math.ceil(c.poolIdleMs / c.heartbeatIntervalMs));
     while (s.demand.length > keep) s.demand.shift();
     const target = this.#target(s);
@@ -542,7 +547,9 @@ export class Server implements HealthSource {
 
   /** An idle pool connection of `s`, waiting up to the pool wait. */
   #take(s: Session): Promise<PoolConn | null> {
-    s.demand[s.demand.length - 1]!++;
+    s.opening++;
+    const last = s.demand.length - 1;
+    if (s.opening > s.demand[last]!) s.demand[last] = s.opening;
     const pc = s.idle.shift();
     if (pc) {
       this.#replenish(s);
@@ -607,39 +614,50 @@ export class Server implements HealthSource {
         return { status: Status.not_allowed, reason: "target outside what the agent announced" };
       }
       const pc = await this.#take(s);
-      if (!pc) {
-        return {
-          status: Status.host_unreachable,
-          reason: s.closed ? `agent ${agent} went offline` : `no pool connection within ${c.poolWaitMs} ms`,
-        };
-      }
-      const streamId = this.#nextStream;
-      this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;
-      let res: Message | null;
       try {
-        await pc.wire.send({ type: "OPEN", streamId, clientId: req.clientId, client: req.client, target: req.target });
-        res = await deadline(pc.first, c.openTimeoutMs, "OPEN_RESULT");
-      } catch (e) {
-        pc.wire.conn.close();
-        if (e instanceof TimeoutError) return { status: Status.ttl_expired, reason: "agent did not answer OPEN in time" };
-        continue;
+        const r = await this.#openOn(s, pc, req, agent);
+        if (r) return r;
+      } finally {
+        s.opening--;
       }
-      if (res === null) {
-        pc.wire.conn.close(); // closed under us: try another pool connection
-        continue;
-      }
-      if (res.type !== "OPEN_RESULT" || res.streamId !== streamId) {
-        s.log.warn("bad answer to OPEN", { got: res.type });
-        pc.wire.fail("unexpected_message", `expected OPEN_RESULT for stream ${streamId}`);
-        return { status: Status.general_failure, reason: "agent answered OPEN wrongly" };
-      }
-      if (res.status !== Status.succeeded) {
-        pc.wire.conn.close();
-        return { status: res.status, reason: "agent could not open the target" };
-      }
-      return { status: 0, conn: pc.wire.conn, rest: pc.wire.rest(), bound: res.bound, streamId, agent };
     }
     return { status: Status.general_failure, reason: "pool connections kept failing" };
+  }
+
+  /** Send OPEN on `pc` and read its result; null means "that pool connection was dead, try another". */
+  async #openOn(s: Session, pc: PoolConn | null, req: OpenRequest, agent: string): Promise<OpenResult | null> {
+    const c = this.#config;
+    if (!pc) {
+      return {
+        status: Status.host_unreachable,
+        reason: s.closed ? `agent ${agent} went offline` : `no pool connection within ${c.poolWaitMs} ms`,
+      };
+    }
+    const streamId = this.#nextStream;
+    this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;
+    let res: Message | null;
+    try {
+      await pc.wire.send({ type: "OPEN", streamId, clientId: req.clientId, client: req.client, target: req.target });
+      res = await deadline(pc.first, c.openTimeoutMs, "OPEN_RESULT");
+    } catch (e) {
+      pc.wire.conn.close();
+      if (e instanceof TimeoutError) return { status: Status.ttl_expired, reason: "agent did not answer OPEN in time" };
+      return null;
+    }
+    if (res === null) {
+      pc.wire.conn.close(); // closed under us: try another pool connection
+      return null;
+    }
+    if (res.type !== "OPEN_RESULT" || res.streamId !== streamId) {
+      s.log.warn("bad answer to OPEN", { got: res.type });
+      pc.wire.fail("unexpected_message", `expected OPEN_RESULT for stream ${streamId}`);
+      return { status: Status.general_failure, reason: "agent answered OPEN wrongly" };
+    }
+    if (res.status !== Status.succeeded) {
+      pc.wire.conn.close();
+      return { status: res.status, reason: "agent could not open the target" };
+    }
+    return { status: 0, conn: pc.wire.conn, rest: pc.wire.rest(), bound: res.bound, streamId, agent };
   }
 
   /** Relay an opened stream; log and count it. */

@@ -78,7 +78,7 @@ test("config: token_hash authenticates the token it was made from", async () => 
   const { tokenHash, toHex, tokenCredential } = await import("../src/auth.ts");
   const token = "correct-horse-battery";
   const c = parseServerConfig(
-    `agents: [{ name: a, token_hash: "sha256:${toHex(await tokenHash(token))}" }]\nclients: [{ name: c, token_hash: "sha256:${toHex(await tokenHash(token))}" }]`,
+    `agents: [{ name: a, token_hash: "sha256:${toHex(tokenHash(token))}" }]\nclients: [{ name: c, token_hash: "sha256:${toHex(tokenHash(token))}" }]`,
     "s.yaml",
   );
   const v = c.agents.get("a")!.verifiers.get(1)!;

@@ -128,7 +128,7 @@ class NodeConn implements Conn {
     sock.on("close", () => {
       this.#done = true;
       this.#settleRead(null);
-      this.#settleDrain(this.#error ?? closedError());
+      if (this.#drainWaiters.length > 0) this.#settleDrain(this.#error ?? closedError());
       onClose();
     });
   }
@@ -208,7 +208,7 @@ class NodeConn implements Conn {
     this.#queued = 0;
     this.#sock.destroy();
     this.#settleRead(null);
-    this.#settleDrain(closedError());
+    if (this.#drainWaiters.length > 0) this.#settleDrain(closedError());
   }
 
   setNoDelay(on: boolean): void {
