@@ -71,6 +71,7 @@ class Session {
    */
   demand: number[] = [0];
   opening = 0;
+  replenishPending = false;
   streams = 0;
   timer: ReturnType<typeof setInterval> | undefined;
   constructor(
@@ -483,6 +484,20 @@ export class Server implements HealthSource {
     return Math.min(poolMax, Math.max(poolMin, ...s.demand));
   }
 
+  /**
+   * Refill after a take, off the stream's critical path: one POOL_REQUEST per
+   * burst of takes, sent after the OPENs of this turn of the event loop, so
+   * the agent dials its target before it dials new pool connections.
+   */
+  #replenishSoon(s: Session): void {
+    if (s.replenishPending) return;
+    s.replenishPending = true;
+    setTimeout(() => {
+      s.replenishPending = false;
+      this.#replenish(s);
+    }, 0);
+  }
+
   #replenish(s: Session): void {
     if (s.closed) return;
     const want = this.#target(s) + s.waiters.length;
@@ -552,7 +567,7 @@ export class Server implements HealthSource {
     if (s.opening > s.demand[last]!) s.demand[last] = s.opening;
     const pc = s.idle.shift();
     if (pc) {
-      this.#replenish(s);
+      this.#replenishSoon(s);
       return Promise.resolve(pc);
     }
     return new Promise((resolve) => {

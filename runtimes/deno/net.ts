@@ -68,7 +68,7 @@ import { isIP } from "node:net";
  * buffer, so idle connections keep a small one; the size doubles after a
  * read that filled it and halves after one that used under a quarter.
  */
-const READ_MIN = 8 * 1024;
+const READ_MIN = 2 * 1024;
 const READ_MAX = 256 * 1024;
 
 /** Error codes kept as they are, and the codes or error class names mapped. */
