@@ -158,17 +158,27 @@ export async function startServer(host: Host, config: ServerConfig, log: Logger,
 
 async function runServer(host: Host, f: ServerFlags): Promise<void> {
   const log = logger(f.logLevel);
-  let { text, config } = await loadServerConfig(host, f.config);
+  const loaded = await loadServerConfig(host, f.config);
+  let config = loaded.config;
   applyListenFlags(config, f);
   const s = await startServer(host, config, log, await serverTls(host, config, log));
+  let seen = loaded.text; // last file content looked at, good or bad
   const reload = async (why: string) => {
+    let next: string;
     try {
-      const next = await loadServerConfig(host, f.config);
-      if (next.text === text && why === "file change") return;
-      text = next.text;
-      // Listen addresses are fixed for the life of the process.
-      next.config.listen = config.listen;
-      config = next.config;
+      next = await host.readTextFile(f.config);
+    } catch (e) {
+      if (why !== "file change") log.error("config reload failed", { why, error: (e as Error).message });
+      return;
+    }
+    // The watcher acts on changes only; SIGHUP always re-reads.
+    if (why === "file change" && next === seen) return;
+    seen = next;
+    try {
+      const parsed = parseServerConfig(next, f.config);
+      // Listen addresses and TLS are fixed for the life of the process.
+      parsed.listen = config.listen;
+      config = parsed;
       s.server.reload(config);
     } catch (e) {
       log.error("config reload rejected, keeping the old config", { why, error: (e as Error).message });
@@ -243,7 +253,10 @@ async function loadCredential(host: Host, who: string, f: CredentialFlags): Prom
   // Accept the file `burrow keygen` prints as it is.
   const m = key ? /^private_key:\s*(\S+)\s*$/m.exec(key) : null;
   if (m) key = m[1];
-  const token = f.token ?? (f.tokenFile ? await read(f.tokenFile) : undefined);
+  let token = f.token ?? (f.tokenFile ? await read(f.tokenFile) : undefined);
+  // Accept the output of `burrow token` as it is, too.
+  const t = token ? /^token:\s*(\S+)\s*$/m.exec(token) : null;
+  if (t) token = t[1];
   if (key) {
     try {
       const c = ed25519Credential(key);

@@ -426,3 +426,31 @@ test(`${rt}: over TLS: a CA-signed certificate is accepted with --ca, refused wi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(`${rt}: the server reloads its config on file change and on SIGHUP; a bad file is rejected and the old config stays`, async () => {
+  const net = await runtimeNet();
+  const target = await httpTarget(net, "reloaded\n");
+  try {
+    await withSystem(rt, rt, async (s, _net, procs) => {
+      await curlWorks(s, target.port, "reloaded\n");
+      const { readFileSync } = await import("node:fs");
+      const original = readFileSync(s.config, "utf8");
+      // Revoke alice's grant by editing the file: picked up without a signal.
+      writeFileSync(s.config, original.replace(/grants:[\s\S]*$/, "grants: []\n"));
+      await procs.server.waitFor(/config reloaded.*grants=0/, 10000);
+      const refused = await curl(s.socksPort, `http://localhost:${target.port}/`);
+      assert.notEqual(refused.code, 0, "no grant, no stream");
+      // A broken file is rejected; the last good config stays.
+      writeFileSync(s.config, "agents: [{ name: 'bad name' }]\n");
+      await procs.server.waitFor(/config reload rejected/, 10000);
+      // Restore with SIGHUP (and the watcher): alice works again.
+      writeFileSync(s.config, original);
+      procs.server.child.kill("SIGHUP");
+      await procs.server.waitFor(/config reloaded.*grants=1/, 10000);
+      await curlWorks(s, target.port, "reloaded\n");
+      assert.equal(procs.server.child.exitCode, null, "server still running");
+    });
+  } finally {
+    target.close();
+  }
+});

@@ -246,6 +246,8 @@ export interface Proc {
   /** Resolves when a line of stdout/stderr matches, rejects after `ms`. */
   waitFor(re: RegExp, ms?: number): Promise<string>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with the exit code when the process ends by itself. */
+  exited: Promise<number | null>;
 }
 
 /** Start a burrow process; every test must stop() it. */
@@ -264,6 +266,7 @@ export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
   return {
     child,
+    exited,
     output: () => out,
     waitFor(re, ms = 20000) {
       return new Promise((resolve, reject) => {

@@ -123,6 +123,19 @@ test(`${rt}: an Ed25519 agent authenticates with only its public key on the serv
     wrong.start();
     assert.ok(await until(() => lines.some((l) => l.includes("server refused our credentials"))));
     await wrong.stop();
+    // So is a name the server does not know.
+    const { log: log2, lines: lines2 } = memoryLogger();
+    const ghost = new Agent(t.net, {
+      server: t.server.addrs.agents!,
+      name: "ghost",
+      credential: tokenCredential(AGENT_TOKEN),
+      rules: parseRule("*"),
+      backoffBaseMs: 5000,
+    }, log2);
+    ghost.start();
+    assert.ok(await until(() => lines2.some((l) => l.includes("server refused our credentials"))));
+    await ghost.stop();
+    assert.ok(t.logs.some((l) => l.includes("authentication failed") && l.includes("unknown name")));
     assert.equal(t.server.health().agents, 1);
   } finally {
     echo.close();
