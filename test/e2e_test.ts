@@ -445,7 +445,7 @@ test(`${rt}: the server reloads its config on file change and on SIGHUP; a bad f
       await procs.server.waitFor(/config reload rejected/, 10000);
       // Restore with SIGHUP (and the watcher): alice works again.
       writeFileSync(s.config, original);
-      procs.server.child.kill("SIGHUP");
+      process.kill(procs.server.child.pid!, "SIGHUP");
       await procs.server.waitFor(/config reloaded.*grants=1/, 10000);
       await curlWorks(s, target.port, "reloaded\n");
       assert.equal(procs.server.child.exitCode, null, "server still running");

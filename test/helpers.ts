@@ -288,8 +288,16 @@ export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
       });
     },
     async stop(signal = "SIGTERM") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      // process.kill by PID: Deno's ChildProcess.kill() sends only the first signal.
+      const kill = (sig: NodeJS.Signals) => {
+        try {
+          if (child.pid !== undefined) process.kill(child.pid, sig);
+        } catch {
+          // already gone
+        }
+      };
+      if (child.exitCode === null && child.signalCode === null) kill(signal);
+      const t = setTimeout(() => kill("SIGKILL"), 5000);
       const code = await exited;
       clearTimeout(t);
       return code;
