@@ -155,6 +155,29 @@ export async function tripwire(net: Net): Promise<{ addr: Addr; hits: () => numb
   return { addr: listener.addr, hits: () => hits, close: () => listener.close() };
 }
 
+/**
+ * An agent for tests: token AGENT_TOKEN, allow `127.0.0.1:*`, fast backoff,
+ * logging into `lines`. Not started.
+ */
+export function testAgent(
+  net: Net,
+  server: Addr,
+  name: string,
+  opts: Partial<AgentOptions> = {},
+): { agent: Agent; lines: string[] } {
+  const { log, lines } = memoryLogger();
+  const agent = new Agent(net, {
+    server,
+    name,
+    credential: tokenCredential(AGENT_TOKEN),
+    rules: parseRule("127.0.0.1:*"),
+    backoffBaseMs: 50,
+    backoffMaxMs: 200,
+    ...opts,
+  }, log);
+  return { agent, lines };
+}
+
 export interface Tunnel {
   net: Net;
   server: Server;

@@ -6,14 +6,12 @@
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { test } from "node:test";
-import { Agent } from "../src/agent.ts";
 import { ed25519Credential, generateKeyPair, toBase64, tokenCredential } from "../src/auth.ts";
 import { ClientProxy, connectThrough } from "../src/client.ts";
 import { parseServerConfig } from "../src/config.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
 import type { Addr, Conn, Net } from "../src/net.ts";
-import { parseRule } from "../src/policy.ts";
 import { Wire } from "../src/wire.ts";
 import {
   AGENT_TOKEN,
@@ -25,6 +23,7 @@ import {
   runtime,
   socks,
   tripwire,
+  testAgent,
   tunnel,
   until,
 } from "./helpers.ts";
@@ -112,26 +111,15 @@ test(`${rt}: an Ed25519 agent authenticates with only its public key on the serv
     s.conn.close();
     // A different key is refused.
     const other = await generateKeyPair();
-    const { log, lines } = memoryLogger();
-    const wrong = new Agent(t.net, {
-      server: t.server.addrs.agents!,
-      name: "office",
+    const { agent: wrong, lines } = testAgent(t.net, t.server.addrs.agents!, "office", {
       credential: ed25519Credential(other.privateKey),
-      rules: parseRule("*"),
       backoffBaseMs: 5000,
-    }, log);
+    });
     wrong.start();
     assert.ok(await until(() => lines.some((l) => l.includes("server refused our credentials"))));
     await wrong.stop();
     // So is a name the server does not know.
-    const { log: log2, lines: lines2 } = memoryLogger();
-    const ghost = new Agent(t.net, {
-      server: t.server.addrs.agents!,
-      name: "ghost",
-      credential: tokenCredential(AGENT_TOKEN),
-      rules: parseRule("*"),
-      backoffBaseMs: 5000,
-    }, log2);
+    const { agent: ghost, lines: lines2 } = testAgent(t.net, t.server.addrs.agents!, "ghost", { backoffBaseMs: 5000 });
     ghost.start();
     assert.ok(await until(() => lines2.some((l) => l.includes("server refused our credentials"))));
     await ghost.stop();
@@ -146,13 +134,7 @@ test(`${rt}: an Ed25519 agent authenticates with only its public key on the serv
 test(`${rt}: a recorded POOL_HELLO cannot be replayed`, async () => {
   const t = await tunnel({ startAgent: false });
   const rec = await recorder(t.net, t.server.addrs.agents!);
-  const { log } = memoryLogger();
-  const agent = new Agent(t.net, {
-    server: rec.addr,
-    name: "office",
-    credential: tokenCredential(AGENT_TOKEN),
-    rules: parseRule("*"),
-  }, log);
+  const { agent } = testAgent(t.net, rec.addr, "office");
   try {
     agent.start();
     await agent.connected();
@@ -187,13 +169,7 @@ test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, 
   const echo = await echoTarget(t.net);
   const recA = await recorder(t.net, t.server.addrs.agents!);
   const recC = await recorder(t.net, t.server.addrs.clients!);
-  const { log } = memoryLogger();
-  const agent = new Agent(t.net, {
-    server: recA.addr,
-    name: "office",
-    credential: tokenCredential(AGENT_TOKEN),
-    rules: parseRule("127.0.0.1:*"),
-  }, log);
+  const { agent } = testAgent(t.net, recA.addr, "office");
   try {
     agent.start();
     await agent.connected();
@@ -223,15 +199,7 @@ test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, 
 test(`${rt}: revoking an agent by reload ends it; other agents' live streams continue`, async () => {
   const t = await tunnel();
   const echo = await echoTarget(t.net);
-  const { log, lines } = memoryLogger();
-  const lab = new Agent(t.net, {
-    server: t.server.addrs.agents!,
-    name: "lab",
-    credential: tokenCredential(AGENT_TOKEN),
-    rules: parseRule("127.0.0.1:*"),
-    backoffBaseMs: 50,
-    backoffMaxMs: 200,
-  }, log);
+  const { agent: lab, lines } = testAgent(t.net, t.server.addrs.agents!, "lab");
   try {
     lab.start();
     await lab.connected();

@@ -23,6 +23,7 @@ import {
   runtime,
   runtimeNet,
   socks,
+  testAgent,
   tripwire,
   tunnel,
   until,
@@ -333,15 +334,7 @@ test(`${rt}: a silent agent is dropped within the heartbeat timeout`, async () =
 test(`${rt}: agent keeps its id and a second session replaces the first`, async () => {
   const t = await tunnel();
   const echo = await echoTarget(t.net);
-  const { log } = memoryLogger();
-  const second = new Agent(t.net, {
-    server: t.server.addrs.agents!,
-    name: "office",
-    credential: tokenCredential(AGENT_TOKEN),
-    rules: parseRule("127.0.0.1:*"),
-    backoffBaseMs: 50,
-    backoffMaxMs: 200,
-  }, log);
+  const { agent: second } = testAgent(t.net, t.server.addrs.agents!, "office");
   try {
     const id1 = t.agent.session!.agentId;
     second.start();
