@@ -33,23 +33,42 @@ export function format(level: Level, msg: string, fields: Fields, now = new Date
   return line;
 }
 
+/**
+ * A logger; `with()` makes a child that shares everything but its fields.
+ * Methods live on the prototype: servers make a child per connection, so a
+ * child is one small object.
+ */
+class FieldLogger implements Logger {
+  constructor(
+    readonly min: number,
+    readonly sink: (line: string) => void,
+    readonly fields: Fields,
+  ) {}
+  #emit(level: Level, msg: string, fields?: Fields): void {
+    if (rank[level] < this.min) return;
+    this.sink(format(level, msg, fields ? { ...this.fields, ...fields } : this.fields));
+  }
+  debug(msg: string, fields?: Fields): void {
+    this.#emit("debug", msg, fields);
+  }
+  info(msg: string, fields?: Fields): void {
+    this.#emit("info", msg, fields);
+  }
+  warn(msg: string, fields?: Fields): void {
+    this.#emit("warn", msg, fields);
+  }
+  error(msg: string, fields?: Fields): void {
+    this.#emit("error", msg, fields);
+  }
+  with(fields: Fields): Logger {
+    return new FieldLogger(this.min, this.sink, { ...this.fields, ...fields });
+  }
+}
+
 export function createLogger(
   opts: { level?: Level; sink?: (line: string) => void; fields?: Fields } = {},
 ): Logger {
-  const min = rank[opts.level ?? "info"];
-  const sink = opts.sink ?? ((line: string) => console.error(line));
-  const base = opts.fields ?? {};
-  const emit = (level: Level, msg: string, fields?: Fields) => {
-    if (rank[level] < min) return;
-    sink(format(level, msg, fields ? { ...base, ...fields } : base));
-  };
-  return {
-    debug: (m, f) => emit("debug", m, f),
-    info: (m, f) => emit("info", m, f),
-    warn: (m, f) => emit("warn", m, f),
-    error: (m, f) => emit("error", m, f),
-    with: (fields) => createLogger({ ...opts, fields: { ...base, ...fields } }),
-  };
+  return new FieldLogger(rank[opts.level ?? "info"], opts.sink ?? ((line: string) => console.error(line)), opts.fields ?? {});
 }
 
 /** A logger that drops everything. */
