@@ -23,7 +23,7 @@ import {
   VERSION_MIN,
 } from "./messages.ts";
 import { Metrics } from "./metrics.ts";
-import { type Conn, type Listener, type Net, NetError, type TlsServerOptions } from "./net.ts";
+import { type Addr, type Conn, type Listener, type Net, NetError, type TlsServerOptions } from "./net.ts";
 import { allowed, rulesFor } from "./policy.ts";
 import { EofError, Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
@@ -115,7 +115,8 @@ export class Server implements HealthSource {
   readonly #agentStreams = new Map<string, number>();
   /** Failed authentications per source address: count in the current minute, blocked until. */
   readonly #authFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
-  addrs: { agents?: { host: string; port: number }; socks?: { host: string; port: number }; clients?: { host: string; port: number } } = {};
+  /** The bound addresses, once started (ports chosen when configured as 0). */
+  addrs: { agents?: Addr; socks?: Addr; clients?: Addr } = {};
 
   /**
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
