@@ -756,13 +756,14 @@ export class Server implements HealthSource {
       await conn.write(userpassReply(0));
       const req = await rd.parse(parseRequest, "SOCKS5 request");
       cancel();
-      const clog = log.with({ client });
+      const clientId = this.#clientId(client);
+      const clog = log.with({ client, client_id: clientId });
       if (req.command !== 1) {
         this.#refused(clog, "socks", client, req.target, Status.command_not_supported, `command ${req.command} not supported`);
         await conn.write(reply(Status.command_not_supported, NO_ADDR));
         return conn.close();
       }
-      const r = await this.open({ client, clientId: this.#clientId(client), agent, target: req.target, log: clog });
+      const r = await this.open({ client, clientId, agent, target: req.target, log: clog });
       if (r.status !== 0 || !("conn" in r)) {
         this.#refused(clog, "socks", client, req.target, r.status, "reason" in r ? r.reason : "");
         await conn.write(reply(r.status, NO_ADDR));
@@ -806,7 +807,7 @@ export class Server implements HealthSource {
       await wire.send({ type: "CLIENT_READY", clientId });
       const req = await wire.expect("CONNECT");
       cancel();
-      const clog = log.with({ client });
+      const clog = log.with({ client, client_id: clientId });
       const r = await this.open({ client, clientId, agent: req.agent, target: req.target, log: clog });
       if (r.status !== 0 || !("conn" in r)) {
         this.#refused(clog, "clients", client, req.target, r.status, "reason" in r ? r.reason : "");

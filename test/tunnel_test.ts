@@ -60,6 +60,10 @@ test(`${rt}: tunnel relays 4 MiB both ways and keeps half-close`, async () => {
     assert.equal(back.length, data.length);
     assert.ok(back.every((b, i) => b === data[i]), "echoed bytes differ");
     s.conn.close();
+    // Ids assigned by the server go to the agent and into the logs.
+    assert.ok(t.agent.session!.agentId >= 1);
+    assert.ok(t.logs.some((l) => l.includes('msg="agent connected"') && l.includes(`agent_id=${t.agent.session!.agentId}`)));
+    assert.ok(t.logs.some((l) => l.includes('msg="stream open"') && /client=alice client_id=\d+/.test(l)));
   } finally {
     echo.close();
     await t.close();
