@@ -27,6 +27,7 @@ import {
   type Net,
   NetError,
   type TlsClientOptions,
+  type TlsServerOptions,
 } from "../src/net.ts";
 import {
   type CertAndKey,
@@ -52,6 +53,26 @@ import {
 const HOST = "127.0.0.1";
 const KiB = 1024;
 const MiB = 1024 * KiB;
+
+/** A listener that accepts everything and drains it quietly; close() cleans up. */
+async function drainingServer(opts: { tls?: TlsServerOptions }) {
+  const l = await net.listen({ host: HOST, port: 0, ...opts });
+  const opened: Conn[] = [];
+  const serve = (async () => {
+    for (let s = await l.accept(); s !== null; s = await l.accept()) {
+      opened.push(s);
+      void drainQuietly(s);
+    }
+  })();
+  return {
+    port: l.addr.port,
+    async close() {
+      for (const c of opened) c.close();
+      l.close();
+      await within(serve, 5_000, "accept loop");
+    },
+  };
+}
 
 const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 // A computed specifier, so that each type checker sees only its own runtime.
@@ -416,43 +437,27 @@ test("tls ca: a CA-issued certificate, by name and by IP; a wrong name is refuse
 });
 
 test("tls ca: without `ca` (system roots) the test CA's certificate is refused", async () => {
-  const l = await net.listen({ host: HOST, port: 0, tls: leaf });
-  const opened: Conn[] = [];
-  const serve = (async () => {
-    for (let s = await l.accept(); s !== null; s = await l.accept()) {
-      opened.push(s);
-      void drainQuietly(s);
-    }
-  })();
+  const srv = await drainingServer({ tls: leaf });
   try {
     for (const tls of [{ serverName: "localhost" }, {}]) {
       await assert.rejects(
-        within(net.dial({ host: HOST, port: l.addr.port, tls, timeoutMs: 5_000 }), 10_000, "dial"),
+        within(net.dial({ host: HOST, port: srv.port, tls, timeoutMs: 5_000 }), 10_000, "dial"),
         isNetError("ETLS"),
       );
     }
   } finally {
-    for (const c of opened) c.close();
-    l.close();
-    await within(serve, 5_000, "accept loop");
+    await srv.close();
   }
 });
 
 test("tls: a self-signed certificate is refused without its pin", async () => {
-  const l = await net.listen({ host: HOST, port: 0, tls: selfSigned });
-  const opened: Conn[] = [];
-  const serve = (async () => {
-    for (let s = await l.accept(); s !== null; s = await l.accept()) {
-      opened.push(s);
-      void drainQuietly(s);
-    }
-  })();
+  const srv = await drainingServer({ tls: selfSigned });
   try {
     await assert.rejects(
       within(
         net.dial({
           host: HOST,
-          port: l.addr.port,
+          port: srv.port,
           tls: { serverName: "localhost", ca: [ca.cert] },
           timeoutMs: 5_000,
         }),
@@ -462,9 +467,7 @@ test("tls: a self-signed certificate is refused without its pin", async () => {
       isNetError("ETLS"),
     );
   } finally {
-    for (const c of opened) c.close();
-    l.close();
-    await within(serve, 5_000, "accept loop");
+    await srv.close();
   }
 });
 
