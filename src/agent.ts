@@ -41,6 +41,7 @@ export interface SessionInfo {
 }
 
 const NO_ADDR: Target = { type: "ipv4", host: "0.0.0.0", port: 0 };
+const noop = () => {};
 
 /** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
 export function statusOf(e: unknown): number {
@@ -309,7 +310,8 @@ export class Agent {
       return wire.conn.close();
     }
     log.debug("stream open");
-    await relay(wire.conn, target, wire.rest());
+    // Returned, not awaited, so this frame is released while the stream lasts.
+    return relay(wire.conn, target, wire.rest()).then(noop);
   }
 
   /** Check the allowlist (never trusting the server), resolve, dial. */

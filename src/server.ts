@@ -776,7 +776,9 @@ export class Server implements HealthSource {
         r.conn.close();
         throw e;
       }
-      await this.#stream(client, conn, rd.rest(), r, clog);
+      // Returned, not awaited: this handshake's frame (reader, parsed
+      // messages) is released for the stream's lifetime. #stream never throws.
+      return this.#stream(client, conn, rd.rest(), r, clog);
     } catch (e) {
       cancel();
       conn.close();
@@ -821,7 +823,7 @@ export class Server implements HealthSource {
         r.conn.close();
         throw e;
       }
-      await this.#stream(client, conn, wire.rest(), r, clog);
+      return this.#stream(client, conn, wire.rest(), r, clog); // see #socksConn
     } catch (e) {
       cancel();
       await this.#connError(wire, e, log, "clients");
