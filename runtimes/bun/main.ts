@@ -31,6 +31,14 @@ export const host: Host = {
   print: (line) => console.log(line),
 };
 
+/** A stray rejection is a bug to log, not a reason to drop every user's streams. */
+function keepServing(): void {
+  process.on("unhandledRejection", (e) => {
+    console.error(`ts=${new Date().toISOString()} level=error msg="unhandled rejection" error=${JSON.stringify(String(e))}`);
+  });
+}
+
 if (import.meta.main) {
+  keepServing();
   process.exitCode = await main(host, Bun.argv.slice(2));
 }

@@ -35,6 +35,15 @@ export const host: Host = {
   print: (line) => console.log(line),
 };
 
+/** A stray rejection is a bug to log, not a reason to drop every user's streams. */
+function keepServing(): void {
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    console.error(`ts=${new Date().toISOString()} level=error msg="unhandled rejection" error=${JSON.stringify(String(e.reason))}`);
+  });
+}
+
 if (import.meta.main) {
+  keepServing();
   Deno.exitCode = await main(host, Deno.args);
 }

@@ -37,6 +37,14 @@ export const host: Host = {
   print: (line) => void process.stdout.write(line + "\n"),
 };
 
+/** A stray rejection is a bug to log, not a reason to drop every user's streams. */
+function keepServing(): void {
+  process.on("unhandledRejection", (e) => {
+    console.error(`ts=${new Date().toISOString()} level=error msg="unhandled rejection" error=${JSON.stringify(String(e))}`);
+  });
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
+  keepServing();
   process.exitCode = await main(host, process.argv.slice(2));
 }
