@@ -241,29 +241,7 @@ export function conformance(adapter: Net, name: string, label: string = name): v
   test(`${name}: echo 64 MiB with checksum`, async () => {
     const p = await pair(net);
     try {
-      const total = 64 * MiB;
-      const block = pattern(MiB + 4 * 13, 42); // not a power of two: chunks straddle
-      const sent = createHash("sha256");
-      const got = createHash("sha256");
-      const echo = async () => {
-        for (let c = await p.server.read(); c !== null; c = await p.server.read()) {
-          await p.server.write(c);
-        }
-        await p.server.end();
-      };
-      const send = async () => {
-        await writeBlock(p.client, block, total, 64 * KiB, (c) => sent.update(c));
-        await p.client.end();
-      };
-      const t0 = performance.now();
-      const [, , n] = await within(
-        Promise.all([echo(), send(), readToEnd(p.client, (c) => got.update(c))]),
-        45_000,
-        "echo",
-      );
-      const secs = (performance.now() - t0) / 1000;
-      assert.equal(n, total);
-      assert.equal(got.digest("hex"), sent.digest("hex"));
+      const secs = await echoChecked(p.client, p.server, 64 * MiB, 45_000);
       console.log(
         `${name}: echo 64 MiB in ${secs.toFixed(2)} s, ${(64 / secs).toFixed(0)} MiB/s each way`,
       );
@@ -529,9 +507,38 @@ export function conformance(adapter: Net, name: string, label: string = name): v
   });
 }
 
+/**
+ * `client` sends `total` bytes (a pattern whose blocks straddle chunk
+ * boundaries) and ends; `server` echoes and ends; both directions are
+ * checked by SHA-256. Resolves with the seconds it took.
+ */
+async function echoChecked(client: Conn, server: Conn, total: number, timeoutMs: number): Promise<number> {
+  const block = pattern(MiB + 4 * 13, 42); // not a power of two: chunks straddle
+  const sent = createHash("sha256");
+  const got = createHash("sha256");
+  const echo = async () => {
+    for (let c = await server.read(); c !== null; c = await server.read()) await server.write(c);
+    await server.end();
+  };
+  const send = async () => {
+    await writeBlock(client, block, total, 64 * KiB, (c) => sent.update(c));
+    await client.end();
+  };
+  const t0 = performance.now();
+  const [, , n] = await within(
+    Promise.all([echo(), send(), readToEnd(client, (c) => got.update(c))]),
+    timeoutMs,
+    "echo",
+  );
+  assert.equal(n, total);
+  assert.equal(got.digest("hex"), sent.digest("hex"));
+  return (performance.now() - t0) / 1000;
+}
+
 // Helpers shared with test/tls_test.ts.
 export {
   drainQuietly,
+  echoChecked,
   fulfilsWithin,
   isNetError,
   pattern,

@@ -41,6 +41,7 @@ import {
 import {
   conformance,
   drainQuietly,
+  echoChecked,
   isNetError,
   pattern,
   readExactly,
@@ -220,29 +221,7 @@ for (const mode of MODES) {
         c.setNoDelay(false);
         c.setNoDelay(true);
       }
-      const total = 8 * MiB;
-      const block = pattern(MiB + 4 * 13, 42);
-      const sent = createHash("sha256");
-      const got = createHash("sha256");
-      const echo = async () => {
-        for (let c = await p.server.read(); c !== null; c = await p.server.read()) {
-          await p.server.write(c);
-        }
-        await p.server.end();
-      };
-      const send = async () => {
-        await writeBlock(p.client, block, total, 64 * KiB, (c) => sent.update(c));
-        await p.client.end();
-      };
-      const t0 = performance.now();
-      const [, , n] = await within(
-        Promise.all([echo(), send(), readToEnd(p.client, (c) => got.update(c))]),
-        30_000,
-        "echo",
-      );
-      const secs = (performance.now() - t0) / 1000;
-      assert.equal(n, total);
-      assert.equal(got.digest("hex"), sent.digest("hex"));
+      const secs = await echoChecked(p.client, p.server, 8 * MiB, 30_000);
       console.log(
         `${runtime} tls ${mode}: echo 8 MiB in ${secs.toFixed(2)} s, ` +
           `${(8 / secs).toFixed(0)} MiB/s each way`,
