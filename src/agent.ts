@@ -6,16 +6,16 @@
  * @module
  */
 import { fmt, targetText } from "./addr.ts";
-import { type Credential, poolTranscript, transcript } from "./auth.ts";
+import { type Credential, poolTranscript } from "./auth.ts";
 import { ProtocolError } from "./errors.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, type MessageOf, type Rule, Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
+import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type Net, NetError, type TlsClientOptions } from "./net.ts";
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep, TimeoutError } from "./time.ts";
-import { PeerError, Wire } from "./wire.ts";
+import { login, PeerError, Wire } from "./wire.ts";
 
 export interface AgentOptions {
   server: Addr;
@@ -160,18 +160,10 @@ export class Agent {
     try {
       const welcome = await deadline(
         (async () => {
-          await wire.send({
-            type: "AGENT_HELLO",
-            minVersion: VERSION_MIN,
-            maxVersion: VERSION_MAX,
-            authMethod: credential.method,
-            name,
-            software: this.opts.software ?? `burrow/0.1.0 ${this.net.runtime}`,
-          });
-          const ch = await wire.expect("CHALLENGE");
-          this.#version = ch.version;
-          this.#nonce = ch.nonce;
-          await wire.send({ type: "AUTH", proof: await credential.prove(transcript("agent", ch.version, ch.nonce, name)) });
+          const software = this.opts.software ?? `burrow/0.1.0 ${this.net.runtime}`;
+          const { version, nonce } = await login(wire, "agent", name, credential, software);
+          this.#version = version;
+          this.#nonce = nonce;
           return await wire.expect("WELCOME");
         })(),
         this.opts.dialTimeoutMs ?? 10_000,

@@ -6,17 +6,17 @@
  * @module
  */
 import { fmt, targetText } from "./addr.ts";
-import { type Credential, transcript } from "./auth.ts";
+import type { Credential } from "./auth.ts";
 import { ProtocolError, SocksError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { Status, type Target, VERSION_MAX, VERSION_MIN } from "./messages.ts";
+import { Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type DialOptions, type Listener, type Net, NetError } from "./net.ts";
 import { EofError, Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
 import { parseGreeting, parseRequest, parseUserpassRequest } from "./socks5_decode.ts";
 import { methodSelection, reply, userpassReply } from "./socks5_encode.ts";
 import { deadline, TimeoutError } from "./time.ts";
-import { PeerError, Wire } from "./wire.ts";
+import { login, PeerError, Wire } from "./wire.ts";
 
 export interface ClientOptions {
   /** Where local programs connect (default 127.0.0.1:1080). */
@@ -55,18 +55,8 @@ export async function connectThrough(
   try {
     const result = await deadline(
       (async () => {
-        await wire.send({
-          type: "CLIENT_HELLO",
-          minVersion: VERSION_MIN,
-          maxVersion: VERSION_MAX,
-          authMethod: opts.credential.method,
-          name: opts.name,
-          software: opts.software ?? "burrow/0.1.0",
-        });
-        const ch = await wire.expect("CHALLENGE");
-        const proof = await opts.credential.prove(transcript("client", ch.version, ch.nonce, opts.name));
+        await login(wire, "client", opts.name, opts.credential, opts.software ?? "burrow/0.1.0");
         // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
-        await wire.send({ type: "AUTH", proof });
         await wire.send({ type: "CONNECT", agent, target });
         await wire.expect("CLIENT_READY");
         return await wire.expect("CONNECT_RESULT");

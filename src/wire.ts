@@ -5,11 +5,20 @@
  *
  * @module
  */
+import { type Credential, transcript } from "./auth.ts";
 import { decode } from "./decode.ts";
 import { encode } from "./encode.ts";
 import { ProtocolError } from "./errors.ts";
 import { Framer } from "./framer.ts";
-import { ErrorCode, type ErrorCodeName, type Message, type MessageOf, type MsgTypeName } from "./messages.ts";
+import {
+  ErrorCode,
+  type ErrorCodeName,
+  type Message,
+  type MessageOf,
+  type MsgTypeName,
+  VERSION_MAX,
+  VERSION_MIN,
+} from "./messages.ts";
 import type { Conn } from "./net.ts";
 import { deadline } from "./time.ts";
 
@@ -90,4 +99,29 @@ export class Wire {
   rest(): Uint8Array {
     return this.#framer.rest();
   }
+}
+
+/**
+ * The proving side of SPEC.md §2.1/§2.3: send AGENT_HELLO or CLIENT_HELLO,
+ * answer the CHALLENGE with AUTH. Resolves with the chosen version and the
+ * nonce (pool connections prove over it too); what follows is up to the role.
+ */
+export async function login(
+  wire: Wire,
+  role: "agent" | "client",
+  name: string,
+  credential: Credential,
+  software: string,
+): Promise<{ version: number; nonce: Uint8Array }> {
+  await wire.send({
+    type: role === "agent" ? "AGENT_HELLO" : "CLIENT_HELLO",
+    minVersion: VERSION_MIN,
+    maxVersion: VERSION_MAX,
+    authMethod: credential.method,
+    name,
+    software,
+  });
+  const ch = await wire.expect("CHALLENGE");
+  await wire.send({ type: "AUTH", proof: await credential.prove(transcript(role, ch.version, ch.nonce, name)) });
+  return { version: ch.version, nonce: ch.nonce };
 }
