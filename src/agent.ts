@@ -8,6 +8,8 @@
 import { fmt, targetText } from "./addr.ts";
 import { type Credential, poolTranscript } from "./auth.ts";
 import { ProtocolError } from "./errors.ts";
+import { NO_ADDR } from "./encode.ts";
+import { normalizeIP, normalizeTarget } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
@@ -15,7 +17,7 @@ import { type Addr, type Conn, type Net, NetError, type TlsClientOptions } from 
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep, TimeoutError } from "./time.ts";
-import { login, PeerError, Wire } from "./wire.ts";
+import { answerControl, login, PeerError, Wire } from "./wire.ts";
 
 export interface AgentOptions {
   server: Addr;
@@ -40,7 +42,6 @@ export interface SessionInfo {
   heartbeatTimeoutMs: number;
 }
 
-const NO_ADDR: Target = { type: "ipv4", host: "0.0.0.0", port: 0 };
 const noop = () => {};
 
 /** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
@@ -206,21 +207,14 @@ export class Agent {
             await wire.send({ type: "POOL_CONFIRM", requestId: msg.requestId, count: opened });
             break;
           }
-          case "PING":
-            await wire.send({ type: "PONG", data: msg.data });
-            break;
-          case "PONG":
-            break;
           case "GOAWAY":
             throw new PeerError(msg.code, msg.message);
-          case "ERROR":
-            throw new PeerError(msg.code, msg.message);
           default:
-            throw new ProtocolError("unexpected_message", `${msg.type} is not allowed on a control connection`);
+            await answerControl(wire, msg);
         }
       }
     } catch (e) {
-      if (e instanceof ProtocolError) await wire.fail(e.code, e.message);
+      if (e instanceof ProtocolError && e.reply) await wire.fail(e.code, e.message);
       throw e;
     } finally {
       clearInterval(watchdog);
@@ -280,16 +274,15 @@ export class Agent {
     } catch (e) {
       if (e instanceof ProtocolError) {
         this.log.warn("protocol error on pool connection", { code: e.code, error: e.message });
-        return wire.fail(e.code, e.message);
+        return e.reply ? wire.fail(e.code, e.message) : wire.conn.close();
       }
       return wire.conn.close();
     }
     const log = this.log.with({ stream: open.streamId, client: open.client, target: targetText(open.target) });
     const result = await this.#dialTarget(open);
-    if (!("conn" in result)) {
+    if (!result.ok) {
       log.warn("stream refused", { status: result.status, reason: result.reason });
-      await wire.send({ type: "OPEN_RESULT", streamId: open.streamId, status: result.status, bound: NO_ADDR }).catch(() => {});
-      return wire.conn.close();
+      return wire.last({ type: "OPEN_RESULT", streamId: open.streamId, status: result.status, bound: NO_ADDR });
     }
     const target = result.conn;
     const local = target.local;
@@ -306,10 +299,15 @@ export class Agent {
     return relay(wire.conn, target, wire.rest()).then(noop);
   }
 
-  /** Check the allowlist (never trusting the server), resolve, dial. */
-  async #dialTarget(open: MessageOf<"OPEN">): Promise<{ conn: Conn } | { status: number; reason: string }> {
+  /**
+   * Check the target's form and the allowlist (never trusting the server),
+   * resolve, dial.
+   */
+  async #dialTarget(open: MessageOf<"OPEN">): Promise<{ ok: true; conn: Conn } | { ok: false; status: number; reason: string }> {
+    const n = normalizeTarget(open.target);
+    if (!n.ok) return { ok: false, status: Status.not_allowed, reason: n.reason };
+    const t = n.target;
     const rules = rulesFor(this.opts.rules, open.client);
-    const t = open.target;
     const timeoutMs = this.opts.dialTimeoutMs ?? 10_000;
     let hosts: string[];
     if (rules.some((r) => matchRule(r, t, "never"))) {
@@ -320,21 +318,23 @@ export class Agent {
       try {
         ips = await this.net.lookup(t.host);
       } catch (e) {
-        return { status: statusOf(e), reason: `cannot resolve ${t.host}` };
+        return { ok: false, status: statusOf(e), reason: `cannot resolve ${t.host}` };
       }
-      hosts = ips.filter((ip) => rules.some((r) => matchRule(r, t, [ip])));
-      if (hosts.length === 0) return { status: Status.not_allowed, reason: "resolved addresses outside the allowlist" };
+      hosts = ips.map(normalizeIP).filter((ip) => ip !== null).filter((ip) => rules.some((r) => matchRule(r, t, [ip])));
+      if (hosts.length === 0) {
+        return { ok: false, status: Status.not_allowed, reason: "resolved addresses outside the allowlist" };
+      }
     } else {
-      return { status: Status.not_allowed, reason: "target outside the agent's allowlist" };
+      return { ok: false, status: Status.not_allowed, reason: "target outside the agent's allowlist" };
     }
     let last: unknown;
     for (const host of hosts.slice(0, 4)) {
       try {
-        return { conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
+        return { ok: true, conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
       } catch (e) {
         last = e;
       }
     }
-    return { status: statusOf(last), reason: last instanceof Error ? last.message : "dial failed" };
+    return { ok: false, status: statusOf(last), reason: last instanceof Error ? last.message : "dial failed" };
   }
 }

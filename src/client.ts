@@ -9,12 +9,11 @@ import { fmt, targetText } from "./addr.ts";
 import type { Credential } from "./auth.ts";
 import { ProtocolError, SocksError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { Status, type Target } from "./messages.ts";
+import { ErrorCode, Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type DialOptions, type Listener, type Net, NetError } from "./net.ts";
 import { EofError, Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
-import { parseGreeting, parseRequest, parseUserpassRequest } from "./socks5_decode.ts";
-import { methodSelection, reply, userpassReply } from "./socks5_encode.ts";
+import { acceptSocks, socksReply } from "./socks5_server.ts";
 import { deadline, TimeoutError } from "./time.ts";
 import { login, PeerError, Wire } from "./wire.ts";
 
@@ -31,11 +30,10 @@ export interface ClientOptions {
   software?: string;
 }
 
-const NO_ADDR: Target = { type: "ipv4", host: "0.0.0.0", port: 0 };
 
 export type ConnectResult =
-  | { status: 0; conn: Conn; rest: Uint8Array; bound: Target }
-  | { status: number; error: string };
+  | { ok: true; conn: Conn; rest: Uint8Array; bound: Target }
+  | { ok: false; status: number; error: string };
 
 /** Open one stream through the server (SPEC.md §2.3). */
 export async function connectThrough(
@@ -49,7 +47,7 @@ export async function connectThrough(
   try {
     conn = await net.dial({ ...opts.server, timeoutMs });
   } catch (e) {
-    return { status: Status.general_failure, error: `cannot reach the server: ${(e as Error).message}` };
+    return { ok: false, status: Status.general_failure, error: `cannot reach the server: ${(e as Error).message}` };
   }
   const wire = new Wire(conn);
   try {
@@ -65,18 +63,19 @@ export async function connectThrough(
       "server handshake",
       () => conn.close(),
     );
-    if (result.status !== 0) {
+    if (result.status !== Status.succeeded) {
       conn.close();
-      return { status: result.status, error: "server refused the stream" };
+      return { ok: false, status: result.status, error: "server refused the stream" };
     }
-    return { status: 0, conn, rest: wire.rest(), bound: result.bound };
+    return { ok: true, conn, rest: wire.rest(), bound: result.bound };
   } catch (e) {
     conn.close();
     if (e instanceof PeerError) {
-      return { status: e.code === 9 ? Status.not_allowed : Status.general_failure, error: e.message };
+      const status = e.code === ErrorCode.auth_failed ? Status.not_allowed : Status.general_failure;
+      return { ok: false, status, error: e.message };
     }
     if (e instanceof ProtocolError || e instanceof NetError || e instanceof TimeoutError) {
-      return { status: Status.general_failure, error: e.message };
+      return { ok: false, status: Status.general_failure, error: e.message };
     }
     throw e;
   }
@@ -117,34 +116,21 @@ export class ClientProxy {
     const rd = new Reader(conn, 1024);
     const timer = setTimeout(() => conn.close(), this.opts.timeoutMs ?? 15_000);
     try {
-      const greeting = await rd.parse(parseGreeting, "SOCKS5 greeting");
-      let agent = this.opts.agent;
-      if (greeting.methods.includes(0)) {
-        await conn.write(methodSelection(0));
-      } else if (greeting.methods.includes(2)) {
-        // User/password locally only names the agent; the password is ignored.
-        await conn.write(methodSelection(2));
-        const up = await rd.parse(parseUserpassRequest, "SOCKS5 user/password");
-        agent = up.username;
-        await conn.write(userpassReply(0));
-      } else {
-        await conn.write(methodSelection(0xff));
-        return conn.close();
-      }
-      const req = await rd.parse(parseRequest, "SOCKS5 request");
-      if (req.command !== 1) {
-        await conn.write(reply(Status.command_not_supported, NO_ADDR));
-        return conn.close();
+      // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
+      const a = await acceptSocks(conn, rd, { noAuth: true, checkUser: () => Promise.resolve(true) });
+      if (!a.ok) {
+        this.log.warn("socks request refused", { refusal: a.refusal, error: a.detail });
+        return;
       }
       clearTimeout(timer);
-      const r = await connectThrough(this.net, this.opts, agent, req.target);
-      if (!("conn" in r)) {
-        this.log.warn("connect refused", { target: targetText(req.target), status: r.status, error: r.error });
-        await conn.write(reply(r.status, NO_ADDR));
-        return conn.close();
+      const agent = a.username ?? this.opts.agent;
+      const r = await connectThrough(this.net, this.opts, agent, a.target);
+      if (!r.ok) {
+        this.log.warn("connect refused", { target: targetText(a.target), status: r.status, error: r.error });
+        return await socksReply(conn, r.status);
       }
-      await conn.write(reply(0, r.bound));
-      this.log.debug("stream open", { target: targetText(req.target) });
+      await socksReply(conn, Status.succeeded, r.bound);
+      this.log.debug("stream open", { target: targetText(a.target) });
       await relay(conn, r.conn, rd.rest(), r.rest);
     } catch (e) {
       conn.close();

@@ -6,11 +6,17 @@
  */
 import { ErrorCode, type ErrorCodeName } from "./messages.ts";
 
-/** A violation of SPEC.md by the peer, with the SPEC.md §9.2 code to send. */
+/**
+ * A violation of SPEC.md by the peer, with the SPEC.md §9.2 code to send.
+ * `reply` is false where SPEC.md says to close without ERROR (a frame
+ * truncated by EOF: nobody is left to read it).
+ */
 export class ProtocolError extends Error {
   override name = "ProtocolError";
-  constructor(readonly code: ErrorCodeName, message: string, options?: { cause?: unknown }) {
+  readonly reply: boolean;
+  constructor(readonly code: ErrorCodeName, message: string, options?: { cause?: unknown; reply?: boolean }) {
     super(message, options);
+    this.reply = options?.reply ?? true;
   }
   /** The numeric code for an ERROR frame. */
   get wire(): number {

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { normalizeHostName, normalizeIP, unmapIPv4 } from "./host.ts";
 import { inCidr, ipKind } from "./ip.ts";
 import type { Rule, Target } from "./messages.ts";
 
@@ -17,7 +18,30 @@ export class RuleError extends Error {
 }
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
-const HOST = /^(\*|(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/;
+
+/**
+ * The normalized form of a host pattern (`*`, `*.suffix` or a host name, see
+ * host.ts), or `null` if it is none: `*.Corp.` becomes `*.corp`.
+ */
+export function normalizePattern(pattern: string): string | null {
+  if (pattern === "*") return pattern;
+  if (pattern.startsWith("*.")) {
+    const suffix = normalizeHostName(pattern.slice(2));
+    return suffix === null ? null : `*.${suffix}`;
+  }
+  return normalizeHostName(pattern);
+}
+
+/**
+ * A rule received from a peer (ANNOUNCE) in normalized form, or `null` if its
+ * host pattern is not one (such a rule could never match a valid target).
+ */
+export function normalizeRule(r: Rule): Rule | null {
+  if (r.kind !== "host") return r;
+  const pattern = normalizePattern(r.pattern);
+  if (pattern === null) return null;
+  return pattern === r.pattern ? r : { ...r, pattern };
+}
 
 function parsePorts(text: string, rule: string): Array<[number, number]> {
   if (text === "*" || text === "") return [[0, 65535]];
@@ -68,12 +92,18 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
     if (!/^\d{1,3}$/.test(slash >= 0 ? host.slice(slash + 1) : "0") || prefix > max) {
       throw new RuleError(`Cannot parse rule "${text}": bad prefix length`);
     }
+    if (kind === "ipv6" && prefix >= 96 && unmapIPv4(base) !== null) {
+      throw new RuleError(
+        `Cannot parse rule "${text}": IPv4-mapped addresses are matched as IPv4; write the IPv4 rule instead`,
+      );
+    }
     shape = { kind: kind === "ipv4" ? "cidr4" : "cidr6", addr: base, prefix };
   } else {
-    if (slash >= 0 || host.length > 255 || !HOST.test(host)) {
+    const pattern = slash >= 0 ? null : normalizePattern(host);
+    if (pattern === null) {
       throw new RuleError(`Cannot parse rule "${text}": "${host}" is not a host pattern, IP address or CIDR`);
     }
-    shape = { kind: "host", pattern: host.toLowerCase() };
+    shape = { kind: "host", pattern };
   }
   return ranges.map(([portMin, portMax]) => ({ client, portMin, portMax, ...shape }) as Rule);
 }
@@ -93,11 +123,18 @@ export function formatRule(r: Rule): string {
   return `${r.client ? `${r.client}=` : ""}${host}:${ports}`;
 }
 
+/** `pattern` and `host` are normalized (see host.ts). */
 function hostMatches(pattern: string, host: string): boolean {
-  const h = host.toLowerCase().replace(/\.$/, "");
   if (pattern === "*") return true;
-  if (pattern.startsWith("*.")) return h.endsWith(pattern.slice(1));
-  return h === pattern.replace(/\.$/, "");
+  if (pattern.startsWith("*.")) return host.endsWith(pattern.slice(1));
+  return host === pattern;
+}
+
+/** An IP matches a CIDR rule of its own family only; IPv4-mapped IPv6 counts as IPv4. */
+function ipInRule(ip: string, r: Extract<Rule, { kind: "cidr4" | "cidr6" }>): boolean {
+  const n = normalizeIP(ip);
+  if (n === null || n.includes(":") !== (r.kind === "cidr6")) return false;
+  return inCidr(n, r.addr, r.prefix);
 }
 
 /**
@@ -108,16 +145,23 @@ function hostMatches(pattern: string, host: string): boolean {
  */
 export type DomainMode = "never" | "defer" | string[];
 
-/** Does `target` match rule `r` (ignoring the rule's client)? */
+/**
+ * Does `target` match rule `r` (ignoring the rule's client)? `target` should
+ * be normalized (host.ts `normalizeTarget`); a domain that is not a valid host
+ * name matches nothing, whatever the rule.
+ */
 export function matchRule(r: Rule, target: Target, domains: DomainMode = "never"): boolean {
   if (target.port < r.portMin || target.port > r.portMax) return false;
-  if (r.kind === "host") return hostMatches(r.pattern, target.host);
   if (target.type === "domain") {
+    const host = normalizeHostName(target.host);
+    if (host === null) return false;
+    if (r.kind === "host") return hostMatches(r.pattern, host);
     if (domains === "never") return false;
     if (domains === "defer") return true;
-    return domains.some((ip) => inCidr(ip, r.addr, r.prefix));
+    return domains.some((ip) => ipInRule(ip, r));
   }
-  return inCidr(target.host, r.addr, r.prefix);
+  if (r.kind === "host") return hostMatches(r.pattern, target.host);
+  return ipInRule(target.host, r);
 }
 
 /** Rules that apply to `client` (its own and those for every client). */

@@ -19,6 +19,7 @@ import {
   VERSION_MAX,
   VERSION_MIN,
 } from "./messages.ts";
+import { linger } from "./linger.ts";
 import type { Conn } from "./net.ts";
 import { deadline } from "./time.ts";
 
@@ -57,7 +58,11 @@ export class Wire {
       const chunk = await this.conn.read();
       if (chunk === null) {
         const left = this.#framer.rest().length;
-        if (left > 0) throw new ProtocolError("protocol_error", `Cannot parse frame: truncated after ${left} bytes`);
+        if (left > 0) {
+          throw new ProtocolError("protocol_error", `Cannot parse frame: truncated after ${left} bytes`, {
+            reply: false,
+          });
+        }
         return null;
       }
       this.#framer.push(chunk);
@@ -81,7 +86,7 @@ export class Wire {
     return this.conn.write(encode(msg));
   }
 
-  /** Send ERROR (best effort) and close. */
+  /** Send ERROR (best effort), then end cleanly so that it arrives (see linger.ts). */
   async fail(code: ErrorCodeName, message: string): Promise<void> {
     try {
       await deadline(
@@ -91,13 +96,43 @@ export class Wire {
       );
     } catch {
       // the peer is gone; closing is all that is left
+      this.conn.close();
+      return;
     }
-    this.conn.close();
+    await linger(this.conn, 1000);
+  }
+
+  /** Send `msg` as the last frame, then end cleanly so that it arrives (see linger.ts). */
+  async last(msg: Message): Promise<void> {
+    try {
+      await this.send(msg);
+    } catch {
+      this.conn.close();
+      return;
+    }
+    await linger(this.conn, 1000);
   }
 
   /** Bytes received after the last returned frame (the raw phase's first bytes). */
   rest(): Uint8Array {
     return this.#framer.rest();
+  }
+}
+
+/**
+ * PING, PONG and ERROR, answered alike at both ends of a control connection
+ * (SPEC.md §5.6, §5.10); any other message is `unexpected_message`.
+ */
+export async function answerControl(wire: Wire, msg: Message): Promise<void> {
+  switch (msg.type) {
+    case "PING":
+      return await wire.send({ type: "PONG", data: msg.data });
+    case "PONG":
+      return;
+    case "ERROR":
+      throw new PeerError(msg.code, msg.message);
+    default:
+      throw new ProtocolError("unexpected_message", `${msg.type} is not allowed on a control connection`);
   }
 }
 

@@ -1,0 +1,76 @@
+/**
+ * Host names and targets in their one canonical form (SPEC.md §7.3), so that
+ * a rule and a target are compared as the resolver will read them.
+ *
+ * A domain target is a **host name**: labels of letters, digits, `-` and `_`,
+ * each 1..63 bytes, at most 253 bytes in all, one optional trailing dot, and
+ * a last label that is not a number (all digits, or `0x` and hex digits), so
+ * that no resolver reads the name as an IPv4 address (`127.1`, `2130706433`,
+ * `0x7f.1`; the WHATWG URL standard's "ends in a number" rule). Normalized, it
+ * is lower case without the trailing dot. Anything else (a NUL byte, `%`,
+ * spaces, non-ASCII text) is refused: a resolver may cut or reinterpret it,
+ * and then the name that was matched is not the host that is dialed.
+ *
+ * An IP literal sent as a domain name becomes the IP target it denotes, and an
+ * IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) becomes the IPv4 target, so
+ * that it is matched against IPv4 rules only.
+ *
+ * @module
+ */
+import { canonicalIP, ipKind, parseIPv6 } from "./ip.ts";
+import type { Target } from "./messages.ts";
+
+const LABEL = /^[a-z0-9_-]{1,63}$/;
+const NUMBER = /^(?:[0-9]+|0x[0-9a-f]*)$/;
+
+/** The normalized form of host name `name`, or `null` if it is not one (see the module doc). */
+export function normalizeHostName(name: string): string | null {
+  let h = name.toLowerCase();
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  if (h.length === 0 || h.length > 253) return null;
+  const labels = h.split(".");
+  for (const l of labels) if (!LABEL.test(l)) return null;
+  if (NUMBER.test(labels[labels.length - 1]!)) return null;
+  return h;
+}
+
+/** The IPv4 text of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), or `null`. */
+export function unmapIPv4(ipv6: string): string | null {
+  const b = parseIPv6(ipv6);
+  if (!b) return null;
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return null;
+  if (b[10] !== 0xff || b[11] !== 0xff) return null;
+  return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+}
+
+/** An IP literal in canonical text, IPv4-mapped addresses as IPv4; `null` if `ip` is none. */
+export function normalizeIP(ip: string): string | null {
+  const c = canonicalIP(ip);
+  if (c === null) return null;
+  return unmapIPv4(c) ?? c;
+}
+
+export type NormalizedTarget = { ok: true; target: Target } | { ok: false; reason: string };
+
+/**
+ * `t` in canonical form (see the module doc), or why it is refused. Both the
+ * server and the agent call it before they match a target against any rule.
+ */
+export function normalizeTarget(t: Target): NormalizedTarget {
+  if (t.type === "domain") {
+    if (ipKind(t.host)) return normalizeTarget({ type: ipKind(t.host)!, host: t.host, port: t.port });
+    const host = normalizeHostName(t.host);
+    if (host === null) return { ok: false, reason: `target ${describeHost(t.host)} is not a valid host name` };
+    return { ok: true, target: { type: "domain", host, port: t.port } };
+  }
+  const host = normalizeIP(t.host);
+  if (host === null) return { ok: false, reason: `target ${describeHost(t.host)} is not an IP address` };
+  return { ok: true, target: { type: ipKind(host)!, host, port: t.port } };
+}
+
+/** A host text safe for logs: JSON-quoted, control characters escaped, at most 80 characters. */
+export function describeHost(host: string): string {
+  const q = JSON.stringify(host.length > 80 ? `${host.slice(0, 80)}…` : host);
+  // JSON.stringify leaves U+2028/U+2029 and other non-ASCII as they are: escape them too.
+  return q.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}

@@ -1,0 +1,223 @@
+/**
+ * The agent port (SPEC.md §2.1, §2.2): an agent's control connection (login,
+ * WELCOME, ANNOUNCE, POOL_REQUEST/CONFIRM, heartbeats) and its pool
+ * connections (POOL_HELLO, then idle until the router sends OPEN). The pool
+ * policy itself is {@link AgentSession}'s.
+ *
+ * @module
+ */
+import { fmt } from "../addr.ts";
+import { poolTranscript, randomBytes, toHex } from "../auth.ts";
+import type { ServerConfig } from "../config.ts";
+import { ProtocolError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { ErrorCode, type Message, type MessageOf } from "../messages.ts";
+import type { Conn } from "../net.ts";
+import { normalizeRule } from "../policy.ts";
+import { answerControl, Wire } from "../wire.ts";
+import { closeOnError, type ServerContext } from "./context.ts";
+import { verifyLogin } from "./login.ts";
+import { AgentSession } from "./session.ts";
+
+/** A verified pool connection waiting for its one stream. */
+export interface PoolConn {
+  wire: Wire;
+  /** The pending read: OPEN_RESULT once OPEN is sent; EOF or an error while idle. */
+  first: Promise<Message | null>;
+  close(): void;
+}
+
+export type Session = AgentSession<PoolConn>;
+
+/** A live session with its control connection. */
+interface Control {
+  session: Session;
+  wire: Wire;
+  log: Logger;
+  timer: ReturnType<typeof setInterval>;
+}
+
+export class AgentPort {
+  /** Live sessions by agent name. */
+  readonly sessions = new Map<string, Session>();
+  readonly #controls = new Map<Session, Control>();
+  readonly #byKey = new Map<string, Session>();
+  readonly #agentIds = new Map<string, number>();
+
+  constructor(readonly ctx: ServerContext) {}
+
+  /** Serve one connection on the agent port: a control or a pool connection. */
+  async handle(conn: Conn): Promise<void> {
+    const wire = new Wire(conn);
+    const admitted = this.ctx.admission.begin(conn, "agents");
+    if (!admitted) return;
+    const log = this.ctx.log.with({ remote: fmt(conn.remote) });
+    try {
+      const first = await wire.recv();
+      if (first === null) return conn.close();
+      if (first.type === "AGENT_HELLO") await this.#control(wire, first, log, admitted);
+      else if (first.type === "POOL_HELLO") await this.#pool(wire, first, log, admitted);
+      else throw new ProtocolError("unexpected_message", `Expected AGENT_HELLO or POOL_HELLO, got ${first.type}`);
+    } catch (e) {
+      admitted();
+      await closeOnError(this.ctx, wire, e, log, "agents");
+    }
+  }
+
+  /** Sessions of agents removed or re-keyed by a reload end; the others go on. */
+  reload(old: ServerConfig, now: ServerConfig): void {
+    for (const s of [...this.sessions.values()]) {
+      const next = now.agents.get(s.name);
+      if (!next || next.credential !== old.agents.get(s.name)?.credential) {
+        this.end(s, "auth_failed", "agent removed or credential changed by config reload");
+      }
+    }
+  }
+
+  stop(): void {
+    for (const s of [...this.sessions.values()]) this.end(s, "shutdown", "server shutting down");
+  }
+
+  /** End a session: GOAWAY (if `code`), close control and idle pool. Open streams go on. */
+  end(s: Session, code: keyof typeof ErrorCode | null, reason: string): void {
+    if (s.closed) return;
+    s.end();
+    const c = this.#controls.get(s)!;
+    this.#controls.delete(s);
+    clearInterval(c.timer);
+    if (this.sessions.get(s.name) === s) this.sessions.delete(s.name);
+    this.#byKey.delete(s.key);
+    if (code) void c.wire.last({ type: "GOAWAY", code: ErrorCode[code], message: reason });
+    else c.wire.conn.close();
+    c.log.info("agent session ended", { reason: code ?? reason });
+  }
+
+  #agentId(name: string): number {
+    let id = this.#agentIds.get(name);
+    if (id === undefined) this.#agentIds.set(name, id = this.#agentIds.size + 1);
+    return id;
+  }
+
+  async #control(wire: Wire, hello: MessageOf<"AGENT_HELLO">, log0: Logger, admitted: () => void): Promise<void> {
+    const { version, nonce, verifier } = await verifyLogin(wire, hello, "agent", this.ctx.config().agents, (why) => {
+      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "agent" });
+      this.ctx.admission.authFailed("agents", wire.conn.remote.host);
+      log0.warn("authentication failed", { role: "agent", name: hello.name, reason: why });
+    });
+    admitted();
+    const agentId = this.#agentId(hello.name);
+    const log = log0.with({ agent: hello.name, agent_id: agentId });
+    const s: Session = new AgentSession(
+      { id: randomBytes(16), name: hello.name, agentId, version, nonce, verifier },
+      () => this.ctx.config(),
+      {
+        log,
+        request: (requestId, count) => {
+          wire.send({ type: "POOL_REQUEST", requestId, count }).catch(() => wire.conn.close());
+        },
+      },
+    );
+    const old = this.sessions.get(s.name);
+    if (old) this.end(old, "replaced", "a newer session for this agent took over");
+    const c = this.ctx.config();
+    const timer = setInterval(() => this.#tick(s), c.heartbeatIntervalMs);
+    this.sessions.set(s.name, s);
+    this.#byKey.set(s.key, s);
+    this.#controls.set(s, { session: s, wire, log, timer });
+    await wire.send({
+      type: "WELCOME",
+      agentId,
+      sessionId: s.who.id,
+      heartbeatIntervalMs: c.heartbeatIntervalMs,
+      heartbeatTimeoutMs: c.heartbeatTimeoutMs,
+      poolMin: c.poolMin,
+      poolMax: c.poolMax,
+    });
+    log.info("agent connected", { session: s.key.slice(0, 8), software: hello.software, version });
+    this.ctx.metrics.inc("burrow_agent_sessions_total", "Agent sessions established");
+    s.replenish();
+    try {
+      await this.#serve(s, wire, log);
+    } catch (e) {
+      if (!s.closed) await closeOnError(this.ctx, wire, e, log, "agents");
+    } finally {
+      this.end(s, null, "control connection closed");
+    }
+  }
+
+  /** The control loop: every message the agent may send on its control connection. */
+  async #serve(s: Session, wire: Wire, log: Logger): Promise<void> {
+    for (;;) {
+      const msg = await wire.recv();
+      if (msg === null) return;
+      s.lastRx = Date.now();
+      if (s.closed) continue;
+      switch (msg.type) {
+        case "ANNOUNCE": {
+          const rules = msg.rules.map(normalizeRule);
+          s.rules = rules.filter((r) => r !== null);
+          const dropped = rules.length - s.rules.length;
+          log.info("agent announced targets", { rules: s.rules.length, ...(dropped ? { invalid: dropped } : {}) });
+          break;
+        }
+        case "POOL_CONFIRM": {
+          const asked = s.confirm(msg.requestId, msg.count);
+          if (asked !== null && msg.count < asked) {
+            log.warn("agent opened fewer pool connections than asked", { asked, opened: msg.count });
+          }
+          break;
+        }
+        case "GOAWAY":
+          log.info("agent going away", { code: msg.code, reason: msg.message });
+          return this.end(s, null, "");
+        default:
+          await answerControl(wire, msg);
+      }
+    }
+  }
+
+  #tick(s: Session): void {
+    const now = Date.now();
+    const c = this.ctx.config();
+    const ctl = this.#controls.get(s);
+    if (!ctl) return;
+    if (now - s.lastRx > c.heartbeatTimeoutMs) {
+      this.ctx.metrics.inc("burrow_heartbeat_timeouts_total", "Agent sessions dropped for silence");
+      ctl.log.warn("agent heartbeat timeout", { silent_ms: now - s.lastRx });
+      void ctl.wire.fail("heartbeat_timeout", `no frame for ${now - s.lastRx} ms`);
+      return this.end(s, null, "heartbeat timeout");
+    }
+    ctl.wire.send({ type: "PING", data: randomBytes(8) }).catch(() => ctl.wire.conn.close());
+    s.tick();
+  }
+
+  async #pool(wire: Wire, hello: MessageOf<"POOL_HELLO">, log: Logger, admitted: () => void): Promise<void> {
+    const s = this.#byKey.get(toHex(hello.sessionId));
+    if (!s || s.who.agentId !== hello.agentId) {
+      throw new ProtocolError("session_unknown", "no live session with this id");
+    }
+    if (hello.version !== s.who.version) {
+      throw new ProtocolError("unsupported_version", `pool version ${hello.version} is not the session's ${s.who.version}`);
+    }
+    const proven = poolTranscript(s.who.agentId, s.who.id, hello.seq, s.who.nonce);
+    if (!await s.who.verifier.verify(proven, hello.proof)) {
+      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "pool" });
+      this.ctx.admission.authFailed("agents", wire.conn.remote.host);
+      throw new ProtocolError("auth_failed", "authentication failed");
+    }
+    if (!s.acceptSeq(hello.seq)) {
+      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "pool_replay" });
+      throw new ProtocolError("replayed", `pool sequence number ${hello.seq} was already used`);
+    }
+    admitted();
+    const pc: PoolConn = { wire, first: wire.recv().catch(() => null), close: () => wire.conn.close() };
+    const placed = s.add(pc);
+    if (placed === "full") {
+      this.ctx.metrics.inc("burrow_limit_hits_total", "Limits that triggered", { limit: "pool_max" });
+      log.debug("pool full, closing extra connection", { agent: s.name });
+    }
+    if (placed === "full" || placed === "closed") return pc.close();
+    // An idle connection the agent closes (or breaks) leaves the pool.
+    if (placed === "idle") void pc.first.then(() => s.remove(pc) && pc.close());
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The client port (SPEC.md §2.3): a client proxy logs in (CLIENT_HELLO,
+ * CHALLENGE, AUTH), names agent and target in CONNECT, and gets
+ * CONNECT_RESULT; then the connection carries the stream.
+ *
+ * @module
+ */
+import { fmt, targetText } from "../addr.ts";
+import { NO_ADDR } from "../encode.ts";
+import type { Conn } from "../net.ts";
+import { Wire } from "../wire.ts";
+import { closeOnError, type ServerContext } from "./context.ts";
+import { verifyLogin } from "./login.ts";
+import type { Router } from "./router.ts";
+
+export class ClientFront {
+  constructor(readonly ctx: ServerContext, readonly router: Router) {}
+
+  async handle(conn: Conn): Promise<void> {
+    const admitted = this.ctx.admission.begin(conn, "clients");
+    if (!admitted) return;
+    const wire = new Wire(conn);
+    const log = this.ctx.log.with({ remote: fmt(conn.remote) });
+    try {
+      const hello = await wire.expect("CLIENT_HELLO");
+      await verifyLogin(wire, hello, "client", this.ctx.config().clients, (why) => {
+        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "client" });
+        this.ctx.admission.authFailed("clients", conn.remote.host);
+        log.warn("authentication failed", { role: "client", name: hello.name, reason: why });
+      });
+      const client = hello.name;
+      const clientId = this.router.clientId(client);
+      await wire.send({ type: "CLIENT_READY", clientId });
+      const req = await wire.expect("CONNECT");
+      admitted();
+      const clog = log.with({ client, client_id: clientId });
+      const r = await this.router.open({ client, clientId, agent: req.agent, target: req.target, log: clog });
+      if (!r.ok) {
+        this.router.refused(clog, "clients", client, req.target, r.status, r.reason);
+        return await wire.last({ type: "CONNECT_RESULT", status: r.status, bound: NO_ADDR });
+      }
+      clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(req.target) });
+      try {
+        await wire.send({ type: "CONNECT_RESULT", status: 0, bound: r.bound });
+      } catch (e) {
+        r.conn.close();
+        throw e;
+      }
+      return this.router.stream(client, conn, wire.rest(), r, clog); // see SocksFront
+    } catch (e) {
+      admitted();
+      await closeOnError(this.ctx, wire, e, log, "clients");
+    }
+  }
+}

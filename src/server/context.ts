@@ -1,0 +1,44 @@
+/**
+ * What every room of the server shares: the live config, metrics, the log,
+ * admission; and how a framed connection ends on an error.
+ *
+ * @module
+ */
+import type { ServerConfig } from "../config.ts";
+import { ProtocolError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { NetError } from "../net.ts";
+import { TimeoutError } from "../time.ts";
+import { PeerError, type Wire } from "../wire.ts";
+import type { Admission, Port } from "./admission.ts";
+
+export interface ServerContext {
+  /** The config in force (it changes on reload: read it at each decision). */
+  config(): ServerConfig;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly admission: Admission;
+}
+
+/**
+ * End a framed connection after `e`: a protocol violation gets ERROR (SPEC.md
+ * §3, §9.2) unless the spec says to close without reply; the peer's ERROR,
+ * network failures and timeouts just close. Anything else is a bug: rethrown.
+ */
+export async function closeOnError(ctx: ServerContext, wire: Wire, e: unknown, log: Logger, port: Port): Promise<void> {
+  if (e instanceof ProtocolError) {
+    ctx.metrics.inc("burrow_protocol_errors_total", "Connections closed for a protocol error", { port, code: e.code });
+    log.warn("protocol error, closing", { port, code: e.code, error: e.message });
+    if (e.reply) await wire.fail(e.code, e.message);
+    else wire.conn.close();
+  } else if (e instanceof PeerError) {
+    log.warn("peer sent error", { port, code: e.code, error: e.peerMessage });
+    wire.conn.close();
+  } else if (e instanceof NetError || e instanceof TimeoutError) {
+    log.debug("connection ended", { port, error: e.message });
+    wire.conn.close();
+  } else {
+    throw e;
+  }
+}

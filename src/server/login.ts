@@ -1,0 +1,91 @@
+/**
+ * The verifying side of a login (SPEC.md §2.1, §2.3, §4, §6): version
+ * negotiation, CHALLENGE, AUTH, and the RFC 1929 password check of the SOCKS5
+ * port. Unknown names and unconfigured methods are checked against a decoy
+ * credential, so a login takes the same work whether the name exists or not:
+ * timing does not tell which names are configured.
+ *
+ * @module
+ */
+import {
+  ed25519Verifier,
+  generateKeyPair,
+  randomBytes,
+  tokenCredential,
+  tokenVerifier,
+  transcript,
+  type Verifier,
+} from "../auth.ts";
+import type { Identity } from "../config.ts";
+import { ProtocolError } from "../errors.ts";
+import { AuthMethod, type MessageOf, VERSION_MAX, VERSION_MIN } from "../messages.ts";
+import type { Wire } from "../wire.ts";
+
+/** The protocol version for a HELLO's offered range, or ProtocolError `unsupported_version`. */
+export function negotiate(hello: MessageOf<"AGENT_HELLO" | "CLIENT_HELLO">, who: string): number {
+  const v = Math.min(VERSION_MAX, hello.maxVersion);
+  if (hello.minVersion > hello.maxVersion || v < Math.max(VERSION_MIN, hello.minVersion)) {
+    throw new ProtocolError(
+      "unsupported_version",
+      `Cannot negotiate version: server speaks ${VERSION_MIN}..${VERSION_MAX}, ${who} offered ${hello.minVersion}..${hello.maxVersion}`,
+    );
+  }
+  return v;
+}
+
+let decoyEd25519: Promise<Verifier> | undefined;
+const decoyToken = tokenVerifier(randomBytes(32));
+
+/** A verifier of `method` that accepts nothing and costs what a real one does. */
+function decoy(method: number): Promise<Verifier> {
+  if (method !== AuthMethod.ed25519) return Promise.resolve(decoyToken);
+  decoyEd25519 ??= generateKeyPair().then((k) => ed25519Verifier(k.publicKey));
+  return decoyEd25519;
+}
+
+export interface LoginResult {
+  version: number;
+  nonce: Uint8Array;
+  verifier: Verifier;
+}
+
+/** Why a login failed, for the log (never sent to the peer). */
+export type LoginFailure = "unknown name" | "auth method not configured" | "bad proof";
+
+/**
+ * CHALLENGE + AUTH on `wire` for `hello`. Resolves with what accepted the
+ * proof, or calls `failed` and throws ProtocolError `auth_failed`.
+ */
+export async function verifyLogin(
+  wire: Wire,
+  hello: MessageOf<"AGENT_HELLO" | "CLIENT_HELLO">,
+  role: "agent" | "client",
+  ids: ReadonlyMap<string, Identity>,
+  failed: (why: LoginFailure) => void,
+): Promise<LoginResult> {
+  const version = negotiate(hello, role);
+  const nonce = randomBytes(32);
+  await wire.send({ type: "CHALLENGE", version, nonce });
+  const auth = await wire.expect("AUTH");
+  const identity = ids.get(hello.name);
+  const verifier = identity?.verifiers.get(hello.authMethod);
+  const data = transcript(role, version, nonce, hello.name);
+  const ok = await (verifier ?? await decoy(hello.authMethod)).verify(data, auth.proof);
+  if (!ok || !verifier) {
+    failed(!identity ? "unknown name" : !verifier ? "auth method not configured" : "bad proof");
+    throw new ProtocolError("auth_failed", "authentication failed");
+  }
+  return { version, nonce, verifier };
+}
+
+const PROBE = new TextEncoder().encode("burrow-v1 socks5 password");
+
+/**
+ * RFC 1929 check of `password` for `id` (SPEC.md §8). An unknown client, or
+ * one without a token, is checked against a decoy token at the same cost.
+ */
+export async function checkSocksPassword(id: Identity | undefined, password: string): Promise<boolean> {
+  if (id?.checkPassword) return await id.checkPassword(password);
+  await decoyToken.verify(PROBE, await tokenCredential(password).prove(PROBE));
+  return false;
+}

@@ -1,0 +1,19 @@
+/**
+ * The routing server, room by room:
+ *
+ * | file | job |
+ * |---|---|
+ * | server.ts | listeners and lifecycle (start, reload, stop, health) |
+ * | admission.ts | handshake budgets per port and source, auth-failure blocks |
+ * | login.ts | version negotiation, CHALLENGE/AUTH verification, SOCKS5 passwords |
+ * | agent_port.ts | agents' control loop and pool hellos |
+ * | session.ts | one agent's session and its pool policy (no sockets) |
+ * | router.ts | grants, limits, OPEN/OPEN_RESULT, relay and counting |
+ * | socks_front.ts, client_front.ts | the SOCKS5 port and the client-proxy port |
+ *
+ * @module
+ */
+export { Server } from "./server.ts";
+export { type OpenRequest, type OpenResult, Router } from "./router.ts";
+export { AgentSession, type PoolParams, type Pooled } from "./session.ts";
+export { Admission, type Port, sourceOf } from "./admission.ts";

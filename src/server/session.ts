@@ -1,0 +1,283 @@
+/**
+ * One agent's session on the server and the policy of its pool (SPEC.md
+ * §7.4): which idle pool connections it holds, how many it has asked for,
+ * which CONNECTs wait, and when to ask for more or close some. It owns no
+ * socket: pool connections are any {@link Pooled}, POOL_REQUEST is a callback,
+ * and the clock is injectable, so the policy is unit-tested without a network
+ * (test/session_test.ts). The control loop that drives it is in agent_port.ts.
+ *
+ * @module
+ */
+import { toHex } from "../auth.ts";
+import type { Verifier } from "../auth.ts";
+import type { Logger } from "../log.ts";
+import type { Rule } from "../messages.ts";
+
+/** The pool settings of the server config, read at every decision (they change on reload). */
+export interface PoolParams {
+  poolMin: number;
+  poolMax: number;
+  poolWaitMs: number;
+  poolIdleMs: number;
+  openTimeoutMs: number;
+  heartbeatIntervalMs: number;
+}
+
+/** What the pool needs of a pool connection. */
+export interface Pooled {
+  close(): void;
+}
+
+/** Who the session belongs to, fixed at login. */
+export interface SessionIdentity {
+  /** 16 random bytes (WELCOME, POOL_HELLO). */
+  id: Uint8Array;
+  name: string;
+  agentId: number;
+  /** The negotiated protocol version. */
+  version: number;
+  /** The login nonce; pool connections prove over it (SPEC.md §6.3). */
+  nonce: Uint8Array;
+  /** The verifier that accepted the login; it checks pool hellos too. */
+  verifier: Verifier;
+}
+
+export interface SessionHooks {
+  /** Send POOL_REQUEST for `count` more pool connections. */
+  request(requestId: number, count: number): void;
+  log: Logger;
+  /** Milliseconds; default `Date.now`. */
+  now?: () => number;
+}
+
+/** How many pool sequence numbers back a POOL_HELLO may still come (SPEC.md §6.3). */
+export const SEQ_WINDOW = 4096;
+
+interface IdleConn<P> {
+  conn: P;
+  since: number;
+}
+
+/** A POOL_REQUEST whose connections have not all arrived. */
+interface PoolAsk {
+  id: number;
+  asked: number;
+  /** Connections still expected: asked, less arrivals, less the agent's stated shortfall. */
+  remaining: number;
+  at: number;
+}
+
+export class AgentSession<P extends Pooled> {
+  readonly key: string;
+  /** What the agent announced (ANNOUNCE), normalized. */
+  rules: Rule[] = [];
+  closed = false;
+  /** When a frame last arrived on the control connection. */
+  lastRx: number;
+  #idle: IdleConn<P>[] = [];
+  #waiters: Array<(conn: P | null) => void> = [];
+  #asks: PoolAsk[] = [];
+  #nextAsk = 1;
+  /** Peak CONNECTs opening at once per tick, newest last (SPEC.md §7.4 "target size"). */
+  #demand: number[] = [0];
+  #opening = 0;
+  #refillSoon = false;
+  #seqMax = 0;
+  #seqUsed = new Set<number>();
+  readonly #now: () => number;
+
+  constructor(
+    readonly who: SessionIdentity,
+    readonly params: () => PoolParams,
+    readonly hooks: SessionHooks,
+  ) {
+    this.key = toHex(who.id);
+    this.#now = hooks.now ?? Date.now;
+    this.lastRx = this.#now();
+  }
+
+  get name(): string {
+    return this.who.name;
+  }
+
+  /** Idle pool connections. */
+  get idle(): number {
+    return this.#idle.length;
+  }
+
+  /** CONNECTs waiting for a pool connection. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  /** Pool connections asked for that have neither arrived nor expired. */
+  get outstanding(): number {
+    let n = 0;
+    for (const a of this.#asks) n += a.remaining;
+    return n;
+  }
+
+  /** Idle connections this session should have: recent peak demand within [min, max]. */
+  get target(): number {
+    const { poolMin, poolMax } = this.params();
+    return Math.min(poolMax, Math.max(poolMin, ...this.#demand));
+  }
+
+  /**
+   * Accept pool sequence number `seq` once (SPEC.md §6.3): false if it was
+   * used already or lies more than {@link SEQ_WINDOW} behind the highest.
+   */
+  acceptSeq(seq: number): boolean {
+    if (this.#seqUsed.has(seq) || seq <= this.#seqMax - SEQ_WINDOW) return false;
+    this.#seqUsed.add(seq);
+    if (seq > this.#seqMax) {
+      this.#seqMax = seq;
+      if (this.#seqUsed.size > SEQ_WINDOW) {
+        for (const q of this.#seqUsed) if (q <= this.#seqMax - SEQ_WINDOW) this.#seqUsed.delete(q);
+      }
+    }
+    return true;
+  }
+
+  /**
+   * An idle pool connection, waiting up to the pool wait; `null` if none came
+   * or the session ended. Every call must be paired with {@link release} once
+   * the stream's OPEN_RESULT is in (the pool target follows opening streams).
+   */
+  take(): Promise<P | null> {
+    this.#opening++;
+    const last = this.#demand.length - 1;
+    if (this.#opening > this.#demand[last]!) this.#demand[last] = this.#opening;
+    if (this.closed) return Promise.resolve(null);
+    const idle = this.#idle.shift();
+    if (idle) {
+      this.#replenishSoon();
+      return Promise.resolve(idle.conn);
+    }
+    return new Promise((resolve) => {
+      const waiter = (conn: P | null) => {
+        clearTimeout(timer);
+        resolve(conn);
+      };
+      const timer = setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        resolve(null);
+      }, this.params().poolWaitMs);
+      this.#waiters.push(waiter);
+      this.replenish();
+    });
+  }
+
+  /** The stream that called {@link take} has its OPEN_RESULT (or gave up). */
+  release(): void {
+    this.#opening = Math.max(0, this.#opening - 1);
+  }
+
+  /**
+   * A pool connection whose POOL_HELLO was verified. It counts against the
+   * oldest open request, then goes to the oldest waiting CONNECT, else idles.
+   * `"full"` and `"closed"`: the caller closes it.
+   */
+  add(conn: P): "taken" | "idle" | "full" | "closed" {
+    const ask = this.#asks.find((a) => a.remaining > 0);
+    if (ask && --ask.remaining === 0) this.#asks.splice(this.#asks.indexOf(ask), 1);
+    if (this.closed) return "closed";
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      waiter(conn);
+      return "taken";
+    }
+    if (this.#idle.length >= this.params().poolMax) return "full";
+    this.#idle.push({ conn, since: this.#now() });
+    return "idle";
+  }
+
+  /** An idle connection the agent closed: drop it and refill. False if it was not idle. */
+  remove(conn: P): boolean {
+    const i = this.#idle.findIndex((c) => c.conn === conn);
+    if (i < 0) return false;
+    this.#idle.splice(i, 1);
+    this.replenish();
+    return true;
+  }
+
+  /**
+   * POOL_CONFIRM: the agent opened `opened` of the request's connections. The
+   * shortfall stops counting now; the rest counts until it arrives or the
+   * request expires. Returns what was asked, or null for an unknown request.
+   */
+  confirm(requestId: number, opened: number): number | null {
+    const i = this.#asks.findIndex((a) => a.id === requestId);
+    if (i < 0) {
+      this.replenish();
+      return null;
+    }
+    const ask = this.#asks[i]!;
+    const arrived = ask.asked - ask.remaining;
+    ask.remaining = Math.max(0, Math.min(ask.remaining, opened - arrived));
+    if (ask.remaining === 0) this.#asks.splice(i, 1);
+    this.replenish();
+    return ask.asked;
+  }
+
+  /**
+   * A heartbeat tick: requests older than the open timeout stop counting
+   * (their connections were lost before their hello was verified), the demand
+   * history moves on, idle connections beyond the target that idled for the
+   * pool idle time are closed (oldest first), and the pool is refilled.
+   */
+  tick(): void {
+    if (this.closed) return;
+    const now = this.#now();
+    const p = this.params();
+    this.#asks = this.#asks.filter((a) => now - a.at <= p.openTimeoutMs);
+    this.#demand.push(this.#opening);
+    const keep = Math.max(1, Math.ceil(p.poolIdleMs / p.heartbeatIntervalMs));
+    while (this.#demand.length > keep) this.#demand.shift();
+    const target = this.target;
+    while (this.#idle.length > target) {
+      const oldest = this.#idle[0]!;
+      if (now - oldest.since < p.poolIdleMs) break;
+      this.#idle.shift();
+      oldest.conn.close();
+    }
+    this.replenish();
+  }
+
+  /** Ask for `target + waiting − (idle + outstanding)` more connections when positive. */
+  replenish(): void {
+    if (this.closed) return;
+    const want = this.target + this.#waiters.length;
+    const have = this.#idle.length + this.outstanding;
+    if (want <= have) return;
+    const count = Math.min(65535, want - have);
+    const id = this.#nextAsk++;
+    this.#asks.push({ id, asked: count, remaining: count, at: this.#now() });
+    this.hooks.request(id, count);
+  }
+
+  /** End: close idle connections, fail waiting CONNECTs. Idempotent. */
+  end(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.#idle) c.conn.close();
+    this.#idle = [];
+    for (const w of this.#waiters.splice(0)) w(null);
+    this.#asks = [];
+  }
+
+  /**
+   * Refill after a take, off the stream's critical path: one POOL_REQUEST per
+   * burst of takes, after this turn's OPENs, so the agent dials its target
+   * before it dials new pool connections.
+   */
+  #replenishSoon(): void {
+    if (this.#refillSoon) return;
+    this.#refillSoon = true;
+    setTimeout(() => {
+      this.#refillSoon = false;
+      this.replenish();
+    }, 0);
+  }
+}

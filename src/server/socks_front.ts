@@ -1,0 +1,99 @@
+/**
+ * The SOCKS5 port (SPEC.md §7.1, §8): RFC 1929 user `client` or
+ * `client@agent` with the client's token as password, then one CONNECT
+ * routed by the {@link Router}.
+ *
+ * @module
+ */
+import { fmt, targetText } from "../addr.ts";
+import { SocksError } from "../errors.ts";
+import { Status } from "../messages.ts";
+import { NetError } from "../net.ts";
+import type { Conn } from "../net.ts";
+import { EofError, Reader } from "../reader.ts";
+import { acceptSocks, socksReply } from "../socks5_server.ts";
+import type { ServerContext } from "./context.ts";
+import { checkSocksPassword } from "./login.ts";
+import type { Router } from "./router.ts";
+
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A user name for the log: as it is if it has the shape of `client[@agent]`, else only its length (it may be a token). */
+export function loggableUser(user: string): string {
+  const at = user.indexOf("@");
+  const ok = at < 0 ? NAME.test(user) : NAME.test(user.slice(0, at)) && NAME.test(user.slice(at + 1));
+  return ok ? user : `(${new TextEncoder().encode(user).length} bytes, not a name)`;
+}
+
+/** `client` or `client@agent` (SPEC.md §7.1). */
+function splitUser(user: string): { client: string; agent: string } {
+  const at = user.indexOf("@");
+  return at < 0 ? { client: user, agent: "" } : { client: user.slice(0, at), agent: user.slice(at + 1) };
+}
+
+export class SocksFront {
+  constructor(readonly ctx: ServerContext, readonly router: Router) {}
+
+  async handle(conn: Conn): Promise<void> {
+    const admitted = this.ctx.admission.begin(conn, "socks");
+    if (!admitted) return;
+    const rd = new Reader(conn, 1024);
+    const log = this.ctx.log.with({ remote: fmt(conn.remote) });
+    try {
+      const a = await acceptSocks(conn, rd, {
+        noAuth: false,
+        checkUser: (user, password) =>
+          checkSocksPassword(this.ctx.config().clients.get(splitUser(user).client), password),
+      });
+      admitted();
+      const user = a.username ?? "";
+      const { client, agent } = splitUser(user);
+      if (!a.ok && a.refusal === "auth_failed") {
+        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "socks" });
+        this.ctx.admission.authFailed("socks", conn.remote.host);
+        const known = this.ctx.config().clients.has(client);
+        log.warn("socks authentication failed", { user: loggableUser(user), reason: known ? "bad token" : "unknown client" });
+        return;
+      }
+      if (!a.ok && a.refusal === "no_acceptable_method") {
+        log.warn("socks client offers no acceptable method", { error: a.detail });
+        return;
+      }
+      const clientId = this.router.clientId(client);
+      const clog = log.with({ client, client_id: clientId });
+      if (!a.ok) {
+        const status = a.refusal === "command_not_supported"
+          ? Status.command_not_supported
+          : Status.address_type_not_supported;
+        return this.router.refused(clog, "socks", client, null, status, a.detail);
+      }
+      const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
+      if (!r.ok) {
+        this.router.refused(clog, "socks", client, a.target, r.status, r.reason);
+        return await socksReply(conn, r.status);
+      }
+      clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(a.target) });
+      try {
+        await socksReply(conn, 0, r.bound);
+      } catch (e) {
+        r.conn.close();
+        throw e;
+      }
+      // Returned, not awaited: this handshake's frame (reader, parsed
+      // messages) is released for the stream's lifetime. stream() never throws.
+      return this.router.stream(client, conn, rd.rest(), r, clog);
+    } catch (e) {
+      admitted();
+      conn.close();
+      if (e instanceof SocksError || e instanceof EofError) {
+        this.ctx.metrics.inc("burrow_protocol_errors_total", "Connections closed for a protocol error", {
+          port: "socks",
+          code: e instanceof SocksError ? e.code : "eof",
+        });
+        log.warn("bad socks handshake, closing", { error: e.message });
+      } else if (e instanceof NetError) {
+        log.debug("socks connection ended", { error: e.message });
+      } else throw e;
+    }
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The server side of the SOCKS5 handshake (SPEC.md §8, §10.2; RFC 1928,
+ * RFC 1929), shared by the routing server's SOCKS5 port and the client
+ * proxy's local port: method selection, user/password, the request. Refusals
+ * the RFC defines are answered here (method 0xFF, RFC 1929 status 1, reply
+ * 0x07 for other commands, 0x08 for an unknown address type); malformed input
+ * throws {@link SocksError} or {@link EofError} and gets no reply.
+ *
+ * @module
+ */
+import { SocksError } from "./errors.ts";
+import { linger } from "./linger.ts";
+import { Status, type Target } from "./messages.ts";
+import type { Conn } from "./net.ts";
+import type { Reader } from "./reader.ts";
+import { parseGreeting, parseRequest, parseUserpassRequest } from "./socks5_decode.ts";
+import { methodSelection, reply, SocksCmd, SocksMethod, userpassReply } from "./socks5_encode.ts";
+
+export interface SocksServerOptions {
+  /** Accept method 0x00 (no authentication) when offered; else 0x02 is required. */
+  noAuth: boolean;
+  /** RFC 1929: are these credentials good? Not called for method 0x00. */
+  checkUser(username: string, password: string): Promise<boolean>;
+}
+
+/** A CONNECT request that passed the handshake, or why the handshake refused it (already answered). */
+export type SocksAccept =
+  | { ok: true; username: string | null; target: Target }
+  | {
+    ok: false;
+    refusal: "no_acceptable_method" | "auth_failed" | "command_not_supported" | "address_type_not_supported";
+    username: string | null;
+    detail: string;
+  };
+
+/** Run the handshake on `conn` up to a CONNECT request; the caller answers it with {@link socksReply}. */
+export async function acceptSocks(conn: Conn, rd: Reader, opts: SocksServerOptions): Promise<SocksAccept> {
+  const greeting = await rd.parse(parseGreeting, "SOCKS5 greeting");
+  let username: string | null = null;
+  if (opts.noAuth && greeting.methods.includes(SocksMethod.noAuth)) {
+    await conn.write(methodSelection(SocksMethod.noAuth));
+  } else if (greeting.methods.includes(SocksMethod.userpass)) {
+    await conn.write(methodSelection(SocksMethod.userpass));
+    const up = await rd.parse(parseUserpassRequest, "SOCKS5 user/password");
+    username = up.username;
+    if (!await opts.checkUser(up.username, up.password)) {
+      await conn.write(userpassReply(1));
+      void linger(conn);
+      return { ok: false, refusal: "auth_failed", username, detail: "bad user name or password" };
+    }
+    await conn.write(userpassReply(0));
+  } else {
+    await conn.write(methodSelection(SocksMethod.noAcceptable));
+    void linger(conn);
+    return {
+      ok: false,
+      refusal: "no_acceptable_method",
+      username,
+      detail: `no acceptable method among ${greeting.methods.join(",")}`,
+    };
+  }
+  let req;
+  try {
+    req = await rd.parse(parseRequest, "SOCKS5 request");
+  } catch (e) {
+    if (!(e instanceof SocksError) || e.code !== "bad_address_type") throw e;
+    await socksReply(conn, Status.address_type_not_supported);
+    return { ok: false, refusal: "address_type_not_supported", username, detail: e.message };
+  }
+  if (req.command !== SocksCmd.connect) {
+    await socksReply(conn, Status.command_not_supported);
+    return { ok: false, refusal: "command_not_supported", username, detail: `command ${req.command} not supported` };
+  }
+  return { ok: true, username, target: req.target };
+}
+
+/**
+ * Answer a CONNECT with `status`. A refusal (status ≠ 0) then ends the
+ * connection cleanly, so the reply arrives even over TLS; the returned
+ * promise does not wait for that.
+ */
+export async function socksReply(conn: Conn, status: number, bound?: Target): Promise<void> {
+  await conn.write(reply(status, bound));
+  if (status !== Status.succeeded) void linger(conn);
+}
