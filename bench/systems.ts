@@ -234,7 +234,11 @@ export const BURROW_LIMITS = { streams_per_client: 20000, streams_per_agent: 200
  */
 export function cliHasTls(root: string): boolean {
   try {
-    return fs.readFileSync(path.join(root, "src", "cli.ts"), "utf8").includes('"--plain"');
+    // The CLI lived in src/cli.ts, then in src/cli/ (one file per group of commands).
+    return ["cli.ts", "cli/agent.ts"].some((f) => {
+      const p = path.join(root, "src", f);
+      return fs.existsSync(p) && fs.readFileSync(p, "utf8").includes('"--plain"');
+    });
   } catch {
     return false;
   }

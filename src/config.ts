@@ -1,6 +1,7 @@
 /**
- * Server configuration: one YAML (or JSON) file, validated at load with
- * errors that name the file, the path inside it and the problem.
+ * Configuration files, the server's and the agent's: YAML (or JSON),
+ * validated at load with errors that name the file, the path inside it and
+ * the problem. Every error about bad configuration is a {@link ConfigError}.
  *
  * @module
  */
@@ -9,8 +10,10 @@ import { ed25519Verifier, fromHex, tokenCredential, tokenVerifier, type Verifier
 import type { Rule } from "./messages.ts";
 import type { Addr } from "./net.ts";
 import { parseRule, RuleError } from "./policy.ts";
-import { parseDuration } from "./time.ts";
+import { normalizeFingerprint } from "./tls.ts";
+import { readDuration } from "./time.ts";
 
+/** Bad configuration (a config file, or a value from one or from a flag). */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -61,13 +64,15 @@ export interface ServerConfig {
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
 export interface Limits {
-  /** Connections still in their handshake, over all ports. */
+  /** Connections still in their handshake, per port. */
   pendingHandshakes: number;
+  /** Connections still in their handshake, per port and source address (IPv6: per /64). */
+  pendingHandshakesPerSource: number;
   /** Streams open at once per client. */
   streamsPerClient: number;
   /** Streams open at once per agent. */
   streamsPerAgent: number;
-  /** Failed authentications per source address per minute before it is blocked. */
+  /** Failed authentications per port and source address (IPv6: /64) per minute before it is blocked there. */
   authFailuresPerMinute: number;
   /** How long a source address stays blocked. */
   authBlockMs: number;
@@ -86,7 +91,8 @@ export const serverDefaults = {
   poolWait: "10s",
   poolIdle: "30s",
   openTimeout: "15s",
-  pendingHandshakes: 512,
+  pendingHandshakes: 1024,
+  pendingHandshakesPerSource: 256,
   streamsPerClient: 1024,
   streamsPerAgent: 8192,
   authFailuresPerMinute: 20,
@@ -95,29 +101,66 @@ export const serverDefaults = {
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** Parse `host:port`, `[v6]:port` or `:port` (all interfaces). */
-export function parseAddr(text: string): Addr {
+/** Read `host:port`, `[v6]:port` or `:port` (all interfaces). Never throws. */
+export function readAddr(text: string): { ok: true; addr: Addr } | { ok: false; error: string } {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new TypeError(`Cannot parse address "${text}": expected host:port or [ipv6]:port`);
-  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+  if (!m || port > 65535) {
+    return {
+      ok: false,
+      error: `Cannot parse address "${text}": expected host:port or [ipv6]:port`,
+    };
+  }
+  return { ok: true, addr: { host: m[1] ?? (m[2] || "0.0.0.0"), port } };
+}
+
+/** Parse `host:port`, `[v6]:port` or `:port` (all interfaces); a ConfigError if it is none. */
+export function parseAddr(text: string): Addr {
+  const r = readAddr(text);
+  if (!r.ok) throw new ConfigError(r.error);
+  return r.addr;
+}
+
+/** Parse `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds; a ConfigError if it is none. */
+export function parseDuration(text: string | number): number {
+  const r = readDuration(text);
+  if (!r.ok) throw new ConfigError(r.error);
+  return r.ms;
 }
 
 type Obj = Record<string, unknown>;
 
+const words = (s: string) => s.trim().split(/\s+/);
+const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
+  clients grants`);
+const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
+  streams_per_agent auth_failures_per_minute auth_block`);
+const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
+  server_name plain`);
+
+/** Walks a parsed document; every problem is a ConfigError naming the file and the path. */
 class Walker {
   constructor(readonly file: string) {}
   fail(path: string, problem: string): never {
     throw new ConfigError(`${this.file}: ${path || "(top level)"}: ${problem}`);
+  }
+  yaml(text: string): unknown {
+    try {
+      return parseYaml(text);
+    } catch (e) {
+      return this.fail("", `not valid YAML or JSON: ${(e as Error).message.split("\n")[0]}`);
+    }
   }
   obj(v: unknown, path: string): Obj {
     if (v === undefined || v === null) return {};
     if (typeof v !== "object" || Array.isArray(v)) this.fail(path, "must be a mapping");
     return v as Obj;
   }
-  known(o: Obj, path: string, keys: string[]): void {
+  known(o: Obj, path: string, keys: readonly string[]): void {
     for (const k of Object.keys(o)) {
-      if (!keys.includes(k)) this.fail(path ? `${path}.${k}` : k, `unknown key (expected one of ${keys.join(", ")})`);
+      if (!keys.includes(k)) {
+        this.fail(path ? `${path}.${k}` : k, `unknown key (expected one of ${keys.join(", ")})`);
+      }
     }
   }
   list(v: unknown, path: string): unknown[] {
@@ -127,6 +170,10 @@ class Walker {
   }
   str(v: unknown, path: string): string {
     if (typeof v !== "string") this.fail(path, "must be a string");
+    return v;
+  }
+  bool(v: unknown, path: string): boolean {
+    if (typeof v !== "boolean") this.fail(path, "must be true or false");
     return v;
   }
   name(v: unknown, path: string): string {
@@ -142,167 +189,152 @@ class Walker {
     return v;
   }
   duration(v: unknown, path: string, def: string): number {
-    try {
-      const ms = parseDuration((v ?? def) as string | number);
-      if (ms <= 0 || ms > 86_400_000) this.fail(path, "must be between 1ms and 24h");
-      return ms;
-    } catch (e) {
-      if (e instanceof ConfigError) throw e;
-      return this.fail(path, (e as Error).message);
+    const d = v ?? def;
+    if (typeof d !== "string" && typeof d !== "number") {
+      return this.fail(path, "must be a duration such as 10s");
     }
+    const r = readDuration(d);
+    if (!r.ok) return this.fail(path, r.error);
+    if (!Number.isFinite(r.ms) || r.ms <= 0 || r.ms > 86_400_000) {
+      this.fail(path, "must be between 1ms and 24h");
+    }
+    return r.ms;
   }
   addr(v: unknown, path: string, def: string): Addr | null {
     if (v === "" || v === false) return null;
-    try {
-      return parseAddr(v === undefined ? def : this.str(v, path));
-    } catch (e) {
-      if (e instanceof ConfigError) throw e;
-      return this.fail(path, (e as Error).message);
-    }
+    const r = readAddr(v === undefined ? def : this.str(v, path));
+    return r.ok ? r.addr : this.fail(path, r.error);
   }
+  /** A list of rule texts (SPEC.md §7); `clients` says whether `client=` is allowed. */
+  rules(v: unknown, path: string, clients: boolean): Rule[] {
+    return this.list(v, path).flatMap((t, i) => {
+      const p = `${path}[${i}]`;
+      const s = this.str(t, p);
+      if (!clients && s.includes("=")) this.fail(p, "a grant's targets cannot name a client");
+      try {
+        return parseRule(s);
+      } catch (e) {
+        if (e instanceof RuleError) this.fail(p, e.message);
+        throw e;
+      }
+    });
+  }
+}
+
+function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
+  // Compare passwords through HMAC so the comparison is constant-time. A
+  // password that passed once is remembered, so the SOCKS5 hot path does
+  // no crypto: RFC 1929 clients send the same password on every connect.
+  const probe = new TextEncoder().encode("burrow-v1 socks5 password");
+  let good: string | undefined;
+  return async (password) => {
+    if (good !== undefined && password === good) return true;
+    const ok = await v.verify(probe, await tokenCredential(password).prove(probe));
+    if (ok) good = password;
+    return ok;
+  };
+}
+
+function tokenVerifierOf(w: Walker, o: Obj, path: string): Verifier {
+  if (o.token !== undefined) {
+    const token = w.str(o.token, `${path}.token`);
+    if (token.length < 8) w.fail(`${path}.token`, "must be at least 8 characters");
+    return tokenVerifier(token);
+  }
+  const m = /^sha256:([0-9a-fA-F]{64})$/.exec(w.str(o.token_hash, `${path}.token_hash`));
+  if (!m) w.fail(`${path}.token_hash`, "must be sha256:<64 hex digits> as `burrow token` prints");
+  return tokenVerifier(fromHex(m[1]!)!);
+}
+
+function identity(w: Walker, item: unknown, path: string): Identity {
+  const o = w.obj(item, path);
+  w.known(o, path, ["name", "token", "token_hash", "public_key"]);
+  const name = w.name(o.name, `${path}.name`);
+  const verifiers = new Map<number, Verifier>();
+  let checkPassword: Identity["checkPassword"] = null;
+  if (o.token !== undefined && o.token_hash !== undefined) {
+    w.fail(path, "has both token and token_hash; keep one");
+  }
+  if (o.token !== undefined || o.token_hash !== undefined) {
+    const v = tokenVerifierOf(w, o, path);
+    verifiers.set(v.method, v);
+    checkPassword = passwordCheck(v);
+  }
+  if (o.public_key !== undefined) {
+    const key = w.str(o.public_key, `${path}.public_key`);
+    let v: Verifier;
+    try {
+      v = ed25519Verifier(key);
+    } catch {
+      w.fail(`${path}.public_key`, "must be a base64 Ed25519 public key (see `burrow keygen`)");
+    }
+    verifiers.set(v.method, v);
+  }
+  if (verifiers.size === 0) w.fail(path, "needs a token or a public_key");
+  const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
+  return { name, verifiers, checkPassword, credential };
 }
 
 function identities(w: Walker, v: unknown, kind: "agents" | "clients"): Map<string, Identity> {
   const out = new Map<string, Identity>();
   w.list(v, kind).forEach((item, i) => {
-    const path = `${kind}[${i}]`;
-    const o = w.obj(item, path);
-    w.known(o, path, ["name", "token", "token_hash", "public_key"]);
-    const name = w.name(o.name, `${path}.name`);
-    if (out.has(name)) w.fail(`${path}.name`, `duplicate name "${name}"`);
-    const verifiers = new Map<number, Verifier>();
-    let checkPassword: Identity["checkPassword"] = null;
-    if (o.token !== undefined && o.token_hash !== undefined) w.fail(path, "has both token and token_hash; keep one");
-    if (o.token !== undefined || o.token_hash !== undefined) {
-      let v: Verifier;
-      if (o.token !== undefined) {
-        const token = w.str(o.token, `${path}.token`);
-        if (token.length < 8) w.fail(`${path}.token`, "must be at least 8 characters");
-        v = tokenVerifier(token);
-      } else {
-        const m = /^sha256:([0-9a-fA-F]{64})$/.exec(w.str(o.token_hash, `${path}.token_hash`));
-        if (!m) w.fail(`${path}.token_hash`, "must be sha256:<64 hex digits> as `burrow token` prints");
-        v = tokenVerifier(fromHex(m[1]!)!);
-      }
-      verifiers.set(v.method, v);
-      // Compare passwords through HMAC so the comparison is constant-time. A
-      // password that passed once is remembered, so the SOCKS5 hot path does
-      // no crypto: RFC 1929 clients send the same password on every connect.
-      const probe = new TextEncoder().encode("burrow-v1 socks5 password");
-      let good: string | undefined;
-      checkPassword = async (password) => {
-        if (good !== undefined && password === good) return true;
-        const ok = await v.verify(probe, await tokenCredential(password).prove(probe));
-        if (ok) good = password;
-        return ok;
-      };
-    }
-    if (o.public_key !== undefined) {
-      try {
-        const v = ed25519Verifier(w.str(o.public_key, `${path}.public_key`));
-        verifiers.set(v.method, v);
-      } catch (e) {
-        if (e instanceof ConfigError) throw e;
-        w.fail(`${path}.public_key`, "must be a base64 Ed25519 public key (see `burrow keygen`)");
-      }
-    }
-    if (verifiers.size === 0) w.fail(path, "needs a token or a public_key");
-    const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
-    out.set(name, { name, verifiers, checkPassword, credential });
+    const id = identity(w, item, `${kind}[${i}]`);
+    if (out.has(id.name)) w.fail(`${kind}[${i}].name`, `duplicate name "${id.name}"`);
+    out.set(id.name, id);
   });
   return out;
 }
 
-/** Parse and validate a server config file's text. `file` is used in errors only. */
-export function parseServerConfig(text: string, file: string): ServerConfig {
-  const w = new Walker(file);
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    w.fail("", `not valid YAML or JSON: ${(e as Error).message.split("\n")[0]}`);
+function tlsConfig(w: Walker, v: unknown): TlsConfig {
+  if (v === "off" || v === false) return { mode: "off" };
+  if (v === undefined || v === null || v === "auto") return { mode: "auto", names: [] };
+  const t = w.obj(v, "tls");
+  w.known(t, "tls", ["cert", "key", "names"]);
+  if ((t.cert === undefined) !== (t.key === undefined)) {
+    w.fail("tls", "needs both cert and key, or neither (auto)");
   }
-  const top = w.obj(doc, "");
-  w.known(top, "", [
-    "listen",
-    "tls",
-    "state_dir",
-    "heartbeat",
-    "handshake_timeout",
-    "pool",
-    "limits",
-    "agents",
-    "clients",
-    "grants",
-  ]);
-  let tls: TlsConfig;
-  if (top.tls === "off" || top.tls === false) tls = { mode: "off" };
-  else if (top.tls === undefined || top.tls === null || top.tls === "auto") tls = { mode: "auto", names: [] };
-  else {
-    const t = w.obj(top.tls, "tls");
-    w.known(t, "tls", ["cert", "key", "names"]);
-    if ((t.cert === undefined) !== (t.key === undefined)) w.fail("tls", "needs both cert and key, or neither (auto)");
-    if (t.cert !== undefined) {
-      if (t.names !== undefined) w.fail("tls.names", "only applies to the auto certificate (no cert/key)");
-      tls = { mode: "files", cert: w.str(t.cert, "tls.cert"), key: w.str(t.key, "tls.key") };
-    } else {
-      tls = { mode: "auto", names: w.list(t.names, "tls.names").map((n, i) => w.str(n, `tls.names[${i}]`)) };
+  if (t.cert !== undefined) {
+    if (t.names !== undefined) {
+      w.fail("tls.names", "only applies to the auto certificate (no cert/key)");
     }
+    return { mode: "files", cert: w.str(t.cert, "tls.cert"), key: w.str(t.key, "tls.key") };
   }
-  const limits = w.obj(top.limits, "limits");
-  w.known(limits, "limits", [
-    "pending_handshakes",
-    "streams_per_client",
-    "streams_per_agent",
-    "auth_failures_per_minute",
-    "auth_block",
-  ]);
-  const listen = w.obj(top.listen, "listen");
-  w.known(listen, "listen", ["agents", "socks", "clients", "http"]);
-  const hb = w.obj(top.heartbeat, "heartbeat");
-  w.known(hb, "heartbeat", ["interval", "timeout"]);
-  const pool = w.obj(top.pool, "pool");
-  w.known(pool, "pool", ["min", "max", "wait", "idle", "open_timeout"]);
-  const d = serverDefaults;
-  const cfg: ServerConfig = {
-    listen: {
-      agents: w.addr(listen.agents, "listen.agents", d.agents) ?? w.fail("listen.agents", "cannot be disabled"),
-      socks: w.addr(listen.socks, "listen.socks", d.socks),
-      clients: w.addr(listen.clients, "listen.clients", d.clients),
-      http: w.addr(listen.http, "listen.http", d.http),
-    },
-    tls,
-    stateDir: top.state_dir === undefined ? ".burrow" : w.str(top.state_dir, "state_dir"),
-    heartbeatIntervalMs: w.duration(hb.interval, "heartbeat.interval", d.heartbeatInterval),
-    heartbeatTimeoutMs: w.duration(hb.timeout, "heartbeat.timeout", d.heartbeatTimeout),
-    handshakeTimeoutMs: w.duration(top.handshake_timeout, "handshake_timeout", d.handshakeTimeout),
-    poolMin: w.int(pool.min, "pool.min", d.poolMin, 0, 1000),
-    poolMax: w.int(pool.max, "pool.max", d.poolMax, 1, 10000),
-    poolWaitMs: w.duration(pool.wait, "pool.wait", d.poolWait),
-    poolIdleMs: w.duration(pool.idle, "pool.idle", d.poolIdle),
-    openTimeoutMs: w.duration(pool.open_timeout, "pool.open_timeout", d.openTimeout),
-    limits: {
-      pendingHandshakes: w.int(limits.pending_handshakes, "limits.pending_handshakes", d.pendingHandshakes, 1, 1_000_000),
-      streamsPerClient: w.int(limits.streams_per_client, "limits.streams_per_client", d.streamsPerClient, 1, 1_000_000),
-      streamsPerAgent: w.int(limits.streams_per_agent, "limits.streams_per_agent", d.streamsPerAgent, 1, 1_000_000),
-      authFailuresPerMinute: w.int(
-        limits.auth_failures_per_minute,
-        "limits.auth_failures_per_minute",
-        d.authFailuresPerMinute,
-        1,
-        1_000_000,
-      ),
-      authBlockMs: w.duration(limits.auth_block, "limits.auth_block", d.authBlock),
-    },
-    agents: identities(w, top.agents, "agents"),
-    clients: identities(w, top.clients, "clients"),
-    grants: [],
+  return {
+    mode: "auto",
+    names: w.list(t.names, "tls.names").map((n, i) => w.str(n, `tls.names[${i}]`)),
   };
-  if (cfg.poolMin > cfg.poolMax) w.fail("pool.min", `(${cfg.poolMin}) must not exceed pool.max (${cfg.poolMax})`);
-  if (cfg.heartbeatTimeoutMs <= cfg.heartbeatIntervalMs) {
-    w.fail("heartbeat.timeout", "must be longer than heartbeat.interval");
-  }
-  w.list(top.grants, "grants").forEach((item, i) => {
+}
+
+function limitsConfig(w: Walker, v: unknown): Limits {
+  const l = w.obj(v, "limits");
+  w.known(l, "limits", LIMIT_KEYS);
+  const d = serverDefaults;
+  const n = (key: string, def: number) => w.int(l[key], `limits.${key}`, def, 1, 1_000_000);
+  return {
+    pendingHandshakes: n("pending_handshakes", d.pendingHandshakes),
+    pendingHandshakesPerSource: n("pending_handshakes_per_source", d.pendingHandshakesPerSource),
+    streamsPerClient: n("streams_per_client", d.streamsPerClient),
+    streamsPerAgent: n("streams_per_agent", d.streamsPerAgent),
+    authFailuresPerMinute: n("auth_failures_per_minute", d.authFailuresPerMinute),
+    authBlockMs: w.duration(l.auth_block, "limits.auth_block", d.authBlock),
+  };
+}
+
+function listenConfig(w: Walker, v: unknown): ServerConfig["listen"] {
+  const listen = w.obj(v, "listen");
+  w.known(listen, "listen", ["agents", "socks", "clients", "http"]);
+  const d = serverDefaults;
+  return {
+    agents: w.addr(listen.agents, "listen.agents", d.agents) ??
+      w.fail("listen.agents", "cannot be disabled"),
+    socks: w.addr(listen.socks, "listen.socks", d.socks),
+    clients: w.addr(listen.clients, "listen.clients", d.clients),
+    http: w.addr(listen.http, "listen.http", d.http),
+  };
+}
+
+function grants(w: Walker, v: unknown, cfg: ServerConfig): Grant[] {
+  return w.list(v, "grants").map((item, i) => {
     const path = `grants[${i}]`;
     const o = w.obj(item, path);
     w.known(o, path, ["client", "agent", "agents", "targets"]);
@@ -312,21 +344,105 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
       ? w.list(o.agents, `${path}.agents`).map((a, j) => w.name(a, `${path}.agents[${j}]`))
       : [w.name(o.agent, `${path}.agent`)];
     names.forEach((a, j) => {
-      if (!cfg.agents.has(a)) w.fail(o.agents !== undefined ? `${path}.agents[${j}]` : `${path}.agent`, `unknown agent "${a}"`);
-    });
-    const targets = o.targets === undefined ? ["*"] : w.list(o.targets, `${path}.targets`);
-    const rules = targets.flatMap((t, j) => {
-      const tp = `${path}.targets[${j}]`;
-      const s = w.str(t, tp);
-      if (s.includes("=")) w.fail(tp, "a grant's targets cannot name a client");
-      try {
-        return parseRule(s);
-      } catch (e) {
-        if (e instanceof RuleError) w.fail(tp, e.message);
-        throw e;
+      if (!cfg.agents.has(a)) {
+        w.fail(
+          o.agents !== undefined ? `${path}.agents[${j}]` : `${path}.agent`,
+          `unknown agent "${a}"`,
+        );
       }
     });
-    cfg.grants.push({ client, agents: names, rules });
+    const rules = w.rules(o.targets === undefined ? ["*"] : o.targets, `${path}.targets`, false);
+    return { client, agents: names, rules };
   });
+}
+
+/** Parse and validate a server config file's text. `file` is used in errors only. */
+export function parseServerConfig(text: string, file: string): ServerConfig {
+  const w = new Walker(file);
+  const top = w.obj(w.yaml(text), "");
+  w.known(top, "", SERVER_KEYS);
+  const hb = w.obj(top.heartbeat, "heartbeat");
+  w.known(hb, "heartbeat", ["interval", "timeout"]);
+  const pool = w.obj(top.pool, "pool");
+  w.known(pool, "pool", ["min", "max", "wait", "idle", "open_timeout"]);
+  const d = serverDefaults;
+  const cfg: ServerConfig = {
+    listen: listenConfig(w, top.listen),
+    tls: tlsConfig(w, top.tls),
+    stateDir: top.state_dir === undefined ? ".burrow" : w.str(top.state_dir, "state_dir"),
+    heartbeatIntervalMs: w.duration(hb.interval, "heartbeat.interval", d.heartbeatInterval),
+    heartbeatTimeoutMs: w.duration(hb.timeout, "heartbeat.timeout", d.heartbeatTimeout),
+    handshakeTimeoutMs: w.duration(top.handshake_timeout, "handshake_timeout", d.handshakeTimeout),
+    poolMin: w.int(pool.min, "pool.min", d.poolMin, 0, 1000),
+    poolMax: w.int(pool.max, "pool.max", d.poolMax, 1, 10000),
+    poolWaitMs: w.duration(pool.wait, "pool.wait", d.poolWait),
+    poolIdleMs: w.duration(pool.idle, "pool.idle", d.poolIdle),
+    openTimeoutMs: w.duration(pool.open_timeout, "pool.open_timeout", d.openTimeout),
+    limits: limitsConfig(w, top.limits),
+    agents: identities(w, top.agents, "agents"),
+    clients: identities(w, top.clients, "clients"),
+    grants: [],
+  };
+  if (cfg.poolMin > cfg.poolMax) {
+    w.fail("pool.min", `(${cfg.poolMin}) must not exceed pool.max (${cfg.poolMax})`);
+  }
+  if (cfg.heartbeatTimeoutMs <= cfg.heartbeatIntervalMs) {
+    w.fail("heartbeat.timeout", "must be longer than heartbeat.interval");
+  }
+  cfg.grants = grants(w, top.grants, cfg);
   return cfg;
+}
+
+/**
+ * An agent's config file (`burrow agent --config`). Every key is optional
+ * here; the CLI merges its flags over it (flags win) and then asks for what
+ * is still missing.
+ */
+export interface AgentConfig {
+  /** The server's agent port. */
+  server?: Addr | undefined;
+  name?: string | undefined;
+  token?: string | undefined;
+  tokenFile?: string | undefined;
+  /** Ed25519 private key (base64 PKCS#8), as `burrow keygen` prints it. */
+  key?: string | undefined;
+  keyFile?: string | undefined;
+  /** The `allow` rules, parsed; absent when the file has no `allow`. */
+  allow?: Rule[] | undefined;
+  /** Pin of the server's certificate, in canonical form. */
+  fingerprint?: string | undefined;
+  /** Path of a CA certificate (PEM) to verify the server's certificate with. */
+  ca?: string | undefined;
+  serverName?: string | undefined;
+  plain?: boolean | undefined;
+}
+
+/** Parse and validate an agent config file's text. `file` is used in errors only. */
+export function parseAgentConfig(text: string, file: string): AgentConfig {
+  const w = new Walker(file);
+  const top = w.obj(w.yaml(text), "");
+  w.known(top, "", AGENT_KEYS);
+  const opt = <T>(key: string, read: (v: unknown, path: string) => T): T | undefined =>
+    top[key] === undefined ? undefined : read(top[key], key);
+  const str = (v: unknown, path: string) => w.str(v, path);
+  return {
+    server: opt("server", (v, p) => w.addr(v, p, "") ?? w.fail(p, "must be host:port")),
+    name: opt("name", (v, p) => w.name(v, p)),
+    token: opt("token", str),
+    tokenFile: opt("token_file", str),
+    key: opt("key", str),
+    keyFile: opt("key_file", str),
+    allow: opt("allow", (v, p) => w.rules(v, p, true)),
+    fingerprint: opt("fingerprint", (v, p) => {
+      try {
+        return normalizeFingerprint(w.str(v, p));
+      } catch (e) {
+        if (e instanceof ConfigError) throw e;
+        return w.fail(p, "must be a SHA-256 fingerprint (64 hex digits), as the server prints it");
+      }
+    }),
+    ca: opt("ca", str),
+    serverName: opt("server_name", str),
+    plain: opt("plain", (v, p) => w.bool(v, p)),
+  };
 }

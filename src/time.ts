@@ -10,7 +10,12 @@ export class TimeoutError extends Error {
 }
 
 /** `p`, or a TimeoutError after `ms` (and `onTimeout()` is called). */
-export function deadline<T>(p: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {
+export function deadline<T>(
+  p: Promise<T>,
+  ms: number,
+  what: string,
+  onTimeout?: () => void,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -35,12 +40,22 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Parse `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds. */
-export function parseDuration(text: string | number): number {
-  if (typeof text === "number") return text;
+/**
+ * Read `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds. Never
+ * throws: config.ts's `parseDuration` turns a failure into a ConfigError.
+ */
+export function readDuration(
+  text: string | number,
+): { ok: true; ms: number } | { ok: false; error: string } {
+  if (typeof text === "number") return { ok: true, ms: text };
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (!m) throw new TypeError(`Cannot parse duration "${text}": expected e.g. 500ms, 10s, 2m`);
+  if (!m) {
+    return { ok: false, error: `Cannot parse duration "${text}": expected e.g. 500ms, 10s, 2m` };
+  }
   const n = Number(m[1]);
   const unit = m[2] ?? "ms";
-  return Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000));
+  return {
+    ok: true,
+    ms: Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000)),
+  };
 }

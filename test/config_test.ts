@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, parseAddr, parseServerConfig } from "../src/config.ts";
+import {
+  ConfigError,
+  parseAddr,
+  parseAgentConfig,
+  parseDuration,
+  parseServerConfig,
+  serverDefaults,
+} from "../src/config.ts";
+import { parseRule } from "../src/policy.ts";
+import { readDuration } from "../src/time.ts";
 
 const good = `
 listen:
@@ -31,30 +40,49 @@ test("config: a valid YAML file parses with defaults filled in", () => {
 });
 
 test("config: JSON is accepted", () => {
-  const c = parseServerConfig(JSON.stringify({ agents: [{ name: "a", token: "12345678" }] }), "s.json");
+  const c = parseServerConfig(
+    JSON.stringify({ agents: [{ name: "a", token: "12345678" }] }),
+    "s.json",
+  );
   assert.equal(c.agents.size, 1);
 });
 
-test("config: errors name the file, the path and the problem", async () => {
+test("config: errors name the file, the path and the problem", () => {
   const cases: Array<[string, RegExp]> = [
-    ["agents: [{ name: 'bad name', token: '12345678' }]", /^s\.yaml: agents\[0\]\.name: "bad name" must be/],
+    [
+      "agents: [{ name: 'bad name', token: '12345678' }]",
+      /^s\.yaml: agents\[0\]\.name: "bad name" must be/,
+    ],
     ["agents: [{ name: a }]", /^s\.yaml: agents\[0\]: needs a token or a public_key$/],
     ["agents: [{ name: a, token: short }]", /^s\.yaml: agents\[0\]\.token: must be at least 8/],
     ["pool: { min: 9, max: 2 }", /^s\.yaml: pool\.min: \(9\) must not exceed pool\.max \(2\)$/],
     ["listen: { socks: nope }", /^s\.yaml: listen\.socks: Cannot parse address "nope"/],
     ["heartbeat: { interval: 5 parsecs }", /^s\.yaml: heartbeat\.interval: Cannot parse duration/],
-    ["grants: [{ client: ghost, agent: a }]", /^s\.yaml: grants\[0\]\.client: unknown client "ghost"$/],
-    ["clients: [{name: c, token: '12345678'}]\ngrants: [{ client: c, agent: ghost }]", /grants\[0\]\.agent: unknown agent "ghost"/],
+    [
+      "grants: [{ client: ghost, agent: a }]",
+      /^s\.yaml: grants\[0\]\.client: unknown client "ghost"$/,
+    ],
+    [
+      "clients: [{name: c, token: '12345678'}]\ngrants: [{ client: c, agent: ghost }]",
+      /grants\[0\]\.agent: unknown agent "ghost"/,
+    ],
     [
       "agents: [{name: a, token: '12345678'}]\nclients: [{name: c, token: '12345678'}]\ngrants: [{ client: c, agent: a, targets: ['x:99999'] }]",
       /grants\[0\]\.targets\[0\]: Cannot parse rule "x:99999"/,
     ],
     ["colour: blue", /^s\.yaml: colour: unknown key/],
     ["agents: [1, 2", /^s\.yaml: \(top level\): not valid YAML or JSON/],
-    ["agents: [{ name: a, public_key: 'AAAA' }]", /agents\[0\]\.public_key: must be a base64 Ed25519 public key/],
+    [
+      "agents: [{ name: a, public_key: 'AAAA' }]",
+      /agents\[0\]\.public_key: must be a base64 Ed25519 public key/,
+    ],
   ];
   for (const [text, re] of cases) {
-    assert.throws(() => parseServerConfig(text, "s.yaml"), (e: unknown) => e instanceof ConfigError && re.test(e.message), text);
+    assert.throws(
+      () => parseServerConfig(text, "s.yaml"),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      text,
+    );
   }
 });
 
@@ -71,14 +99,139 @@ test("config: tokens never appear in errors", () => {
 test("config: addresses", () => {
   assert.deepEqual(parseAddr("[::1]:80"), { host: "::1", port: 80 });
   assert.deepEqual(parseAddr(":80"), { host: "0.0.0.0", port: 80 });
-  assert.throws(() => parseAddr("host:99999"));
+  assert.throws(() => parseAddr("host:99999"), ConfigError);
+  assert.throws(
+    () => parseAddr("nope"),
+    (e: unknown) => e instanceof ConfigError && /Cannot parse address "nope"/.test(e.message),
+  );
+});
+
+test("config: durations; a bad one is a ConfigError, not a TypeError", () => {
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("1.5s"), 1500);
+  assert.equal(parseDuration("2m"), 120_000);
+  assert.equal(parseDuration(250), 250);
+  assert.deepEqual(readDuration("1h"), { ok: true, ms: 3_600_000 });
+  assert.equal(readDuration("5 parsecs").ok, false);
+  assert.throws(
+    () => parseDuration("5 parsecs"),
+    (e: unknown) => e instanceof ConfigError && /Cannot parse duration/.test(e.message),
+  );
+  const cases: Array<[string, RegExp]> = [
+    ["pool: { wait: 0s }", /^s\.yaml: pool\.wait: must be between 1ms and 24h$/],
+    ["pool: { idle: 25h }", /^s\.yaml: pool\.idle: must be between 1ms and 24h$/],
+    ["pool: { idle: [1] }", /^s\.yaml: pool\.idle: must be a duration such as 10s$/],
+    ["handshake_timeout: .nan", /^s\.yaml: handshake_timeout: must be between 1ms and 24h$/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(
+      () => parseServerConfig(text, "s.yaml"),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      text,
+    );
+  }
+});
+
+test("config: limits.pending_handshakes and pending_handshakes_per_source parse and reject 0", () => {
+  const d = parseServerConfig("", "s.yaml").limits;
+  assert.equal(d.pendingHandshakes, serverDefaults.pendingHandshakes);
+  assert.equal(d.pendingHandshakes, 1024);
+  assert.equal(d.pendingHandshakesPerSource, 256);
+  const l = parseServerConfig(
+    "limits: { pending_handshakes: 64, pending_handshakes_per_source: 8 }",
+    "s.yaml",
+  ).limits;
+  assert.equal(l.pendingHandshakes, 64);
+  assert.equal(l.pendingHandshakesPerSource, 8);
+  for (const key of ["pending_handshakes", "pending_handshakes_per_source"]) {
+    assert.throws(
+      () => parseServerConfig(`limits: { ${key}: 0 }`, "s.yaml"),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.message === `s.yaml: limits.${key}: must be an integer in 1..1000000`,
+    );
+  }
+});
+
+test("config: an agent's config file parses; every key is optional", () => {
+  const c = parseAgentConfig(
+    [
+      "server: burrow.example.com:7000",
+      "name: office",
+      "key_file: office.key",
+      "allow: ['*.corp:80,443', 'alice=10.0.0.0/8:22']",
+      "fingerprint: " + "ab".repeat(32),
+      "server_name: burrow.example.com",
+      "ca: ca.pem",
+      "plain: false",
+    ].join("\n"),
+    "agent.yaml",
+  );
+  assert.deepEqual(c.server, { host: "burrow.example.com", port: 7000 });
+  assert.equal(c.name, "office");
+  assert.equal(c.keyFile, "office.key");
+  assert.equal(c.key, undefined);
+  assert.deepEqual(c.allow, [...parseRule("*.corp:80,443"), ...parseRule("alice=10.0.0.0/8:22")]);
+  assert.equal(c.fingerprint, Array(32).fill("AB").join(":"));
+  assert.equal(c.serverName, "burrow.example.com");
+  assert.equal(c.ca, "ca.pem");
+  assert.equal(c.plain, false);
+  for (const empty of ["", "{}", "# nothing\n"]) {
+    assert.deepEqual(
+      Object.values(parseAgentConfig(empty, "agent.yaml")).filter((v) => v !== undefined),
+      [],
+    );
+  }
+  const json = parseAgentConfig(
+    JSON.stringify({ token: "12345678", token_file: "t", plain: true }),
+    "agent.json",
+  );
+  assert.equal(json.token, "12345678");
+  assert.equal(json.tokenFile, "t");
+  assert.equal(json.plain, true);
+});
+
+test("config: an agent's config file errors name the file, the path and the problem", () => {
+  const cases: Array<[string, RegExp]> = [
+    [
+      "allow: ['*.corp:80', 'x:99999']",
+      /^agent\.yaml: allow\[1\]: Cannot parse rule "x:99999": bad port range/,
+    ],
+    ["allow: '*'", /^agent\.yaml: allow: must be a list$/],
+    ["allow: [1]", /^agent\.yaml: allow\[0\]: must be a string$/],
+    ["server: nope", /^agent\.yaml: server: Cannot parse address "nope"/],
+    ["server: ''", /^agent\.yaml: server: must be host:port$/],
+    ["name: 'a b'", /^agent\.yaml: name: "a b" must be 1\.\.64 characters/],
+    ["token: 12345678", /^agent\.yaml: token: must be a string$/],
+    ["plain: yes please", /^agent\.yaml: plain: must be true or false$/],
+    ["fingerprint: zz", /^agent\.yaml: fingerprint: must be a SHA-256 fingerprint/],
+    ["colour: blue", /^agent\.yaml: colour: unknown key \(expected one of server, name, token, /],
+    ["- server", /^agent\.yaml: \(top level\): must be a mapping$/],
+    ["allow: [1, 2", /^agent\.yaml: \(top level\): not valid YAML or JSON/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(
+      () => parseAgentConfig(text, "agent.yaml"),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      text,
+    );
+  }
+  try {
+    parseAgentConfig("token: 'supersecret-token'\nkey: [1]", "agent.yaml");
+    assert.fail("should throw");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.ok(!e.message.includes("supersecret"));
+  }
 });
 
 test("config: token_hash authenticates the token it was made from", async () => {
   const { tokenHash, toHex, tokenCredential } = await import("../src/auth.ts");
   const token = "correct-horse-battery";
   const c = parseServerConfig(
-    `agents: [{ name: a, token_hash: "sha256:${toHex(tokenHash(token))}" }]\nclients: [{ name: c, token_hash: "sha256:${toHex(tokenHash(token))}" }]`,
+    `agents: [{ name: a, token_hash: "sha256:${
+      toHex(tokenHash(token))
+    }" }]\nclients: [{ name: c, token_hash: "sha256:${toHex(tokenHash(token))}" }]`,
     "s.yaml",
   );
   const v = c.agents.get("a")!.verifiers.get(1)!;
@@ -87,5 +240,8 @@ test("config: token_hash authenticates the token it was made from", async () => 
   assert.equal(await v.verify(data, await tokenCredential("wrong-token").prove(data)), false);
   assert.equal(await c.clients.get("c")!.checkPassword!(token), true);
   assert.equal(await c.clients.get("c")!.checkPassword!("wrong-token"), false);
-  assert.throws(() => parseServerConfig("agents: [{ name: a, token_hash: 'md5:00' }]", "s.yaml"), /agents\[0\]\.token_hash: must be sha256:/);
+  assert.throws(
+    () => parseServerConfig("agents: [{ name: a, token_hash: 'md5:00' }]", "s.yaml"),
+    /agents\[0\]\.token_hash: must be sha256:/,
+  );
 });

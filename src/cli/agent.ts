@@ -1,0 +1,240 @@
+/**
+ * `burrow agent` and `burrow client`, and what they share: the credential
+ * and the TLS flags by which they log in to the server.
+ *
+ * @module
+ */
+import type { Command } from "commander";
+import { Agent, type AgentOptions } from "../agent.ts";
+import { type Credential, ed25519Credential, tokenCredential } from "../auth.ts";
+import { ClientProxy } from "../client.ts";
+import { type AgentConfig, ConfigError, parseAddr, parseAgentConfig } from "../config.ts";
+import type { TlsClientOptions } from "../net.ts";
+import { parseRule } from "../policy.ts";
+import { normalizeFingerprint } from "../tls.ts";
+import {
+  collect,
+  logger,
+  logLevelOption,
+  software,
+  type Start,
+  untilSignal,
+  UsageError,
+} from "./common.ts";
+import type { Host } from "./mod.ts";
+
+interface TlsFlags {
+  fingerprint?: string | undefined;
+  ca?: string | undefined;
+  serverName?: string | undefined;
+  plain?: boolean | undefined;
+}
+
+/** How to reach the server: TLS verified by pin or CA (default: system CAs), or plain TCP. */
+async function clientTls(host: Host, f: TlsFlags): Promise<TlsClientOptions | undefined> {
+  if (f.plain) {
+    if (f.fingerprint || f.ca) {
+      throw new UsageError("--plain cannot be combined with --fingerprint or --ca");
+    }
+    return undefined;
+  }
+  const tls: TlsClientOptions = {};
+  if (f.fingerprint) {
+    let fp: string;
+    try {
+      fp = normalizeFingerprint(f.fingerprint);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    if (!/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(fp)) {
+      throw new UsageError("--fingerprint must be a SHA-256 fingerprint (64 hex digits)");
+    }
+    tls.fingerprint = fp;
+  }
+  if (f.ca) {
+    try {
+      tls.ca = [await host.readTextFile(f.ca)];
+    } catch (e) {
+      throw new UsageError(`cannot read --ca ${f.ca}: ${(e as Error).message}`);
+    }
+  }
+  if (f.serverName) tls.serverName = f.serverName;
+  return tls;
+}
+
+interface CredentialFlags {
+  token?: string | undefined;
+  tokenFile?: string | undefined;
+  key?: string | undefined;
+  keyFile?: string | undefined;
+}
+
+/** An Ed25519 key (preferred) or a token, from flags or files. */
+async function loadCredential(host: Host, who: string, f: CredentialFlags): Promise<Credential> {
+  const read = async (path: string) => {
+    try {
+      return (await host.readTextFile(path)).trim();
+    } catch (e) {
+      throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+    }
+  };
+  let key = f.key ?? (f.keyFile ? await read(f.keyFile) : undefined);
+  // Accept the file `burrow keygen` prints as it is.
+  const m = key ? /^private_key:\s*(\S+)\s*$/m.exec(key) : null;
+  if (m) key = m[1];
+  let token = f.token ?? (f.tokenFile ? await read(f.tokenFile) : undefined);
+  // Accept the output of `burrow token` as it is, too.
+  const t = token ? /^token:\s*(\S+)\s*$/m.exec(token) : null;
+  if (t) token = t[1];
+  if (key) {
+    try {
+      const c = ed25519Credential(key);
+      await c.prove(new Uint8Array(1)); // fail now, not at the first handshake
+      return c;
+    } catch {
+      throw new UsageError(
+        `the ${who}'s key is not a base64 PKCS#8 Ed25519 private key (see \`burrow keygen\`)`,
+      );
+    }
+  }
+  if (token) return tokenCredential(token);
+  throw new UsageError(
+    `${who} needs a credential: --key/--key-file (Ed25519) or --token/--token-file`,
+  );
+}
+
+interface AgentFlags extends TlsFlags, CredentialFlags {
+  config?: string;
+  server?: string;
+  name?: string;
+  allow: string[];
+  logLevel: string;
+}
+
+async function readAgentConfig(host: Host, path: string): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await host.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  return parseAgentConfig(text, path);
+}
+
+/** Merge the agent's config file (YAML/JSON) and flags; flags win. */
+async function agentOptions(host: Host, f: AgentFlags): Promise<Omit<AgentOptions, "software">> {
+  const file = f.config ? await readAgentConfig(host, f.config) : {};
+  const server = f.server ? parseAddr(f.server) : file.server;
+  const name = f.name ?? file.name;
+  if (!server) throw new UsageError("agent needs --server host:port (or server: in --config)");
+  if (!name) throw new UsageError("agent needs --name (or name: in --config)");
+  const credential = await loadCredential(host, "agent", {
+    token: f.token ?? file.token,
+    tokenFile: f.tokenFile ?? file.tokenFile,
+    key: f.key ?? file.key,
+    keyFile: f.keyFile ?? file.keyFile,
+  });
+  const rules = f.allow.length > 0 ? f.allow.flatMap((t) => parseRule(t)) : file.allow ?? [];
+  if (rules.length === 0) {
+    throw new UsageError("agent needs at least one --allow rule (e.g. --allow '*.corp:80,443')");
+  }
+  const tls = await clientTls(host, {
+    fingerprint: f.fingerprint ?? file.fingerprint,
+    ca: f.ca ?? file.ca,
+    serverName: f.serverName ?? file.serverName,
+    plain: f.plain ?? file.plain,
+  });
+  return { server, name, credential, rules, ...(tls ? { tls } : {}) };
+}
+
+async function runAgent(host: Host, f: AgentFlags): Promise<void> {
+  const log = logger(f.logLevel);
+  const opts = await agentOptions(host, f);
+  const agent = new Agent(
+    host.net,
+    { ...opts, software: software(host) },
+    log.with({ agent: opts.name }),
+  );
+  agent.start();
+  await untilSignal(host, () => agent.stop(), log);
+}
+
+interface ClientFlags extends CredentialFlags, TlsFlags {
+  server: string;
+  name: string;
+  agent: string;
+  listen: string;
+  logLevel: string;
+}
+
+async function runClient(host: Host, f: ClientFlags): Promise<void> {
+  const log = logger(f.logLevel);
+  const credential = await loadCredential(host, "client", f);
+  const tls = await clientTls(host, f);
+  const proxy = new ClientProxy(host.net, {
+    listen: parseAddr(f.listen),
+    server: { ...parseAddr(f.server), ...(tls ? { tls } : {}) },
+    name: f.name,
+    credential,
+    agent: f.agent,
+    software: software(host),
+  }, log.with({ client: f.name }));
+  await proxy.start();
+  await untilSignal(host, () => proxy.stop(), log);
+}
+
+function credentialOptions(cmd: Command): Command {
+  return cmd
+    .option("--token <token>", "shared token (prefer --token-file: flags show in ps)")
+    .option("--token-file <file>", "file holding the shared token")
+    .option("--key <base64>", "Ed25519 private key from `burrow keygen`")
+    .option("--key-file <file>", "file holding the Ed25519 private key");
+}
+
+function tlsOptions(cmd: Command): Command {
+  return cmd
+    .option("--fingerprint <sha256>", "pin the server's TLS certificate (as the server prints it)")
+    .option(
+      "--ca <file>",
+      "verify the server's TLS certificate against this CA (PEM) instead of the system CAs",
+    )
+    .option(
+      "--server-name <name>",
+      "name to verify in the server's certificate (default: the --server host)",
+    )
+    .option("--plain", "plain TCP, no TLS (loopback, tests, or behind a TLS-terminating proxy)")
+    .addOption(logLevelOption());
+}
+
+/** Adds `agent` and `client` to the program. */
+export function agentCommands(program: Command, host: Host, start: Start): void {
+  const agent = program.command("agent")
+    .description("Run an agent inside the closed network.")
+    .option(
+      "-c, --config <file>",
+      "agent config (YAML or JSON): server, name, token|key|token_file|key_file, allow",
+    )
+    .option("-s, --server <addr>", "server agent port (host:port)")
+    .option("-n, --name <name>", "agent name as in the server config");
+  credentialOptions(agent)
+    .option(
+      "-a, --allow <rule>",
+      "target rule, repeatable: host[:ports], *.suffix, CIDR, client=rule",
+      collect,
+      [],
+    );
+  tlsOptions(agent).action((opts: AgentFlags) => start(runAgent(host, opts)));
+
+  const client = program.command("client")
+    .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
+    .requiredOption("-s, --server <addr>", "server client port (host:port)")
+    .requiredOption("-n, --name <name>", "client name as in the server config")
+    .option(
+      "--agent <name>",
+      "agent to use (default: the one the server grants; or the local SOCKS5 user name)",
+      "",
+    )
+    .option("-l, --listen <addr>", "local SOCKS5 address", "127.0.0.1:1080");
+  credentialOptions(client);
+  tlsOptions(client).action((opts: ClientFlags) => start(runClient(host, opts)));
+}

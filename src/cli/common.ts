@@ -1,0 +1,56 @@
+/**
+ * What the `burrow` commands share: the version, usage errors, the log level
+ * flag and running until a signal.
+ *
+ * @module
+ */
+import { Option } from "commander";
+import { createLogger, type Level, type Logger } from "../log.ts";
+import type { Host } from "./mod.ts";
+
+/** burrow's own version (package.json). */
+export const VERSION = "0.1.0";
+
+/** Bad flags or a missing one; `main` reports it in one line, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A command's action hands its work to `main`, which waits for it. */
+export type Start = (work: Promise<void>) => void;
+
+/** The `software` string peers log: burrow's version, the runtime and its version. */
+export function software(host: Host): string {
+  return `burrow/${VERSION} ${host.net.runtime}/${host.version}`;
+}
+
+export const logLevelOption = () =>
+  new Option("--log-level <level>", "debug, info, warn or error").default("info");
+
+export function logger(level: string): Logger {
+  if (!["debug", "info", "warn", "error"].includes(level)) {
+    throw new UsageError(`--log-level must be debug, info, warn or error`);
+  }
+  return createLogger({ level: level as Level });
+}
+
+/** Run until SIGINT or SIGTERM: resolves after `stop()` finished. */
+export function untilSignal(host: Host, stop: () => Promise<void>, log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const offs: Array<() => void> = [];
+    const handler = () => {
+      if (stopping) return;
+      stopping = true;
+      log.info("shutting down");
+      for (const off of offs) off();
+      stop().then(resolve, resolve);
+    };
+    offs.push(host.onSignal("SIGINT", handler), host.onSignal("SIGTERM", handler));
+  });
+}
+
+/** Commander's collector for a repeatable flag. */
+export function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}

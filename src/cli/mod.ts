@@ -1,0 +1,84 @@
+/**
+ * The `burrow` command line, the same on every runtime. A runtime's main.ts
+ * builds a {@link Host} and calls {@link main}. The commands are in
+ * server.ts, agent.ts (agent and client) and tools.ts (token, keygen, demo).
+ *
+ * @module
+ */
+import { Command, CommanderError } from "commander";
+import { ConfigError } from "../config.ts";
+import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
+import type { Addr, Net } from "../net.ts";
+import { RuleError } from "../policy.ts";
+import { agentCommands } from "./agent.ts";
+import { UsageError, VERSION } from "./common.ts";
+import { serverCommand } from "./server.ts";
+import { toolCommands } from "./tools.ts";
+
+/** What the CLI needs from the runtime besides sockets. */
+export interface Host {
+  readonly net: Net;
+  /** The runtime's version (`net.runtime` names the runtime). */
+  readonly version: string;
+  readTextFile(path: string): Promise<string>;
+  /** Write a file only the owner may read (0600), creating its directory (0700). */
+  writeSecretFile(path: string, text: string): Promise<void>;
+  /** Call `fn` on the signal; returns a function that stops listening. */
+  onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", fn: () => void): () => void;
+  serveHttp(addr: Addr, fetch: (req: Request) => Response | Promise<Response>): Promise<HttpServer>;
+  /** Standard output, one line. */
+  print(line: string): void;
+}
+
+export interface HttpServer {
+  readonly addr: Addr;
+  close(): Promise<void>;
+}
+
+/** `burrow --version`: burrow's version, the runtime and its version, the protocol versions. */
+export function versionLine(host: Host): string {
+  return `burrow ${VERSION} (${host.net.runtime} ${host.version}; protocol ${VERSION_MIN}..${VERSION_MAX})`;
+}
+
+/**
+ * Report an error that ended a command and return the exit code: bad
+ * configuration or usage is one line and 2; anything else is a bug, reported
+ * with its stack, 1.
+ */
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) return e.exitCode; // commander printed it
+  if (e instanceof ConfigError || e instanceof UsageError || e instanceof RuleError) {
+    console.error(`burrow: ${e.message.replace(/\s*\n\s*/g, " ")}`);
+    return 2;
+  }
+  console.error(`burrow: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  return 1;
+}
+
+/** Run the CLI with `args` (without the runtime and script). Resolves with the exit code. */
+export async function main(host: Host, args: string[]): Promise<number> {
+  const program = new Command("burrow")
+    .description("Reach services inside closed networks: a reverse tunnel with a SOCKS5 front.")
+    .version(versionLine(host))
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => host.print(s.trimEnd()),
+      writeErr: (s) => console.error(s.trimEnd()),
+    });
+  let work: Promise<void> | undefined;
+  const start = (w: Promise<void>) => void (work = w);
+  serverCommand(program, host, start);
+  agentCommands(program, host, start);
+  toolCommands(program, host, start);
+  try {
+    await program.parseAsync(args, { from: "user" });
+    if (!work) {
+      program.outputHelp();
+      return 2;
+    }
+    await work;
+    return 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
