@@ -51,7 +51,11 @@ export declare namespace Addr {
     _parent: unknown;
     _root: unknown;
     lenName: number;
-    name: string;
+    /**
+     * UTF-8 (SPEC.md §5), kept as bytes here: decoders reject invalid
+     * UTF-8 and keep a leading BOM.
+     */
+    name: Uint8Array;
   }
   /**
    * An IPv6 address, network byte order.

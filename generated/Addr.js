@@ -65,8 +65,13 @@ var Addr = (function() {
       if (!(this.lenName >= 1)) {
         throw new KaitaiStream.ValidationLessThanError(1, this.lenName, this._io, "/types/domain_host/seq/0");
       }
-      this.name = KaitaiStream.bytesToStr(this._io.readBytes(this.lenName), "UTF-8");
+      this.name = this._io.readBytes(this.lenName);
     }
+
+    /**
+     * UTF-8 (SPEC.md §5), kept as bytes here: decoders reject invalid
+     * UTF-8 and keep a leading BOM.
+     */
 
     return DomainHost;
   })();

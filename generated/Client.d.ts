@@ -32,9 +32,10 @@ export declare namespace Client {
     _root: unknown;
     lenAgent: number;
     /**
-     * Agent name; empty = the client's only granted agent (SPEC.md §7.1).
+     * Agent name, UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty =
+     * the client's only granted agent (SPEC.md §7.1).
      */
-    agent: string;
+    agent: Uint8Array;
     target: Addr;
   }
   /**

@@ -40,12 +40,13 @@ var Client = (function() {
       if (!(this.lenAgent <= 64)) {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenAgent, this._io, "/types/connect/seq/0");
       }
-      this.agent = KaitaiStream.bytesToStr(this._io.readBytes(this.lenAgent), "UTF-8");
+      this.agent = this._io.readBytes(this.lenAgent);
       this.target = new Addr_.Addr(this._io, null, null);
     }
 
     /**
-     * Agent name; empty = the client's only granted agent (SPEC.md §7.1).
+     * Agent name, UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty =
+     * the client's only granted agent (SPEC.md §7.1).
      */
 
     return Connect;

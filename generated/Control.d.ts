@@ -52,9 +52,10 @@ export declare namespace Control {
     kind: number;
     lenClient: number;
     /**
-     * Client name this rule is for; empty = every client.
+     * Client name this rule is for, UTF-8 (in fact `A-Z a-z 0-9 . _ -`,
+     * SPEC.md §10); empty = every client.
      */
-    client: string;
+    client: Uint8Array;
     body: Control.HostRule | Control.Cidr4Rule | Control.Cidr6Rule | undefined;
     portMin: number;
     portMax: number;
@@ -70,7 +71,10 @@ export declare namespace Control {
     _parent: unknown;
     _root: unknown;
     lenPattern: number;
-    pattern: string;
+    /**
+     * UTF-8; decoders reject invalid UTF-8.
+     */
+    pattern: Uint8Array;
   }
   /**
    * IPv4 CIDR prefix.
@@ -153,6 +157,9 @@ export declare namespace Control {
     _root: unknown;
     code: number;
     lenMessage: number;
-    message: string;
+    /**
+     * UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
+     */
+    message: Uint8Array;
   }
 }

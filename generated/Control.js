@@ -125,8 +125,12 @@ var Control = (function() {
       if (!(this.lenMessage <= 1024)) {
         throw new KaitaiStream.ValidationGreaterThanError(1024, this.lenMessage, this._io, "/types/goaway/seq/1");
       }
-      this.message = KaitaiStream.bytesToStr(this._io.readBytes(this.lenMessage), "UTF-8");
+      this.message = this._io.readBytes(this.lenMessage);
     }
+
+    /**
+     * UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
+     */
 
     return Goaway;
   })();
@@ -150,8 +154,12 @@ var Control = (function() {
       if (!(this.lenPattern >= 1)) {
         throw new KaitaiStream.ValidationLessThanError(1, this.lenPattern, this._io, "/types/host_rule/seq/0");
       }
-      this.pattern = KaitaiStream.bytesToStr(this._io.readBytes(this.lenPattern), "UTF-8");
+      this.pattern = this._io.readBytes(this.lenPattern);
     }
+
+    /**
+     * UTF-8; decoders reject invalid UTF-8.
+     */
 
     return HostRule;
   })();
@@ -259,7 +267,7 @@ var Control = (function() {
       if (!(this.lenClient <= 64)) {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenClient, this._io, "/types/rule/seq/1");
       }
-      this.client = KaitaiStream.bytesToStr(this._io.readBytes(this.lenClient), "UTF-8");
+      this.client = this._io.readBytes(this.lenClient);
       switch (this.kind) {
       case Control.RuleKind.CIDR4:
         this.body = new Cidr4Rule(this._io, this, this._root);
@@ -279,7 +287,8 @@ var Control = (function() {
     }
 
     /**
-     * Client name this rule is for; empty = every client.
+     * Client name this rule is for, UTF-8 (in fact `A-Z a-z 0-9 . _ -`,
+     * SPEC.md §10); empty = every client.
      */
 
     return Rule;

@@ -14,12 +14,13 @@ export interface KaitaiStream {
 /**
  * Every message before the raw-bytes phase is one frame: a 12-byte header
  * then `len_payload` bytes of payload. The payload of a known message type
- * MUST parse exactly, with no trailing bytes (the generated parser reads it
- * from its own substream; the decoder checks that the substream is at its
- * end). Types 0x80-0xFF not listed in `msg_type` are optional extensions:
- * their payload stays raw bytes and receivers skip the frame. A receiver
- * checks `len_payload` against MAX_PAYLOAD (262144) before it allocates the
- * payload.
+ * MUST parse exactly, with no trailing bytes (the payload type reads it from
+ * its own substream; the decoder checks that the substream is at its end).
+ * Types 0x80-0xFF not listed in `msg_type` are optional extensions: their
+ * payload stays raw bytes and receivers skip the frame. A receiver checks
+ * `len_payload` against MAX_PAYLOAD (262144) before it allocates the
+ * payload; burrow checks the header once, incrementally, and then parses
+ * the payload with the type this switch names for `msg_type`.
  * @see SPEC.md §3
  */
 export declare class Frame {

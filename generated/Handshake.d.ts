@@ -42,12 +42,16 @@ export declare namespace Handshake {
      */
     authMethod: number;
     lenName: number;
-    name: string;
+    /**
+     * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+     */
+    name: Uint8Array;
     lenSoftware: number;
     /**
-     * Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`.
+     * Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`; UTF-8,
+     * decoders reject invalid UTF-8 and keep a leading BOM.
      */
-    software: string;
+    software: Uint8Array;
   }
   /**
    * CHALLENGE (0x02), server → agent or client proxy.
@@ -116,9 +120,10 @@ export declare namespace Handshake {
     code: number;
     lenMessage: number;
     /**
-     * Human-readable, never contains a credential.
+     * Human-readable, never contains a credential; UTF-8, decoders reject
+     * invalid UTF-8 and keep a leading BOM.
      */
-    message: string;
+    message: Uint8Array;
   }
   /**
    * CLIENT_READY (0x31), server → client proxy.

@@ -127,11 +127,12 @@ var Handshake = (function() {
       if (!(this.lenMessage <= 1024)) {
         throw new KaitaiStream.ValidationGreaterThanError(1024, this.lenMessage, this._io, "/types/error/seq/1");
       }
-      this.message = KaitaiStream.bytesToStr(this._io.readBytes(this.lenMessage), "UTF-8");
+      this.message = this._io.readBytes(this.lenMessage);
     }
 
     /**
-     * Human-readable, never contains a credential.
+     * Human-readable, never contains a credential; UTF-8, decoders reject
+     * invalid UTF-8 and keep a leading BOM.
      */
 
     return Error;
@@ -170,9 +171,9 @@ var Handshake = (function() {
       if (!(this.lenName <= 64)) {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenName, this._io, "/types/hello/seq/3");
       }
-      this.name = KaitaiStream.bytesToStr(this._io.readBytes(this.lenName), "UTF-8");
+      this.name = this._io.readBytes(this.lenName);
       this.lenSoftware = this._io.readU1();
-      this.software = KaitaiStream.bytesToStr(this._io.readBytes(this.lenSoftware), "UTF-8");
+      this.software = this._io.readBytes(this.lenSoftware);
     }
 
     /**
@@ -181,7 +182,12 @@ var Handshake = (function() {
      */
 
     /**
-     * Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`.
+     * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+     */
+
+    /**
+     * Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`; UTF-8,
+     * decoders reject invalid UTF-8 and keep a leading BOM.
      */
 
     return Hello;

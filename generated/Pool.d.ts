@@ -59,9 +59,10 @@ export declare namespace Pool {
     clientId: number;
     lenClient: number;
     /**
-     * Client name, for the agent's per-client allowlist.
+     * Client name, for the agent's per-client allowlist; UTF-8 (in fact
+     * `A-Z a-z 0-9 . _ -`, SPEC.md §10).
      */
-    client: string;
+    client: Uint8Array;
     target: Addr;
   }
   /**

@@ -45,12 +45,13 @@ var Pool = (function() {
       if (!(this.lenClient <= 64)) {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenClient, this._io, "/types/open/seq/2");
       }
-      this.client = KaitaiStream.bytesToStr(this._io.readBytes(this.lenClient), "UTF-8");
+      this.client = this._io.readBytes(this.lenClient);
       this.target = new Addr_.Addr(this._io, null, null);
     }
 
     /**
-     * Client name, for the agent's per-client allowlist.
+     * Client name, for the agent's per-client allowlist; UTF-8 (in fact
+     * `A-Z a-z 0-9 . _ -`, SPEC.md §10).
      */
 
     return Open;

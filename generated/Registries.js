@@ -8,7 +8,9 @@ import KaitaiStream from "kaitai-struct/KaitaiStream.js";
  * `registries::status` and `registries::auth_method`. Message types
  * (SPEC.md §9.1) are the `msg_type` enum of frame.ksy; rule kinds (§9.5) are
  * in control.ksy. Values not listed are reserved: receivers keep them as
- * plain numbers and do not reject them at the framing layer.
+ * plain numbers and do not reject them at the framing layer. scripts/gen.ts
+ * emits these and every other enum of spec/ as TypeScript constants
+ * (generated/enums.ts), which src/ uses.
  * @see SPEC.md §9
  */
 

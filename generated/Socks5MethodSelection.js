@@ -18,8 +18,8 @@ var Socks5MethodSelection = (function() {
   }
   Socks5MethodSelection.prototype._read = function() {
     this.version = this._io.readU1();
-    if (!(this.version == 5)) {
-      throw new KaitaiStream.ValidationNotEqualError(5, this.version, this._io, "/seq/0");
+    if (!(this.version == Socks5Registries_.Socks5Registries.Version.SOCKS5)) {
+      throw new KaitaiStream.ValidationNotEqualError(Socks5Registries_.Socks5Registries.Version.SOCKS5, this.version, this._io, "/seq/0");
     }
     this.method = this._io.readU1();
   }

@@ -19,9 +19,21 @@ export declare class Socks5Registries {
   _root: unknown;
 }
 export declare namespace Socks5Registries {
+  const Version: {
+    /**
+     * the `ver` byte of the RFC 1929 username/password subnegotiation
+     */
+    readonly USERPASS: 1;
+    /**
+     * the `ver` byte of every RFC 1928 message
+     */
+    readonly SOCKS5: 5;
+    readonly 1: "USERPASS";
+    readonly 5: "SOCKS5";
+  };
   const Method: {
     /**
-     * no authentication required (never selected by burrow)
+     * no authentication; the server's SOCKS5 port never selects it, the client proxy's local side does (SPEC.md §10.2)
      */
     readonly NO_AUTH: 0;
     /**
@@ -31,14 +43,14 @@ export declare namespace Socks5Registries {
     /**
      * RFC 1929 username/password, required by burrow
      */
-    readonly USER_PASS: 2;
+    readonly USERPASS: 2;
     /**
      * no acceptable methods; the server closes the connection
      */
     readonly NO_ACCEPTABLE: 255;
     readonly 0: "NO_AUTH";
     readonly 1: "GSSAPI";
-    readonly 2: "USER_PASS";
+    readonly 2: "USERPASS";
     readonly 255: "NO_ACCEPTABLE";
   };
   const Command: {

@@ -23,12 +23,12 @@ var Socks5Registries = (function() {
   Socks5Registries.Method = Object.freeze({
     NO_AUTH: 0,
     GSSAPI: 1,
-    USER_PASS: 2,
+    USERPASS: 2,
     NO_ACCEPTABLE: 255,
 
     0: "NO_AUTH",
     1: "GSSAPI",
-    2: "USER_PASS",
+    2: "USERPASS",
     255: "NO_ACCEPTABLE",
   });
 
@@ -38,6 +38,14 @@ var Socks5Registries = (function() {
 
     0: "SUCCESS",
     1: "FAILURE",
+  });
+
+  Socks5Registries.Version = Object.freeze({
+    USERPASS: 1,
+    SOCKS5: 5,
+
+    1: "USERPASS",
+    5: "SOCKS5",
   });
 
   function Socks5Registries(_io, _parent, _root) {

@@ -3,6 +3,7 @@
 import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 import * as Addr_ from "./Addr.js";
 import * as Registries_ from "./Registries.js";
+import * as Socks5Registries_ from "./Socks5Registries.js";
 
 /**
  * RFC 1928 §6 reply. The reply codes are burrow's stream status codes
@@ -20,8 +21,8 @@ var Socks5Reply = (function() {
   }
   Socks5Reply.prototype._read = function() {
     this.version = this._io.readU1();
-    if (!(this.version == 5)) {
-      throw new KaitaiStream.ValidationNotEqualError(5, this.version, this._io, "/seq/0");
+    if (!(this.version == Socks5Registries_.Socks5Registries.Version.SOCKS5)) {
+      throw new KaitaiStream.ValidationNotEqualError(Socks5Registries_.Socks5Registries.Version.SOCKS5, this.version, this._io, "/seq/0");
     }
     this.reply = this._io.readU1();
     this.reserved = this._io.readU1();

@@ -18,8 +18,8 @@ var Socks5UserpassReply = (function() {
   }
   Socks5UserpassReply.prototype._read = function() {
     this.version = this._io.readU1();
-    if (!(this.version == 1)) {
-      throw new KaitaiStream.ValidationNotEqualError(1, this.version, this._io, "/seq/0");
+    if (!(this.version == Socks5Registries_.Socks5Registries.Version.USERPASS)) {
+      throw new KaitaiStream.ValidationNotEqualError(Socks5Registries_.Socks5Registries.Version.USERPASS, this.version, this._io, "/seq/0");
     }
     this.status = this._io.readU1();
   }

@@ -22,7 +22,14 @@ export declare class Socks5UserpassRequest {
    */
   version: number;
   lenUname: number;
-  uname: string;
+  /**
+   * Any octets (RFC 1929); burrow reads them as UTF-8, leniently (invalid
+   * bytes become U+FFFD, which matches no configured name).
+   */
+  uname: Uint8Array;
   lenPasswd: number;
-  passwd: string;
+  /**
+   * Any octets (RFC 1929); read as UTF-8 leniently, like `uname`.
+   */
+  passwd: Uint8Array;
 }

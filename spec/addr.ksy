@@ -3,7 +3,6 @@ meta:
   title: burrow / SOCKS5 address (atyp, host, port)
   license: MIT
   ks-version: "0.11"
-  encoding: UTF-8
   endian: be
 doc: |
   A target or bound address in the SOCKS5 layout of RFC 1928 §5: an
@@ -41,8 +40,10 @@ types:
         valid:
           min: 1
       - id: name
-        type: str
         size: len_name
+        doc: |
+          UTF-8 (SPEC.md §5), kept as bytes here: decoders reject invalid
+          UTF-8 and keep a leading BOM.
   ipv6_host:
     doc: An IPv6 address, network byte order.
     seq:

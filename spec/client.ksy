@@ -6,7 +6,6 @@ meta:
   imports:
     - addr
     - registries
-  encoding: UTF-8
   endian: be
 doc: |
   Payloads of CONNECT and CONNECT_RESULT on a client-proxy connection
@@ -23,9 +22,10 @@ types:
         valid:
           max: 64
       - id: agent
-        type: str
         size: len_agent
-        doc: Agent name; empty = the client's only granted agent (SPEC.md §7.1).
+        doc: |
+          Agent name, UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty =
+          the client's only granted agent (SPEC.md §7.1).
       - id: target
         type: addr
   connect_result:

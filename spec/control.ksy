@@ -5,7 +5,6 @@ meta:
   ks-version: "0.11"
   imports:
     - registries
-  encoding: UTF-8
   endian: be
 doc: |
   Payloads of the messages of an established control connection: ANNOUNCE,
@@ -41,9 +40,10 @@ types:
         valid:
           max: 64
       - id: client
-        type: str
         size: len_client
-        doc: Client name this rule is for; empty = every client.
+        doc: |
+          Client name this rule is for, UTF-8 (in fact `A-Z a-z 0-9 . _ -`,
+          SPEC.md §10); empty = every client.
       - id: body
         type:
           switch-on: kind
@@ -68,8 +68,8 @@ types:
         valid:
           min: 1
       - id: pattern
-        type: str
         size: len_pattern
+        doc: UTF-8; decoders reject invalid UTF-8.
   cidr4_rule:
     doc: IPv4 CIDR prefix.
     seq:
@@ -130,8 +130,8 @@ types:
         valid:
           max: 1024
       - id: message
-        type: str
         size: len_message
+        doc: UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
 enums:
   rule_kind:
     1: host

@@ -5,7 +5,6 @@ meta:
   ks-version: "0.11"
   imports:
     - registries
-  encoding: UTF-8
   endian: be
 doc: |
   Payloads of the handshake messages of the control and client-proxy
@@ -45,14 +44,15 @@ types:
           min: 1
           max: 64
       - id: name
-        type: str
         size: len_name
+        doc: UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
       - id: len_software
         type: u1
       - id: software
-        type: str
         size: len_software
-        doc: Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`.
+        doc: |
+          Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`; UTF-8,
+          decoders reject invalid UTF-8 and keep a leading BOM.
   challenge:
     doc: CHALLENGE (0x02), server → agent or client proxy.
     doc-ref: SPEC.md §5.3
@@ -106,9 +106,10 @@ types:
         valid:
           max: 1024
       - id: message
-        type: str
         size: len_message
-        doc: Human-readable, never contains a credential.
+        doc: |
+          Human-readable, never contains a credential; UTF-8, decoders reject
+          invalid UTF-8 and keep a leading BOM.
   client_ready:
     doc: CLIENT_READY (0x31), server → client proxy.
     doc-ref: SPEC.md §5.16

@@ -6,7 +6,6 @@ meta:
   imports:
     - addr
     - registries
-  encoding: UTF-8
   endian: be
 doc: |
   Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
@@ -51,9 +50,10 @@ types:
           min: 1
           max: 64
       - id: client
-        type: str
         size: len_client
-        doc: Client name, for the agent's per-client allowlist.
+        doc: |
+          Client name, for the agent's per-client allowlist; UTF-8 (in fact
+          `A-Z a-z 0-9 . _ -`, SPEC.md §10).
       - id: target
         type: addr
   open_result:

@@ -13,7 +13,8 @@ doc-ref: SPEC.md §8
 seq:
   - id: version
     type: u1
-    valid: 5
+    enum: socks5_registries::version
+    valid: socks5_registries::version::socks5
   - id: method
     type: u1
     enum: socks5_registries::method

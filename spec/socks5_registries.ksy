@@ -12,15 +12,22 @@ doc: |
   `registries::status` (SPEC.md §9.3).
 doc-ref: SPEC.md §8
 enums:
+  version:
+    0x05:
+      id: socks5
+      doc: the `ver` byte of every RFC 1928 message
+    0x01:
+      id: userpass
+      doc: the `ver` byte of the RFC 1929 username/password subnegotiation
   method:
     0x00:
       id: no_auth
-      doc: no authentication required (never selected by burrow)
+      doc: no authentication; the server's SOCKS5 port never selects it, the client proxy's local side does (SPEC.md §10.2)
     0x01:
       id: gssapi
       doc: GSSAPI (not supported)
     0x02:
-      id: user_pass
+      id: userpass
       doc: RFC 1929 username/password, required by burrow
     0xff:
       id: no_acceptable

@@ -8,6 +8,7 @@ meta:
   imports:
     - addr
     - registries
+    - socks5_registries
   endian: be
 doc: |
   RFC 1928 §6 reply. The reply codes are burrow's stream status codes
@@ -16,7 +17,8 @@ doc-ref: SPEC.md §8
 seq:
   - id: version
     type: u1
-    valid: 5
+    enum: socks5_registries::version
+    valid: socks5_registries::version::socks5
   - id: reply
     type: u1
     enum: registries::status

@@ -16,7 +16,8 @@ doc-ref: SPEC.md §8
 seq:
   - id: version
     type: u1
-    valid: 5
+    enum: socks5_registries::version
+    valid: socks5_registries::version::socks5
   - id: command
     type: u1
     enum: socks5_registries::command

@@ -13,7 +13,8 @@ doc-ref: SPEC.md §8
 seq:
   - id: version
     type: u1
-    valid: 1
+    enum: socks5_registries::version
+    valid: socks5_registries::version::userpass
   - id: status
     type: u1
     enum: socks5_registries::userpass_status

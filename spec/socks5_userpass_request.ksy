@@ -5,7 +5,8 @@ meta:
     rfc: 1929
   license: MIT
   ks-version: "0.11"
-  encoding: UTF-8
+  imports:
+    - socks5_registries
   endian: be
 doc: |
   RFC 1929 §2 username/password request. The user name selects the client
@@ -15,19 +16,22 @@ doc-ref: SPEC.md §8
 seq:
   - id: version
     type: u1
-    valid: 1
+    enum: socks5_registries::version
+    valid: socks5_registries::version::userpass
     doc: Version of the subnegotiation, 1.
   - id: len_uname
     type: u1
     valid:
       min: 1
   - id: uname
-    type: str
     size: len_uname
+    doc: |
+      Any octets (RFC 1929); burrow reads them as UTF-8, leniently (invalid
+      bytes become U+FFFD, which matches no configured name).
   - id: len_passwd
     type: u1
     valid:
       min: 1
   - id: passwd
-    type: str
     size: len_passwd
+    doc: Any octets (RFC 1929); read as UTF-8 leniently, like `uname`.

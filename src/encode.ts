@@ -34,8 +34,9 @@
  *
  * @module
  */
+import { AddrType } from "../generated/enums.ts";
 import { formatIPv4, parseIPv4, parseIPv6 } from "./ip.ts";
-import { Limits, type Message, MsgType, type Rule, type Target } from "./messages.ts";
+import { Limits, type Message, MsgType, type Rule, RuleKind, type Target } from "./messages.ts";
 
 /** ASCII `BRRW` */
 export const MAGIC: readonly number[] = [0x42, 0x52, 0x52, 0x57];
@@ -138,9 +139,13 @@ export class Writer {
    */
   str(s: string, prefix: 1 | 2, min: number, max: number, field: string): this {
     if (typeof s !== "string") throw new TypeError(`${field}: must be a string`);
-    if (LONE_SURROGATE.test(s)) throw new TypeError(`${field}: contains a lone surrogate (not valid UTF-16)`);
+    if (LONE_SURROGATE.test(s)) {
+      throw new TypeError(`${field}: contains a lone surrogate (not valid UTF-16)`);
+    }
     // Every UTF-16 unit is at least one UTF-8 byte: reject early, before sizing.
-    if (s.length > max) throw new RangeError(`${field}: must be ${min}..${max} bytes, got at least ${s.length}`);
+    if (s.length > max) {
+      throw new RangeError(`${field}: must be ${min}..${max} bytes, got at least ${s.length}`);
+    }
     this.ensure(prefix + s.length * 3);
     const at = this.pos;
     const { written } = UTF8.encodeInto(s, this.buf.subarray(at + prefix));
@@ -229,7 +234,9 @@ function end(w: Writer): Uint8Array {
 }
 
 function encodeWith(msg: Message, m: Mode): Uint8Array {
-  if (msg === null || typeof msg !== "object") throw new TypeError("encode: message must be an object");
+  if (msg === null || typeof msg !== "object") {
+    throw new TypeError("encode: message must be an object");
+  }
   const code = (MsgType as Record<string, number>)[msg.type];
   if (code === undefined || !Object.hasOwn(MsgType, msg.type)) {
     throw new TypeError(`encode: unknown message type ${JSON.stringify(msg.type)}`);
@@ -276,7 +283,9 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       const rules = msg.rules;
       if (!Array.isArray(rules)) throw new TypeError("ANNOUNCE.rules: must be an array");
       if (m.strict && rules.length > Limits.MAX_RULES) {
-        throw new RangeError(`ANNOUNCE.rules: at most ${Limits.MAX_RULES} rules, got ${rules.length}`);
+        throw new RangeError(
+          `ANNOUNCE.rules: at most ${Limits.MAX_RULES} rules, got ${rules.length}`,
+        );
       }
       w.u16(rules.length, "ANNOUNCE.rules.length");
       for (let i = 0; i < rules.length; i++) rule(w, rules[i]!, m, `ANNOUNCE.rules[${i}]`);
@@ -285,7 +294,9 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
     case "POOL_REQUEST":
       w.u32(msg.requestId, "POOL_REQUEST.requestId");
       w.u16(msg.count, "POOL_REQUEST.count");
-      if (m.strict && msg.count < 1) throw new RangeError(`POOL_REQUEST.count: must be >= 1, got ${msg.count}`);
+      if (m.strict && msg.count < 1) {
+        throw new RangeError(`POOL_REQUEST.count: must be >= 1, got ${msg.count}`);
+      }
       break;
     case "POOL_CONFIRM":
       w.u32(msg.requestId, "POOL_CONFIRM.requestId");
@@ -364,28 +375,34 @@ function rule(w: Writer, r: Rule, m: Mode, field: string): void {
   if (r === null || typeof r !== "object") throw new TypeError(`${field}: must be an object`);
   switch (r.kind) {
     case "host":
-      w.u8(1, `${field}.kind`);
+      w.u8(RuleKind.host, `${field}.kind`);
       name(w, r.client, 0, m, `${field}.client`);
       w.str(r.pattern, 1, m.strict ? 1 : 0, Limits.MAX_HOST, `${field}.pattern`);
       break;
     case "cidr4": {
-      w.u8(2, `${field}.kind`);
+      w.u8(RuleKind.cidr4, `${field}.kind`);
       name(w, r.client, 0, m, `${field}.client`);
       w.bytes(ip(parseIPv4, r.addr, "IPv4", `${field}.addr`), `${field}.addr`);
       w.u8(r.prefix, `${field}.prefix`);
-      if (m.strict && r.prefix > 32) throw new RangeError(`${field}.prefix: must be 0..32, got ${r.prefix}`);
+      if (m.strict && r.prefix > 32) {
+        throw new RangeError(`${field}.prefix: must be 0..32, got ${r.prefix}`);
+      }
       break;
     }
     case "cidr6": {
-      w.u8(3, `${field}.kind`);
+      w.u8(RuleKind.cidr6, `${field}.kind`);
       name(w, r.client, 0, m, `${field}.client`);
       w.bytes(ip(parseIPv6, r.addr, "IPv6", `${field}.addr`), `${field}.addr`);
       w.u8(r.prefix, `${field}.prefix`);
-      if (m.strict && r.prefix > 128) throw new RangeError(`${field}.prefix: must be 0..128, got ${r.prefix}`);
+      if (m.strict && r.prefix > 128) {
+        throw new RangeError(`${field}.prefix: must be 0..128, got ${r.prefix}`);
+      }
       break;
     }
     default:
-      throw new TypeError(`${field}.kind: unknown rule kind ${JSON.stringify((r as { kind: unknown }).kind)}`);
+      throw new TypeError(
+        `${field}.kind: unknown rule kind ${JSON.stringify((r as { kind: unknown }).kind)}`,
+      );
   }
   w.u16(r.portMin, `${field}.portMin`);
   w.u16(r.portMax, `${field}.portMax`);
@@ -394,7 +411,12 @@ function rule(w: Writer, r: Rule, m: Mode, field: string): void {
   }
 }
 
-function ip(parse: (s: string) => Uint8Array | null, s: string, fam: string, field: string): Uint8Array {
+function ip(
+  parse: (s: string) => Uint8Array | null,
+  s: string,
+  fam: string,
+  field: string,
+): Uint8Array {
   if (typeof s !== "string") throw new TypeError(`${field}: must be a string`);
   const b = parse(s);
   if (!b) throw new RangeError(`${field}: ${JSON.stringify(s)} is not an ${fam} address`);
@@ -415,19 +437,21 @@ function addr(w: Writer, t: Target, m: Mode, field: string): void {
   if (t === null || typeof t !== "object") throw new TypeError(`${field}: must be an object`);
   switch (t.type) {
     case "ipv4":
-      w.u8(1, `${field}.type`);
+      w.u8(AddrType.ipv4, `${field}.type`);
       w.bytes(ip(parseIPv4, t.host, "IPv4", `${field}.host`), `${field}.host`);
       break;
     case "domain":
-      w.u8(3, `${field}.type`);
+      w.u8(AddrType.domain, `${field}.type`);
       w.str(t.host, 1, m.strict ? 1 : 0, Limits.MAX_HOST, `${field}.host`);
       break;
     case "ipv6":
-      w.u8(4, `${field}.type`);
+      w.u8(AddrType.ipv6, `${field}.type`);
       w.bytes(ip(parseIPv6, t.host, "IPv6", `${field}.host`), `${field}.host`);
       break;
     default:
-      throw new TypeError(`${field}.type: unknown address type ${JSON.stringify((t as { type: unknown }).type)}`);
+      throw new TypeError(
+        `${field}.type: unknown address type ${JSON.stringify((t as { type: unknown }).type)}`,
+      );
   }
   w.u16(t.port, `${field}.port`);
 }
@@ -440,4 +464,8 @@ export function encodeAddr(t: Target): Uint8Array {
 }
 
 /** IPv4 0.0.0.0:0, the `bound` address when nothing is connected (SPEC.md §5.14). */
-export const NO_ADDR: Readonly<Target> = Object.freeze({ type: "ipv4", host: formatIPv4(new Uint8Array(4)), port: 0 });
+export const NO_ADDR: Readonly<Target> = Object.freeze({
+  type: "ipv4",
+  host: formatIPv4(new Uint8Array(4)),
+  port: 0,
+});

@@ -32,38 +32,64 @@
  * | payload length > MAX_PAYLOAD     | `frame_too_large`           |
  * | type 0x00–0x7F not in §9.1       | `unknown_type`              |
  *
- * Types 0x80–0xFF pass (the decoder skips them). After an error the framer
- * drops everything it holds, ignores further pushes, and `next()` throws the
- * same error again: nothing beyond the bad header is ever buffered.
+ * Types 0x80–0xFF pass (the decoder skips them). Messages read
+ * `Cannot parse frame: …`. After an error the framer drops everything it
+ * holds, ignores further pushes, and `next()` throws the same error again:
+ * nothing beyond the bad header is ever buffered.
+ *
+ * This is the one header check of a frame: `decode` (decode.ts) trusts the
+ * header of a frame that {@link Framer.next} returned and parses only its
+ * payload.
  *
  * @module
  */
 import { ProtocolError } from "./errors.ts";
-import { Limits, MsgType } from "./messages.ts";
+import { type ErrorCodeName, Limits, MsgType } from "./messages.ts";
 
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(MsgType));
 
+/** First type of the optional-extension range (SPEC.md §3, §9.1). */
+const FIRST_EXTENSION_TYPE = 0x80;
+
+const hex = (n: number, digits: number) => `0x${n.toString(16).padStart(digits, "0")}`;
+
+function fail(code: ErrorCodeName, why: string): ProtocolError {
+  return new ProtocolError(code, `Cannot parse frame: ${why}`);
+}
+
 /**
  * Validate the 12-byte frame header at `offset` of `buf` (which must hold at
- * least 12 bytes from there) and return its payload length. Throws
- * {@link ProtocolError} as described in the module doc.
+ * least 12 bytes from there) and return its type and payload length. This is
+ * the only check of a frame header: `decode` trusts a frame the framer
+ * returned. Throws {@link ProtocolError} as described in the module doc.
  */
 export function checkHeader(buf: Uint8Array, offset = 0): { type: number; length: number } {
-  if (buf[offset] !== 0x42 || buf[offset + 1] !== 0x52 || buf[offset + 2] !== 0x52 || buf[offset + 3] !== 0x57) {
-    throw new ProtocolError("bad_magic", "frame does not start with BRRW");
+  if (buf.length - offset < Limits.HEADER_SIZE) {
+    throw fail(
+      "invalid_message",
+      `header is ${buf.length - offset} bytes, expected ${Limits.HEADER_SIZE}`,
+    );
+  }
+  if (
+    buf[offset] !== 0x42 || buf[offset + 1] !== 0x52 || buf[offset + 2] !== 0x52 ||
+    buf[offset + 3] !== 0x57
+  ) {
+    const got = Array.from(buf.subarray(offset, offset + 4), (x) => x.toString(16).padStart(2, "0"))
+      .join(" ");
+    throw fail("bad_magic", `bad magic ${got}, expected 42 52 52 57 ("BRRW")`);
   }
   const version = buf[offset + 4]!;
-  if (version !== 1) throw new ProtocolError("unsupported_frame_version", `framing version ${version}, expected 1`);
+  if (version !== 1) throw fail("unsupported_frame_version", `framing version ${version} is not 1`);
   const type = buf[offset + 5]!;
   const flags = (buf[offset + 6]! << 8) | buf[offset + 7]!;
-  if (flags !== 0) throw new ProtocolError("invalid_message", `frame flags 0x${flags.toString(16)}, expected 0`);
-  const length = ((buf[offset + 8]! << 24) >>> 0) + (buf[offset + 9]! << 16) + (buf[offset + 10]! << 8) +
-    buf[offset + 11]!;
+  if (flags !== 0) throw fail("invalid_message", `flags ${hex(flags, 4)} are not 0`);
+  const at = offset + 8;
+  const length = buf[at]! * 0x1000000 + (buf[at + 1]! << 16) + (buf[at + 2]! << 8) + buf[at + 3]!;
   if (length > Limits.MAX_PAYLOAD) {
-    throw new ProtocolError("frame_too_large", `payload length ${length} is over ${Limits.MAX_PAYLOAD}`);
+    throw fail("frame_too_large", `payload length ${length} exceeds ${Limits.MAX_PAYLOAD}`);
   }
-  if (type < 0x80 && !KNOWN_TYPES.has(type)) {
-    throw new ProtocolError("unknown_type", `unknown message type 0x${type.toString(16).padStart(2, "0")}`);
+  if (type < FIRST_EXTENSION_TYPE && !KNOWN_TYPES.has(type)) {
+    throw fail("unknown_type", `unknown message type ${hex(type, 2)}`);
   }
   return { type, length };
 }

@@ -1,72 +1,25 @@
 /**
  * Typed values of every burrow v1 message (SPEC.md §5) and the registries
- * (SPEC.md §9). Encoders live in encode.ts, decoders in decode.ts.
+ * (SPEC.md §9), the latter generated from spec/*.ksy. Encoders live in
+ * encode.ts, decoders in decode.ts.
  *
  * @module
  */
 
-/** SPEC.md §9.1 */
-export const MsgType = {
-  AGENT_HELLO: 0x01,
-  CHALLENGE: 0x02,
-  AUTH: 0x03,
-  WELCOME: 0x04,
-  ERROR: 0x05,
-  ANNOUNCE: 0x10,
-  POOL_REQUEST: 0x11,
-  POOL_CONFIRM: 0x12,
-  PING: 0x13,
-  PONG: 0x14,
-  GOAWAY: 0x15,
-  POOL_HELLO: 0x20,
-  OPEN: 0x21,
-  OPEN_RESULT: 0x22,
-  CLIENT_HELLO: 0x30,
-  CLIENT_READY: 0x31,
-  CONNECT: 0x32,
-  CONNECT_RESULT: 0x33,
-} as const;
+import { AuthMethod, ErrorCode, MsgType, RuleKind, Status } from "../generated/enums.ts";
+
+/**
+ * The registries of SPEC.md §9, generated from the enums of spec/*.ksy
+ * (scripts/gen.ts → generated/enums.ts): `MsgType` (§9.1, `msg_type` of
+ * frame.ksy), `ErrorCode` (§9.2), `Status` (§9.3, the SOCKS5 reply codes),
+ * `AuthMethod` (§9.4), all three from registries.ksy, and `RuleKind` (§9.5,
+ * control.ksy). test/spec_test.ts checks them against the tables of SPEC.md.
+ */
+export { AuthMethod, ErrorCode, MsgType, RuleKind, Status };
+
 export type MsgTypeName = keyof typeof MsgType;
-
-/** SPEC.md §9.2 */
-export const ErrorCode = {
-  protocol_error: 1,
-  bad_magic: 2,
-  unsupported_frame_version: 3,
-  frame_too_large: 4,
-  unknown_type: 5,
-  unexpected_message: 6,
-  invalid_message: 7,
-  unsupported_version: 8,
-  auth_failed: 9,
-  auth_method_unsupported: 10,
-  session_unknown: 11,
-  replayed: 12,
-  replaced: 13,
-  heartbeat_timeout: 14,
-  handshake_timeout: 15,
-  limit_exceeded: 16,
-  shutdown: 17,
-  internal_error: 18,
-} as const;
 export type ErrorCodeName = keyof typeof ErrorCode;
-
-/** SPEC.md §9.3: SOCKS5 reply codes. */
-export const Status = {
-  succeeded: 0x00,
-  general_failure: 0x01,
-  not_allowed: 0x02,
-  network_unreachable: 0x03,
-  host_unreachable: 0x04,
-  connection_refused: 0x05,
-  ttl_expired: 0x06,
-  command_not_supported: 0x07,
-  address_type_not_supported: 0x08,
-} as const;
 export type StatusName = keyof typeof Status;
-
-/** SPEC.md §9.4 */
-export const AuthMethod = { token: 1, ed25519: 2 } as const;
 export type AuthMethodName = keyof typeof AuthMethod;
 
 /** SPEC.md §10 */

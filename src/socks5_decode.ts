@@ -13,7 +13,11 @@
  * They throw only {@link SocksError}: `bad_version` (wrong `ver`),
  * `no_methods` (a greeting with zero methods), `bad_address_type` (unknown
  * `atyp`) and `invalid_message` (anything else malformed, e.g. an empty user
- * name or a non-zero reserved byte).
+ * name, a non-zero reserved byte or a domain name that is not valid UTF-8).
+ *
+ * Text: a domain name must be valid UTF-8 (it is passed on to the agent, and
+ * a lossy decode would make it dial something else); RFC 1929 user names and
+ * passwords may be any octets and are decoded leniently. See kaitai.ts.
  *
  * @module
  */
@@ -23,8 +27,9 @@ import { Socks5Reply } from "../generated/Socks5Reply.js";
 import { Socks5Request } from "../generated/Socks5Request.js";
 import { Socks5UserpassReply } from "../generated/Socks5UserpassReply.js";
 import { Socks5UserpassRequest } from "../generated/Socks5UserpassRequest.js";
-import { addrTarget, describeError, kaitaiStream, withUtf8Decoder } from "./decode.ts";
+import { AddrType, SocksVersion } from "../generated/enums.ts";
 import { SocksError } from "./errors.ts";
+import { addrTarget, describeError, kaitaiStream, utf8Lenient } from "./kaitai.ts";
 import type { Target } from "./messages.ts";
 
 /** RFC 1928 greeting (client → server). */
@@ -70,25 +75,6 @@ export interface Reply {
 /** What every parser returns: a whole message and its size, or `null` for "need more bytes". */
 export type Parsed<T> = { value: T; size: number } | null;
 
-const SOCKS_VERSION = 5;
-const USERPASS_VERSION = 1;
-const ATYP_IPV4 = 1;
-const ATYP_DOMAIN = 3;
-const ATYP_IPV6 = 4;
-
-/**
- * RFC 1929 allows any octets in a user name or password: decode as UTF-8 but
- * never fail (invalid bytes become U+FFFD, which matches no configured name
- * or token) and keep a leading BOM rather than silently dropping it.
- */
-const LENIENT_UTF8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
-
-/**
- * Domain names in requests and replies must be valid UTF-8: a name is passed
- * on to the agent, and a lossy decode would make it dial something else.
- */
-const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
 function checkVersion(what: string, buf: Uint8Array, want: number): void {
   const ver = buf[0];
   if (ver !== undefined && ver !== want) {
@@ -106,11 +92,10 @@ function run<P, T>(
   size: number,
   parse: (bytes: Uint8Array) => P,
   convert: (parsed: P) => T,
-  decoder: TextDecoder = LENIENT_UTF8,
 ): Parsed<T> {
   let value: T;
   try {
-    value = withUtf8Decoder(decoder, () => convert(parse(buf.subarray(0, size))));
+    value = convert(parse(buf.subarray(0, size)));
   } catch (err) {
     if (err instanceof SocksError) throw err;
     throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: ${describeError(err)}`, {
@@ -128,11 +113,11 @@ function addrSize(what: string, buf: Uint8Array, at: number): number | null {
   const atyp = buf[at];
   if (atyp === undefined) return null;
   switch (atyp) {
-    case ATYP_IPV4:
+    case AddrType.ipv4:
       return 1 + 4 + 2;
-    case ATYP_IPV6:
+    case AddrType.ipv6:
       return 1 + 16 + 2;
-    case ATYP_DOMAIN: {
+    case AddrType.domain: {
       const len = buf[at + 1];
       if (len === undefined) return null;
       if (len === 0) {
@@ -150,7 +135,7 @@ function addrSize(what: string, buf: Uint8Array, at: number): number | null {
 
 /** `ver rep/cmd rsv addr`: the common layout of request and reply. */
 function requestSize(what: string, buf: Uint8Array): number | null {
-  checkVersion(what, buf, SOCKS_VERSION);
+  checkVersion(what, buf, SocksVersion.socks5);
   const rsv = buf[2];
   if (rsv === undefined) return null;
   if (rsv !== 0) {
@@ -168,7 +153,7 @@ function requestSize(what: string, buf: Uint8Array): number | null {
 /** RFC 1928 §3 greeting: `05 nmethods methods...`. */
 export function parseGreeting(buf: Uint8Array): Parsed<Greeting> {
   const what = "greeting";
-  checkVersion(what, buf, SOCKS_VERSION);
+  checkVersion(what, buf, SocksVersion.socks5);
   const n = buf[1];
   if (n === undefined) return null;
   if (n === 0) {
@@ -188,7 +173,7 @@ export function parseGreeting(buf: Uint8Array): Parsed<Greeting> {
 /** RFC 1928 §3 method selection: `05 method`. */
 export function parseMethodSelection(buf: Uint8Array): Parsed<MethodSelection> {
   const what = "method selection";
-  checkVersion(what, buf, SOCKS_VERSION);
+  checkVersion(what, buf, SocksVersion.socks5);
   if (buf.length < 2) return null;
   return run(
     what,
@@ -202,7 +187,7 @@ export function parseMethodSelection(buf: Uint8Array): Parsed<MethodSelection> {
 /** RFC 1929 §2 request: `01 ulen uname plen passwd`. */
 export function parseUserpassRequest(buf: Uint8Array): Parsed<UserpassRequest> {
   const what = "user/password request";
-  checkVersion(what, buf, USERPASS_VERSION);
+  checkVersion(what, buf, SocksVersion.userpass);
   const ulen = buf[1];
   if (ulen === undefined) return null;
   if (ulen === 0) {
@@ -220,14 +205,16 @@ export function parseUserpassRequest(buf: Uint8Array): Parsed<UserpassRequest> {
     buf,
     size,
     (b) => new Socks5UserpassRequest(kaitaiStream(b)),
-    (p) => ({ username: p.uname, password: p.passwd }),
+    // RFC 1929 allows any octets: decoded leniently, never failing (U+FFFD
+    // matches no configured name or token), a leading BOM kept.
+    (p) => ({ username: utf8Lenient(p.uname), password: utf8Lenient(p.passwd) }),
   );
 }
 
 /** RFC 1929 §2 reply: `01 status`. */
 export function parseUserpassReply(buf: Uint8Array): Parsed<UserpassReply> {
   const what = "user/password reply";
-  checkVersion(what, buf, USERPASS_VERSION);
+  checkVersion(what, buf, SocksVersion.userpass);
   if (buf.length < 2) return null;
   return run(
     what,
@@ -249,7 +236,6 @@ export function parseRequest(buf: Uint8Array): Parsed<Request> {
     size,
     (b) => new Socks5Request(kaitaiStream(b)),
     (p) => ({ command: p.command, target: addrTarget(p.target) }),
-    STRICT_UTF8,
   );
 }
 
@@ -264,6 +250,5 @@ export function parseReply(buf: Uint8Array): Parsed<Reply> {
     size,
     (b) => new Socks5Reply(kaitaiStream(b)),
     (p) => ({ reply: p.reply, bound: addrTarget(p.bound) }),
-    STRICT_UTF8,
   );
 }

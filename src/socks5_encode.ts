@@ -10,18 +10,20 @@
  *
  * @module
  */
-import { NO_ADDR, Writer, writeAddr } from "./encode.ts";
+import { SocksCmd, SocksMethod, SocksVersion } from "../generated/enums.ts";
+import { NO_ADDR, writeAddr, Writer } from "./encode.ts";
 import type { Target } from "./messages.ts";
 
-/** RFC 1928 `ver` */
-export const SOCKS_VERSION = 5;
-/** RFC 1929 sub-negotiation `ver` */
-export const USERPASS_VERSION = 1;
+/**
+ * RFC 1928 §3 methods and §4 commands, generated from the enums of
+ * spec/socks5_registries.ksy (scripts/gen.ts → generated/enums.ts).
+ */
+export { SocksCmd, SocksMethod };
 
-/** RFC 1928 §3 methods. */
-export const SocksMethod = { noAuth: 0x00, userpass: 0x02, noAcceptable: 0xff } as const;
-/** RFC 1928 §4 commands. */
-export const SocksCmd = { connect: 0x01, bind: 0x02, udpAssociate: 0x03 } as const;
+/** RFC 1928 `ver` (`version::socks5` of spec/socks5_registries.ksy). */
+export const SOCKS_VERSION = SocksVersion.socks5;
+/** RFC 1929 sub-negotiation `ver` (`version::userpass` of spec/socks5_registries.ksy). */
+export const USERPASS_VERSION = SocksVersion.userpass;
 
 // Small messages: a private writer sized for the largest (user/pass: 513 bytes).
 const w = new Writer(520);
@@ -36,7 +38,9 @@ function out(): Uint8Array {
 export function greeting(methods: ArrayLike<number>): Uint8Array {
   w.reset();
   const n = methods.length;
-  if (!(n >= 1 && n <= 255)) throw new RangeError(`greeting.methods: must be 1..255 methods, got ${n}`);
+  if (!(n >= 1 && n <= 255)) {
+    throw new RangeError(`greeting.methods: must be 1..255 methods, got ${n}`);
+  }
   w.u8(SOCKS_VERSION, "greeting.ver").u8(n, "greeting.nmethods");
   for (let i = 0; i < n; i++) w.u8(methods[i]!, `greeting.methods[${i}]`);
   return out();

@@ -25,7 +25,8 @@ export const u16: fc.Arbitrary<number> = fc.integer({ min: 0, max: 0xffff });
 export const u32: fc.Arbitrary<number> = fc.integer({ min: 0, max: 0xffffffff });
 
 /** Bytes of exactly `n`. */
-export const bytesN = (n: number): fc.Arbitrary<Uint8Array> => fc.uint8Array({ minLength: n, maxLength: n });
+export const bytesN = (n: number): fc.Arbitrary<Uint8Array> =>
+  fc.uint8Array({ minLength: n, maxLength: n });
 
 /** Bytes of `min`..`max`, biased to include both bounds. */
 export function bytesRange(min: number, max: number): fc.Arbitrary<Uint8Array> {
@@ -57,9 +58,16 @@ export function utf8String(min: number, max: number): fc.Arbitrary<string> {
     { weight: 3, arbitrary: fc.string({ unit: "binary-ascii", minLength: min, maxLength: max }) },
     {
       weight: 3,
-      arbitrary: fc.string({ unit: "binary", minLength: min, maxLength: max }).map((s) => truncateUtf8(s, max)),
+      arbitrary: fc.string({ unit: "binary", minLength: min, maxLength: max }).map((s) =>
+        truncateUtf8(s, max)
+      ),
     },
-    { weight: 1, arbitrary: fc.string({ unit: "grapheme", minLength: min, maxLength: max, size: "max" }).map((s) => truncateUtf8(s, max)) },
+    {
+      weight: 1,
+      arbitrary: fc.string({ unit: "grapheme", minLength: min, maxLength: max, size: "max" }).map((
+        s,
+      ) => truncateUtf8(s, max)),
+    },
     { weight: 1, arbitrary: fc.string({ unit: "binary-ascii", minLength: max, maxLength: max }) },
     { weight: 1, arbitrary: fc.string({ unit: "binary-ascii", minLength: min, maxLength: min }) },
   ).filter((s) => {
@@ -85,14 +93,16 @@ export const ipv4Bytes: fc.Arbitrary<Uint8Array> = bytesN(4);
 /** IPv6 bytes biased to zero runs (to exercise `::`) and IPv4-mapped addresses. */
 export const ipv6Bytes: fc.Arbitrary<Uint8Array> = fc.oneof(
   bytesN(16),
-  fc.array(fc.oneof(fc.constant(0), fc.constant(0), u16), { minLength: 8, maxLength: 8 }).map((g) => {
-    const b = new Uint8Array(16);
-    g.forEach((v, i) => {
-      b[2 * i] = v >> 8;
-      b[2 * i + 1] = v & 0xff;
-    });
-    return b;
-  }),
+  fc.array(fc.oneof(fc.constant(0), fc.constant(0), u16), { minLength: 8, maxLength: 8 }).map(
+    (g) => {
+      const b = new Uint8Array(16);
+      g.forEach((v, i) => {
+        b[2 * i] = v >> 8;
+        b[2 * i + 1] = v & 0xff;
+      });
+      return b;
+    },
+  ),
   bytesN(4).map((v4) => {
     const b = new Uint8Array(16);
     b[10] = 0xff;
@@ -116,7 +126,10 @@ export const target: fc.Arbitrary<Target> = fc.oneof(
   rec({ type: fc.constant("domain" as const), host: domainName, port: u16 }),
 );
 
-const portRange = fc.tuple(u16, u16).map(([a, b]) => ({ portMin: Math.min(a, b), portMax: Math.max(a, b) }));
+const portRange = fc.tuple(u16, u16).map(([a, b]) => ({
+  portMin: Math.min(a, b),
+  portMax: Math.max(a, b),
+}));
 
 const hostPattern: fc.Arbitrary<string> = fc.oneof(
   fc.constant("*"),
@@ -193,7 +206,10 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
       ),
     }),
   ),
-  POOL_REQUEST: withType("POOL_REQUEST", rec({ requestId: u32, count: fc.integer({ min: 1, max: 0xffff }) })),
+  POOL_REQUEST: withType(
+    "POOL_REQUEST",
+    rec({ requestId: u32, count: fc.integer({ min: 1, max: 0xffff }) }),
+  ),
   POOL_CONFIRM: withType("POOL_CONFIRM", rec({ requestId: u32, count: u16 })),
   PING: withType("PING", rec({ data: bytesN(8) })),
   PONG: withType("PONG", rec({ data: bytesN(8) })),
@@ -242,20 +258,65 @@ export type Mutation =
 /** Interesting values for a u4 length field and for u1/u2 length prefixes. */
 const edgy32 = fc.oneof(
   u32,
-  fc.constantFrom(0, 1, 0xff, 0x100, 0xffff, 0x10000, 262143, 262144, 262145, 0x7fffffff, 0x80000000, 0xffffffff),
+  fc.constantFrom(
+    0,
+    1,
+    0xff,
+    0x100,
+    0xffff,
+    0x10000,
+    262143,
+    262144,
+    262145,
+    0x7fffffff,
+    0x80000000,
+    0xffffffff,
+  ),
 );
 
 export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 4, arbitrary: rec({ kind: fc.constant("flip" as const), pos: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }) },
+  {
+    weight: 4,
+    arbitrary: rec({
+      kind: fc.constant("flip" as const),
+      pos: fc.nat(),
+      bit: fc.integer({ min: 0, max: 7 }),
+    }),
+  },
   {
     weight: 3,
-    arbitrary: rec({ kind: fc.constant("set" as const), pos: fc.nat(), value: fc.oneof(u8, fc.constantFrom(0, 1, 3, 4, 0x7f, 0x80, 0xff)) }),
+    arbitrary: rec({
+      kind: fc.constant("set" as const),
+      pos: fc.nat(),
+      value: fc.oneof(u8, fc.constantFrom(0, 1, 3, 4, 0x7f, 0x80, 0xff)),
+    }),
   },
   { weight: 2, arbitrary: rec({ kind: fc.constant("truncate" as const), len: fc.nat() }) },
-  { weight: 2, arbitrary: rec({ kind: fc.constant("insert" as const), pos: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }) },
-  { weight: 2, arbitrary: rec({ kind: fc.constant("delete" as const), pos: fc.nat(), n: fc.integer({ min: 1, max: 8 }) }) },
+  {
+    weight: 2,
+    arbitrary: rec({
+      kind: fc.constant("insert" as const),
+      pos: fc.nat(),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: rec({
+      kind: fc.constant("delete" as const),
+      pos: fc.nat(),
+      n: fc.integer({ min: 1, max: 8 }),
+    }),
+  },
   { weight: 2, arbitrary: rec({ kind: fc.constant("length" as const), value: edgy32 }) },
-  { weight: 1, arbitrary: rec({ kind: fc.constant("u16" as const), pos: fc.nat(), value: fc.oneof(u16, fc.constantFrom(0, 0xff, 0x100, 0xffff)) }) },
+  {
+    weight: 1,
+    arbitrary: rec({
+      kind: fc.constant("u16" as const),
+      pos: fc.nat(),
+      value: fc.oneof(u16, fc.constantFrom(0, 0xff, 0x100, 0xffff)),
+    }),
+  },
 );
 
 /** Apply `muts` to a copy of `b`. A `length` edit writes the frame length field (bytes 8..11). */

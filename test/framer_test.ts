@@ -13,7 +13,14 @@ import { Limits, type Message } from "../src/messages.ts";
 import { message } from "./arbitraries.ts";
 
 const MSGS: Message[] = [
-  { type: "AGENT_HELLO", minVersion: 1, maxVersion: 1, authMethod: 1, name: "agent-1", software: "burrow/0.1.0 ü" },
+  {
+    type: "AGENT_HELLO",
+    minVersion: 1,
+    maxVersion: 1,
+    authMethod: 1,
+    name: "agent-1",
+    software: "burrow/0.1.0 ü",
+  },
   { type: "CHALLENGE", version: 1, nonce: new Uint8Array(32).fill(7) },
   { type: "PING", data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) },
   { type: "CLIENT_READY", clientId: 0xdeadbeef },
@@ -25,10 +32,20 @@ const MSGS: Message[] = [
       { kind: "cidr6", client: "bob", addr: "fd00::", prefix: 8, portMin: 443, portMax: 443 },
     ],
   },
-  { type: "OPEN", streamId: 7, clientId: 9, client: "alice", target: { type: "ipv6", host: "fd00::1", port: 5432 } },
+  {
+    type: "OPEN",
+    streamId: 7,
+    clientId: 9,
+    client: "alice",
+    target: { type: "ipv6", host: "fd00::1", port: 5432 },
+  },
   { type: "ERROR", code: 7, message: "" },
 ];
-const FRAMES: Uint8Array[] = [...MSGS.map(encode), frame(0x80, new Uint8Array(0)), frame(0xff, Uint8Array.of(1, 2))];
+const FRAMES: Uint8Array[] = [
+  ...MSGS.map(encode),
+  frame(0x80, new Uint8Array(0)),
+  frame(0xff, Uint8Array.of(1, 2)),
+];
 const TAIL = new TextEncoder().encode("raw bytes after the handshake \x00\xff");
 
 function concat(parts: Uint8Array[]): Uint8Array {
@@ -69,7 +86,11 @@ function throwsCode(fn: () => unknown, code: string): void {
   });
 }
 
-function header(type: number, length: number, opts: { magic?: number[]; version?: number; flags?: number } = {}) {
+function header(
+  type: number,
+  length: number,
+  opts: { magic?: number[]; version?: number; flags?: number } = {},
+) {
   const h = new Uint8Array(12);
   h.set(opts.magic ?? [0x42, 0x52, 0x52, 0x57]);
   h[4] = opts.version ?? 1;
@@ -228,6 +249,47 @@ test("framer: header checks in SPEC order: magic, version, flags, length, type",
   }
 });
 
+test("framer: header errors say what failed, `Cannot parse frame: ...`", () => {
+  const cases: [Uint8Array, string, RegExp][] = [
+    [
+      header(0x01, 0, { magic: [0x47, 0x45, 0x54, 0x20] }),
+      "bad_magic",
+      /^Cannot parse frame: bad magic 47 45 54 20, expected 42 52 52 57 \("BRRW"\)$/,
+    ],
+    [
+      header(0x01, 0, { version: 2 }),
+      "unsupported_frame_version",
+      /^Cannot parse frame: framing version 2 is not 1$/,
+    ],
+    [
+      header(0x01, 0, { flags: 0x0100 }),
+      "invalid_message",
+      /^Cannot parse frame: flags 0x0100 are not 0$/,
+    ],
+    [
+      header(0x21, 300000),
+      "frame_too_large",
+      /^Cannot parse frame: payload length 300000 exceeds 262144$/,
+    ],
+    [header(0x7f, 0), "unknown_type", /^Cannot parse frame: unknown message type 0x7f$/],
+    [
+      Uint8Array.of(0x42, 0x52, 0x52),
+      "invalid_message",
+      /^Cannot parse frame: header is 3 bytes, expected 12$/,
+    ],
+  ];
+  for (const [h, code, re] of cases) {
+    assert.throws(
+      () => checkHeader(h),
+      (e: unknown) => e instanceof ProtocolError && e.code === code && re.test(e.message),
+      re.source,
+    );
+  }
+  // A header further into a buffer.
+  const buf = concat([Uint8Array.of(9, 9), header(0x21, 4)]);
+  assert.deepEqual(checkHeader(buf, 2), { type: 0x21, length: 4 });
+});
+
 test("framer: frames before a bad header come out first", () => {
   const framer = new Framer();
   framer.push(concat([FRAMES[0]!, FRAMES[1]!, header(0x01, 0, { magic: [0, 0, 0, 0] })]));
@@ -240,5 +302,8 @@ test("framer: extension types 0x80-0xFF pass the header check", () => {
   for (const t of [0x80, 0xab, 0xff]) {
     assert.deepEqual(checkHeader(header(t, 3)), { type: t, length: 3 });
   }
-  assert.deepEqual(checkHeader(header(0x33, Limits.MAX_PAYLOAD)), { type: 0x33, length: Limits.MAX_PAYLOAD });
+  assert.deepEqual(checkHeader(header(0x33, Limits.MAX_PAYLOAD)), {
+    type: 0x33,
+    length: Limits.MAX_PAYLOAD,
+  });
 });

@@ -1,17 +1,19 @@
 /**
  * generated/ is what scripts/gen.ts makes of spec/*.ksy, its ES modules load
  * in the running runtime (Node, Deno or Bun) and parse, and src/decode.ts and
- * src/socks5_decode.ts map their results and failures as SPEC.md says.
+ * src/socks5_decode.ts map their results and failures as SPEC.md says. (The
+ * frame header is the framer's: test/framer_test.ts.)
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import KaitaiStreamModule from "kaitai-struct/KaitaiStream.js";
 import { checkGenerated } from "../scripts/gen.ts";
-import type { KaitaiStream } from "../generated/Frame.js";
-import { decode, decodeHeader } from "../src/decode.ts";
+import * as enums from "../generated/enums.ts";
+import { decode, decodePayload } from "../src/decode.ts";
 import { ProtocolError, SocksError } from "../src/errors.ts";
-import type { ErrorCodeName } from "../src/messages.ts";
+import { Framer } from "../src/framer.ts";
+import { kaitaiStream } from "../src/kaitai.ts";
+import { type ErrorCodeName, MsgType } from "../src/messages.ts";
 import {
   parseGreeting,
   parseMethodSelection,
@@ -20,10 +22,6 @@ import {
   parseUserpassReply,
   parseUserpassRequest,
 } from "../src/socks5_decode.ts";
-
-// kaitai-struct/KaitaiStream.js is CommonJS (module.exports = the class); its
-// typings claim an ES default export, which Deno types as the module object.
-const KaitaiStreamClass = KaitaiStreamModule as unknown as new (data: DataView) => KaitaiStream;
 
 const GENERATED_DIR = new URL("../generated/", import.meta.url);
 const utf8 = new TextEncoder();
@@ -87,30 +85,66 @@ test("generated: every module imports in this runtime and exports its class", as
   }
 });
 
+test("generated: enums.ts imports in this runtime and exports one frozen-shape object per .ksy enum", () => {
+  assert.deepEqual(Object.keys(enums).sort(), [
+    "AddrType",
+    "AuthMethod",
+    "ErrorCode",
+    "MsgType",
+    "RuleKind",
+    "SocksCmd",
+    "SocksMethod",
+    "SocksUserpassStatus",
+    "SocksVersion",
+    "Status",
+  ]);
+  assert.equal(enums.MsgType, MsgType, "src/messages.ts re-exports the generated object");
+  assert.equal(enums.MsgType.CONNECT_RESULT, 0x33);
+  assert.equal(enums.AddrType.domain, 3);
+  assert.equal(enums.SocksVersion.socks5, 5);
+});
+
 test("generated: Frame parses a hand-built AGENT_HELLO through the kaitai-struct runtime", async () => {
   const { Frame } = await import("../generated/Frame.js");
   const { Handshake } = await import("../generated/Handshake.js");
   const bytes = frame(0x01, hello("db-agent"));
-  const f = new Frame(new KaitaiStreamClass(new DataView(bytes.buffer)));
+  const f = new Frame(kaitaiStream(bytes));
   assert.equal(f.header.msgType, Frame.MsgType.AGENT_HELLO);
   assert.equal(f.header.lenPayload, bytes.length - 12);
   const p = f.payload;
   assert.ok(p instanceof Handshake.Hello);
-  assert.equal(p.name, "db-agent");
-  assert.equal(p.software, "burrow/test");
+  // Text fields are bytes in the .ksy; src/ decodes them as UTF-8.
+  assert.deepEqual(p.name, utf8.encode("db-agent"));
+  assert.deepEqual(p.software, utf8.encode("burrow/test"));
   assert.equal(p.authMethod, 1);
+  assert.ok(p._io.isEof());
+});
+
+test("generated: a payload type parses on its own, from a stream over the payload only", async () => {
+  const { Handshake } = await import("../generated/Handshake.js");
+  const p = new Handshake.Hello(kaitaiStream(Uint8Array.from(hello("db-agent"))));
+  assert.deepEqual(p.name, utf8.encode("db-agent"));
   assert.ok(p._io.isEof());
 });
 
 test("generated: an unknown extension type keeps its payload as raw bytes", async () => {
   const { Frame } = await import("../generated/Frame.js");
   const bytes = frame(0x9a, [1, 2, 3]);
-  const f = new Frame(new KaitaiStreamClass(new DataView(bytes.buffer)));
+  const f = new Frame(kaitaiStream(bytes));
   assert.deepEqual(f.payload, Uint8Array.of(1, 2, 3));
 });
 
+test("generated: SOCKS5 version bytes are validated against the socks5_registries enum", async () => {
+  const { Socks5Greeting } = await import("../generated/Socks5Greeting.js");
+  const { Socks5UserpassReply } = await import("../generated/Socks5UserpassReply.js");
+  assert.equal(new Socks5Greeting(kaitaiStream(Uint8Array.of(5, 1, 2))).version, 5);
+  assert.throws(() => new Socks5Greeting(kaitaiStream(Uint8Array.of(1, 1, 2))));
+  assert.equal(new Socks5UserpassReply(kaitaiStream(Uint8Array.of(1, 0))).version, 1);
+  assert.throws(() => new Socks5UserpassReply(kaitaiStream(Uint8Array.of(5, 0))));
+});
+
 // ---------------------------------------------------------------------------
-// decode / decodeHeader
+// decode
 
 test("decode: hand-built frames of each shape", () => {
   assert.deepEqual(decode(frame(0x30, hello("laptop", { min: 1, max: 3 }))), {
@@ -192,53 +226,26 @@ test("decode: a frame inside a larger buffer is read only within its bounds", ()
   assert.deepEqual(decode(big.subarray(5, 5 + f.length)), { type: "CLIENT_READY", clientId: 7 });
 });
 
-test("decodeHeader: SPEC.md §3 header errors, in the table's order", () => {
-  const h = (bytes: number[]) => Uint8Array.from(bytes);
-  throwsProtocol(
-    () => decodeHeader(h([0x42, 0x52, 0x52, 0x58, 9, 0, 0, 1, 0xff, 0, 0, 0])),
-    "bad_magic",
-  );
-  throwsProtocol(
-    () => decodeHeader(h([0x42, 0x52, 0x52, 0x57, 2, 0, 0, 1, 0xff, 0, 0, 0])),
-    "unsupported_frame_version",
-  );
-  throwsProtocol(
-    () => decodeHeader(h([0x42, 0x52, 0x52, 0x57, 1, 0, 0, 1, 0xff, 0, 0, 0])),
-    "invalid_message",
-    /flags/,
-  );
-  throwsProtocol(
-    () => decodeHeader(h([0x42, 0x52, 0x52, 0x57, 1, 0, 0, 0, 0, 4, 0x93, 0xe0])),
-    "frame_too_large",
-    /^Cannot parse frame: payload length 300000 exceeds 262144$/,
-  );
-  throwsProtocol(
-    () => decodeHeader(h([0x42, 0x52, 0x52, 0x57, 1, 0x7f, 0, 0, 0, 0, 0, 0])),
-    "unknown_type",
-  );
-  throwsProtocol(
-    () => decodeHeader(h([0x42, 0x52, 0x52, 0x57, 1, 0x00, 0, 0, 0, 0, 0, 0])),
-    "unknown_type",
-  );
-  throwsProtocol(() => decodeHeader(h([0x42, 0x52, 0x52])), "invalid_message");
-  assert.deepEqual(decodeHeader(h([0x42, 0x52, 0x52, 0x57, 1, 0x21, 0, 0, 0, 4, 0, 0])), {
-    type: 0x21,
-    length: 262144,
-  });
-  assert.deepEqual(decodeHeader(h([0x42, 0x52, 0x52, 0x57, 1, 0xff, 0, 0, 0, 0, 0, 9])), {
-    type: 0xff,
-    length: 9,
-  });
-});
-
 test("decode: unknown extension types give null; other errors carry a cause", () => {
   assert.equal(decode(frame(0x80, [])), null);
   assert.equal(decode(frame(0xfe, [1, 2, 3])), null);
-  throwsProtocol(() => decode(frame(0x01, [], { flags: 1 })), "invalid_message");
-  throwsProtocol(() => decode(frame(0x01, [], { version: 0 })), "unsupported_frame_version");
-  throwsProtocol(() => decode(frame(0x40, [])), "unknown_type");
+  assert.equal(decodePayload(0xff, Uint8Array.of(1)), null);
+  throwsProtocol(
+    () => decode(frame(0x40, [])),
+    "unknown_type",
+    /^Cannot parse frame: unknown message type 0x40$/,
+  );
+  throwsProtocol(
+    () => decode(Uint8Array.of(0x42, 0x52, 0x52)),
+    "invalid_message",
+    /^Cannot parse frame: /,
+  );
   const truncated = frame(0x13, [1, 2, 3, 4, 5, 6, 7, 8]).subarray(0, 15);
-  throwsProtocol(() => decode(truncated), "invalid_message", /announces 8 payload bytes, got 3/);
+  throwsProtocol(
+    () => decode(truncated),
+    "invalid_message",
+    /^Cannot parse PING payload: truncated/,
+  );
   try {
     decode(frame(0x13, [1, 2, 3]));
     assert.fail("no error");
@@ -248,6 +255,26 @@ test("decode: unknown extension types give null; other errors carry a cause", ()
     assert.match(err.message, /^Cannot parse PING payload: /);
     assert.ok(err.cause instanceof Error, "cause is the parser's error");
   }
+});
+
+test("decode: the header is the framer's; decode parses only the payload", () => {
+  // One check per frame: a frame the framer refuses never reaches decode ...
+  const framer = new Framer();
+  framer.push(frame(0x13, [1, 2, 3, 4, 5, 6, 7, 8], { flags: 1 }));
+  throwsProtocol(
+    () => framer.next(),
+    "invalid_message",
+    /^Cannot parse frame: flags 0x0001 are not 0$/,
+  );
+  // ... and decode does not look at magic, version, flags or length again.
+  assert.deepEqual(decode(frame(0x13, [1, 2, 3, 4, 5, 6, 7, 8], { flags: 1, version: 9 })), {
+    type: "PING",
+    data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+  });
+  assert.deepEqual(decodePayload(0x13, Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8)), {
+    type: "PING",
+    data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+  });
 });
 
 test("decode: payloads that do not parse or break SPEC.md §10 limits are invalid_message", () => {
@@ -314,6 +341,28 @@ test("decode: strings are strict UTF-8 and keep a leading BOM", () => {
     code: 17,
     message: "\uFEFFhi",
   });
+  const bad: [number, number[], RegExp][] = [
+    [0x05, [0, 1, 0, 2, 0xc3, 0x28], /^Cannot parse ERROR payload: message is not valid UTF-8$/],
+    [
+      0x01,
+      [1, 1, 1, 1, 0x61, 2, 0xff, 0xfe],
+      /^Cannot parse AGENT_HELLO payload: software is not valid UTF-8$/,
+    ],
+    [0x01, [1, 1, 1, 1, 0xff, 0], /^Cannot parse AGENT_HELLO payload: name is not valid UTF-8$/],
+    [
+      0x10,
+      [0, 1, 1, 0, 1, 0x80, 0, 1, 0, 1],
+      /^Cannot parse ANNOUNCE payload: host pattern is not valid UTF-8$/,
+    ],
+    [
+      0x32,
+      [0, 3, 1, 0xc0, 0, 80],
+      /^Cannot parse CONNECT payload: domain name is not valid UTF-8$/,
+    ],
+  ];
+  for (const [type, payload, re] of bad) {
+    throwsProtocol(() => decode(frame(type, payload)), "invalid_message", re);
+  }
 });
 
 test("decode: never throws anything but ProtocolError on corrupted frames", () => {
@@ -425,4 +474,19 @@ test("socks5_decode: errors", () => {
 test("socks5_decode: user name and password are decoded leniently, never throwing", () => {
   const r = parseUserpassRequest(Uint8Array.of(1, 2, 0xff, 0x61, 3, 0xef, 0xbb, 0xbf));
   assert.deepEqual(r?.value, { username: "\uFFFDa", password: "\uFEFF" });
+});
+
+test("socks5_decode: domain names are strict UTF-8 and keep a leading BOM", () => {
+  throwsSocks(
+    () => parseRequest(Uint8Array.of(5, 1, 0, 3, 2, 0xc3, 0x28, 0, 80)),
+    "invalid_message",
+  );
+  throwsSocks(() => parseReply(Uint8Array.of(5, 0, 0, 3, 1, 0xff, 0, 80)), "invalid_message");
+  assert.deepEqual(
+    parseRequest(Uint8Array.of(5, 1, 0, 3, 4, 0xef, 0xbb, 0xbf, 0x61, 0, 80))?.value,
+    {
+      command: 1,
+      target: { type: "domain", host: "\uFEFFa", port: 80 },
+    },
+  );
 });

@@ -22,10 +22,17 @@ import {
   targetOf,
 } from "../src/ip.ts";
 import { SocksError } from "../src/errors.ts";
-import { decode, decodeHeader } from "../src/decode.ts";
+import { decode } from "../src/decode.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
 import { type Message, MsgType, type MsgTypeName } from "../src/messages.ts";
-import { greeting, methodSelection, reply, request, userpassReply, userpassRequest } from "../src/socks5_encode.ts";
+import {
+  greeting,
+  methodSelection,
+  reply,
+  request,
+  userpassReply,
+  userpassRequest,
+} from "../src/socks5_encode.ts";
 import {
   parseGreeting,
   parseMethodSelection,
@@ -37,7 +44,8 @@ import {
 import { concat, ipv6Bytes, message, messages, socks, target } from "./arbitraries.ts";
 
 const RUNS = Number(globalThis.process?.env?.RUNS ?? "") || 200;
-const hex = (s: string) => Uint8Array.from(s.replace(/\s+/g, "").match(/../g) ?? [], (h) => parseInt(h, 16));
+const hex = (s: string) =>
+  Uint8Array.from(s.replace(/\s+/g, "").match(/../g) ?? [], (h) => parseInt(h, 16));
 const ascii = (s: string) => new TextEncoder().encode(s);
 
 // ------------------------------------------------------------------ ip.ts
@@ -151,7 +159,9 @@ test("ip: invalid IPv6 text is rejected", () => {
     assert.equal(parseIPv6(s), null, JSON.stringify(s));
     assert.equal(canonicalIP(s), s === "1.2.3.4" ? "1.2.3.4" : null, JSON.stringify(s));
   }
-  for (const s of ["example.com", "", "localhost", "[::1]", "1.2.3.4.5"]) assert.equal(ipKind(s), null, s);
+  for (const s of ["example.com", "", "localhost", "[::1]", "1.2.3.4.5"]) {
+    assert.equal(ipKind(s), null, s);
+  }
 });
 
 test("ip: IPv6 bytes -> text -> bytes, canonical text is a fixed point and matches WHATWG URL", () => {
@@ -178,7 +188,9 @@ test("ip: every IPv6 / IPv4 text fast-check generates parses, and canonicalizes 
       assert.ok(b, s);
       const canon = formatIPv6(b);
       // (Embedded IPv4 left out: Bun's URL parser rejects some valid forms, e.g. `0::0:0:0:0.0.0.0`.)
-      if (!canon.includes(".") && !s.includes(".")) assert.equal(new URL(`http://[${s}]/`).hostname, `[${canon}]`);
+      if (!canon.includes(".") && !s.includes(".")) {
+        assert.equal(new URL(`http://[${s}]/`).hostname, `[${canon}]`);
+      }
     }),
     { numRuns: RUNS * 5 },
   );
@@ -194,14 +206,20 @@ test("ip: every IPv6 / IPv4 text fast-check generates parses, and canonicalizes 
 
 test("ip: parse never throws on arbitrary strings", () => {
   fc.assert(
-    fc.property(fc.oneof(fc.string(), fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF:.%[]".split("")) })), (s) => {
-      const r = parseIP(s);
-      if (r) {
-        assert.equal(r.bytes.length, r.kind === "ipv4" ? 4 : 16);
-        const canon = canonicalIP(s)!;
-        assert.deepEqual(parseIP(canon), r);
-      }
-    }),
+    fc.property(
+      fc.oneof(
+        fc.string(),
+        fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF:.%[]".split("")) }),
+      ),
+      (s) => {
+        const r = parseIP(s);
+        if (r) {
+          assert.equal(r.bytes.length, r.kind === "ipv4" ? 4 : 16);
+          const canon = canonicalIP(s)!;
+          assert.deepEqual(parseIP(canon), r);
+        }
+      },
+    ),
     { numRuns: RUNS * 5 },
   );
 });
@@ -240,8 +258,15 @@ test("ip: inCidr", () => {
     ["", "0.0.0.0", 0],
     ["010.0.0.1", "10.0.0.0", 8],
   ];
-  for (const [ip, base, p] of no) assert.equal(inCidr(ip, base, p), false, `${ip} not in ${base}/${p}`);
-  for (const [base, p] of [["10.0.0.0", 33], ["10.0.0.0", -1], ["10.0.0.0", 1.5], ["::", 129], ["x", 8]] as const) {
+  for (const [ip, base, p] of no) {
+    assert.equal(inCidr(ip, base, p), false, `${ip} not in ${base}/${p}`);
+  }
+  for (
+    const [base, p] of [["10.0.0.0", 33], ["10.0.0.0", -1], ["10.0.0.0", 1.5], ["::", 129], [
+      "x",
+      8,
+    ]] as const
+  ) {
     assert.throws(() => inCidr("10.0.0.1", base, p), RangeError, `${base}/${p}`);
   }
 });
@@ -249,19 +274,25 @@ test("ip: inCidr", () => {
 test("ip: inCidr agrees with a bit-by-bit reference", () => {
   const bit = (b: Uint8Array, i: number) => (b[i >> 3]! >> (7 - (i & 7))) & 1;
   fc.assert(
-    fc.property(ipv6Bytes, ipv6Bytes, fc.integer({ min: 0, max: 128 }), fc.nat(128), (a, b, p, k) => {
-      // Make b share a prefix of k bits with a, to hit both outcomes.
-      const c = Uint8Array.from(b);
-      for (let i = 0; i < k; i++) {
-        const m = 1 << (7 - (i & 7));
-        c[i >> 3] = bit(a, i) ? c[i >> 3]! | m : c[i >> 3]! & ~m;
-      }
-      let expect = true;
-      for (let i = 0; i < p; i++) if (bit(a, i) !== bit(c, i)) expect = false;
-      const ta = formatIPv6(a);
-      const tc = formatIPv6(c);
-      assert.equal(inCidr(ta, tc, p), expect, `${ta} in ${tc}/${p}`);
-    }),
+    fc.property(
+      ipv6Bytes,
+      ipv6Bytes,
+      fc.integer({ min: 0, max: 128 }),
+      fc.nat(128),
+      (a, b, p, k) => {
+        // Make b share a prefix of k bits with a, to hit both outcomes.
+        const c = Uint8Array.from(b);
+        for (let i = 0; i < k; i++) {
+          const m = 1 << (7 - (i & 7));
+          c[i >> 3] = bit(a, i) ? c[i >> 3]! | m : c[i >> 3]! & ~m;
+        }
+        let expect = true;
+        for (let i = 0; i < p; i++) if (bit(a, i) !== bit(c, i)) expect = false;
+        const ta = formatIPv6(a);
+        const tc = formatIPv6(c);
+        assert.equal(inCidr(ta, tc, p), expect, `${ta} in ${tc}/${p}`);
+      },
+    ),
     { numRuns: RUNS * 5 },
   );
 });
@@ -272,12 +303,21 @@ test("ip: targetOf and formatHostPort", () => {
   assert.deepEqual(targetOf("[::1]", 80), { type: "ipv6", host: "::1", port: 80 });
   assert.deepEqual(targetOf("db.corp", 5432), { type: "domain", host: "db.corp", port: 5432 });
   assert.deepEqual(targetOf("010.0.0.1", 1), { type: "domain", host: "010.0.0.1", port: 1 });
-  assert.deepEqual(targetOf("a".repeat(255), 0), { type: "domain", host: "a".repeat(255), port: 0 });
+  assert.deepEqual(targetOf("a".repeat(255), 0), {
+    type: "domain",
+    host: "a".repeat(255),
+    port: 0,
+  });
   assert.deepEqual(targetOf("x", 65535), { type: "domain", host: "x", port: 65535 });
-  for (const [h, p] of [["", 1], ["a".repeat(256), 1], ["é".repeat(128), 1], ["x", -1], ["x", 65536], ["x", 1.5], [
-    "[db.corp]",
-    1,
-  ], ["[1.2.3.4]", 1]] as const) {
+  for (
+    const [h, p] of [["", 1], ["a".repeat(256), 1], ["é".repeat(128), 1], ["x", -1], ["x", 65536], [
+      "x",
+      1.5,
+    ], [
+      "[db.corp]",
+      1,
+    ], ["[1.2.3.4]", 1]] as const
+  ) {
     assert.throws(() => targetOf(h, p), RangeError, `${h}:${p}`);
   }
   assert.equal(formatHostPort("fd00::1", 22), "[fd00::1]:22");
@@ -289,7 +329,14 @@ test("ip: targetOf and formatHostPort", () => {
 
 test("encode: golden bytes", () => {
   assert.deepEqual(
-    encode({ type: "AGENT_HELLO", minVersion: 1, maxVersion: 2, authMethod: 1, name: "a", software: "s" }),
+    encode({
+      type: "AGENT_HELLO",
+      minVersion: 1,
+      maxVersion: 2,
+      authMethod: 1,
+      name: "a",
+      software: "s",
+    }),
     hex("42525257 01 01 0000 00000007  01 02 01 01 61 01 73"),
   );
   assert.deepEqual(
@@ -325,10 +372,18 @@ test("encode: golden bytes", () => {
     ),
   );
   assert.deepEqual(
-    encode({ type: "OPEN_RESULT", streamId: 1, status: 5, bound: { type: "ipv6", host: "::1", port: 1 } }),
+    encode({
+      type: "OPEN_RESULT",
+      streamId: 1,
+      status: 5,
+      bound: { type: "ipv6", host: "::1", port: 1 },
+    }),
     hex("42525257 01 22 0000 00000018  00000001 05 04 00000000000000000000000000000001 0001"),
   );
-  assert.deepEqual(encodeAddr({ type: "ipv4", host: "1.2.3.4", port: 258 }), hex("01 01020304 0102"));
+  assert.deepEqual(
+    encodeAddr({ type: "ipv4", host: "1.2.3.4", port: 258 }),
+    hex("01 01020304 0102"),
+  );
   assert.deepEqual(frame(0x80, Uint8Array.of(9)), hex("42525257 01 80 0000 00000001 09"));
   // Each call returns a fresh buffer of exactly the frame's size.
   const a = encode({ type: "CLIENT_READY", clientId: 1 });
@@ -343,19 +398,35 @@ test("socks5_encode: golden bytes", () => {
   assert.deepEqual(greeting(Uint8Array.of(2)), hex("05 01 02"));
   assert.deepEqual(methodSelection(0xff), hex("05 ff"));
   assert.deepEqual(userpassRequest("alice@db", "t0k"), hex("01 08 616c6963654064 62 03 74306b"));
-  assert.deepEqual(userpassRequest(Uint8Array.of(1), Uint8Array.of(2, 3)), hex("01 01 01 02 02 03"));
+  assert.deepEqual(
+    userpassRequest(Uint8Array.of(1), Uint8Array.of(2, 3)),
+    hex("01 01 01 02 02 03"),
+  );
   assert.deepEqual(userpassReply(1), hex("01 01"));
   assert.deepEqual(
     request(1, { type: "domain", host: "example.com", port: 443 }),
     Uint8Array.of(5, 1, 0, 3, 11, ...ascii("example.com"), 0x01, 0xbb),
   );
-  assert.deepEqual(request(1, { type: "ipv4", host: "127.0.0.1", port: 80 }), hex("05 01 00 01 7f000001 0050"));
+  assert.deepEqual(
+    request(1, { type: "ipv4", host: "127.0.0.1", port: 80 }),
+    hex("05 01 00 01 7f000001 0050"),
+  );
   assert.deepEqual(reply(0), hex("05 00 00 01 00000000 0000"));
-  assert.deepEqual(reply(7, { type: "ipv6", host: "fd00::2", port: 9 }), hex("05 07 00 04 fd000000000000000000000000000002 0009"));
+  assert.deepEqual(
+    reply(7, { type: "ipv6", host: "fd00::2", port: 9 }),
+    hex("05 07 00 04 fd000000000000000000000000000002 0009"),
+  );
 });
 
 /** Valid values to break one field at a time. */
-const hello = { type: "AGENT_HELLO", minVersion: 1, maxVersion: 1, authMethod: 1, name: "agent", software: "" } as const;
+const hello = {
+  type: "AGENT_HELLO",
+  minVersion: 1,
+  maxVersion: 1,
+  authMethod: 1,
+  name: "agent",
+  software: "",
+} as const;
 const t4 = { type: "ipv4", host: "10.0.0.1", port: 1 } as const;
 
 test("encode: values that cannot be encoded throw RangeError / TypeError naming the field", () => {
@@ -375,8 +446,22 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ type: "AUTH", proof: new Uint8Array(0) }, /AUTH\.proof.*32 or 64/],
     [{ type: "AUTH", proof: new Uint8Array(33) }, /AUTH\.proof.*32 or 64/],
     [{ type: "CHALLENGE", version: 0, nonce: new Uint8Array(32) }, /CHALLENGE\.version/],
-    [{ type: "POOL_HELLO", version: 0, agentId: 1, sessionId: new Uint8Array(16), seq: 1, proof: new Uint8Array(32) }, /POOL_HELLO\.version/],
-    [{ type: "POOL_HELLO", version: 1, agentId: 1, sessionId: new Uint8Array(16), seq: 1, proof: new Uint8Array(16) }, /POOL_HELLO\.proof/],
+    [{
+      type: "POOL_HELLO",
+      version: 0,
+      agentId: 1,
+      sessionId: new Uint8Array(16),
+      seq: 1,
+      proof: new Uint8Array(32),
+    }, /POOL_HELLO\.version/],
+    [{
+      type: "POOL_HELLO",
+      version: 1,
+      agentId: 1,
+      sessionId: new Uint8Array(16),
+      seq: 1,
+      proof: new Uint8Array(16),
+    }, /POOL_HELLO\.proof/],
     [{
       type: "WELCOME",
       agentId: 2 ** 32,
@@ -400,34 +485,102 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ type: "GOAWAY", code: 1, message: "€".repeat(342) }, /GOAWAY\.message.*1026/],
     [{
       type: "ANNOUNCE",
-      rules: Array.from({ length: 513 }, () => ({ kind: "host", client: "", pattern: "*", portMin: 0, portMax: 0 } as const)),
+      rules: Array.from(
+        { length: 513 },
+        () => ({ kind: "host", client: "", pattern: "*", portMin: 0, portMax: 0 } as const),
+      ),
     }, /at most 512/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "host", client: "", pattern: "", portMin: 0, portMax: 0 }] }, /pattern/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "host", client: "", pattern: "x".repeat(256), portMin: 0, portMax: 0 }] }, /pattern/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "host", client: "a b", pattern: "*", portMin: 0, portMax: 0 }] }, /client/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "host", client: "", pattern: "*", portMin: 2, portMax: 1 }] }, /portMin/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "cidr4", client: "", addr: "10.0.0.0", prefix: 33, portMin: 0, portMax: 0 }] }, /prefix/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "cidr4", client: "", addr: "fd00::", prefix: 8, portMin: 0, portMax: 0 }] }, /addr/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "cidr6", client: "", addr: "fd00::", prefix: 129, portMin: 0, portMax: 0 }] }, /prefix/],
-    [{ type: "ANNOUNCE", rules: [{ kind: "cidr6", client: "", addr: "10.0.0.0", prefix: 8, portMin: 0, portMax: 0 }] }, /addr/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "host", client: "", pattern: "", portMin: 0, portMax: 0 }],
+    }, /pattern/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "host", client: "", pattern: "x".repeat(256), portMin: 0, portMax: 0 }],
+    }, /pattern/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "host", client: "a b", pattern: "*", portMin: 0, portMax: 0 }],
+    }, /client/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "host", client: "", pattern: "*", portMin: 2, portMax: 1 }],
+    }, /portMin/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "cidr4", client: "", addr: "10.0.0.0", prefix: 33, portMin: 0, portMax: 0 }],
+    }, /prefix/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "cidr4", client: "", addr: "fd00::", prefix: 8, portMin: 0, portMax: 0 }],
+    }, /addr/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "cidr6", client: "", addr: "fd00::", prefix: 129, portMin: 0, portMax: 0 }],
+    }, /prefix/],
+    [{
+      type: "ANNOUNCE",
+      rules: [{ kind: "cidr6", client: "", addr: "10.0.0.0", prefix: 8, portMin: 0, portMax: 0 }],
+    }, /addr/],
     [{ type: "POOL_REQUEST", requestId: 1, count: 0 }, /count/],
     [{ type: "POOL_CONFIRM", requestId: -1, count: 0 }, /requestId/],
     [{ type: "PING", data: new Uint8Array(7) }, /PING\.data/],
     [{ type: "PONG", data: new Uint8Array(9) }, /PONG\.data/],
-    [{ type: "POOL_HELLO", version: 1, agentId: 1, sessionId: new Uint8Array(16), seq: 1.5, proof: new Uint8Array(0) }, /seq/],
+    [{
+      type: "POOL_HELLO",
+      version: 1,
+      agentId: 1,
+      sessionId: new Uint8Array(16),
+      seq: 1.5,
+      proof: new Uint8Array(0),
+    }, /seq/],
     [{ type: "OPEN", streamId: 1, clientId: 1, client: "", target: t4 }, /OPEN\.client/],
-    [{ type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { ...t4, host: "10.0.0.256" } }, /target\.host/],
-    [{ type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { ...t4, port: 65536 } }, /target\.port/],
-    [{ type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { type: "ipv6", host: "10.0.0.1", port: 1 } }, /target\.host/],
-    [{ type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { type: "domain", host: "", port: 1 } }, /target\.host/],
-    [{ type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { type: "domain", host: "x".repeat(256), port: 1 } }, /target\.host/],
+    [
+      {
+        type: "OPEN",
+        streamId: 1,
+        clientId: 1,
+        client: "c",
+        target: { ...t4, host: "10.0.0.256" },
+      },
+      /target\.host/,
+    ],
+    [
+      { type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { ...t4, port: 65536 } },
+      /target\.port/,
+    ],
+    [{
+      type: "OPEN",
+      streamId: 1,
+      clientId: 1,
+      client: "c",
+      target: { type: "ipv6", host: "10.0.0.1", port: 1 },
+    }, /target\.host/],
+    [{
+      type: "OPEN",
+      streamId: 1,
+      clientId: 1,
+      client: "c",
+      target: { type: "domain", host: "", port: 1 },
+    }, /target\.host/],
+    [{
+      type: "OPEN",
+      streamId: 1,
+      clientId: 1,
+      client: "c",
+      target: { type: "domain", host: "x".repeat(256), port: 1 },
+    }, /target\.host/],
     [{ type: "OPEN_RESULT", streamId: 1, status: 256, bound: t4 }, /status/],
     [{ type: "CONNECT", agent: "a".repeat(65), target: t4 }, /CONNECT\.agent/],
     [{ type: "CONNECT_RESULT", status: 0, bound: { ...t4, port: NaN } }, /bound\.port/],
     [{ type: "CLIENT_READY", clientId: Infinity }, /clientId/],
   ];
   for (const [msg, re] of range) {
-    assert.throws(() => encode(msg), (e: unknown) => e instanceof RangeError && re.test(e.message), re.source);
+    assert.throws(
+      () => encode(msg),
+      (e: unknown) => e instanceof RangeError && re.test(e.message),
+      re.source,
+    );
   }
   const type: [unknown, RegExp][] = [
     [{ type: "NOPE" }, /unknown message type/],
@@ -439,16 +592,26 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ type: "ANNOUNCE", rules: [{ kind: "regex", client: "", portMin: 0, portMax: 0 }] }, /kind/],
   ];
   for (const [msg, re] of type) {
-    assert.throws(() => encode(msg as Message), (e: unknown) => e instanceof TypeError && re.test(e.message), re.source);
+    assert.throws(
+      () => encode(msg as Message),
+      (e: unknown) => e instanceof TypeError && re.test(e.message),
+      re.source,
+    );
   }
   // A failed encode leaves nothing behind for the next one.
-  assert.deepEqual(encode({ type: "CLIENT_READY", clientId: 1 }), hex("42525257 01 31 0000 00000004 00000001"));
+  assert.deepEqual(
+    encode({ type: "CLIENT_READY", clientId: 1 }),
+    hex("42525257 01 31 0000 00000004 00000001"),
+  );
 });
 
 test("encodeUnchecked: well-formed frames that break SPEC.md §10, for negative tests", () => {
   const f = encodeUnchecked({ ...hello, name: "bad name!", minVersion: 3, maxVersion: 2 });
   assert.deepEqual(f.subarray(12, 17), Uint8Array.of(3, 2, 1, 9, 0x62));
-  assert.equal(encodeUnchecked({ type: "ERROR", code: 1, message: "x".repeat(5000) }).length, 12 + 4 + 5000);
+  assert.equal(
+    encodeUnchecked({ type: "ERROR", code: 1, message: "x".repeat(5000) }).length,
+    12 + 4 + 5000,
+  );
   assert.deepEqual(
     encodeUnchecked({ type: "POOL_REQUEST", requestId: 1, count: 0 }),
     hex("42525257 01 11 0000 00000006 00000001 0000"),
@@ -457,7 +620,10 @@ test("encodeUnchecked: well-formed frames that break SPEC.md §10, for negative 
     encodeUnchecked({ type: "CONNECT", agent: "", target: { type: "domain", host: "", port: 0 } }),
     hex("42525257 01 32 0000 00000005 00 03 00 0000"),
   );
-  assert.deepEqual(encodeUnchecked({ type: "AUTH", proof: Uint8Array.of(1) }), hex("42525257 01 03 0000 00000002 01 01"));
+  assert.deepEqual(
+    encodeUnchecked({ type: "AUTH", proof: Uint8Array.of(1) }),
+    hex("42525257 01 03 0000 00000002 01 01"),
+  );
   // Still refuses what has no wire form.
   assert.throws(() => encodeUnchecked({ ...hello, name: "x".repeat(256) }), RangeError);
   assert.throws(() => encodeUnchecked({ type: "PING", data: new Uint8Array(7) }), RangeError);
@@ -505,7 +671,6 @@ for (const name of Object.keys(MsgType) as MsgTypeName[]) {
       fc.property(arb, (m) => {
         const f = encode(m);
         assert.equal(f[5], MsgType[name]);
-        assert.deepEqual(decodeHeader(f), { type: MsgType[name], length: f.length - 12 });
         assert.deepEqual(checkHeader(f), { type: MsgType[name], length: f.length - 12 });
         assert.deepEqual(decode(f), m);
       }),
@@ -516,26 +681,34 @@ for (const name of Object.keys(MsgType) as MsgTypeName[]) {
 
 test("roundtrip: a stream of messages through encode -> Framer -> decode", () => {
   fc.assert(
-    fc.property(fc.array(message, { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 64 }), (ms, step) => {
-      const all = concat(ms.map(encode));
-      const framer = new Framer();
-      const out: (Message | null)[] = [];
-      for (let i = 0; i < all.length; i += step) {
-        framer.push(all.subarray(i, i + step));
-        for (let f = framer.next(); f !== null; f = framer.next()) out.push(decode(f));
-      }
-      assert.deepEqual(out, ms);
-      assert.equal(framer.buffered, 0);
-    }),
+    fc.property(
+      fc.array(message, { minLength: 1, maxLength: 8 }),
+      fc.integer({ min: 1, max: 64 }),
+      (ms, step) => {
+        const all = concat(ms.map(encode));
+        const framer = new Framer();
+        const out: (Message | null)[] = [];
+        for (let i = 0; i < all.length; i += step) {
+          framer.push(all.subarray(i, i + step));
+          for (let f = framer.next(); f !== null; f = framer.next()) out.push(decode(f));
+        }
+        assert.deepEqual(out, ms);
+        assert.equal(framer.buffered, 0);
+      },
+    ),
     { numRuns: RUNS },
   );
 });
 
 test("roundtrip: extension frames 0x80-0xFF decode to null", () => {
   fc.assert(
-    fc.property(fc.integer({ min: 0x80, max: 0xff }), fc.uint8Array({ maxLength: 64 }), (t, payload) => {
-      assert.equal(decode(frame(t, payload)), null);
-    }),
+    fc.property(
+      fc.integer({ min: 0x80, max: 0xff }),
+      fc.uint8Array({ maxLength: 64 }),
+      (t, payload) => {
+        assert.equal(decode(frame(t, payload)), null);
+      },
+    ),
     { numRuns: RUNS },
   );
 });
@@ -605,7 +778,9 @@ for (const c of socksCases) {
       fc.property(c.arb, fc.uint8Array({ maxLength: 16 }), (v, trailer) => {
         const b = c.encode(v);
         assert.deepEqual(c.parse(b), { value: c.expect(v), size: b.length });
-        for (let k = 0; k < b.length; k++) assert.equal(c.parse(b.subarray(0, k)), null, `prefix of ${k} bytes`);
+        for (let k = 0; k < b.length; k++) {
+          assert.equal(c.parse(b.subarray(0, k)), null, `prefix of ${k} bytes`);
+        }
         assert.deepEqual(c.parse(concat([b, trailer])), { value: c.expect(v), size: b.length });
       }),
       { numRuns: RUNS },
@@ -615,5 +790,8 @@ for (const c of socksCases) {
 
 test("socks5: a request with a domain that is not valid UTF-8 is refused, not mangled", () => {
   const bad = Uint8Array.of(5, 1, 0, 3, 1, 0xff, 0, 80);
-  assert.throws(() => parseRequest(bad), (e: unknown) => e instanceof SocksError && e.code === "invalid_message");
+  assert.throws(
+    () => parseRequest(bad),
+    (e: unknown) => e instanceof SocksError && e.code === "invalid_message",
+  );
 });

@@ -1,14 +1,18 @@
 /**
  * SPEC.md and spec/*.ksy agree: the registries of SPEC.md §9 equal the enums
- * of the .ksy files and of src/messages.ts, every message type has a payload
- * type, every .ksy is documented and points at an existing SPEC.md section,
- * and every .ksy has a generated module.
+ * of the .ksy files and the constants src/messages.ts exports (generated from
+ * those enums into generated/enums.ts), the SOCKS5 versions of SPEC.md §8
+ * equal spec/socks5_*.ksy and src/socks5_encode.ts, every message type has a
+ * payload type, every .ksy is documented and points at an existing SPEC.md
+ * section, text is declared as bytes (src/ decodes the UTF-8), and every .ksy
+ * has a generated module.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { AuthMethod, ErrorCode, MsgType, Status } from "../src/messages.ts";
+import { AuthMethod, ErrorCode, MsgType, RuleKind, Status } from "../src/messages.ts";
+import { SOCKS_VERSION, SocksCmd, SocksMethod, USERPASS_VERSION } from "../src/socks5_encode.ts";
 
 const SPEC_DIR = new URL("../spec/", import.meta.url);
 const GENERATED_DIR = new URL("../generated/", import.meta.url);
@@ -84,6 +88,8 @@ function sorted(
 }
 
 const upper = (s: string) => s.toUpperCase();
+/** `no_acceptable` → `noAcceptable`, as scripts/gen.ts spells SOCKS5 keys. */
+const camel = (s: string) => s.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 /** Section numbers of SPEC.md headings: "3", "5.2", ... */
 const SECTIONS = new Set(
@@ -134,7 +140,34 @@ test("spec: status codes §9.3, auth methods §9.4 and rule kinds §9.5 match th
   const auth = sorted(specRegistry("9.4"));
   assert.deepEqual(sorted(ksyEnum("registries", "auth_method")), auth);
   assert.deepEqual(sorted(AuthMethod), auth);
-  assert.deepEqual(sorted(ksyEnum("control", "rule_kind")), sorted(specRegistry("9.5")));
+  const kinds = sorted(specRegistry("9.5"));
+  assert.deepEqual(sorted(ksyEnum("control", "rule_kind")), kinds);
+  assert.deepEqual(sorted(RuleKind), kinds);
+});
+
+test("spec: SOCKS5 versions of SPEC.md §8 = the version checks of spec/socks5_*.ksy = src/socks5_encode.ts", () => {
+  const versions = ksyEnum("socks5_registries", "version");
+  assert.equal(SOCKS_VERSION, versions.get("socks5"));
+  assert.equal(USERPASS_VERSION, versions.get("userpass"));
+  const rows = tableRows(section("8"));
+  assert.ok(rows.length > 0, "SPEC.md §8 has no table");
+  for (const [message, fields] of rows) {
+    assert.ok(message !== undefined && fields !== undefined);
+    const ver = /^ver u1 = ([0-9]+)/.exec(fields);
+    assert.ok(ver, `SPEC.md §8 ${message}: no "ver u1 = N"`);
+    const id = `socks5_${
+      message.replace(/ \(.*\)$/, "").replace(/[ /]+/g, "_").replace("user_password", "userpass")
+    }`;
+    const valid = loadKsy(id).seq?.[0]?.["valid"];
+    const m = /^socks5_registries::version::([a-z0-9_]+)$/.exec(String(valid));
+    assert.ok(
+      m,
+      `spec/${id}.ksy: version is validated as ${String(valid)}, not against the version enum`,
+    );
+    assert.equal(versions.get(m[1] ?? ""), Number(ver[1]), `spec/${id}.ksy: version`);
+  }
+  assert.deepEqual(sorted(SocksMethod), sorted(ksyEnum("socks5_registries", "method"), camel));
+  assert.deepEqual(sorted(SocksCmd), sorted(ksyEnum("socks5_registries", "command"), camel));
 });
 
 test("spec: every message type has a payload type in spec/frame.ksy documented at its SPEC.md section", () => {
@@ -261,6 +294,25 @@ test("spec: length fields are len_*, count fields num_*, and version/magic field
     const version = loadKsy(id).seq?.[0];
     assert.equal(version?.["id"], "version", `spec/${id}.ksy: first field`);
     assert.ok(version && "valid" in version, `spec/${id}.ksy: version is not validated`);
+  }
+});
+
+test("spec: text is declared as bytes (no str, no meta.encoding) and documented as UTF-8 or octets", () => {
+  const TEXT = /^(name|software|message|pattern|client|agent|uname|passwd)$/;
+  const visit = (node: Ksy, where: string) => {
+    for (const attr of node.seq ?? []) {
+      const at = `${where}.${String(attr["id"])}`;
+      assert.ok(attr["type"] !== "str" && attr["type"] !== "strz", `${at}: type str`);
+      if (TEXT.test(String(attr["id"]))) {
+        assert.match(String(attr["doc"] ?? ""), /UTF-8|octets/, `${at}: doc does not say UTF-8`);
+      }
+    }
+    for (const [name, sub] of Object.entries(node.types ?? {})) visit(sub, `${where}::${name}`);
+  };
+  for (const id of KSY_IDS) {
+    const ksy = loadKsy(id);
+    assert.equal(ksy.meta?.["encoding"], undefined, `spec/${id}.ksy: meta.encoding`);
+    visit(ksy, `spec/${id}.ksy`);
   }
 });
 
