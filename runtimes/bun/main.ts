@@ -3,7 +3,7 @@
  * @module
  */
 import { chmod, mkdir, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli.ts";
 import { net } from "./mod.ts";
 
@@ -11,12 +11,8 @@ export const host: Host = {
   net,
   version: Bun.version,
   readTextFile: (path) => Bun.file(path).text(),
-  async writeSecretFile(path, text) {
-    // Bun.write has no mode option; node:fs is Bun's own implementation here.
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await writeFile(path, text, { mode: 0o600 });
-    await chmod(path, 0o600);
-  },
+  // Bun.write has no mode option; node:fs is Bun's own implementation here.
+  writeSecretFile: secretFileWriter({ mkdir, writeTextFile: writeFile, chmod }),
   onSignal(signal, fn) {
     process.on(signal, fn);
     return () => void process.off(signal, fn);
@@ -34,7 +30,7 @@ export const host: Host = {
 /** A stray rejection is a bug to log, not a reason to drop every user's streams. */
 function keepServing(): void {
   process.on("unhandledRejection", (e) => {
-    console.error(`ts=${new Date().toISOString()} level=error msg="unhandled rejection" error=${JSON.stringify(String(e))}`);
+    console.error(unhandledRejectionLine(e));
   });
 }
 

@@ -5,9 +5,9 @@
  * - `socket.write()` returns how many bytes the kernel took, possibly fewer
  *   than given; the rest is queued here (as a view, no copy) and written on
  *   `drain`. `write()` resolves once the queue is empty again.
- * - Reading: `data` chunks go to a small queue; when {@link READ_HWM} unread
- *   bytes are queued the socket is `pause()`d, and `resume()`d once the queue
- *   is empty.
+ * - Reading: `data` chunks go to a {@link ReadQueue} (src/adapter/); when
+ *   `READ_HWM` unread bytes are queued the socket is `pause()`d, and
+ *   `resume()`d once the queue is empty.
  * - Half-close: `allowHalfOpen: true`; `end()` is `socket.shutdown()`
  *   (shutdown(2), SHUT_WR). Careful: in Bun 1.4 `socket.end()` closes the
  *   whole socket at once (the `close` handler runs inside the call), so it
@@ -24,9 +24,9 @@
  *   `rejectUnauthorized: false` and the SHA-256 of
  *   `getPeerCertificate().raw` must equal the pin, checked in `handshake`
  *   before the dial resolves and anything is written.
- * - Listen: `Bun.listen({ tls: { cert, key } })`; the Conn is queued at
- *   `open` (TCP accept), writes wait until its handshake is done; a failed
- *   handshake fails the Conn with ETLS.
+ * - Listen: `Bun.listen({ tls: { cert, key } })`; the Conn goes into the
+ *   {@link AcceptQueue} at `open` (TCP accept), writes wait until its
+ *   handshake is done; a failed handshake fails the Conn with ETLS.
  * - Half-close: `shutdown()` on a TLS socket sends close_notify and FIN;
  *   the peer sees `end`; reading and (the peer's) writing go on.
  *
@@ -40,46 +40,21 @@ import {
   type ListenOptions,
   type Net,
   NetError,
-  type NetErrorCode,
   type TlsClientOptions,
   type TlsServerOptions,
 } from "../../src/net.ts";
+import { normalizeFingerprint } from "../../src/tls.ts";
 import {
-  formatFingerprint,
-  noPeerCertificate,
-  normalizeFingerprint,
-  pinMismatch,
-} from "../../src/tls.ts";
+  AcceptQueue,
+  checkPin,
+  closedError,
+  listenError,
+  ReadQueue,
+  timedOut,
+  toNetError,
+  Waiters,
+} from "../../src/adapter/mod.ts";
 import type { Socket, SocketHandler } from "bun";
-
-/** Unread bytes queued per connection before the socket is paused. */
-const READ_HWM = 256 * 1024;
-
-/** Runtime error codes kept as they are, and the ones mapped. */
-const SAME =
-  /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
-const ALIASES: Record<string, NetErrorCode> = {
-  ECONNABORTED: "ECONNRESET",
-  EAI_NONAME: "ENOTFOUND",
-  EAI_AGAIN: "ENOTFOUND",
-  ENODATA: "ENOTFOUND",
-};
-
-/** BoringSSL and node:tls-style codes of handshake and verification failures. */
-const TLS_CODES =
-  /^(ERR_SSL_|ERR_TLS_|UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED)/;
-
-function toNetError(e: unknown): NetError {
-  if (e instanceof NetError) return e;
-  const code = String((e as { code?: unknown } | null)?.code ?? "").replace(/^DNS_/, "");
-  const mapped = SAME.test(code)
-    ? code as NetErrorCode
-    : ALIASES[code] ?? (TLS_CODES.test(code) ? "ETLS" : "EOTHER");
-  const message = e instanceof Error ? e.message : String(e);
-  return new NetError(mapped, mapped === "ETLS" ? `TLS: ${message} (${code})` : message, {
-    cause: e,
-  });
-}
 
 /** The error for a failed TLS handshake, `err` being what Bun reported. */
 function handshakeError(err: Error | null): NetError {
@@ -90,19 +65,18 @@ function handshakeError(err: Error | null): NetError {
   });
 }
 
-const closedError = () => new NetError("ECLOSED", "connection closed");
 const RESOLVED = Promise.resolve();
+const sha256 = (data: Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest();
 const NO_ADDR: Addr = { host: "", port: 0 };
 
 type Sock = Socket<BunConn>;
-type Settle = [resolve: (v: void) => void, reject: (e: unknown) => void];
 
 class BunConn implements Conn {
   /** Handlers shared by every socket; `socket.data` is the BunConn. */
   static readonly handlers: SocketHandler<BunConn> = {
     binaryType: "uint8array",
     open: (s) => s.data.#attach(s),
-    data: (s, chunk: Uint8Array) => s.data.#onData(chunk),
+    data: (s, chunk: Uint8Array) => s.data.#reads.push(chunk),
     drain: (s) => s.data.#onDrain(),
     end: (s) => s.data.#onEnd(),
     close: (s, e) => s.data.#onClose(e),
@@ -115,16 +89,11 @@ class BunConn implements Conn {
   remote = NO_ADDR;
   readonly closed: Promise<void>;
   #sock!: Sock;
-  #queue: Uint8Array[] = [];
-  #queued = 0;
-  #paused = false;
-  #eof = false;
+  #reads = new ReadQueue({ pause: () => this.#sock.pause(), resume: () => this.#sock.resume() });
   #done = false; // close() called or socket closed
   #error: NetError | null = null;
-  #readResolve: ((c: Uint8Array | null) => void) | null = null;
-  #readReject: ((e: unknown) => void) | null = null;
   #pending: Uint8Array[] = []; // bytes the kernel did not take yet
-  #drainWaiters: Settle[] = [];
+  #drain = new Waiters(); // writes (and a deferred end()) waiting for #pending to empty
   #ended: Promise<void> | null = null;
   #shutdownWhenDrained = false;
   /** A TLS socket. */
@@ -135,13 +104,6 @@ class BunConn implements Conn {
   #dialing: { pin: string | undefined; resolve: () => void; reject: (e: NetError) => void } | null =
     null;
   #onClosed!: () => void;
-  #readExec = (res: (c: Uint8Array | null) => void, rej: (e: unknown) => void) => {
-    this.#readResolve = res;
-    this.#readReject = rej;
-  };
-  #drainExec = (res: (v: void) => void, rej: (e: unknown) => void) => {
-    this.#drainWaiters.push([res, rej]);
-  };
 
   constructor() {
     this.closed = new Promise((r) => (this.#onClosed = r));
@@ -174,11 +136,7 @@ class BunConn implements Conn {
     let error: NetError | null = null;
     if (!ok) error = handshakeError(err);
     else if (dialing?.pin !== undefined) {
-      const raw = this.#sock.getPeerCertificate()?.raw;
-      error = !raw || raw.byteLength === 0 ? noPeerCertificate() : pinMismatch(
-        dialing.pin,
-        formatFingerprint(new Bun.CryptoHasher("sha256").update(raw).digest()),
-      );
+      error = checkPin(dialing.pin, this.#sock.getPeerCertificate()?.raw, sha256);
     }
     if (error) {
       dialing?.reject(error);
@@ -197,19 +155,8 @@ class BunConn implements Conn {
     this.remote = { host: s.remoteAddress, port: s.remotePort };
   }
 
-  #onData(chunk: Uint8Array): void {
-    if (this.#readResolve !== null) return this.#settleRead(chunk);
-    this.#queue.push(chunk);
-    this.#queued += chunk.byteLength;
-    if (this.#queued >= READ_HWM && !this.#paused) {
-      this.#paused = true;
-      this.#sock.pause();
-    }
-  }
-
   #onEnd(): void {
-    this.#eof = true;
-    this.#settleRead(null);
+    this.#reads.end();
     if (this.#ended && !this.#shutdownWhenDrained) this.#sock.end(); // both directions done
   }
 
@@ -220,9 +167,9 @@ class BunConn implements Conn {
       this.#dialing = null;
     }
     this.#done = true;
-    if (this.#error) this.#settleRead(null, this.#error);
-    else this.#settleRead(null);
-    this.#settleDrain(this.#error ?? closedError());
+    if (this.#error) this.#reads.fail(this.#error);
+    this.#reads.close();
+    if (this.#drain.size > 0) this.#drain.reject(this.#error ?? closedError());
     this.#onClosed();
   }
 
@@ -239,49 +186,19 @@ class BunConn implements Conn {
       }
       q.shift();
     }
-    this.#settleDrain(null);
+    this.#drain.resolve();
     if (this.#shutdownWhenDrained) this.#shutdown();
-  }
-
-  #settleRead(v: Uint8Array | null, e?: NetError): void {
-    const res = this.#readResolve, rej = this.#readReject;
-    if (res === null || rej === null) return;
-    this.#readResolve = this.#readReject = null;
-    if (e) rej(e);
-    else res(v);
-  }
-
-  #settleDrain(e: NetError | null): void {
-    const ws = this.#drainWaiters;
-    if (ws.length === 0) return;
-    this.#drainWaiters = [];
-    for (const [res, rej] of ws) e ? rej(e) : res();
   }
 
   #fail(e: NetError): void {
     this.#error ??= e;
-    this.#settleRead(null, this.#error);
-    this.#settleDrain(this.#error);
+    this.#reads.fail(this.#error);
+    this.#drain.reject(this.#error);
     if (!this.#done) this.close();
   }
 
   read(): Promise<Uint8Array | null> {
-    if (this.#queue.length > 0) {
-      const chunk = this.#queue.shift()!;
-      this.#queued -= chunk.byteLength;
-      if (this.#queued === 0) this.#resume();
-      return Promise.resolve(chunk);
-    }
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#eof || this.#done) return Promise.resolve(null);
-    this.#resume();
-    return new Promise(this.#readExec);
-  }
-
-  #resume(): void {
-    if (!this.#paused || this.#done) return;
-    this.#paused = false;
-    this.#sock.resume();
+    return this.#reads.read();
   }
 
   write(chunk: Uint8Array): Promise<void> {
@@ -294,7 +211,7 @@ class BunConn implements Conn {
       if (n > 0) chunk = chunk.subarray(n);
     }
     this.#pending.push(chunk);
-    return new Promise(this.#drainExec);
+    return this.#drain.wait();
   }
 
   end(): Promise<void> {
@@ -306,25 +223,23 @@ class BunConn implements Conn {
       this.#shutdown();
     } else {
       this.#shutdownWhenDrained = true;
-      this.#ended = new Promise(this.#drainExec);
+      this.#ended = this.#drain.wait();
     }
     return this.#ended;
   }
 
   #shutdown(): void {
     this.#shutdownWhenDrained = false;
-    if (this.#eof) this.#sock.end(); // both directions done: close
+    if (this.#reads.eof) this.#sock.end(); // both directions done: close
     else this.#sock.shutdown();
   }
 
   close(): void {
     if (this.#done) return;
     this.#done = true;
-    this.#queue = [];
-    this.#queued = 0;
+    this.#reads.close(true);
     this.#pending = [];
-    this.#settleRead(null);
-    this.#settleDrain(closedError());
+    this.#drain.reject(closedError());
     // TCP: end() closes at once; the close handler resolves `closed`. TLS:
     // end() sends close_notify and keeps the socket until the peer answers
     // (forever if it does not read, or if we are paused), so terminate().
@@ -337,52 +252,21 @@ class BunConn implements Conn {
   }
 }
 
-class BunListener implements Listener {
-  readonly addr: Addr;
-  #server: { stop(closeActive?: boolean): void };
-  #queue: Conn[] = [];
-  #waiters: ((c: Conn | null) => void)[] = [];
-  #closed = false;
-
-  #tls: boolean;
-
-  constructor(host: string, port: number, tls: TlsServerOptions | undefined) {
-    this.#tls = tls !== undefined;
-    const server = Bun.listen<BunConn>({
-      hostname: host,
-      port,
-      allowHalfOpen: true,
-      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-      socket: { ...BunConn.handlers, open: (s) => this.#onOpen(s) },
-    });
-    this.#server = server;
-    this.addr = { host, port: server.port };
-  }
-
-  #onOpen(s: Sock): void {
-    const conn = BunConn.accepted(s, this.#tls);
-    if (this.#closed) conn.close();
-    else if (this.#waiters.length > 0) this.#waiters.shift()!(conn);
-    else this.#queue.push(conn);
-  }
-
-  accept(): Promise<Conn | null> {
-    if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift()!);
-    if (this.#closed) return Promise.resolve(null);
-    return new Promise((r) => this.#waiters.push(r));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#server.stop(false);
-    for (const w of this.#waiters.splice(0)) w(null);
-    for (const c of this.#queue.splice(0)) c.close();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Conn> {
-    for (let c = await this.accept(); c !== null; c = await this.accept()) yield c;
-  }
+/** Sockets accepted go into an {@link AcceptQueue} at `open` (TCP accept). */
+function bunListener(host: string, port: number, tls: TlsServerOptions | undefined): Listener {
+  const server = Bun.listen<BunConn>({
+    hostname: host,
+    port,
+    allowHalfOpen: true,
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    socket: {
+      ...BunConn.handlers,
+      // sockets open from the event loop, after `listener` below exists
+      open: (s): void => listener.push(BunConn.accepted(s, tls !== undefined)),
+    },
+  });
+  const listener = new AcceptQueue({ host, port: server.port }, () => server.stop(false));
+  return listener;
 }
 
 /** Bun's client TLS options for `t`: verify as usual, or nothing (pin). */
@@ -408,12 +292,10 @@ async function dial({ host, port, timeoutMs, tls }: DialOptions): Promise<Conn> 
   const connected = ready ? connecting.then(() => ready) : connecting;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = timeoutMs === undefined ? null : new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const what = tls ? "TLS connect" : "connect";
-      reject(
-        new NetError("ETIMEDOUT", `${what} to ${host}:${port} timed out after ${timeoutMs} ms`),
-      );
-    }, timeoutMs);
+    timer = setTimeout(
+      () => reject(timedOut(host, port, timeoutMs, tls ? "TLS connect" : "connect")),
+      timeoutMs,
+    );
   });
   try {
     await (timeout ? Promise.race([connected, timeout]) : connected);
@@ -430,13 +312,9 @@ async function listen({ host, port, tls }: ListenOptions): Promise<Listener> {
   // Bun reports the hostname it was given; resolve it so `addr` is an IP.
   const ip = /^[\d.]+$|:/.test(host) ? host : (await lookup(host))[0] ?? host;
   try {
-    return new BunListener(ip, port, tls);
+    return bunListener(ip, port, tls);
   } catch (e) {
-    const err = toNetError(e);
-    if (tls && err.code === "EOTHER") {
-      throw new NetError("ETLS", `TLS certificate or key not usable: ${err.message}`, { cause: e });
-    }
-    throw err;
+    throw listenError(e, tls !== undefined);
   }
 }
 

@@ -2,6 +2,7 @@
  * `burrow` on Deno:  deno run -A runtimes/deno/main.ts <command> …
  * @module
  */
+import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli.ts";
 import { net } from "./mod.ts";
 
@@ -9,12 +10,11 @@ export const host: Host = {
   net,
   version: Deno.version.deno,
   readTextFile: (path) => Deno.readTextFile(path),
-  async writeSecretFile(path, text) {
-    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    await Deno.writeTextFile(path, text, { mode: 0o600 });
-    await Deno.chmod(path, 0o600);
-  },
+  writeSecretFile: secretFileWriter({
+    mkdir: Deno.mkdir,
+    writeTextFile: Deno.writeTextFile,
+    chmod: Deno.chmod,
+  }),
   onSignal(signal, fn) {
     Deno.addSignalListener(signal, fn);
     return () => Deno.removeSignalListener(signal, fn);
@@ -25,7 +25,8 @@ export const host: Host = {
         const server = Deno.serve({
           hostname: addr.host,
           port: addr.port,
-          onListen: (a) => resolve({ addr: { host: a.hostname, port: a.port }, close: () => server.shutdown() }),
+          onListen: (a) =>
+            resolve({ addr: { host: a.hostname, port: a.port }, close: () => server.shutdown() }),
         }, fetch);
       } catch (e) {
         reject(e);
@@ -39,7 +40,7 @@ export const host: Host = {
 function keepServing(): void {
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
-    console.error(`ts=${new Date().toISOString()} level=error msg="unhandled rejection" error=${JSON.stringify(String(e.reason))}`);
+    console.error(unhandledRejectionLine(e.reason));
   });
 }
 

@@ -10,7 +10,9 @@
  * on `close()`.
  *
  * `lookup()` uses `node:dns` (getaddrinfo), because `Deno.resolveDns` ignores
- * /etc/hosts.
+ * /etc/hosts. Errors are mapped by src/adapter/'s `toNetError`: Deno's
+ * carry an error class name and often no code, and a TLS connection's are
+ * also read by their words (`{ tls: true }`).
  *
  * TLS (rustls), the same DenoConn on a `Deno.TlsConn`:
  * - Dial, verified: `Deno.connect`, `setNoDelay`, then `Deno.startTls` with
@@ -51,14 +53,17 @@ import {
   type ListenOptions,
   type Net,
   NetError,
-  type NetErrorCode,
 } from "../../src/net.ts";
+import { normalizeFingerprint } from "../../src/tls.ts";
 import {
-  formatFingerprint,
-  noPeerCertificate,
-  normalizeFingerprint,
-  pinMismatch,
-} from "../../src/tls.ts";
+  acceptAll,
+  AcceptQueue,
+  checkPin,
+  closedError,
+  listenError,
+  timedOut,
+  toNetError,
+} from "../../src/adapter/mod.ts";
 import * as nodeTls from "node:tls";
 import { createHash, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
@@ -71,39 +76,7 @@ import { isIP } from "node:net";
 const READ_MIN = 2 * 1024;
 const READ_MAX = 256 * 1024;
 
-/** Error codes kept as they are, and the codes or error class names mapped. */
-const SAME =
-  /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
-const ALIASES: Record<string, NetErrorCode> = {
-  ECONNABORTED: "ECONNRESET",
-  UnexpectedEof: "ECONNRESET", // rustls: the peer closed without close_notify
-  EAI_NONAME: "ENOTFOUND",
-  EAI_AGAIN: "ENOTFOUND",
-  BadResource: "ECLOSED",
-  Interrupted: "ECLOSED",
-  NotConnected: "ECLOSED",
-};
-
-/** rustls' words for handshake and certificate failures. */
-const TLS_MESSAGE =
-  /certificate|handshake|peer is incompatible|received corrupt message|alert|tls|ssl|NotValidForName|UnknownIssuer/i;
-
-/** `tls`: the error came from a TLS connection, so InvalidData means ETLS. */
-function toNetError(e: unknown, tls = false): NetError {
-  if (e instanceof NetError) return e;
-  const { name = "", code = "", message = String(e) } = (e ?? {}) as Partial<
-    Error & { code: string }
-  >;
-  const mapped = SAME.test(code) ? code as NetErrorCode : ALIASES[code] ?? ALIASES[name] ??
-    (/failed to lookup address|Name or service not known/i.test(message)
-      ? "ENOTFOUND"
-      : tls && (name === "InvalidData" || TLS_MESSAGE.test(message))
-      ? "ETLS"
-      : "EOTHER");
-  return new NetError(mapped, mapped === "ETLS" ? `TLS: ${message}` : message, { cause: e });
-}
-
-const closedError = () => new NetError("ECLOSED", "connection closed");
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest();
 // (the addresses of a TlsConn from startTls have no `transport`)
 const addr = (a: Deno.Addr): Addr =>
   "hostname" in a ? { host: a.hostname, port: a.port } : { host: "", port: 0 };
@@ -206,7 +179,7 @@ class DenoConn implements Conn {
   }
 
   #fail(e: unknown): NetError {
-    this.#error ??= toNetError(e, this.#tls);
+    this.#error ??= toNetError(e, { tls: this.#tls });
     this.#finish();
     return this.#error;
   }
@@ -262,8 +235,8 @@ class DenoListener implements Listener {
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Conn> {
-    for (let c = await this.accept(); c !== null; c = await this.accept()) yield c;
+  [Symbol.asyncIterator](): AsyncIterator<Conn> {
+    return acceptAll(this);
   }
 }
 
@@ -272,74 +245,37 @@ const TLS_BACKLOG = 128;
 
 /**
  * A TLS listener accepts in a loop of its own (rustls handshakes only once
- * a connection is accepted) into a bounded queue. An accept error (EMFILE,
- * say) goes to the next `accept()`, and the loop goes on after a pause.
+ * a connection is accepted) into an {@link AcceptQueue} of at most
+ * {@link TLS_BACKLOG}. An accept error (EMFILE, say) goes to the next
+ * `accept()`, and the loop goes on after a pause.
  */
-class DenoTlsListener implements Listener {
-  readonly addr: Addr;
-  #listener: Deno.TlsListener;
-  #closed = false;
-  #queue: (Conn | NetError)[] = [];
-  #waiters: [resolve: (c: Conn | null) => void, reject: (e: NetError) => void][] = [];
-  #room: (() => void) | null = null; // resumes the loop when the queue has room
-
-  constructor(listener: Deno.TlsListener) {
-    this.#listener = listener;
-    this.addr = addr(listener.addr);
-    void this.#loop();
-  }
-
-  async #loop(): Promise<void> {
-    while (!this.#closed) {
-      if (this.#queue.length >= TLS_BACKLOG) {
-        await new Promise<void>((r) => (this.#room = r));
+function tlsListener(listener: Deno.TlsListener): Listener {
+  const queue = new AcceptQueue(addr(listener.addr), () => {
+    try {
+      listener.close();
+    } catch {
+      // already closed
+    }
+  });
+  void (async () => {
+    while (!queue.closed) {
+      if (queue.size >= TLS_BACKLOG) {
+        await queue.room(TLS_BACKLOG); // until an accept() takes one, or close()
         continue;
       }
       let item: Conn | NetError;
       try {
-        item = new DenoConn(await this.#listener.accept());
+        item = new DenoConn(await listener.accept());
       } catch (e) {
-        if (this.#closed || (e as Error)?.name === "BadResource") break;
+        if (queue.closed || (e as Error)?.name === "BadResource") break;
         item = toNetError(e);
         await new Promise((r) => setTimeout(r, 100));
       }
-      const waiter = this.#waiters.shift();
-      if (this.#closed) {
-        if (!(item instanceof NetError)) item.close();
-      } else if (!waiter) this.#queue.push(item);
-      else if (item instanceof NetError) waiter[1](item);
-      else waiter[0](item);
+      queue.push(item);
     }
-    this.close();
-  }
-
-  accept(): Promise<Conn | null> {
-    const item = this.#queue.shift();
-    if (item !== undefined) {
-      this.#room?.();
-      this.#room = null;
-      return item instanceof NetError ? Promise.reject(item) : Promise.resolve(item);
-    }
-    if (this.#closed) return Promise.resolve(null);
-    return new Promise((resolve, reject) => this.#waiters.push([resolve, reject]));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#listener.close();
-    } catch {
-      // already closed
-    }
-    this.#room?.();
-    for (const [resolve] of this.#waiters.splice(0)) resolve(null);
-    for (const c of this.#queue.splice(0)) if (!(c instanceof NetError)) c.close();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Conn> {
-    for (let c = await this.accept(); c !== null; c = await this.accept()) yield c;
-  }
+    queue.close();
+  })();
+  return queue;
 }
 
 function dial(opts: DialOptions): Promise<Conn> {
@@ -350,9 +286,6 @@ function dial(opts: DialOptions): Promise<Conn> {
   }
   return dialTcp(opts).then((c) => new DenoConn(c));
 }
-
-const timedOut = (host: string, port: number, ms: number, what = "connect") =>
-  new NetError("ETIMEDOUT", `${what} to ${host}:${port} timed out after ${ms} ms`);
 
 /** Milliseconds left of the dial timeout started at `start`, or undefined. */
 const left = (opts: DialOptions, start: number) =>
@@ -396,7 +329,7 @@ async function dialTls(
     } catch {
       // already closed
     }
-    throw toNetError(e, true);
+    throw toNetError(e, { tls: true });
   } finally {
     clearTimeout(timer);
   }
@@ -478,14 +411,11 @@ function fetchPinned(opts: DialOptions, pin: string, start: number): Promise<Pin
         resolve(v!);
       }
     };
-    sock.once("error", (e) => done(toNodeTlsError(e)));
+    // node:tls errors: a network failure keeps its code, anything else is ETLS
+    sock.once("error", (e) => done(toNetError(e, { fallback: "ETLS" })));
     sock.once("secureConnect", () => {
       const raw = sock.getPeerCertificate(true)?.raw;
-      if (!raw || raw.byteLength === 0) return done(noPeerCertificate());
-      const mismatch = pinMismatch(
-        pin,
-        formatFingerprint(createHash("sha256").update(raw).digest()),
-      );
+      const mismatch = checkPin(pin, raw, sha256);
       if (mismatch) return done(mismatch);
       try {
         done(null, pinnable(raw));
@@ -498,12 +428,6 @@ function fetchPinned(opts: DialOptions, pin: string, start: number): Promise<Pin
       timer = setTimeout(() => done(timedOut(host, port, opts.timeoutMs!, "TLS connect")), ms);
     }
   });
-}
-
-function toNodeTlsError(e: Error): NetError {
-  const code = String((e as { code?: unknown }).code ?? "");
-  if (SAME.test(code)) return new NetError(code as NetErrorCode, e.message, { cause: e });
-  return new NetError("ETLS", `TLS: ${e.message}`, { cause: e });
 }
 
 /** A fetched pinned certificate as rustls can trust it, or ETLS why not. */
@@ -585,19 +509,13 @@ function listen({ host, port, tls }: ListenOptions): Promise<Listener> {
   try {
     return Promise.resolve(
       tls
-        ? new DenoTlsListener(
+        ? tlsListener(
           Deno.listenTls({ hostname: host, port, transport: "tcp", cert: tls.cert, key: tls.key }),
         )
         : new DenoListener(Deno.listen({ hostname: host, port, transport: "tcp" })),
     );
   } catch (e) {
-    const err = toNetError(e);
-    if (tls && err.code === "EOTHER") {
-      return Promise.reject(
-        new NetError("ETLS", `TLS certificate or key not usable: ${err.message}`, { cause: e }),
-      );
-    }
-    return Promise.reject(err);
+    return Promise.reject(listenError(e, tls !== undefined));
   }
 }
 

@@ -4,9 +4,9 @@
  */
 import { serve } from "@hono/node-server";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
+import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli.ts";
 import { net } from "./mod.ts";
 
@@ -14,11 +14,7 @@ export const host: Host = {
   net,
   version: process.versions.node,
   readTextFile: (path) => readFile(path, "utf8"),
-  async writeSecretFile(path, text) {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await writeFile(path, text, { mode: 0o600 });
-    await chmod(path, 0o600);
-  },
+  writeSecretFile: secretFileWriter({ mkdir, writeTextFile: writeFile, chmod }),
   onSignal(signal, fn) {
     process.on(signal, fn);
     return () => process.off(signal, fn);
@@ -40,7 +36,7 @@ export const host: Host = {
 /** A stray rejection is a bug to log, not a reason to drop every user's streams. */
 function keepServing(): void {
   process.on("unhandledRejection", (e) => {
-    console.error(`ts=${new Date().toISOString()} level=error msg="unhandled rejection" error=${JSON.stringify(String(e))}`);
+    console.error(unhandledRejectionLine(e));
   });
 }
 

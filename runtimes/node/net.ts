@@ -1,12 +1,13 @@
 /**
  * {@link Net} for Node.js, on `node:net`.
  *
- * Reading: the socket flows into a small queue; when the queue holds
- * {@link READ_HWM} bytes nobody has read, the socket is paused (libuv stops
- * reading once Node's own readable buffer is full too) and resumed when the
- * queue is empty. Writing: `socket.write()` returns false above the writable
- * high-water mark, then `write()` waits for `drain`. Half-close:
- * `allowHalfOpen` on both sides, `end()` is `socket.end()`.
+ * Reading: the socket flows into a {@link ReadQueue} (src/adapter/); when
+ * it holds `READ_HWM` bytes nobody has read, the socket is paused
+ * (libuv stops reading once Node's own readable buffer is full too) and
+ * resumed when the queue is empty. Writing: `socket.write()` returns false
+ * above the writable high-water mark, then `write()` waits for `drain`.
+ * Half-close: `allowHalfOpen` on both sides, `end()` is `socket.end()`.
+ * Errors are mapped by src/adapter/'s `toNetError`.
  *
  * TLS (`node:tls`, OpenSSL): the same NodeConn wraps a `tls.TLSSocket`.
  * - Dial: `tls.connect()`; the Conn is handed out on `secureConnect`, after
@@ -36,56 +37,27 @@ import {
   type Listener,
   type ListenOptions,
   type Net,
-  NetError,
-  type NetErrorCode,
+  type NetError,
   type TlsClientOptions,
   type TlsServerOptions,
 } from "../../src/net.ts";
+import { normalizeFingerprint } from "../../src/tls.ts";
 import {
-  formatFingerprint,
-  noPeerCertificate,
-  normalizeFingerprint,
-  pinMismatch,
-} from "../../src/tls.ts";
+  AcceptQueue,
+  checkPin,
+  closedError,
+  ReadQueue,
+  timedOut,
+  toNetError,
+  unusableCertificate,
+  Waiters,
+} from "../../src/adapter/mod.ts";
 
-/** Unread bytes queued per connection before the socket is paused. */
-const READ_HWM = 256 * 1024;
 /** Node's writable and readable buffer high-water mark per socket. */
 const STREAM_HWM = 64 * 1024;
 
-/** Runtime error codes kept as they are, and the ones mapped. */
-const SAME =
-  /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|ECONNRESET|EPIPE|EADDRINUSE)$/;
-const ALIASES: Record<string, NetErrorCode> = {
-  ECONNABORTED: "ECONNRESET",
-  EAI_NONAME: "ENOTFOUND",
-  EAI_AGAIN: "ENOTFOUND",
-  EAI_NODATA: "ENOTFOUND",
-  ERR_STREAM_DESTROYED: "ECLOSED",
-  ERR_STREAM_WRITE_AFTER_END: "ECLOSED",
-  ERR_SOCKET_CLOSED: "ECLOSED",
-};
-
-/** OpenSSL and node:tls error codes of handshake and verification failures. */
-const TLS_CODES =
-  /^(ERR_SSL_|ERR_TLS_|ERR_OSSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED)/;
-
-function toNetError(e: unknown): NetError {
-  if (e instanceof NetError) return e;
-  const code = String((e as { code?: unknown } | null)?.code ?? "");
-  const mapped = SAME.test(code)
-    ? code as NetErrorCode
-    : ALIASES[code] ?? (TLS_CODES.test(code) ? "ETLS" : "EOTHER");
-  const message = e instanceof Error ? e.message : String(e);
-  return new NetError(mapped, mapped === "ETLS" ? `TLS: ${message} (${code})` : message, {
-    cause: e,
-  });
-}
-
-const closedError = () => new NetError("ECLOSED", "connection closed");
 const RESOLVED = Promise.resolve();
-
-type Settle = [resolve: (v: void) => void, reject: (e: unknown) => void];
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest();
 
 /** A {@link Conn} on a `net.Socket` or `tls.TLSSocket`. */
 class NodeConn implements Conn {
@@ -93,100 +65,46 @@ class NodeConn implements Conn {
   readonly remote: Addr;
   readonly closed: Promise<void>;
   #sock: net.Socket;
-  #queue: Uint8Array[] = [];
-  #queued = 0;
-  #paused = false;
-  #eof = false;
+  #reads: ReadQueue;
+  #drain = new Waiters();
   #done = false; // close() called or socket closed
   #error: NetError | null = null;
-  #readResolve: ((c: Uint8Array | null) => void) | null = null;
-  #readReject: ((e: unknown) => void) | null = null;
-  #drainWaiters: Settle[] = [];
   #ended: Promise<void> | null = null;
-  #readExec = (res: (c: Uint8Array | null) => void, rej: (e: unknown) => void) => {
-    this.#readResolve = res;
-    this.#readReject = rej;
-  };
-  #drainExec = (res: (v: void) => void, rej: (e: unknown) => void) => {
-    this.#drainWaiters.push([res, rej]);
-  };
 
   constructor(sock: net.Socket) {
     this.#sock = sock;
+    this.#reads = new ReadQueue({ pause: () => sock.pause(), resume: () => sock.resume() });
     sock.setNoDelay(true);
     this.local = { host: sock.localAddress ?? "", port: sock.localPort ?? 0 };
     this.remote = { host: sock.remoteAddress ?? "", port: sock.remotePort ?? 0 };
     let onClose!: () => void;
     this.closed = new Promise((r) => (onClose = r));
-    sock.on("data", (chunk: Buffer) => this.#onData(chunk));
-    sock.on("end", () => {
-      this.#eof = true;
-      this.#settleRead(null);
-    });
-    sock.on("drain", () => this.#settleDrain(null));
+    sock.on("data", (chunk: Buffer) => this.#reads.push(chunk));
+    sock.on("end", () => this.#reads.end());
+    sock.on("drain", () => this.#drain.resolve());
     sock.on("error", (e) => this.#fail(toNetError(e)));
     sock.on("close", () => {
       this.#done = true;
-      this.#settleRead(null);
-      if (this.#drainWaiters.length > 0) this.#settleDrain(this.#error ?? closedError());
+      this.#reads.close();
+      if (this.#drain.size > 0) this.#drain.reject(this.#error ?? closedError());
       onClose();
     });
   }
 
-  #onData(chunk: Uint8Array): void {
-    if (this.#readResolve !== null) return this.#settleRead(chunk);
-    this.#queue.push(chunk);
-    this.#queued += chunk.byteLength;
-    if (this.#queued >= READ_HWM && !this.#paused) {
-      this.#paused = true;
-      this.#sock.pause();
-    }
-  }
-
-  #settleRead(v: Uint8Array | null, e?: NetError): void {
-    const res = this.#readResolve, rej = this.#readReject;
-    if (res === null || rej === null) return;
-    this.#readResolve = this.#readReject = null;
-    if (e) rej(e);
-    else res(v);
-  }
-
-  #settleDrain(e: NetError | null): void {
-    const ws = this.#drainWaiters;
-    if (ws.length === 0) return;
-    this.#drainWaiters = [];
-    for (const [res, rej] of ws) e ? rej(e) : res();
-  }
-
   #fail(e: NetError): void {
     this.#error ??= e;
-    this.#settleRead(null, this.#error);
-    this.#settleDrain(this.#error);
+    this.#reads.fail(this.#error);
+    this.#drain.reject(this.#error);
   }
 
   read(): Promise<Uint8Array | null> {
-    if (this.#queue.length > 0) {
-      const chunk = this.#queue.shift()!;
-      this.#queued -= chunk.byteLength;
-      if (this.#queued === 0) this.#resume();
-      return Promise.resolve(chunk);
-    }
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#eof || this.#done) return Promise.resolve(null);
-    this.#resume();
-    return new Promise(this.#readExec);
-  }
-
-  #resume(): void {
-    if (!this.#paused || this.#done) return;
-    this.#paused = false;
-    this.#sock.resume();
+    return this.#reads.read();
   }
 
   write(chunk: Uint8Array): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done || this.#ended) return Promise.reject(closedError());
-    return this.#sock.write(chunk) ? RESOLVED : new Promise(this.#drainExec);
+    return this.#sock.write(chunk) ? RESOLVED : this.#drain.wait();
   }
 
   end(): Promise<void> {
@@ -204,11 +122,9 @@ class NodeConn implements Conn {
   close(): void {
     if (this.#done) return;
     this.#done = true;
-    this.#queue = [];
-    this.#queued = 0;
+    this.#reads.close(true);
     this.#sock.destroy();
-    this.#settleRead(null);
-    if (this.#drainWaiters.length > 0) this.#settleDrain(closedError());
+    if (this.#drain.size > 0) this.#drain.reject(closedError());
   }
 
   setNoDelay(on: boolean): void {
@@ -216,52 +132,21 @@ class NodeConn implements Conn {
   }
 }
 
-class NodeListener implements Listener {
-  readonly addr: Addr;
-  #server: net.Server;
-  #queue: Conn[] = [];
-  #waiters: ((c: Conn | null) => void)[] = [];
-  #closed = false;
-
-  constructor(server: net.Server, secureContext: tls.SecureContext | null) {
-    this.#server = server;
-    const a = server.address() as net.AddressInfo;
-    this.addr = { host: a.address, port: a.port };
-    server.on("connection", (raw: net.Socket) => {
-      const sock = secureContext ? new tls.TLSSocket(raw, serverSocketOptions(secureContext)) : raw;
-      const conn = new NodeConn(sock);
-      if (this.#closed) conn.close();
-      else if (this.#waiters.length > 0) this.#waiters.shift()!(conn);
-      else this.#queue.push(conn);
-    });
-    server.on("error", () => {}); // after listen, errors surface per connection
-  }
-
-  accept(): Promise<Conn | null> {
-    if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift()!);
-    if (this.#closed) return Promise.resolve(null);
-    return new Promise((r) => this.#waiters.push(r));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#server.close();
-    for (const w of this.#waiters.splice(0)) w(null);
-    for (const c of this.#queue.splice(0)) c.close();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Conn> {
-    for (let c = await this.accept(); c !== null; c = await this.accept()) yield c;
-  }
+/** Accepted sockets go into an {@link AcceptQueue}, TLS ones wrapped at once. */
+function nodeListener(server: net.Server, secureContext: tls.SecureContext | null): Listener {
+  const a = server.address() as net.AddressInfo;
+  const listener = new AcceptQueue({ host: a.address, port: a.port }, () => server.close());
+  server.on("connection", (raw: net.Socket) => {
+    const sock = secureContext ? new tls.TLSSocket(raw, serverSocketOptions(secureContext)) : raw;
+    listener.push(new NodeConn(sock));
+  });
+  server.on("error", () => {}); // after listen, errors surface per connection
+  return listener;
 }
 
 function dial(opts: DialOptions): Promise<Conn> {
   return opts.tls ? dialTls(opts, opts.tls) : dialTcp(opts);
 }
-
-const timedOut = (host: string, port: number, ms: number, what = "connect") =>
-  new NetError("ETIMEDOUT", `${what} to ${host}:${port} timed out after ${ms} ms`);
 
 function dialTcp({ host, port, timeoutMs }: DialOptions): Promise<Conn> {
   return new Promise((resolve, reject) => {
@@ -333,12 +218,7 @@ function dialTls(
     sock.once("error", onError);
     sock.once("secureConnect", () => {
       if (pin !== undefined) {
-        const raw = sock.getPeerCertificate(true)?.raw;
-        if (!raw || raw.byteLength === 0) return fail(noPeerCertificate());
-        const mismatch = pinMismatch(
-          pin,
-          formatFingerprint(createHash("sha256").update(raw).digest()),
-        );
+        const mismatch = checkPin(pin, sock.getPeerCertificate(true)?.raw, sha256);
         if (mismatch) return fail(mismatch);
       }
       clearTimeout(timer);
@@ -363,9 +243,7 @@ function serverContext(t: TlsServerOptions): tls.SecureContext {
   try {
     return tls.createSecureContext({ cert: t.cert, key: t.key });
   } catch (e) {
-    throw new NetError("ETLS", `TLS certificate or key not usable: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw unusableCertificate(e);
   }
 }
 
@@ -376,7 +254,7 @@ function listen({ host, port, tls: tlsOpts }: ListenOptions): Promise<Listener> 
     server.once("error", (e) => reject(toNetError(e)));
     server.listen({ host, port }, () => {
       server.removeAllListeners("error");
-      resolve(new NodeListener(server, secureContext));
+      resolve(nodeListener(server, secureContext));
     });
   });
 }

@@ -1,0 +1,39 @@
+/**
+ * What every runtime adapter needs besides its runtime's own API, runtime
+ * free (web standards only): runtimes/<name>/net.ts and main.ts bind these
+ * to `node:*`, `Deno.*` or `Bun.*` and hold nothing else.
+ *
+ * - errors.ts: {@link toNetError} maps what any runtime throws onto the
+ *   stable `NetErrorCode`s (one table for all three), and the errors
+ *   the adapters make themselves ({@link closedError}, {@link timedOut},
+ *   {@link unusableCertificate}, {@link listenError}, {@link checkPin}).
+ * - conn.ts: the queues of a Conn on a push-based socket (Node, Bun):
+ *   {@link ReadQueue} (unread chunks and the pending read; pauses the socket
+ *   at {@link READ_HWM} unread bytes, resumes it once the queue is empty)
+ *   and {@link Waiters} (writes waiting for the socket to drain).
+ * - listener.ts: {@link AcceptQueue}, a whole Listener for a socket that
+ *   accepts by itself (the adapter pushes Conns and accept errors), and
+ *   {@link acceptAll}, the async iterator of any Listener.
+ * - entry.ts, for the CLI entry points: {@link secretFileWriter} (mkdir
+ *   0700, write 0600, chmod 0600 on the runtime's fs primitives) and
+ *   {@link unhandledRejectionLine}.
+ *
+ * @module
+ */
+export {
+  checkPin,
+  closedError,
+  type ErrorContext,
+  listenError,
+  timedOut,
+  toNetError,
+  unusableCertificate,
+} from "./errors.ts";
+export { type FlowControl, READ_HWM, ReadQueue, Waiters } from "./conn.ts";
+export { acceptAll, AcceptQueue } from "./listener.ts";
+export {
+  dirname,
+  type SecretFileSystem,
+  secretFileWriter,
+  unhandledRejectionLine,
+} from "./entry.ts";
