@@ -162,7 +162,7 @@ export class Agent {
       const welcome = await deadline(
         (async () => {
           const software = this.opts.software ?? `burrow/0.1.0 ${this.net.runtime}`;
-          const { version, nonce } = await login(wire, "agent", name, credential, software);
+          const { version, nonce } = await login(wire, "agent", name, credential, software, !this.opts.tls);
           this.#version = version;
           this.#nonce = nonce;
           return await wire.expect("WELCOME");

@@ -53,7 +53,7 @@ export async function connectThrough(
   try {
     const result = await deadline(
       (async () => {
-        await login(wire, "client", opts.name, opts.credential, opts.software ?? "burrow/0.1.0");
+        await login(wire, "client", opts.name, opts.credential, opts.software ?? "burrow/0.1.0", !opts.server.tls);
         // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
         await wire.send({ type: "CONNECT", agent, target });
         await wire.expect("CLIENT_READY");

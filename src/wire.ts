@@ -20,7 +20,7 @@ import {
   VERSION_MIN,
 } from "./messages.ts";
 import { linger } from "./linger.ts";
-import type { Conn } from "./net.ts";
+import { type Conn, NetError } from "./net.ts";
 import { deadline } from "./time.ts";
 
 const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
@@ -38,9 +38,20 @@ export class PeerError extends Error {
   }
 }
 
+/** The first bytes of a TLS record (content type 20..23, major version 3): a TLS peer on a plain link. */
+function looksLikeTls(chunk: Uint8Array): boolean {
+  return chunk[0]! >= 0x14 && chunk[0]! <= 0x17 && chunk[1] === 0x03;
+}
+
 export class Wire {
   readonly #framer = new Framer();
+  #received = 0;
   constructor(readonly conn: Conn) {}
+
+  /** Bytes received so far. */
+  get received(): number {
+    return this.#received;
+  }
 
   /**
    * The next message, or null at a clean EOF between frames. Throws
@@ -65,6 +76,12 @@ export class Wire {
         }
         return null;
       }
+      if (this.#received === 0 && looksLikeTls(chunk)) {
+        throw new ProtocolError("bad_magic", "Cannot parse frame: the peer sent a TLS record; it speaks TLS", {
+          reply: false,
+        });
+      }
+      this.#received += chunk.length;
       this.#framer.push(chunk);
     }
   }
@@ -76,7 +93,11 @@ export class Wire {
    */
   async expect<T extends MsgTypeName>(...types: T[]): Promise<MessageOf<T>> {
     const msg = await this.recv();
-    if (msg === null) throw new ProtocolError("protocol_error", `Connection closed while waiting for ${types.join(" or ")}`);
+    if (msg === null) {
+      throw new ProtocolError("protocol_error", `Connection closed while waiting for ${types.join(" or ")}`, {
+        reply: false,
+      });
+    }
     if ((types as string[]).includes(msg.type)) return msg as MessageOf<T>;
     if (msg.type === "ERROR") throw new PeerError(msg.code, msg.message);
     throw new ProtocolError("unexpected_message", `Expected ${types.join(" or ")}, got ${msg.type}`);
@@ -147,6 +168,7 @@ export async function login(
   name: string,
   credential: Credential,
   software: string,
+  plain = false,
 ): Promise<{ version: number; nonce: Uint8Array }> {
   await wire.send({
     type: role === "agent" ? "AGENT_HELLO" : "CLIENT_HELLO",
@@ -156,7 +178,28 @@ export async function login(
     name,
     software,
   });
-  const ch = await wire.expect("CHALLENGE");
+  let ch: MessageOf<"CHALLENGE">;
+  try {
+    ch = await wire.expect("CHALLENGE");
+  } catch (e) {
+    // A TLS server answers our plain HELLO with an alert, a reset or a bare close.
+    const silent = wire.received === 0 && (e instanceof ProtocolError || (e instanceof NetError && e.code === "ECONNRESET"));
+    if (plain && e instanceof ProtocolError && e.code === "bad_magic" && wire.received === 0) {
+      throw new ProtocolError("protocol_error", "The server answered with TLS: it speaks TLS, drop --plain", {
+        reply: false,
+        cause: e,
+      });
+    }
+    if (plain && silent) {
+      throw new ProtocolError(
+        "protocol_error",
+        "The server closed the connection without a CHALLENGE: if it speaks TLS, drop --plain " +
+          "(or it refused this address: see the server's log)",
+        { reply: false, cause: e },
+      );
+    }
+    throw e;
+  }
   await wire.send({ type: "AUTH", proof: await credential.prove(transcript(role, ch.version, ch.nonce, name)) });
   return { version: ch.version, nonce: ch.nonce };
 }

@@ -14,6 +14,7 @@ import { Server } from "../src/server.ts";
 import { parseMethodSelection, parseReply, parseUserpassReply } from "../src/socks5_decode.ts";
 import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
 import { Reader } from "../src/reader.ts";
+import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 
 export const runtime: "node" | "deno" | "bun" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 
@@ -179,6 +180,8 @@ export function testAgent(
 }
 
 export interface Tunnel {
+  /** With `tls: true`: how clients verify the server. */
+  pin?: { fingerprint: string };
   net: Net;
   server: Server;
   agent: Agent;
@@ -194,6 +197,8 @@ export interface TunnelOptions {
   allow?: string[];
   agent?: Partial<AgentOptions>;
   startAgent?: boolean;
+  /** Serve the agent and client ports over TLS (a self-signed certificate the agent pins). */
+  tls?: boolean;
 }
 
 /** A server and an agent in this process, on 127.0.0.1 with ephemeral ports. */
@@ -215,10 +220,13 @@ export async function tunnel(opts: TunnelOptions = {}): Promise<Tunnel> {
     }),
     "(test config)",
   );
-  const server = new Server(net, config, log.with({ role: "server" }));
+  const cert = opts.tls ? await generateSelfSigned() : undefined;
+  const pin = cert ? { fingerprint: await fingerprint(cert.cert) } : undefined;
+  const server = new Server(net, config, log.with({ role: "server" }), cert);
   await server.start();
   const agent = new Agent(net, {
     server: server.addrs.agents!,
+    ...(pin ? { tls: pin } : {}),
     name: "office",
     credential: tokenCredential(AGENT_TOKEN),
     rules: (opts.allow ?? ["127.0.0.1:*", "localhost:*"]).flatMap((r) => parseRule(r)),
@@ -236,6 +244,7 @@ export async function tunnel(opts: TunnelOptions = {}): Promise<Tunnel> {
     agent,
     socks: server.addrs.socks!,
     logs: lines,
+    ...(pin ? { pin } : {}),
     async close() {
       await agent.stop();
       await server.stop();

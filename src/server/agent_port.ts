@@ -102,7 +102,11 @@ export class AgentPort {
     const { version, nonce, verifier } = await verifyLogin(wire, hello, "agent", this.ctx.config().agents, (why) => {
       this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "agent" });
       this.ctx.admission.authFailed("agents", wire.conn.remote.host);
-      log0.warn("authentication failed", { role: "agent", name: hello.name, reason: why });
+      log0.warn("authentication failed", {
+          role: "agent",
+          ...(why === "unknown name" ? { name_bytes: hello.name.length } : { name: hello.name }),
+          reason: why,
+        });
     });
     admitted();
     const agentId = this.#agentId(hello.name);

@@ -26,7 +26,11 @@ export class ClientFront {
       await verifyLogin(wire, hello, "client", this.ctx.config().clients, (why) => {
         this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "client" });
         this.ctx.admission.authFailed("clients", conn.remote.host);
-        log.warn("authentication failed", { role: "client", name: hello.name, reason: why });
+        log.warn("authentication failed", {
+          role: "client",
+          ...(why === "unknown name" ? { name_bytes: hello.name.length } : { name: hello.name }),
+          reason: why,
+        });
       });
       const client = hello.name;
       const clientId = this.router.clientId(client);

@@ -18,11 +18,16 @@ import type { Router } from "./router.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** A user name for the log: as it is if it has the shape of `client[@agent]`, else only its length (it may be a token). */
-export function loggableUser(user: string): string {
-  const at = user.indexOf("@");
-  const ok = at < 0 ? NAME.test(user) : NAME.test(user.slice(0, at)) && NAME.test(user.slice(at + 1));
-  return ok ? user : `(${new TextEncoder().encode(user).length} bytes, not a name)`;
+/**
+ * A user name for the log. A token typed into the user-name field must not
+ * land in the log, and a burrow token has the shape of a name: so the name is
+ * logged only when it is `client[@agent]` with a configured client, else only
+ * its length.
+ */
+export function loggableUser(user: string, known: (client: string) => boolean): Record<string, string | number> {
+  const { client, agent } = splitUser(user);
+  if (NAME.test(client) && known(client) && (agent === "" || NAME.test(agent))) return { user };
+  return { user_bytes: new TextEncoder().encode(user).length };
 }
 
 /** `client` or `client@agent` (SPEC.md §7.1). */
@@ -51,8 +56,11 @@ export class SocksFront {
       if (!a.ok && a.refusal === "auth_failed") {
         this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "socks" });
         this.ctx.admission.authFailed("socks", conn.remote.host);
-        const known = this.ctx.config().clients.has(client);
-        log.warn("socks authentication failed", { user: loggableUser(user), reason: known ? "bad token" : "unknown client" });
+        const clients = this.ctx.config().clients;
+        log.warn("socks authentication failed", {
+          ...loggableUser(user, (c) => clients.has(c)),
+          reason: clients.has(client) ? "bad token" : "unknown client",
+        });
         return;
       }
       if (!a.ok && a.refusal === "no_acceptable_method") {

@@ -1,0 +1,153 @@
+/**
+ * The pool policy of one agent session (src/server/session.ts, SPEC.md §7.4),
+ * without sockets: pool connections are plain objects, POOL_REQUEST is
+ * recorded, the clock is the test's.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { tokenVerifier } from "../src/auth.ts";
+import { silent } from "../src/log.ts";
+import { AgentSession, type PoolParams, SEQ_WINDOW } from "../src/server/session.ts";
+
+class Fake {
+  closed = false;
+  close() {
+    this.closed = true;
+  }
+}
+
+function session(over: Partial<PoolParams> = {}) {
+  let now = 1_000_000;
+  const requests: Array<{ id: number; count: number }> = [];
+  const params: PoolParams = {
+    poolMin: 2,
+    poolMax: 8,
+    poolWaitMs: 50,
+    poolIdleMs: 1000,
+    openTimeoutMs: 500,
+    heartbeatIntervalMs: 250,
+    ...over,
+  };
+  const s = new AgentSession<Fake>(
+    { id: new Uint8Array(16), name: "office", agentId: 1, version: 1, nonce: new Uint8Array(32), verifier: tokenVerifier("x".repeat(8)) },
+    () => params,
+    { log: silent, request: (id, count) => requests.push({ id, count }), now: () => now },
+  );
+  return {
+    s,
+    requests,
+    advance: (ms: number) => {
+      now += ms;
+    },
+    /** Requests sent, as total connections asked. */
+    asked: () => requests.reduce((n, r) => n + r.count, 0),
+  };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+test("session: requested connections that never arrive expire after the open timeout", () => {
+  const { s, requests, advance, asked } = session();
+  s.replenish();
+  assert.deepEqual(requests, [{ id: 1, count: 2 }]);
+  // The agent confirms both, but they are closed before their hello is read
+  // (e.g. by admission): they never arrive.
+  assert.equal(s.confirm(1, 2), 2);
+  assert.equal(s.outstanding, 2);
+  s.tick();
+  assert.equal(asked(), 2, "still counted as on their way");
+  advance(501);
+  s.tick();
+  assert.equal(s.outstanding, 2, "expired, then asked again");
+  assert.deepEqual(requests.at(-1), { id: 2, count: 2 });
+  s.add(new Fake());
+  s.add(new Fake());
+  assert.equal(s.idle, 2);
+  assert.equal(s.outstanding, 0);
+  s.end();
+});
+
+test("session: arrivals count when verified; a confirmed shortfall is asked again", () => {
+  const { s, requests } = session({ poolMin: 4 });
+  s.replenish();
+  assert.deepEqual(requests, [{ id: 1, count: 4 }]);
+  assert.equal(s.add(new Fake()), "idle");
+  assert.equal(s.outstanding, 3);
+  s.confirm(1, 2); // one arrived, one more on its way, two never opened
+  assert.deepEqual(requests.at(-1), { id: 2, count: 2 }, "the two never opened are asked again");
+  assert.equal(s.outstanding, 1 + 2);
+  assert.equal(s.confirm(99, 1), null, "unknown request");
+  s.end();
+});
+
+test("session: a CONNECT waits for the next arrival, oldest first, or gives up after the pool wait", async () => {
+  const { s } = session({ poolMin: 0 });
+  const first = s.take();
+  const second = s.take();
+  assert.equal(s.waiting, 2);
+  const a = new Fake();
+  assert.equal(s.add(a), "taken");
+  assert.equal(await first, a);
+  assert.equal(await second, null, "nothing came within the pool wait");
+  s.release();
+  s.release();
+  assert.equal(s.waiting, 0);
+  s.end();
+});
+
+test("session: pool max, removal of a closed idle connection, end", async () => {
+  const { s, asked } = session({ poolMin: 1, poolMax: 2 });
+  const conns = [new Fake(), new Fake(), new Fake()];
+  assert.equal(s.add(conns[0]!), "idle");
+  assert.equal(s.add(conns[1]!), "idle");
+  assert.equal(s.add(conns[2]!), "full");
+  const before = asked();
+  assert.equal(s.remove(conns[0]!), true);
+  assert.equal(s.remove(conns[0]!), false);
+  assert.equal(s.idle, 1);
+  assert.equal(asked(), before, "one idle meets the target of 1");
+  const waiting = s.take();
+  const idle = await waiting;
+  assert.equal(idle, conns[1]);
+  s.release();
+  const late = s.take();
+  s.end();
+  assert.equal(await late, null, "ending fails waiting CONNECTs");
+  assert.equal(s.add(new Fake()), "closed");
+  s.end(); // idempotent
+});
+
+test("session: the target follows opening demand and shrinks back after the idle time", async () => {
+  const { s, advance, asked } = session({ poolMin: 1, poolMax: 8 });
+  for (let i = 0; i < 6; i++) s.add(new Fake());
+  const takes = await Promise.all(Array.from({ length: 5 }, () => s.take()));
+  assert.ok(takes.every((c) => c !== null));
+  assert.equal(s.target, 5, "five opening at once");
+  for (let i = 0; i < 5; i++) s.release();
+  await tick(); // the refill after takes runs off the critical path
+  assert.equal(s.idle + s.outstanding, 5, "refilled to the target");
+  assert.equal(asked(), 4, "one idle left, four more asked for");
+  for (let i = 0; i < 5; i++) s.add(new Fake());
+  assert.equal(s.idle, 6);
+  assert.equal(s.outstanding, 0);
+  // Ticks over the idle window: demand history forgets the burst.
+  for (let i = 0; i < 6; i++) {
+    advance(250);
+    s.tick();
+  }
+  assert.equal(s.target, 1);
+  assert.equal(s.idle, 1, "idle connections beyond the target were closed");
+  assert.equal(asked(), 4, "shrinking asks for nothing");
+  s.end();
+});
+
+test("session: pool sequence numbers are accepted once, within the window", () => {
+  const { s } = session();
+  assert.equal(s.acceptSeq(1), true);
+  assert.equal(s.acceptSeq(1), false);
+  assert.equal(s.acceptSeq(3), true);
+  assert.equal(s.acceptSeq(2), true, "out of order is fine");
+  assert.equal(s.acceptSeq(SEQ_WINDOW + 10), true);
+  assert.equal(s.acceptSeq(5), false, "too far behind");
+  s.end();
+});
