@@ -7,17 +7,17 @@
  */
 import { fmt, targetText } from "./addr.ts";
 import { type Credential, poolTranscript } from "./auth.ts";
-import { ProtocolError } from "./errors.ts";
+import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
 import { NO_ADDR } from "./encode.ts";
 import { normalizeIP, normalizeTarget } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
-import { type Addr, type Conn, type Net, NetError, type TlsClientOptions } from "./net.ts";
+import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts";
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
-import { deadline, sleep, TimeoutError } from "./time.ts";
-import { answerControl, login, PeerError, Wire } from "./wire.ts";
+import { deadline, sleep } from "./time.ts";
+import { answerControl, login, Wire } from "./wire.ts";
 
 export interface AgentOptions {
   server: Addr;

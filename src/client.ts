@@ -7,15 +7,15 @@
  */
 import { fmt, targetText } from "./addr.ts";
 import type { Credential } from "./auth.ts";
-import { ProtocolError, SocksError } from "./errors.ts";
+import { EofError, NetError, PeerError, ProtocolError, SocksError, TimeoutError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, Status, type Target } from "./messages.ts";
-import { type Addr, type Conn, type DialOptions, type Listener, type Net, NetError } from "./net.ts";
-import { EofError, Reader } from "./reader.ts";
+import { type Addr, type Conn, type DialOptions, type Listener, type Net } from "./net.ts";
+import { Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
 import { acceptSocks, socksReply } from "./socks5_server.ts";
-import { deadline, TimeoutError } from "./time.ts";
-import { login, PeerError, Wire } from "./wire.ts";
+import { deadline } from "./time.ts";
+import { login, Wire } from "./wire.ts";
 
 export interface ClientOptions {
   /** Where local programs connect (default 127.0.0.1:1080). */

@@ -9,15 +9,12 @@ import { parse as parseYaml } from "yaml";
 import { ed25519Verifier, fromHex, tokenCredential, tokenVerifier, type Verifier } from "./auth.ts";
 import type { Rule } from "./messages.ts";
 import type { Addr } from "./net.ts";
-import { parseRule, RuleError } from "./policy.ts";
+import { parseRule } from "./policy.ts";
 import { normalizeFingerprint } from "./tls.ts";
 import { readDuration } from "./time.ts";
+import { ConfigError, RuleError } from "./errors.ts";
 
 /** Bad configuration (a config file, or a value from one or from a flag). */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
 export interface Identity {
   readonly name: string;

@@ -1,6 +1,10 @@
 /**
- * Typed errors of the protocol layer. Every parser in src/ throws only these
- * (or returns a value); the fuzz tests hold it to that.
+ * Every error class of burrow, in one place. Parsers throw only
+ * {@link ProtocolError} and {@link SocksError} (or return a value; the fuzz
+ * tests hold them to that); adapters map runtime failures onto
+ * {@link NetError}; configuration and flags fail with {@link ConfigError},
+ * {@link RuleError} and {@link UsageError}, which the CLI reports in one line.
+ * Anything else that escapes is a bug.
  *
  * @module
  */
@@ -37,4 +41,67 @@ export class SocksError extends Error {
   constructor(readonly code: SocksErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/** The name of an ERROR/GOAWAY code, or `code_N` for one we do not know. */
+export function errorName(code: number): string {
+  return codeNames.get(code) ?? `code_${code}`;
+}
+
+const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
+
+/** The peer sent ERROR (SPEC.md §5.6). */
+export class PeerError extends Error {
+  override name = "PeerError";
+  constructor(readonly code: number, readonly peerMessage: string) {
+    super(`peer error ${errorName(code)}: ${peerMessage}`);
+  }
+}
+
+/** Stable codes of {@link NetError}. */
+export type NetErrorCode =
+  | "ECONNREFUSED"
+  | "EHOSTUNREACH"
+  | "ENETUNREACH"
+  | "ENOTFOUND"
+  | "ETIMEDOUT"
+  | "ECONNRESET"
+  | "EPIPE"
+  | "EADDRINUSE"
+  | "ECLOSED"
+  /** TLS handshake or certificate verification failed (or the pin did not match). */
+  | "ETLS"
+  | "EOTHER";
+
+/** A network failure, with a stable code whatever the runtime said (src/net.ts). */
+export class NetError extends Error {
+  override name = "NetError";
+  constructor(readonly code: NetErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Work that did not finish in time (time.ts `deadline`). */
+export class TimeoutError extends Error {
+  override name = "TimeoutError";
+}
+
+/** The peer closed during an unframed handshake (SOCKS5), or sent more than its limit (reader.ts). */
+export class EofError extends Error {
+  override name = "EofError";
+}
+
+/** A bad configuration file or value: reported in one line, exit code 2. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** A target rule that does not parse (policy.ts): a configuration error. */
+export class RuleError extends Error {
+  override name = "RuleError";
+}
+
+/** Bad flags or a missing one; the CLI reports it in one line, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
 }

@@ -144,25 +144,3 @@ export interface Net {
   lookup(host: string): Promise<string[]>;
 }
 
-/** Stable codes of {@link NetError}. */
-export type NetErrorCode =
-  | "ECONNREFUSED"
-  | "EHOSTUNREACH"
-  | "ENETUNREACH"
-  | "ENOTFOUND"
-  | "ETIMEDOUT"
-  | "ECONNRESET"
-  | "EPIPE"
-  | "EADDRINUSE"
-  | "ECLOSED"
-  /** TLS handshake or certificate verification failed (or the pin did not match). */
-  | "ETLS"
-  | "EOTHER";
-
-/** A network failure, with a stable code whatever the runtime said. */
-export class NetError extends Error {
-  override name = "NetError";
-  constructor(readonly code: NetErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}

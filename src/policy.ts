@@ -12,10 +12,7 @@
 import { normalizeHostName, normalizeIP, unmapIPv4 } from "./host.ts";
 import { inCidr, ipKind } from "./ip.ts";
 import type { Rule, Target } from "./messages.ts";
-
-export class RuleError extends Error {
-  override name = "RuleError";
-}
+import { RuleError } from "./errors.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 

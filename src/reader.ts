@@ -5,12 +5,9 @@
  * @module
  */
 import type { Conn } from "./net.ts";
+import { EofError } from "./errors.ts";
 
 export type Parse<T> = (buf: Uint8Array) => { value: T; size: number } | null;
-
-export class EofError extends Error {
-  override name = "EofError";
-}
 
 export class Reader {
   #buf: Uint8Array = new Uint8Array(0);

@@ -4,10 +4,7 @@
  *
  * @module
  */
-
-export class TimeoutError extends Error {
-  override name = "TimeoutError";
-}
+import { TimeoutError } from "./errors.ts";
 
 /** `p`, or a TimeoutError after `ms` (and `onTimeout()` is called). */
 export function deadline<T>(

@@ -1,3 +1,4 @@
+import { NetError } from "./errors.ts";
 /**
  * TLS helpers, runtime-free (WebCrypto and `@peculiar/x509` only):
  * certificate generation for burrow servers and tests, and SHA-256
@@ -21,7 +22,6 @@
  *
  * @module
  */
-import { NetError } from "./net.ts";
 
 /** A PEM certificate (maybe a chain, leaf first) and its PKCS#8 PEM key. */
 export interface CertAndKey {

@@ -8,7 +8,7 @@
 import { type Credential, transcript } from "./auth.ts";
 import { decode } from "./decode.ts";
 import { encode } from "./encode.ts";
-import { ProtocolError } from "./errors.ts";
+import { NetError, PeerError, ProtocolError } from "./errors.ts";
 import { Framer } from "./framer.ts";
 import {
   ErrorCode,
@@ -20,23 +20,8 @@ import {
   VERSION_MIN,
 } from "./messages.ts";
 import { linger } from "./linger.ts";
-import { type Conn, NetError } from "./net.ts";
+import { type Conn } from "./net.ts";
 import { deadline } from "./time.ts";
-
-const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
-
-/** The name of an ERROR/GOAWAY code, or `code_N` for one we do not know. */
-export function errorName(code: number): string {
-  return codeNames.get(code) ?? `code_${code}`;
-}
-
-/** The peer sent ERROR (SPEC.md §5.6). */
-export class PeerError extends Error {
-  override name = "PeerError";
-  constructor(readonly code: number, readonly peerMessage: string) {
-    super(`peer error ${errorName(code)}: ${peerMessage}`);
-  }
-}
 
 /** The first bytes of a TLS record (content type 20..23, major version 3): a TLS peer on a plain link. */
 function looksLikeTls(chunk: Uint8Array): boolean {

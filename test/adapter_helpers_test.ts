@@ -29,7 +29,8 @@ import {
   unusableCertificate,
   Waiters,
 } from "../src/adapter/mod.ts";
-import { type Conn, NetError, type NetErrorCode } from "../src/net.ts";
+import { type Conn } from "../src/net.ts";
+import { NetError, type NetErrorCode } from "../src/errors.ts";
 
 const bytes = (...xs: number[]) => new Uint8Array(xs);
 

@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import type { Host } from "../src/cli.ts";
-import { main } from "../src/cli.ts";
+import type { Host } from "../src/cli/mod.ts";
+import { main } from "../src/cli/mod.ts";
 import { VERSION_MAX, VERSION_MIN } from "../src/messages.ts";
 import { burrow, runtime } from "./helpers.ts";
 

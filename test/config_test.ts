@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import {
-  ConfigError,
-  parseAddr,
-  parseAgentConfig,
-  parseDuration,
-  parseServerConfig,
-  serverDefaults,
-} from "../src/config.ts";
+import { parseAddr, parseAgentConfig, parseDuration, parseServerConfig, serverDefaults } from "../src/config.ts";
 import { parseRule } from "../src/policy.ts";
 import { readDuration } from "../src/time.ts";
+import { ConfigError } from "../src/errors.ts";
 
 const good = `
 listen:

@@ -12,7 +12,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import process from "node:process";
-import { type Conn, type Listener, type Net, NetError } from "../src/net.ts";
+import { type Conn, type Listener, type Net } from "../src/net.ts";
+import { NetError } from "../src/errors.ts";
 
 const HOST = "127.0.0.1";
 const KiB = 1024;

@@ -10,7 +10,7 @@ import { createLogger, type Logger } from "../src/log.ts";
 import type { Target } from "../src/messages.ts";
 import type { Addr, Conn, Listener, Net } from "../src/net.ts";
 import { parseRule } from "../src/policy.ts";
-import { Server } from "../src/server.ts";
+import { Server } from "../src/server/mod.ts";
 import { parseMethodSelection, parseReply, parseUserpassReply } from "../src/socks5_decode.ts";
 import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
 import { Reader } from "../src/reader.ts";

@@ -5,9 +5,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { describeHost, normalizeHostName, normalizeTarget, unmapIPv4 } from "../src/host.ts";
-import { allowed, normalizeRule, parseRule, RuleError } from "../src/policy.ts";
+import { allowed, normalizeRule, parseRule } from "../src/policy.ts";
 import type { Target } from "../src/messages.ts";
 import { sourceOf } from "../src/server/admission.ts";
+import { RuleError } from "../src/errors.ts";
 
 const dom = (host: string, port = 80): Target => ({ type: "domain", host, port });
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { targetOf } from "../src/ip.ts";
-import { allowed, formatRule, matchRule, parseRule, RuleError } from "../src/policy.ts";
+import { allowed, formatRule, matchRule, parseRule } from "../src/policy.ts";
+import { RuleError } from "../src/errors.ts";
 
 test("policy: rule texts parse into wire rules and format back", () => {
   const cases: Array<[string, string[]]> = [

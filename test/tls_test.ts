@@ -20,15 +20,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import process from "node:process";
-import {
-  type Conn,
-  type DialOptions,
-  type Listener,
-  type Net,
-  NetError,
-  type TlsClientOptions,
-  type TlsServerOptions,
-} from "../src/net.ts";
+import { type Conn, type DialOptions, type Listener, type Net, type TlsClientOptions, type TlsServerOptions } from "../src/net.ts";
 import {
   type CertAndKey,
   fingerprint,
@@ -50,6 +42,7 @@ import {
   within,
   writeBlock,
 } from "./conformance.ts";
+import { NetError } from "../src/errors.ts";
 
 const HOST = "127.0.0.1";
 const KiB = 1024;

@@ -4,7 +4,7 @@
  */
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
-import { type Host, main } from "../../src/cli.ts";
+import { type Host, main } from "../../src/cli/mod.ts";
 import { net } from "./mod.ts";
 
 export const host: Host = {

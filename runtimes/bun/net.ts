@@ -32,17 +32,7 @@
  *
  * @module
  */
-import {
-  type Addr,
-  type Conn,
-  type DialOptions,
-  type Listener,
-  type ListenOptions,
-  type Net,
-  NetError,
-  type TlsClientOptions,
-  type TlsServerOptions,
-} from "../../src/net.ts";
+import { type Addr, type Conn, type DialOptions, type Listener, type ListenOptions, type Net, type TlsClientOptions, type TlsServerOptions } from "../../src/net.ts";
 import { normalizeFingerprint } from "../../src/tls.ts";
 import {
   AcceptQueue,
@@ -55,6 +45,7 @@ import {
   Waiters,
 } from "../../src/adapter/mod.ts";
 import type { Socket, SocketHandler } from "bun";
+import { NetError } from "../../src/errors.ts";
 
 /** The error for a failed TLS handshake, `err` being what Bun reported. */
 function handshakeError(err: Error | null): NetError {

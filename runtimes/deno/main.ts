@@ -3,7 +3,7 @@
  * @module
  */
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
-import { type Host, main } from "../../src/cli.ts";
+import { type Host, main } from "../../src/cli/mod.ts";
 import { net } from "./mod.ts";
 
 export const host: Host = {

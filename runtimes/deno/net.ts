@@ -45,15 +45,7 @@
  * @module
  */
 import { lookup as dnsLookup } from "node:dns/promises";
-import {
-  type Addr,
-  type Conn,
-  type DialOptions,
-  type Listener,
-  type ListenOptions,
-  type Net,
-  NetError,
-} from "../../src/net.ts";
+import { type Addr, type Conn, type DialOptions, type Listener, type ListenOptions, type Net } from "../../src/net.ts";
 import { normalizeFingerprint } from "../../src/tls.ts";
 import {
   acceptAll,
@@ -67,6 +59,7 @@ import {
 import * as nodeTls from "node:tls";
 import { createHash, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
+import { NetError } from "../../src/errors.ts";
 
 /**
  * Bounds of the buffer each `conn.read()` fills. A pending read holds its

@@ -7,7 +7,7 @@ import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
-import { type Host, main } from "../../src/cli.ts";
+import { type Host, main } from "../../src/cli/mod.ts";
 import { net } from "./mod.ts";
 
 export const host: Host = {

@@ -30,17 +30,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { createHash } from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
-import {
-  type Addr,
-  type Conn,
-  type DialOptions,
-  type Listener,
-  type ListenOptions,
-  type Net,
-  type NetError,
-  type TlsClientOptions,
-  type TlsServerOptions,
-} from "../../src/net.ts";
+import { type Addr, type Conn, type DialOptions, type Listener, type ListenOptions, type Net, type TlsClientOptions, type TlsServerOptions } from "../../src/net.ts";
 import { normalizeFingerprint } from "../../src/tls.ts";
 import {
   AcceptQueue,
@@ -52,6 +42,7 @@ import {
   unusableCertificate,
   Waiters,
 } from "../../src/adapter/mod.ts";
+import { type NetError } from "../../src/errors.ts";
 
 /** Node's writable and readable buffer high-water mark per socket. */
 const STREAM_HWM = 64 * 1024;

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { NetError, type NetErrorCode } from "../net.ts";
 import { formatFingerprint, noPeerCertificate, pinMismatch } from "../tls.ts";
+import { NetError, type NetErrorCode } from "../errors.ts";
 
 /** Runtime error codes that are {@link NetErrorCode}s as they are. */
 const SAME: ReadonlySet<string> = new Set<NetErrorCode>([

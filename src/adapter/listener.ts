@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { type Addr, type Conn, type Listener, NetError } from "../net.ts";
+import { type Addr, type Conn, type Listener } from "../net.ts";
+import { NetError } from "../errors.ts";
 
 /** {@link Listener}'s async iterator: `accept()` until it gives `null`. */
 export async function* acceptAll(listener: Pick<Listener, "accept">): AsyncGenerator<Conn> {

@@ -8,20 +8,13 @@ import type { Command } from "commander";
 import { Agent, type AgentOptions } from "../agent.ts";
 import { type Credential, ed25519Credential, tokenCredential } from "../auth.ts";
 import { ClientProxy } from "../client.ts";
-import { type AgentConfig, ConfigError, parseAddr, parseAgentConfig } from "../config.ts";
+import { type AgentConfig, parseAddr, parseAgentConfig } from "../config.ts";
 import type { TlsClientOptions } from "../net.ts";
 import { parseRule } from "../policy.ts";
 import { normalizeFingerprint } from "../tls.ts";
-import {
-  collect,
-  logger,
-  logLevelOption,
-  software,
-  type Start,
-  untilSignal,
-  UsageError,
-} from "./common.ts";
+import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 
 interface TlsFlags {
   fingerprint?: string | undefined;

@@ -7,14 +7,10 @@
 import { Option } from "commander";
 import { createLogger, type Level, type Logger } from "../log.ts";
 import type { Host } from "./mod.ts";
+import { UsageError } from "../errors.ts";
 
 /** burrow's own version (package.json). */
 export const VERSION = "0.1.0";
-
-/** Bad flags or a missing one; `main` reports it in one line, exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
 
 /** A command's action hands its work to `main`, which waits for it. */
 export type Start = (work: Promise<void>) => void;

@@ -6,14 +6,13 @@
  * @module
  */
 import { Command, CommanderError } from "commander";
-import { ConfigError } from "../config.ts";
 import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import type { Addr, Net } from "../net.ts";
-import { RuleError } from "../policy.ts";
 import { agentCommands } from "./agent.ts";
-import { UsageError, VERSION } from "./common.ts";
+import { VERSION } from "./common.ts";
 import { serverCommand } from "./server.ts";
 import { toolCommands } from "./tools.ts";
+import { ConfigError, RuleError, UsageError } from "../errors.ts";
 
 /** What the CLI needs from the runtime besides sockets. */
 export interface Host {

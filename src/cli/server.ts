@@ -5,14 +5,15 @@
  */
 import type { Command } from "commander";
 import { fmt } from "../addr.ts";
-import { ConfigError, parseAddr, parseServerConfig, type ServerConfig } from "../config.ts";
+import { parseAddr, parseServerConfig, type ServerConfig } from "../config.ts";
 import { httpApp } from "../http.ts";
 import type { Logger } from "../log.ts";
 import type { TlsServerOptions } from "../net.ts";
-import { Server } from "../server.ts";
+import { Server } from "../server/mod.ts";
 import { DEFAULT_NAMES, fingerprint, generateSelfSigned } from "../tls.ts";
 import { logger, logLevelOption, type Start, untilSignal } from "./common.ts";
 import type { Host, HttpServer } from "./mod.ts";
+import { ConfigError } from "../errors.ts";
 
 interface ServerFlags {
   config: string;

@@ -5,12 +5,10 @@
  * @module
  */
 import type { ServerConfig } from "../config.ts";
-import { ProtocolError } from "../errors.ts";
+import { NetError, PeerError, ProtocolError, TimeoutError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { NetError } from "../net.ts";
-import { TimeoutError } from "../time.ts";
-import { PeerError, type Wire } from "../wire.ts";
+import { type Wire } from "../wire.ts";
 import type { Admission, Port } from "./admission.ts";
 
 export interface ServerContext {

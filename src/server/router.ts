@@ -13,9 +13,10 @@ import { type Message, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { relay } from "../relay.ts";
-import { deadline, TimeoutError } from "../time.ts";
+import { deadline } from "../time.ts";
 import type { AgentPort, PoolConn, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
+import { TimeoutError } from "../errors.ts";
 
 export interface OpenRequest {
   client: string;

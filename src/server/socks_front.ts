@@ -6,11 +6,10 @@
  * @module
  */
 import { fmt, targetText } from "../addr.ts";
-import { SocksError } from "../errors.ts";
+import { EofError, NetError, SocksError } from "../errors.ts";
 import { Status } from "../messages.ts";
-import { NetError } from "../net.ts";
 import type { Conn } from "../net.ts";
-import { EofError, Reader } from "../reader.ts";
+import { Reader } from "../reader.ts";
 import { acceptSocks, socksReply } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
 import { checkSocksPassword } from "./login.ts";
