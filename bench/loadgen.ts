@@ -17,13 +17,17 @@ export const targetBin = path.join(buildDir, "target");
 /** Compile loadgen.c and target.c if needed. */
 export function build(): void {
   fs.mkdirSync(buildDir, { recursive: true });
-  for (const [src, bin, libs] of [
-    ["loadgen.c", loadgenBin, ["-lm"]],
-    ["target.c", targetBin, []],
-  ] as const) {
+  for (
+    const [src, bin, libs] of [
+      ["loadgen.c", loadgenBin, ["-lm"]],
+      ["target.c", targetBin, []],
+    ] as const
+  ) {
     const s = path.join(here, src);
     if (fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(s).mtimeMs) continue;
-    execFileSync("gcc", ["-O2", "-Wall", "-Wextra", "-pthread", "-o", bin, s, ...libs], { stdio: "inherit" });
+    execFileSync("gcc", ["-O2", "-Wall", "-Wextra", "-pthread", "-o", bin, s, ...libs], {
+      stdio: "inherit",
+    });
   }
 }
 
@@ -59,7 +63,13 @@ export async function runLoadgen(
   maxSeconds: number,
   logFile: string,
 ): Promise<{ code: number | string; results: LoadgenResult[] }> {
-  const p = start(`loadgen ${mode}`, loadgenBin, [mode, ...endpointArgs(ep), ...args, "--max-seconds", String(maxSeconds)], {
+  const p = start(`loadgen ${mode}`, loadgenBin, [
+    mode,
+    ...endpointArgs(ep),
+    ...args,
+    "--max-seconds",
+    String(maxSeconds),
+  ], {
     logFile,
     stdout: "pipe",
     stdin: "ignore",

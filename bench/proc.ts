@@ -137,7 +137,12 @@ export async function stop(p: Proc, graceMs = 3000): Promise<void> {
     const until2 = Date.now() + 2000;
     while (Date.now() < until2 && left.some(alive)) await sleep(25);
   }
-  if (p.exitCode === null) await Promise.race([p.exited, new Promise((r) => setTimeout(r, 1000).unref())]);
+  if (p.exitCode === null) {
+    await Promise.race([
+      p.exited,
+      new Promise((r) => setTimeout(r, 1000).unref()),
+    ]);
+  }
 }
 
 /** Stop every process started and not yet stopped, newest first. */

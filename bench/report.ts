@@ -8,7 +8,15 @@ import type { SystemResult } from "./run.ts";
 type Meta = {
   mode: string;
   seconds: number;
-  plan: { repeats: number; secs: number; latCount: number; rateSecs: number; rateWorkers: number; parStreams: number; stages: number[] };
+  plan: {
+    repeats: number;
+    secs: number;
+    latCount: number;
+    rateSecs: number;
+    rateWorkers: number;
+    parStreams: number;
+    stages: number[];
+  };
   burrow: { pool: { min: number; max: number }; limits: Record<string, number>; logLevel: string };
   loadgen: string;
   facts: {
@@ -25,7 +33,10 @@ type Meta = {
 
 const fin = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x);
 
-function fmt(x: number | undefined, kind: "tput" | "ms" | "rate" | "kib" | "ratio" | "pct" | "mib"): string {
+function fmt(
+  x: number | undefined,
+  kind: "tput" | "ms" | "rate" | "kib" | "ratio" | "pct" | "mib",
+): string {
   if (!fin(x)) return "–";
   switch (kind) {
     case "tput":
@@ -74,13 +85,18 @@ function metrics(stages: number[]): Metric[] {
 
 function errorsOf(r: SystemResult): number {
   const m = r.median;
-  const memErr = (r.memory?.stages ?? []).reduce((a, s) => a + s.errors + (s.streams - s.open - s.errors), 0);
+  const memErr = (r.memory?.stages ?? []).reduce(
+    (a, s) => a + s.errors + (s.streams - s.open - s.errors),
+    0,
+  );
   return (m.rateErrors ?? 0) + (m.latErrors ?? 0) + (m.tputErrors ?? 0) + memErr;
 }
 
 function table(head: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
-  return [line(head), line(head.map((_, i) => (i === 0 ? "---" : "---:"))), ...rows.map(line)].join("\n");
+  return [line(head), line(head.map((_, i) => (i === 0 ? "---" : "---:"))), ...rows.map(line)].join(
+    "\n",
+  );
 }
 
 interface Check {
@@ -105,28 +121,55 @@ function ratioCheck(
 
 function checks(by: Map<string, SystemResult>, stages: number[]): Check[] {
   const ssh = by.get("ssh"), pty = by.get("ssh-pty"), relay = by.get("relay2");
-  const plainOnly = (f: (r: SystemResult) => { text: string; pass: boolean } | undefined) => (r: SystemResult, tls: boolean) =>
-    tls ? undefined : f(r);
-  const tlsOnly = (f: (r: SystemResult) => { text: string; pass: boolean } | undefined) => (r: SystemResult, tls: boolean) =>
-    tls ? f(r) : undefined;
-  const all = (f: (r: SystemResult) => { text: string; pass: boolean } | undefined) => (r: SystemResult) => f(r);
+  const plainOnly =
+    (f: (r: SystemResult) => { text: string; pass: boolean } | undefined) =>
+    (r: SystemResult, tls: boolean) => tls ? undefined : f(r);
+  const tlsOnly =
+    (f: (r: SystemResult) => { text: string; pass: boolean } | undefined) =>
+    (r: SystemResult, tls: boolean) => tls ? f(r) : undefined;
+  const all =
+    (f: (r: SystemResult) => { text: string; pass: boolean } | undefined) => (r: SystemResult) =>
+      f(r);
   const list: Check[] = [
     { name: "up ≥ 1.2× ssh -R", eval: plainOnly(ratioCheck((r) => r.median.up, ssh, "≥", 1.2)) },
-    { name: "down ≥ 1.2× ssh -R", eval: plainOnly(ratioCheck((r) => r.median.down, ssh, "≥", 1.2)) },
+    {
+      name: "down ≥ 1.2× ssh -R",
+      eval: plainOnly(ratioCheck((r) => r.median.down, ssh, "≥", 1.2)),
+    },
     { name: "up ≥ 1.0× relay2", eval: plainOnly(ratioCheck((r) => r.median.up, relay, "≥", 1.0)) },
-    { name: "down ≥ 1.0× relay2", eval: plainOnly(ratioCheck((r) => r.median.down, relay, "≥", 1.0)) },
+    {
+      name: "down ≥ 1.0× relay2",
+      eval: plainOnly(ratioCheck((r) => r.median.down, relay, "≥", 1.0)),
+    },
     { name: "TLS up ≥ 1.0× ssh -R", eval: tlsOnly(ratioCheck((r) => r.median.up, ssh, "≥", 1.0)) },
-    { name: "TLS down ≥ 1.0× ssh -R", eval: tlsOnly(ratioCheck((r) => r.median.down, ssh, "≥", 1.0)) },
+    {
+      name: "TLS down ≥ 1.0× ssh -R",
+      eval: tlsOnly(ratioCheck((r) => r.median.down, ssh, "≥", 1.0)),
+    },
     { name: "16 streams ≥ 2× ssh -R", eval: all(ratioCheck((r) => r.median.par, ssh, "≥", 2)) },
-    { name: "connect p50 ≤ 0.7× ssh -R pty", eval: all(ratioCheck((r) => r.median.p50, pty, "≤", 0.7)) },
+    {
+      name: "connect p50 ≤ 0.7× ssh -R pty",
+      eval: all(ratioCheck((r) => r.median.p50, pty, "≤", 0.7)),
+    },
     {
       name: "connect p99 ≤ 5 ms",
-      eval: (r) => (fin(r.median.p99) ? { text: `${fmt(r.median.p99, "ms")} ms`, pass: r.median.p99 <= 5 } : undefined),
+      eval: (
+        r,
+      ) => (fin(r.median.p99)
+        ? { text: `${fmt(r.median.p99, "ms")} ms`, pass: r.median.p99 <= 5 }
+        : undefined),
     },
-    { name: "conn/s ≥ 1.5× ssh -R pty", eval: all(ratioCheck((r) => r.median.rate, pty, "≥", 1.5)) },
+    {
+      name: "conn/s ≥ 1.5× ssh -R pty",
+      eval: all(ratioCheck((r) => r.median.rate, pty, "≥", 1.5)),
+    },
     {
       name: "conn errors = 0",
-      eval: (r) => (r.median.rateErrors === undefined ? undefined : { text: String(r.median.rateErrors), pass: r.median.rateErrors === 0 }),
+      eval: (
+        r,
+      ) => (r.median.rateErrors === undefined
+        ? undefined
+        : { text: String(r.median.rateErrors), pass: r.median.rateErrors === 0 }),
     },
     ...stages.map((n): Check => ({
       name: `KiB/stream @${n} ≤ 0.5× ssh -R`,
@@ -136,7 +179,10 @@ function checks(by: Map<string, SystemResult>, stages: number[]): Check[] {
       name: "idle-stream errors = 0",
       eval: (r) => {
         if (!r.memory) return undefined;
-        const e = r.memory.stages.reduce((a, s) => a + s.errors + (s.streams - s.open - s.errors), 0);
+        const e = r.memory.stages.reduce(
+          (a, s) => a + s.errors + (s.streams - s.open - s.errors),
+          0,
+        );
         return { text: String(e), pass: e === 0 && r.memory.stages.length > 0 };
       },
     },
@@ -148,12 +194,20 @@ function checks(by: Map<string, SystemResult>, stages: number[]): Check[] {
 function spread(rows: SystemResult[], ms: Metric[]): string[] {
   const out: string[] = [];
   for (const m of ms) {
-    const vals = rows.map((r) => [r, m.get(r)] as const).filter(([, v]) => fin(v)) as Array<readonly [SystemResult, number]>;
+    const vals = rows.map((r) => [r, m.get(r)] as const).filter(([, v]) => fin(v)) as Array<
+      readonly [SystemResult, number]
+    >;
     if (vals.length < 2) continue;
     const best = m.up ? Math.max(...vals.map(([, v]) => v)) : Math.min(...vals.map(([, v]) => v));
     for (const [r, v] of vals) {
       const rel = m.up ? v / best : best / v;
-      if (rel < 0.5) out.push(`${r.label}: ${m.head} ${fmt(v, m.kind)} is ${fmt(rel, "ratio")} of the best runtime (${fmt(best, m.kind)})`);
+      if (rel < 0.5) {
+        out.push(
+          `${r.label}: ${m.head} ${fmt(v, m.kind)} is ${fmt(rel, "ratio")} of the best runtime (${
+            fmt(best, m.kind)
+          })`,
+        );
+      }
     }
   }
   return out;
@@ -167,7 +221,9 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   const out: string[] = [];
   const cipher = ssh?.info.cipher ?? pty?.info.cipher ?? "?";
   out.push(
-    `Run ${f.date.slice(0, 16).replace("T", " ")} UTC, ${meta.mode} (${meta.plan.repeats === 1 ? "1 round" : `median of ${meta.plan.repeats} rounds`}` +
+    `Run ${f.date.slice(0, 16).replace("T", " ")} UTC, ${meta.mode} (${
+      meta.plan.repeats === 1 ? "1 round" : `median of ${meta.plan.repeats} rounds`
+    }` +
       `, ${meta.seconds.toFixed(0)} s), commit ${f.commit}.`,
     "",
     `Machine: ${f.cores} cores (${f.cpu}), ${f.memoryGiB} GiB, Linux ${f.kernel}, fd limit ${f.fdLimit}. ` +
@@ -177,7 +233,9 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
     `Scenarios: up/down one stream for ${meta.plan.secs} s; ${meta.plan.parStreams} parallel download streams for ${meta.plan.secs} s; ` +
       `connect + SOCKS5 handshake + 1-byte echo, ${meta.plan.latCount} sequential connections; ` +
       `${meta.plan.rateWorkers} workers opening connections with a 64-byte echo for ${meta.plan.rateSecs} s; ` +
-      `memory (PSS) of the system's processes with ${meta.plan.stages.join(" and ")} idle streams, minus idle, per stream. ` +
+      `memory (PSS) of the system's processes with ${
+        meta.plan.stages.join(" and ")
+      } idle streams, minus idle, per stream. ` +
       `burrow: pool min ${meta.burrow.pool.min}, max ${meta.burrow.pool.max}, log level ${meta.burrow.logLevel}.`,
     "",
   );
@@ -185,7 +243,9 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   if (disturbed.length > 0) {
     const worst = Math.max(...disturbed.map((r) => r.median.otherCpuMax ?? 0));
     out.push(
-      `Other processes on the machine used up to ${fmt(worst, "pct")} % of a core during some scenario runs ` +
+      `Other processes on the machine used up to ${
+        fmt(worst, "pct")
+      } % of a core during some scenario runs ` +
         `(${disturbed.length} of ${results.length} systems had a run above 30 %; see "others" in the CPU table): ` +
         `those runs are slower, and the median of the rounds is what is reported.`,
       "",
@@ -193,7 +253,12 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   }
 
   // Results
-  out.push(`**Results** (${meta.plan.repeats === 1 ? "one round" : `median of ${meta.plan.repeats} rounds`}; MiB/s and conn/s: more is better; ms and KiB: less is better)`, "");
+  out.push(
+    `**Results** (${
+      meta.plan.repeats === 1 ? "one round" : `median of ${meta.plan.repeats} rounds`
+    }; MiB/s and conn/s: more is better; ms and KiB: less is better)`,
+    "",
+  );
   out.push(
     table(
       ["system", ...ms.map((m) => m.head), "errors"],
@@ -209,10 +274,21 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   const withMem = results.filter((r) => r.memory);
   if (withMem.length > 0) {
     const st = meta.plan.stages;
-    out.push("**Memory** of the system's processes (sum over them; per stream = (with N streams − idle) ÷ N)", "");
+    out.push(
+      "**Memory** of the system's processes (sum over them; per stream = (with N streams − idle) ÷ N)",
+      "",
+    );
     out.push(
       table(
-        ["system", "idle RSS MiB", "idle PSS MiB", ...st.flatMap((n) => [`RSS MiB @${n}`, `PSS MiB @${n}`, `KiB/stream RSS @${n}`, `KiB/stream PSS @${n}`]), "processes / threads @max"],
+        [
+          "system",
+          "idle RSS MiB",
+          "idle PSS MiB",
+          ...st.flatMap((
+            n,
+          ) => [`RSS MiB @${n}`, `PSS MiB @${n}`, `KiB/stream RSS @${n}`, `KiB/stream PSS @${n}`]),
+          "processes / threads @max",
+        ],
         withMem.map((r) => {
           const m = r.memory!;
           const last = m.stages[m.stages.length - 1];
@@ -285,7 +361,9 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   }
 
   // Load generator evidence and CPU
-  const relays = results.filter((r) => r.id !== "direct" && !r.errors.some((e) => /no stream got through/.test(e)));
+  const relays = results.filter((r) =>
+    r.id !== "direct" && !r.errors.some((e) => /no stream got through/.test(e))
+  );
   if (direct && relays.length > 0) {
     const ev = (m: Metric) => {
       const best = relays.map(m.get).filter(fin);
@@ -298,8 +376,12 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
       Math.max(...relays.map((r) => r.median.loadgenCpu?.[sc] ?? NaN).filter(fin));
     out.push(
       `**Load generator** (${meta.loadgen}). Direct is ` +
-        ms.filter((m) => !m.key.startsWith("mem")).map((m) => `${ev(m)} the best relay's ${m.head.replace(/ (MiB\/s|ms)$/, "")}`).join(", ") +
-        `. While measuring any relay it used at most ${fmt(lgMax("up"), "pct")} % (up), ${fmt(lgMax("down"), "pct")} % (down), ` +
+        ms.filter((m) => !m.key.startsWith("mem")).map((m) =>
+          `${ev(m)} the best relay's ${m.head.replace(/ (MiB\/s|ms)$/, "")}`
+        ).join(", ") +
+        `. While measuring any relay it used at most ${fmt(lgMax("up"), "pct")} % (up), ${
+          fmt(lgMax("down"), "pct")
+        } % (down), ` +
         `${fmt(lgMax("par"), "pct")} % (16×), ${fmt(lgMax("rate"), "pct")} % (conn/s) of one core.`,
       "",
     );
@@ -311,10 +393,23 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   );
   out.push(
     table(
-      ["system", "up sys", "up loadgen", "down sys", "down loadgen", "16× sys", "16× loadgen", "conn/s sys", "conn/s loadgen", "others, worst run"],
+      [
+        "system",
+        "up sys",
+        "up loadgen",
+        "down sys",
+        "down loadgen",
+        "16× sys",
+        "16× loadgen",
+        "conn/s sys",
+        "conn/s loadgen",
+        "others, worst run",
+      ],
       results.map((r) => [
         r.label,
-        ...(["up", "down", "par", "rate"] as const).flatMap((sc) => [fmt(r.median.sysCpu?.[sc], "pct"), fmt(r.median.loadgenCpu?.[sc], "pct")]),
+        ...(["up", "down", "par", "rate"] as const).flatMap((
+          sc,
+        ) => [fmt(r.median.sysCpu?.[sc], "pct"), fmt(r.median.loadgenCpu?.[sc], "pct")]),
         fmt(r.median.otherCpuMax, "pct"),
       ]),
     ),
@@ -324,8 +419,12 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
   // Notes
   const notes: string[] = [];
   for (const r of results) {
-    const extra = r.memory?.stages.filter((s) => Object.keys(s.extra).length).map((s) => `@${s.streams}: ${Object.entries(s.extra).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-    const mem = r.memory?.stages.map((s) => `${s.streams} streams opened in ${s.openSeconds.toFixed(1)} s`);
+    const extra = r.memory?.stages.filter((s) => Object.keys(s.extra).length).map((s) =>
+      `@${s.streams}: ${Object.entries(s.extra).map(([k, v]) => `${k} ${v}`).join(", ")}`
+    );
+    const mem = r.memory?.stages.map((s) =>
+      `${s.streams} streams opened in ${s.openSeconds.toFixed(1)} s`
+    );
     const parts = [
       ...(mem ?? []),
       ...(extra?.length ? [`burrow metrics ${extra.join("; ")}`] : []),
@@ -345,5 +444,8 @@ export function updateReadme(file: string, md: string): void {
   const text = fs.readFileSync(file, "utf8");
   const a = text.indexOf(START), b = text.indexOf(END);
   if (a < 0 || b < a) throw new Error(`${file}: markers ${START} … ${END} not found`);
-  fs.writeFileSync(file, text.slice(0, a + START.length) + "\n\n" + md.trimEnd() + "\n\n" + text.slice(b));
+  fs.writeFileSync(
+    file,
+    text.slice(0, a + START.length) + "\n\n" + md.trimEnd() + "\n\n" + text.slice(b),
+  );
 }

@@ -21,9 +21,27 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { build, hold, type LoadgenResult, runLoadgen, startTarget, waitReady } from "./loadgen.ts";
-import { cpuSeconds, killAllSync, machineBusySeconds, memory, type MemSample, selfAndReapedSeconds, sleep, stop, stopAll } from "./proc.ts";
+import {
+  cpuSeconds,
+  killAllSync,
+  machineBusySeconds,
+  memory,
+  type MemSample,
+  selfAndReapedSeconds,
+  sleep,
+  stop,
+  stopAll,
+} from "./proc.ts";
 import { renderMarkdown, updateReadme } from "./report.ts";
-import { allSystems, BURROW_LIMITS, BURROW_POOL, cliHasTls, type Ctx, type Running, type System } from "./systems.ts";
+import {
+  allSystems,
+  BURROW_LIMITS,
+  BURROW_POOL,
+  cliHasTls,
+  type Ctx,
+  type Running,
+  type System,
+} from "./systems.ts";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "..");
@@ -44,7 +62,16 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, tls: "auto", only: null, repeats: 0, readme: true, burrowLogLevel: "info", burrowPool: { ...BURROW_POOL }, render: null };
+  const o: Options = {
+    quick: false,
+    tls: "auto",
+    only: null,
+    repeats: 0,
+    readme: true,
+    burrowLogLevel: "info",
+    burrowPool: { ...BURROW_POOL },
+    render: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = () => {
@@ -62,11 +89,17 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--burrow-log-level") o.burrowLogLevel = val();
     else if (a === "--burrow-pool") {
       const [min, max] = val().split(",").map(Number);
-      if (!Number.isInteger(min) || !Number.isInteger(max)) throw new Error("--burrow-pool wants MIN,MAX");
+      if (!Number.isInteger(min) || !Number.isInteger(max)) {
+        throw new Error("--burrow-pool wants MIN,MAX");
+      }
       o.burrowPool = { min: min!, max: max! };
-    }
-    else if (a === "-h" || a === "--help") {
-      console.log(fs.readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]!.replace(/^\/\*\*?|^ \* ?/gm, ""));
+    } else if (a === "-h" || a === "--help") {
+      console.log(
+        fs.readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]!.replace(
+          /^\/\*\*?|^ \* ?/gm,
+          "",
+        ),
+      );
       process.exit(0);
     } else throw new Error(`unknown option ${a} (see --help)`);
   }
@@ -76,8 +109,30 @@ function parseArgs(argv: string[]): Options {
 /** Scenario sizes: full and quick. */
 function plan(o: Options) {
   return o.quick
-    ? { repeats: o.repeats || 1, secs: 0.5, latCount: 100, latWarmup: 10, rateSecs: 1, rateWorkers: 32, parStreams: 16, stages: [1000], settleMs: 500, shareInstance: true }
-    : { repeats: o.repeats || 3, secs: 1.5, latCount: 500, latWarmup: 20, rateSecs: 5, rateWorkers: 32, parStreams: 16, stages: [1000, 5000], settleMs: 1000, shareInstance: false };
+    ? {
+      repeats: o.repeats || 1,
+      secs: 0.5,
+      latCount: 100,
+      latWarmup: 10,
+      rateSecs: 1,
+      rateWorkers: 32,
+      parStreams: 16,
+      stages: [1000],
+      settleMs: 500,
+      shareInstance: true,
+    }
+    : {
+      repeats: o.repeats || 3,
+      secs: 1.5,
+      latCount: 500,
+      latWarmup: 20,
+      rateSecs: 5,
+      rateWorkers: 32,
+      parStreams: 16,
+      stages: [1000, 5000],
+      settleMs: 1000,
+      shareInstance: false,
+    };
 }
 export type Plan = ReturnType<typeof plan>;
 
@@ -154,9 +209,17 @@ async function startSystem(sys: System, ctx: Ctx): Promise<Running> {
   const r = await sys.start(ctx);
   const loadLog = path.join(ctx.dir, "loadgen.log");
   if (!(await waitReady(r.endpoint, 30, loadLog))) {
-    const logs = r.logs.map((l) => `--- ${path.basename(l)}\n${fs.existsSync(l) ? fs.readFileSync(l, "utf8").split("\n").slice(-10).join("\n") : ""}`).join("\n");
+    const logs = r.logs.map((l) =>
+      `--- ${path.basename(l)}\n${
+        fs.existsSync(l) ? fs.readFileSync(l, "utf8").split("\n").slice(-10).join("\n") : ""
+      }`
+    ).join("\n");
     await r.stop();
-    throw new Error(`${sys.id}: no stream got through within 30 s\n${logs}\n--- loadgen\n${fs.readFileSync(loadLog, "utf8").split("\n").slice(-5).join("\n")}`);
+    throw new Error(
+      `${sys.id}: no stream got through within 30 s\n${logs}\n--- loadgen\n${
+        fs.readFileSync(loadLog, "utf8").split("\n").slice(-5).join("\n")
+      }`,
+    );
   }
   return r;
 }
@@ -185,9 +248,13 @@ async function memoryScenario(r: Running, ctx: Ctx, p: Plan, res: SystemResult):
     };
     stages.push(st);
     say(
-      `  memory ${n} idle streams: open ${st.open}, errors ${st.errors} (${st.openSeconds.toFixed(1)} s), ` +
+      `  memory ${n} idle streams: open ${st.open}, errors ${st.errors} (${
+        st.openSeconds.toFixed(1)
+      } s), ` +
         `RSS ${(mem.rssKiB / 1024).toFixed(1)} MiB (idle ${(idle.rssKiB / 1024).toFixed(1)}), ` +
-        `${st.perStreamRssKiB.toFixed(1)} KiB/stream RSS, ${st.perStreamPssKiB.toFixed(1)} PSS, ${mem.procs} procs` +
+        `${st.perStreamRssKiB.toFixed(1)} KiB/stream RSS, ${
+          st.perStreamPssKiB.toFixed(1)
+        } PSS, ${mem.procs} procs` +
         (Object.keys(extra).length ? ` ${JSON.stringify(extra)}` : ""),
     );
     if (h.error) res.errors.push(`memory ${n}: ${h.error}`);
@@ -199,7 +266,14 @@ async function memoryScenario(r: Running, ctx: Ctx, p: Plan, res: SystemResult):
 const LAT_REPEAT_LIMIT_S = 15;
 
 /** One round of scenarios a–e on a running system. */
-async function perfRound(r: Running, ctx: Ctx, p: Plan, res: SystemResult, targetPid: number, round: number): Promise<void> {
+async function perfRound(
+  r: Running,
+  ctx: Ctx,
+  p: Plan,
+  res: SystemResult,
+  targetPid: number,
+  round: number,
+): Promise<void> {
   Object.assign(res.info, r.info);
   const logFile = path.join(ctx.dir, "loadgen.log");
   const scenarioArgs: Record<Scenario, [string, string[], number]> = {
@@ -208,13 +282,20 @@ async function perfRound(r: Running, ctx: Ctx, p: Plan, res: SystemResult, targe
     par: ["par", ["--seconds", String(p.secs), "--streams", String(p.parStreams)], p.secs + 40],
     // bounded: 120 s even for a system that needs ~44 ms a connection
     lat: ["lat", ["--count", String(p.latCount), "--warmup", String(p.latWarmup)], 120],
-    rate: ["rate", ["--seconds", String(p.rateSecs), "--workers", String(p.rateWorkers)], p.rateSecs + 40],
+    rate: [
+      "rate",
+      ["--seconds", String(p.rateSecs), "--workers", String(p.rateWorkers)],
+      p.rateSecs + 40,
+    ],
   };
   const line: string[] = [];
   for (const sc of SCENARIOS) {
     const [mode, args, maxS] = scenarioArgs[sc];
     if (sc === "lat" && res.info.lat_repeats) continue;
-    const c0 = cpuSeconds(r.roots), tc0 = cpuSeconds([targetPid]), m0 = machineBusySeconds(), s0 = selfAndReapedSeconds();
+    const c0 = cpuSeconds(r.roots),
+      tc0 = cpuSeconds([targetPid]),
+      m0 = machineBusySeconds(),
+      s0 = selfAndReapedSeconds();
     const t0 = performance.now();
     const { results } = await runLoadgen(mode, r.endpoint, args, maxS, logFile);
     const wall = (performance.now() - t0) / 1000;
@@ -225,7 +306,8 @@ async function perfRound(r: Running, ctx: Ctx, p: Plan, res: SystemResult, targe
       continue;
     }
     // the rest of the machine: all busy time minus the system, the target, us and the (reaped) load generator
-    const other = machineBusySeconds() - m0 - sysCpu - (cpuSeconds([targetPid]) - tc0) - (selfAndReapedSeconds() - s0);
+    const other = machineBusySeconds() - m0 - sysCpu - (cpuSeconds([targetPid]) - tc0) -
+      (selfAndReapedSeconds() - s0);
     res.other[sc].push(Math.max(0, (100 * other) / wall));
     res.runs[sc].push(out);
     res.cpu[sc].push(r.roots.length ? (100 * sysCpu) / wall : NaN);
@@ -260,7 +342,9 @@ function summarize(res: SystemResult): void {
     rateErrors: sum(num("rate", "errors")),
     latErrors: sum(num("lat", "errors")),
     tputErrors: sum([...num("up", "errors"), ...num("down", "errors"), ...num("par", "errors")]),
-    loadgenCpu: Object.fromEntries(SCENARIOS.map((sc) => [sc, median(num(sc, "loadgen_cpu_pct")) ?? NaN])),
+    loadgenCpu: Object.fromEntries(
+      SCENARIOS.map((sc) => [sc, median(num(sc, "loadgen_cpu_pct")) ?? NaN]),
+    ),
     sysCpu: Object.fromEntries(SCENARIOS.map((sc) => [sc, median(res.cpu[sc]) ?? NaN])),
     otherCpu: Object.fromEntries(SCENARIOS.map((sc) => [sc, median(res.other[sc]) ?? NaN])),
     otherCpuMax: Math.max(0, ...SCENARIOS.flatMap((sc) => res.other[sc])),
@@ -289,7 +373,10 @@ function ensureTools(): void {
   say(`installing ${need.join(" ")} (apt-get)`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
-  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...need], { stdio: "inherit", env });
+  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...need], {
+    stdio: "inherit",
+    env,
+  });
 }
 
 function firstLine(cmd: string, args: string[]): string {
@@ -303,8 +390,12 @@ function machineFacts() {
   const dpkg = (pkg: string) => firstLine("dpkg-query", ["-W", "-f", "${Version}", pkg]);
   let commit = "?";
   try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "runtimes"], { cwd: root, encoding: "utf8" }).trim();
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" })
+      .trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "runtimes"], {
+      cwd: root,
+      encoding: "utf8",
+    }).trim();
     if (dirty) commit += " + uncommitted changes in src/ or runtimes/";
   } catch {
     // not a git checkout
@@ -352,14 +443,17 @@ function writeReport(meta: Meta, results: SystemResult[], readme: boolean, json:
   say(md);
   if (readme) {
     updateReadme(path.join(here, "README.md"), md);
-    say("bench/README.md: \"Latest results\" updated");
+    say('bench/README.md: "Latest results" updated');
   }
 }
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (o.render) {
-    const { meta, results } = JSON.parse(fs.readFileSync(o.render, "utf8")) as { meta: Meta; results: SystemResult[] };
+    const { meta, results } = JSON.parse(fs.readFileSync(o.render, "utf8")) as {
+      meta: Meta;
+      results: SystemResult[];
+    };
     const complete = meta.mode === "full" && results.length >= 8 && o.readme;
     writeReport(meta, results, complete, false);
     return;
@@ -371,15 +465,23 @@ async function main(): Promise<void> {
   const tls = o.tls === "on" || (o.tls === "auto" && cliHasTls(root));
   let systems = allSystems({ tls });
   if (o.only) {
-    const unknown = o.only.filter((id) => !systems.some((s) => s.id === id) && !id.endsWith("-tls"));
-    if (unknown.length) throw new Error(`unknown system(s) ${unknown.join(", ")}; known: ${systems.map((s) => s.id).join(", ")}`);
+    const unknown = o.only.filter((id) =>
+      !systems.some((s) => s.id === id) && !id.endsWith("-tls")
+    );
+    if (unknown.length) {
+      throw new Error(
+        `unknown system(s) ${unknown.join(", ")}; known: ${systems.map((s) => s.id).join(", ")}`,
+      );
+    }
     if (o.only.some((id) => id.endsWith("-tls"))) systems = allSystems({ tls: true });
     systems = systems.filter((s) => o.only!.includes(s.id));
   }
   const facts = machineFacts();
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-bench-"));
   say(`burrow bench (${o.quick ? "quick" : "full"}): ${systems.map((s) => s.id).join(", ")}`);
-  say(`machine: ${facts.cores} cores, ${facts.cpu}, ${facts.memoryGiB} GiB; node ${facts.versions.node}, deno ${facts.versions.deno}, bun ${facts.versions.bun}; logs in ${base}`);
+  say(
+    `machine: ${facts.cores} cores, ${facts.cpu}, ${facts.memoryGiB} GiB; node ${facts.versions.node}, deno ${facts.versions.deno}, bun ${facts.versions.bun}; logs in ${base}`,
+  );
   const target = await startTarget(path.join(base, "target.log"));
   const results: SystemResult[] = systems.map((sys) => ({
     id: sys.id,
@@ -400,7 +502,11 @@ async function main(): Promise<void> {
   });
   const failed = new Set<string>();
   /** Start `sys`, run `body`, stop it; a failure is recorded and the system left out from then on. */
-  const withSystem = async (sys: System, res: SystemResult, body: (r: Running, c: Ctx) => Promise<void>) => {
+  const withSystem = async (
+    sys: System,
+    res: SystemResult,
+    body: (r: Running, c: Ctx) => Promise<void>,
+  ) => {
     if (failed.has(sys.id)) return;
     const c = ctx(sys);
     let r: Running | null = null;
@@ -440,7 +546,11 @@ async function main(): Promise<void> {
       for (let round = 0; round < p.repeats; round++) {
         say(`== round ${round + 1} of ${p.repeats}`);
         for (const [i, sys] of systems.entries()) {
-          await withSystem(sys, results[i]!, (r, c) => perfRound(r, c, p, results[i]!, target.proc.pid, round));
+          await withSystem(
+            sys,
+            results[i]!,
+            (r, c) => perfRound(r, c, p, results[i]!, target.proc.pid, round),
+          );
         }
       }
     }
@@ -454,7 +564,8 @@ async function main(): Promise<void> {
     seconds,
     plan: p,
     burrow: { pool: o.burrowPool, limits: BURROW_LIMITS, logLevel: o.burrowLogLevel },
-    loadgen: "bench/loadgen.c (C, gcc -O2): SOCKS5 step by step with TCP_NODELAY; target bench/target.c (C, epoll)",
+    loadgen:
+      "bench/loadgen.c (C, gcc -O2): SOCKS5 step by step with TCP_NODELAY; target bench/target.c (C, epoll)",
     facts,
   };
   const complete = !o.quick && !o.only && o.burrowLogLevel === "info" &&

@@ -51,7 +51,9 @@ async function stopAllOf(procs: Proc[]): Promise<void> {
 /** Fail early with the log's tail if a process died during start. */
 function checkAlive(procs: Proc[]): void {
   for (const p of procs) {
-    if (p.exitCode !== null) throw new Error(`${p.name} exited (${p.exitCode}) at start:\n${tail(p.logFile)}`);
+    if (p.exitCode !== null) {
+      throw new Error(`${p.name} exited (${p.exitCode}) at start:\n${tail(p.logFile)}`);
+    }
   }
 }
 
@@ -61,7 +63,14 @@ const direct: System = {
   id: "direct",
   label: "direct",
   memory: false,
-  start: async (ctx) => ({ endpoint: { target: ctx.target }, roots: [], info: {}, logs: [], stop: async () => {} }),
+  start: (ctx) =>
+    Promise.resolve({
+      endpoint: { target: ctx.target },
+      roots: [],
+      info: {},
+      logs: [],
+      stop: () => Promise.resolve(),
+    }),
 };
 
 /** Two plain relays chained: the floor for a two-hop tunnel. */
@@ -99,7 +108,9 @@ const microsocks: System = {
   async start(ctx) {
     const port = await freePort();
     const log = path.join(ctx.dir, "microsocks.log");
-    const p = start("microsocks", "microsocks", ["-i", "127.0.0.1", "-p", String(port)], { logFile: log });
+    const p = start("microsocks", "microsocks", ["-i", "127.0.0.1", "-p", String(port)], {
+      logFile: log,
+    });
     await sleep(100);
     checkAlive([p]);
     return {
@@ -126,7 +137,17 @@ function sshR(pty: boolean): System {
       fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // privilege separation directory
       const d = ctx.dir;
       const keygen = (file: string) =>
-        execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "burrow-bench", "-f", file], { stdio: "ignore" });
+        execFileSync("ssh-keygen", [
+          "-q",
+          "-t",
+          "ed25519",
+          "-N",
+          "",
+          "-C",
+          "burrow-bench",
+          "-f",
+          file,
+        ], { stdio: "ignore" });
       keygen(path.join(d, "host_key"));
       keygen(path.join(d, "client_key"));
       fs.copyFileSync(path.join(d, "client_key.pub"), path.join(d, "authorized_keys"));
@@ -174,7 +195,10 @@ function sshR(pty: boolean): System {
       // (the tunnel itself runs without -v: per-channel debug output would slow it).
       let cipher = "?";
       for (let i = 0; i < 50 && cipher === "?"; i++) {
-        const r = spawnSync("ssh", [...common, "-v", "root@127.0.0.1", "true"], { encoding: "utf8", timeout: 10_000 });
+        const r = spawnSync("ssh", [...common, "-v", "root@127.0.0.1", "true"], {
+          encoding: "utf8",
+          timeout: 10_000,
+        });
         cipher = /kex: server->client cipher: (\S+)/.exec(r.stderr ?? "")?.[1] ?? "?";
         if (cipher === "?") {
           checkAlive([sshd]);
@@ -182,13 +206,22 @@ function sshR(pty: boolean): System {
         }
       }
       const sshLog = path.join(d, "ssh.log");
-      const fwd = ["-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR", "-R", `127.0.0.1:${socksPort}`];
+      const fwd = [
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-R",
+        `127.0.0.1:${socksPort}`,
+      ];
       const ssh = pty
         ? start("ssh -tt -R", "ssh", [...common, ...fwd, "-tt", "root@127.0.0.1", "sleep 100000"], {
           logFile: sshLog,
           stdin: "pipe", // kept open for the session
         })
-        : start("ssh -N -R", "ssh", [...common, ...fwd, "-N", "root@127.0.0.1"], { logFile: sshLog });
+        : start("ssh -N -R", "ssh", [...common, ...fwd, "-N", "root@127.0.0.1"], {
+          logFile: sshLog,
+        });
       await sleep(100);
       checkAlive([sshd, ssh]);
       return {
@@ -225,7 +258,11 @@ function runtimeCmd(root: string, rt: Runtime): [string, string[]] {
  * above that.
  */
 export const BURROW_POOL = { min: 16, max: 6000 };
-export const BURROW_LIMITS = { streams_per_client: 20000, streams_per_agent: 20000, pending_handshakes: 4096 };
+export const BURROW_LIMITS = {
+  streams_per_client: 20000,
+  streams_per_agent: 20000,
+  pending_handshakes: 4096,
+};
 
 /**
  * Whether this checkout's CLI has TLS (`tls:` in the server config, `--plain`
@@ -254,7 +291,11 @@ function burrow(rt: Runtime, tls: boolean): System {
       const token = () => crypto.randomBytes(18).toString("base64url");
       const clientToken = token();
       const agentToken = token();
-      const [agentsPort, socksPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+      const [agentsPort, socksPort, httpPort] = [
+        await freePort(),
+        await freePort(),
+        await freePort(),
+      ];
       const hasTls = cliHasTls(ctx.root);
       if (tls && !hasTls) throw new Error("this checkout's burrow CLI has no TLS yet");
       const config = {
@@ -298,7 +339,9 @@ function burrow(rt: Runtime, tls: boolean): System {
             await sleep(50);
           }
         }
-        if (!fp) throw new Error(`burrow server (${rt}) printed no TLS fingerprint:\n${tail(serverLog)}`);
+        if (!fp) {
+          throw new Error(`burrow server (${rt}) printed no TLS fingerprint:\n${tail(serverLog)}`);
+        }
         agentTls = ["--fingerprint", fp];
       }
       const agent = start(`burrow agent (${rt})`, cmd, [
@@ -320,7 +363,12 @@ function burrow(rt: Runtime, tls: boolean): System {
       await sleep(200);
       checkAlive(procs);
       return {
-        endpoint: { target: ctx.target, socks: `127.0.0.1:${socksPort}`, user: "bench", pass: clientToken },
+        endpoint: {
+          target: ctx.target,
+          socks: `127.0.0.1:${socksPort}`,
+          user: "bench",
+          pass: clientToken,
+        },
         roots: [server.pid, agent.pid],
         info: {
           pool: `min ${ctx.burrowPool.min}, max ${ctx.burrowPool.max}`,
@@ -333,7 +381,10 @@ function burrow(rt: Runtime, tls: boolean): System {
             const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
             const m = /^burrow_pool_idle\{[^}]*\} (\d+)/m.exec(text);
             const active = /^burrow_streams_active(?:\{[^}]*\})? (\d+)/m.exec(text);
-            return { pool_idle: m ? Number(m[1]) : NaN, streams_active: active ? Number(active[1]) : NaN };
+            return {
+              pool_idle: m ? Number(m[1]) : NaN,
+              streams_active: active ? Number(active[1]) : NaN,
+            };
           } catch {
             return {};
           }
@@ -348,7 +399,14 @@ export const RUNTIMES: Runtime[] = ["node", "deno", "bun"];
 
 /** Every system, in report order. TLS rows only with `tls`. */
 export function allSystems(opts: { tls: boolean }): System[] {
-  const list = [direct, relay2, microsocks, sshR(false), sshR(true), ...RUNTIMES.map((rt) => burrow(rt, false))];
+  const list = [
+    direct,
+    relay2,
+    microsocks,
+    sshR(false),
+    sshR(true),
+    ...RUNTIMES.map((rt) => burrow(rt, false)),
+  ];
   if (opts.tls) list.push(...RUNTIMES.map((rt) => burrow(rt, true)));
   return list;
 }

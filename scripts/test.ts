@@ -41,7 +41,11 @@ const tallies: Tally[] = [];
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: "inherit", env: { ...process.env, ...env } });
+    const child = spawn(cmd, args, {
+      cwd: root,
+      stdio: "inherit",
+      env: { ...process.env, ...env },
+    });
     child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
     child.on("error", () => resolve(127));
   });
@@ -64,7 +68,12 @@ function junit(label: string, path: string, exitCode: number): void {
   try {
     xml = readFileSync(path, "utf8");
   } catch {
-    tallies.push({ label, passed: 0, failed: 1, failures: [`${label}: no report (exit ${exitCode})`] });
+    tallies.push({
+      label,
+      passed: 0,
+      failed: 1,
+      failures: [`${label}: no report (exit ${exitCode})`],
+    });
     return;
   }
   const cases = xml.match(/<testcase\b[\s\S]*?(?:\/>|<\/testcase>)/g) ?? [];
@@ -91,9 +100,22 @@ rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
 
 if (!values["no-checks"]) {
-  await check("type check (tsc: src, runtimes/node, test)", bin("tsc"), ["--noEmit", "-p", "tsconfig.json"]);
-  await check("type check (tsc + bun-types: runtimes/bun)", bin("tsc"), ["--noEmit", "-p", "tsconfig.bun.json"]);
-  await check("type check (deno check: src, runtimes/deno)", bin("deno"), ["check", "--quiet", "src/", "runtimes/deno/"]);
+  await check("type check (tsc: src, runtimes/node, test)", bin("tsc"), [
+    "--noEmit",
+    "-p",
+    "tsconfig.json",
+  ]);
+  await check("type check (tsc + bun-types: runtimes/bun)", bin("tsc"), [
+    "--noEmit",
+    "-p",
+    "tsconfig.bun.json",
+  ]);
+  await check("type check (deno check: src, runtimes/deno)", bin("deno"), [
+    "check",
+    "--quiet",
+    "src/",
+    "runtimes/deno/",
+  ]);
   await check("generated/ matches spec/", bin("tsx"), ["scripts/gen.ts", "--check"]);
 }
 
@@ -116,7 +138,13 @@ for (const rt of runtimes) {
   } else if (rt === "deno") {
     code = await run(bin("deno"), ["test", "-A", "--no-check", `--junit-path=${report}`, ...files]);
   } else if (rt === "bun") {
-    code = await run(bin("bun"), ["test", "--timeout=120000", "--reporter=junit", `--reporter-outfile=${report}`, ...files.map((f) => `./${f}`)]);
+    code = await run(bin("bun"), [
+      "test",
+      "--timeout=120000",
+      "--reporter=junit",
+      `--reporter-outfile=${report}`,
+      ...files.map((f) => `./${f}`),
+    ]);
   } else {
     console.error(`unknown runtime ${rt}`);
     process.exit(2);

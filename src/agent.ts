@@ -116,7 +116,10 @@ export class Agent {
         await this.#run();
       } catch (e) {
         if (this.#stop.signal.aborted) break;
-        const fields = { server: fmt(this.opts.server), error: e instanceof Error ? e.message : String(e) };
+        const fields = {
+          server: fmt(this.opts.server),
+          error: e instanceof Error ? e.message : String(e),
+        };
         if (e instanceof PeerError && e.code === ErrorCode.auth_failed) {
           this.log.error("server refused our credentials", fields);
         } else if (e instanceof PeerError && e.code === ErrorCode.replaced) {
@@ -162,7 +165,14 @@ export class Agent {
       const welcome = await deadline(
         (async () => {
           const software = this.opts.software ?? `burrow/0.1.0 ${this.net.runtime}`;
-          const { version, nonce } = await login(wire, "agent", name, credential, software, !this.opts.tls);
+          const { version, nonce } = await login(
+            wire,
+            "agent",
+            name,
+            credential,
+            software,
+            !this.opts.tls,
+          );
           this.#version = version;
           this.#nonce = nonce;
           return await wire.expect("WELCOME");
@@ -180,7 +190,11 @@ export class Agent {
         heartbeatTimeoutMs: welcome.heartbeatTimeoutMs,
       };
       this.sessions++;
-      this.log.info("connected", { server: fmt(this.opts.server), agent_id: welcome.agentId, rules: this.opts.rules.length });
+      this.log.info("connected", {
+        server: fmt(this.opts.server),
+        agent_id: welcome.agentId,
+        rules: this.opts.rules.length,
+      });
       for (const w of this.#sessionWaiters.splice(0)) w(this.#session);
       await this.#serve(wire, welcome);
     } finally {
@@ -240,7 +254,9 @@ export class Agent {
     const wire = new Wire(conn);
     const seq = ++this.#seq;
     try {
-      const proof = await this.opts.credential.prove(poolTranscript(welcome.agentId, welcome.sessionId, seq, this.#nonce));
+      const proof = await this.opts.credential.prove(
+        poolTranscript(welcome.agentId, welcome.sessionId, seq, this.#nonce),
+      );
       await wire.send({
         type: "POOL_HELLO",
         version: this.#version,
@@ -249,7 +265,7 @@ export class Agent {
         seq,
         proof,
       });
-    } catch (e) {
+    } catch {
       conn.close();
       return false;
     }
@@ -269,7 +285,9 @@ export class Agent {
         this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });
         return wire.conn.close();
       }
-      if (msg.type !== "OPEN") throw new ProtocolError("unexpected_message", `expected OPEN, got ${msg.type}`);
+      if (msg.type !== "OPEN") {
+        throw new ProtocolError("unexpected_message", `expected OPEN, got ${msg.type}`);
+      }
       open = msg;
     } catch (e) {
       if (e instanceof ProtocolError) {
@@ -278,11 +296,20 @@ export class Agent {
       }
       return wire.conn.close();
     }
-    const log = this.log.with({ stream: open.streamId, client: open.client, target: targetText(open.target) });
+    const log = this.log.with({
+      stream: open.streamId,
+      client: open.client,
+      target: targetText(open.target),
+    });
     const result = await this.#dialTarget(open);
     if (!result.ok) {
       log.warn("stream refused", { status: result.status, reason: result.reason });
-      return wire.last({ type: "OPEN_RESULT", streamId: open.streamId, status: result.status, bound: NO_ADDR });
+      return wire.last({
+        type: "OPEN_RESULT",
+        streamId: open.streamId,
+        status: result.status,
+        bound: NO_ADDR,
+      });
     }
     const target = result.conn;
     const local = target.local;
@@ -303,7 +330,9 @@ export class Agent {
    * Check the target's form and the allowlist (never trusting the server),
    * resolve, dial.
    */
-  async #dialTarget(open: MessageOf<"OPEN">): Promise<{ ok: true; conn: Conn } | { ok: false; status: number; reason: string }> {
+  async #dialTarget(
+    open: MessageOf<"OPEN">,
+  ): Promise<{ ok: true; conn: Conn } | { ok: false; status: number; reason: string }> {
     const n = normalizeTarget(open.target);
     if (!n.ok) return { ok: false, status: Status.not_allowed, reason: n.reason };
     const t = n.target;
@@ -312,7 +341,9 @@ export class Agent {
     let hosts: string[];
     if (rules.some((r) => matchRule(r, t, "never"))) {
       hosts = [t.host];
-    } else if (t.type === "domain" && rules.some((r) => r.kind !== "host" && matchRule(r, t, "defer"))) {
+    } else if (
+      t.type === "domain" && rules.some((r) => r.kind !== "host" && matchRule(r, t, "defer"))
+    ) {
       // Only CIDR rules can allow this name: resolve, and dial only addresses inside.
       let ips: string[];
       try {
@@ -320,12 +351,22 @@ export class Agent {
       } catch (e) {
         return { ok: false, status: statusOf(e), reason: `cannot resolve ${t.host}` };
       }
-      hosts = ips.map(normalizeIP).filter((ip) => ip !== null).filter((ip) => rules.some((r) => matchRule(r, t, [ip])));
+      hosts = ips.map(normalizeIP).filter((ip) => ip !== null).filter((ip) =>
+        rules.some((r) => matchRule(r, t, [ip]))
+      );
       if (hosts.length === 0) {
-        return { ok: false, status: Status.not_allowed, reason: "resolved addresses outside the allowlist" };
+        return {
+          ok: false,
+          status: Status.not_allowed,
+          reason: "resolved addresses outside the allowlist",
+        };
       }
     } else {
-      return { ok: false, status: Status.not_allowed, reason: "target outside the agent's allowlist" };
+      return {
+        ok: false,
+        status: Status.not_allowed,
+        reason: "target outside the agent's allowlist",
+      };
     }
     let last: unknown;
     for (const host of hosts.slice(0, 4)) {
@@ -335,6 +376,10 @@ export class Agent {
         last = e;
       }
     }
-    return { ok: false, status: statusOf(last), reason: last instanceof Error ? last.message : "dial failed" };
+    return {
+      ok: false,
+      status: statusOf(last),
+      reason: last instanceof Error ? last.message : "dial failed",
+    };
   }
 }

@@ -39,7 +39,13 @@ export function transcript(
   name: string,
 ): Uint8Array {
   const n = enc.encode(name);
-  return concat([enc.encode(`burrow-v1 ${role}`), Uint8Array.of(0, version), nonce, Uint8Array.of(n.length), n]);
+  return concat([
+    enc.encode(`burrow-v1 ${role}`),
+    Uint8Array.of(0, version),
+    nonce,
+    Uint8Array.of(n.length),
+    n,
+  ]);
 }
 
 /** SPEC.md §6.1: what a pool connection proves. */
@@ -49,7 +55,14 @@ export function poolTranscript(
   seq: number,
   nonce: Uint8Array,
 ): Uint8Array {
-  return concat([enc.encode("burrow-v1 pool"), Uint8Array.of(0), u32(agentId), sessionId, u32(seq), nonce]);
+  return concat([
+    enc.encode("burrow-v1 pool"),
+    Uint8Array.of(0),
+    u32(agentId),
+    sessionId,
+    u32(seq),
+    nonce,
+  ]);
 }
 
 /** The proving side: an agent or client proxy holding a secret. */
@@ -97,7 +110,8 @@ export function tokenVerifier(token: string | Uint8Array): Verifier {
   const key = typeof token === "string" ? tokenHash(token) : token;
   return {
     method: AuthMethod.token,
-    verify: (data, proof) => Promise.resolve(proof.length === 32 && timingSafeEqual(hmac(sha256, key, data), proof)),
+    verify: (data, proof) =>
+      Promise.resolve(proof.length === 32 && timingSafeEqual(hmac(sha256, key, data), proof)),
   };
 }
 
@@ -125,10 +139,17 @@ export function toBase64(b: Uint8Array): string {
 
 /** SPEC.md §6.2 method 2. `privateKey` is base64 PKCS#8, as `burrow keygen` prints. */
 export function ed25519Credential(privateKey: string): Credential {
-  const key = crypto.subtle.importKey("pkcs8", bs(fromBase64(privateKey)), { name: "Ed25519" }, false, ["sign"]);
+  const key = crypto.subtle.importKey(
+    "pkcs8",
+    bs(fromBase64(privateKey)),
+    { name: "Ed25519" },
+    false,
+    ["sign"],
+  );
   return {
     method: AuthMethod.ed25519,
-    prove: async (data) => new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, await key, bs(data))),
+    prove: async (data) =>
+      new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, await key, bs(data))),
   };
 }
 
@@ -140,13 +161,17 @@ export function ed25519Verifier(publicKey: string): Verifier {
   return {
     method: AuthMethod.ed25519,
     verify: async (data, proof) =>
-      proof.length === 64 && await crypto.subtle.verify({ name: "Ed25519" }, await key, bs(proof), bs(data)),
+      proof.length === 64 &&
+      await crypto.subtle.verify({ name: "Ed25519" }, await key, bs(proof), bs(data)),
   };
 }
 
 /** A new Ed25519 key pair: base64 raw public key, base64 PKCS#8 private key. */
 export async function generateKeyPair(): Promise<{ publicKey: string; privateKey: string }> {
-  const k = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]) as CryptoKeyPair;
+  const k = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
   return {
     publicKey: toBase64(new Uint8Array(await crypto.subtle.exportKey("raw", k.publicKey))),
     privateKey: toBase64(new Uint8Array(await crypto.subtle.exportKey("pkcs8", k.privateKey))),

@@ -7,7 +7,14 @@
  */
 import { fmt, targetText } from "./addr.ts";
 import type { Credential } from "./auth.ts";
-import { EofError, NetError, PeerError, ProtocolError, SocksError, TimeoutError } from "./errors.ts";
+import {
+  EofError,
+  NetError,
+  PeerError,
+  ProtocolError,
+  SocksError,
+  TimeoutError,
+} from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type DialOptions, type Listener, type Net } from "./net.ts";
@@ -30,7 +37,6 @@ export interface ClientOptions {
   software?: string;
 }
 
-
 export type ConnectResult =
   | { ok: true; conn: Conn; rest: Uint8Array; bound: Target }
   | { ok: false; status: number; error: string };
@@ -47,13 +53,24 @@ export async function connectThrough(
   try {
     conn = await net.dial({ ...opts.server, timeoutMs });
   } catch (e) {
-    return { ok: false, status: Status.general_failure, error: `cannot reach the server: ${(e as Error).message}` };
+    return {
+      ok: false,
+      status: Status.general_failure,
+      error: `cannot reach the server: ${(e as Error).message}`,
+    };
   }
   const wire = new Wire(conn);
   try {
     const result = await deadline(
       (async () => {
-        await login(wire, "client", opts.name, opts.credential, opts.software ?? "burrow/0.1.0", !opts.server.tls);
+        await login(
+          wire,
+          "client",
+          opts.name,
+          opts.credential,
+          opts.software ?? "burrow/0.1.0",
+          !opts.server.tls,
+        );
         // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
         await wire.send({ type: "CONNECT", agent, target });
         await wire.expect("CLIENT_READY");
@@ -93,7 +110,10 @@ export class ClientProxy {
 
   async start(): Promise<void> {
     this.#listener = await this.net.listen(this.opts.listen);
-    this.log.info("client proxy listening", { socks: fmt(this.#listener.addr), server: fmt(this.opts.server) });
+    this.log.info("client proxy listening", {
+      socks: fmt(this.#listener.addr),
+      server: fmt(this.opts.server),
+    });
     (async () => {
       for await (const conn of this.#listener!) {
         this.#conns.add(conn);
@@ -117,7 +137,10 @@ export class ClientProxy {
     const timer = setTimeout(() => conn.close(), this.opts.timeoutMs ?? 15_000);
     try {
       // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
-      const a = await acceptSocks(conn, rd, { noAuth: true, checkUser: () => Promise.resolve(true) });
+      const a = await acceptSocks(conn, rd, {
+        noAuth: true,
+        checkUser: () => Promise.resolve(true),
+      });
       if (!a.ok) {
         this.log.warn("socks request refused", { refusal: a.refusal, error: a.detail });
         return;
@@ -126,7 +149,11 @@ export class ClientProxy {
       const agent = a.username ?? this.opts.agent;
       const r = await connectThrough(this.net, this.opts, agent, a.target);
       if (!r.ok) {
-        this.log.warn("connect refused", { target: targetText(a.target), status: r.status, error: r.error });
+        this.log.warn("connect refused", {
+          target: targetText(a.target),
+          status: r.status,
+          error: r.error,
+        });
         return await socksReply(conn, r.status);
       }
       await socksReply(conn, Status.succeeded, r.bound);

@@ -18,7 +18,11 @@ import { ErrorCode, type ErrorCodeName } from "./messages.ts";
 export class ProtocolError extends Error {
   override name = "ProtocolError";
   readonly reply: boolean;
-  constructor(readonly code: ErrorCodeName, message: string, options?: { cause?: unknown; reply?: boolean }) {
+  constructor(
+    readonly code: ErrorCodeName,
+    message: string,
+    options?: { cause?: unknown; reply?: boolean },
+  ) {
     super(message, options);
     this.reply = options?.reply ?? true;
   }

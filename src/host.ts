@@ -58,13 +58,19 @@ export type NormalizedTarget = { ok: true; target: Target } | { ok: false; reaso
  */
 export function normalizeTarget(t: Target): NormalizedTarget {
   if (t.type === "domain") {
-    if (ipKind(t.host)) return normalizeTarget({ type: ipKind(t.host)!, host: t.host, port: t.port });
+    if (ipKind(t.host)) {
+      return normalizeTarget({ type: ipKind(t.host)!, host: t.host, port: t.port });
+    }
     const host = normalizeHostName(t.host);
-    if (host === null) return { ok: false, reason: `target ${describeHost(t.host)} is not a valid host name` };
+    if (host === null) {
+      return { ok: false, reason: `target ${describeHost(t.host)} is not a valid host name` };
+    }
     return { ok: true, target: { type: "domain", host, port: t.port } };
   }
   const host = normalizeIP(t.host);
-  if (host === null) return { ok: false, reason: `target ${describeHost(t.host)} is not an IP address` };
+  if (host === null) {
+    return { ok: false, reason: `target ${describeHost(t.host)} is not an IP address` };
+  }
   return { ok: true, target: { type: ipKind(host)!, host, port: t.port } };
 }
 

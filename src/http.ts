@@ -17,7 +17,12 @@ export function httpApp(src: HealthSource): Hono {
     const h = src.health();
     return c.json(h, h.status === "ok" ? 200 : 503);
   });
-  app.get("/metrics", (c) =>
-    c.text(src.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get(
+    "/metrics",
+    (c) =>
+      c.text(src.metrics.render(), 200, {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      }),
+  );
   return app;
 }

@@ -209,7 +209,9 @@ export function targetOf(host: string, port: number): Target {
   }
   if (host.startsWith("[") && host.endsWith("]")) {
     const b6 = parseIPv6(host.slice(1, -1));
-    if (!b6) throw new RangeError(`targetOf: ${JSON.stringify(host)} is not a bracketed IPv6 address`);
+    if (!b6) {
+      throw new RangeError(`targetOf: ${JSON.stringify(host)} is not a bracketed IPv6 address`);
+    }
     return { type: "ipv6", host: formatIPv6(b6), port };
   }
   const b4 = parseIPv4(host);

@@ -68,7 +68,11 @@ class FieldLogger implements Logger {
 export function createLogger(
   opts: { level?: Level; sink?: (line: string) => void; fields?: Fields } = {},
 ): Logger {
-  return new FieldLogger(rank[opts.level ?? "info"], opts.sink ?? ((line: string) => console.error(line)), opts.fields ?? {});
+  return new FieldLogger(
+    rank[opts.level ?? "info"],
+    opts.sink ?? ((line: string) => console.error(line)),
+    opts.fields ?? {},
+  );
 }
 
 /** A logger that drops everything. */

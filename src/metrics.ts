@@ -55,7 +55,7 @@ export class Metrics {
     let out = "";
     for (const [name, f] of this.#families) {
       out += `# HELP ${name} ${f.help}\n# TYPE ${name} ${f.type}\n`;
-      if (f.collect) for (const [l, v] of f.collect()) out += `${name}${key(l)} ${v}\n`;
+      if (f.collect) { for (const [l, v] of f.collect()) out += `${name}${key(l)} ${v}\n`; }
       for (const [k, v] of f.values) out += `${name}${k} ${v}\n`;
     }
     return out;

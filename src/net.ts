@@ -143,4 +143,3 @@ export interface Net {
   /** Resolve a host name to IP literals (IPv4 and IPv6). */
   lookup(host: string): Promise<string[]>;
 }
-

@@ -61,7 +61,9 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
   if (eq >= 0) {
     client = rest.slice(0, eq);
     rest = rest.slice(eq + 1);
-    if (!NAME.test(client)) throw new RuleError(`Cannot parse rule "${text}": bad client name "${client}"`);
+    if (!NAME.test(client)) {
+      throw new RuleError(`Cannot parse rule "${text}": bad client name "${client}"`);
+    }
   }
   let host: string;
   let ports = "*";
@@ -70,7 +72,9 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
     if (close < 0) throw new RuleError(`Cannot parse rule "${text}": missing "]"`);
     host = rest.slice(1, close);
     const after = rest.slice(close + 1);
-    if (after !== "" && !after.startsWith(":")) throw new RuleError(`Cannot parse rule "${text}": expected ":" after "]"`);
+    if (after !== "" && !after.startsWith(":")) {
+      throw new RuleError(`Cannot parse rule "${text}": expected ":" after "]"`);
+    }
     ports = after.slice(1) || "*";
   } else {
     const colon = rest.lastIndexOf(":");
@@ -82,7 +86,11 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
   const slash = host.indexOf("/");
   const base = slash >= 0 ? host.slice(0, slash) : host;
   const kind = ipKind(base);
-  let shape: { kind: "host"; pattern: string } | { kind: "cidr4" | "cidr6"; addr: string; prefix: number };
+  let shape: { kind: "host"; pattern: string } | {
+    kind: "cidr4" | "cidr6";
+    addr: string;
+    prefix: number;
+  };
   if (kind) {
     const max = kind === "ipv4" ? 32 : 128;
     const prefix = slash >= 0 ? Number(host.slice(slash + 1)) : max;
@@ -98,7 +106,9 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
   } else {
     const pattern = slash >= 0 ? null : normalizePattern(host);
     if (pattern === null) {
-      throw new RuleError(`Cannot parse rule "${text}": "${host}" is not a host pattern, IP address or CIDR`);
+      throw new RuleError(
+        `Cannot parse rule "${text}": "${host}" is not a host pattern, IP address or CIDR`,
+      );
     }
     shape = { kind: "host", pattern };
   }
@@ -173,5 +183,7 @@ export function allowed(
   target: Target,
   domains: DomainMode = "never",
 ): boolean {
-  return rules.some((r) => (r.client === "" || r.client === client) && matchRule(r, target, domains));
+  return rules.some((r) =>
+    (r.client === "" || r.client === client) && matchRule(r, target, domains)
+  );
 }

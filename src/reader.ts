@@ -23,7 +23,9 @@ export class Reader {
           return r.value;
         }
       }
-      if (this.#buf.length >= this.limit) throw new EofError(`${what} longer than ${this.limit} bytes`);
+      if (this.#buf.length >= this.limit) {
+        throw new EofError(`${what} longer than ${this.limit} bytes`);
+      }
       const chunk = await this.conn.read();
       if (chunk === null) throw new EofError(`connection closed during ${what}`);
       if (this.#buf.length === 0) this.#buf = chunk;

@@ -28,13 +28,21 @@ export type SocksAccept =
   | { ok: true; username: string | null; target: Target }
   | {
     ok: false;
-    refusal: "no_acceptable_method" | "auth_failed" | "command_not_supported" | "address_type_not_supported";
+    refusal:
+      | "no_acceptable_method"
+      | "auth_failed"
+      | "command_not_supported"
+      | "address_type_not_supported";
     username: string | null;
     detail: string;
   };
 
 /** Run the handshake on `conn` up to a CONNECT request; the caller answers it with {@link socksReply}. */
-export async function acceptSocks(conn: Conn, rd: Reader, opts: SocksServerOptions): Promise<SocksAccept> {
+export async function acceptSocks(
+  conn: Conn,
+  rd: Reader,
+  opts: SocksServerOptions,
+): Promise<SocksAccept> {
   const greeting = await rd.parse(parseGreeting, "SOCKS5 greeting");
   let username: string | null = null;
   if (opts.noAuth && greeting.methods.includes(SocksMethod.noAuth)) {
@@ -69,7 +77,12 @@ export async function acceptSocks(conn: Conn, rd: Reader, opts: SocksServerOptio
   }
   if (req.command !== SocksCmd.connect) {
     await socksReply(conn, Status.command_not_supported);
-    return { ok: false, refusal: "command_not_supported", username, detail: `command ${req.command} not supported` };
+    return {
+      ok: false,
+      refusal: "command_not_supported",
+      username,
+      detail: `command ${req.command} not supported`,
+    };
   }
   return { ok: true, username, target: req.target };
 }

@@ -55,16 +55,24 @@ export class Wire {
       if (chunk === null) {
         const left = this.#framer.rest().length;
         if (left > 0) {
-          throw new ProtocolError("protocol_error", `Cannot parse frame: truncated after ${left} bytes`, {
-            reply: false,
-          });
+          throw new ProtocolError(
+            "protocol_error",
+            `Cannot parse frame: truncated after ${left} bytes`,
+            {
+              reply: false,
+            },
+          );
         }
         return null;
       }
       if (this.#received === 0 && looksLikeTls(chunk)) {
-        throw new ProtocolError("bad_magic", "Cannot parse frame: the peer sent a TLS record; it speaks TLS", {
-          reply: false,
-        });
+        throw new ProtocolError(
+          "bad_magic",
+          "Cannot parse frame: the peer sent a TLS record; it speaks TLS",
+          {
+            reply: false,
+          },
+        );
       }
       this.#received += chunk.length;
       this.#framer.push(chunk);
@@ -79,13 +87,20 @@ export class Wire {
   async expect<T extends MsgTypeName>(...types: T[]): Promise<MessageOf<T>> {
     const msg = await this.recv();
     if (msg === null) {
-      throw new ProtocolError("protocol_error", `Connection closed while waiting for ${types.join(" or ")}`, {
-        reply: false,
-      });
+      throw new ProtocolError(
+        "protocol_error",
+        `Connection closed while waiting for ${types.join(" or ")}`,
+        {
+          reply: false,
+        },
+      );
     }
     if ((types as string[]).includes(msg.type)) return msg as MessageOf<T>;
     if (msg.type === "ERROR") throw new PeerError(msg.code, msg.message);
-    throw new ProtocolError("unexpected_message", `Expected ${types.join(" or ")}, got ${msg.type}`);
+    throw new ProtocolError(
+      "unexpected_message",
+      `Expected ${types.join(" or ")}, got ${msg.type}`,
+    );
   }
 
   send(msg: Message): Promise<void> {
@@ -138,7 +153,10 @@ export async function answerControl(wire: Wire, msg: Message): Promise<void> {
     case "ERROR":
       throw new PeerError(msg.code, msg.message);
     default:
-      throw new ProtocolError("unexpected_message", `${msg.type} is not allowed on a control connection`);
+      throw new ProtocolError(
+        "unexpected_message",
+        `${msg.type} is not allowed on a control connection`,
+      );
   }
 }
 
@@ -168,12 +186,17 @@ export async function login(
     ch = await wire.expect("CHALLENGE");
   } catch (e) {
     // A TLS server answers our plain HELLO with an alert, a reset or a bare close.
-    const silent = wire.received === 0 && (e instanceof ProtocolError || (e instanceof NetError && e.code === "ECONNRESET"));
+    const silent = wire.received === 0 &&
+      (e instanceof ProtocolError || (e instanceof NetError && e.code === "ECONNRESET"));
     if (plain && e instanceof ProtocolError && e.code === "bad_magic" && wire.received === 0) {
-      throw new ProtocolError("protocol_error", "The server answered with TLS: it speaks TLS, drop --plain", {
-        reply: false,
-        cause: e,
-      });
+      throw new ProtocolError(
+        "protocol_error",
+        "The server answered with TLS: it speaks TLS, drop --plain",
+        {
+          reply: false,
+          cause: e,
+        },
+      );
     }
     if (plain && silent) {
       throw new ProtocolError(
@@ -185,6 +208,9 @@ export async function login(
     }
     throw e;
   }
-  await wire.send({ type: "AUTH", proof: await credential.prove(transcript(role, ch.version, ch.nonce, name)) });
+  await wire.send({
+    type: "AUTH",
+    proof: await credential.prove(transcript(role, ch.version, ch.nonce, name)),
+  });
   return { version: ch.version, nonce: ch.nonce };
 }

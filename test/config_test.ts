@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseAddr, parseAgentConfig, parseDuration, parseServerConfig, serverDefaults } from "../src/config.ts";
+import {
+  parseAddr,
+  parseAgentConfig,
+  parseDuration,
+  parseServerConfig,
+  serverDefaults,
+} from "../src/config.ts";
 import { parseRule } from "../src/policy.ts";
 import { readDuration } from "../src/time.ts";
 import { ConfigError } from "../src/errors.ts";

@@ -513,7 +513,12 @@ export function conformance(adapter: Net, name: string, label: string = name): v
  * boundaries) and ends; `server` echoes and ends; both directions are
  * checked by SHA-256. Resolves with the seconds it took.
  */
-async function echoChecked(client: Conn, server: Conn, total: number, timeoutMs: number): Promise<number> {
+async function echoChecked(
+  client: Conn,
+  server: Conn,
+  total: number,
+  timeoutMs: number,
+): Promise<number> {
   const block = pattern(MiB + 4 * 13, 42); // not a power of two: chunks straddle
   const sent = createHash("sha256");
   const got = createHash("sha256");

@@ -12,7 +12,15 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { targetOf } from "../src/ip.ts";
 import type { Conn, Net } from "../src/net.ts";
-import { AGENT_TOKEN, ALICE_TOKEN, burrow, type Proc, runtime, runtimeNet, socks } from "./helpers.ts";
+import {
+  AGENT_TOKEN,
+  ALICE_TOKEN,
+  burrow,
+  type Proc,
+  runtime,
+  runtimeNet,
+  socks,
+} from "./helpers.ts";
 
 type Rt = "node" | "deno" | "bun";
 const rt = runtime;
@@ -71,7 +79,15 @@ grants:
     targets: ["localhost:*", "127.0.0.1:*"]
 `,
   );
-  return { dir, config, agentPort, socksPort, httpPort, clientPort, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    config,
+    agentPort,
+    socksPort,
+    httpPort,
+    clientPort,
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 function startServer(r: Rt, s: Setup): Proc {
@@ -127,7 +143,11 @@ async function httpTarget(net: Net, body: string) {
   return { port: l.addr.port, close: () => (l.close(), conns.forEach((c) => c.close())) };
 }
 
-function curl(socksPort: number, url: string, auth = true): Promise<{ code: number; out: string; err: string }> {
+function curl(
+  socksPort: number,
+  url: string,
+  auth = true,
+): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
     execFile(
       "curl",
@@ -140,12 +160,23 @@ function curl(socksPort: number, url: string, auth = true): Promise<{ code: numb
         ...(auth ? ["--proxy-user", `alice:${ALICE_TOKEN}`] : []),
         url,
       ],
-      (e, out, err) => resolve({ code: e ? (typeof e.code === "number" ? e.code : 1) : 0, out: String(out), err: String(err) }),
+      (e, out, err) =>
+        resolve({
+          code: e ? (typeof e.code === "number" ? e.code : 1) : 0,
+          out: String(out),
+          err: String(err),
+        }),
     );
   });
 }
 
-async function curlWorks(s: Setup, port: number, body: string, ms = 10000, via?: number): Promise<void> {
+async function curlWorks(
+  s: Setup,
+  port: number,
+  body: string,
+  ms = 10000,
+  via?: number,
+): Promise<void> {
   let last = { code: -1, out: "", err: "" };
   const ok = await (async () => {
     const end = Date.now() + ms;
@@ -186,7 +217,9 @@ test(`${rt}: curl --socks5-hostname reaches an HTTP target through server and ag
   try {
     await withSystem(rt, rt, async (s) => {
       await curlWorks(s, target.port, "hello from inside\n");
-      const health = await fetch(`http://127.0.0.1:${s.httpPort}/healthz`).then((r) => r.json()) as { agents: number };
+      const health = await fetch(`http://127.0.0.1:${s.httpPort}/healthz`).then((r) =>
+        r.json()
+      ) as { agents: number };
       assert.equal(health.agents, 1);
       const metrics = await fetch(`http://127.0.0.1:${s.httpPort}/metrics`).then((r) => r.text());
       assert.match(metrics, /burrow_streams_total\{agent="office"\} [1-9]/);
@@ -225,7 +258,13 @@ test(`${rt}: 100 MiB arrive intact in both directions (SHA-256)`, async () => {
   })();
   try {
     await withSystem(rt, rt, async (s) => {
-      const r = await socks(net, { host: "127.0.0.1", port: s.socksPort }, "alice", ALICE_TOKEN, targetOf("127.0.0.1", l.addr.port));
+      const r = await socks(
+        net,
+        { host: "127.0.0.1", port: s.socksPort },
+        "alice",
+        ALICE_TOKEN,
+        targetOf("127.0.0.1", l.addr.port),
+      );
       assert.equal(r.reply, 0);
       const up = createHash("sha256");
       const upBlock = new Uint8Array(1 << 20).map((_, i) => (i * 17 + 3) & 0xff);
@@ -305,7 +344,11 @@ for (const [server, agent] of [["deno", "bun"], ["node", "deno"]] as const) {
     const net = await runtimeNet();
     const target = await httpTarget(net, `mixed ${server}+${agent}\n`);
     try {
-      await withSystem(server, agent, (s) => curlWorks(s, target.port, `mixed ${server}+${agent}\n`));
+      await withSystem(
+        server,
+        agent,
+        (s) => curlWorks(s, target.port, `mixed ${server}+${agent}\n`),
+      );
     } finally {
       target.close();
     }
@@ -320,7 +363,9 @@ test(`${rt}: killed agent is dropped, restarted agent serves; restarted server g
       await curlWorks(s, target.port, "still here\n");
       await procs.agent.stop("SIGKILL");
       const health = async () =>
-        (await fetch(`http://127.0.0.1:${s.httpPort}/healthz`).then((r) => r.json()) as { agents: number }).agents;
+        (await fetch(`http://127.0.0.1:${s.httpPort}/healthz`).then((r) => r.json()) as {
+          agents: number;
+        }).agents;
       let agents = 1;
       const t0 = Date.now();
       while (agents !== 0 && Date.now() - t0 < 5000) {
@@ -382,7 +427,10 @@ test(`${rt}: over TLS: auto certificate, agent and client proxy pinned by finger
     await server.stop();
     const again = startServer(rt, s);
     procs.push(again);
-    assert.equal((await again.waitFor(/TLS certificate fingerprint: ([0-9A-F:]{95})/)).split(": ")[1], fp);
+    assert.equal(
+      (await again.waitFor(/TLS certificate fingerprint: ([0-9A-F:]{95})/)).split(": ")[1],
+      fp,
+    );
     await again.waitFor(/agent connected/, 15000);
     // A wrong pin is refused and says what it expected and what it got.
     const wrongPin = "AB:".repeat(31) + "AB";
@@ -407,7 +455,9 @@ test(`${rt}: over TLS: a CA-signed certificate is accepted with --ca, refused wi
   writeFileSync(join(dir, "cert.pem"), leaf.cert);
   writeFileSync(join(dir, "key.pem"), leaf.key);
   writeFileSync(join(dir, "ca.pem"), ca.cert);
-  const s = await setup(net, { tls: `{ cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} }` });
+  const s = await setup(net, {
+    tls: `{ cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} }`,
+  });
   const procs: Proc[] = [startServer(rt, s)];
   try {
     await procs[0]!.waitFor(/server listening.*tls=on/);

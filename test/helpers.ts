@@ -2,7 +2,7 @@
  * Shared pieces of the end-to-end tests: the running runtime's adapter, a
  * SOCKS5 client, targets, an in-process server + agent, and child processes.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { Agent, type AgentOptions } from "../src/agent.ts";
 import { tokenCredential } from "../src/auth.ts";
 import { parseServerConfig } from "../src/config.ts";
@@ -16,7 +16,11 @@ import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
 import { Reader } from "../src/reader.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 
-export const runtime: "node" | "deno" | "bun" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
+export const runtime: "node" | "deno" | "bun" = "Deno" in globalThis
+  ? "deno"
+  : "Bun" in globalThis
+  ? "bun"
+  : "node";
 
 /** The adapter of the runtime these tests run on. */
 export async function runtimeNet(): Promise<Net> {
@@ -100,14 +104,18 @@ export async function socks(
     const r = await rd.parse(parseReply, "reply");
     return { auth: 0, reply: r.reply, conn, rest: rd.rest() };
   } catch (e) {
-    if ((e as Error).name === "EofError") return { auth: null, reply: null, conn, rest: new Uint8Array(0) };
+    if ((e as Error).name === "EofError") {
+      return { auth: null, reply: null, conn, rest: new Uint8Array(0) };
+    }
     conn.close();
     throw e;
   }
 }
 
 /** A TCP echo target. `accepted` counts connections. */
-export async function echoTarget(net: Net): Promise<{ listener: Listener; addr: Addr; accepted: () => number; close(): void }> {
+export async function echoTarget(
+  net: Net,
+): Promise<{ listener: Listener; addr: Addr; accepted: () => number; close(): void }> {
   const listener = await net.listen({ host: "127.0.0.1", port: 0 });
   let accepted = 0;
   const conns = new Set<Conn>();
@@ -144,7 +152,9 @@ export async function echoTarget(net: Net): Promise<{ listener: Listener; addr: 
 }
 
 /** A listener that must never see a connection: proves nothing was dialed. */
-export async function tripwire(net: Net): Promise<{ addr: Addr; hits: () => number; close(): void }> {
+export async function tripwire(
+  net: Net,
+): Promise<{ addr: Addr; hits: () => number; close(): void }> {
   const listener = await net.listen({ host: "127.0.0.1", port: 0 });
   let hits = 0;
   (async () => {
@@ -269,7 +279,11 @@ export function burrowCommand(rt: "node" | "deno" | "bun"): [string, string[]] {
   const bin = (n: string) => `${repo}node_modules/.bin/${n}`;
   if (rt === "deno") return [bin("deno"), ["run", "-A", `${repo}runtimes/deno/main.ts`]];
   if (rt === "bun") return [bin("bun"), ["run", `${repo}runtimes/bun/main.ts`]];
-  return [process.execPath.includes("node") ? process.execPath : "node", ["--import", "tsx", `${repo}runtimes/node/main.ts`]];
+  return [process.execPath.includes("node") ? process.execPath : "node", [
+    "--import",
+    "tsx",
+    `${repo}runtimes/node/main.ts`,
+  ]];
 }
 
 export interface Proc {
@@ -302,7 +316,6 @@ export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
     output: () => out,
     waitFor(re, ms = 20000) {
       return new Promise((resolve, reject) => {
-        let t: ReturnType<typeof setTimeout>;
         const check = () => {
           const m = re.exec(out);
           if (m) {
@@ -311,9 +324,15 @@ export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
             resolve(m[0]);
           }
         };
-        t = setTimeout(() => {
+        const t = setTimeout(() => {
           watchers.splice(watchers.indexOf(check), 1);
-          reject(new Error(`timed out waiting for ${re} in output of ${rt} ${args.join(" ")}:\n${out.slice(-3000)}`));
+          reject(
+            new Error(
+              `timed out waiting for ${re} in output of ${rt} ${args.join(" ")}:\n${
+                out.slice(-3000)
+              }`,
+            ),
+          );
         }, ms);
         watchers.push(check);
         check();

@@ -65,9 +65,18 @@ test("host: hostile names are refused", () => {
 });
 
 test("host: targets: IP literals sent as names, mapped IPv6, refusals", () => {
-  assert.deepEqual(normalizeTarget(dom("127.0.0.1")), { ok: true, target: { type: "ipv4", host: "127.0.0.1", port: 80 } });
-  assert.deepEqual(normalizeTarget(dom("::1")), { ok: true, target: { type: "ipv6", host: "::1", port: 80 } });
-  assert.deepEqual(normalizeTarget(dom("::ffff:127.0.0.1")), { ok: true, target: { type: "ipv4", host: "127.0.0.1", port: 80 } });
+  assert.deepEqual(normalizeTarget(dom("127.0.0.1")), {
+    ok: true,
+    target: { type: "ipv4", host: "127.0.0.1", port: 80 },
+  });
+  assert.deepEqual(normalizeTarget(dom("::1")), {
+    ok: true,
+    target: { type: "ipv6", host: "::1", port: 80 },
+  });
+  assert.deepEqual(normalizeTarget(dom("::ffff:127.0.0.1")), {
+    ok: true,
+    target: { type: "ipv4", host: "127.0.0.1", port: 80 },
+  });
   assert.deepEqual(
     normalizeTarget({ type: "ipv6", host: "::ffff:10.1.2.3", port: 22 }),
     { ok: true, target: { type: "ipv4", host: "10.1.2.3", port: 22 } },
@@ -76,7 +85,10 @@ test("host: targets: IP literals sent as names, mapped IPv6, refusals", () => {
     ok: true,
     target: { type: "ipv6", host: "fd00::1", port: 1 },
   });
-  assert.deepEqual(normalizeTarget(dom("Db.Corp.")), { ok: true, target: { type: "domain", host: "db.corp", port: 80 } });
+  assert.deepEqual(normalizeTarget(dom("Db.Corp.")), {
+    ok: true,
+    target: { type: "domain", host: "db.corp", port: 80 },
+  });
   const r = normalizeTarget(dom("127.0.0.1\0.corp"));
   assert.equal(r.ok, false);
   if (!r.ok) {
@@ -96,16 +108,24 @@ test("policy: rules normalize as targets do; `*.corp.` matches", () => {
   assert.ok(allowed(rules, "alice", dom("A.Corp.")));
   assert.ok(!allowed(rules, "alice", dom("127.0.0.1\0.corp")), "NUL never matches");
   assert.ok(!allowed(rules, "alice", dom("corp")));
-  for (const bad of ["*.1:80", "a b:80", "*.:80", "**.corp", "*.co%rp", "x.0x10"]) assert.throws(() => parseRule(bad), RuleError, bad);
+  for (const bad of ["*.1:80", "a b:80", "*.:80", "**.corp", "*.co%rp", "x.0x10"]) {
+    assert.throws(() => parseRule(bad), RuleError, bad);
+  }
   // A rule received on the wire with a trailing dot is normalized; one that can match nothing is dropped.
-  assert.deepEqual(normalizeRule({ client: "", portMin: 0, portMax: 1, kind: "host", pattern: "*.Corp." }), {
-    client: "",
-    portMin: 0,
-    portMax: 1,
-    kind: "host",
-    pattern: "*.corp",
-  });
-  assert.equal(normalizeRule({ client: "", portMin: 0, portMax: 1, kind: "host", pattern: "a\0b" }), null);
+  assert.deepEqual(
+    normalizeRule({ client: "", portMin: 0, portMax: 1, kind: "host", pattern: "*.Corp." }),
+    {
+      client: "",
+      portMin: 0,
+      portMax: 1,
+      kind: "host",
+      pattern: "*.corp",
+    },
+  );
+  assert.equal(
+    normalizeRule({ client: "", portMin: 0, portMax: 1, kind: "host", pattern: "a\0b" }),
+    null,
+  );
 });
 
 test("policy: IPv4-mapped IPv6 is matched against IPv4 rules only", () => {

@@ -19,7 +19,19 @@ test("policy: rule texts parse into wire rules and format back", () => {
 });
 
 test("policy: bad rule texts are refused with a clear error", () => {
-  for (const bad of ["", ":80", "a b:80", "10.0.0.0/33:1", "host:70000", "host:9-1", "[fd00::1", "bad name!=x:1", "x/8:1"]) {
+  for (
+    const bad of [
+      "",
+      ":80",
+      "a b:80",
+      "10.0.0.0/33:1",
+      "host:70000",
+      "host:9-1",
+      "[fd00::1",
+      "bad name!=x:1",
+      "x/8:1",
+    ]
+  ) {
     assert.throws(() => parseRule(bad), RuleError, bad);
   }
   assert.throws(() => parseRule("host:9-1"), /Cannot parse rule "host:9-1": bad port range "9-1"/);
@@ -33,7 +45,8 @@ test("policy: matching hosts, suffixes, CIDRs, ports and clients", () => {
     ...parseRule("[fd00::/8]:80"),
     ...parseRule("alice=192.168.1.1:3389"),
   ];
-  const ok = (host: string, port: number, client = "bob") => allowed(rules, client, targetOf(host, port));
+  const ok = (host: string, port: number, client = "bob") =>
+    allowed(rules, client, targetOf(host, port));
   assert.ok(ok("www.corp", 443));
   assert.ok(ok("A.B.CORP", 443));
   assert.ok(!ok("corp", 443), "*.corp does not match corp itself");

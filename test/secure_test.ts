@@ -22,8 +22,8 @@ import {
   readAll,
   runtime,
   socks,
-  tripwire,
   testAgent,
+  tripwire,
   tunnel,
   until,
 } from "./helpers.ts";
@@ -61,7 +61,9 @@ async function recorder(net: Net, to: Addr) {
           dst.close();
         }
       };
-      Promise.all([pump(a, b), pump(b, a)]).finally(() => (a.close(), b.close(), conns.delete(a), conns.delete(b)));
+      Promise.all([pump(a, b), pump(b, a)]).finally(
+        () => (a.close(), b.close(), conns.delete(a), conns.delete(b)),
+      );
     }
   })();
   return {
@@ -99,12 +101,20 @@ function secretForms(secret: string): Uint8Array[] {
 test(`${rt}: an Ed25519 agent authenticates with only its public key on the server`, async () => {
   const kp = await generateKeyPair();
   const t = await tunnel({
-    config: { agents: [{ name: "office", public_key: kp.publicKey }, { name: "lab", token: AGENT_TOKEN }] },
+    config: {
+      agents: [{ name: "office", public_key: kp.publicKey }, { name: "lab", token: AGENT_TOKEN }],
+    },
     agent: { credential: ed25519Credential(kp.privateKey) },
   });
   const echo = await echoTarget(t.net);
   try {
-    const s = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const s = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(s.reply, 0);
     await s.conn.write(Uint8Array.of(42));
     assert.deepEqual([...(await s.conn.read())!], [42]);
@@ -119,11 +129,15 @@ test(`${rt}: an Ed25519 agent authenticates with only its public key on the serv
     assert.ok(await until(() => lines.some((l) => l.includes("server refused our credentials"))));
     await wrong.stop();
     // So is a name the server does not know.
-    const { agent: ghost, lines: lines2 } = testAgent(t.net, t.server.addrs.agents!, "ghost", { backoffBaseMs: 5000 });
+    const { agent: ghost, lines: lines2 } = testAgent(t.net, t.server.addrs.agents!, "ghost", {
+      backoffBaseMs: 5000,
+    });
     ghost.start();
     assert.ok(await until(() => lines2.some((l) => l.includes("server refused our credentials"))));
     await ghost.stop();
-    assert.ok(t.logs.some((l) => l.includes("authentication failed") && l.includes("unknown name")));
+    assert.ok(
+      t.logs.some((l) => l.includes("authentication failed") && l.includes("unknown name")),
+    );
     assert.equal(t.server.health().agents, 1);
   } finally {
     echo.close();
@@ -144,7 +158,10 @@ test(`${rt}: a recorded POOL_HELLO cannot be replayed`, async () => {
     const bytes = rec.bytes();
     let hello: Uint8Array | undefined;
     for (let i = 0; i + 12 <= bytes.length; i++) {
-      if (bytes[i] === 0x42 && bytes[i + 1] === 0x52 && bytes[i + 2] === 0x52 && bytes[i + 3] === 0x57 && bytes[i + 5] === 0x20) {
+      if (
+        bytes[i] === 0x42 && bytes[i + 1] === 0x52 && bytes[i + 2] === 0x52 &&
+        bytes[i + 3] === 0x57 && bytes[i + 5] === 0x20
+      ) {
         const len = new DataView(bytes.buffer, bytes.byteOffset + i + 8, 4).getUint32(0);
         hello = bytes.slice(i, i + 12 + len);
         break;
@@ -173,7 +190,12 @@ test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, 
   try {
     agent.start();
     await agent.connected();
-    const r = await connectThrough(t.net, { server: recC.addr, name: "alice", credential: tokenCredential(ALICE_TOKEN) }, "office", targetOf("127.0.0.1", echo.addr.port));
+    const r = await connectThrough(
+      t.net,
+      { server: recC.addr, name: "alice", credential: tokenCredential(ALICE_TOKEN) },
+      "office",
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.ok(r.ok, r.ok ? "" : r.error);
     await r.conn.write(new TextEncoder().encode("payload"));
     assert.equal(new TextDecoder().decode((await r.conn.read())!), "payload");
@@ -183,7 +205,12 @@ test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, 
     assert.ok(wire.length > 200, "something was recorded");
     assert.ok(contains(wire, new TextEncoder().encode("payload")), "the recorder sees the data");
     for (const secret of [AGENT_TOKEN, ALICE_TOKEN]) {
-      for (const form of secretForms(secret)) assert.ok(!contains(wire, form), `secret form on the wire: ${new TextDecoder().decode(form)}`);
+      for (const form of secretForms(secret)) {
+        assert.ok(
+          !contains(wire, form),
+          `secret form on the wire: ${new TextDecoder().decode(form)}`,
+        );
+      }
     }
   } finally {
     await agent.stop();
@@ -201,7 +228,13 @@ test(`${rt}: revoking an agent by reload ends it; other agents' live streams con
   try {
     lab.start();
     await lab.connected();
-    const live = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const live = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(live.reply, 0);
     // Revoke "lab" (drop it from the config); alice's stream goes through "office" and must survive.
     const cfg = t.server.config;
@@ -218,13 +251,22 @@ test(`${rt}: revoking an agent by reload ends it; other agents' live streams con
     );
     next.listen = cfg.listen;
     t.server.reload(next);
-    assert.ok(await until(() => lines.some((l) => l.includes("server refused our credentials"))), "lab refused after reload");
+    assert.ok(
+      await until(() => lines.some((l) => l.includes("server refused our credentials"))),
+      "lab refused after reload",
+    );
     await live.conn.write(new TextEncoder().encode("still alive"));
     assert.equal(new TextDecoder().decode((await live.conn.read())!), "still alive");
     live.conn.close();
     assert.equal(t.server.health().agents, 1);
     // bob no longer exists: refused at authentication.
-    const b = await socks(t.net, t.socks, "bob@office", BOB_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const b = await socks(
+      t.net,
+      t.socks,
+      "bob@office",
+      BOB_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(b.auth, 1);
     b.conn.close();
   } finally {
@@ -302,7 +344,9 @@ test(`${rt}: slow-loris and half-open handshakes are closed in time; fds return 
     const drip = setInterval(() => {
       for (let i = 1; i < conns.length; i += 2) conns[i]!.write(Uint8Array.of(5)).catch(() => {});
     }, 100);
-    const ends = await Promise.all(conns.map((c) => readAll(c).then(() => Date.now() - t0, () => Date.now() - t0)));
+    const ends = await Promise.all(
+      conns.map((c) => readAll(c).then(() => Date.now() - t0, () => Date.now() - t0)),
+    );
     clearInterval(drip);
     for (const ms of ends) assert.ok(ms < 3000, `closed after ${ms} ms`);
     for (const c of conns) c.close();
@@ -319,12 +363,24 @@ test(`${rt}: failed authentications are rate-limited per source address`, async 
   const echo = await echoTarget(t.net);
   try {
     for (let i = 0; i < 3; i++) {
-      const r = await socks(t.net, t.socks, "alice", "bad-token-" + i, targetOf("127.0.0.1", echo.addr.port));
+      const r = await socks(
+        t.net,
+        t.socks,
+        "alice",
+        "bad-token-" + i,
+        targetOf("127.0.0.1", echo.addr.port),
+      );
       assert.equal(r.auth, 1);
       r.conn.close();
     }
     // Blocked now, even with the right token.
-    const r = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const r = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(r.reply, null);
     r.conn.close();
     assert.ok(t.logs.some((l) => l.includes("limit=auth_failures")));
@@ -339,13 +395,28 @@ test(`${rt}: stream and handshake limits refuse with a logged, counted reason`, 
   const t = await tunnel({ config: { limits: { streams_per_client: 1, pending_handshakes: 3 } } });
   const echo = await echoTarget(t.net);
   try {
-    const one = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const one = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(one.reply, 0);
-    const two = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const two = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(two.reply, Status.general_failure);
     two.conn.close();
     one.conn.close();
-    assert.equal(t.server.metrics.get("burrow_limit_hits_total", { limit: "streams_per_client" }), 1);
+    assert.equal(
+      t.server.metrics.get("burrow_limit_hits_total", { limit: "streams_per_client" }),
+      1,
+    );
     // Three idle handshakes fill the pending limit; a fourth is closed at once.
     const idle = [await t.net.dial(t.socks), await t.net.dial(t.socks), await t.net.dial(t.socks)];
     await new Promise((r) => setTimeout(r, 50));
@@ -355,9 +426,19 @@ test(`${rt}: stream and handshake limits refuse with a logged, counted reason`, 
     for (const c of idle) c.close();
     assert.ok(t.logs.some((l) => l.includes("limit=pending_handshakes")));
     // Once they are gone, service resumes.
-    assert.ok(await until(() => t.server.metrics.get("burrow_limit_hits_total", { limit: "pending_handshakes" }) >= 1));
+    assert.ok(
+      await until(() =>
+        t.server.metrics.get("burrow_limit_hits_total", { limit: "pending_handshakes" }) >= 1
+      ),
+    );
     await new Promise((r) => setTimeout(r, 50));
-    const again = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const again = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(again.reply, 0);
     again.conn.close();
   } finally {

@@ -29,7 +29,14 @@ function session(over: Partial<PoolParams> = {}) {
     ...over,
   };
   const s = new AgentSession<Fake>(
-    { id: new Uint8Array(16), name: "office", agentId: 1, version: 1, nonce: new Uint8Array(32), verifier: tokenVerifier("x".repeat(8)) },
+    {
+      id: new Uint8Array(16),
+      name: "office",
+      agentId: 1,
+      version: 1,
+      nonce: new Uint8Array(32),
+      verifier: tokenVerifier("x".repeat(8)),
+    },
     () => params,
     { log: silent, request: (id, count) => requests.push({ id, count }), now: () => now },
   );

@@ -20,7 +20,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import process from "node:process";
-import { type Conn, type DialOptions, type Listener, type Net, type TlsClientOptions, type TlsServerOptions } from "../src/net.ts";
+import {
+  type Conn,
+  type DialOptions,
+  type Listener,
+  type Net,
+  type TlsClientOptions,
+  type TlsServerOptions,
+} from "../src/net.ts";
 import {
   type CertAndKey,
   fingerprint,

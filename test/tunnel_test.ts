@@ -50,7 +50,13 @@ test(`${rt}: tunnel relays 4 MiB both ways and keeps half-close`, async () => {
   const t = await tunnel();
   const echo = await echoTarget(t.net);
   try {
-    const s = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const s = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(s.reply, 0);
     const data = pattern(4 * 1024 * 1024);
     const reading = readAll(s.conn);
@@ -62,8 +68,14 @@ test(`${rt}: tunnel relays 4 MiB both ways and keeps half-close`, async () => {
     s.conn.close();
     // Ids assigned by the server go to the agent and into the logs.
     assert.ok(t.agent.session!.agentId >= 1);
-    assert.ok(t.logs.some((l) => l.includes('msg="agent connected"') && l.includes(`agent_id=${t.agent.session!.agentId}`)));
-    assert.ok(t.logs.some((l) => l.includes('msg="stream open"') && /client=alice client_id=\d+/.test(l)));
+    assert.ok(
+      t.logs.some((l) =>
+        l.includes('msg="agent connected"') && l.includes(`agent_id=${t.agent.session!.agentId}`)
+      ),
+    );
+    assert.ok(
+      t.logs.some((l) => l.includes('msg="stream open"') && /client=alice client_id=\d+/.test(l)),
+    );
   } finally {
     echo.close();
     await t.close();
@@ -75,12 +87,20 @@ test(`${rt}: a domain name target is resolved by the agent (socks npm client)`, 
   const echo = await echoTarget(t.net);
   try {
     const { socket } = await SocksClient.createConnection({
-      proxy: { host: "127.0.0.1", port: t.socks.port, type: 5, userId: "alice", password: ALICE_TOKEN },
+      proxy: {
+        host: "127.0.0.1",
+        port: t.socks.port,
+        type: 5,
+        userId: "alice",
+        password: ALICE_TOKEN,
+      },
       command: "connect",
       destination: { host: "localhost", port: echo.addr.port },
       timeout: 10000,
     });
-    const got = new Promise<string>((resolve) => socket.once("data", (d: Uint8Array) => resolve(new TextDecoder().decode(d))));
+    const got = new Promise<string>((resolve) =>
+      socket.once("data", (d: Uint8Array) => resolve(new TextDecoder().decode(d)))
+    );
     socket.write("ping");
     assert.equal(await got, "ping");
     socket.destroy();
@@ -106,14 +126,27 @@ test(`${rt}: policy refusals get the right reply and dial nothing`, async () => 
     // bob's grant covers ports 1-1024 only; the tripwire's port is higher.
     assert.ok(wire.addr.port > 1024);
     for (const [why, user, pass, auth, reply] of cases) {
-      const r = await socks(t.net, t.socks, user, pass, why === "agent offline" ? targetOf("127.0.0.1", 80) : target);
+      const r = await socks(
+        t.net,
+        t.socks,
+        user,
+        pass,
+        why === "agent offline" ? targetOf("127.0.0.1", 80) : target,
+      );
       assert.equal(r.auth, auth, `${why}: auth status`);
       assert.equal(r.reply, reply, `${why}: reply`);
       r.conn.close();
     }
     assert.equal(wire.hits(), 0, "a refused CONNECT reached the target");
-    assert.ok(t.logs.some((l) => l.includes("connect refused") && l.includes("target outside the grant")));
-    assert.ok(!t.logs.some((l) => l.includes(ALICE_TOKEN) || l.includes(BOB_TOKEN) || l.includes(AGENT_TOKEN)), "a token was logged");
+    assert.ok(
+      t.logs.some((l) => l.includes("connect refused") && l.includes("target outside the grant")),
+    );
+    assert.ok(
+      !t.logs.some((l) =>
+        l.includes(ALICE_TOKEN) || l.includes(BOB_TOKEN) || l.includes(AGENT_TOKEN)
+      ),
+      "a token was logged",
+    );
   } finally {
     wire.close();
     await t.close();
@@ -124,7 +157,13 @@ test(`${rt}: target outside the agent's allowlist is refused`, async () => {
   const t = await tunnel({ allow: ["127.0.0.1:1-1000"] });
   const wire = await tripwire(t.net);
   try {
-    const r = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", wire.addr.port));
+    const r = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", wire.addr.port),
+    );
     assert.equal(r.reply, Status.not_allowed);
     r.conn.close();
     assert.equal(wire.hits(), 0);
@@ -165,7 +204,13 @@ test(`${rt}: the agent enforces its allowlist even when the server asks`, async 
     await control.send({ type: "POOL_REQUEST", requestId: 1, count: 1 });
     const pool = new Wire((await fake.accept())!);
     await pool.expect("POOL_HELLO");
-    await pool.send({ type: "OPEN", streamId: 9, clientId: 1, client: "alice", target: targetOf("127.0.0.1", wire.addr.port) });
+    await pool.send({
+      type: "OPEN",
+      streamId: 9,
+      clientId: 1,
+      client: "alice",
+      target: targetOf("127.0.0.1", wire.addr.port),
+    });
     const res = await pool.expect("OPEN_RESULT");
     assert.equal(res.streamId, 9);
     assert.equal(res.status, Status.not_allowed);
@@ -194,7 +239,13 @@ test(`${rt}: SOCKS5 method, command and version errors`, async () => {
       r.conn.close();
     }
     // SOCKS4 and garbage: closed without a reply, server keeps serving.
-    for (const junk of [Uint8Array.of(4, 1, 0, 80, 127, 0, 0, 1, 0), pattern(300, 3), Uint8Array.of(5, 0)]) {
+    for (
+      const junk of [
+        Uint8Array.of(4, 1, 0, 80, 127, 0, 0, 1, 0),
+        pattern(300, 3),
+        Uint8Array.of(5, 0),
+      ]
+    ) {
       const j = await t.net.dial(t.socks);
       await j.write(junk);
       if (junk.length === 2) await j.end();
@@ -213,9 +264,21 @@ test(`${rt}: hostile bytes on the agent port get an ERROR and a close`, async ()
   try {
     const cases: Array<[string, Uint8Array, string]> = [
       ["bad magic", new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), "bad_magic"],
-      ["huge length", Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff), "frame_too_large"],
-      ["wrong framing version", Uint8Array.of(0x42, 0x52, 0x52, 0x57, 9, 1, 0, 0, 0, 0, 0, 0), "unsupported_frame_version"],
-      ["unknown type", Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 0x7e, 0, 0, 0, 0, 0, 0), "unknown_type"],
+      [
+        "huge length",
+        Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff),
+        "frame_too_large",
+      ],
+      [
+        "wrong framing version",
+        Uint8Array.of(0x42, 0x52, 0x52, 0x57, 9, 1, 0, 0, 0, 0, 0, 0),
+        "unsupported_frame_version",
+      ],
+      [
+        "unknown type",
+        Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 0x7e, 0, 0, 0, 0, 0, 0),
+        "unknown_type",
+      ],
     ];
     for (const [why, bytes, code] of cases) {
       const c = await t.net.dial(t.server.addrs.agents!);
@@ -223,22 +286,41 @@ test(`${rt}: hostile bytes on the agent port get an ERROR and a close`, async ()
       const w = new Wire(c);
       const msg = await w.recv().catch(() => null);
       assert.equal(msg?.type, "ERROR", why);
-      assert.equal(msg?.type === "ERROR" && msg.code, (await import("../src/messages.ts")).ErrorCode[code as "bad_magic"], why);
+      assert.equal(
+        msg?.type === "ERROR" && msg.code,
+        (await import("../src/messages.ts")).ErrorCode[code as "bad_magic"],
+        why,
+      );
       assert.equal(await c.read().catch(() => null), null, `${why}: not closed`);
       c.close();
     }
     // A truncated hello, then EOF.
     const c = await t.net.dial(t.server.addrs.agents!);
-    const hello = encode({ type: "AGENT_HELLO", minVersion: 1, maxVersion: 1, authMethod: 1, name: "office", software: "x" });
+    const hello = encode({
+      type: "AGENT_HELLO",
+      minVersion: 1,
+      maxVersion: 1,
+      authMethod: 1,
+      name: "office",
+      software: "x",
+    });
     await c.write(hello.subarray(0, hello.length - 3));
     await c.end();
     await readAll(c);
     c.close();
     // Everyone else is still served.
-    const s = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const s = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(s.reply, 0);
     s.conn.close();
-    assert.ok(t.logs.some((l) => l.includes("protocol error, closing") && l.includes("frame_too_large")));
+    assert.ok(
+      t.logs.some((l) => l.includes("protocol error, closing") && l.includes("frame_too_large")),
+    );
   } finally {
     echo.close();
     await t.close();
@@ -249,10 +331,20 @@ test(`${rt}: version negotiation names both ranges`, async () => {
   const t = await tunnel({ startAgent: false });
   try {
     const w = new Wire(await t.net.dial(t.server.addrs.agents!));
-    await w.send({ type: "AGENT_HELLO", minVersion: 2, maxVersion: 3, authMethod: 1, name: "office", software: "future" });
+    await w.send({
+      type: "AGENT_HELLO",
+      minVersion: 2,
+      maxVersion: 3,
+      authMethod: 1,
+      name: "office",
+      software: "future",
+    });
     const msg = await w.recv();
     assert.equal(msg?.type, "ERROR");
-    assert.match(msg?.type === "ERROR" ? msg.message : "", new RegExp(`server speaks ${VERSION_MIN}\\.\\.${VERSION_MAX}, agent offered 2\\.\\.3`));
+    assert.match(
+      msg?.type === "ERROR" ? msg.message : "",
+      new RegExp(`server speaks ${VERSION_MIN}\\.\\.${VERSION_MAX}, agent offered 2\\.\\.3`),
+    );
     w.conn.close();
   } finally {
     await t.close();
@@ -264,15 +356,31 @@ test(`${rt}: a recorded agent handshake cannot be replayed`, async () => {
   try {
     // Record one real exchange...
     const w1 = new Wire(await t.net.dial(t.server.addrs.agents!));
-    await w1.send({ type: "AGENT_HELLO", minVersion: 1, maxVersion: 1, authMethod: 1, name: "office", software: "t" });
+    await w1.send({
+      type: "AGENT_HELLO",
+      minVersion: 1,
+      maxVersion: 1,
+      authMethod: 1,
+      name: "office",
+      software: "t",
+    });
     const ch = await w1.expect("CHALLENGE");
-    const proof = await tokenCredential(AGENT_TOKEN).prove(transcript("agent", ch.version, ch.nonce, "office"));
+    const proof = await tokenCredential(AGENT_TOKEN).prove(
+      transcript("agent", ch.version, ch.nonce, "office"),
+    );
     await w1.send({ type: "AUTH", proof });
     await w1.expect("WELCOME");
     w1.conn.close();
     // ...and replay its AUTH on a new connection.
     const w2 = new Wire(await t.net.dial(t.server.addrs.agents!));
-    await w2.send({ type: "AGENT_HELLO", minVersion: 1, maxVersion: 1, authMethod: 1, name: "office", software: "t" });
+    await w2.send({
+      type: "AGENT_HELLO",
+      minVersion: 1,
+      maxVersion: 1,
+      authMethod: 1,
+      name: "office",
+      software: "t",
+    });
     await w2.expect("CHALLENGE");
     await w2.send({ type: "AUTH", proof });
     const msg = await w2.recv();
@@ -288,11 +396,23 @@ test(`${rt}: pool serves a CONNECT right after connect, a burst of 200, then shr
   const t = await tunnel();
   const echo = await echoTarget(t.net);
   try {
-    const first = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    const first = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(first.reply, 0);
     first.conn.close();
     const burst = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
-      const s = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+      const s = await socks(
+        t.net,
+        t.socks,
+        "alice",
+        ALICE_TOKEN,
+        targetOf("127.0.0.1", echo.addr.port),
+      );
       if (s.reply !== 0) {
         s.conn.close();
         return false;
@@ -305,7 +425,10 @@ test(`${rt}: pool serves a CONNECT right after connect, a burst of 200, then shr
     assert.equal(burst.filter(Boolean).length, 200, "every CONNECT of the burst succeeded");
     // Pool grew for the burst, then shrinks back to pool.min (2) once idle.
     assert.ok(await until(() => idle(t.server.metrics.render(), "office") > 2, 3000), "pool grew");
-    assert.ok(await until(() => idle(t.server.metrics.render(), "office") === 2, 8000), "pool shrank back to min");
+    assert.ok(
+      await until(() => idle(t.server.metrics.render(), "office") === 2, 8000),
+      "pool shrank back to min",
+    );
   } finally {
     echo.close();
     await t.close();
@@ -317,9 +440,19 @@ test(`${rt}: a silent agent is dropped within the heartbeat timeout`, async () =
   try {
     // Authenticate by hand, then never answer PING.
     const w = new Wire(await t.net.dial(t.server.addrs.agents!));
-    await w.send({ type: "AGENT_HELLO", minVersion: 1, maxVersion: 1, authMethod: 1, name: "office", software: "t" });
+    await w.send({
+      type: "AGENT_HELLO",
+      minVersion: 1,
+      maxVersion: 1,
+      authMethod: 1,
+      name: "office",
+      software: "t",
+    });
     const ch = await w.expect("CHALLENGE");
-    await w.send({ type: "AUTH", proof: await tokenCredential(AGENT_TOKEN).prove(transcript("agent", 1, ch.nonce, "office")) });
+    await w.send({
+      type: "AUTH",
+      proof: await tokenCredential(AGENT_TOKEN).prove(transcript("agent", 1, ch.nonce, "office")),
+    });
     await w.expect("WELCOME");
     await w.send({ type: "ANNOUNCE", rules: parseRule("*") });
     assert.equal(t.server.health().agents, 1);
@@ -348,8 +481,16 @@ test(`${rt}: agent keeps its id and a second session replaces the first`, async 
     await second.stop();
     // The first agent reconnects (it was replaced) and keeps the id.
     assert.ok(await until(() => t.server.health().agents === 1, 5000));
-    assert.ok(await until(() => t.agent.session !== undefined && t.agent.session.agentId === id1, 5000));
-    const r = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", echo.addr.port));
+    assert.ok(
+      await until(() => t.agent.session !== undefined && t.agent.session.agentId === id1, 5000),
+    );
+    const r = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
     assert.equal(r.reply, 0);
     r.conn.close();
   } finally {

@@ -32,7 +32,16 @@
  *
  * @module
  */
-import { type Addr, type Conn, type DialOptions, type Listener, type ListenOptions, type Net, type TlsClientOptions, type TlsServerOptions } from "../../src/net.ts";
+import {
+  type Addr,
+  type Conn,
+  type DialOptions,
+  type Listener,
+  type ListenOptions,
+  type Net,
+  type TlsClientOptions,
+  type TlsServerOptions,
+} from "../../src/net.ts";
 import { normalizeFingerprint } from "../../src/tls.ts";
 import {
   AcceptQueue,

@@ -45,7 +45,14 @@
  * @module
  */
 import { lookup as dnsLookup } from "node:dns/promises";
-import { type Addr, type Conn, type DialOptions, type Listener, type ListenOptions, type Net } from "../../src/net.ts";
+import {
+  type Addr,
+  type Conn,
+  type DialOptions,
+  type Listener,
+  type ListenOptions,
+  type Net,
+} from "../../src/net.ts";
 import { normalizeFingerprint } from "../../src/tls.ts";
 import {
   acceptAll,

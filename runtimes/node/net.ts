@@ -30,7 +30,16 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { createHash } from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
-import { type Addr, type Conn, type DialOptions, type Listener, type ListenOptions, type Net, type TlsClientOptions, type TlsServerOptions } from "../../src/net.ts";
+import {
+  type Addr,
+  type Conn,
+  type DialOptions,
+  type Listener,
+  type ListenOptions,
+  type Net,
+  type TlsClientOptions,
+  type TlsServerOptions,
+} from "../../src/net.ts";
 import { normalizeFingerprint } from "../../src/tls.ts";
 import {
   AcceptQueue,

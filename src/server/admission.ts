@@ -81,7 +81,11 @@ export class Admission {
     if (!p) this.#pending.set(port, p = { total: 0, bySource: new Map() });
     const mine = p.bySource.get(source) ?? 0;
     if (mine >= lim.pendingHandshakesPerSource) {
-      this.limitHit("pending_handshakes_per_source", { port, remote, max: lim.pendingHandshakesPerSource });
+      this.limitHit("pending_handshakes_per_source", {
+        port,
+        remote,
+        max: lim.pendingHandshakesPerSource,
+      });
       conn.close();
       return null;
     }
@@ -131,7 +135,9 @@ export class Admission {
       this.limitHit("auth_failures", { port, source, blocked_ms: lim.authBlockMs });
     }
     if (table.size > SWEEP_AT) {
-      for (const [s, x] of table) if (now - x.since > MINUTE && x.blockedUntil < now) table.delete(s);
+      for (const [s, x] of table) {
+        if (now - x.since > MINUTE && x.blockedUntil < now) table.delete(s);
+      }
     }
   }
 }

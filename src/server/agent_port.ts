@@ -57,7 +57,10 @@ export class AgentPort {
       if (first === null) return conn.close();
       if (first.type === "AGENT_HELLO") await this.#control(wire, first, log, admitted);
       else if (first.type === "POOL_HELLO") await this.#pool(wire, first, log, admitted);
-      else throw new ProtocolError("unexpected_message", `Expected AGENT_HELLO or POOL_HELLO, got ${first.type}`);
+      else {throw new ProtocolError(
+          "unexpected_message",
+          `Expected AGENT_HELLO or POOL_HELLO, got ${first.type}`,
+        );}
     } catch (e) {
       admitted();
       await closeOnError(this.ctx, wire, e, log, "agents");
@@ -98,16 +101,29 @@ export class AgentPort {
     return id;
   }
 
-  async #control(wire: Wire, hello: MessageOf<"AGENT_HELLO">, log0: Logger, admitted: () => void): Promise<void> {
-    const { version, nonce, verifier } = await verifyLogin(wire, hello, "agent", this.ctx.config().agents, (why) => {
-      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "agent" });
-      this.ctx.admission.authFailed("agents", wire.conn.remote.host);
-      log0.warn("authentication failed", {
+  async #control(
+    wire: Wire,
+    hello: MessageOf<"AGENT_HELLO">,
+    log0: Logger,
+    admitted: () => void,
+  ): Promise<void> {
+    const { version, nonce, verifier } = await verifyLogin(
+      wire,
+      hello,
+      "agent",
+      this.ctx.config().agents,
+      (why) => {
+        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+          role: "agent",
+        });
+        this.ctx.admission.authFailed("agents", wire.conn.remote.host);
+        log0.warn("authentication failed", {
           role: "agent",
           ...(why === "unknown name" ? { name_bytes: hello.name.length } : { name: hello.name }),
           reason: why,
         });
-    });
+      },
+    );
     admitted();
     const agentId = this.#agentId(hello.name);
     const log = log0.with({ agent: hello.name, agent_id: agentId });
@@ -161,13 +177,19 @@ export class AgentPort {
           const rules = msg.rules.map(normalizeRule);
           s.rules = rules.filter((r) => r !== null);
           const dropped = rules.length - s.rules.length;
-          log.info("agent announced targets", { rules: s.rules.length, ...(dropped ? { invalid: dropped } : {}) });
+          log.info("agent announced targets", {
+            rules: s.rules.length,
+            ...(dropped ? { invalid: dropped } : {}),
+          });
           break;
         }
         case "POOL_CONFIRM": {
           const asked = s.confirm(msg.requestId, msg.count);
           if (asked !== null && msg.count < asked) {
-            log.warn("agent opened fewer pool connections than asked", { asked, opened: msg.count });
+            log.warn("agent opened fewer pool connections than asked", {
+              asked,
+              opened: msg.count,
+            });
           }
           break;
         }
@@ -195,29 +217,47 @@ export class AgentPort {
     s.tick();
   }
 
-  async #pool(wire: Wire, hello: MessageOf<"POOL_HELLO">, log: Logger, admitted: () => void): Promise<void> {
+  async #pool(
+    wire: Wire,
+    hello: MessageOf<"POOL_HELLO">,
+    log: Logger,
+    admitted: () => void,
+  ): Promise<void> {
     const s = this.#byKey.get(toHex(hello.sessionId));
     if (!s || s.who.agentId !== hello.agentId) {
       throw new ProtocolError("session_unknown", "no live session with this id");
     }
     if (hello.version !== s.who.version) {
-      throw new ProtocolError("unsupported_version", `pool version ${hello.version} is not the session's ${s.who.version}`);
+      throw new ProtocolError(
+        "unsupported_version",
+        `pool version ${hello.version} is not the session's ${s.who.version}`,
+      );
     }
     const proven = poolTranscript(s.who.agentId, s.who.id, hello.seq, s.who.nonce);
     if (!await s.who.verifier.verify(proven, hello.proof)) {
-      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "pool" });
+      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+        role: "pool",
+      });
       this.ctx.admission.authFailed("agents", wire.conn.remote.host);
       throw new ProtocolError("auth_failed", "authentication failed");
     }
     if (!s.acceptSeq(hello.seq)) {
-      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "pool_replay" });
+      this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+        role: "pool_replay",
+      });
       throw new ProtocolError("replayed", `pool sequence number ${hello.seq} was already used`);
     }
     admitted();
-    const pc: PoolConn = { wire, first: wire.recv().catch(() => null), close: () => wire.conn.close() };
+    const pc: PoolConn = {
+      wire,
+      first: wire.recv().catch(() => null),
+      close: () => wire.conn.close(),
+    };
     const placed = s.add(pc);
     if (placed === "full") {
-      this.ctx.metrics.inc("burrow_limit_hits_total", "Limits that triggered", { limit: "pool_max" });
+      this.ctx.metrics.inc("burrow_limit_hits_total", "Limits that triggered", {
+        limit: "pool_max",
+      });
       log.debug("pool full, closing extra connection", { agent: s.name });
     }
     if (placed === "full" || placed === "closed") return pc.close();

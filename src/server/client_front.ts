@@ -24,7 +24,9 @@ export class ClientFront {
     try {
       const hello = await wire.expect("CLIENT_HELLO");
       await verifyLogin(wire, hello, "client", this.ctx.config().clients, (why) => {
-        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "client" });
+        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+          role: "client",
+        });
         this.ctx.admission.authFailed("clients", conn.remote.host);
         log.warn("authentication failed", {
           role: "client",
@@ -38,12 +40,22 @@ export class ClientFront {
       const req = await wire.expect("CONNECT");
       admitted();
       const clog = log.with({ client, client_id: clientId });
-      const r = await this.router.open({ client, clientId, agent: req.agent, target: req.target, log: clog });
+      const r = await this.router.open({
+        client,
+        clientId,
+        agent: req.agent,
+        target: req.target,
+        log: clog,
+      });
       if (!r.ok) {
         this.router.refused(clog, "clients", client, req.target, r.status, r.reason);
         return await wire.last({ type: "CONNECT_RESULT", status: r.status, bound: NO_ADDR });
       }
-      clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(req.target) });
+      clog.info("stream open", {
+        stream: r.streamId,
+        agent: r.agent,
+        target: targetText(req.target),
+      });
       try {
         await wire.send({ type: "CONNECT_RESULT", status: 0, bound: r.bound });
       } catch (e) {

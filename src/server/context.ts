@@ -24,9 +24,18 @@ export interface ServerContext {
  * §3, §9.2) unless the spec says to close without reply; the peer's ERROR,
  * network failures and timeouts just close. Anything else is a bug: rethrown.
  */
-export async function closeOnError(ctx: ServerContext, wire: Wire, e: unknown, log: Logger, port: Port): Promise<void> {
+export async function closeOnError(
+  ctx: ServerContext,
+  wire: Wire,
+  e: unknown,
+  log: Logger,
+  port: Port,
+): Promise<void> {
   if (e instanceof ProtocolError) {
-    ctx.metrics.inc("burrow_protocol_errors_total", "Connections closed for a protocol error", { port, code: e.code });
+    ctx.metrics.inc("burrow_protocol_errors_total", "Connections closed for a protocol error", {
+      port,
+      code: e.code,
+    });
     log.warn("protocol error, closing", { port, code: e.code, error: e.message });
     if (e.reply) await wire.fail(e.code, e.message);
     else wire.conn.close();

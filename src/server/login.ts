@@ -84,7 +84,10 @@ const PROBE = new TextEncoder().encode("burrow-v1 socks5 password");
  * RFC 1929 check of `password` for `id` (SPEC.md §8). An unknown client, or
  * one without a token, is checked against a decoy token at the same cost.
  */
-export async function checkSocksPassword(id: Identity | undefined, password: string): Promise<boolean> {
+export async function checkSocksPassword(
+  id: Identity | undefined,
+  password: string,
+): Promise<boolean> {
   if (id?.checkPassword) return await id.checkPassword(password);
   await decoyToken.verify(PROBE, await tokenCredential(password).prove(PROBE));
   return false;

@@ -15,5 +15,5 @@
  */
 export { Server } from "./server.ts";
 export { type OpenRequest, type OpenResult, Router } from "./router.ts";
-export { AgentSession, type PoolParams, type Pooled } from "./session.ts";
+export { AgentSession, type Pooled, type PoolParams } from "./session.ts";
 export { Admission, type Port, sourceOf } from "./admission.ts";

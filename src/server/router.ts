@@ -68,24 +68,37 @@ export class Router {
       if (names.length !== 1) {
         return refuse(
           Status.not_allowed,
-          names.length === 0 ? "client has no grant" : `client is granted ${names.length} agents; name one as ${req.client}@agent`,
+          names.length === 0
+            ? "client has no grant"
+            : `client is granted ${names.length} agents; name one as ${req.client}@agent`,
         );
       }
       agent = names[0]!;
     }
     const granted = grants.filter((g) => g.agents.includes(agent));
-    if (granted.length === 0) return refuse(Status.not_allowed, `client is not granted agent ${agent}`);
+    if (granted.length === 0) {
+      return refuse(Status.not_allowed, `client is not granted agent ${agent}`);
+    }
     if (!allowed(granted.flatMap((g) => g.rules), req.client, target, "never")) {
       return refuse(Status.not_allowed, "target outside the grant");
     }
     const lim = c.limits;
     if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
-      this.ctx.admission.limitHit("streams_per_client", { client: req.client, max: lim.streamsPerClient });
-      return refuse(Status.general_failure, `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`);
+      this.ctx.admission.limitHit("streams_per_client", {
+        client: req.client,
+        max: lim.streamsPerClient,
+      });
+      return refuse(
+        Status.general_failure,
+        `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`,
+      );
     }
     if ((this.#agentStreams.get(agent) ?? 0) >= lim.streamsPerAgent) {
       this.ctx.admission.limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
-      return refuse(Status.general_failure, `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`);
+      return refuse(
+        Status.general_failure,
+        `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
+      );
     }
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const s = this.agents.sessions.get(agent);
@@ -123,11 +136,19 @@ export class Router {
     this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;
     let res: Message | null;
     try {
-      await pc.wire.send({ type: "OPEN", streamId, clientId: req.clientId, client: req.client, target });
+      await pc.wire.send({
+        type: "OPEN",
+        streamId,
+        clientId: req.clientId,
+        client: req.client,
+        target,
+      });
       res = await deadline(pc.first, c.openTimeoutMs, "OPEN_RESULT");
     } catch (e) {
       pc.close();
-      if (e instanceof TimeoutError) return refuse(Status.ttl_expired, "agent did not answer OPEN in time");
+      if (e instanceof TimeoutError) {
+        return refuse(Status.ttl_expired, "agent did not answer OPEN in time");
+      }
       return null;
     }
     if (res === null) {
@@ -143,7 +164,14 @@ export class Router {
       pc.close();
       return refuse(res.status, "agent could not open the target");
     }
-    return { ok: true, conn: pc.wire.conn, rest: pc.wire.rest(), bound: res.bound, streamId, agent };
+    return {
+      ok: true,
+      conn: pc.wire.conn,
+      rest: pc.wire.rest(),
+      bound: res.bound,
+      streamId,
+      agent,
+    };
   }
 
   /** Relay an opened stream to its end; log and count it. Never throws. */
@@ -173,9 +201,25 @@ export class Router {
   }
 
   /** Log and count a refused CONNECT. */
-  refused(log: Logger, port: string, client: string, target: Target | null, status: number, reason: string): void {
-    this.ctx.metrics.inc("burrow_connects_refused_total", "CONNECTs refused", { port, status: String(status) });
-    log.warn("connect refused", { port, client, target: target ? targetText(target) : undefined, status, reason });
+  refused(
+    log: Logger,
+    port: string,
+    client: string,
+    target: Target | null,
+    status: number,
+    reason: string,
+  ): void {
+    this.ctx.metrics.inc("burrow_connects_refused_total", "CONNECTs refused", {
+      port,
+      status: String(status),
+    });
+    log.warn("connect refused", {
+      port,
+      client,
+      target: target ? targetText(target) : undefined,
+      status,
+      reason,
+    });
   }
 }
 

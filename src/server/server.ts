@@ -36,17 +36,34 @@ export class Server implements HealthSource {
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
    * stays plain SOCKS5); without it those ports are plain TCP.
    */
-  constructor(readonly net: Net, config: ServerConfig, readonly log: Logger, readonly tls?: TlsServerOptions) {
+  constructor(
+    readonly net: Net,
+    config: ServerConfig,
+    readonly log: Logger,
+    readonly tls?: TlsServerOptions,
+  ) {
     this.#config = config;
     this.admission = new Admission(() => this.#config, this.metrics, log);
-    const ctx: ServerContext = { config: () => this.#config, metrics: this.metrics, log, admission: this.admission };
+    const ctx: ServerContext = {
+      config: () => this.#config,
+      metrics: this.metrics,
+      log,
+      admission: this.admission,
+    };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
     const m = this.metrics;
-    m.gauge("burrow_agents_connected", "Agents with a live session", () => [[{}, this.agents.sessions.size]]);
+    m.gauge(
+      "burrow_agents_connected",
+      "Agents with a live session",
+      () => [[{}, this.agents.sessions.size]],
+    );
     m.gauge("burrow_streams_active", "Streams being relayed", () => [[{}, this.router.active]]);
-    m.gauge("burrow_pool_idle", "Idle pool connections per agent", () =>
-      [...this.agents.sessions.values()].map((s) => [{ agent: s.name }, s.idle]));
+    m.gauge(
+      "burrow_pool_idle",
+      "Idle pool connections per agent",
+      () => [...this.agents.sessions.values()].map((s) => [{ agent: s.name }, s.idle]),
+    );
   }
 
   get config(): ServerConfig {
@@ -67,10 +84,13 @@ export class Server implements HealthSource {
     const tls = this.tls ? { tls: this.tls } : {};
     for (const [port, addr] of [["agents", agents], ["clients", clients]] as const) {
       if (!this.tls && addr && !isLoopback(addr.host)) {
-        this.log.warn("plain TCP on a non-loopback address: credentials are safe, but traffic is not", {
-          port,
-          listen: fmt(addr),
-        });
+        this.log.warn(
+          "plain TCP on a non-loopback address: credentials are safe, but traffic is not",
+          {
+            port,
+            listen: fmt(addr),
+          },
+        );
       }
     }
     this.addrs.agents = await this.#listen({ ...agents, ...tls }, (c) => this.agents.handle(c));
@@ -111,7 +131,10 @@ export class Server implements HealthSource {
     await Promise.all([...this.#conns].map((c) => c.closed));
   }
 
-  async #listen(opts: Parameters<Net["listen"]>[0], handle: (c: Conn) => Promise<void>): Promise<Addr> {
+  async #listen(
+    opts: Parameters<Net["listen"]>[0],
+    handle: (c: Conn) => Promise<void>,
+  ): Promise<Addr> {
     const l = await this.net.listen(opts);
     this.#listeners.push(l);
     void this.#acceptLoop(l, handle);

@@ -23,7 +23,10 @@ const NAME = /^[A-Za-z0-9._-]{1,64}$/;
  * logged only when it is `client[@agent]` with a configured client, else only
  * its length.
  */
-export function loggableUser(user: string, known: (client: string) => boolean): Record<string, string | number> {
+export function loggableUser(
+  user: string,
+  known: (client: string) => boolean,
+): Record<string, string | number> {
   const { client, agent } = splitUser(user);
   if (NAME.test(client) && known(client) && (agent === "" || NAME.test(agent))) return { user };
   return { user_bytes: new TextEncoder().encode(user).length };
@@ -32,7 +35,9 @@ export function loggableUser(user: string, known: (client: string) => boolean): 
 /** `client` or `client@agent` (SPEC.md §7.1). */
 function splitUser(user: string): { client: string; agent: string } {
   const at = user.indexOf("@");
-  return at < 0 ? { client: user, agent: "" } : { client: user.slice(0, at), agent: user.slice(at + 1) };
+  return at < 0
+    ? { client: user, agent: "" }
+    : { client: user.slice(0, at), agent: user.slice(at + 1) };
 }
 
 export class SocksFront {
@@ -53,7 +58,9 @@ export class SocksFront {
       const user = a.username ?? "";
       const { client, agent } = splitUser(user);
       if (!a.ok && a.refusal === "auth_failed") {
-        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "socks" });
+        this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+          role: "socks",
+        });
         this.ctx.admission.authFailed("socks", conn.remote.host);
         const clients = this.ctx.config().clients;
         log.warn("socks authentication failed", {
@@ -79,7 +86,11 @@ export class SocksFront {
         this.router.refused(clog, "socks", client, a.target, r.status, r.reason);
         return await socksReply(conn, r.status);
       }
-      clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(a.target) });
+      clog.info("stream open", {
+        stream: r.streamId,
+        agent: r.agent,
+        target: targetText(a.target),
+      });
       try {
         await socksReply(conn, 0, r.bound);
       } catch (e) {
@@ -93,10 +104,14 @@ export class SocksFront {
       admitted();
       conn.close();
       if (e instanceof SocksError || e instanceof EofError) {
-        this.ctx.metrics.inc("burrow_protocol_errors_total", "Connections closed for a protocol error", {
-          port: "socks",
-          code: e instanceof SocksError ? e.code : "eof",
-        });
+        this.ctx.metrics.inc(
+          "burrow_protocol_errors_total",
+          "Connections closed for a protocol error",
+          {
+            port: "socks",
+            code: e instanceof SocksError ? e.code : "eof",
+          },
+        );
         log.warn("bad socks handshake, closing", { error: e.message });
       } else if (e instanceof NetError) {
         log.debug("socks connection ended", { error: e.message });
