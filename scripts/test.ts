@@ -1,21 +1,24 @@
 /**
- * `npm test`: type check, generated-code check, then the same test files on
- * Node, Deno and Bun. Ends with one line `N passed, N failed` over everything
- * and exits non-zero if anything failed.
+ * `npm test`: installs the Debian clients the tests drive if they are missing
+ * (or stops with one line naming them), type checks, generated-code check,
+ * lint and format checks, then the same test files on Node, Deno and Bun.
+ * Ends with one line `N passed, N failed` over everything and exits non-zero
+ * if anything failed.
  *
  *   npm test                      everything
  *   npm test -- --runtime deno    one runtime (repeatable), checks included
- *   npm test -- --no-checks       skip type check and generated-code check
+ *   npm test -- --no-checks       skip type, generated-code, lint and format checks
  *   npm test -- test/x_test.ts    only these files
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
 const root = new URL("..", import.meta.url).pathname;
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
-const outDir = join(root, ".state", "test");
+// One folder per run, so that concurrent runs never clear each other's reports.
+const outDir = join(root, ".state", "test", String(process.pid));
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -96,6 +99,40 @@ function junit(label: string, path: string, exitCode: number): void {
   tallies.push(t);
 }
 
+/**
+ * The real clients the end-to-end tests drive: command → Debian package.
+ * Missing ones are installed when we may (root with apt-get); otherwise the
+ * run stops at once with one line naming them.
+ */
+const CLIENTS: Record<string, string> = { curl: "curl", ncat: "ncat" };
+
+function has(cmd: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+function ensureClients(): void {
+  const missing = () => Object.keys(CLIENTS).filter((cmd) => !has(cmd));
+  const packages = missing().map((cmd) => CLIENTS[cmd]!);
+  if (packages.length === 0) return;
+  if (process.getuid?.() === 0 && has("apt-get")) {
+    console.log(`npm test: installing ${packages.join(" ")} (apt-get)`);
+    const opts = {
+      stdio: "inherit" as const,
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    };
+    spawnSync("apt-get", ["update", "-qq"], opts);
+    spawnSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], opts);
+    if (missing().length === 0) return;
+  }
+  console.error(
+    `npm test: the tests need the Debian packages ${packages.join(" ")}: apt-get install -y ${
+      packages.join(" ")
+    }`,
+  );
+  process.exit(1);
+}
+
+ensureClients();
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
 
@@ -117,6 +154,8 @@ if (!values["no-checks"]) {
     "runtimes/deno/",
   ]);
   await check("generated/ matches spec/", bin("tsx"), ["scripts/gen.ts", "--check"]);
+  await check("deno lint", bin("deno"), ["lint", "--quiet"]);
+  await check("deno fmt --check", bin("deno"), ["fmt", "--check", "--quiet"]);
 }
 
 for (const rt of runtimes) {
