@@ -8,7 +8,7 @@
 import { fmt, targetText } from "./addr.ts";
 import { type Credential, poolTranscript } from "./auth.ts";
 import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
-import { NO_ADDR } from "./encode.ts";
+import { NO_ADDR } from "./writer.ts";
 import { normalizeIP, normalizeTarget } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";

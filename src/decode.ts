@@ -92,7 +92,11 @@ function rule(r: Control.Rule): Rule {
   throw new Invalid(`rule kind ${r.kind} has no body`);
 }
 
-/** Parses the payload of a `type` message from `io` with its generated payload type. */
+/**
+ * Parses the payload of a `type` message from `io` with its generated payload
+ * type. One case per message of SPEC.md §5, side by side with encode.ts's
+ * `encodeWith`: long, but flat, and easier to check against the spec whole.
+ */
 function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
   switch (type) {
     case "AGENT_HELLO":

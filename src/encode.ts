@@ -26,17 +26,17 @@
  * build well-formed frames that break a §10 limit. {@link frame} wraps any
  * payload in a header.
  *
- * Implementation: one module-level growable byte writer (postgres.js style);
- * the header is written first with a zero length that is back-filled when the
- * payload is complete, and the finished frame is copied out once, so each
- * call allocates exactly one `Uint8Array` of the frame's size (plus, rarely,
- * a larger scratch buffer that is kept for the next call).
+ * Implementation: one module-level growable byte writer (writer.ts,
+ * postgres.js style); the header is written first with a zero length that is
+ * back-filled when the payload is complete, and the finished frame is copied
+ * out once, so each call allocates exactly one `Uint8Array` of the frame's
+ * size (plus, rarely, a larger scratch buffer that is kept for the next call).
  *
  * @module
  */
-import { AddrType } from "../generated/enums.ts";
-import { formatIPv4, parseIPv4, parseIPv6 } from "./ip.ts";
-import { Limits, type Message, MsgType, type Rule, RuleKind, type Target } from "./messages.ts";
+import { parseIPv4, parseIPv6 } from "./ip.ts";
+import { Limits, type Message, MsgType, type Rule, RuleKind } from "./messages.ts";
+import { ipBytes, writeAddr, type Writer, writer } from "./writer.ts";
 
 /** ASCII `BRRW` */
 export const MAGIC: readonly number[] = [0x42, 0x52, 0x52, 0x57];
@@ -44,139 +44,6 @@ export const MAGIC: readonly number[] = [0x42, 0x52, 0x52, 0x57];
 export const FRAME_VERSION = 1;
 
 const NAME_RE = /^[A-Za-z0-9._-]*$/;
-const LONE_SURROGATE = /\p{Cs}/u;
-const UTF8 = new TextEncoder();
-const INITIAL = 1024;
-const KEEP = 64 * 1024;
-
-/**
- * A growable big-endian byte writer. {@link encode} uses one shared instance;
- * other encoders (SOCKS5) create their own or share it via {@link writer}.
- * All writes check their argument and throw `RangeError`/`TypeError` naming
- * `field`.
- */
-export class Writer {
-  buf: Uint8Array;
-  view: DataView;
-  pos = 0;
-
-  constructor(size = INITIAL) {
-    this.buf = new Uint8Array(size);
-    this.view = new DataView(this.buf.buffer);
-  }
-
-  /** Make room for `n` more bytes. */
-  ensure(n: number): void {
-    const need = this.pos + n;
-    if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
-  }
-
-  /** Forget what was written; drop a scratch buffer that grew very large. */
-  reset(): this {
-    this.pos = 0;
-    if (this.buf.length > KEEP) {
-      this.buf = new Uint8Array(INITIAL);
-      this.view = new DataView(this.buf.buffer);
-    }
-    return this;
-  }
-
-  u8(v: number, field: string): this {
-    uint(v, 0xff, field);
-    this.ensure(1);
-    this.buf[this.pos++] = v;
-    return this;
-  }
-
-  u16(v: number, field: string): this {
-    uint(v, 0xffff, field);
-    this.ensure(2);
-    this.view.setUint16(this.pos, v);
-    this.pos += 2;
-    return this;
-  }
-
-  u32(v: number, field: string): this {
-    uint(v, 0xffffffff, field);
-    this.ensure(4);
-    this.view.setUint32(this.pos, v);
-    this.pos += 4;
-    return this;
-  }
-
-  /** Raw bytes; `size` (if given) is the exact length required. */
-  bytes(b: Uint8Array, field: string, size?: number): this {
-    if (!(b instanceof Uint8Array)) throw new TypeError(`${field}: must be a Uint8Array`);
-    if (size !== undefined && b.length !== size) {
-      throw new RangeError(`${field}: must be exactly ${size} bytes, got ${b.length}`);
-    }
-    this.ensure(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-    return this;
-  }
-
-  /** Bytes preceded by their length as u1 (`prefix` 1) or u2 (`prefix` 2). */
-  lenBytes(b: Uint8Array, prefix: 1 | 2, min: number, max: number, field: string): this {
-    if (!(b instanceof Uint8Array)) throw new TypeError(`${field}: must be a Uint8Array`);
-    if (b.length < min || b.length > max) {
-      throw new RangeError(`${field}: must be ${min}..${max} bytes, got ${b.length}`);
-    }
-    if (prefix === 1) this.u8(b.length, field);
-    else this.u16(b.length, field);
-    return this.bytes(b, field);
-  }
-
-  /**
-   * A UTF-8 string preceded by its byte length as u1 or u2, the length
-   * back-filled after encoding in place (no intermediate buffer).
-   */
-  str(s: string, prefix: 1 | 2, min: number, max: number, field: string): this {
-    if (typeof s !== "string") throw new TypeError(`${field}: must be a string`);
-    if (LONE_SURROGATE.test(s)) {
-      throw new TypeError(`${field}: contains a lone surrogate (not valid UTF-16)`);
-    }
-    // Every UTF-16 unit is at least one UTF-8 byte: reject early, before sizing.
-    if (s.length > max) {
-      throw new RangeError(`${field}: must be ${min}..${max} bytes, got at least ${s.length}`);
-    }
-    this.ensure(prefix + s.length * 3);
-    const at = this.pos;
-    const { written } = UTF8.encodeInto(s, this.buf.subarray(at + prefix));
-    if (written < min || written > max) {
-      throw new RangeError(`${field}: must be ${min}..${max} bytes, got ${written}`);
-    }
-    if (prefix === 1) this.buf[at] = written;
-    else this.view.setUint16(at, written);
-    this.pos = at + prefix + written;
-    return this;
-  }
-
-  /** A copy of everything written, exactly sized. */
-  finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
-  }
-}
-
-function uint(v: number, max: number, field: string): void {
-  if (typeof v !== "number") throw new TypeError(`${field}: must be a number, got ${typeof v}`);
-  if (!Number.isInteger(v) || v < 0 || v > max) {
-    throw new RangeError(`${field}: must be an integer in 0..${max}, got ${v}`);
-  }
-}
-
-const shared = new Writer();
-
-/** The module's shared writer, reset. Synchronous use only; copy out with `finish()`. */
-export function writer(): Writer {
-  return shared.reset();
-}
 
 interface Mode {
   strict: boolean;
@@ -233,6 +100,10 @@ function end(w: Writer): Uint8Array {
   return w.finish();
 }
 
+/**
+ * One case per message of SPEC.md §5, in the order of its fields: long, but
+ * flat, and easier to check against the spec whole (decode.ts mirrors it).
+ */
 function encodeWith(msg: Message, m: Mode): Uint8Array {
   if (msg === null || typeof msg !== "object") {
     throw new TypeError("encode: message must be an object");
@@ -318,23 +189,23 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       w.u32(msg.streamId, "OPEN.streamId");
       w.u32(msg.clientId, "OPEN.clientId");
       name(w, msg.client, 1, m, "OPEN.client");
-      addr(w, msg.target, m, "OPEN.target");
+      writeAddr(w, msg.target, "OPEN.target", m.strict);
       break;
     case "OPEN_RESULT":
       w.u32(msg.streamId, "OPEN_RESULT.streamId");
       w.u8(msg.status, "OPEN_RESULT.status");
-      addr(w, msg.bound, m, "OPEN_RESULT.bound");
+      writeAddr(w, msg.bound, "OPEN_RESULT.bound", m.strict);
       break;
     case "CLIENT_READY":
       w.u32(msg.clientId, "CLIENT_READY.clientId");
       break;
     case "CONNECT":
       name(w, msg.agent, 0, m, "CONNECT.agent");
-      addr(w, msg.target, m, "CONNECT.target");
+      writeAddr(w, msg.target, "CONNECT.target", m.strict);
       break;
     case "CONNECT_RESULT":
       w.u8(msg.status, "CONNECT_RESULT.status");
-      addr(w, msg.bound, m, "CONNECT_RESULT.bound");
+      writeAddr(w, msg.bound, "CONNECT_RESULT.bound", m.strict);
       break;
     default: {
       const never: never = msg;
@@ -382,7 +253,7 @@ function rule(w: Writer, r: Rule, m: Mode, field: string): void {
     case "cidr4": {
       w.u8(RuleKind.cidr4, `${field}.kind`);
       name(w, r.client, 0, m, `${field}.client`);
-      w.bytes(ip(parseIPv4, r.addr, "IPv4", `${field}.addr`), `${field}.addr`);
+      w.bytes(ipBytes(parseIPv4, r.addr, "IPv4", `${field}.addr`), `${field}.addr`);
       w.u8(r.prefix, `${field}.prefix`);
       if (m.strict && r.prefix > 32) {
         throw new RangeError(`${field}.prefix: must be 0..32, got ${r.prefix}`);
@@ -392,7 +263,7 @@ function rule(w: Writer, r: Rule, m: Mode, field: string): void {
     case "cidr6": {
       w.u8(RuleKind.cidr6, `${field}.kind`);
       name(w, r.client, 0, m, `${field}.client`);
-      w.bytes(ip(parseIPv6, r.addr, "IPv6", `${field}.addr`), `${field}.addr`);
+      w.bytes(ipBytes(parseIPv6, r.addr, "IPv6", `${field}.addr`), `${field}.addr`);
       w.u8(r.prefix, `${field}.prefix`);
       if (m.strict && r.prefix > 128) {
         throw new RangeError(`${field}.prefix: must be 0..128, got ${r.prefix}`);
@@ -410,62 +281,3 @@ function rule(w: Writer, r: Rule, m: Mode, field: string): void {
     throw new RangeError(`${field}: portMin ${r.portMin} > portMax ${r.portMax}`);
   }
 }
-
-function ip(
-  parse: (s: string) => Uint8Array | null,
-  s: string,
-  fam: string,
-  field: string,
-): Uint8Array {
-  if (typeof s !== "string") throw new TypeError(`${field}: must be a string`);
-  const b = parse(s);
-  if (!b) throw new RangeError(`${field}: ${JSON.stringify(s)} is not an ${fam} address`);
-  return b;
-}
-
-/**
- * Write a SOCKS5-layout address (SPEC.md §5.1): atyp, body, port. Shared by
- * the frame encoders and the SOCKS5 encoders. `strict` = false allows an empty
- * domain.
- */
-export function writeAddr(w: Writer, t: Target, field = "target", strict = true): void {
-  if (t === null || typeof t !== "object") throw new TypeError(`${field}: must be an object`);
-  addr(w, t, strict ? STRICT : LOOSE, field);
-}
-
-function addr(w: Writer, t: Target, m: Mode, field: string): void {
-  if (t === null || typeof t !== "object") throw new TypeError(`${field}: must be an object`);
-  switch (t.type) {
-    case "ipv4":
-      w.u8(AddrType.ipv4, `${field}.type`);
-      w.bytes(ip(parseIPv4, t.host, "IPv4", `${field}.host`), `${field}.host`);
-      break;
-    case "domain":
-      w.u8(AddrType.domain, `${field}.type`);
-      w.str(t.host, 1, m.strict ? 1 : 0, Limits.MAX_HOST, `${field}.host`);
-      break;
-    case "ipv6":
-      w.u8(AddrType.ipv6, `${field}.type`);
-      w.bytes(ip(parseIPv6, t.host, "IPv6", `${field}.host`), `${field}.host`);
-      break;
-    default:
-      throw new TypeError(
-        `${field}.type: unknown address type ${JSON.stringify((t as { type: unknown }).type)}`,
-      );
-  }
-  w.u16(t.port, `${field}.port`);
-}
-
-/** The bytes of one address (atyp, body, port), SPEC.md §5.1. */
-export function encodeAddr(t: Target): Uint8Array {
-  const w = writer();
-  addr(w, t, STRICT, "addr");
-  return w.finish();
-}
-
-/** IPv4 0.0.0.0:0, the `bound` address when nothing is connected (SPEC.md §5.14). */
-export const NO_ADDR: Readonly<Target> = Object.freeze({
-  type: "ipv4",
-  host: formatIPv4(new Uint8Array(4)),
-  port: 0,
-});

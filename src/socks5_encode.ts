@@ -11,7 +11,7 @@
  * @module
  */
 import { SocksCmd, SocksMethod, SocksVersion } from "../generated/enums.ts";
-import { NO_ADDR, writeAddr, Writer } from "./encode.ts";
+import { NO_ADDR, writeAddr, Writer } from "./writer.ts";
 import type { Target } from "./messages.ts";
 
 /**

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { encode, encodeAddr, encodeUnchecked, frame, NO_ADDR } from "../src/encode.ts";
+import { encode, encodeUnchecked, frame } from "../src/encode.ts";
+import { encodeAddr, NO_ADDR } from "../src/writer.ts";
 import {
   canonicalIP,
   formatHostPort,

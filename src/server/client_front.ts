@@ -6,7 +6,7 @@
  * @module
  */
 import { fmt, targetText } from "../addr.ts";
-import { NO_ADDR } from "../encode.ts";
+import { NO_ADDR } from "../writer.ts";
 import type { Conn } from "../net.ts";
 import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";

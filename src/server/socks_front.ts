@@ -7,10 +7,11 @@
  */
 import { fmt, targetText } from "../addr.ts";
 import { EofError, NetError, SocksError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { Status } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { Reader } from "../reader.ts";
-import { acceptSocks, socksReply } from "../socks5_server.ts";
+import { acceptSocks, type SocksAccept, socksReply } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
 import { checkSocksPassword } from "./login.ts";
 import type { Router } from "./router.ts";
@@ -55,67 +56,76 @@ export class SocksFront {
           checkSocksPassword(this.ctx.config().clients.get(splitUser(user).client), password),
       });
       admitted();
-      const user = a.username ?? "";
-      const { client, agent } = splitUser(user);
-      if (!a.ok && a.refusal === "auth_failed") {
+      if (!a.ok) return this.#refusedHandshake(conn, a, log);
+      // Returned, not awaited: this handshake's frame (reader, parsed
+      // messages) is released for the stream's lifetime.
+      return await this.#connect(conn, rd, a, log);
+    } catch (e) {
+      admitted();
+      conn.close();
+      this.#failed(e, log);
+    }
+  }
+
+  /** Route the CONNECT; answer it; relay. */
+  async #connect(conn: Conn, rd: Reader, a: Extract<SocksAccept, { ok: true }>, log: Logger) {
+    const { client, agent } = splitUser(a.username ?? "");
+    const clientId = this.router.clientId(client);
+    const clog = log.with({ client, client_id: clientId });
+    const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
+    if (!r.ok) {
+      this.router.refused(clog, "socks", client, a.target, r.status, r.reason);
+      return await socksReply(conn, r.status);
+    }
+    clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(a.target) });
+    try {
+      await socksReply(conn, Status.succeeded, r.bound);
+    } catch (e) {
+      r.conn.close();
+      throw e;
+    }
+    return this.router.stream(client, conn, rd.rest(), r, clog); // never throws
+  }
+
+  /** Log and count a handshake that acceptSocks refused (and already answered). */
+  #refusedHandshake(conn: Conn, a: Extract<SocksAccept, { ok: false }>, log: Logger): void {
+    const user = a.username ?? "";
+    const { client } = splitUser(user);
+    const clients = this.ctx.config().clients;
+    switch (a.refusal) {
+      case "auth_failed":
         this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
           role: "socks",
         });
         this.ctx.admission.authFailed("socks", conn.remote.host);
-        const clients = this.ctx.config().clients;
-        log.warn("socks authentication failed", {
+        return log.warn("socks authentication failed", {
           ...loggableUser(user, (c) => clients.has(c)),
           reason: clients.has(client) ? "bad token" : "unknown client",
         });
-        return;
-      }
-      if (!a.ok && a.refusal === "no_acceptable_method") {
-        log.warn("socks client offers no acceptable method", { error: a.detail });
-        return;
-      }
-      const clientId = this.router.clientId(client);
-      const clog = log.with({ client, client_id: clientId });
-      if (!a.ok) {
+      case "no_acceptable_method":
+        return log.warn("socks client offers no acceptable method", { error: a.detail });
+      default: {
         const status = a.refusal === "command_not_supported"
           ? Status.command_not_supported
           : Status.address_type_not_supported;
+        const clog = log.with({ client, client_id: this.router.clientId(client) });
         return this.router.refused(clog, "socks", client, null, status, a.detail);
       }
-      const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
-      if (!r.ok) {
-        this.router.refused(clog, "socks", client, a.target, r.status, r.reason);
-        return await socksReply(conn, r.status);
-      }
-      clog.info("stream open", {
-        stream: r.streamId,
-        agent: r.agent,
-        target: targetText(a.target),
-      });
-      try {
-        await socksReply(conn, 0, r.bound);
-      } catch (e) {
-        r.conn.close();
-        throw e;
-      }
-      // Returned, not awaited: this handshake's frame (reader, parsed
-      // messages) is released for the stream's lifetime. stream() never throws.
-      return this.router.stream(client, conn, rd.rest(), r, clog);
-    } catch (e) {
-      admitted();
-      conn.close();
-      if (e instanceof SocksError || e instanceof EofError) {
-        this.ctx.metrics.inc(
-          "burrow_protocol_errors_total",
-          "Connections closed for a protocol error",
-          {
-            port: "socks",
-            code: e instanceof SocksError ? e.code : "eof",
-          },
-        );
-        log.warn("bad socks handshake, closing", { error: e.message });
-      } else if (e instanceof NetError) {
-        log.debug("socks connection ended", { error: e.message });
-      } else throw e;
     }
+  }
+
+  /** A handshake that failed: malformed input is logged and counted, a network failure only logged. */
+  #failed(e: unknown, log: Logger): void {
+    if (e instanceof SocksError || e instanceof EofError) {
+      const code = e instanceof SocksError ? e.code : "eof";
+      this.ctx.metrics.inc(
+        "burrow_protocol_errors_total",
+        "Connections closed for a protocol error",
+        { port: "socks", code },
+      );
+      log.warn("bad socks handshake, closing", { error: e.message });
+    } else if (e instanceof NetError) {
+      log.debug("socks connection ended", { error: e.message });
+    } else throw e;
   }
 }
