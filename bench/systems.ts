@@ -262,6 +262,8 @@ export const BURROW_LIMITS = {
   streams_per_client: 20000,
   streams_per_agent: 20000,
   pending_handshakes: 4096,
+  // One load generator on 127.0.0.1 opens thousands of streams at once.
+  pending_handshakes_per_source: 4096,
 };
 
 /**

@@ -67,15 +67,34 @@ export async function verifyLogin(
   const nonce = randomBytes(32);
   await wire.send({ type: "CHALLENGE", version, nonce });
   const auth = await wire.expect("AUTH");
-  const identity = ids.get(hello.name);
-  const verifier = identity?.verifiers.get(hello.authMethod);
   const data = transcript(role, version, nonce, hello.name);
-  const ok = await (verifier ?? await decoy(hello.authMethod)).verify(data, auth.proof);
-  if (!ok || !verifier) {
-    failed(!identity ? "unknown name" : !verifier ? "auth method not configured" : "bad proof");
+  const r = await checkProof(ids.get(hello.name), hello.authMethod, data, auth.proof);
+  if (!r.ok) {
+    failed(r.why);
     throw new ProtocolError("auth_failed", "authentication failed");
   }
-  return { version, nonce, verifier };
+  return { version, nonce, verifier: r.verifier };
+}
+
+/**
+ * Check `proof` over `data` with `identity`'s verifier for `method`. Without
+ * one (unknown name, method not configured), the same work is done against
+ * `decoyOf(method)`, which accepts nothing.
+ */
+export async function checkProof(
+  identity: Identity | undefined,
+  method: number,
+  data: Uint8Array,
+  proof: Uint8Array,
+  decoyOf: (method: number) => Promise<Verifier> = decoy,
+): Promise<{ ok: true; verifier: Verifier } | { ok: false; why: LoginFailure }> {
+  const verifier = identity?.verifiers.get(method);
+  const ok = await (verifier ?? await decoyOf(method)).verify(data, proof);
+  if (ok && verifier) return { ok: true, verifier };
+  return {
+    ok: false,
+    why: !identity ? "unknown name" : !verifier ? "auth method not configured" : "bad proof",
+  };
 }
 
 const PROBE = new TextEncoder().encode("burrow-v1 socks5 password");
@@ -87,8 +106,10 @@ const PROBE = new TextEncoder().encode("burrow-v1 socks5 password");
 export async function checkSocksPassword(
   id: Identity | undefined,
   password: string,
+  decoyOf: (method: number) => Promise<Verifier> = decoy,
 ): Promise<boolean> {
   if (id?.checkPassword) return await id.checkPassword(password);
-  await decoyToken.verify(PROBE, await tokenCredential(password).prove(PROBE));
+  const d = await decoyOf(AuthMethod.token);
+  await d.verify(PROBE, await tokenCredential(password).prove(PROBE));
   return false;
 }
