@@ -11,6 +11,9 @@
  *   npm run fuzz -- --seed 42          reproducible
  *   npm run fuzz -- --only socks       properties whose name contains "socks"
  *
+ * Last, test/authz_model_test.ts runs under Node with 10,000 runs (scaled):
+ * random policies and targets through a real server and agent.
+ *
  * Prints the count and time per property and the total; exits 1 if any
  * property failed (with fast-check's counterexample and seed).
  *
@@ -19,6 +22,7 @@
  *
  * @module
  */
+import { spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import fc from "fast-check";
@@ -324,6 +328,31 @@ export function properties(): FuzzProperty[] {
   return out;
 }
 
+// ------------------------------------------------------- authorization model
+
+/** Runs of test/authz_model_test.ts in the default long run (scale 1). */
+const AUTHZ_RUNS = 10_000;
+const AUTHZ_NAME = "authz model: random policies and targets through server and agent";
+
+/**
+ * test/authz_model_test.ts with `runs` runs, under Node in a process of its
+ * own (it opens real sockets); true if it passed. Its output (fast-check's
+ * counterexample on failure) goes to ours.
+ */
+function authzModel(runs: number, seed: number): Promise<boolean> {
+  const root = new URL("..", import.meta.url).pathname;
+  const args = ["--import", "tsx", "--test", "--test-reporter=spec", "test/authz_model_test.ts"];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      stdio: "inherit",
+      env: { ...process.env, BURROW_MODEL_RUNS: String(runs), BURROW_MODEL_SEED: String(seed) },
+    });
+    child.on("exit", (code, signal) => resolve(code === 0 && signal === null));
+    child.on("error", () => resolve(false));
+  });
+}
+
 // ------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -342,7 +371,12 @@ async function main(): Promise<void> {
   const props = properties().filter((p) =>
     values.only === undefined || p.name.includes(values.only)
   );
-  console.log(`fuzz: ${props.length} properties, seed ${seed}, scale ${scale}`);
+  const authz = values.only === undefined || AUTHZ_NAME.includes(values.only);
+  console.log(
+    `fuzz: ${props.length} properties${
+      authz ? " + the authorization model" : ""
+    }, seed ${seed}, scale ${scale}`,
+  );
   const t0 = performance.now();
   let total = 0;
   let failed = 0;
@@ -360,9 +394,19 @@ async function main(): Promise<void> {
       console.log(`ok   ${p.name}: ${r.numRuns} inputs (${secs} s)`);
     }
   }
+  let steps = props.length;
+  if (authz) {
+    steps++;
+    const runs = Math.max(1, Math.round(AUTHZ_RUNS * scale));
+    const t = performance.now();
+    const ok = await authzModel(runs, seed);
+    const secs = ((performance.now() - t) / 1000).toFixed(1);
+    if (!ok) failed++;
+    console.log(`${ok ? "ok  " : "FAIL"} ${AUTHZ_NAME}: ${runs} runs (${secs} s)`);
+  }
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   console.log(
-    `total: ${total} inputs in ${secs} s, ${failed} of ${props.length} properties failed`,
+    `total: ${total} inputs in ${secs} s, ${failed} of ${steps} properties failed`,
   );
   if (failed > 0) process.exitCode = 1;
 }

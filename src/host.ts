@@ -20,18 +20,20 @@
 import { canonicalIP, ipKind, parseIPv6 } from "./ip.ts";
 import type { Target } from "./messages.ts";
 
-const LABEL = /^[a-z0-9_-]{1,63}$/;
-const NUMBER = /^(?:[0-9]+|0x[0-9a-f]*)$/;
+const LABEL = /^[A-Za-z0-9_-]{1,63}$/;
+const NUMBER = /^(?:[0-9]+|0[xX][0-9a-fA-F]*)$/;
 
 /** The normalized form of host name `name`, or `null` if it is not one (see the module doc). */
 export function normalizeHostName(name: string): string | null {
-  let h = name.toLowerCase();
+  // Checked before lower-casing: some non-ASCII letters lower-case to ASCII
+  // (U+212A KELVIN SIGN becomes "k"), and the name must be ASCII as sent.
+  let h = name;
   if (h.endsWith(".")) h = h.slice(0, -1);
   if (h.length === 0 || h.length > 253) return null;
   const labels = h.split(".");
   for (const l of labels) if (!LABEL.test(l)) return null;
   if (NUMBER.test(labels[labels.length - 1]!)) return null;
-  return h;
+  return h.toLowerCase();
 }
 
 /** The IPv4 text of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), or `null`. */

@@ -40,6 +40,8 @@ test("host: hostile names are refused", () => {
     "a.corp ",
     "bücher.corp",
     "а.corp", // Cyrillic a
+    "\u212a.corp", // KELVIN SIGN: lower-cases to ASCII "k"
+    "A.0X1F",
     "a..corp",
     ".a.corp",
     "a.corp..",
@@ -108,7 +110,9 @@ test("policy: rules normalize as targets do; `*.corp.` matches", () => {
   assert.ok(allowed(rules, "alice", dom("A.Corp.")));
   assert.ok(!allowed(rules, "alice", dom("127.0.0.1\0.corp")), "NUL never matches");
   assert.ok(!allowed(rules, "alice", dom("corp")));
-  for (const bad of ["*.1:80", "a b:80", "*.:80", "**.corp", "*.co%rp", "x.0x10"]) {
+  for (
+    const bad of ["*.\u212a.corp:80", "*.1:80", "a b:80", "*.:80", "**.corp", "*.co%rp", "x.0x10"]
+  ) {
     assert.throws(() => parseRule(bad), RuleError, bad);
   }
   // A rule received on the wire with a trailing dot is normalized; one that can match nothing is dropped.

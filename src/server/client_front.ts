@@ -54,7 +54,7 @@ export class ClientFront {
       clog.info("stream open", {
         stream: r.streamId,
         agent: r.agent,
-        target: targetText(req.target),
+        target: targetText(r.target),
       });
       try {
         await wire.send({ type: "CONNECT_RESULT", status: 0, bound: r.bound });

@@ -30,7 +30,16 @@ export interface OpenRequest {
 
 /** An opened stream, or why not (a SPEC.md §9.3 status and a reason for the log). */
 export type OpenResult =
-  | { ok: true; conn: Conn; rest: Uint8Array; bound: Target; streamId: number; agent: string }
+  | {
+    ok: true;
+    conn: Conn;
+    rest: Uint8Array;
+    bound: Target;
+    streamId: number;
+    agent: string;
+    /** The target as matched and opened (normalized). */
+    target: Target;
+  }
   | { ok: false; status: number; reason: string };
 
 const refuse = (status: number, reason: string): OpenResult => ({ ok: false, status, reason });
@@ -171,6 +180,7 @@ export class Router {
       bound: res.bound,
       streamId,
       agent,
+      target,
     };
   }
 

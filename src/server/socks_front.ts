@@ -77,7 +77,7 @@ export class SocksFront {
       this.router.refused(clog, "socks", client, a.target, r.status, r.reason);
       return await socksReply(conn, r.status);
     }
-    clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(a.target) });
+    clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(r.target) });
     try {
       await socksReply(conn, Status.succeeded, r.bound);
     } catch (e) {
