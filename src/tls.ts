@@ -1,4 +1,3 @@
-import { NetError } from "./errors.ts";
 /**
  * TLS helpers, runtime-free (WebCrypto and `@peculiar/x509` only):
  * certificate generation for burrow servers and tests, and SHA-256
@@ -22,6 +21,8 @@ import { NetError } from "./errors.ts";
  *
  * @module
  */
+import { toHex } from "./auth.ts";
+import { NetError } from "./errors.ts";
 
 /** A PEM certificate (maybe a chain, leaf first) and its PKCS#8 PEM key. */
 export interface CertAndKey {
@@ -87,10 +88,8 @@ function loadX509(): Promise<X509> {
 function randomSerial(): string {
   const b = crypto.getRandomValues(new Uint8Array(16));
   b[0] = (b[0]! & 0x7f) | 0x01; // positive, minimal DER (no leading zero byte)
-  return hex(b);
+  return toHex(b);
 }
-
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 const isIp = (name: string) => IPV4.test(name) || name.includes(":");

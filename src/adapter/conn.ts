@@ -1,4 +1,3 @@
-import { type NetError } from "../errors.ts";
 /**
  * The two queues of a `Conn` on a push-based socket (Node, Bun):
  * {@link ReadQueue} for the bytes the socket delivers before anyone reads
@@ -6,6 +5,7 @@ import { type NetError } from "../errors.ts";
  *
  * @module
  */
+import type { NetError } from "../errors.ts";
 
 /** Unread bytes a {@link ReadQueue} holds before it pauses the socket. */
 export const READ_HWM = 256 * 1024;
