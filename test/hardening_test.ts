@@ -4,22 +4,20 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Agent } from "../src/agent.ts";
 import { tokenCredential } from "../src/auth.ts";
-import { ClientProxy, connectThrough } from "../src/client.ts";
+import { connectThrough } from "../src/client.ts";
 import { encode } from "../src/encode.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status, type Target } from "../src/messages.ts";
 import type { Addr, Conn, Net } from "../src/net.ts";
-import { parseRule } from "../src/policy.ts";
-import { Wire } from "../src/wire.ts";
 import {
-  AGENT_TOKEN,
   ALICE_TOKEN,
+  clientProxy,
   echoTarget,
-  memoryLogger,
+  lyingServer,
   readAll,
   runtime,
+  runtimeNet,
   socks,
   testAgent,
   tripwire,
@@ -68,14 +66,7 @@ test(`${rt}: a NUL in a domain target is refused by the server, the client proxy
     config: { grants: [{ client: "alice", agent: "office", targets: ["*.corp:*"] }] },
   });
   const trip = await tripwire(t.net);
-  const proxy = new ClientProxy(t.net, {
-    listen: { host: "127.0.0.1", port: 0 },
-    server: { ...t.server.addrs.clients!, tls: t.pin! },
-    name: "alice",
-    credential: tokenCredential(ALICE_TOKEN),
-    agent: "office",
-  }, memoryLogger().log);
-  await proxy.start();
+  const proxy = await clientProxy(t);
   try {
     for (
       const host of [
@@ -113,52 +104,25 @@ test(`${rt}: a NUL in a domain target is refused by the server, the client proxy
 
 test(`${rt}: the agent refuses hostile names and mapped addresses even when the server sends them`, async () => {
   const net = await runtimeNet();
-  const fake = await net.listen({ host: "127.0.0.1", port: 0 });
   const trip = await tripwire(net);
-  const agent = new Agent(net, {
-    server: fake.addr,
-    name: "office",
-    credential: tokenCredential(AGENT_TOKEN),
-    rules: [...parseRule("*.corp:*"), ...parseRule("[::/0]:*")],
-  }, memoryLogger().log);
-  agent.start();
-  const conns: Conn[] = [];
+  const server = await lyingServer(net, ["*.corp:*", "[::/0]:*"]);
   try {
-    const control = new Wire((await fake.accept())!);
-    conns.push(control.conn);
-    await control.expect("AGENT_HELLO");
-    await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
-    await control.expect("AUTH");
-    await control.send({
-      type: "WELCOME",
-      agentId: 1,
-      sessionId: new Uint8Array(16),
-      heartbeatIntervalMs: 1000,
-      heartbeatTimeoutMs: 5000,
-      poolMin: 1,
-      poolMax: 1,
-    });
-    await control.expect("ANNOUNCE");
     const targets: Target[] = [
       dom("127.0.0.1\0.corp", trip.addr.port),
       dom("localhost\0.corp", trip.addr.port),
       { type: "ipv6", host: "::ffff:127.0.0.1", port: trip.addr.port },
       dom("::ffff:127.0.0.1", trip.addr.port),
     ];
-    for (const [i, target] of targets.entries()) {
-      await control.send({ type: "POOL_REQUEST", requestId: i + 1, count: 1 });
-      const pool = new Wire((await fake.accept())!);
-      conns.push(pool.conn);
-      await pool.expect("POOL_HELLO");
-      await pool.send({ type: "OPEN", streamId: i + 1, clientId: 1, client: "alice", target });
-      const res = await pool.expect("OPEN_RESULT");
-      assert.equal(res.status, Status.not_allowed, JSON.stringify(target.host));
+    for (const target of targets) {
+      assert.equal(
+        (await server.open(target)).status,
+        Status.not_allowed,
+        JSON.stringify(target.host),
+      );
     }
     assert.equal(trip.hits(), 0);
   } finally {
-    for (const c of conns) c.close();
-    await agent.stop();
-    fake.close();
+    await server.close();
     trip.close();
   }
 });
@@ -357,14 +321,7 @@ test(`${rt}: a token typed as the SOCKS user name is not logged`, async () => {
 
 test(`${rt}: over TLS the client proxy reports every refusal as 0x02`, async () => {
   const t = await tunnel({ tls: true });
-  const proxy = new ClientProxy(t.net, {
-    listen: { host: "127.0.0.1", port: 0 },
-    server: { ...t.server.addrs.clients!, tls: t.pin! },
-    name: "alice",
-    credential: tokenCredential(ALICE_TOKEN),
-    agent: "office",
-  }, memoryLogger().log);
-  await proxy.start();
+  const proxy = await clientProxy(t);
   try {
     const codes: Array<number | null> = [];
     for (let i = 0; i < 20; i++) {
@@ -379,14 +336,7 @@ test(`${rt}: over TLS the client proxy reports every refusal as 0x02`, async () 
 
 test(`${rt}: an unknown address type gets reply 0x08 on the SOCKS port and the client proxy`, async () => {
   const t = await tunnel();
-  const proxy = new ClientProxy(t.net, {
-    listen: { host: "127.0.0.1", port: 0 },
-    server: t.server.addrs.clients!,
-    name: "alice",
-    credential: tokenCredential(ALICE_TOKEN),
-    agent: "office",
-  }, memoryLogger().log);
-  await proxy.start();
+  const proxy = await clientProxy(t);
   try {
     const user = [...new TextEncoder().encode("alice")];
     const pass = [...new TextEncoder().encode(ALICE_TOKEN)];
@@ -452,7 +402,3 @@ test(`${rt}: --plain against a TLS server says that the server speaks TLS`, asyn
     await t.close();
   }
 });
-
-async function runtimeNet(): Promise<Net> {
-  return (await import("./helpers.ts")).runtimeNet();
-}

@@ -4,10 +4,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { Agent, type AgentOptions } from "../src/agent.ts";
+import { ClientProxy } from "../src/client.ts";
+import { Wire } from "../src/wire.ts";
 import { tokenCredential } from "../src/auth.ts";
 import { parseServerConfig } from "../src/config.ts";
 import { createLogger, type Logger } from "../src/log.ts";
-import type { Target } from "../src/messages.ts";
+import type { MessageOf, Target } from "../src/messages.ts";
 import type { Addr, Conn, Listener, Net } from "../src/net.ts";
 import { parseRule } from "../src/policy.ts";
 import { Server } from "../src/server/mod.ts";
@@ -354,4 +356,76 @@ export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
       return code;
     },
   };
+}
+
+/**
+ * A server that lies: it logs in an agent with `rules` without checking its
+ * proof, and sends OPEN for any target on a fresh pool connection. For tests
+ * of the agent's own checks (it must never trust the server).
+ */
+export async function lyingServer(net: Net, rules: string[]): Promise<{
+  /** OPEN `target` for `client`; resolves with the agent's OPEN_RESULT. */
+  open(target: Target, client?: string): Promise<MessageOf<"OPEN_RESULT">>;
+  close(): Promise<void>;
+}> {
+  const fake = await net.listen({ host: "127.0.0.1", port: 0 });
+  const agent = new Agent(net, {
+    server: fake.addr,
+    name: "office",
+    credential: tokenCredential(AGENT_TOKEN),
+    rules: rules.flatMap((r) => parseRule(r)),
+  }, memoryLogger().log);
+  agent.start();
+  const conns: Conn[] = [];
+  const control = new Wire((await fake.accept())!);
+  conns.push(control.conn);
+  await control.expect("AGENT_HELLO");
+  await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
+  await control.expect("AUTH");
+  await control.send({
+    type: "WELCOME",
+    agentId: 1,
+    sessionId: new Uint8Array(16),
+    heartbeatIntervalMs: 1000,
+    heartbeatTimeoutMs: 5000,
+    poolMin: 1,
+    poolMax: 1,
+  });
+  await control.expect("ANNOUNCE");
+  let n = 0;
+  return {
+    async open(target, client = "alice") {
+      const id = ++n;
+      await control.send({ type: "POOL_REQUEST", requestId: id, count: 1 });
+      const pool = new Wire((await fake.accept())!);
+      conns.push(pool.conn);
+      await pool.expect("POOL_HELLO");
+      await pool.send({ type: "OPEN", streamId: id, clientId: 1, client, target });
+      const res = await pool.expect("OPEN_RESULT");
+      if (res.streamId !== id) throw new Error(`OPEN_RESULT for stream ${res.streamId}, not ${id}`);
+      return res;
+    },
+    async close() {
+      for (const c of conns) c.close();
+      await agent.stop();
+      fake.close();
+    },
+  };
+}
+
+/** A started client proxy (`burrow client`) for `name`, to the tunnel's client port. */
+export async function clientProxy(
+  t: Tunnel,
+  name = "alice",
+  token = ALICE_TOKEN,
+): Promise<ClientProxy> {
+  const proxy = new ClientProxy(t.net, {
+    listen: { host: "127.0.0.1", port: 0 },
+    server: { ...t.server.addrs.clients!, ...(t.pin ? { tls: t.pin } : {}) },
+    name,
+    credential: tokenCredential(token),
+    agent: "office",
+  }, memoryLogger().log);
+  await proxy.start();
+  return proxy;
 }

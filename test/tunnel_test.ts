@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SocksClient } from "socks";
-import { Agent } from "../src/agent.ts";
 import { tokenCredential, transcript } from "../src/auth.ts";
 import { encode } from "../src/encode.ts";
 import { targetOf } from "../src/ip.ts";
@@ -18,7 +17,7 @@ import {
   ALICE_TOKEN,
   BOB_TOKEN,
   echoTarget,
-  memoryLogger,
+  lyingServer,
   readAll,
   runtime,
   runtimeNet,
@@ -174,52 +173,15 @@ test(`${rt}: target outside the agent's allowlist is refused`, async () => {
 });
 
 test(`${rt}: the agent enforces its allowlist even when the server asks`, async () => {
-  // A fake server that authenticates nothing and sends OPEN for a forbidden target.
-  const { log } = memoryLogger();
   const net = await runtimeNet();
-  const fake = await net.listen({ host: "127.0.0.1", port: 0 });
   const wire = await tripwire(net);
-  const agent = new Agent(net, {
-    server: fake.addr,
-    name: "office",
-    credential: tokenCredential(AGENT_TOKEN),
-    rules: parseRule("127.0.0.1:1-1000"),
-  }, log);
-  agent.start();
+  const server = await lyingServer(net, ["127.0.0.1:1-1000"]);
   try {
-    const control = new Wire((await fake.accept())!);
-    await control.expect("AGENT_HELLO");
-    await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
-    await control.expect("AUTH");
-    await control.send({
-      type: "WELCOME",
-      agentId: 1,
-      sessionId: new Uint8Array(16),
-      heartbeatIntervalMs: 1000,
-      heartbeatTimeoutMs: 5000,
-      poolMin: 1,
-      poolMax: 1,
-    });
-    await control.expect("ANNOUNCE");
-    await control.send({ type: "POOL_REQUEST", requestId: 1, count: 1 });
-    const pool = new Wire((await fake.accept())!);
-    await pool.expect("POOL_HELLO");
-    await pool.send({
-      type: "OPEN",
-      streamId: 9,
-      clientId: 1,
-      client: "alice",
-      target: targetOf("127.0.0.1", wire.addr.port),
-    });
-    const res = await pool.expect("OPEN_RESULT");
-    assert.equal(res.streamId, 9);
+    const res = await server.open(targetOf("127.0.0.1", wire.addr.port));
     assert.equal(res.status, Status.not_allowed);
     assert.equal(wire.hits(), 0);
-    pool.conn.close();
-    control.conn.close();
   } finally {
-    await agent.stop();
-    fake.close();
+    await server.close();
     wire.close();
   }
 });
