@@ -104,7 +104,12 @@ function junit(label: string, path: string, exitCode: number): void {
  * Missing ones are installed when we may (root with apt-get); otherwise the
  * run stops at once with one line naming them.
  */
-const CLIENTS: Record<string, string> = { curl: "curl", ncat: "ncat" };
+const CLIENTS: Record<string, string> = {
+  curl: "curl",
+  ncat: "ncat",
+  tinyproxy: "tinyproxy",
+  microsocks: "microsocks",
+};
 
 function has(cmd: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;

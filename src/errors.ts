@@ -109,3 +109,16 @@ export class RuleError extends Error {
 export class UsageError extends Error {
   override name = "UsageError";
 }
+
+/**
+ * An outbound proxy refused or failed the tunnel (proxy.ts): `status` is the
+ * HTTP status (407, 403, …) or the SOCKS5 reply code, when there is one.
+ */
+export class ProxyError extends Error {
+  override name = "ProxyError";
+  readonly status: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; status?: number }) {
+    super(message, options);
+    this.status = options?.status;
+  }
+}

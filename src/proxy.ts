@@ -1,0 +1,290 @@
+/**
+ * Reaching the server through an outbound proxy, as closed networks often
+ * demand: HTTP CONNECT (RFC 9110 §9.3.6) with Basic credentials, or SOCKS5
+ * (RFC 1928/1929; `socks5h://` lets the proxy resolve the name, `socks5://`
+ * resolves it here). Runtime-free: {@link proxyHandshake} runs over any
+ * {@link Conn} to the proxy; the adapters call it between dialing the proxy
+ * and starting TLS, so TLS runs end to end through the tunnel.
+ *
+ * Which proxy: `--proxy URL`, else the environment as curl reads it for an
+ * https URL (`https_proxy`, `HTTPS_PROXY`, then `all_proxy`, `ALL_PROXY`),
+ * minus `no_proxy`/`NO_PROXY`; {@link proxyFor}. Credentials in a URL are
+ * kept out of logs: {@link redactProxy}.
+ *
+ * @module
+ */
+import { ConfigError, EofError, NetError, ProxyError, SocksError } from "./errors.ts";
+import { canonicalIP, inCidr, ipKind, targetOf } from "./ip.ts";
+import type { Conn } from "./net.ts";
+import { Reader } from "./reader.ts";
+import { parseMethodSelection, parseReply, parseUserpassReply } from "./socks5_decode.ts";
+import { greeting, request, SocksCmd, SocksMethod, userpassRequest } from "./socks5_encode.ts";
+import { Status, type Target } from "./messages.ts";
+
+/** An outbound proxy. */
+export interface Proxy {
+  kind: "http" | "socks5" | "socks5h";
+  host: string;
+  port: number;
+  user?: string;
+  password?: string;
+}
+
+const DEFAULT_PORT = { http: 3128, socks5: 1080, socks5h: 1080 } as const;
+
+/**
+ * Parse `http://[user:pass@]host[:port]`, `socks5://…` or `socks5h://…`
+ * (user and password percent-encoded, as in URLs). Throws ConfigError.
+ */
+export function parseProxyUrl(text: string): Proxy {
+  let u: URL;
+  try {
+    u = new URL(text.includes("://") ? text : `http://${text}`);
+  } catch {
+    throw new ConfigError(`Cannot parse proxy ${JSON.stringify(redactText(text))}: not a URL`);
+  }
+  const scheme = u.protocol.slice(0, -1);
+  if (scheme !== "http" && scheme !== "socks5" && scheme !== "socks5h") {
+    throw new ConfigError(
+      `Cannot use proxy ${
+        redactProxyUrl(u)
+      }: scheme ${scheme} is not supported (http, socks5, socks5h)`,
+    );
+  }
+  if (u.pathname !== "/" && u.pathname !== "" || u.search || u.hash) {
+    throw new ConfigError(`Cannot use proxy ${redactProxyUrl(u)}: a proxy URL has no path`);
+  }
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  if (host === "") throw new ConfigError(`Cannot use proxy ${redactProxyUrl(u)}: no host`);
+  const p: Proxy = { kind: scheme, host, port: u.port ? Number(u.port) : DEFAULT_PORT[scheme] };
+  if (u.username) p.user = decodeURIComponent(u.username);
+  if (u.password) p.password = decodeURIComponent(u.password);
+  return p;
+}
+
+/** A proxy for logs: `http://alice:***@proxy:3128`. */
+export function redactProxy(p: Proxy): string {
+  const host = p.host.includes(":") ? `[${p.host}]` : p.host;
+  const cred = p.user !== undefined ? `${encodeURIComponent(p.user)}:***@` : "";
+  return `${p.kind}://${cred}${host}:${p.port}`;
+}
+
+function redactProxyUrl(u: URL): string {
+  return `${u.protocol}//${u.username ? `${u.username}:***@` : ""}${u.host}`;
+}
+
+function redactText(text: string): string {
+  return text.replace(/\/\/[^@/]*@/, "//***@");
+}
+
+/**
+ * Does `no_proxy` exempt `host`? curl's rules: a comma-separated list; `*`
+ * exempts everything; a name exempts itself and its subdomains (a leading
+ * dot is optional); an IP or CIDR exempts addresses inside; ports are ignored;
+ * case-insensitive.
+ */
+export function noProxyMatches(noProxy: string, host: string): boolean {
+  const h = (canonicalIP(host) ?? host.toLowerCase()).replace(/\.$/, "");
+  for (let entry of noProxy.split(/[,\s]+/)) {
+    entry = entry.trim().toLowerCase();
+    if (entry === "") continue;
+    if (entry === "*") return true;
+    if (entry.startsWith("[")) entry = entry.slice(1, entry.indexOf("]"));
+    else if (/^[^:]+:\d+$/.test(entry)) entry = entry.slice(0, entry.lastIndexOf(":"));
+    const slash = entry.indexOf("/");
+    if (slash >= 0) {
+      const base = entry.slice(0, slash);
+      const prefix = Number(entry.slice(slash + 1));
+      const kind = ipKind(base);
+      if (
+        kind && Number.isInteger(prefix) && prefix >= 0 && prefix <= (kind === "ipv4" ? 32 : 128)
+      ) {
+        if (inCidr(h, base, prefix)) return true;
+      }
+      continue;
+    }
+    const ip = canonicalIP(entry);
+    if (ip !== null) {
+      if (ip === h) return true;
+      continue;
+    }
+    const name = entry.replace(/^\./, "").replace(/\.$/, "");
+    if (h === name || h.endsWith(`.${name}`)) return true;
+  }
+  return false;
+}
+
+/**
+ * The proxy to use for a connection to `host`: `explicit` (`--proxy`) if
+ * given, else none if `useEnv` is false, else the environment's (see the
+ * module doc), unless `no_proxy` exempts `host`. Throws ConfigError for a
+ * proxy URL that does not parse.
+ */
+export function proxyFor(
+  host: string,
+  opts: {
+    explicit?: string | undefined;
+    useEnv: boolean;
+    env: (name: string) => string | undefined;
+  },
+): Proxy | null {
+  if (opts.explicit) return parseProxyUrl(opts.explicit);
+  if (!opts.useEnv) return null;
+  const env = (name: string) => {
+    const v = opts.env(name);
+    return v === undefined || v.trim() === "" ? undefined : v.trim();
+  };
+  const url = env("https_proxy") ?? env("HTTPS_PROXY") ?? env("all_proxy") ?? env("ALL_PROXY");
+  if (url === undefined) return null;
+  const noProxy = env("no_proxy") ?? env("NO_PROXY");
+  if (noProxy !== undefined && noProxyMatches(noProxy, host)) return null;
+  return parseProxyUrl(url);
+}
+
+const HEADER_LIMIT = 16 * 1024;
+const CRLF2 = [13, 10, 13, 10];
+const enc = new TextEncoder();
+
+/**
+ * Ask proxy `p`, reached over `conn`, for a tunnel to `host:port`. Resolves
+ * when the tunnel stands; rejects with ProxyError for a refusal (407, 403,
+ * SOCKS5 replies, bad credentials) and NetError/EofError when the proxy goes
+ * away. `lookup` resolves names for `socks5://` (the proxy never sees them).
+ * Bytes the proxy sent past its answer are returned, to be read first.
+ */
+export async function proxyHandshake(
+  conn: Conn,
+  p: Proxy,
+  host: string,
+  port: number,
+  lookup: (host: string) => Promise<string[]>,
+): Promise<Uint8Array> {
+  try {
+    if (p.kind === "http") return await httpConnect(conn, p, host, port);
+    return await socks5Connect(conn, p, host, port, lookup);
+  } catch (e) {
+    if (e instanceof EofError) {
+      throw new ProxyError(
+        `the proxy ${redactProxy(p)} closed the connection during its handshake`,
+        {
+          cause: e,
+        },
+      );
+    }
+    if (e instanceof SocksError) {
+      throw new ProxyError(`the proxy ${redactProxy(p)} does not speak SOCKS5: ${e.message}`, {
+        cause: e,
+      });
+    }
+    throw e;
+  }
+}
+
+function basic(p: Proxy): string {
+  const text = `${p.user ?? ""}:${p.password ?? ""}`;
+  let bin = "";
+  for (const b of enc.encode(text)) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+async function httpConnect(conn: Conn, p: Proxy, host: string, port: number): Promise<Uint8Array> {
+  const authority = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  let req = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
+  if (p.user !== undefined) req += `Proxy-Authorization: Basic ${basic(p)}\r\n`;
+  req += "\r\n";
+  await conn.write(enc.encode(req));
+  const rd = new Reader(conn, HEADER_LIMIT);
+  const head = await rd.parse((buf) => {
+    for (let i = 0; i + 3 < buf.length; i++) {
+      if (CRLF2.every((b, k) => buf[i + k] === b)) {
+        return { value: buf.subarray(0, i), size: i + 4 };
+      }
+    }
+    return null;
+  }, "the proxy's answer");
+  const text = new TextDecoder("latin1").decode(head);
+  const m = /^HTTP\/1\.[01] (\d{3})(?: ([^\r\n]*))?/.exec(text);
+  if (!m) throw new ProxyError(`the proxy ${redactProxy(p)} did not answer CONNECT with HTTP`);
+  const status = Number(m[1]);
+  const reason = `${status}${m[2] ? ` ${m[2]}` : ""}`;
+  if (status >= 200 && status < 300) return rd.rest();
+  // 407 is the standard answer; some proxies (tinyproxy) answer wrong credentials with 401.
+  if (status === 407 || (status === 401 && p.user !== undefined)) {
+    throw new ProxyError(
+      p.user === undefined
+        ? `the proxy ${
+          redactProxy(p)
+        } requires authentication (407): give user:password in the proxy URL or proxy file`
+        : `the proxy ${redactProxy(p)} rejected the credentials (${status})`,
+      { status },
+    );
+  }
+  if (status === 403) {
+    throw new ProxyError(
+      `the proxy ${redactProxy(p)} does not allow a tunnel to ${authority} (403)`,
+      { status },
+    );
+  }
+  throw new ProxyError(
+    `the proxy ${redactProxy(p)} refused the tunnel to ${authority}: ${reason}`,
+    {
+      status,
+    },
+  );
+}
+
+const SOCKS_REPLY_TEXT: Record<number, string> = {
+  [Status.general_failure]: "general failure",
+  [Status.not_allowed]: "not allowed by its rules",
+  [Status.network_unreachable]: "network unreachable",
+  [Status.host_unreachable]: "host unreachable",
+  [Status.connection_refused]: "connection refused",
+  [Status.ttl_expired]: "timed out",
+  [Status.command_not_supported]: "CONNECT not supported",
+  [Status.address_type_not_supported]: "address type not supported",
+};
+
+async function socks5Connect(
+  conn: Conn,
+  p: Proxy,
+  host: string,
+  port: number,
+  lookup: (host: string) => Promise<string[]>,
+): Promise<Uint8Array> {
+  let target: Target = targetOf(host, port);
+  if (p.kind === "socks5" && target.type === "domain") {
+    const ips = await lookup(host);
+    if (ips.length === 0) throw new NetError("ENOTFOUND", `cannot resolve ${host}`);
+    target = targetOf(ips[0]!, port);
+  }
+  const methods: number[] = p.user !== undefined
+    ? [SocksMethod.userpass, SocksMethod.noAuth]
+    : [SocksMethod.noAuth];
+  await conn.write(greeting(methods));
+  const rd = new Reader(conn, 1024);
+  const sel = await rd.parse(parseMethodSelection, "SOCKS5 method selection");
+  if (sel.method === SocksMethod.userpass && p.user !== undefined) {
+    await conn.write(userpassRequest(p.user, p.password ?? ""));
+    const a = await rd.parse(parseUserpassReply, "SOCKS5 user/password reply");
+    if (a.status !== 0) {
+      throw new ProxyError(`the proxy ${redactProxy(p)} rejected the credentials`);
+    }
+  } else if (sel.method !== SocksMethod.noAuth) {
+    throw new ProxyError(
+      p.user === undefined && sel.method === SocksMethod.noAcceptable
+        ? `the proxy ${
+          redactProxy(p)
+        } requires authentication: give user:password in the proxy URL or proxy file`
+        : `the proxy ${redactProxy(p)} accepts none of our authentication methods`,
+    );
+  }
+  await conn.write(request(SocksCmd.connect, target));
+  const r = await rd.parse(parseReply, "SOCKS5 reply");
+  if (r.reply !== Status.succeeded) {
+    const why = SOCKS_REPLY_TEXT[r.reply] ?? `reply ${r.reply}`;
+    throw new ProxyError(`the proxy ${redactProxy(p)} could not reach ${host}:${port}: ${why}`, {
+      status: r.reply,
+    });
+  }
+  return rd.rest();
+}

@@ -1,0 +1,266 @@
+/**
+ * Outbound proxies (src/proxy.ts): URL and environment handling as curl does
+ * it, and tunnels through real proxies: Debian's tinyproxy (HTTP CONNECT with
+ * Basic auth) and microsocks (SOCKS5 with user/password).
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ConfigError, NetError, ProxyError } from "../src/errors.ts";
+import type { Addr, Net } from "../src/net.ts";
+import {
+  noProxyMatches,
+  parseProxyUrl,
+  type Proxy,
+  proxyFor,
+  proxyHandshake,
+  redactProxy,
+} from "../src/proxy.ts";
+import { echoTarget, runtime, runtimeNet } from "./helpers.ts";
+
+const rt = runtime;
+
+test("proxy: URLs parse, credentials are redacted", () => {
+  assert.deepEqual(parseProxyUrl("http://proxy.corp:8080"), {
+    kind: "http",
+    host: "proxy.corp",
+    port: 8080,
+  });
+  assert.deepEqual(parseProxyUrl("proxy.corp"), { kind: "http", host: "proxy.corp", port: 3128 });
+  assert.deepEqual(parseProxyUrl("socks5h://al%40ice:p%3Ass@[::1]:1081"), {
+    kind: "socks5h",
+    host: "::1",
+    port: 1081,
+    user: "al@ice",
+    password: "p:ss",
+  });
+  assert.equal(redactProxy(parseProxyUrl("http://alice:secret@p:3128")), "http://alice:***@p:3128");
+  for (const bad of ["ftp://p:21", "http://p:3128/path", "http://", "http://p:99999"]) {
+    assert.throws(() => parseProxyUrl(bad), ConfigError, bad);
+  }
+  try {
+    parseProxyUrl("ftp://alice:secret@p");
+  } catch (e) {
+    assert.ok(!(e as Error).message.includes("secret"), "no password in the error");
+  }
+});
+
+test("proxy: no_proxy as curl reads it", () => {
+  assert.ok(noProxyMatches("*", "anything"));
+  assert.ok(noProxyMatches("corp", "burrow.corp"));
+  assert.ok(noProxyMatches(".corp", "burrow.corp"));
+  assert.ok(noProxyMatches("burrow.corp", "BURROW.CORP."));
+  assert.ok(!noProxyMatches("corp", "evilcorp"));
+  assert.ok(noProxyMatches("localhost, 10.0.0.0/8", "10.1.2.3"));
+  assert.ok(noProxyMatches("127.0.0.1", "127.0.0.1"));
+  assert.ok(noProxyMatches("[::1]", "::1"));
+  assert.ok(noProxyMatches("burrow.corp:7000", "burrow.corp"), "ports are ignored");
+  assert.ok(!noProxyMatches("10.0.0.0/8", "11.0.0.1"));
+  assert.ok(!noProxyMatches("", "x"));
+});
+
+test("proxy: which proxy, from flag or environment", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  const any = { useEnv: true };
+  assert.equal(proxyFor("s.corp", { ...any, env: env({}) }), null);
+  assert.equal(proxyFor("s.corp", { ...any, env: env({ HTTPS_PROXY: "http://a:1" }) })?.host, "a");
+  assert.equal(
+    proxyFor("s.corp", {
+      ...any,
+      env: env({ https_proxy: "http://low:1", HTTPS_PROXY: "http://up:1" }),
+    })?.host,
+    "low",
+    "lower case first, as curl",
+  );
+  assert.equal(
+    proxyFor("s.corp", { ...any, env: env({ ALL_PROXY: "socks5h://s:1" }) })?.kind,
+    "socks5h",
+  );
+  assert.equal(
+    proxyFor("s.corp", { ...any, env: env({ HTTPS_PROXY: "http://a:1", NO_PROXY: "corp" }) }),
+    null,
+  );
+  assert.equal(
+    proxyFor("s.corp", { useEnv: false, env: env({ HTTPS_PROXY: "http://a:1" }) }),
+    null,
+    "--no-proxy",
+  );
+  assert.equal(
+    proxyFor("s.corp", {
+      explicit: "http://flag:2",
+      useEnv: true,
+      env: env({ HTTPS_PROXY: "http://a:1" }),
+    })?.host,
+    "flag",
+  );
+  assert.equal(
+    proxyFor("s.corp", { ...any, env: env({ HTTPS_PROXY: "  " }) }),
+    null,
+    "empty is unset",
+  );
+});
+
+/** A free port on 127.0.0.1 (for daemons that need one on their command line). */
+async function freePort(net: Net): Promise<number> {
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+interface Daemon {
+  addr: Addr;
+  stop(): Promise<void>;
+}
+
+async function daemon(
+  net: Net,
+  cmd: string,
+  args: (port: number) => string[],
+  dir?: string,
+): Promise<Daemon> {
+  const port = await freePort(net);
+  const child: ChildProcess = spawn(cmd, args(port), { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.on("data", (d: Uint8Array) => (err += new TextDecoder().decode(d)));
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  const addr = { host: "127.0.0.1", port };
+  const up = await (async () => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        (await net.dial(addr)).close();
+        return true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    }
+    return false;
+  })();
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+    await exited;
+    clearTimeout(t);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+  if (!up) {
+    await stop();
+    throw new Error(`${cmd} did not start: ${err}`);
+  }
+  return { addr, stop };
+}
+
+/** tinyproxy with Basic auth alice/s3cret; `connectPorts` limits CONNECT (403 otherwise). */
+function tinyproxy(net: Net, connectPorts: number[] = []): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), "burrow-tinyproxy-"));
+  return daemon(net, "tinyproxy", (port) => {
+    const conf = join(dir, "tinyproxy.conf");
+    writeFileSync(
+      conf,
+      [
+        `Port ${port}`,
+        "Listen 127.0.0.1",
+        "Timeout 30",
+        "Allow 127.0.0.1",
+        "MaxClients 20",
+        "LogLevel Critical",
+        `LogFile "${join(dir, "log")}"`,
+        "BasicAuth alice s3cret",
+        ...connectPorts.map((p) => `ConnectPort ${p}`),
+      ].join("\n") + "\n",
+    );
+    return ["-d", "-c", conf];
+  }, dir);
+}
+
+function microsocks(net: Net): Promise<Daemon> {
+  return daemon(
+    net,
+    "microsocks",
+    (port) => ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "s3cret"],
+  );
+}
+
+/** Dial `proxy`, tunnel to the echo target, check an echo; returns the error if any. */
+async function through(net: Net, proxy: Proxy, host: string, port: number): Promise<unknown> {
+  const conn = await net.dial({ host: proxy.host, port: proxy.port });
+  try {
+    const rest = await proxyHandshake(conn, proxy, host, port, (h) => net.lookup(h));
+    assert.equal(rest.length, 0);
+    await conn.write(new TextEncoder().encode("hello through the proxy"));
+    assert.equal(new TextDecoder().decode((await conn.read())!), "hello through the proxy");
+    return null;
+  } catch (e) {
+    return e;
+  } finally {
+    conn.close();
+  }
+}
+
+test(`${rt}: proxy: HTTP CONNECT through tinyproxy with Basic auth; 407 and 403 are clear`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const open = await tinyproxy(net);
+  const narrow = await tinyproxy(net, [443]);
+  try {
+    const p = (cred: string, d = open) => parseProxyUrl(`http://${cred}127.0.0.1:${d.addr.port}`);
+    assert.equal(await through(net, p("alice:s3cret@"), "127.0.0.1", echo.addr.port), null);
+    assert.equal(await through(net, p("alice:s3cret@"), "localhost", echo.addr.port), null);
+    const none = await through(net, p(""), "127.0.0.1", echo.addr.port);
+    assert.ok(none instanceof ProxyError && none.status === 407, String(none));
+    assert.match((none as Error).message, /requires authentication/);
+    const wrong = await through(net, p("alice:wrong@"), "127.0.0.1", echo.addr.port);
+    // tinyproxy answers wrong credentials with 401, missing ones with 407.
+    assert.ok(wrong instanceof ProxyError && [401, 407].includes(wrong.status ?? 0), String(wrong));
+    assert.match((wrong as Error).message, /rejected the credentials/);
+    assert.ok(!(wrong as Error).message.includes("wrong"), "no password in the message");
+    const forbidden = await through(net, p("alice:s3cret@", narrow), "127.0.0.1", echo.addr.port);
+    assert.ok(forbidden instanceof ProxyError && forbidden.status === 403, String(forbidden));
+  } finally {
+    echo.close();
+    await open.stop();
+    await narrow.stop();
+  }
+});
+
+test(`${rt}: proxy: SOCKS5 through microsocks with user/password, names resolved there or here`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const socks = await microsocks(net);
+  try {
+    const url = (scheme: string, cred: string) =>
+      parseProxyUrl(`${scheme}://${cred}127.0.0.1:${socks.addr.port}`);
+    assert.equal(
+      await through(net, url("socks5h", "alice:s3cret@"), "localhost", echo.addr.port),
+      null,
+    );
+    assert.equal(
+      await through(net, url("socks5", "alice:s3cret@"), "localhost", echo.addr.port),
+      null,
+    );
+    assert.equal(
+      await through(net, url("socks5", "alice:s3cret@"), "127.0.0.1", echo.addr.port),
+      null,
+    );
+    const wrong = await through(net, url("socks5", "alice:wrong@"), "127.0.0.1", echo.addr.port);
+    assert.ok(wrong instanceof ProxyError, String(wrong));
+    const none = await through(net, url("socks5", ""), "127.0.0.1", echo.addr.port);
+    assert.ok(none instanceof ProxyError, String(none));
+    assert.match((none as Error).message, /requires authentication/);
+  } finally {
+    echo.close();
+    await socks.stop();
+  }
+});
+
+test(`${rt}: proxy: an unreachable proxy is a network error`, async () => {
+  const net = await runtimeNet();
+  const port = await freePort(net);
+  await assert.rejects(
+    net.dial({ host: "127.0.0.1", port }),
+    (e: unknown) => e instanceof NetError && e.code === "ECONNREFUSED",
+  );
+});
