@@ -15,7 +15,9 @@
  */
 import { ConfigError, EofError, NetError, ProxyError, SocksError } from "./errors.ts";
 import { canonicalIP, inCidr, ipKind, targetOf } from "./ip.ts";
-import type { Conn } from "./net.ts";
+import type { Addr, Conn, Net } from "./net.ts";
+import { relay } from "./relay.ts";
+import { deadline } from "./time.ts";
 import { Reader } from "./reader.ts";
 import { parseMethodSelection, parseReply, parseUserpassReply } from "./socks5_decode.ts";
 import { greeting, request, SocksCmd, SocksMethod, userpassRequest } from "./socks5_encode.ts";
@@ -287,4 +289,130 @@ async function socks5Connect(
     });
   }
   return rd.rest();
+}
+
+/**
+ * `net` with every dial going through `proxy` (listen and lookup unchanged).
+ *
+ * A plain dial is the proxy's tunnel itself. A TLS dial runs the adapter's
+ * own TLS (pinning, CAs, each runtime's quirks) over the tunnel through a
+ * loopback bridge (see {@link bridge}): the tunnel is opened first, then the
+ * adapter dials the bridge, which pipes its connection into the tunnel. The
+ * name verified (and sent as SNI) stays the target's.
+ */
+export function proxiedNet(net: Net, proxy: Proxy): Net & { close(): void } {
+  const tunnel = async (
+    host: string,
+    port: number,
+    timeoutMs: number | undefined,
+  ): Promise<Conn> => {
+    const conn = await net.dial({
+      host: proxy.host,
+      port: proxy.port,
+      ...(timeoutMs ? { timeoutMs } : {}),
+    });
+    try {
+      const work = proxyHandshake(conn, proxy, host, port, (h) => net.lookup(h));
+      const rest = timeoutMs
+        ? await deadline(work, timeoutMs, `proxy handshake with ${redactProxy(proxy)}`)
+        : await work;
+      return rest.length > 0 ? prefixed(conn, rest) : conn;
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+  };
+  const bridges = new Map<string, Promise<Bridge>>();
+  return {
+    /** Close the bridges (dialed connections stay). */
+    close() {
+      for (const b of bridges.values()) void b.then((br) => br.close());
+      bridges.clear();
+    },
+    runtime: net.runtime,
+    listen: (opts) => net.listen(opts),
+    lookup: (host) => net.lookup(host),
+    async dial(opts) {
+      const remote = await tunnel(opts.host, opts.port, opts.timeoutMs);
+      if (!opts.tls) return remote;
+      const key = `${opts.host}:${opts.port}`;
+      let b = bridges.get(key);
+      if (!b) bridges.set(key, b = bridge(net, () => tunnel(opts.host, opts.port, opts.timeoutMs)));
+      const br = await b;
+      br.ready.push(remote);
+      br.dialing++;
+      try {
+        return await net.dial({
+          host: "127.0.0.1",
+          port: br.addr.port,
+          ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+          tls: { ...opts.tls, serverName: opts.tls.serverName ?? opts.host },
+        });
+      } finally {
+        br.dialing--;
+        const i = br.ready.indexOf(remote);
+        if (i >= 0) {
+          br.ready.splice(i, 1);
+          remote.close();
+        }
+      }
+    },
+  };
+}
+
+interface Bridge {
+  addr: Addr;
+  /** Tunnels that stand and wait for their TLS dial through the bridge. */
+  ready: Conn[];
+  /** Our TLS dials through the bridge in progress. */
+  dialing: number;
+  close(): void;
+}
+
+/**
+ * A loopback listener that pairs each accepted connection with the oldest
+ * tunnel waiting in `ready` (opened before the dial, so that a proxy's
+ * refusal reaches the dialer as it is) and relays between them. While one of
+ * our dials is in progress, a connection that finds no tunnel waiting gets a
+ * fresh one (an adapter may connect twice for one dial: Deno fetches a pinned
+ * certificate first); otherwise it is not one of ours and is closed at once.
+ */
+async function bridge(net: Net, open: () => Promise<Conn>): Promise<Bridge> {
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const b: Bridge = { addr: l.addr, ready: [], dialing: 0, close: () => l.close() };
+  (async () => {
+    for await (const local of l) {
+      const remote = b.ready.shift();
+      if (remote) void relay(local, remote);
+      else if (b.dialing > 0) open().then((r) => void relay(local, r), () => local.close());
+      else local.close();
+    }
+  })();
+  return b;
+}
+
+/** `conn` with `first` returned by the first read. */
+function prefixed(conn: Conn, first: Uint8Array): Conn {
+  let pending: Uint8Array | null = first;
+  return {
+    get local() {
+      return conn.local;
+    },
+    get remote() {
+      return conn.remote;
+    },
+    read() {
+      if (pending) {
+        const p = pending;
+        pending = null;
+        return Promise.resolve(p);
+      }
+      return conn.read();
+    },
+    write: (chunk) => conn.write(chunk),
+    end: () => conn.end(),
+    close: () => conn.close(),
+    closed: conn.closed,
+    setNoDelay: (on) => conn.setNoDelay(on),
+  };
 }

@@ -14,12 +14,24 @@ import type { Addr, Net } from "../src/net.ts";
 import {
   noProxyMatches,
   parseProxyUrl,
+  proxiedNet,
   type Proxy,
   proxyFor,
   proxyHandshake,
   redactProxy,
 } from "../src/proxy.ts";
-import { echoTarget, runtime, runtimeNet } from "./helpers.ts";
+import {
+  ALICE_TOKEN,
+  echoTarget,
+  runtime,
+  runtimeNet,
+  testAgent,
+  tunnel,
+  until,
+} from "./helpers.ts";
+import { tokenCredential } from "../src/auth.ts";
+import { connectThrough } from "../src/client.ts";
+import { targetOf } from "../src/ip.ts";
 
 const rt = runtime;
 
@@ -263,4 +275,71 @@ test(`${rt}: proxy: an unreachable proxy is a network error`, async () => {
     net.dial({ host: "127.0.0.1", port }),
     (e: unknown) => e instanceof NetError && e.code === "ECONNREFUSED",
   );
+});
+
+test(`${rt}: proxy: an agent and a client proxy reach a TLS server through tinyproxy and microsocks`, async () => {
+  const t = await tunnel({ tls: true, startAgent: false });
+  const echo = await echoTarget(t.net);
+  const http = await tinyproxy(t.net);
+  const socks5 = await microsocks(t.net);
+  const viaHttp = proxiedNet(
+    t.net,
+    parseProxyUrl(`http://alice:s3cret@127.0.0.1:${http.addr.port}`),
+  );
+  const viaSocks = proxiedNet(
+    t.net,
+    parseProxyUrl(`socks5h://alice:s3cret@127.0.0.1:${socks5.addr.port}`),
+  );
+  const { agent, lines } = testAgent(viaHttp, t.server.addrs.agents!, "office", { tls: t.pin! });
+  try {
+    agent.start();
+    await agent.connected();
+    assert.ok(!lines.some((l) => l.includes("session failed")), "connected at the first attempt");
+    assert.ok(
+      await until(() => (t.server.agents.sessions.get("office")?.idle ?? 0) >= 2),
+      "pool through the proxy",
+    );
+    const r = await connectThrough(
+      viaSocks,
+      {
+        server: { ...t.server.addrs.clients!, tls: t.pin! },
+        name: "alice",
+        credential: tokenCredential(ALICE_TOKEN),
+      },
+      "office",
+      targetOf("127.0.0.1", echo.addr.port),
+    );
+    assert.ok(r.ok, r.ok ? "" : r.error);
+    await r.conn.write(new TextEncoder().encode("ping"));
+    assert.equal(new TextDecoder().decode((await r.conn.read())!), "ping");
+    r.conn.close();
+  } finally {
+    await agent.stop();
+    viaHttp.close();
+    viaSocks.close();
+    echo.close();
+    await http.stop();
+    await socks5.stop();
+    await t.close();
+  }
+});
+
+test(`${rt}: proxy: wrong proxy credentials give the agent a clear error`, async () => {
+  const t = await tunnel({ tls: true, startAgent: false });
+  const http = await tinyproxy(t.net);
+  const viaHttp = proxiedNet(t.net, parseProxyUrl(`http://alice:nope@127.0.0.1:${http.addr.port}`));
+  const { agent, lines } = testAgent(viaHttp, t.server.addrs.agents!, "office", { tls: t.pin! });
+  try {
+    agent.start();
+    assert.ok(
+      await until(() => lines.some((l) => l.includes("rejected the credentials"))),
+      lines.join("\n"),
+    );
+    assert.ok(!lines.some((l) => l.includes("nope")), "the password is never logged");
+  } finally {
+    await agent.stop();
+    viaHttp.close();
+    await http.stop();
+    await t.close();
+  }
 });
