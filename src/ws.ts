@@ -1,0 +1,463 @@
+/**
+ * WebSocket (RFC 6455) as a second transport for burrow's links (SPEC.md
+ * §3.1), spoken by burrow itself over any {@link Conn} (TCP or TLS from the
+ * adapters, or a tunnel through a proxy), so that pinning, CAs and proxies
+ * work exactly as on raw TLS and reading stays pull-based: a peer that sends
+ * faster than its stream is drained is held back by TCP, not buffered.
+ *
+ * - {@link wsConnect}: the client handshake (GET + Upgrade, subprotocol
+ *   `burrow`), then a {@link Conn} over the socket.
+ * - {@link wsAccept}: the server side, for a request head already read
+ *   ({@link readRequestHead}).
+ * - The Conn carries the link's bytes in binary messages (boundaries mean
+ *   nothing); an empty binary message ends the sender's direction
+ *   (half-close); a Close frame ends both. Text frames, bad framing, masking
+ *   the wrong way, or a frame over {@link MAX_FRAME} fail the connection with
+ *   the RFC's close codes (1002, 1003, 1009).
+ *
+ * @module
+ */
+import { sha1 } from "@noble/hashes/legacy.js";
+import { toBase64 } from "./auth.ts";
+import { EofError, NetError } from "./errors.ts";
+import type { Addr, Conn } from "./net.ts";
+import { Reader } from "./reader.ts";
+
+/** Largest frame payload accepted (checked before allocating). */
+export const MAX_FRAME = 1024 * 1024;
+/** The subprotocol burrow asks for and accepts. */
+export const SUBPROTOCOL = "burrow";
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const HEAD_LIMIT = 16 * 1024;
+
+export const Opcode = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 } as const;
+/** RFC 6455 §7.4.1 close codes burrow uses. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  unsupportedData: 1003,
+  tooBig: 1009,
+} as const;
+
+/** A WebSocket protocol violation by the peer, with the close code to send. */
+export class WsError extends Error {
+  override name = "WsError";
+  constructor(readonly closeCode: number, message: string) {
+    super(message);
+  }
+}
+
+export interface WsFrame {
+  fin: boolean;
+  opcode: number;
+  payload: Uint8Array;
+}
+
+/** One frame; `mask` (clients must, servers must not) masks with a random key. */
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array,
+  mask: boolean,
+  fin = true,
+): Uint8Array {
+  const n = payload.length;
+  const ext = n < 126 ? 0 : n < 65536 ? 2 : 8;
+  const head = 2 + ext + (mask ? 4 : 0);
+  const out = new Uint8Array(head + n);
+  out[0] = (fin ? 0x80 : 0) | opcode;
+  out[1] = (mask ? 0x80 : 0) | (ext === 0 ? n : ext === 2 ? 126 : 127);
+  const view = new DataView(out.buffer);
+  if (ext === 2) view.setUint16(2, n);
+  if (ext === 8) view.setBigUint64(2, BigInt(n));
+  if (mask) {
+    const key = crypto.getRandomValues(new Uint8Array(4));
+    out.set(key, 2 + ext);
+    for (let i = 0; i < n; i++) out[head + i] = payload[i]! ^ key[i & 3]!;
+  } else {
+    out.set(payload, head);
+  }
+  return out;
+}
+
+/**
+ * Incremental frame decoder. `masked`: whether frames from the peer must be
+ * masked (true on the server). Throws {@link WsError}.
+ */
+export class FrameDecoder {
+  #buf: Uint8Array = new Uint8Array(0);
+  constructor(readonly masked: boolean, readonly maxFrame = MAX_FRAME) {}
+
+  push(chunk: Uint8Array): void {
+    if (this.#buf.length === 0) this.#buf = chunk;
+    else {
+      const b = new Uint8Array(this.#buf.length + chunk.length);
+      b.set(this.#buf);
+      b.set(chunk, this.#buf.length);
+      this.#buf = b;
+    }
+  }
+
+  /** Bytes held that do not yet make a frame. */
+  get buffered(): number {
+    return this.#buf.length;
+  }
+
+  next(): WsFrame | null {
+    const b = this.#buf;
+    if (b.length < 2) return null;
+    const fin = (b[0]! & 0x80) !== 0;
+    if ((b[0]! & 0x70) !== 0) {
+      throw new WsError(CloseCode.protocolError, "reserved bits set (no extension was agreed)");
+    }
+    const opcode = b[0]! & 0x0f;
+    const masked = (b[1]! & 0x80) !== 0;
+    if (masked !== this.masked) {
+      throw new WsError(
+        CloseCode.protocolError,
+        this.masked ? "client frame not masked" : "server frame masked",
+      );
+    }
+    if (![0, 1, 2, 8, 9, 10].includes(opcode)) {
+      throw new WsError(CloseCode.protocolError, `unknown opcode ${opcode}`);
+    }
+    let len = b[1]! & 0x7f;
+    let at = 2;
+    if (len === 126) {
+      if (b.length < 4) return null;
+      len = (b[2]! << 8) | b[3]!;
+      at = 4;
+    } else if (len === 127) {
+      if (b.length < 10) return null;
+      const big = new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0);
+      if (big > BigInt(this.maxFrame)) {
+        throw new WsError(CloseCode.tooBig, `frame of ${big} bytes is over ${this.maxFrame}`);
+      }
+      len = Number(big);
+      at = 10;
+    }
+    if (opcode >= 8 && (len > 125 || !fin)) {
+      throw new WsError(CloseCode.protocolError, "control frame too long or fragmented");
+    }
+    if (len > this.maxFrame) {
+      throw new WsError(CloseCode.tooBig, `frame of ${len} bytes is over ${this.maxFrame}`);
+    }
+    const keyAt = at;
+    if (masked) at += 4;
+    if (b.length < at + len) return null;
+    const payload = new Uint8Array(b.subarray(at, at + len)); // a copy (Buffer#slice is not)
+    if (masked) { for (let i = 0; i < len; i++) payload[i]! ^= b[keyAt + (i & 3)]!; }
+    this.#buf = b.subarray(at + len);
+    return { fin, opcode, payload };
+  }
+}
+
+/** A request head: method, target (path and query) and headers (lower-case names). */
+export interface RequestHead {
+  method: string;
+  target: string;
+  headers: Headers;
+}
+
+/** Read an HTTP/1.1 request head (at most 16 KiB); the reader keeps what follows. */
+export async function readRequestHead(rd: Reader): Promise<RequestHead> {
+  const text = await rd.parse(headParser, "HTTP request head");
+  const lines = text.split("\r\n");
+  const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
+  if (!m) throw new WsError(CloseCode.protocolError, "not an HTTP/1.1 request");
+  return { method: m[1]!, target: m[2]!, headers: parseHeaders(lines.slice(1)) };
+}
+
+function headParser(buf: Uint8Array): { value: string; size: number } | null {
+  for (let i = 3; i < buf.length; i++) {
+    if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) {
+      return { value: new TextDecoder("latin1").decode(buf.subarray(0, i - 3)), size: i + 1 };
+    }
+  }
+  return null;
+}
+
+function parseHeaders(lines: string[]): Headers {
+  const h = new Headers();
+  for (const l of lines) {
+    const c = l.indexOf(":");
+    if (c <= 0) {
+      throw new WsError(
+        CloseCode.protocolError,
+        `bad header line ${JSON.stringify(l.slice(0, 40))}`,
+      );
+    }
+    try {
+      h.append(l.slice(0, c).trim(), l.slice(c + 1).trim());
+    } catch {
+      throw new WsError(CloseCode.protocolError, `bad header ${JSON.stringify(l.slice(0, c))}`);
+    }
+  }
+  return h;
+}
+
+const hasToken = (v: string | null, token: string) =>
+  v !== null && v.toLowerCase().split(",").some((t) => t.trim() === token);
+
+function acceptKey(key: string): string {
+  return toBase64(sha1(new TextEncoder().encode(key + GUID)));
+}
+
+/**
+ * Client side: ask for a WebSocket on `conn` (`host` for the Host header,
+ * `path` such as `/burrow/agent`). Rejects with NetError (code EOTHER) naming
+ * what the server answered instead.
+ */
+export async function wsConnect(conn: Conn, host: string, path: string): Promise<Conn> {
+  const key = toBase64(crypto.getRandomValues(new Uint8Array(16)));
+  const req =
+    `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(req));
+  const rd = new Reader(conn, HEAD_LIMIT);
+  let text: string;
+  try {
+    text = await rd.parse(headParser, "WebSocket handshake answer");
+  } catch (e) {
+    if (e instanceof EofError) {
+      throw new NetError("ECONNRESET", `${e.message} (is this a WebSocket endpoint?)`);
+    }
+    throw e;
+  }
+  const lines = text.split("\r\n");
+  const status = /^HTTP\/1\.1 (\d{3})(.*)$/.exec(lines[0] ?? "");
+  if (!status || status[1] !== "101") {
+    throw new NetError(
+      "EOTHER",
+      `WebSocket handshake refused: the server answered ${
+        JSON.stringify((lines[0] ?? "").slice(0, 80))
+      } to GET ${path}`,
+    );
+  }
+  const h = parseHeaders(lines.slice(1));
+  if (!hasToken(h.get("upgrade"), "websocket") || !hasToken(h.get("connection"), "upgrade")) {
+    throw new NetError("EOTHER", "WebSocket handshake: the answer does not upgrade to websocket");
+  }
+  if (h.get("sec-websocket-accept") !== acceptKey(key)) {
+    throw new NetError("EOTHER", "WebSocket handshake: wrong Sec-WebSocket-Accept");
+  }
+  if (h.get("sec-websocket-protocol") !== SUBPROTOCOL) {
+    throw new NetError(
+      "EOTHER",
+      `WebSocket handshake: the server did not agree to subprotocol ${SUBPROTOCOL}`,
+    );
+  }
+  return new WsConn(conn, "client", rd.rest());
+}
+
+/**
+ * Server side: answer `head` (read from `conn` with `rd`) with 101 and return
+ * the Conn; or answer 400/426 and throw WsError for a request that is not a
+ * WebSocket upgrade burrow accepts.
+ */
+export async function wsAccept(conn: Conn, rd: Reader, head: RequestHead): Promise<Conn> {
+  const h = head.headers;
+  const key = h.get("sec-websocket-key");
+  let problem = "";
+  if (head.method !== "GET") problem = `method ${head.method} is not GET`;
+  else if (!hasToken(h.get("upgrade"), "websocket") || !hasToken(h.get("connection"), "upgrade")) {
+    problem = "not a WebSocket upgrade";
+  } else if (h.get("sec-websocket-version") !== "13") problem = "Sec-WebSocket-Version must be 13";
+  else if (!key || !/^[A-Za-z0-9+/]{22}==$/.test(key)) problem = "bad Sec-WebSocket-Key";
+  else if (!hasToken(h.get("sec-websocket-protocol"), SUBPROTOCOL)) {
+    problem = `subprotocol ${SUBPROTOCOL} not offered`;
+  }
+  if (problem) {
+    const status = problem.startsWith("Sec-WebSocket-Version")
+      ? "426 Upgrade Required"
+      : "400 Bad Request";
+    const body = `${problem}\n`;
+    await conn.write(
+      new TextEncoder().encode(
+        `HTTP/1.1 ${status}\r\nSec-WebSocket-Version: 13\r\nContent-Type: text/plain\r\n` +
+          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      ),
+    );
+    throw new WsError(CloseCode.protocolError, `WebSocket handshake: ${problem}`);
+  }
+  await conn.write(
+    new TextEncoder().encode(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Accept: ${
+          acceptKey(key!)
+        }\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`,
+    ),
+  );
+  return new WsConn(conn, "server", rd.rest());
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A {@link Conn} over a WebSocket: see the module doc. */
+class WsConn implements Conn {
+  readonly #dec: FrameDecoder;
+  readonly #mask: boolean;
+  #fragments: Uint8Array[] = [];
+  #fragmentBytes = 0;
+  #eof = false;
+  #ended: Promise<void> | undefined;
+  #closeSent = false;
+
+  constructor(readonly inner: Conn, role: "client" | "server", rest: Uint8Array) {
+    this.#mask = role === "client";
+    this.#dec = new FrameDecoder(role === "server");
+    if (rest.length > 0) this.#dec.push(rest);
+  }
+
+  get local(): Addr {
+    return this.inner.local;
+  }
+  get remote(): Addr {
+    return this.inner.remote;
+  }
+  get closed(): Promise<void> {
+    return this.inner.closed;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.#eof) return null;
+    for (;;) {
+      let f: WsFrame | null;
+      try {
+        f = this.#dec.next();
+      } catch (e) {
+        if (e instanceof WsError) await this.#fail(e);
+        throw e;
+      }
+      if (f) {
+        const data = await this.#frame(f);
+        if (data === null) {
+          this.#eof = true;
+          // Both directions done: close the WebSocket (the peer answers with Close).
+          if (this.#ended) {
+            await this.#ended.then(() => this.#sendClose(CloseCode.normal), () => {});
+          }
+          return null;
+        }
+        if (data !== EMPTY) return data;
+        continue;
+      }
+      const chunk = await this.inner.read();
+      if (chunk === null) {
+        this.#eof = true;
+        if (this.#dec.buffered > 0) {
+          throw new NetError("ECONNRESET", "WebSocket closed inside a frame");
+        }
+        return null;
+      }
+      this.#dec.push(chunk);
+    }
+  }
+
+  /** The data a frame delivers; EMPTY for none (control frames, fragments so far); null at EOF. */
+  async #frame(f: WsFrame): Promise<Uint8Array | null> {
+    switch (f.opcode) {
+      case Opcode.ping:
+        await this.inner.write(encodeFrame(Opcode.pong, f.payload, this.#mask)).catch(() => {});
+        return EMPTY;
+      case Opcode.pong:
+        return EMPTY;
+      case Opcode.close:
+        await this.#sendClose(CloseCode.normal);
+        return null;
+      case Opcode.text: {
+        const e = new WsError(CloseCode.unsupportedData, "text message on a burrow link");
+        await this.#fail(e);
+        throw e;
+      }
+      default:
+        return this.#data(f);
+    }
+  }
+
+  async #data(f: WsFrame): Promise<Uint8Array | null> {
+    if ((f.opcode === Opcode.continuation) !== (this.#fragments.length > 0)) {
+      const e = new WsError(CloseCode.protocolError, "continuation frame out of place");
+      await this.#fail(e);
+      throw e;
+    }
+    if (!f.fin) {
+      this.#fragmentBytes += f.payload.length;
+      if (this.#fragmentBytes > MAX_FRAME) {
+        const e = new WsError(CloseCode.tooBig, `message over ${MAX_FRAME} bytes`);
+        await this.#fail(e);
+        throw e;
+      }
+      this.#fragments.push(f.payload);
+      return EMPTY;
+    }
+    let msg = f.payload;
+    if (this.#fragments.length > 0) {
+      const parts = [...this.#fragments, f.payload];
+      msg = new Uint8Array(this.#fragmentBytes + f.payload.length);
+      let o = 0;
+      for (const p of parts) {
+        msg.set(p, o);
+        o += p.length;
+      }
+      this.#fragments = [];
+      this.#fragmentBytes = 0;
+    }
+    // An empty binary message is the peer's end of its direction.
+    return msg.length === 0 ? null : msg;
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.#ended || this.#closeSent) {
+      return Promise.reject(new NetError("ECLOSED", "WebSocket ended"));
+    }
+    if (chunk.length === 0) return Promise.resolve();
+    return this.inner.write(encodeFrame(Opcode.binary, chunk, this.#mask));
+  }
+
+  end(): Promise<void> {
+    this.#ended ??= this.inner.write(encodeFrame(Opcode.binary, EMPTY, this.#mask)).then(
+      async () => {
+        // Both directions done: close the WebSocket, then the socket.
+        if (this.#eof) await this.#sendClose(CloseCode.normal);
+      },
+    );
+    return this.#ended;
+  }
+
+  close(): void {
+    if (!this.#closeSent) {
+      this.#closeSent = true;
+      void this.inner.write(encodeFrame(Opcode.close, closePayload(CloseCode.normal), this.#mask))
+        .catch(() => {})
+        .finally(() => this.inner.close());
+    } else this.inner.close();
+  }
+
+  setNoDelay(on: boolean): void {
+    this.inner.setNoDelay(on);
+  }
+
+  async #sendClose(code: number, reason = ""): Promise<void> {
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    await this.inner.write(encodeFrame(Opcode.close, closePayload(code, reason), this.#mask)).catch(
+      () => {},
+    );
+    await this.inner.end().catch(() => {});
+  }
+
+  async #fail(e: WsError): Promise<void> {
+    await this.#sendClose(e.closeCode, e.message.slice(0, 100));
+    this.inner.close();
+  }
+}
+
+function closePayload(code: number, reason = ""): Uint8Array {
+  const r = new TextEncoder().encode(reason);
+  const out = new Uint8Array(2 + r.length);
+  out[0] = code >> 8;
+  out[1] = code & 0xff;
+  out.set(r, 2);
+  return out;
+}

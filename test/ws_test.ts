@@ -1,0 +1,226 @@
+/**
+ * The WebSocket transport (src/ws.ts, SPEC.md §3.1): frames split at every
+ * byte boundary, limits before allocation, control frames, and a real
+ * loopback link: handshake, data both ways, half-close, close.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { NetError } from "../src/errors.ts";
+import type { Conn, Net } from "../src/net.ts";
+import { Reader } from "../src/reader.ts";
+import {
+  CloseCode,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME,
+  Opcode,
+  readRequestHead,
+  wsAccept,
+  wsConnect,
+  WsError,
+} from "../src/ws.ts";
+import { readAll, runtime, runtimeNet } from "./helpers.ts";
+
+const rt = runtime;
+
+function bytes(n: number, seed = 1): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) b[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  return b;
+}
+
+test("ws: frames of every length class decode, split at every byte boundary, masked and not", () => {
+  for (const n of [0, 1, 125, 126, 300, 65535, 65536, 70000]) {
+    for (const mask of [true, false]) {
+      const payload = bytes(n, n + 1);
+      const wire = encodeFrame(Opcode.binary, payload, mask);
+      const cuts = n < 400
+        ? Array.from({ length: wire.length + 1 }, (_, i) => i)
+        : [0, 1, 2, 5, 9, 13, wire.length - 1];
+      for (const cut of cuts) {
+        const d = new FrameDecoder(mask);
+        d.push(wire.subarray(0, cut));
+        const early = d.next();
+        if (cut < wire.length) assert.equal(early, null, `len ${n} cut ${cut}`);
+        d.push(wire.subarray(cut));
+        const f = early ?? d.next();
+        assert.ok(f, `len ${n} cut ${cut}`);
+        assert.equal(f.opcode, Opcode.binary);
+        assert.equal(f.fin, true);
+        assert.deepEqual(f.payload, payload);
+        assert.equal(d.next(), null);
+      }
+    }
+  }
+});
+
+test("ws: violations fail before allocating, with the RFC's close codes", () => {
+  const code = (frame: number[], masked = true) => {
+    const d = new FrameDecoder(masked);
+    d.push(Uint8Array.from(frame));
+    try {
+      d.next();
+      return null;
+    } catch (e) {
+      assert.ok(e instanceof WsError);
+      return e.closeCode;
+    }
+  };
+  assert.equal(code([0x82, 0x00], true), CloseCode.protocolError, "client frame not masked");
+  assert.equal(
+    code([0x82, 0x80, 0, 0, 0, 0], false),
+    CloseCode.protocolError,
+    "server frame masked",
+  );
+  assert.equal(
+    code([0xc2, 0x80, 0, 0, 0, 0]),
+    CloseCode.protocolError,
+    "RSV1 without an extension",
+  );
+  assert.equal(code([0x83, 0x80, 0, 0, 0, 0]), CloseCode.protocolError, "opcode 3");
+  assert.equal(code([0x09, 0x80, 0, 0, 0, 0]), CloseCode.protocolError, "fragmented ping");
+  assert.equal(
+    code([0x89, 0xfe, 0, 200, 0, 0, 0, 0]),
+    CloseCode.protocolError,
+    "ping over 125 bytes",
+  );
+  // A 64-bit length over the limit: refused from the header alone.
+  const big = MAX_FRAME + 1;
+  assert.equal(
+    code([
+      0x82,
+      0xff,
+      0,
+      0,
+      0,
+      0,
+      (big >>> 24) & 255,
+      (big >>> 16) & 255,
+      (big >>> 8) & 255,
+      big & 255,
+    ]),
+    CloseCode.tooBig,
+  );
+  assert.equal(
+    code([0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+    CloseCode.tooBig,
+    "length with the top bit set",
+  );
+});
+
+/** A client and a server WebSocket Conn over one loopback TCP connection. */
+async function pair(net: Net): Promise<{ client: Conn; server: Conn; close(): void }> {
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const accepted = (async () => {
+    const c = (await l.accept())!;
+    const rd = new Reader(c, 16 * 1024);
+    return await wsAccept(c, rd, await readRequestHead(rd));
+  })();
+  const raw = await net.dial(l.addr);
+  const client = await wsConnect(raw, `127.0.0.1:${l.addr.port}`, "/burrow/agent");
+  const server = await accepted;
+  return {
+    client,
+    server,
+    close() {
+      client.close();
+      server.close();
+      l.close();
+    },
+  };
+}
+
+test(`${rt}: ws: a link carries 4 MiB both ways, half-closes, and closes`, async () => {
+  const net = await runtimeNet();
+  const p = await pair(net);
+  try {
+    const up = bytes(4 * 1024 * 1024, 3);
+    const down = bytes(3 * 1024 * 1024 + 17, 5);
+    const serverGot = readAll(p.server);
+    const clientGot = readAll(p.client);
+    for (let o = 0; o < up.length; o += 65536) await p.client.write(up.subarray(o, o + 65536));
+    await p.client.end(); // half-close: the server still sends
+    assert.deepEqual(new Uint8Array(await serverGot), up);
+    for (let o = 0; o < down.length; o += 100_000) {
+      await p.server.write(down.subarray(o, o + 100_000));
+    }
+    await p.server.end();
+    assert.deepEqual(new Uint8Array(await clientGot), down);
+    await assert.rejects(p.client.write(new Uint8Array(1)), NetError, "ended");
+  } finally {
+    p.close();
+  }
+});
+
+test(`${rt}: ws: the handshake refuses what is not a burrow WebSocket`, async () => {
+  const net = await runtimeNet();
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    // A plain HTTP server answer.
+    const serving = (async () => {
+      const c = (await l.accept())!;
+      const rd = new Reader(c, 16 * 1024);
+      await readRequestHead(rd);
+      await c.write(
+        new TextEncoder().encode("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+      );
+      c.close();
+    })();
+    const raw = await net.dial(l.addr);
+    await assert.rejects(
+      wsConnect(raw, "x", "/nope"),
+      /answered "HTTP\/1.1 404 Not Found" to GET \/nope/,
+    );
+    raw.close();
+    await serving;
+    // A request without the subprotocol is answered 400.
+    const refusing = (async () => {
+      const c = (await l.accept())!;
+      const rd = new Reader(c, 16 * 1024);
+      await assert.rejects(
+        wsAccept(c, rd, await readRequestHead(rd)),
+        /subprotocol burrow not offered/,
+      );
+      c.close();
+    })();
+    const c = await net.dial(l.addr);
+    await c.write(new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    const answer = new TextDecoder().decode(await readAll(c));
+    assert.match(answer, /^HTTP\/1.1 400 Bad Request/);
+    c.close();
+    await refusing;
+  } finally {
+    l.close();
+  }
+});
+
+test(`${rt}: ws: ping is answered, text is refused with 1003`, async () => {
+  const net = await runtimeNet();
+  const p = await pair(net);
+  try {
+    // Reach under the client Conn: write raw frames as a client would.
+    const inner = (p.client as unknown as { inner: Conn }).inner;
+    await inner.write(encodeFrame(Opcode.ping, Uint8Array.of(1, 2, 3), true));
+    await inner.write(encodeFrame(Opcode.binary, Uint8Array.of(42), true));
+    assert.deepEqual(new Uint8Array((await p.server.read())!), Uint8Array.of(42));
+    await inner.write(encodeFrame(Opcode.text, new TextEncoder().encode("hi"), true));
+    await assert.rejects(
+      p.server.read(),
+      (e: unknown) => e instanceof WsError && e.closeCode === CloseCode.unsupportedData,
+    );
+    // The server sent pong, then close 1003: raw bytes on the client side.
+    const raw = await readAll(inner);
+    const d = new FrameDecoder(false);
+    d.push(raw);
+    assert.deepEqual(d.next(), { fin: true, opcode: Opcode.pong, payload: Uint8Array.of(1, 2, 3) });
+    const close = d.next()!;
+    assert.equal(close.opcode, Opcode.close);
+    assert.equal((close.payload[0]! << 8) | close.payload[1]!, CloseCode.unsupportedData);
+  } finally {
+    p.close();
+  }
+});
