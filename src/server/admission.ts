@@ -16,7 +16,7 @@ import type { Conn } from "../net.ts";
 import type { ServerConfig } from "../config.ts";
 
 /** The server's listening ports. */
-export type Port = "agents" | "socks" | "clients";
+export type Port = "agents" | "socks" | "clients" | "https";
 
 /** The unit limits count by: an IPv4 address, or the /64 of an IPv6 address (`2001:db8::/64`). */
 export function sourceOf(host: string): string {
