@@ -6,7 +6,15 @@
  * @module
  */
 import { parse as parseYaml } from "yaml";
-import { ed25519Verifier, fromHex, tokenCredential, tokenVerifier, type Verifier } from "./auth.ts";
+import {
+  ed25519Verifier,
+  fromHex,
+  timingSafeEqual,
+  tokenCredential,
+  tokenHash,
+  tokenVerifier,
+  type Verifier,
+} from "./auth.ts";
 import type { Rule } from "./messages.ts";
 import type { Addr } from "./net.ts";
 import { parseRule } from "./policy.ts";
@@ -40,6 +48,14 @@ export type TlsConfig =
   /** A self-signed certificate made on first start and kept in the state directory. */
   | { mode: "auto"; names: string[] };
 
+/** The admin API and dashboard (`admin:`); absent: the API is disabled. */
+export interface AdminConfig {
+  /** Constant-time check of a bearer token against the configured token or token_hash. */
+  readonly check: (token: string) => boolean;
+  /** Whether `/metrics` needs the admin token too (default false: open). */
+  readonly metricsAuth: boolean;
+}
+
 export interface ServerConfig {
   listen: { agents: Addr; socks: Addr | null; clients: Addr | null; http: Addr | null };
   tls: TlsConfig;
@@ -57,6 +73,7 @@ export interface ServerConfig {
   agents: Map<string, Identity>;
   clients: Map<string, Identity>;
   grants: Grant[];
+  admin: AdminConfig | null;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -129,7 +146,7 @@ type Obj = Record<string, unknown>;
 
 const words = (s: string) => s.trim().split(/\s+/);
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants`);
+  clients grants admin`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block`);
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
@@ -302,6 +319,31 @@ function tlsConfig(w: Walker, v: unknown): TlsConfig {
   };
 }
 
+/** `admin: {token | token_hash, metrics_auth}`: the admin API's bearer token. */
+function adminConfig(w: Walker, v: unknown): AdminConfig | null {
+  if (v === undefined || v === null) return null;
+  const a = w.obj(v, "admin");
+  w.known(a, "admin", ["token", "token_hash", "metrics_auth"]);
+  if ((a.token === undefined) === (a.token_hash === undefined)) {
+    w.fail("admin", "needs exactly one of token and token_hash (see `burrow token`)");
+  }
+  let hash: Uint8Array;
+  if (a.token !== undefined) {
+    const token = w.str(a.token, "admin.token");
+    if (token.length < 16) w.fail("admin.token", "must be at least 16 characters");
+    hash = tokenHash(token);
+  } else {
+    const m = /^sha256:([0-9a-fA-F]{64})$/.exec(w.str(a.token_hash, "admin.token_hash"));
+    if (!m) w.fail("admin.token_hash", "must be sha256:<64 hex digits> as `burrow token` prints");
+    hash = fromHex(m[1]!)!;
+  }
+  const metricsAuth = a.metrics_auth === undefined
+    ? false
+    : w.bool(a.metrics_auth, "admin.metrics_auth");
+  // Hash first, then compare: the time depends on neither the token's length nor its content.
+  return { check: (token) => timingSafeEqual(tokenHash(token), hash), metricsAuth };
+}
+
 function limitsConfig(w: Walker, v: unknown): Limits {
   const l = w.obj(v, "limits");
   w.known(l, "limits", LIMIT_KEYS);
@@ -379,6 +421,7 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     agents: identities(w, top.agents, "agents"),
     clients: identities(w, top.clients, "clients"),
     grants: [],
+    admin: adminConfig(w, top.admin),
   };
   if (cfg.poolMin > cfg.poolMax) {
     w.fail("pool.min", `(${cfg.poolMin}) must not exceed pool.max (${cfg.poolMax})`);

@@ -1,26 +1,88 @@
 /**
- * Counters and gauges in the Prometheus text exposition format (0.0.4).
- * Kept in-house on purpose: prom-client pulls in `node:cluster` and
- * `node:perf_hooks`, and the core must stay free of runtime APIs.
+ * Counters, gauges and histograms in the Prometheus text exposition format
+ * (0.0.4). Kept in-house on purpose: prom-client pulls in `node:cluster` and
+ * `node:perf_hooks`, and the core must stay free of runtime APIs; no other
+ * npm registry renderer is both runtime-free and maintained, and the format
+ * is small (test/metrics_test.ts checks ours with a real parser).
  *
  * @module
  */
 
-type Labels = Record<string, string>;
+export type Labels = Record<string, string>;
+
+function escape(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
 
 function key(labels: Labels): string {
-  const parts = Object.keys(labels).sort().map((k) =>
-    `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
-  );
+  const parts = Object.keys(labels).sort().map((k) => `${k}="${escape(String(labels[k]))}"`);
   return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+/** `key()` with one more label appended (`le` of a histogram bucket). */
+function keyWith(k: string, name: string, value: string): string {
+  const extra = `${name}="${escape(value)}"`;
+  return k === "" ? `{${extra}}` : `${k.slice(0, -1)},${extra}}`;
+}
+
+/** A number as Prometheus text: `+Inf`, `-Inf`, `NaN` or a JavaScript number. */
+function num(v: number): string {
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+interface Histo {
+  /** Per bucket (same order as the family's bounds), not cumulative. */
+  counts: number[];
+  sum: number;
+  count: number;
 }
 
 interface Family {
   help: string;
-  type: "counter" | "gauge";
+  type: "counter" | "gauge" | "histogram";
   values: Map<string, number>;
+  histos?: Map<string, Histo>;
+  /** Upper bounds of a histogram's buckets, ascending, without +Inf. */
+  bounds?: readonly number[];
   collect?: () => Array<[Labels, number]>;
 }
+
+/** Buckets (seconds) for stream setup: a CONNECT takes a few ms to a pool wait of seconds. */
+export const SETUP_BUCKETS = [
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+] as const;
+
+/** Buckets (seconds) for stream duration: from one request to a day-long session. */
+export const DURATION_BUCKETS = [
+  0.01,
+  0.1,
+  0.5,
+  1,
+  5,
+  10,
+  30,
+  60,
+  300,
+  900,
+  3600,
+  14400,
+  86400,
+] as const;
 
 export class Metrics {
   readonly #families = new Map<string, Family>();
@@ -46,6 +108,37 @@ export class Metrics {
     this.#family(name, help, "gauge").collect = collect;
   }
 
+  /**
+   * A counter computed when scraped (e.g. bytes of finished streams plus bytes
+   * of live ones). `collect` must never return a smaller value for a label set.
+   */
+  counter(name: string, help: string, collect: () => Array<[Labels, number]>): void {
+    this.#family(name, help, "counter").collect = collect;
+  }
+
+  /** Observe `value` in a histogram with upper bounds `bounds` (fixed by the first call). */
+  observe(
+    name: string,
+    help: string,
+    value: number,
+    labels: Labels = {},
+    bounds: readonly number[] = SETUP_BUCKETS,
+  ): void {
+    const f = this.#family(name, help, "histogram");
+    f.bounds ??= bounds;
+    f.histos ??= new Map();
+    const k = key(labels);
+    let h = f.histos.get(k);
+    if (!h) {
+      h = { counts: f.bounds.map(() => 0), sum: 0, count: 0 };
+      f.histos.set(k, h);
+    }
+    const i = f.bounds.findIndex((b) => value <= b);
+    if (i >= 0) h.counts[i]!++;
+    h.sum += value;
+    h.count++;
+  }
+
   /** Current value of a counter (for tests and logs). */
   get(name: string, labels: Labels = {}): number {
     return this.#families.get(name)?.values.get(key(labels)) ?? 0;
@@ -55,8 +148,19 @@ export class Metrics {
     let out = "";
     for (const [name, f] of this.#families) {
       out += `# HELP ${name} ${f.help}\n# TYPE ${name} ${f.type}\n`;
-      if (f.collect) { for (const [l, v] of f.collect()) out += `${name}${key(l)} ${v}\n`; }
-      for (const [k, v] of f.values) out += `${name}${k} ${v}\n`;
+      if (f.collect) { for (const [l, v] of f.collect()) out += `${name}${key(l)} ${num(v)}\n`; }
+      for (const [k, v] of f.values) out += `${name}${k} ${num(v)}\n`;
+      if (f.histos && f.bounds) {
+        for (const [k, h] of f.histos) {
+          let cum = 0;
+          f.bounds.forEach((b, i) => {
+            cum += h.counts[i]!;
+            out += `${name}_bucket${keyWith(k, "le", num(b))} ${cum}\n`;
+          });
+          out += `${name}_bucket${keyWith(k, "le", "+Inf")} ${h.count}\n`;
+          out += `${name}_sum${k} ${num(h.sum)}\n${name}_count${k} ${h.count}\n`;
+        }
+      }
     }
     return out;
   }

@@ -15,15 +15,31 @@ export interface RelayResult {
   bToA: number;
 }
 
-async function pump(src: Conn, dst: Conn, prefix: Uint8Array | undefined, counter: { n: number }) {
+/**
+ * Bytes copied so far, readable while the relay runs (the admin API reads
+ * live streams' bytes from it): `up` is `a` to `b`, `down` is `b` to `a`.
+ * Each chunk costs one number add.
+ */
+export interface RelayCounter {
+  up: number;
+  down: number;
+}
+
+async function pump(
+  src: Conn,
+  dst: Conn,
+  prefix: Uint8Array | undefined,
+  counter: RelayCounter,
+  dir: keyof RelayCounter,
+) {
   if (prefix && prefix.length > 0) {
-    counter.n += prefix.length;
+    counter[dir] += prefix.length;
     await dst.write(prefix);
   }
   for (;;) {
     const chunk = await src.read();
     if (chunk === null) break;
-    counter.n += chunk.length;
+    counter[dir] += chunk.length;
     await dst.write(chunk);
   }
   await dst.end();
@@ -31,25 +47,27 @@ async function pump(src: Conn, dst: Conn, prefix: Uint8Array | undefined, counte
 
 /**
  * Relay until both directions have ended. `aPrefix` is written to `b` first
- * (bytes of `a` already read during a handshake), `bPrefix` to `a`.
+ * (bytes of `a` already read during a handshake), `bPrefix` to `a`. `live`,
+ * if given, is counted into as the bytes flow (it should start at zero).
  */
 export async function relay(
   a: Conn,
   b: Conn,
   aPrefix?: Uint8Array,
   bPrefix?: Uint8Array,
+  live: RelayCounter = { up: 0, down: 0 },
 ): Promise<RelayResult> {
-  const up = { n: 0 };
-  const down = { n: 0 };
+  const up0 = live.up;
+  const down0 = live.down;
   const fail = () => {
     a.close();
     b.close();
   };
   await Promise.all([
-    pump(a, b, aPrefix, up).catch(fail),
-    pump(b, a, bPrefix, down).catch(fail),
+    pump(a, b, aPrefix, live, "up").catch(fail),
+    pump(b, a, bPrefix, live, "down").catch(fail),
   ]);
   a.close();
   b.close();
-  return { aToB: up.n, bToA: down.n };
+  return { aToB: live.up - up0, bToA: live.down - down0 };
 }

@@ -4,13 +4,15 @@
  *
  * @module
  */
-import { Option } from "commander";
-import { createLogger, type Level, type Logger } from "../log.ts";
+import { type Command, Option } from "commander";
+import { createLogger, type Level, LOG_FORMATS, type LogFormat, type Logger } from "../log.ts";
 import type { Host } from "./mod.ts";
 import { UsageError } from "../errors.ts";
 
+import { VERSION } from "../version.ts";
+
 /** burrow's own version (package.json). */
-export const VERSION = "0.1.0";
+export { VERSION };
 
 /** A command's action hands its work to `main`, which waits for it. */
 export type Start = (work: Promise<void>) => void;
@@ -23,11 +25,33 @@ export function software(host: Host): string {
 export const logLevelOption = () =>
   new Option("--log-level <level>", "debug, info, warn or error").default("info");
 
+/** The `--log-format` of the command being run (set by {@link addLogFormat}'s hook). */
+let logFormat: LogFormat = "logfmt";
+
+export const logFormatOption = () =>
+  new Option("--log-format <format>", "logfmt or json (one JSON object per line)")
+    .choices(LOG_FORMATS)
+    .default("logfmt");
+
+/**
+ * Give every command that logs (those with `--log-level`) a `--log-format`
+ * flag, and make {@link logger} follow it for the command being run.
+ */
+export function addLogFormat(program: Command): void {
+  for (const cmd of program.commands) {
+    if (cmd.options.some((o) => o.long === "--log-level")) cmd.addOption(logFormatOption());
+  }
+  program.hook("preAction", (_program, action) => {
+    const f: unknown = action.opts().logFormat;
+    logFormat = f === "json" ? "json" : "logfmt";
+  });
+}
+
 export function logger(level: string): Logger {
   if (!["debug", "info", "warn", "error"].includes(level)) {
     throw new UsageError(`--log-level must be debug, info, warn or error`);
   }
-  return createLogger({ level: level as Level });
+  return createLogger({ level: level as Level, format: logFormat });
 }
 
 /** Run until SIGINT or SIGTERM: resolves after `stop()` finished. */

@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { fmt } from "../addr.ts";
 import { parseAddr, parseServerConfig, type ServerConfig } from "../config.ts";
-import { httpApp } from "../http.ts";
+import { httpApp } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
 import type { TlsServerOptions } from "../net.ts";
 import { Server } from "../server/mod.ts";
@@ -106,26 +106,41 @@ export async function serverTls(
   return material;
 }
 
-/** Start a server with its HTTP endpoint; returns a stop function. */
+/**
+ * Start a server with its HTTP endpoint; returns a stop function. The HTTP
+ * endpoint comes up first, so `/readyz` answers 503 until every listener is
+ * up, and goes down last, so it answers 503 while the server stops.
+ */
 export async function startServer(
   host: Host,
   config: ServerConfig,
   log: Logger,
   tls?: TlsServerOptions,
 ) {
-  const server = new Server(host.net, config, log, tls);
-  await server.start();
+  const server = new Server(host.net, config, log, tls, { runtimeVersion: host.version });
   let http: HttpServer | undefined;
   if (config.listen.http) {
     http = await host.serveHttp(config.listen.http, httpApp(server).fetch);
-    log.info("health and metrics", { http: `http://${fmt(http.addr)}/healthz` });
+    const base = `http://${fmt(http.addr)}`;
+    log.info("http endpoint", {
+      health: `${base}/healthz`,
+      metrics: `${base}/metrics`,
+      admin: config.admin ? `${base}/` : "off",
+    });
+  }
+  try {
+    await server.start();
+  } catch (e) {
+    await server.stop();
+    await http?.close();
+    throw e;
   }
   return {
     server,
     http,
     stop: async () => {
-      await http?.close();
       await server.stop();
+      await http?.close();
     },
   };
 }
@@ -196,7 +211,10 @@ export function serverCommand(program: Command, host: Host, start: Start): void 
     .option("--agents <addr>", "override listen.agents (host:port)")
     .option("--socks <addr>", "override listen.socks (host:port, or off)")
     .option("--clients <addr>", "override listen.clients (host:port, or off)")
-    .option("--http <addr>", "override listen.http for /healthz and /metrics (host:port, or off)")
+    .option(
+      "--http <addr>",
+      "override listen.http: health, metrics, admin API, dashboard (host:port, or off)",
+    )
     .option("--no-watch", "do not reload the config when the file changes (SIGHUP still does)")
     .addOption(logLevelOption())
     .action((opts: ServerFlags) => start(runServer(host, opts)));

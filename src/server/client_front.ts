@@ -38,6 +38,7 @@ export class ClientFront {
       const clientId = this.router.clientId(client);
       await wire.send({ type: "CLIENT_READY", clientId });
       const req = await wire.expect("CONNECT");
+      const t0 = Date.now(); // the request is read: setup time starts
       admitted();
       const clog = log.with({ client, client_id: clientId });
       const r = await this.router.open({
@@ -48,7 +49,11 @@ export class ClientFront {
         log: clog,
       });
       if (!r.ok) {
-        this.router.refused(clog, "clients", client, req.target, r.status, r.reason);
+        this.router.refused(clog, "clients", client, req.target, r.status, r.reason, {
+          agent: req.agent,
+          startedAt: t0,
+        });
+        this.router.setupDone("clients", t0, false);
         return await wire.last({ type: "CONNECT_RESULT", status: r.status, bound: NO_ADDR });
       }
       clog.info("stream open", {
@@ -62,7 +67,8 @@ export class ClientFront {
         r.conn.close();
         throw e;
       }
-      return this.router.stream(client, conn, wire.rest(), r, clog); // see SocksFront
+      this.router.setupDone("clients", t0, true);
+      return this.router.stream(client, conn, wire.rest(), r, clog, "clients"); // see SocksFront
     } catch (e) {
       admitted();
       await closeOnError(this.ctx, wire, e, log, "clients");

@@ -2,7 +2,11 @@
  * The router (SPEC.md §7.2): decides a CONNECT (target form, grant, limits,
  * the agent's announcement), takes a pool connection of the agent, sends OPEN
  * and reads OPEN_RESULT; then relays and counts the stream. Nothing is
- * dialed unless every check passes.
+ * dialed unless every check passes. It keeps the registry of live streams
+ * ({@link Router.streams}, with byte counters the relay updates) and the
+ * byte totals per client and agent that the admin API and /metrics read, and
+ * writes the audit log: one line per stream when it ends (`stream ended`)
+ * and one per refused CONNECT (`connect refused`).
  *
  * @module
  */
@@ -12,7 +16,8 @@ import type { Logger } from "../log.ts";
 import { type Message, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
-import { relay } from "../relay.ts";
+import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
+import { relay, type RelayCounter } from "../relay.ts";
 import { deadline } from "../time.ts";
 import type { AgentPort, PoolConn, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
@@ -44,6 +49,36 @@ export type OpenResult =
 
 const refuse = (status: number, reason: string): OpenResult => ({ ok: false, status, reason });
 
+/** A stream being relayed: what the admin API shows, and how to end it. */
+export interface LiveStream {
+  readonly id: number;
+  readonly client: string;
+  readonly clientId: number;
+  readonly agent: string;
+  /** The target as opened, `host:port`. */
+  readonly target: string;
+  /** The port the client came in on: `socks` or `clients`. */
+  readonly port: string;
+  /** When the relay started (ms since the epoch). */
+  readonly since: number;
+  /** Bytes so far: `up` client to target, `down` target to client. */
+  readonly bytes: RelayCounter;
+  /** Why an operator ended it, or null. */
+  closedBy: string | null;
+  close(): void;
+}
+
+/** Byte totals of finished streams, per client or agent. */
+type Totals = Map<string, RelayCounter>;
+
+function addTotals(m: Totals, k: string, up: number, down: number): void {
+  const t = m.get(k);
+  if (t) {
+    t.up += up;
+    t.down += down;
+  } else m.set(k, { up, down });
+}
+
 /** Attempts on other pool connections when the one taken turns out dead (SPEC.md §7.4). */
 const ATTEMPTS = 3;
 
@@ -54,8 +89,82 @@ export class Router {
   readonly #agentStreams = new Map<string, number>();
   /** Streams being relayed. */
   active = 0;
+  /** Live streams by stream id. */
+  readonly streams = new Map<number, LiveStream>();
+  readonly #clientBytes: Totals = new Map();
+  readonly #agentBytes: Totals = new Map();
 
-  constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {}
+  constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
+    const m = ctx.metrics;
+    m.counter(
+      "burrow_client_bytes_total",
+      "Bytes relayed per client (live streams included)",
+      () => this.#bytesSeries("client"),
+    );
+    m.counter(
+      "burrow_agent_bytes_total",
+      "Bytes relayed per agent (live streams included)",
+      () => this.#bytesSeries("agent"),
+    );
+  }
+
+  /** The id of client `name` if it was ever assigned, without assigning one. */
+  knownClientId(name: string): number | undefined {
+    return this.#clientIds.get(name);
+  }
+
+  /** Open streams of a client. */
+  clientStreams(name: string): number {
+    return this.#clientStreams.get(name) ?? 0;
+  }
+
+  /** Open streams through an agent. */
+  agentStreams(name: string): number {
+    return this.#agentStreams.get(name) ?? 0;
+  }
+
+  /** Bytes of every client's (or agent's) finished and live streams, in one pass. */
+  bytesBy(kind: "client" | "agent"): ReadonlyMap<string, RelayCounter> {
+    const sum: Totals = new Map();
+    for (const [k, t] of kind === "client" ? this.#clientBytes : this.#agentBytes) {
+      addTotals(sum, k, t.up, t.down);
+    }
+    for (const s of this.streams.values()) {
+      addTotals(sum, kind === "client" ? s.client : s.agent, s.bytes.up, s.bytes.down);
+    }
+    return sum;
+  }
+
+  /** End a live stream (both connections close; the audit line says `by`). False if unknown. */
+  closeStream(id: number, by = "admin"): boolean {
+    const s = this.streams.get(id);
+    if (!s) return false;
+    s.closedBy ??= by;
+    s.close();
+    return true;
+  }
+
+  #bytesSeries(label: "client" | "agent"): Array<[Record<string, string>, number]> {
+    const out: Array<[Record<string, string>, number]> = [];
+    for (const [k, t] of this.bytesBy(label)) {
+      out.push([{ [label]: k, direction: "up" }, t.up], [
+        { [label]: k, direction: "down" },
+        t.down,
+      ]);
+    }
+    return out;
+  }
+
+  /** Count a CONNECT's setup time: from its request read to its reply sent (ok or refused). */
+  setupDone(port: string, startedAt: number, ok: boolean): void {
+    this.ctx.metrics.observe(
+      "burrow_stream_setup_seconds",
+      "Time from a CONNECT request to its reply",
+      (Date.now() - startedAt) / 1000,
+      { port, result: ok ? "ok" : "refused" },
+      SETUP_BUCKETS,
+    );
+  }
 
   /** The stable id of client `name` (SPEC.md §5.13). */
   clientId(name: string): number {
@@ -115,7 +224,10 @@ export class Router {
       if (!allowed(rulesFor(s.rules, req.client), req.client, target, "defer")) {
         return refuse(Status.not_allowed, "target outside what the agent announced");
       }
+      const waits = s.idle === 0 && !s.closed;
+      const tw = waits ? Date.now() : 0;
       const pc = await s.take();
+      if (waits) this.#poolWaited(s, agent, tw, pc !== null);
       try {
         const r = await this.#openOn(s, pc, req, target, agent);
         if (r) return r;
@@ -124,6 +236,24 @@ export class Router {
       }
     }
     return refuse(Status.general_failure, "pool connections kept failing");
+  }
+
+  /** Count a CONNECT that found no idle pool connection and had to wait. */
+  #poolWaited(s: Session, agent: string, since: number, got: boolean): void {
+    const m = this.ctx.metrics;
+    m.inc("burrow_pool_waits_total", "CONNECTs that waited for a pool connection", { agent });
+    m.observe(
+      "burrow_pool_wait_seconds",
+      "How long CONNECTs waited for a pool connection",
+      (Date.now() - since) / 1000,
+      {},
+      SETUP_BUCKETS,
+    );
+    if (!got && !s.closed) {
+      m.inc("burrow_pool_timeouts_total", "CONNECTs that got no pool connection within pool.wait", {
+        agent,
+      });
+    }
   }
 
   /** Send OPEN on `pc` and read its result; null means "that pool connection was dead, try another". */
@@ -184,13 +314,17 @@ export class Router {
     };
   }
 
-  /** Relay an opened stream to its end; log and count it. Never throws. */
+  /**
+   * Relay an opened stream to its end; count it, and write its audit line
+   * (`stream ended`: client, agent, target, up, down, ms, result). Never throws.
+   */
   async stream(
     client: string,
     clientConn: Conn,
     clientRest: Uint8Array,
     r: Extract<OpenResult, { ok: true }>,
     log: Logger,
+    port = "socks",
   ): Promise<void> {
     bump(this.#clientStreams, client, 1);
     bump(this.#agentStreams, r.agent, 1);
@@ -198,19 +332,69 @@ export class Router {
     const m = this.ctx.metrics;
     m.inc("burrow_streams_total", "Streams opened", { agent: r.agent });
     const t0 = Date.now();
+    const live: LiveStream = {
+      id: r.streamId,
+      client,
+      clientId: this.clientId(client),
+      agent: r.agent,
+      target: targetText(r.target),
+      port,
+      since: t0,
+      bytes: { up: 0, down: 0 },
+      closedBy: null,
+      close: () => {
+        clientConn.close();
+        r.conn.close();
+      },
+    };
+    this.streams.set(r.streamId, live);
+    let up = 0;
+    let down = 0;
     try {
-      const { aToB, bToA } = await relay(clientConn, r.conn, clientRest, r.rest);
-      m.inc("burrow_bytes_total", "Bytes relayed", { direction: "up" }, aToB);
-      m.inc("burrow_bytes_total", "Bytes relayed", { direction: "down" }, bToA);
-      log.debug("stream closed", { stream: r.streamId, up: aToB, down: bToA, ms: Date.now() - t0 });
+      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes);
+      up = res.aToB;
+      down = res.bToA;
+    } catch {
+      // relay() does not throw; the counts so far stand
+      up = live.bytes.up;
+      down = live.bytes.down;
     } finally {
+      // Totals and registry change in one turn, so the byte counters never go back.
+      addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
+      addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);
+      if (this.streams.get(r.streamId) === live) this.streams.delete(r.streamId);
       this.active--;
       bump(this.#clientStreams, client, -1);
       bump(this.#agentStreams, r.agent, -1);
     }
+    const ms = Date.now() - t0;
+    m.inc("burrow_bytes_total", "Bytes relayed", { direction: "up" }, up);
+    m.inc("burrow_bytes_total", "Bytes relayed", { direction: "down" }, down);
+    m.observe(
+      "burrow_stream_duration_seconds",
+      "How long streams lasted, from reply to close",
+      ms / 1000,
+      {},
+      DURATION_BUCKETS,
+    );
+    log.info("stream ended", {
+      stream: r.streamId,
+      port,
+      client,
+      agent: r.agent,
+      target: live.target,
+      up,
+      down,
+      ms,
+      result: live.closedBy ? `closed by ${live.closedBy}` : "ok",
+    });
   }
 
-  /** Log and count a refused CONNECT. */
+  /**
+   * Log and count a refused CONNECT: its audit line (`connect refused`:
+   * client, agent, target, up, down, ms, result = the reason; plus the
+   * SOCKS5 status).
+   */
   refused(
     log: Logger,
     port: string,
@@ -218,6 +402,7 @@ export class Router {
     target: Target | null,
     status: number,
     reason: string,
+    at: { agent?: string; startedAt?: number } = {},
   ): void {
     this.ctx.metrics.inc("burrow_connects_refused_total", "CONNECTs refused", {
       port,
@@ -226,9 +411,14 @@ export class Router {
     log.warn("connect refused", {
       port,
       client,
+      agent: at.agent || undefined,
       target: target ? targetText(target) : undefined,
+      up: 0,
+      down: 0,
+      ms: at.startedAt === undefined ? undefined : Date.now() - at.startedAt,
       status,
       reason,
+      result: reason,
     });
   }
 }

@@ -3,24 +3,43 @@
  * agents' control and pool connections ({@link AgentPort}), SOCKS5 clients
  * ({@link SocksFront}) and client proxies ({@link ClientFront}), and the
  * {@link Router} sends each CONNECT to an idle pool connection of an agent the
- * client may use. It never dials a target itself.
+ * client may use. It never dials a target itself. What the admin API and the
+ * dashboard show comes from {@link Server.snapshot} (snapshot.ts).
  *
  * @module
  */
 import { fmt } from "../addr.ts";
 import type { ServerConfig } from "../config.ts";
-import type { HealthSource } from "../http.ts";
+import type { HttpSource } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
+import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import { Metrics } from "../metrics.ts";
+import { VERSION } from "../version.ts";
 import type { Addr, Conn, Listener, Net, TlsServerOptions } from "../net.ts";
 import { Admission } from "./admission.ts";
 import { AgentPort } from "./agent_port.ts";
 import { ClientFront } from "./client_front.ts";
 import type { ServerContext } from "./context.ts";
 import { Router } from "./router.ts";
+import {
+  type AgentView,
+  agentViews,
+  type ClientView,
+  clientViews,
+  type ServerView,
+  type Snapshot,
+  type StreamView,
+  streamViews,
+} from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
 
-export class Server implements HealthSource {
+/** What the server reports about where it runs (build info, admin API). */
+export interface ServerInfo {
+  /** The runtime's version (`Host.version`). */
+  runtimeVersion?: string;
+}
+
+export class Server implements HttpSource {
   readonly metrics = new Metrics();
   readonly admission: Admission;
   readonly agents: AgentPort;
@@ -28,7 +47,9 @@ export class Server implements HealthSource {
   #config: ServerConfig;
   readonly #listeners: Listener[] = [];
   readonly #conns = new Set<Conn>();
-  #stopping = false;
+  #state: "starting" | "ready" | "stopping" = "starting";
+  readonly #startedAt = Date.now();
+  readonly #runtimeVersion: string;
   /** The bound addresses, once started (ports chosen when configured as 0). */
   addrs: { agents?: Addr; socks?: Addr; clients?: Addr } = {};
 
@@ -41,8 +62,10 @@ export class Server implements HealthSource {
     config: ServerConfig,
     readonly log: Logger,
     readonly tls?: TlsServerOptions,
+    info: ServerInfo = {},
   ) {
     this.#config = config;
+    this.#runtimeVersion = info.runtimeVersion ?? "unknown";
     this.admission = new Admission(() => this.#config, this.metrics, log);
     const ctx: ServerContext = {
       config: () => this.#config,
@@ -64,6 +87,20 @@ export class Server implements HealthSource {
       "Idle pool connections per agent",
       () => [...this.agents.sessions.values()].map((s) => [{ agent: s.name }, s.idle]),
     );
+    m.gauge(
+      "burrow_build_info",
+      "burrow's version, runtime and protocol versions; always 1",
+      () => [[
+        {
+          version: VERSION,
+          runtime: net.runtime,
+          runtime_version: this.#runtimeVersion,
+          protocol_min: String(VERSION_MIN),
+          protocol_max: String(VERSION_MAX),
+        },
+        1,
+      ]],
+    );
   }
 
   get config(): ServerConfig {
@@ -72,10 +109,66 @@ export class Server implements HealthSource {
 
   health() {
     return {
-      status: this.#stopping ? "stopping" as const : "ok" as const,
+      status: this.#state === "stopping" ? "stopping" as const : "ok" as const,
       agents: this.agents.sessions.size,
       streams: this.router.active,
     };
+  }
+
+  /** Ready (`/readyz`): the config is loaded and every listener is up, and not stopping. */
+  ready(): boolean {
+    return this.#state === "ready";
+  }
+
+  /** Where and what this server is. */
+  serverView(): ServerView {
+    return {
+      version: VERSION,
+      runtime: this.net.runtime,
+      runtime_version: this.#runtimeVersion,
+      protocol: { min: VERSION_MIN, max: VERSION_MAX },
+      started_at: new Date(this.#startedAt).toISOString(),
+      ready: this.ready(),
+    };
+  }
+
+  /** Connected agents (admin API). */
+  agentViews(): AgentView[] {
+    return agentViews(this.agents, this.router);
+  }
+
+  /** Configured clients and clients with live streams (admin API). */
+  clientViews(): ClientView[] {
+    return clientViews(this.#config, this.router);
+  }
+
+  /** Live streams, oldest first (admin API). */
+  streamViews(): StreamView[] {
+    return streamViews(this.router);
+  }
+
+  /** Everything the dashboard shows, in one object. */
+  snapshot(): Snapshot {
+    return {
+      server: this.serverView(),
+      agents: this.agentViews(),
+      clients: this.clientViews(),
+      streams: this.streamViews(),
+    };
+  }
+
+  /** End a live stream on an operator's request; false if there is no such stream. */
+  closeStream(id: number): boolean {
+    const ok = this.router.closeStream(id, "admin");
+    if (ok) this.log.info("stream closed by admin", { stream: id });
+    return ok;
+  }
+
+  /** End an agent's session on an operator's request; false if it is not connected. */
+  disconnectAgent(name: string): boolean {
+    const ok = this.agents.disconnect(name, "disconnected by an operator");
+    if (ok) this.log.info("agent disconnected by admin", { agent: name });
+    return ok;
   }
 
   /** Listen on the configured ports. */
@@ -109,6 +202,7 @@ export class Server implements HealthSource {
       runtime: this.net.runtime,
       tls: this.tls ? "on" : "off",
     });
+    if (this.#state === "starting") this.#state = "ready";
   }
 
   /** Apply a new config. Live streams continue; sessions of removed or re-keyed agents end. */
@@ -124,7 +218,7 @@ export class Server implements HealthSource {
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
+    this.#state = "stopping";
     for (const l of this.#listeners) l.close();
     this.agents.stop();
     for (const c of this.#conns) c.close();

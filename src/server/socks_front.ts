@@ -69,13 +69,18 @@ export class SocksFront {
 
   /** Route the CONNECT; answer it; relay. */
   async #connect(conn: Conn, rd: Reader, a: Extract<SocksAccept, { ok: true }>, log: Logger) {
+    const t0 = Date.now(); // the request is read: setup time starts
     const { client, agent } = splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
     const clog = log.with({ client, client_id: clientId });
     const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
     if (!r.ok) {
-      this.router.refused(clog, "socks", client, a.target, r.status, r.reason);
-      return await socksReply(conn, r.status);
+      this.router.refused(clog, "socks", client, a.target, r.status, r.reason, {
+        agent,
+        startedAt: t0,
+      });
+      await socksReply(conn, r.status);
+      return this.router.setupDone("socks", t0, false);
     }
     clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(r.target) });
     try {
@@ -84,7 +89,8 @@ export class SocksFront {
       r.conn.close();
       throw e;
     }
-    return this.router.stream(client, conn, rd.rest(), r, clog); // never throws
+    this.router.setupDone("socks", t0, true);
+    return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */

@@ -1,0 +1,158 @@
+/**
+ * `burrow status`: asks a running server's admin API (`/api/v1/snapshot`)
+ * and prints its agents and live streams as aligned tables (or the JSON).
+ *
+ * @module
+ */
+import type { Command } from "commander";
+import type { Snapshot } from "../server/snapshot.ts";
+import { serverDefaults } from "../config.ts";
+import type { Start } from "./common.ts";
+import type { Host } from "./mod.ts";
+import { UsageError } from "../errors.ts";
+
+interface StatusFlags {
+  url: string;
+  token?: string;
+  tokenFile?: string;
+  json?: boolean;
+  timeout: string;
+}
+
+/** Lay out rows under a header: columns padded to their widest cell, two spaces apart. */
+export function table(header: string[], rows: string[][], right: ReadonlySet<number> = new Set()) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/** Bytes in binary units, e.g. `1.5 MiB`. */
+export function humanBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** A duration since `iso`, e.g. `3m12s`. */
+export function since(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** The snapshot as text: a server line, an agents table and a streams table. */
+export function renderStatus(s: Snapshot, now = Date.now()): string[] {
+  const out = [
+    `burrow ${s.server.version} on ${s.server.runtime} ${s.server.runtime_version}, ` +
+    `${s.server.ready ? "ready" : "not ready"}, up ${since(s.server.started_at, now)}`,
+    "",
+    `AGENTS (${s.agents.length})`,
+  ];
+  out.push(...table(
+    ["NAME", "ID", "SESSION", "PROTO", "REMOTE", "CONNECTED", "POOL", "STREAMS", "UP", "DOWN"],
+    s.agents.map((a) => [
+      a.name,
+      String(a.id),
+      a.session,
+      String(a.protocol),
+      a.remote,
+      since(a.connected_since, now),
+      `${a.pool.idle}/${a.pool.target}`,
+      String(a.streams),
+      humanBytes(a.bytes_up),
+      humanBytes(a.bytes_down),
+    ]),
+    new Set([1, 3, 6, 7, 8, 9]),
+  ));
+  out.push("", `STREAMS (${s.streams.length})`);
+  out.push(...table(
+    ["ID", "CLIENT", "AGENT", "TARGET", "PORT", "AGE", "UP", "DOWN"],
+    s.streams.map((t) => [
+      String(t.id),
+      t.client,
+      t.agent,
+      t.target,
+      t.port,
+      since(t.since, now),
+      humanBytes(t.bytes_up),
+      humanBytes(t.bytes_down),
+    ]),
+    new Set([0, 5, 6, 7]),
+  ));
+  return out;
+}
+
+async function adminToken(host: Host, f: StatusFlags): Promise<string> {
+  if (f.token) return f.token;
+  if (f.tokenFile) {
+    let text: string;
+    try {
+      text = await host.readTextFile(f.tokenFile);
+    } catch (e) {
+      throw new UsageError(`cannot read ${f.tokenFile}: ${(e as Error).message}`);
+    }
+    // Accept the output of `burrow token` as it is.
+    const m = /^token:\s*(\S+)\s*$/m.exec(text);
+    return m ? m[1]! : text.trim();
+  }
+  const env = host.env("BURROW_ADMIN_TOKEN");
+  if (env) return env;
+  throw new UsageError("burrow status needs --token, --token-file or BURROW_ADMIN_TOKEN");
+}
+
+async function runStatus(host: Host, f: StatusFlags): Promise<void> {
+  let url: URL;
+  try {
+    url = new URL("api/v1/snapshot", f.url.endsWith("/") ? f.url : `${f.url}/`);
+  } catch {
+    throw new UsageError(`--url ${f.url} is not a URL (e.g. http://127.0.0.1:7002)`);
+  }
+  const ms = Number(f.timeout);
+  if (!Number.isFinite(ms) || ms <= 0) throw new UsageError("--timeout must be milliseconds > 0");
+  const token = await adminToken(host, f);
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+      signal: AbortSignal.timeout(ms),
+    });
+  } catch (e) {
+    throw new UsageError(`cannot reach ${url.origin}: ${(e as Error).message}`);
+  }
+  const text = await res.text();
+  if (res.status !== 200) {
+    let message = text.slice(0, 200);
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? message;
+    } catch {
+      // not JSON: show the start of the body
+    }
+    throw new UsageError(`${url.href}: HTTP ${res.status}: ${message}`);
+  }
+  if (f.json) return host.print(text);
+  for (const line of renderStatus(JSON.parse(text) as Snapshot)) host.print(line);
+}
+
+/** Adds `status` to the program. */
+export function statusCommand(program: Command, host: Host, start: Start): void {
+  program.command("status")
+    .description("Show a running server's agents and live streams (admin API).")
+    .option(
+      "--url <url>",
+      "the server's HTTP endpoint (listen.http)",
+      `http://${serverDefaults.http}`,
+    )
+    .option("--token <token>", "the admin token (admin: in server.yaml)")
+    .option("--token-file <file>", "read the admin token from a file")
+    .option("--json", "print the admin API's JSON as it is")
+    .option("--timeout <ms>", "give up after this many milliseconds", "5000")
+    .addHelpText("after", "\nThe token may also come from the environment: BURROW_ADMIN_TOKEN.")
+    .action((opts: StatusFlags) => start(runStatus(host, opts)));
+}

@@ -1,0 +1,130 @@
+/**
+ * The admin API under `/api/v1/` (README.md, "Admin API"): what is
+ * connected and what flows, and two actions (close a stream, disconnect an
+ * agent). Every request needs `Authorization: Bearer <admin token>`; the
+ * token is configured as `admin: {token | token_hash}` and compared in
+ * constant time. Without an `admin:` section the API answers 403 saying how
+ * to turn it on. JSON field names are stable (src/server/snapshot.ts).
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { AdminConfig } from "../config.ts";
+import type { Metrics } from "../metrics.ts";
+import type {
+  AgentView,
+  ClientView,
+  ServerView,
+  Snapshot,
+  StreamView,
+} from "../server/snapshot.ts";
+
+/** What the admin API reads and does; the server implements it. */
+export interface AdminSource {
+  readonly config: { readonly admin: AdminConfig | null };
+  readonly metrics: Metrics;
+  serverView(): ServerView;
+  agentViews(): AgentView[];
+  clientViews(): ClientView[];
+  streamViews(): StreamView[];
+  snapshot(): Snapshot;
+  closeStream(id: number): boolean;
+  disconnectAgent(name: string): boolean;
+}
+
+const JSON_HEADERS = {
+  "content-type": "application/json; charset=utf-8",
+  "cache-control": "no-store",
+};
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { ...JSON_HEADERS, ...headers },
+  });
+}
+
+/** An error answer: `{"error": code, "message": text}`. */
+function fail(status: number, error: string, message: string, headers = {}): Response {
+  return json({ error, message }, status, headers);
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(header: string | undefined): string | null {
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? "");
+  return m ? m[1]! : null;
+}
+
+/**
+ * Check a request's bearer token against the config in force. Returns the
+ * answer to send when it is refused (403: API off; 401: no or wrong token),
+ * or null when it may go on.
+ */
+export function authorize(header: string | undefined, src: AdminSource): Response | null {
+  const admin = src.config.admin;
+  if (!admin) {
+    return fail(
+      403,
+      "admin_disabled",
+      "the admin API is off: add `admin: {token_hash: sha256:…}` to the server config " +
+        "(`burrow token` prints a token and its hash) and reload",
+    );
+  }
+  const token = bearerToken(header);
+  if (token !== null && admin.check(token)) return null;
+  src.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "admin" });
+  return fail(
+    401,
+    "unauthorized",
+    token === null
+      ? "send the admin token as Authorization: Bearer <token>"
+      : "the admin token is wrong",
+    { "www-authenticate": 'Bearer realm="burrow"' },
+  );
+}
+
+/** A stream id from a path: a decimal integer in 1..2^32-1, else null. */
+function streamId(text: string): number | null {
+  if (!/^[0-9]{1,10}$/.test(text)) return null;
+  const n = Number(text);
+  return n >= 1 && n <= 0xffffffff ? n : null;
+}
+
+/** The `/api/v1` routes, to mount with `app.route("/api/v1", adminApi(src))`. */
+export function adminApi(src: AdminSource): Hono {
+  const api = new Hono();
+  api.use("*", async (c, next) => {
+    const denied = authorize(c.req.header("authorization"), src);
+    if (denied) return denied;
+    await next();
+  });
+  api.get("/snapshot", () => json(src.snapshot()));
+  api.get("/server", () => json({ server: src.serverView() }));
+  api.get("/agents", () => json({ agents: src.agentViews() }));
+  api.get("/agents/:name", (c) => {
+    const name = c.req.param("name");
+    const a = src.agentViews().find((v) => v.name === name);
+    return a ? json({ agent: a }) : fail(404, "not_found", `agent ${name} is not connected`);
+  });
+  api.delete("/agents/:name", (c) => {
+    const name = c.req.param("name");
+    return src.disconnectAgent(name)
+      ? json({ disconnected: name })
+      : fail(404, "not_found", `agent ${name} is not connected`);
+  });
+  api.get("/clients", () => json({ clients: src.clientViews() }));
+  api.get("/streams", () => json({ streams: src.streamViews() }));
+  api.get("/streams/:id", (c) => {
+    const id = streamId(c.req.param("id"));
+    const s = id === null ? undefined : src.streamViews().find((v) => v.id === id);
+    return s ? json({ stream: s }) : fail(404, "not_found", "no live stream with this id");
+  });
+  api.delete("/streams/:id", (c) => {
+    const id = streamId(c.req.param("id"));
+    return id !== null && src.closeStream(id)
+      ? json({ closed: id })
+      : fail(404, "not_found", "no live stream with this id");
+  });
+  api.all("*", () => fail(404, "not_found", "no such endpoint (see README.md, Admin API)"));
+  return api;
+}

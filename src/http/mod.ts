@@ -1,0 +1,15 @@
+/**
+ * burrow's HTTP endpoint (Hono), served on `listen.http` by the runtime
+ * adapter (`Host.serveHttp`):
+ *
+ * | file | what |
+ * |---|---|
+ * | app.ts | the app: `/healthz`, `/readyz`, `/metrics`, and the two below mounted |
+ * | admin.ts | the admin API under `/api/v1/` (bearer token from `admin:` in server.yaml) |
+ * | dashboard.ts | the dashboard at `/`: one self-contained page (inline CSS and JS) |
+ *
+ * @module
+ */
+export { type HealthSource, httpApp, type HttpSource } from "./app.ts";
+export { type AdminSource, bearerToken } from "./admin.ts";
+export { DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";

@@ -1,0 +1,142 @@
+/**
+ * The server's read model for the admin API and the dashboard: what is
+ * connected and what flows, as plain JSON-ready objects with stable
+ * snake_case field names (documented in README.md, "Admin API"). Built from
+ * the server's public state only; nothing here changes it.
+ *
+ * @module
+ */
+import { formatRule } from "../policy.ts";
+import type { AgentPort } from "./agent_port.ts";
+import type { LiveStream, Router } from "./router.ts";
+import type { ServerConfig } from "../config.ts";
+
+export interface ServerView {
+  version: string;
+  runtime: string;
+  runtime_version: string;
+  protocol: { min: number; max: number };
+  /** ISO 8601. */
+  started_at: string;
+  ready: boolean;
+}
+
+export interface AgentView {
+  name: string;
+  /** The agent id the server assigned (WELCOME). */
+  id: number;
+  /** First 8 hex digits of the session id (as in the logs). */
+  session: string;
+  /** Instance id: the protocol has none yet, so always null. */
+  instance: null;
+  /** Negotiated protocol version. */
+  protocol: number;
+  /** As the agent sent it in AGENT_HELLO. */
+  software: string;
+  /** `host:port` of the control connection. */
+  remote: string;
+  /** ISO 8601. */
+  connected_since: string;
+  /** The rules the agent announced, as rule texts. */
+  rules: string[];
+  pool: { idle: number; target: number; waiting: number; outstanding: number };
+  /** Open streams through this agent. */
+  streams: number;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+export interface ClientView {
+  name: string;
+  /** The client id (SPEC.md §5.13), null until the client first connects. */
+  id: number | null;
+  /** False for a client removed from the config that still has live streams. */
+  configured: boolean;
+  streams: number;
+  /** Bytes of its finished and live streams since the server started. */
+  bytes_up: number;
+  bytes_down: number;
+}
+
+export interface StreamView {
+  id: number;
+  client: string;
+  client_id: number;
+  agent: string;
+  target: string;
+  /** `socks` or `clients`: the port the client came in on. */
+  port: string;
+  /** ISO 8601. */
+  since: string;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+export interface Snapshot {
+  server: ServerView;
+  agents: AgentView[];
+  clients: ClientView[];
+  streams: StreamView[];
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function agentViews(agents: AgentPort, router: Router): AgentView[] {
+  const byAgent = router.bytesBy("agent");
+  return [...agents.sessions.values()].map((s) => {
+    const info = agents.info(s);
+    const bytes = byAgent.get(s.name) ?? { up: 0, down: 0 };
+    return {
+      name: s.name,
+      id: s.who.agentId,
+      session: s.key.slice(0, 8),
+      instance: null,
+      protocol: s.who.version,
+      software: info?.software ?? "",
+      remote: info?.remote ?? "",
+      connected_since: iso(info?.since ?? 0),
+      rules: s.rules.map(formatRule),
+      pool: { idle: s.idle, target: s.target, waiting: s.waiting, outstanding: s.outstanding },
+      streams: router.agentStreams(s.name),
+      bytes_up: bytes.up,
+      bytes_down: bytes.down,
+    };
+  }).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function clientViews(config: ServerConfig, router: Router): ClientView[] {
+  const names = new Set(config.clients.keys());
+  for (const s of router.streams.values()) names.add(s.client);
+  const byClient = router.bytesBy("client");
+  return [...names].sort().map((name) => {
+    const bytes = byClient.get(name) ?? { up: 0, down: 0 };
+    return {
+      name,
+      id: router.knownClientId(name) ?? null,
+      configured: config.clients.has(name),
+      streams: router.clientStreams(name),
+      bytes_up: bytes.up,
+      bytes_down: bytes.down,
+    };
+  });
+}
+
+export function streamView(s: LiveStream): StreamView {
+  return {
+    id: s.id,
+    client: s.client,
+    client_id: s.clientId,
+    agent: s.agent,
+    target: s.target,
+    port: s.port,
+    since: iso(s.since),
+    bytes_up: s.bytes.up,
+    bytes_down: s.bytes.down,
+  };
+}
+
+export function streamViews(router: Router): StreamView[] {
+  return [...router.streams.values()].sort((a, b) => a.since - b.since || a.id - b.id).map(
+    streamView,
+  );
+}
