@@ -11,6 +11,8 @@ import type { Host } from "../src/cli/mod.ts";
 import { main } from "../src/cli/mod.ts";
 import { VERSION_MAX, VERSION_MIN } from "../src/messages.ts";
 import { burrow, runtime } from "./helpers.ts";
+import { generateKeyPair } from "../src/auth.ts";
+import { AGENT_TOKEN, tunnel } from "./helpers.ts";
 
 const rt = runtime;
 
@@ -272,4 +274,76 @@ test(`${rt}: cli: a bug is exit 1 with its stack, not a usage error`, async () =
   assert.equal(r.err.length, 1);
   assert.match(r.err[0]!, /^burrow: TypeError: a bug, not bad input\n/);
   assert.match(r.err[0]!, /\n\s+at /);
+});
+
+test(`${rt}: cli: agent credentials from the environment; flags and the config file win`, async () => {
+  const t = await tunnel({ startAgent: false });
+  try {
+    const args = [
+      "agent",
+      "--server",
+      `127.0.0.1:${t.server.addrs.agents!.port}`,
+      "--name",
+      "office",
+      "--plain",
+      "--allow",
+      "127.0.0.1:*",
+    ];
+    const until = (err: string[]) =>
+      err.some((l) => /msg="?connected\b|refused our credentials/.test(l));
+    const run = (extra: string[], vars: Record<string, string>) =>
+      capture([...args, ...extra], { host: { env: (n) => vars[n] }, until });
+    const connected = (r: Run) => {
+      assert.equal(r.code, 0, r.err.join("\n"));
+      assert.ok(r.err.some((l) => /msg="?connected\b/.test(l)), r.err.join("\n"));
+      assert.ok(!r.err.join("\n").includes(AGENT_TOKEN), "the token is never logged");
+    };
+    connected(await run([], { BURROW_TOKEN: AGENT_TOKEN }));
+    await withDir(async (dir) => {
+      const file = join(dir, "agent.token");
+      writeFileSync(file, `token: ${AGENT_TOKEN}\n`); // as `burrow token` prints it
+      connected(await run([], { BURROW_TOKEN_FILE: file, BURROW_TOKEN: "" }));
+      // The config file's credential wins over the environment's.
+      const config = join(dir, "agent.yaml");
+      writeFileSync(config, `token_file: ${JSON.stringify(file)}\n`);
+      connected(await run(["-c", config], { BURROW_TOKEN: "wrong-token-0123456789" }));
+    });
+    // A flag wins over the environment.
+    const flag = await run(["--token", "wrong-token-0123456789"], { BURROW_TOKEN: AGENT_TOKEN });
+    assert.ok(flag.err.some((l) => /refused our credentials/.test(l)), flag.err.join("\n"));
+    // Nothing anywhere: one line that names the variables too.
+    usageFailure(await run([], {}), /needs a credential: .*BURROW_KEY_FILE/);
+  } finally {
+    await t.close();
+  }
+});
+
+test(`${rt}: cli: BURROW_KEY_FILE takes the keygen output, BURROW_KEY the bare key`, async () => {
+  const k = await generateKeyPair();
+  const t = await tunnel({
+    startAgent: false,
+    config: { agents: [{ name: "office", public_key: k.publicKey }], grants: [] },
+  });
+  try {
+    const args = ["agent", "-s", `127.0.0.1:${t.server.addrs.agents!.port}`, "-n", "office"];
+    const until = (err: string[]) =>
+      err.some((l) => /msg="?connected\b|refused our credentials/.test(l));
+    const run = (vars: Record<string, string>) =>
+      capture([...args, "--plain", "--allow", "127.0.0.1:*"], {
+        host: { env: (n) => vars[n] },
+        until,
+      });
+    await withDir(async (dir) => {
+      const file = join(dir, "office.key");
+      writeFileSync(file, `public_key: ${k.publicKey}\nprivate_key: ${k.privateKey}\n`);
+      for (const vars of [{ BURROW_KEY_FILE: file }, { BURROW_KEY: k.privateKey }]) {
+        const r = await run(vars);
+        assert.equal(r.code, 0, r.err.join("\n"));
+        assert.ok(r.err.some((l) => /msg="?connected\b/.test(l)), r.err.join("\n"));
+        assert.ok(!r.err.join("\n").includes(k.privateKey), "the key is never logged");
+      }
+    });
+  } finally {
+    await t.close();
+  }
 });

@@ -1,5 +1,6 @@
 /**
  * `burrow` on Bun:  bun run runtimes/bun/main.ts <command> …
+ * and the single executable: `npm run compile` → dist/burrow (scripts/compile.ts).
  * @module
  */
 import { chmod, mkdir, writeFile } from "node:fs/promises";
@@ -10,6 +11,12 @@ import { net } from "./mod.ts";
 export const host: Host = {
   net,
   version: Bun.version,
+  env: (name) => process.env[name],
+  cwd: () => process.cwd(),
+  // The `bun build --compile` executable is the whole CLI; its modules live under /$bunfs/.
+  command: import.meta.path.startsWith("/$bunfs/")
+    ? [process.execPath]
+    : [process.execPath, "run", import.meta.path],
   readTextFile: (path) => Bun.file(path).text(),
   // Bun.write has no mode option; node:fs is Bun's own implementation here.
   writeSecretFile: secretFileWriter({ mkdir, writeTextFile: writeFile, chmod }),

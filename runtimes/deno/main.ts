@@ -9,6 +9,16 @@ import { net } from "./mod.ts";
 export const host: Host = {
   net,
   version: Deno.version.deno,
+  env: (name) => Deno.env.get(name),
+  cwd: () => Deno.cwd(),
+  command: [
+    Deno.execPath(),
+    "run",
+    "-A",
+    import.meta.url.startsWith("file:")
+      ? decodeURIComponent(new URL(import.meta.url).pathname)
+      : import.meta.url,
+  ],
   readTextFile: (path) => Deno.readTextFile(path),
   writeSecretFile: secretFileWriter({
     mkdir: Deno.mkdir,

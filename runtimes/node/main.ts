@@ -1,18 +1,40 @@
+#!/usr/bin/env node
 /**
  * `burrow` on Node.js:  node --import tsx runtimes/node/main.ts <command> …
+ * (the npm package's `bin` is this file compiled: dist/runtimes/node/main.js).
  * @module
  */
 import { serve } from "@hono/node-server";
+import { realpathSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
 import { net } from "./mod.ts";
 
+const entry = fileURLToPath(import.meta.url);
+
+/** node, its flags (`--import tsx` made absolute, so it works from any directory), this file. */
+function command(): string[] {
+  const flags = process.execArgv.map((a, i, all) => {
+    if (all[i - 1] !== "--import" || /^[./]|^file:/.test(a)) return a;
+    try {
+      return import.meta.resolve(a);
+    } catch {
+      return a;
+    }
+  });
+  return [process.execPath, ...flags, entry];
+}
+
 export const host: Host = {
   net,
   version: process.versions.node,
+  env: (name) => process.env[name],
+  cwd: () => process.cwd(),
+  command: command(),
   readTextFile: (path) => readFile(path, "utf8"),
   writeSecretFile: secretFileWriter({ mkdir, writeTextFile: writeFile, chmod }),
   onSignal(signal, fn) {
@@ -40,7 +62,16 @@ function keepServing(): void {
   });
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/** Run as a script: also through a symlink, as npm's `node_modules/.bin/burrow` is. */
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === entry;
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
   keepServing();
   process.exitCode = await main(host, process.argv.slice(2));
 }

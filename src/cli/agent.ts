@@ -62,8 +62,43 @@ interface CredentialFlags {
   keyFile?: string | undefined;
 }
 
-/** An Ed25519 key (preferred) or a token, from flags or files. */
-async function loadCredential(host: Host, who: string, f: CredentialFlags): Promise<Credential> {
+/**
+ * The environment variables a credential may come from, for containers and
+ * systemd (`Environment=BURROW_KEY_FILE=%d/key` with `LoadCredential=`).
+ * They count only when neither flags nor the config file name a credential:
+ * flags > config file > environment. A `*_FILE` variable names a file.
+ */
+export const CREDENTIAL_ENV = {
+  token: "BURROW_TOKEN",
+  tokenFile: "BURROW_TOKEN_FILE",
+  key: "BURROW_KEY",
+  keyFile: "BURROW_KEY_FILE",
+} as const;
+
+/** The credential the flags (and config file) give, else the one the environment gives. */
+export function credentialSource(host: Host, given: CredentialFlags): CredentialFlags {
+  const named = (f: CredentialFlags) =>
+    [f.token, f.tokenFile, f.key, f.keyFile].some((v) => v !== undefined && v !== "");
+  if (named(given)) return given;
+  const env = (name: string) => host.env(name) || undefined; // empty counts as unset
+  return {
+    token: env(CREDENTIAL_ENV.token),
+    tokenFile: env(CREDENTIAL_ENV.tokenFile),
+    key: env(CREDENTIAL_ENV.key),
+    keyFile: env(CREDENTIAL_ENV.keyFile),
+  };
+}
+
+/**
+ * An Ed25519 key (preferred) or a token, from flags or files, or else from
+ * the environment ({@link CREDENTIAL_ENV}).
+ */
+async function loadCredential(
+  host: Host,
+  who: string,
+  given: CredentialFlags,
+): Promise<Credential> {
+  const f = credentialSource(host, given);
   const read = async (path: string) => {
     try {
       return (await host.readTextFile(path)).trim();
@@ -92,7 +127,8 @@ async function loadCredential(host: Host, who: string, f: CredentialFlags): Prom
   }
   if (token) return tokenCredential(token);
   throw new UsageError(
-    `${who} needs a credential: --key/--key-file (Ed25519) or --token/--token-file`,
+    `${who} needs a credential: --key/--key-file (Ed25519) or --token/--token-file, ` +
+      `or BURROW_KEY_FILE/BURROW_KEY/BURROW_TOKEN_FILE/BURROW_TOKEN in the environment`,
   );
 }
 
@@ -178,10 +214,13 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
 
 function credentialOptions(cmd: Command): Command {
   return cmd
-    .option("--token <token>", "shared token (prefer --token-file: flags show in ps)")
-    .option("--token-file <file>", "file holding the shared token")
-    .option("--key <base64>", "Ed25519 private key from `burrow keygen`")
-    .option("--key-file <file>", "file holding the Ed25519 private key");
+    .option(
+      "--token <token>",
+      "shared token (prefer --token-file: flags show in ps) (env: BURROW_TOKEN)",
+    )
+    .option("--token-file <file>", "file holding the shared token (env: BURROW_TOKEN_FILE)")
+    .option("--key <base64>", "Ed25519 private key from `burrow keygen` (env: BURROW_KEY)")
+    .option("--key-file <file>", "file holding the Ed25519 private key (env: BURROW_KEY_FILE)");
 }
 
 function tlsOptions(cmd: Command): Command {

@@ -1,7 +1,8 @@
 /**
  * The `burrow` command line, the same on every runtime. A runtime's main.ts
  * builds a {@link Host} and calls {@link main}. The commands are in
- * server.ts, agent.ts (agent and client) and tools.ts (token, keygen, demo).
+ * server.ts, agent.ts (agent and client), tools.ts (token, keygen, demo) and
+ * service.ts (systemd units).
  *
  * @module
  */
@@ -9,8 +10,10 @@ import { Command, CommanderError } from "commander";
 import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import type { Addr, Net } from "../net.ts";
 import { agentCommands } from "./agent.ts";
-import { VERSION } from "./common.ts";
+import { addLogFormat, VERSION } from "./common.ts";
 import { serverCommand } from "./server.ts";
+import { statusCommand } from "./status.ts";
+import { serviceCommand } from "./service.ts";
 import { toolCommands } from "./tools.ts";
 import { ConfigError, RuleError, UsageError } from "../errors.ts";
 
@@ -27,6 +30,20 @@ export interface Host {
   serveHttp(addr: Addr, fetch: (req: Request) => Response | Promise<Response>): Promise<HttpServer>;
   /** Standard output, one line. */
   print(line: string): void;
+  /**
+   * An environment variable, or undefined. Secrets for containers and
+   * systemd (BURROW_TOKEN, BURROW_KEY_FILE, …) come this way; see agent.ts.
+   */
+  env(name: string): string | undefined;
+  /** The current working directory (absolute). */
+  cwd(): string;
+  /**
+   * The command line that starts this CLI again, in absolute paths: the
+   * executable, then the runtime's flags and entry script if it needs them
+   * (none for the `bun build --compile` executable). `burrow service` puts it
+   * into ExecStart.
+   */
+  readonly command: readonly string[];
 }
 
 export interface HttpServer {
@@ -69,6 +86,9 @@ export async function main(host: Host, args: string[]): Promise<number> {
   serverCommand(program, host, start);
   agentCommands(program, host, start);
   toolCommands(program, host, start);
+  serviceCommand(program, host, start);
+  statusCommand(program, host, start);
+  addLogFormat(program); // after every command: adds --log-format where --log-level is
   try {
     await program.parseAsync(args, { from: "user" });
     if (!work) {
