@@ -109,6 +109,8 @@ const CLIENTS: Record<string, string> = {
   ncat: "ncat",
   tinyproxy: "tinyproxy",
   microsocks: "microsocks",
+  nginx: "nginx-light",
+  chromium: "chromium",
 };
 
 function has(cmd: string): boolean {

@@ -33,6 +33,12 @@ export interface AgentOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   software?: string;
+  /**
+   * How to reach the server, when not as targets are reached: through an
+   * outbound proxy (proxy.ts `proxiedNet`) or over WebSocket (transport.ts
+   * `wsNet`). Targets are always dialed with the agent's own `net`.
+   */
+  transport?: Net;
 }
 
 export interface SessionInfo {
@@ -144,7 +150,7 @@ export class Agent {
   }
 
   async #dialServer(): Promise<Conn> {
-    const c = await this.net.dial({
+    const c = await (this.opts.transport ?? this.net).dial({
       ...this.opts.server,
       timeoutMs: this.opts.dialTimeoutMs ?? 10_000,
       ...(this.opts.tls ? { tls: this.opts.tls } : {}),
@@ -203,6 +209,7 @@ export class Agent {
   }
 
   async #serve(wire: Wire, welcome: MessageOf<"WELCOME">): Promise<void> {
+    const conn = wire.conn;
     let lastRx = Date.now();
     const watchdog = setInterval(() => {
       if (Date.now() - lastRx > welcome.heartbeatTimeoutMs) {
@@ -217,8 +224,14 @@ export class Agent {
         lastRx = Date.now();
         switch (msg.type) {
           case "POOL_REQUEST": {
-            const opened = await this.#openPool(msg.count, welcome);
-            await wire.send({ type: "POOL_CONFIRM", requestId: msg.requestId, count: opened });
+            // Served concurrently, not awaited: the next request (and a PING
+            // behind it) is read at once, so a burst of requests costs one
+            // round of dials, not one per request. Each request is confirmed
+            // when its own dials are done (SPEC.md §7.4).
+            const { requestId, count } = msg;
+            this.#openPool(count, welcome, conn).then(
+              (opened) => wire.send({ type: "POOL_CONFIRM", requestId, count: opened }),
+            ).catch(() => conn.close());
             break;
           }
           case "GOAWAY":
@@ -235,18 +248,28 @@ export class Agent {
     }
   }
 
-  /** Open `count` pool connections concurrently; resolves with how many said hello. */
-  async #openPool(count: number, welcome: MessageOf<"WELCOME">): Promise<number> {
-    const results = await Promise.all(Array.from({ length: count }, () => this.#poolConn(welcome)));
+  /**
+   * Open `count` pool connections concurrently for the session of `control`;
+   * resolves with how many said hello.
+   */
+  async #openPool(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+    const results = await Promise.all(
+      Array.from({ length: count }, () => this.#poolConn(welcome, control)),
+    );
     return results.filter(Boolean).length;
   }
 
-  async #poolConn(welcome: MessageOf<"WELCOME">): Promise<boolean> {
+  async #poolConn(welcome: MessageOf<"WELCOME">, control: Conn): Promise<boolean> {
     let conn: Conn;
     try {
       conn = await this.#dialServer();
     } catch (e) {
       this.log.warn("pool connection failed", { error: (e as Error).message });
+      return false;
+    }
+    if (this.#control !== control) {
+      // The session ended while this dial was in flight: its hello would be refused.
+      conn.close();
       return false;
     }
     this.#pool.add(conn);

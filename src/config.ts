@@ -57,7 +57,14 @@ export interface AdminConfig {
 }
 
 export interface ServerConfig {
-  listen: { agents: Addr; socks: Addr | null; clients: Addr | null; http: Addr | null };
+  listen: {
+    agents: Addr;
+    socks: Addr | null;
+    clients: Addr | null;
+    http: Addr | null;
+    /** One TLS port for WebSocket links and the HTTP app (SPEC.md §3.1); off by default. */
+    https: Addr | null;
+  };
   tls: TlsConfig;
   /** Where the server keeps what it generates (the auto TLS certificate). */
   stateDir: string;
@@ -361,7 +368,7 @@ function limitsConfig(w: Walker, v: unknown): Limits {
 
 function listenConfig(w: Walker, v: unknown): ServerConfig["listen"] {
   const listen = w.obj(v, "listen");
-  w.known(listen, "listen", ["agents", "socks", "clients", "http"]);
+  w.known(listen, "listen", ["agents", "socks", "clients", "http", "https"]);
   const d = serverDefaults;
   return {
     agents: w.addr(listen.agents, "listen.agents", d.agents) ??
@@ -369,6 +376,7 @@ function listenConfig(w: Walker, v: unknown): ServerConfig["listen"] {
     socks: w.addr(listen.socks, "listen.socks", d.socks),
     clients: w.addr(listen.clients, "listen.clients", d.clients),
     http: w.addr(listen.http, "listen.http", d.http),
+    https: listen.https === undefined ? null : w.addr(listen.https, "listen.https", ""),
   };
 }
 

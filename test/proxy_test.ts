@@ -290,7 +290,10 @@ test(`${rt}: proxy: an agent and a client proxy reach a TLS server through tinyp
     t.net,
     parseProxyUrl(`socks5h://alice:s3cret@127.0.0.1:${socks5.addr.port}`),
   );
-  const { agent, lines } = testAgent(viaHttp, t.server.addrs.agents!, "office", { tls: t.pin! });
+  const { agent, lines } = testAgent(t.net, t.server.addrs.agents!, "office", {
+    tls: t.pin!,
+    transport: viaHttp,
+  });
   try {
     agent.start();
     await agent.connected();
@@ -328,7 +331,10 @@ test(`${rt}: proxy: wrong proxy credentials give the agent a clear error`, async
   const t = await tunnel({ tls: true, startAgent: false });
   const http = await tinyproxy(t.net);
   const viaHttp = proxiedNet(t.net, parseProxyUrl(`http://alice:nope@127.0.0.1:${http.addr.port}`));
-  const { agent, lines } = testAgent(viaHttp, t.server.addrs.agents!, "office", { tls: t.pin! });
+  const { agent, lines } = testAgent(t.net, t.server.addrs.agents!, "office", {
+    tls: t.pin!,
+    transport: viaHttp,
+  });
   try {
     agent.start();
     assert.ok(

@@ -119,8 +119,10 @@ export async function startServer(
 ) {
   const server = new Server(host.net, config, log, tls, { runtimeVersion: host.version });
   let http: HttpServer | undefined;
+  const app = httpApp(server);
+  server.useHttpApp(app.fetch);
   if (config.listen.http) {
-    http = await host.serveHttp(config.listen.http, httpApp(server).fetch);
+    http = await host.serveHttp(config.listen.http, app.fetch);
     const base = `http://${fmt(http.addr)}`;
     log.info("http endpoint", {
       health: `${base}/healthz`,

@@ -19,6 +19,7 @@ import type { Addr, Conn, Listener, Net, TlsServerOptions } from "../net.ts";
 import { Admission } from "./admission.ts";
 import { AgentPort } from "./agent_port.ts";
 import { ClientFront } from "./client_front.ts";
+import { HttpsFront } from "./https_front.ts";
 import type { ServerContext } from "./context.ts";
 import { Router } from "./router.ts";
 import {
@@ -51,7 +52,9 @@ export class Server implements HttpSource {
   readonly #startedAt = Date.now();
   readonly #runtimeVersion: string;
   /** The bound addresses, once started (ports chosen when configured as 0). */
-  addrs: { agents?: Addr; socks?: Addr; clients?: Addr } = {};
+  addrs: { agents?: Addr; socks?: Addr; clients?: Addr; https?: Addr } = {};
+  /** What the HTTPS port serves besides WebSocket links (the Hono app): see {@link useHttpApp}. */
+  #httpApp: ((req: Request) => Response | Promise<Response>) | undefined;
 
   /**
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
@@ -171,9 +174,14 @@ export class Server implements HttpSource {
     return ok;
   }
 
+  /** The Hono app's fetch, for the HTTPS port (`listen.https`); call before {@link start}. */
+  useHttpApp(fetch: (req: Request) => Response | Promise<Response>): void {
+    this.#httpApp = fetch;
+  }
+
   /** Listen on the configured ports. */
   async start(): Promise<void> {
-    const { agents, socks, clients } = this.#config.listen;
+    const { agents, socks, clients, https } = this.#config.listen;
     const tls = this.tls ? { tls: this.tls } : {};
     for (const [port, addr] of [["agents", agents], ["clients", clients]] as const) {
       if (!this.tls && addr && !isLoopback(addr.host)) {
@@ -191,14 +199,31 @@ export class Server implements HttpSource {
       const front = new SocksFront(this.agents.ctx, this.router);
       this.addrs.socks = await this.#listen(socks, (c) => front.handle(c));
     }
+    const clientFront = new ClientFront(this.agents.ctx, this.router);
     if (clients) {
-      const front = new ClientFront(this.agents.ctx, this.router);
-      this.addrs.clients = await this.#listen({ ...clients, ...tls }, (c) => front.handle(c));
+      this.addrs.clients = await this.#listen({ ...clients, ...tls }, (c) => clientFront.handle(c));
+    }
+    if (https) {
+      if (!this.tls && !isLoopback(https.host)) {
+        this.log.warn(
+          "listen.https without TLS on a non-loopback address: only behind a TLS-terminating proxy",
+          {
+            listen: fmt(https),
+          },
+        );
+      }
+      const front = new HttpsFront(this.agents.ctx, {
+        agent: (c) => this.agents.handle(c),
+        client: (c) => clientFront.handle(c),
+        fetch: (req) => this.#httpApp ? this.#httpApp(req) : new Response("not found\n", { status: 404 }),
+      });
+      this.addrs.https = await this.#listen({ ...https, ...tls }, (c) => front.handle(c));
     }
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
       clients: this.addrs.clients ? fmt(this.addrs.clients) : "off",
+      https: this.addrs.https ? fmt(this.addrs.https) : "off",
       runtime: this.net.runtime,
       tls: this.tls ? "on" : "off",
     });
