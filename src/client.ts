@@ -29,6 +29,8 @@ export interface ClientOptions {
   listen: Addr;
   /** The server's client port, with TLS options if any. */
   server: Omit<DialOptions, "timeoutMs">;
+  /** How to reach the server when not directly: a proxy or WebSocket (see AgentOptions.transport). */
+  transport?: Net;
   name: string;
   credential: Credential;
   /** Agent to use; "" = the one the server grants (or the SOCKS5 user name). */
@@ -147,7 +149,7 @@ export class ClientProxy {
       }
       clearTimeout(timer);
       const agent = a.username ?? this.opts.agent;
-      const r = await connectThrough(this.net, this.opts, agent, a.target);
+      const r = await connectThrough(this.opts.transport ?? this.net, this.opts, agent, a.target);
       if (!r.ok) {
         this.log.warn("connect refused", {
           target: targetText(a.target),

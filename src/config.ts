@@ -157,7 +157,7 @@ const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block`);
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
-  server_name plain`);
+  server_name plain proxy proxy_file`);
 
 /** Walks a parsed document; every problem is a ConfigError naming the file and the path. */
 class Walker {
@@ -447,8 +447,8 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
  * is still missing.
  */
 export interface AgentConfig {
-  /** The server's agent port. */
-  server?: Addr | undefined;
+  /** The server's agent port, or its WebSocket URL. */
+  server?: ServerAddress | undefined;
   name?: string | undefined;
   token?: string | undefined;
   tokenFile?: string | undefined;
@@ -463,6 +463,9 @@ export interface AgentConfig {
   ca?: string | undefined;
   serverName?: string | undefined;
   plain?: boolean | undefined;
+  /** Outbound proxy URL (proxy.ts), or the file holding it (its credentials stay out of `ps`). */
+  proxy?: string | undefined;
+  proxyFile?: string | undefined;
 }
 
 /** Parse and validate an agent config file's text. `file` is used in errors only. */
@@ -474,7 +477,16 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     top[key] === undefined ? undefined : read(top[key], key);
   const str = (v: unknown, path: string) => w.str(v, path);
   return {
-    server: opt("server", (v, p) => w.addr(v, p, "") ?? w.fail(p, "must be host:port")),
+    server: opt("server", (v, p) => {
+      const text = w.str(v, p);
+      if (text === "") w.fail(p, "must be host:port or a wss:// URL");
+      try {
+        return parseServer(text);
+      } catch (e) {
+        if (e instanceof ConfigError) return w.fail(p, e.message);
+        throw e;
+      }
+    }),
     name: opt("name", (v, p) => w.name(v, p)),
     token: opt("token", str),
     tokenFile: opt("token_file", str),
@@ -492,5 +504,41 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     ca: opt("ca", str),
     serverName: opt("server_name", str),
     plain: opt("plain", (v, p) => w.bool(v, p)),
+    proxy: opt("proxy", str),
+    proxyFile: opt("proxy_file", str),
+  };
+}
+
+/** How an agent or client proxy reaches the server (SPEC.md §3.1). */
+export interface ServerAddress {
+  /** Where to connect (the TCP/TLS endpoint). */
+  addr: Addr;
+  /** Over WebSocket: the URL's host (for the Host header), path prefix (no trailing slash), and scheme. */
+  ws?: { prefix: string; secure: boolean; host: string };
+}
+
+/**
+ * Parse `--server`: `host:port`, `[v6]:port`, or a WebSocket URL
+ * `wss://host[:port][/prefix]` (`ws://` for a TLS-terminating reverse proxy).
+ */
+export function parseServer(text: string): ServerAddress {
+  if (!/^wss?:\/\//i.test(text)) return { addr: parseAddr(text) };
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new ConfigError(`Cannot parse server URL ${JSON.stringify(text)}`);
+  }
+  if (u.username || u.password || u.search || u.hash) {
+    throw new ConfigError(
+      `server URL ${JSON.stringify(text)}: no credentials, query or fragment allowed`,
+    );
+  }
+  const secure = u.protocol === "wss:";
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  const port = u.port ? Number(u.port) : secure ? 443 : 80;
+  return {
+    addr: { host, port },
+    ws: { prefix: u.pathname.replace(/\/+$/, ""), secure, host: u.host },
   };
 }

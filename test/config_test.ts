@@ -167,7 +167,7 @@ test("config: an agent's config file parses; every key is optional", () => {
     ].join("\n"),
     "agent.yaml",
   );
-  assert.deepEqual(c.server, { host: "burrow.example.com", port: 7000 });
+  assert.deepEqual(c.server, { addr: { host: "burrow.example.com", port: 7000 } });
   assert.equal(c.name, "office");
   assert.equal(c.keyFile, "office.key");
   assert.equal(c.key, undefined);
@@ -200,7 +200,8 @@ test("config: an agent's config file errors name the file, the path and the prob
     ["allow: '*'", /^agent\.yaml: allow: must be a list$/],
     ["allow: [1]", /^agent\.yaml: allow\[0\]: must be a string$/],
     ["server: nope", /^agent\.yaml: server: Cannot parse address "nope"/],
-    ["server: ''", /^agent\.yaml: server: must be host:port$/],
+    ["server: ''", /^agent\.yaml: server: must be host:port or a wss:\/\/ URL$/],
+    ["server: 'wss://u:p@host/'", /^agent\.yaml: server: server URL .* no credentials/],
     ["name: 'a b'", /^agent\.yaml: name: "a b" must be 1\.\.64 characters/],
     ["token: 12345678", /^agent\.yaml: token: must be a string$/],
     ["plain: yes please", /^agent\.yaml: plain: must be true or false$/],

@@ -299,9 +299,17 @@ export interface Proc {
 }
 
 /** Start a burrow process; every test must stop() it. */
-export function burrow(rt: "node" | "deno" | "bun", args: string[]): Proc {
+export function burrow(
+  rt: "node" | "deno" | "bun",
+  args: string[],
+  env: Record<string, string> = {},
+): Proc {
   const [cmd, pre] = burrowCommand(rt);
-  const child = spawn(cmd, [...pre, ...args], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, [...pre, ...args], {
+    cwd: repo,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
   let out = "";
   const watchers: Array<() => void> = [];
   const onData = (d: Buffer) => {

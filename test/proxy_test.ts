@@ -4,13 +4,10 @@
  * Basic auth) and microsocks (SOCKS5 with user/password).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { ConfigError, NetError, ProxyError } from "../src/errors.ts";
-import type { Addr, Net } from "../src/net.ts";
+import type { Net } from "../src/net.ts";
+import { freePort, microsocks, tinyproxy } from "./daemons.ts";
 import {
   noProxyMatches,
   parseProxyUrl,
@@ -114,87 +111,6 @@ test("proxy: which proxy, from flag or environment", () => {
     "empty is unset",
   );
 });
-
-/** A free port on 127.0.0.1 (for daemons that need one on their command line). */
-async function freePort(net: Net): Promise<number> {
-  const l = await net.listen({ host: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
-
-interface Daemon {
-  addr: Addr;
-  stop(): Promise<void>;
-}
-
-async function daemon(
-  net: Net,
-  cmd: string,
-  args: (port: number) => string[],
-  dir?: string,
-): Promise<Daemon> {
-  const port = await freePort(net);
-  const child: ChildProcess = spawn(cmd, args(port), { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  child.stderr!.on("data", (d: Uint8Array) => (err += new TextDecoder().decode(d)));
-  const exited = new Promise<void>((r) => child.on("exit", () => r()));
-  const addr = { host: "127.0.0.1", port };
-  const up = await (async () => {
-    for (let i = 0; i < 100; i++) {
-      try {
-        (await net.dial(addr)).close();
-        return true;
-      } catch {
-        await new Promise((r) => setTimeout(r, 30));
-      }
-    }
-    return false;
-  })();
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const t = setTimeout(() => child.kill("SIGKILL"), 3000);
-    await exited;
-    clearTimeout(t);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  };
-  if (!up) {
-    await stop();
-    throw new Error(`${cmd} did not start: ${err}`);
-  }
-  return { addr, stop };
-}
-
-/** tinyproxy with Basic auth alice/s3cret; `connectPorts` limits CONNECT (403 otherwise). */
-function tinyproxy(net: Net, connectPorts: number[] = []): Promise<Daemon> {
-  const dir = mkdtempSync(join(tmpdir(), "burrow-tinyproxy-"));
-  return daemon(net, "tinyproxy", (port) => {
-    const conf = join(dir, "tinyproxy.conf");
-    writeFileSync(
-      conf,
-      [
-        `Port ${port}`,
-        "Listen 127.0.0.1",
-        "Timeout 30",
-        "Allow 127.0.0.1",
-        "MaxClients 20",
-        "LogLevel Critical",
-        `LogFile "${join(dir, "log")}"`,
-        "BasicAuth alice s3cret",
-        ...connectPorts.map((p) => `ConnectPort ${p}`),
-      ].join("\n") + "\n",
-    );
-    return ["-d", "-c", conf];
-  }, dir);
-}
-
-function microsocks(net: Net): Promise<Daemon> {
-  return daemon(
-    net,
-    "microsocks",
-    (port) => ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "s3cret"],
-  );
-}
 
 /** Dial `proxy`, tunnel to the echo target, check an echo; returns the error if any. */
 async function through(net: Net, proxy: Proxy, host: string, port: number): Promise<unknown> {

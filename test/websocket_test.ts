@@ -4,16 +4,13 @@
  * terminates TLS and passes WebSocket upgrades on to burrow's plain port.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { nginx } from "./daemons.ts";
 import { test } from "node:test";
 import { tokenCredential } from "../src/auth.ts";
 import { connectThrough } from "../src/client.ts";
 import { targetOf } from "../src/ip.ts";
 import type { Addr, Net } from "../src/net.ts";
-import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 import { parseServer, wsNet } from "../src/transport.ts";
 import { ALICE_TOKEN, echoTarget, readAll, runtime, testAgent, tunnel, until } from "./helpers.ts";
 
@@ -122,79 +119,6 @@ function httpsListen() {
     http: "",
     https: "127.0.0.1:0",
   };
-}
-
-/** nginx terminating TLS on a free port, passing `/burrow/` (WebSocket upgrades included) to `upstream`. */
-async function nginx(
-  net: Net,
-  upstream: Addr,
-): Promise<{ addr: Addr; pin: string; stop(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), "burrow-nginx-"));
-  const cert = await generateSelfSigned();
-  writeFileSync(join(dir, "cert.pem"), cert.cert);
-  writeFileSync(join(dir, "key.pem"), cert.key, { mode: 0o600 });
-  const l = await net.listen({ host: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  writeFileSync(
-    join(dir, "nginx.conf"),
-    `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
-  server {
-    listen 127.0.0.1:${port} ssl;
-    ssl_certificate ${dir}/cert.pem;
-    ssl_certificate_key ${dir}/key.pem;
-    location /burrow/ {
-      proxy_pass http://${upstream.host}:${upstream.port};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-      proxy_buffering off;
-    }
-  }
-}
-`,
-  );
-  const child: ChildProcess = spawn("nginx", [
-    "-p",
-    dir,
-    "-c",
-    join(dir, "nginx.conf"),
-    "-e",
-    join(dir, "error.log"),
-  ], {
-    stdio: "ignore",
-  });
-  const exited = new Promise<void>((r) => child.on("exit", () => r()));
-  const addr = { host: "127.0.0.1", port };
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const t = setTimeout(() => child.kill("SIGKILL"), 3000);
-    await exited;
-    clearTimeout(t);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await net.dial(addr)).close();
-      return { addr, pin: await fingerprint(cert.cert), stop };
-    } catch {
-      await new Promise((r) => setTimeout(r, 30));
-    }
-  }
-  await stop();
-  throw new Error("nginx did not start");
 }
 
 test(`${rt}: websocket: through nginx terminating TLS; curl reaches a target`, async () => {

@@ -8,8 +8,17 @@ import type { Command } from "commander";
 import { Agent, type AgentOptions } from "../agent.ts";
 import { type Credential, ed25519Credential, tokenCredential } from "../auth.ts";
 import { ClientProxy } from "../client.ts";
-import { type AgentConfig, parseAddr, parseAgentConfig } from "../config.ts";
-import type { TlsClientOptions } from "../net.ts";
+import {
+  type AgentConfig,
+  parseAddr,
+  parseAgentConfig,
+  parseServer,
+  type ServerAddress,
+} from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { Addr, Net, TlsClientOptions } from "../net.ts";
+import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";
+import { wsNet } from "../transport.ts";
 import { parseRule } from "../policy.ts";
 import { normalizeFingerprint } from "../tls.ts";
 import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
@@ -132,12 +141,82 @@ async function loadCredential(
   );
 }
 
-interface AgentFlags extends TlsFlags, CredentialFlags {
+/** `--proxy URL`, `--proxy-file FILE`, or `--no-proxy` (then `proxy` is false). */
+interface ProxyFlags {
+  proxy?: string | false | undefined;
+  proxyFile?: string | undefined;
+}
+
+interface AgentFlags extends TlsFlags, CredentialFlags, ProxyFlags {
   config?: string;
   server?: string;
   name?: string;
   allow: string[];
   logLevel: string;
+}
+
+/** What `serverLink` makes: where to dial, how (TLS), and through what (proxy, WebSocket). */
+interface ServerLink {
+  server: Addr;
+  tls?: TlsClientOptions;
+  transport?: Net;
+  /** Closes what the link opened for itself (a proxy's loopback bridge). */
+  close(): void;
+}
+
+/**
+ * How to reach the server: `server` (host:port or a WebSocket URL) with its
+ * TLS, through the proxy the flags, the config file or the environment name
+ * (curl's rules: proxy.ts), and over WebSocket for `wss://` (`endpoint` is
+ * `agent` or `client`).
+ */
+export async function serverLink(
+  host: Host,
+  server: ServerAddress,
+  tls: TlsClientOptions | undefined,
+  proxy: ProxyFlags,
+  endpoint: "agent" | "client",
+  log: Logger,
+): Promise<ServerLink> {
+  if (server.ws?.secure && !tls) {
+    throw new UsageError("a wss:// server needs TLS: drop --plain, or use ws://");
+  }
+  if (server.ws && !server.ws.secure && tls) {
+    throw new UsageError(
+      "a ws:// server is plain: add --plain (only behind a TLS-terminating proxy), or use wss://",
+    );
+  }
+  let explicit: string | undefined;
+  if (typeof proxy.proxy === "string") explicit = proxy.proxy;
+  else if (proxy.proxyFile) {
+    try {
+      explicit = (await host.readTextFile(proxy.proxyFile)).trim();
+    } catch (e) {
+      throw new UsageError(`cannot read --proxy-file ${proxy.proxyFile}: ${(e as Error).message}`);
+    }
+  }
+  const via = proxyFor(server.addr.host, {
+    explicit,
+    useEnv: proxy.proxy !== false,
+    env: (n) => host.env(n),
+  });
+  let transport: (Net & { close?(): void }) | undefined;
+  let closeProxy = () => {};
+  if (via) {
+    const p = proxiedNet(host.net, via);
+    transport = p;
+    closeProxy = () => p.close();
+    log.info("reaching the server through a proxy", { proxy: redactProxy(via) });
+  }
+  if (server.ws) {
+    transport = wsNet(transport ?? host.net, server.ws.host, `${server.ws.prefix}/${endpoint}`);
+  }
+  return {
+    server: server.addr,
+    ...(tls ? { tls } : {}),
+    ...(transport ? { transport } : {}),
+    close: closeProxy,
+  };
 }
 
 async function readAgentConfig(host: Host, path: string): Promise<AgentConfig> {
@@ -151,11 +230,19 @@ async function readAgentConfig(host: Host, path: string): Promise<AgentConfig> {
 }
 
 /** Merge the agent's config file (YAML/JSON) and flags; flags win. */
-async function agentOptions(host: Host, f: AgentFlags): Promise<Omit<AgentOptions, "software">> {
+async function agentOptions(
+  host: Host,
+  f: AgentFlags,
+  log: Logger,
+): Promise<{ opts: Omit<AgentOptions, "software">; close(): void }> {
   const file = f.config ? await readAgentConfig(host, f.config) : {};
-  const server = f.server ? parseAddr(f.server) : file.server;
+  const server = f.server ? parseServer(f.server) : file.server;
   const name = f.name ?? file.name;
-  if (!server) throw new UsageError("agent needs --server host:port (or server: in --config)");
+  if (!server) {
+    throw new UsageError(
+      "agent needs --server host:port or wss://host/path (or server: in --config)",
+    );
+  }
   if (!name) throw new UsageError("agent needs --name (or name: in --config)");
   const credential = await loadCredential(host, "agent", {
     token: f.token ?? file.token,
@@ -173,22 +260,34 @@ async function agentOptions(host: Host, f: AgentFlags): Promise<Omit<AgentOption
     serverName: f.serverName ?? file.serverName,
     plain: f.plain ?? file.plain,
   });
-  return { server, name, credential, rules, ...(tls ? { tls } : {}) };
+  const link = await serverLink(
+    host,
+    server,
+    tls,
+    {
+      proxy: f.proxy ?? file.proxy,
+      proxyFile: f.proxyFile ?? file.proxyFile,
+    },
+    "agent",
+    log,
+  );
+  const { close, server: addr, ...how } = link;
+  return { opts: { server: addr, name, credential, rules, ...how }, close };
 }
 
 async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const log = logger(f.logLevel);
-  const opts = await agentOptions(host, f);
+  const { opts, close } = await agentOptions(host, f, log);
   const agent = new Agent(
     host.net,
     { ...opts, software: software(host) },
     log.with({ agent: opts.name }),
   );
   agent.start();
-  await untilSignal(host, () => agent.stop(), log);
+  await untilSignal(host, () => agent.stop().finally(close), log);
 }
 
-interface ClientFlags extends CredentialFlags, TlsFlags {
+interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
   server: string;
   name: string;
   agent: string;
@@ -200,16 +299,18 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
   const credential = await loadCredential(host, "client", f);
   const tls = await clientTls(host, f);
+  const link = await serverLink(host, parseServer(f.server), tls, f, "client", log);
   const proxy = new ClientProxy(host.net, {
     listen: parseAddr(f.listen),
-    server: { ...parseAddr(f.server), ...(tls ? { tls } : {}) },
+    server: { ...link.server, ...(link.tls ? { tls: link.tls } : {}) },
+    ...(link.transport ? { transport: link.transport } : {}),
     name: f.name,
     credential,
     agent: f.agent,
     software: software(host),
   }, log.with({ client: f.name }));
   await proxy.start();
-  await untilSignal(host, () => proxy.stop(), log);
+  await untilSignal(host, () => proxy.stop().finally(link.close), log);
 }
 
 function credentialOptions(cmd: Command): Command {
@@ -225,6 +326,13 @@ function credentialOptions(cmd: Command): Command {
 
 function tlsOptions(cmd: Command): Command {
   return cmd
+    .option(
+      "--proxy <url>",
+      "reach the server through this proxy: http://[user:pass@]host:port, socks5:// or socks5h:// " +
+        "(default: HTTPS_PROXY/ALL_PROXY as curl reads them, minus NO_PROXY)",
+    )
+    .option("--proxy-file <file>", "file holding the --proxy URL (keeps its password out of ps)")
+    .option("--no-proxy", "ignore HTTPS_PROXY, ALL_PROXY and NO_PROXY: connect directly")
     .option("--fingerprint <sha256>", "pin the server's TLS certificate (as the server prints it)")
     .option(
       "--ca <file>",
@@ -246,7 +354,7 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       "-c, --config <file>",
       "agent config (YAML or JSON): server, name, token|key|token_file|key_file, allow",
     )
-    .option("-s, --server <addr>", "server agent port (host:port)")
+    .option("-s, --server <addr>", "server agent port (host:port), or wss://host[:port][/prefix]")
     .option("-n, --name <name>", "agent name as in the server config");
   credentialOptions(agent)
     .option(
@@ -259,7 +367,10 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
 
   const client = program.command("client")
     .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
-    .requiredOption("-s, --server <addr>", "server client port (host:port)")
+    .requiredOption(
+      "-s, --server <addr>",
+      "server client port (host:port), or wss://host[:port][/prefix]",
+    )
     .requiredOption("-n, --name <name>", "client name as in the server config")
     .option(
       "--agent <name>",

@@ -72,6 +72,7 @@ const CREDENTIAL_FILES: Record<string, string> = {
   tokenFile: "token",
   keyFile: "key",
   ca: "ca",
+  proxyFile: "proxy",
 };
 
 /** Parse `[sub, ...args]` with the real command's definition (its actions do not run). */
@@ -106,6 +107,14 @@ function rebuild(host: Host, sub: string, cmd: Command, unit: Unit): void {
         `service: ${name} would put the secret into the unit file and into ps; write it to a ` +
           `file only root can read (e.g. /etc/burrow/${sub}.${attr}) and pass ${name}-file ` +
           `instead: the unit hands it to burrow with LoadCredential=`,
+      );
+    }
+    // `--proxy <url>` and `--no-proxy` share one value: each option stands for its own kind.
+    if (opt.negate !== (value === false)) continue;
+    if (attr === "proxy" && typeof value === "string" && /\/\/[^/@]*@/.test(value)) {
+      throw new UsageError(
+        `service: --proxy with credentials would put them into the unit file and into ps; write ` +
+          `the URL to a file only root can read and pass --proxy-file instead`,
       );
     }
     if (typeof value === "boolean") {

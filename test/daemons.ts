@@ -1,0 +1,166 @@
+/**
+ * Real servers the tests start and stop: tinyproxy (HTTP CONNECT with Basic
+ * auth), microsocks (SOCKS5 with user/password) and nginx (TLS termination
+ * with WebSocket pass-through). Each lives in its own temporary directory,
+ * on a free loopback port; `stop()` ends the process and removes it.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Addr, Net } from "../src/net.ts";
+import { fingerprint, generateSelfSigned } from "../src/tls.ts";
+
+/** A free port on 127.0.0.1 (for daemons that need one on their command line). */
+export async function freePort(net: Net): Promise<number> {
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+export interface Daemon {
+  addr: Addr;
+  stop(): Promise<void>;
+}
+
+async function daemon(
+  net: Net,
+  cmd: string,
+  args: (port: number) => string[],
+  dir?: string,
+): Promise<Daemon> {
+  const port = await freePort(net);
+  const child: ChildProcess = spawn(cmd, args(port), { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.on("data", (d: Uint8Array) => (err += new TextDecoder().decode(d)));
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  const addr = { host: "127.0.0.1", port };
+  const up = await (async () => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        (await net.dial(addr)).close();
+        return true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    }
+    return false;
+  })();
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+    await exited;
+    clearTimeout(t);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+  if (!up) {
+    await stop();
+    throw new Error(`${cmd} did not start: ${err}`);
+  }
+  return { addr, stop };
+}
+
+/** tinyproxy with Basic auth alice/s3cret; `connectPorts` limits CONNECT (403 otherwise). */
+export function tinyproxy(net: Net, connectPorts: number[] = []): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), "burrow-tinyproxy-"));
+  return daemon(net, "tinyproxy", (port) => {
+    const conf = join(dir, "tinyproxy.conf");
+    writeFileSync(
+      conf,
+      [
+        `Port ${port}`,
+        "Listen 127.0.0.1",
+        "Timeout 30",
+        "Allow 127.0.0.1",
+        "MaxClients 20",
+        "LogLevel Critical",
+        `LogFile "${join(dir, "log")}"`,
+        "BasicAuth alice s3cret",
+        ...connectPorts.map((p) => `ConnectPort ${p}`),
+      ].join("\n") + "\n",
+    );
+    return ["-d", "-c", conf];
+  }, dir);
+}
+
+export function microsocks(net: Net): Promise<Daemon> {
+  return daemon(
+    net,
+    "microsocks",
+    (port) => ["-i", "127.0.0.1", "-p", String(port), "-u", "alice", "-P", "s3cret"],
+  );
+}
+
+/** nginx terminating TLS on a free port, passing `/burrow/` (WebSocket upgrades included) to `upstream`. */
+export async function nginx(
+  net: Net,
+  upstream: Addr,
+): Promise<{ addr: Addr; pin: string; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "burrow-nginx-"));
+  const cert = await generateSelfSigned();
+  writeFileSync(join(dir, "cert.pem"), cert.cert);
+  writeFileSync(join(dir, "key.pem"), cert.key, { mode: 0o600 });
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${dir}/cert.pem;
+    ssl_certificate_key ${dir}/key.pem;
+    location /burrow/ {
+      proxy_pass http://${upstream.host}:${upstream.port};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+      proxy_buffering off;
+    }
+  }
+}
+`,
+  );
+  const child: ChildProcess = spawn("nginx", [
+    "-p",
+    dir,
+    "-c",
+    join(dir, "nginx.conf"),
+    "-e",
+    join(dir, "error.log"),
+  ], {
+    stdio: "ignore",
+  });
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  const addr = { host: "127.0.0.1", port };
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+    await exited;
+    clearTimeout(t);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await net.dial(addr)).close();
+      return { addr, pin: await fingerprint(cert.cert), stop };
+    } catch {
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  }
+  await stop();
+  throw new Error("nginx did not start");
+}
