@@ -215,7 +215,8 @@ export class Server implements HttpSource {
       const front = new HttpsFront(this.agents.ctx, {
         agent: (c) => this.agents.handle(c),
         client: (c) => clientFront.handle(c),
-        fetch: (req) => this.#httpApp ? this.#httpApp(req) : new Response("not found\n", { status: 404 }),
+        fetch: (req) =>
+          this.#httpApp ? this.#httpApp(req) : new Response("not found\n", { status: 404 }),
       });
       this.addrs.https = await this.#listen({ ...https, ...tls }, (c) => front.handle(c));
     }
