@@ -31,6 +31,12 @@ export interface ClientOptions {
   server: Omit<DialOptions, "timeoutMs">;
   /** How to reach the server when not directly: a proxy or WebSocket (see AgentOptions.transport). */
   transport?: Net;
+  /**
+   * More servers, tried in order when the one in use cannot be reached (or
+   * does not finish its handshake); a server that answers, even with a
+   * refusal, is not left. The proxy stays with a server that worked.
+   */
+  alternates?: Array<{ server: Omit<DialOptions, "timeoutMs">; transport?: Net }>;
   name: string;
   credential: Credential;
   /** Agent to use; "" = the one the server grants (or the SOCKS5 user name). */
@@ -41,7 +47,8 @@ export interface ClientOptions {
 
 export type ConnectResult =
   | { ok: true; conn: Conn; rest: Uint8Array; bound: Target }
-  | { ok: false; status: number; error: string };
+  /** `answered`: the server took part (a refusal, an ERROR): another server would not do better. */
+  | { ok: false; status: number; error: string; answered: boolean };
 
 /** Open one stream through the server (SPEC.md §2.3). */
 export async function connectThrough(
@@ -59,6 +66,7 @@ export async function connectThrough(
       ok: false,
       status: Status.general_failure,
       error: `cannot reach the server: ${(e as Error).message}`,
+      answered: false,
     };
   }
   const wire = new Wire(conn);
@@ -84,17 +92,22 @@ export async function connectThrough(
     );
     if (result.status !== Status.succeeded) {
       conn.close();
-      return { ok: false, status: result.status, error: "server refused the stream" };
+      return {
+        ok: false,
+        status: result.status,
+        error: "server refused the stream",
+        answered: true,
+      };
     }
     return { ok: true, conn, rest: wire.rest(), bound: result.bound };
   } catch (e) {
     conn.close();
     if (e instanceof PeerError) {
       const status = e.code === ErrorCode.auth_failed ? Status.not_allowed : Status.general_failure;
-      return { ok: false, status, error: e.message };
+      return { ok: false, status, error: e.message, answered: true };
     }
     if (e instanceof ProtocolError || e instanceof NetError || e instanceof TimeoutError) {
-      return { ok: false, status: Status.general_failure, error: e.message };
+      return { ok: false, status: Status.general_failure, error: e.message, answered: false };
     }
     throw e;
   }
@@ -103,6 +116,8 @@ export async function connectThrough(
 export class ClientProxy {
   #listener: Listener | undefined;
   readonly #conns = new Set<Conn>();
+  /** The server in use (index into {@link servers}): the last one that answered. */
+  #current = 0;
 
   constructor(readonly net: Net, readonly opts: ClientOptions, readonly log: Logger) {}
 
@@ -134,6 +149,48 @@ export class ClientProxy {
     await Promise.all([...this.#conns].map((c) => c.closed));
   }
 
+  /** The servers in order: `server`, then the `alternates`. */
+  get servers(): Array<{ server: Omit<DialOptions, "timeoutMs">; transport?: Net }> {
+    const first = {
+      server: this.opts.server,
+      ...(this.opts.transport ? { transport: this.opts.transport } : {}),
+    };
+    return [first, ...(this.opts.alternates ?? [])];
+  }
+
+  /** connectThrough the server in use; on to the next while a server cannot be reached. */
+  async #connect(agent: string, target: Target): Promise<ConnectResult> {
+    const servers = this.servers;
+    let r: ConnectResult | undefined;
+    for (let i = 0; i < servers.length; i++) {
+      const at = (this.#current + i) % servers.length;
+      const s = servers[at]!;
+      r = await connectThrough(
+        s.transport ?? this.net,
+        { ...this.opts, server: s.server },
+        agent,
+        target,
+      );
+      if (r.ok || r.answered) {
+        if (at !== this.#current) {
+          this.log.warn("switched server", {
+            server: fmt(s.server),
+            previous: fmt(servers[this.#current]!.server),
+          });
+          this.#current = at;
+        }
+        return r;
+      }
+      if (servers.length > 1) {
+        this.log.warn("server unreachable, trying the next", {
+          server: fmt(s.server),
+          error: r.error,
+        });
+      }
+    }
+    return r!;
+  }
+
   async #serve(conn: Conn): Promise<void> {
     const rd = new Reader(conn, 1024);
     const timer = setTimeout(() => conn.close(), this.opts.timeoutMs ?? 15_000);
@@ -149,7 +206,7 @@ export class ClientProxy {
       }
       clearTimeout(timer);
       const agent = a.username ?? this.opts.agent;
-      const r = await connectThrough(this.opts.transport ?? this.net, this.opts, agent, a.target);
+      const r = await this.#connect(agent, a.target);
       if (!r.ok) {
         this.log.warn("connect refused", {
           target: targetText(a.target),

@@ -26,6 +26,11 @@ import { ConfigError, RuleError } from "./errors.ts";
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
 export interface Identity {
   readonly name: string;
+  /**
+   * Its id (SPEC.md §5.5, §5.16), derived from the names in the config, so
+   * that every server with the same config gives the same ids: see {@link stableIds}.
+   */
+  readonly id: number;
   /** By auth method (SPEC.md §9.4). */
   readonly verifiers: ReadonlyMap<number, Verifier>;
   /** RFC 1929 password check (token only), for the SOCKS5 port. */
@@ -293,7 +298,7 @@ function identity(w: Walker, item: unknown, path: string): Identity {
   }
   if (verifiers.size === 0) w.fail(path, "needs a token or a public_key");
   const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
-  return { name, verifiers, checkPassword, credential };
+  return { name, id: 0, verifiers, checkPassword, credential };
 }
 
 function identities(w: Walker, v: unknown, kind: "agents" | "clients"): Map<string, Identity> {
@@ -303,6 +308,28 @@ function identities(w: Walker, v: unknown, kind: "agents" | "clients"): Map<stri
     if (out.has(id.name)) w.fail(`${kind}[${i}].name`, `duplicate name "${id.name}"`);
     out.set(id.name, id);
   });
+  const ids = stableIds([...out.keys()]);
+  for (const [name, x] of out) out.set(name, { ...x, id: ids.get(name)! });
+  return out;
+}
+
+/**
+ * Ids for `names` that depend on the names alone, not on order or history:
+ * FNV-1a of the name, in 1..2^31−1; a collision (rare) moves the later name
+ * (in sorted order) to the next free id. So servers that share a config give
+ * every agent and client the same id.
+ */
+export function stableIds(names: readonly string[]): Map<string, number> {
+  const taken = new Set<number>();
+  const out = new Map<string, number>();
+  for (const name of [...names].sort()) {
+    let h = 0x811c9dc5;
+    for (const b of new TextEncoder().encode(name)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    let id = (h % 0x7fffffff) + 1;
+    while (taken.has(id)) id = (id % 0x7fffffff) + 1;
+    taken.add(id);
+    out.set(name, id);
+  }
   return out;
 }
 
@@ -447,8 +474,8 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
  * is still missing.
  */
 export interface AgentConfig {
-  /** The server's agent port, or its WebSocket URL. */
-  server?: ServerAddress | undefined;
+  /** The servers' agent ports or WebSocket URLs (`server:` is one or a list). */
+  servers?: ServerAddress[] | undefined;
   name?: string | undefined;
   token?: string | undefined;
   tokenFile?: string | undefined;
@@ -477,15 +504,20 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     top[key] === undefined ? undefined : read(top[key], key);
   const str = (v: unknown, path: string) => w.str(v, path);
   return {
-    server: opt("server", (v, p) => {
-      const text = w.str(v, p);
-      if (text === "") w.fail(p, "must be host:port or a wss:// URL");
-      try {
-        return parseServer(text);
-      } catch (e) {
-        if (e instanceof ConfigError) return w.fail(p, e.message);
-        throw e;
-      }
+    servers: opt("server", (v, p) => {
+      const one = (x: unknown, path: string) => {
+        const text = w.str(x, path);
+        if (text === "") w.fail(path, "must be host:port or a wss:// URL");
+        try {
+          return parseServer(text);
+        } catch (e) {
+          if (e instanceof ConfigError) return w.fail(path, e.message);
+          throw e;
+        }
+      };
+      if (!Array.isArray(v)) return [one(v, p)];
+      if (v.length === 0) w.fail(p, "must name at least one server");
+      return v.map((x, i) => one(x, `${p}[${i}]`));
     }),
     name: opt("name", (v, p) => w.name(v, p)),
     token: opt("token", str),

@@ -6,6 +6,7 @@ import {
   parseDuration,
   parseServerConfig,
   serverDefaults,
+  stableIds,
 } from "../src/config.ts";
 import { parseRule } from "../src/policy.ts";
 import { readDuration } from "../src/time.ts";
@@ -167,7 +168,12 @@ test("config: an agent's config file parses; every key is optional", () => {
     ].join("\n"),
     "agent.yaml",
   );
-  assert.deepEqual(c.server, { addr: { host: "burrow.example.com", port: 7000 } });
+  assert.deepEqual(c.servers, [{ addr: { host: "burrow.example.com", port: 7000 } }]);
+  const two = parseAgentConfig(
+    "server: [a.example:7000, 'wss://b.example/burrow']\n",
+    "agent.yaml",
+  );
+  assert.deepEqual(two.servers?.map((x) => x.addr.host), ["a.example", "b.example"]);
   assert.equal(c.name, "office");
   assert.equal(c.keyFile, "office.key");
   assert.equal(c.key, undefined);
@@ -202,6 +208,8 @@ test("config: an agent's config file errors name the file, the path and the prob
     ["server: nope", /^agent\.yaml: server: Cannot parse address "nope"/],
     ["server: ''", /^agent\.yaml: server: must be host:port or a wss:\/\/ URL$/],
     ["server: 'wss://u:p@host/'", /^agent\.yaml: server: server URL .* no credentials/],
+    ["server: [a:1, nope]", /^agent\.yaml: server\[1\]: Cannot parse address "nope"/],
+    ["server: []", /^agent\.yaml: server: must name at least one server$/],
     ["name: 'a b'", /^agent\.yaml: name: "a b" must be 1\.\.64 characters/],
     ["token: 12345678", /^agent\.yaml: token: must be a string$/],
     ["plain: yes please", /^agent\.yaml: plain: must be true or false$/],
@@ -245,4 +253,23 @@ test("config: token_hash authenticates the token it was made from", async () => 
     () => parseServerConfig("agents: [{ name: a, token_hash: 'md5:00' }]", "s.yaml"),
     /agents\[0\]\.token_hash: must be sha256:/,
   );
+});
+
+test("config: ids come from the names alone, so servers sharing a config agree", () => {
+  const a = stableIds(["office", "lab", "alice", "bob"]);
+  const b = stableIds(["bob", "alice", "lab", "office"]);
+  assert.deepEqual([...a].sort(), [...b].sort());
+  assert.equal(new Set(a.values()).size, 4);
+  for (const id of a.values()) assert.ok(id >= 1 && id <= 0x7fffffff);
+  const one = stableIds(["office"]);
+  assert.equal(one.get("office"), a.get("office"), "independent of the other names");
+  const cfg = parseServerConfig(
+    JSON.stringify({
+      agents: [{ name: "office", token: "agent-token-0123456789" }],
+      clients: [{ name: "alice", token: "alice-token-0123456789" }],
+    }),
+    "s.yaml",
+  );
+  assert.equal(cfg.agents.get("office")!.id, a.get("office"));
+  assert.equal(cfg.clients.get("alice")!.id, a.get("alice"));
 });

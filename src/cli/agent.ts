@@ -5,6 +5,7 @@
  * @module
  */
 import type { Command } from "commander";
+import { fmt } from "../addr.ts";
 import { Agent, type AgentOptions } from "../agent.ts";
 import { type Credential, ed25519Credential, tokenCredential } from "../auth.ts";
 import { ClientProxy } from "../client.ts";
@@ -149,7 +150,7 @@ interface ProxyFlags {
 
 interface AgentFlags extends TlsFlags, CredentialFlags, ProxyFlags {
   config?: string;
-  server?: string;
+  server: string[];
   name?: string;
   allow: string[];
   logLevel: string;
@@ -234,11 +235,11 @@ async function agentOptions(
   host: Host,
   f: AgentFlags,
   log: Logger,
-): Promise<{ opts: Omit<AgentOptions, "software">; close(): void }> {
+): Promise<{ opts: Array<Omit<AgentOptions, "software">>; close(): void }> {
   const file = f.config ? await readAgentConfig(host, f.config) : {};
-  const server = f.server ? parseServer(f.server) : file.server;
+  const servers = f.server.length > 0 ? f.server.map(parseServer) : file.servers;
   const name = f.name ?? file.name;
-  if (!server) {
+  if (!servers) {
     throw new UsageError(
       "agent needs --server host:port or wss://host/path (or server: in --config)",
     );
@@ -260,35 +261,43 @@ async function agentOptions(
     serverName: f.serverName ?? file.serverName,
     plain: f.plain ?? file.plain,
   });
-  const link = await serverLink(
-    host,
-    server,
-    tls,
-    {
-      proxy: f.proxy ?? file.proxy,
-      proxyFile: f.proxyFile ?? file.proxyFile,
-    },
-    "agent",
-    log,
+  const proxy = { proxy: f.proxy ?? file.proxy, proxyFile: f.proxyFile ?? file.proxyFile };
+  const links = await Promise.all(
+    servers.map((s) => serverLink(host, s, tls, proxy, "agent", log)),
   );
-  const { close, server: addr, ...how } = link;
-  return { opts: { server: addr, name, credential, rules, ...how }, close };
+  return {
+    opts: links.map(({ close: _, server, ...how }) => ({
+      server,
+      name,
+      credential,
+      rules,
+      ...how,
+    })),
+    close: () => links.forEach((l) => l.close()),
+  };
 }
 
+/**
+ * One agent per server (`--server A --server B`): each keeps its own control
+ * connection and pool, independently; a failure of one never disturbs the
+ * others.
+ */
 async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const log = logger(f.logLevel);
   const { opts, close } = await agentOptions(host, f, log);
-  const agent = new Agent(
-    host.net,
-    { ...opts, software: software(host) },
-    log.with({ agent: opts.name }),
+  const agents = opts.map((o) =>
+    new Agent(
+      host.net,
+      { ...o, software: software(host) },
+      log.with({ agent: o.name, ...(opts.length > 1 ? { server: fmt(o.server) } : {}) }),
+    )
   );
-  agent.start();
-  await untilSignal(host, () => agent.stop().finally(close), log);
+  for (const a of agents) a.start();
+  await untilSignal(host, () => Promise.all(agents.map((a) => a.stop())).then(close, close), log);
 }
 
 interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
-  server: string;
+  server: string[];
   name: string;
   agent: string;
   listen: string;
@@ -299,18 +308,28 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
   const credential = await loadCredential(host, "client", f);
   const tls = await clientTls(host, f);
-  const link = await serverLink(host, parseServer(f.server), tls, f, "client", log);
+  if (f.server.length === 0) {
+    throw new UsageError("client needs --server host:port or wss://host/path");
+  }
+  const links = await Promise.all(
+    f.server.map((s) => serverLink(host, parseServer(s), tls, f, "client", log)),
+  );
+  const via = links.map((l) => ({
+    server: { ...l.server, ...(l.tls ? { tls: l.tls } : {}) },
+    ...(l.transport ? { transport: l.transport } : {}),
+  }));
+  const [first, ...alternates] = via;
   const proxy = new ClientProxy(host.net, {
     listen: parseAddr(f.listen),
-    server: { ...link.server, ...(link.tls ? { tls: link.tls } : {}) },
-    ...(link.transport ? { transport: link.transport } : {}),
+    ...first!,
+    ...(alternates.length > 0 ? { alternates } : {}),
     name: f.name,
     credential,
     agent: f.agent,
     software: software(host),
   }, log.with({ client: f.name }));
   await proxy.start();
-  await untilSignal(host, () => proxy.stop().finally(link.close), log);
+  await untilSignal(host, () => proxy.stop().finally(() => links.forEach((l) => l.close())), log);
 }
 
 function credentialOptions(cmd: Command): Command {
@@ -354,7 +373,12 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       "-c, --config <file>",
       "agent config (YAML or JSON): server, name, token|key|token_file|key_file, allow",
     )
-    .option("-s, --server <addr>", "server agent port (host:port), or wss://host[:port][/prefix]")
+    .option(
+      "-s, --server <addr>",
+      "server agent port (host:port), or wss://host[:port][/prefix]; repeatable: one session on each",
+      collect,
+      [],
+    )
     .option("-n, --name <name>", "agent name as in the server config");
   credentialOptions(agent)
     .option(
@@ -367,9 +391,12 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
 
   const client = program.command("client")
     .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
-    .requiredOption(
+    .option(
       "-s, --server <addr>",
-      "server client port (host:port), or wss://host[:port][/prefix]",
+      "server client port (host:port), or wss://host[:port][/prefix]; repeatable: the next is " +
+        "used when one cannot be reached",
+      collect,
+      [],
     )
     .requiredOption("-n, --name <name>", "client name as in the server config")
     .option(

@@ -275,6 +275,9 @@ function warnHidden(paths: string[]): void {
 async function runService(host: Host, sub: string, args: string[], f: ServiceFlags): Promise<void> {
   if (f.exec !== undefined && f.exec === "") throw new UsageError("service: --exec needs a path");
   const cmd = await parseCommand(host, sub, args);
+  if (sub === "client" && (cmd.getOptionValue("server") as string[]).length === 0) {
+    throw new UsageError("service: the client needs --server host:port or wss://host/path");
+  }
   const unit: Unit = {
     words: [],
     credentials: [],

@@ -35,6 +35,18 @@ interface Control {
   wire: Wire;
   log: Logger;
   timer: ReturnType<typeof setInterval>;
+  /** Captured at login, for the admin API. */
+  remote: string;
+  software: string;
+  since: number;
+}
+
+/** What the admin API shows of a session besides {@link AgentSession}'s own state. */
+export interface SessionInfo {
+  remote: string;
+  software: string;
+  /** Login time, ms since the epoch. */
+  since: number;
 }
 
 export class AgentPort {
@@ -81,6 +93,24 @@ export class AgentPort {
     for (const s of [...this.sessions.values()]) this.end(s, "shutdown", "server shutting down");
   }
 
+  /** Remote address, software and login time of a live session (admin API). */
+  info(s: Session): SessionInfo | undefined {
+    const c = this.#controls.get(s);
+    return c && { remote: c.remote, software: c.software, since: c.since };
+  }
+
+  /**
+   * End agent `name`'s session on an operator's request (GOAWAY shutdown; its
+   * open streams go on, and the agent reconnects after its backoff). False if
+   * it has no session.
+   */
+  disconnect(name: string, reason = "disconnected by an operator"): boolean {
+    const s = this.sessions.get(name);
+    if (!s) return false;
+    this.end(s, "shutdown", reason);
+    return true;
+  }
+
   /** End a session: GOAWAY (if `code`), close control and idle pool. Open streams go on. */
   end(s: Session, code: keyof typeof ErrorCode | null, reason: string): void {
     if (s.closed) return;
@@ -95,9 +125,12 @@ export class AgentPort {
     c.log.info("agent session ended", { reason: code ?? reason });
   }
 
+  /** The agent's id: the config's (the same on every server sharing it), kept across reloads. */
   #agentId(name: string): number {
     let id = this.#agentIds.get(name);
-    if (id === undefined) this.#agentIds.set(name, id = this.#agentIds.size + 1);
+    if (id === undefined) {
+      this.#agentIds.set(name, id = this.ctx.config().agents.get(name)?.id ?? 0);
+    }
     return id;
   }
 
@@ -143,7 +176,15 @@ export class AgentPort {
     const timer = setInterval(() => this.#tick(s), c.heartbeatIntervalMs);
     this.sessions.set(s.name, s);
     this.#byKey.set(s.key, s);
-    this.#controls.set(s, { session: s, wire, log, timer });
+    this.#controls.set(s, {
+      session: s,
+      wire,
+      log,
+      timer,
+      remote: fmt(wire.conn.remote),
+      software: hello.software,
+      since: Date.now(),
+    });
     await wire.send({
       type: "WELCOME",
       agentId,

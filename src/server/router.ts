@@ -169,7 +169,9 @@ export class Router {
   /** The stable id of client `name` (SPEC.md §5.13). */
   clientId(name: string): number {
     let id = this.#clientIds.get(name);
-    if (id === undefined) this.#clientIds.set(name, id = this.#clientIds.size + 1);
+    if (id === undefined) {
+      this.#clientIds.set(name, id = this.ctx.config().clients.get(name)?.id ?? 0);
+    }
     return id;
   }
 
