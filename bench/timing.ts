@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { tokenCredential } from "../src/auth.ts";
-import { parseServerConfig } from "../src/config.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
 import { silent } from "../src/log.ts";
 import type { Net } from "../src/net.ts";
 import { Server } from "../src/server/mod.ts";

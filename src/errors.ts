@@ -122,3 +122,11 @@ export class ProxyError extends Error {
     this.status = options?.status;
   }
 }
+
+/** A WebSocket protocol violation by the peer, with the close code to send. */
+export class WsError extends Error {
+  override name = "WsError";
+  constructor(readonly closeCode: number, message: string) {
+    super(message);
+  }
+}

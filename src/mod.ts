@@ -36,7 +36,7 @@ export {
   type ServerConfig,
   serverDefaults,
   type TlsConfig,
-} from "./config.ts";
+} from "./config/mod.ts";
 export {
   type Credential,
   ed25519Credential,

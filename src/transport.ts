@@ -12,7 +12,7 @@ import type { Net } from "./net.ts";
 import { deadline } from "./time.ts";
 import { wsConnect } from "./ws.ts";
 
-export { parseServer, type ServerAddress } from "./config.ts";
+export { parseServer, type ServerAddress } from "./config/mod.ts";
 
 /**
  * `net` whose dials speak WebSocket to `endpoint` (e.g. `/burrow/agent`)

@@ -19,9 +19,13 @@
  */
 import { sha1 } from "@noble/hashes/legacy.js";
 import { toBase64 } from "./auth.ts";
-import { EofError, NetError } from "./errors.ts";
+import { EofError, NetError, WsError } from "./errors.ts";
+import { headParser, parseHeaders, type RequestHead } from "./http1.ts";
 import type { Addr, Conn } from "./net.ts";
 import { Reader } from "./reader.ts";
+
+export { readRequestHead, type RequestHead } from "./http1.ts";
+export { WsError } from "./errors.ts";
 
 /** Largest frame payload accepted (checked before allocating). */
 export const MAX_FRAME = 1024 * 1024;
@@ -39,14 +43,6 @@ export const CloseCode = {
   unsupportedData: 1003,
   tooBig: 1009,
 } as const;
-
-/** A WebSocket protocol violation by the peer, with the close code to send. */
-export class WsError extends Error {
-  override name = "WsError";
-  constructor(readonly closeCode: number, message: string) {
-    super(message);
-  }
-}
 
 export interface WsFrame {
   fin: boolean;
@@ -150,50 +146,6 @@ export class FrameDecoder {
     this.#buf = b.subarray(at + len);
     return { fin, opcode, payload };
   }
-}
-
-/** A request head: method, target (path and query) and headers (lower-case names). */
-export interface RequestHead {
-  method: string;
-  target: string;
-  headers: Headers;
-}
-
-/** Read an HTTP/1.1 request head (at most 16 KiB); the reader keeps what follows. */
-export async function readRequestHead(rd: Reader): Promise<RequestHead> {
-  const text = await rd.parse(headParser, "HTTP request head");
-  const lines = text.split("\r\n");
-  const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
-  if (!m) throw new WsError(CloseCode.protocolError, "not an HTTP/1.1 request");
-  return { method: m[1]!, target: m[2]!, headers: parseHeaders(lines.slice(1)) };
-}
-
-function headParser(buf: Uint8Array): { value: string; size: number } | null {
-  for (let i = 3; i < buf.length; i++) {
-    if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) {
-      return { value: new TextDecoder("latin1").decode(buf.subarray(0, i - 3)), size: i + 1 };
-    }
-  }
-  return null;
-}
-
-function parseHeaders(lines: string[]): Headers {
-  const h = new Headers();
-  for (const l of lines) {
-    const c = l.indexOf(":");
-    if (c <= 0) {
-      throw new WsError(
-        CloseCode.protocolError,
-        `bad header line ${JSON.stringify(l.slice(0, 40))}`,
-      );
-    }
-    try {
-      h.append(l.slice(0, c).trim(), l.slice(c + 1).trim());
-    } catch {
-      throw new WsError(CloseCode.protocolError, `bad header ${JSON.stringify(l.slice(0, c))}`);
-    }
-  }
-  return h;
 }
 
 const hasToken = (v: string | null, token: string) =>

@@ -13,7 +13,7 @@ import { toHex, tokenHash } from "../src/auth.ts";
 import { type Host, main } from "../src/cli/mod.ts";
 import { startServer } from "../src/cli/server.ts";
 import { renderStatus, table } from "../src/cli/status.ts";
-import { parseServerConfig } from "../src/config.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
 import { ConfigError } from "../src/errors.ts";
 import { httpApp } from "../src/http/mod.ts";
 import { targetOf } from "../src/ip.ts";

@@ -33,7 +33,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { Agent } from "../src/agent.ts";
 import { tokenCredential } from "../src/auth.ts";
-import { parseServerConfig, type ServerConfig } from "../src/config.ts";
+import { parseServerConfig, type ServerConfig } from "../src/config/mod.ts";
 import { createLogger } from "../src/log.ts";
 import type { Rule, Target } from "../src/messages.ts";
 import { NetError } from "../src/errors.ts";

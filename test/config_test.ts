@@ -7,7 +7,7 @@ import {
   parseServerConfig,
   serverDefaults,
   stableIds,
-} from "../src/config.ts";
+} from "../src/config/mod.ts";
 import { parseRule } from "../src/policy.ts";
 import { readDuration } from "../src/time.ts";
 import { ConfigError } from "../src/errors.ts";

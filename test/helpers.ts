@@ -7,7 +7,7 @@ import { Agent, type AgentOptions } from "../src/agent.ts";
 import { ClientProxy } from "../src/client.ts";
 import { Wire } from "../src/wire.ts";
 import { tokenCredential } from "../src/auth.ts";
-import { parseServerConfig } from "../src/config.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
 import { createLogger, type Logger } from "../src/log.ts";
 import type { MessageOf, Target } from "../src/messages.ts";
 import type { Addr, Conn, Listener, Net } from "../src/net.ts";

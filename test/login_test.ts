@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { AuthMethod } from "../src/messages.ts";
-import { parseServerConfig } from "../src/config.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
 import { checkProof, checkSocksPassword } from "../src/server/login.ts";
 import type { Verifier } from "../src/auth.ts";
 

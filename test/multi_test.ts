@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { parseServerConfig } from "../src/config.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import { Server } from "../src/server/mod.ts";
 import {

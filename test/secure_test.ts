@@ -8,7 +8,7 @@ import { readdirSync } from "node:fs";
 import { test } from "node:test";
 import { ed25519Credential, generateKeyPair, toBase64, tokenCredential } from "../src/auth.ts";
 import { ClientProxy, connectThrough } from "../src/client.ts";
-import { parseServerConfig } from "../src/config.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
 import type { Addr, Conn, Net } from "../src/net.ts";

@@ -158,3 +158,28 @@ test("session: pool sequence numbers are accepted once, within the window", () =
   assert.equal(s.acceptSeq(5), false, "too far behind");
   s.end();
 });
+
+test("session: a burst asks for its waiting CONNECTs first, the refill to the grown target after", async () => {
+  const { s, requests, asked } = session({ poolMin: 2, poolMax: 64, poolWaitMs: 5000 });
+  s.add(new Fake());
+  s.add(new Fake());
+  // A burst of 10 on a pool of 2: two take idle connections, eight wait.
+  const takes = Array.from({ length: 10 }, () => s.take());
+  assert.equal(s.waiting, 8);
+  assert.equal(s.target, 10, "the target learned the burst");
+  assert.equal(asked(), 8, "only the waiting CONNECTs' connections are asked for while they wait");
+  await tick(); // the refill after the takes from idle: still only the waiters
+  assert.equal(asked(), 8);
+  for (let i = 0; i < 8; i++) assert.equal(s.add(new Fake()), "taken");
+  assert.ok((await Promise.all(takes)).every((c) => c !== null));
+  assert.equal(asked(), 8, "the refill waits for the last waiting CONNECT to be served");
+  await tick();
+  assert.deepEqual(
+    requests.at(-1),
+    { id: requests.length, count: 10 },
+    "then refills to the target",
+  );
+  assert.equal(s.idle + s.outstanding, 10);
+  for (let i = 0; i < 10; i++) s.release();
+  s.end();
+});

@@ -15,7 +15,7 @@ import {
   parseAgentConfig,
   parseServer,
   type ServerAddress,
-} from "../config.ts";
+} from "../config/mod.ts";
 import type { Logger } from "../log.ts";
 import type { Addr, Net, TlsClientOptions } from "../net.ts";
 import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";

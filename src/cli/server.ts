@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { fmt } from "../addr.ts";
-import { parseAddr, parseServerConfig, type ServerConfig } from "../config.ts";
+import { parseAddr, parseServerConfig, type ServerConfig } from "../config/mod.ts";
 import { httpApp } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
 import type { TlsServerOptions } from "../net.ts";

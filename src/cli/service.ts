@@ -10,7 +10,7 @@
  * @module
  */
 import { Command, type Option } from "commander";
-import { parseAddr, parseServerConfig } from "../config.ts";
+import { parseAddr, parseServerConfig } from "../config/mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { agentCommands, CREDENTIAL_ENV } from "./agent.ts";
 import { type Start, VERSION } from "./common.ts";

@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import type { Snapshot } from "../server/snapshot.ts";
-import { serverDefaults } from "../config.ts";
+import { serverDefaults } from "../config/mod.ts";
 import type { Start } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { UsageError } from "../errors.ts";

@@ -14,7 +14,7 @@ import {
   tokenCredential,
   tokenHash,
 } from "../auth.ts";
-import { parseAddr, parseServerConfig } from "../config.ts";
+import { parseAddr, parseServerConfig } from "../config/mod.ts";
 import { parseRule } from "../policy.ts";
 import { fingerprint, generateSelfSigned } from "../tls.ts";
 import { logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 import { Hono } from "hono";
-import type { AdminConfig } from "../config.ts";
+import type { AdminConfig } from "../config/mod.ts";
 import type { Metrics } from "../metrics.ts";
 import type {
   AgentView,

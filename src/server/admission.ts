@@ -13,7 +13,7 @@ import { formatIPv6, parseIPv6 } from "../ip.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Conn } from "../net.ts";
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../config/mod.ts";
 
 /** The server's listening ports. */
 export type Port = "agents" | "socks" | "clients" | "https";

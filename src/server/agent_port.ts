@@ -8,7 +8,7 @@
  */
 import { fmt } from "../addr.ts";
 import { poolTranscript, randomBytes, toHex } from "../auth.ts";
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../config/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { ErrorCode, type Message, type MessageOf } from "../messages.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../config/mod.ts";
 import { NetError, PeerError, ProtocolError, TimeoutError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";

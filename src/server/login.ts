@@ -16,7 +16,7 @@ import {
   transcript,
   type Verifier,
 } from "../auth.ts";
-import type { Identity } from "../config.ts";
+import type { Identity } from "../config/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import { AuthMethod, type MessageOf, VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import type { Wire } from "../wire.ts";

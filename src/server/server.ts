@@ -9,7 +9,7 @@
  * @module
  */
 import { fmt } from "../addr.ts";
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../config/mod.ts";
 import type { HttpSource } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
 import { VERSION_MAX, VERSION_MIN } from "../messages.ts";

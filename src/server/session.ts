@@ -186,6 +186,8 @@ export class AgentSession<P extends Pooled> {
     const waiter = this.#waiters.shift();
     if (waiter) {
       waiter(conn);
+      // The last waiting CONNECT is served: now refill to the target (see replenish).
+      if (this.#waiters.length === 0) this.#replenishSoon();
       return "taken";
     }
     if (this.#idle.length >= this.params().poolMax) return "full";
@@ -245,10 +247,16 @@ export class AgentSession<P extends Pooled> {
     this.replenish();
   }
 
-  /** Ask for `target + waiting − (idle + outstanding)` more connections when positive. */
+  /**
+   * Ask for `target − (idle + outstanding)` more connections when positive;
+   * while CONNECTs wait, only for `waiting − outstanding`: a burst's own
+   * connections are dialled first, without the refill to the (grown) target
+   * competing with them for the link and the CPU; the refill follows when the
+   * last waiting CONNECT is served.
+   */
   replenish(): void {
     if (this.closed) return;
-    const want = this.target + this.#waiters.length;
+    const want = this.#waiters.length > 0 ? this.#waiters.length : this.target;
     const have = this.#idle.length + this.outstanding;
     if (want <= have) return;
     const count = Math.min(65535, want - have);

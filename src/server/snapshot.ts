@@ -9,7 +9,7 @@
 import { formatRule } from "../policy.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { LiveStream, Router } from "./router.ts";
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../config/mod.ts";
 
 export interface ServerView {
   version: string;

@@ -1,11 +1,10 @@
 /**
- * Configuration files, the server's and the agent's: YAML (or JSON),
+ * The server's configuration file (README "Server"): YAML (or JSON),
  * validated at load with errors that name the file, the path inside it and
- * the problem. Every error about bad configuration is a {@link ConfigError}.
+ * the problem.
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
 import {
   ed25519Verifier,
   fromHex,
@@ -14,15 +13,11 @@ import {
   tokenHash,
   tokenVerifier,
   type Verifier,
-} from "./auth.ts";
-import type { Rule } from "./messages.ts";
-import type { Addr } from "./net.ts";
-import { parseRule } from "./policy.ts";
-import { normalizeFingerprint } from "./tls.ts";
-import { readDuration } from "./time.ts";
-import { ConfigError, RuleError } from "./errors.ts";
+} from "../auth.ts";
+import type { Rule } from "../messages.ts";
+import type { Addr } from "../net.ts";
+import { type Obj, Walker, words } from "./walker.ts";
 
-/** Bad configuration (a config file, or a value from one or from a flag). */
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
 export interface Identity {
   readonly name: string;
@@ -125,127 +120,10 @@ export const serverDefaults = {
   authBlock: "60s",
 } as const;
 
-const NAME = /^[A-Za-z0-9._-]{1,64}$/;
-
-/** Read `host:port`, `[v6]:port` or `:port` (all interfaces). Never throws. */
-export function readAddr(text: string): { ok: true; addr: Addr } | { ok: false; error: string } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) {
-    return {
-      ok: false,
-      error: `Cannot parse address "${text}": expected host:port or [ipv6]:port`,
-    };
-  }
-  return { ok: true, addr: { host: m[1] ?? (m[2] || "0.0.0.0"), port } };
-}
-
-/** Parse `host:port`, `[v6]:port` or `:port` (all interfaces); a ConfigError if it is none. */
-export function parseAddr(text: string): Addr {
-  const r = readAddr(text);
-  if (!r.ok) throw new ConfigError(r.error);
-  return r.addr;
-}
-
-/** Parse `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds; a ConfigError if it is none. */
-export function parseDuration(text: string | number): number {
-  const r = readDuration(text);
-  if (!r.ok) throw new ConfigError(r.error);
-  return r.ms;
-}
-
-type Obj = Record<string, unknown>;
-
-const words = (s: string) => s.trim().split(/\s+/);
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
   clients grants admin`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block`);
-const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
-  server_name plain proxy proxy_file`);
-
-/** Walks a parsed document; every problem is a ConfigError naming the file and the path. */
-class Walker {
-  constructor(readonly file: string) {}
-  fail(path: string, problem: string): never {
-    throw new ConfigError(`${this.file}: ${path || "(top level)"}: ${problem}`);
-  }
-  yaml(text: string): unknown {
-    try {
-      return parseYaml(text);
-    } catch (e) {
-      return this.fail("", `not valid YAML or JSON: ${(e as Error).message.split("\n")[0]}`);
-    }
-  }
-  obj(v: unknown, path: string): Obj {
-    if (v === undefined || v === null) return {};
-    if (typeof v !== "object" || Array.isArray(v)) this.fail(path, "must be a mapping");
-    return v as Obj;
-  }
-  known(o: Obj, path: string, keys: readonly string[]): void {
-    for (const k of Object.keys(o)) {
-      if (!keys.includes(k)) {
-        this.fail(path ? `${path}.${k}` : k, `unknown key (expected one of ${keys.join(", ")})`);
-      }
-    }
-  }
-  list(v: unknown, path: string): unknown[] {
-    if (v === undefined || v === null) return [];
-    if (!Array.isArray(v)) this.fail(path, "must be a list");
-    return v;
-  }
-  str(v: unknown, path: string): string {
-    if (typeof v !== "string") this.fail(path, "must be a string");
-    return v;
-  }
-  bool(v: unknown, path: string): boolean {
-    if (typeof v !== "boolean") this.fail(path, "must be true or false");
-    return v;
-  }
-  name(v: unknown, path: string): string {
-    const s = this.str(v, path);
-    if (!NAME.test(s)) this.fail(path, `"${s}" must be 1..64 characters of A-Z a-z 0-9 . _ -`);
-    return s;
-  }
-  int(v: unknown, path: string, def: number, min: number, max: number): number {
-    if (v === undefined) return def;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-      this.fail(path, `must be an integer in ${min}..${max}`);
-    }
-    return v;
-  }
-  duration(v: unknown, path: string, def: string): number {
-    const d = v ?? def;
-    if (typeof d !== "string" && typeof d !== "number") {
-      return this.fail(path, "must be a duration such as 10s");
-    }
-    const r = readDuration(d);
-    if (!r.ok) return this.fail(path, r.error);
-    if (!Number.isFinite(r.ms) || r.ms <= 0 || r.ms > 86_400_000) {
-      this.fail(path, "must be between 1ms and 24h");
-    }
-    return r.ms;
-  }
-  addr(v: unknown, path: string, def: string): Addr | null {
-    if (v === "" || v === false) return null;
-    const r = readAddr(v === undefined ? def : this.str(v, path));
-    return r.ok ? r.addr : this.fail(path, r.error);
-  }
-  /** A list of rule texts (SPEC.md §7); `clients` says whether `client=` is allowed. */
-  rules(v: unknown, path: string, clients: boolean): Rule[] {
-    return this.list(v, path).flatMap((t, i) => {
-      const p = `${path}[${i}]`;
-      const s = this.str(t, p);
-      if (!clients && s.includes("=")) this.fail(p, "a grant's targets cannot name a client");
-      try {
-        return parseRule(s);
-      } catch (e) {
-        if (e instanceof RuleError) this.fail(p, e.message);
-        throw e;
-      }
-    });
-  }
-}
 
 function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
   // Compare passwords through HMAC so the comparison is constant-time. A
@@ -466,111 +344,4 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
   }
   cfg.grants = grants(w, top.grants, cfg);
   return cfg;
-}
-
-/**
- * An agent's config file (`burrow agent --config`). Every key is optional
- * here; the CLI merges its flags over it (flags win) and then asks for what
- * is still missing.
- */
-export interface AgentConfig {
-  /** The servers' agent ports or WebSocket URLs (`server:` is one or a list). */
-  servers?: ServerAddress[] | undefined;
-  name?: string | undefined;
-  token?: string | undefined;
-  tokenFile?: string | undefined;
-  /** Ed25519 private key (base64 PKCS#8), as `burrow keygen` prints it. */
-  key?: string | undefined;
-  keyFile?: string | undefined;
-  /** The `allow` rules, parsed; absent when the file has no `allow`. */
-  allow?: Rule[] | undefined;
-  /** Pin of the server's certificate, in canonical form. */
-  fingerprint?: string | undefined;
-  /** Path of a CA certificate (PEM) to verify the server's certificate with. */
-  ca?: string | undefined;
-  serverName?: string | undefined;
-  plain?: boolean | undefined;
-  /** Outbound proxy URL (proxy.ts), or the file holding it (its credentials stay out of `ps`). */
-  proxy?: string | undefined;
-  proxyFile?: string | undefined;
-}
-
-/** Parse and validate an agent config file's text. `file` is used in errors only. */
-export function parseAgentConfig(text: string, file: string): AgentConfig {
-  const w = new Walker(file);
-  const top = w.obj(w.yaml(text), "");
-  w.known(top, "", AGENT_KEYS);
-  const opt = <T>(key: string, read: (v: unknown, path: string) => T): T | undefined =>
-    top[key] === undefined ? undefined : read(top[key], key);
-  const str = (v: unknown, path: string) => w.str(v, path);
-  return {
-    servers: opt("server", (v, p) => {
-      const one = (x: unknown, path: string) => {
-        const text = w.str(x, path);
-        if (text === "") w.fail(path, "must be host:port or a wss:// URL");
-        try {
-          return parseServer(text);
-        } catch (e) {
-          if (e instanceof ConfigError) return w.fail(path, e.message);
-          throw e;
-        }
-      };
-      if (!Array.isArray(v)) return [one(v, p)];
-      if (v.length === 0) w.fail(p, "must name at least one server");
-      return v.map((x, i) => one(x, `${p}[${i}]`));
-    }),
-    name: opt("name", (v, p) => w.name(v, p)),
-    token: opt("token", str),
-    tokenFile: opt("token_file", str),
-    key: opt("key", str),
-    keyFile: opt("key_file", str),
-    allow: opt("allow", (v, p) => w.rules(v, p, true)),
-    fingerprint: opt("fingerprint", (v, p) => {
-      try {
-        return normalizeFingerprint(w.str(v, p));
-      } catch (e) {
-        if (e instanceof ConfigError) throw e;
-        return w.fail(p, "must be a SHA-256 fingerprint (64 hex digits), as the server prints it");
-      }
-    }),
-    ca: opt("ca", str),
-    serverName: opt("server_name", str),
-    plain: opt("plain", (v, p) => w.bool(v, p)),
-    proxy: opt("proxy", str),
-    proxyFile: opt("proxy_file", str),
-  };
-}
-
-/** How an agent or client proxy reaches the server (SPEC.md §3.1). */
-export interface ServerAddress {
-  /** Where to connect (the TCP/TLS endpoint). */
-  addr: Addr;
-  /** Over WebSocket: the URL's host (for the Host header), path prefix (no trailing slash), and scheme. */
-  ws?: { prefix: string; secure: boolean; host: string };
-}
-
-/**
- * Parse `--server`: `host:port`, `[v6]:port`, or a WebSocket URL
- * `wss://host[:port][/prefix]` (`ws://` for a TLS-terminating reverse proxy).
- */
-export function parseServer(text: string): ServerAddress {
-  if (!/^wss?:\/\//i.test(text)) return { addr: parseAddr(text) };
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new ConfigError(`Cannot parse server URL ${JSON.stringify(text)}`);
-  }
-  if (u.username || u.password || u.search || u.hash) {
-    throw new ConfigError(
-      `server URL ${JSON.stringify(text)}: no credentials, query or fragment allowed`,
-    );
-  }
-  const secure = u.protocol === "wss:";
-  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-  const port = u.port ? Number(u.port) : secure ? 443 : 80;
-  return {
-    addr: { host, port },
-    ws: { prefix: u.pathname.replace(/\/+$/, ""), secure, host: u.host },
-  };
 }

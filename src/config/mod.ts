@@ -1,0 +1,10 @@
+/**
+ * Configuration: the server's file (server.ts), the agent's (agent.ts), and
+ * the walker and value parsers under both (walker.ts). Every error about bad
+ * configuration is a `ConfigError`.
+ *
+ * @module
+ */
+export * from "./server.ts";
+export * from "./agent.ts";
+export { parseAddr, parseDuration, readAddr } from "./walker.ts";
