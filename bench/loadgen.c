@@ -15,6 +15,8 @@
  *   par   --streams N --seconds S   N parallel download streams, aggregate
  *   lat   --count N [--warmup W]    sequential connect + handshake + 1-byte echo
  *   rate  --workers N --seconds S   N workers opening short connections (64-byte echo)
+ *   burst --streams N      N threads start together (a barrier), each opens one stream
+ *                          with a 1-byte echo and closes it: p50/p99/max of each stream's time
  *   hold  --stages 1000,5000 --conc C   open and hold idle streams (each verified by a
  *                          1-byte echo); after each stage print a line and wait for a
  *                          line on stdin before the next stage (EOF: close all, exit)
@@ -383,6 +385,59 @@ static int run_rate(int n, double secs) {
   return errors ? 1 : 0;
 }
 
+/* ---------------------------------------------------------------- burst */
+
+static pthread_barrier_t burst_bar;
+struct burst_arg { double ms; int ok; char err[200]; };
+
+static void *burst_thread(void *p) {
+  struct burst_arg *a = p;
+  pthread_barrier_wait(&burst_bar);
+  double t0 = now_s();
+  int fd = open_echo1(a->err, sizeof a->err);
+  a->ms = (now_s() - t0) * 1000;
+  a->ok = fd >= 0;
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+static int run_burst(int n) {
+  if (n < 1) n = 1;
+  pthread_t *th = malloc(sizeof(pthread_t) * (size_t)n);
+  struct burst_arg *args = calloc((size_t)n, sizeof *args);
+  double *ms = malloc(sizeof(double) * (size_t)n);
+  pthread_barrier_init(&burst_bar, NULL, (unsigned)n + 1);
+  int started = 0;
+  for (int i = 0; i < n; i++) {
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 256 * 1024);
+    if (pthread_create(&th[i], &at, burst_thread, &args[i]) != 0) {
+      pthread_attr_destroy(&at);
+      fprintf(stderr, "burst: cannot start thread %d\n", i);
+      return 2; /* the barrier would never open: exit, the alarm is not needed */
+    }
+    pthread_attr_destroy(&at);
+    started++;
+  }
+  double t0 = now_s();
+  pthread_barrier_wait(&burst_bar);
+  int ok = 0, errors = 0;
+  const char *first = "";
+  for (int i = 0; i < started; i++) {
+    pthread_join(th[i], NULL);
+    if (args[i].ok) ms[ok++] = args[i].ms;
+    else if (!errors++) first = args[i].err;
+  }
+  double wall = now_s() - t0;
+  qsort(ms, (size_t)ok, sizeof *ms, cmp_d);
+  printf("{\"mode\":\"burst\",\"streams\":%d,\"ok\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"min_ms\":%.3f,\"wall_ms\":%.3f,\"errors\":%d,\"error\":",
+         n, ok, pct(ms, ok, .5), pct(ms, ok, .99), ok ? ms[ok - 1] : 0, ok ? ms[0] : 0, wall * 1000, errors);
+  json_str(first);
+  printf("}\n");
+  return errors ? 1 : 0;
+}
+
 /* ----------------------------------------------------------------- hold */
 
 static int *hold_fds;
@@ -445,7 +500,7 @@ static int run_hold(const char *stages, int conc) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: loadgen probe|up|down|par|lat|rate|hold --target H:P [--socks H:P] [options]\n");
+    fprintf(stderr, "usage: loadgen probe|up|down|par|lat|rate|burst|hold --target H:P [--socks H:P] [options]\n");
     return 2;
   }
   const char *mode = argv[1], *stages = "1000";
@@ -492,6 +547,7 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "lat")) return run_lat(count, warmup, max_s - 1);
   if (!strcmp(mode, "rate")) return run_rate(workers, secs);
   if (!strcmp(mode, "hold")) return run_hold(stages, conc);
+  if (!strcmp(mode, "burst")) return run_burst(streams);
   fprintf(stderr, "loadgen: unknown mode %s\n", mode);
   return 2;
 }

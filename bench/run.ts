@@ -2,7 +2,7 @@
  * `npm run bench` — burrow against its peers, side by side, one load
  * generator (bench/loadgen.c) and one target (bench/target.c).
  *
- *   npm run bench                 full run (3 rounds, median), under ten minutes
+ *   npm run bench                 full run (3 rounds, median), under ten minutes, then WAN (~6 min)
  *   npm run bench -- --quick      about a minute: 1 round, shorter scenarios, 1000 idle streams only
  *   npm run bench -- --no-tls     leave out burrow over TLS (included when the CLI has TLS;
  *                                 --tls insists on it)
@@ -10,6 +10,10 @@
  *   npm run bench -- --repeats 5  more rounds
  *   npm run bench -- --burrow-pool 16,64 --burrow-log-level warn   burrow settings to compare
  *   npm run bench -- --render bench/results/latest.json   only rewrite latest.md (and README) from a JSON
+ *   npm run bench -- --wan-only   only the WAN scenario (bench/wan.ts): a delay relay on the
+ *                                 agent↔server link, warm connects and bursts of 16/64/256
+ *   npm run bench -- --no-wan     leave the WAN scenario out of a full run (--wan: put it in --quick)
+ *   npm run bench -- --delay-ms 20 --wan-rounds 2 --bursts 16,64,256   WAN settings
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
@@ -33,6 +37,7 @@ import {
   stopAll,
 } from "./proc.ts";
 import { renderMarkdown, updateReadme } from "./report.ts";
+import { renderWan, runWan, WAN_SYSTEMS, type WanPlan } from "./wan.ts";
 import {
   allSystems,
   BURROW_LIMITS,
@@ -59,6 +64,11 @@ interface Options {
   burrowPool: { min: number; max: number };
   /** Only render the report again from this JSON (a latest.json). */
   render: string | null;
+  /** The WAN scenario: "auto" = in full runs, not in --quick. */
+  wan: "auto" | "on" | "off" | "only";
+  delayMs: number;
+  wanRounds: number;
+  bursts: number[];
 }
 
 function parseArgs(argv: string[]): Options {
@@ -71,6 +81,10 @@ function parseArgs(argv: string[]): Options {
     burrowLogLevel: "info",
     burrowPool: { ...BURROW_POOL },
     render: null,
+    wan: "auto",
+    delayMs: 20,
+    wanRounds: 0,
+    bursts: [16, 64, 256],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -87,7 +101,17 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--no-readme") o.readme = false;
     else if (a === "--render") o.render = val();
     else if (a === "--burrow-log-level") o.burrowLogLevel = val();
-    else if (a === "--burrow-pool") {
+    else if (a === "--wan-only") o.wan = "only";
+    else if (a === "--wan") o.wan = "on";
+    else if (a === "--no-wan") o.wan = "off";
+    else if (a === "--delay-ms") o.delayMs = Number(val());
+    else if (a === "--wan-rounds") o.wanRounds = Number(val());
+    else if (a === "--bursts") {
+      o.bursts = val().split(",").map(Number);
+      if (o.bursts.some((n) => !Number.isInteger(n) || n < 1 || n > 1000)) {
+        throw new Error("--bursts wants sizes 1..1000, e.g. 16,64,256");
+      }
+    } else if (a === "--burrow-pool") {
       const [min, max] = val().split(",").map(Number);
       if (!Number.isInteger(min) || !Number.isInteger(max)) {
         throw new Error("--burrow-pool wants MIN,MAX");
@@ -500,6 +524,11 @@ async function main(): Promise<void> {
     burrowLogLevel: o.burrowLogLevel,
     burrowPool: o.burrowPool,
   });
+  if (o.wan === "only") {
+    await wanScenario(o, systems, ctx, base, facts, t0);
+    await stop(target.proc);
+    return;
+  }
   const failed = new Set<string>();
   /** Start `sys`, run `body`, stop it; a failure is recorded and the system left out from then on. */
   const withSystem = async (
@@ -572,6 +601,57 @@ async function main(): Promise<void> {
     o.burrowPool.min === BURROW_POOL.min && o.burrowPool.max === BURROW_POOL.max;
   writeReport(meta, results, complete && o.readme, true);
   say(`wrote bench/results/latest.json and latest.md in ${seconds.toFixed(0)} s; logs in ${base}`);
+  if (o.wan === "on" || (o.wan === "auto" && !o.quick)) {
+    const wanTarget = await startTarget(path.join(base, "target-wan.log"));
+    try {
+      await wanScenario(
+        o,
+        systems,
+        (sys) => ({ ...ctx(sys), target: wanTarget.addr }),
+        base,
+        facts,
+        Date.now(),
+      );
+    } finally {
+      await stop(wanTarget.proc);
+    }
+  }
+}
+
+/** The WAN scenario over the WAN systems among `systems`; writes wan-latest.{json,md}. */
+async function wanScenario(
+  o: Options,
+  systems: System[],
+  ctx: (sys: System) => Ctx,
+  base: string,
+  facts: Facts,
+  t0: number,
+): Promise<void> {
+  if (!Number.isFinite(o.delayMs) || o.delayMs < 0 || o.delayMs > 1000) {
+    throw new Error("--delay-ms wants 0..1000");
+  }
+  const wanSystems = systems.filter((s) => WAN_SYSTEMS.includes(s.id));
+  const p: WanPlan = {
+    delayMs: o.delayMs,
+    rounds: o.wanRounds || (o.quick ? 1 : 2),
+    bursts: o.bursts,
+    warmCount: o.quick ? 10 : 30,
+    settleMs: 1500,
+    repeatGapMs: 3000,
+  };
+  const results = await runWan(wanSystems, p, ctx, startSystem, say);
+  const seconds = (Date.now() - t0) / 1000;
+  const md = renderWan(p, results, { date: facts.date, commit: facts.commit, seconds });
+  const outDir = path.join(here, "results");
+  fs.mkdirSync(path.join(outDir, "history"), { recursive: true });
+  const text = JSON.stringify({ plan: p, facts, seconds, results }, null, 2) + "\n";
+  fs.writeFileSync(path.join(outDir, "wan-latest.json"), text);
+  const stamp = facts.date.replace(/[:.]/g, "-").slice(0, 19);
+  fs.writeFileSync(path.join(outDir, "history", `${stamp}-wan.json`), text);
+  fs.writeFileSync(path.join(outDir, "wan-latest.md"), md);
+  say("");
+  say(md);
+  say(`wrote bench/results/wan-latest.json and wan-latest.md; logs in ${base}`);
 }
 
 let stopping = false;

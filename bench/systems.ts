@@ -21,6 +21,12 @@ export interface Ctx {
   burrowLogLevel: string;
   /** burrow's pool settings (default {@link BURROW_POOL}). */
   burrowPool: { min: number; max: number };
+  /**
+   * The WAN scenario: given the port the server side listens on for the
+   * agent side (burrow's agent port, sshd's port), the port the agent side
+   * should connect to instead (a delay relay in front of it). Absent: direct.
+   */
+  link?: (serverPort: number) => Promise<number>;
 }
 
 export interface Running {
@@ -206,6 +212,9 @@ function sshR(pty: boolean): System {
         }
       }
       const sshLog = path.join(d, "ssh.log");
+      // The tunnel's own connection goes through the WAN relay when there is one.
+      const linkPort = ctx.link ? await ctx.link(sshPort) : sshPort;
+      const tunnel = common.map((a) => a === String(sshPort) ? String(linkPort) : a);
       const fwd = [
         "-o",
         "ExitOnForwardFailure=yes",
@@ -215,11 +224,11 @@ function sshR(pty: boolean): System {
         `127.0.0.1:${socksPort}`,
       ];
       const ssh = pty
-        ? start("ssh -tt -R", "ssh", [...common, ...fwd, "-tt", "root@127.0.0.1", "sleep 100000"], {
+        ? start("ssh -tt -R", "ssh", [...tunnel, ...fwd, "-tt", "root@127.0.0.1", "sleep 100000"], {
           logFile: sshLog,
           stdin: "pipe", // kept open for the session
         })
-        : start("ssh -N -R", "ssh", [...common, ...fwd, "-N", "root@127.0.0.1"], {
+        : start("ssh -N -R", "ssh", [...tunnel, ...fwd, "-N", "root@127.0.0.1"], {
           logFile: sshLog,
         });
       await sleep(100);
@@ -346,11 +355,12 @@ function burrow(rt: Runtime, tls: boolean): System {
         }
         agentTls = ["--fingerprint", fp];
       }
+      const linkPort = ctx.link ? await ctx.link(agentsPort) : agentsPort;
       const agent = start(`burrow agent (${rt})`, cmd, [
         ...pre,
         "agent",
         "--server",
-        `127.0.0.1:${agentsPort}`,
+        `127.0.0.1:${linkPort}`,
         "--name",
         "bench",
         "--token-file",
