@@ -490,14 +490,14 @@ async function main(): Promise<void> {
   let systems = allSystems({ tls });
   if (o.only) {
     const unknown = o.only.filter((id) =>
-      !systems.some((s) => s.id === id) && !id.endsWith("-tls")
+      !systems.some((s) => s.id === id) && !/-(tls|wss)$/.test(id)
     );
     if (unknown.length) {
       throw new Error(
         `unknown system(s) ${unknown.join(", ")}; known: ${systems.map((s) => s.id).join(", ")}`,
       );
     }
-    if (o.only.some((id) => id.endsWith("-tls"))) systems = allSystems({ tls: true });
+    if (o.only.some((id) => /-(tls|wss)$/.test(id))) systems = allSystems({ tls: true });
     systems = systems.filter((s) => o.only!.includes(s.id));
   }
   const facts = machineFacts();

@@ -292,17 +292,21 @@ export function cliHasTls(root: string): boolean {
   }
 }
 
-function burrow(rt: Runtime, tls: boolean): System {
+/** burrow over plain TCP, TLS, or WebSocket over TLS (`wss://`, the agent↔server link only). */
+function burrow(rt: Runtime, mode: "plain" | "tls" | "wss"): System {
+  const tls = mode !== "plain";
+  const wss = mode === "wss";
   return {
-    id: `burrow-${rt}${tls ? "-tls" : ""}`,
-    label: `burrow ${rt}${tls ? " TLS" : ""}`,
+    id: `burrow-${rt}${mode === "plain" ? "" : `-${mode}`}`,
+    label: `burrow ${rt}${mode === "plain" ? "" : ` ${mode.toUpperCase()}`}`,
     memory: true,
     async start(ctx) {
       const d = ctx.dir;
       const token = () => crypto.randomBytes(18).toString("base64url");
       const clientToken = token();
       const agentToken = token();
-      const [agentsPort, socksPort, httpPort] = [
+      const [agentsPort, socksPort, httpPort, httpsPort] = [
+        await freePort(),
         await freePort(),
         await freePort(),
         await freePort(),
@@ -315,6 +319,7 @@ function burrow(rt: Runtime, tls: boolean): System {
           socks: `127.0.0.1:${socksPort}`,
           clients: "",
           http: `127.0.0.1:${httpPort}`,
+          ...(wss ? { https: `127.0.0.1:${httpsPort}` } : {}),
         },
         // TLS: the server's own self-signed certificate (auto, kept in state_dir); the agent pins it.
         ...(hasTls ? { tls: tls ? "auto" : "off", state_dir: path.join(d, "state") } : {}),
@@ -355,12 +360,13 @@ function burrow(rt: Runtime, tls: boolean): System {
         }
         agentTls = ["--fingerprint", fp];
       }
-      const linkPort = ctx.link ? await ctx.link(agentsPort) : agentsPort;
+      const serverPort = wss ? httpsPort : agentsPort;
+      const linkPort = ctx.link ? await ctx.link(serverPort) : serverPort;
       const agent = start(`burrow agent (${rt})`, cmd, [
         ...pre,
         "agent",
         "--server",
-        `127.0.0.1:${linkPort}`,
+        wss ? `wss://127.0.0.1:${linkPort}/burrow` : `127.0.0.1:${linkPort}`,
         "--name",
         "bench",
         "--token-file",
@@ -384,7 +390,11 @@ function burrow(rt: Runtime, tls: boolean): System {
         roots: [server.pid, agent.pid],
         info: {
           pool: `min ${ctx.burrowPool.min}, max ${ctx.burrowPool.max}`,
-          transport: tls ? "TLS (self-signed, pinned)" : "plain TCP",
+          transport: wss
+            ? "WebSocket over TLS (self-signed, pinned)"
+            : tls
+            ? "TLS (self-signed, pinned)"
+            : "plain TCP",
           log_level: ctx.burrowLogLevel,
         },
         logs: [serverLog, agentLog],
@@ -417,8 +427,11 @@ export function allSystems(opts: { tls: boolean }): System[] {
     microsocks,
     sshR(false),
     sshR(true),
-    ...RUNTIMES.map((rt) => burrow(rt, false)),
+    ...RUNTIMES.map((rt) => burrow(rt, "plain")),
   ];
-  if (opts.tls) list.push(...RUNTIMES.map((rt) => burrow(rt, true)));
+  if (opts.tls) {
+    list.push(...RUNTIMES.map((rt) => burrow(rt, "tls")));
+    list.push(...RUNTIMES.map((rt) => burrow(rt, "wss")));
+  }
   return list;
 }

@@ -8,7 +8,7 @@ export interface KaitaiStream {
 
 /**
  * Payloads of the messages of an established control connection: ANNOUNCE,
- * POOL_REQUEST, POOL_CONFIRM, PING, PONG and GOAWAY. This type has no
+ * POOL_REQUEST, POOL_CONFIRM, PING, PONG, GOAWAY and INSTANCE. This type has no
  * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.1
  */
@@ -161,5 +161,21 @@ export declare namespace Control {
      * UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
      */
     message: Uint8Array;
+  }
+  /**
+   * INSTANCE (0x16), agent → server, protocol version 2 only: which running
+   * copy of the agent this session is. Sent once, after WELCOME and before
+   * ANNOUNCE. Sessions of one name with different instances are replicas.
+   * @see SPEC.md §5.19
+   */
+  class Instance {
+    constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);
+    _io: KaitaiStream;
+    _parent: unknown;
+    _root: unknown;
+    /**
+     * Random, made when the agent process starts; the same on every server.
+     */
+    instance: Uint8Array;
   }
 }

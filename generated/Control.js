@@ -5,7 +5,7 @@ import * as Registries_ from "./Registries.js";
 
 /**
  * Payloads of the messages of an established control connection: ANNOUNCE,
- * POOL_REQUEST, POOL_CONFIRM, PING, PONG and GOAWAY. This type has no
+ * POOL_REQUEST, POOL_CONFIRM, PING, PONG, GOAWAY and INSTANCE. This type has no
  * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.1
  */
@@ -162,6 +162,32 @@ var Control = (function() {
      */
 
     return HostRule;
+  })();
+
+  /**
+   * INSTANCE (0x16), agent → server, protocol version 2 only: which running
+   * copy of the agent this session is. Sent once, after WELCOME and before
+   * ANNOUNCE. Sessions of one name with different instances are replicas.
+   * @see SPEC.md §5.19
+   */
+
+  var Instance = Control.Instance = (function() {
+    function Instance(_io, _parent, _root) {
+      this._io = _io;
+      this._parent = _parent;
+      this._root = _root;
+
+      this._read();
+    }
+    Instance.prototype._read = function() {
+      this.instance = this._io.readBytes(16);
+    }
+
+    /**
+     * Random, made when the agent process starts; the same on every server.
+     */
+
+    return Instance;
   })();
 
   /**

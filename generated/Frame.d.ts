@@ -40,6 +40,7 @@ export declare class Frame {
     | Control.PoolConfirm
     | Control.PingPong
     | Control.Goaway
+    | Control.Instance
     | Pool.PoolHello
     | Pool.Open
     | Pool.OpenResult
@@ -96,6 +97,10 @@ export declare namespace Frame {
      */
     readonly GOAWAY: 21;
     /**
+     * agent → server, control, version 2 (SPEC.md §5.19)
+     */
+    readonly INSTANCE: 22;
+    /**
      * agent → server, pool (SPEC.md §5.12)
      */
     readonly POOL_HELLO: 32;
@@ -134,6 +139,7 @@ export declare namespace Frame {
     readonly 19: "PING";
     readonly 20: "PONG";
     readonly 21: "GOAWAY";
+    readonly 22: "INSTANCE";
     readonly 32: "POOL_HELLO";
     readonly 33: "OPEN";
     readonly 34: "OPEN_RESULT";

@@ -32,6 +32,7 @@ var Frame = (function() {
     PING: 19,
     PONG: 20,
     GOAWAY: 21,
+    INSTANCE: 22,
     POOL_HELLO: 32,
     OPEN: 33,
     OPEN_RESULT: 34,
@@ -51,6 +52,7 @@ var Frame = (function() {
     19: "PING",
     20: "PONG",
     21: "GOAWAY",
+    22: "INSTANCE",
     32: "POOL_HELLO",
     33: "OPEN",
     34: "OPEN_RESULT",
@@ -119,6 +121,11 @@ var Frame = (function() {
       this._raw_payload = this._io.readBytes(this.header.lenPayload);
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
       this.payload = new Control_.Control.Goaway(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.INSTANCE:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Control_.Control.Instance(_io__raw_payload, null, null);
       break;
     case Frame.MsgType.OPEN:
       this._raw_payload = this._io.readBytes(this.header.lenPayload);

@@ -34,6 +34,8 @@ export const MsgType = {
   PONG: 0x14,
   /** either direction, control (SPEC.md §5.11) */
   GOAWAY: 0x15,
+  /** agent → server, control, version 2 (SPEC.md §5.19) */
+  INSTANCE: 0x16,
   /** agent → server, pool (SPEC.md §5.12) */
   POOL_HELLO: 0x20,
   /** server → agent, pool (SPEC.md §5.13) */

@@ -8,7 +8,7 @@ meta:
   endian: be
 doc: |
   Payloads of the messages of an established control connection: ANNOUNCE,
-  POOL_REQUEST, POOL_CONFIRM, PING, PONG and GOAWAY. This type has no
+  POOL_REQUEST, POOL_CONFIRM, PING, PONG, GOAWAY and INSTANCE. This type has no
   fields of its own; each message is a type of it, selected by frame.ksy.
 doc-ref: SPEC.md §2.1
 types:
@@ -132,6 +132,16 @@ types:
       - id: message
         size: len_message
         doc: UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
+  instance:
+    doc: |
+      INSTANCE (0x16), agent → server, protocol version 2 only: which running
+      copy of the agent this session is. Sent once, after WELCOME and before
+      ANNOUNCE. Sessions of one name with different instances are replicas.
+    doc-ref: SPEC.md §5.19
+    seq:
+      - id: instance
+        size: 16
+        doc: Random, made when the agent process starts; the same on every server.
 enums:
   rule_kind:
     1: host

@@ -39,6 +39,7 @@ seq:
         'msg_type::ping': control::ping_pong
         'msg_type::pong': control::ping_pong
         'msg_type::goaway': control::goaway
+        'msg_type::instance': control::instance
         'msg_type::pool_hello': pool::pool_hello
         'msg_type::open': pool::open
         'msg_type::open_result': pool::open_result
@@ -110,6 +111,9 @@ enums:
     0x15:
       id: goaway
       doc: either direction, control (SPEC.md §5.11)
+    0x16:
+      id: instance
+      doc: agent → server, control, version 2 (SPEC.md §5.19)
     0x20:
       id: pool_hello
       doc: agent → server, pool (SPEC.md §5.12)

@@ -6,7 +6,7 @@
  * @module
  */
 import { fmt, targetText } from "./addr.ts";
-import { type Credential, poolTranscript } from "./auth.ts";
+import { type Credential, poolTranscript, randomBytes, toHex } from "./auth.ts";
 import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
 import { NO_ADDR } from "./writer.ts";
 import { normalizeIP, normalizeTarget } from "./host.ts";
@@ -33,6 +33,8 @@ export interface AgentOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   software?: string;
+  /** The instance id (16 bytes); default: random, made here. One process shares one (SPEC.md §2.1). */
+  instance?: Uint8Array;
   /**
    * How to reach the server, when not as targets are reached: through an
    * outbound proxy (proxy.ts `proxiedNet`) or over WebSocket (transport.ts
@@ -82,7 +84,15 @@ export class Agent {
   /** Sessions established so far (for tests and logs). */
   sessions = 0;
 
-  constructor(readonly net: Net, readonly opts: AgentOptions, readonly log: Logger) {}
+  /**
+   * This process's instance id (SPEC.md §2.1): sent in INSTANCE at version 2,
+   * so that servers tell replicas (other instances) from a reconnect (this one).
+   */
+  readonly instance: Uint8Array;
+
+  constructor(readonly net: Net, readonly opts: AgentOptions, readonly log: Logger) {
+    this.instance = opts.instance ?? randomBytes(16);
+  }
 
   get session(): SessionInfo | undefined {
     return this.#session;
@@ -187,6 +197,7 @@ export class Agent {
         "handshake",
         () => conn.close(),
       );
+      if (this.#version >= 2) await wire.send({ type: "INSTANCE", instance: this.instance });
       await wire.send({ type: "ANNOUNCE", rules: this.opts.rules });
       this.#seq = 0;
       this.#session = {
@@ -199,6 +210,8 @@ export class Agent {
       this.log.info("connected", {
         server: fmt(this.opts.server),
         agent_id: welcome.agentId,
+        instance: toHex(this.instance).slice(0, 8),
+        protocol: this.#version,
         rules: this.opts.rules.length,
       });
       for (const w of this.#sessionWaiters.splice(0)) w(this.#session);

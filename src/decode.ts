@@ -137,6 +137,8 @@ function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
     case "PING":
     case "PONG":
       return { type, data: new Control.PingPong(io).data.slice() };
+    case "INSTANCE":
+      return { type, instance: new Control.Instance(io).instance.slice() };
     case "GOAWAY": {
       const p = new Control.Goaway(io);
       return { type, code: p.code, message: utf8(p.message, "message") };

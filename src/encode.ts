@@ -177,6 +177,9 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
     case "PONG":
       w.bytes(msg.data, `${t}.data`, 8);
       break;
+    case "INSTANCE":
+      w.bytes(msg.instance, "INSTANCE.instance", 16);
+      break;
     case "POOL_HELLO":
       w.u8(msg.version, "POOL_HELLO.version");
       if (m.strict) atLeast1(msg.version, "POOL_HELLO.version");

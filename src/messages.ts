@@ -37,7 +37,7 @@ export const Limits = {
 
 /** The protocol versions this implementation speaks (SPEC.md §4). */
 export const VERSION_MIN = 1;
-export const VERSION_MAX = 1;
+export const VERSION_MAX = 2;
 
 /** SPEC.md §5.1. IPv4/IPv6 hosts are canonical text (`10.0.0.1`, `fd00::1`). */
 export type Target =
@@ -83,6 +83,8 @@ export type Message =
   | { type: "PING"; data: Uint8Array }
   | { type: "PONG"; data: Uint8Array }
   | { type: "GOAWAY"; code: number; message: string }
+  /** Version 2 (SPEC.md §5.19). */
+  | { type: "INSTANCE"; instance: Uint8Array }
   | {
     type: "POOL_HELLO";
     version: number;

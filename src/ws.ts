@@ -66,12 +66,17 @@ export function encodeFrame(
   const view = new DataView(out.buffer);
   if (ext === 2) view.setUint16(2, n);
   if (ext === 8) view.setBigUint64(2, BigInt(n));
+  out.set(payload, head);
   if (mask) {
     const key = crypto.getRandomValues(new Uint8Array(4));
     out.set(key, 2 + ext);
-    for (let i = 0; i < n; i++) out[head + i] = payload[i]! ^ key[i & 3]!;
-  } else {
-    out.set(payload, head);
+    // The payload starts at `head` (2, 4, 8 or 14: not always 4-aligned): mask a copy in place.
+    if (head % 4 === 0) unmask(out.subarray(head), key);
+    else {
+      const p = out.slice(head);
+      unmask(p, key);
+      out.set(p, head);
+    }
   }
   return out;
 }
@@ -81,27 +86,28 @@ export function encodeFrame(
  * masked (true on the server). Throws {@link WsError}.
  */
 export class FrameDecoder {
-  #buf: Uint8Array = new Uint8Array(0);
+  /** Pushed chunks not yet consumed; `#off` bytes of the first are. */
+  #chunks: Uint8Array[] = [];
+  #off = 0;
+  #size = 0;
+  readonly #head = new Uint8Array(14);
   constructor(readonly masked: boolean, readonly maxFrame = MAX_FRAME) {}
 
+  /** Add bytes; they are copied only once, when their frame is complete. */
   push(chunk: Uint8Array): void {
-    if (this.#buf.length === 0) this.#buf = chunk;
-    else {
-      const b = new Uint8Array(this.#buf.length + chunk.length);
-      b.set(this.#buf);
-      b.set(chunk, this.#buf.length);
-      this.#buf = b;
-    }
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
   }
 
   /** Bytes held that do not yet make a frame. */
   get buffered(): number {
-    return this.#buf.length;
+    return this.#size;
   }
 
   next(): WsFrame | null {
-    const b = this.#buf;
-    if (b.length < 2) return null;
+    if (this.#size < 2) return null;
+    const b = this.#peek(Math.min(14, this.#size));
     const fin = (b[0]! & 0x80) !== 0;
     if ((b[0]! & 0x70) !== 0) {
       throw new WsError(CloseCode.protocolError, "reserved bits set (no extension was agreed)");
@@ -120,11 +126,11 @@ export class FrameDecoder {
     let len = b[1]! & 0x7f;
     let at = 2;
     if (len === 126) {
-      if (b.length < 4) return null;
+      if (this.#size < 4) return null;
       len = (b[2]! << 8) | b[3]!;
       at = 4;
     } else if (len === 127) {
-      if (b.length < 10) return null;
+      if (this.#size < 10) return null;
       const big = new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0);
       if (big > BigInt(this.maxFrame)) {
         throw new WsError(CloseCode.tooBig, `frame of ${big} bytes is over ${this.maxFrame}`);
@@ -138,13 +144,73 @@ export class FrameDecoder {
     if (len > this.maxFrame) {
       throw new WsError(CloseCode.tooBig, `frame of ${len} bytes is over ${this.maxFrame}`);
     }
-    const keyAt = at;
+    const key = masked ? Uint8Array.from(b.subarray(at, at + 4)) : null; // a copy: b may be a view
     if (masked) at += 4;
-    if (b.length < at + len) return null;
-    const payload = new Uint8Array(b.subarray(at, at + len)); // a copy (Buffer#slice is not)
-    if (masked) { for (let i = 0; i < len; i++) payload[i]! ^= b[keyAt + (i & 3)]!; }
-    this.#buf = b.subarray(at + len);
+    if (this.#size < at + len) return null;
+    this.#skip(at);
+    const payload = this.#take(len);
+    if (key) unmask(payload, key);
     return { fin, opcode, payload };
+  }
+
+  /** The first `n` bytes, without consuming them. */
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0]!;
+    if (first.length - this.#off >= n) return first.subarray(this.#off, this.#off + n);
+    let got = 0;
+    for (let i = 0, off = this.#off; got < n; i++, off = 0) {
+      const c = this.#chunks[i]!;
+      const k = Math.min(c.length - off, n - got);
+      this.#head.set(c.subarray(off, off + k), got);
+      got += k;
+    }
+    return this.#head.subarray(0, n);
+  }
+
+  #skip(n: number): void {
+    while (n > 0) {
+      const c = this.#chunks[0]!;
+      const k = Math.min(c.length - this.#off, n);
+      this.#off += k;
+      this.#size -= k;
+      n -= k;
+      if (this.#off === c.length) {
+        this.#chunks.shift();
+        this.#off = 0;
+      }
+    }
+  }
+
+  /** The next `n` bytes, as a fresh buffer of their own. */
+  #take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const c = this.#chunks[0]!;
+      const k = Math.min(c.length - this.#off, n - got);
+      out.set(c.subarray(this.#off, this.#off + k), got);
+      got += k;
+      this.#off += k;
+      if (this.#off === c.length) {
+        this.#chunks.shift();
+        this.#off = 0;
+      }
+    }
+    this.#size -= n;
+    return out;
+  }
+}
+
+/** XOR `data` (a buffer of its own, at offset 0) with the 4-byte `key`, four bytes at a time. */
+function unmask(data: Uint8Array, key: Uint8Array): void {
+  const words = data.length >>> 2;
+  if (data.byteOffset % 4 === 0 && words > 0) {
+    const k = new Uint32Array(Uint8Array.from(key.subarray(0, 4)).buffer)[0]!;
+    const w = new Uint32Array(data.buffer, data.byteOffset, words);
+    for (let i = 0; i < words; i++) w[i]! ^= k;
+    for (let i = words << 2; i < data.length; i++) data[i]! ^= key[i & 3]!;
+  } else {
+    for (let i = 0; i < data.length; i++) data[i]! ^= key[i & 3]!;
   }
 }
 

@@ -10,6 +10,7 @@
  * text again without that family's `# TYPE` line: then `_bucket`, `_sum` and
  * `_count` come back as plain samples with all their labels.
  */
+import { VERSION_MAX } from "../src/messages.ts";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import parsePrometheusTextFormat, {
@@ -193,7 +194,7 @@ test(`${rt}: /metrics parses; setup and duration histograms, bytes per agent and
         runtime: rt,
         runtime_version: "-",
         protocol_min: "1",
-        protocol_max: "1",
+        protocol_max: String(VERSION_MAX),
       },
     );
 

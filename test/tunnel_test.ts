@@ -295,8 +295,8 @@ test(`${rt}: version negotiation names both ranges`, async () => {
     const w = new Wire(await t.net.dial(t.server.addrs.agents!));
     await w.send({
       type: "AGENT_HELLO",
-      minVersion: 2,
-      maxVersion: 3,
+      minVersion: VERSION_MAX + 1,
+      maxVersion: VERSION_MAX + 2,
       authMethod: 1,
       name: "office",
       software: "future",
@@ -305,7 +305,11 @@ test(`${rt}: version negotiation names both ranges`, async () => {
     assert.equal(msg?.type, "ERROR");
     assert.match(
       msg?.type === "ERROR" ? msg.message : "",
-      new RegExp(`server speaks ${VERSION_MIN}\\.\\.${VERSION_MAX}, agent offered 2\\.\\.3`),
+      new RegExp(
+        `server speaks ${VERSION_MIN}\\.\\.${VERSION_MAX}, agent offered ${VERSION_MAX + 1}\\.\\.${
+          VERSION_MAX + 2
+        }`,
+      ),
     );
     w.conn.close();
   } finally {

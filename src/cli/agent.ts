@@ -7,7 +7,13 @@
 import type { Command } from "commander";
 import { fmt } from "../addr.ts";
 import { Agent, type AgentOptions } from "../agent.ts";
-import { type Credential, ed25519Credential, tokenCredential } from "../auth.ts";
+import {
+  type Credential,
+  ed25519Credential,
+  randomBytes,
+  toHex,
+  tokenCredential,
+} from "../auth.ts";
 import { ClientProxy } from "../client.ts";
 import {
   type AgentConfig,
@@ -285,10 +291,12 @@ async function agentOptions(
 async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const log = logger(f.logLevel);
   const { opts, close } = await agentOptions(host, f, log);
+  const instance = randomBytes(16); // one per process, on every server (SPEC.md §2.1)
+  log.info("agent starting", { agent: opts[0]!.name, instance: toHex(instance).slice(0, 8) });
   const agents = opts.map((o) =>
     new Agent(
       host.net,
-      { ...o, software: software(host) },
+      { ...o, instance, software: software(host) },
       log.with({ agent: o.name, ...(opts.length > 1 ? { server: fmt(o.server) } : {}) }),
     )
   );

@@ -50,13 +50,55 @@ export interface SessionInfo {
 }
 
 export class AgentPort {
-  /** Live sessions by agent name. */
-  readonly sessions = new Map<string, Session>();
+  /** Live sessions by agent name, oldest first: several are replicas (SPEC.md §2.1). */
+  readonly #groups = new Map<string, Session[]>();
+  /** CONNECTs waiting for an agent's first ANNOUNCE, by agent name. */
+  readonly #announceWaiters = new Map<string, Set<() => void>>();
   readonly #controls = new Map<Session, Control>();
   readonly #byKey = new Map<string, Session>();
   readonly #agentIds = new Map<string, number>();
 
   constructor(readonly ctx: ServerContext) {}
+
+  /** The newest live session of each agent that has one. */
+  get sessions(): ReadonlyMap<string, Session> {
+    const m = new Map<string, Session>();
+    for (const [name, g] of this.#groups) m.set(name, g[g.length - 1]!);
+    return m;
+  }
+
+  /** The live sessions of agent `name` (its replicas), oldest first. */
+  group(name: string): readonly Session[] {
+    return this.#groups.get(name) ?? [];
+  }
+
+  /** Every live session. */
+  all(): Session[] {
+    return [...this.#groups.values()].flat();
+  }
+
+  /**
+   * The announced sessions of agent `name`; if none has announced yet but one
+   * is live, waits for the first ANNOUNCE up to `ms` (SPEC.md §2.1).
+   */
+  async announced(name: string, ms: number): Promise<Session[]> {
+    const now = () => this.group(name).filter((s) => s.announced && !s.closed);
+    if (now().length > 0 || this.group(name).length === 0) return now();
+    let waiters = this.#announceWaiters.get(name);
+    if (!waiters) this.#announceWaiters.set(name, waiters = new Set());
+    const w = waiters;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        w.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      w.add(done);
+    });
+    if (w.size === 0) this.#announceWaiters.delete(name);
+    return now();
+  }
 
   /** Serve one connection on the agent port: a control or a pool connection. */
   async handle(conn: Conn): Promise<void> {
@@ -81,7 +123,7 @@ export class AgentPort {
 
   /** Sessions of agents removed or re-keyed by a reload end; the others go on. */
   reload(old: ServerConfig, now: ServerConfig): void {
-    for (const s of [...this.sessions.values()]) {
+    for (const s of this.all()) {
       const next = now.agents.get(s.name);
       if (!next || next.credential !== old.agents.get(s.name)?.credential) {
         this.end(s, "auth_failed", "agent removed or credential changed by config reload");
@@ -90,7 +132,7 @@ export class AgentPort {
   }
 
   stop(): void {
-    for (const s of [...this.sessions.values()]) this.end(s, "shutdown", "server shutting down");
+    for (const s of this.all()) this.end(s, "shutdown", "server shutting down");
   }
 
   /** Remote address, software and login time of a live session (admin API). */
@@ -105,10 +147,9 @@ export class AgentPort {
    * it has no session.
    */
   disconnect(name: string, reason = "disconnected by an operator"): boolean {
-    const s = this.sessions.get(name);
-    if (!s) return false;
-    this.end(s, "shutdown", reason);
-    return true;
+    const g = [...this.group(name)];
+    for (const s of g) this.end(s, "shutdown", reason);
+    return g.length > 0;
   }
 
   /** End a session: GOAWAY (if `code`), close control and idle pool. Open streams go on. */
@@ -118,11 +159,22 @@ export class AgentPort {
     const c = this.#controls.get(s)!;
     this.#controls.delete(s);
     clearInterval(c.timer);
-    if (this.sessions.get(s.name) === s) this.sessions.delete(s.name);
+    const g = this.#groups.get(s.name)?.filter((x) => x !== s) ?? [];
+    if (g.length > 0) this.#groups.set(s.name, g);
+    else this.#groups.delete(s.name);
     this.#byKey.delete(s.key);
     if (code) void c.wire.last({ type: "GOAWAY", code: ErrorCode[code], message: reason });
     else c.wire.conn.close();
     c.log.info("agent session ended", { reason: code ?? reason });
+  }
+
+  /** End the other sessions of `s`'s name that `which` selects: `s` replaces them. */
+  #replace(s: Session, which: (old: Session) => boolean): void {
+    for (const old of this.group(s.name)) {
+      if (old !== s && which(old)) {
+        this.end(old, "replaced", "a newer session for this agent took over");
+      }
+    }
   }
 
   /** The agent's id: the config's (the same on every server sharing it), kept across reloads. */
@@ -170,11 +222,12 @@ export class AgentPort {
         },
       },
     );
-    const old = this.sessions.get(s.name);
-    if (old) this.end(old, "replaced", "a newer session for this agent took over");
+    // Version 1 has no instance id: a new session replaces every session of its name.
+    // At version 2 the decision waits for INSTANCE (SPEC.md §2.1).
+    if (version < 2) this.#replace(s, () => true);
     const c = this.ctx.config();
     const timer = setInterval(() => this.#tick(s), c.heartbeatIntervalMs);
-    this.sessions.set(s.name, s);
+    this.#groups.set(s.name, [...this.group(s.name), s]);
     this.#byKey.set(s.key, s);
     this.#controls.set(s, {
       session: s,
@@ -221,6 +274,27 @@ export class AgentPort {
           log.info("agent announced targets", {
             rules: s.rules.length,
             ...(dropped ? { invalid: dropped } : {}),
+          });
+          if (!s.announced) {
+            s.announced = true;
+            for (const wake of [...(this.#announceWaiters.get(s.name) ?? [])]) wake();
+          }
+          break;
+        }
+        case "INSTANCE": {
+          if (s.who.version < 2 || s.instance || s.announced) {
+            throw new ProtocolError(
+              "unexpected_message",
+              "INSTANCE is for version 2, once, before ANNOUNCE",
+            );
+          }
+          s.instance = msg.instance;
+          const same = toHex(msg.instance);
+          // The same process reconnecting, or a version-1 session it upgrades from.
+          this.#replace(s, (old) => old.instance === null || toHex(old.instance) === same);
+          log.info("agent instance", {
+            instance: same.slice(0, 8),
+            replicas: this.group(s.name).length,
           });
           break;
         }

@@ -44,6 +44,8 @@ export type OpenResult =
     agent: string;
     /** The target as matched and opened (normalized). */
     target: Target;
+    /** The agent session (replica) that carries it. */
+    session: Session;
   }
   | { ok: false; status: number; reason: string };
 
@@ -87,6 +89,11 @@ export class Router {
   readonly #clientIds = new Map<string, number>();
   readonly #clientStreams = new Map<string, number>();
   readonly #agentStreams = new Map<string, number>();
+  /** Streams open or opening per agent session, for spreading them over replicas. */
+  readonly #load = new Map<Session, number>();
+  /** When each session was last picked (a tie goes to the one picked longest ago). */
+  readonly #picked = new WeakMap<Session, number>();
+  #picks = 0;
   /** Streams being relayed. */
   active = 0;
   /** Live streams by stream id. */
@@ -220,24 +227,72 @@ export class Router {
         `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
       );
     }
+    if (this.agents.group(agent).length === 0) {
+      return refuse(Status.host_unreachable, `agent ${agent} is offline`);
+    }
+    // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
+    const announced = await this.agents.announced(agent, c.poolWaitMs);
+    if (announced.length === 0) {
+      return refuse(
+        Status.host_unreachable,
+        `agent ${agent} has not announced its targets in time`,
+      );
+    }
+    const replicas = announced.filter((s) =>
+      allowed(rulesFor(s.rules, req.client), req.client, target, "defer")
+    );
+    if (replicas.length === 0) {
+      return refuse(Status.not_allowed, "target outside what the agent announced");
+    }
+    const failed = new Set<Session>();
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const s = this.agents.sessions.get(agent);
-      if (!s) return refuse(Status.host_unreachable, `agent ${agent} is offline`);
-      if (!allowed(rulesFor(s.rules, req.client), req.client, target, "defer")) {
-        return refuse(Status.not_allowed, "target outside what the agent announced");
-      }
+      const s = this.#pick(replicas, failed);
+      if (!s) break;
+      this.#load.set(s, (this.#load.get(s) ?? 0) + 1);
       const waits = s.idle === 0 && !s.closed;
       const tw = waits ? Date.now() : 0;
       const pc = await s.take();
       if (waits) this.#poolWaited(s, agent, tw, pc !== null);
+      let r: OpenResult | null = null;
       try {
-        const r = await this.#openOn(s, pc, req, target, agent);
-        if (r) return r;
+        r = await this.#openOn(s, pc, req, target, agent);
       } finally {
         s.release();
+        if (!r?.ok) this.#unload(s);
       }
+      if (r) return r;
+      failed.add(s); // its pool connection was dead: the next attempt goes to another replica
     }
     return refuse(Status.general_failure, "pool connections kept failing");
+  }
+
+  /**
+   * The replica for a new stream (SPEC.md §7.2): live, not failed in this
+   * CONNECT if another is left, with the fewest streams open or opening, then
+   * the most idle pool connections, then the one picked longest ago.
+   */
+  #pick(replicas: Session[], failed: Set<Session>): Session | undefined {
+    const live = replicas.filter((s) => !s.closed);
+    const fresh = live.filter((s) => !failed.has(s));
+    const from = fresh.length > 0 ? fresh : live;
+    const rank = (s: Session) => [this.#load.get(s) ?? 0, -s.idle, this.#picked.get(s) ?? 0];
+    let best: Session | undefined;
+    let bestRank: number[] = [];
+    for (const s of from) {
+      const r = rank(s);
+      const better = !best || r[0]! < bestRank[0]! ||
+        (r[0] === bestRank[0] &&
+          (r[1]! < bestRank[1]! || (r[1] === bestRank[1] && r[2]! < bestRank[2]!)));
+      if (better) [best, bestRank] = [s, r];
+    }
+    if (best) this.#picked.set(best, ++this.#picks);
+    return best;
+  }
+
+  #unload(s: Session): void {
+    const n = (this.#load.get(s) ?? 1) - 1;
+    if (n <= 0) this.#load.delete(s);
+    else this.#load.set(s, n);
   }
 
   /** Count a CONNECT that found no idle pool connection and had to wait. */
@@ -313,6 +368,7 @@ export class Router {
       streamId,
       agent,
       target,
+      session: s,
     };
   }
 
@@ -368,6 +424,7 @@ export class Router {
       this.active--;
       bump(this.#clientStreams, client, -1);
       bump(this.#agentStreams, r.agent, -1);
+      this.#unload(r.session);
     }
     const ms = Date.now() - t0;
     m.inc("burrow_bytes_total", "Bytes relayed", { direction: "up" }, up);

@@ -88,7 +88,19 @@ export class Server implements HttpSource {
     m.gauge(
       "burrow_pool_idle",
       "Idle pool connections per agent",
-      () => [...this.agents.sessions.values()].map((s) => [{ agent: s.name }, s.idle]),
+      () =>
+        [...this.agents.sessions.keys()].map((name) => [
+          { agent: name },
+          this.agents.group(name).reduce((n, s) => n + s.idle, 0),
+        ]),
+    );
+    m.gauge(
+      "burrow_agent_replicas",
+      "Live sessions per agent: its replicas (SPEC.md §2.1)",
+      () =>
+        [...this.agents.sessions.keys()].map((
+          name,
+        ) => [{ agent: name }, this.agents.group(name).length]),
     );
     m.gauge(
       "burrow_build_info",

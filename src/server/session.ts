@@ -71,6 +71,10 @@ export class AgentSession<P extends Pooled> {
   readonly key: string;
   /** What the agent announced (ANNOUNCE), normalized. */
   rules: Rule[] = [];
+  /** Whether the agent has announced its rules: only then is the session routable (SPEC.md §2.1). */
+  announced = false;
+  /** The agent process's instance id (INSTANCE, version 2); null on version 1. */
+  instance: Uint8Array | null = null;
   closed = false;
   /** When a frame last arrived on the control connection. */
   lastRx: number;

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { toHex } from "../auth.ts";
 import { formatRule } from "../policy.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { LiveStream, Router } from "./router.ts";
@@ -28,7 +29,8 @@ export interface AgentView {
   /** First 8 hex digits of the session id (as in the logs). */
   session: string;
   /** Instance id: the protocol has none yet, so always null. */
-  instance: null;
+  /** The agent process's instance id (hex; version 2), null for a version-1 session. */
+  instance: string | null;
   /** Negotiated protocol version. */
   protocol: number;
   /** As the agent sent it in AGENT_HELLO. */
@@ -83,14 +85,14 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 export function agentViews(agents: AgentPort, router: Router): AgentView[] {
   const byAgent = router.bytesBy("agent");
-  return [...agents.sessions.values()].map((s) => {
+  return agents.all().map((s) => {
     const info = agents.info(s);
     const bytes = byAgent.get(s.name) ?? { up: 0, down: 0 };
     return {
       name: s.name,
       id: s.who.agentId,
       session: s.key.slice(0, 8),
-      instance: null,
+      instance: s.instance ? toHex(s.instance) : null,
       protocol: s.who.version,
       software: info?.software ?? "",
       remote: info?.remote ?? "",
