@@ -97,7 +97,7 @@ export class Router {
   /** Streams being relayed. */
   active = 0;
   /** Live streams by stream id. */
-  readonly streams = new Map<number, LiveStream>();
+  readonly streams: Map<number, LiveStream> = new Map();
   readonly #clientBytes: Totals = new Map();
   readonly #agentBytes: Totals = new Map();
 

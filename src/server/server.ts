@@ -41,7 +41,7 @@ export interface ServerInfo {
 }
 
 export class Server implements HttpSource {
-  readonly metrics = new Metrics();
+  readonly metrics: Metrics = new Metrics();
   readonly admission: Admission;
   readonly agents: AgentPort;
   readonly router: Router;
@@ -122,7 +122,7 @@ export class Server implements HttpSource {
     return this.#config;
   }
 
-  health() {
+  health(): { status: "ok" | "stopping"; agents: number; streams: number } {
     return {
       status: this.#state === "stopping" ? "stopping" as const : "ok" as const,
       agents: this.agents.sessions.size,
