@@ -51,6 +51,9 @@ export const WAN_SYSTEMS = [
   "burrow-node-tls",
   "burrow-deno-tls",
   "burrow-bun-tls",
+  "burrow-node-wss",
+  "burrow-deno-wss",
+  "burrow-bun-wss",
 ];
 
 const median = (xs: number[]): number | undefined => {
