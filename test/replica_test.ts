@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { tokenCredential } from "../src/auth.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
+import { parseRule } from "../src/policy.ts";
 import { login, Wire } from "../src/wire.ts";
 import {
   AGENT_TOKEN,
@@ -151,5 +152,39 @@ test(`${rt}: replicas: kill -9 one replica; from 1 s later every stream goes thr
     echo.close();
     await t.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`${rt}: replicas: a replica whose INSTANCE is still on its way is not replaced by another`, async () => {
+  const t = await tunnel({ startAgent: false });
+  const wires: Wire[] = [];
+  try {
+    const loginOne = async () => {
+      const w = new Wire(await t.net.dial(t.server.addrs.agents!));
+      wires.push(w);
+      await login(w, "agent", "office", tokenCredential(AGENT_TOKEN), "raw agent");
+      await w.expect("WELCOME");
+      return w;
+    };
+    const [a, b] = [await loginOne(), await loginOne()];
+    // B says who it is first; A's INSTANCE comes later (as when two start at once).
+    await b.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(2) });
+    await b.send({ type: "ANNOUNCE", rules: parseRule("127.0.0.1:*") });
+    await a.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(1) });
+    await a.send({ type: "ANNOUNCE", rules: parseRule("127.0.0.1:*") });
+    assert.ok(
+      await until(() => t.server.agents.group("office").filter((s) => s.announced).length === 2),
+    );
+    // A reconnect of instance 1 replaces only A.
+    const c = await loginOne();
+    await c.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(1) });
+    const goaway = await a.recv().then(async function skip(m): Promise<unknown> {
+      return m && (m.type === "POOL_REQUEST" || m.type === "PING") ? skip(await a.recv()) : m;
+    });
+    assert.equal((goaway as { type?: string } | null)?.type, "GOAWAY");
+    assert.equal(t.server.agents.group("office").length, 2);
+  } finally {
+    for (const w of wires) w.conn.close();
+    await t.close();
   }
 });

@@ -291,7 +291,11 @@ export class AgentPort {
           s.instance = msg.instance;
           const same = toHex(msg.instance);
           // The same process reconnecting, or a version-1 session it upgrades from.
-          this.#replace(s, (old) => old.instance === null || toHex(old.instance) === same);
+          // (A version-2 session whose INSTANCE has not arrived yet is someone else: left alone.)
+          this.#replace(
+            s,
+            (old) => old.who.version < 2 || (old.instance !== null && toHex(old.instance) === same),
+          );
           log.info("agent instance", {
             instance: same.slice(0, 8),
             replicas: this.group(s.name).length,
