@@ -9,9 +9,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { test } from "node:test";
 import type { Host } from "../src/cli/mod.ts";
 import { httpApp } from "../src/http/mod.ts";
-import { targetOf } from "../src/ip.ts";
 import { launchChromium } from "./cdp.ts";
-import { ALICE_TOKEN, echoTarget, repo, runtime, socks, tunnel } from "./helpers.ts";
+import { echoTarget, repo, runtime, socksTo, tunnel } from "./helpers.ts";
 
 const rt = runtime;
 const ADMIN = "admin-token-0123456789abcdef";
@@ -35,13 +34,7 @@ test(`${rt}: dashboard shows agents and live streams in headless Chromium`, asyn
     assert.equal(await page.eval<string>(`sessionStorage.getItem("burrow.admin_token")`), ADMIN);
     assert.equal(await page.eval<string>("document.cookie"), "");
 
-    const s = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const s = await socksTo(t, echo.addr.port);
     assert.equal(s.reply, 0);
     await s.conn.write(new TextEncoder().encode("hello dashboard"));
     await s.conn.read(); // echoed

@@ -19,6 +19,7 @@ import {
   runtime,
   runtimeNet,
   socks,
+  socksTo,
   testAgent,
   tripwire,
   tunnel,
@@ -225,13 +226,7 @@ test(`${rt}: failed SOCKS logins block the SOCKS port only, never the agent port
       );
       s.conn.close();
     }
-    const blocked = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const blocked = await socksTo(t, echo.addr.port);
     blocked.conn.close();
     assert.equal(blocked.auth, null, "the SOCKS port is blocked for 127.0.0.1");
     // Streams through the client port use (and refill) the pool over the agent port.

@@ -17,6 +17,7 @@ import { parseMethodSelection, parseReply, parseUserpassReply } from "../src/soc
 import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
 import { Reader } from "../src/reader.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
+import { targetOf } from "../src/ip.ts";
 
 export const runtime: "node" | "deno" | "bun" = "Deno" in globalThis
   ? "deno"
@@ -436,4 +437,14 @@ export async function clientProxy(
   }, memoryLogger().log);
   await proxy.start();
   return proxy;
+}
+
+/** A SOCKS5 CONNECT as alice (or `user`) through the tunnel's SOCKS port to 127.0.0.1:`port`. */
+export function socksTo(
+  t: Tunnel,
+  port: number,
+  user = "alice",
+  token = ALICE_TOKEN,
+): Promise<SocksResult> {
+  return socks(t.net, t.socks, user, token, targetOf("127.0.0.1", port));
 }

@@ -26,11 +26,11 @@ import { VERSION } from "../src/version.ts";
 import { Wire } from "../src/wire.ts";
 import {
   AGENT_TOKEN,
-  ALICE_TOKEN,
   BOB_TOKEN,
   echoTarget,
   runtime,
   socks,
+  socksTo,
   tunnel,
   until,
 } from "./helpers.ts";
@@ -153,13 +153,7 @@ test(`${rt}: /metrics parses; setup and duration histograms, bytes per agent and
     assert.ok(await until(() => (t.server.agents.sessions.get("lab")?.rules.length ?? 0) > 0));
 
     // One stream through office: 500 bytes up, 500 down.
-    const s = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const s = await socksTo(t, echo.addr.port);
     assert.equal(s.reply, 0);
     await s.conn.write(new Uint8Array(500));
     let got = 0;

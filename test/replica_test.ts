@@ -10,17 +10,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { tokenCredential } from "../src/auth.ts";
-import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
 import { parseRule } from "../src/policy.ts";
 import { login, Wire } from "../src/wire.ts";
 import {
   AGENT_TOKEN,
-  ALICE_TOKEN,
   burrow,
   echoTarget,
   runtime,
-  socks,
+  socksTo,
   testAgent,
   tunnel,
   until,
@@ -34,7 +32,7 @@ async function echoOnce(
   port: number,
   i: number,
 ): Promise<boolean> {
-  const s = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", port));
+  const s = await socksTo(t, port);
   try {
     if (s.reply !== Status.succeeded) return false;
     await s.conn.write(new TextEncoder().encode(`ping ${i}`));
@@ -102,7 +100,7 @@ test(`${rt}: replicas: an agent that has not announced gets 0x04, not a policy r
     await login(w, "agent", "office", tokenCredential(AGENT_TOKEN), "silent agent");
     await w.expect("WELCOME");
     // Logged in, never announces.
-    const s = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", 9));
+    const s = await socksTo(t, 9);
     s.conn.close();
     assert.equal(s.reply, Status.host_unreachable);
     assert.ok(t.logs.some((l) => l.includes("has not announced its targets")));

@@ -22,6 +22,7 @@ import {
   readAll,
   runtime,
   socks,
+  socksTo,
   testAgent,
   tripwire,
   tunnel,
@@ -108,13 +109,7 @@ test(`${rt}: an Ed25519 agent authenticates with only its public key on the serv
   });
   const echo = await echoTarget(t.net);
   try {
-    const s = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const s = await socksTo(t, echo.addr.port);
     assert.equal(s.reply, 0);
     await s.conn.write(Uint8Array.of(42));
     assert.deepEqual([...(await s.conn.read())!], [42]);
@@ -228,13 +223,7 @@ test(`${rt}: revoking an agent by reload ends it; other agents' live streams con
   try {
     lab.start();
     await lab.connected();
-    const live = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const live = await socksTo(t, echo.addr.port);
     assert.equal(live.reply, 0);
     // Revoke "lab" (drop it from the config); alice's stream goes through "office" and must survive.
     const cfg = t.server.config;
@@ -374,13 +363,7 @@ test(`${rt}: failed authentications are rate-limited per source address`, async 
       r.conn.close();
     }
     // Blocked now, even with the right token.
-    const r = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const r = await socksTo(t, echo.addr.port);
     assert.equal(r.reply, null);
     r.conn.close();
     assert.ok(t.logs.some((l) => l.includes("limit=auth_failures")));
@@ -395,21 +378,9 @@ test(`${rt}: stream and handshake limits refuse with a logged, counted reason`, 
   const t = await tunnel({ config: { limits: { streams_per_client: 1, pending_handshakes: 3 } } });
   const echo = await echoTarget(t.net);
   try {
-    const one = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const one = await socksTo(t, echo.addr.port);
     assert.equal(one.reply, 0);
-    const two = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const two = await socksTo(t, echo.addr.port);
     assert.equal(two.reply, Status.general_failure);
     two.conn.close();
     one.conn.close();
@@ -432,13 +403,7 @@ test(`${rt}: stream and handshake limits refuse with a logged, counted reason`, 
       ),
     );
     await new Promise((r) => setTimeout(r, 50));
-    const again = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const again = await socksTo(t, echo.addr.port);
     assert.equal(again.reply, 0);
     again.conn.close();
   } finally {

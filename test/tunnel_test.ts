@@ -22,6 +22,7 @@ import {
   runtime,
   runtimeNet,
   socks,
+  socksTo,
   testAgent,
   tripwire,
   tunnel,
@@ -49,13 +50,7 @@ test(`${rt}: tunnel relays 4 MiB both ways and keeps half-close`, async () => {
   const t = await tunnel();
   const echo = await echoTarget(t.net);
   try {
-    const s = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const s = await socksTo(t, echo.addr.port);
     assert.equal(s.reply, 0);
     const data = pattern(4 * 1024 * 1024);
     const reading = readAll(s.conn);
@@ -156,13 +151,7 @@ test(`${rt}: target outside the agent's allowlist is refused`, async () => {
   const t = await tunnel({ allow: ["127.0.0.1:1-1000"] });
   const wire = await tripwire(t.net);
   try {
-    const r = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", wire.addr.port),
-    );
+    const r = await socksTo(t, wire.addr.port);
     assert.equal(r.reply, Status.not_allowed);
     r.conn.close();
     assert.equal(wire.hits(), 0);
@@ -271,13 +260,7 @@ test(`${rt}: hostile bytes on the agent port get an ERROR and a close`, async ()
     await readAll(c);
     c.close();
     // Everyone else is still served.
-    const s = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const s = await socksTo(t, echo.addr.port);
     assert.equal(s.reply, 0);
     s.conn.close();
     assert.ok(
@@ -362,23 +345,11 @@ test(`${rt}: pool serves a CONNECT right after connect, a burst of 200, then shr
   const t = await tunnel();
   const echo = await echoTarget(t.net);
   try {
-    const first = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const first = await socksTo(t, echo.addr.port);
     assert.equal(first.reply, 0);
     first.conn.close();
     const burst = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
-      const s = await socks(
-        t.net,
-        t.socks,
-        "alice",
-        ALICE_TOKEN,
-        targetOf("127.0.0.1", echo.addr.port),
-      );
+      const s = await socksTo(t, echo.addr.port);
       if (s.reply !== 0) {
         s.conn.close();
         return false;
@@ -425,7 +396,7 @@ test(`${rt}: a silent agent is dropped within the heartbeat timeout`, async () =
     const t0 = Date.now();
     assert.ok(await until(() => t.server.health().agents === 0, 3000), "session dropped");
     assert.ok(Date.now() - t0 < 3000);
-    const r = await socks(t.net, t.socks, "alice", ALICE_TOKEN, targetOf("127.0.0.1", 80));
+    const r = await socksTo(t, 80);
     assert.equal(r.reply, Status.host_unreachable);
     r.conn.close();
     w.conn.close();
@@ -450,13 +421,7 @@ test(`${rt}: agent keeps its id and a second session replaces the first`, async 
     assert.ok(
       await until(() => t.agent.session !== undefined && t.agent.session.agentId === id1, 5000),
     );
-    const r = await socks(
-      t.net,
-      t.socks,
-      "alice",
-      ALICE_TOKEN,
-      targetOf("127.0.0.1", echo.addr.port),
-    );
+    const r = await socksTo(t, echo.addr.port);
     assert.equal(r.reply, 0);
     r.conn.close();
   } finally {
