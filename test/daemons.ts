@@ -10,14 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Addr, Net } from "../src/net.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
+import { freePort } from "./helpers.ts";
 
 /** A free port on 127.0.0.1 (for daemons that need one on their command line). */
-export async function freePort(net: Net): Promise<number> {
-  const l = await net.listen({ host: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
+export { freePort } from "./helpers.ts";
 
 export interface Daemon {
   addr: Addr;
@@ -101,9 +97,7 @@ export async function nginx(
   const cert = await generateSelfSigned();
   writeFileSync(join(dir, "cert.pem"), cert.cert);
   writeFileSync(join(dir, "key.pem"), cert.key, { mode: 0o600 });
-  const l = await net.listen({ host: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
+  const port = await freePort(net);
   writeFileSync(
     join(dir, "nginx.conf"),
     `daemon off;

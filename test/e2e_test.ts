@@ -16,6 +16,8 @@ import {
   AGENT_TOKEN,
   ALICE_TOKEN,
   burrow,
+  freePort,
+  freePorts,
   type Proc,
   runtime,
   runtimeNet,
@@ -24,13 +26,6 @@ import {
 
 type Rt = "node" | "deno" | "bun";
 const rt = runtime;
-
-async function freePort(net: Net): Promise<number> {
-  const l = await net.listen({ host: "127.0.0.1", port: 0 });
-  const p = l.addr.port;
-  l.close();
-  return p;
-}
 
 interface Setup {
   dir: string;
@@ -49,11 +44,11 @@ interface SetupOptions {
 
 async function setup(net: Net, opts: SetupOptions = {}): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), "burrow-e2e-"));
-  const [agentPort, socksPort, httpPort, clientPort] = [
-    await freePort(net),
-    await freePort(net),
-    await freePort(net),
-    await freePort(net),
+  const [agentPort, socksPort, httpPort, clientPort] = await freePorts(net, 4) as [
+    number,
+    number,
+    number,
+    number,
   ];
   const config = join(dir, "server.yaml");
   writeFileSync(

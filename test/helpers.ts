@@ -448,3 +448,35 @@ export function socksTo(
 ): Promise<SocksResult> {
   return socks(t.net, t.socks, user, token, targetOf("127.0.0.1", port));
 }
+
+/** Ports handed out by {@link freePorts} in this process: never handed out twice. */
+const handedOut = new Set<number>();
+
+/**
+ * `n` distinct free loopback ports, for processes that need a port on their
+ * command line. All are held open together while they are picked (so two
+ * never coincide), and none is handed out twice by this process.
+ */
+export async function freePorts(net: Net, n: number): Promise<number[]> {
+  const held: Listener[] = [];
+  const ports: number[] = [];
+  try {
+    for (let tries = 0; ports.length < n && tries < n * 20; tries++) {
+      const l = await net.listen({ host: "127.0.0.1", port: 0 });
+      held.push(l);
+      if (!handedOut.has(l.addr.port)) {
+        handedOut.add(l.addr.port);
+        ports.push(l.addr.port);
+      }
+    }
+  } finally {
+    for (const l of held) l.close();
+  }
+  if (ports.length < n) throw new Error(`freePorts: found ${ports.length} of ${n}`);
+  return ports;
+}
+
+/** One port of {@link freePorts}. */
+export async function freePort(net: Net): Promise<number> {
+  return (await freePorts(net, 1))[0]!;
+}

@@ -100,6 +100,11 @@ async function setup(): Promise<Setup> {
   };
 }
 
+/** The server has an announced session of office with an idle pool connection. */
+function ready(s: Setup): boolean {
+  return s.t.server.agents.group("office").some((x) => x.announced && x.idle >= 1);
+}
+
 function agentArgs(s: Setup, server: string): string[] {
   return [
     "agent",
@@ -126,6 +131,7 @@ test(`${rt}: cli: an agent behind an HTTP proxy (--proxy-file, then HTTPS_PROXY)
     const a = burrow(rt, [...agentArgs(s, server), "--proxy-file", join(s.dir, "proxy")]);
     s.procs.push(a);
     await a.waitFor(/msg="connected"/);
+    assert.ok(await until(() => ready(s)), `the pool stands:\n${a.output()}`);
     assert.match(
       a.output(),
       /proxy=http:\/\/alice:\*\*\*@127\.0\.0\.1/,
@@ -137,7 +143,7 @@ test(`${rt}: cli: an agent behind an HTTP proxy (--proxy-file, then HTTPS_PROXY)
       `alice:${ALICE_TOKEN}`,
       `http://127.0.0.1:${s.target.addr.port}/`,
     );
-    assert.equal(page, "hello from the closed network\n");
+    assert.equal(page, "hello from the closed network\n", a.output());
     await a.stop();
     // The environment as curl reads it; NO_PROXY exempts other hosts only.
     const b = burrow(rt, agentArgs(s, server), { HTTPS_PROXY: url, NO_PROXY: "example.com" });
@@ -166,7 +172,7 @@ test(`${rt}: cli: an agent and a client proxy over wss:// to the HTTPS port serv
     s.procs.push(a);
     await a.waitFor(/msg="connected"/);
     assert.ok(
-      await until(() => (s.t.server.agents.sessions.get("office")?.idle ?? 0) >= 1),
+      await until(() => ready(s)),
       "pool over wss",
     );
     const c = burrow(rt, [
