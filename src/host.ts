@@ -60,9 +60,8 @@ export type NormalizedTarget = { ok: true; target: Target } | { ok: false; reaso
  */
 export function normalizeTarget(t: Target): NormalizedTarget {
   if (t.type === "domain") {
-    if (ipKind(t.host)) {
-      return normalizeTarget({ type: ipKind(t.host)!, host: t.host, port: t.port });
-    }
+    const kind = ipKind(t.host);
+    if (kind) return normalizeTarget({ type: kind, host: t.host, port: t.port });
     const host = normalizeHostName(t.host);
     if (host === null) {
       return { ok: false, reason: `target ${describeHost(t.host)} is not a valid host name` };

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { normalizeHostName, normalizeIP, unmapIPv4 } from "./host.ts";
+import { normalizeHostName, normalizeIP, normalizeTarget, unmapIPv4 } from "./host.ts";
 import { inCidr, ipKind } from "./ip.ts";
 import type { Rule, Target } from "./messages.ts";
 import { RuleError } from "./errors.ts";
@@ -137,11 +137,9 @@ function hostMatches(pattern: string, host: string): boolean {
   return host === pattern;
 }
 
-/** An IP matches a CIDR rule of its own family only; IPv4-mapped IPv6 counts as IPv4. */
+/** A normalized IP matches a CIDR rule of its own family only. */
 function ipInRule(ip: string, r: Extract<Rule, { kind: "cidr4" | "cidr6" }>): boolean {
-  const n = normalizeIP(ip);
-  if (n === null || n.includes(":") !== (r.kind === "cidr6")) return false;
-  return inCidr(n, r.addr, r.prefix);
+  return ip.includes(":") === (r.kind === "cidr6") && inCidr(ip, r.addr, r.prefix);
 }
 
 /**
@@ -153,22 +151,21 @@ function ipInRule(ip: string, r: Extract<Rule, { kind: "cidr4" | "cidr6" }>): bo
 export type DomainMode = "never" | "defer" | string[];
 
 /**
- * Does `target` match rule `r` (ignoring the rule's client)? `target` should
- * be normalized (host.ts `normalizeTarget`); a domain that is not a valid host
- * name matches nothing, whatever the rule.
+ * Does `target` match rule `r` (ignoring the rule's client)? `target` must be
+ * normalized (host.ts `normalizeTarget`: the router and the agent do that
+ * once per CONNECT); resolved addresses in `domains` are normalized here
+ * (IPv4-mapped ones count as IPv4).
  */
 export function matchRule(r: Rule, target: Target, domains: DomainMode = "never"): boolean {
   if (target.port < r.portMin || target.port > r.portMax) return false;
-  if (target.type === "domain") {
-    const host = normalizeHostName(target.host);
-    if (host === null) return false;
-    if (r.kind === "host") return hostMatches(r.pattern, host);
-    if (domains === "never") return false;
-    if (domains === "defer") return true;
-    return domains.some((ip) => ipInRule(ip, r));
-  }
   if (r.kind === "host") return hostMatches(r.pattern, target.host);
-  return ipInRule(target.host, r);
+  if (target.type !== "domain") return ipInRule(target.host, r);
+  if (domains === "never") return false;
+  if (domains === "defer") return true;
+  return domains.some((ip) => {
+    const n = normalizeIP(ip);
+    return n !== null && ipInRule(n, r);
+  });
 }
 
 /** Rules that apply to `client` (its own and those for every client). */
@@ -176,14 +173,19 @@ export function rulesFor(rules: readonly Rule[], client: string): Rule[] {
   return rules.filter((r) => r.client === "" || r.client === client);
 }
 
-/** Is `target` allowed for `client` by any of `rules`? */
+/**
+ * Is `target` allowed for `client` by any of `rules`? `target` is normalized
+ * here first; one without a canonical form is allowed by nothing.
+ */
 export function allowed(
   rules: readonly Rule[],
   client: string,
   target: Target,
   domains: DomainMode = "never",
 ): boolean {
+  const n = normalizeTarget(target);
+  if (!n.ok) return false;
   return rules.some((r) =>
-    (r.client === "" || r.client === client) && matchRule(r, target, domains)
+    (r.client === "" || r.client === client) && matchRule(r, n.target, domains)
   );
 }

@@ -12,8 +12,6 @@ import type { Net } from "./net.ts";
 import { deadline } from "./time.ts";
 import { wsConnect } from "./ws.ts";
 
-export { parseServer, type ServerAddress } from "./config/mod.ts";
-
 /**
  * `net` whose dials speak WebSocket to `endpoint` (e.g. `/burrow/agent`)
  * after the TCP or TLS connection stands: the Conn it returns carries the

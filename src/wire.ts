@@ -107,27 +107,20 @@ export class Wire {
     return this.conn.write(encode(msg));
   }
 
-  /** Send ERROR (best effort), then end cleanly so that it arrives (see linger.ts). */
-  async fail(code: ErrorCodeName, message: string): Promise<void> {
-    try {
-      await deadline(
-        this.send({ type: "ERROR", code: ErrorCode[code], message: message.slice(0, 1024) }),
-        1000,
-        "sending ERROR",
-      );
-    } catch {
-      // the peer is gone; closing is all that is left
-      this.conn.close();
-      return;
-    }
-    await linger(this.conn, 1000);
+  /** Send ERROR (best effort), then end cleanly so that it arrives. */
+  fail(code: ErrorCodeName, message: string): Promise<void> {
+    return this.last({ type: "ERROR", code: ErrorCode[code], message: message.slice(0, 1024) });
   }
 
-  /** Send `msg` as the last frame, then end cleanly so that it arrives (see linger.ts). */
+  /**
+   * Send `msg` as the last frame (within 1 s: the peer may have stopped
+   * reading), then end cleanly so that it arrives (see linger.ts).
+   */
   async last(msg: Message): Promise<void> {
     try {
-      await this.send(msg);
+      await deadline(this.send(msg), 1000, `sending ${msg.type}`);
     } catch {
+      // the peer is gone; closing is all that is left
       this.conn.close();
       return;
     }

@@ -368,6 +368,29 @@ export function burrow(
 }
 
 /**
+ * The fake server's side of an agent's login on `listener`: takes HELLO and
+ * AUTH without checking anything, sends WELCOME and waits for ANNOUNCE.
+ * Returns the control connection.
+ */
+export async function acceptAgent(listener: Listener, heartbeatTimeoutMs = 5000): Promise<Wire> {
+  const control = new Wire((await listener.accept())!);
+  await control.expect("AGENT_HELLO");
+  await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
+  await control.expect("AUTH");
+  await control.send({
+    type: "WELCOME",
+    agentId: 1,
+    sessionId: new Uint8Array(16),
+    heartbeatIntervalMs: 1000,
+    heartbeatTimeoutMs,
+    poolMin: 1,
+    poolMax: 64,
+  });
+  await control.expect("ANNOUNCE");
+  return control;
+}
+
+/**
  * A server that lies: it logs in an agent with `rules` without checking its
  * proof, and sends OPEN for any target on a fresh pool connection. For tests
  * of the agent's own checks (it must never trust the server).
@@ -385,22 +408,8 @@ export async function lyingServer(net: Net, rules: string[]): Promise<{
     rules: rules.flatMap((r) => parseRule(r)),
   }, memoryLogger().log);
   agent.start();
-  const conns: Conn[] = [];
-  const control = new Wire((await fake.accept())!);
-  conns.push(control.conn);
-  await control.expect("AGENT_HELLO");
-  await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
-  await control.expect("AUTH");
-  await control.send({
-    type: "WELCOME",
-    agentId: 1,
-    sessionId: new Uint8Array(16),
-    heartbeatIntervalMs: 1000,
-    heartbeatTimeoutMs: 5000,
-    poolMin: 1,
-    poolMax: 1,
-  });
-  await control.expect("ANNOUNCE");
+  const control = await acceptAgent(fake);
+  const conns: Conn[] = [control.conn];
   let n = 0;
   return {
     async open(target, client = "alice") {

@@ -14,7 +14,7 @@ import type { MessageOf } from "../src/messages.ts";
 import type { Conn, DialOptions, Net } from "../src/net.ts";
 import { parseRule } from "../src/policy.ts";
 import { Wire } from "../src/wire.ts";
-import { AGENT_TOKEN, memoryLogger, runtime, runtimeNet } from "./helpers.ts";
+import { acceptAgent, AGENT_TOKEN, memoryLogger, runtime, runtimeNet } from "./helpers.ts";
 
 const rt = runtime;
 
@@ -62,20 +62,7 @@ async function fakeSession(net: Net) {
     rules: parseRule("127.0.0.1:*"),
   }, memoryLogger().log);
   agent.start();
-  const control = new Wire((await fake.accept())!);
-  await control.expect("AGENT_HELLO");
-  await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
-  await control.expect("AUTH");
-  await control.send({
-    type: "WELCOME",
-    agentId: 1,
-    sessionId: new Uint8Array(16),
-    heartbeatIntervalMs: 1000,
-    heartbeatTimeoutMs: 30_000,
-    poolMin: 1,
-    poolMax: 64,
-  });
-  await control.expect("ANNOUNCE");
+  const control = await acceptAgent(fake, 30_000);
   const pool: Conn[] = [];
   const accepting = (async () => {
     for (let i = 0; i < 64; i++) {

@@ -11,7 +11,8 @@ import { tokenCredential } from "../src/auth.ts";
 import { connectThrough } from "../src/client.ts";
 import { targetOf } from "../src/ip.ts";
 import type { Addr, Net } from "../src/net.ts";
-import { parseServer, wsNet } from "../src/transport.ts";
+import { parseServer } from "../src/config/mod.ts";
+import { wsNet } from "../src/transport.ts";
 import { ALICE_TOKEN, echoTarget, readAll, runtime, testAgent, tunnel, until } from "./helpers.ts";
 
 const rt = runtime;

@@ -67,6 +67,16 @@ export class AgentPort {
     return m;
   }
 
+  /** The names of the agents that have a live session. */
+  names(): IterableIterator<string> {
+    return this.#groups.keys();
+  }
+
+  /** How many agents have a live session. */
+  get connected(): number {
+    return this.#groups.size;
+  }
+
   /** The live sessions of agent `name` (its replicas), oldest first. */
   group(name: string): readonly Session[] {
     return this.#groups.get(name) ?? [];

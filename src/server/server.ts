@@ -82,14 +82,14 @@ export class Server implements HttpSource {
     m.gauge(
       "burrow_agents_connected",
       "Agents with a live session",
-      () => [[{}, this.agents.sessions.size]],
+      () => [[{}, this.agents.connected]],
     );
     m.gauge("burrow_streams_active", "Streams being relayed", () => [[{}, this.router.active]]);
     m.gauge(
       "burrow_pool_idle",
       "Idle pool connections per agent",
       () =>
-        [...this.agents.sessions.keys()].map((name) => [
+        [...this.agents.names()].map((name) => [
           { agent: name },
           this.agents.group(name).reduce((n, s) => n + s.idle, 0),
         ]),
@@ -98,7 +98,7 @@ export class Server implements HttpSource {
       "burrow_agent_replicas",
       "Live sessions per agent: its replicas (SPEC.md §2.1)",
       () =>
-        [...this.agents.sessions.keys()].map((
+        [...this.agents.names()].map((
           name,
         ) => [{ agent: name }, this.agents.group(name).length]),
     );
@@ -125,7 +125,7 @@ export class Server implements HttpSource {
   health(): { status: "ok" | "stopping"; agents: number; streams: number } {
     return {
       status: this.#state === "stopping" ? "stopping" as const : "ok" as const,
-      agents: this.agents.sessions.size,
+      agents: this.agents.connected,
       streams: this.router.active,
     };
   }
