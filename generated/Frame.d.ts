@@ -44,6 +44,7 @@ export declare class Frame {
     | Pool.PoolHello
     | Pool.Open
     | Pool.OpenResult
+    | Pool.LinkHello
     | Handshake.ClientReady
     | Client.Connect
     | Client.ConnectResult
@@ -113,6 +114,10 @@ export declare namespace Frame {
      */
     readonly OPEN_RESULT: 34;
     /**
+     * agent → server, link, version 3 (SPEC.md §5.20)
+     */
+    readonly LINK_HELLO: 35;
+    /**
      * client proxy → server (SPEC.md §5.15)
      */
     readonly CLIENT_HELLO: 48;
@@ -143,6 +148,7 @@ export declare namespace Frame {
     readonly 32: "POOL_HELLO";
     readonly 33: "OPEN";
     readonly 34: "OPEN_RESULT";
+    readonly 35: "LINK_HELLO";
     readonly 48: "CLIENT_HELLO";
     readonly 49: "CLIENT_READY";
     readonly 50: "CONNECT";

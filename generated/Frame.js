@@ -36,6 +36,7 @@ var Frame = (function() {
     POOL_HELLO: 32,
     OPEN: 33,
     OPEN_RESULT: 34,
+    LINK_HELLO: 35,
     CLIENT_HELLO: 48,
     CLIENT_READY: 49,
     CONNECT: 50,
@@ -56,6 +57,7 @@ var Frame = (function() {
     32: "POOL_HELLO",
     33: "OPEN",
     34: "OPEN_RESULT",
+    35: "LINK_HELLO",
     48: "CLIENT_HELLO",
     49: "CLIENT_READY",
     50: "CONNECT",
@@ -126,6 +128,11 @@ var Frame = (function() {
       this._raw_payload = this._io.readBytes(this.header.lenPayload);
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
       this.payload = new Control_.Control.Instance(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.LINK_HELLO:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Pool_.Pool.LinkHello(_io__raw_payload, null, null);
       break;
     case Frame.MsgType.OPEN:
       this._raw_payload = this._io.readBytes(this.header.lenPayload);

@@ -10,8 +10,9 @@ export interface KaitaiStream {
 
 /**
  * Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
- * OPEN_RESULT. This type has no fields of its own; each message is a type
- * of it, selected by frame.ksy.
+ * OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link (version 3),
+ * after which the link carries link frames (link.ksy). This type has no
+ * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.2
  */
 export declare class Pool {
@@ -34,10 +35,46 @@ export declare namespace Pool {
      * The session's protocol version.
      */
     version: number;
+    binding: Pool.SessionBinding;
+  }
+  /**
+   * LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+   * link, laid out as POOL_HELLO. The server does not answer a valid one;
+   * the connection then carries link frames (link.ksy), not BRRW frames.
+   * @see SPEC.md §5.20
+   */
+  class LinkHello {
+    constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);
+    _io: KaitaiStream;
+    _parent: unknown;
+    _root: unknown;
+    /**
+     * The session's protocol version, 3 or later.
+     */
+    version: number;
+    binding: Pool.SessionBinding;
+  }
+  /**
+   * What POOL_HELLO and LINK_HELLO carry after the version: the session,
+   * the connection's number in it and the proof over the pool transcript.
+   * @see SPEC.md §6.3
+   */
+  class SessionBinding {
+    constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);
+    _io: KaitaiStream;
+    _parent: unknown;
+    _root: unknown;
+    /**
+     * From WELCOME.
+     */
     agentId: number;
+    /**
+     * From WELCOME.
+     */
     sessionId: Uint8Array;
     /**
-     * Starts at 1 for each session, +1 per pool connection.
+     * Starts at 1 for each session, +1 per pool connection; a link takes
+     * one number of the same sequence.
      */
     seq: number;
     /**

@@ -6,8 +6,9 @@ import * as Registries_ from "./Registries.js";
 
 /**
  * Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
- * OPEN_RESULT. This type has no fields of its own; each message is a type
- * of it, selected by frame.ksy.
+ * OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link (version 3),
+ * after which the link carries link frames (link.ksy). This type has no
+ * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.2
  */
 
@@ -21,6 +22,36 @@ var Pool = (function() {
   }
   Pool.prototype._read = function() {
   }
+
+  /**
+   * LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+   * link, laid out as POOL_HELLO. The server does not answer a valid one;
+   * the connection then carries link frames (link.ksy), not BRRW frames.
+   * @see SPEC.md §5.20
+   */
+
+  var LinkHello = Pool.LinkHello = (function() {
+    function LinkHello(_io, _parent, _root) {
+      this._io = _io;
+      this._parent = _parent;
+      this._root = _root;
+
+      this._read();
+    }
+    LinkHello.prototype._read = function() {
+      this.version = this._io.readU1();
+      if (!(this.version >= 3)) {
+        throw new KaitaiStream.ValidationLessThanError(3, this.version, this._io, "/types/link_hello/seq/0");
+      }
+      this.binding = new SessionBinding(this._io, this, this._root);
+    }
+
+    /**
+     * The session's protocol version, 3 or later.
+     */
+
+    return LinkHello;
+  })();
 
   /**
    * OPEN (0x21), server → agent.
@@ -101,29 +132,59 @@ var Pool = (function() {
       if (!(this.version >= 1)) {
         throw new KaitaiStream.ValidationLessThanError(1, this.version, this._io, "/types/pool_hello/seq/0");
       }
-      this.agentId = this._io.readU4be();
-      this.sessionId = this._io.readBytes(16);
-      this.seq = this._io.readU4be();
-      this.lenProof = this._io.readU1();
-      if (!( ((this.lenProof == 32) || (this.lenProof == 64)) )) {
-        throw new KaitaiStream.ValidationNotAnyOfError(this.lenProof, this._io, "/types/pool_hello/seq/4");
-      }
-      this.proof = this._io.readBytes(this.lenProof);
+      this.binding = new SessionBinding(this._io, this, this._root);
     }
 
     /**
      * The session's protocol version.
      */
 
+    return PoolHello;
+  })();
+
+  /**
+   * What POOL_HELLO and LINK_HELLO carry after the version: the session,
+   * the connection's number in it and the proof over the pool transcript.
+   * @see SPEC.md §6.3
+   */
+
+  var SessionBinding = Pool.SessionBinding = (function() {
+    function SessionBinding(_io, _parent, _root) {
+      this._io = _io;
+      this._parent = _parent;
+      this._root = _root;
+
+      this._read();
+    }
+    SessionBinding.prototype._read = function() {
+      this.agentId = this._io.readU4be();
+      this.sessionId = this._io.readBytes(16);
+      this.seq = this._io.readU4be();
+      this.lenProof = this._io.readU1();
+      if (!( ((this.lenProof == 32) || (this.lenProof == 64)) )) {
+        throw new KaitaiStream.ValidationNotAnyOfError(this.lenProof, this._io, "/types/session_binding/seq/3");
+      }
+      this.proof = this._io.readBytes(this.lenProof);
+    }
+
     /**
-     * Starts at 1 for each session, +1 per pool connection.
+     * From WELCOME.
+     */
+
+    /**
+     * From WELCOME.
+     */
+
+    /**
+     * Starts at 1 for each session, +1 per pool connection; a link takes
+     * one number of the same sequence.
      */
 
     /**
      * 32 for method token, 64 for ed25519 (SPEC.md §6.3).
      */
 
-    return PoolHello;
+    return SessionBinding;
   })();
 
   return Pool;

@@ -42,6 +42,8 @@ export const MsgType = {
   OPEN: 0x21,
   /** agent → server, pool (SPEC.md §5.14) */
   OPEN_RESULT: 0x22,
+  /** agent → server, link, version 3 (SPEC.md §5.20) */
+  LINK_HELLO: 0x23,
   /** client proxy → server (SPEC.md §5.15) */
   CLIENT_HELLO: 0x30,
   /** server → client proxy (SPEC.md §5.16) */
@@ -139,6 +141,23 @@ export const RuleKind = {
   host: 1,
   cidr4: 2,
   cidr6: 3,
+} as const;
+
+/**
+ * `link_frame_type` of spec/link.ksy.
+ * @see SPEC.md §9.6
+ */
+export const LinkFrameType = {
+  /** stream bytes, 1..65535 of them (SPEC.md §3.2) */
+  DATA: 0x00,
+  /** agent → server, a new stream; no body (SPEC.md §3.2) */
+  OPEN: 0x01,
+  /** u4 increment ≥ 1 of the stream's send window (SPEC.md §3.2) */
+  WINDOW: 0x02,
+  /** the sender's direction of the stream has ended; no body (SPEC.md §3.2) */
+  FIN: 0x03,
+  /** the stream is closed in both directions; no body (SPEC.md §3.2) */
+  RESET: 0x04,
 } as const;
 
 /**

@@ -1,10 +1,13 @@
 /**
  * `npm run fuzz`: the long fuzz run. Random and mutated input into the
- * framer + frame decoder and into every SOCKS5 parser, over 1,000,000 inputs
- * in total by default. Every call must return (a value or null) or throw the
- * parser's typed error (ProtocolError / SocksError with a registered code);
- * anything else fails. What the parsers accept must also be canonical: it
- * re-encodes to exactly the bytes it was parsed from.
+ * framer + frame decoder, into the link framer (next to the parser generated
+ * from spec/link.ksy) and into every SOCKS5 parser, over 1,000,000 inputs in
+ * total by default. Every call must return (a value or null) or throw the
+ * parser's typed error (ProtocolError / SocksError with a registered code,
+ * a Kaitai error from a generated parser); anything else fails. What the
+ * parsers accept must also be canonical: it re-encodes to exactly the bytes
+ * it was parsed from; and the link framer and the generated Link parser
+ * must accept the same frames.
  *
  *   npm run fuzz                       ≈ 1,000,000 inputs
  *   npm run fuzz -- --scale 0.1        a tenth of that
@@ -30,6 +33,12 @@ import { decode } from "../src/decode.ts";
 import { encode, frame } from "../src/encode.ts";
 import { ProtocolError, SocksError, type SocksErrorCode } from "../src/errors.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
+import {
+  encodeLinkFrame,
+  LINK_HEADER_SIZE,
+  type LinkFrame,
+  LinkFramer,
+} from "../src/link_frame.ts";
 import { ErrorCode, type Message, MsgType, type Target as T } from "../src/messages.ts";
 import {
   parseGreeting,
@@ -47,7 +56,18 @@ import {
   userpassReply,
   userpassRequest,
 } from "../src/socks5_encode.ts";
-import { chunk, concat, fixLength, message, mutate, mutation, socks } from "../test/arbitraries.ts";
+import {
+  chunk,
+  concat,
+  fixLength,
+  linkFrame,
+  message,
+  mutate,
+  mutation,
+  parseLinkGenerated,
+  socks,
+  u32,
+} from "../test/arbitraries.ts";
 
 const PROTOCOL_CODES: ReadonlySet<string> = new Set(Object.keys(ErrorCode));
 const SOCKS_CODES: ReadonlySet<string> = new Set(
@@ -174,6 +194,104 @@ const validFrames: fc.Arbitrary<Uint8Array> = fc.array(message, { minLength: 1, 
   .map((ms) => concat(ms.map(encode)));
 
 const cuts = fc.array(fc.nat(), { maxLength: 6 });
+
+// ---------------------------------------------------------------- link frames
+
+/** How a run of frames ended: all bytes read, an incomplete frame, or a refused one. */
+type LinkEnd = "clean" | "incomplete" | "invalid";
+
+/** LinkFramer over `chunks`; only ProtocolError invalid_message may escape it. */
+function linkByFramer(chunks: readonly Uint8Array[]): { frames: LinkFrame[]; end: LinkEnd } {
+  const framer = new LinkFramer();
+  const frames: LinkFrame[] = [];
+  try {
+    for (const c of chunks) {
+      framer.push(c);
+      for (let f = framer.next(); f !== null; f = framer.next()) {
+        if (frames.push(f) > 1_000_000) throw new FuzzFailure("link framer keeps returning frames");
+      }
+    }
+  } catch (e) {
+    expectProtocolError(e, "LinkFramer");
+    const { code, message } = e as ProtocolError;
+    if (code !== "invalid_message" || !message.startsWith("Cannot parse link frame: ")) {
+      throw new FuzzFailure(`LinkFramer threw ${code}: ${message}`);
+    }
+    return { frames, end: "invalid" };
+  }
+  return { frames, end: framer.buffered === 0 ? "clean" : "incomplete" };
+}
+
+/**
+ * The generated Link parser, one frame after the other over `b`; it may
+ * throw only Kaitai's EOFError (incomplete) or a Validation error (refused).
+ */
+function linkByGenerated(b: Uint8Array): { frames: LinkFrame[]; end: LinkEnd; rest: number } {
+  const frames: LinkFrame[] = [];
+  let at = 0;
+  while (at < b.length) {
+    try {
+      const { frame, size } = parseLinkGenerated(b.subarray(at));
+      frames.push(frame);
+      at += size;
+    } catch (e) {
+      const name = e instanceof Error ? e.name : "";
+      if (name !== "EOFError" && !name.startsWith("Validation")) {
+        throw new FuzzFailure(`generated Link threw ${describe(e)}`, { cause: e });
+      }
+      return { frames, end: name === "EOFError" ? "incomplete" : "invalid", rest: b.length - at };
+    }
+  }
+  return { frames, end: "clean", rest: 0 };
+}
+
+/**
+ * `b` through LinkFramer (cut into chunks at `cuts`) and through the
+ * generated parser: the same frames, the same verdict, and the frames
+ * re-encode to exactly the bytes they were read from.
+ */
+function linkChecked(b: Uint8Array, cuts: readonly number[]): void {
+  const hand = linkByFramer(chunk(b, cuts));
+  const gen = linkByGenerated(b);
+  // LinkFramer waits for a whole header; the generated parser may refuse
+  // a field of one before the rest of the header is in.
+  const genEnd = gen.end === "invalid" && gen.rest < LINK_HEADER_SIZE ? "incomplete" : gen.end;
+  const show = (r: { frames: LinkFrame[]; end: LinkEnd }) => `${r.frames.length} frames, ${r.end}`;
+  if (hand.end !== genEnd || hand.frames.length !== gen.frames.length) {
+    throw new FuzzFailure(
+      `${hexOf(b)}: LinkFramer read ${show(hand)}, generated Link ${show(gen)}`,
+    );
+  }
+  const again = concat(hand.frames.map((f) => encodeLinkFrame(f)));
+  if (!sameBytes(again, b.subarray(0, again.length))) {
+    throw new FuzzFailure(`${hexOf(b)}: LinkFramer frames re-encode as ${hexOf(again)}`);
+  }
+  if (!sameBytes(concat(gen.frames.map((f) => encodeLinkFrame(f))), again)) {
+    throw new FuzzFailure(`${hexOf(b)}: LinkFramer and generated Link read different frames`);
+  }
+}
+
+/** Bytes that look like link frames more often than chance would. */
+const linkish: fc.Arbitrary<Uint8Array> = fc.oneof(
+  fc.uint8Array({ maxLength: 64 }),
+  fc.tuple(
+    fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constantFrom(0x80, 0xff)),
+    fc.oneof(fc.constantFrom(0, 1, 0xffffffff), u32),
+    fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constantFrom(0xffff)),
+    fc.uint8Array({ maxLength: 16 }),
+  ).map(([type, stream, len, body]) => {
+    const h = new Uint8Array(LINK_HEADER_SIZE);
+    const v = new DataView(h.buffer);
+    v.setUint8(0, type);
+    v.setUint32(1, stream);
+    v.setUint16(5, len);
+    return concat([h, body]);
+  }),
+  fc.tuple(
+    fc.array(linkFrame(64), { minLength: 1, maxLength: 3 }),
+    fc.array(mutation, { maxLength: 4 }),
+  ).map(([fs, muts]) => mutate(concat(fs.map((f) => encodeLinkFrame(f))), muts)),
+);
 
 /** A SOCKS5 parser and the encoder that must reproduce what it accepts. */
 interface SocksParser {
@@ -306,6 +424,11 @@ export function properties(): FuzzProperty[] {
         fc.oneof(fc.uint8Array({ maxLength: 48 }), fc.uint8Array({ maxLength: 300 })),
         (type, payload) => decodeChecked(frame(type, payload), "decode"),
       ),
+    ),
+    prop(
+      "link: random and mutated bytes -> LinkFramer and generated Link",
+      100_000,
+      fc.property(linkish, cuts, (b, c) => linkChecked(b, c)),
     ),
   ];
   for (const p of socksParsers) {

@@ -168,6 +168,7 @@ const ENUMS: readonly EnumOut[] = [
   out("Status", "registries::status", "as-is", 16, "SPEC.md §9.3"),
   out("AuthMethod", "registries::auth_method", "as-is", 10, "SPEC.md §9.4"),
   out("RuleKind", "control::rule_kind", "as-is", 10, "SPEC.md §9.5"),
+  out("LinkFrameType", "link::link_frame_type", "UPPER_SNAKE", 16, "SPEC.md §9.6"),
   out("AddrType", "addr::atyp", "as-is", 10, "SPEC.md §5.1"),
   out("SocksVersion", "socks5_registries::version", "lowerCamel", 16, "SPEC.md §8"),
   out("SocksMethod", "socks5_registries::method", "lowerCamel", 16, "SPEC.md §8"),

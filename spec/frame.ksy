@@ -43,6 +43,7 @@ seq:
         'msg_type::pool_hello': pool::pool_hello
         'msg_type::open': pool::open
         'msg_type::open_result': pool::open_result
+        'msg_type::link_hello': pool::link_hello
         'msg_type::client_hello': handshake::hello
         'msg_type::client_ready': handshake::client_ready
         'msg_type::connect': client::connect
@@ -123,6 +124,9 @@ enums:
     0x22:
       id: open_result
       doc: agent → server, pool (SPEC.md §5.14)
+    0x23:
+      id: link_hello
+      doc: agent → server, link, version 3 (SPEC.md §5.20)
     0x30:
       id: client_hello
       doc: client proxy → server (SPEC.md §5.15)

@@ -1,6 +1,6 @@
 meta:
   id: pool
-  title: burrow v1 pool-connection messages
+  title: burrow pool-connection and link messages
   license: MIT
   ks-version: "0.11"
   imports:
@@ -9,8 +9,9 @@ meta:
   endian: be
 doc: |
   Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
-  OPEN_RESULT. This type has no fields of its own; each message is a type
-  of it, selected by frame.ksy.
+  OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link (version 3),
+  after which the link carries link frames (link.ksy). This type has no
+  fields of its own; each message is a type of it, selected by frame.ksy.
 doc-ref: SPEC.md §2.2
 types:
   pool_hello:
@@ -22,13 +23,39 @@ types:
         valid:
           min: 1
         doc: The session's protocol version.
+      - id: binding
+        type: session_binding
+  link_hello:
+    doc: |
+      LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+      link, laid out as POOL_HELLO. The server does not answer a valid one;
+      the connection then carries link frames (link.ksy), not BRRW frames.
+    doc-ref: SPEC.md §5.20
+    seq:
+      - id: version
+        type: u1
+        valid:
+          min: 3
+        doc: The session's protocol version, 3 or later.
+      - id: binding
+        type: session_binding
+  session_binding:
+    doc: |
+      What POOL_HELLO and LINK_HELLO carry after the version: the session,
+      the connection's number in it and the proof over the pool transcript.
+    doc-ref: SPEC.md §6.3
+    seq:
       - id: agent_id
         type: u4
+        doc: From WELCOME.
       - id: session_id
         size: 16
+        doc: From WELCOME.
       - id: seq
         type: u4
-        doc: Starts at 1 for each session, +1 per pool connection.
+        doc: |
+          Starts at 1 for each session, +1 per pool connection; a link takes
+          one number of the same sequence.
       - id: len_proof
         type: u1
         valid:

@@ -7,7 +7,10 @@
  */
 import { fmt, targetText } from "./addr.ts";
 import { type Credential, poolTranscript, randomBytes, toHex } from "./auth.ts";
+import { decode } from "./decode.ts";
 import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
+import { Framer } from "./framer.ts";
+import { Link } from "./link.ts";
 import { NO_ADDR } from "./writer.ts";
 import { normalizeIP, normalizeTarget } from "./host.ts";
 import { ipKind } from "./ip.ts";
@@ -41,6 +44,13 @@ export interface AgentOptions {
    * `wsNet`). Targets are always dialed with the agent's own `net`.
    */
   transport?: Net;
+  /**
+   * At protocol version 3, carry pool connections as streams of one link
+   * connection (SPEC.md §2.4): a new pool connection then costs a frame, not
+   * a TCP and TLS handshake. Default true; false dials one connection per
+   * pool connection, as at versions 1 and 2.
+   */
+  link?: boolean;
 }
 
 export interface SessionInfo {
@@ -75,6 +85,8 @@ export class Agent {
   readonly #stop = new AbortController();
   #running: Promise<void> | undefined;
   #control: Conn | undefined;
+  /** The session's link (version 3), once asked for; null if it could not be opened. */
+  #link: Promise<Link | null> | undefined;
   readonly #pool = new Set<Conn>();
   #session: SessionInfo | undefined;
   #seq = 0;
@@ -117,6 +129,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.#stop.abort();
     this.#control?.close();
+    void this.#link?.then((l) => l?.close());
     for (const c of this.#pool) c.close();
     await this.#running;
   }
@@ -199,6 +212,9 @@ export class Agent {
       );
       if (this.#version >= 2) await wire.send({ type: "INSTANCE", instance: this.instance });
       await wire.send({ type: "ANNOUNCE", rules: this.opts.rules });
+      if (this.#version >= 3 && this.opts.link !== false) {
+        this.#link = this.#openLink(welcome, conn);
+      }
       this.#seq = 0;
       this.#session = {
         agentId: welcome.agentId,
@@ -218,7 +234,50 @@ export class Agent {
       await this.#serve(wire, welcome);
     } finally {
       conn.close();
+      // Streams relaying on the link go on; it closes when they are done.
+      void this.#link?.then((l) => l?.drain());
+      this.#link = undefined;
     }
+  }
+
+  /**
+   * Open the session's link (SPEC.md §2.4): a connection whose LINK_HELLO
+   * proves it as POOL_HELLO proves a pool connection, then link frames. Null
+   * when it cannot be had: the session's pool connections are then dialed
+   * one by one, and the next session tries again.
+   */
+  async #openLink(welcome: MessageOf<"WELCOME">, control: Conn): Promise<Link | null> {
+    let conn: Conn;
+    try {
+      conn = await this.#dialServer();
+    } catch (e) {
+      this.log.warn("link failed; pool connections are dialed one by one", {
+        error: (e as Error).message,
+      });
+      return null;
+    }
+    if (!await this.#hello("LINK_HELLO", new Wire(conn), welcome)) return null;
+    if (this.#control !== control) {
+      conn.close();
+      return null;
+    }
+    let refused = false;
+    const link: Link = new Link(conn, {
+      first: (chunk) => {
+        const e = refusal(chunk);
+        refused = e !== null;
+        return e;
+      },
+      onClose: (why) => {
+        if (!why || this.#control !== control) return;
+        this.log.warn("link lost; pool connections are dialed one by one", {
+          error: why.message,
+        });
+        // A refused link carried no pool connection the server counted: dial them.
+        if (refused) void this.#openPool(link.opened, welcome, control);
+      },
+    });
+    return link;
   }
 
   async #serve(wire: Wire, welcome: MessageOf<"WELCOME">): Promise<void> {
@@ -273,6 +332,18 @@ export class Agent {
   }
 
   async #poolConn(welcome: MessageOf<"WELCOME">, control: Conn): Promise<boolean> {
+    const link = await this.#link;
+    if (this.#control !== control) return false;
+    if (link?.usable) {
+      // A stream of the link: it needs no hello, the link was proven once.
+      const stream = link.open();
+      this.#track(stream);
+      this.#awaitOpen(new Wire(stream)).catch((e) => {
+        this.log.error("pool stream handler failed", { error: String(e) });
+        stream.close();
+      });
+      return true;
+    }
     let conn: Conn;
     try {
       conn = await this.#dialServer();
@@ -285,31 +356,43 @@ export class Agent {
       conn.close();
       return false;
     }
-    this.#pool.add(conn);
-    conn.closed.then(() => this.#pool.delete(conn));
+    this.#track(conn);
     const wire = new Wire(conn);
-    const seq = ++this.#seq;
-    try {
-      const proof = await this.opts.credential.prove(
-        poolTranscript(welcome.agentId, welcome.sessionId, seq, this.#nonce),
-      );
-      await wire.send({
-        type: "POOL_HELLO",
-        version: this.#version,
-        agentId: welcome.agentId,
-        sessionId: welcome.sessionId,
-        seq,
-        proof,
-      });
-    } catch {
-      conn.close();
-      return false;
-    }
+    if (!await this.#hello("POOL_HELLO", wire, welcome)) return false;
     this.#awaitOpen(wire).catch((e) => {
       this.log.error("pool connection handler failed", { error: String(e) });
       conn.close();
     });
     return true;
+  }
+
+  /**
+   * Prove a pool connection or a link for the session (SPEC.md §6.3) with
+   * the next sequence number; false (and the connection closed) on failure.
+   */
+  async #hello(
+    type: "POOL_HELLO" | "LINK_HELLO",
+    wire: Wire,
+    welcome: MessageOf<"WELCOME">,
+  ): Promise<boolean> {
+    const seq = ++this.#seq;
+    try {
+      const proof = await this.opts.credential.prove(
+        poolTranscript(welcome.agentId, welcome.sessionId, seq, this.#nonce),
+      );
+      const { agentId, sessionId } = welcome;
+      await wire.send({ type, version: this.#version, agentId, sessionId, seq, proof });
+      return true;
+    } catch {
+      wire.conn.close();
+      return false;
+    }
+  }
+
+  /** Count `conn` in {@link poolSize} until it closes. */
+  #track(conn: Conn): void {
+    this.#pool.add(conn);
+    conn.closed.then(() => this.#pool.delete(conn));
   }
 
   async #awaitOpen(wire: Wire): Promise<void> {
@@ -418,4 +501,25 @@ export class Agent {
       reason: last instanceof Error ? last.message : "dial failed",
     };
   }
+}
+
+/**
+ * The first bytes of a link from the server: link frames, or (first byte
+ * 0x42, `B` of `BRRW`, no link frame type) a frame refusing the link, read
+ * here for its ERROR.
+ */
+function refusal(chunk: Uint8Array): Error | null {
+  if (chunk[0] !== 0x42) return null;
+  try {
+    const framer = new Framer();
+    framer.push(chunk);
+    const frame = framer.next();
+    const msg = frame && decode(frame);
+    if (msg?.type === "ERROR") return new PeerError(msg.code, msg.message);
+  } catch {
+    // not even a frame
+  }
+  return new ProtocolError("protocol_error", "The server answered the link with a frame", {
+    reply: false,
+  });
 }

@@ -143,15 +143,18 @@ function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
       const p = new Control.Goaway(io);
       return { type, code: p.code, message: utf8(p.message, "message") };
     }
-    case "POOL_HELLO": {
-      const p = new Pool.PoolHello(io);
+    case "POOL_HELLO":
+    case "LINK_HELLO": {
+      // One layout; LINK_HELLO's version is ≥ 3 (spec/pool.ksy).
+      const p = type === "POOL_HELLO" ? new Pool.PoolHello(io) : new Pool.LinkHello(io);
+      const b = p.binding;
       return {
         type,
         version: p.version,
-        agentId: p.agentId,
-        sessionId: p.sessionId.slice(),
-        seq: p.seq,
-        proof: p.proof.slice(),
+        agentId: b.agentId,
+        sessionId: b.sessionId.slice(),
+        seq: b.seq,
+        proof: b.proof.slice(),
       };
     }
     case "OPEN": {

@@ -20,7 +20,7 @@
  * {@link encode} checks everything SPEC.md states about a field (§4, §5,
  * §10), so whatever it returns a conforming receiver accepts.
  * (With spec/*.ksy, which SPEC.md makes normative too: a proof is 32 or 64
- * bytes, a chosen version ≥ 1.)
+ * bytes, a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
  * {@link encodeUnchecked} checks only what the wire layout needs (integers
  * fit, fixed sizes, lengths fit their prefix, IP text parses); tests use it to
  * build well-formed frames that break a §10 limit. {@link frame} wraps any
@@ -62,9 +62,9 @@ export function encode(msg: Message): Uint8Array {
 /**
  * Like {@link encode}, but checks only what the byte layout needs, not the
  * SPEC.md §4/§10 rules (name charset and length, message ≤ 1024 bytes, ≤ 512
- * rules, count ≥ 1, port_min ≤ port_max, versions ≥ 1, proof of 32 or 64
- * bytes, prefix ≤ 32/128, non-empty domain and host pattern). For tests
- * that send a peer well-formed but invalid messages.
+ * rules, count ≥ 1, port_min ≤ port_max, versions ≥ 1 (≥ 3 in LINK_HELLO),
+ * proof of 32 or 64 bytes, prefix ≤ 32/128, non-empty domain and host
+ * pattern). For tests that send a peer well-formed but invalid messages.
  */
 export function encodeUnchecked(msg: Message): Uint8Array {
   return encodeWith(msg, LOOSE);
@@ -131,7 +131,7 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       break;
     case "CHALLENGE":
       w.u8(msg.version, "CHALLENGE.version");
-      if (m.strict) atLeast1(msg.version, "CHALLENGE.version");
+      if (m.strict) atLeast(msg.version, 1, "CHALLENGE.version");
       w.bytes(msg.nonce, "CHALLENGE.nonce", Limits.NONCE_SIZE);
       break;
     case "AUTH":
@@ -181,12 +181,14 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       w.bytes(msg.instance, "INSTANCE.instance", 16);
       break;
     case "POOL_HELLO":
-      w.u8(msg.version, "POOL_HELLO.version");
-      if (m.strict) atLeast1(msg.version, "POOL_HELLO.version");
-      w.u32(msg.agentId, "POOL_HELLO.agentId");
-      w.bytes(msg.sessionId, "POOL_HELLO.sessionId", Limits.SESSION_ID_SIZE);
-      w.u32(msg.seq, "POOL_HELLO.seq");
-      proof(w, msg.proof, m, "POOL_HELLO.proof");
+    case "LINK_HELLO":
+      // One layout; a link exists from version 3 on (spec/pool.ksy).
+      w.u8(msg.version, `${t}.version`);
+      if (m.strict) atLeast(msg.version, t === "LINK_HELLO" ? 3 : 1, `${t}.version`);
+      w.u32(msg.agentId, `${t}.agentId`);
+      w.bytes(msg.sessionId, `${t}.sessionId`, Limits.SESSION_ID_SIZE);
+      w.u32(msg.seq, `${t}.seq`);
+      proof(w, msg.proof, m, `${t}.proof`);
       break;
     case "OPEN":
       w.u32(msg.streamId, "OPEN.streamId");
@@ -218,8 +220,8 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
   return end(w);
 }
 
-function atLeast1(v: number, field: string): void {
-  if (v < 1) throw new RangeError(`${field}: must be >= 1, got ${v}`);
+function atLeast(v: number, min: number, field: string): void {
+  if (v < min) throw new RangeError(`${field}: must be >= ${min}, got ${v}`);
 }
 
 /** `len_proof` u1 + bytes: 32 (token) or 64 (ed25519) bytes, SPEC.md §6.2 and spec/*.ksy. */

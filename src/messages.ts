@@ -1,7 +1,7 @@
 /**
- * Typed values of every burrow v1 message (SPEC.md §5) and the registries
- * (SPEC.md §9), the latter generated from spec/*.ksy. Encoders live in
- * encode.ts, decoders in decode.ts.
+ * Typed values of every burrow message (SPEC.md §5, protocol versions 1 to
+ * 3) and the registries (SPEC.md §9), the latter generated from spec/*.ksy.
+ * Encoders live in encode.ts, decoders in decode.ts.
  *
  * @module
  */
@@ -37,7 +37,7 @@ export const Limits = {
 
 /** The protocol versions this implementation speaks (SPEC.md §4). */
 export const VERSION_MIN = 1;
-export const VERSION_MAX = 2;
+export const VERSION_MAX = 3;
 
 /** SPEC.md §5.1. IPv4/IPv6 hosts are canonical text (`10.0.0.1`, `fd00::1`). */
 export type Target =
@@ -95,6 +95,15 @@ export type Message =
   }
   | { type: "OPEN"; streamId: number; clientId: number; client: string; target: Target }
   | { type: "OPEN_RESULT"; streamId: number; status: number; bound: Target }
+  /** Version 3 (SPEC.md §5.20). */
+  | {
+    type: "LINK_HELLO";
+    version: number;
+    agentId: number;
+    sessionId: Uint8Array;
+    seq: number;
+    proof: Uint8Array;
+  }
   | ({ type: "CLIENT_HELLO" } & Hello)
   | { type: "CLIENT_READY"; clientId: number }
   | { type: "CONNECT"; agent: string; target: Target }

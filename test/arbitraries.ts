@@ -1,14 +1,20 @@
 /**
  * fast-check arbitraries of valid burrow values: every {@link Message} type,
- * {@link Target}s (IPv4, IPv6, domain), ANNOUNCE rules, SOCKS5 messages.
- * Shared by test/roundtrip_test.ts, test/fuzz_test.ts and scripts/fuzz.ts.
+ * {@link Target}s (IPv4, IPv6, domain), ANNOUNCE rules, SOCKS5 messages, link
+ * frames (with {@link parseLinkGenerated}, the generated parser's reading of
+ * one). Shared by test/roundtrip_test.ts, test/link_frame_test.ts,
+ * test/fuzz_test.ts and scripts/fuzz.ts.
  *
  * "Valid" means: whatever SPEC.md allows, in canonical form where the decoder
  * produces a canonical form (IP text is RFC 5952 / dotted quad), so
  * `decode(encode(v))` must deep-equal `v`.
  */
 import fc from "fast-check";
+import { LinkFrameType } from "../generated/enums.ts";
+import { Link } from "../generated/Link.js";
 import { formatIPv4, formatIPv6 } from "../src/ip.ts";
+import { kaitaiStream } from "../src/kaitai.ts";
+import { LINK_MAX_DATA, type LinkFrame } from "../src/link_frame.ts";
 import type { Hello, Message, MessageOf, MsgTypeName, Rule, Target } from "../src/messages.ts";
 
 const utf8 = new TextEncoder();
@@ -160,6 +166,9 @@ export const rule: fc.Arbitrary<Rule> = fc.oneof(
 /** A protocol version, ≥ 1 (SPEC.md §4). */
 const version = fc.integer({ min: 1, max: 255 });
 
+/** The version of a session with a link (LINK_HELLO), ≥ 3 (spec/pool.ksy). */
+const linkVersion = fc.integer({ min: 3, max: 255 });
+
 /** An authentication proof: 32 bytes (token) or 64 (ed25519), SPEC.md §6.2, spec/handshake.ksy. */
 const proof = fc.oneof(bytesN(32), bytesN(64));
 
@@ -219,6 +228,10 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
     "POOL_HELLO",
     rec({ version, agentId: u32, sessionId: bytesN(16), seq: u32, proof }),
   ),
+  LINK_HELLO: withType(
+    "LINK_HELLO",
+    rec({ version: linkVersion, agentId: u32, sessionId: bytesN(16), seq: u32, proof }),
+  ),
   OPEN: withType("OPEN", rec({ streamId: u32, clientId: u32, client: name(1), target })),
   OPEN_RESULT: withType("OPEN_RESULT", rec({ streamId: u32, status: u8, bound: target })),
   CLIENT_HELLO: withType("CLIENT_HELLO", hello),
@@ -243,6 +256,74 @@ export const socks = {
   request: rec({ cmd: u8, target }),
   reply: rec({ rep: u8, bound: target }),
 };
+
+// ---- Link frames (SPEC.md §3.2) ----
+
+/** A stream id of a link frame: 1..2^32-1, biased to the bounds. */
+const linkStream = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 1, max: 0xffffffff }) },
+  { weight: 1, arbitrary: fc.constantFrom(1, 0x7fffffff, 0x80000000, 0xffffffff) },
+);
+
+/**
+ * Valid link frames of every kind; DATA bodies of 1..`maxData` bytes
+ * (LINK_MAX_DATA by default), both bounds included.
+ */
+export function linkFrame(maxData = LINK_MAX_DATA): fc.Arbitrary<LinkFrame> {
+  return fc.oneof(
+    rec({
+      type: fc.constant("DATA" as const),
+      stream: linkStream,
+      data: fc.oneof(
+        {
+          weight: 8,
+          arbitrary: fc.uint8Array({ minLength: 1, maxLength: Math.min(maxData, 300) }),
+        },
+        { weight: 1, arbitrary: fc.constantFrom(1, maxData).chain(bytesN) },
+      ),
+    }),
+    rec({
+      type: fc.constantFrom("OPEN" as const, "FIN" as const, "RESET" as const),
+      stream: linkStream,
+    }),
+    rec({
+      type: fc.constant("WINDOW" as const),
+      stream: linkStream,
+      increment: fc.oneof(
+        { weight: 4, arbitrary: fc.integer({ min: 1, max: 0xffffffff }) },
+        { weight: 1, arbitrary: fc.constantFrom(1, 0xffffffff) },
+      ),
+    }),
+  );
+}
+
+const LINK_TYPE_NAMES: ReadonlyMap<number, LinkFrame["type"]> = new Map(
+  Object.entries(LinkFrameType).map(([k, v]) => [v, k as LinkFrame["type"]]),
+);
+
+/**
+ * One link frame at the start of `bytes`, read by the parser generated from
+ * spec/link.ksy, as a {@link LinkFrame} (bytes copied), and the bytes it
+ * took. Throws what the generated parser throws: a Kaitai `Validation*Error`
+ * for a frame the .ksy refuses, `EOFError` for a frame that is not complete.
+ */
+export function parseLinkGenerated(bytes: Uint8Array): { frame: LinkFrame; size: number } {
+  const io = kaitaiStream(bytes);
+  const l = new Link(io);
+  const type = LINK_TYPE_NAMES.get(l.type);
+  const stream = l.streamId;
+  const body = l.body;
+  let frame: LinkFrame;
+  if (type === "DATA" && body instanceof Uint8Array) frame = { type, stream, data: body.slice() };
+  else if (type === "WINDOW" && body instanceof Link.Window) {
+    frame = { type, stream, increment: body.increment };
+  } else if (
+    (type === "OPEN" || type === "FIN" || type === "RESET") && body instanceof Link.Empty
+  ) {
+    frame = { type, stream };
+  } else throw new Error(`generated Link: type ${l.type} with body ${String(body)}`);
+  return { frame, size: io.pos };
+}
 
 // ---- Mutations, for the fuzz tests ----
 

@@ -165,6 +165,7 @@ test("config: an agent's config file parses; every key is optional", () => {
       "server_name: burrow.example.com",
       "ca: ca.pem",
       "plain: false",
+      "link: false",
     ].join("\n"),
     "agent.yaml",
   );
@@ -182,6 +183,7 @@ test("config: an agent's config file parses; every key is optional", () => {
   assert.equal(c.serverName, "burrow.example.com");
   assert.equal(c.ca, "ca.pem");
   assert.equal(c.plain, false);
+  assert.equal(c.link, false);
   for (const empty of ["", "{}", "# nothing\n"]) {
     assert.deepEqual(
       Object.values(parseAgentConfig(empty, "agent.yaml")).filter((v) => v !== undefined),
@@ -213,6 +215,7 @@ test("config: an agent's config file errors name the file, the path and the prob
     ["name: 'a b'", /^agent\.yaml: name: "a b" must be 1\.\.64 characters/],
     ["token: 12345678", /^agent\.yaml: token: must be a string$/],
     ["plain: yes please", /^agent\.yaml: plain: must be true or false$/],
+    ["link: 0", /^agent\.yaml: link: must be true or false$/],
     ["fingerprint: zz", /^agent\.yaml: fingerprint: must be a SHA-256 fingerprint/],
     ["colour: blue", /^agent\.yaml: colour: unknown key \(expected one of server, name, token, /],
     ["- server", /^agent\.yaml: \(top level\): must be a mapping$/],

@@ -50,6 +50,13 @@ function hello(name: string, opts: { min?: number; max?: number } = {}): number[
   return [opts.min ?? 1, opts.max ?? 1, 1, ...str1(name), ...str1("burrow/test")];
 }
 
+/** POOL_HELLO / LINK_HELLO payload: agent 1, session 0…0, seq 1, a 32-byte proof. */
+function poolHello(version: number): number[] {
+  const [agentId, seq] = [[0, 0, 0, 1], [0, 0, 0, 1]];
+  const zeros = (n: number) => new Array<number>(n).fill(0);
+  return [version, ...agentId, ...zeros(16), ...seq, 32, ...zeros(32)];
+}
+
 function throwsProtocol(fn: () => unknown, code: ErrorCodeName, message?: RegExp): void {
   assert.throws(fn, (err: unknown) => {
     assert.ok(err instanceof ProtocolError, `expected ProtocolError, got ${String(err)}`);
@@ -90,6 +97,7 @@ test("generated: enums.ts imports in this runtime and exports one frozen-shape o
     "AddrType",
     "AuthMethod",
     "ErrorCode",
+    "LinkFrameType",
     "MsgType",
     "RuleKind",
     "SocksCmd",
@@ -100,6 +108,8 @@ test("generated: enums.ts imports in this runtime and exports one frozen-shape o
   ]);
   assert.equal(enums.MsgType, MsgType, "src/messages.ts re-exports the generated object");
   assert.equal(enums.MsgType.CONNECT_RESULT, 0x33);
+  assert.equal(enums.MsgType.LINK_HELLO, 0x23);
+  assert.equal(enums.LinkFrameType.RESET, 4);
   assert.equal(enums.AddrType.domain, 3);
   assert.equal(enums.SocksVersion.socks5, 5);
 });
@@ -132,6 +142,25 @@ test("generated: an unknown extension type keeps its payload as raw bytes", asyn
   const bytes = frame(0x9a, [1, 2, 3]);
   const f = new Frame(kaitaiStream(bytes));
   assert.deepEqual(f.payload, Uint8Array.of(1, 2, 3));
+});
+
+test("generated: LINK_HELLO is POOL_HELLO's layout with a version of at least 3", async () => {
+  const { Frame } = await import("../generated/Frame.js");
+  const { Pool } = await import("../generated/Pool.js");
+  const f = new Frame(kaitaiStream(frame(0x23, poolHello(3))));
+  assert.equal(f.header.msgType, Frame.MsgType.LINK_HELLO);
+  assert.ok(f.payload instanceof Pool.LinkHello);
+  assert.equal(f.payload.version, 3);
+  assert.equal(f.payload.binding.seq, 1);
+  assert.equal(f.payload.binding.proof.length, 32);
+  assert.ok(f.payload._io.isEof());
+  assert.equal(new Pool.LinkHello(kaitaiStream(Uint8Array.from(poolHello(255)))).version, 255);
+  for (const v of [0, 1, 2]) {
+    assert.throws(() => new Pool.LinkHello(kaitaiStream(Uint8Array.from(poolHello(v)))), `v${v}`);
+    assert.throws(() => new Frame(kaitaiStream(frame(0x23, poolHello(v)))), `frame v${v}`);
+  }
+  // POOL_HELLO still takes every version from 1.
+  assert.equal(new Pool.PoolHello(kaitaiStream(Uint8Array.from(poolHello(2)))).version, 2);
 });
 
 test("generated: SOCKS5 version bytes are validated against the socks5_registries enum", async () => {
@@ -305,20 +334,15 @@ test("decode: payloads that do not parse or break SPEC.md §10 limits are invali
     ["cidr6 prefix 129", 0x10, [0, 1, 3, 0, ...new Array<number>(16).fill(0), 129, 0, 1, 0, 2]],
     ["port_min > port_max", 0x10, [0, 1, 1, 0, ...str1("*"), 0, 9, 0, 8]],
     ["POOL_REQUEST count 0", 0x11, [0, 0, 0, 1, 0, 0]],
-    ["POOL_HELLO version 0", 0x20, [
-      0,
-      0,
-      0,
-      0,
-      1,
-      ...new Array<number>(16).fill(0),
-      0,
-      0,
-      0,
-      1,
-      32,
-      ...new Array<number>(32).fill(0),
+    ["POOL_HELLO version 0", 0x20, poolHello(0)],
+    ["LINK_HELLO version 2", 0x23, poolHello(2)],
+    ["LINK_HELLO version 1", 0x23, poolHello(1)],
+    ["LINK_HELLO proof of 33 bytes", 0x23, [
+      ...poolHello(3).slice(0, 25),
+      33,
+      ...new Array<number>(33).fill(0),
     ]],
+    ["LINK_HELLO trailing byte", 0x23, [...poolHello(3), 0]],
     ["OPEN with empty client", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 10, 0, 0, 1, 0, 80]],
     ["OPEN with atyp 2", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 2, 10, 0, 0, 1, 0, 80]],
     ["OPEN with an empty domain", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 3, 0, 0, 80]],

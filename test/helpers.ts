@@ -369,13 +369,18 @@ export function burrow(
 
 /**
  * The fake server's side of an agent's login on `listener`: takes HELLO and
- * AUTH without checking anything, sends WELCOME and waits for ANNOUNCE.
+ * AUTH without checking anything (choosing `version`), sends WELCOME and
+ * waits for ANNOUNCE (after INSTANCE from version 2).
  * Returns the control connection.
  */
-export async function acceptAgent(listener: Listener, heartbeatTimeoutMs = 5000): Promise<Wire> {
+export async function acceptAgent(
+  listener: Listener,
+  heartbeatTimeoutMs = 5000,
+  version = 1,
+): Promise<Wire> {
   const control = new Wire((await listener.accept())!);
   await control.expect("AGENT_HELLO");
-  await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
+  await control.send({ type: "CHALLENGE", version, nonce: new Uint8Array(32) });
   await control.expect("AUTH");
   await control.send({
     type: "WELCOME",
@@ -386,6 +391,7 @@ export async function acceptAgent(listener: Listener, heartbeatTimeoutMs = 5000)
     poolMin: 1,
     poolMax: 64,
   });
+  if (version >= 2) await control.expect("INSTANCE");
   await control.expect("ANNOUNCE");
   return control;
 }
@@ -488,4 +494,59 @@ export async function freePorts(net: Net, n: number): Promise<number[]> {
 /** One port of {@link freePorts}. */
 export async function freePort(net: Net): Promise<number> {
   return (await freePorts(net, 1))[0]!;
+}
+
+/**
+ * A TCP relay to `to` that records every byte it passes (both directions)
+ * and keeps its connections in accept order: `links[i]` is the i-th
+ * accepted connection and its dial, so a test can count or sever them.
+ */
+export async function recorder(net: Net, to: Addr) {
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const chunks: Uint8Array[] = [];
+  const conns = new Set<Conn>();
+  const links: Array<[Conn, Conn]> = [];
+  (async () => {
+    for await (const a of l) {
+      const b = await net.dial(to).catch(() => null);
+      if (!b) {
+        a.close();
+        continue;
+      }
+      conns.add(a).add(b);
+      links.push([a, b]);
+      const pump = async (src: Conn, dst: Conn) => {
+        try {
+          for (;;) {
+            const c = await src.read();
+            if (c === null) break;
+            chunks.push(c.slice());
+            await dst.write(c);
+          }
+          await dst.end();
+        } catch {
+          src.close();
+          dst.close();
+        }
+      };
+      Promise.all([pump(a, b), pump(b, a)]).finally(
+        () => (a.close(), b.close(), conns.delete(a), conns.delete(b)),
+      );
+    }
+  })();
+  return {
+    addr: l.addr,
+    links,
+    bytes: () => {
+      const n = chunks.reduce((s, c) => s + c.length, 0);
+      const out = new Uint8Array(n);
+      let o = 0;
+      for (const c of chunks) (out.set(c, o), (o += c.length));
+      return out;
+    },
+    close() {
+      l.close();
+      for (const c of conns) c.close();
+    },
+  };
 }

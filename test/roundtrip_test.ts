@@ -382,6 +382,20 @@ test("encode: golden bytes", () => {
     hex("42525257 01 22 0000 00000018  00000001 05 04 00000000000000000000000000000001 0001"),
   );
   assert.deepEqual(
+    encode({
+      type: "LINK_HELLO",
+      version: 3,
+      agentId: 0x0a0b0c0d,
+      sessionId: new Uint8Array(16).fill(0x11),
+      seq: 2,
+      proof: new Uint8Array(32).fill(0xee),
+    }),
+    hex(
+      "42525257 01 23 0000 0000003a  03 0a0b0c0d" + "11".repeat(16) + "00000002 20" +
+        "ee".repeat(32),
+    ),
+  );
+  assert.deepEqual(
     encodeAddr({ type: "ipv4", host: "1.2.3.4", port: 258 }),
     hex("01 01020304 0102"),
   );
@@ -429,6 +443,14 @@ const hello = {
   software: "",
 } as const;
 const t4 = { type: "ipv4", host: "10.0.0.1", port: 1 } as const;
+const linkHello = {
+  type: "LINK_HELLO",
+  version: 3,
+  agentId: 1,
+  sessionId: new Uint8Array(16),
+  seq: 1,
+  proof: new Uint8Array(32),
+} as const;
 
 test("encode: values that cannot be encoded throw RangeError / TypeError naming the field", () => {
   const range: [Message, RegExp][] = [
@@ -463,6 +485,9 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       seq: 1,
       proof: new Uint8Array(16),
     }, /POOL_HELLO\.proof/],
+    [{ ...linkHello, version: 2 }, /LINK_HELLO\.version: must be >= 3, got 2/],
+    [{ ...linkHello, proof: new Uint8Array(63) }, /LINK_HELLO\.proof.*32 or 64/],
+    [{ ...linkHello, sessionId: new Uint8Array(15) }, /LINK_HELLO\.sessionId/],
     [{
       type: "WELCOME",
       agentId: 2 ** 32,
@@ -625,6 +650,8 @@ test("encodeUnchecked: well-formed frames that break SPEC.md §10, for negative 
     encodeUnchecked({ type: "AUTH", proof: Uint8Array.of(1) }),
     hex("42525257 01 03 0000 00000002 01 01"),
   );
+  // A LINK_HELLO of a version before links, for the server's refusal.
+  assert.equal(encodeUnchecked({ ...linkHello, version: 2 })[12], 2);
   // Still refuses what has no wire form.
   assert.throws(() => encodeUnchecked({ ...hello, name: "x".repeat(256) }), RangeError);
   assert.throws(() => encodeUnchecked({ type: "PING", data: new Uint8Array(7) }), RangeError);

@@ -11,7 +11,7 @@ import { ClientProxy, connectThrough } from "../src/client.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
-import type { Addr, Conn, Net } from "../src/net.ts";
+import type { Conn } from "../src/net.ts";
 import { Wire } from "../src/wire.ts";
 import {
   AGENT_TOKEN,
@@ -20,6 +20,7 @@ import {
   echoTarget,
   memoryLogger,
   readAll,
+  recorder,
   runtime,
   socks,
   socksTo,
@@ -36,53 +37,6 @@ function fdCount(): number {
 }
 
 /** A TCP relay that records every byte in both directions. */
-async function recorder(net: Net, to: Addr) {
-  const l = await net.listen({ host: "127.0.0.1", port: 0 });
-  const chunks: Uint8Array[] = [];
-  const conns = new Set<Conn>();
-  (async () => {
-    for await (const a of l) {
-      const b = await net.dial(to).catch(() => null);
-      if (!b) {
-        a.close();
-        continue;
-      }
-      conns.add(a).add(b);
-      const pump = async (src: Conn, dst: Conn) => {
-        try {
-          for (;;) {
-            const c = await src.read();
-            if (c === null) break;
-            chunks.push(c.slice());
-            await dst.write(c);
-          }
-          await dst.end();
-        } catch {
-          src.close();
-          dst.close();
-        }
-      };
-      Promise.all([pump(a, b), pump(b, a)]).finally(
-        () => (a.close(), b.close(), conns.delete(a), conns.delete(b)),
-      );
-    }
-  })();
-  return {
-    addr: l.addr,
-    bytes: () => {
-      const n = chunks.reduce((s, c) => s + c.length, 0);
-      const out = new Uint8Array(n);
-      let o = 0;
-      for (const c of chunks) (out.set(c, o), (o += c.length));
-      return out;
-    },
-    close() {
-      l.close();
-      for (const c of conns) c.close();
-    },
-  };
-}
-
 function contains(hay: Uint8Array, needle: Uint8Array): boolean {
   outer: for (let i = 0; i + needle.length <= hay.length; i++) {
     for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
@@ -140,41 +94,45 @@ test(`${rt}: an Ed25519 agent authenticates with only its public key on the serv
   }
 });
 
-test(`${rt}: a recorded POOL_HELLO cannot be replayed`, async () => {
-  const t = await tunnel({ startAgent: false });
-  const rec = await recorder(t.net, t.server.addrs.agents!);
-  const { agent } = testAgent(t.net, rec.addr, "office");
-  try {
-    agent.start();
-    await agent.connected();
-    assert.ok(await until(() => agent.poolSize >= 2));
-    await new Promise((r) => setTimeout(r, 100));
-    // Find a POOL_HELLO frame (type 0x20) in the recording and replay it verbatim.
-    const bytes = rec.bytes();
-    let hello: Uint8Array | undefined;
-    for (let i = 0; i + 12 <= bytes.length; i++) {
-      if (
-        bytes[i] === 0x42 && bytes[i + 1] === 0x52 && bytes[i + 2] === 0x52 &&
-        bytes[i + 3] === 0x57 && bytes[i + 5] === 0x20
-      ) {
-        const len = new DataView(bytes.buffer, bytes.byteOffset + i + 8, 4).getUint32(0);
-        hello = bytes.slice(i, i + 12 + len);
-        break;
+for (
+  const [name, type, link] of [["POOL_HELLO", 0x20, false], ["LINK_HELLO", 0x23, true]] as const
+) {
+  test(`${rt}: a recorded ${name} cannot be replayed`, async () => {
+    const t = await tunnel({ startAgent: false });
+    const rec = await recorder(t.net, t.server.addrs.agents!);
+    const { agent } = testAgent(t.net, rec.addr, "office", { link });
+    try {
+      agent.start();
+      await agent.connected();
+      assert.ok(await until(() => agent.poolSize >= 2));
+      await new Promise((r) => setTimeout(r, 100));
+      // Find the hello frame in the recording and replay it verbatim.
+      const bytes = rec.bytes();
+      let hello: Uint8Array | undefined;
+      for (let i = 0; i + 12 <= bytes.length; i++) {
+        if (
+          bytes[i] === 0x42 && bytes[i + 1] === 0x52 && bytes[i + 2] === 0x52 &&
+          bytes[i + 3] === 0x57 && bytes[i + 5] === type
+        ) {
+          const len = new DataView(bytes.buffer, bytes.byteOffset + i + 8, 4).getUint32(0);
+          hello = bytes.slice(i, i + 12 + len);
+          break;
+        }
       }
+      assert.ok(hello, `recorded a ${name}`);
+      const c = await t.net.dial(t.server.addrs.agents!);
+      await c.write(hello!);
+      const msg = await new Wire(c).recv();
+      assert.equal(msg?.type, "ERROR");
+      assert.equal(msg?.type === "ERROR" && msg.code, 12, "replayed");
+      c.close();
+    } finally {
+      await agent.stop();
+      rec.close();
+      await t.close();
     }
-    assert.ok(hello, "recorded a POOL_HELLO");
-    const c = await t.net.dial(t.server.addrs.agents!);
-    await c.write(hello!);
-    const msg = await new Wire(c).recv();
-    assert.equal(msg?.type, "ERROR");
-    assert.equal(msg?.type === "ERROR" && msg.code, 12, "replayed");
-    c.close();
-  } finally {
-    await agent.stop();
-    rec.close();
-    await t.close();
-  }
-});
+  });
+}
 
 test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, async () => {
   const t = await tunnel({ startAgent: false });

@@ -1,17 +1,18 @@
 /**
  * SPEC.md and spec/*.ksy agree: the registries of SPEC.md §9 equal the enums
  * of the .ksy files and the constants src/messages.ts exports (generated from
- * those enums into generated/enums.ts), the SOCKS5 versions of SPEC.md §8
- * equal spec/socks5_*.ksy and src/socks5_encode.ts, every message type has a
- * payload type, every .ksy is documented and points at an existing SPEC.md
- * section, text is declared as bytes (src/ decodes the UTF-8), and every .ksy
- * has a generated module.
+ * those enums into generated/enums.ts; link frame types, §9.6, straight from
+ * there), the SOCKS5 versions of SPEC.md §8 equal spec/socks5_*.ksy and
+ * src/socks5_encode.ts, every message type has a payload type, every .ksy is
+ * documented and points at an existing SPEC.md section, text is declared as
+ * bytes (src/ decodes the UTF-8), and every .ksy has a generated module.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { AuthMethod, ErrorCode, MsgType, RuleKind, Status } from "../src/messages.ts";
+import { LinkFrameType } from "../generated/enums.ts";
 import { SOCKS_VERSION, SocksCmd, SocksMethod, USERPASS_VERSION } from "../src/socks5_encode.ts";
 
 const SPEC_DIR = new URL("../spec/", import.meta.url);
@@ -143,6 +144,27 @@ test("spec: status codes §9.3, auth methods §9.4 and rule kinds §9.5 match th
   const kinds = sorted(specRegistry("9.5"));
   assert.deepEqual(sorted(ksyEnum("control", "rule_kind")), kinds);
   assert.deepEqual(sorted(RuleKind), kinds);
+});
+
+test("spec: link frame types of SPEC.md §9.6 = link_frame_type of spec/link.ksy = LinkFrameType", () => {
+  const spec = sorted(specRegistry("9.6"));
+  assert.deepEqual(sorted(ksyEnum("link", "link_frame_type"), upper), spec);
+  assert.deepEqual(sorted(LinkFrameType), spec);
+  // The body column names the body type the .ksy switches to (DATA: raw bytes).
+  const link = loadKsy("link");
+  const body = link.seq?.find((a) => a["id"] === "body");
+  const cases = (body?.["type"] as { cases?: Record<string, string> } | undefined)?.cases ?? {};
+  const BODY: Record<string, string | undefined> = {
+    "1..65535 bytes": undefined,
+    "empty": "empty",
+    "u4 increment ≥ 1": "window",
+  };
+  for (const [, name, text, sec] of tableRows(section("9.6"))) {
+    assert.ok(name !== undefined && text !== undefined && sec !== undefined);
+    assert.ok(text in BODY, `SPEC.md §9.6 ${name}: unexpected body ${text}`);
+    assert.equal(cases[`link_frame_type::${name.toLowerCase()}`], BODY[text], `${name}: body type`);
+    assert.ok(docRefs(link).includes(`SPEC.md §${sec}`), `${name}: spec/link.ksy doc-ref`);
+  }
 });
 
 test("spec: SOCKS5 versions of SPEC.md §8 = the version checks of spec/socks5_*.ksy = src/socks5_encode.ts", () => {

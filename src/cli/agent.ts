@@ -159,6 +159,8 @@ interface AgentFlags extends TlsFlags, CredentialFlags, ProxyFlags {
   server: string[];
   name?: string;
   allow: string[];
+  /** False with `--no-link`. */
+  link?: boolean;
   logLevel: string;
 }
 
@@ -277,6 +279,7 @@ async function agentOptions(
       name,
       credential,
       rules,
+      link: f.link !== false && file.link !== false,
       ...how,
     })),
     close: () => links.forEach((l) => l.close()),
@@ -394,6 +397,11 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       "target rule, repeatable: host[:ports], *.suffix, CIDR, client=rule",
       collect,
       [],
+    )
+    .option(
+      "--no-link",
+      "one connection per pool connection, as protocol version 2 (default: pool streams share " +
+        "one link connection)",
     );
   tlsOptions(agent).action((opts: AgentFlags) => start(runAgent(host, opts)));
 

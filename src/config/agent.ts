@@ -11,7 +11,7 @@ import { normalizeFingerprint } from "../tls.ts";
 import { parseAddr, Walker, words } from "./walker.ts";
 
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
-  server_name plain proxy proxy_file`);
+  server_name plain proxy proxy_file link`);
 
 /**
  * An agent's config file (`burrow agent --config`). Every key is optional
@@ -38,6 +38,8 @@ export interface AgentConfig {
   /** Outbound proxy URL (proxy.ts), or the file holding it (its credentials stay out of `ps`). */
   proxy?: string | undefined;
   proxyFile?: string | undefined;
+  /** False: no link (SPEC.md §2.4), one connection per pool connection. */
+  link?: boolean | undefined;
 }
 
 /** Parse and validate an agent config file's text. `file` is used in errors only. */
@@ -83,6 +85,7 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     plain: opt("plain", (v, p) => w.bool(v, p)),
     proxy: opt("proxy", str),
     proxyFile: opt("proxy_file", str),
+    link: opt("link", (v, p) => w.bool(v, p)),
   };
 }
 

@@ -13,6 +13,7 @@ import { ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { ErrorCode, type Message, type MessageOf } from "../messages.ts";
 import type { Conn } from "../net.ts";
+import { Link } from "../link.ts";
 import { normalizeRule } from "../policy.ts";
 import { answerControl, Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
@@ -28,6 +29,9 @@ export interface PoolConn {
 }
 
 export type Session = AgentSession<PoolConn>;
+
+/** Links one session may have at once (SPEC.md §2.4). */
+const MAX_LINKS = 4;
 
 /** A live session with its control connection. */
 interface Control {
@@ -57,6 +61,8 @@ export class AgentPort {
   readonly #controls = new Map<Session, Control>();
   readonly #byKey = new Map<string, Session>();
   readonly #agentIds = new Map<string, number>();
+  /** Each session's links (version 3, SPEC.md §2.4). */
+  readonly #links = new Map<Session, Set<Link>>();
 
   constructor(readonly ctx: ServerContext) {}
 
@@ -121,9 +127,10 @@ export class AgentPort {
       if (first === null) return conn.close();
       if (first.type === "AGENT_HELLO") await this.#control(wire, first, log, admitted);
       else if (first.type === "POOL_HELLO") await this.#pool(wire, first, log, admitted);
+      else if (first.type === "LINK_HELLO") await this.#link(wire, first, log, admitted);
       else {throw new ProtocolError(
           "unexpected_message",
-          `Expected AGENT_HELLO or POOL_HELLO, got ${first.type}`,
+          `Expected AGENT_HELLO, POOL_HELLO or LINK_HELLO, got ${first.type}`,
         );}
     } catch (e) {
       admitted();
@@ -173,6 +180,8 @@ export class AgentPort {
     if (g.length > 0) this.#groups.set(s.name, g);
     else this.#groups.delete(s.name);
     this.#byKey.delete(s.key);
+    // Streams relaying on a link go on; the link closes when they are done.
+    for (const l of this.#links.get(s) ?? []) l.drain();
     if (code) void c.wire.last({ type: "GOAWAY", code: ErrorCode[code], message: reason });
     else c.wire.conn.close();
     c.log.info("agent session ended", { reason: code ?? reason });
@@ -346,12 +355,14 @@ export class AgentPort {
     s.tick();
   }
 
-  async #pool(
+  /**
+   * The session a POOL_HELLO or LINK_HELLO proves itself for (SPEC.md §6.3):
+   * live, same version, a valid proof over an unused sequence number.
+   */
+  async #prove(
     wire: Wire,
-    hello: MessageOf<"POOL_HELLO">,
-    log: Logger,
-    admitted: () => void,
-  ): Promise<void> {
+    hello: MessageOf<"POOL_HELLO"> | MessageOf<"LINK_HELLO">,
+  ): Promise<Session> {
     const s = this.#byKey.get(toHex(hello.sessionId));
     if (!s || s.who.agentId !== hello.agentId) {
       throw new ProtocolError("session_unknown", "no live session with this id");
@@ -359,7 +370,8 @@ export class AgentPort {
     if (hello.version !== s.who.version) {
       throw new ProtocolError(
         "unsupported_version",
-        `pool version ${hello.version} is not the session's ${s.who.version}`,
+        `${hello.type === "POOL_HELLO" ? "pool" : "link"} version ${hello.version} ` +
+          `is not the session's ${s.who.version}`,
       );
     }
     const proven = poolTranscript(s.who.agentId, s.who.id, hello.seq, s.who.nonce);
@@ -376,7 +388,58 @@ export class AgentPort {
       });
       throw new ProtocolError("replayed", `pool sequence number ${hello.seq} was already used`);
     }
+    return s;
+  }
+
+  async #pool(
+    wire: Wire,
+    hello: MessageOf<"POOL_HELLO">,
+    log: Logger,
+    admitted: () => void,
+  ): Promise<void> {
+    const s = await this.#prove(wire, hello);
     admitted();
+    this.#join(s, wire, log);
+  }
+
+  /**
+   * A link (SPEC.md §2.4): after its LINK_HELLO, every stream the agent opens
+   * on it is a pool connection of the session, proven by the link's hello.
+   */
+  async #link(
+    wire: Wire,
+    hello: MessageOf<"LINK_HELLO">,
+    log: Logger,
+    admitted: () => void,
+  ): Promise<void> {
+    const s = await this.#prove(wire, hello);
+    const links = this.#links.get(s) ?? new Set<Link>();
+    if (links.size >= MAX_LINKS) {
+      throw new ProtocolError(
+        "limit_exceeded",
+        `a session may have ${MAX_LINKS} links; this one has them`,
+      );
+    }
+    admitted();
+    const { streamsPerAgent } = this.ctx.config().limits;
+    const link: Link = new Link(wire.conn, {
+      // Idle streams count against pool_max, busy ones against the agent's stream limit.
+      maxStreams: this.ctx.config().poolMax + streamsPerAgent,
+      onStream: (stream) => this.#join(s, new Wire(stream), log),
+      onClose: (why) => {
+        links.delete(link);
+        if (links.size === 0) this.#links.delete(s);
+        if (why && !s.closed) log.info("agent link closed", { reason: why.message });
+      },
+    }, wire.rest());
+    if (s.closed) return link.drain();
+    links.add(link);
+    this.#links.set(s, links);
+    log.debug("agent link open", { session: s.key.slice(0, 8), links: links.size });
+  }
+
+  /** A proven pool connection (or link stream) joins the session's pool. */
+  #join(s: Session, wire: Wire, log: Logger): void {
     const pc: PoolConn = {
       wire,
       first: wire.recv().catch(() => null),

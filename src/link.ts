@@ -1,0 +1,421 @@
+/**
+ * The data link of protocol version 3 (SPEC.md §2.4, §3.2): many pool
+ * streams over one connection. The agent opens streams ({@link Link.open});
+ * the server is handed each one the agent opens (`onStream`). A stream is a
+ * {@link Conn}, so the rest of burrow (the pool, OPEN / OPEN_RESULT, the
+ * relay) treats it as it treats a pool connection of its own.
+ *
+ * Flow control is per stream and direction: a sender may have at most the
+ * window its peer granted in flight ({@link LINK_WINDOW} at first); the
+ * receiver grants more as its reader consumes. So the link's reader never
+ * waits for a slow stream (no stream holds up another), and what a link
+ * buffers is bounded by the windows it granted.
+ *
+ * @module
+ */
+import { NetError, ProtocolError } from "./errors.ts";
+import {
+  encodeData,
+  encodeLinkFrame,
+  LINK_MAX_DATA,
+  type LinkFrame,
+  LinkFramer,
+} from "./link_frame.ts";
+import type { Addr, Conn } from "./net.ts";
+
+/** Each direction of each stream starts with this window (SPEC.md §3.2). */
+export const LINK_WINDOW = 1 << 20;
+/** A receiver grants window once its reader has consumed this much. */
+const GRANT_AT = LINK_WINDOW / 4;
+
+export interface LinkOptions {
+  /** Called with each stream the peer opens; absent = the peer may not open streams. */
+  onStream?: (stream: Conn) => void;
+  /** Streams open at once that the peer may have; an OPEN beyond it is RESET. Default 65536. */
+  maxStreams?: number;
+  /**
+   * Inspects the first bytes received; an error it returns fails the link
+   * (the agent uses it to read a server's ERROR frame refusing the link).
+   */
+  first?: (chunk: Uint8Array) => Error | null;
+  /** Called once when the link fails or closes, with the reason (null after `close()`). */
+  onClose?: (why: Error | null) => void;
+}
+
+export class Link {
+  readonly #conn: Conn;
+  readonly #opts: LinkOptions;
+  readonly #streams = new Map<number, Stream>();
+  readonly #framer = new LinkFramer();
+  /** Highest stream id opened on this link (by either side's count). */
+  #highest = 0;
+  #draining = false;
+  #dead: Error | null = null;
+  #gotFirst = false;
+  /** Frames waiting for this turn's write, and that write. */
+  #out: Uint8Array[] = [];
+  #flushed: Promise<void> = Promise.resolve();
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  constructor(conn: Conn, opts: LinkOptions = {}, initial?: Uint8Array) {
+    this.#conn = conn;
+    this.#opts = opts;
+    this.closed = new Promise((r) => this.#resolveClosed = r);
+    if (initial && initial.length > 0) {
+      if (!this.#feed(initial)) return;
+    }
+    void this.#readLoop();
+  }
+
+  /** Streams opened on this link so far (by either side). */
+  get opened(): number {
+    return this.#highest;
+  }
+
+  /** Streams open now. */
+  get streams(): number {
+    return this.#streams.size;
+  }
+
+  /** False once the link failed, closed or drains. */
+  get usable(): boolean {
+    return this.#dead === null && !this.#draining;
+  }
+
+  /** Open a stream (OPEN is sent now; the stream may be written at once). */
+  open(): Conn {
+    if (!this.usable) throw new NetError("ECLOSED", "the link is closed");
+    const id = ++this.#highest;
+    const s = new Stream(this, id);
+    this.#streams.set(id, s);
+    this.send({ type: "OPEN", stream: id }).catch(() => {}); // a dead link fails the stream
+    return s;
+  }
+
+  /** No new streams; close the link once the open ones are done. */
+  drain(): void {
+    this.#draining = true;
+    if (this.#streams.size === 0) this.close();
+  }
+
+  /** Close the link now: every open stream fails (ECONNRESET). */
+  close(): void {
+    this.#fail(null);
+  }
+
+  get local(): Addr {
+    return this.#conn.local;
+  }
+
+  get remote(): Addr {
+    return this.#conn.remote;
+  }
+
+  /**
+   * @internal Queue a frame on the link; resolves when the link took it
+   * (backpressure). Frames queued in one turn of the event loop's microtasks
+   * go out in one write: a burst of OPENs, or a WINDOW beside DATA, costs one
+   * syscall and (over TLS) one record, not one each.
+   */
+  send(f: LinkFrame | Uint8Array): Promise<void> {
+    if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
+    this.#out.push(f instanceof Uint8Array ? f : encodeLinkFrame(f));
+    if (this.#out.length === 1) this.#flushed = Promise.resolve().then(() => this.#flush());
+    return this.#flushed;
+  }
+
+  #flush(): Promise<void> {
+    const parts = this.#out;
+    this.#out = [];
+    if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
+    if (parts.length === 1) return this.#conn.write(parts[0]!);
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const buf = new Uint8Array(n);
+    n = 0;
+    for (const p of parts) (buf.set(p, n), n += p.length);
+    return this.#conn.write(buf);
+  }
+
+  /** @internal A stream is done in both directions or was reset: forget it. */
+  forget(id: number): void {
+    this.#streams.delete(id);
+    if (this.#draining && this.#streams.size === 0) this.close();
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const chunk = await this.#conn.read();
+        if (chunk === null) {
+          return this.#fail(new NetError("ECONNRESET", "the peer closed the link"));
+        }
+        if (!this.#feed(chunk)) return;
+      }
+    } catch (e) {
+      this.#fail(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
+  /** Take a chunk; false once the link failed. */
+  #feed(chunk: Uint8Array): boolean {
+    if (this.#dead) return false;
+    if (!this.#gotFirst) {
+      this.#gotFirst = true;
+      const refused = this.#opts.first?.(chunk);
+      if (refused) {
+        this.#fail(refused);
+        return false;
+      }
+    }
+    this.#framer.push(chunk);
+    try {
+      let f: LinkFrame | null;
+      while ((f = this.#framer.next()) !== null) this.#dispatch(f);
+    } catch (e) {
+      this.#fail(e instanceof Error ? e : new Error(String(e)));
+      return false;
+    }
+    return this.#dead === null;
+  }
+
+  #dispatch(f: LinkFrame): void {
+    if (f.type === "OPEN") {
+      if (!this.#opts.onStream) {
+        throw new ProtocolError(
+          "unexpected_message",
+          "Cannot open link stream: this side opens them",
+          {
+            reply: false,
+          },
+        );
+      }
+      if (f.stream <= this.#highest) {
+        throw new ProtocolError(
+          "invalid_message",
+          `Cannot open link stream: id ${f.stream} is not above ${this.#highest}`,
+          { reply: false },
+        );
+      }
+      this.#highest = f.stream;
+      if (this.#draining || this.#streams.size >= (this.#opts.maxStreams ?? 65536)) {
+        this.send({ type: "RESET", stream: f.stream }).catch(() => {});
+        return;
+      }
+      const s = new Stream(this, f.stream);
+      this.#streams.set(f.stream, s);
+      this.#opts.onStream(s);
+      return;
+    }
+    if (f.stream > this.#highest) {
+      throw new ProtocolError(
+        "invalid_message",
+        `Cannot parse link frame: ${f.type} for stream ${f.stream}, which was never opened`,
+        { reply: false },
+      );
+    }
+    // A frame for a stream already gone (reset or closed here) crossed our RESET: drop it.
+    this.#streams.get(f.stream)?.receive(f);
+  }
+
+  #fail(why: Error | null): void {
+    if (this.#dead) return;
+    this.#dead = why ?? new NetError("ECLOSED", "the link is closed");
+    this.#conn.close();
+    const gone = new NetError("ECONNRESET", `link lost: ${this.#dead.message}`);
+    for (const s of [...this.#streams.values()]) s.abort(gone);
+    this.#streams.clear();
+    this.#opts.onClose?.(why);
+    this.#resolveClosed();
+  }
+}
+
+type Waiter = { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void };
+
+/** One stream of a link: a {@link Conn}. */
+class Stream implements Conn {
+  readonly #queue: Uint8Array[] = [];
+  #queued = 0;
+  #reader: Waiter | null = null;
+  /** The peer sent FIN. */
+  #eof = false;
+  /** Bytes the peer may still send before it needs more window. */
+  #allowed = LINK_WINDOW;
+  /** Bytes read by our reader and not yet granted back. */
+  #consumed = 0;
+  /** Bytes we may still send. */
+  #window = LINK_WINDOW;
+  #windowWaiter: (() => void) | null = null;
+  #writing: Promise<void> = Promise.resolve();
+  #ended: Promise<void> | null = null;
+  #finSent = false;
+  /** Closed here, reset, or the link failed. */
+  #done = false;
+  #error: Error | null = null;
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  constructor(readonly link: Link, readonly id: number) {
+    this.closed = new Promise((r) => this.#resolveClosed = r);
+  }
+
+  get local(): Addr {
+    return this.link.local;
+  }
+
+  get remote(): Addr {
+    return this.link.remote;
+  }
+
+  setNoDelay(): void {}
+
+  read(): Promise<Uint8Array | null> {
+    const chunk = this.#queue.shift();
+    if (chunk) {
+      this.#queued -= chunk.length;
+      this.#grant(chunk.length);
+      this.#settleIfDone();
+      return Promise.resolve(chunk);
+    }
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#eof || this.#done) return Promise.resolve(null);
+    return new Promise((resolve, reject) => this.#reader = { resolve, reject });
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.#done || this.#ended) {
+      return Promise.reject(this.#error ?? new NetError("ECLOSED", "stream closed"));
+    }
+    const p = this.#writing.then(() => this.#send(chunk));
+    this.#writing = p.catch(() => {});
+    return p;
+  }
+
+  end(): Promise<void> {
+    if (this.#done && !this.#ended) {
+      return Promise.reject(new NetError("ECLOSED", "stream closed"));
+    }
+    this.#ended ??= this.#writing.then(async () => {
+      if (this.#done) throw this.#error ?? new NetError("ECLOSED", "stream closed");
+      this.#finSent = true;
+      await this.link.send({ type: "FIN", stream: this.id });
+      this.#settleIfDone();
+    });
+    return this.#ended;
+  }
+
+  close(): void {
+    if (this.#done) return;
+    this.link.send({ type: "RESET", stream: this.id }).catch(() => {});
+    this.abort(null);
+  }
+
+  /** @internal Fail or close locally: wake everyone, forget the stream. */
+  abort(error: Error | null): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#error = error;
+    this.#queue.length = 0;
+    this.#queued = 0;
+    const r = this.#reader;
+    this.#reader = null;
+    if (r) error ? r.reject(error) : r.resolve(null);
+    this.#windowWaiter?.();
+    this.link.forget(this.id);
+    this.#resolveClosed();
+  }
+
+  /** @internal A frame for this stream arrived. */
+  receive(f: LinkFrame): void {
+    if (this.#done) return;
+    switch (f.type) {
+      case "DATA": {
+        if (this.#eof) {
+          throw new ProtocolError("invalid_message", `Link stream ${this.id}: DATA after FIN`, {
+            reply: false,
+          });
+        }
+        if (f.data.length > this.#allowed) {
+          throw new ProtocolError(
+            "invalid_message",
+            `Link stream ${this.id}: ${f.data.length} bytes exceed the window of ${this.#allowed}`,
+            { reply: false },
+          );
+        }
+        this.#allowed -= f.data.length;
+        const r = this.#reader;
+        if (r) {
+          this.#reader = null;
+          this.#grant(f.data.length);
+          r.resolve(f.data);
+        } else {
+          this.#queue.push(f.data);
+          this.#queued += f.data.length;
+        }
+        return;
+      }
+      case "WINDOW":
+        this.#window = Math.min(Number.MAX_SAFE_INTEGER, this.#window + f.increment);
+        this.#windowWaiter?.();
+        return;
+      case "FIN": {
+        this.#eof = true;
+        const r = this.#reader;
+        this.#reader = null;
+        r?.resolve(null);
+        this.#settleIfDone();
+        return;
+      }
+      case "RESET":
+        return this.abort(new NetError("ECONNRESET", "stream reset by the peer"));
+      default:
+        throw new ProtocolError("unexpected_message", `${f.type} on an open link stream`, {
+          reply: false,
+        });
+    }
+  }
+
+  /** Bytes buffered and not yet read. */
+  get buffered(): number {
+    return this.#queued;
+  }
+
+  async #send(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.#done) throw this.#error ?? new NetError("ECLOSED", "stream closed");
+      if (this.#window === 0) {
+        await new Promise<void>((r) => this.#windowWaiter = r);
+        this.#windowWaiter = null;
+        continue;
+      }
+      // Even pieces: 65 536 bytes go as 2 × 32 768, not 65 535 + 1.
+      const left = chunk.length - off;
+      const pieces = Math.ceil(left / LINK_MAX_DATA);
+      const n = Math.min(Math.ceil(left / pieces), this.#window);
+      this.#window -= n;
+      await this.link.send(encodeData(this.id, chunk.subarray(off, off + n)));
+      off += n;
+    }
+  }
+
+  /** Our reader consumed `n` bytes: grant them back once enough has gathered. */
+  #grant(n: number): void {
+    this.#consumed += n;
+    if (this.#consumed < GRANT_AT || this.#eof) return;
+    const increment = this.#consumed;
+    this.#consumed = 0;
+    this.#allowed += increment;
+    this.link.send({ type: "WINDOW", stream: this.id, increment }).catch(() => {});
+  }
+
+  /** Both directions ended and everything was read: the stream is done. */
+  #settleIfDone(): void {
+    if (this.#finSent && this.#eof && this.#queue.length === 0 && !this.#done) {
+      this.#done = true;
+      this.link.forget(this.id);
+      this.#resolveClosed();
+    }
+  }
+}

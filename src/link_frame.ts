@@ -1,0 +1,197 @@
+/**
+ * Link frames (SPEC.md §3.2): the 7-byte header and body that multiplex pool
+ * streams over a version-3 link. spec/link.ksy describes the same frame for
+ * the generated parser; this hand codec is the hot path (every DATA chunk of
+ * every stream passes through it) and is round-trip tested against that
+ * parser (test/link_frame_test.ts).
+ *
+ * ```
+ *  0      1           5          7
+ *  | type | stream id | len_body | body …
+ *  |  u1  |    u4     |    u2    |
+ * ```
+ *
+ * @module
+ */
+import { ProtocolError } from "./errors.ts";
+
+export const LINK_HEADER_SIZE = 7;
+/** The largest DATA body: a longer write is split into several frames. */
+export const LINK_MAX_DATA = 65535;
+
+/** Link frame types (SPEC.md §9.6). */
+const TYPE = { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4 } as const;
+const NAMES = ["DATA", "OPEN", "WINDOW", "FIN", "RESET"] as const;
+
+export type LinkFrame =
+  | { type: "DATA"; stream: number; data: Uint8Array }
+  | { type: "OPEN" | "FIN" | "RESET"; stream: number }
+  | { type: "WINDOW"; stream: number; increment: number };
+
+function header(buf: Uint8Array, type: number, stream: number, len: number): void {
+  buf[0] = type;
+  buf[1] = stream >>> 24;
+  buf[2] = stream >>> 16;
+  buf[3] = stream >>> 8;
+  buf[4] = stream;
+  buf[5] = len >>> 8;
+  buf[6] = len;
+}
+
+function checkU32(n: number, what: string, min: number): void {
+  if (!Number.isInteger(n) || n < min || n > 0xffffffff) {
+    throw new RangeError(`Cannot encode link frame: ${what} ${n} is outside ${min}..4294967295`);
+  }
+}
+
+/** One DATA frame: header and `data` (1..{@link LINK_MAX_DATA} bytes) in one buffer. */
+export function encodeData(stream: number, data: Uint8Array): Uint8Array {
+  checkU32(stream, "stream id", 1);
+  if (data.length < 1 || data.length > LINK_MAX_DATA) {
+    throw new RangeError(
+      `Cannot encode link frame: DATA body of ${data.length} bytes is outside 1..${LINK_MAX_DATA}`,
+    );
+  }
+  const buf = new Uint8Array(LINK_HEADER_SIZE + data.length);
+  header(buf, TYPE.DATA, stream, data.length);
+  buf.set(data, LINK_HEADER_SIZE);
+  return buf;
+}
+
+export function encodeLinkFrame(f: LinkFrame): Uint8Array {
+  if (f.type === "DATA") return encodeData(f.stream, f.data);
+  checkU32(f.stream, "stream id", 1);
+  if (f.type === "WINDOW") {
+    checkU32(f.increment, "WINDOW increment", 1);
+    const buf = new Uint8Array(LINK_HEADER_SIZE + 4);
+    header(buf, TYPE.WINDOW, f.stream, 4);
+    new DataView(buf.buffer).setUint32(LINK_HEADER_SIZE, f.increment);
+    return buf;
+  }
+  const buf = new Uint8Array(LINK_HEADER_SIZE);
+  header(buf, TYPE[f.type], f.stream, 0);
+  return buf;
+}
+
+function fail(why: string): ProtocolError {
+  return new ProtocolError("invalid_message", `Cannot parse link frame: ${why}`, { reply: false });
+}
+
+/**
+ * Incremental link framing: bytes in, frames out. Like framer.ts, chunks are
+ * kept in a list; a header is checked as soon as its 7 bytes are present
+ * (before its body is needed), and a body that lies in one chunk is returned
+ * as a `subarray` of it, so pushed chunks must not be modified afterwards.
+ * After an error every call throws it again and pushes are ignored.
+ */
+export class LinkFramer {
+  #chunks: Uint8Array[] = [];
+  /** Offset into the first chunk. */
+  #off = 0;
+  #buffered = 0;
+  #error: ProtocolError | null = null;
+
+  /** Bytes held and not yet returned as frames. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.#error || chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+  }
+
+  /** The next whole frame, or null until more bytes arrive. */
+  next(): LinkFrame | null {
+    if (this.#error) throw this.#error;
+    if (this.#buffered < LINK_HEADER_SIZE) return null;
+    const h = this.#peek(LINK_HEADER_SIZE);
+    const type = h[0]!;
+    const stream = ((h[1]! << 24) | (h[2]! << 16) | (h[3]! << 8) | h[4]!) >>> 0;
+    const len = (h[5]! << 8) | h[6]!;
+    const name = NAMES[type];
+    let bad: string | null = null;
+    if (name === undefined) bad = `unknown type ${type}`;
+    else if (stream === 0) bad = `${name} on stream 0`;
+    else if (name === "DATA" ? len === 0 : len !== (name === "WINDOW" ? 4 : 0)) {
+      bad = `${name} with a body of ${len} bytes`;
+    }
+    if (bad !== null) {
+      this.#error = fail(bad);
+      this.#chunks = [];
+      this.#buffered = 0;
+      throw this.#error;
+    }
+    if (this.#buffered < LINK_HEADER_SIZE + len) return null;
+    this.#skip(LINK_HEADER_SIZE);
+    switch (name) {
+      case "DATA":
+        return { type: name, stream, data: this.#take(len) };
+      case "WINDOW": {
+        const b = this.#take(4);
+        const increment = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+        if (increment === 0) {
+          this.#error = fail("WINDOW increment 0");
+          this.#chunks = [];
+          this.#buffered = 0;
+          throw this.#error;
+        }
+        return { type: name, stream, increment };
+      }
+      default:
+        return { type: name!, stream };
+    }
+  }
+
+  /** The first `n` buffered bytes (n ≤ buffered), without consuming them. */
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0]!;
+    if (first.length - this.#off >= n) return first.subarray(this.#off, this.#off + n);
+    const out = new Uint8Array(n);
+    let got = 0;
+    let off = this.#off;
+    for (const c of this.#chunks) {
+      const part = c.subarray(off, Math.min(c.length, off + n - got));
+      out.set(part, got);
+      got += part.length;
+      off = 0;
+      if (got === n) break;
+    }
+    return out;
+  }
+
+  #skip(n: number): void {
+    this.#take(n);
+  }
+
+  /** Consume `n` bytes (n ≤ buffered): a subarray when they lie in one chunk, else one copy. */
+  #take(n: number): Uint8Array {
+    this.#buffered -= n;
+    const first = this.#chunks[0]!;
+    const avail = first.length - this.#off;
+    if (avail >= n) {
+      const out = first.subarray(this.#off, this.#off + n);
+      this.#off += n;
+      if (this.#off === first.length) {
+        this.#chunks.shift();
+        this.#off = 0;
+      }
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const c = this.#chunks[0]!;
+      const part = c.subarray(this.#off, Math.min(c.length, this.#off + n - got));
+      out.set(part, got);
+      got += part.length;
+      this.#off += part.length;
+      if (this.#off === c.length) {
+        this.#chunks.shift();
+        this.#off = 0;
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The link (protocol version 3, SPEC.md §2.4) between a real agent and a
+ * real server: pool streams share one connection, `link: false` goes back to
+ * one connection per pool connection, a lost link leaves the session working
+ * on dialed pool connections, and streams on a link outlive their session.
+ * A recording relay between agent and server counts the connections.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Wire } from "../src/wire.ts";
+import type { Tunnel } from "./helpers.ts";
+import {
+  acceptAgent,
+  echoTarget,
+  readAll,
+  recorder,
+  runtime,
+  socksTo,
+  testAgent,
+  tunnel,
+  until,
+} from "./helpers.ts";
+
+const rt = runtime;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** One stream through the tunnel to the echo target: send `text`, half-close, read it all back. */
+async function echoed(t: Tunnel, port: number, text: string): Promise<string> {
+  const s = await socksTo(t, port);
+  try {
+    assert.equal(s.reply, 0, `SOCKS5 reply for ${text}`);
+    await s.conn.write(enc.encode(text));
+    await s.conn.end();
+    return dec.decode(await readAll(s.conn));
+  } finally {
+    s.conn.close();
+  }
+}
+
+async function setup(link: boolean) {
+  const t = await tunnel({ startAgent: false });
+  const rec = await recorder(t.net, t.server.addrs.agents!);
+  const echo = await echoTarget(t.net);
+  const { agent, lines } = testAgent(t.net, rec.addr, "office", { link });
+  agent.start();
+  await agent.connected();
+  return {
+    t,
+    rec,
+    echo,
+    agent,
+    lines,
+    async close() {
+      await agent.stop();
+      rec.close();
+      echo.close();
+      await t.close();
+    },
+  };
+}
+
+test(`${rt}: at version 3 the pool is streams of one link: 40 streams, no new connection`, async () => {
+  const s = await setup(true);
+  try {
+    assert.ok(await until(() => s.agent.poolSize >= 2), "the pool filled");
+    assert.equal(s.rec.links.length, 2, "control connection and link only");
+    const texts = Array.from({ length: 40 }, (_, i) => `stream ${i} `.repeat(i + 1));
+    const got = await Promise.all(texts.map((x) => echoed(s.t, s.echo.addr.port, x)));
+    assert.deepEqual(got, texts);
+    assert.equal(s.rec.links.length, 2, "the streams and the pool's refill used the link");
+    assert.ok(s.lines.some((l) => /connected.*protocol=3/.test(l)), s.lines.join("\n"));
+  } finally {
+    await s.close();
+  }
+});
+
+test(`${rt}: with link: false every pool connection is a connection of its own`, async () => {
+  const s = await setup(false);
+  try {
+    assert.ok(await until(() => s.agent.poolSize >= 2), "the pool filled");
+    const before = s.rec.links.length;
+    assert.ok(before >= 3, `control + ≥ 2 pool connections, got ${before}`);
+    assert.equal(await echoed(s.t, s.echo.addr.port, "plain pool"), "plain pool");
+    assert.ok(await until(() => s.rec.links.length > before), "the pool was refilled by a dial");
+  } finally {
+    await s.close();
+  }
+});
+
+test(`${rt}: a lost link leaves the session working on dialed pool connections`, async () => {
+  const s = await setup(true);
+  try {
+    assert.ok(await until(() => s.agent.poolSize >= 2 && s.rec.links.length >= 2), "link up");
+    const [a, b] = s.rec.links[1]!;
+    a.close();
+    b.close();
+    assert.ok(
+      await until(() => s.lines.some((l) => l.includes("link lost"))),
+      "the agent noticed",
+    );
+    const texts = Array.from({ length: 10 }, (_, i) => `after ${i}`);
+    const got = await Promise.all(texts.map((x) => echoed(s.t, s.echo.addr.port, x)));
+    assert.deepEqual(got, texts);
+    assert.ok(s.rec.links.length > 2, "pool connections were dialed");
+    assert.equal(s.agent.sessions, 1, "the session went on");
+  } finally {
+    await s.close();
+  }
+});
+
+test(`${rt}: a stream on a link outlives its session; the link closes after it`, async () => {
+  const s = await setup(true);
+  try {
+    assert.ok(await until(() => s.agent.poolSize >= 2 && s.rec.links.length >= 2), "link up");
+    const open = await socksTo(s.t, s.echo.addr.port);
+    assert.equal(open.reply, 0);
+    await open.conn.write(enc.encode("before "));
+    assert.equal(dec.decode((await open.conn.read())!), "before ");
+    const [linkA] = s.rec.links[1]!;
+    assert.ok(s.t.server.agents.disconnect("office"), "the session ended");
+    await open.conn.write(enc.encode("after"));
+    await open.conn.end();
+    assert.equal(dec.decode(await readAll(open.conn)), "after", "the stream went on");
+    open.conn.close();
+    let closed = false;
+    void linkA.closed.then(() => closed = true);
+    assert.ok(await until(() => closed), "the old link closed once its last stream ended");
+  } finally {
+    await s.close();
+  }
+});
+
+for (const [version, refuse] of [[2, false], [3, true]] as const) {
+  test(
+    `${rt}: ${
+      refuse ? "a link the server refuses" : "a version-2 server"
+    }: the agent dials its pool connections`,
+    async () => {
+      const t = await tunnel({ startAgent: false });
+      const fake = await t.net.listen({ host: "127.0.0.1", port: 0 });
+      const { agent, lines } = testAgent(t.net, fake.addr, "office");
+      const conns: Wire[] = [];
+      try {
+        agent.start();
+        const control = await acceptAgent(fake, 5000, version);
+        conns.push(control);
+        await control.send({ type: "POOL_REQUEST", requestId: 1, count: 2 });
+        const kinds: string[] = [];
+        for (let i = 0; i < (refuse ? 3 : 2); i++) {
+          const w = new Wire((await fake.accept())!);
+          conns.push(w);
+          const hello = await w.expect("POOL_HELLO", "LINK_HELLO");
+          kinds.push(hello.type);
+          if (hello.type === "LINK_HELLO") await w.fail("limit_exceeded", "no links here");
+        }
+        kinds.sort();
+        assert.deepEqual(
+          kinds,
+          refuse ? ["LINK_HELLO", "POOL_HELLO", "POOL_HELLO"] : ["POOL_HELLO", "POOL_HELLO"],
+        );
+        const confirm = await control.expect("POOL_CONFIRM");
+        assert.equal(confirm.count, 2);
+        if (refuse) {
+          assert.ok(
+            await until(() => lines.some((l) => /link lost.*no links here/.test(l))),
+            lines.join("\n"),
+          );
+        }
+      } finally {
+        await agent.stop();
+        for (const w of conns) w.conn.close();
+        fake.close();
+        await t.close();
+      }
+    },
+  );
+}

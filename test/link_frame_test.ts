@@ -1,0 +1,296 @@
+/**
+ * src/link_frame.ts, the hand codec of link frames (SPEC.md §3.2), against
+ * the parser generated from spec/link.ksy: every kind encodes to bytes that
+ * the generated parser and LinkFramer both read back as the same frame;
+ * frames split at every byte boundary come out whole; frames that break a
+ * rule of §3.2 make LinkFramer throw `Cannot parse link frame: …` (checked
+ * as soon as the 7 header bytes are in) and the generated parser refuse them
+ * too; encodeLinkFrame refuses values that have no valid frame.
+ *
+ * Property runs default to 200 each; RUNS=n in the environment changes that.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { Link } from "../generated/Link.js";
+import { ProtocolError } from "../src/errors.ts";
+import { kaitaiStream } from "../src/kaitai.ts";
+import {
+  encodeLinkFrame,
+  LINK_HEADER_SIZE,
+  LINK_MAX_DATA,
+  type LinkFrame,
+  LinkFramer,
+} from "../src/link_frame.ts";
+import { LinkFrameType } from "../generated/enums.ts";
+import { chunk, concat, linkFrame, parseLinkGenerated } from "./arbitraries.ts";
+
+const RUNS = Number(globalThis.process?.env?.RUNS ?? "") || 200;
+const hex = (s: string) =>
+  Uint8Array.from(s.replace(/\s+/g, "").match(/../g) ?? [], (h) => parseInt(h, 16));
+
+const FRAMES: LinkFrame[] = [
+  { type: "OPEN", stream: 1 },
+  { type: "DATA", stream: 1, data: new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n") },
+  { type: "WINDOW", stream: 0xffffffff, increment: 65536 },
+  { type: "DATA", stream: 7, data: Uint8Array.of(0) },
+  { type: "FIN", stream: 1 },
+  { type: "RESET", stream: 0x80000000 },
+  { type: "WINDOW", stream: 2, increment: 1 },
+];
+
+/** A link frame header and body as raw bytes, any values. */
+function raw(type: number, stream: number, body: ArrayLike<number>, len = body.length): Uint8Array {
+  const b = new Uint8Array(LINK_HEADER_SIZE + body.length);
+  const v = new DataView(b.buffer);
+  v.setUint8(0, type);
+  v.setUint32(1, stream);
+  v.setUint16(5, len);
+  b.set(Array.from(body), LINK_HEADER_SIZE);
+  return b;
+}
+
+/** Push each chunk and drain frames after each push. */
+function feed(chunks: readonly Uint8Array[]): { frames: LinkFrame[]; framer: LinkFramer } {
+  const framer = new LinkFramer();
+  const frames: LinkFrame[] = [];
+  for (const c of chunks) {
+    framer.push(c);
+    for (let f = framer.next(); f !== null; f = framer.next()) frames.push(f);
+  }
+  return { frames, framer };
+}
+
+/** Assert `fn` throws ProtocolError invalid_message `Cannot parse link frame: …`. */
+function throwsLink(fn: () => unknown, what: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof ProtocolError, `${what}: expected ProtocolError, got ${String(e)}`);
+    assert.equal(e.code, "invalid_message", what);
+    assert.match(e.message, /^Cannot parse link frame: /, what);
+    return true;
+  });
+}
+
+/** Assert the generated parser refuses `b` with a Kaitai validation error. */
+function generatedRefuses(b: Uint8Array, what: string): void {
+  assert.throws(() => new Link(kaitaiStream(b)), (e: unknown) => {
+    assert.ok(e instanceof Error && e.name.startsWith("Validation"), `${what}: ${String(e)}`);
+    return true;
+  });
+}
+
+// --------------------------------------------------------------- encoding
+
+test("link frame: golden bytes", () => {
+  assert.deepEqual(
+    encodeLinkFrame({ type: "DATA", stream: 0x01020304, data: Uint8Array.of(0xaa, 0xbb) }),
+    hex("00 01020304 0002 aabb"),
+  );
+  assert.deepEqual(encodeLinkFrame({ type: "OPEN", stream: 1 }), hex("01 00000001 0000"));
+  assert.deepEqual(
+    encodeLinkFrame({ type: "WINDOW", stream: 2, increment: 0x00010000 }),
+    hex("02 00000002 0004 00010000"),
+  );
+  assert.deepEqual(encodeLinkFrame({ type: "FIN", stream: 0xffffffff }), hex("03 ffffffff 0000"));
+  assert.deepEqual(encodeLinkFrame({ type: "RESET", stream: 9 }), hex("04 00000009 0000"));
+  assert.equal(LINK_HEADER_SIZE, 7);
+  assert.equal(LINK_MAX_DATA, 65535);
+  assert.deepEqual(
+    { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4 },
+    { ...LinkFrameType },
+    "the type bytes above are the generated enum's",
+  );
+});
+
+test("link frame: encodeLinkFrame refuses values that have no valid frame", () => {
+  const bad: LinkFrame[] = [
+    { type: "OPEN", stream: 0 },
+    { type: "FIN", stream: -1 },
+    { type: "RESET", stream: 2 ** 32 },
+    { type: "OPEN", stream: 1.5 },
+    { type: "DATA", stream: 0, data: Uint8Array.of(1) },
+    { type: "DATA", stream: 1, data: new Uint8Array(0) },
+    { type: "DATA", stream: 1, data: new Uint8Array(LINK_MAX_DATA + 1) },
+    { type: "WINDOW", stream: 1, increment: 0 },
+    { type: "WINDOW", stream: 1, increment: 2 ** 32 },
+    { type: "WINDOW", stream: 0, increment: 1 },
+  ];
+  for (const f of bad) {
+    assert.throws(() => encodeLinkFrame(f), Error, JSON.stringify({ ...f, data: undefined }));
+  }
+});
+
+// ------------------------------------- encode -> generated parser / LinkFramer
+
+for (const kind of ["DATA", "OPEN", "WINDOW", "FIN", "RESET"] as const) {
+  test(`link frame: ${kind} encode -> generated Link parser and LinkFramer agree`, () => {
+    fc.assert(
+      fc.property(linkFrame().filter((f) => f.type === kind), (f) => {
+        const b = encodeLinkFrame(f);
+        // Field by field, as spec/link.ksy reads them.
+        const l = new Link(kaitaiStream(b));
+        assert.equal(l.type, LinkFrameType[kind]);
+        assert.equal(l.streamId, f.stream);
+        assert.equal(l.lenBody, b.length - LINK_HEADER_SIZE);
+        if (f.type === "DATA") assert.deepEqual(l.body, f.data);
+        else if (f.type === "WINDOW") {
+          assert.ok(l.body instanceof Link.Window);
+          assert.equal(l.body.increment, f.increment);
+        } else assert.ok(l.body instanceof Link.Empty);
+        assert.ok(l._io.isEof(), "the generated parser read the whole frame");
+        assert.deepEqual(parseLinkGenerated(b), { frame: f, size: b.length });
+        // The hand framer returns the same frame and keeps nothing.
+        const { frames, framer } = feed([b]);
+        assert.deepEqual(frames, [f]);
+        assert.equal(framer.buffered, 0);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+}
+
+test("link frame: a DATA body of LINK_MAX_DATA bytes, in three chunks", () => {
+  const f: LinkFrame = { type: "DATA", stream: 3, data: new Uint8Array(LINK_MAX_DATA).fill(0x5a) };
+  const b = encodeLinkFrame(f);
+  assert.deepEqual(parseLinkGenerated(b), { frame: f, size: b.length });
+  const { frames } = feed([b.subarray(0, 3), b.subarray(3, 40000), b.subarray(40000)]);
+  assert.deepEqual(frames, [f]);
+});
+
+// ------------------------------------------------------------ incremental
+
+test("link framer: several frames split in two at every byte boundary", () => {
+  const all = concat(FRAMES.map(encodeLinkFrame));
+  for (let i = 0; i <= all.length; i++) {
+    const { frames, framer } = feed([all.subarray(0, i), all.subarray(i)]);
+    assert.deepEqual(frames, FRAMES, `split at ${i}`);
+    assert.equal(framer.buffered, 0);
+  }
+});
+
+test("link framer: one byte at a time, with buffered counting the bytes held", () => {
+  const all = concat(FRAMES.map(encodeLinkFrame));
+  const framer = new LinkFramer();
+  const frames: LinkFrame[] = [];
+  let held = 0;
+  for (const byte of all) {
+    framer.push(Uint8Array.of(byte));
+    held++;
+    assert.equal(framer.buffered, held);
+    const f = framer.next();
+    if (f !== null) {
+      frames.push(f);
+      held = 0;
+      assert.equal(framer.buffered, 0);
+    }
+  }
+  assert.deepEqual(frames, FRAMES);
+});
+
+test("link framer: random frames, random chunkings (fast-check)", () => {
+  fc.assert(
+    fc.property(
+      fc.array(linkFrame(), { minLength: 1, maxLength: 8 }),
+      fc.array(fc.nat(), { maxLength: 12 }),
+      (fs, cuts) => {
+        const all = concat(fs.map(encodeLinkFrame));
+        const { frames, framer } = feed(chunk(all, cuts));
+        assert.deepEqual(frames, fs);
+        assert.equal(framer.buffered, 0);
+        // The generated parser, one frame after the other, reads the same.
+        const parsed: LinkFrame[] = [];
+        for (let at = 0; at < all.length;) {
+          const { frame, size } = parseLinkGenerated(all.subarray(at));
+          parsed.push(frame);
+          at += size;
+        }
+        assert.deepEqual(parsed, fs);
+      },
+    ),
+    { numRuns: RUNS },
+  );
+});
+
+test("link framer: a DATA body inside one chunk is returned without copying", () => {
+  const all = concat(FRAMES.map(encodeLinkFrame));
+  const framer = new LinkFramer();
+  framer.push(all);
+  assert.equal(framer.next()?.type, "OPEN");
+  const f = framer.next();
+  assert.ok(f?.type === "DATA");
+  assert.equal(f.data.buffer, all.buffer);
+});
+
+// ---------------------------------------------------------------- invalid
+
+/** Frames that break a rule of SPEC.md §3.2; all of them also break spec/link.ksy. */
+const INVALID: [string, Uint8Array][] = [
+  ["type 5", raw(5, 1, [])],
+  ["type 255", raw(255, 1, [])],
+  ["stream 0 (OPEN)", raw(1, 0, [])],
+  ["stream 0 (DATA)", raw(0, 0, [1])],
+  ["stream 0 (WINDOW)", raw(2, 0, [0, 0, 0, 1])],
+  ["DATA of length 0", raw(0, 1, [])],
+  ["WINDOW increment 0", raw(2, 1, [0, 0, 0, 0])],
+  ["OPEN with a body", raw(1, 1, [0])],
+  ["FIN with a body", raw(3, 1, [0, 0])],
+  ["RESET with a body", raw(4, 1, [0, 0, 0, 0])],
+  ["WINDOW body of 3 bytes", raw(2, 1, [0, 0, 1])],
+  ["WINDOW body of 5 bytes", raw(2, 1, [0, 0, 0, 1, 0])],
+  ["WINDOW body of 0 bytes", raw(2, 1, [])],
+];
+
+test("link framer: frames that break SPEC.md §3.2 throw `Cannot parse link frame:`; so does the generated parser", () => {
+  for (const [what, b] of INVALID) {
+    const framer = new LinkFramer();
+    framer.push(b);
+    throwsLink(() => framer.next(), what);
+    // It keeps throwing, holds nothing and takes nothing more.
+    assert.equal(framer.buffered, 0, what);
+    framer.push(encodeLinkFrame({ type: "OPEN", stream: 1 }));
+    assert.equal(framer.buffered, 0, what);
+    throwsLink(() => framer.next(), `${what}, again`);
+    generatedRefuses(b, what);
+  }
+});
+
+test("link framer: a bad header fails as soon as its 7 bytes are in, before its body", () => {
+  for (const [what, b] of INVALID) {
+    if (what === "WINDOW increment 0") continue; // the rule is on the body
+    // Only the header: its body never comes.
+    const h = b.slice(0, LINK_HEADER_SIZE);
+    const framer = new LinkFramer();
+    for (let i = 0; i < LINK_HEADER_SIZE - 1; i++) {
+      framer.push(h.subarray(i, i + 1));
+      assert.equal(framer.next(), null, `${what}: ${i + 1} header bytes`);
+    }
+    framer.push(h.subarray(LINK_HEADER_SIZE - 1));
+    throwsLink(() => framer.next(), what);
+  }
+});
+
+test("link framer: frames before a bad one come out first", () => {
+  const good = FRAMES.slice(0, 3);
+  for (const [what, bad] of INVALID) {
+    const framer = new LinkFramer();
+    framer.push(concat([...good.map(encodeLinkFrame), bad]));
+    for (const f of good) assert.deepEqual(framer.next(), f, what);
+    throwsLink(() => framer.next(), what);
+  }
+});
+
+test("link framer: incomplete frames wait; the generated parser calls them truncated", () => {
+  for (const f of FRAMES) {
+    const b = encodeLinkFrame(f);
+    for (let n = 0; n < b.length; n++) {
+      const framer = new LinkFramer();
+      framer.push(b.subarray(0, n));
+      assert.equal(framer.next(), null, `${f.type}: ${n} of ${b.length} bytes`);
+      assert.equal(framer.buffered, n);
+      assert.throws(
+        () => new Link(kaitaiStream(b.subarray(0, n))),
+        (e: unknown) => e instanceof Error && e.name === "EOFError",
+      );
+    }
+  }
+});
