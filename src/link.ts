@@ -25,6 +25,8 @@ import type { Addr, Conn } from "./net.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
 export const LINK_WINDOW = 1 << 20;
+/** How long a drained link waits for the peer to close its side. */
+const LINGER_MS = 5000;
 /** A receiver grants window once its reader has consumed this much. */
 const GRANT_AT = LINK_WINDOW / 4;
 
@@ -50,6 +52,9 @@ export class Link {
   /** Highest stream id opened on this link (by either side's count). */
   #highest = 0;
   #draining = false;
+  /** Drained and half-closed: waiting for the peer's EOF. */
+  #ending = false;
+  #linger: ReturnType<typeof setTimeout> | undefined;
   #dead: Error | null = null;
   #gotFirst = false;
   /** Frames waiting for this turn's write, and that write. */
@@ -93,10 +98,14 @@ export class Link {
     return s;
   }
 
-  /** No new streams; close the link once the open ones are done. */
+  /**
+   * No new streams; once the open ones are done, end the link gracefully
+   * (what was written is delivered; the connection closes when the peer
+   * closes its side, or after {@link LINGER_MS}).
+   */
   drain(): void {
     this.#draining = true;
-    if (this.#streams.size === 0) this.close();
+    if (this.#streams.size === 0) this.#finish();
   }
 
   /** Close the link now: every open stream fails (ECONNRESET). */
@@ -141,7 +150,15 @@ export class Link {
   /** @internal A stream is done in both directions or was reset: forget it. */
   forget(id: number): void {
     this.#streams.delete(id);
-    if (this.#draining && this.#streams.size === 0) this.close();
+    if (this.#draining && this.#streams.size === 0) this.#finish();
+  }
+
+  /** Half-close the drained link after what is queued; the peer's EOF (or the linger timer) closes it. */
+  #finish(): void {
+    if (this.#ending || this.#dead) return;
+    this.#ending = true;
+    this.#linger = setTimeout(() => this.close(), LINGER_MS);
+    this.#flushed.then(() => this.#conn.end()).catch(() => this.close());
   }
 
   async #readLoop(): Promise<void> {
@@ -149,7 +166,10 @@ export class Link {
       for (;;) {
         const chunk = await this.#conn.read();
         if (chunk === null) {
-          return this.#fail(new NetError("ECONNRESET", "the peer closed the link"));
+          // After our own end (a drained link) the peer's EOF is the clean finish.
+          return this.#fail(
+            this.#ending ? null : new NetError("ECONNRESET", "the peer closed the link"),
+          );
         }
         if (!this.#feed(chunk)) return;
       }
@@ -219,15 +239,26 @@ export class Link {
     this.#streams.get(f.stream)?.receive(f);
   }
 
+  /**
+   * The link is gone: by `close()` here (`why` null), a violation, or the
+   * peer's end or a failure. In the last two a stream whose peer had sent FIN
+   * keeps what it received for its reader; every other stream fails.
+   */
   #fail(why: Error | null): void {
     if (this.#dead) return;
     this.#dead = why ?? new NetError("ECLOSED", "the link is closed");
+    clearTimeout(this.#linger);
     this.#conn.close();
     const gone = new NetError("ECONNRESET", `link lost: ${this.#dead.message}`);
-    for (const s of [...this.#streams.values()]) s.abort(gone);
+    // Closed here, or a violation: every stream fails (SPEC.md §3.2).
+    const fail = (why === null && !this.#ending) || why instanceof ProtocolError;
+    for (const s of [...this.#streams.values()]) fail ? s.abort(gone) : s.linkLost(gone);
     this.#streams.clear();
-    this.#opts.onClose?.(why);
-    this.#resolveClosed();
+    try {
+      this.#opts.onClose?.(why);
+    } finally {
+      this.#resolveClosed();
+    }
   }
 }
 
@@ -253,6 +284,8 @@ class Stream implements Conn {
   /** Closed here, reset, or the link failed. */
   #done = false;
   #error: Error | null = null;
+  /** The link is gone after the peer's FIN: writes fail with this, reads drain the queue. */
+  #lost: Error | null = null;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -284,8 +317,8 @@ class Stream implements Conn {
   }
 
   write(chunk: Uint8Array): Promise<void> {
-    if (this.#done || this.#ended) {
-      return Promise.reject(this.#error ?? new NetError("ECLOSED", "stream closed"));
+    if (this.#done || this.#ended || this.#lost) {
+      return Promise.reject(this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed"));
     }
     const p = this.#writing.then(() => this.#send(chunk));
     this.#writing = p.catch(() => {});
@@ -293,11 +326,13 @@ class Stream implements Conn {
   }
 
   end(): Promise<void> {
-    if (this.#done && !this.#ended) {
-      return Promise.reject(new NetError("ECLOSED", "stream closed"));
+    if ((this.#done || this.#lost) && !this.#ended) {
+      return Promise.reject(this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed"));
     }
     this.#ended ??= this.#writing.then(async () => {
-      if (this.#done) throw this.#error ?? new NetError("ECLOSED", "stream closed");
+      if (this.#done || this.#lost) {
+        throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
+      }
       this.#finSent = true;
       await this.link.send({ type: "FIN", stream: this.id });
       this.#settleIfDone();
@@ -309,6 +344,19 @@ class Stream implements Conn {
     if (this.#done) return;
     this.link.send({ type: "RESET", stream: this.id }).catch(() => {});
     this.abort(null);
+  }
+
+  /**
+   * @internal The link is gone. After the peer's FIN nothing more was coming:
+   * the reader still gets what was received, then EOF; writes fail. Else as
+   * {@link abort}.
+   */
+  linkLost(error: Error): void {
+    if (this.#done) return;
+    if (!this.#eof) return this.abort(error);
+    this.#lost = error;
+    this.#windowWaiter?.();
+    this.#settleIfDone();
   }
 
   /** @internal Fail or close locally: wake everyone, forget the stream. */
@@ -384,7 +432,9 @@ class Stream implements Conn {
   async #send(chunk: Uint8Array): Promise<void> {
     let off = 0;
     while (off < chunk.length) {
-      if (this.#done) throw this.#error ?? new NetError("ECLOSED", "stream closed");
+      if (this.#done || this.#lost) {
+        throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
+      }
       if (this.#window === 0) {
         await new Promise<void>((r) => this.#windowWaiter = r);
         this.#windowWaiter = null;
@@ -412,7 +462,7 @@ class Stream implements Conn {
 
   /** Both directions ended and everything was read: the stream is done. */
   #settleIfDone(): void {
-    if (this.#finSent && this.#eof && this.#queue.length === 0 && !this.#done) {
+    if ((this.#finSent || this.#lost) && this.#eof && this.#queue.length === 0 && !this.#done) {
       this.#done = true;
       this.link.forget(this.id);
       this.#resolveClosed();

@@ -955,6 +955,31 @@ test(`${rt}: drain() on the accepting side RESETs new streams and closes after t
   }
 });
 
+for (const drained of ["agent", "server"] as const) {
+  test(`${rt}: the ${drained} drains: the peer still reads what arrived before the link ended`, async () => {
+    const p = await linkPair();
+    try {
+      const a = p.agent.open();
+      await within(a.write(enc("hello")), "write");
+      const b = await p.streams.next();
+      // The draining side's stream finishes first; the other side has ended but not read yet.
+      const [mine, theirs] = drained === "agent" ? [a, b] : [b, a];
+      if (drained === "server") assert.equal(dec((await within(b.read(), "read"))!), "hello");
+      p[drained].drain();
+      await within(theirs.end(), "their end");
+      assert.equal(await within(mine.read(), drained === "agent" ? "A EOF" : "B EOF"), null);
+      await within(mine.write(enc(" world")), "last words");
+      await within(mine.end(), "my end");
+      await within(p[drained === "agent" ? "server" : "agent"].closed, "the peer's link closed");
+      const rest = dec(await within(readAll(theirs), "their reader"));
+      assert.equal(rest, drained === "agent" ? "hello world" : " world");
+      await assert.rejects(theirs.write(enc("x")), isNetError());
+    } finally {
+      p.close();
+    }
+  });
+}
+
 test(`${rt}: drain() with no stream open closes the link at once`, async () => {
   const p = await linkPair();
   try {
