@@ -25,6 +25,14 @@ import type { Addr, Conn } from "./net.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
 export const LINK_WINDOW = 1 << 20;
+/**
+ * Runs `f` once this turn's I/O callbacks are done (`setImmediate`, which
+ * Node, Deno and Bun all have), so the frames every stream queued in the
+ * turn share one write; where it is missing, after this turn's microtasks.
+ */
+const afterTurn: (f: () => void) => void =
+  (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate ?? queueMicrotask;
+
 /** How long a drained link waits for the peer to close its side. */
 const LINGER_MS = 5000;
 /** A receiver grants window once its reader has consumed this much. */
@@ -123,14 +131,16 @@ export class Link {
 
   /**
    * @internal Queue a frame on the link; resolves when the link took it
-   * (backpressure). Frames queued in one turn of the event loop's microtasks
-   * go out in one write: a burst of OPENs, or a WINDOW beside DATA, costs one
+   * (backpressure). Frames queued in one turn of the event loop go out in
+   * one write: a burst of OPENs, or the frames of many streams, cost one
    * syscall and (over TLS) one record, not one each.
    */
   send(f: LinkFrame | Uint8Array): Promise<void> {
     if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
     this.#out.push(f instanceof Uint8Array ? f : encodeLinkFrame(f));
-    if (this.#out.length === 1) this.#flushed = Promise.resolve().then(() => this.#flush());
+    if (this.#out.length === 1) {
+      this.#flushed = new Promise<void>((r) => afterTurn(r)).then(() => this.#flush());
+    }
     return this.#flushed;
   }
 

@@ -323,7 +323,7 @@ test(`${rt}: ncat half-closes and still receives the answer`, async () => {
         const t = setTimeout(() => p.kill("SIGKILL"), 15000);
         p.stdout.on("data", (d) => (o += d));
         p.on("error", reject);
-        p.on("exit", () => (clearTimeout(t), resolve(o)));
+        p.on("close", () => (clearTimeout(t), resolve(o))); // after stdout is drained
         p.stdin.end("x".repeat(10000));
       });
       assert.equal(out, "got 10000 bytes\n");

@@ -34,7 +34,7 @@ function curl(socks: string, user: string | null, url: string): Promise<string> 
     let out = "";
     child.stdout!.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
     child.on("error", reject);
-    child.on("exit", () => resolve(out));
+    child.on("close", () => resolve(out)); // "close": after stdout is drained ("exit" may come first)
   });
 }
 

@@ -26,7 +26,7 @@ function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: str
     child.stdout!.on("data", (d: Uint8Array) => (stdout += new TextDecoder().decode(d)));
     child.stderr!.on("data", (d: Uint8Array) => (stderr += new TextDecoder().decode(d)));
     child.on("error", reject);
-    child.on("exit", () => resolve({ stdout, stderr }));
+    child.on("close", () => resolve({ stdout, stderr })); // after stdout and stderr are drained
   });
 }
 
