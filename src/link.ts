@@ -22,16 +22,15 @@ import {
   LinkFramer,
 } from "./link_frame.ts";
 import type { Addr, Conn } from "./net.ts";
+import { afterTurn } from "./time.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
 export const LINK_WINDOW = 1 << 20;
-/**
- * Runs `f` once this turn's I/O callbacks are done (`setImmediate`, which
- * Node, Deno and Bun all have), so the frames every stream queued in the
- * turn share one write; where it is missing, after this turn's microtasks.
- */
-const afterTurn: (f: () => void) => void =
-  (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate ?? queueMicrotask;
+/** Bytes a link may hold for the connection before `send` waits for them. */
+const LINK_HWM = 256 * 1024;
+/** Frames this large are written as they are, not copied into a batch. */
+const COPY_LIMIT = 16 * 1024;
+const RESOLVED = Promise.resolve();
 
 /** How long a drained link waits for the peer to close its side. */
 const LINGER_MS = 5000;
@@ -67,7 +66,9 @@ export class Link {
   #gotFirst = false;
   /** Frames waiting for this turn's write, and that write. */
   #out: Uint8Array[] = [];
-  #flushed: Promise<void> = Promise.resolve();
+  #flushed: Promise<void> = RESOLVED;
+  /** Bytes queued by `send` and not yet taken by the connection. */
+  #pending = 0;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -130,31 +131,68 @@ export class Link {
   }
 
   /**
-   * @internal Queue a frame on the link; resolves when the link took it
-   * (backpressure). Frames queued in one turn of the event loop go out in
-   * one write: a burst of OPENs, or the frames of many streams, cost one
-   * syscall and (over TLS) one record, not one each.
+   * @internal Queue a frame on the link. Frames queued in one turn of the
+   * event loop go out together after it (a burst of OPENs, or the frames of
+   * many streams, cost one syscall and over TLS one record, not one each).
+   * Resolves at once while the link holds less than {@link LINK_HWM} not yet
+   * taken by the connection, else when this turn's frames are taken
+   * (backpressure, as `Conn.write`).
    */
   send(f: LinkFrame | Uint8Array): Promise<void> {
     if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
-    this.#out.push(f instanceof Uint8Array ? f : encodeLinkFrame(f));
+    const bytes = f instanceof Uint8Array ? f : encodeLinkFrame(f);
+    this.#out.push(bytes);
+    this.#pending += bytes.length;
     if (this.#out.length === 1) {
-      this.#flushed = new Promise<void>((r) => afterTurn(r)).then(() => this.#flush());
+      const flushed = new Promise<void>((r) => afterTurn(r)).then(() => this.#flush());
+      // A failed write fails the link (and so every stream); callers that waited see it too.
+      flushed.catch((e) => this.#fail(e instanceof Error ? e : new Error(String(e))));
+      this.#flushed = flushed;
     }
-    return this.#flushed;
+    return this.#pending < LINK_HWM ? RESOLVED : this.#flushed;
   }
 
+  /**
+   * Hand this turn's frames to the connection: small ones in one buffer,
+   * each large one (DATA of a big read) as it is, so its bytes are not copied
+   * twice. Writes keep their order; the last one's promise stands for all.
+   */
   #flush(): Promise<void> {
     const parts = this.#out;
     this.#out = [];
-    if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
-    if (parts.length === 1) return this.#conn.write(parts[0]!);
-    let n = 0;
-    for (const p of parts) n += p.length;
-    const buf = new Uint8Array(n);
-    n = 0;
-    for (const p of parts) (buf.set(p, n), n += p.length);
-    return this.#conn.write(buf);
+    let total = 0;
+    for (const p of parts) total += p.length;
+    const settle = () => void (this.#pending -= total);
+    if (this.#dead) {
+      settle();
+      return Promise.reject(new NetError("ECLOSED", "the link is closed"));
+    }
+    let last: Promise<void> = RESOLVED;
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    const writeBatch = () => {
+      if (batch.length === 0) return;
+      let buf = batch[0]!;
+      if (batch.length > 1) {
+        buf = new Uint8Array(batchBytes);
+        let at = 0;
+        for (const p of batch) (buf.set(p, at), at += p.length);
+      }
+      last = this.#conn.write(buf);
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const p of parts) {
+      if (p.length >= COPY_LIMIT) {
+        writeBatch();
+        last = this.#conn.write(p);
+      } else {
+        batch.push(p);
+        batchBytes += p.length;
+      }
+    }
+    writeBatch();
+    return last.finally(settle);
   }
 
   /** @internal A stream is done in both directions or was reset: forget it. */

@@ -56,3 +56,12 @@ export function readDuration(
     ms: Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000)),
   };
 }
+
+/**
+ * Runs `f` once this turn's I/O callbacks are done (`setImmediate`, which
+ * Node, Deno and Bun all have; it is no web standard, so where it is
+ * missing, after this turn's microtasks). Work queued for it from many
+ * callbacks of one turn runs once: one write, one request.
+ */
+export const afterTurn: (f: () => void) => void =
+  (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate ?? queueMicrotask;

@@ -12,6 +12,7 @@ import { toHex } from "../auth.ts";
 import type { Verifier } from "../auth.ts";
 import type { Logger } from "../log.ts";
 import type { Rule } from "../messages.ts";
+import { afterTurn } from "../time.ts";
 
 /** The pool settings of the server config, read at every decision (they change on reload). */
 export interface PoolParams {
@@ -169,7 +170,8 @@ export class AgentSession<P extends Pooled> {
         resolve(null);
       }, this.params().poolWaitMs);
       this.#waiters.push(waiter);
-      this.replenish();
+      // Once per turn: the CONNECTs of a burst that wait share one POOL_REQUEST.
+      this.#replenishSoon();
     });
   }
 
@@ -280,16 +282,17 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * Refill after a take, off the stream's critical path: one POOL_REQUEST per
-   * burst of takes, after this turn's OPENs, so the agent dials its target
-   * before it dials new pool connections.
+   * Ask once this turn's callbacks are done (time.ts `afterTurn`): one
+   * POOL_REQUEST for all the takes of a turn, whether they wait or took an
+   * idle connection (then after this turn's OPENs, so the agent dials its
+   * target before it opens new pool connections).
    */
   #replenishSoon(): void {
     if (this.#refillSoon) return;
     this.#refillSoon = true;
-    setTimeout(() => {
+    afterTurn(() => {
       this.#refillSoon = false;
       this.replenish();
-    }, 0);
+    });
   }
 }
