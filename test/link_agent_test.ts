@@ -69,6 +69,12 @@ test(`${rt}: at version 3 the pool is streams of one link: 40 streams, no new co
     const got = await Promise.all(texts.map((x) => echoed(s.t, s.echo.addr.port, x)));
     assert.deepEqual(got, texts);
     assert.equal(s.rec.links.length, 2, "the streams and the pool's refill used the link");
+    assert.equal(s.t.server.agents.links("office"), 1, "the server counts the link");
+    assert.match(
+      s.t.server.metrics.render(),
+      /^burrow_agent_links\{agent="office"\} 1$/m,
+      "and shows it in /metrics",
+    );
     assert.ok(s.lines.some((l) => /connected.*protocol=3/.test(l)), s.lines.join("\n"));
   } finally {
     await s.close();
@@ -81,6 +87,7 @@ test(`${rt}: with link: false every pool connection is a connection of its own`,
     assert.ok(await until(() => s.agent.poolSize >= 2), "the pool filled");
     const before = s.rec.links.length;
     assert.ok(before >= 3, `control + ≥ 2 pool connections, got ${before}`);
+    assert.equal(s.t.server.agents.links("office"), 0);
     assert.equal(await echoed(s.t, s.echo.addr.port, "plain pool"), "plain pool");
     assert.ok(await until(() => s.rec.links.length > before), "the pool was refilled by a dial");
   } finally {

@@ -88,6 +88,11 @@ export class AgentPort {
     return this.#groups.get(name) ?? [];
   }
 
+  /** Open links of agent `name`'s live sessions (SPEC.md §2.4). */
+  links(name: string): number {
+    return this.group(name).reduce((n, s) => n + (this.#links.get(s)?.size ?? 0), 0);
+  }
+
   /** Every live session. */
   all(): Session[] {
     return [...this.#groups.values()].flat();

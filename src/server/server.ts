@@ -103,6 +103,11 @@ export class Server implements HttpSource {
         ) => [{ agent: name }, this.agents.group(name).length]),
     );
     m.gauge(
+      "burrow_agent_links",
+      "Links per agent (protocol version 3, SPEC.md §2.4); 0: pool connections of their own",
+      () => [...this.agents.names()].map((name) => [{ agent: name }, this.agents.links(name)]),
+    );
+    m.gauge(
       "burrow_build_info",
       "burrow's version, runtime and protocol versions; always 1",
       () => [[
