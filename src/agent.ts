@@ -51,6 +51,8 @@ export interface AgentOptions {
    * pool connection, as at versions 1 and 2.
    */
   link?: boolean;
+  /** The last stream id a link may use before the next one takes over; for tests (default 2³²−1). */
+  linkLastId?: number;
 }
 
 export interface SessionInfo {
@@ -263,6 +265,7 @@ export class Agent {
     }
     let refused = false;
     const link: Link = new Link(conn, {
+      ...(this.opts.linkLastId ? { lastId: this.opts.linkLastId } : {}),
       first: (chunk) => {
         const e = refusal(chunk);
         refused = e !== null;
@@ -332,7 +335,16 @@ export class Agent {
   }
 
   async #poolConn(welcome: MessageOf<"WELCOME">, control: Conn): Promise<boolean> {
-    const link = await this.#link;
+    const pending = this.#link;
+    let link = await pending;
+    if (this.#control !== control) return false;
+    if (link?.exhausted && this.#link === pending) {
+      // Every stream id of this link is used: the next link takes over, this one drains.
+      this.log.info("link used its last stream id; opening a new one");
+      link.drain();
+      this.#link = this.#openLink(welcome, control);
+    }
+    if (this.#link !== pending) link = await this.#link;
     if (this.#control !== control) return false;
     if (link?.usable) {
       // A stream of the link: it needs no hello, the link was proven once.

@@ -49,6 +49,8 @@ export interface LinkOptions {
   first?: (chunk: Uint8Array) => Error | null;
   /** Called once when the link fails or closes, with the reason (null after `close()`). */
   onClose?: (why: Error | null) => void;
+  /** The last stream id this side may open (default 2³²−1; tests lower it). */
+  lastId?: number;
 }
 
 export class Link {
@@ -92,9 +94,17 @@ export class Link {
     return this.#streams.size;
   }
 
-  /** False once the link failed, closed or drains. */
+  /** False once the link failed, closed, drains, or has used its last stream id. */
   get usable(): boolean {
-    return this.#dead === null && !this.#draining;
+    return this.#dead === null && !this.#draining && !this.exhausted;
+  }
+
+  /**
+   * Every stream id was used (SPEC.md §3.2: ids are never reused): open a
+   * new link for further streams and drain this one.
+   */
+  get exhausted(): boolean {
+    return this.#highest >= (this.#opts.lastId ?? 0xffffffff);
   }
 
   /** Open a stream (OPEN is sent now; the stream may be written at once). */

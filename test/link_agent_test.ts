@@ -38,11 +38,14 @@ async function echoed(t: Tunnel, port: number, text: string): Promise<string> {
   }
 }
 
-async function setup(link: boolean) {
+async function setup(link: boolean, linkLastId?: number) {
   const t = await tunnel({ startAgent: false });
   const rec = await recorder(t.net, t.server.addrs.agents!);
   const echo = await echoTarget(t.net);
-  const { agent, lines } = testAgent(t.net, rec.addr, "office", { link });
+  const { agent, lines } = testAgent(t.net, rec.addr, "office", {
+    link,
+    ...(linkLastId ? { linkLastId } : {}),
+  });
   agent.start();
   await agent.connected();
   return {
@@ -111,6 +114,20 @@ test(`${rt}: a lost link leaves the session working on dialed pool connections`,
     assert.deepEqual(got, texts);
     assert.ok(s.rec.links.length > 2, "pool connections were dialed");
     assert.equal(s.agent.sessions, 1, "the session went on");
+  } finally {
+    await s.close();
+  }
+});
+
+test(`${rt}: a link that used its last stream id hands over to a new link`, async () => {
+  const s = await setup(true, 6);
+  try {
+    const texts = Array.from({ length: 20 }, (_, i) => `id ${i}`);
+    for (const x of texts) assert.equal(await echoed(s.t, s.echo.addr.port, x), x);
+    assert.ok(s.rec.links.length >= 4, `control + ≥ 3 links, got ${s.rec.links.length}`);
+    assert.ok(s.lines.some((l) => l.includes("last stream id")), s.lines.join("\n"));
+    assert.ok(s.t.server.agents.links("office") <= 4, "old links drained and closed");
+    assert.equal(s.agent.sessions, 1, "one session throughout");
   } finally {
     await s.close();
   }

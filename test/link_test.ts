@@ -980,6 +980,25 @@ for (const drained of ["agent", "server"] as const) {
   });
 }
 
+test(`${rt}: a link that opened its last stream id is exhausted; its streams go on`, async () => {
+  const p = await linkPair({ agent: { lastId: 2 } });
+  try {
+    const a1 = p.agent.open();
+    assert.ok(p.agent.usable && !p.agent.exhausted);
+    const a2 = p.agent.open();
+    assert.ok(p.agent.exhausted, "id 2 was the last");
+    assert.ok(!p.agent.usable);
+    assert.throws(() => p.agent.open(), isNetError("ECLOSED"));
+    await within(a2.write(enc("two")), "write on the last stream");
+    const [b1, b2] = [await p.streams.next(), await p.streams.next()];
+    assert.equal(dec((await within(b2.read(), "read"))!), "two");
+    await within(b1.write(enc("one")), "write back");
+    assert.equal(dec((await within(a1.read(), "read back"))!), "one");
+  } finally {
+    p.close();
+  }
+});
+
 test(`${rt}: drain() with no stream open closes the link at once`, async () => {
   const p = await linkPair();
   try {
