@@ -15,6 +15,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { DENO_V8 } from "../runtimes/deno/flags.ts";
 import { cpuSeconds, freePort, memory, sleep, start, stop, stopAll, tail } from "./proc.ts";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -92,7 +93,7 @@ async function measure(rt: string, n: number, tls: boolean) {
   fs.writeFileSync(path.join(dir, "server.yaml"), JSON.stringify(cfg));
   const cmd: Record<string, [string, string[]]> = {
     node: [process.execPath, ["--import", "tsx", path.join(root, "runtimes/node/main.ts")]],
-    deno: [bin("deno"), ["run", "-A", path.join(root, "runtimes/deno/main.ts")]],
+    deno: [bin("deno"), ["run", "-A", DENO_V8, path.join(root, "runtimes/deno/main.ts")]],
     bun: [bin("bun"), ["run", path.join(root, "runtimes/bun/main.ts")]],
   };
   const [c, pre] = cmd[rt]!;

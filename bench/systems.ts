@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { DENO_V8 } from "../runtimes/deno/flags.ts";
 import type { Endpoint } from "./loadgen.ts";
 import { freePort, type Proc, sleep, start, stop, tail } from "./proc.ts";
 
@@ -255,7 +256,7 @@ function runtimeCmd(root: string, rt: Runtime): [string, string[]] {
     case "node":
       return [process.execPath, ["--import", "tsx", path.join(root, "runtimes/node/main.ts")]];
     case "deno":
-      return [bin("deno"), ["run", "-A", path.join(root, "runtimes/deno/main.ts")]];
+      return [bin("deno"), ["run", "-A", DENO_V8, path.join(root, "runtimes/deno/main.ts")]];
     case "bun":
       return [bin("bun"), ["run", path.join(root, "runtimes/bun/main.ts")]];
   }

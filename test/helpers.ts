@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { Agent, type AgentOptions } from "../src/agent.ts";
+import { DENO_V8 } from "../runtimes/deno/flags.ts";
 import { ClientProxy } from "../src/client.ts";
 import { Wire } from "../src/wire.ts";
 import { tokenCredential } from "../src/auth.ts";
@@ -280,7 +281,7 @@ export const repo = new URL("..", import.meta.url).pathname;
 /** The command that runs burrow's CLI on `rt`. */
 export function burrowCommand(rt: "node" | "deno" | "bun"): [string, string[]] {
   const bin = (n: string) => `${repo}node_modules/.bin/${n}`;
-  if (rt === "deno") return [bin("deno"), ["run", "-A", `${repo}runtimes/deno/main.ts`]];
+  if (rt === "deno") return [bin("deno"), ["run", "-A", DENO_V8, `${repo}runtimes/deno/main.ts`]];
   if (rt === "bun") return [bin("bun"), ["run", `${repo}runtimes/bun/main.ts`]];
   return [process.execPath.includes("node") ? process.execPath : "node", [
     "--import",

@@ -1,9 +1,12 @@
 /**
- * `burrow` on Deno:  deno run -A runtimes/deno/main.ts <command> …
+ * `burrow` on Deno:
+ * `deno run -A --v8-flags=--max-semi-space-size=1 runtimes/deno/main.ts <command> …`
+ * (the flag: ./flags.ts).
  * @module
  */
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
+import { DENO_V8 } from "./flags.ts";
 import { net } from "./mod.ts";
 
 export const host: Host = {
@@ -15,6 +18,7 @@ export const host: Host = {
     Deno.execPath(),
     "run",
     "-A",
+    DENO_V8,
     import.meta.url.startsWith("file:")
       ? decodeURIComponent(new URL(import.meta.url).pathname)
       : import.meta.url,
