@@ -90,6 +90,7 @@ export class LinkFramer {
   #off = 0;
   #buffered = 0;
   #error: ProtocolError | null = null;
+  readonly #scratch = new Uint8Array(LINK_HEADER_SIZE);
 
   /** Bytes held and not yet returned as frames. */
   get buffered(): number {
@@ -106,10 +107,11 @@ export class LinkFramer {
   next(): LinkFrame | null {
     if (this.#error) throw this.#error;
     if (this.#buffered < LINK_HEADER_SIZE) return null;
-    const h = this.#peek(LINK_HEADER_SIZE);
-    const type = h[0]!;
-    const stream = ((h[1]! << 24) | (h[2]! << 16) | (h[3]! << 8) | h[4]!) >>> 0;
-    const len = (h[5]! << 8) | h[6]!;
+    const [h, at] = this.#header();
+    const type = h[at]!;
+    const stream = ((h[at + 1]! << 24) | (h[at + 2]! << 16) | (h[at + 3]! << 8) | h[at + 4]!) >>>
+      0;
+    const len = (h[at + 5]! << 8) | h[at + 6]!;
     const name = NAMES[type];
     let bad: string | null = null;
     if (name === undefined) bad = `unknown type ${type}`;
@@ -144,25 +146,39 @@ export class LinkFramer {
     }
   }
 
-  /** The first `n` buffered bytes (n ≤ buffered), without consuming them. */
-  #peek(n: number): Uint8Array {
+  /**
+   * Where the next header's 7 bytes are (7 ≤ buffered), without consuming
+   * them: the first chunk at the current offset, or, when the header spans
+   * chunks, a scratch copy. No allocation per frame.
+   */
+  #header(): [Uint8Array, number] {
     const first = this.#chunks[0]!;
-    if (first.length - this.#off >= n) return first.subarray(this.#off, this.#off + n);
-    const out = new Uint8Array(n);
+    if (first.length - this.#off >= LINK_HEADER_SIZE) return [first, this.#off];
     let got = 0;
     let off = this.#off;
     for (const c of this.#chunks) {
-      const part = c.subarray(off, Math.min(c.length, off + n - got));
-      out.set(part, got);
+      const part = c.subarray(off, Math.min(c.length, off + LINK_HEADER_SIZE - got));
+      this.#scratch.set(part, got);
       got += part.length;
       off = 0;
-      if (got === n) break;
+      if (got === LINK_HEADER_SIZE) break;
     }
-    return out;
+    return [this.#scratch, 0];
   }
 
+  /** Consume `n` bytes (n ≤ buffered) without returning them. */
   #skip(n: number): void {
-    this.#take(n);
+    this.#buffered -= n;
+    while (n > 0) {
+      const c = this.#chunks[0]!;
+      const step = Math.min(n, c.length - this.#off);
+      this.#off += step;
+      n -= step;
+      if (this.#off === c.length) {
+        this.#chunks.shift();
+        this.#off = 0;
+      }
+    }
   }
 
   /** Consume `n` bytes (n ≤ buffered): a subarray when they lie in one chunk, else one copy. */
