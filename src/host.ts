@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { canonicalIP, ipKind, parseIPv6 } from "./ip.ts";
+import { formatIPv4, formatIPv6, ipKind, parseIP, parseIPv6 } from "./ip.ts";
 import type { Target } from "./messages.ts";
 
 const LABEL = /^[A-Za-z0-9_-]{1,63}$/;
@@ -39,17 +39,22 @@ export function normalizeHostName(name: string): string | null {
 /** The IPv4 text of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), or `null`. */
 export function unmapIPv4(ipv6: string): string | null {
   const b = parseIPv6(ipv6);
-  if (!b) return null;
+  return b && mappedIPv4(b);
+}
+
+/** The IPv4 text of 16 bytes that are an IPv4-mapped IPv6 address, or `null`. */
+function mappedIPv4(b: Uint8Array): string | null {
   for (let i = 0; i < 10; i++) if (b[i] !== 0) return null;
   if (b[10] !== 0xff || b[11] !== 0xff) return null;
-  return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return formatIPv4(b, 12);
 }
 
 /** An IP literal in canonical text, IPv4-mapped addresses as IPv4; `null` if `ip` is none. */
 export function normalizeIP(ip: string): string | null {
-  const c = canonicalIP(ip);
-  if (c === null) return null;
-  return unmapIPv4(c) ?? c;
+  const p = parseIP(ip);
+  if (!p) return null;
+  if (p.kind === "ipv4") return formatIPv4(p.bytes);
+  return mappedIPv4(p.bytes) ?? formatIPv6(p.bytes);
 }
 
 export type NormalizedTarget = { ok: true; target: Target } | { ok: false; reason: string };
@@ -72,7 +77,8 @@ export function normalizeTarget(t: Target): NormalizedTarget {
   if (host === null) {
     return { ok: false, reason: `target ${describeHost(t.host)} is not an IP address` };
   }
-  return { ok: true, target: { type: ipKind(host)!, host, port: t.port } };
+  // Normalized, an IPv6 address has a colon and an IPv4 one none.
+  return { ok: true, target: { type: host.includes(":") ? "ipv6" : "ipv4", host, port: t.port } };
 }
 
 /** A host text safe for logs: JSON-quoted, control characters escaped, at most 80 characters. */

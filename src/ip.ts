@@ -164,7 +164,7 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
  * it reaches against an IPv4 `base`; otherwise families must be equal.
  */
 export function inCidr(ip: string, base: string, prefix: number): boolean {
-  const b = parseIP(base);
+  const b = parsedBase(base);
   if (!b) throw new RangeError(`inCidr: base ${JSON.stringify(base)} is not an IP address`);
   const max = b.kind === "ipv4" ? 32 : 128;
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) {
@@ -178,6 +178,19 @@ export function inCidr(ip: string, base: string, prefix: number): boolean {
     else return false;
   }
   return prefixEqual(bytes, b.bytes, prefix);
+}
+
+/** Rule bases, parsed once: a rule is matched on every CONNECT. Bounded, as bases come from configuration. */
+const bases = new Map<string, { kind: IpKind; bytes: Uint8Array } | null>();
+
+function parsedBase(base: string): { kind: IpKind; bytes: Uint8Array } | null {
+  let b = bases.get(base);
+  if (b === undefined) {
+    if (bases.size >= 4096) bases.clear();
+    b = parseIP(base);
+    bases.set(base, b);
+  }
+  return b;
 }
 
 function isV4Mapped(b: Uint8Array): boolean {

@@ -10,13 +10,21 @@
 
 export type Labels = Record<string, string>;
 
+const SPECIAL = /[\\"\n]/;
+
 function escape(v: string): string {
+  if (!SPECIAL.test(v)) return v;
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
+/** `{a="1",b="2"}` with the names sorted, or "" for no labels. */
 function key(labels: Labels): string {
-  const parts = Object.keys(labels).sort().map((k) => `${k}="${escape(String(labels[k]))}"`);
-  return parts.length ? `{${parts.join(",")}}` : "";
+  const names = Object.keys(labels);
+  if (names.length === 0) return "";
+  if (names.length > 1) names.sort();
+  let out = "{";
+  for (const k of names) out += `${out.length > 1 ? "," : ""}${k}="${escape(String(labels[k]))}"`;
+  return out + "}";
 }
 
 /** `key()` with one more label appended (`le` of a histogram bucket). */

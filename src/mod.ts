@@ -55,7 +55,16 @@ export {
   normalizeFingerprint,
 } from "./tls.ts";
 export { formatRule, parseRule } from "./policy.ts";
-export { createLogger, type Fields, type Level, type Logger, silent } from "./log.ts";
+export {
+  type BatchSink,
+  batchSink,
+  createLogger,
+  type Fields,
+  type Level,
+  type Logger,
+  silent,
+  type Sink,
+} from "./log.ts";
 export {
   ConfigError,
   EofError,

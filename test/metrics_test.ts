@@ -127,6 +127,14 @@ test("metrics: the renderer's histogram and escaping survive a real parser", () 
   assert.equal(sample(family(parsed, "z_total", "COUNTER"), { k: "v" }).value, "7");
 });
 
+test("metrics: labels are one series whatever their order, rendered sorted", () => {
+  const m = new Metrics();
+  m.inc("w_total", "W", { b: "2", a: "1", c: 'q"' });
+  m.inc("w_total", "W", { c: 'q"', a: "1", b: "2" }, 4);
+  assert.equal(m.get("w_total", { a: "1", c: 'q"', b: "2" }), 5);
+  assert.match(m.render(), /^w_total\{a="1",b="2",c="q\\""\} 5$/m);
+});
+
 test(`${rt}: /metrics parses; setup and duration histograms, bytes per agent and client, pool waits and timeouts, build info`, async () => {
   const t = await tunnel({ config: { pool: { min: 2, max: 32, wait: "300ms", idle: "600ms" } } });
   const echo = await echoTarget(t.net);

@@ -71,6 +71,17 @@ const NO_ADDR: Addr = { host: "", port: 0 };
 
 type Sock = Socket<BunConn>;
 
+/** An address of `s`, or null while there is none (not open yet, or closed). */
+function address(s: Sock | undefined, read: (s: Sock) => Addr): Addr | null {
+  if (!s) return null;
+  try {
+    const a = read(s);
+    return typeof a.host === "string" && a.host !== "" && typeof a.port === "number" ? a : null;
+  } catch {
+    return null;
+  }
+}
+
 class BunConn implements Conn {
   /** Handlers shared by every socket; `socket.data` is the BunConn. */
   static readonly handlers: SocketHandler<BunConn> = {
@@ -85,8 +96,6 @@ class BunConn implements Conn {
     handshake: (s, ok, err) => s.data.#onHandshake(ok, err),
   };
 
-  local = NO_ADDR;
-  remote = NO_ADDR;
   readonly closed: Promise<void>;
   #sock!: Sock;
   #reads = new ReadQueue({ pause: () => this.#sock.pause(), resume: () => this.#sock.resume() });
@@ -104,6 +113,9 @@ class BunConn implements Conn {
   #dialing: { pin: string | undefined; resolve: () => void; reject: (e: NetError) => void } | null =
     null;
   #onClosed!: () => void;
+  /** Addresses, read at first use: each of Bun's getters is a system call. */
+  #local: Addr | null = null;
+  #remote: Addr | null = null;
 
   constructor() {
     this.closed = new Promise((r) => (this.#onClosed = r));
@@ -151,8 +163,16 @@ class BunConn implements Conn {
     this.#sock = s;
     s.data = this;
     s.setNoDelay(true);
-    this.local = { host: s.localAddress, port: s.localPort };
-    this.remote = { host: s.remoteAddress, port: s.remotePort };
+  }
+
+  get local(): Addr {
+    this.#local ??= address(this.#sock, (s) => ({ host: s.localAddress, port: s.localPort }));
+    return this.#local ?? NO_ADDR;
+  }
+
+  get remote(): Addr {
+    this.#remote ??= address(this.#sock, (s) => ({ host: s.remoteAddress, port: s.remotePort }));
+    return this.#remote ?? NO_ADDR;
   }
 
   #onEnd(): void {

@@ -5,7 +5,15 @@
  * @module
  */
 import { type Command, Option } from "commander";
-import { createLogger, type Level, LOG_FORMATS, type LogFormat, type Logger } from "../log.ts";
+import {
+  type BatchSink,
+  batchSink,
+  createLogger,
+  type Level,
+  LOG_FORMATS,
+  type LogFormat,
+  type Logger,
+} from "../log.ts";
 import type { Host } from "./mod.ts";
 import { UsageError } from "../errors.ts";
 
@@ -47,11 +55,22 @@ export function addLogFormat(program: Command): void {
   });
 }
 
+/** Sinks of the loggers made for commands, until {@link flushLogs}. */
+const sinks = new Set<BatchSink>();
+
 export function logger(level: string): Logger {
   if (!["debug", "info", "warn", "error"].includes(level)) {
     throw new UsageError(`--log-level must be debug, info, warn or error`);
   }
-  return createLogger({ level: level as Level, format: logFormat });
+  const sink = batchSink((text) => console.error(text));
+  sinks.add(sink);
+  return createLogger({ level: level as Level, format: logFormat, sink });
+}
+
+/** Write the log lines still held back (the command ended; its last lines must not trail it). */
+export function flushLogs(): void {
+  for (const s of sinks) s.flush();
+  sinks.clear();
 }
 
 /** Run until SIGINT or SIGTERM: resolves after `stop()` finished. */

@@ -10,7 +10,7 @@ import { Command, CommanderError } from "commander";
 import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import type { Addr, Net } from "../net.ts";
 import { agentCommands } from "./agent.ts";
-import { addLogFormat, VERSION } from "./common.ts";
+import { addLogFormat, flushLogs, VERSION } from "./common.ts";
 import { serverCommand } from "./server.ts";
 import { statusCommand } from "./status.ts";
 import { serviceCommand } from "./service.ts";
@@ -98,6 +98,9 @@ export async function main(host: Host, args: string[]): Promise<number> {
     await work;
     return 0;
   } catch (e) {
+    flushLogs(); // the command's last lines before its error
     return reportError(e);
+  } finally {
+    flushLogs();
   }
 }
