@@ -187,3 +187,42 @@ test("session: a burst asks for its waiting CONNECTs first, the refill to the gr
   for (let i = 0; i < 10; i++) s.release();
   s.end();
 });
+
+test("session: authenticated clients count as demand before their CONNECT (expect)", async () => {
+  const { s, requests, asked } = session({ poolMin: 2, poolMax: 8 });
+  s.replenish();
+  s.add(new Fake());
+  s.add(new Fake());
+  assert.equal(asked(), 2);
+  const done = [s.expect(), s.expect(), s.expect(), s.expect(), s.expect()];
+  assert.equal(asked(), 2, "asked once per turn, not per client");
+  await tick();
+  assert.deepEqual(requests.at(-1), { id: 2, count: 3 }, "5 expected − 2 idle");
+  // The CONNECTs come: each stops being expected and takes (or waits).
+  const taken: Array<Fake | null> = [];
+  for (const f of done) {
+    f();
+    f(); // twice: counted once
+    s.take().then((c) => taken.push(c));
+  }
+  await tick();
+  assert.equal(asked(), 5, "no second request for the same demand");
+  for (let i = 0; i < 3; i++) s.add(new Fake());
+  await tick();
+  assert.equal(taken.filter((c) => c !== null).length, 5);
+  for (let i = 0; i < 5; i++) s.release();
+  s.end();
+});
+
+test("session: expected clients beyond pool_max do not grow the request; a closed session ignores them", async () => {
+  const { s, requests } = session({ poolMin: 0, poolMax: 4 });
+  const done = Array.from({ length: 50 }, () => s.expect());
+  await tick();
+  assert.deepEqual(requests, [{ id: 1, count: 4 }]);
+  for (const f of done) f();
+  s.end();
+  const late = s.expect();
+  await tick();
+  assert.equal(requests.length, 1);
+  late();
+});

@@ -12,6 +12,10 @@ import { targetOf } from "../src/ip.ts";
 import { Status, VERSION_MAX, VERSION_MIN } from "../src/messages.ts";
 import { parseRule } from "../src/policy.ts";
 import { Wire } from "../src/wire.ts";
+import type { Conn } from "../src/net.ts";
+import { Reader } from "../src/reader.ts";
+import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
+import { parseMethodSelection, parseReply, parseUserpassReply } from "../src/socks5_decode.ts";
 import {
   AGENT_TOKEN,
   ALICE_TOKEN,
@@ -45,6 +49,53 @@ function idle(metrics: string, agent: string): number {
   const m = new RegExp(`burrow_pool_idle\\{agent="${agent}"\\} (\\d+)`).exec(metrics);
   return m ? Number(m[1]) : -1;
 }
+
+test(`${rt}: a SOCKS5 client that authenticated counts as pool demand before its CONNECT`, async () => {
+  const t = await tunnel({ config: { pool: { min: 1, max: 32, wait: "2s", idle: "30s" } } });
+  const echo = await echoTarget(t.net);
+  const conns: Conn[] = [];
+  try {
+    assert.ok(await until(() => idle(t.server.metrics.render(), "office") === 1), "resting pool");
+    const readers: Reader[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = await t.net.dial(t.socks);
+      conns.push(c);
+      const rd = new Reader(c);
+      readers.push(rd);
+      await c.write(greeting([2]));
+      assert.equal((await rd.parse(parseMethodSelection, "method")).method, 2);
+      await c.write(userpassRequest("alice", ALICE_TOKEN));
+      assert.equal((await rd.parse(parseUserpassReply, "auth")).status, 0);
+    }
+    // A wrong password is no demand; neither is a client naming an agent it is not granted.
+    const bad = await socks(
+      t.net,
+      t.socks,
+      "alice",
+      "wrong-token-0123456789",
+      targetOf("127.0.0.1", 1),
+    );
+    bad.conn.close();
+    assert.equal(bad.auth, 1);
+    assert.ok(
+      await until(() => idle(t.server.metrics.render(), "office") === 5),
+      `the pool grew to the 5 clients before any CONNECT: ${
+        idle(t.server.metrics.render(), "office")
+      }`,
+    );
+    for (const [i, c] of conns.entries()) {
+      await c.write(request(1, targetOf("127.0.0.1", echo.addr.port)));
+      assert.equal((await readers[i]!.parse(parseReply, "reply")).reply, 0);
+      await c.write(Uint8Array.of(i));
+      const rest = readers[i]!.rest();
+      assert.deepEqual([...(rest.length > 0 ? rest : (await c.read())!)], [i]);
+    }
+  } finally {
+    for (const c of conns) c.close();
+    echo.close();
+    await t.close();
+  }
+});
 
 test(`${rt}: tunnel relays 4 MiB both ways and keeps half-close`, async () => {
   const t = await tunnel();

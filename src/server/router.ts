@@ -84,6 +84,8 @@ function addTotals(m: Totals, k: string, up: number, down: number): void {
 /** Attempts on other pool connections when the one taken turns out dead (SPEC.md §7.4). */
 const ATTEMPTS = 3;
 
+const NOTHING = (): void => {};
+
 export class Router {
   #nextStream = 1;
   readonly #clientIds = new Map<string, number>();
@@ -180,6 +182,22 @@ export class Router {
       this.#clientIds.set(name, id = this.ctx.config().clients.get(name)?.id ?? 0);
     }
     return id;
+  }
+
+  /**
+   * A SOCKS5 client authenticated as `client`, naming `agent` ("": its only
+   * granted agent): when that agent is one announced session, the client
+   * counts there as demand until its CONNECT (AgentSession.expect). Returns
+   * the function that stops counting it.
+   */
+  expect(client: string, agent: string): () => void {
+    const granted = new Set(
+      this.ctx.config().grants.filter((g) => g.client === client).flatMap((g) => g.agents),
+    );
+    const name = agent !== "" ? agent : granted.size === 1 ? [...granted][0]! : "";
+    if (!granted.has(name)) return NOTHING;
+    const live = this.agents.group(name).filter((s) => s.announced && !s.closed);
+    return live.length === 1 ? live[0]!.expect() : NOTHING;
   }
 
   /** Decide and open a stream. */

@@ -86,6 +86,8 @@ export class AgentSession<P extends Pooled> {
   /** Peak CONNECTs opening at once per tick, newest last (SPEC.md §7.4 "target size"). */
   #demand: number[] = [0];
   #opening = 0;
+  /** Clients expected to CONNECT soon (see {@link expect}). */
+  #expected = 0;
   #refillSoon = false;
   #seqMax = 0;
   #seqUsed = new Set<number>();
@@ -175,6 +177,25 @@ export class AgentSession<P extends Pooled> {
     });
   }
 
+  /**
+   * A client that will most likely CONNECT through this session soon (its
+   * SOCKS5 authentication succeeded) counts as demand now: under a burst the
+   * pool request leaves while the handshakes are still going on (SPEC.md
+   * §7.4). Returns the function that stops counting it, called when its
+   * CONNECT arrives or its connection ends; calling it again does nothing.
+   */
+  expect(): () => void {
+    if (this.closed) return () => {};
+    this.#expected++;
+    this.#replenishSoon();
+    let counted = true;
+    return () => {
+      if (!counted) return;
+      counted = false;
+      this.#expected--;
+    };
+  }
+
   /** The stream that called {@link take} has its OPEN_RESULT (or gave up). */
   release(): void {
     this.#opening = Math.max(0, this.#opening - 1);
@@ -255,14 +276,16 @@ export class AgentSession<P extends Pooled> {
 
   /**
    * Ask for `target − (idle + outstanding)` more connections when positive;
-   * while CONNECTs wait, only for `waiting − outstanding`: a burst's own
+   * while CONNECTs wait or are expected, only for `waiting + expected −
+   * (idle + outstanding)` (expected at most `pool_max`): a burst's own
    * connections are dialled first, without the refill to the (grown) target
    * competing with them for the link and the CPU; the refill follows when the
    * last waiting CONNECT is served.
    */
   replenish(): void {
     if (this.closed) return;
-    const want = this.#waiters.length > 0 ? this.#waiters.length : this.target;
+    const pending = this.#waiters.length + Math.min(this.#expected, this.params().poolMax);
+    const want = pending > 0 ? pending : this.target;
     const have = this.#idle.length + this.outstanding;
     if (want <= have) return;
     const count = Math.min(65535, want - have);

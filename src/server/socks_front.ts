@@ -49,19 +49,27 @@ export class SocksFront {
     if (!admitted) return;
     const rd = new Reader(conn, 1024);
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
+    let expected = (): void => {};
     try {
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
-        checkUser: (user, password) =>
-          checkSocksPassword(this.ctx.config().clients.get(splitUser(user).client), password),
+        checkUser: async (user, password) => {
+          const { client, agent } = splitUser(user);
+          const ok = await checkSocksPassword(this.ctx.config().clients.get(client), password);
+          // Its CONNECT will most likely follow: the pool can be asked now.
+          if (ok) expected = this.router.expect(client, agent);
+          return ok;
+        },
       });
       admitted();
+      expected(); // the CONNECT takes from the pool in this turn, before the pool asks
       if (!a.ok) return this.#refusedHandshake(conn, a, log);
       // Returned, not awaited: this handshake's frame (reader, parsed
       // messages) is released for the stream's lifetime.
       return await this.#connect(conn, rd, a, log);
     } catch (e) {
       admitted();
+      expected();
       conn.close();
       this.#failed(e, log);
     }
