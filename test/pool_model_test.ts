@@ -31,6 +31,9 @@ import { targetOf } from "../src/ip.ts";
 import { Status, type Target } from "../src/messages.ts";
 import type { Addr, Conn, Listener, Net } from "../src/net.ts";
 import { deadline, sleep } from "../src/time.ts";
+import { Reader } from "../src/reader.ts";
+import { greeting, request, userpassRequest } from "../src/socks5_encode.ts";
+import { parseMethodSelection, parseReply, parseUserpassReply } from "../src/socks5_decode.ts";
 import {
   ALICE_TOKEN,
   echoTarget,
@@ -378,6 +381,45 @@ async function stream(r: Real, i: number): Promise<string> {
   }
 }
 
+/**
+ * A client that authenticates, then holds its handshake `holdMs` (expected
+ * demand, SPEC.md §7.4) before it either sends its CONNECT and echoes a few
+ * bytes (`connect`) or closes: "ok", or what went wrong.
+ */
+async function authThen(r: Real, holdMs: number, connect: boolean, i: number): Promise<string> {
+  let conn: Conn | undefined;
+  const work = (async () => {
+    conn = await r.t.net.dial(r.t.socks);
+    const rd = new Reader(conn);
+    await conn.write(greeting([2]));
+    if ((await rd.parse(parseMethodSelection, "method")).method !== 2) return "no user/password";
+    await conn.write(userpassRequest("alice", ALICE_TOKEN));
+    if ((await rd.parse(parseUserpassReply, "auth")).status !== 0) return "auth refused";
+    await sleep(holdMs);
+    if (!connect) return "ok";
+    await conn.write(request(1, r.target));
+    const reply = (await rd.parse(parseReply, "reply")).reply;
+    if (reply !== Status.succeeded) return `reply 0x${reply.toString(16).padStart(2, "0")}`;
+    const sent = new TextEncoder().encode(`held ${i}`);
+    await conn.write(sent);
+    let got = rd.rest();
+    while (got.length < sent.length) {
+      const chunk = await conn.read();
+      if (chunk === null) return `echo ended after ${got.length} of ${sent.length} bytes`;
+      got = new Uint8Array([...got, ...chunk]);
+    }
+    return new TextDecoder().decode(got) === `held ${i}` ? "ok" : "echo differs";
+  })();
+  try {
+    return await deadline(work, STREAM_BOUND_MS + holdMs, "stream", () => conn?.close());
+  } catch (e) {
+    return `error: ${e instanceof Error ? e.message : String(e)}`;
+  } finally {
+    conn?.close();
+    await work.catch(() => {});
+  }
+}
+
 function tally(results: string[]): string {
   const counts = new Map<string, number>();
   for (const x of results) counts.set(x, (counts.get(x) ?? 0) + 1);
@@ -463,6 +505,23 @@ class StreamsBehind implements PoolCommand {
     return Promise.resolve();
   }
   toString = (): string => `StreamsBehind(${this.n})`;
+}
+
+/** Clients that authenticate and wait before their CONNECT (odd ones) or before closing (even ones). */
+class AuthOnly implements PoolCommand {
+  constructor(readonly n: number, readonly holdMs: number) {}
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    r.history.push(this.toString());
+    const calm = m.calm;
+    const first = m.streams;
+    m.streams += this.n;
+    const results = await Promise.all(
+      Array.from({ length: this.n }, (_, i) => authThen(r, this.holdMs, i % 2 === 1, first + i)),
+    );
+    judge(m, r, this.toString(), results, calm);
+  }
+  toString = (): string => `AuthOnly(${this.n}, ${this.holdMs}ms)`;
 }
 
 class DropHellos implements PoolCommand {
@@ -561,6 +620,8 @@ const commands = fc.commands(
   [
     fc.integer({ min: 1, max: 8 }).map((n) => new Streams(n)),
     fc.integer({ min: 1, max: 8 }).map((n) => new StreamsBehind(n)),
+    fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 0, max: 800 }))
+      .map(([n, ms]) => new AuthOnly(n, ms)),
     fc.integer({ min: 100, max: 1500 }).map((ms) => new DropHellos(ms)),
     fc.tuple(fc.integer({ min: 50, max: 1500 }), fc.integer({ min: 100, max: 1500 }))
       .map(([hold, ms]) => new SlowHellos(hold, ms)),

@@ -226,3 +226,17 @@ test("session: expected clients beyond pool_max do not grow the request; a close
   assert.equal(requests.length, 1);
   late();
 });
+
+test("session: an expected client does not hold back the refill to the target", async () => {
+  const { s, requests } = session({ poolMin: 4, poolMax: 8 });
+  s.replenish();
+  for (let i = 0; i < 4; i++) s.add(new Fake());
+  const c = await s.take(); // idle 3, below the target of 4
+  assert.ok(c);
+  const done = s.expect(); // one client between its authentication and its CONNECT
+  await tick();
+  assert.deepEqual(requests.at(-1), { id: 2, count: 1 }, "refilled to the target of 4");
+  done();
+  s.release();
+  s.end();
+});

@@ -275,17 +275,18 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * Ask for `target − (idle + outstanding)` more connections when positive;
-   * while CONNECTs wait or are expected, only for `waiting + expected −
-   * (idle + outstanding)` (expected at most `pool_max`): a burst's own
+   * Ask for `max(target, expected) − (idle + outstanding)` more connections
+   * when positive (expected at most `pool_max`); while CONNECTs wait, only
+   * for `waiting + expected − (idle + outstanding)`: a burst's own
    * connections are dialled first, without the refill to the (grown) target
    * competing with them for the link and the CPU; the refill follows when the
    * last waiting CONNECT is served.
    */
   replenish(): void {
     if (this.closed) return;
-    const pending = this.#waiters.length + Math.min(this.#expected, this.params().poolMax);
-    const want = pending > 0 ? pending : this.target;
+    const expected = Math.min(this.#expected, this.params().poolMax);
+    const waiting = this.#waiters.length;
+    const want = waiting > 0 ? waiting + expected : Math.max(this.target, expected);
     const have = this.#idle.length + this.outstanding;
     if (want <= have) return;
     const count = Math.min(65535, want - have);
