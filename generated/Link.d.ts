@@ -13,7 +13,8 @@ export interface KaitaiStream {
  * frames, which multiplex many pool streams: a 7-byte header (type, stream
  * id, body length) then `len_body` bytes of body. The rules: the type is one
  * of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
- * bytes of stream data; OPEN, FIN and RESET have no body; a WINDOW body is 4
+ * bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
+ * stream id is the highest id the server may open, version 4); a WINDOW body is 4
  * bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
  * that breaks one is a link violation: the receiver closes the link at once
  * (a link has no ERROR frame). The rules that need the link's state (stream
@@ -35,12 +36,12 @@ export declare class Link {
   streamId: number;
   /**
    * Bytes of body that follow: 1..65535 for DATA, 4 for WINDOW, 0 for
-   * OPEN, FIN and RESET.
+   * OPEN, FIN, RESET and GRANT.
    */
   lenBody: number;
   /**
    * DATA: the stream's bytes, kept raw (no case); WINDOW: `window`;
-   * OPEN, FIN, RESET: `empty`.
+   * OPEN, FIN, RESET, GRANT: `empty`.
    */
   body: Link.Empty | Link.Window | Uint8Array;
   _raw_body?: Uint8Array;
@@ -52,7 +53,7 @@ export declare namespace Link {
      */
     readonly DATA: 0;
     /**
-     * agent → server, a new stream; no body (SPEC.md §3.2)
+     * a new stream, from the agent (version 3) or the server (version 4); no body (SPEC.md §3.2)
      */
     readonly OPEN: 1;
     /**
@@ -67,11 +68,17 @@ export declare namespace Link {
      * the stream is closed in both directions; no body (SPEC.md §3.2)
      */
     readonly RESET: 4;
+    /**
+     * agent → server (version 4): the server may open streams up to the
+     * frame's stream id; no body (SPEC.md §3.2)
+     */
+    readonly GRANT: 5;
     readonly 0: "DATA";
     readonly 1: "OPEN";
     readonly 2: "WINDOW";
     readonly 3: "FIN";
     readonly 4: "RESET";
+    readonly 5: "GRANT";
   };
   /**
    * Body of WINDOW: the receiver of the stream's DATA lets the sender send
@@ -86,7 +93,7 @@ export declare namespace Link {
     increment: number;
   }
   /**
-   * The empty body of OPEN, FIN and RESET.
+   * The empty body of OPEN, FIN, RESET and GRANT.
    */
   class Empty {
     constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);

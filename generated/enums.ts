@@ -150,7 +150,7 @@ export const RuleKind = {
 export const LinkFrameType = {
   /** stream bytes, 1..65535 of them (SPEC.md §3.2) */
   DATA: 0x00,
-  /** agent → server, a new stream; no body (SPEC.md §3.2) */
+  /** a new stream, from the agent (version 3) or the server (version 4); no body (SPEC.md §3.2) */
   OPEN: 0x01,
   /** u4 increment ≥ 1 of the stream's send window (SPEC.md §3.2) */
   WINDOW: 0x02,
@@ -158,6 +158,11 @@ export const LinkFrameType = {
   FIN: 0x03,
   /** the stream is closed in both directions; no body (SPEC.md §3.2) */
   RESET: 0x04,
+  /**
+   * agent → server (version 4): the server may open streams up to the
+   * frame's stream id; no body (SPEC.md §3.2)
+   */
+  GRANT: 0x05,
 } as const;
 
 /**

@@ -1,6 +1,6 @@
 meta:
   id: link
-  title: burrow link frame (version 3, 7-byte header and typed body)
+  title: burrow link frame (versions 3 and 4, 7-byte header and typed body)
   license: MIT
   ks-version: "0.11"
   endian: be
@@ -11,7 +11,8 @@ doc: |
   frames, which multiplex many pool streams: a 7-byte header (type, stream
   id, body length) then `len_body` bytes of body. The rules: the type is one
   of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
-  bytes of stream data; OPEN, FIN and RESET have no body; a WINDOW body is 4
+  bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
+  stream id is the highest id the server may open, version 4); a WINDOW body is 4
   bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
   that breaks one is a link violation: the receiver closes the link at once
   (a link has no ERROR frame). The rules that need the link's state (stream
@@ -37,7 +38,7 @@ seq:
         type == link_frame_type::window ? _ == 4 : _ == 0
     doc: |
       Bytes of body that follow: 1..65535 for DATA, 4 for WINDOW, 0 for
-      OPEN, FIN and RESET.
+      OPEN, FIN, RESET and GRANT.
   - id: body
     size: len_body
     type:
@@ -47,9 +48,10 @@ seq:
         'link_frame_type::window': window
         'link_frame_type::fin': empty
         'link_frame_type::reset': empty
+        'link_frame_type::grant': empty
     doc: |
       DATA: the stream's bytes, kept raw (no case); WINDOW: `window`;
-      OPEN, FIN, RESET: `empty`.
+      OPEN, FIN, RESET, GRANT: `empty`.
 types:
   window:
     doc: |
@@ -62,7 +64,7 @@ types:
         valid:
           min: 1
   empty:
-    doc: The empty body of OPEN, FIN and RESET.
+    doc: The empty body of OPEN, FIN, RESET and GRANT.
 enums:
   link_frame_type:
     0x00:
@@ -70,7 +72,7 @@ enums:
       doc: stream bytes, 1..65535 of them (SPEC.md §3.2)
     0x01:
       id: open
-      doc: agent → server, a new stream; no body (SPEC.md §3.2)
+      doc: a new stream, from the agent (version 3) or the server (version 4); no body (SPEC.md §3.2)
     0x02:
       id: window
       doc: u4 increment ≥ 1 of the stream's send window (SPEC.md §3.2)
@@ -80,3 +82,8 @@ enums:
     0x04:
       id: reset
       doc: the stream is closed in both directions; no body (SPEC.md §3.2)
+    0x05:
+      id: grant
+      doc: |
+        agent → server (version 4): the server may open streams up to the
+        frame's stream id; no body (SPEC.md §3.2)

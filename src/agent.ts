@@ -89,6 +89,8 @@ export class Agent {
   #control: Conn | undefined;
   /** The session's link (version 3), once asked for; null if it could not be opened. */
   #link: Promise<Link | null> | undefined;
+  /** The version-4 link that grants the session's pool streams, once up. */
+  #granting: Link | null = null;
   readonly #pool = new Set<Conn>();
   #session: SessionInfo | undefined;
   #seq = 0;
@@ -112,9 +114,13 @@ export class Agent {
     return this.#session;
   }
 
-  /** Idle or busy pool connections currently open. */
+  /**
+   * Idle or busy pool connections currently open; on a version-4 link, with
+   * the stream ids granted that the server has not opened yet.
+   */
   get poolSize(): number {
-    return this.#pool.size;
+    const l = this.#granting;
+    return this.#pool.size + (l?.usable ? l.granted - l.opened : 0);
   }
 
   /** Resolves at the next established session (or the current one). */
@@ -239,6 +245,7 @@ export class Agent {
       // Streams relaying on the link go on; it closes when they are done.
       void this.#link?.then((l) => l?.drain());
       this.#link = undefined;
+      this.#granting = null;
     }
   }
 
@@ -264,8 +271,11 @@ export class Agent {
       return null;
     }
     let refused = false;
+    // Version 4: the server opens the streams within what this side grants.
+    const credit = this.#version >= 4;
     const link: Link = new Link(conn, {
       ...(this.opts.linkLastId ? { lastId: this.opts.linkLastId } : {}),
+      ...(credit ? { granting: true, onStream: (stream: Conn) => this.#poolStream(stream) } : {}),
       first: (chunk) => {
         const e = refusal(chunk);
         refused = e !== null;
@@ -277,9 +287,10 @@ export class Agent {
           error: why.message,
         });
         // A refused link carried no pool connection the server counted: dial them.
-        if (refused) void this.#openPool(link.opened, welcome, control);
+        if (refused) void this.#openPool(credit ? link.granted : link.opened, welcome, control);
       },
     });
+    if (credit) this.#granting = link;
     return link;
   }
 
@@ -328,10 +339,46 @@ export class Agent {
    * resolves with how many said hello.
    */
   async #openPool(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+    if (this.#version >= 4 && this.#link) {
+      // Version 4: pool streams are granted, not opened; the server opens
+      // each when it needs it (SPEC.md §2.4). What cannot be granted is dialed.
+      const granted = await this.#grant(count, welcome, control);
+      if (granted === count || this.#control !== control) return granted;
+      return granted + await this.#dialPool(count - granted, welcome, control);
+    }
+    return await this.#dialPool(count, welcome, control);
+  }
+
+  /** `count` pool connections (or, before version 4, link streams), concurrently. */
+  async #dialPool(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
     const results = await Promise.all(
       Array.from({ length: count }, () => this.#poolConn(welcome, control)),
     );
     return results.filter(Boolean).length;
+  }
+
+  /** Version 4: grant `count` pool streams on the session's link; how many were granted. */
+  async #grant(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+    const pending = this.#link;
+    let link = await pending;
+    if (this.#control !== control || !link) return 0;
+    if (link.exhausted && this.#link === pending) {
+      this.log.info("link used its last stream id; opening a new one");
+      link.drain();
+      this.#link = this.#openLink(welcome, control);
+    }
+    if (this.#link !== pending) link = await this.#link;
+    if (this.#control !== control || !link?.usable) return 0;
+    return link.grant(count);
+  }
+
+  /** A pool stream the server opened on a version-4 link: it waits for OPEN. */
+  #poolStream(stream: Conn): void {
+    this.#track(stream);
+    this.#awaitOpen(new Wire(stream)).catch((e) => {
+      this.log.error("pool stream handler failed", { error: String(e) });
+      stream.close();
+    });
   }
 
   async #poolConn(welcome: MessageOf<"WELCOME">, control: Conn): Promise<boolean> {
@@ -346,7 +393,7 @@ export class Agent {
     }
     if (this.#link !== pending) link = await this.#link;
     if (this.#control !== control) return false;
-    if (link?.usable) {
+    if (link?.usable && this.#version < 4) {
       // A stream of the link: it needs no hello, the link was proven once.
       const stream = link.open();
       this.#track(stream);

@@ -1,7 +1,9 @@
 /**
  * The data link of protocol version 3 (SPEC.md §2.4, §3.2): many pool
  * streams over one connection. The agent opens streams ({@link Link.open});
- * the server is handed each one the agent opens (`onStream`). A stream is a
+ * the server is handed each one the agent opens (`onStream`); at version 4
+ * the roles turn: the agent grants stream ids ({@link Link.grant}) and the
+ * server opens the streams. A stream is a
  * {@link Conn}, so the rest of burrow (the pool, OPEN / OPEN_RESULT, the
  * relay) treats it as it treats a pool connection of its own.
  *
@@ -51,6 +53,18 @@ export interface LinkOptions {
   onClose?: (why: Error | null) => void;
   /** The last stream id this side may open (default 2³²−1; tests lower it). */
   lastId?: number;
+  /**
+   * Version 4, the side that accepts streams (`onStream`): the peer may open
+   * only the stream ids this side granted ({@link Link.grant}); an OPEN
+   * beyond them is a link violation.
+   */
+  granting?: boolean;
+  /**
+   * Version 4, the side that opens streams: called with each GRANT's number
+   * of new stream ids; {@link Link.open} stays within them. Absent: a GRANT
+   * is a link violation.
+   */
+  onGrant?: (added: number) => void;
 }
 
 export class Link {
@@ -66,6 +80,8 @@ export class Link {
   #linger: ReturnType<typeof setTimeout> | undefined;
   #dead: Error | null = null;
   #gotFirst = false;
+  /** Version 4: the highest stream id granted (sent by the acceptor, received by the opener). */
+  #granted = 0;
   /** Frames waiting for this turn's write, and that write. */
   #out: Uint8Array[] = [];
   #flushed: Promise<void> = RESOLVED;
@@ -107,9 +123,37 @@ export class Link {
     return this.#highest >= (this.#opts.lastId ?? 0xffffffff);
   }
 
+  /** Version 4 opener: stream ids granted and not yet opened. */
+  get credit(): number {
+    return this.#opts.onGrant ? this.#granted - this.#highest : 0;
+  }
+
+  /** Version 4 acceptor: stream ids granted so far. */
+  get granted(): number {
+    return this.#granted;
+  }
+
+  /**
+   * Version 4 acceptor: let the peer open `n` more streams (one GRANT frame
+   * with the new highest id). Returns how many were granted: fewer near the
+   * last id, 0 on a link that is not usable.
+   */
+  grant(n: number): number {
+    if (!this.#opts.granting || !this.usable) return 0;
+    const upTo = Math.min(this.#granted + n, this.#opts.lastId ?? 0xffffffff);
+    const added = upTo - this.#granted;
+    if (added <= 0) return 0;
+    this.#granted = upTo;
+    this.send({ type: "GRANT", stream: upTo }).catch(() => {}); // a dead link fails its streams
+    return added;
+  }
+
   /** Open a stream (OPEN is sent now; the stream may be written at once). */
   open(): Conn {
     if (!this.usable) throw new NetError("ECLOSED", "the link is closed");
+    if (this.#opts.onGrant && this.#highest >= this.#granted) {
+      throw new NetError("ECLOSED", "the link has no stream granted to open");
+    }
     const id = ++this.#highest;
     const s = new Stream(this, id);
     this.#streams.set(id, s);
@@ -259,6 +303,24 @@ export class Link {
   }
 
   #dispatch(f: LinkFrame): void {
+    if (f.type === "GRANT") {
+      if (!this.#opts.onGrant) {
+        throw new ProtocolError("unexpected_message", "Cannot take GRANT: this side grants", {
+          reply: false,
+        });
+      }
+      if (f.stream <= this.#granted) {
+        throw new ProtocolError(
+          "invalid_message",
+          `Cannot take GRANT: id ${f.stream} is not above ${this.#granted}`,
+          { reply: false },
+        );
+      }
+      const added = f.stream - this.#granted;
+      this.#granted = f.stream;
+      this.#opts.onGrant(added);
+      return;
+    }
     if (f.type === "OPEN") {
       if (!this.#opts.onStream) {
         throw new ProtocolError(
@@ -273,6 +335,13 @@ export class Link {
         throw new ProtocolError(
           "invalid_message",
           `Cannot open link stream: id ${f.stream} is not above ${this.#highest}`,
+          { reply: false },
+        );
+      }
+      if (this.#opts.granting && f.stream > this.#granted) {
+        throw new ProtocolError(
+          "limit_exceeded",
+          `Cannot open link stream: id ${f.stream} is beyond the ${this.#granted} granted`,
           { reply: false },
         );
       }

@@ -20,12 +20,16 @@ export const LINK_HEADER_SIZE = 7;
 export const LINK_MAX_DATA = 65535;
 
 /** Link frame types (SPEC.md §9.6). */
-const TYPE = { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4 } as const;
-const NAMES = ["DATA", "OPEN", "WINDOW", "FIN", "RESET"] as const;
+const TYPE = { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4, GRANT: 5 } as const;
+const NAMES = ["DATA", "OPEN", "WINDOW", "FIN", "RESET", "GRANT"] as const;
 
+/**
+ * A link frame. GRANT (version 4) carries no stream: its `stream` field is
+ * the highest stream id the server may open so far.
+ */
 export type LinkFrame =
   | { type: "DATA"; stream: number; data: Uint8Array }
-  | { type: "OPEN" | "FIN" | "RESET"; stream: number }
+  | { type: "OPEN" | "FIN" | "RESET" | "GRANT"; stream: number }
   | { type: "WINDOW"; stream: number; increment: number };
 
 function header(buf: Uint8Array, type: number, stream: number, len: number): void {

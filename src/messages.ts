@@ -37,7 +37,7 @@ export const Limits = {
 
 /** The protocol versions this implementation speaks (SPEC.md §4). */
 export const VERSION_MIN = 1;
-export const VERSION_MAX = 3;
+export const VERSION_MAX = 4;
 
 /** SPEC.md §5.1. IPv4/IPv6 hosts are canonical text (`10.0.0.1`, `fd00::1`). */
 export type Target =

@@ -283,7 +283,7 @@ export function linkFrame(maxData = LINK_MAX_DATA): fc.Arbitrary<LinkFrame> {
       ),
     }),
     rec({
-      type: fc.constantFrom("OPEN" as const, "FIN" as const, "RESET" as const),
+      type: fc.constantFrom("OPEN" as const, "FIN" as const, "RESET" as const, "GRANT" as const),
       stream: linkStream,
     }),
     rec({
@@ -318,7 +318,8 @@ export function parseLinkGenerated(bytes: Uint8Array): { frame: LinkFrame; size:
   else if (type === "WINDOW" && body instanceof Link.Window) {
     frame = { type, stream, increment: body.increment };
   } else if (
-    (type === "OPEN" || type === "FIN" || type === "RESET") && body instanceof Link.Empty
+    (type === "OPEN" || type === "FIN" || type === "RESET" || type === "GRANT") &&
+    body instanceof Link.Empty
   ) {
     frame = { type, stream };
   } else throw new Error(`generated Link: type ${l.type} with body ${String(body)}`);

@@ -169,6 +169,7 @@ test(`${rt}: pool connections lost before their hello are asked for again (no po
       limits: { auth_failures_per_minute: 3, auth_block: "1s" },
       pool: { min: 2, max: 8, wait: "2s", idle: "600ms", open_timeout: "800ms" },
     },
+    agent: { link: false }, // dialed pool connections, each with its hello
   });
   const echo = await echoTarget(t.net);
   try {

@@ -1,5 +1,5 @@
 /**
- * The link (protocol version 3, SPEC.md §2.4) between a real agent and a
+ * The link (protocol versions 3 and 4, SPEC.md §2.4) between a real agent and a
  * real server: pool streams share one connection, `link: false` goes back to
  * one connection per pool connection, a lost link leaves the session working
  * on dialed pool connections, and streams on a link outlive their session.
@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Wire } from "../src/wire.ts";
+import { type LinkFrame, LinkFramer } from "../src/link_frame.ts";
 import type { Tunnel } from "./helpers.ts";
 import {
   acceptAgent,
@@ -63,10 +64,12 @@ async function setup(link: boolean, linkLastId?: number) {
   };
 }
 
-test(`${rt}: at version 3 the pool is streams of one link: 40 streams, no new connection`, async () => {
+test(`${rt}: at version 4 the pool is stream ids the agent grants on one link: it rests at pool_max, 40 streams, no new connection`, async () => {
   const s = await setup(true);
   try {
-    assert.ok(await until(() => s.agent.poolSize >= 2), "the pool filled");
+    // pool max is 32 (helpers.ts): granted ids cost nothing, so the session keeps all of them.
+    assert.ok(await until(() => s.agent.poolSize === 32), `the pool filled: ${s.agent.poolSize}`);
+    assert.match(s.t.server.metrics.render(), /^burrow_pool_idle\{agent="office"\} 32$/m);
     assert.equal(s.rec.links.length, 2, "control connection and link only");
     const texts = Array.from({ length: 40 }, (_, i) => `stream ${i} `.repeat(i + 1));
     const got = await Promise.all(texts.map((x) => echoed(s.t, s.echo.addr.port, x)));
@@ -78,7 +81,8 @@ test(`${rt}: at version 3 the pool is streams of one link: 40 streams, no new co
       /^burrow_agent_links\{agent="office"\} 1$/m,
       "and shows it in /metrics",
     );
-    assert.ok(s.lines.some((l) => /connected.*protocol=3/.test(l)), s.lines.join("\n"));
+    assert.ok(s.lines.some((l) => /connected.*protocol=4/.test(l)), s.lines.join("\n"));
+    assert.ok(await until(() => s.agent.poolSize === 32), "granted again after the streams");
   } finally {
     await s.close();
   }
@@ -191,6 +195,56 @@ for (const [version, refuse] of [[2, false], [3, true]] as const) {
             lines.join("\n"),
           );
         }
+      } finally {
+        await agent.stop();
+        for (const w of conns) w.conn.close();
+        fake.close();
+        await t.close();
+      }
+    },
+  );
+}
+
+for (const version of [3, 4]) {
+  test(
+    `${rt}: a version-${version} server: the agent ${
+      version === 3 ? "opens its link streams itself" : "grants stream ids and opens none"
+    }`,
+    async () => {
+      const t = await tunnel({ startAgent: false });
+      const fake = await t.net.listen({ host: "127.0.0.1", port: 0 });
+      const { agent } = testAgent(t.net, fake.addr, "office");
+      const conns: Wire[] = [];
+      try {
+        agent.start();
+        const control = await acceptAgent(fake, 5000, version);
+        conns.push(control);
+        const link = new Wire((await fake.accept())!);
+        conns.push(link);
+        const hello = await link.expect("LINK_HELLO");
+        assert.equal(hello.version, version);
+        await control.send({ type: "POOL_REQUEST", requestId: 1, count: 3 });
+        const confirm = await control.expect("POOL_CONFIRM");
+        assert.equal(confirm.count, 3);
+        // The link frames the agent sent for the request.
+        const framer = new LinkFramer();
+        framer.push(link.rest());
+        const frames: LinkFrame[] = [];
+        for (let i = 0; i < 20 && frames.length < (version === 3 ? 3 : 1); i++) {
+          let f: LinkFrame | null;
+          while ((f = framer.next()) !== null) frames.push(f);
+          if (frames.length >= (version === 3 ? 3 : 1)) break;
+          const chunk = await link.conn.read();
+          if (chunk === null) break;
+          framer.push(chunk);
+        }
+        assert.deepEqual(
+          frames,
+          version === 3
+            ? [1, 2, 3].map((stream) => ({ type: "OPEN", stream }))
+            : [{ type: "GRANT", stream: 3 }],
+        );
+        assert.equal(agent.poolSize, 3);
       } finally {
         await agent.stop();
         for (const w of conns) w.conn.close();

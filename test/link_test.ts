@@ -1163,3 +1163,117 @@ test(`${rt}: a byte-by-byte sender (one write per byte) is read the same`, async
     accepted.close();
   }
 });
+
+// --- 8. version 4: the accepting side grants, the other opens within the grants -----------
+
+test(`${rt}: credit: the opener opens only what was granted; each GRANT raises the limit`, async () => {
+  const grants: number[] = [];
+  const { dialed, accepted } = await tcpPair();
+  const streams: Conn[] = [];
+  // Version 4: the agent (dialing side) grants and accepts; the server opens.
+  const agent = new Link(dialed, { granting: true, onStream: (s) => void streams.push(s) });
+  const server = new Link(accepted, { onGrant: (n) => void grants.push(n) });
+  try {
+    assert.equal(server.credit, 0);
+    assert.throws(() => server.open(), isNetError("ECLOSED"), "nothing granted yet");
+    assert.equal(agent.grant(3), 3);
+    assert.equal(agent.granted, 3);
+    assert.ok(await until(() => server.credit === 3), "GRANT arrived");
+    assert.equal(agent.grant(2), 2);
+    assert.ok(await until(() => server.credit === 5));
+    assert.deepEqual(grants, [3, 2]);
+    const opened = Array.from({ length: 5 }, () => server.open());
+    assert.equal(server.credit, 0);
+    assert.throws(() => server.open(), isNetError("ECLOSED"), "the grants are used up");
+    await within(opened[4]!.write(enc("last")), "write");
+    assert.ok(await until(() => streams.length === 5), "the agent got every stream");
+    assert.equal(dec((await within(streams[4]!.read(), "read"))!), "last");
+    await within(streams[4]!.write(enc("back")), "write back");
+    assert.equal(dec((await within(opened[4]!.read(), "read back"))!), "back");
+    // Only the granting side grants, and only on a usable link.
+    assert.equal(server.grant(1), 0);
+  } finally {
+    agent.close();
+    server.close();
+    dialed.close();
+    accepted.close();
+  }
+});
+
+test(`${rt}: credit: grants stop at the last stream id`, async () => {
+  const { dialed, accepted } = await tcpPair();
+  const agent = new Link(dialed, { granting: true, onStream: () => {}, lastId: 4 });
+  const server = new Link(accepted, { onGrant: () => {} });
+  try {
+    assert.equal(agent.grant(3), 3);
+    assert.equal(agent.grant(3), 1, "up to id 4 only");
+    assert.equal(agent.grant(3), 0);
+    assert.ok(await until(() => server.credit === 4));
+  } finally {
+    agent.close();
+    server.close();
+    dialed.close();
+    accepted.close();
+  }
+});
+
+const CREDIT_VIOLATIONS: Array<{
+  name: string;
+  /** The side the Link runs: it grants ("agent") or opens within grants ("server"). */
+  side: "agent" | "server";
+  setup: LinkFrame[];
+  bad: LinkFrame;
+  code: string;
+  message: RegExp;
+}> = [
+  {
+    name: "OPEN beyond the ids granted",
+    side: "agent",
+    setup: [{ type: "OPEN", stream: 1 }, { type: "OPEN", stream: 2 }],
+    bad: { type: "OPEN", stream: 3 },
+    code: "limit_exceeded",
+    message: /beyond the 2 granted/,
+  },
+  {
+    name: "GRANT to the side that grants",
+    side: "agent",
+    setup: [],
+    bad: { type: "GRANT", stream: 9 },
+    code: "unexpected_message",
+    message: /this side grants/,
+  },
+  {
+    name: "GRANT not above the one before",
+    side: "server",
+    setup: [{ type: "GRANT", stream: 5 }],
+    bad: { type: "GRANT", stream: 5 },
+    code: "invalid_message",
+    message: /not above 5/,
+  },
+];
+
+for (const v of CREDIT_VIOLATIONS) {
+  test(`${rt}: credit: protocol violation fails the link: ${v.name}`, async () => {
+    // The raw peer plays the other side; `rawPeer("server")` runs the Link on the accepting end.
+    const r = await rawPeer(
+      v.side === "agent" ? "server" : "agent",
+      v.side === "agent" ? { granting: true } : { onGrant: () => {} },
+    );
+    try {
+      if (v.side === "agent") {
+        assert.equal(r.link.grant(2), 2);
+        assert.deepEqual(await within(r.raw.next(), "GRANT"), { type: "GRANT", stream: 2 });
+      }
+      if (v.setup.length > 0) await r.raw.send(...v.setup);
+      assert.ok(await stillPending(r.link.closed, 100), "failed before the bad frame");
+      await r.raw.send(v.bad);
+      const why = await within(r.reason, "onClose");
+      assert.ok(why instanceof ProtocolError, `onClose got ${String(why)}`);
+      assert.equal(why.code, v.code);
+      assert.match(why.message, v.message);
+      await within(r.raw.toEnd(), "raw peer sees EOF");
+    } finally {
+      r.close();
+    }
+  });
+}

@@ -51,7 +51,10 @@ function idle(metrics: string, agent: string): number {
 }
 
 test(`${rt}: a SOCKS5 client that authenticated counts as pool demand before its CONNECT`, async () => {
-  const t = await tunnel({ config: { pool: { min: 1, max: 32, wait: "2s", idle: "30s" } } });
+  const t = await tunnel({
+    config: { pool: { min: 1, max: 32, wait: "2s", idle: "30s" } },
+    agent: { link: false }, // a version-4 link's pool rests at pool_max anyway
+  });
   const echo = await echoTarget(t.net);
   const conns: Conn[] = [];
   try {
@@ -393,7 +396,8 @@ test(`${rt}: a recorded agent handshake cannot be replayed`, async () => {
 });
 
 test(`${rt}: pool serves a CONNECT right after connect, a burst of 200, then shrinks`, async () => {
-  const t = await tunnel();
+  // Dialed pool connections: a version-4 link's pool rests at pool_max (link_agent_test).
+  const t = await tunnel({ agent: { link: false } });
   const echo = await echoTarget(t.net);
   try {
     const first = await socksTo(t, echo.addr.port);

@@ -30,6 +30,34 @@ export interface PoolConn {
 
 export type Session = AgentSession<PoolConn>;
 
+/**
+ * A pool entry of a version-4 link: a stream id the agent granted. Its
+ * stream is opened (OPEN frame) when the router first uses `wire`.
+ */
+class CreditConn implements PoolConn {
+  #wire: Wire | null = null;
+  #first: Promise<Message | null> | null = null;
+
+  constructor(readonly link: () => Link, readonly unopened: Set<CreditConn>) {}
+
+  get wire(): Wire {
+    if (!this.#wire) {
+      this.unopened.delete(this);
+      this.#wire = new Wire(this.link().open()); // throws on a link that is gone: a dead entry
+    }
+    return this.#wire;
+  }
+
+  get first(): Promise<Message | null> {
+    return this.#first ??= this.wire.recv().catch(() => null);
+  }
+
+  close(): void {
+    this.unopened.delete(this);
+    this.#wire?.conn.close();
+  }
+}
+
 /** Links one session may have at once (SPEC.md §2.4). */
 const MAX_LINKS = 4;
 
@@ -427,20 +455,51 @@ export class AgentPort {
     }
     admitted();
     const { streamsPerAgent } = this.ctx.config().limits;
+    // Version 4: the agent grants stream ids and this side opens each stream
+    // when a CONNECT takes it; until then a pool entry is only a number.
+    const credit = s.who.version >= 4;
+    const unopened = new Set<CreditConn>();
     const link: Link = new Link(wire.conn, {
-      // Idle streams count against pool_max, busy ones against the agent's stream limit.
-      maxStreams: this.ctx.config().poolMax + streamsPerAgent,
-      onStream: (stream) => this.#join(s, new Wire(stream), log),
+      ...(credit
+        ? {
+          onGrant: (added: number) => {
+            // `link` is read when an entry is opened: a GRANT may come with
+            // the hello's bytes, before the constructor has returned.
+            for (let i = 0; i < added; i++) this.#credit(s, () => link, unopened);
+          },
+        }
+        : {
+          // Idle streams count against pool_max, busy ones against the agent's stream limit.
+          maxStreams: this.ctx.config().poolMax + streamsPerAgent,
+          onStream: (stream: Conn) => this.#join(s, new Wire(stream), log),
+        }),
       onClose: (why) => {
         links.delete(link);
         if (links.size === 0) this.#links.delete(s);
+        // Granted streams never opened leave the pool with their link.
+        s.restAtMax = credit && links.size > 0;
+        s.removeAll(unopened);
+        unopened.clear();
         if (why && !s.closed) log.info("agent link closed", { reason: why.message });
       },
     }, wire.rest());
     if (s.closed) return link.drain();
     links.add(link);
     this.#links.set(s, links);
+    if (credit) {
+      // An unopened pool stream costs a few bytes here and nothing on the
+      // agent: such a session keeps pool_max of them (SPEC.md §7.4).
+      s.restAtMax = true;
+      s.replenish();
+    }
     log.debug("agent link open", { session: s.key.slice(0, 8), links: links.size });
+  }
+
+  /** A granted stream id of a version-4 link joins the session's pool, unopened. */
+  #credit(s: Session, link: () => Link, unopened: Set<CreditConn>): void {
+    const pc = new CreditConn(link, unopened);
+    const placed = s.add(pc);
+    if (placed === "idle") unopened.add(pc);
   }
 
   /** A proven pool connection (or link stream) joins the session's pool. */

@@ -124,9 +124,16 @@ export class AgentSession<P extends Pooled> {
     return n;
   }
 
+  /**
+   * Rest at `pool_max` idle entries: set while the session has a version-4
+   * link, whose idle entries are granted stream ids, not connections.
+   */
+  restAtMax = false;
+
   /** Idle connections this session should have: recent peak demand within [min, max]. */
   get target(): number {
     const { poolMin, poolMax } = this.params();
+    if (this.restAtMax) return poolMax;
     return Math.min(poolMax, Math.max(poolMin, ...this.#demand));
   }
 
@@ -229,6 +236,13 @@ export class AgentSession<P extends Pooled> {
     this.#idle.splice(i, 1);
     this.replenish();
     return true;
+  }
+
+  /** Idle entries that are in `conns` leave the pool (their link is gone); then refill. */
+  removeAll(conns: ReadonlySet<P>): void {
+    if (conns.size === 0) return;
+    this.#idle = this.#idle.filter((c) => !conns.has(c.conn));
+    this.replenish();
   }
 
   /**
