@@ -1,5 +1,5 @@
 /**
- * The data link of protocol version 3 (SPEC.md §2.4, §3.2): many pool
+ * The data link of protocol versions 3 and 4 (SPEC.md §2.4, §3.2): many pool
  * streams over one connection. The agent opens streams ({@link Link.open});
  * the server is handed each one the agent opens (`onStream`); at version 4
  * the roles turn: the agent grants stream ids ({@link Link.grant}) and the
@@ -305,9 +305,11 @@ export class Link {
   #dispatch(f: LinkFrame): void {
     if (f.type === "GRANT") {
       if (!this.#opts.onGrant) {
-        throw new ProtocolError("unexpected_message", "Cannot take GRANT: this side grants", {
-          reply: false,
-        });
+        throw new ProtocolError(
+          "unexpected_message",
+          "Cannot take GRANT: this side does not open streams within grants",
+          { reply: false },
+        );
       }
       if (f.stream <= this.#granted) {
         throw new ProtocolError(

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Wire } from "../src/wire.ts";
-import { type LinkFrame, LinkFramer } from "../src/link_frame.ts";
+import { encodeLinkFrame, type LinkFrame, LinkFramer } from "../src/link_frame.ts";
 import type { Tunnel } from "./helpers.ts";
 import {
   acceptAgent,
@@ -254,3 +254,24 @@ for (const version of [3, 4]) {
     },
   );
 }
+
+test(`${rt}: a GRANT of every stream id at once costs the server no more than its pool_max entries`, async () => {
+  const s = await setup(true);
+  try {
+    assert.ok(await until(() => s.agent.poolSize === 32 && s.rec.links.length >= 2), "link up");
+    // Injected on the way to the server, as a hostile agent would send it.
+    const [, toServer] = s.rec.links[1]!;
+    await toServer.write(encodeLinkFrame({ type: "GRANT", stream: 0xffffffff }));
+    // The pool was full: the grant adds nothing, and the server goes on at once.
+    assert.equal(await echoed(s.t, s.echo.addr.port, "still here"), "still here");
+    assert.equal(await echoed(s.t, s.echo.addr.port, "and here"), "and here");
+    const idle = Number(
+      /^burrow_pool_idle\{agent="office"\} (\d+)$/m.exec(
+        s.t.server.metrics.render(),
+      )?.[1],
+    );
+    assert.ok(idle <= 32, `idle pool entries: ${idle}`);
+  } finally {
+    await s.close();
+  }
+});

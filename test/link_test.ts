@@ -1240,7 +1240,7 @@ const CREDIT_VIOLATIONS: Array<{
     setup: [],
     bad: { type: "GRANT", stream: 9 },
     code: "unexpected_message",
-    message: /this side grants/,
+    message: /does not open streams within grants/,
   },
   {
     name: "GRANT not above the one before",

@@ -465,7 +465,11 @@ export class AgentPort {
           onGrant: (added: number) => {
             // `link` is read when an entry is opened: a GRANT may come with
             // the hello's bytes, before the constructor has returned.
-            for (let i = 0; i < added; i++) this.#credit(s, () => link, unopened);
+            // Bounded by the pool, not by the agent's number: once the
+            // pool is full (pool_max idle) the rest of a grant is dropped.
+            for (let i = 0; i < added; i++) {
+              if (!this.#credit(s, () => link, unopened)) break;
+            }
           },
         }
         : {
@@ -476,9 +480,10 @@ export class AgentPort {
       onClose: (why) => {
         links.delete(link);
         if (links.size === 0) this.#links.delete(s);
-        // Granted streams never opened leave the pool with their link.
+        // Granted streams never opened leave the pool with their link, and
+        // so do the requests whose streams were still to come on it.
         s.restAtMax = credit && links.size > 0;
-        s.removeAll(unopened);
+        if (why && !s.closed) s.linkLost(unopened);
         unopened.clear();
         if (why && !s.closed) log.info("agent link closed", { reason: why.message });
       },
@@ -495,11 +500,15 @@ export class AgentPort {
     log.debug("agent link open", { session: s.key.slice(0, 8), links: links.size });
   }
 
-  /** A granted stream id of a version-4 link joins the session's pool, unopened. */
-  #credit(s: Session, link: () => Link, unopened: Set<CreditConn>): void {
+  /**
+   * A granted stream id of a version-4 link joins the session's pool,
+   * unopened. False when the pool took no more (full, or the session ended).
+   */
+  #credit(s: Session, link: () => Link, unopened: Set<CreditConn>): boolean {
     const pc = new CreditConn(link, unopened);
     const placed = s.add(pc);
     if (placed === "idle") unopened.add(pc);
+    return placed === "idle" || placed === "taken";
   }
 
   /** A proven pool connection (or link stream) joins the session's pool. */

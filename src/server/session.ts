@@ -128,7 +128,18 @@ export class AgentSession<P extends Pooled> {
    * Rest at `pool_max` idle entries: set while the session has a version-4
    * link, whose idle entries are granted stream ids, not connections.
    */
-  restAtMax = false;
+  get restAtMax(): boolean {
+    return this.#restAtMax;
+  }
+
+  set restAtMax(on: boolean) {
+    this.#restAtMax = on;
+    if (on) this.#linkLost = false;
+  }
+
+  #restAtMax = false;
+  /** A link was lost and none came back: requests expire sooner (see {@link linkLost}). */
+  #linkLost = false;
 
   /** Idle connections this session should have: recent peak demand within [min, max]. */
   get target(): number {
@@ -238,10 +249,19 @@ export class AgentSession<P extends Pooled> {
     return true;
   }
 
-  /** Idle entries that are in `conns` leave the pool (their link is gone); then refill. */
-  removeAll(conns: ReadonlySet<P>): void {
-    if (conns.size === 0) return;
-    this.#idle = this.#idle.filter((c) => !conns.has(c.conn));
+  /**
+   * A link of this session is gone: its idle entries in `conns` leave the
+   * pool, and no outstanding request waits for arrivals any more (those due
+   * on the link never come; a request's dialed connections that still
+   * arrive count as idle). Then refill.
+   */
+  linkLost(conns: ReadonlySet<P>): void {
+    if (conns.size > 0) this.#idle = this.#idle.filter((c) => !conns.has(c.conn));
+    this.#asks = [];
+    // Until the next tick the agent may still grant on the link it has not
+    // yet seen fail: requests answered so never bring their connections,
+    // so from now on they expire after a heartbeat interval, not the open timeout.
+    this.#linkLost = true;
     this.replenish();
   }
 
@@ -274,7 +294,8 @@ export class AgentSession<P extends Pooled> {
     if (this.closed) return;
     const now = this.#now();
     const p = this.params();
-    this.#asks = this.#asks.filter((a) => now - a.at <= p.openTimeoutMs);
+    const expiry = this.#linkLost ? p.heartbeatIntervalMs : p.openTimeoutMs;
+    this.#asks = this.#asks.filter((a) => now - a.at <= expiry);
     this.#demand.push(this.#opening);
     const keep = Math.max(1, Math.ceil(p.poolIdleMs / p.heartbeatIntervalMs));
     while (this.#demand.length > keep) this.#demand.shift();
