@@ -359,17 +359,25 @@ export class Agent {
 
   /** Version 4: grant `count` pool streams on the session's link; how many were granted. */
   async #grant(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+    const link = await this.#currentLink(welcome, control);
+    if (this.#control !== control || !link?.usable) return 0;
+    return link.grant(count);
+  }
+
+  /**
+   * The session's link once it is settled (null: none). A link that has used
+   * every stream id hands over: the next link takes over, this one drains.
+   */
+  async #currentLink(welcome: MessageOf<"WELCOME">, control: Conn): Promise<Link | null> {
     const pending = this.#link;
-    let link = await pending;
-    if (this.#control !== control || !link) return 0;
-    if (link.exhausted && this.#link === pending) {
+    const link = await pending;
+    if (this.#control !== control) return null;
+    if (link?.exhausted && this.#link === pending) {
       this.log.info("link used its last stream id; opening a new one");
       link.drain();
       this.#link = this.#openLink(welcome, control);
     }
-    if (this.#link !== pending) link = await this.#link;
-    if (this.#control !== control || !link?.usable) return 0;
-    return link.grant(count);
+    return this.#link === pending ? link ?? null : (await this.#link) ?? null;
   }
 
   /** A pool stream the server opened on a version-4 link: it waits for OPEN. */
@@ -382,16 +390,7 @@ export class Agent {
   }
 
   async #poolConn(welcome: MessageOf<"WELCOME">, control: Conn): Promise<boolean> {
-    const pending = this.#link;
-    let link = await pending;
-    if (this.#control !== control) return false;
-    if (link?.exhausted && this.#link === pending) {
-      // Every stream id of this link is used: the next link takes over, this one drains.
-      this.log.info("link used its last stream id; opening a new one");
-      link.drain();
-      this.#link = this.#openLink(welcome, control);
-    }
-    if (this.#link !== pending) link = await this.#link;
+    const link = await this.#currentLink(welcome, control);
     if (this.#control !== control) return false;
     if (link?.usable && this.#version < 4) {
       // A stream of the link: it needs no hello, the link was proven once.

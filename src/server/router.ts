@@ -11,6 +11,7 @@
  * @module
  */
 import { targetText } from "../addr.ts";
+import type { Grant } from "../config/server.ts";
 import { normalizeTarget } from "../host.ts";
 import type { Logger } from "../log.ts";
 import { type Message, Status, type Target } from "../messages.ts";
@@ -191,13 +192,35 @@ export class Router {
    * the function that stops counting it.
    */
   expect(client: string, agent: string): () => void {
-    const granted = new Set(
-      this.ctx.config().grants.filter((g) => g.client === client).flatMap((g) => g.agents),
-    );
-    const name = agent !== "" ? agent : granted.size === 1 ? [...granted][0]! : "";
-    if (!granted.has(name)) return NOTHING;
-    const live = this.agents.group(name).filter((s) => s.announced && !s.closed);
+    const a = this.#agentFor(client, agent);
+    if (!("granted" in a)) return NOTHING;
+    const live = this.agents.group(a.agent).filter((s) => s.announced && !s.closed);
     return live.length === 1 ? live[0]!.expect() : NOTHING;
+  }
+
+  /**
+   * The agent `client` means (`agent`, or "" for its only granted one) and
+   * its grants for that agent, or why there is none (SPEC.md §7.1).
+   */
+  #agentFor(client: string, agent: string): { agent: string; granted: Grant[] } | {
+    reason: string;
+  } {
+    const grants = this.ctx.config().grants.filter((g) => g.client === client);
+    let name = agent;
+    if (name === "") {
+      const names = [...new Set(grants.flatMap((g) => g.agents))];
+      if (names.length !== 1) {
+        return {
+          reason: names.length === 0
+            ? "client has no grant"
+            : `client is granted ${names.length} agents; name one as ${client}@agent`,
+        };
+      }
+      name = names[0]!;
+    }
+    const granted = grants.filter((g) => g.agents.includes(name));
+    if (granted.length === 0) return { reason: `client is not granted agent ${name}` };
+    return { agent: name, granted };
   }
 
   /** Decide and open a stream. */
@@ -206,24 +229,9 @@ export class Router {
     if (!n.ok) return refuse(Status.not_allowed, n.reason);
     const target = n.target;
     const c = this.ctx.config();
-    const grants = c.grants.filter((g) => g.client === req.client);
-    let agent = req.agent;
-    if (agent === "") {
-      const names = [...new Set(grants.flatMap((g) => g.agents))];
-      if (names.length !== 1) {
-        return refuse(
-          Status.not_allowed,
-          names.length === 0
-            ? "client has no grant"
-            : `client is granted ${names.length} agents; name one as ${req.client}@agent`,
-        );
-      }
-      agent = names[0]!;
-    }
-    const granted = grants.filter((g) => g.agents.includes(agent));
-    if (granted.length === 0) {
-      return refuse(Status.not_allowed, `client is not granted agent ${agent}`);
-    }
+    const chosen = this.#agentFor(req.client, req.agent);
+    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.reason);
+    const { agent, granted } = chosen;
     if (!allowed(granted.flatMap((g) => g.rules), req.client, target, "never")) {
       return refuse(Status.not_allowed, "target outside the grant");
     }
