@@ -336,7 +336,9 @@ static int run_lat(int count, int warmup, double max_s) {
 /* ----------------------------------------------------------------- rate */
 
 static double rate_deadline;
-struct rate_arg { long ok, errors; double end; char err[200]; };
+/* per worker: the first RATE_SAMPLES connection times (ms) go into the p50/p99/max */
+#define RATE_SAMPLES 65536
+struct rate_arg { long ok, errors; double end; char err[200]; double *ms; int n; };
 
 static void *rate_thread(void *p) {
   struct rate_arg *a = p;
@@ -344,6 +346,7 @@ static void *rate_thread(void *p) {
   memset(msg, 'x', sizeof msg);
   msg[0] = 'E';
   while (now_s() < rate_deadline) {
+    double t0 = now_s();
     int fd = open_stream(err, sizeof err);
     if (fd >= 0) {
       if (write_all(fd, msg, sizeof msg) < 0) snprintf(err, sizeof err, "write: %s", strerror(errno)), close(fd), fd = -1;
@@ -356,6 +359,7 @@ static void *rate_thread(void *p) {
       continue;
     }
     close(fd);
+    if (a->n < RATE_SAMPLES) a->ms[a->n++] = (now_s() - t0) * 1000;
     a->ok++;
   }
   a->end = now_s();
@@ -365,21 +369,28 @@ static void *rate_thread(void *p) {
 static int run_rate(int n, double secs) {
   pthread_t th[n];
   struct rate_arg *args = calloc((size_t)n, sizeof *args);
+  for (int i = 0; i < n; i++) args[i].ms = malloc(sizeof(double) * RATE_SAMPLES);
   double c0 = cpu_s(), t0 = now_s();
   rate_deadline = t0 + secs;
   for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, rate_thread, &args[i]);
   long ok = 0, errors = 0;
   double end = t0;
   const char *first = "";
+  double *ms = malloc(sizeof(double) * RATE_SAMPLES * (size_t)n);
+  int m = 0;
   for (int i = 0; i < n; i++) {
     pthread_join(th[i], NULL);
+    memcpy(ms + m, args[i].ms, sizeof(double) * (size_t)args[i].n);
+    m += args[i].n;
     ok += args[i].ok;
     if (args[i].errors && !errors) first = args[i].err;
     errors += args[i].errors;
     if (args[i].end > end) end = args[i].end;
   }
-  printf("{\"mode\":\"rate\",\"workers\":%d,\"ok\":%ld,\"seconds\":%.4f,\"conn_s\":%.1f,\"loadgen_cpu_pct\":%.0f,\"errors\":%ld,\"error\":",
-         n, ok, end - t0, ok / (end - t0), 100 * (cpu_s() - c0) / (end - t0), errors);
+  qsort(ms, (size_t)m, sizeof *ms, cmp_d);
+  printf("{\"mode\":\"rate\",\"workers\":%d,\"ok\":%ld,\"seconds\":%.4f,\"conn_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"loadgen_cpu_pct\":%.0f,\"errors\":%ld,\"error\":",
+         n, ok, end - t0, ok / (end - t0), pct(ms, m, .5), pct(ms, m, .99), m ? ms[m - 1] : 0,
+         100 * (cpu_s() - c0) / (end - t0), errors);
   json_str(first);
   printf("}\n");
   return errors ? 1 : 0;

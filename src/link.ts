@@ -30,6 +30,8 @@ import { afterTurn } from "./time.ts";
 export const LINK_WINDOW = 1 << 20;
 /** Bytes a link may hold for the connection before `send` waits for them. */
 const LINK_HWM = 256 * 1024;
+/** Frames that make a write before the turn ends (see `Link.send`). */
+const LINK_BATCH = 8;
 /** Frames this large are written as they are, not copied into a batch. */
 const COPY_LIMIT = 16 * 1024;
 const RESOLVED = Promise.resolve();
@@ -85,6 +87,8 @@ export class Link {
   /** Frames waiting for this turn's write, and that write. */
   #out: Uint8Array[] = [];
   #flushed: Promise<void> = RESOLVED;
+  /** A flush after this turn is scheduled. */
+  #flushing = false;
   /** Bytes queued by `send` and not yet taken by the connection. */
   #pending = 0;
   readonly closed: Promise<void>;
@@ -187,7 +191,11 @@ export class Link {
   /**
    * @internal Queue a frame on the link. Frames queued in one turn of the
    * event loop go out together after it (a burst of OPENs, or the frames of
-   * many streams, cost one syscall and over TLS one record, not one each).
+   * many streams, cost one syscall and over TLS one record, not one each),
+   * or as soon as {@link LINK_BATCH} of them wait: the peer starts on those
+   * while this turn goes on (under load a turn serves dozens of streams, and
+   * holding all their frames to its end made each side wait for the other's
+   * whole turn).
    * Resolves at once while the link holds less than {@link LINK_HWM} not yet
    * taken by the connection, else when this turn's frames are taken
    * (backpressure, as `Conn.write`).
@@ -197,8 +205,16 @@ export class Link {
     const bytes = f instanceof Uint8Array ? f : encodeLinkFrame(f);
     this.#out.push(bytes);
     this.#pending += bytes.length;
-    if (this.#out.length === 1) {
-      const flushed = new Promise<void>((r) => afterTurn(r)).then(() => this.#flush());
+    let flushed: Promise<void> | null = null;
+    if (this.#out.length >= LINK_BATCH) flushed = this.#flush();
+    else if (!this.#flushing) {
+      this.#flushing = true;
+      flushed = new Promise<void>((r) => afterTurn(r)).then(() => {
+        this.#flushing = false;
+        return this.#flush();
+      });
+    }
+    if (flushed) {
       // A failed write fails the link (and so every stream); callers that waited see it too.
       flushed.catch((e) => this.#fail(e instanceof Error ? e : new Error(String(e))));
       this.#flushed = flushed;

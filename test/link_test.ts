@@ -389,6 +389,43 @@ test(`${rt}: 50 streams in parallel each echo their own payload`, async () => {
   }
 });
 
+test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in order`, async () => {
+  // Frames per write() on the opener's connection, counted as they are written.
+  const writes: number[] = [];
+  const sent: string[] = [];
+  const framer = new LinkFramer();
+  const p = await linkPair({
+    wrapAgent: (c) =>
+      wrap(c, {
+        write(chunk) {
+          framer.push(chunk.slice());
+          let n = 0;
+          for (
+            let f = framer.next();
+            f !== null;
+            f = framer.next()
+          ) (n++, sent.push(`${f.type} ${f.stream}`));
+          writes.push(n);
+          return c.write(chunk);
+        },
+      }),
+  });
+  try {
+    const opened = Array.from({ length: 20 }, () => p.agent.open());
+    // Before the turn ends: two full batches are written, 4 frames wait.
+    assert.deepEqual(writes, [8, 8]);
+    const accepted = await within(Promise.all(opened.map(() => p.streams.next())), "20 streams");
+    assert.deepEqual(writes, [8, 8, 4]);
+    assert.deepEqual(sent, opened.map((_, i) => `OPEN ${i + 1}`));
+    // The peer got them in order, and each stream works.
+    const s = opened[19]!;
+    await s.write(enc("last"));
+    assert.deepEqual(await readExactly(accepted[19]!, 4), enc("last"));
+  } finally {
+    p.close();
+  }
+});
+
 // --- 2. large transfers -----------------------------------------------------------------
 
 test(`${rt}: 8 MiB of random bytes in odd-sized writes arrive intact`, async () => {
