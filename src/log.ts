@@ -4,8 +4,8 @@
  * then the caller's). Callers pass only fields that are safe to print: never
  * a token, key or proof.
  *
- * The default sink writes the lines of one event-loop turn together (a
- * server logs two lines per stream: one write per stream was an eighth of
+ * The default sink writes the lines of one event-loop turn together (at
+ * info a server logs a line per stream: one write per line was an eighth of
  * its CPU under load); a warn or error line goes out at once, with the lines
  * before it.
  *

@@ -121,8 +121,11 @@ test(`${rt}: tunnel relays 4 MiB both ways and keeps half-close`, async () => {
         l.includes('msg="agent connected"') && l.includes(`agent_id=${t.agent.session!.agentId}`)
       ),
     );
+    // The stream's audit line, once the server has seen it end.
     assert.ok(
-      t.logs.some((l) => l.includes('msg="stream open"') && /client=alice client_id=\d+/.test(l)),
+      await until(() =>
+        t.logs.some((l) => l.includes('msg="stream ended"') && /client=alice client_id=\d+/.test(l))
+      ),
     );
   } finally {
     echo.close();

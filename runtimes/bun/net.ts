@@ -159,10 +159,14 @@ class BunConn implements Conn {
     this.#onDrain(); // writes queued during the handshake
   }
 
+  /**
+   * Bun sets TCP_NODELAY itself on every socket it accepts or connects
+   * (strace, Bun 1.4: once at accept, twice at connect); setting it again
+   * here was one more system call per connection.
+   */
   #attach(s: Sock): void {
     this.#sock = s;
     s.data = this;
-    s.setNoDelay(true);
   }
 
   get local(): Addr {

@@ -56,7 +56,7 @@ export class ClientFront {
         this.router.setupDone("clients", t0, false);
         return await wire.last({ type: "CONNECT_RESULT", status: r.status, bound: NO_ADDR });
       }
-      clog.info("stream open", {
+      clog.debug("stream open", {
         stream: r.streamId,
         agent: r.agent,
         target: targetText(r.target),

@@ -90,7 +90,8 @@ export class SocksFront {
       await socksReply(conn, r.status);
       return this.router.setupDone("socks", t0, false);
     }
-    clog.info("stream open", { stream: r.streamId, agent: r.agent, target: targetText(r.target) });
+    // The audit line is "stream ended" (Router.stream); at info, one line per stream.
+    clog.debug("stream open", { stream: r.streamId, agent: r.agent, target: targetText(r.target) });
     try {
       await socksReply(conn, Status.succeeded, r.bound);
     } catch (e) {
