@@ -252,6 +252,10 @@ test("config: token_hash authenticates the token it was made from", async () => 
   assert.equal(await v.verify(data, await tokenCredential("wrong-token").prove(data)), false);
   assert.equal(await c.clients.get("c")!.checkPassword!(token), true);
   assert.equal(await c.clients.get("c")!.checkPassword!("wrong-token"), false);
+  // The remembered good password: it passes again; one of its length, or a prefix, does not.
+  assert.equal(await c.clients.get("c")!.checkPassword!(token), true);
+  assert.equal(await c.clients.get("c")!.checkPassword!("correct-horse-batterz"), false);
+  assert.equal(await c.clients.get("c")!.checkPassword!("correct-horse"), false);
   assert.throws(
     () => parseServerConfig("agents: [{ name: a, token_hash: 'md5:00' }]", "s.yaml"),
     /agents\[0\]\.token_hash: must be sha256:/,

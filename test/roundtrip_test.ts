@@ -84,6 +84,24 @@ test("ip: IPv4 parse/format vectors", () => {
   for (const s of bad) assert.equal(parseIPv4(s), null, JSON.stringify(s));
 });
 
+test("ip: parseIPv4 agrees with the dotted-quad grammar on strings of digits and dots", () => {
+  // The grammar, written the slow way: four parts of 0 or 1-9 then up to two digits, each <= 255.
+  const reference = (s: string): number[] | null => {
+    const parts = s.split(".");
+    if (parts.length !== 4) return null;
+    if (!parts.every((p) => /^(?:0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255)) return null;
+    return parts.map(Number);
+  };
+  const text = fc.string({ unit: fc.constantFrom(..."0123456789.".split("")), maxLength: 17 });
+  fc.assert(
+    fc.property(text, (s) => {
+      const got = parseIPv4(s);
+      assert.deepEqual(got && [...got], reference(s), JSON.stringify(s));
+    }),
+    { numRuns: 20_000 },
+  );
+});
+
 test("ip: IPv6 canonical text (RFC 5952) vectors", () => {
   const vectors: [string, string][] = [
     ["::", "::"],

@@ -129,12 +129,16 @@ function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
   // Compare passwords through HMAC so the comparison is constant-time. A
   // password that passed once is remembered, so the SOCKS5 hot path does
   // no crypto: RFC 1929 clients send the same password on every connect.
-  const probe = new TextEncoder().encode("burrow-v1 socks5 password");
-  let good: string | undefined;
+  // It is compared in constant time too (a string === stops at the first
+  // differing character).
+  const enc = new TextEncoder();
+  const probe = enc.encode("burrow-v1 socks5 password");
+  let good: Uint8Array | undefined;
   return async (password) => {
-    if (good !== undefined && password === good) return true;
+    const bytes = enc.encode(password);
+    if (good !== undefined && timingSafeEqual(bytes, good)) return true;
     const ok = await v.verify(probe, await tokenCredential(password).prove(probe));
-    if (ok) good = password;
+    if (ok) good = bytes;
     return ok;
   };
 }

@@ -11,10 +11,10 @@
  * @module
  */
 import { targetText } from "../addr.ts";
-import type { Grant } from "../config/server.ts";
+import type { Grant, ServerConfig } from "../config/server.ts";
 import { normalizeTarget } from "../host.ts";
 import type { Logger } from "../log.ts";
-import { type Message, Status, type Target } from "../messages.ts";
+import { type Message, type Rule, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
@@ -23,6 +23,9 @@ import { deadline } from "../time.ts";
 import type { AgentPort, PoolConn, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
 import { TimeoutError } from "../errors.ts";
+
+/** The agent a client means, its grants for that agent, and their rules. */
+type AgentChoice = { agent: string; granted: Grant[]; rules: Rule[] };
 
 export interface OpenRequest {
   client: string;
@@ -90,6 +93,8 @@ const NOTHING = (): void => {};
 export class Router {
   #nextStream = 1;
   readonly #clientIds = new Map<string, number>();
+  /** {@link Router.#agentFor}'s found answers, for one config. */
+  #agents: { config: ServerConfig; found: Map<string, AgentChoice> } | null = null;
   readonly #clientStreams = new Map<string, number>();
   readonly #agentStreams = new Map<string, number>();
   /** Streams open or opening per agent session, for spreading them over replicas. */
@@ -202,10 +207,16 @@ export class Router {
    * The agent `client` means (`agent`, or "" for its only granted one) and
    * its grants for that agent, or why there is none (SPEC.md §7.1).
    */
-  #agentFor(client: string, agent: string): { agent: string; granted: Grant[] } | {
-    reason: string;
-  } {
-    const grants = this.ctx.config().grants.filter((g) => g.client === client);
+  #agentFor(client: string, agent: string): AgentChoice | { reason: string } {
+    // Every CONNECT asks twice (expect, open): answers found are kept for
+    // the config they came from. Only found ones: a name a client typed is
+    // kept only when it is a configured agent granted to it.
+    const config = this.ctx.config();
+    if (this.#agents?.config !== config) this.#agents = { config, found: new Map() };
+    const key = `${client}\n${agent}`;
+    const known = this.#agents.found.get(key);
+    if (known) return known;
+    const grants = config.grants.filter((g) => g.client === client);
     let name = agent;
     if (name === "") {
       const names = [...new Set(grants.flatMap((g) => g.agents))];
@@ -220,7 +231,9 @@ export class Router {
     }
     const granted = grants.filter((g) => g.agents.includes(name));
     if (granted.length === 0) return { reason: `client is not granted agent ${name}` };
-    return { agent: name, granted };
+    const found = { agent: name, granted, rules: granted.flatMap((g) => g.rules) };
+    this.#agents.found.set(key, found);
+    return found;
   }
 
   /** Decide and open a stream. */
@@ -231,8 +244,8 @@ export class Router {
     const c = this.ctx.config();
     const chosen = this.#agentFor(req.client, req.agent);
     if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.reason);
-    const { agent, granted } = chosen;
-    if (!allowed(granted.flatMap((g) => g.rules), req.client, target, "never")) {
+    const { agent, rules } = chosen;
+    if (!allowed(rules, req.client, target, "never")) {
       return refuse(Status.not_allowed, "target outside the grant");
     }
     const lim = c.limits;
