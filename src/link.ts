@@ -89,6 +89,8 @@ export class Link {
   #flushed: Promise<void> = RESOLVED;
   /** A flush after this turn is scheduled. */
   #flushing = false;
+  /** Frames that make a write before the turn ends: none where Nagle holds small writes. */
+  readonly #batch: number;
   /** Bytes queued by `send` and not yet taken by the connection. */
   #pending = 0;
   readonly closed: Promise<void>;
@@ -96,6 +98,7 @@ export class Link {
 
   constructor(conn: Conn, opts: LinkOptions = {}, initial?: Uint8Array) {
     this.#conn = conn;
+    this.#batch = conn.nagle ? Infinity : LINK_BATCH;
     this.#opts = opts;
     this.closed = new Promise((r) => this.#resolveClosed = r);
     if (initial && initial.length > 0) {
@@ -195,7 +198,9 @@ export class Link {
    * or as soon as {@link LINK_BATCH} of them wait: the peer starts on those
    * while this turn goes on (under load a turn serves dozens of streams, and
    * holding all their frames to its end made each side wait for the other's
-   * whole turn).
+   * whole turn). Not on a connection that keeps Nagle's algorithm
+   * (`Conn.nagle`): there the second write of a turn waited a round trip for
+   * the first one's ACK.
    * Resolves at once while the link holds less than {@link LINK_HWM} not yet
    * taken by the connection, else when this turn's frames are taken
    * (backpressure, as `Conn.write`).
@@ -206,7 +211,7 @@ export class Link {
     this.#out.push(bytes);
     this.#pending += bytes.length;
     let flushed: Promise<void> | null = null;
-    if (this.#out.length >= LINK_BATCH) flushed = this.#flush();
+    if (this.#out.length >= this.#batch) flushed = this.#flush();
     else if (!this.#flushing) {
       this.#flushing = true;
       flushed = new Promise<void>((r) => afterTurn(r)).then(() => {

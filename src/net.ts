@@ -50,6 +50,12 @@ export interface Conn {
   readonly closed: Promise<void>;
   /** Disable Nagle's algorithm (default on for every adapter: true). */
   setNoDelay(on: boolean): void;
+  /**
+   * True when Nagle's algorithm stays on whatever `setNoDelay` says (Deno's
+   * accepted TLS connections): a small write may wait for the peer's ACK of
+   * the one before, so writers should make few writes rather than early ones.
+   */
+  readonly nagle?: boolean;
 }
 
 /** A listening socket. */

@@ -401,6 +401,9 @@ function prefixed(conn: Conn, first: Uint8Array): Conn {
     get remote() {
       return conn.remote;
     },
+    get nagle() {
+      return conn.nagle ?? false;
+    },
     read() {
       if (pending) {
         const p = pending;

@@ -333,6 +333,9 @@ class WsConn implements Conn {
   get remote(): Addr {
     return this.inner.remote;
   }
+  get nagle(): boolean {
+    return this.inner.nagle ?? false;
+  }
   get closed(): Promise<void> {
     return this.inner.closed;
   }

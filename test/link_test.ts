@@ -389,6 +389,33 @@ test(`${rt}: 50 streams in parallel each echo their own payload`, async () => {
   }
 });
 
+test(`${rt}: on a connection that keeps Nagle's algorithm a turn's frames are one write`, async () => {
+  const writes: number[] = [];
+  const framer = new LinkFramer();
+  const p = await linkPair({
+    wrapAgent: (c) => ({
+      ...wrap(c, {
+        write(chunk) {
+          framer.push(chunk.slice());
+          let n = 0;
+          while (framer.next() !== null) n++;
+          writes.push(n);
+          return c.write(chunk);
+        },
+      }),
+      nagle: true,
+    }),
+  });
+  try {
+    const opened = Array.from({ length: 20 }, () => p.agent.open());
+    assert.deepEqual(writes, []);
+    await within(Promise.all(opened.map(() => p.streams.next())), "20 streams");
+    assert.deepEqual(writes, [20]);
+  } finally {
+    p.close();
+  }
+});
+
 test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in order`, async () => {
   // Frames per write() on the opener's connection, counted as they are written.
   const writes: number[] = [];

@@ -221,6 +221,9 @@ for (const mode of MODES) {
         c.setNoDelay(false);
         c.setNoDelay(true);
       }
+      // Only Deno's accepted TLS connections keep Nagle's algorithm, and say so.
+      assert.equal(p.server.nagle ?? false, runtime === "deno");
+      assert.equal(p.client.nagle ?? false, false);
       const secs = await echoChecked(p.client, p.server, 8 * MiB, 30_000);
       console.log(
         `${runtime} tls ${mode}: echo 8 MiB in ${secs.toFixed(2)} s, ` +

@@ -97,9 +97,12 @@ class DenoConn implements Conn {
   #writeTail: Promise<void> | null = null;
   #writes = 0;
   #onClosed!: () => void;
+  readonly nagle: boolean;
 
-  constructor(conn: Deno.TcpConn | Deno.TlsConn) {
+  /** `nagle`: an accepted TLS connection (see the module notes). */
+  constructor(conn: Deno.TcpConn | Deno.TlsConn, nagle = false) {
     this.#conn = conn;
+    this.nagle = nagle;
     this.#tls = !("setNoDelay" in conn);
     this.setNoDelay(true);
     this.local = addr(conn.localAddr);
@@ -265,7 +268,7 @@ function tlsListener(listener: Deno.TlsListener): Listener {
       }
       let item: Conn | NetError;
       try {
-        item = new DenoConn(await listener.accept());
+        item = new DenoConn(await listener.accept(), true);
       } catch (e) {
         if (queue.closed || (e as Error)?.name === "BadResource") break;
         item = toNetError(e);
