@@ -14,7 +14,9 @@
  *   down  --seconds S      one stream, download for S s
  *   par   --streams N --seconds S   N parallel download streams, aggregate
  *   lat   --count N [--warmup W]    sequential connect + handshake + 1-byte echo
- *   rate  --workers N --seconds S   N workers opening short connections (64-byte echo)
+ *   rate  --workers N --seconds S [--warm-seconds W]   N workers opening short
+ *                          connections (64-byte echo); the first W seconds are not counted
+ *                          (the same load, so JIT runtimes are measured warm)
  *   burst --streams N      N threads start together (a barrier), each opens one stream
  *                          with a 1-byte echo and closes it: p50/p99/max of each stream's time
  *   hold  --stages 1000,5000 --conc C   open and hold idle streams (each verified by a
@@ -335,7 +337,7 @@ static int run_lat(int count, int warmup, double max_s) {
 
 /* ----------------------------------------------------------------- rate */
 
-static double rate_deadline;
+static double rate_deadline, rate_from;
 /* per worker: the first RATE_SAMPLES connection times (ms) go into the p50/p99/max */
 #define RATE_SAMPLES 65536
 struct rate_arg { long ok, errors; double end; char err[200]; double *ms; int n; };
@@ -359,6 +361,7 @@ static void *rate_thread(void *p) {
       continue;
     }
     close(fd);
+    if (t0 < rate_from) continue; /* warming up */
     if (a->n < RATE_SAMPLES) a->ms[a->n++] = (now_s() - t0) * 1000;
     a->ok++;
   }
@@ -366,13 +369,15 @@ static void *rate_thread(void *p) {
   return NULL;
 }
 
-static int run_rate(int n, double secs) {
+static int run_rate(int n, double secs, double warm) {
   pthread_t th[n];
   struct rate_arg *args = calloc((size_t)n, sizeof *args);
   for (int i = 0; i < n; i++) args[i].ms = malloc(sizeof(double) * RATE_SAMPLES);
-  double c0 = cpu_s(), t0 = now_s();
-  rate_deadline = t0 + secs;
+  rate_from = now_s() + warm;
+  rate_deadline = rate_from + secs;
   for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, rate_thread, &args[i]);
+  for (double left = rate_from - now_s(); left > 0; left = rate_from - now_s()) usleep((useconds_t)(left * 1e6));
+  double c0 = cpu_s(), t0 = rate_from;
   long ok = 0, errors = 0;
   double end = t0;
   const char *first = "";
@@ -515,7 +520,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *mode = argv[1], *stages = "1000";
-  double secs = 2, max_s = 600;
+  double secs = 2, max_s = 600, warm_s = 0;
   int streams = 16, count = 500, warmup = 20, workers = 32, conc = 64, have_target = 0;
   for (int i = 2; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -529,6 +534,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--streams")) streams = atoi(v);
     else if (!strcmp(k, "--count")) count = atoi(v);
     else if (!strcmp(k, "--warmup")) warmup = atoi(v);
+    else if (!strcmp(k, "--warm-seconds")) warm_s = atof(v);
     else if (!strcmp(k, "--workers")) workers = atoi(v);
     else if (!strcmp(k, "--stages")) stages = v;
     else if (!strcmp(k, "--conc")) conc = atoi(v);
@@ -556,7 +562,7 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "down")) return run_down(secs);
   if (!strcmp(mode, "par")) return run_par(streams, secs);
   if (!strcmp(mode, "lat")) return run_lat(count, warmup, max_s - 1);
-  if (!strcmp(mode, "rate")) return run_rate(workers, secs);
+  if (!strcmp(mode, "rate")) return run_rate(workers, secs, warm_s);
   if (!strcmp(mode, "hold")) return run_hold(stages, conc);
   if (!strcmp(mode, "burst")) return run_burst(streams);
   fprintf(stderr, "loadgen: unknown mode %s\n", mode);

@@ -13,6 +13,8 @@ type Meta = {
     secs: number;
     latCount: number;
     rateSecs: number;
+    /** Unmeasured seconds of the same load before them (absent in older results). */
+    rateWarmSecs?: number;
     rateWorkers: number;
     parStreams: number;
     stages: number[];
@@ -232,7 +234,10 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
     "",
     `Scenarios: up/down one stream for ${meta.plan.secs} s; ${meta.plan.parStreams} parallel download streams for ${meta.plan.secs} s; ` +
       `connect + SOCKS5 handshake + 1-byte echo, ${meta.plan.latCount} sequential connections; ` +
-      `${meta.plan.rateWorkers} workers opening connections with a 64-byte echo for ${meta.plan.rateSecs} s; ` +
+      `${meta.plan.rateWorkers} workers opening connections with a 64-byte echo for ${meta.plan.rateSecs} s` +
+      (meta.plan.rateWarmSecs
+        ? ` after ${meta.plan.rateWarmSecs} s of the same load not counted; `
+        : "; ") +
       `memory (PSS) of the system's processes with ${
         meta.plan.stages.join(" and ")
       } idle streams, minus idle, per stream. ` +

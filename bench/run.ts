@@ -139,6 +139,7 @@ function plan(o: Options) {
       latCount: 100,
       latWarmup: 10,
       rateSecs: 1,
+      rateWarmSecs: 0.5,
       rateWorkers: 32,
       parStreams: 16,
       stages: [1000],
@@ -151,6 +152,7 @@ function plan(o: Options) {
       latCount: 500,
       latWarmup: 20,
       rateSecs: 5,
+      rateWarmSecs: 2,
       rateWorkers: 32,
       parStreams: 16,
       stages: [1000, 5000],
@@ -308,8 +310,15 @@ async function perfRound(
     lat: ["lat", ["--count", String(p.latCount), "--warmup", String(p.latWarmup)], 120],
     rate: [
       "rate",
-      ["--seconds", String(p.rateSecs), "--workers", String(p.rateWorkers)],
-      p.rateSecs + 40,
+      [
+        "--seconds",
+        String(p.rateSecs),
+        "--warm-seconds",
+        String(p.rateWarmSecs),
+        "--workers",
+        String(p.rateWorkers),
+      ],
+      p.rateWarmSecs + p.rateSecs + 40,
     ],
   };
   const line: string[] = [];
