@@ -389,54 +389,33 @@ test(`${rt}: 50 streams in parallel each echo their own payload`, async () => {
   }
 });
 
-test(`${rt}: on a connection that keeps Nagle's algorithm a turn's frames are one write`, async () => {
-  const writes: number[] = [];
-  const framer = new LinkFramer();
-  const p = await linkPair({
-    wrapAgent: (c) => ({
-      ...wrap(c, {
-        write(chunk) {
-          framer.push(chunk.slice());
-          let n = 0;
-          while (framer.next() !== null) n++;
-          writes.push(n);
-          return c.write(chunk);
-        },
-      }),
-      nagle: true,
-    }),
-  });
-  try {
-    const opened = Array.from({ length: 20 }, () => p.agent.open());
-    assert.deepEqual(writes, []);
-    await within(Promise.all(opened.map(() => p.streams.next())), "20 streams");
-    assert.deepEqual(writes, [20]);
-  } finally {
-    p.close();
-  }
-});
-
-test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in order`, async () => {
-  // Frames per write() on the opener's connection, counted as they are written.
+/**
+ * Wraps the opener's connection: `writes` gets the number of frames in each
+ * write(), `sent` each frame as "TYPE id"; `nagle` is what the wrapped Conn says.
+ */
+function countFrames(nagle = false): { wrap: (c: Conn) => Conn; writes: number[]; sent: string[] } {
   const writes: number[] = [];
   const sent: string[] = [];
   const framer = new LinkFramer();
-  const p = await linkPair({
-    wrapAgent: (c) =>
-      wrap(c, {
-        write(chunk) {
-          framer.push(chunk.slice());
-          let n = 0;
-          for (
-            let f = framer.next();
-            f !== null;
-            f = framer.next()
-          ) (n++, sent.push(`${f.type} ${f.stream}`));
-          writes.push(n);
-          return c.write(chunk);
-        },
-      }),
-  });
+  const counted = (c: Conn): Conn =>
+    wrap(c, {
+      write(chunk) {
+        framer.push(chunk.slice());
+        let n = 0;
+        for (let f = framer.next(); f !== null; f = framer.next()) {
+          n++;
+          sent.push(`${f.type} ${f.stream}`);
+        }
+        writes.push(n);
+        return c.write(chunk);
+      },
+    });
+  return { wrap: (c) => (nagle ? { ...counted(c), nagle } : counted(c)), writes, sent };
+}
+
+test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in order`, async () => {
+  const { wrap: wrapAgent, writes, sent } = countFrames();
+  const p = await linkPair({ wrapAgent });
   try {
     const opened = Array.from({ length: 20 }, () => p.agent.open());
     // Before the turn ends: two full batches are written, 4 frames wait.
@@ -445,9 +424,21 @@ test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in
     assert.deepEqual(writes, [8, 8, 4]);
     assert.deepEqual(sent, opened.map((_, i) => `OPEN ${i + 1}`));
     // The peer got them in order, and each stream works.
-    const s = opened[19]!;
-    await s.write(enc("last"));
+    await opened[19]!.write(enc("last"));
     assert.deepEqual(await readExactly(accepted[19]!, 4), enc("last"));
+  } finally {
+    p.close();
+  }
+});
+
+test(`${rt}: on a connection that keeps Nagle's algorithm a turn's frames are one write`, async () => {
+  const { wrap: wrapAgent, writes } = countFrames(true);
+  const p = await linkPair({ wrapAgent });
+  try {
+    const opened = Array.from({ length: 20 }, () => p.agent.open());
+    assert.deepEqual(writes, []);
+    await within(Promise.all(opened.map(() => p.streams.next())), "20 streams");
+    assert.deepEqual(writes, [20]);
   } finally {
     p.close();
   }
