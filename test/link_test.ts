@@ -125,18 +125,26 @@ function wrap(conn: Conn, over: Partial<Pick<Conn, "read" | "write">>): Conn {
   };
 }
 
-/** `conn`, recording every link frame written on it as "TYPE id". */
-function spy(conn: Conn): { conn: Conn; sent: string[] } {
+/**
+ * `conn`, recording every link frame written on it as "TYPE id" (`sent`),
+ * and how many frames each write() carried (`writes`).
+ */
+function spy(conn: Conn): { conn: Conn; sent: string[]; writes: number[] } {
   const framer = new LinkFramer();
   const sent: string[] = [];
+  const writes: number[] = [];
   return {
     sent,
+    writes,
     conn: wrap(conn, {
       write(c) {
         framer.push(c.slice());
+        let n = 0;
         for (let f = framer.next(); f !== null; f = framer.next()) {
+          n++;
           sent.push(`${f.type} ${f.stream}`);
         }
+        writes.push(n);
         return conn.write(c);
       },
     }),
@@ -389,33 +397,10 @@ test(`${rt}: 50 streams in parallel each echo their own payload`, async () => {
   }
 });
 
-/**
- * Wraps the opener's connection: `writes` gets the number of frames in each
- * write(), `sent` each frame as "TYPE id"; `nagle` is what the wrapped Conn says.
- */
-function countFrames(nagle = false): { wrap: (c: Conn) => Conn; writes: number[]; sent: string[] } {
-  const writes: number[] = [];
-  const sent: string[] = [];
-  const framer = new LinkFramer();
-  const counted = (c: Conn): Conn =>
-    wrap(c, {
-      write(chunk) {
-        framer.push(chunk.slice());
-        let n = 0;
-        for (let f = framer.next(); f !== null; f = framer.next()) {
-          n++;
-          sent.push(`${f.type} ${f.stream}`);
-        }
-        writes.push(n);
-        return c.write(chunk);
-      },
-    });
-  return { wrap: (c) => (nagle ? { ...counted(c), nagle } : counted(c)), writes, sent };
-}
-
 test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in order`, async () => {
-  const { wrap: wrapAgent, writes, sent } = countFrames();
-  const p = await linkPair({ wrapAgent });
+  let agentSpy!: ReturnType<typeof spy>;
+  const p = await linkPair({ wrapAgent: (c) => (agentSpy = spy(c)).conn });
+  const { writes, sent } = agentSpy;
   try {
     const opened = Array.from({ length: 20 }, () => p.agent.open());
     // Before the turn ends: two full batches are written, 4 frames wait.
@@ -432,8 +417,9 @@ test(`${rt}: frames of one turn go out 8 to a write, the rest after the turn, in
 });
 
 test(`${rt}: on a connection that keeps Nagle's algorithm a turn's frames are one write`, async () => {
-  const { wrap: wrapAgent, writes } = countFrames(true);
-  const p = await linkPair({ wrapAgent });
+  let agentSpy!: ReturnType<typeof spy>;
+  const p = await linkPair({ wrapAgent: (c) => ({ ...(agentSpy = spy(c)).conn, nagle: true }) });
+  const { writes } = agentSpy;
   try {
     const opened = Array.from({ length: 20 }, () => p.agent.open());
     assert.deepEqual(writes, []);
