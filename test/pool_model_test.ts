@@ -313,9 +313,10 @@ function currentSession(r: Real) {
 }
 
 /** The invariant's first half: the agent is connected and the pool is at least at its target. */
+/** At rest: at least the target idle (with a link, within the grant step of it). */
 function atTarget(r: Real): boolean {
   const s = currentSession(r);
-  return s !== undefined && idleMetric(r) >= s.target;
+  return s !== undefined && idleMetric(r) >= s.floor;
 }
 
 function poolState(r: Real): string {
@@ -327,7 +328,7 @@ function poolState(r: Real): string {
     } (sessions ${a.sessions}, pool conns ${a.poolSize})`,
     s
       ? `server session ${s.key.slice(0, 8)}${currentSession(r) ? "" : " (not the agent's)"}: ` +
-        `idle ${s.idle}, target ${s.target}, outstanding ${s.outstanding}, waiting ${s.waiting}`
+        `idle ${s.idle}, target ${s.target} (floor ${s.floor}), outstanding ${s.outstanding}, waiting ${s.waiting}`
       : "no server session",
     `metric idle ${idleMetric(r)}`,
     r.relay.describe(),

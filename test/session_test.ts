@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { tokenVerifier } from "../src/auth.ts";
 import { silent } from "../src/log.ts";
-import { AgentSession, type PoolParams, SEQ_WINDOW } from "../src/server/session.ts";
+import { AgentSession, grantStep, type PoolParams, SEQ_WINDOW } from "../src/server/session.ts";
 
 class Fake {
   closed = false;
@@ -239,4 +239,39 @@ test("session: an expected client does not hold back the refill to the target", 
   done();
   s.release();
   s.end();
+});
+
+test("session: with a version-4 link, granted ids are topped up an eighth of pool_max at a time", async () => {
+  const { s, requests } = session({ poolMin: 2, poolMax: 64 });
+  assert.equal(grantStep(64), 8);
+  s.restAtMax = true;
+  s.replenish();
+  assert.deepEqual(requests, [{ id: 1, count: 64 }], "a new link asks for pool_max");
+  for (let i = 0; i < 64; i++) s.add(new Fake());
+  // Seven streams take ids: 57 idle, a shortfall below the step, no request.
+  for (let i = 0; i < 7; i++) assert.ok(s.takeNow(), "an idle id, without waiting");
+  await tick();
+  assert.equal(requests.length, 1, "no request for a shortfall of 7");
+  const expected = s.expect(); // a client between authentication and CONNECT is no shortfall either
+  await tick();
+  assert.equal(requests.length, 1);
+  expected();
+  // The eighth take reaches the step: one request for the whole shortfall.
+  assert.ok(await s.take());
+  await tick();
+  assert.deepEqual(requests.at(-1), { id: 2, count: 8 });
+  for (let i = 0; i < 8; i++) s.add(new Fake());
+  // A CONNECT that finds no idle id never waits for the step.
+  const { s: s2, requests: r2 } = session({ poolMin: 2, poolMax: 64 });
+  s2.restAtMax = true;
+  assert.equal(s2.takeNow(), undefined, "nothing idle: takeNow() takes nothing");
+  const waiting = s2.take();
+  await tick();
+  assert.deepEqual(r2, [{ id: 1, count: 1 }], "the waiting CONNECT is asked for at once");
+  s2.add(new Fake());
+  assert.ok(await waiting);
+  for (let i = 0; i < 8; i++) s.release();
+  s2.release();
+  s.end();
+  s2.end();
 });

@@ -51,6 +51,15 @@ export interface SessionHooks {
   now?: () => number;
 }
 
+/**
+ * The shortfall of idle granted ids a session with a version-4 link waits
+ * for before it asks, while no CONNECT waits (SPEC.md §7.4): an eighth of
+ * `pool_max`, rounded up.
+ */
+export function grantStep(poolMax: number): number {
+  return Math.ceil(poolMax / 8);
+}
+
 /** How many pool sequence numbers back a POOL_HELLO may still come (SPEC.md §6.3). */
 export const SEQ_WINDOW = 4096;
 
@@ -149,6 +158,16 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
+   * The fewest idle connections the pool rests at without asking for more
+   * (SPEC.md §7.4): the target; with a version-4 link, the target less the
+   * grant step, plus one.
+   */
+  get floor(): number {
+    const target = this.target;
+    return this.restAtMax ? target - grantStep(this.params().poolMax) + 1 : target;
+  }
+
+  /**
    * Accept pool sequence number `seq` once (SPEC.md §6.3): false if it was
    * used already or lies more than {@link SEQ_WINDOW} behind the highest.
    */
@@ -170,15 +189,10 @@ export class AgentSession<P extends Pooled> {
    * the stream's OPEN_RESULT is in (the pool target follows opening streams).
    */
   take(): Promise<P | null> {
-    this.#opening++;
-    const last = this.#demand.length - 1;
-    if (this.#opening > this.#demand[last]!) this.#demand[last] = this.#opening;
+    const now = this.takeNow();
+    if (now !== undefined) return Promise.resolve(now);
+    this.#opened();
     if (this.closed) return Promise.resolve(null);
-    const idle = this.#idle.shift();
-    if (idle) {
-      this.#replenishSoon();
-      return Promise.resolve(idle.conn);
-    }
     return new Promise((resolve) => {
       const waiter = (conn: P | null) => {
         clearTimeout(timer);
@@ -196,6 +210,25 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
+   * {@link take} when an idle pool connection is there: it, at once;
+   * otherwise undefined, and nothing was taken or counted.
+   */
+  takeNow(): P | undefined {
+    if (this.closed || this.#idle.length === 0) return undefined;
+    this.#opened();
+    const idle = this.#idle.shift()!;
+    if (this.#shortfall() > 0) this.#replenishSoon();
+    return idle.conn;
+  }
+
+  /** One more CONNECT opening: it counts towards the demand of this tick. */
+  #opened(): void {
+    this.#opening++;
+    const last = this.#demand.length - 1;
+    if (this.#opening > this.#demand[last]!) this.#demand[last] = this.#opening;
+  }
+
+  /**
    * A client that will most likely CONNECT through this session soon (its
    * SOCKS5 authentication succeeded) counts as demand now: under a burst the
    * pool request leaves while the handshakes are still going on (SPEC.md
@@ -205,7 +238,7 @@ export class AgentSession<P extends Pooled> {
   expect(): () => void {
     if (this.closed) return () => {};
     this.#expected++;
-    this.#replenishSoon();
+    if (this.#shortfall() > 0) this.#replenishSoon();
     let counted = true;
     return () => {
       if (!counted) return;
@@ -311,23 +344,34 @@ export class AgentSession<P extends Pooled> {
 
   /**
    * Ask for `max(target, expected) − (idle + outstanding)` more connections
-   * when positive (expected at most `pool_max`); while CONNECTs wait, only
+   * when positive (expected at most `pool_max`); with a version-4 link, only
+   * once that is at least {@link grantStep}. While CONNECTs wait, only
    * for `waiting + expected − (idle + outstanding)`: a burst's own
    * connections are dialled first, without the refill to the (grown) target
    * competing with them for the link and the CPU; the refill follows when the
    * last waiting CONNECT is served.
    */
   replenish(): void {
-    if (this.closed) return;
-    const expected = Math.min(this.#expected, this.params().poolMax);
-    const waiting = this.#waiters.length;
-    const want = waiting > 0 ? waiting + expected : Math.max(this.target, expected);
-    const have = this.#idle.length + this.outstanding;
-    if (want <= have) return;
-    const count = Math.min(65535, want - have);
+    const count = this.#shortfall();
+    if (count === 0) return;
     const id = this.#nextAsk++;
     this.#asks.push({ id, asked: count, remaining: count, at: this.#now() });
     this.hooks.request(id, count);
+  }
+
+  /** How many connections {@link replenish} would ask for now (0: none). */
+  #shortfall(): number {
+    if (this.closed) return 0;
+    const { poolMax } = this.params();
+    const expected = Math.min(this.#expected, poolMax);
+    const waiting = this.#waiters.length;
+    const want = waiting > 0 ? waiting + expected : Math.max(this.target, expected);
+    const have = this.#idle.length + this.outstanding;
+    if (want <= have) return 0;
+    // Granted ids cost nothing idle: top them up a step at a time, so one
+    // POOL_REQUEST, GRANT and POOL_CONFIRM serve many streams, not each one.
+    if (waiting === 0 && this.restAtMax && want - have < grantStep(poolMax)) return 0;
+    return Math.min(65535, want - have);
   }
 
   /** End: close idle connections, fail waiting CONNECTs. Idempotent. */
