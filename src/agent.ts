@@ -473,14 +473,16 @@ export class Agent {
       }
       return wire.conn.close();
     }
-    const log = this.log.with({
-      stream: open.streamId,
-      client: open.client,
-      target: targetText(open.target),
-    });
+    // Made when a line is written: at info, a stream that opens logs none.
+    const log = () =>
+      this.log.with({
+        stream: open.streamId,
+        client: open.client,
+        target: targetText(open.target),
+      });
     const result = await this.#dialTarget(open);
     if (!result.ok) {
-      log.warn("stream refused", { status: result.status, reason: result.reason });
+      log().warn("stream refused", { status: result.status, reason: result.reason });
       return wire.last({
         type: "OPEN_RESULT",
         streamId: open.streamId,
@@ -498,7 +500,7 @@ export class Agent {
       target.close();
       return wire.conn.close();
     }
-    log.debug("stream open");
+    if (this.log.enabled("debug")) log().debug("stream open");
     // Returned, not awaited, so this frame is released while the stream lasts.
     return relay(wire.conn, target, wire.rest()).then(noop);
   }

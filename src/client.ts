@@ -198,7 +198,7 @@ export class ClientProxy {
       // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
       const a = await acceptSocks(conn, rd, {
         noAuth: true,
-        checkUser: () => Promise.resolve(true),
+        checkUser: () => true,
       });
       if (!a.ok) {
         this.log.warn("socks request refused", { refusal: a.refusal, error: a.detail });

@@ -595,7 +595,8 @@ class Stream implements Conn {
       const pieces = Math.ceil(left / LINK_MAX_DATA);
       const n = Math.min(Math.ceil(left / pieces), this.#window);
       this.#window -= n;
-      await this.link.send(encodeData(this.id, chunk.subarray(off, off + n)));
+      const piece = n === chunk.length ? chunk : chunk.subarray(off, off + n);
+      await this.link.send(encodeData(this.id, piece));
       off += n;
     }
   }

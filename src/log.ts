@@ -29,6 +29,8 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
   /** A logger that adds `fields` to every line. */
   with(fields: Fields): Logger;
+  /** Whether lines at `level` are written (to skip building what would be dropped). */
+  enabled(level: Level): boolean;
 }
 
 function quote(v: string): string {
@@ -46,8 +48,16 @@ function pairs(fields: Fields): string {
   return out;
 }
 
+/** Quoted messages: a program logs a few hundred distinct ones at most. */
+const quoted = new Map<string, string>();
+
 function head(level: Level, msg: string, now: Date): string {
-  return `ts=${now.toISOString()} level=${level} msg=${JSON.stringify(msg)}`;
+  let q = quoted.get(msg);
+  if (q === undefined) {
+    q = JSON.stringify(msg);
+    if (quoted.size < 1024) quoted.set(msg, q);
+  }
+  return `ts=${now.toISOString()} level=${level} msg=${q}`;
 }
 
 /** Format one logfmt line. Exported for tests. */
@@ -125,6 +135,9 @@ class FieldLogger implements Logger {
   }
   with(fields: Fields): Logger {
     return new FieldLogger(this.min, this.sink, { ...this.fields, ...fields }, this.fmt);
+  }
+  enabled(level: Level): boolean {
+    return rank[level] >= this.min;
   }
 }
 

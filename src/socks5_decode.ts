@@ -95,7 +95,7 @@ function run<P, T>(
 ): Parsed<T> {
   let value: T;
   try {
-    value = convert(parse(buf.subarray(0, size)));
+    value = convert(parse(size === buf.length ? buf : buf.subarray(0, size)));
   } catch (err) {
     if (err instanceof SocksError) throw err;
     throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: ${describeError(err)}`, {

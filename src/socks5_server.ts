@@ -19,8 +19,11 @@ import { methodSelection, reply, SocksCmd, SocksMethod, userpassReply } from "./
 export interface SocksServerOptions {
   /** Accept method 0x00 (no authentication) when offered; else 0x02 is required. */
   noAuth: boolean;
-  /** RFC 1929: are these credentials good? Not called for method 0x00. */
-  checkUser(username: string, password: string): Promise<boolean>;
+  /**
+   * RFC 1929: are these credentials good? Not called for method 0x00. A
+   * boolean when known at once (no turn of the event loop is spent on it).
+   */
+  checkUser(username: string, password: string): boolean | Promise<boolean>;
 }
 
 /** A CONNECT request that passed the handshake, or why the handshake refused it (already answered). */
@@ -51,7 +54,8 @@ export async function acceptSocks(
     await conn.write(methodSelection(SocksMethod.userpass));
     const up = await rd.parse(parseUserpassRequest, "SOCKS5 user/password");
     username = up.username;
-    if (!await opts.checkUser(up.username, up.password)) {
+    const checked = opts.checkUser(up.username, up.password);
+    if (!(typeof checked === "boolean" ? checked : await checked)) {
       await conn.write(userpassReply(1));
       void linger(conn);
       return { ok: false, refusal: "auth_failed", username, detail: "bad user name or password" };

@@ -80,6 +80,14 @@ test("createLogger passes each line's level to the sink and filters below the mi
     ['level=info msg="yes" k=v', "info"],
     ['level=error msg="bad" a=1', "error"],
   ]);
+  // enabled() says what the filter does, for the logger and its children alike.
+  for (const l of [log, log.with({ a: 1 })]) {
+    assert.deepEqual(
+      (["debug", "info", "warn", "error"] as const).map((level) => l.enabled(level)),
+      [false, true, true, true],
+    );
+  }
+  assert.equal(createLogger({ level: "debug", sink: () => {} }).enabled("debug"), true);
 });
 
 test("the JSON format is unchanged by the cached logfmt pairs", () => {

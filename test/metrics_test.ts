@@ -135,6 +135,27 @@ test("metrics: labels are one series whatever their order, rendered sorted", () 
   assert.match(m.render(), /^w_total\{a="1",b="2",c="q\\""\} 5$/m);
 });
 
+test("metrics: counterOf and histogramOf render exactly as inc and observe do", () => {
+  const a = new Metrics();
+  const b = new Metrics();
+  const values = [0.0005, 0.003, 0.5, 7, 0.01, 0.01, 100];
+  for (const v of values) a.observe("s_seconds", "S", v, { port: "socks", result: "ok" });
+  const h = b.histogramOf("s_seconds", "S", { result: "ok", port: "socks" });
+  for (const v of values) h(v);
+  a.inc("c_total", "C", { agent: "x" });
+  a.inc("c_total", "C", { agent: "x" }, 41);
+  const c = b.counterOf("c_total", "C", { agent: "x" });
+  c();
+  c(41);
+  assert.equal(b.render(), a.render());
+  assert.equal(b.get("c_total", { agent: "x" }), 42);
+  // A handle and inc() of the same label set share one series.
+  c();
+  b.inc("c_total", "C", { agent: "x" });
+  assert.equal(b.get("c_total", { agent: "x" }), 44);
+  assert.deepEqual(histogram(b.render(), "s_seconds", { port: "socks", result: "ok" }).count, 7);
+});
+
 test(`${rt}: /metrics parses; setup and duration histograms, bytes per agent and client, pool waits and timeouts, build info`, async () => {
   const t = await tunnel({ config: { pool: { min: 2, max: 32, wait: "300ms", idle: "600ms" } } });
   const echo = await echoTarget(t.net);

@@ -218,6 +218,45 @@ test(`${rt}: target outside the agent's allowlist is refused`, async () => {
   }
 });
 
+test(`${rt}: an agent that does not answer OPEN in time gives reply 0x06, and the pool goes on`, async () => {
+  // The agent's dial to one port hangs (a target that drops SYNs): its
+  // OPEN_RESULT never comes within the server's open timeout.
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const stalled: Array<(e: Error) => void> = [];
+  const STALL = 1;
+  const stalling = {
+    ...net,
+    dial: (o: Parameters<typeof net.dial>[0]) =>
+      o.port === STALL ? new Promise<Conn>((_, reject) => stalled.push(reject)) : net.dial(o),
+  };
+  const t = await tunnel({ config: { pool: { open_timeout: "300ms" } }, startAgent: false });
+  const { agent } = testAgent(stalling, t.server.addrs.agents!, "office");
+  agent.start();
+  try {
+    await agent.connected();
+    const t0 = Date.now();
+    const r = await socksTo(t, STALL);
+    assert.equal(r.reply, Status.ttl_expired);
+    r.conn.close();
+    assert.ok(Date.now() - t0 >= 250, "the reply waited for the open timeout");
+    assert.equal(stalled.length, 1, "the agent was dialing");
+    assert.ok(
+      t.logs.some((l) => /connect refused.*agent did not answer OPEN in time/.test(l)),
+      t.logs.join("\n"),
+    );
+    // The next stream takes another pool connection and works.
+    const ok = await socksTo(t, echo.addr.port);
+    assert.equal(ok.reply, Status.succeeded);
+    ok.conn.close();
+  } finally {
+    for (const reject of stalled) reject(new Error("test over"));
+    await agent.stop();
+    echo.close();
+    await t.close();
+  }
+});
+
 test(`${rt}: the agent enforces its allowlist even when the server asks`, async () => {
   const net = await runtimeNet();
   const wire = await tripwire(net);

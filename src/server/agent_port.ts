@@ -128,11 +128,16 @@ export class AgentPort {
 
   /**
    * The announced sessions of agent `name`; if none has announced yet but one
-   * is live, waits for the first ANNOUNCE up to `ms` (SPEC.md §2.1).
+   * is live, waits for the first ANNOUNCE up to `ms` (SPEC.md §2.1). An
+   * array, not a promise, when there is no need to wait.
    */
-  async announced(name: string, ms: number): Promise<Session[]> {
-    const now = () => this.group(name).filter((s) => s.announced && !s.closed);
-    if (now().length > 0 || this.group(name).length === 0) return now();
+  announced(name: string, ms: number): Session[] | Promise<Session[]> {
+    const now = this.group(name).filter((s) => s.announced && !s.closed);
+    if (now.length > 0 || this.group(name).length === 0) return now;
+    return this.#firstAnnounce(name, ms);
+  }
+
+  async #firstAnnounce(name: string, ms: number): Promise<Session[]> {
     let waiters = this.#announceWaiters.get(name);
     if (!waiters) this.#announceWaiters.set(name, waiters = new Set());
     const w = waiters;
@@ -146,7 +151,7 @@ export class AgentPort {
       w.add(done);
     });
     if (w.size === 0) this.#announceWaiters.delete(name);
-    return now();
+    return this.group(name).filter((s) => s.announced && !s.closed);
   }
 
   /** Serve one connection on the agent port: a control or a pool connection. */

@@ -56,11 +56,13 @@ export class ClientFront {
         this.router.setupDone("clients", t0, false);
         return await wire.last({ type: "CONNECT_RESULT", status: r.status, bound: NO_ADDR });
       }
-      clog.debug("stream open", {
-        stream: r.streamId,
-        agent: r.agent,
-        target: targetText(r.target),
-      });
+      if (clog.enabled("debug")) {
+        clog.debug("stream open", {
+          stream: r.streamId,
+          agent: r.agent,
+          target: targetText(r.target),
+        });
+      }
       try {
         await wire.send({ type: "CONNECT_RESULT", status: 0, bound: r.bound });
       } catch (e) {

@@ -102,13 +102,21 @@ const PROBE = new TextEncoder().encode("burrow-v1 socks5 password");
 /**
  * RFC 1929 check of `password` for `id` (SPEC.md §8). An unknown client, or
  * one without a token, is checked against a decoy token at the same cost.
+ * A boolean when the answer is known at once (a password that passed before).
  */
-export async function checkSocksPassword(
+export function checkSocksPassword(
   id: Identity | undefined,
   password: string,
   decoyOf: (method: number) => Promise<Verifier> = decoy,
+): boolean | Promise<boolean> {
+  if (id?.checkPassword) return id.checkPassword(password);
+  return decoyCheck(password, decoyOf);
+}
+
+async function decoyCheck(
+  password: string,
+  decoyOf: (method: number) => Promise<Verifier>,
 ): Promise<boolean> {
-  if (id?.checkPassword) return await id.checkPassword(password);
   const d = await decoyOf(AuthMethod.token);
   await d.verify(PROBE, await tokenCredential(password).prove(PROBE));
   return false;

@@ -17,12 +17,10 @@ import type { Logger } from "../log.ts";
 import { type Message, type Rule, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
-import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
+import { DURATION_BUCKETS, type Metrics, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
-import { deadline } from "../time.ts";
 import type { AgentPort, PoolConn, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
-import { TimeoutError } from "../errors.ts";
 
 /** The agent a client means, its grants for that agent, and their rules. */
 type AgentChoice = { agent: string; granted: Grant[]; rules: Rule[] };
@@ -108,6 +106,8 @@ export class Router {
   readonly streams: Map<number, LiveStream> = new Map();
   readonly #clientBytes: Totals = new Map();
   readonly #agentBytes: Totals = new Map();
+  /** Per-stream metrics, their label sets resolved at first use (Metrics.counterOf). */
+  readonly #counted = new Map<string, (v: number) => void>();
 
   constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
     const m = ctx.metrics;
@@ -172,13 +172,21 @@ export class Router {
 
   /** Count a CONNECT's setup time: from its request read to its reply sent (ok or refused). */
   setupDone(port: string, startedAt: number, ok: boolean): void {
-    this.ctx.metrics.observe(
-      "burrow_stream_setup_seconds",
-      "Time from a CONNECT request to its reply",
-      (Date.now() - startedAt) / 1000,
-      { port, result: ok ? "ok" : "refused" },
-      SETUP_BUCKETS,
-    );
+    const result = ok ? "ok" : "refused";
+    this.#metric(`setup ${port} ${result}`, (m) =>
+      m.histogramOf(
+        "burrow_stream_setup_seconds",
+        "Time from a CONNECT request to its reply",
+        { port, result },
+        SETUP_BUCKETS,
+      ))((Date.now() - startedAt) / 1000);
+  }
+
+  /** The metric `id`, made by `make` at its first use. */
+  #metric(id: string, make: (m: Metrics) => (v: number) => void): (v: number) => void {
+    let f = this.#counted.get(id);
+    if (!f) this.#counted.set(id, f = make(this.ctx.metrics));
+    return f;
   }
 
   /** The stable id of client `name` (SPEC.md §5.13). */
@@ -270,7 +278,8 @@ export class Router {
       return refuse(Status.host_unreachable, `agent ${agent} is offline`);
     }
     // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
-    const announced = await this.agents.announced(agent, c.poolWaitMs);
+    const found = this.agents.announced(agent, c.poolWaitMs);
+    const announced = Array.isArray(found) ? found : await found;
     if (announced.length === 0) {
       return refuse(
         Status.host_unreachable,
@@ -290,7 +299,7 @@ export class Router {
       this.#load.set(s, (this.#load.get(s) ?? 0) + 1);
       const waits = s.idle === 0 && !s.closed;
       const tw = waits ? Date.now() : 0;
-      const pc = await s.take();
+      const pc = s.takeNow() ?? await s.take();
       if (waits) this.#poolWaited(s, agent, tw, pc !== null);
       let r: OpenResult | null = null;
       try {
@@ -370,6 +379,13 @@ export class Router {
     const streamId = this.#nextStream;
     this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;
     let res: Message | null;
+    // The open timeout closes the pool connection, which ends its pending
+    // read: one timer, no race of promises on every stream's way.
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      pc.close();
+    }, c.openTimeoutMs);
     try {
       await pc.wire.send({
         type: "OPEN",
@@ -378,14 +394,14 @@ export class Router {
         client: req.client,
         target,
       });
-      res = await deadline(pc.first, c.openTimeoutMs, "OPEN_RESULT");
-    } catch (e) {
+      res = await pc.first;
+    } catch {
       pc.close();
-      if (e instanceof TimeoutError) {
-        return refuse(Status.ttl_expired, "agent did not answer OPEN in time");
-      }
-      return null;
+      return late ? refuse(Status.ttl_expired, "agent did not answer OPEN in time") : null;
+    } finally {
+      clearTimeout(timer);
     }
+    if (late) return refuse(Status.ttl_expired, "agent did not answer OPEN in time");
     if (res === null) {
       pc.close(); // closed under us: try another pool connection
       return null;
@@ -413,7 +429,8 @@ export class Router {
 
   /**
    * Relay an opened stream to its end; count it, and write its audit line
-   * (`stream ended`: client, agent, target, up, down, ms, result). Never throws.
+   * (`stream ended`: client, agent, target, up, down, ms, result) to `log`,
+   * the client's logger (its fields name the client). Never throws.
    */
   async stream(
     client: string,
@@ -426,8 +443,10 @@ export class Router {
     bump(this.#clientStreams, client, 1);
     bump(this.#agentStreams, r.agent, 1);
     this.active++;
-    const m = this.ctx.metrics;
-    m.inc("burrow_streams_total", "Streams opened", { agent: r.agent });
+    this.#metric(
+      `streams ${r.agent}`,
+      (m) => m.counterOf("burrow_streams_total", "Streams opened", { agent: r.agent }),
+    )(1);
     const t0 = Date.now();
     const live: LiveStream = {
       id: r.streamId,
@@ -466,19 +485,25 @@ export class Router {
       this.#unload(r.session);
     }
     const ms = Date.now() - t0;
-    m.inc("burrow_bytes_total", "Bytes relayed", { direction: "up" }, up);
-    m.inc("burrow_bytes_total", "Bytes relayed", { direction: "down" }, down);
-    m.observe(
-      "burrow_stream_duration_seconds",
-      "How long streams lasted, from reply to close",
-      ms / 1000,
-      {},
-      DURATION_BUCKETS,
-    );
+    this.#metric(
+      "bytes up",
+      (m) => m.counterOf("burrow_bytes_total", "Bytes relayed", { direction: "up" }),
+    )(up);
+    this.#metric(
+      "bytes down",
+      (m) => m.counterOf("burrow_bytes_total", "Bytes relayed", { direction: "down" }),
+    )(down);
+    this.#metric("duration", (m) =>
+      m.histogramOf(
+        "burrow_stream_duration_seconds",
+        "How long streams lasted, from reply to close",
+        {},
+        DURATION_BUCKETS,
+      ))(ms / 1000);
+    // `log` names the client already (client, client_id).
     log.info("stream ended", {
       stream: r.streamId,
       port,
-      client,
       agent: r.agent,
       target: live.target,
       up,

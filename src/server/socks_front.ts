@@ -53,12 +53,15 @@ export class SocksFront {
     try {
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
-        checkUser: async (user, password) => {
+        checkUser: (user, password) => {
           const { client, agent } = splitUser(user);
-          const ok = await checkSocksPassword(this.ctx.config().clients.get(client), password);
-          // Its CONNECT will most likely follow: the pool can be asked now.
-          if (ok) expected = this.router.expect(client, agent);
-          return ok;
+          const checked = checkSocksPassword(this.ctx.config().clients.get(client), password);
+          const done = (ok: boolean): boolean => {
+            // Its CONNECT will most likely follow: the pool can be asked now.
+            if (ok) expected = this.router.expect(client, agent);
+            return ok;
+          };
+          return typeof checked === "boolean" ? done(checked) : checked.then(done);
         },
       });
       admitted();
@@ -91,7 +94,13 @@ export class SocksFront {
       return this.router.setupDone("socks", t0, false);
     }
     // The audit line is "stream ended" (Router.stream); at info, one line per stream.
-    clog.debug("stream open", { stream: r.streamId, agent: r.agent, target: targetText(r.target) });
+    if (clog.enabled("debug")) {
+      clog.debug("stream open", {
+        stream: r.streamId,
+        agent: r.agent,
+        target: targetText(r.target),
+      });
+    }
     try {
       await socksReply(conn, Status.succeeded, r.bound);
     } catch (e) {
