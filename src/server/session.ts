@@ -210,8 +210,9 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * {@link take} when an idle pool connection is there: it, at once;
-   * otherwise undefined, and nothing was taken or counted.
+   * {@link take} when an idle pool connection is there: it, at once (to be
+   * paired with {@link release} as a take is); otherwise undefined, and
+   * nothing was taken or counted.
    */
   takeNow(): P | undefined {
     if (this.closed || this.#idle.length === 0) return undefined;
