@@ -47,6 +47,18 @@ interface Histo {
   count: number;
 }
 
+/** Count `value` in `h`, whose buckets have upper bounds `bounds`. */
+function record(h: Histo, bounds: readonly number[], value: number): void {
+  for (let i = 0; i < bounds.length; i++) {
+    if (value <= bounds[i]!) {
+      h.counts[i]!++;
+      break;
+    }
+  }
+  h.sum += value;
+  h.count++;
+}
+
 interface Family {
   help: string;
   type: "counter" | "gauge" | "histogram";
@@ -132,16 +144,7 @@ export class Metrics {
     const f = this.#family(name, help, "histogram");
     const h = this.#histo(f, key(labels), bounds);
     const b = f.bounds!;
-    return (value) => {
-      for (let i = 0; i < b.length; i++) {
-        if (value <= b[i]!) {
-          h.counts[i]!++;
-          break;
-        }
-      }
-      h.sum += value;
-      h.count++;
-    };
+    return (value) => record(h, b, value);
   }
 
   #histo(f: Family, k: string, bounds: readonly number[]): Histo {
@@ -177,11 +180,7 @@ export class Metrics {
     bounds: readonly number[] = SETUP_BUCKETS,
   ): void {
     const f = this.#family(name, help, "histogram");
-    const h = this.#histo(f, key(labels), bounds);
-    const i = f.bounds!.findIndex((b) => value <= b);
-    if (i >= 0) h.counts[i]!++;
-    h.sum += value;
-    h.count++;
+    record(this.#histo(f, key(labels), bounds), f.bounds!, value);
   }
 
   /** Current value of a counter (for tests and logs). */

@@ -17,7 +17,7 @@ import type { Logger } from "../log.ts";
 import { type Message, type Rule, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
-import { DURATION_BUCKETS, type Metrics, SETUP_BUCKETS } from "../metrics.ts";
+import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
 import type { AgentPort, PoolConn, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
@@ -106,8 +106,16 @@ export class Router {
   readonly streams: Map<number, LiveStream> = new Map();
   readonly #clientBytes: Totals = new Map();
   readonly #agentBytes: Totals = new Map();
-  /** Per-stream metrics, their label sets resolved at first use (Metrics.counterOf). */
-  readonly #counted = new Map<string, (v: number) => void>();
+  /**
+   * Per-stream metrics, each label set resolved at its first use
+   * (Metrics.counterOf, histogramOf): setup time by port and result,
+   * streams by agent, bytes by direction, duration.
+   */
+  readonly #setup = new Map<string, (seconds: number) => void>();
+  readonly #streamsOf = new Map<string, (n?: number) => void>();
+  #bytesUp: ((n: number) => void) | null = null;
+  #bytesDown: ((n: number) => void) | null = null;
+  #duration: ((seconds: number) => void) | null = null;
 
   constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
     const m = ctx.metrics;
@@ -173,20 +181,18 @@ export class Router {
   /** Count a CONNECT's setup time: from its request read to its reply sent (ok or refused). */
   setupDone(port: string, startedAt: number, ok: boolean): void {
     const result = ok ? "ok" : "refused";
-    this.#metric(`setup ${port} ${result}`, (m) =>
-      m.histogramOf(
+    const key = ok ? port : `${port} refused`;
+    let observe = this.#setup.get(key);
+    if (!observe) {
+      observe = this.ctx.metrics.histogramOf(
         "burrow_stream_setup_seconds",
         "Time from a CONNECT request to its reply",
         { port, result },
         SETUP_BUCKETS,
-      ))((Date.now() - startedAt) / 1000);
-  }
-
-  /** The metric `id`, made by `make` at its first use. */
-  #metric(id: string, make: (m: Metrics) => (v: number) => void): (v: number) => void {
-    let f = this.#counted.get(id);
-    if (!f) this.#counted.set(id, f = make(this.ctx.metrics));
-    return f;
+      );
+      this.#setup.set(key, observe);
+    }
+    observe((Date.now() - startedAt) / 1000);
   }
 
   /** The stable id of client `name` (SPEC.md §5.13). */
@@ -443,10 +449,14 @@ export class Router {
     bump(this.#clientStreams, client, 1);
     bump(this.#agentStreams, r.agent, 1);
     this.active++;
-    this.#metric(
-      `streams ${r.agent}`,
-      (m) => m.counterOf("burrow_streams_total", "Streams opened", { agent: r.agent }),
-    )(1);
+    let opened = this.#streamsOf.get(r.agent);
+    if (!opened) {
+      opened = this.ctx.metrics.counterOf("burrow_streams_total", "Streams opened", {
+        agent: r.agent,
+      });
+      this.#streamsOf.set(r.agent, opened);
+    }
+    opened();
     const t0 = Date.now();
     const live: LiveStream = {
       id: r.streamId,
@@ -485,21 +495,17 @@ export class Router {
       this.#unload(r.session);
     }
     const ms = Date.now() - t0;
-    this.#metric(
-      "bytes up",
-      (m) => m.counterOf("burrow_bytes_total", "Bytes relayed", { direction: "up" }),
-    )(up);
-    this.#metric(
-      "bytes down",
-      (m) => m.counterOf("burrow_bytes_total", "Bytes relayed", { direction: "down" }),
-    )(down);
-    this.#metric("duration", (m) =>
-      m.histogramOf(
-        "burrow_stream_duration_seconds",
-        "How long streams lasted, from reply to close",
-        {},
-        DURATION_BUCKETS,
-      ))(ms / 1000);
+    const m = this.ctx.metrics;
+    (this.#bytesUp ??= m.counterOf("burrow_bytes_total", "Bytes relayed", { direction: "up" }))(up);
+    (this.#bytesDown ??= m.counterOf("burrow_bytes_total", "Bytes relayed", {
+      direction: "down",
+    }))(down);
+    (this.#duration ??= m.histogramOf(
+      "burrow_stream_duration_seconds",
+      "How long streams lasted, from reply to close",
+      {},
+      DURATION_BUCKETS,
+    ))(ms / 1000);
     // `log` names the client already (client, client_id).
     log.info("stream ended", {
       stream: r.streamId,
