@@ -3,6 +3,7 @@
  * burrow against its targets, load-generator evidence, machine facts.
  */
 import fs from "node:fs";
+import { type PairedPlan, type PairedResult, renderPaired } from "./paired.ts";
 import type { SystemResult } from "./run.ts";
 
 type Meta = {
@@ -21,6 +22,8 @@ type Meta = {
   };
   burrow: { pool: { min: number; max: number }; limits: Record<string, number>; logLevel: string };
   loadgen: string;
+  /** Connections/s paired with ssh -R pty (bench/paired.ts; absent in older results and --quick). */
+  paired?: { plan: PairedPlan; results: PairedResult[] };
   facts: {
     date: string;
     commit: string;
@@ -363,6 +366,9 @@ export function renderMarkdown(meta: Meta, results: SystemResult[]): string {
         : "No runtime is below half of the fastest on any figure.",
       "",
     );
+  }
+  if (meta.paired && meta.paired.results.length > 0) {
+    out.push(renderPaired(meta.paired.plan, meta.paired.results));
   }
 
   // Load generator evidence and CPU

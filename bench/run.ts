@@ -2,7 +2,8 @@
  * `npm run bench` — burrow against its peers, side by side, one load
  * generator (bench/loadgen.c) and one target (bench/target.c).
  *
- *   npm run bench                 full run (3 rounds, median), under ten minutes, then WAN (~6 min)
+ *   npm run bench                 full run (3 rounds, median), under ten minutes, then paired
+ *                                 connections/s (~4 min) and WAN (~6 min)
  *   npm run bench -- --quick      about a minute: 1 round, shorter scenarios, 1000 idle streams only
  *   npm run bench -- --no-tls     leave out burrow over TLS (included when the CLI has TLS;
  *                                 --tls insists on it)
@@ -14,6 +15,10 @@
  *                                 agent↔server link, warm connects and bursts of 16/64/256
  *   npm run bench -- --no-wan     leave the WAN scenario out of a full run (--wan: put it in --quick)
  *   npm run bench -- --delay-ms 20 --wan-rounds 2 --bursts 16,64,256   WAN settings
+ *   npm run bench -- --paired-only    only connections/s paired with ssh -R pty (bench/paired.ts):
+ *                                 each plain burrow row and ssh running at once, alternating
+ *                                 slices; a full run includes it (--no-paired: leave it out)
+ *   npm run bench -- --pairs 8    pairs of slices per row
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
@@ -38,6 +43,7 @@ import {
 } from "./proc.ts";
 import { renderMarkdown, updateReadme } from "./report.ts";
 import { renderWan, runWan, WAN_SYSTEMS, type WanPlan } from "./wan.ts";
+import { type PairedPlan, type PairedResult, renderPaired, runPaired } from "./paired.ts";
 import {
   allSystems,
   BURROW_LIMITS,
@@ -69,6 +75,9 @@ interface Options {
   delayMs: number;
   wanRounds: number;
   bursts: number[];
+  /** Connections/s paired with ssh -R pty: "auto" = in full runs. */
+  paired: "auto" | "off" | "only";
+  pairs: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -85,6 +94,8 @@ function parseArgs(argv: string[]): Options {
     delayMs: 20,
     wanRounds: 0,
     bursts: [16, 64, 256],
+    paired: "auto",
+    pairs: 8,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -104,7 +115,14 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--wan-only") o.wan = "only";
     else if (a === "--wan") o.wan = "on";
     else if (a === "--no-wan") o.wan = "off";
-    else if (a === "--delay-ms") o.delayMs = Number(val());
+    else if (a === "--paired-only") o.paired = "only";
+    else if (a === "--no-paired") o.paired = "off";
+    else if (a === "--pairs") {
+      o.pairs = Number(val());
+      if (!Number.isInteger(o.pairs) || o.pairs < 1 || o.pairs > 100) {
+        throw new Error("--pairs wants 1..100");
+      }
+    } else if (a === "--delay-ms") o.delayMs = Number(val());
     else if (a === "--wan-rounds") o.wanRounds = Number(val());
     else if (a === "--bursts") {
       o.bursts = val().split(",").map(Number);
@@ -538,7 +556,25 @@ async function main(): Promise<void> {
     await stop(target.proc);
     return;
   }
+  if (o.paired === "only") {
+    try {
+      const paired = await pairedScenario(o, systems, ctx);
+      const md = renderPaired(paired.plan, paired.results);
+      const outDir = path.join(here, "results");
+      fs.mkdirSync(outDir, { recursive: true });
+      const text = JSON.stringify({ facts, ...paired }, null, 2) + "\n";
+      fs.writeFileSync(path.join(outDir, "paired-latest.json"), text);
+      fs.writeFileSync(path.join(outDir, "paired-latest.md"), md);
+      say("");
+      say(md);
+      say(`wrote bench/results/paired-latest.json and paired-latest.md; logs in ${base}`);
+    } finally {
+      await stop(target.proc);
+    }
+    return;
+  }
   const failed = new Set<string>();
+  let paired: Meta["paired"];
   /** Start `sys`, run `body`, stop it; a failure is recorded and the system left out from then on. */
   const withSystem = async (
     sys: System,
@@ -593,6 +629,10 @@ async function main(): Promise<void> {
       }
     }
     for (const res of results) summarize(res);
+    if (o.paired === "auto" && !o.quick) {
+      say("== connections/s paired with ssh -R pty");
+      paired = await pairedScenario(o, systems, ctx);
+    }
   } finally {
     await stop(target.proc);
   }
@@ -604,6 +644,7 @@ async function main(): Promise<void> {
     burrow: { pool: o.burrowPool, limits: BURROW_LIMITS, logLevel: o.burrowLogLevel },
     loadgen:
       "bench/loadgen.c (C, gcc -O2): SOCKS5 step by step with TCP_NODELAY; target bench/target.c (C, epoll)",
+    ...(paired ? { paired } : {}),
     facts,
   };
   const complete = !o.quick && !o.only && o.burrowLogLevel === "info" &&
@@ -625,6 +666,26 @@ async function main(): Promise<void> {
       await stop(wanTarget.proc);
     }
   }
+}
+
+/**
+ * Connections/s of each plain burrow row among `systems` paired with ssh -R
+ * pty (bench/paired.ts); the reference runs even when `--only` left it out.
+ */
+async function pairedScenario(
+  o: Options,
+  systems: System[],
+  ctx: (sys: System) => Ctx,
+): Promise<{ plan: PairedPlan; results: PairedResult[] }> {
+  const ref = allSystems({ tls: false }).find((s) => s.id === "ssh-pty")!;
+  const rows = systems.filter((s) => /^burrow-(node|deno|bun)$/.test(s.id));
+  const pp: PairedPlan = {
+    pairs: o.pairs,
+    sliceSecs: 3,
+    warmSecs: 3,
+    workers: plan(o).rateWorkers,
+  };
+  return { plan: pp, results: await runPaired(rows, ref, pp, ctx, startSystem, say) };
 }
 
 /** The WAN scenario over the WAN systems among `systems`; writes wan-latest.{json,md}. */
