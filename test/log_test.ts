@@ -1,6 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { batchSink, createLogger, type Fields, format, type Level } from "../src/log.ts";
+import {
+  batchSink,
+  createLogger,
+  type Fields,
+  format,
+  formatJson,
+  type Level,
+} from "../src/log.ts";
 
 const TS = /^ts=\S+ /;
 const strip = (line: string) => line.replace(TS, "");
@@ -30,6 +37,42 @@ test("a child logger's line equals format() of the merged fields, also when a fi
   assert.equal(strip(lines.at(-1)!), strip(format("warn", "x", { remote: "10.0.0.1:9" })));
   function childFields(): Fields {
     return { remote: "127.0.0.1:5", client: "a b", n: 3, gone: undefined };
+  }
+});
+
+test("a grandchild's line equals format() of every level's fields merged, in logfmt and JSON", () => {
+  for (const fmt of ["logfmt", "json"] as const) {
+    const lines: string[] = [];
+    const root = createLogger({
+      sink: (l) => lines.push(l),
+      fields: { role: "server" },
+      format: fmt,
+    });
+    const conn = root.with({ remote: "127.0.0.1:5" });
+    const a = conn.with({ client: "a", client_id: 1 });
+    const b = conn.with({ role: "other", client: "b" }); // sets the root's key again
+    /** The last line without its timestamp: logfmt text, or JSON's keys and values in order. */
+    const last = () => fmt === "json" ? withoutTs(lines.at(-1)!) : strip(lines.at(-1)!);
+    const want = (msg: string, f: Fields) =>
+      fmt === "json" ? withoutTs(formatJson("info", msg, f)) : strip(format("info", msg, f));
+    a.info("x", { up: 1 });
+    assert.deepEqual(
+      last(),
+      want("x", { role: "server", remote: "127.0.0.1:5", client: "a", client_id: 1, up: 1 }),
+    );
+    b.info("y");
+    // the key keeps its first place, with the newer value
+    assert.deepEqual(last(), want("y", { role: "other", remote: "127.0.0.1:5", client: "b" }));
+    a.info("z", { remote: "::1" }); // a line's field sets a grandparent's key again
+    assert.deepEqual(
+      last(),
+      want("z", { role: "server", remote: "::1", client: "a", client_id: 1 }),
+    );
+    conn.info("w"); // a parent is unchanged by its children
+    assert.deepEqual(last(), want("w", { role: "server", remote: "127.0.0.1:5" }));
+  }
+  function withoutTs(line: string): Array<[string, unknown]> {
+    return Object.entries(JSON.parse(line) as Record<string, unknown>).filter(([k]) => k !== "ts");
   }
 });
 
