@@ -52,12 +52,13 @@ const median = (xs: number[]): number | undefined => {
 
 /** The summary of one paired run: medians, the ratio's median and range. */
 export function pairedSummary(r: PairedResult) {
+  const ratios = r.ratios.filter((x) => Number.isFinite(x));
   return {
     rate: median(r.rates),
     refRate: median(r.refRates),
-    ratio: median(r.ratios),
-    min: r.ratios.length ? Math.min(...r.ratios) : undefined,
-    max: r.ratios.length ? Math.max(...r.ratios) : undefined,
+    ratio: median(ratios),
+    min: ratios.length ? Math.min(...ratios) : undefined,
+    max: ratios.length ? Math.max(...ratios) : undefined,
   };
 }
 
