@@ -16,6 +16,7 @@
  */
 import path from "node:path";
 import { type LoadgenResult, runLoadgen } from "./loadgen.ts";
+import { median } from "./stats.ts";
 import type { Ctx, Running, System } from "./systems.ts";
 
 export interface PairedPlan {
@@ -42,13 +43,6 @@ export interface PairedResult {
   connErrors: number;
   refConnErrors: number;
 }
-
-const median = (xs: number[]): number | undefined => {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2;
-};
 
 /** The summary of one paired run: medians, the ratio's median and range. */
 export function pairedSummary(r: PairedResult) {

@@ -42,6 +42,7 @@ import {
   stopAll,
 } from "./proc.ts";
 import { renderMarkdown, updateReadme } from "./report.ts";
+import { median } from "./stats.ts";
 import { renderWan, runWan, WAN_SYSTEMS, type WanPlan } from "./wan.ts";
 import { type PairedPlan, type PairedResult, renderPaired, runPaired } from "./paired.ts";
 import {
@@ -228,13 +229,6 @@ export interface SystemResult {
   };
   memory?: { idle: MemSample; idleExtra: Record<string, number>; stages: StageResult[] };
 }
-
-const median = (xs: number[]): number | undefined => {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2;
-};
 
 // --------------------------------------------------------------- scenarios
 
@@ -558,7 +552,7 @@ async function main(): Promise<void> {
   }
   if (o.paired === "only") {
     try {
-      const paired = await pairedScenario(o, systems, ctx);
+      const paired = await pairedScenario(o, p, systems, ctx);
       const md = renderPaired(paired.plan, paired.results);
       const outDir = path.join(here, "results");
       fs.mkdirSync(outDir, { recursive: true });
@@ -631,7 +625,7 @@ async function main(): Promise<void> {
     for (const res of results) summarize(res);
     if (o.paired === "auto" && !o.quick) {
       say("== connections/s paired with ssh -R pty");
-      paired = await pairedScenario(o, systems, ctx);
+      paired = await pairedScenario(o, p, systems, ctx);
     }
   } finally {
     await stop(target.proc);
@@ -674,6 +668,7 @@ async function main(): Promise<void> {
  */
 async function pairedScenario(
   o: Options,
+  p: Plan,
   systems: System[],
   ctx: (sys: System) => Ctx,
 ): Promise<{ plan: PairedPlan; results: PairedResult[] }> {
@@ -683,7 +678,7 @@ async function pairedScenario(
     pairs: o.pairs,
     sliceSecs: 3,
     warmSecs: 3,
-    workers: plan(o).rateWorkers,
+    workers: p.rateWorkers,
   };
   return { plan: pp, results: await runPaired(rows, ref, pp, ctx, startSystem, say) };
 }

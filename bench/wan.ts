@@ -18,6 +18,7 @@ import path from "node:path";
 import { startDelayRelay } from "./delay.ts";
 import { type LoadgenResult, runLoadgen } from "./loadgen.ts";
 import { sleep } from "./proc.ts";
+import { median } from "./stats.ts";
 import type { Ctx, Running, System } from "./systems.ts";
 
 export interface WanPlan {
@@ -55,13 +56,6 @@ export const WAN_SYSTEMS = [
   "burrow-deno-wss",
   "burrow-bun-wss",
 ];
-
-const median = (xs: number[]): number | undefined => {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2;
-};
 
 /**
  * Run the WAN scenario over `systems`. `begin` starts a system with the
