@@ -10,6 +10,7 @@ import { type Credential, poolTranscript, randomBytes, toHex } from "./auth.ts";
 import { decode } from "./decode.ts";
 import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
 import { Framer } from "./framer.ts";
+import { IdMap } from "./idmap.ts";
 import { Link } from "./link.ts";
 import { NO_ADDR } from "./writer.ts";
 import { normalizeIP, normalizeTarget } from "./host.ts";
@@ -91,7 +92,7 @@ export class Agent {
   #link: Promise<Link | null> | undefined;
   /** The version-4 link that grants the session's pool streams, once up. */
   #granting: Link | null = null;
-  readonly #pool = new Set<Conn>();
+  readonly #pool = new IdMap<Conn>();
   #session: SessionInfo | undefined;
   #seq = 0;
   #nonce: Uint8Array = new Uint8Array(0);
@@ -138,7 +139,7 @@ export class Agent {
     this.#stop.abort();
     this.#control?.close();
     void this.#link?.then((l) => l?.close());
-    for (const c of this.#pool) c.close();
+    for (const c of this.#pool.values()) c.close();
     await this.#running;
   }
 
@@ -449,8 +450,8 @@ export class Agent {
 
   /** Count `conn` in {@link poolSize} until it closes. */
   #track(conn: Conn): void {
-    this.#pool.add(conn);
-    conn.closed.then(() => this.#pool.delete(conn));
+    const id = this.#pool.add(conn);
+    conn.closed.then(() => this.#pool.delete(id));
   }
 
   async #awaitOpen(wire: Wire): Promise<void> {

@@ -15,6 +15,7 @@ import {
   SocksError,
   TimeoutError,
 } from "./errors.ts";
+import { IdMap } from "./idmap.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type DialOptions, type Listener, type Net } from "./net.ts";
@@ -115,7 +116,7 @@ export async function connectThrough(
 
 export class ClientProxy {
   #listener: Listener | undefined;
-  readonly #conns = new Set<Conn>();
+  readonly #conns = new IdMap<Conn>();
   /** The server in use (index into {@link servers}): the last one that answered. */
   #current = 0;
 
@@ -133,8 +134,8 @@ export class ClientProxy {
     });
     (async () => {
       for await (const conn of this.#listener!) {
-        this.#conns.add(conn);
-        conn.closed.then(() => this.#conns.delete(conn));
+        const id = this.#conns.add(conn);
+        conn.closed.then(() => this.#conns.delete(id));
         this.#serve(conn).catch((e) => {
           this.log.error("client connection failed", { error: String(e) });
           conn.close();
@@ -145,8 +146,8 @@ export class ClientProxy {
 
   async stop(): Promise<void> {
     this.#listener?.close();
-    for (const c of this.#conns) c.close();
-    await Promise.all([...this.#conns].map((c) => c.closed));
+    for (const c of this.#conns.values()) c.close();
+    await Promise.all([...this.#conns.values()].map((c) => c.closed));
   }
 
   /** The servers in order: `server`, then the `alternates`. */

@@ -24,6 +24,7 @@ import {
   LinkFramer,
 } from "./link_frame.ts";
 import type { Addr, Conn } from "./net.ts";
+import { IdMap } from "./idmap.ts";
 import { afterTurn } from "./time.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
@@ -72,7 +73,7 @@ export interface LinkOptions {
 export class Link {
   readonly #conn: Conn;
   readonly #opts: LinkOptions;
-  readonly #streams = new Map<number, Stream>();
+  readonly #streams = new IdMap<Stream>();
   readonly #framer = new LinkFramer();
   /** Highest stream id opened on this link (by either side's count). */
   #highest = 0;

@@ -20,7 +20,7 @@ import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyLogin } from "./login.ts";
 import { AgentSession } from "./session.ts";
 
-/** A verified pool connection waiting for its one stream. */
+/** A pool connection ready for OPEN: the stream's way to the agent. */
 export interface PoolConn {
   wire: Wire;
   /** The pending read: OPEN_RESULT once OPEN is sent; EOF or an error while idle. */
@@ -28,34 +28,33 @@ export interface PoolConn {
   close(): void;
 }
 
-export type Session = AgentSession<PoolConn>;
+/** What a session's pool holds: a verified pool connection, or a stream id granted on a link. */
+export interface PoolEntry {
+  /** The connection for a CONNECT that took this entry; throws if its link is gone. */
+  open(): PoolConn;
+  /** Leave the pool unused. */
+  close(): void;
+}
+
+export type Session = AgentSession<PoolEntry>;
 
 /**
- * A pool entry of a version-4 link: a stream id the agent granted. Its
- * stream is opened (OPEN frame) when the router first uses `wire`.
+ * A pool entry of a version-4 link: a stream id the agent granted, whose
+ * stream is opened (OPEN frame) when a CONNECT takes it. It is never
+ * written after it is made: an entry that waited in the pool is old by the
+ * time it is used, and what a stream stored in it would be kept and marked
+ * by young collections after the stream ended (see idmap.ts).
  */
-class CreditConn implements PoolConn {
-  #wire: Wire | null = null;
-  #first: Promise<Message | null> | null = null;
+class Credit implements PoolEntry {
+  /** `link` reads the link, which may not exist yet when its first GRANT comes. */
+  constructor(readonly link: () => Link) {}
 
-  constructor(readonly link: () => Link, readonly unopened: Set<CreditConn>) {}
-
-  get wire(): Wire {
-    if (!this.#wire) {
-      this.unopened.delete(this);
-      this.#wire = new Wire(this.link().open()); // throws on a link that is gone: a dead entry
-    }
-    return this.#wire;
+  open(): PoolConn {
+    const wire = new Wire(this.link().open()); // throws on a link that is gone: a dead entry
+    return { wire, first: wire.recv().catch(() => null), close: () => wire.conn.close() };
   }
 
-  get first(): Promise<Message | null> {
-    return this.#first ??= this.wire.recv().catch(() => null);
-  }
-
-  close(): void {
-    this.unopened.delete(this);
-    this.#wire?.conn.close();
-  }
+  close(): void {} // the id stays unused; the link's end drops it on the agent's side
 }
 
 /** Links one session may have at once (SPEC.md §2.4). */
@@ -463,17 +462,17 @@ export class AgentPort {
     // Version 4: the agent grants stream ids and this side opens each stream
     // when a CONNECT takes it; until then a pool entry is only a number.
     const credit = s.who.version >= 4;
-    const unopened = new Set<CreditConn>();
+    // Read when an entry is opened: a GRANT may come with the hello's
+    // bytes, before the constructor below has returned.
+    const current = (): Link => link;
     const link: Link = new Link(wire.conn, {
       ...(credit
         ? {
           onGrant: (added: number) => {
-            // `link` is read when an entry is opened: a GRANT may come with
-            // the hello's bytes, before the constructor has returned.
             // Bounded by the pool, not by the agent's number: once the
             // pool is full (pool_max idle) the rest of a grant is dropped.
             for (let i = 0; i < added; i++) {
-              if (!this.#credit(s, () => link, unopened)) break;
+              if (!this.#credit(s, current)) break;
             }
           },
         }
@@ -488,8 +487,7 @@ export class AgentPort {
         // Granted streams never opened leave the pool with their link, and
         // so do the requests whose streams were still to come on it.
         s.restAtMax = credit && links.size > 0;
-        if (why && !s.closed) s.linkLost(unopened);
-        unopened.clear();
+        if (why && !s.closed) s.linkLost((e) => e instanceof Credit && e.link === current);
         if (why && !s.closed) log.info("agent link closed", { reason: why.message });
       },
     }, wire.rest());
@@ -509,19 +507,18 @@ export class AgentPort {
    * A granted stream id of a version-4 link joins the session's pool,
    * unopened. False when the pool took no more (full, or the session ended).
    */
-  #credit(s: Session, link: () => Link, unopened: Set<CreditConn>): boolean {
-    const pc = new CreditConn(link, unopened);
-    const placed = s.add(pc);
-    if (placed === "idle") unopened.add(pc);
+  #credit(s: Session, link: () => Link): boolean {
+    const placed = s.add(new Credit(link));
     return placed === "idle" || placed === "taken";
   }
 
   /** A proven pool connection (or link stream) joins the session's pool. */
   #join(s: Session, wire: Wire, log: Logger): void {
-    const pc: PoolConn = {
+    const pc: PoolConn & PoolEntry = {
       wire,
       first: wire.recv().catch(() => null),
       close: () => wire.conn.close(),
+      open: () => pc,
     };
     const placed = s.add(pc);
     if (placed === "full") {

@@ -13,13 +13,14 @@
 import { targetText } from "../addr.ts";
 import type { Grant, ServerConfig } from "../config/server.ts";
 import { normalizeTarget } from "../host.ts";
+import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
 import { type Message, type Rule, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
-import type { AgentPort, PoolConn, Session } from "./agent_port.ts";
+import type { AgentPort, PoolConn, PoolEntry, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
 
 /** The agent a client means, its grants for that agent, and their rules. */
@@ -103,7 +104,7 @@ export class Router {
   /** Streams being relayed. */
   active = 0;
   /** Live streams by stream id. */
-  readonly streams: Map<number, LiveStream> = new Map();
+  readonly streams: IdMap<LiveStream> = new IdMap();
   readonly #clientBytes: Totals = new Map();
   readonly #agentBytes: Totals = new Map();
   /**
@@ -305,11 +306,11 @@ export class Router {
       this.#load.set(s, (this.#load.get(s) ?? 0) + 1);
       const waits = s.idle === 0 && !s.closed;
       const tw = waits ? Date.now() : 0;
-      const pc = s.takeNow() ?? await s.take();
-      if (waits) this.#poolWaited(s, agent, tw, pc !== null);
+      const entry = s.takeNow() ?? await s.take();
+      if (waits) this.#poolWaited(s, agent, tw, entry !== null);
       let r: OpenResult | null = null;
       try {
-        r = await this.#openOn(s, pc, req, target, agent);
+        r = await this.#openOn(s, entry, req, target, agent);
       } finally {
         s.release();
         if (!r?.ok) this.#unload(s);
@@ -367,20 +368,26 @@ export class Router {
     }
   }
 
-  /** Send OPEN on `pc` and read its result; null means "that pool connection was dead, try another". */
+  /** Send OPEN on `entry` and read its result; null means "that pool connection was dead, try another". */
   async #openOn(
     s: Session,
-    pc: PoolConn | null,
+    entry: PoolEntry | null,
     req: OpenRequest,
     target: Target,
     agent: string,
   ): Promise<OpenResult | null> {
     const c = this.ctx.config();
-    if (!pc) {
+    if (!entry) {
       return refuse(
         Status.host_unreachable,
         s.closed ? `agent ${agent} went offline` : `no pool connection within ${c.poolWaitMs} ms`,
       );
+    }
+    let pc: PoolConn;
+    try {
+      pc = entry.open();
+    } catch {
+      return null; // a granted stream id on a link that is gone
     }
     const streamId = this.#nextStream;
     this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;

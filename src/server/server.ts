@@ -9,6 +9,7 @@
  * @module
  */
 import { fmt } from "../addr.ts";
+import { IdMap } from "../idmap.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import type { HttpSource } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
@@ -47,7 +48,7 @@ export class Server implements HttpSource {
   readonly router: Router;
   #config: ServerConfig;
   readonly #listeners: Listener[] = [];
-  readonly #conns = new Set<Conn>();
+  readonly #conns = new IdMap<Conn>();
   #state: "starting" | "ready" | "stopping" = "starting";
   readonly #startedAt = Date.now();
   readonly #runtimeVersion: string;
@@ -264,8 +265,8 @@ export class Server implements HttpSource {
     this.#state = "stopping";
     for (const l of this.#listeners) l.close();
     this.agents.stop();
-    for (const c of this.#conns) c.close();
-    await Promise.all([...this.#conns].map((c) => c.closed));
+    for (const c of this.#conns.values()) c.close();
+    await Promise.all([...this.#conns.values()].map((c) => c.closed));
   }
 
   async #listen(
@@ -289,8 +290,8 @@ export class Server implements HttpSource {
       }
       if (!conn) return;
       const c = conn;
-      this.#conns.add(c);
-      c.closed.then(() => this.#conns.delete(c));
+      const id = this.#conns.add(c);
+      c.closed.then(() => this.#conns.delete(id));
       handle(c).catch((e) => {
         this.log.error("connection handler failed", { error: String(e), remote: fmt(c.remote) });
         c.close();

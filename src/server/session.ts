@@ -284,13 +284,13 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * A link of this session is gone: its idle entries in `conns` leave the
-   * pool, and no outstanding request waits for arrivals any more (those due
-   * on the link never come; a request's dialed connections that still
-   * arrive count as idle). Then refill.
+   * A link of this session is gone: its idle entries (those `lost` is true
+   * of) leave the pool, and no outstanding request waits for arrivals any
+   * more (those due on the link never come; a request's dialed connections
+   * that still arrive count as idle). Then refill.
    */
-  linkLost(conns: ReadonlySet<P>): void {
-    if (conns.size > 0) this.#idle = this.#idle.filter((c) => !conns.has(c.conn));
+  linkLost(lost: (conn: P) => boolean): void {
+    this.#idle = this.#idle.filter((c) => !lost(c.conn));
     this.#asks = [];
     // Until the next tick the agent may still grant on the link it has not
     // yet seen fail: requests answered so never bring their connections,
