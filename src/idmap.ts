@@ -61,7 +61,8 @@ export class IdMap<V extends object> {
     let id = this.#next;
     while (this.#entries[id] !== undefined) id = (id + 1) >>> 0;
     this.#next = (id + 1) >>> 0;
-    this.set(id, value);
+    this.#entries[id] = value; // free: the loop stopped on it
+    this.#size++;
     return id;
   }
 
