@@ -18,7 +18,7 @@
  *   npm run bench -- --paired-only    only connections/s paired with ssh -R pty (bench/paired.ts):
  *                                 each plain burrow row and ssh running at once, alternating
  *                                 slices; a full run includes it (--no-paired: leave it out)
- *   npm run bench -- --pairs 8    pairs of slices per row
+ *   npm run bench -- --pairs 16   pairs of slices per row (default 16)
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
@@ -96,7 +96,7 @@ function parseArgs(argv: string[]): Options {
     wanRounds: 0,
     bursts: [16, 64, 256],
     paired: "auto",
-    pairs: 8,
+    pairs: 16,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
