@@ -18,7 +18,7 @@
  *   npm run bench -- --paired-only    only connections/s paired with ssh -R pty (bench/paired.ts):
  *                                 each plain burrow row and ssh running at once, alternating
  *                                 slices; a full run includes it (--no-paired: leave it out)
- *   npm run bench -- --pairs 16   pairs of slices per row (default 16)
+ *   npm run bench -- --pairs N    pairs of slices per row (default 16)
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
