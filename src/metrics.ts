@@ -188,6 +188,21 @@ export class Metrics {
     return this.#families.get(name)?.values.get(key(labels)) ?? 0;
   }
 
+  /**
+   * A counter's values summed by one of its labels (e.g. refusals by
+   * `status`): label value to total, "" for series without that label.
+   */
+  sumBy(name: string, label: string): Map<string, number> {
+    const out = new Map<string, number>();
+    const re = new RegExp(`[{,]${label}="((?:[^"\\\\]|\\\\.)*)"`);
+    for (const [k, v] of this.#families.get(name)?.values ?? []) {
+      const m = re.exec(k);
+      const value = m ? m[1]!.replace(/\\(.)/g, (_, c: string) => c === "n" ? "\n" : c) : "";
+      out.set(value, (out.get(value) ?? 0) + v);
+    }
+    return out;
+  }
+
   render(): string {
     let out = "";
     for (const [name, f] of this.#families) {

@@ -395,6 +395,7 @@ test("status: tables are aligned", () => {
     },
     agents: [],
     clients: [],
+    refusals: [],
     streams: [{
       id: 7,
       client: "alice",

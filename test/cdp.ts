@@ -208,6 +208,8 @@ export interface Page {
   waitFor(expression: string, ms?: number): Promise<boolean>;
   /** A PNG of the page. */
   screenshot(): Promise<Uint8Array>;
+  /** Emulate a viewport (a phone with `mobile`) and a color scheme. */
+  view(v: { width: number; height: number; mobile?: boolean; dark?: boolean }): Promise<void>;
 }
 
 export interface Browser {
@@ -316,6 +318,17 @@ export async function launchChromium(net: Net, width = 1400, height = 900): Prom
             if (Date.now() > end) return false;
             await new Promise((r) => setTimeout(r, 100));
           }
+        },
+        async view(v) {
+          await cdp.send("Emulation.setDeviceMetricsOverride", {
+            width: v.width,
+            height: v.height,
+            deviceScaleFactor: 1,
+            mobile: v.mobile ?? false,
+          }, sid);
+          await cdp.send("Emulation.setEmulatedMedia", {
+            features: [{ name: "prefers-color-scheme", value: v.dark ? "dark" : "light" }],
+          }, sid);
         },
         async screenshot() {
           const r = await cdp.send("Page.captureScreenshot", { format: "png" }, sid);

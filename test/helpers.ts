@@ -193,6 +193,26 @@ export function testAgent(
   return { agent, lines };
 }
 
+/**
+ * `n` in-process agents named `name` on `t`'s server (replicas, SPEC.md
+ * §2.1), each with its own instance id, started and announced. The caller
+ * stops them.
+ */
+export async function startReplicas(
+  t: Tunnel,
+  name: string,
+  n = 2,
+): Promise<Array<{ agent: Agent; lines: string[] }>> {
+  const all = Array.from({ length: n }, () => testAgent(t.net, t.server.addrs.agents!, name));
+  for (const a of all) a.agent.start();
+  await Promise.all(all.map((a) => a.agent.connected()));
+  if (!await until(() => t.server.agents.group(name).filter((s) => s.announced).length === n)) {
+    await Promise.all(all.map((a) => a.agent.stop()));
+    throw new Error(`${n} replicas of ${name} did not all announce`);
+  }
+  return all;
+}
+
 export interface Tunnel {
   /** With `tls: true`: how clients verify the server. */
   pin?: { fingerprint: string };

@@ -19,12 +19,14 @@ import {
   echoTarget,
   runtime,
   socksTo,
+  startReplicas,
   testAgent,
   tunnel,
   until,
 } from "./helpers.ts";
 
 const rt = runtime;
+type Replica = ReturnType<typeof testAgent>;
 
 /** One echo stream through the tunnel's SOCKS port; true if it worked. */
 async function echoOnce(
@@ -47,15 +49,8 @@ test(`${rt}: replicas: two instances share the streams; the same instance replac
   const t = await tunnel({ startAgent: false });
   const echo = await echoTarget(t.net);
   const agents = t.server.addrs.agents!;
-  const one = testAgent(t.net, agents, "office");
-  const two = testAgent(t.net, agents, "office");
+  const [one, two] = await startReplicas(t, "office") as [Replica, Replica];
   try {
-    one.agent.start();
-    two.agent.start();
-    await Promise.all([one.agent.connected(), two.agent.connected()]);
-    assert.ok(
-      await until(() => t.server.agents.group("office").filter((s) => s.announced).length === 2),
-    );
     let ok = 0;
     for (let round = 0; round < 10; round++) {
       const results = await Promise.all(

@@ -1,7 +1,8 @@
 /**
  * The admin API under `/api/v1/` (README.md, "Admin API"): what is
- * connected and what flows, and two actions (close a stream, disconnect an
- * agent). Every request needs `Authorization: Bearer <admin token>`; the
+ * connected and what flows, what moved in the last 15 minutes (`/series`),
+ * and three actions (close a stream, disconnect an agent or one of its
+ * replicas). Every request needs `Authorization: Bearer <admin token>`; the
  * token is configured as `admin: {token | token_hash}` and compared in
  * constant time. Without an `admin:` section the API answers 403 saying how
  * to turn it on. JSON field names are stable (src/server/snapshot.ts).
@@ -18,6 +19,7 @@ import type {
   Snapshot,
   StreamView,
 } from "../server/snapshot.ts";
+import type { SeriesView } from "../server/series.ts";
 
 /** What the admin API reads and does; the server implements it. */
 export interface AdminSource {
@@ -30,6 +32,10 @@ export interface AdminSource {
   snapshot(): Snapshot;
   closeStream(id: number): boolean;
   disconnectAgent(name: string): boolean;
+  /** The dashboard's graphs (`GET /series`). */
+  seriesView(): SeriesView;
+  /** End one replica of an agent, by its instance id (hex). */
+  disconnectReplica(name: string, instance: string): boolean;
 }
 
 const JSON_HEADERS = {
@@ -112,6 +118,16 @@ export function adminApi(src: AdminSource): Hono {
       ? json({ disconnected: name })
       : fail(404, "not_found", `agent ${name} is not connected`);
   });
+  api.delete("/agents/:name/instances/:instance", (c) => {
+    const { name, instance } = c.req.param();
+    if (!/^[0-9a-fA-F]{32}$/.test(instance)) {
+      return fail(400, "bad_request", "an instance id is 32 hex digits (instance in /agents)");
+    }
+    return src.disconnectReplica(name, instance)
+      ? json({ disconnected: name, instance: instance.toLowerCase() })
+      : fail(404, "not_found", `agent ${name} has no replica with instance ${instance}`);
+  });
+  api.get("/series", () => json(src.seriesView()));
   api.get("/clients", () => json({ clients: src.clientViews() }));
   api.get("/streams", () => json({ streams: src.streamViews() }));
   api.get("/streams/:id", (c) => {

@@ -22,6 +22,7 @@ import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
 import type { AgentPort, PoolConn, PoolEntry, Session } from "./agent_port.ts";
 import type { ServerContext } from "./context.ts";
+import { RecentRefusals } from "./refusals.ts";
 
 /** The agent a client means, its grants for that agent, and their rules. */
 type AgentChoice = { agent: string; granted: Grant[]; rules: Rule[] };
@@ -64,6 +65,8 @@ export interface LiveStream {
   readonly target: string;
   /** The port the client came in on: `socks` or `clients`. */
   readonly port: string;
+  /** The agent session (replica) that carries it. */
+  readonly session: Session;
   /** When the relay started (ms since the epoch). */
   readonly since: number;
   /** Bytes so far: `up` client to target, `down` target to client. */
@@ -107,6 +110,10 @@ export class Router {
   readonly streams: IdMap<LiveStream> = new IdMap();
   readonly #clientBytes: Totals = new Map();
   readonly #agentBytes: Totals = new Map();
+  /** Byte totals of each session's (replica's) finished streams: {@link finishedBytes}. */
+  readonly #sessionBytes = new WeakMap<Session, RelayCounter>();
+  /** The latest refused CONNECTs (dashboard). */
+  readonly refusals: RecentRefusals = new RecentRefusals();
   /**
    * Per-stream metrics, each label set resolved at its first use
    * (Metrics.counterOf, histogramOf): setup time by port and result,
@@ -157,6 +164,11 @@ export class Router {
       addTotals(sum, kind === "client" ? s.client : s.agent, s.bytes.up, s.bytes.down);
     }
     return sum;
+  }
+
+  /** Bytes of session `s`'s finished streams (its live ones are in {@link streams}). */
+  finishedBytes(s: Session): RelayCounter {
+    return this.#sessionBytes.get(s) ?? { up: 0, down: 0 };
   }
 
   /** End a live stream (both connections close; the audit line says `by`). False if unknown. */
@@ -472,6 +484,7 @@ export class Router {
       agent: r.agent,
       target: targetText(r.target),
       port,
+      session: r.session,
       since: t0,
       bytes: { up: 0, down: 0 },
       closedBy: null,
@@ -495,6 +508,11 @@ export class Router {
       // Totals and registry change in one turn, so the byte counters never go back.
       addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
       addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);
+      const sb = this.finishedBytes(r.session);
+      this.#sessionBytes.set(r.session, {
+        up: sb.up + live.bytes.up,
+        down: sb.down + live.bytes.down,
+      });
       if (this.streams.get(r.streamId) === live) this.streams.delete(r.streamId);
       this.active--;
       bump(this.#clientStreams, client, -1);
@@ -544,6 +562,9 @@ export class Router {
       port,
       status: String(status),
     });
+    const tt = target ? targetText(target) : "";
+    const [agent, now] = [at.agent ?? "", Date.now()];
+    this.refusals.add({ at: now, port, client, agent, target: tt, status, reason });
     log.warn("connect refused", {
       port,
       client,

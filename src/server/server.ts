@@ -9,11 +9,12 @@
  * @module
  */
 import { fmt } from "../addr.ts";
+import { toHex } from "../auth.ts";
 import { IdMap } from "../idmap.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import type { HttpSource } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
-import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
+import { Status, VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import { Metrics } from "../metrics.ts";
 import { VERSION } from "../version.ts";
 import type { Addr, Conn, Listener, Net, TlsServerOptions } from "../net.ts";
@@ -24,10 +25,19 @@ import { HttpsFront } from "./https_front.ts";
 import type { ServerContext } from "./context.ts";
 import { Router } from "./router.ts";
 import {
+  MAX_SERIES,
+  type Reading,
+  type Readings,
+  Series,
+  SERIES_INTERVAL_MS,
+  type SeriesView,
+} from "./series.ts";
+import {
   type AgentView,
   agentViews,
   type ClientView,
   clientViews,
+  refusalViews,
   type ServerView,
   type Snapshot,
   type StreamView,
@@ -56,6 +66,9 @@ export class Server implements HttpSource {
   addrs: { agents?: Addr; socks?: Addr; clients?: Addr; https?: Addr } = {};
   /** What the HTTPS port serves besides WebSocket links (the Hono app): see {@link useHttpApp}. */
   #httpApp: ((req: Request) => Response | Promise<Response>) | undefined;
+  /** The dashboard's graphs: counters sampled every 5 s for 15 minutes (series.ts). */
+  readonly series: Series;
+  #sampler: ReturnType<typeof setInterval> | undefined;
 
   /**
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
@@ -79,6 +92,9 @@ export class Server implements HttpSource {
     };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
+    this.series = new Series((left) =>
+      this.admission.limitHit("series", { left, max: MAX_SERIES })
+    );
     const m = this.metrics;
     m.gauge(
       "burrow_agents_connected",
@@ -175,6 +191,48 @@ export class Server implements HttpSource {
       agents: this.agentViews(),
       clients: this.clientViews(),
       streams: this.streamViews(),
+      refusals: refusalViews(this.router),
+    };
+  }
+
+  /** The sampled series (admin API, `GET /api/v1/series`). */
+  seriesView(): SeriesView {
+    return this.series.view();
+  }
+
+  /** Take one sample of the counters into {@link series} (every 5 s while running). */
+  sampleSeries(now = Date.now()): void {
+    this.series.sample(this.#readings(), now);
+  }
+
+  #readings(): Readings {
+    const r = this.router;
+    const read = (kind: "agent" | "client", names: Iterable<string>) => {
+      const bytes = r.bytesBy(kind);
+      const out = new Map<string, Reading>();
+      for (const name of new Set([...names, ...bytes.keys()])) {
+        const b = bytes.get(name) ?? { up: 0, down: 0 };
+        const streams = kind === "agent" ? r.agentStreams(name) : r.clientStreams(name);
+        out.set(name, { streams, up: b.up, down: b.down });
+      }
+      return out;
+    };
+    const m = this.metrics;
+    const refusals = new Map<string, number>();
+    for (const [status, n] of m.sumBy("burrow_connects_refused_total", "status")) {
+      const name = Object.entries(Status).find(([, v]) => String(v) === status)?.[0] ?? status;
+      refusals.set(`connect:${name}`, n);
+    }
+    for (const [role, n] of m.sumBy("burrow_auth_failures_total", "role")) {
+      refusals.set(`auth:${role}`, n);
+    }
+    for (const [limit, n] of m.sumBy("burrow_limit_hits_total", "limit")) {
+      refusals.set(`limit:${limit}`, n);
+    }
+    return {
+      agents: read("agent", this.agents.names()),
+      clients: read("client", [...r.streams.values()].map((s) => s.client)),
+      refusals,
     };
   }
 
@@ -190,6 +248,23 @@ export class Server implements HttpSource {
     const ok = this.agents.disconnect(name, "disconnected by an operator");
     if (ok) this.log.info("agent disconnected by admin", { agent: name });
     return ok;
+  }
+
+  /**
+   * End one replica's session (the one whose instance id is `instance`, hex)
+   * on an operator's request; the agent's other replicas go on. False if
+   * there is no such session.
+   */
+  disconnectReplica(name: string, instance: string): boolean {
+    const want = instance.toLowerCase();
+    const s = this.agents.group(name).find((s) => s.instance && toHex(s.instance) === want);
+    if (!s) return false;
+    this.agents.end(s, "shutdown", "disconnected by an operator");
+    this.log.info("agent replica disconnected by admin", {
+      agent: name,
+      instance: want.slice(0, 8),
+    });
+    return true;
   }
 
   /** The Hono app's fetch, for the HTTPS port (`listen.https`); call before {@link start}. */
@@ -247,6 +322,8 @@ export class Server implements HttpSource {
       tls: this.tls ? "on" : "off",
     });
     if (this.#state === "starting") this.#state = "ready";
+    this.sampleSeries();
+    this.#sampler ??= setInterval(() => this.sampleSeries(), SERIES_INTERVAL_MS);
   }
 
   /** Apply a new config. Live streams continue; sessions of removed or re-keyed agents end. */
@@ -263,6 +340,7 @@ export class Server implements HttpSource {
 
   async stop(): Promise<void> {
     this.#state = "stopping";
+    clearInterval(this.#sampler);
     for (const l of this.#listeners) l.close();
     this.agents.stop();
     for (const c of this.#conns.values()) c.close();

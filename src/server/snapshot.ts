@@ -2,13 +2,15 @@
  * The server's read model for the admin API and the dashboard: what is
  * connected and what flows, as plain JSON-ready objects with stable
  * snake_case field names (documented in README.md, "Admin API"). Built from
- * the server's public state only; nothing here changes it.
+ * the server's public state only; nothing here changes it. An agent's
+ * replicas (SPEC.md §2.1) are one entry each, with their own streams and
+ * bytes.
  *
  * @module
  */
 import { toHex } from "../auth.ts";
 import { formatRule } from "../policy.ts";
-import type { AgentPort } from "./agent_port.ts";
+import type { AgentPort, Session } from "./agent_port.ts";
 import type { LiveStream, Router } from "./router.ts";
 import type { ServerConfig } from "../config/mod.ts";
 
@@ -28,7 +30,6 @@ export interface AgentView {
   id: number;
   /** First 8 hex digits of the session id (as in the logs). */
   session: string;
-  /** Instance id: the protocol has none yet, so always null. */
   /** The agent process's instance id (hex; version 2), null for a version-1 session. */
   instance: string | null;
   /** Negotiated protocol version. */
@@ -42,8 +43,9 @@ export interface AgentView {
   /** The rules the agent announced, as rule texts. */
   rules: string[];
   pool: { idle: number; target: number; waiting: number; outstanding: number };
-  /** Open streams through this agent. */
+  /** Open streams through this replica (session). */
   streams: number;
+  /** Bytes through this replica since its session began. */
   bytes_up: number;
   bytes_down: number;
 }
@@ -74,20 +76,46 @@ export interface StreamView {
   bytes_down: number;
 }
 
+/** A refused CONNECT (the latest few: refusals.ts). */
+export interface RefusalView {
+  /** ISO 8601. */
+  at: string;
+  port: string;
+  client: string;
+  agent: string;
+  target: string;
+  /** The SOCKS5 reply status (SPEC.md §9.3). */
+  status: number;
+  reason: string;
+}
+
 export interface Snapshot {
   server: ServerView;
+  /** One entry per live session: an agent's replicas are entries with the same name. */
   agents: AgentView[];
   clients: ClientView[];
   streams: StreamView[];
+  /** The latest refused CONNECTs, newest first. */
+  refusals: RefusalView[];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export function agentViews(agents: AgentPort, router: Router): AgentView[] {
-  const byAgent = router.bytesBy("agent");
+  // Per session: its finished streams' bytes plus its live streams.
+  const live = new Map<Session, { streams: number; up: number; down: number }>();
+  for (const t of router.streams.values()) {
+    const l = live.get(t.session) ?? { streams: 0, up: 0, down: 0 };
+    live.set(t.session, {
+      streams: l.streams + 1,
+      up: l.up + t.bytes.up,
+      down: l.down + t.bytes.down,
+    });
+  }
   return agents.all().map((s) => {
     const info = agents.info(s);
-    const bytes = byAgent.get(s.name) ?? { up: 0, down: 0 };
+    const done = router.finishedBytes(s);
+    const l = live.get(s) ?? { streams: 0, up: 0, down: 0 };
     return {
       name: s.name,
       id: s.who.agentId,
@@ -99,11 +127,17 @@ export function agentViews(agents: AgentPort, router: Router): AgentView[] {
       connected_since: iso(info?.since ?? 0),
       rules: s.rules.map(formatRule),
       pool: { idle: s.idle, target: s.target, waiting: s.waiting, outstanding: s.outstanding },
-      streams: router.agentStreams(s.name),
-      bytes_up: bytes.up,
-      bytes_down: bytes.down,
+      streams: l.streams,
+      bytes_up: done.up + l.up,
+      bytes_down: done.down + l.down,
     };
-  }).sort((a, b) => a.name.localeCompare(b.name));
+  }).sort((a, b) =>
+    a.name.localeCompare(b.name) || a.connected_since.localeCompare(b.connected_since)
+  );
+}
+
+export function refusalViews(router: Router): RefusalView[] {
+  return router.refusals.list().map((r) => ({ ...r, at: iso(r.at) })).reverse();
 }
 
 export function clientViews(config: ServerConfig, router: Router): ClientView[] {
