@@ -6,7 +6,7 @@
  * |---|---|
  * | app.ts | the app: `/healthz`, `/readyz`, `/metrics`, and the two below mounted |
  * | admin.ts | the admin API under `/api/v1/` (bearer token from `admin:` in server.yaml) |
- * | dashboard.ts | the dashboard at `/`: one self-contained page (inline CSS and JS) |
+ * | dashboard.ts | the dashboard at `/`: one self-contained page (inline CSS and JS), with its parts in dashboard_*.ts |
  *
  * @module
  */

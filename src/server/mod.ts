@@ -10,6 +10,7 @@
  * | session.ts | one agent's session and its pool policy (no sockets) |
  * | router.ts | grants, limits, OPEN/OPEN_RESULT, relay and counting |
  * | socks_front.ts, client_front.ts | the SOCKS5 port and the client-proxy port |
+ * | snapshot.ts, series.ts, refusals.ts | what the admin API and dashboard show: now, the last 15 minutes, the latest refusals |
  *
  * @module
  */
