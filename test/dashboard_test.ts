@@ -241,6 +241,14 @@ test(`${rt}: dashboard: two replicas of one agent are rows of their own, disconn
     assert.match(await page.eval<string>(`${row(idle)}.children[4].innerText`), /↑ 0 B/);
     assert.match(await page.eval<string>(`${row(busy)}.innerText`), new RegExp(busy.slice(0, 8)));
     assert.ok(await page.eval<boolean>(NO_SIDEWAYS));
+    // Every disconnect button is whole on screen (they were cut off at 1280 px).
+    assert.ok(
+      await page.eval<boolean>(
+        `[...document.querySelectorAll("#agents button")].every((b) => ` +
+          `b.getBoundingClientRect().right <= document.documentElement.clientWidth)`,
+      ),
+    );
+    assert.equal(await page.eval<number>(`document.querySelectorAll("#agents button").length`), 3);
     shot("replicas", await page.screenshot());
 
     // Disconnect the idle replica from its row (a click, then Confirm): only its session ends.
