@@ -180,6 +180,16 @@ test(`${rt}: dashboard fits 1280×800 and a phone; its graphs move while bytes f
     // By client: alice's line.
     await page.eval(`document.querySelector('#p-traffic button[data-by="clients"]').click()`);
     assert.ok(await page.waitFor(`Number(${lineOf("traffic", "alice")}?.dataset.last) > 0`));
+    // Pointing at the graph's last sample shows each line's value there.
+    const svg = `document.querySelector('#p-traffic svg')`;
+    await page.eval(
+      `${svg}.dispatchEvent(new MouseEvent("mousemove", { clientX: ${svg}.getBoundingClientRect().right - 8 }))`,
+    );
+    assert.match(
+      await page.eval<string>(`document.querySelector('#p-traffic .tip:not(.hidden)')?.innerText`),
+      /alice\s+[1-9][0-9.]* (KiB|MiB)\/s/,
+    );
+    await page.eval(`${svg}.dispatchEvent(new MouseEvent("mouseleave"))`);
     // Refusals by reason, and the latest one with its reason.
     assert.ok(
       await page.waitFor(

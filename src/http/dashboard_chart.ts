@@ -91,6 +91,7 @@ function lineChart(box, legend, t, series, fmt, isBytes, emptyText) {
   const end = t.length ? Math.max(t[t.length - 1], Date.now() - 5000) : Date.now();
   const start = end - WINDOW_MS;
   const svg = svgEl("svg", { viewBox: "0 0 " + w + " " + h, role: "img" });
+  svg.appendChild(svgEl("rect", { x: 0, y: 0, width: w, height: h, fill: "transparent" }));
   let max = 0;
   for (const s of series) for (const v of s.values) max = Math.max(max, v);
   max = niceMax(max, isBytes);
@@ -126,13 +127,48 @@ function lineChart(box, legend, t, series, fmt, isBytes, emptyText) {
     e.textContent = emptyText;
     svg.appendChild(e);
   }
-  box.replaceChildren(svg);
+  const tip = hover(box, svg, t, series, fmt, { x, start, pad, iw, ih, w });
+  box.replaceChildren(svg, tip);
+  if (box.dataset.hover) svg.dispatchEvent(new MouseEvent("mousemove", { clientX: Number(box.dataset.hover) + svg.getBoundingClientRect().left }));
   legend.replaceChildren(...series.map((s, k) => {
     const item = el("span");
     item.append(el("i", "k" + (s.other ? 5 : k % 5)), el("span", "", s.name),
       el("b", "", fmt(s.values[s.values.length - 1] || 0)));
     return item;
   }));
+}
+
+/** A crosshair and a tooltip with every series' value at the sample nearest the pointer. */
+function hover(box, svg, t, series, fmt, g) {
+  const cross = svgEl("line", { class: "cross", x1: 0, x2: 0, y1: g.pad.t, y2: g.pad.t + g.ih, visibility: "hidden" });
+  svg.appendChild(cross);
+  const tip = el("div", "tip hidden");
+  svg.addEventListener("mousemove", (e) => {
+    const px = e.clientX - svg.getBoundingClientRect().left;
+    if (t.length === 0 || series.length === 0) return;
+    box.dataset.hover = String(px);
+    const ms = g.start + (px - g.pad.l) / g.iw * WINDOW_MS;
+    let i = 0;
+    for (let j = 1; j < t.length; j++) if (Math.abs(t[j] - ms) < Math.abs(t[i] - ms)) i = j;
+    const at = g.x(t[i]);
+    cross.setAttribute("x1", at);
+    cross.setAttribute("x2", at);
+    cross.setAttribute("visibility", "visible");
+    tip.replaceChildren(el("div", "when", new Date(t[i]).toLocaleTimeString()), ...series.map((s, k) => {
+      const row = el("div", "");
+      row.append(el("i", "k" + (s.other ? 5 : k % 5)), el("span", "", s.name), el("b", "", fmt(s.values[i] || 0)));
+      return row;
+    }));
+    tip.classList.remove("hidden");
+    const left = at + 12 + tip.offsetWidth > g.w ? at - 12 - tip.offsetWidth : at + 12;
+    tip.style.left = Math.max(0, left) + "px";
+  });
+  svg.addEventListener("mouseleave", () => {
+    delete box.dataset.hover;
+    tip.classList.add("hidden");
+    cross.setAttribute("visibility", "hidden");
+  });
+  return tip;
 }
 
 /** A small line of values (oldest first), scaled to its own maximum. */

@@ -85,6 +85,14 @@ main { padding: 16px 20px 32px; }
 .chart .line { fill: none; stroke-width: 1.6; stroke-linejoin: round; }
 .chart .area { stroke: none; opacity: .08; }
 .chart .empty { fill: var(--faint); font-size: 12px; }
+.chart .cross { stroke: var(--faint); stroke-width: 1; stroke-dasharray: 3 3; }
+.chart .tip { position: absolute; top: 4px; pointer-events: none; min-width: 140px;
+  background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
+  padding: 6px 9px; font-size: 12px; box-shadow: 0 4px 12px rgba(16, 24, 40, .12); }
+.chart .tip .when { color: var(--mute); margin-bottom: 3px; }
+.chart .tip div { display: flex; align-items: center; gap: 6px; white-space: nowrap; }
+.chart .tip b { margin-left: auto; padding-left: 12px; font-weight: 600; }
+.chart .tip i { width: 8px; height: 8px; border-radius: 2px; display: inline-block; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; margin-top: 6px; color: var(--mute);
   font-size: 12px; }
 .legend span { display: inline-flex; align-items: center; gap: 6px; min-width: 0; }
