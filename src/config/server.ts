@@ -14,6 +14,7 @@ import {
   tokenVerifier,
   type Verifier,
 } from "../auth.ts";
+import { parseIP } from "../ip.ts";
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Obj, Walker, words } from "./walker.ts";
@@ -81,6 +82,16 @@ export interface ServerConfig {
   clients: Map<string, Identity>;
   grants: Grant[];
   admin: AdminConfig | null;
+  /** Proxies whose PROXY header or X-Forwarded-For names the real source (`trusted_proxies`). */
+  trustedProxies: Cidr[];
+  /** Listeners where every connection comes from a trusted proxy and starts with a PROXY header. */
+  proxyProtocol: Set<"agents" | "socks" | "clients" | "https">;
+}
+
+/** An address range: `base/prefix`. */
+export interface Cidr {
+  base: string;
+  prefix: number;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -97,6 +108,16 @@ export interface Limits {
   authFailuresPerMinute: number;
   /** How long a source address stays blocked. */
   authBlockMs: number;
+  /**
+   * Failed authentications per port per minute that the IPv6 prefixes of
+   * {@link ipv6Shares} take their shares of (SPEC.md §10.1).
+   */
+  authFailureBudget: number;
+  /**
+   * IPv6 prefixes wider than a /64 and the share of a port's pending
+   * handshakes and of its {@link authFailureBudget} each may hold, widest last.
+   */
+  ipv6Shares: { prefix: number; share: number }[];
 }
 
 export const serverDefaults = {
@@ -118,12 +139,15 @@ export const serverDefaults = {
   streamsPerAgent: 8192,
   authFailuresPerMinute: 20,
   authBlock: "60s",
+  authFailureBudget: 200,
+  ipv6Shares: { "56": 0.5, "48": 0.75 },
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin`);
+  clients grants admin trusted_proxies proxy_protocol`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
-  streams_per_agent auth_failures_per_minute auth_block`);
+  streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
+const PORTS = ["agents", "socks", "clients", "https"] as const;
 
 function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
   // Compare passwords through HMAC so the comparison is constant-time. A
@@ -275,7 +299,63 @@ function limitsConfig(w: Walker, v: unknown): Limits {
     streamsPerAgent: n("streams_per_agent", d.streamsPerAgent),
     authFailuresPerMinute: n("auth_failures_per_minute", d.authFailuresPerMinute),
     authBlockMs: w.duration(l.auth_block, "limits.auth_block", d.authBlock),
+    authFailureBudget: n("auth_failure_budget", d.authFailureBudget),
+    ipv6Shares: ipv6Shares(w, l.ipv6_shares ?? d.ipv6Shares),
   };
+}
+
+/** `limits.ipv6_shares: {"56": 0.5, "48": 0.75}`: prefix length (1..63) to a share in (0, 1]. */
+function ipv6Shares(w: Walker, v: unknown): Limits["ipv6Shares"] {
+  const o = w.obj(v, "limits.ipv6_shares");
+  return Object.entries(o).map(([k, share]) => {
+    const path = `limits.ipv6_shares.${k}`;
+    const prefix = Number(k);
+    if (!/^[0-9]+$/.test(k) || prefix < 1 || prefix > 63) {
+      w.fail(path, "must be a prefix length in 1..63 (a /64 is a source of its own)");
+    }
+    if (typeof share !== "number" || !(share > 0 && share <= 1)) {
+      w.fail(path, "must be a share greater than 0 and at most 1");
+    }
+    return { prefix, share };
+  }).sort((a, b) => b.prefix - a.prefix);
+}
+
+/** `trusted_proxies: [CIDR…]`: an address alone is its own /32 or /128. */
+function trustedProxies(w: Walker, v: unknown): Cidr[] {
+  return w.list(v, "trusted_proxies").map((item, i) => {
+    const path = `trusted_proxies[${i}]`;
+    const [base = "", bits, ...more] = w.str(item, path).split("/");
+    const ip = parseIP(base);
+    const max = ip?.kind === "ipv4" ? 32 : 128;
+    const prefix = bits === undefined ? max : Number(bits);
+    if (
+      !ip || more.length > 0 || (bits !== undefined && !/^[0-9]{1,3}$/.test(bits)) || prefix > max
+    ) {
+      w.fail(path, "must be an IP address or a CIDR such as 10.0.0.0/8 or fd00::/8");
+    }
+    return { base, prefix };
+  });
+}
+
+/** `proxy_protocol: [agents, socks, clients, https]`: listeners that expect a PROXY header. */
+function proxyProtocol(w: Walker, v: unknown, cfg: ServerConfig): ServerConfig["proxyProtocol"] {
+  const out = new Set<(typeof PORTS)[number]>();
+  w.list(v, "proxy_protocol").forEach((item, i) => {
+    const path = `proxy_protocol[${i}]`;
+    const port = PORTS.find((p) => p === item);
+    if (!port) w.fail(path, `must be one of ${PORTS.join(", ")}`);
+    if (port !== "socks" && cfg.tls.mode !== "off") {
+      w.fail(
+        path,
+        `${port} speaks TLS, and a PROXY header comes before TLS: terminate TLS at the proxy and set tls: off`,
+      );
+    }
+    out.add(port);
+  });
+  if (out.size > 0 && cfg.trustedProxies.length === 0) {
+    w.fail("proxy_protocol", "needs trusted_proxies: the proxies allowed to send the header");
+  }
+  return out;
 }
 
 function listenConfig(w: Walker, v: unknown): ServerConfig["listen"] {
@@ -342,7 +422,10 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     clients: identities(w, top.clients, "clients"),
     grants: [],
     admin: adminConfig(w, top.admin),
+    trustedProxies: trustedProxies(w, top.trusted_proxies),
+    proxyProtocol: new Set(),
   };
+  cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {
     w.fail("pool.min", `(${cfg.poolMin}) must not exceed pool.max (${cfg.poolMax})`);
   }
