@@ -15,7 +15,18 @@ import { targetOf } from "../src/ip.ts";
 import type { Addr, Conn, Net } from "../src/net.ts";
 import { parseProxyHeader, V1_MAX, V2_MAX_LENGTH } from "../src/proxyproto.ts";
 import { forwardedFor } from "../src/server/trusted.ts";
-import { ALICE_TOKEN, echoTarget, readAll, runtime, socks, tunnel, until } from "./helpers.ts";
+import { tokenCredential } from "../src/auth.ts";
+import { proxyProtocolProxy } from "./daemons.ts";
+import {
+  ALICE_TOKEN,
+  echoTarget,
+  readAll,
+  runtime,
+  socks,
+  testAgent,
+  tunnel,
+  until,
+} from "./helpers.ts";
 
 const rt = runtime;
 const enc = new TextEncoder();
@@ -400,3 +411,44 @@ test(`${rt}: failed logins across the /64s of one /56 block that /56 at its shar
     await t.close();
   }
 });
+
+for (const kind of ["nginx", "haproxy"] as const) {
+  test(`${rt}: behind ${kind} (PROXY v${kind === "nginx" ? 1 : 2}), bad agent logins from one real source do not block another`, async () => {
+    const t = await tunnel({
+      startAgent: false,
+      config: {
+        ...PROXIED,
+        proxy_protocol: ["agents"],
+        limits: { auth_failures_per_minute: 3, auth_block: "60s" },
+      },
+    });
+    const proxy = await proxyProtocolProxy(t.net, kind, t.server.addrs.agents!);
+    // Through the proxy from ::1, with a wrong token, until the server blocks ::1's /64.
+    const bad = testAgent(t.net, { host: "::1", port: proxy.port }, "office", {
+      credential: tokenCredential("wrong-token-0123456789"),
+    });
+    const good = testAgent(t.net, { host: "127.0.0.1", port: proxy.port }, "lab");
+    try {
+      bad.agent.start();
+      assert.ok(
+        await until(() =>
+          t.logs.some((l) => l.includes("limit=auth_failures") && l.includes("source=::/64"))
+        ),
+        "::1 is blocked",
+      );
+      await bad.agent.stop();
+      assert.ok(t.logs.some((l) => l.includes("remote=[::1]:")), "the server logs the real source");
+      // The same proxy, another real source (127.0.0.1): it logs in.
+      good.agent.start();
+      await good.agent.connected();
+      const lab = t.server.agentViews().find((a) => a.name === "lab");
+      assert.match(lab!.remote, /^127\.0\.0\.1:/);
+      assert.notEqual(Number(lab!.remote.split(":")[1]), proxy.port);
+    } finally {
+      await bad.agent.stop();
+      await good.agent.stop();
+      await t.close();
+      await proxy.stop();
+    }
+  });
+}
