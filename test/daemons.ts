@@ -89,7 +89,10 @@ export function microsocks(net: Net): Promise<Daemon> {
   );
 }
 
-/** nginx terminating TLS on a free port, passing `/burrow/` (WebSocket upgrades included) to `upstream`. */
+/**
+ * nginx terminating TLS on a free port (on 127.0.0.1 and ::1), passing
+ * `/burrow/` (WebSocket upgrades included) to `upstream` with X-Forwarded-For.
+ */
 export async function nginx(
   net: Net,
   upstream: Addr,
@@ -113,6 +116,7 @@ http {
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
     listen 127.0.0.1:${port} ssl;
+    listen [::1]:${port} ssl;
     ssl_certificate ${dir}/cert.pem;
     ssl_certificate_key ${dir}/key.pem;
     location /burrow/ {
@@ -121,6 +125,7 @@ http {
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_read_timeout 1h;
       proxy_send_timeout 1h;
       proxy_buffering off;

@@ -16,7 +16,9 @@ import { parseProxyHeader, V1_MAX, V2_MAX_LENGTH } from "../src/proxyproto.ts";
 import { forwardedFor } from "../src/server/trusted.ts";
 import { tokenCredential } from "../src/auth.ts";
 import { proxyV1, proxyV2 } from "./arbitraries.ts";
-import { proxyProtocolProxy } from "./daemons.ts";
+import { nginx, proxyProtocolProxy } from "./daemons.ts";
+import { parseServer } from "../src/config/mod.ts";
+import { wsNet } from "../src/transport.ts";
 import {
   ALICE_TOKEN,
   echoTarget,
@@ -387,3 +389,43 @@ for (const kind of ["nginx", "haproxy"] as const) {
     }
   });
 }
+
+test(`${rt}: behind nginx over WebSocket, X-Forwarded-For from a trusted proxy names the real source`, async () => {
+  const t = await tunnel({
+    startAgent: false,
+    config: {
+      listen: { agents: "127.0.0.1:0", socks: "", clients: "", http: "", https: "127.0.0.1:0" },
+      trusted_proxies: ["127.0.0.1"],
+      limits: { auth_failures_per_minute: 3, auth_block: "60s" },
+    },
+  });
+  const front = await nginx(t.net, t.server.addrs.https!);
+  const via = (host: string, name: string, token?: string) => {
+    const wss = parseServer(`wss://${host}:${front.addr.port}/burrow`);
+    return testAgent(t.net, wss.addr, name, {
+      tls: { fingerprint: front.pin },
+      transport: wsNet(t.net, wss.ws!.host, `${wss.ws!.prefix}/agent`),
+      ...(token ? { credential: tokenCredential(token) } : {}),
+    });
+  };
+  const bad = via("[::1]", "office", "wrong-token-0123456789");
+  const good = via("127.0.0.1", "lab");
+  try {
+    bad.agent.start();
+    assert.ok(
+      await until(() =>
+        t.logs.some((l) => l.includes("limit=auth_failures") && l.includes("source=::/64"))
+      ),
+      "::1 is blocked, not nginx's 127.0.0.1",
+    );
+    await bad.agent.stop();
+    good.agent.start();
+    await good.agent.connected();
+    assert.match(t.server.agentViews().find((a) => a.name === "lab")!.remote, /^127\.0\.0\.1:0$/);
+  } finally {
+    await bad.agent.stop();
+    await good.agent.stop();
+    await t.close();
+    await front.stop();
+  }
+});
