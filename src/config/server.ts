@@ -14,9 +14,9 @@ import {
   tokenVerifier,
   type Verifier,
 } from "../auth.ts";
-import { parseIP } from "../ip.ts";
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
+import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
 import { type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -88,12 +88,6 @@ export interface ServerConfig {
   proxyProtocol: Set<"agents" | "socks" | "clients" | "https">;
 }
 
-/** An address range: `base/prefix`. */
-export interface Cidr {
-  base: string;
-  prefix: number;
-}
-
 /** Limits against abuse; each one that triggers is logged by name and counted. */
 export interface Limits {
   /** Connections still in their handshake, per port. */
@@ -147,7 +141,6 @@ const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool
   clients grants admin trusted_proxies proxy_protocol`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
-const PORTS = ["agents", "socks", "clients", "https"] as const;
 
 function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
   // Compare passwords through HMAC so the comparison is constant-time. A
@@ -302,60 +295,6 @@ function limitsConfig(w: Walker, v: unknown): Limits {
     authFailureBudget: n("auth_failure_budget", d.authFailureBudget),
     ipv6Shares: ipv6Shares(w, l.ipv6_shares ?? d.ipv6Shares),
   };
-}
-
-/** `limits.ipv6_shares: {"56": 0.5, "48": 0.75}`: prefix length (1..63) to a share in (0, 1]. */
-function ipv6Shares(w: Walker, v: unknown): Limits["ipv6Shares"] {
-  const o = w.obj(v, "limits.ipv6_shares");
-  return Object.entries(o).map(([k, share]) => {
-    const path = `limits.ipv6_shares.${k}`;
-    const prefix = Number(k);
-    if (!/^[0-9]+$/.test(k) || prefix < 1 || prefix > 63) {
-      w.fail(path, "must be a prefix length in 1..63 (a /64 is a source of its own)");
-    }
-    if (typeof share !== "number" || !(share > 0 && share <= 1)) {
-      w.fail(path, "must be a share greater than 0 and at most 1");
-    }
-    return { prefix, share };
-  }).sort((a, b) => b.prefix - a.prefix);
-}
-
-/** `trusted_proxies: [CIDR…]`: an address alone is its own /32 or /128. */
-function trustedProxies(w: Walker, v: unknown): Cidr[] {
-  return w.list(v, "trusted_proxies").map((item, i) => {
-    const path = `trusted_proxies[${i}]`;
-    const [base = "", bits, ...more] = w.str(item, path).split("/");
-    const ip = parseIP(base);
-    const max = ip?.kind === "ipv4" ? 32 : 128;
-    const prefix = bits === undefined ? max : Number(bits);
-    if (
-      !ip || more.length > 0 || (bits !== undefined && !/^[0-9]{1,3}$/.test(bits)) || prefix > max
-    ) {
-      w.fail(path, "must be an IP address or a CIDR such as 10.0.0.0/8 or fd00::/8");
-    }
-    return { base, prefix };
-  });
-}
-
-/** `proxy_protocol: [agents, socks, clients, https]`: listeners that expect a PROXY header. */
-function proxyProtocol(w: Walker, v: unknown, cfg: ServerConfig): ServerConfig["proxyProtocol"] {
-  const out = new Set<(typeof PORTS)[number]>();
-  w.list(v, "proxy_protocol").forEach((item, i) => {
-    const path = `proxy_protocol[${i}]`;
-    const port = PORTS.find((p) => p === item);
-    if (!port) w.fail(path, `must be one of ${PORTS.join(", ")}`);
-    if (port !== "socks" && cfg.tls.mode !== "off") {
-      w.fail(
-        path,
-        `${port} speaks TLS, and a PROXY header comes before TLS: terminate TLS at the proxy and set tls: off`,
-      );
-    }
-    out.add(port);
-  });
-  if (out.size > 0 && cfg.trustedProxies.length === 0) {
-    w.fail("proxy_protocol", "needs trusted_proxies: the proxies allowed to send the header");
-  }
-  return out;
 }
 
 function listenConfig(w: Walker, v: unknown): ServerConfig["listen"] {
