@@ -194,6 +194,12 @@ test(`${rt}: on a proxy_protocol port, failed logins block the header's source, 
     } finally {
       alice.conn.close();
     }
+    // The audit line names the real source.
+    assert.ok(
+      await until(() =>
+        t.logs.some((l) => l.includes("stream ended") && l.includes("remote=[2001:db8::7]:50000"))
+      ),
+    );
   } finally {
     echo.close();
     await t.close();
@@ -227,6 +233,13 @@ test(`${rt}: a proxy_protocol port closes connections without a header, from unt
       "no acceptable method: a SOCKS5 answer",
     );
     c.close();
+    // LOCAL (a proxy's health check): served as the connection itself.
+    const local = await t.net.dial(t.socks);
+    await local.write(Uint8Array.from([...proxyV2("192.0.2.45", 1, { local: true }), 5, 1, 0]));
+    assert.deepEqual([...(await local.read())!], [5, 0xff]);
+    local.close();
+    assert.ok(t.logs.some((l) => l.includes("remote=192.0.2.44:1234")), "the header's source");
+    assert.ok(!t.logs.some((l) => l.includes("192.0.2.45")), "LOCAL's addresses are not used");
     // A source that is not a trusted proxy: closed, even with a header.
     const cfg = parseServerConfig(
       JSON.stringify({
@@ -349,6 +362,13 @@ test(`${rt}: failed logins across the /64s of one /56 block that /56 at its shar
   }
 });
 
+/** Whether the server logs, within a few seconds, that `source` is blocked for failed logins. */
+function blocked(logs: string[], source: string): Promise<boolean> {
+  return until(() =>
+    logs.some((l) => l.includes("limit=auth_failures") && l.includes(`source=${source} `))
+  );
+}
+
 for (const kind of ["nginx", "haproxy"] as const) {
   test(`${rt}: behind ${kind} (PROXY v${kind === "nginx" ? 1 : 2}), bad agent logins from one real source do not block another`, async () => {
     const t = await tunnel({
@@ -367,12 +387,7 @@ for (const kind of ["nginx", "haproxy"] as const) {
     const good = testAgent(t.net, { host: "127.0.0.1", port: proxy.port }, "lab");
     try {
       bad.agent.start();
-      assert.ok(
-        await until(() =>
-          t.logs.some((l) => l.includes("limit=auth_failures") && l.includes("source=::/64"))
-        ),
-        "::1 is blocked",
-      );
+      assert.ok(await blocked(t.logs, "::/64"), "::1 is blocked");
       await bad.agent.stop();
       assert.ok(t.logs.some((l) => l.includes("remote=[::1]:")), "the server logs the real source");
       // The same proxy, another real source (127.0.0.1): it logs in.
@@ -412,12 +427,7 @@ test(`${rt}: behind nginx over WebSocket, X-Forwarded-For from a trusted proxy n
   const good = via("127.0.0.1", "lab");
   try {
     bad.agent.start();
-    assert.ok(
-      await until(() =>
-        t.logs.some((l) => l.includes("limit=auth_failures") && l.includes("source=::/64"))
-      ),
-      "::1 is blocked, not nginx's 127.0.0.1",
-    );
+    assert.ok(await blocked(t.logs, "::/64"), "::1 is blocked, not nginx's 127.0.0.1");
     await bad.agent.stop();
     good.agent.start();
     await good.agent.connected();
