@@ -153,7 +153,9 @@ export class Admission {
 
   /** What limits count `host` as: its source, and for IPv6 its wider prefixes. */
   #units(host: string): Unit[] {
-    const units: Unit[] = [{ key: sourceOf(host), share: null }];
+    const source = sourceOf(host);
+    const units: Unit[] = [{ key: source, share: null }];
+    if (!source.endsWith("/64")) return units; // IPv4
     for (const { prefix, share } of this.config().limits.ipv6Shares) {
       const key = prefixOf(host, prefix);
       if (key !== null) units.push({ key, share });
