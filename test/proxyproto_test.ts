@@ -439,3 +439,35 @@ test(`${rt}: behind nginx over WebSocket, X-Forwarded-For from a trusted proxy n
     await front.stop();
   }
 });
+
+test(`${rt}: proxy_protocol on the HTTPS port: the request after the header is served, from the header's source`, async () => {
+  const t = await tunnel({
+    startAgent: false,
+    config: {
+      ...PROXIED,
+      proxy_protocol: ["https"],
+      listen: { agents: "127.0.0.1:0", socks: "", clients: "", http: "", https: "127.0.0.1:0" },
+    },
+  });
+  const https = t.server.addrs.https!;
+  const request = (head: string) =>
+    through(t.net, proxyV1("203.0.113.9", 4711)).dial(https).then(async (c) => {
+      try {
+        await c.write(enc.encode(head));
+        return new TextDecoder().decode(await readAll(c));
+      } finally {
+        c.close();
+      }
+    });
+  try {
+    assert.match(await request("GET /x HTTP/1.1\r\nHost: b\r\n\r\n"), /^HTTP\/1\.1 404 /);
+    assert.equal(await request("NOT HTTP\r\n\r\n"), "");
+    assert.ok(
+      await until(() =>
+        t.logs.some((l) => l.includes("bad HTTPS request") && l.includes("remote=203.0.113.9:4711"))
+      ),
+    );
+  } finally {
+    await t.close();
+  }
+});
