@@ -87,6 +87,7 @@ function parseV1(buf: Uint8Array): { value: ProxyHeader; size: number } | null {
   }
   if (buf[end - 1] !== 0x0d) fail("version 1 line does not end in CRLF");
   const line = String.fromCharCode(...buf.subarray(V1_SIG.length, end - 1));
+  if (line.includes("\r")) fail("version 1 line has a control character");
   const size = end + 1;
   const parts = line.split(" ");
   if (parts[0] === "UNKNOWN") return { value: { version: 1, source: null }, size };

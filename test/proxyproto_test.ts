@@ -108,6 +108,7 @@ test("proxyproto: bad headers are typed errors, limits checked before waiting fo
   bad("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", /port "01"/);
   bad("PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", /two addresses/);
   bad("PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n", /control character/);
+  bad("PROXY UNKNOWN \r x\r\n", /control character/);
   // 107 bytes without a line end: refused without waiting for the rest.
   bad(`PROXY UNKNOWN ${"x".repeat(V1_MAX - 14)}`, /longer than 107/, "proxy_header_size");
   const h = proxyV2("1.2.3.4", 1);

@@ -56,11 +56,8 @@ export class HttpsFront {
     try {
       const head = await readRequestHead(rd);
       // Behind a trusted proxy, the request's source is in X-Forwarded-For (trusted.ts).
-      const remote = forwardedFor(
-        this.ctx.config(),
-        conn.remote,
-        head.headers.get("x-forwarded-for"),
-      );
+      const peer = conn.remote;
+      const remote = forwardedFor(this.ctx.config(), peer, head.headers.get("x-forwarded-for"));
       const upgrade = head.headers.get("upgrade")?.toLowerCase() === "websocket";
       const path = head.target.split("?")[0]!;
       const role = !upgrade
@@ -72,7 +69,7 @@ export class HttpsFront {
         : null;
       if (role === "agent" || (role === "client" && this.handlers.client)) {
         const accepted = await wsAccept(conn, rd, head);
-        const ws = remote === conn.remote ? accepted : withRemote(accepted, remote);
+        const ws = remote === peer ? accepted : withRemote(accepted, remote);
         admitted(); // the link's own handshake is admitted and timed on its port
         return await (role === "agent" ? this.handlers.agent(ws) : this.handlers.client!(ws));
       }
