@@ -31,7 +31,9 @@ import { parseArgs } from "node:util";
 import fc from "fast-check";
 import { decode } from "../src/decode.ts";
 import { encode, frame } from "../src/encode.ts";
-import { ProtocolError, SocksError, type SocksErrorCode } from "../src/errors.ts";
+import { ProtocolError, ProxyHeaderError, SocksError, type SocksErrorCode } from "../src/errors.ts";
+import { normalizeIP } from "../src/host.ts";
+import { parseProxyHeader, V1_MAX, V2_MAX_LENGTH } from "../src/proxyproto.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
 import {
   encodeLinkFrame,
@@ -65,6 +67,7 @@ import {
   mutate,
   mutation,
   parseLinkGenerated,
+  proxyHeader,
   socks,
   u32,
 } from "../test/arbitraries.ts";
@@ -431,6 +434,29 @@ export function properties(): FuzzProperty[] {
       fc.property(linkish, cuts, (b, c) => linkChecked(b, c)),
     ),
   ];
+  out.push(
+    prop(
+      "proxy: valid PROXY headers, every prefix -> parseProxyHeader",
+      20_000,
+      fc.property(proxyHeader, (h) => proxyChecked(h.bytes, h)),
+    ),
+    prop(
+      "proxy: random and mutated bytes, every prefix -> parseProxyHeader",
+      50_000,
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 64 }),
+          // A long version 1 line: a verdict by 107 bytes.
+          fc.uint8Array({ min: 0x20, max: 0x7e, minLength: 80, maxLength: 160 })
+            .map((tail) => concat([new TextEncoder().encode("PROXY UNKNOWN "), tail])),
+          fc.tuple(proxyHeader, fc.array(mutation, { minLength: 1, maxLength: 4 })).map((
+            [h, muts],
+          ) => mutate(h.bytes, muts)),
+        ),
+        (b) => proxyChecked(b),
+      ),
+    ),
+  );
   for (const p of socksParsers) {
     out.push(prop(
       `socks: random and mutated bytes -> ${p.name}`,
@@ -449,6 +475,46 @@ export function properties(): FuzzProperty[] {
     ));
   }
   return out;
+}
+
+// ------------------------------------------------------------ PROXY protocol
+
+/**
+ * parseProxyHeader on every prefix of `b` (as bytes arrive): null until a
+ * verdict, never null past the largest header, and once it has a header,
+ * the same one for every longer prefix; only ProxyHeaderError may escape.
+ * `expect`: the source a valid header must give.
+ */
+function proxyChecked(b: Uint8Array, expect?: { host: string; port: number }): void {
+  let size = -1;
+  for (let n = 0; n <= b.length; n++) {
+    let r: ReturnType<typeof parseProxyHeader>;
+    try {
+      r = parseProxyHeader(b.subarray(0, n));
+    } catch (e) {
+      if (e instanceof ProxyHeaderError) return;
+      throw new FuzzFailure(`parseProxyHeader threw ${describe(e)} on ${hexOf(b.subarray(0, n))}`);
+    }
+    if (r === null) {
+      if (size >= 0) throw new FuzzFailure(`parseProxyHeader lost its header at ${n} bytes`);
+      if (n >= (b[0] === 0x50 ? V1_MAX : 16 + V2_MAX_LENGTH)) {
+        throw new FuzzFailure(`no verdict after ${n} bytes of ${hexOf(b)}`);
+      }
+      continue;
+    }
+    if (size >= 0 && r.size !== size) throw new FuzzFailure(`header size changed at ${n} bytes`);
+    if (r.size > n || r.size < 8) throw new FuzzFailure(`header size ${r.size} of ${n} bytes`);
+    size = r.size;
+    const src = r.value.source;
+    if (expect && (src?.port !== expect.port || src.host !== normalizeIP(expect.host))) {
+      throw new FuzzFailure(
+        `${hexOf(b)} gave ${JSON.stringify(src)}, not ${JSON.stringify(expect)}`,
+      );
+    }
+  }
+  if (expect && size !== b.length) {
+    throw new FuzzFailure(`valid header ${hexOf(b)} not taken whole`);
+  }
 }
 
 // ------------------------------------------------------- authorization model

@@ -11,7 +11,7 @@
  *   npm test -- test/x_test.ts    only these files
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -111,9 +111,13 @@ const CLIENTS: Record<string, string> = {
   microsocks: "microsocks",
   nginx: "nginx-light",
   chromium: "chromium",
+  haproxy: "haproxy",
+  // A path: the file must exist (nginx's stream module, loaded by test/daemons.ts).
+  "/usr/lib/nginx/modules/ngx_stream_module.so": "libnginx-mod-stream",
 };
 
 function has(cmd: string): boolean {
+  if (cmd.startsWith("/")) return existsSync(cmd);
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 

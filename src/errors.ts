@@ -130,3 +130,17 @@ export class WsError extends Error {
     super(message);
   }
 }
+
+/**
+ * A bad PROXY protocol header (proxyproto.ts), or a connection that must
+ * start with one and does not: the connection is closed, nothing is sent.
+ */
+export class ProxyHeaderError extends Error {
+  override name = "ProxyHeaderError";
+  /** Set when the header is over a size limit (SPEC.md §10.1): the limit's name. */
+  readonly limit: string | undefined;
+  constructor(message: string, options?: { limit?: string }) {
+    super(message);
+    this.limit = options?.limit;
+  }
+}

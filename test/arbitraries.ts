@@ -12,7 +12,7 @@
 import fc from "fast-check";
 import { LinkFrameType } from "../generated/enums.ts";
 import { Link } from "../generated/Link.js";
-import { formatIPv4, formatIPv6 } from "../src/ip.ts";
+import { formatIPv4, formatIPv6, parseIP } from "../src/ip.ts";
 import { kaitaiStream } from "../src/kaitai.ts";
 import { LINK_MAX_DATA, type LinkFrame } from "../src/link_frame.ts";
 import type { Hello, Message, MessageOf, MsgTypeName, Rule, Target } from "../src/messages.ts";
@@ -471,3 +471,46 @@ export function chunk(b: Uint8Array, cuts: readonly number[]): Uint8Array[] {
   }
   return out;
 }
+
+// ------------------------------------------------------------ PROXY protocol
+
+const PROXY_V2_SIG = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
+
+/** A PROXY protocol version 1 header from `src`:`sport` (to `dst`:`dport`). */
+export function proxyV1(src: string, sport: number, dst = src, dport = 1080): Uint8Array {
+  const proto = src.includes(":") ? "TCP6" : "TCP4";
+  return new TextEncoder().encode(`PROXY ${proto} ${src} ${dst} ${sport} ${dport}\r\n`);
+}
+
+/**
+ * A PROXY protocol version 2 header: PROXY (or LOCAL) from `src`:`sport`,
+ * in `family` (default TCP over the address's family; 0x00 has no
+ * addresses), with `tlv` bytes after the addresses.
+ */
+export function proxyV2(
+  src: string,
+  sport: number,
+  opts: { local?: boolean; tlv?: number[]; family?: number } = {},
+): Uint8Array {
+  const ip = parseIP(src)!;
+  const addrs = [...ip.bytes, ...ip.bytes, sport >> 8, sport & 0xff, 0x04, 0x38];
+  const family = opts.family ?? (ip.kind === "ipv4" ? 0x11 : 0x21);
+  const body = [...(family === 0x00 ? [] : addrs), ...(opts.tlv ?? [])];
+  return Uint8Array.from([
+    ...PROXY_V2_SIG,
+    opts.local ? 0x20 : 0x21,
+    family,
+    body.length >> 8,
+    body.length & 0xff,
+    ...body,
+  ]);
+}
+
+/** A valid PROXY header, version 1 or 2, TCP from a random address and port. */
+export const proxyHeader: fc.Arbitrary<{ host: string; port: number; bytes: Uint8Array }> = fc
+  .tuple(fc.oneof(ipv4Text, ipv6Text), u16, fc.boolean(), fc.uint8Array({ maxLength: 24 }))
+  .map(([host, port, two, tlv]) => ({
+    host,
+    port,
+    bytes: two ? proxyV2(host, port, { tlv: [...tlv] }) : proxyV1(host, port),
+  }));

@@ -280,3 +280,62 @@ test("config: ids come from the names alone, so servers sharing a config agree",
   assert.equal(cfg.agents.get("office")!.id, a.get("office"));
   assert.equal(cfg.clients.get("alice")!.id, a.get("alice"));
 });
+
+test("config: trusted_proxies, proxy_protocol and limits.ipv6_shares parse, with their errors", () => {
+  const d = parseServerConfig("", "s.yaml");
+  assert.deepEqual(d.trustedProxies, []);
+  assert.equal(d.proxyProtocol.size, 0);
+  assert.deepEqual(d.limits.ipv6Shares, [{ prefix: 56, share: 0.5 }, { prefix: 48, share: 0.75 }]);
+  assert.equal(d.limits.authFailureBudget, 200);
+  const c = parseServerConfig(
+    `tls: off
+trusted_proxies: [10.0.0.0/8, "::1", 192.0.2.7]
+proxy_protocol: [agents, socks, https]
+limits: { ipv6_shares: { "40": 1, "60": 0.25 }, auth_failure_budget: 40 }`,
+    "s.yaml",
+  );
+  assert.deepEqual(c.trustedProxies, [
+    { base: "10.0.0.0", prefix: 8 },
+    { base: "::1", prefix: 128 },
+    { base: "192.0.2.7", prefix: 32 },
+  ]);
+  assert.deepEqual([...c.proxyProtocol], ["agents", "socks", "https"]);
+  assert.deepEqual(c.limits.ipv6Shares, [{ prefix: 60, share: 0.25 }, { prefix: 40, share: 1 }]);
+  assert.equal(c.limits.authFailureBudget, 40);
+  const cases: Array<[string, RegExp]> = [
+    [
+      "trusted_proxies: [10.0.0.0/33]",
+      /^s\.yaml: trusted_proxies\[0\]: must be an IP address or a CIDR/,
+    ],
+    ["trusted_proxies: [proxy.example]", /trusted_proxies\[0\]: must be an IP address or a CIDR/],
+    ["trusted_proxies: [10.0.0.0/8/8]", /trusted_proxies\[0\]: must be an IP address or a CIDR/],
+    ["trusted_proxies: 10.0.0.0/8", /^s\.yaml: trusted_proxies: must be a list/],
+    [
+      "tls: off\ntrusted_proxies: [::1]\nproxy_protocol: [http]",
+      /proxy_protocol\[0\]: must be one of agents, socks, clients, https$/,
+    ],
+    ["proxy_protocol: [socks]", /^s\.yaml: proxy_protocol: needs trusted_proxies/],
+    [
+      "trusted_proxies: [::1]\nproxy_protocol: [agents]",
+      /proxy_protocol\[0\]: agents speaks TLS, .*tls: off$/,
+    ],
+    [
+      "limits: { ipv6_shares: { '64': 0.5 } }",
+      /limits\.ipv6_shares\.64: must be a prefix length in 1\.\.63/,
+    ],
+    ["limits: { ipv6_shares: { x: 0.5 } }", /limits\.ipv6_shares\.x: must be a prefix length/],
+    [
+      "limits: { ipv6_shares: { '56': 0 } }",
+      /limits\.ipv6_shares\.56: must be a share greater than 0 and at most 1$/,
+    ],
+    ["limits: { ipv6_shares: { '56': 1.5 } }", /limits\.ipv6_shares\.56: must be a share/],
+    ["limits: { ipv6_shares: [1] }", /limits\.ipv6_shares: must be a mapping/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(
+      () => parseServerConfig(text, "s.yaml"),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      text,
+    );
+  }
+});

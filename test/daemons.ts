@@ -1,7 +1,8 @@
 /**
  * Real servers the tests start and stop: tinyproxy (HTTP CONNECT with Basic
- * auth), microsocks (SOCKS5 with user/password) and nginx (TLS termination
- * with WebSocket pass-through). Each lives in its own temporary directory,
+ * auth), microsocks (SOCKS5 with user/password), nginx (TLS termination
+ * with WebSocket pass-through), and nginx's stream module and haproxy (TCP
+ * with a PROXY protocol header). Each lives in its own temporary directory,
  * on a free loopback port; `stop()` ends the process and removes it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -88,7 +89,10 @@ export function microsocks(net: Net): Promise<Daemon> {
   );
 }
 
-/** nginx terminating TLS on a free port, passing `/burrow/` (WebSocket upgrades included) to `upstream`. */
+/**
+ * nginx terminating TLS on a free port (on 127.0.0.1 and ::1), passing
+ * `/burrow/` (WebSocket upgrades included) to `upstream` with X-Forwarded-For.
+ */
 export async function nginx(
   net: Net,
   upstream: Addr,
@@ -112,6 +116,7 @@ http {
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
     listen 127.0.0.1:${port} ssl;
+    listen [::1]:${port} ssl;
     ssl_certificate ${dir}/cert.pem;
     ssl_certificate_key ${dir}/key.pem;
     location /burrow/ {
@@ -120,6 +125,7 @@ http {
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_read_timeout 1h;
       proxy_send_timeout 1h;
       proxy_buffering off;
@@ -138,8 +144,20 @@ http {
   ], {
     stdio: "ignore",
   });
-  const exited = new Promise<void>((r) => child.on("exit", () => r()));
   const addr = { host: "127.0.0.1", port };
+  const { stop } = await started(net, child, dir, addr, "nginx");
+  return { addr, pin: await fingerprint(cert.cert), stop };
+}
+
+/** `child` (its files in `dir`) once it accepts on `addr`; its stop() ends it and removes `dir`. */
+async function started(
+  net: Net,
+  child: ChildProcess,
+  dir: string,
+  addr: Addr,
+  name: string,
+): Promise<{ stop(): Promise<void> }> {
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
     const t = setTimeout(() => child.kill("SIGKILL"), 3000);
@@ -150,11 +168,72 @@ http {
   for (let i = 0; i < 100; i++) {
     try {
       (await net.dial(addr)).close();
-      return { addr, pin: await fingerprint(cert.cert), stop };
+      return { stop };
     } catch {
       await new Promise((r) => setTimeout(r, 30));
     }
   }
   await stop();
-  throw new Error("nginx did not start");
+  throw new Error(`${name} did not start`);
+}
+
+/**
+ * A TCP proxy in front of `upstream` that sends a PROXY header first: nginx's
+ * stream module (`proxy_protocol on`: version 1) or haproxy
+ * (`send-proxy-v2`). It listens on one free port on both 127.0.0.1 and ::1,
+ * so a test has two real sources behind one proxy address.
+ */
+export async function proxyProtocolProxy(
+  net: Net,
+  kind: "nginx" | "haproxy",
+  upstream: Addr,
+): Promise<{ port: number; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), `burrow-${kind}-`));
+  const port = await freePort(net);
+  const up = `${upstream.host}:${upstream.port}`;
+  const conf = join(dir, `${kind}.conf`);
+  if (kind === "nginx") {
+    writeFileSync(
+      conf,
+      `load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 256; }
+stream {
+  server {
+    listen 127.0.0.1:${port};
+    listen [::1]:${port};
+    proxy_pass ${up};
+    proxy_protocol on;
+  }
+}
+`,
+    );
+  } else {
+    writeFileSync(
+      conf,
+      `global
+  pidfile ${dir}/haproxy.pid
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+frontend front
+  bind 127.0.0.1:${port}
+  bind ipv6@::1:${port}
+  default_backend back
+backend back
+  server burrow ${up} send-proxy-v2
+`,
+    );
+  }
+  const args = kind === "nginx"
+    ? ["-p", dir, "-c", conf, "-e", join(dir, "error.log")]
+    : ["-db", "-f", conf];
+  const child: ChildProcess = spawn(kind, args, { stdio: "ignore" });
+  const { stop } = await started(net, child, dir, { host: "127.0.0.1", port }, kind);
+  return { port, stop };
 }

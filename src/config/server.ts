@@ -16,6 +16,7 @@ import {
 } from "../auth.ts";
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
+import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
 import { type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -81,6 +82,10 @@ export interface ServerConfig {
   clients: Map<string, Identity>;
   grants: Grant[];
   admin: AdminConfig | null;
+  /** Proxies whose PROXY header or X-Forwarded-For names the real source (`trusted_proxies`). */
+  trustedProxies: Cidr[];
+  /** Listeners where every connection comes from a trusted proxy and starts with a PROXY header. */
+  proxyProtocol: Set<"agents" | "socks" | "clients" | "https">;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -97,6 +102,16 @@ export interface Limits {
   authFailuresPerMinute: number;
   /** How long a source address stays blocked. */
   authBlockMs: number;
+  /**
+   * Failed authentications per port per minute that the IPv6 prefixes of
+   * {@link ipv6Shares} take their shares of (SPEC.md §10.1).
+   */
+  authFailureBudget: number;
+  /**
+   * IPv6 prefixes wider than a /64 and the share of a port's pending
+   * handshakes and of its {@link authFailureBudget} each may hold, widest last.
+   */
+  ipv6Shares: { prefix: number; share: number }[];
 }
 
 export const serverDefaults = {
@@ -118,12 +133,14 @@ export const serverDefaults = {
   streamsPerAgent: 8192,
   authFailuresPerMinute: 20,
   authBlock: "60s",
+  authFailureBudget: 200,
+  ipv6Shares: { "56": 0.5, "48": 0.75 },
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin`);
+  clients grants admin trusted_proxies proxy_protocol`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
-  streams_per_agent auth_failures_per_minute auth_block`);
+  streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
 
 function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
   // Compare passwords through HMAC so the comparison is constant-time. A
@@ -275,6 +292,8 @@ function limitsConfig(w: Walker, v: unknown): Limits {
     streamsPerAgent: n("streams_per_agent", d.streamsPerAgent),
     authFailuresPerMinute: n("auth_failures_per_minute", d.authFailuresPerMinute),
     authBlockMs: w.duration(l.auth_block, "limits.auth_block", d.authBlock),
+    authFailureBudget: n("auth_failure_budget", d.authFailureBudget),
+    ipv6Shares: ipv6Shares(w, l.ipv6_shares ?? d.ipv6Shares),
   };
 }
 
@@ -342,7 +361,10 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     clients: identities(w, top.clients, "clients"),
     grants: [],
     admin: adminConfig(w, top.admin),
+    trustedProxies: trustedProxies(w, top.trusted_proxies),
+    proxyProtocol: new Set(),
   };
+  cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {
     w.fail("pool.min", `(${cfg.poolMin}) must not exceed pool.max (${cfg.poolMax})`);
   }

@@ -3,7 +3,10 @@
  * port has its own budget of pending handshakes, and within it each source
  * its own share; failed authentications are counted per port and source, so
  * bad SOCKS5 logins never block the agent port, and one address never takes
- * every other connection's place. A source is an IPv4 address or an IPv6 /64.
+ * every other connection's place. A source is an IPv4 address or an IPv6 /64;
+ * the wider IPv6 prefixes of `limits.ipv6_shares` (a /56, a /48) may hold only
+ * their share of a port's pending handshakes and of its failure budget, so a
+ * few /64s of one allocation cannot take a port's every place either.
  *
  * @module
  */
@@ -26,6 +29,23 @@ export function sourceOf(host: string): string {
   const b = parseIPv6(ip)!;
   b.fill(0, 8);
   return `${formatIPv6(b)}/64`;
+}
+
+/** The wider IPv6 prefix of `host` (its `prefix` bits, as `2001:db8::/56`), or null for IPv4. */
+export function prefixOf(host: string, prefix: number): string | null {
+  const ip = normalizeIP(host);
+  if (ip === null || !ip.includes(":")) return null;
+  const b = parseIPv6(ip)!;
+  const full = prefix >> 3;
+  if (prefix & 7) b[full] = b[full]! & (0xff << (8 - (prefix & 7)));
+  b.fill(0, prefix & 7 ? full + 1 : full);
+  return `${formatIPv6(b)}/${prefix}`;
+}
+
+/** A unit a limit counts: the source, or one of its wider IPv6 prefixes with its share. */
+interface Unit {
+  key: string;
+  share: number | null;
 }
 
 interface Failures {
@@ -68,26 +88,33 @@ export class Admission {
    * phase (idempotent; also called when the connection closes).
    */
   begin(conn: Conn, port: Port): (() => void) | null {
-    const source = sourceOf(conn.remote.host);
     const lim = this.config().limits;
     const remote = fmt(conn.remote);
-    const f = this.#failures.get(port)?.get(source);
-    if (f && f.blockedUntil > Date.now()) {
-      this.limitHit("auth_failures", { port, remote });
+    const units = this.#units(conn.remote.host);
+    const blocked = this.#blocked(port, units);
+    if (blocked) {
+      this.limitHit(blocked.share === null ? "auth_failures" : "auth_failures_per_prefix", {
+        port,
+        remote,
+        ...(blocked.share === null ? {} : { prefix: blocked.key }),
+      });
       conn.close();
       return null;
     }
     let p = this.#pending.get(port);
     if (!p) this.#pending.set(port, p = { total: 0, bySource: new Map() });
-    const mine = p.bySource.get(source) ?? 0;
-    if (mine >= lim.pendingHandshakesPerSource) {
-      this.limitHit("pending_handshakes_per_source", {
-        port,
-        remote,
-        max: lim.pendingHandshakesPerSource,
-      });
-      conn.close();
-      return null;
+    for (const u of units) {
+      const max = u.share === null
+        ? lim.pendingHandshakesPerSource
+        : Math.max(1, Math.floor(u.share * lim.pendingHandshakes));
+      if ((p.bySource.get(u.key) ?? 0) >= max) {
+        const limit = u.share === null
+          ? "pending_handshakes_per_source"
+          : "pending_handshakes_per_prefix";
+        this.limitHit(limit, { port, remote, ...(u.share === null ? {} : { prefix: u.key }), max });
+        conn.close();
+        return null;
+      }
     }
     if (p.total >= lim.pendingHandshakes) {
       this.limitHit("pending_handshakes", { port, remote, max: lim.pendingHandshakes });
@@ -95,7 +122,19 @@ export class Admission {
       return null;
     }
     p.total++;
-    p.bySource.set(source, mine + 1);
+    for (const u of units) p.bySource.set(u.key, (p.bySource.get(u.key) ?? 0) + 1);
+    return this.#timed(conn, port, remote, () => {
+      p.total--;
+      for (const u of units) {
+        const n = (p.bySource.get(u.key) ?? 1) - 1;
+        if (n === 0) p.bySource.delete(u.key);
+        else p.bySource.set(u.key, n);
+      }
+    });
+  }
+
+  /** The handshake timeout on `conn`; the idempotent end of the handshake phase, which calls `release`. */
+  #timed(conn: Conn, port: Port, remote: string, release: () => void): () => void {
     const timeoutMs = this.config().handshakeTimeoutMs;
     const timer = setTimeout(() => {
       this.limitHit("handshake_timeout", { port, remote, timeout_ms: timeoutMs });
@@ -106,33 +145,58 @@ export class Admission {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      p.total--;
-      const n = (p.bySource.get(source) ?? 1) - 1;
-      if (n === 0) p.bySource.delete(source);
-      else p.bySource.set(source, n);
+      release();
     };
     conn.closed.then(end);
     return end;
   }
 
-  /** Count a failed authentication from `host` on `port`; block its source there past the limit. */
+  /** What limits count `host` as: its source, and for IPv6 its wider prefixes. */
+  #units(host: string): Unit[] {
+    const source = sourceOf(host);
+    const units: Unit[] = [{ key: source, share: null }];
+    if (!source.endsWith("/64")) return units; // IPv4
+    for (const { prefix, share } of this.config().limits.ipv6Shares) {
+      const key = prefixOf(host, prefix);
+      if (key !== null) units.push({ key, share });
+    }
+    return units;
+  }
+
+  /** The first of `units` blocked on `port` now, if any. */
+  #blocked(port: Port, units: Unit[]): Unit | undefined {
+    const table = this.#failures.get(port);
+    const now = Date.now();
+    return table && units.find((u) => (table.get(u.key)?.blockedUntil ?? 0) > now);
+  }
+
+  /**
+   * Count a failed authentication from `host` on `port`; block its source
+   * there past `auth_failures_per_minute`, and an IPv6 prefix of
+   * `ipv6_shares` past its share of `auth_failure_budget` (per minute).
+   */
   authFailed(port: Port, host: string): void {
     const now = Date.now();
     const lim = this.config().limits;
     let table = this.#failures.get(port);
     if (!table) this.#failures.set(port, table = new Map());
-    const source = sourceOf(host);
-    let f = table.get(source);
-    if (!f || (now - f.since > MINUTE && f.blockedUntil < now)) {
-      f = { count: 0, since: now, blockedUntil: 0 };
-      table.set(source, f);
-    }
-    f.count++;
-    if (f.count >= lim.authFailuresPerMinute && f.blockedUntil < now) {
-      f.blockedUntil = now + lim.authBlockMs;
-      f.count = 0;
-      f.since = now;
-      this.limitHit("auth_failures", { port, source, blocked_ms: lim.authBlockMs });
+    for (const u of this.#units(host)) {
+      let f = table.get(u.key);
+      if (!f || (now - f.since > MINUTE && f.blockedUntil < now)) {
+        f = { count: 0, since: now, blockedUntil: 0 };
+        table.set(u.key, f);
+      }
+      f.count++;
+      const max = u.share === null
+        ? lim.authFailuresPerMinute
+        : Math.max(1, Math.floor(u.share * lim.authFailureBudget));
+      if (f.count >= max && f.blockedUntil < now) {
+        f.blockedUntil = now + lim.authBlockMs;
+        f.count = 0;
+        f.since = now;
+        const limit = u.share === null ? "auth_failures" : "auth_failures_per_prefix";
+        this.limitHit(limit, { port, source: u.key, max, blocked_ms: lim.authBlockMs });
+      }
     }
     if (table.size > SWEEP_AT) {
       for (const [s, x] of table) {

@@ -19,10 +19,12 @@
 import { fmt } from "../addr.ts";
 import { EofError, NetError, TimeoutError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Conn } from "../net.ts";
+import type { Addr, Conn } from "../net.ts";
 import { Reader } from "../reader.ts";
 import { readRequestHead, type RequestHead, wsAccept, WsError } from "../ws.ts";
 import type { ServerContext } from "./context.ts";
+import { withRemote } from "../proxyproto.ts";
+import { forwardedFor } from "./trusted.ts";
 
 const BODY_LIMIT = 1024 * 1024;
 const HOP_BY_HOP = new Set([
@@ -39,8 +41,8 @@ export interface HttpsHandlers {
   agent(conn: Conn): Promise<void>;
   /** A client proxy's connection (ClientFront.handle); absent when the client port is off. */
   client?: (conn: Conn) => Promise<void>;
-  /** Everything else: the Hono app's fetch. */
-  fetch(req: Request): Response | Promise<Response>;
+  /** Everything else: the Hono app's fetch; `remote` is the request's source (X-Forwarded-For applied). */
+  fetch(req: Request, info: { remote: Addr }): Response | Promise<Response>;
 }
 
 export class HttpsFront {
@@ -53,6 +55,9 @@ export class HttpsFront {
     const rd = new Reader(conn, 16 * 1024);
     try {
       const head = await readRequestHead(rd);
+      // Behind a trusted proxy, the request's source is in X-Forwarded-For (trusted.ts).
+      const peer = conn.remote;
+      const remote = forwardedFor(this.ctx.config(), peer, head.headers.get("x-forwarded-for"));
       const upgrade = head.headers.get("upgrade")?.toLowerCase() === "websocket";
       const path = head.target.split("?")[0]!;
       const role = !upgrade
@@ -63,12 +68,13 @@ export class HttpsFront {
         ? "client"
         : null;
       if (role === "agent" || (role === "client" && this.handlers.client)) {
-        const ws = await wsAccept(conn, rd, head);
+        const accepted = await wsAccept(conn, rd, head);
+        const ws = remote === peer ? accepted : withRemote(accepted, remote);
         admitted(); // the link's own handshake is admitted and timed on its port
         return await (role === "agent" ? this.handlers.agent(ws) : this.handlers.client!(ws));
       }
       admitted();
-      await this.#http(conn, rd, head, log);
+      await this.#http(conn, rd, head, log, remote);
     } catch (e) {
       admitted();
       conn.close();
@@ -89,7 +95,13 @@ export class HttpsFront {
   }
 
   /** One HTTP request to the Hono app, one response, then close. */
-  async #http(conn: Conn, rd: Reader, head: RequestHead, log: Logger): Promise<void> {
+  async #http(
+    conn: Conn,
+    rd: Reader,
+    head: RequestHead,
+    log: Logger,
+    remote: Addr,
+  ): Promise<void> {
     const length = Number(head.headers.get("content-length") ?? "0");
     if (
       head.headers.has("transfer-encoding") || !Number.isInteger(length) || length < 0 ||
@@ -112,7 +124,7 @@ export class HttpsFront {
     });
     let res: Response;
     try {
-      res = await this.handlers.fetch(req);
+      res = await this.handlers.fetch(req, { remote });
     } catch (e) {
       log.error("http handler failed", { error: String(e) });
       res = new Response("internal error\n", { status: 500 });

@@ -18,7 +18,7 @@ import { Status, VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import { Metrics } from "../metrics.ts";
 import { VERSION } from "../version.ts";
 import type { Addr, Conn, Listener, Net, TlsServerOptions } from "../net.ts";
-import { Admission } from "./admission.ts";
+import { Admission, type Port } from "./admission.ts";
 import { AgentPort } from "./agent_port.ts";
 import { ClientFront } from "./client_front.ts";
 import { HttpsFront } from "./https_front.ts";
@@ -44,6 +44,7 @@ import {
   streamViews,
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
+import { proxied } from "./trusted.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
 export interface ServerInfo {
@@ -287,14 +288,22 @@ export class Server implements HttpSource {
         );
       }
     }
-    this.addrs.agents = await this.#listen({ ...agents, ...tls }, (c) => this.agents.handle(c));
+    this.addrs.agents = await this.#listen(
+      "agents",
+      { ...agents, ...tls },
+      (c) => this.agents.handle(c),
+    );
     if (socks) {
       const front = new SocksFront(this.agents.ctx, this.router);
-      this.addrs.socks = await this.#listen(socks, (c) => front.handle(c));
+      this.addrs.socks = await this.#listen("socks", socks, (c) => front.handle(c));
     }
     const clientFront = new ClientFront(this.agents.ctx, this.router);
     if (clients) {
-      this.addrs.clients = await this.#listen({ ...clients, ...tls }, (c) => clientFront.handle(c));
+      this.addrs.clients = await this.#listen(
+        "clients",
+        { ...clients, ...tls },
+        (c) => clientFront.handle(c),
+      );
     }
     if (https) {
       if (!this.tls && !isLoopback(https.host)) {
@@ -311,7 +320,7 @@ export class Server implements HttpSource {
         fetch: (req) =>
           this.#httpApp ? this.#httpApp(req) : new Response("not found\n", { status: 404 }),
       });
-      this.addrs.https = await this.#listen({ ...https, ...tls }, (c) => front.handle(c));
+      this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
@@ -348,12 +357,18 @@ export class Server implements HttpSource {
   }
 
   async #listen(
+    port: Port,
     opts: Parameters<Net["listen"]>[0],
     handle: (c: Conn) => Promise<void>,
   ): Promise<Addr> {
     const l = await this.net.listen(opts);
     this.#listeners.push(l);
-    void this.#acceptLoop(l, handle);
+    // A PROXY header comes before anything else on the port (trusted.ts).
+    const ctx = this.agents.ctx;
+    void this.#acceptLoop(l, async (c) => {
+      const real = await proxied(ctx, port, c);
+      if (real) await handle(real);
+    });
     return l.addr;
   }
 
