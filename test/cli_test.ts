@@ -202,7 +202,7 @@ test(`${rt}: cli: bad configuration is exit 2 and one line, in the file or in a 
       /--log-level must be/,
     );
     usageFailure(
-      await capture(["client", "--server", "nope", "--name", "o", "--token", "12345678"]),
+      await capture(["client", "--server", "a:b:c", "--name", "o", "--token", "12345678"]),
       /Cannot parse address/,
     );
   });

@@ -274,27 +274,31 @@ test(`${rt}: service: ports below 1024 get CAP_NET_BIND_SERVICE, and only they`,
 });
 
 test(`${rt}: service: --user, --exec, and the wrapped command's own usage errors`, async () => {
-  const r = await service([
-    "--user",
-    "burrow",
-    "--exec",
-    "/usr/local/bin/burrow",
-    "agent",
-    "-c",
-    "/etc/burrow/agent.yaml",
-  ]);
-  assert.equal(r.code, 0, r.err.join("\n"));
-  const ini = parseIni(r.out);
-  assert.deepEqual(ini.get("Service", "User"), ["burrow"]);
-  assert.deepEqual(ini.get("Service", "DynamicUser"), []);
-  // An agent config may hold a key: it is loaded as a credential too.
-  assert.deepEqual(ini.get("Service", "LoadCredential"), ["config:/etc/burrow/agent.yaml"]);
-  assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!), [
-    "/usr/local/bin/burrow",
-    "agent",
-    "--config",
-    "%d/config",
-  ]);
+  await withDir(async (dir) => {
+    const config = join(dir, "agent.yaml");
+    writeFileSync(config, "server: h\nname: office\ntoken: '12345678'\nallow: ['*']\n");
+    const r = await service([
+      "--user",
+      "burrow",
+      "--exec",
+      "/usr/local/bin/burrow",
+      "agent",
+      "-c",
+      config,
+    ]);
+    assert.equal(r.code, 0, r.err.join("\n"));
+    const ini = parseIni(r.out);
+    assert.deepEqual(ini.get("Service", "User"), ["burrow"]);
+    assert.deepEqual(ini.get("Service", "DynamicUser"), []);
+    // An agent config may hold a key: it is loaded as a credential too.
+    assert.deepEqual(ini.get("Service", "LoadCredential"), [`config:${config}`]);
+    assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!), [
+      "/usr/local/bin/burrow",
+      "agent",
+      "--config",
+      "%d/config",
+    ]);
+  });
   const unknown = await service(["agent", "--colour", "blue"]);
   assert.notEqual(unknown.code, 0);
   assert.match(unknown.err.join("\n"), /unknown option '--colour'/);

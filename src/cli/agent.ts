@@ -17,6 +17,7 @@ import {
 import { ClientProxy } from "../client.ts";
 import {
   type AgentConfig,
+  DEFAULT_PORTS,
   parseAddr,
   parseAgentConfig,
   parseServer,
@@ -27,13 +28,14 @@ import type { Addr, Net, TlsClientOptions } from "../net.ts";
 import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";
 import { wsNet } from "../transport.ts";
 import { parseRule } from "../policy.ts";
-import { normalizeFingerprint } from "../tls.ts";
+import { normalizePins } from "../tls.ts";
 import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 
 interface TlsFlags {
-  fingerprint?: string | undefined;
+  /** Pins, any of which matches (`--fingerprint` is repeatable; `fingerprint:` a list). */
+  fingerprint?: string[] | undefined;
   ca?: string | undefined;
   serverName?: string | undefined;
   plain?: boolean | undefined;
@@ -41,24 +43,23 @@ interface TlsFlags {
 
 /** How to reach the server: TLS verified by pin or CA (default: system CAs), or plain TCP. */
 async function clientTls(host: Host, f: TlsFlags): Promise<TlsClientOptions | undefined> {
+  const pinned = f.fingerprint !== undefined && f.fingerprint.length > 0;
   if (f.plain) {
-    if (f.fingerprint || f.ca) {
+    if (pinned || f.ca) {
       throw new UsageError("--plain cannot be combined with --fingerprint or --ca");
     }
     return undefined;
   }
   const tls: TlsClientOptions = {};
-  if (f.fingerprint) {
-    let fp: string;
+  if (pinned) {
     try {
-      fp = normalizeFingerprint(f.fingerprint);
+      const pins = normalizePins(f.fingerprint!);
+      tls.fingerprint = pins.length === 1 ? pins[0]! : pins;
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw new UsageError(
+        `--fingerprint: ${(e as Error).message} (as \`burrow fingerprint\` prints it)`,
+      );
     }
-    if (!/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(fp)) {
-      throw new UsageError("--fingerprint must be a SHA-256 fingerprint (64 hex digits)");
-    }
-    tls.fingerprint = fp;
   }
   if (f.ca) {
     try {
@@ -190,10 +191,14 @@ export async function serverLink(
   if (server.ws?.secure && !tls) {
     throw new UsageError("a wss:// server needs TLS: drop --plain, or use ws://");
   }
-  if (server.ws && !server.ws.secure && tls) {
-    throw new UsageError(
-      "a ws:// server is plain: add --plain (only behind a TLS-terminating proxy), or use wss://",
-    );
+  if (server.ws && !server.ws.secure) {
+    // ws:// is plain (behind a TLS-terminating proxy): a pin or CA there is a mistake.
+    if (tls?.fingerprint !== undefined || tls?.ca) {
+      throw new UsageError(
+        "a ws:// server is plain: --fingerprint and --ca need wss:// (or drop them)",
+      );
+    }
+    tls = undefined;
   }
   let explicit: string | undefined;
   if (typeof proxy.proxy === "string") explicit = proxy.proxy;
@@ -245,7 +250,9 @@ async function agentOptions(
   log: Logger,
 ): Promise<{ opts: Array<Omit<AgentOptions, "software">>; close(): void }> {
   const file = f.config ? await readAgentConfig(host, f.config) : {};
-  const servers = f.server.length > 0 ? f.server.map(parseServer) : file.servers;
+  const servers = f.server.length > 0
+    ? f.server.map((s) => parseServer(s, DEFAULT_PORTS.agent))
+    : file.servers;
   const name = f.name ?? file.name;
   if (!servers) {
     throw new UsageError(
@@ -264,7 +271,7 @@ async function agentOptions(
     throw new UsageError("agent needs at least one --allow rule (e.g. --allow '*.corp:80,443')");
   }
   const tls = await clientTls(host, {
-    fingerprint: f.fingerprint ?? file.fingerprint,
+    fingerprint: f.fingerprint?.length ? f.fingerprint : file.fingerprint,
     ca: f.ca ?? file.ca,
     serverName: f.serverName ?? file.serverName,
     plain: f.plain ?? file.plain,
@@ -323,7 +330,9 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     throw new UsageError("client needs --server host:port or wss://host/path");
   }
   const links = await Promise.all(
-    f.server.map((s) => serverLink(host, parseServer(s), tls, f, "client", log)),
+    f.server.map((s) =>
+      serverLink(host, parseServer(s, DEFAULT_PORTS.client), tls, f, "client", log)
+    ),
   );
   const via = links.map((l) => ({
     server: { ...l.server, ...(l.tls ? { tls: l.tls } : {}) },
@@ -363,7 +372,13 @@ function tlsOptions(cmd: Command): Command {
     )
     .option("--proxy-file <file>", "file holding the --proxy URL (keeps its password out of ps)")
     .option("--no-proxy", "ignore HTTPS_PROXY, ALL_PROXY and NO_PROXY: connect directly")
-    .option("--fingerprint <sha256>", "pin the server's TLS certificate (as the server prints it)")
+    .option(
+      "--fingerprint <sha256>",
+      "pin the server's TLS certificate (as `burrow fingerprint` prints it); repeatable: any " +
+        "of them matches",
+      collect,
+      [],
+    )
     .option(
       "--ca <file>",
       "verify the server's TLS certificate against this CA (PEM) instead of the system CAs",
@@ -386,7 +401,8 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
     )
     .option(
       "-s, --server <addr>",
-      "server agent port (host:port), or wss://host[:port][/prefix]; repeatable: one session on each",
+      "server agent port (host[:port], port 7000 by default), or wss://host[:port][/prefix]; " +
+        "repeatable: one session on each",
       collect,
       [],
     )
@@ -409,8 +425,8 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
     .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
     .option(
       "-s, --server <addr>",
-      "server client port (host:port), or wss://host[:port][/prefix]; repeatable: the next is " +
-        "used when one cannot be reached",
+      "server client port (host[:port], port 7001 by default), or wss://host[:port][/prefix]; " +
+        "repeatable: the next is used when one cannot be reached",
       collect,
       [],
     )

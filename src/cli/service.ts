@@ -10,7 +10,12 @@
  * @module
  */
 import { Command, type Option } from "commander";
-import { parseAddr, parseServerConfig } from "../config/mod.ts";
+import {
+  parseAddr,
+  parseAgentConfig,
+  parseServerConfig,
+  type ServerConfig,
+} from "../config/mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { agentCommands, CREDENTIAL_ENV } from "./agent.ts";
 import { type Start, VERSION } from "./common.ts";
@@ -73,7 +78,59 @@ const CREDENTIAL_FILES: Record<string, string> = {
   keyFile: "key",
   ca: "ca",
   proxyFile: "proxy",
+  tlsCert: "tls-cert",
+  tlsKey: "tls-key",
 };
+
+/** The flag of each credential file option. */
+const FLAGS: Record<string, string> = {
+  tokenFile: "--token-file",
+  keyFile: "--key-file",
+  ca: "--ca",
+  proxyFile: "--proxy-file",
+  tlsCert: "--tls-cert",
+  tlsKey: "--tls-key",
+};
+
+/**
+ * The files the agent's config names (key_file, token_file, ca, proxy_file),
+ * each loaded as a credential too and passed by its flag (flags win over the
+ * file), so the unit needs nothing outside its credentials. Returns whether
+ * the config holds a credential.
+ */
+async function agentConfigFiles(host: Host, cmd: Command, unit: Unit): Promise<boolean> {
+  const path = unit.credentials.find(([name]) => name === "config")?.[1];
+  if (path === undefined) return false;
+  let text: string;
+  try {
+    text = await host.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  const file = parseAgentConfig(text, path);
+  for (const attr of ["keyFile", "tokenFile", "ca", "proxyFile"] as const) {
+    const named = file[attr];
+    if (named === undefined || cmd.getOptionValueSource(attr) === "cli") continue;
+    const credential = CREDENTIAL_FILES[attr]!;
+    unit.credentials.push([credential, absolute(host.cwd(), named)]);
+    unit.words.push(FLAGS[attr]!, { specifier: `%d/${credential}` });
+  }
+  return [file.key, file.keyFile, file.token, file.tokenFile].some((v) => v);
+}
+
+/**
+ * The files the server's config names as `tls: { cert, key }`: loaded as
+ * credentials and passed as `--tls-cert`/`--tls-key` (which win over the
+ * file), so they may stay readable by root only.
+ */
+function serverTlsFiles(config: ServerConfig, cmd: Command, unit: Unit): void {
+  if (config.tls.mode !== "files" || cmd.getOptionValueSource("tlsCert") === "cli") return;
+  for (const [attr, path] of [["tlsCert", config.tls.cert], ["tlsKey", config.tls.key]]) {
+    const credential = CREDENTIAL_FILES[attr!]!;
+    unit.credentials.push([credential, path!]);
+    unit.words.push(FLAGS[attr!]!, { specifier: `%d/${credential}` });
+  }
+}
 
 /** Parse `[sub, ...args]` with the real command's definition (its actions do not run). */
 async function parseCommand(host: Host, sub: string, args: string[]): Promise<Command> {
@@ -87,7 +144,7 @@ async function parseCommand(host: Host, sub: string, args: string[]): Promise<Co
   serverCommand(scratch, host, ignore);
   agentCommands(scratch, host, ignore);
   const cmd = scratch.commands.find((c) => c.name() === sub);
-  if (!cmd) {
+  if (!cmd || !["server", "agent", "client"].includes(sub)) {
     throw new UsageError(`service: the command must be server, agent or client, not "${sub}"`);
   }
   for (const c of scratch.commands) c.action(() => {});
@@ -139,8 +196,10 @@ function rebuild(host: Host, sub: string, cmd: Command, unit: Unit): void {
 }
 
 /** A credential from the environment of `burrow service` (BURROW_KEY_FILE, …): only in files. */
-function credentialFromEnv(host: Host, cmd: Command, unit: Unit): void {
-  if (["token", "tokenFile", "key", "keyFile", "config"].some((a) => cmd.getOptionValue(a))) return;
+function credentialFromEnv(host: Host, cmd: Command, unit: Unit, inConfig: boolean): void {
+  if (inConfig || ["token", "tokenFile", "key", "keyFile"].some((a) => cmd.getOptionValue(a))) {
+    return;
+  }
   for (const [attr, variable] of Object.entries(CREDENTIAL_ENV)) {
     const value = host.env(variable);
     if (!value) continue;
@@ -157,7 +216,8 @@ function credentialFromEnv(host: Host, cmd: Command, unit: Unit): void {
   }
   throw new UsageError(
     `service: the ${cmd.name()} needs a credential: --key-file or --token-file (the unit ` +
-      `loads the file with LoadCredential=)`,
+      `loads the file with LoadCredential=)` +
+      (cmd.name() === "agent" ? `, or key_file/token_file in its --config` : ""),
   );
 }
 
@@ -170,7 +230,8 @@ async function serverBinds(host: Host, cmd: Command, unit: Unit): Promise<void> 
   } catch (e) {
     throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
   }
-  const config = parseServerConfig(text, path);
+  const config = parseServerConfig(text, path, true);
+  serverTlsFiles(config, cmd, unit);
   const listen: Record<string, Addr | null> = { ...config.listen };
   for (const flag of ["agents", "socks", "clients", "http"]) {
     const v: unknown = cmd.getOptionValue(flag);
@@ -183,12 +244,6 @@ async function serverBinds(host: Host, cmd: Command, unit: Unit): Promise<void> 
       `state_dir ${state} is outside ${STATE_DIR}, which is all ProtectSystem=strict lets the ` +
         `service write: remove state_dir from the config (it then lands in ${STATE_DIR}/.burrow) ` +
         `or add ReadWritePaths=${state}`,
-    );
-  }
-  if (config.tls.mode === "files") {
-    unit.notes.push(
-      `the service user must be able to read tls.cert and tls.key (${config.tls.key}); ` +
-        `with DynamicUser=yes that means world-readable: better use --user with a group that may read them`,
     );
   }
 }
@@ -288,7 +343,7 @@ async function runService(host: Host, sub: string, args: string[], f: ServiceFla
   };
   rebuild(host, sub, cmd, unit);
   if (sub === "server") await serverBinds(host, cmd, unit);
-  else credentialFromEnv(host, cmd, unit);
+  else credentialFromEnv(host, cmd, unit, await agentConfigFiles(host, cmd, unit));
   if (sub === "client") {
     const listen: unknown = cmd.getOptionValue("listen");
     if (typeof listen === "string") unit.binds.push(parseAddr(listen));

@@ -7,4 +7,4 @@
  */
 export * from "./server.ts";
 export * from "./agent.ts";
-export { parseAddr, parseDuration, readAddr } from "./walker.ts";
+export { besideFile, parseAddr, parseDuration, readAddr } from "./walker.ts";
