@@ -111,6 +111,7 @@ const CLIENTS: Record<string, string> = {
   microsocks: "microsocks",
   nginx: "nginx-light",
   chromium: "chromium",
+  "systemd-analyze": "systemd", // verifies `burrow service` units (test/service_test.ts)
 };
 
 function has(cmd: string): boolean {

@@ -124,7 +124,9 @@ async function agentConfigFiles(host: Host, cmd: Command, unit: Unit): Promise<b
  * file), so they may stay readable by root only.
  */
 function serverTlsFiles(config: ServerConfig, cmd: Command, unit: Unit): void {
-  if (config.tls.mode !== "files" || cmd.getOptionValueSource("tlsCert") === "cli") return;
+  const given = ["tlsCert", "tlsKey"].filter((a) => cmd.getOptionValueSource(a) === "cli");
+  if (given.length === 1) throw new UsageError("--tls-cert and --tls-key go together");
+  if (config.tls.mode !== "files" || given.length > 0) return;
   for (const [attr, path] of [["tlsCert", config.tls.cert], ["tlsKey", config.tls.key]]) {
     const credential = CREDENTIAL_FILES[attr!]!;
     unit.credentials.push([credential, path!]);
