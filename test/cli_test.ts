@@ -558,7 +558,8 @@ test(`${rt}: cli: burrow status takes listen.http from -c, and says what to pass
     usageFailure(
       await capture(["status", "-c", config, "--token", "x".repeat(16)]),
       new RegExp(
-        `^burrow: cannot reach http://127\\.0\\.0\\.1:${port}: .*: is the server running, and is ` +
+        `^burrow: cannot reach http://127\\.0\\.0\\.1:${port}: .*(ECONNREFUSED|Connection refused).*: ` +
+          `is the server running, and is ` +
           `this its listen\\.http\\?$`,
       ),
     );

@@ -346,16 +346,13 @@ interface Pinned {
   name: string;
 }
 
-/**
- * Pinned certificates fetched (or being fetched) so far, by pins (canonical
- * form) and, for a list of pins, the server's address.
- */
+/** Pinned certificates fetched (or being fetched), by pin; for a list, by pins and server. */
 const pinned = new Map<string, Promise<Pinned>>();
 
 /**
  * A pinned dial, in two steps:
  *
- * 1. Once per pin (a list: per pins and server) and process: fetch the server's certificate with Deno's
+ * 1. Once per pin (a list: per server) and process: fetch the server's certificate with Deno's
  *    `node:tls` (handshake without verification, then close; no application
  *    byte is sent) and check the pin: a mismatch is ETLS with both
  *    fingerprints. The certificate must be self-signed (the pin of a CA
@@ -373,7 +370,6 @@ const pinned = new Map<string, Promise<Pinned>>();
  */
 async function dialPinned(opts: DialOptions, pin: string | readonly string[]): Promise<Conn> {
   const pins = normalizePins(pin);
-  // A list may hold the pins of several servers: each server has its own certificate.
   const key = pins.length === 1 ? pins[0]! : `${pins.join(",")} ${opts.host} ${opts.port}`;
   const start = Date.now();
   for (let attempt = 0;; attempt++) {

@@ -153,7 +153,9 @@ async function runStatus(host: Host, f: StatusFlags): Promise<void> {
       signal: AbortSignal.timeout(ms),
     });
   } catch (e) {
-    const why = (e as Error).message;
+    // fetch's "fetch failed" keeps the reason in `cause` (Node, Deno); Bun has a `code`
+    const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
+    const why = err.cause?.code ?? err.code ?? err.cause?.message ?? err.message;
     throw new UsageError(
       guessed
         ? `cannot reach the server at ${url.origin} (the default; ${why}): pass -c server.yaml ` +
