@@ -97,7 +97,19 @@ function usageFailure(r: Run, re: RegExp | string): void {
 test(`${rt}: cli: --help lists every command`, async () => {
   const { code, out } = await capture(["--help"]);
   assert.equal(code, 0);
-  for (const cmd of ["server", "agent", "client", "keygen", "token", "demo"]) {
+  for (
+    const cmd of [
+      "server",
+      "agent",
+      "client",
+      "keygen",
+      "token",
+      "demo",
+      "fingerprint",
+      "service",
+      "status",
+    ]
+  ) {
     assert.match(out.join("\n"), new RegExp(`\\b${cmd}\\b`));
   }
 });

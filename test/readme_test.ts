@@ -181,6 +181,23 @@ test(`${rt}: readme: every console sample is what its command prints, from any f
   }
 });
 
+test(`${rt}: readme: npx burrow in a checkout's subfolder, and the link npm link makes, from anywhere`, async () => {
+  const npx = spawnSync("npx", ["--offline", "burrow", "--version"], {
+    cwd: join(repo, "test"),
+    encoding: "utf8",
+    timeout: 60000,
+  });
+  assert.match(npx.stdout, /^burrow \d+\.\d+\.\d+ \(node /, npx.stderr);
+  const dir = mkdtempSync(join(tmpdir(), "burrow-readme-"));
+  try {
+    symlinkSync(join(repo, "bin", "burrow.mjs"), join(dir, "burrow"));
+    const r = spawnSync(join(dir, "burrow"), ["--version"], { cwd: dir, encoding: "utf8" });
+    assert.match(r.stdout, /^burrow \d+\.\d+\.\d+ \(node /, r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test(`${rt}: readme: the command is spelled burrow everywhere, and no banner lands in a file`, () => {
   for (const b of [...blocks("sh"), ...blocks("console")]) {
     b.text.forEach((l, i) => {

@@ -254,8 +254,11 @@ async function runFingerprint(host: Host, configs: string[]): Promise<void> {
       if (t.mode === "files") {
         throw new ConfigError(`${path}: tls.cert: cannot read ${cert}: ${(e as Error).message}`);
       }
+      // Without state_dir the server keeps it in .burrow of its working directory.
+      const cwd = config.stateDir !== ".burrow" ? "" : ` (no state_dir: .burrow of the ` +
+        `server's working directory, /var/lib/burrow/.burrow under \`burrow service\`)`;
       throw new ConfigError(
-        `${path}: no certificate yet: ${cert} does not exist; \`burrow server -c ${path}\` ` +
+        `${path}: no certificate yet: ${cert}${cwd} does not exist; \`burrow server -c ${path}\` ` +
           `makes it on its first start (or copy state_dir/tls from another server to share one)`,
       );
     }
