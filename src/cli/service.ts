@@ -82,15 +82,13 @@ const CREDENTIAL_FILES: Record<string, string> = {
   tlsKey: "tls-key",
 };
 
-/** The flag of each credential file option. */
-const FLAGS: Record<string, string> = {
-  tokenFile: "--token-file",
-  keyFile: "--key-file",
-  ca: "--ca",
-  proxyFile: "--proxy-file",
-  tlsCert: "--tls-cert",
-  tlsKey: "--tls-key",
-};
+/** Load `path` as the credential of option `attr` and pass it by that option's flag. */
+function loadAs(cmd: Command, unit: Unit, attr: string, path: string): void {
+  const credential = CREDENTIAL_FILES[attr]!;
+  const flag = (cmd.options as readonly Option[]).find((o) => o.attributeName() === attr)!.long!;
+  unit.credentials.push([credential, path]);
+  unit.words.push(flag, { specifier: `%d/${credential}` });
+}
 
 /**
  * The files the agent's config names (key_file, token_file, ca, proxy_file),
@@ -110,10 +108,9 @@ async function agentConfigFiles(host: Host, cmd: Command, unit: Unit): Promise<b
   const file = parseAgentConfig(text, path);
   for (const attr of ["keyFile", "tokenFile", "ca", "proxyFile"] as const) {
     const named = file[attr];
-    if (named === undefined || cmd.getOptionValueSource(attr) === "cli") continue;
-    const credential = CREDENTIAL_FILES[attr]!;
-    unit.credentials.push([credential, absolute(host.cwd(), named)]);
-    unit.words.push(FLAGS[attr]!, { specifier: `%d/${credential}` });
+    if (named !== undefined && cmd.getOptionValueSource(attr) !== "cli") {
+      loadAs(cmd, unit, attr, absolute(host.cwd(), named));
+    }
   }
   return [file.key, file.keyFile, file.token, file.tokenFile].some((v) => v);
 }
@@ -127,11 +124,8 @@ function serverTlsFiles(config: ServerConfig, cmd: Command, unit: Unit): void {
   const given = ["tlsCert", "tlsKey"].filter((a) => cmd.getOptionValueSource(a) === "cli");
   if (given.length === 1) throw new UsageError("--tls-cert and --tls-key go together");
   if (config.tls.mode !== "files" || given.length > 0) return;
-  for (const [attr, path] of [["tlsCert", config.tls.cert], ["tlsKey", config.tls.key]]) {
-    const credential = CREDENTIAL_FILES[attr!]!;
-    unit.credentials.push([credential, path!]);
-    unit.words.push(FLAGS[attr!]!, { specifier: `%d/${credential}` });
-  }
+  loadAs(cmd, unit, "tlsCert", config.tls.cert);
+  loadAs(cmd, unit, "tlsKey", config.tls.key);
 }
 
 /** Parse `[sub, ...args]` with the real command's definition (its actions do not run). */
