@@ -181,7 +181,7 @@ test(`${rt}: readme: every console sample is what its command prints, from any f
   }
 });
 
-test(`${rt}: readme: npx burrow in a checkout's subfolder, and the link npm link makes, from anywhere`, async () => {
+test(`${rt}: readme: npx burrow in a checkout's subfolder, and the link npm link makes, from anywhere`, () => {
   const npx = spawnSync("npx", ["--offline", "burrow", "--version"], {
     cwd: join(repo, "test"),
     encoding: "utf8",
