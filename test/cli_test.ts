@@ -20,7 +20,16 @@ import { main } from "../src/cli/mod.ts";
 import { VERSION_MAX, VERSION_MIN } from "../src/messages.ts";
 import { burrow, runtime } from "./helpers.ts";
 import { generateKeyPair } from "../src/auth.ts";
-import { AGENT_TOKEN, freePort, freePorts, runtimeNet, tunnel } from "./helpers.ts";
+import {
+  AGENT_TOKEN,
+  ALICE_TOKEN,
+  echoTarget,
+  freePort,
+  freePorts,
+  runtimeNet,
+  socks,
+  tunnel,
+} from "./helpers.ts";
 import { DEFAULT_PORTS, parseServer } from "../src/config/mod.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 
@@ -548,15 +557,15 @@ test(`${rt}: cli: --server host dials the default port; ws:// is plain without -
   try {
     const url = `ws://127.0.0.1:${t.server.addrs.https!.port}`;
     const args = ["agent", "-s", url, "-n", "office", "--token", AGENT_TOKEN, "--allow", "*"];
+    usageFailure(
+      await capture([...args, "--fingerprint", "ab".repeat(32)]),
+      /a ws:\/\/ server is plain: --fingerprint and --ca need wss:\/\//,
+    );
     const r = await capture(args, {
       until: (err) => err.some((l) => /msg="?connected\b|session failed/.test(l)),
     });
     assert.equal(r.code, 0, r.err.join("\n"));
     assert.ok(r.err.some((l) => /msg="?connected\b/.test(l)), r.err.join("\n"));
-    usageFailure(
-      await capture([...args, "--fingerprint", "ab".repeat(32)]),
-      /a ws:\/\/ server is plain: --fingerprint and --ca need wss:\/\//,
-    );
   } finally {
     await t.close();
   }
@@ -581,4 +590,49 @@ test(`${rt}: cli: burrow status takes listen.http from -c, and says what to pass
       /server\.yaml: listen\.http is off: pass --url/,
     );
   });
+});
+
+test(`${rt}: cli: a client proxy from its config file: a list of pins, files beside it, listen`, async () => {
+  const t = await tunnel({ tls: true });
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  try {
+    await withDir(async (dir) => {
+      writeFileSync(join(dir, "alice.token"), `token: ${ALICE_TOKEN}\n`);
+      const stranger = await fingerprint((await generateSelfSigned()).cert);
+      const port = await freePort(net);
+      const config = join(dir, "client.yaml");
+      writeFileSync(
+        config,
+        `server: 127.0.0.1:${t.server.addrs.clients!.port}\nname: alice\n` +
+          `token_file: alice.token\nfingerprint: [${stranger}, ${t.pin!.fingerprint}]\n` +
+          `agent: office\nlisten: 127.0.0.1:${port}\n`,
+      );
+      let reply: Promise<number | null> | undefined;
+      let answered = false;
+      const r = await capture(["client", "-c", config], {
+        until: (err) => {
+          if (!reply && err.some((l) => /client proxy listening/.test(l))) {
+            reply = socks(net, { host: "127.0.0.1", port }, "", "", {
+              type: "ipv4",
+              host: "127.0.0.1",
+              port: echo.addr.port,
+            }).then((s) => (s.conn.close(), s.reply)).finally(() => (answered = true));
+          }
+          return answered;
+        },
+      });
+      assert.equal(r.code, 0, r.err.join("\n"));
+      assert.equal(await reply, 0, r.err.join("\n"));
+      assert.ok(!r.err.some((l) => /fingerprint mismatch/.test(l)), r.err.join("\n"));
+      // The client's own keys; an agent's key is refused by name.
+      writeFileSync(config, "allow: ['*']\n");
+      usageFailure(await capture(["client", "-c", config]), /client\.yaml: allow: unknown key/);
+      writeFileSync(config, "server: h\n");
+      usageFailure(await capture(["client", "-c", config]), /client needs --name/);
+    });
+  } finally {
+    echo.close();
+    await t.close();
+  }
 });

@@ -520,3 +520,33 @@ test(`${rt}: service: systemd-analyze verify accepts a unit made from an agent c
     assert.equal(v.status, 0, `${v.stdout}${v.stderr}`);
   });
 });
+
+test(`${rt}: service: a client from its config: its files as credentials, its listen port`, async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, "client.yaml");
+    writeFileSync(
+      config,
+      "server: [eu.example, us.example]\nname: alice\ntoken_file: alice.token\n" +
+        "listen: 127.0.0.1:80\n",
+    );
+    const r = await service(["client", "-c", config], { command: ["/usr/local/bin/burrow"] });
+    assert.equal(r.code, 0, r.err.join("\n"));
+    const ini = parseIni(r.out);
+    assert.deepEqual(ini.get("Service", "LoadCredential"), [
+      `config:${config}`,
+      `token:${join(dir, "alice.token")}`,
+    ]);
+    assert.deepEqual(ini.get("Service", "AmbientCapabilities"), ["CAP_NET_BIND_SERVICE"]);
+    assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!), [
+      "/usr/local/bin/burrow",
+      "client",
+      "--config",
+      "%d/config",
+      "--token-file",
+      "%d/token",
+    ]);
+    const noName = await service(["client", "-s", "h"]);
+    assert.equal(noName.code, 2);
+    assert.match(noName.err[0]!, /service: the client needs --name/);
+  });
+});

@@ -13,11 +13,13 @@ import { Command, type Option } from "commander";
 import {
   parseAddr,
   parseAgentConfig,
+  parseClientConfig,
   parseServerConfig,
   type ServerConfig,
 } from "../config/mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-import { agentCommands, CREDENTIAL_ENV } from "./agent.ts";
+import { agentCommands } from "./agent.ts";
+import { CREDENTIAL_ENV } from "./credential.ts";
 import { type Start, VERSION } from "./common.ts";
 import type { Host } from "./mod.ts";
 import type { Addr } from "../net.ts";
@@ -91,12 +93,12 @@ function loadAs(cmd: Command, unit: Unit, attr: string, path: string): void {
 }
 
 /**
- * The files the agent's config names (key_file, token_file, ca, proxy_file),
- * each loaded as a credential too and passed by its flag (flags win over the
- * file), so the unit needs nothing outside its credentials. Returns whether
- * the config holds a credential.
+ * The files an agent's or client's config names (key_file, token_file, ca,
+ * proxy_file), each loaded as a credential too and passed by its flag (flags
+ * win over the file), so the unit needs nothing outside its credentials; and
+ * a client's `listen:`. Returns whether the config holds a credential.
  */
-async function agentConfigFiles(host: Host, cmd: Command, unit: Unit): Promise<boolean> {
+async function configFiles(host: Host, cmd: Command, unit: Unit): Promise<boolean> {
   const path = unit.credentials.find(([name]) => name === "config")?.[1];
   if (path === undefined) return false;
   let text: string;
@@ -105,7 +107,12 @@ async function agentConfigFiles(host: Host, cmd: Command, unit: Unit): Promise<b
   } catch (e) {
     throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
   }
-  const file = parseAgentConfig(text, path);
+  const file = cmd.name() === "client"
+    ? parseClientConfig(text, path)
+    : parseAgentConfig(text, path);
+  if ("listen" in file && file.listen && cmd.getOptionValueSource("listen") !== "cli") {
+    unit.binds.push(file.listen);
+  }
   for (const attr of ["keyFile", "tokenFile", "ca", "proxyFile"] as const) {
     const named = file[attr];
     if (named !== undefined && cmd.getOptionValueSource(attr) !== "cli") {
@@ -213,7 +220,7 @@ function credentialFromEnv(host: Host, cmd: Command, unit: Unit, inConfig: boole
   throw new UsageError(
     `service: the ${cmd.name()} needs a credential: --key-file or --token-file (the unit ` +
       `loads the file with LoadCredential=)` +
-      (cmd.name() === "agent" ? `, or key_file/token_file in its --config` : ""),
+      `, or key_file/token_file in its --config`,
   );
 }
 
@@ -326,8 +333,11 @@ function warnHidden(paths: string[]): void {
 async function runService(host: Host, sub: string, args: string[], f: ServiceFlags): Promise<void> {
   if (f.exec !== undefined && f.exec === "") throw new UsageError("service: --exec needs a path");
   const cmd = await parseCommand(host, sub, args);
-  if (sub === "client" && (cmd.getOptionValue("server") as string[]).length === 0) {
-    throw new UsageError("service: the client needs --server host:port or wss://host/path");
+  if (sub === "client" && cmd.getOptionValue("config") === undefined) {
+    if ((cmd.getOptionValue("server") as string[]).length === 0) {
+      throw new UsageError("service: the client needs --server host:port or wss://host/path");
+    }
+    if (!cmd.getOptionValue("name")) throw new UsageError("service: the client needs --name");
   }
   const unit: Unit = {
     words: [],
@@ -339,7 +349,7 @@ async function runService(host: Host, sub: string, args: string[], f: ServiceFla
   };
   rebuild(host, sub, cmd, unit);
   if (sub === "server") await serverBinds(host, cmd, unit);
-  else credentialFromEnv(host, cmd, unit, await agentConfigFiles(host, cmd, unit));
+  else credentialFromEnv(host, cmd, unit, await configFiles(host, cmd, unit));
   if (sub === "client") {
     const listen: unknown = cmd.getOptionValue("listen");
     if (typeof listen === "string") unit.binds.push(parseAddr(listen));

@@ -19,6 +19,8 @@ export const DEFAULT_PORTS = {
 
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
   server_name plain proxy proxy_file link`);
+const CLIENT_KEYS = words(`server name token token_file key key_file fingerprint ca server_name
+  plain proxy proxy_file agent listen`);
 
 /**
  * An agent's config file (`burrow agent --config`). Every key is optional
@@ -50,14 +52,38 @@ export interface AgentConfig {
 }
 
 /**
+ * A client proxy's config file (`burrow client --config`): the agent's keys
+ * that concern reaching the server, and the client's own.
+ */
+export interface ClientConfig extends Omit<AgentConfig, "allow" | "link"> {
+  /** The agent to use (`--agent`). */
+  agent?: string | undefined;
+  /** The local SOCKS5 address (`--listen`). */
+  listen?: Addr | undefined;
+}
+
+/**
  * Parse and validate an agent config file's text. `file` is used in errors,
  * and the files it names by a relative path (`key_file`, `token_file`, `ca`,
  * `proxy_file`) are taken from `file`'s folder.
  */
 export function parseAgentConfig(text: string, file: string): AgentConfig {
+  return parseConfig(text, file, "agent");
+}
+
+/** Parse and validate a client proxy's config file's text, as {@link parseAgentConfig}. */
+export function parseClientConfig(text: string, file: string): ClientConfig {
+  return parseConfig(text, file, "client");
+}
+
+function parseConfig(
+  text: string,
+  file: string,
+  role: "agent" | "client",
+): AgentConfig & ClientConfig {
   const w = new Walker(file);
   const top = w.obj(w.yaml(text), "");
-  w.known(top, "", AGENT_KEYS);
+  w.known(top, "", role === "agent" ? AGENT_KEYS : CLIENT_KEYS);
   const opt = <T>(key: string, read: (v: unknown, path: string) => T): T | undefined =>
     top[key] === undefined ? undefined : read(top[key], key);
   const str = (v: unknown, path: string) => w.str(v, path);
@@ -79,7 +105,7 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
         const text = w.str(x, path);
         if (text === "") w.fail(path, "must be host:port or a wss:// URL");
         try {
-          return parseServer(text, DEFAULT_PORTS.agent);
+          return parseServer(text, DEFAULT_PORTS[role]);
         } catch (e) {
           if (e instanceof ConfigError) return w.fail(path, e.message);
           throw e;
@@ -106,6 +132,8 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     proxy: opt("proxy", str),
     proxyFile: opt("proxy_file", beside),
     link: opt("link", (v, p) => w.bool(v, p)),
+    agent: opt("agent", (v, p) => w.name(v, p)),
+    listen: opt("listen", (v, p) => w.addr(v, p, "") ?? w.fail(p, "must be host:port")),
   };
 }
 
