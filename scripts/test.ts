@@ -114,6 +114,7 @@ const CLIENTS: Record<string, string> = {
   haproxy: "haproxy",
   // A path: the file must exist (nginx's stream module, loaded by test/daemons.ts).
   "/usr/lib/nginx/modules/ngx_stream_module.so": "libnginx-mod-stream",
+  "systemd-analyze": "systemd", // verifies `burrow service` units (test/service_test.ts)
 };
 
 function has(cmd: string): boolean {

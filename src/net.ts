@@ -119,7 +119,7 @@ export interface TlsServerOptions {
  *
  * With `fingerprint`: the pin replaces chain and name verification; the
  * connection is accepted iff the SHA-256 of the server's leaf certificate
- * (DER) equals the pin. A mismatch rejects with ETLS and the message
+ * (DER) equals the pin (or one of the pins). A mismatch rejects with ETLS and the message
  * `TLS certificate fingerprint mismatch: expected AB:…, got 12:…`.
  */
 export interface TlsClientOptions {
@@ -132,12 +132,13 @@ export interface TlsClientOptions {
   ca?: string[];
   /**
    * SHA-256 of the server's leaf certificate DER; hex, colons and case
-   * ignored. On Deno the pinned certificate must be self-signed, and the
+   * ignored. A list: any of them matches (servers with certificates of
+   * their own). On Deno the pinned certificate must be self-signed, and the
    * first pinned dial of a process makes one extra connection to the server
    * first, to fetch the certificate (it ends after the TLS handshake, with
    * no application byte); see runtimes/deno/net.ts.
    */
-  fingerprint?: string;
+  fingerprint?: string | readonly string[];
 }
 
 /** What a runtime adapter provides. */

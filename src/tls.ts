@@ -254,17 +254,29 @@ export function fingerprint(pem: string): Promise<string> {
 }
 
 /**
- * The error for a server whose leaf certificate has the fingerprint `got`
- * (canonical form) when `pin` (any accepted form) was expected, or `null`
- * if they match. The adapters hash the DER themselves (synchronously, right
- * in the handshake callback) and call this.
+ * A pin or a list of pins (a fleet of servers, each with its own
+ * certificate), each in canonical form. Throws TypeError on a malformed
+ * one, or on an empty list.
  */
-export function pinMismatch(pin: string, got: string): NetError | null {
-  const expected = normalizeFingerprint(pin);
-  if (got === expected) return null;
+export function normalizePins(pin: string | readonly string[]): string[] {
+  const list = typeof pin === "string" ? [pin] : pin;
+  if (list.length === 0) throw new TypeError("an empty list of fingerprint pins");
+  return [...new Set(list.map(normalizeFingerprint))];
+}
+
+/**
+ * The error for a server whose leaf certificate has the fingerprint `got`
+ * (canonical form) when `pin` (any accepted form; a list: any of them) was
+ * expected, or `null` if it matches. The adapters hash the DER themselves
+ * (synchronously, right in the handshake callback) and call this.
+ */
+export function pinMismatch(pin: string | readonly string[], got: string): NetError | null {
+  const expected = normalizePins(pin);
+  if (expected.includes(got)) return null;
+  const want = expected.length === 1 ? expected[0] : `one of ${expected.join(", ")}`;
   return new NetError(
     "ETLS",
-    `TLS certificate fingerprint mismatch: expected ${expected}, got ${got}`,
+    `TLS certificate fingerprint mismatch: expected ${want}, got ${got}`,
   );
 }
 

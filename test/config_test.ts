@@ -179,7 +179,7 @@ test("config: an agent's config file parses; every key is optional", () => {
   assert.equal(c.keyFile, "office.key");
   assert.equal(c.key, undefined);
   assert.deepEqual(c.allow, [...parseRule("*.corp:80,443"), ...parseRule("alice=10.0.0.0/8:22")]);
-  assert.equal(c.fingerprint, Array(32).fill("AB").join(":"));
+  assert.deepEqual(c.fingerprint, [Array(32).fill("AB").join(":")]);
   assert.equal(c.serverName, "burrow.example.com");
   assert.equal(c.ca, "ca.pem");
   assert.equal(c.plain, false);
@@ -207,10 +207,10 @@ test("config: an agent's config file errors name the file, the path and the prob
     ],
     ["allow: '*'", /^agent\.yaml: allow: must be a list$/],
     ["allow: [1]", /^agent\.yaml: allow\[0\]: must be a string$/],
-    ["server: nope", /^agent\.yaml: server: Cannot parse address "nope"/],
+    ["server: 'no pe'", /^agent\.yaml: server: Cannot parse address "no pe"/],
     ["server: ''", /^agent\.yaml: server: must be host:port or a wss:\/\/ URL$/],
     ["server: 'wss://u:p@host/'", /^agent\.yaml: server: server URL .* no credentials/],
-    ["server: [a:1, nope]", /^agent\.yaml: server\[1\]: Cannot parse address "nope"/],
+    ["server: [a:1, 'a:b:c']", /^agent\.yaml: server\[1\]: Cannot parse address "a:b:c"/],
     ["server: []", /^agent\.yaml: server: must name at least one server$/],
     ["name: 'a b'", /^agent\.yaml: name: "a b" must be 1\.\.64 characters/],
     ["token: 12345678", /^agent\.yaml: token: must be a string$/],

@@ -327,11 +327,16 @@ export function burrow(
   env: Record<string, string> = {},
 ): Proc {
   const [cmd, pre] = burrowCommand(rt);
-  const child = spawn(cmd, [...pre, ...args], {
-    cwd: repo,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
+  return spawnProc(cmd, [...pre, ...args], { cwd: repo, env: { ...process.env, ...env } });
+}
+
+/** Start a process in `cwd` with exactly `env`; every test must stop() it. */
+export function spawnProc(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: Record<string, string | undefined> },
+): Proc {
+  const child = spawn(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const watchers: Array<() => void> = [];
   const onData = (d: Buffer) => {
@@ -360,7 +365,7 @@ export function burrow(
           watchers.splice(watchers.indexOf(check), 1);
           reject(
             new Error(
-              `timed out waiting for ${re} in output of ${rt} ${args.join(" ")}:\n${
+              `timed out waiting for ${re} in output of ${cmd} ${args.join(" ")}:\n${
                 out.slice(-3000)
               }`,
             ),

@@ -1,16 +1,28 @@
 /**
  * `burrow service server|agent|client [flags]`: the systemd unit it prints,
- * read back line by line (and by `systemd-analyze verify` where it exists).
+ * read back line by line, by `systemd-analyze verify`, and run as the unit
+ * would run them.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { type Host, main } from "../src/cli/mod.ts";
 import { absolute, systemdQuote } from "../src/cli/service.ts";
-import { runtime as rt } from "./helpers.ts";
+import {
+  AGENT_TOKEN,
+  burrowCommand,
+  freePorts,
+  type Proc,
+  repo,
+  runtime as rt,
+  runtimeNet,
+  spawnProc,
+  tunnel,
+} from "./helpers.ts";
+import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 
 interface Run {
   code: number;
@@ -274,27 +286,31 @@ test(`${rt}: service: ports below 1024 get CAP_NET_BIND_SERVICE, and only they`,
 });
 
 test(`${rt}: service: --user, --exec, and the wrapped command's own usage errors`, async () => {
-  const r = await service([
-    "--user",
-    "burrow",
-    "--exec",
-    "/usr/local/bin/burrow",
-    "agent",
-    "-c",
-    "/etc/burrow/agent.yaml",
-  ]);
-  assert.equal(r.code, 0, r.err.join("\n"));
-  const ini = parseIni(r.out);
-  assert.deepEqual(ini.get("Service", "User"), ["burrow"]);
-  assert.deepEqual(ini.get("Service", "DynamicUser"), []);
-  // An agent config may hold a key: it is loaded as a credential too.
-  assert.deepEqual(ini.get("Service", "LoadCredential"), ["config:/etc/burrow/agent.yaml"]);
-  assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!), [
-    "/usr/local/bin/burrow",
-    "agent",
-    "--config",
-    "%d/config",
-  ]);
+  await withDir(async (dir) => {
+    const config = join(dir, "agent.yaml");
+    writeFileSync(config, "server: h\nname: office\ntoken: '12345678'\nallow: ['*']\n");
+    const r = await service([
+      "--user",
+      "burrow",
+      "--exec",
+      "/usr/local/bin/burrow",
+      "agent",
+      "-c",
+      config,
+    ]);
+    assert.equal(r.code, 0, r.err.join("\n"));
+    const ini = parseIni(r.out);
+    assert.deepEqual(ini.get("Service", "User"), ["burrow"]);
+    assert.deepEqual(ini.get("Service", "DynamicUser"), []);
+    // An agent config may hold a key: it is loaded as a credential too.
+    assert.deepEqual(ini.get("Service", "LoadCredential"), [`config:${config}`]);
+    assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!), [
+      "/usr/local/bin/burrow",
+      "agent",
+      "--config",
+      "%d/config",
+    ]);
+  });
   const unknown = await service(["agent", "--colour", "blue"]);
   assert.notEqual(unknown.code, 0);
   assert.match(unknown.err.join("\n"), /unknown option '--colour'/);
@@ -306,10 +322,7 @@ test(`${rt}: service: --user, --exec, and the wrapped command's own usage errors
   assert.match(missing.err.join("\n"), /--server/);
 });
 
-test(`${rt}: service: systemd-analyze verify accepts the unit (where systemd is installed)`, async () => {
-  const has =
-    spawnSync("sh", ["-c", "command -v systemd-analyze"], { stdio: "ignore" }).status === 0;
-  if (!has) return; // nothing more to check than the lines above
+test(`${rt}: service: systemd-analyze verify accepts the unit (Debian systemd, scripts/test.ts)`, async () => {
   await withDir(async (dir) => {
     writeFileSync(join(dir, "office.key"), "private_key: x\n");
     const r = await service(
@@ -333,5 +346,207 @@ test(`${rt}: service: systemd-analyze verify accepts the unit (where systemd is 
     const mine = `${v.stdout}\n${v.stderr}`.split("\n").filter((l) => l.includes("burrow-agent"));
     assert.deepEqual(mine, [], `systemd-analyze verify: ${v.stdout}${v.stderr}`);
     assert.equal(v.status, 0, `${v.stdout}${v.stderr}`);
+  });
+});
+
+/** How this runtime's burrow starts, as its own `Host.command` says it (Node: the bin). */
+function burrowExec(): string[] {
+  if (rt === "node") return [process.execPath, join(repo, "bin", "burrow.mjs")];
+  const [cmd, pre] = burrowCommand(rt);
+  return [cmd, ...pre];
+}
+
+/**
+ * Run a unit's ExecStart= as systemd would: each LoadCredential= copied
+ * into a credentials directory (`%d`), the working directory an empty
+ * stand-in for /var/lib/burrow, the environment only what the unit sets.
+ */
+function runUnit(ini: Ini, dir: string): Proc {
+  const creds = join(dir, "credentials");
+  const work = join(dir, "var-lib-burrow");
+  mkdirSync(creds);
+  mkdirSync(work);
+  for (const line of ini.get("Service", "LoadCredential")) {
+    const [name, path] = line.split(/:(.*)/s) as [string, string];
+    copyFileSync(path, join(creds, name));
+  }
+  const spec = (w: string) => w.replaceAll("%d", creds).replaceAll("%C", join(dir, "cache"));
+  const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
+  for (const e of ini.get("Service", "Environment")) {
+    const [k, v] = e.split(/=(.*)/s) as [string, string];
+    env[k] = spec(v);
+  }
+  const [cmd, ...args] = splitExec(ini.get("Service", "ExecStart")[0]!).map(spec);
+  return spawnProc(cmd!, args, { cwd: work, env });
+}
+
+test(`${rt}: service: the files an agent config names become credentials, and the unit runs`, async () => {
+  const t = await tunnel({ tls: true, startAgent: false });
+  let agent: Proc | undefined;
+  try {
+    await withDir(async (dir) => {
+      const etc = join(dir, "etc");
+      mkdirSync(etc);
+      writeFileSync(join(etc, "agent.token"), `token: ${AGENT_TOKEN}\n`);
+      const config = join(etc, "agent.yaml");
+      // Relative paths: taken from the config's folder, not from where the unit runs.
+      writeFileSync(
+        config,
+        `server: 127.0.0.1:${t.server.addrs.agents!.port}\nname: office\n` +
+          `token_file: agent.token\nfingerprint: [${t.pin!.fingerprint}]\n` +
+          `allow: ['127.0.0.1:*']\n`,
+      );
+      const r = await service(["agent", "--config", config, "--no-proxy"], {
+        cwd: () => "/",
+        command: burrowExec(),
+      });
+      assert.equal(r.code, 0, r.err.join("\n"));
+      const ini = parseIni(r.out);
+      assert.deepEqual(ini.get("Service", "LoadCredential"), [
+        `config:${config}`,
+        `token:${join(etc, "agent.token")}`,
+      ]);
+      assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!).slice(-5), [
+        "--config",
+        "%d/config",
+        "--no-proxy",
+        "--token-file",
+        "%d/token",
+      ]);
+      // A flag wins over the file: its file is the one loaded.
+      writeFileSync(join(etc, "other.token"), `token: ${AGENT_TOKEN}\n`);
+      const flag = await service(["agent", "-c", config, "--token-file", join(etc, "other.token")]);
+      assert.deepEqual(parseIni(flag.out).get("Service", "LoadCredential").slice(0, 2), [
+        `config:${config}`,
+        `token:${join(etc, "other.token")}`,
+      ]);
+      // The unit's command line, in its working directory with its credentials only.
+      agent = runUnit(ini, dir);
+      await agent.waitFor(/msg="?connected\b/, 30000);
+      assert.doesNotMatch(agent.output(), /cannot read/);
+      await agent.stop();
+      agent = undefined;
+      // A config without a credential anywhere is refused at once.
+      writeFileSync(config, "server: h\nname: office\nallow: ['*']\n");
+      const none = await service(["agent", "-c", config]);
+      assert.equal(none.code, 2);
+      assert.match(none.err[0]!, /needs a credential: .*key_file\/token_file in its --config/);
+    });
+  } finally {
+    await agent?.stop();
+    await t.close();
+  }
+});
+
+test(`${rt}: service: the server's own TLS files become credentials, and the unit runs`, async () => {
+  let server: Proc | undefined;
+  try {
+    await withDir(async (dir) => {
+      const etc = join(dir, "etc");
+      mkdirSync(etc);
+      const own = await generateSelfSigned();
+      writeFileSync(join(etc, "cert.pem"), own.cert);
+      writeFileSync(join(etc, "key.pem"), own.key);
+      const [agents, clients] = await freePorts(await runtimeNet(), 2);
+      const config = join(etc, "server.yaml");
+      writeFileSync(
+        config,
+        `tls: { cert: cert.pem, key: key.pem }\nlisten: { agents: '127.0.0.1:${agents}', ` +
+          `clients: '127.0.0.1:${clients}', socks: '', http: '' }\n`,
+      );
+      const r = await service(["server", "-c", config], { command: burrowExec() });
+      assert.equal(r.code, 0, r.err.join("\n"));
+      const ini = parseIni(r.out);
+      assert.deepEqual(ini.get("Service", "LoadCredential"), [
+        `tls-cert:${join(etc, "cert.pem")}`,
+        `tls-key:${join(etc, "key.pem")}`,
+      ]);
+      assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!).slice(-6), [
+        "--config",
+        config,
+        "--tls-cert",
+        "%d/tls-cert",
+        "--tls-key",
+        "%d/tls-key",
+      ]);
+      server = runUnit(ini, dir);
+      await server.waitFor(new RegExp(`fingerprint: ${await fingerprint(own.cert)}`), 30000);
+      await server.stop();
+      server = undefined;
+      // --tls-cert and --tls-key go together.
+      const half = await service(["server", "-c", config, "--tls-cert", "x.pem"]);
+      assert.equal(half.code, 2);
+      assert.match(half.err[0]!, /--tls-cert and --tls-key go together/);
+    });
+  } finally {
+    await server?.stop();
+  }
+});
+
+test(`${rt}: service: systemd-analyze verify accepts a unit made from an agent config`, async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, "agent.yaml");
+    writeFileSync(
+      config,
+      "server: h\nname: office\nkey_file: office.key\nca: ca.pem\nproxy_file: /etc/burrow/proxy\n" +
+        "allow: ['*']\n",
+    );
+    const r = await service(["agent", "-c", config], { command: ["/bin/sh"] });
+    assert.equal(r.code, 0, r.err.join("\n"));
+    const ini = parseIni(r.out);
+    assert.deepEqual(ini.get("Service", "LoadCredential"), [
+      `config:${config}`,
+      `key:${join(dir, "office.key")}`,
+      `ca:${join(dir, "ca.pem")}`,
+      "proxy:/etc/burrow/proxy",
+    ]);
+    assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!).slice(1), [
+      "agent",
+      "--config",
+      "%d/config",
+      "--key-file",
+      "%d/key",
+      "--ca",
+      "%d/ca",
+      "--proxy-file",
+      "%d/proxy",
+    ]);
+    const unit = join(dir, "burrow-agent.service");
+    writeFileSync(unit, r.out.join("\n") + "\n");
+    const v = spawnSync("systemd-analyze", ["verify", unit], { encoding: "utf8", timeout: 20000 });
+    assert.equal(v.error, undefined, "systemd-analyze runs (Debian systemd, scripts/test.ts)");
+    const mine = `${v.stdout}\n${v.stderr}`.split("\n").filter((l) => l.includes("burrow-agent"));
+    assert.deepEqual(mine, [], `systemd-analyze verify: ${v.stdout}${v.stderr}`);
+    assert.equal(v.status, 0, `${v.stdout}${v.stderr}`);
+  });
+});
+
+test(`${rt}: service: a client from its config: its files as credentials, its listen port`, async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, "client.yaml");
+    writeFileSync(
+      config,
+      "server: [eu.example, us.example]\nname: alice\ntoken_file: alice.token\n" +
+        "listen: 127.0.0.1:80\n",
+    );
+    const r = await service(["client", "-c", config], { command: ["/usr/local/bin/burrow"] });
+    assert.equal(r.code, 0, r.err.join("\n"));
+    const ini = parseIni(r.out);
+    assert.deepEqual(ini.get("Service", "LoadCredential"), [
+      `config:${config}`,
+      `token:${join(dir, "alice.token")}`,
+    ]);
+    assert.deepEqual(ini.get("Service", "AmbientCapabilities"), ["CAP_NET_BIND_SERVICE"]);
+    assert.deepEqual(splitExec(ini.get("Service", "ExecStart")[0]!), [
+      "/usr/local/bin/burrow",
+      "client",
+      "--config",
+      "%d/config",
+      "--token-file",
+      "%d/token",
+    ]);
+    const noName = await service(["client", "-s", "h"]);
+    assert.equal(noName.code, 2);
+    assert.match(noName.err[0]!, /service: the client needs --name/);
   });
 });

@@ -159,6 +159,7 @@ test(`${rt}: ship: npm pack's tarball installs offline and its burrow runs on pl
         "runtimes",
         "generated",
         "scripts/build.ts",
+        "bin",
       ]
     ) {
       cpSync(join(repo, p), join(src, p), { recursive: true });
@@ -180,7 +181,7 @@ test(`${rt}: ship: npm pack's tarball installs offline and its burrow runs on pl
     }
     const extra = paths.filter((p) =>
       !/^dist\/(src|runtimes|generated)\/.*\.(js|d\.ts)$/.test(p) &&
-      !["package.json", "README.md"].includes(p)
+      !["package.json", "README.md", "bin/burrow.mjs"].includes(p)
     );
     assert.deepEqual(extra, [], "no tests, no bench, no TypeScript sources in the package");
 
@@ -309,7 +310,8 @@ test(`${rt}: ship: package.json, deno.json (JSR) and the CLI agree on the versio
   }
   const npm = pkg.exports as Record<string, { types: string; default: string } | string>;
   assert.deepEqual(Object.keys(npm), [".", "./node", "./deno", "./bun", "./package.json"]);
-  assert.deepEqual(pkg.bin, { burrow: "dist/runtimes/node/main.js" });
+  assert.deepEqual(pkg.bin, { burrow: "bin/burrow.mjs" });
+  assert.ok(readFileSync(join(repo, "bin/burrow.mjs"), "utf8").startsWith("#!/usr/bin/env node\n"));
   assert.ok(
     readFileSync(join(repo, "runtimes/node/main.ts"), "utf8").startsWith("#!/usr/bin/env node\n"),
   );

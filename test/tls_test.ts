@@ -381,6 +381,64 @@ test("tls pin: a wrong pin is refused (ETLS, both fingerprints); the server gets
   }
 });
 
+test("tls pin: a list of pins reaches each of two servers with certificates of their own", async () => {
+  const second = await generateSelfSigned();
+  const pin2 = await fingerprint(second.cert);
+  const stranger = await fingerprint((await generateSelfSigned()).cert);
+  const ls = [
+    await net.listen({ host: HOST, port: 0, tls: selfSigned }),
+    await net.listen({ host: HOST, port: 0, tls: second }),
+  ];
+  const opened: Conn[] = [];
+  try {
+    const pins = [pin.toLowerCase(), pin2.replaceAll(":", "")];
+    // twice each, alternating: on Deno the certificate fetched for a list is kept per server
+    for (const l of [...ls, ...ls]) {
+      const c = await within(
+        net.dial({ host: HOST, port: l.addr.port, tls: { fingerprint: pins }, timeoutMs: 5_000 }),
+        10_000,
+        "dial",
+      );
+      opened.push(c);
+      const s = await acceptOf(l, c);
+      opened.push(s);
+      await c.write(new Uint8Array([7]));
+      assert.deepEqual(await within(readExactly(s, 1), 5_000, "read"), new Uint8Array([7]));
+    }
+    await assert.rejects(
+      within(
+        net.dial({
+          host: HOST,
+          port: ls[1]!.addr.port,
+          tls: { fingerprint: [pin, stranger] },
+          timeoutMs: 5_000,
+        }),
+        10_000,
+        "dial",
+      ),
+      (e: unknown) => {
+        assert.ok(e instanceof NetError, String(e));
+        assert.equal(
+          e.message,
+          `TLS certificate fingerprint mismatch: expected one of ${pin}, ${stranger}, got ${pin2}`,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      net.dial({ host: HOST, port: ls[0]!.addr.port, tls: { fingerprint: [pin, "abc"] } }),
+      TypeError,
+    );
+    await assert.rejects(
+      net.dial({ host: HOST, port: ls[0]!.addr.port, tls: { fingerprint: [] } }),
+      TypeError,
+    );
+  } finally {
+    for (const c of opened) c.close();
+    for (const l of ls) l.close();
+  }
+});
+
 test("tls ca: a CA-issued certificate, by name and by IP; a wrong name is refused", async () => {
   const l = await net.listen({ host: HOST, port: 0, tls: leaf });
   const opened: Conn[] = [];

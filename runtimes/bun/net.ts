@@ -42,7 +42,7 @@ import {
   type TlsClientOptions,
   type TlsServerOptions,
 } from "../../src/net.ts";
-import { normalizeFingerprint } from "../../src/tls.ts";
+import { normalizePins } from "../../src/tls.ts";
 import {
   AcceptQueue,
   checkPin,
@@ -110,8 +110,11 @@ class BunConn implements Conn {
   /** TLS handshake not done yet: writes wait in #pending. */
   #handshaking = false;
   /** A TLS dial waiting for the handshake, and the pin to check. */
-  #dialing: { pin: string | undefined; resolve: () => void; reject: (e: NetError) => void } | null =
-    null;
+  #dialing: {
+    pin: string | readonly string[] | undefined;
+    resolve: () => void;
+    reject: (e: NetError) => void;
+  } | null = null;
   #onClosed!: () => void;
   /** Addresses, read at first use: each of Bun's getters is a system call. */
   #local: Addr | null = null;
@@ -130,7 +133,9 @@ class BunConn implements Conn {
   }
 
   /** For a TLS dial: resolves once the handshake is done and the server verified. */
-  static dialing(pin: string | undefined): { conn: BunConn; ready: Promise<void> } {
+  static dialing(
+    pin: string | readonly string[] | undefined,
+  ): { conn: BunConn; ready: Promise<void> } {
     const conn = new BunConn();
     conn.#tls = conn.#handshaking = true;
     const ready = new Promise<void>((resolve, reject) => {
@@ -303,7 +308,7 @@ function clientTls(t: TlsClientOptions) {
 }
 
 async function dial({ host, port, timeoutMs, tls }: DialOptions): Promise<Conn> {
-  if (tls?.fingerprint !== undefined) normalizeFingerprint(tls.fingerprint);
+  if (tls?.fingerprint !== undefined) normalizePins(tls.fingerprint);
   const { conn, ready } = tls ? BunConn.dialing(tls.fingerprint) : { conn: new BunConn() };
   const connecting = Bun.connect<BunConn>({
     hostname: host,

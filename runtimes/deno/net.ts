@@ -53,7 +53,7 @@ import {
   type ListenOptions,
   type Net,
 } from "../../src/net.ts";
-import { normalizeFingerprint } from "../../src/tls.ts";
+import { normalizePins } from "../../src/tls.ts";
 import {
   acceptAll,
   AcceptQueue,
@@ -346,13 +346,13 @@ interface Pinned {
   name: string;
 }
 
-/** Pinned certificates fetched (or being fetched) so far, by pin (canonical form). */
+/** Pinned certificates fetched (or being fetched), by pin; for a list, by pins and server. */
 const pinned = new Map<string, Promise<Pinned>>();
 
 /**
  * A pinned dial, in two steps:
  *
- * 1. Once per pin and process: fetch the server's certificate with Deno's
+ * 1. Once per pin (a list: per server) and process: fetch the server's certificate with Deno's
  *    `node:tls` (handshake without verification, then close; no application
  *    byte is sent) and check the pin: a mismatch is ETLS with both
  *    fingerprints. The certificate must be self-signed (the pin of a CA
@@ -368,15 +368,16 @@ const pinned = new Map<string, Promise<Pinned>>();
  * If the rustls handshake fails with a cached certificate, it is fetched
  * again (the server may have a new one: then the mismatch is reported).
  */
-async function dialPinned(opts: DialOptions, pin: string): Promise<Conn> {
-  const key = normalizeFingerprint(pin);
+async function dialPinned(opts: DialOptions, pin: string | readonly string[]): Promise<Conn> {
+  const pins = normalizePins(pin);
+  const key = pins.length === 1 ? pins[0]! : `${pins.join(",")} ${opts.host} ${opts.port}`;
   const start = Date.now();
   for (let attempt = 0;; attempt++) {
     let fetching = pinned.get(key);
     const cached = fetching !== undefined;
     if (!fetching) {
       // concurrent first dials share one fetch
-      pinned.set(key, fetching = fetchPinned(opts, key, start));
+      pinned.set(key, fetching = fetchPinned(opts, pins, start));
       fetching.catch(() => pinned.get(key) === fetching && pinned.delete(key));
     }
     const cert = await fetching;
@@ -392,7 +393,7 @@ async function dialPinned(opts: DialOptions, pin: string): Promise<Conn> {
 }
 
 /** Step 1 of {@link dialPinned}: the server's certificate, checked against `pin`. */
-function fetchPinned(opts: DialOptions, pin: string, start: number): Promise<Pinned> {
+function fetchPinned(opts: DialOptions, pin: string[], start: number): Promise<Pinned> {
   const { host, port } = opts;
   return new Promise((resolve, reject) => {
     const sock = nodeTls.connect({ host, port, rejectUnauthorized: false });

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `burrow` on Node.js:  node --import tsx runtimes/node/main.ts <command> …
- * (the npm package's `bin` is this file compiled: dist/runtimes/node/main.js).
+ * (from any folder: bin/burrow.mjs, the `bin` of the package and of a
+ * checkout, which calls {@link run}).
  * @module
  */
 import { serve } from "@hono/node-server";
@@ -71,7 +72,13 @@ function isMain(): boolean {
   }
 }
 
-if (isMain()) {
+/**
+ * Run the CLI with `args`; `command` is how to start it again (for `burrow
+ * service`) when that is not this file, as for bin/burrow.mjs.
+ */
+export function run(args: string[], command: readonly string[] = host.command): Promise<number> {
   keepServing();
-  process.exitCode = await main(host, process.argv.slice(2));
+  return main({ ...host, command }, args);
 }
+
+if (isMain()) process.exitCode = await run(process.argv.slice(2));

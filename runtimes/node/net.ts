@@ -40,7 +40,7 @@ import {
   type TlsClientOptions,
   type TlsServerOptions,
 } from "../../src/net.ts";
-import { normalizeFingerprint } from "../../src/tls.ts";
+import { normalizePins } from "../../src/tls.ts";
 import {
   AcceptQueue,
   checkPin,
@@ -189,7 +189,7 @@ function dialTls(
 ): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const pin = t.fingerprint;
-    if (pin !== undefined) normalizeFingerprint(pin); // throws on a malformed pin
+    if (pin !== undefined) normalizePins(pin); // throws on a malformed pin
     const name = t.serverName ?? host;
     // allowHalfOpen and highWaterMark are passed on to the TLSSocket (not in @types/node)
     const opts: tls.ConnectionOptions & { allowHalfOpen: boolean; highWaterMark: number } = {

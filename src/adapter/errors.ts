@@ -114,12 +114,12 @@ export function listenError(e: unknown, tls: boolean): NetError {
 
 /**
  * The pin check of a TLS dial, right in the handshake callback: `null` if
- * the SHA-256 of the server's leaf certificate `der` is `pin`, else the
+ * the SHA-256 of the server's leaf certificate `der` is `pin` (or one of them), else the
  * ETLS error (a missing certificate included). `sha256` is the runtime's
  * synchronous hash.
  */
 export function checkPin(
-  pin: string,
+  pin: string | readonly string[],
   der: Uint8Array | undefined,
   sha256: (data: Uint8Array) => Uint8Array,
 ): NetError | null {

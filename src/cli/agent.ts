@@ -7,18 +7,14 @@
 import type { Command } from "commander";
 import { fmt } from "../addr.ts";
 import { Agent, type AgentOptions } from "../agent.ts";
-import {
-  type Credential,
-  ed25519Credential,
-  randomBytes,
-  toHex,
-  tokenCredential,
-} from "../auth.ts";
+import { randomBytes, toHex } from "../auth.ts";
 import { ClientProxy } from "../client.ts";
 import {
-  type AgentConfig,
+  type ClientConfig,
+  DEFAULT_PORTS,
   parseAddr,
   parseAgentConfig,
+  parseClientConfig,
   parseServer,
   type ServerAddress,
 } from "../config/mod.ts";
@@ -27,13 +23,15 @@ import type { Addr, Net, TlsClientOptions } from "../net.ts";
 import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";
 import { wsNet } from "../transport.ts";
 import { parseRule } from "../policy.ts";
-import { normalizeFingerprint } from "../tls.ts";
+import { normalizePins } from "../tls.ts";
 import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
+import { type CredentialFlags, credentialOptions, loadCredential } from "./credential.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 
 interface TlsFlags {
-  fingerprint?: string | undefined;
+  /** Pins, any of which matches (`--fingerprint` is repeatable; `fingerprint:` a list). */
+  fingerprint?: string[] | undefined;
   ca?: string | undefined;
   serverName?: string | undefined;
   plain?: boolean | undefined;
@@ -41,24 +39,23 @@ interface TlsFlags {
 
 /** How to reach the server: TLS verified by pin or CA (default: system CAs), or plain TCP. */
 async function clientTls(host: Host, f: TlsFlags): Promise<TlsClientOptions | undefined> {
+  const pinned = f.fingerprint !== undefined && f.fingerprint.length > 0;
   if (f.plain) {
-    if (f.fingerprint || f.ca) {
+    if (pinned || f.ca) {
       throw new UsageError("--plain cannot be combined with --fingerprint or --ca");
     }
     return undefined;
   }
   const tls: TlsClientOptions = {};
-  if (f.fingerprint) {
-    let fp: string;
+  if (pinned) {
     try {
-      fp = normalizeFingerprint(f.fingerprint);
+      const pins = normalizePins(f.fingerprint!);
+      tls.fingerprint = pins.length === 1 ? pins[0]! : pins;
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw new UsageError(
+        `--fingerprint: ${(e as Error).message} (as \`burrow fingerprint\` prints it)`,
+      );
     }
-    if (!/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(fp)) {
-      throw new UsageError("--fingerprint must be a SHA-256 fingerprint (64 hex digits)");
-    }
-    tls.fingerprint = fp;
   }
   if (f.ca) {
     try {
@@ -69,83 +66,6 @@ async function clientTls(host: Host, f: TlsFlags): Promise<TlsClientOptions | un
   }
   if (f.serverName) tls.serverName = f.serverName;
   return tls;
-}
-
-interface CredentialFlags {
-  token?: string | undefined;
-  tokenFile?: string | undefined;
-  key?: string | undefined;
-  keyFile?: string | undefined;
-}
-
-/**
- * The environment variables a credential may come from, for containers and
- * systemd (`Environment=BURROW_KEY_FILE=%d/key` with `LoadCredential=`).
- * They count only when neither flags nor the config file name a credential:
- * flags > config file > environment. A `*_FILE` variable names a file.
- */
-export const CREDENTIAL_ENV = {
-  token: "BURROW_TOKEN",
-  tokenFile: "BURROW_TOKEN_FILE",
-  key: "BURROW_KEY",
-  keyFile: "BURROW_KEY_FILE",
-} as const;
-
-/** The credential the flags (and config file) give, else the one the environment gives. */
-export function credentialSource(host: Host, given: CredentialFlags): CredentialFlags {
-  const named = (f: CredentialFlags) =>
-    [f.token, f.tokenFile, f.key, f.keyFile].some((v) => v !== undefined && v !== "");
-  if (named(given)) return given;
-  const env = (name: string) => host.env(name) || undefined; // empty counts as unset
-  return {
-    token: env(CREDENTIAL_ENV.token),
-    tokenFile: env(CREDENTIAL_ENV.tokenFile),
-    key: env(CREDENTIAL_ENV.key),
-    keyFile: env(CREDENTIAL_ENV.keyFile),
-  };
-}
-
-/**
- * An Ed25519 key (preferred) or a token, from flags or files, or else from
- * the environment ({@link CREDENTIAL_ENV}).
- */
-async function loadCredential(
-  host: Host,
-  who: string,
-  given: CredentialFlags,
-): Promise<Credential> {
-  const f = credentialSource(host, given);
-  const read = async (path: string) => {
-    try {
-      return (await host.readTextFile(path)).trim();
-    } catch (e) {
-      throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
-    }
-  };
-  let key = f.key ?? (f.keyFile ? await read(f.keyFile) : undefined);
-  // Accept the file `burrow keygen` prints as it is.
-  const m = key ? /^private_key:\s*(\S+)\s*$/m.exec(key) : null;
-  if (m) key = m[1];
-  let token = f.token ?? (f.tokenFile ? await read(f.tokenFile) : undefined);
-  // Accept the output of `burrow token` as it is, too.
-  const t = token ? /^token:\s*(\S+)\s*$/m.exec(token) : null;
-  if (t) token = t[1];
-  if (key) {
-    try {
-      const c = ed25519Credential(key);
-      await c.prove(new Uint8Array(1)); // fail now, not at the first handshake
-      return c;
-    } catch {
-      throw new UsageError(
-        `the ${who}'s key is not a base64 PKCS#8 Ed25519 private key (see \`burrow keygen\`)`,
-      );
-    }
-  }
-  if (token) return tokenCredential(token);
-  throw new UsageError(
-    `${who} needs a credential: --key/--key-file (Ed25519) or --token/--token-file, ` +
-      `or BURROW_KEY_FILE/BURROW_KEY/BURROW_TOKEN_FILE/BURROW_TOKEN in the environment`,
-  );
 }
 
 /** `--proxy URL`, `--proxy-file FILE`, or `--no-proxy` (then `proxy` is false). */
@@ -190,10 +110,14 @@ export async function serverLink(
   if (server.ws?.secure && !tls) {
     throw new UsageError("a wss:// server needs TLS: drop --plain, or use ws://");
   }
-  if (server.ws && !server.ws.secure && tls) {
-    throw new UsageError(
-      "a ws:// server is plain: add --plain (only behind a TLS-terminating proxy), or use wss://",
-    );
+  if (server.ws && !server.ws.secure) {
+    // ws:// is plain (behind a TLS-terminating proxy): a pin or CA there is a mistake.
+    if (tls?.fingerprint !== undefined || tls?.ca) {
+      throw new UsageError(
+        "a ws:// server is plain: --fingerprint and --ca need wss:// (or drop them)",
+      );
+    }
+    tls = undefined;
   }
   let explicit: string | undefined;
   if (typeof proxy.proxy === "string") explicit = proxy.proxy;
@@ -228,14 +152,45 @@ export async function serverLink(
   };
 }
 
-async function readAgentConfig(host: Host, path: string): Promise<AgentConfig> {
+async function readConfig<T>(
+  host: Host,
+  path: string,
+  parse: (text: string, file: string) => T,
+): Promise<T> {
   let text: string;
   try {
     text = await host.readTextFile(path);
   } catch (e) {
     throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
   }
-  return parseAgentConfig(text, path);
+  return parse(text, path);
+}
+
+/** The flags over the config file (flags win), for what agent and client share. */
+function overFile(
+  f: CredentialFlags & TlsFlags & ProxyFlags & { server: string[]; name?: string | undefined },
+  file: ClientConfig,
+  role: "agent" | "client",
+) {
+  return {
+    servers: f.server.length > 0
+      ? f.server.map((s) => parseServer(s, DEFAULT_PORTS[role]))
+      : file.servers,
+    name: f.name ?? file.name,
+    credential: {
+      token: f.token ?? file.token,
+      tokenFile: f.tokenFile ?? file.tokenFile,
+      key: f.key ?? file.key,
+      keyFile: f.keyFile ?? file.keyFile,
+    },
+    tls: {
+      fingerprint: f.fingerprint?.length ? f.fingerprint : file.fingerprint,
+      ca: f.ca ?? file.ca,
+      serverName: f.serverName ?? file.serverName,
+      plain: f.plain ?? file.plain,
+    },
+    proxy: { proxy: f.proxy ?? file.proxy, proxyFile: f.proxyFile ?? file.proxyFile },
+  };
 }
 
 /** Merge the agent's config file (YAML/JSON) and flags; flags win. */
@@ -244,34 +199,22 @@ async function agentOptions(
   f: AgentFlags,
   log: Logger,
 ): Promise<{ opts: Array<Omit<AgentOptions, "software">>; close(): void }> {
-  const file = f.config ? await readAgentConfig(host, f.config) : {};
-  const servers = f.server.length > 0 ? f.server.map(parseServer) : file.servers;
-  const name = f.name ?? file.name;
+  const file = f.config ? await readConfig(host, f.config, parseAgentConfig) : {};
+  const { servers, name, ...merged } = overFile(f, file, "agent");
   if (!servers) {
     throw new UsageError(
       "agent needs --server host:port or wss://host/path (or server: in --config)",
     );
   }
   if (!name) throw new UsageError("agent needs --name (or name: in --config)");
-  const credential = await loadCredential(host, "agent", {
-    token: f.token ?? file.token,
-    tokenFile: f.tokenFile ?? file.tokenFile,
-    key: f.key ?? file.key,
-    keyFile: f.keyFile ?? file.keyFile,
-  });
+  const credential = await loadCredential(host, "agent", merged.credential);
   const rules = f.allow.length > 0 ? f.allow.flatMap((t) => parseRule(t)) : file.allow ?? [];
   if (rules.length === 0) {
     throw new UsageError("agent needs at least one --allow rule (e.g. --allow '*.corp:80,443')");
   }
-  const tls = await clientTls(host, {
-    fingerprint: f.fingerprint ?? file.fingerprint,
-    ca: f.ca ?? file.ca,
-    serverName: f.serverName ?? file.serverName,
-    plain: f.plain ?? file.plain,
-  });
-  const proxy = { proxy: f.proxy ?? file.proxy, proxyFile: f.proxyFile ?? file.proxyFile };
+  const tls = await clientTls(host, merged.tls);
   const links = await Promise.all(
-    servers.map((s) => serverLink(host, s, tls, proxy, "agent", log)),
+    servers.map((s) => serverLink(host, s, tls, merged.proxy, "agent", log)),
   );
   return {
     opts: links.map(({ close: _, server, ...how }) => ({
@@ -308,22 +251,28 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
 }
 
 interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
+  config?: string;
   server: string[];
-  name: string;
-  agent: string;
-  listen: string;
+  name?: string;
+  agent?: string;
+  listen?: string;
   logLevel: string;
 }
 
 async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
-  const credential = await loadCredential(host, "client", f);
-  const tls = await clientTls(host, f);
-  if (f.server.length === 0) {
-    throw new UsageError("client needs --server host:port or wss://host/path");
+  const file = f.config ? await readConfig(host, f.config, parseClientConfig) : {};
+  const { servers, name, ...merged } = overFile(f, file, "client");
+  if (!name) throw new UsageError("client needs --name (or name: in --config)");
+  const credential = await loadCredential(host, "client", merged.credential);
+  const tls = await clientTls(host, merged.tls);
+  if (!servers) {
+    throw new UsageError(
+      "client needs --server host:port or wss://host/path (or server: in --config)",
+    );
   }
   const links = await Promise.all(
-    f.server.map((s) => serverLink(host, parseServer(s), tls, f, "client", log)),
+    servers.map((s) => serverLink(host, s, tls, merged.proxy, "client", log)),
   );
   const via = links.map((l) => ({
     server: { ...l.server, ...(l.tls ? { tls: l.tls } : {}) },
@@ -331,27 +280,16 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   }));
   const [first, ...alternates] = via;
   const proxy = new ClientProxy(host.net, {
-    listen: parseAddr(f.listen),
+    listen: f.listen !== undefined ? parseAddr(f.listen) : file.listen ?? parseAddr(CLIENT_LISTEN),
     ...first!,
     ...(alternates.length > 0 ? { alternates } : {}),
-    name: f.name,
+    name,
     credential,
-    agent: f.agent,
+    agent: f.agent ?? file.agent ?? "",
     software: software(host),
-  }, log.with({ client: f.name }));
+  }, log.with({ client: name }));
   await proxy.start();
   await untilSignal(host, () => proxy.stop().finally(() => links.forEach((l) => l.close())), log);
-}
-
-function credentialOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      "--token <token>",
-      "shared token (prefer --token-file: flags show in ps) (env: BURROW_TOKEN)",
-    )
-    .option("--token-file <file>", "file holding the shared token (env: BURROW_TOKEN_FILE)")
-    .option("--key <base64>", "Ed25519 private key from `burrow keygen` (env: BURROW_KEY)")
-    .option("--key-file <file>", "file holding the Ed25519 private key (env: BURROW_KEY_FILE)");
 }
 
 function tlsOptions(cmd: Command): Command {
@@ -363,7 +301,13 @@ function tlsOptions(cmd: Command): Command {
     )
     .option("--proxy-file <file>", "file holding the --proxy URL (keeps its password out of ps)")
     .option("--no-proxy", "ignore HTTPS_PROXY, ALL_PROXY and NO_PROXY: connect directly")
-    .option("--fingerprint <sha256>", "pin the server's TLS certificate (as the server prints it)")
+    .option(
+      "--fingerprint <sha256>",
+      "pin the server's TLS certificate (as `burrow fingerprint` prints it); repeatable: any " +
+        "of them matches",
+      collect,
+      [],
+    )
     .option(
       "--ca <file>",
       "verify the server's TLS certificate against this CA (PEM) instead of the system CAs",
@@ -376,6 +320,9 @@ function tlsOptions(cmd: Command): Command {
     .addOption(logLevelOption());
 }
 
+/** The client proxy's local SOCKS5 address unless `--listen` or `listen:` names one. */
+const CLIENT_LISTEN = "127.0.0.1:1080";
+
 /** Adds `agent` and `client` to the program. */
 export function agentCommands(program: Command, host: Host, start: Start): void {
   const agent = program.command("agent")
@@ -386,7 +333,8 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
     )
     .option(
       "-s, --server <addr>",
-      "server agent port (host:port), or wss://host[:port][/prefix]; repeatable: one session on each",
+      "server agent port (host[:port], port 7000 by default), or wss://host[:port][/prefix]; " +
+        "repeatable: one session on each",
       collect,
       [],
     )
@@ -408,19 +356,23 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
   const client = program.command("client")
     .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
     .option(
+      "-c, --config <file>",
+      "client config (YAML or JSON): server, name, token|key|token_file|key_file, fingerprint, " +
+        "agent, listen",
+    )
+    .option(
       "-s, --server <addr>",
-      "server client port (host:port), or wss://host[:port][/prefix]; repeatable: the next is " +
-        "used when one cannot be reached",
+      "server client port (host[:port], port 7001 by default), or wss://host[:port][/prefix]; " +
+        "repeatable: the next is used when one cannot be reached",
       collect,
       [],
     )
-    .requiredOption("-n, --name <name>", "client name as in the server config")
+    .option("-n, --name <name>", "client name as in the server config")
     .option(
       "--agent <name>",
       "agent to use (default: the one the server grants; or the local SOCKS5 user name)",
-      "",
     )
-    .option("-l, --listen <addr>", "local SOCKS5 address", "127.0.0.1:1080");
+    .option("-l, --listen <addr>", `local SOCKS5 address (default: ${CLIENT_LISTEN})`);
   credentialOptions(client);
   tlsOptions(client).action((opts: ClientFlags) => start(runClient(host, opts)));
 }

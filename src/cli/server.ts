@@ -11,9 +11,9 @@ import type { Logger } from "../log.ts";
 import type { TlsServerOptions } from "../net.ts";
 import { Server } from "../server/mod.ts";
 import { DEFAULT_NAMES, fingerprint, generateSelfSigned } from "../tls.ts";
-import { logger, logLevelOption, type Start, untilSignal } from "./common.ts";
+import { collect, logger, logLevelOption, type Start, untilSignal } from "./common.ts";
 import type { Host, HttpServer } from "./mod.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 
 interface ServerFlags {
   config: string;
@@ -21,6 +21,8 @@ interface ServerFlags {
   socks?: string;
   clients?: string;
   http?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   logLevel: string;
   watch: boolean;
 }
@@ -35,7 +37,7 @@ async function loadServerConfig(
   } catch (e) {
     throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
   }
-  return { text, config: parseServerConfig(text, path) };
+  return { text, config: parseServerConfig(text, path, true) };
 }
 
 function applyListenFlags(config: ServerConfig, f: ServerFlags): ServerConfig {
@@ -45,6 +47,12 @@ function applyListenFlags(config: ServerConfig, f: ServerFlags): ServerConfig {
   if (f.socks !== undefined) l.socks = off(f.socks) ? null : parseAddr(f.socks);
   if (f.clients !== undefined) l.clients = off(f.clients) ? null : parseAddr(f.clients);
   if (f.http !== undefined) l.http = off(f.http) ? null : parseAddr(f.http);
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  if (f.tlsCert !== undefined && f.tlsKey !== undefined) {
+    config.tls = { mode: "files", cert: f.tlsCert, key: f.tlsKey };
+  }
   return config;
 }
 
@@ -60,6 +68,9 @@ async function tlsFiles(host: Host, cert: string, key: string): Promise<TlsServe
   return { cert: await read(cert, "cert"), key: await read(key, "key") };
 }
 
+/** Where the auto certificate is kept: `state_dir/tls/`. */
+const autoCert = (config: ServerConfig) => `${config.stateDir}/tls/cert.pem`;
+
 /** The auto certificate: made on first start, kept in the state directory. */
 async function tlsAuto(
   host: Host,
@@ -67,7 +78,7 @@ async function tlsAuto(
   names: string[],
   log: Logger,
 ): Promise<TlsServerOptions> {
-  const certPath = `${config.stateDir}/tls/cert.pem`;
+  const certPath = autoCert(config);
   const keyPath = `${config.stateDir}/tls/key.pem`;
   try {
     return { cert: await host.readTextFile(certPath), key: await host.readTextFile(keyPath) };
@@ -97,7 +108,7 @@ export async function serverTls(
   try {
     fp = await fingerprint(material.cert);
   } catch (e) {
-    const where = t.mode === "files" ? `tls.cert: ${t.cert}` : `${config.stateDir}/tls/cert.pem`;
+    const where = t.mode === "files" ? `tls.cert: ${t.cert}` : autoCert(config);
     throw new ConfigError(`${where}: ${(e as Error).message}`);
   }
   log.info("TLS certificate", { fingerprint: fp });
@@ -147,6 +158,17 @@ export async function startServer(
   };
 }
 
+/** The settings that differ between `a` and `b` and that a reload cannot apply. */
+export function restartOnly(a: ServerConfig, b: ServerConfig): string[] {
+  const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
+  const changed = (Object.keys(a.listen) as Array<keyof ServerConfig["listen"]>)
+    .filter((k) => !same(a.listen[k], b.listen[k]))
+    .map((k) => `listen.${k}`);
+  if (!same(a.tls, b.tls)) changed.push("tls");
+  if (a.stateDir !== b.stateDir) changed.push("state_dir");
+  return changed;
+}
+
 /**
  * Reload the config on SIGHUP and, with `watch`, when the file changes
  * (polled every 2 s). A bad new file is logged and the old config stays.
@@ -175,9 +197,14 @@ function reloads(
     if (why === "file change" && next === seen) return;
     seen = next;
     try {
-      const parsed = parseServerConfig(next, f.config);
-      // Listen addresses and TLS are fixed for the life of the process.
+      const parsed = applyListenFlags(parseServerConfig(next, f.config, true), f);
+      // Listen addresses, TLS and state_dir are fixed for the life of the process.
+      for (const setting of restartOnly(config, parsed)) {
+        log.warn("config reload: this setting takes effect only after a restart", { setting });
+      }
       parsed.listen = config.listen;
+      parsed.tls = config.tls;
+      parsed.stateDir = config.stateDir;
       config = parsed;
       server.reload(config);
     } catch (e) {
@@ -205,8 +232,59 @@ async function runServer(host: Host, f: ServerFlags): Promise<void> {
   stopReloads();
 }
 
-/** Adds `server` to the program. */
+/**
+ * `burrow fingerprint -c server.yaml`: the fingerprint agents and client
+ * proxies pin, read from the certificate the server uses (tls.cert, or the
+ * auto one in state_dir/tls), without starting the server or making a
+ * certificate. One line per config file.
+ */
+async function runFingerprint(host: Host, configs: string[]): Promise<void> {
+  if (configs.length === 0) throw new UsageError("fingerprint needs -c server.yaml");
+  for (const path of configs) {
+    const { config } = await loadServerConfig(host, path);
+    const t = config.tls;
+    if (t.mode === "off") {
+      throw new ConfigError(`${path}: tls: off: the server speaks plain TCP, nothing to pin`);
+    }
+    const cert = t.mode === "files" ? t.cert : autoCert(config);
+    let pem: string;
+    try {
+      pem = await host.readTextFile(cert);
+    } catch (e) {
+      if (t.mode === "files") {
+        throw new ConfigError(`${path}: tls.cert: cannot read ${cert}: ${(e as Error).message}`);
+      }
+      // Without state_dir the server keeps it in .burrow of its working directory.
+      const cwd = config.stateDir !== ".burrow" ? "" : ` (no state_dir: .burrow of the ` +
+        `server's working directory, /var/lib/burrow/.burrow under \`burrow service\`)`;
+      throw new ConfigError(
+        `${path}: no certificate yet: ${cert}${cwd} does not exist; \`burrow server -c ${path}\` ` +
+          `makes it on its first start (or copy state_dir/tls from another server to share one)`,
+      );
+    }
+    try {
+      host.print(await fingerprint(pem));
+    } catch (e) {
+      throw new ConfigError(`${path}: ${cert}: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** Adds `server` and `fingerprint` to the program. */
 export function serverCommand(program: Command, host: Host, start: Start): void {
+  program.command("fingerprint")
+    .description(
+      "Print the TLS fingerprint a server's agents and clients pin (--fingerprint), without " +
+        "starting it.",
+    )
+    .option(
+      "-c, --config <file>",
+      "server config (YAML or JSON); repeatable: one line per server",
+      collect,
+      [],
+    )
+    .action((opts: { config: string[] }) => start(runFingerprint(host, opts.config)));
+
   program.command("server")
     .description("Run the routing server (agents dial in; clients use SOCKS5).")
     .requiredOption("-c, --config <file>", "server config (YAML or JSON); see README")
@@ -217,6 +295,8 @@ export function serverCommand(program: Command, host: Host, start: Start): void 
       "--http <addr>",
       "override listen.http: health, metrics, admin API, dashboard (host:port, or off)",
     )
+    .option("--tls-cert <file>", "override tls: the certificate (PEM; with --tls-key)")
+    .option("--tls-key <file>", "override tls: its key (PEM; with --tls-cert)")
     .option("--no-watch", "do not reload the config when the file changes (SIGHUP still does)")
     .addOption(logLevelOption())
     .action((opts: ServerFlags) => start(runServer(host, opts)));

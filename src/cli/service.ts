@@ -10,9 +10,16 @@
  * @module
  */
 import { Command, type Option } from "commander";
-import { parseAddr, parseServerConfig } from "../config/mod.ts";
+import {
+  parseAddr,
+  parseAgentConfig,
+  parseClientConfig,
+  parseServerConfig,
+  type ServerConfig,
+} from "../config/mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-import { agentCommands, CREDENTIAL_ENV } from "./agent.ts";
+import { agentCommands } from "./agent.ts";
+import { CREDENTIAL_ENV } from "./credential.ts";
 import { type Start, VERSION } from "./common.ts";
 import type { Host } from "./mod.ts";
 import type { Addr } from "../net.ts";
@@ -73,7 +80,60 @@ const CREDENTIAL_FILES: Record<string, string> = {
   keyFile: "key",
   ca: "ca",
   proxyFile: "proxy",
+  tlsCert: "tls-cert",
+  tlsKey: "tls-key",
 };
+
+/** Load `path` as the credential of option `attr` and pass it by that option's flag. */
+function loadAs(cmd: Command, unit: Unit, attr: string, path: string): void {
+  const credential = CREDENTIAL_FILES[attr]!;
+  const flag = (cmd.options as readonly Option[]).find((o) => o.attributeName() === attr)!.long!;
+  unit.credentials.push([credential, path]);
+  unit.words.push(flag, { specifier: `%d/${credential}` });
+}
+
+/**
+ * The files an agent's or client's config names (key_file, token_file, ca,
+ * proxy_file), each loaded as a credential too and passed by its flag (flags
+ * win over the file), so the unit needs nothing outside its credentials; and
+ * a client's `listen:`. Returns whether the config holds a credential.
+ */
+async function configFiles(host: Host, cmd: Command, unit: Unit): Promise<boolean> {
+  const path = unit.credentials.find(([name]) => name === "config")?.[1];
+  if (path === undefined) return false;
+  let text: string;
+  try {
+    text = await host.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  const file = cmd.name() === "client"
+    ? parseClientConfig(text, path)
+    : parseAgentConfig(text, path);
+  if ("listen" in file && file.listen && cmd.getOptionValueSource("listen") !== "cli") {
+    unit.binds.push(file.listen);
+  }
+  for (const attr of ["keyFile", "tokenFile", "ca", "proxyFile"] as const) {
+    const named = file[attr];
+    if (named !== undefined && cmd.getOptionValueSource(attr) !== "cli") {
+      loadAs(cmd, unit, attr, absolute(host.cwd(), named));
+    }
+  }
+  return [file.key, file.keyFile, file.token, file.tokenFile].some((v) => v);
+}
+
+/**
+ * The files the server's config names as `tls: { cert, key }`: loaded as
+ * credentials and passed as `--tls-cert`/`--tls-key` (which win over the
+ * file), so they may stay readable by root only.
+ */
+function serverTlsFiles(config: ServerConfig, cmd: Command, unit: Unit): void {
+  const given = ["tlsCert", "tlsKey"].filter((a) => cmd.getOptionValueSource(a) === "cli");
+  if (given.length === 1) throw new UsageError("--tls-cert and --tls-key go together");
+  if (config.tls.mode !== "files" || given.length > 0) return;
+  loadAs(cmd, unit, "tlsCert", config.tls.cert);
+  loadAs(cmd, unit, "tlsKey", config.tls.key);
+}
 
 /** Parse `[sub, ...args]` with the real command's definition (its actions do not run). */
 async function parseCommand(host: Host, sub: string, args: string[]): Promise<Command> {
@@ -87,7 +147,7 @@ async function parseCommand(host: Host, sub: string, args: string[]): Promise<Co
   serverCommand(scratch, host, ignore);
   agentCommands(scratch, host, ignore);
   const cmd = scratch.commands.find((c) => c.name() === sub);
-  if (!cmd) {
+  if (!cmd || !["server", "agent", "client"].includes(sub)) {
     throw new UsageError(`service: the command must be server, agent or client, not "${sub}"`);
   }
   for (const c of scratch.commands) c.action(() => {});
@@ -139,8 +199,10 @@ function rebuild(host: Host, sub: string, cmd: Command, unit: Unit): void {
 }
 
 /** A credential from the environment of `burrow service` (BURROW_KEY_FILE, …): only in files. */
-function credentialFromEnv(host: Host, cmd: Command, unit: Unit): void {
-  if (["token", "tokenFile", "key", "keyFile", "config"].some((a) => cmd.getOptionValue(a))) return;
+function credentialFromEnv(host: Host, cmd: Command, unit: Unit, inConfig: boolean): void {
+  if (inConfig || ["token", "tokenFile", "key", "keyFile"].some((a) => cmd.getOptionValue(a))) {
+    return;
+  }
   for (const [attr, variable] of Object.entries(CREDENTIAL_ENV)) {
     const value = host.env(variable);
     if (!value) continue;
@@ -157,7 +219,8 @@ function credentialFromEnv(host: Host, cmd: Command, unit: Unit): void {
   }
   throw new UsageError(
     `service: the ${cmd.name()} needs a credential: --key-file or --token-file (the unit ` +
-      `loads the file with LoadCredential=)`,
+      `loads the file with LoadCredential=)` +
+      `, or key_file/token_file in its --config`,
   );
 }
 
@@ -170,7 +233,8 @@ async function serverBinds(host: Host, cmd: Command, unit: Unit): Promise<void> 
   } catch (e) {
     throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
   }
-  const config = parseServerConfig(text, path);
+  const config = parseServerConfig(text, path, true);
+  serverTlsFiles(config, cmd, unit);
   const listen: Record<string, Addr | null> = { ...config.listen };
   for (const flag of ["agents", "socks", "clients", "http"]) {
     const v: unknown = cmd.getOptionValue(flag);
@@ -183,12 +247,6 @@ async function serverBinds(host: Host, cmd: Command, unit: Unit): Promise<void> 
       `state_dir ${state} is outside ${STATE_DIR}, which is all ProtectSystem=strict lets the ` +
         `service write: remove state_dir from the config (it then lands in ${STATE_DIR}/.burrow) ` +
         `or add ReadWritePaths=${state}`,
-    );
-  }
-  if (config.tls.mode === "files") {
-    unit.notes.push(
-      `the service user must be able to read tls.cert and tls.key (${config.tls.key}); ` +
-        `with DynamicUser=yes that means world-readable: better use --user with a group that may read them`,
     );
   }
 }
@@ -275,8 +333,11 @@ function warnHidden(paths: string[]): void {
 async function runService(host: Host, sub: string, args: string[], f: ServiceFlags): Promise<void> {
   if (f.exec !== undefined && f.exec === "") throw new UsageError("service: --exec needs a path");
   const cmd = await parseCommand(host, sub, args);
-  if (sub === "client" && (cmd.getOptionValue("server") as string[]).length === 0) {
-    throw new UsageError("service: the client needs --server host:port or wss://host/path");
+  if (sub === "client" && cmd.getOptionValue("config") === undefined) {
+    if ((cmd.getOptionValue("server") as string[]).length === 0) {
+      throw new UsageError("service: the client needs --server host:port or wss://host/path");
+    }
+    if (!cmd.getOptionValue("name")) throw new UsageError("service: the client needs --name");
   }
   const unit: Unit = {
     words: [],
@@ -288,7 +349,7 @@ async function runService(host: Host, sub: string, args: string[], f: ServiceFla
   };
   rebuild(host, sub, cmd, unit);
   if (sub === "server") await serverBinds(host, cmd, unit);
-  else credentialFromEnv(host, cmd, unit);
+  else credentialFromEnv(host, cmd, unit, await configFiles(host, cmd, unit));
   if (sub === "client") {
     const listen: unknown = cmd.getOptionValue("listen");
     if (typeof listen === "string") unit.binds.push(parseAddr(listen));

@@ -6,13 +6,16 @@
  */
 import type { Command } from "commander";
 import type { Snapshot } from "../server/snapshot.ts";
-import { serverDefaults } from "../config/mod.ts";
+import { parseServerConfig, serverDefaults } from "../config/mod.ts";
+import { fmt } from "../addr.ts";
+import type { Addr } from "../net.ts";
 import type { Start } from "./common.ts";
 import type { Host } from "./mod.ts";
-import { UsageError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 
 interface StatusFlags {
-  url: string;
+  url?: string;
+  config?: string;
   token?: string;
   tokenFile?: string;
   json?: boolean;
@@ -107,12 +110,38 @@ async function adminToken(host: Host, f: StatusFlags): Promise<string> {
   throw new UsageError("burrow status needs --token, --token-file or BURROW_ADMIN_TOKEN");
 }
 
+/** A listen address as a client dials it: an all-interfaces address becomes loopback. */
+function dialable(a: Addr): string {
+  const h = a.host === "0.0.0.0" ? "127.0.0.1" : a.host === "::" ? "::1" : a.host;
+  return fmt({ host: h, port: a.port });
+}
+
+/** The admin API's base URL: `--url`, else `listen.http` of `-c server.yaml`, else the default. */
+async function baseUrl(host: Host, f: StatusFlags): Promise<{ base: string; guessed: boolean }> {
+  if (f.url !== undefined) return { base: f.url, guessed: false };
+  if (f.config === undefined) return { base: `http://${serverDefaults.http}`, guessed: true };
+  let text: string;
+  try {
+    text = await host.readTextFile(f.config);
+  } catch (e) {
+    throw new ConfigError(`${f.config}: cannot read: ${(e as Error).message}`);
+  }
+  const http = parseServerConfig(text, f.config).listen.http;
+  if (!http) {
+    throw new UsageError(
+      `${f.config}: listen.http is off: pass --url with the address the admin API is served on`,
+    );
+  }
+  return { base: `http://${dialable(http)}`, guessed: false };
+}
+
 async function runStatus(host: Host, f: StatusFlags): Promise<void> {
+  const { base, guessed } = await baseUrl(host, f);
   let url: URL;
   try {
-    url = new URL("api/v1/snapshot", f.url.endsWith("/") ? f.url : `${f.url}/`);
+    url = new URL("api/v1/snapshot", base.endsWith("/") ? base : `${base}/`);
   } catch {
-    throw new UsageError(`--url ${f.url} is not a URL (e.g. http://127.0.0.1:7002)`);
+    throw new UsageError(`--url ${base} is not a URL (e.g. http://127.0.0.1:7002)`);
   }
   const ms = Number(f.timeout);
   if (!Number.isFinite(ms) || ms <= 0) throw new UsageError("--timeout must be milliseconds > 0");
@@ -124,7 +153,15 @@ async function runStatus(host: Host, f: StatusFlags): Promise<void> {
       signal: AbortSignal.timeout(ms),
     });
   } catch (e) {
-    throw new UsageError(`cannot reach ${url.origin}: ${(e as Error).message}`);
+    // fetch's "fetch failed" keeps the reason in `cause` (Node, Deno); Bun has a `code`
+    const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
+    const why = err.cause?.code ?? err.code ?? err.cause?.message ?? err.message;
+    throw new UsageError(
+      guessed
+        ? `cannot reach the server at ${url.origin} (the default; ${why}): pass -c server.yaml ` +
+          `(its listen.http is used) or --url http://host:port of its listen.http`
+        : `cannot reach ${url.origin}: ${why}: is the server running, and is this its listen.http?`,
+    );
   }
   const text = await res.text();
   if (res.status !== 200) {
@@ -144,10 +181,10 @@ async function runStatus(host: Host, f: StatusFlags): Promise<void> {
 export function statusCommand(program: Command, host: Host, start: Start): void {
   program.command("status")
     .description("Show a running server's agents and live streams (admin API).")
+    .option("-c, --config <file>", "the server's config: the admin API is on its listen.http")
     .option(
       "--url <url>",
-      "the server's HTTP endpoint (listen.http)",
-      `http://${serverDefaults.http}`,
+      `the server's HTTP endpoint (listen.http; default: that of -c, else http://${serverDefaults.http})`,
     )
     .option("--token <token>", "the admin token (admin: in server.yaml)")
     .option("--token-file <file>", "read the admin token from a file")

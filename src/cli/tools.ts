@@ -20,24 +20,55 @@ import { fingerprint, generateSelfSigned } from "../tls.ts";
 import { logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { startServer } from "./server.ts";
+import { UsageError } from "../errors.ts";
 
-function runToken(host: Host): void {
-  const token = toBase64(randomBytes(24)).replace(/\+/g, "-").replace(/\//g, "_");
-  host.print(`# burrow token: give the token to the agent or client (--token-file),`);
-  host.print(
-    `# put the hash in the server config (token_hash:), which then never holds the token.`,
-  );
-  host.print(`token: ${token}`);
-  host.print(`token_hash: sha256:${toHex(tokenHash(token))}`);
+/**
+ * Print `lines`, or with `out` write them to that file (mode 0600) and
+ * print only `public`: what goes into the server's config.
+ */
+async function emit(host: Host, lines: string[], out: string | undefined, pub: string) {
+  if (out === undefined) return lines.forEach((l) => host.print(l));
+  const exists = await host.readTextFile(out).then(() => true, () => false);
+  if (exists) throw new UsageError(`${out} exists already: not overwriting a key or token`);
+  try {
+    await host.writeSecretFile(out, lines.join("\n") + "\n");
+  } catch (e) {
+    throw new UsageError(`cannot write ${out}: ${(e as Error).message}`);
+  }
+  host.print(`# written to ${out} (mode 0600); for the server config:`);
+  host.print(pub);
 }
 
-async function runKeygen(host: Host): Promise<void> {
+function runToken(host: Host, out: string | undefined): Promise<void> {
+  const token = toBase64(randomBytes(24)).replace(/\+/g, "-").replace(/\//g, "_");
+  const hash = `token_hash: sha256:${toHex(tokenHash(token))}`;
+  return emit(
+    host,
+    [
+      `# burrow token: give the token to the agent or client (--token-file),`,
+      `# put the hash in the server config (token_hash:), which then never holds the token.`,
+      `token: ${token}`,
+      hash,
+    ],
+    out,
+    hash,
+  );
+}
+
+async function runKeygen(host: Host, out: string | undefined): Promise<void> {
   const k = await generateKeyPair();
-  host.print(`# burrow Ed25519 key pair`);
-  host.print(`# server config (agents: or clients: entry):  public_key: ${k.publicKey}`);
-  host.print(`# keep secret; pass with --key-file:`);
-  host.print(`public_key: ${k.publicKey}`);
-  host.print(`private_key: ${k.privateKey}`);
+  await emit(
+    host,
+    [
+      `# burrow Ed25519 key pair`,
+      `# server config (agents: or clients: entry):  public_key: ${k.publicKey}`,
+      `# keep secret; pass with --key-file:`,
+      `public_key: ${k.publicKey}`,
+      `private_key: ${k.privateKey}`,
+    ],
+    out,
+    `public_key: ${k.publicKey}`,
+  );
 }
 
 interface DemoFlags {
@@ -109,11 +140,13 @@ async function runDemo(host: Host, f: DemoFlags): Promise<void> {
 export function toolCommands(program: Command, host: Host, start: Start): void {
   program.command("token")
     .description("Print a new random token and the token_hash for the server config.")
-    .action(() => start(Promise.resolve().then(() => runToken(host))));
+    .option("-o, --out <file>", "write it to this file (mode 0600), print only the token_hash")
+    .action((o: { out?: string }) => start(runToken(host, o.out)));
 
   program.command("keygen")
     .description("Print a new Ed25519 key pair for an agent or client.")
-    .action(() => start(runKeygen(host)));
+    .option("-o, --out <file>", "write it to this file (mode 0600), print only the public_key")
+    .action((o: { out?: string }) => start(runKeygen(host, o.out)));
 
   program.command("demo")
     .description("Server, agent and an HTTP target on loopback, with a curl line to try.")

@@ -8,10 +8,19 @@ import { ConfigError } from "../errors.ts";
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { normalizeFingerprint } from "../tls.ts";
-import { parseAddr, Walker, words } from "./walker.ts";
+import { serverDefaults } from "./server.ts";
+import { besideFile, parseAddr, Walker, words } from "./walker.ts";
+
+/** What `--server host` without a port dials: the server's default agent or client port. */
+export const DEFAULT_PORTS = {
+  agent: parseAddr(serverDefaults.agents).port,
+  client: parseAddr(serverDefaults.clients).port,
+} as const;
 
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
   server_name plain proxy proxy_file link`);
+const CLIENT_KEYS = words(`server name token token_file key key_file fingerprint ca server_name
+  plain proxy proxy_file agent listen`);
 
 /**
  * An agent's config file (`burrow agent --config`). Every key is optional
@@ -29,8 +38,8 @@ export interface AgentConfig {
   keyFile?: string | undefined;
   /** The `allow` rules, parsed; absent when the file has no `allow`. */
   allow?: Rule[] | undefined;
-  /** Pin of the server's certificate, in canonical form. */
-  fingerprint?: string | undefined;
+  /** Pins of the servers' certificates (any of them matches), in canonical form. */
+  fingerprint?: string[] | undefined;
   /** Path of a CA certificate (PEM) to verify the server's certificate with. */
   ca?: string | undefined;
   serverName?: string | undefined;
@@ -42,21 +51,61 @@ export interface AgentConfig {
   link?: boolean | undefined;
 }
 
-/** Parse and validate an agent config file's text. `file` is used in errors only. */
+/**
+ * A client proxy's config file (`burrow client --config`): the agent's keys
+ * that concern reaching the server, and the client's own.
+ */
+export interface ClientConfig extends Omit<AgentConfig, "allow" | "link"> {
+  /** The agent to use (`--agent`). */
+  agent?: string | undefined;
+  /** The local SOCKS5 address (`--listen`). */
+  listen?: Addr | undefined;
+}
+
+/**
+ * Parse and validate an agent config file's text. `file` is used in errors,
+ * and the files it names by a relative path (`key_file`, `token_file`, `ca`,
+ * `proxy_file`) are taken from `file`'s folder.
+ */
 export function parseAgentConfig(text: string, file: string): AgentConfig {
+  return parseConfig(text, file, "agent");
+}
+
+/** Parse and validate a client proxy's config file's text, as {@link parseAgentConfig}. */
+export function parseClientConfig(text: string, file: string): ClientConfig {
+  return parseConfig(text, file, "client");
+}
+
+function parseConfig(
+  text: string,
+  file: string,
+  role: "agent" | "client",
+): AgentConfig & ClientConfig {
   const w = new Walker(file);
   const top = w.obj(w.yaml(text), "");
-  w.known(top, "", AGENT_KEYS);
+  w.known(top, "", role === "agent" ? AGENT_KEYS : CLIENT_KEYS);
   const opt = <T>(key: string, read: (v: unknown, path: string) => T): T | undefined =>
     top[key] === undefined ? undefined : read(top[key], key);
   const str = (v: unknown, path: string) => w.str(v, path);
+  const beside = (v: unknown, path: string) => besideFile(file, w.str(v, path));
+  const pin = (v: unknown, path: string) => {
+    try {
+      return normalizeFingerprint(w.str(v, path));
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      return w.fail(
+        path,
+        "must be a SHA-256 fingerprint (64 hex digits), as `burrow fingerprint` prints it",
+      );
+    }
+  };
   return {
     servers: opt("server", (v, p) => {
       const one = (x: unknown, path: string) => {
         const text = w.str(x, path);
         if (text === "") w.fail(path, "must be host:port or a wss:// URL");
         try {
-          return parseServer(text);
+          return parseServer(text, DEFAULT_PORTS[role]);
         } catch (e) {
           if (e instanceof ConfigError) return w.fail(path, e.message);
           throw e;
@@ -68,24 +117,23 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     }),
     name: opt("name", (v, p) => w.name(v, p)),
     token: opt("token", str),
-    tokenFile: opt("token_file", str),
+    tokenFile: opt("token_file", beside),
     key: opt("key", str),
-    keyFile: opt("key_file", str),
+    keyFile: opt("key_file", beside),
     allow: opt("allow", (v, p) => w.rules(v, p, true)),
     fingerprint: opt("fingerprint", (v, p) => {
-      try {
-        return normalizeFingerprint(w.str(v, p));
-      } catch (e) {
-        if (e instanceof ConfigError) throw e;
-        return w.fail(p, "must be a SHA-256 fingerprint (64 hex digits), as the server prints it");
-      }
+      if (!Array.isArray(v)) return [pin(v, p)];
+      if (v.length === 0) w.fail(p, "must name at least one fingerprint");
+      return v.map((x, i) => pin(x, `${p}[${i}]`));
     }),
-    ca: opt("ca", str),
+    ca: opt("ca", beside),
     serverName: opt("server_name", str),
     plain: opt("plain", (v, p) => w.bool(v, p)),
     proxy: opt("proxy", str),
-    proxyFile: opt("proxy_file", str),
+    proxyFile: opt("proxy_file", beside),
     link: opt("link", (v, p) => w.bool(v, p)),
+    agent: opt("agent", (v, p) => w.name(v, p)),
+    listen: opt("listen", (v, p) => w.addr(v, p, "") ?? w.fail(p, "must be host:port")),
   };
 }
 
@@ -98,11 +146,16 @@ export interface ServerAddress {
 }
 
 /**
- * Parse `--server`: `host:port`, `[v6]:port`, or a WebSocket URL
+ * Parse `--server`: `host:port`, `[v6]:port`, a host alone (then
+ * `defaultPort`: {@link DEFAULT_PORTS}), or a WebSocket URL
  * `wss://host[:port][/prefix]` (`ws://` for a TLS-terminating reverse proxy).
  */
-export function parseServer(text: string): ServerAddress {
-  if (!/^wss?:\/\//i.test(text)) return { addr: parseAddr(text) };
+export function parseServer(text: string, defaultPort?: number): ServerAddress {
+  if (!/^wss?:\/\//i.test(text)) {
+    const bare = /^\[([0-9A-Fa-f:.]+)\]$/.exec(text) ?? /^([A-Za-z0-9._-]+)$/.exec(text);
+    if (bare && defaultPort !== undefined) return { addr: { host: bare[1]!, port: defaultPort } };
+    return { addr: parseAddr(text) };
+  }
   let u: URL;
   try {
     u = new URL(text);

@@ -8,4 +8,4 @@
 export * from "./server.ts";
 export * from "./agent.ts";
 export type { Cidr } from "./trust.ts";
-export { parseAddr, parseDuration, readAddr } from "./walker.ts";
+export { besideFile, parseAddr, parseDuration, readAddr } from "./walker.ts";

@@ -17,7 +17,7 @@ import {
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
-import { type Obj, Walker, words } from "./walker.ts";
+import { besideFile, type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
 export interface Identity {
@@ -334,8 +334,12 @@ function grants(w: Walker, v: unknown, cfg: ServerConfig): Grant[] {
   });
 }
 
-/** Parse and validate a server config file's text. `file` is used in errors only. */
-export function parseServerConfig(text: string, file: string): ServerConfig {
+/**
+ * Parse and validate a server config file's text. `file` is used in errors,
+ * and, with `paths`, relative paths in it (`state_dir`, `tls.cert`,
+ * `tls.key`) are taken from `file`'s folder.
+ */
+export function parseServerConfig(text: string, file: string, paths = false): ServerConfig {
   const w = new Walker(file);
   const top = w.obj(w.yaml(text), "");
   w.known(top, "", SERVER_KEYS);
@@ -347,7 +351,11 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
   const cfg: ServerConfig = {
     listen: listenConfig(w, top.listen),
     tls: tlsConfig(w, top.tls),
-    stateDir: top.state_dir === undefined ? ".burrow" : w.str(top.state_dir, "state_dir"),
+    stateDir: top.state_dir === undefined
+      ? ".burrow"
+      : paths
+      ? besideFile(file, w.str(top.state_dir, "state_dir"))
+      : w.str(top.state_dir, "state_dir"),
     heartbeatIntervalMs: w.duration(hb.interval, "heartbeat.interval", d.heartbeatInterval),
     heartbeatTimeoutMs: w.duration(hb.timeout, "heartbeat.timeout", d.heartbeatTimeout),
     handshakeTimeoutMs: w.duration(top.handshake_timeout, "handshake_timeout", d.handshakeTimeout),
@@ -372,5 +380,12 @@ export function parseServerConfig(text: string, file: string): ServerConfig {
     w.fail("heartbeat.timeout", "must be longer than heartbeat.interval");
   }
   cfg.grants = grants(w, top.grants, cfg);
+  if (paths && cfg.tls.mode === "files") {
+    cfg.tls = {
+      ...cfg.tls,
+      cert: besideFile(file, cfg.tls.cert),
+      key: besideFile(file, cfg.tls.key),
+    };
+  }
   return cfg;
 }

@@ -128,3 +128,15 @@ export class Walker {
     });
   }
 }
+
+/**
+ * `path` as named in the config file `file`: a relative path is taken from
+ * the file's folder (not from the current one, which differs under a
+ * service manager); an absolute one, or one in a file of the current
+ * folder, is returned as it is.
+ */
+export function besideFile(file: string, path: string): string {
+  const slash = file.lastIndexOf("/");
+  if (path.startsWith("/") || slash < 0) return path;
+  return `${file.slice(0, slash + 1)}${path}`;
+}
