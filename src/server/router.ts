@@ -15,7 +15,7 @@ import type { Grant, ServerConfig } from "../config/server.ts";
 import { normalizeTarget } from "../host.ts";
 import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
-import { type Message, type Rule, Status, type Target } from "../messages.ts";
+import { type Message, Reason, type Rule, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
@@ -50,9 +50,15 @@ export type OpenResult =
     /** The agent session (replica) that carries it. */
     session: Session;
   }
-  | { ok: false; status: number; reason: string };
+  /** `code`: the SPEC.md §9.7 reason CONNECT_RESULT carries; `reason`: the text for the log. */
+  | { ok: false; status: number; code: number; reason: string };
 
-const refuse = (status: number, reason: string): OpenResult => ({ ok: false, status, reason });
+const refuse = (status: number, code: number, reason: string): OpenResult => ({
+  ok: false,
+  status,
+  code,
+  reason,
+});
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
 export interface LiveStream {
@@ -86,6 +92,7 @@ function addTotals(m: Totals, k: string, up: number, down: number): void {
 
 /** Attempts on other pool connections when the one taken turns out dead (SPEC.md §7.4). */
 const ATTEMPTS = 3;
+const OPEN_LATE = "agent did not answer OPEN in time";
 
 const NOTHING = (): void => {};
 
@@ -222,7 +229,7 @@ export class Router {
    * The agent `client` means (`agent`, or "" for its only granted one) and
    * its grants for that agent, or why there is none (SPEC.md §7.1).
    */
-  #agentFor(client: string, agent: string): AgentChoice | { reason: string } {
+  #agentFor(client: string, agent: string): AgentChoice | { code: number; reason: string } {
     // Every CONNECT asks twice (expect, open): answers found are kept for
     // the config they came from. Only found ones: a name a client typed is
     // kept only when it is a configured agent granted to it.
@@ -237,6 +244,7 @@ export class Router {
       const names = [...new Set(grants.flatMap((g) => g.agents))];
       if (names.length !== 1) {
         return {
+          code: names.length === 0 ? Reason.not_granted : Reason.agent_ambiguous,
           reason: names.length === 0
             ? "client has no grant"
             : `client is granted ${names.length} agents; name one as ${client}@agent`,
@@ -245,23 +253,44 @@ export class Router {
       name = names[0]!;
     }
     const granted = grants.filter((g) => g.agents.includes(name));
-    if (granted.length === 0) return { reason: `client is not granted agent ${name}` };
+    if (granted.length === 0) {
+      return { code: Reason.not_granted, reason: `client is not granted agent ${name}` };
+    }
     const found = { agent: name, granted, rules: granted.flatMap((g) => g.rules) };
     this.#agents.found.set(key, found);
     return found;
   }
 
+  /**
+   * A login check (CHECK, SPEC.md §2.3): could `client` use `agent` now?
+   * The refusal a CONNECT would get before any target check, or ok.
+   */
+  check(
+    client: string,
+    agent: string,
+  ): { ok: true; agent: string } | Extract<OpenResult, { ok: false }> {
+    const chosen = this.#agentFor(client, agent);
+    if (!("granted" in chosen)) {
+      return { ok: false, status: Status.not_allowed, code: chosen.code, reason: chosen.reason };
+    }
+    if (this.agents.group(chosen.agent).length === 0) {
+      const reason = `agent ${chosen.agent} is offline`;
+      return { ok: false, status: Status.host_unreachable, code: Reason.agent_offline, reason };
+    }
+    return { ok: true, agent: chosen.agent };
+  }
+
   /** Decide and open a stream. */
   async open(req: OpenRequest): Promise<OpenResult> {
     const n = normalizeTarget(req.target);
-    if (!n.ok) return refuse(Status.not_allowed, n.reason);
+    if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.reason);
     const target = n.target;
     const c = this.ctx.config();
     const chosen = this.#agentFor(req.client, req.agent);
-    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.reason);
+    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.code, chosen.reason);
     const { agent, rules } = chosen;
     if (!allowed(rules, req.client, target, "never")) {
-      return refuse(Status.not_allowed, "target outside the grant");
+      return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
     const lim = c.limits;
     if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
@@ -271,6 +300,7 @@ export class Router {
       });
       return refuse(
         Status.general_failure,
+        Reason.client_streams,
         `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`,
       );
     }
@@ -278,11 +308,12 @@ export class Router {
       this.ctx.admission.limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
       return refuse(
         Status.general_failure,
+        Reason.agent_streams,
         `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
       );
     }
     if (this.agents.group(agent).length === 0) {
-      return refuse(Status.host_unreachable, `agent ${agent} is offline`);
+      return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
     }
     // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
     const found = this.agents.announced(agent, c.poolWaitMs);
@@ -290,6 +321,7 @@ export class Router {
     if (announced.length === 0) {
       return refuse(
         Status.host_unreachable,
+        Reason.agent_not_ready,
         `agent ${agent} has not announced its targets in time`,
       );
     }
@@ -297,7 +329,11 @@ export class Router {
       allowed(rulesFor(s.rules, req.client), req.client, target, "defer")
     );
     if (replicas.length === 0) {
-      return refuse(Status.not_allowed, "target outside what the agent announced");
+      return refuse(
+        Status.not_allowed,
+        Reason.outside_announce,
+        "target outside what the agent announced",
+      );
     }
     const failed = new Set<Session>();
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -318,7 +354,7 @@ export class Router {
       if (r) return r;
       failed.add(s); // its pool connection was dead: the next attempt goes to another replica
     }
-    return refuse(Status.general_failure, "pool connections kept failing");
+    return refuse(Status.general_failure, Reason.agent_failed, "pool connections kept failing");
   }
 
   /**
@@ -378,10 +414,13 @@ export class Router {
   ): Promise<OpenResult | null> {
     const c = this.ctx.config();
     if (!entry) {
-      return refuse(
-        Status.host_unreachable,
-        s.closed ? `agent ${agent} went offline` : `no pool connection within ${c.poolWaitMs} ms`,
-      );
+      return s.closed
+        ? refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} went offline`)
+        : refuse(
+          Status.host_unreachable,
+          Reason.pool_timeout,
+          `no pool connection within ${c.poolWaitMs} ms`,
+        );
     }
     let pc: PoolConn;
     try {
@@ -410,11 +449,11 @@ export class Router {
       res = await pc.first;
     } catch {
       pc.close();
-      return late ? refuse(Status.ttl_expired, "agent did not answer OPEN in time") : null;
+      return late ? refuse(Status.ttl_expired, Reason.agent_timeout, OPEN_LATE) : null;
     } finally {
       clearTimeout(timer);
     }
-    if (late) return refuse(Status.ttl_expired, "agent did not answer OPEN in time");
+    if (late) return refuse(Status.ttl_expired, Reason.agent_timeout, OPEN_LATE);
     if (res === null) {
       pc.close(); // closed under us: try another pool connection
       return null;
@@ -422,11 +461,11 @@ export class Router {
     if (res.type !== "OPEN_RESULT" || res.streamId !== streamId) {
       s.hooks.log.warn("bad answer to OPEN", { got: res.type });
       void pc.wire.fail("unexpected_message", `expected OPEN_RESULT for stream ${streamId}`);
-      return refuse(Status.general_failure, "agent answered OPEN wrongly");
+      return refuse(Status.general_failure, Reason.agent_failed, "agent answered OPEN wrongly");
     }
     if (res.status !== Status.succeeded) {
       pc.close();
-      return refuse(res.status, "agent could not open the target");
+      return refuse(res.status, Reason.target_failed, "agent could not open the target");
     }
     return {
       ok: true,
