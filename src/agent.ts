@@ -21,7 +21,7 @@ import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts"
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep } from "./time.ts";
-import { answerControl, login, Wire } from "./wire.ts";
+import { answerControl, dialServer, login, Wire } from "./wire.ts";
 
 export interface AgentOptions {
   server: Addr;
@@ -165,7 +165,7 @@ export class Agent {
           replaced = true;
           this.log.error("another agent with this name replaced this session; backing off", fields);
         } else if (e instanceof NetError && e.code === "ETLS") {
-          this.log.error("TLS verification of the server failed", fields);
+          this.log.error("TLS with the server failed", fields);
         } else this.log.warn("session failed", fields);
       } finally {
         this.#session = undefined;
@@ -182,7 +182,7 @@ export class Agent {
   }
 
   async #dialServer(): Promise<Conn> {
-    const c = await (this.opts.transport ?? this.net).dial({
+    const c = await dialServer(this.opts.transport ?? this.net, {
       ...this.opts.server,
       timeoutMs: this.opts.dialTimeoutMs ?? 10_000,
       ...(this.opts.tls ? { tls: this.opts.tls } : {}),

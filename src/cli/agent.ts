@@ -339,8 +339,15 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     agent: f.agent,
     software: software(host),
   }, log.with({ client: f.name }));
+  const close = () => links.forEach((l) => l.close());
+  try {
+    await proxy.checkLogin(); // refused credentials end it here, with one line
+  } catch (e) {
+    close();
+    throw e;
+  }
   await proxy.start();
-  await untilSignal(host, () => proxy.stop().finally(() => links.forEach((l) => l.close())), log);
+  await untilSignal(host, () => proxy.stop().finally(close), log);
 }
 
 function credentialOptions(cmd: Command): Command {

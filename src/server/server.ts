@@ -9,6 +9,7 @@
  * @module
  */
 import { fmt } from "../addr.ts";
+import { ListenError } from "../errors.ts";
 import { IdMap } from "../idmap.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import type { HttpSource } from "../http/mod.ts";
@@ -212,14 +213,22 @@ export class Server implements HttpSource {
         );
       }
     }
-    this.addrs.agents = await this.#listen({ ...agents, ...tls }, (c) => this.agents.handle(c));
+    this.addrs.agents = await this.#listen(
+      "agents",
+      { ...agents, ...tls },
+      (c) => this.agents.handle(c),
+    );
     if (socks) {
       const front = new SocksFront(this.agents.ctx, this.router);
-      this.addrs.socks = await this.#listen(socks, (c) => front.handle(c));
+      this.addrs.socks = await this.#listen("socks", socks, (c) => front.handle(c));
     }
     const clientFront = new ClientFront(this.agents.ctx, this.router);
     if (clients) {
-      this.addrs.clients = await this.#listen({ ...clients, ...tls }, (c) => clientFront.handle(c));
+      this.addrs.clients = await this.#listen(
+        "clients",
+        { ...clients, ...tls },
+        (c) => clientFront.handle(c),
+      );
     }
     if (https) {
       if (!this.tls && !isLoopback(https.host)) {
@@ -236,7 +245,7 @@ export class Server implements HttpSource {
         fetch: (req) =>
           this.#httpApp ? this.#httpApp(req) : new Response("not found\n", { status: 404 }),
       });
-      this.addrs.https = await this.#listen({ ...https, ...tls }, (c) => front.handle(c));
+      this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
@@ -269,11 +278,15 @@ export class Server implements HttpSource {
     await Promise.all([...this.#conns.values()].map((c) => c.closed));
   }
 
+  /** Listen on `listen.<key>`; a failure is a {@link ListenError} naming the address and key. */
   async #listen(
+    key: string,
     opts: Parameters<Net["listen"]>[0],
     handle: (c: Conn) => Promise<void>,
   ): Promise<Addr> {
-    const l = await this.net.listen(opts);
+    const l = await this.net.listen(opts).catch((e) => {
+      throw new ListenError(fmt(opts), `listen.${key}`, e);
+    });
     this.#listeners.push(l);
     void this.#acceptLoop(l, handle);
     return l.addr;
