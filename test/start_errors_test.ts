@@ -41,33 +41,37 @@ function oneLine(output: string, want: RegExp): void {
   assert.match(lines[0]!, want);
 }
 
-test(`${rt}: a server listen port in use is one line naming the address and key, exit 3`, async () => {
-  const t = await tunnel({ startAgent: false });
-  const held = await t.net.listen({ host: "127.0.0.1", port: 0 });
-  const dir = mkdtempSync(join(tmpdir(), "burrow-listen-"));
-  const file = join(dir, "server.yaml");
-  writeFileSync(
-    file,
-    `listen: { agents: "127.0.0.1:${held.addr.port}", socks: "", clients: "", http: "" }\n` +
-      `tls: off\nagents: [{ name: office, token: ${AGENT_TOKEN} }]\n`,
-  );
-  const p = burrow(rt, ["server", "-c", file]);
-  try {
-    assert.equal(await p.exited, 3, p.output());
-    oneLine(
-      p.output(),
-      new RegExp(
-        `^burrow: cannot listen on 127\\.0\\.0\\.1:${held.addr.port} \\(listen\\.agents\\): ` +
-          "address already in use$",
-      ),
+for (const key of ["agents", "http"] as const) {
+  test(`${rt}: listen.${key} in use is one line naming the address and key, exit 3`, async () => {
+    const t = await tunnel({ startAgent: false });
+    const held = await t.net.listen({ host: "127.0.0.1", port: 0 });
+    const dir = mkdtempSync(join(tmpdir(), "burrow-listen-"));
+    const file = join(dir, "server.yaml");
+    const listen = { agents: "127.0.0.1:0", socks: "", clients: "", http: "" };
+    listen[key] = `127.0.0.1:${held.addr.port}`;
+    writeFileSync(
+      file,
+      `listen: ${JSON.stringify(listen)}\ntls: off\n` +
+        `agents: [{ name: office, token: ${AGENT_TOKEN} }]\n`,
     );
-  } finally {
-    await p.stop();
-    held.close();
-    await t.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+    const p = burrow(rt, ["server", "-c", file]);
+    try {
+      assert.equal(await p.exited, 3, p.output());
+      oneLine(
+        p.output(),
+        new RegExp(
+          `^burrow: cannot listen on 127\\.0\\.0\\.1:${held.addr.port} \\(listen\\.${key}\\): ` +
+            "address already in use$",
+        ),
+      );
+    } finally {
+      await p.stop();
+      held.close();
+      await t.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
 
 test(`${rt}: the client proxy's --listen in use is one line, exit 3`, async () => {
   const t = await tunnel();

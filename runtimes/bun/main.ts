@@ -24,12 +24,13 @@ export const host: Host = {
     process.on(signal, fn);
     return () => void process.off(signal, fn);
   },
-  serveHttp(addr, fetch) {
+  // async: Bun.serve throws a port in use at once; the caller's catch gets it as a rejection
+  async serveHttp(addr, fetch) {
     const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
-    return Promise.resolve({
+    return {
       addr: { host: addr.host, port: server.port ?? addr.port },
       close: () => server.stop(true),
-    });
+    };
   },
   print: (line) => console.log(line),
 };
