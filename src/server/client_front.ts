@@ -13,6 +13,7 @@ import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyLogin } from "./login.ts";
 import type { Router } from "./router.ts";
+import { loggableAgent } from "./socks_front.ts";
 
 export class ClientFront {
   constructor(readonly ctx: ServerContext, readonly router: Router) {}
@@ -51,8 +52,10 @@ export class ClientFront {
         log: clog,
       });
       if (!r.ok) {
-        this.router.refused(clog, "clients", client, req.target, r.status, r.reason, {
-          agent: req.agent,
+        const shown = loggableAgent(req.agent, (n) => this.ctx.config().agents.has(n));
+        const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
+        this.router.refused(rlog, "clients", client, req.target, r.status, r.reason, {
+          ...shown,
           startedAt: t0,
         });
         this.router.setupDone("clients", t0, false);
@@ -88,7 +91,10 @@ export class ClientFront {
   async #check(wire: Wire, log: Logger, client: string, agent: string): Promise<void> {
     const r = this.router.check(client, agent);
     if (r.ok) log.info("login check", { agent: r.agent, result: "ok" });
-    else log.warn("login check", { agent: agent || undefined, status: r.status, reason: r.reason });
+    else {
+      const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
+      log.warn("login check", { ...shown, status: r.status, reason: r.reason });
+    }
     const status = r.ok ? 0 : r.status;
     await wire.last({ type: "CONNECT_RESULT", status, reason: r.ok ? 0 : r.code, bound: NO_ADDR });
   }

@@ -254,7 +254,11 @@ export class Router {
     }
     const granted = grants.filter((g) => g.agents.includes(name));
     if (granted.length === 0) {
-      return { code: Reason.not_granted, reason: `client is not granted agent ${name}` };
+      // A name that is no agent may be a token typed in its place: not logged (SPEC.md §11.2).
+      const reason = config.agents.has(name)
+        ? `client is not granted agent ${name}`
+        : `no agent of that name (${new TextEncoder().encode(name).length} bytes)`;
+      return { code: Reason.not_granted, reason };
     }
     const found = { agent: name, granted, rules: granted.flatMap((g) => g.rules) };
     this.#agents.found.set(key, found);
