@@ -13,7 +13,7 @@ import { Framer } from "./framer.ts";
 import { IdMap } from "./idmap.ts";
 import { Link } from "./link.ts";
 import { NO_ADDR } from "./writer.ts";
-import { normalizeIP, normalizeTarget } from "./host.ts";
+import { normalizeIP, normalizeTarget, unroutable } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
@@ -551,16 +551,15 @@ export class Agent {
     let last: unknown;
     for (const host of hosts.slice(0, 4)) {
       try {
+        const no = unroutable(host); // the same reply on every runtime
+        if (no) throw no;
         return { ok: true, conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
       } catch (e) {
         last = e;
       }
     }
-    return {
-      ok: false,
-      status: statusOf(last),
-      reason: last instanceof Error ? last.message : "dial failed",
-    };
+    const reason = last instanceof Error ? last.message : "dial failed";
+    return { ok: false, status: statusOf(last), reason };
   }
 }
 

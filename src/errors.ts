@@ -37,7 +37,9 @@ export type SocksErrorCode =
   | "bad_version"
   | "no_methods"
   | "invalid_message"
-  | "bad_address_type";
+  | "bad_address_type"
+  /** A domain name that is not valid UTF-8: answered with reply 0x02 (SPEC.md §8). */
+  | "bad_domain";
 
 /** A malformed SOCKS5 (RFC 1928/1929) message. */
 export class SocksError extends Error {

@@ -844,6 +844,6 @@ test("socks5: a request with a domain that is not valid UTF-8 is refused, not ma
   const bad = Uint8Array.of(5, 1, 0, 3, 1, 0xff, 0, 80);
   assert.throws(
     () => parseRequest(bad),
-    (e: unknown) => e instanceof SocksError && e.code === "invalid_message",
+    (e: unknown) => e instanceof SocksError && e.code === "bad_domain",
   );
 });

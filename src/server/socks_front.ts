@@ -147,6 +147,8 @@ export class SocksFront {
       default: {
         const status = a.refusal === "command_not_supported"
           ? Status.command_not_supported
+          : a.refusal === "bad_target"
+          ? Status.not_allowed
           : Status.address_type_not_supported;
         const clog = log.with({ client, client_id: this.router.clientId(client) });
         return this.router.refused(clog, "socks", client, null, status, a.detail);
