@@ -14,6 +14,7 @@ import {
   NetError,
   PeerError,
   ProtocolError,
+  ProxyError,
   SocksError,
   TimeoutError,
 } from "./errors.ts";
@@ -94,7 +95,8 @@ export async function connectThrough(
   try {
     conn = await dialServer(net, { ...opts.server, timeoutMs });
   } catch (e) {
-    const error = `cannot reach the server: ${(e as Error).message}`;
+    const message = (e as Error).message; // a ProxyError names the proxy
+    const error = e instanceof ProxyError ? message : `cannot reach the server: ${message}`;
     const tls = e instanceof NetError && e.code === "ETLS"; // another server may do better
     return { ok: false, status: Status.general_failure, error, answered: false, login: tls };
   }
