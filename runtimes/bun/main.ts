@@ -24,13 +24,16 @@ export const host: Host = {
     process.on(signal, fn);
     return () => void process.off(signal, fn);
   },
-  // async: Bun.serve throws a port in use at once; the caller's catch gets it as a rejection
-  async serveHttp(addr, fetch) {
-    const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
-    return {
-      addr: { host: addr.host, port: server.port ?? addr.port },
-      close: () => server.stop(true),
-    };
+  serveHttp(addr, fetch) {
+    try {
+      const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
+      return Promise.resolve({
+        addr: { host: addr.host, port: server.port ?? addr.port },
+        close: () => server.stop(true),
+      });
+    } catch (e) {
+      return Promise.reject(e); // a port in use: Bun.serve throws at once
+    }
   },
   print: (line) => console.log(line),
 };
