@@ -208,6 +208,10 @@ export class ClientProxy {
     if (r.status === Status.succeeded) {
       return this.log.info("login checked", { server, agent: this.opts.agent || undefined });
     }
+    if (r.reason === Reason.agent_ambiguous) {
+      // Several agents and no --agent: each local program names one as its user name.
+      return this.log.info("login checked; name the agent as the SOCKS5 user name", { server });
+    }
     this.log.warn("the agent cannot be used now", {
       server,
       agent: this.opts.agent || undefined,

@@ -164,6 +164,31 @@ test(`${rt}: a TLS agent against a plain server logs that it does not speak TLS`
   }
 });
 
+test(`${rt}: a TLS agent (the CLI) against a plain server says so and what to do`, async () => {
+  const t = await tunnel();
+  const p = burrow(rt, [
+    "agent",
+    "--server",
+    `127.0.0.1:${t.server.addrs.agents!.port}`,
+    "--name",
+    "lab",
+    "--token",
+    AGENT_TOKEN,
+    "--fingerprint",
+    "AB:".repeat(31) + "AB",
+    "--allow",
+    "127.0.0.1:*",
+  ]);
+  try {
+    const line = await p.waitFor(/.*does not speak TLS on that port.*/);
+    assert.match(line, /use --plain if the server really runs with tls: off/);
+    assert.ok(!/secure TLS connection was established/.test(p.output()), p.output());
+  } finally {
+    await p.stop();
+    await t.close();
+  }
+});
+
 test(`${rt}: an agent not granted or offline at start is a warning; the client proxy runs`, async () => {
   const t = await tunnel();
   const clients = t.server.addrs.clients!.port;
@@ -236,6 +261,26 @@ test(`${rt}: a refused login check with a wrong token is a typed error, not a li
   try {
     await assert.rejects(proxy.checkLogin(), /refused the client login/);
     assert.equal(proxy.addr, undefined);
+  } finally {
+    await proxy.stop();
+    await t.close();
+  }
+});
+
+test(`${rt}: several granted agents and no --agent is no warning: programs name one`, async () => {
+  const t = await tunnel();
+  const { log, lines } = memoryLogger();
+  const proxy = new ClientProxy(t.net, {
+    listen: { host: "127.0.0.1", port: 0 },
+    server: t.server.addrs.clients!,
+    name: "bob",
+    credential: tokenCredential(BOB_TOKEN),
+    agent: "",
+  }, log);
+  try {
+    await proxy.checkLogin();
+    assert.ok(lines.some((l) => /level=info.*name the agent as the SOCKS5 user name/.test(l)));
+    assert.ok(!lines.some((l) => /level=warn/.test(l)), lines.join("\n"));
   } finally {
     await proxy.stop();
     await t.close();
