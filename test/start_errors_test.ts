@@ -22,6 +22,7 @@ import {
   runtime,
   socks,
   testAgent,
+  type Tunnel,
   tunnel,
   until,
 } from "./helpers.ts";
@@ -207,16 +208,22 @@ test(`${rt}: an agent not granted or offline at start is a warning; the client p
   }
 });
 
-test(`${rt}: a refused stream's reason reaches the client proxy and its log`, async () => {
-  const t = await tunnel();
+/** A client proxy for `name` to the tunnel's client port, not started, with its log lines. */
+function unstarted(t: Tunnel, name: string, token: string) {
   const { log, lines } = memoryLogger();
   const proxy = new ClientProxy(t.net, {
     listen: { host: "127.0.0.1", port: 0 },
     server: t.server.addrs.clients!,
-    name: "alice",
-    credential: tokenCredential(ALICE_TOKEN),
+    name,
+    credential: tokenCredential(token),
     agent: "",
   }, log);
+  return { proxy, lines };
+}
+
+test(`${rt}: a refused stream's reason reaches the client proxy and its log`, async () => {
+  const t = await tunnel();
+  const { proxy, lines } = unstarted(t, "alice", ALICE_TOKEN);
   await proxy.checkLogin();
   await proxy.start();
   try {
@@ -251,13 +258,7 @@ test(`${rt}: a refused stream's reason reaches the client proxy and its log`, as
 
 test(`${rt}: a refused login check with a wrong token is a typed error, not a listener`, async () => {
   const t = await tunnel();
-  const proxy = new ClientProxy(t.net, {
-    listen: { host: "127.0.0.1", port: 0 },
-    server: t.server.addrs.clients!,
-    name: "alice",
-    credential: tokenCredential("wrong-token-0123456789"),
-    agent: "",
-  }, memoryLogger().log);
+  const { proxy } = unstarted(t, "alice", "wrong-token-0123456789");
   try {
     await assert.rejects(proxy.checkLogin(), /refused the client login/);
     assert.equal(proxy.addr, undefined);
@@ -269,14 +270,7 @@ test(`${rt}: a refused login check with a wrong token is a typed error, not a li
 
 test(`${rt}: several granted agents and no --agent is no warning: programs name one`, async () => {
   const t = await tunnel();
-  const { log, lines } = memoryLogger();
-  const proxy = new ClientProxy(t.net, {
-    listen: { host: "127.0.0.1", port: 0 },
-    server: t.server.addrs.clients!,
-    name: "bob",
-    credential: tokenCredential(BOB_TOKEN),
-    agent: "",
-  }, log);
+  const { proxy, lines } = unstarted(t, "bob", BOB_TOKEN);
   try {
     await proxy.checkLogin();
     assert.ok(lines.some((l) => /level=info.*name the agent as the SOCKS5 user name/.test(l)));

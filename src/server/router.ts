@@ -11,20 +11,19 @@
  * @module
  */
 import { targetText } from "../addr.ts";
-import type { Grant, ServerConfig } from "../config/server.ts";
 import { normalizeTarget } from "../host.ts";
 import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
-import { type Message, Reason, type Rule, Status, type Target } from "../messages.ts";
+import { type Message, Reason, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
 import type { AgentPort, PoolConn, PoolEntry, Session } from "./agent_port.ts";
+import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 
 /** The agent a client means, its grants for that agent, and their rules. */
-type AgentChoice = { agent: string; granted: Grant[]; rules: Rule[] };
 
 export interface OpenRequest {
   client: string;
@@ -53,6 +52,7 @@ export type OpenResult =
   /** `code`: the SPEC.md §9.7 reason CONNECT_RESULT carries; `reason`: the text for the log. */
   | { ok: false; status: number; code: number; reason: string };
 
+type Refused = Extract<OpenResult, { ok: false }>;
 const refuse = (status: number, code: number, reason: string): OpenResult => ({
   ok: false,
   status,
@@ -99,8 +99,8 @@ const NOTHING = (): void => {};
 export class Router {
   #nextStream = 1;
   readonly #clientIds = new Map<string, number>();
-  /** {@link Router.#agentFor}'s found answers, for one config. */
-  #agents: { config: ServerConfig; found: Map<string, AgentChoice> } | null = null;
+  /** Which agent a client means (SPEC.md §7.1). */
+  readonly #choice = new AgentChoice(() => this.ctx.config());
   readonly #clientStreams = new Map<string, number>();
   readonly #agentStreams = new Map<string, number>();
   /** Streams open or opening per agent session, for spreading them over replicas. */
@@ -219,61 +219,18 @@ export class Router {
    * the function that stops counting it.
    */
   expect(client: string, agent: string): () => void {
-    const a = this.#agentFor(client, agent);
+    const a = this.#choice.of(client, agent);
     if (!("granted" in a)) return NOTHING;
     const live = this.agents.group(a.agent).filter((s) => s.announced && !s.closed);
     return live.length === 1 ? live[0]!.expect() : NOTHING;
   }
 
   /**
-   * The agent `client` means (`agent`, or "" for its only granted one) and
-   * its grants for that agent, or why there is none (SPEC.md §7.1).
-   */
-  #agentFor(client: string, agent: string): AgentChoice | { code: number; reason: string } {
-    // Every CONNECT asks twice (expect, open): answers found are kept for
-    // the config they came from. Only found ones: a name a client typed is
-    // kept only when it is a configured agent granted to it.
-    const config = this.ctx.config();
-    if (this.#agents?.config !== config) this.#agents = { config, found: new Map() };
-    const key = `${client}\n${agent}`;
-    const known = this.#agents.found.get(key);
-    if (known) return known;
-    const grants = config.grants.filter((g) => g.client === client);
-    let name = agent;
-    if (name === "") {
-      const names = [...new Set(grants.flatMap((g) => g.agents))];
-      if (names.length !== 1) {
-        return {
-          code: names.length === 0 ? Reason.not_granted : Reason.agent_ambiguous,
-          reason: names.length === 0
-            ? "client has no grant"
-            : `client is granted ${names.length} agents; name one as ${client}@agent`,
-        };
-      }
-      name = names[0]!;
-    }
-    const granted = grants.filter((g) => g.agents.includes(name));
-    if (granted.length === 0) {
-      // A name that is no agent may be a token typed in its place: not logged (SPEC.md §11.2).
-      const reason = config.agents.has(name)
-        ? `client is not granted agent ${name}`
-        : `no agent of that name (${new TextEncoder().encode(name).length} bytes)`;
-      return { code: Reason.not_granted, reason };
-    }
-    const found = { agent: name, granted, rules: granted.flatMap((g) => g.rules) };
-    this.#agents.found.set(key, found);
-    return found;
-  }
-
-  /**
    * A login check (CHECK, SPEC.md §2.3): could `client` use `agent` now?
    * The refusal a CONNECT would get before any target check, or ok.
    */
-  check(
-    client: string,
-    agent: string,
-  ): { ok: true; agent: string } | Extract<OpenResult, { ok: false }> {
-    const chosen = this.#agentFor(client, agent);
+  check(client: string, agent: string): { ok: true; agent: string } | Refused {
+    const chosen = this.#choice.of(client, agent);
     if (!("granted" in chosen)) {
       return { ok: false, status: Status.not_allowed, code: chosen.code, reason: chosen.reason };
     }
@@ -290,7 +247,7 @@ export class Router {
     if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.reason);
     const target = n.target;
     const c = this.ctx.config();
-    const chosen = this.#agentFor(req.client, req.agent);
+    const chosen = this.#choice.of(req.client, req.agent);
     if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.code, chosen.reason);
     const { agent, rules } = chosen;
     if (!allowed(rules, req.client, target, "never")) {
