@@ -342,11 +342,11 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const close = () => links.forEach((l) => l.close());
   try {
     await proxy.checkLogin(); // refused credentials end it here, with one line
+    await proxy.start();
   } catch (e) {
     close();
     throw e;
   }
-  await proxy.start();
   await untilSignal(host, () => proxy.stop().finally(close), log);
 }
 
