@@ -9,7 +9,7 @@ export interface KaitaiStream {
 }
 
 /**
- * Payloads of CONNECT and CONNECT_RESULT on a client-proxy connection
+ * Payloads of CONNECT, CHECK and CONNECT_RESULT on a client-proxy connection
  * (CLIENT_HELLO and CLIENT_READY are in handshake.ksy). This type has no
  * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.3
@@ -39,6 +39,22 @@ export declare namespace Client {
     target: Addr;
   }
   /**
+   * CHECK (0x34), client proxy → server: a login check instead of CONNECT;
+   * answered by CONNECT_RESULT, then the server closes.
+   * @see SPEC.md §5.21
+   */
+  class Check {
+    constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);
+    _io: KaitaiStream;
+    _parent: unknown;
+    _root: unknown;
+    lenAgent: number;
+    /**
+     * Agent name, UTF-8, as in CONNECT; empty = the client's only granted agent.
+     */
+    agent: Uint8Array;
+  }
+  /**
    * CONNECT_RESULT (0x33), server → client proxy.
    * @see SPEC.md §5.18
    */
@@ -48,6 +64,10 @@ export declare namespace Client {
     _parent: unknown;
     _root: unknown;
     status: number;
+    /**
+     * Why the stream was refused (SPEC.md §9.7); 0 with status 0.
+     */
+    reason: number;
     /**
      * As in OPEN_RESULT.
      */

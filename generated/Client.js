@@ -5,7 +5,7 @@ import * as Addr_ from "./Addr.js";
 import * as Registries_ from "./Registries.js";
 
 /**
- * Payloads of CONNECT and CONNECT_RESULT on a client-proxy connection
+ * Payloads of CONNECT, CHECK and CONNECT_RESULT on a client-proxy connection
  * (CLIENT_HELLO and CLIENT_READY are in handshake.ksy). This type has no
  * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.3
@@ -21,6 +21,35 @@ var Client = (function() {
   }
   Client.prototype._read = function() {
   }
+
+  /**
+   * CHECK (0x34), client proxy → server: a login check instead of CONNECT;
+   * answered by CONNECT_RESULT, then the server closes.
+   * @see SPEC.md §5.21
+   */
+
+  var Check = Client.Check = (function() {
+    function Check(_io, _parent, _root) {
+      this._io = _io;
+      this._parent = _parent;
+      this._root = _root;
+
+      this._read();
+    }
+    Check.prototype._read = function() {
+      this.lenAgent = this._io.readU1();
+      if (!(this.lenAgent <= 64)) {
+        throw new KaitaiStream.ValidationGreaterThanError(64, this.lenAgent, this._io, "/types/check/seq/0");
+      }
+      this.agent = this._io.readBytes(this.lenAgent);
+    }
+
+    /**
+     * Agent name, UTF-8, as in CONNECT; empty = the client's only granted agent.
+     */
+
+    return Check;
+  })();
 
   /**
    * CONNECT (0x32), client proxy → server.
@@ -67,8 +96,13 @@ var Client = (function() {
     }
     ConnectResult.prototype._read = function() {
       this.status = this._io.readU1();
+      this.reason = this._io.readU1();
       this.bound = new Addr_.Addr(this._io, null, null);
     }
+
+    /**
+     * Why the stream was refused (SPEC.md §9.7); 0 with status 0.
+     */
 
     /**
      * As in OPEN_RESULT.

@@ -48,6 +48,7 @@ export declare class Frame {
     | Handshake.ClientReady
     | Client.Connect
     | Client.ConnectResult
+    | Client.Check
     | Uint8Array;
   _raw_payload?: Uint8Array;
 }
@@ -133,6 +134,10 @@ export declare namespace Frame {
      * server → client proxy (SPEC.md §5.18)
      */
     readonly CONNECT_RESULT: 51;
+    /**
+     * client proxy → server, instead of CONNECT (SPEC.md §5.21)
+     */
+    readonly CHECK: 52;
     readonly 1: "AGENT_HELLO";
     readonly 2: "CHALLENGE";
     readonly 3: "AUTH";
@@ -153,6 +158,7 @@ export declare namespace Frame {
     readonly 49: "CLIENT_READY";
     readonly 50: "CONNECT";
     readonly 51: "CONNECT_RESULT";
+    readonly 52: "CHECK";
   };
   /**
    * The fixed 12-byte frame header. Receivers check, in this order: magic

@@ -41,6 +41,7 @@ var Frame = (function() {
     CLIENT_READY: 49,
     CONNECT: 50,
     CONNECT_RESULT: 51,
+    CHECK: 52,
 
     1: "AGENT_HELLO",
     2: "CHALLENGE",
@@ -62,6 +63,7 @@ var Frame = (function() {
     49: "CLIENT_READY",
     50: "CONNECT",
     51: "CONNECT_RESULT",
+    52: "CHECK",
   });
 
   function Frame(_io, _parent, _root) {
@@ -93,6 +95,11 @@ var Frame = (function() {
       this._raw_payload = this._io.readBytes(this.header.lenPayload);
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
       this.payload = new Handshake_.Handshake.Challenge(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.CHECK:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Client_.Client.Check(_io__raw_payload, null, null);
       break;
     case Frame.MsgType.CLIENT_HELLO:
       this._raw_payload = this._io.readBytes(this.header.lenPayload);

@@ -9,7 +9,7 @@ export interface KaitaiStream {
 /**
  * Shared enums of the burrow v1 protocol. This type has no fields; other
  * specs import it and refer to its enums as `registries::error_code`,
- * `registries::status` and `registries::auth_method`. Message types
+ * `registries::status`, `registries::reason` and `registries::auth_method`. Message types
  * (SPEC.md §9.1) are the `msg_type` enum of frame.ksy; rule kinds (§9.5) are
  * in control.ksy. Values not listed are reserved: receivers keep them as
  * plain numbers and do not reject them at the framing layer. scripts/gen.ts
@@ -162,6 +162,78 @@ export declare namespace Registries {
     readonly 6: "TTL_EXPIRED";
     readonly 7: "COMMAND_NOT_SUPPORTED";
     readonly 8: "ADDRESS_TYPE_NOT_SUPPORTED";
+  };
+  const Reason: {
+    /**
+     * not refused
+     */
+    readonly NONE: 0;
+    /**
+     * the target is not a usable host name or address
+     */
+    readonly BAD_TARGET: 1;
+    /**
+     * the agent is unknown or not granted to the client, or the client has no grant
+     */
+    readonly NOT_GRANTED: 2;
+    /**
+     * no agent named and the client is granted more than one
+     */
+    readonly AGENT_AMBIGUOUS: 3;
+    /**
+     * the target is outside the client's grant
+     */
+    readonly OUTSIDE_GRANT: 4;
+    /**
+     * the client has streams_per_client streams open
+     */
+    readonly CLIENT_STREAMS: 5;
+    /**
+     * the agent has streams_per_agent streams open
+     */
+    readonly AGENT_STREAMS: 6;
+    /**
+     * the agent has no session, or lost it while the stream opened
+     */
+    readonly AGENT_OFFLINE: 7;
+    /**
+     * the agent has not announced its targets in time
+     */
+    readonly AGENT_NOT_READY: 8;
+    /**
+     * the target is outside what the agent announced
+     */
+    readonly OUTSIDE_ANNOUNCE: 9;
+    /**
+     * no pool connection of the agent within pool.wait
+     */
+    readonly POOL_TIMEOUT: 10;
+    /**
+     * the agent did not answer OPEN in time
+     */
+    readonly AGENT_TIMEOUT: 11;
+    /**
+     * the agent's pool connections failed, or it answered OPEN wrongly
+     */
+    readonly AGENT_FAILED: 12;
+    /**
+     * the agent could not open the target; the status says how
+     */
+    readonly TARGET_FAILED: 13;
+    readonly 0: "NONE";
+    readonly 1: "BAD_TARGET";
+    readonly 2: "NOT_GRANTED";
+    readonly 3: "AGENT_AMBIGUOUS";
+    readonly 4: "OUTSIDE_GRANT";
+    readonly 5: "CLIENT_STREAMS";
+    readonly 6: "AGENT_STREAMS";
+    readonly 7: "AGENT_OFFLINE";
+    readonly 8: "AGENT_NOT_READY";
+    readonly 9: "OUTSIDE_ANNOUNCE";
+    readonly 10: "POOL_TIMEOUT";
+    readonly 11: "AGENT_TIMEOUT";
+    readonly 12: "AGENT_FAILED";
+    readonly 13: "TARGET_FAILED";
   };
   const AuthMethod: {
     /**

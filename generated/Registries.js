@@ -5,7 +5,7 @@ import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 /**
  * Shared enums of the burrow v1 protocol. This type has no fields; other
  * specs import it and refer to its enums as `registries::error_code`,
- * `registries::status` and `registries::auth_method`. Message types
+ * `registries::status`, `registries::reason` and `registries::auth_method`. Message types
  * (SPEC.md §9.1) are the `msg_type` enum of frame.ksy; rule kinds (§9.5) are
  * in control.ksy. Values not listed are reserved: receivers keep them as
  * plain numbers and do not reject them at the framing layer. scripts/gen.ts
@@ -61,6 +61,38 @@ var Registries = (function() {
     16: "LIMIT_EXCEEDED",
     17: "SHUTDOWN",
     18: "INTERNAL_ERROR",
+  });
+
+  Registries.Reason = Object.freeze({
+    NONE: 0,
+    BAD_TARGET: 1,
+    NOT_GRANTED: 2,
+    AGENT_AMBIGUOUS: 3,
+    OUTSIDE_GRANT: 4,
+    CLIENT_STREAMS: 5,
+    AGENT_STREAMS: 6,
+    AGENT_OFFLINE: 7,
+    AGENT_NOT_READY: 8,
+    OUTSIDE_ANNOUNCE: 9,
+    POOL_TIMEOUT: 10,
+    AGENT_TIMEOUT: 11,
+    AGENT_FAILED: 12,
+    TARGET_FAILED: 13,
+
+    0: "NONE",
+    1: "BAD_TARGET",
+    2: "NOT_GRANTED",
+    3: "AGENT_AMBIGUOUS",
+    4: "OUTSIDE_GRANT",
+    5: "CLIENT_STREAMS",
+    6: "AGENT_STREAMS",
+    7: "AGENT_OFFLINE",
+    8: "AGENT_NOT_READY",
+    9: "OUTSIDE_ANNOUNCE",
+    10: "POOL_TIMEOUT",
+    11: "AGENT_TIMEOUT",
+    12: "AGENT_FAILED",
+    13: "TARGET_FAILED",
   });
 
   Registries.Status = Object.freeze({

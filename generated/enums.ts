@@ -52,6 +52,8 @@ export const MsgType = {
   CONNECT: 0x32,
   /** server → client proxy (SPEC.md §5.18) */
   CONNECT_RESULT: 0x33,
+  /** client proxy → server, instead of CONNECT (SPEC.md §5.21) */
+  CHECK: 0x34,
 } as const;
 
 /**
@@ -120,6 +122,41 @@ export const Status = {
   command_not_supported: 0x07,
   /** unknown atyp */
   address_type_not_supported: 0x08,
+} as const;
+
+/**
+ * `reason` of spec/registries.ksy.
+ * @see SPEC.md §9.7
+ */
+export const Reason = {
+  /** not refused */
+  none: 0,
+  /** the target is not a usable host name or address */
+  bad_target: 1,
+  /** the agent is unknown or not granted to the client, or the client has no grant */
+  not_granted: 2,
+  /** no agent named and the client is granted more than one */
+  agent_ambiguous: 3,
+  /** the target is outside the client's grant */
+  outside_grant: 4,
+  /** the client has streams_per_client streams open */
+  client_streams: 5,
+  /** the agent has streams_per_agent streams open */
+  agent_streams: 6,
+  /** the agent has no session, or lost it while the stream opened */
+  agent_offline: 7,
+  /** the agent has not announced its targets in time */
+  agent_not_ready: 8,
+  /** the target is outside what the agent announced */
+  outside_announce: 9,
+  /** no pool connection of the agent within pool.wait */
+  pool_timeout: 10,
+  /** the agent did not answer OPEN in time */
+  agent_timeout: 11,
+  /** the agent's pool connections failed, or it answered OPEN wrongly */
+  agent_failed: 12,
+  /** the agent could not open the target; the status says how */
+  target_failed: 13,
 } as const;
 
 /**

@@ -75,7 +75,13 @@ import {
 const PROTOCOL_CODES: ReadonlySet<string> = new Set(Object.keys(ErrorCode));
 const SOCKS_CODES: ReadonlySet<string> = new Set(
   Object.keys(
-    { bad_version: 1, no_methods: 1, invalid_message: 1, bad_address_type: 1 } satisfies Record<
+    {
+      bad_version: 1,
+      no_methods: 1,
+      invalid_message: 1,
+      bad_address_type: 1,
+      bad_domain: 1,
+    } satisfies Record<
       SocksErrorCode,
       1
     >,

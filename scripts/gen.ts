@@ -166,6 +166,7 @@ const ENUMS: readonly EnumOut[] = [
   out("MsgType", "frame::msg_type", "UPPER_SNAKE", 16, "SPEC.md §9.1"),
   out("ErrorCode", "registries::error_code", "as-is", 10, "SPEC.md §9.2"),
   out("Status", "registries::status", "as-is", 16, "SPEC.md §9.3"),
+  out("Reason", "registries::reason", "as-is", 10, "SPEC.md §9.7"),
   out("AuthMethod", "registries::auth_method", "as-is", 10, "SPEC.md §9.4"),
   out("RuleKind", "control::rule_kind", "as-is", 10, "SPEC.md §9.5"),
   out("LinkFrameType", "link::link_frame_type", "UPPER_SNAKE", 16, "SPEC.md §9.6"),

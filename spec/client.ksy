@@ -8,7 +8,7 @@ meta:
     - registries
   endian: be
 doc: |
-  Payloads of CONNECT and CONNECT_RESULT on a client-proxy connection
+  Payloads of CONNECT, CHECK and CONNECT_RESULT on a client-proxy connection
   (CLIENT_HELLO and CLIENT_READY are in handshake.ksy). This type has no
   fields of its own; each message is a type of it, selected by frame.ksy.
 doc-ref: SPEC.md §2.3
@@ -28,6 +28,19 @@ types:
           the client's only granted agent (SPEC.md §7.1).
       - id: target
         type: addr
+  check:
+    doc: |
+      CHECK (0x34), client proxy → server: a login check instead of CONNECT;
+      answered by CONNECT_RESULT, then the server closes.
+    doc-ref: SPEC.md §5.21
+    seq:
+      - id: len_agent
+        type: u1
+        valid:
+          max: 64
+      - id: agent
+        size: len_agent
+        doc: Agent name, UTF-8, as in CONNECT; empty = the client's only granted agent.
   connect_result:
     doc: CONNECT_RESULT (0x33), server → client proxy.
     doc-ref: SPEC.md §5.18
@@ -35,6 +48,10 @@ types:
       - id: status
         type: u1
         enum: registries::status
+      - id: reason
+        type: u1
+        enum: registries::reason
+        doc: Why the stream was refused (SPEC.md §9.7); 0 with status 0.
       - id: bound
         type: addr
         doc: As in OPEN_RESULT.

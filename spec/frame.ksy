@@ -48,6 +48,7 @@ seq:
         'msg_type::client_ready': handshake::client_ready
         'msg_type::connect': client::connect
         'msg_type::connect_result': client::connect_result
+        'msg_type::check': client::check
 types:
   header:
     doc: |
@@ -139,3 +140,6 @@ enums:
     0x33:
       id: connect_result
       doc: server → client proxy (SPEC.md §5.18)
+    0x34:
+      id: check
+      doc: client proxy → server, instead of CONNECT (SPEC.md §5.21)

@@ -7,7 +7,7 @@ meta:
 doc: |
   Shared enums of the burrow v1 protocol. This type has no fields; other
   specs import it and refer to its enums as `registries::error_code`,
-  `registries::status` and `registries::auth_method`. Message types
+  `registries::status`, `registries::reason` and `registries::auth_method`. Message types
   (SPEC.md §9.1) are the `msg_type` enum of frame.ksy; rule kinds (§9.5) are
   in control.ksy. Values not listed are reserved: receivers keep them as
   plain numbers and do not reject them at the framing layer. scripts/gen.ts
@@ -98,6 +98,49 @@ enums:
     0x08:
       id: address_type_not_supported
       doc: unknown atyp
+  reason:
+    0:
+      id: none
+      doc: not refused
+    1:
+      id: bad_target
+      doc: the target is not a usable host name or address
+    2:
+      id: not_granted
+      doc: the agent is unknown or not granted to the client, or the client has no grant
+    3:
+      id: agent_ambiguous
+      doc: no agent named and the client is granted more than one
+    4:
+      id: outside_grant
+      doc: the target is outside the client's grant
+    5:
+      id: client_streams
+      doc: the client has streams_per_client streams open
+    6:
+      id: agent_streams
+      doc: the agent has streams_per_agent streams open
+    7:
+      id: agent_offline
+      doc: the agent has no session, or lost it while the stream opened
+    8:
+      id: agent_not_ready
+      doc: the agent has not announced its targets in time
+    9:
+      id: outside_announce
+      doc: the target is outside what the agent announced
+    10:
+      id: pool_timeout
+      doc: no pool connection of the agent within pool.wait
+    11:
+      id: agent_timeout
+      doc: the agent did not answer OPEN in time
+    12:
+      id: agent_failed
+      doc: the agent's pool connections failed, or it answered OPEN wrongly
+    13:
+      id: target_failed
+      doc: the agent could not open the target; the status says how
   auth_method:
     1:
       id: token

@@ -13,7 +13,7 @@ import { Framer } from "./framer.ts";
 import { IdMap } from "./idmap.ts";
 import { Link } from "./link.ts";
 import { NO_ADDR } from "./writer.ts";
-import { normalizeIP, normalizeTarget } from "./host.ts";
+import { normalizeIP, normalizeTarget, unroutable } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
@@ -21,7 +21,7 @@ import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts"
 import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep } from "./time.ts";
-import { answerControl, login, Wire } from "./wire.ts";
+import { answerControl, dialServer, login, Wire } from "./wire.ts";
 
 export interface AgentOptions {
   server: Addr;
@@ -165,7 +165,7 @@ export class Agent {
           replaced = true;
           this.log.error("another agent with this name replaced this session; backing off", fields);
         } else if (e instanceof NetError && e.code === "ETLS") {
-          this.log.error("TLS verification of the server failed", fields);
+          this.log.error("TLS with the server failed", fields);
         } else this.log.warn("session failed", fields);
       } finally {
         this.#session = undefined;
@@ -182,7 +182,7 @@ export class Agent {
   }
 
   async #dialServer(): Promise<Conn> {
-    const c = await (this.opts.transport ?? this.net).dial({
+    const c = await dialServer(this.opts.transport ?? this.net, {
       ...this.opts.server,
       timeoutMs: this.opts.dialTimeoutMs ?? 10_000,
       ...(this.opts.tls ? { tls: this.opts.tls } : {}),
@@ -551,16 +551,15 @@ export class Agent {
     let last: unknown;
     for (const host of hosts.slice(0, 4)) {
       try {
+        const no = unroutable(host); // the same reply on every runtime
+        if (no) throw no;
         return { ok: true, conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
       } catch (e) {
         last = e;
       }
     }
-    return {
-      ok: false,
-      status: statusOf(last),
-      reason: last instanceof Error ? last.message : "dial failed",
-    };
+    const reason = last instanceof Error ? last.message : "dial failed";
+    return { ok: false, status: statusOf(last), reason };
   }
 }
 

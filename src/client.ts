@@ -8,22 +8,25 @@
 import { fmt, targetText } from "./addr.ts";
 import type { Credential } from "./auth.ts";
 import {
+  ConfigError,
   EofError,
+  ListenError,
   NetError,
   PeerError,
   ProtocolError,
+  ProxyError,
   SocksError,
   TimeoutError,
 } from "./errors.ts";
 import { IdMap } from "./idmap.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, Status, type Target } from "./messages.ts";
+import { ErrorCode, Reason, Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type DialOptions, type Listener, type Net } from "./net.ts";
 import { Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
 import { acceptSocks, socksReply } from "./socks5_server.ts";
 import { deadline } from "./time.ts";
-import { login, Wire } from "./wire.ts";
+import { dialServer, login, Wire } from "./wire.ts";
 
 export interface ClientOptions {
   /** Where local programs connect (default 127.0.0.1:1080). */
@@ -48,27 +51,54 @@ export interface ClientOptions {
 
 export type ConnectResult =
   | { ok: true; conn: Conn; rest: Uint8Array; bound: Target }
-  /** `answered`: the server took part (a refusal, an ERROR): another server would not do better. */
-  | { ok: false; status: number; error: string; answered: boolean };
+  /**
+   * `answered`: the server took part (a refusal, an ERROR): another server
+   * would not do better. `reason`: the SPEC.md §9.7 code of a refused stream.
+   * `login`: the server refused the login itself (or TLS failed): the
+   * credentials or the TLS settings are wrong.
+   */
+  | {
+    ok: false;
+    status: number;
+    error: string;
+    answered: boolean;
+    reason?: number;
+    login?: boolean;
+  };
 
-/** Open one stream through the server (SPEC.md §2.3). */
+const reasonNames = new Map<number, string>(Object.entries(Reason).map(([k, v]) => [v, k]));
+
+/** The name of a SPEC.md §9.7 refusal reason, or `reason_N` for one we do not know. */
+export function reasonName(code: number): string {
+  return reasonNames.get(code) ?? `reason_${code}`;
+}
+
+/** ERROR codes that refuse the login itself (SPEC.md §10.2). */
+const LOGIN_REFUSED: readonly number[] = [
+  ErrorCode.auth_failed,
+  ErrorCode.auth_method_unsupported,
+  ErrorCode.unsupported_version,
+];
+
+/**
+ * Open one stream through the server (SPEC.md §2.3), or with `target` null
+ * make a login check (CHECK instead of CONNECT).
+ */
 export async function connectThrough(
   net: Net,
   opts: Pick<ClientOptions, "server" | "name" | "credential" | "timeoutMs" | "software">,
   agent: string,
-  target: Target,
+  target: Target | null,
 ): Promise<ConnectResult> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
   let conn: Conn;
   try {
-    conn = await net.dial({ ...opts.server, timeoutMs });
+    conn = await dialServer(net, { ...opts.server, timeoutMs });
   } catch (e) {
-    return {
-      ok: false,
-      status: Status.general_failure,
-      error: `cannot reach the server: ${(e as Error).message}`,
-      answered: false,
-    };
+    const message = (e as Error).message; // a ProxyError names the proxy
+    const error = e instanceof ProxyError ? message : `cannot reach the server: ${message}`;
+    const tls = e instanceof NetError && e.code === "ETLS"; // another server may do better
+    return { ok: false, status: Status.general_failure, error, answered: false, login: tls };
   }
   const wire = new Wire(conn);
   try {
@@ -83,7 +113,7 @@ export async function connectThrough(
           !opts.server.tls,
         );
         // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
-        await wire.send({ type: "CONNECT", agent, target });
+        await wire.send(target ? { type: "CONNECT", agent, target } : { type: "CHECK", agent });
         await wire.expect("CLIENT_READY");
         return await wire.expect("CONNECT_RESULT");
       })(),
@@ -91,27 +121,38 @@ export async function connectThrough(
       "server handshake",
       () => conn.close(),
     );
-    if (result.status !== Status.succeeded) {
+    if (result.status !== Status.succeeded || !target) {
       conn.close();
-      return {
-        ok: false,
-        status: result.status,
-        error: "server refused the stream",
-        answered: true,
-      };
+      if (result.status === Status.succeeded) {
+        return { ok: false, status: 0, error: "", answered: true, reason: 0 };
+      }
+      const { status, reason } = result;
+      const error = `server refused the stream: ${reasonName(reason)}`;
+      return { ok: false, status, error, answered: true, reason };
     }
     return { ok: true, conn, rest: wire.rest(), bound: result.bound };
   } catch (e) {
     conn.close();
-    if (e instanceof PeerError) {
-      const status = e.code === ErrorCode.auth_failed ? Status.not_allowed : Status.general_failure;
-      return { ok: false, status, error: e.message, answered: true };
-    }
-    if (e instanceof ProtocolError || e instanceof NetError || e instanceof TimeoutError) {
-      return { ok: false, status: Status.general_failure, error: e.message, answered: false };
-    }
-    throw e;
+    return failed(e);
   }
+}
+
+/** A connectThrough that failed in the handshake. */
+function failed(e: unknown): Extract<ConnectResult, { ok: false }> {
+  if (e instanceof PeerError) {
+    const status = e.code === ErrorCode.auth_failed ? Status.not_allowed : Status.general_failure;
+    return {
+      ok: false,
+      status,
+      error: e.message,
+      answered: true,
+      login: LOGIN_REFUSED.includes(e.code),
+    };
+  }
+  if (e instanceof ProtocolError || e instanceof NetError || e instanceof TimeoutError) {
+    return { ok: false, status: Status.general_failure, error: e.message, answered: false };
+  }
+  throw e;
 }
 
 export class ClientProxy {
@@ -127,7 +168,9 @@ export class ClientProxy {
   }
 
   async start(): Promise<void> {
-    this.#listener = await this.net.listen(this.opts.listen);
+    this.#listener = await this.net.listen(this.opts.listen).catch((e) => {
+      throw new ListenError(fmt(this.opts.listen), "--listen", e);
+    });
     this.log.info("client proxy listening", {
       socks: fmt(this.#listener.addr),
       server: fmt(this.opts.server),
@@ -142,6 +185,39 @@ export class ClientProxy {
         });
       }
     })();
+  }
+
+  /**
+   * The login check at start (SPEC.md §10.2): throws ConfigError when the
+   * server refuses the credentials or TLS fails; warns when the agent cannot
+   * be used now or no server answers.
+   */
+  async checkLogin(): Promise<void> {
+    const r = await this.#connect(this.opts.agent, null);
+    if (r.ok) return r.conn.close(); // not for a check: a server answers CONNECT_RESULT
+    const server = fmt(this.servers[this.#current]!.server);
+    if (r.login) {
+      throw new ConfigError(`the server ${server} refused the client login: ${r.error}`);
+    }
+    if (!r.answered) {
+      return this.log.warn("no server reachable at start; streams will try again", {
+        server,
+        error: r.error,
+      });
+    }
+    if (r.status === Status.succeeded) {
+      return this.log.info("login checked", { server, agent: this.opts.agent || undefined });
+    }
+    if (r.reason === Reason.agent_ambiguous) {
+      // Several agents and no --agent: each local program names one as its user name.
+      return this.log.info("login checked; name the agent as the SOCKS5 user name", { server });
+    }
+    this.log.warn("the agent cannot be used now", {
+      server,
+      agent: this.opts.agent || undefined,
+      status: r.status,
+      reason: reasonName(r.reason ?? 0),
+    });
   }
 
   async stop(): Promise<void> {
@@ -160,7 +236,7 @@ export class ClientProxy {
   }
 
   /** connectThrough the server in use; on to the next while a server cannot be reached. */
-  async #connect(agent: string, target: Target): Promise<ConnectResult> {
+  async #connect(agent: string, target: Target | null): Promise<ConnectResult> {
     const servers = this.servers;
     let r: ConnectResult | undefined;
     for (let i = 0; i < servers.length; i++) {
@@ -211,7 +287,9 @@ export class ClientProxy {
       if (!r.ok) {
         this.log.warn("connect refused", {
           target: targetText(a.target),
+          agent: agent || undefined,
           status: r.status,
+          reason: r.reason === undefined ? undefined : reasonName(r.reason),
           error: r.error,
         });
         return await socksReply(conn, r.status);

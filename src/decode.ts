@@ -179,8 +179,10 @@ function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
     }
     case "CONNECT_RESULT": {
       const p = new Client.ConnectResult(io);
-      return { type, status: p.status, bound: addrTarget(p.bound) };
+      return { type, status: p.status, reason: p.reason, bound: addrTarget(p.bound) };
     }
+    case "CHECK":
+      return { type, agent: nameField("agent", new Client.Check(io).agent, true) };
   }
 }
 

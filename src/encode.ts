@@ -208,8 +208,12 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       name(w, msg.agent, 0, m, "CONNECT.agent");
       writeAddr(w, msg.target, "CONNECT.target", m.strict);
       break;
+    case "CHECK":
+      name(w, msg.agent, 0, m, "CHECK.agent");
+      break;
     case "CONNECT_RESULT":
       w.u8(msg.status, "CONNECT_RESULT.status");
+      w.u8(msg.reason, "CONNECT_RESULT.reason");
       writeAddr(w, msg.bound, "CONNECT_RESULT.bound", m.strict);
       break;
     default: {

@@ -37,7 +37,9 @@ export type SocksErrorCode =
   | "bad_version"
   | "no_methods"
   | "invalid_message"
-  | "bad_address_type";
+  | "bad_address_type"
+  /** A domain name that is not valid UTF-8: answered with reply 0x02 (SPEC.md §8). */
+  | "bad_domain";
 
 /** A malformed SOCKS5 (RFC 1928/1929) message. */
 export class SocksError extends Error {
@@ -83,6 +85,37 @@ export class NetError extends Error {
   constructor(readonly code: NetErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/** Why a listen failed, in words, by the code any runtime gives (Node's, or Deno's error name). */
+const LISTEN_REASONS: ReadonlyMap<string, string> = new Map([
+  ["EADDRINUSE", "address already in use"],
+  ["AddrInUse", "address already in use"],
+  ["EADDRNOTAVAIL", "address not available on this host"],
+  ["AddrNotAvailable", "address not available on this host"],
+  ["EACCES", "permission denied (a port below 1024 needs privileges)"],
+  ["PermissionDenied", "permission denied (a port below 1024 needs privileges)"],
+]);
+
+/**
+ * A port that could not be opened at start: `cannot listen on ADDR (KEY):
+ * REASON`, the config key or flag naming it. The CLI reports it in one
+ * line, exit code 3.
+ */
+export class ListenError extends Error {
+  override name = "ListenError";
+  constructor(readonly addr: string, readonly key: string, cause: unknown) {
+    super(`cannot listen on ${addr} (${key}): ${listenReason(cause)}`, { cause });
+  }
+}
+
+function listenReason(e: unknown): string {
+  for (let c = e, i = 0; c && typeof c === "object" && i < 4; c = (c as Error).cause, i++) {
+    const { code, name } = c as { code?: unknown; name?: unknown };
+    const r = LISTEN_REASONS.get(String(code)) ?? LISTEN_REASONS.get(String(name));
+    if (r) return r;
+  }
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
 }
 
 /** Work that did not finish in time (time.ts `deadline`). */

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { NetError } from "./errors.ts";
 import { formatIPv4, formatIPv6, ipKind, parseIP, parseIPv6 } from "./ip.ts";
 import type { Target } from "./messages.ts";
 
@@ -55,6 +56,19 @@ export function normalizeIP(ip: string): string | null {
   if (!p) return null;
   if (p.kind === "ipv4") return formatIPv4(p.bytes);
   return mappedIPv4(p.bytes) ?? formatIPv6(p.bytes);
+}
+
+/**
+ * Why IP `ip` cannot be dialed, whatever the runtime would say, or `null`.
+ * An IPv4-compatible IPv6 address (`::a.b.c.d`, deprecated by RFC 4291
+ * §2.5.5.1; `::` and `::1` are not) has no route: Node and Deno report host
+ * unreachable, Bun connection refused. EHOSTUNREACH on every runtime.
+ */
+export function unroutable(ip: string): NetError | null {
+  const b = parseIPv6(ip);
+  if (!b || b.subarray(0, 12).some((x) => x !== 0)) return null;
+  if ((b[12]! | b[13]! | b[14]!) === 0 && b[15]! <= 1) return null; // :: and ::1
+  return new NetError("EHOSTUNREACH", `${ip} is an IPv4-compatible IPv6 address: no route`);
 }
 
 export type NormalizedTarget = { ok: true; target: Target } | { ok: false; reason: string };

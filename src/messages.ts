@@ -6,7 +6,7 @@
  * @module
  */
 
-import { AuthMethod, ErrorCode, MsgType, RuleKind, Status } from "../generated/enums.ts";
+import { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status } from "../generated/enums.ts";
 
 /**
  * The registries of SPEC.md §9, generated from the enums of spec/*.ksy
@@ -15,7 +15,7 @@ import { AuthMethod, ErrorCode, MsgType, RuleKind, Status } from "../generated/e
  * `AuthMethod` (§9.4), all three from registries.ksy, and `RuleKind` (§9.5,
  * control.ksy). test/spec_test.ts checks them against the tables of SPEC.md.
  */
-export { AuthMethod, ErrorCode, MsgType, RuleKind, Status };
+export { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status };
 
 export type MsgTypeName = keyof typeof MsgType;
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -107,6 +107,7 @@ export type Message =
   | ({ type: "CLIENT_HELLO" } & Hello)
   | { type: "CLIENT_READY"; clientId: number }
   | { type: "CONNECT"; agent: string; target: Target }
-  | { type: "CONNECT_RESULT"; status: number; bound: Target };
+  | { type: "CHECK"; agent: string }
+  | { type: "CONNECT_RESULT"; status: number; reason: number; bound: Target };
 
 export type MessageOf<T extends MsgTypeName> = Extract<Message, { type: T }>;

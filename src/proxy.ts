@@ -61,19 +61,29 @@ export function parseProxyUrl(text: string): Proxy {
   const p: Proxy = { kind: scheme, host, port: u.port ? Number(u.port) : DEFAULT_PORT[scheme] };
   if (u.username) p.user = decodeURIComponent(u.username);
   if (u.password) p.password = decodeURIComponent(u.password);
+  if (scheme !== "http" && p.user === undefined && p.password !== undefined) {
+    throw new ConfigError(
+      `Cannot use proxy ${redactProxyUrl(u)}: SOCKS5 needs a user name with the password`,
+    );
+  }
   return p;
 }
 
-/** A proxy for logs: `http://alice:***@proxy:3128`. */
+/**
+ * A proxy for logs: `http://***@proxy:3128`. The user info goes entirely: a
+ * user name can be the secret (`http://TOKEN@proxy`).
+ */
 export function redactProxy(p: Proxy): string {
   const host = p.host.includes(":") ? `[${p.host}]` : p.host;
-  const cred = p.user !== undefined ? `${encodeURIComponent(p.user)}:***@` : "";
-  return `${p.kind}://${cred}${host}:${p.port}`;
+  return `${p.kind}://${hasCredentials(p) ? "***@" : ""}${host}:${p.port}`;
 }
 
 function redactProxyUrl(u: URL): string {
-  return `${u.protocol}//${u.username ? `${u.username}:***@` : ""}${u.host}`;
+  return `${u.protocol}//${u.username || u.password ? "***@" : ""}${u.host}`;
 }
+
+/** A user or a password in the URL: send credentials (`http://:pw@host` too). */
+const hasCredentials = (p: Proxy): boolean => p.user !== undefined || p.password !== undefined;
 
 function redactText(text: string): string {
   return text.replace(/\/\/[^@/]*@/, "//***@");
@@ -143,7 +153,10 @@ export function proxyFor(
   return parseProxyUrl(url);
 }
 
+/** The proxy's answer to CONNECT, status line and headers, at most (bytes). */
 const HEADER_LIMIT = 16 * 1024;
+/** The proxy handshake's deadline when the dial has none. */
+const PROXY_HANDSHAKE_MS = 15_000;
 const CRLF2 = [13, 10, 13, 10];
 const enc = new TextEncoder();
 
@@ -166,12 +179,10 @@ export async function proxyHandshake(
     return await socks5Connect(conn, p, host, port, lookup);
   } catch (e) {
     if (e instanceof EofError) {
-      throw new ProxyError(
-        `the proxy ${redactProxy(p)} closed the connection during its handshake`,
-        {
-          cause: e,
-        },
-      );
+      // Closed early, or an answer over its limit: e says which.
+      throw new ProxyError(`the proxy ${redactProxy(p)} broke off its handshake: ${e.message}`, {
+        cause: e,
+      });
     }
     if (e instanceof SocksError) {
       throw new ProxyError(`the proxy ${redactProxy(p)} does not speak SOCKS5: ${e.message}`, {
@@ -192,16 +203,20 @@ function basic(p: Proxy): string {
 async function httpConnect(conn: Conn, p: Proxy, host: string, port: number): Promise<Uint8Array> {
   const authority = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   let req = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
-  if (p.user !== undefined) req += `Proxy-Authorization: Basic ${basic(p)}\r\n`;
+  if (hasCredentials(p)) req += `Proxy-Authorization: Basic ${basic(p)}\r\n`;
   req += "\r\n";
   await conn.write(enc.encode(req));
+  // The head's end is looked for in new bytes only: a head sent a byte at a
+  // time costs linear time, not quadratic.
   const rd = new Reader(conn, HEADER_LIMIT);
+  let from = 0;
   const head = await rd.parse((buf) => {
-    for (let i = 0; i + 3 < buf.length; i++) {
+    for (let i = Math.max(0, from - 3); i + 3 < buf.length; i++) {
       if (CRLF2.every((b, k) => buf[i + k] === b)) {
         return { value: buf.subarray(0, i), size: i + 4 };
       }
     }
+    from = buf.length;
     return null;
   }, "the proxy's answer");
   const text = new TextDecoder("latin1").decode(head);
@@ -211,9 +226,9 @@ async function httpConnect(conn: Conn, p: Proxy, host: string, port: number): Pr
   const reason = `${status}${m[2] ? ` ${m[2]}` : ""}`;
   if (status >= 200 && status < 300) return rd.rest();
   // 407 is the standard answer; some proxies (tinyproxy) answer wrong credentials with 401.
-  if (status === 407 || (status === 401 && p.user !== undefined)) {
+  if (status === 407 || (status === 401 && hasCredentials(p))) {
     throw new ProxyError(
-      p.user === undefined
+      !hasCredentials(p)
         ? `the proxy ${
           redactProxy(p)
         } requires authentication (407): give user:password in the proxy URL or proxy file`
@@ -310,12 +325,16 @@ export function proxiedNet(net: Net, proxy: Proxy): Net & { close(): void } {
       host: proxy.host,
       port: proxy.port,
       ...(timeoutMs ? { timeoutMs } : {}),
+    }).catch((e: Error) => {
+      throw new ProxyError(`cannot reach the proxy ${redactProxy(proxy)}: ${e.message}`, {
+        cause: e,
+      });
     });
     try {
+      // One deadline for the whole answer, however slowly its bytes come.
       const work = proxyHandshake(conn, proxy, host, port, (h) => net.lookup(h));
-      const rest = timeoutMs
-        ? await deadline(work, timeoutMs, `proxy handshake with ${redactProxy(proxy)}`)
-        : await work;
+      const ms = timeoutMs ?? PROXY_HANDSHAKE_MS;
+      const rest = await deadline(work, ms, `proxy handshake with ${redactProxy(proxy)}`);
       return rest.length > 0 ? prefixed(conn, rest) : conn;
     } catch (e) {
       conn.close();

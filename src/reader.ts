@@ -13,7 +13,13 @@ export class Reader {
   #buf: Uint8Array = new Uint8Array(0);
   constructor(readonly conn: Conn, readonly limit = 4096) {}
 
-  /** Read until `parse` returns a message; throws EofError at EOF, its own error on bad input. */
+  /**
+   * Read until `parse` returns a message; throws EofError at EOF, its own
+   * error on bad input, and EofError when the message would be longer than
+   * `limit`. The limit holds before anything is kept: at most `limit` bytes
+   * are ever copied together; bytes of a chunk past the limit are parsed
+   * only as what follows a message that ended within it.
+   */
   async parse<T>(parse: Parse<T>, what: string): Promise<T> {
     for (;;) {
       if (this.#buf.length > 0) {
@@ -23,19 +29,27 @@ export class Reader {
           return r.value;
         }
       }
-      if (this.#buf.length >= this.limit) {
-        throw new EofError(`${what} longer than ${this.limit} bytes`);
-      }
+      if (this.#buf.length >= this.limit) throw this.#tooLong(what);
       const chunk = await this.conn.read();
       if (chunk === null) throw new EofError(`connection closed during ${what}`);
-      if (this.#buf.length === 0) this.#buf = chunk;
-      else {
-        const b = new Uint8Array(this.#buf.length + chunk.length);
-        b.set(this.#buf);
-        b.set(chunk, this.#buf.length);
-        this.#buf = b;
+      const room = this.limit - this.#buf.length;
+      if (chunk.length <= room) {
+        this.#buf = this.#buf.length === 0 ? chunk : concat(this.#buf, chunk);
+        continue;
       }
+      // Over the limit: only the part that fits is joined and parsed.
+      const had = this.#buf.length;
+      const head = concat(this.#buf, chunk.subarray(0, room));
+      const r = parse(head);
+      if (!r) throw this.#tooLong(what);
+      // The message did not end within `had` bytes (parse saw those), so it ends in `chunk`.
+      this.#buf = chunk.subarray(r.size - had);
+      return r.value;
     }
+  }
+
+  #tooLong(what: string): EofError {
+    return new EofError(`${what} longer than ${this.limit} bytes`);
   }
 
   /** Bytes read past the last parsed message. */
@@ -44,4 +58,11 @@ export class Reader {
     this.#buf = new Uint8Array(0);
     return r;
   }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

@@ -12,8 +12,9 @@
  *
  * They throw only {@link SocksError}: `bad_version` (wrong `ver`),
  * `no_methods` (a greeting with zero methods), `bad_address_type` (unknown
- * `atyp`) and `invalid_message` (anything else malformed, e.g. an empty user
- * name, a non-zero reserved byte or a domain name that is not valid UTF-8).
+ * `atyp`), `bad_domain` (a domain name that is not valid UTF-8: the message
+ * is well-formed, so the server answers it) and `invalid_message` (anything
+ * else malformed, e.g. an empty user name or a non-zero reserved byte).
  *
  * Text: a domain name must be valid UTF-8 (it is passed on to the agent, and
  * a lossy decode would make it dial something else); RFC 1929 user names and
@@ -29,7 +30,7 @@ import { Socks5UserpassReply } from "../generated/Socks5UserpassReply.js";
 import { Socks5UserpassRequest } from "../generated/Socks5UserpassRequest.js";
 import { AddrType, SocksVersion } from "../generated/enums.ts";
 import { SocksError } from "./errors.ts";
-import { addrTarget, describeError, kaitaiStream, utf8Lenient } from "./kaitai.ts";
+import { addrTarget, describeError, kaitaiStream, Utf8Error, utf8Lenient } from "./kaitai.ts";
 import type { Target } from "./messages.ts";
 
 /** RFC 1928 greeting (client → server). */
@@ -98,7 +99,9 @@ function run<P, T>(
     value = convert(parse(size === buf.length ? buf : buf.subarray(0, size)));
   } catch (err) {
     if (err instanceof SocksError) throw err;
-    throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: ${describeError(err)}`, {
+    // Only a domain name is strict UTF-8: the message is well-formed, its target unusable.
+    const code = err instanceof Utf8Error ? "bad_domain" : "invalid_message";
+    throw new SocksError(code, `Cannot parse SOCKS5 ${what}: ${describeError(err)}`, {
       cause: err,
     });
   }

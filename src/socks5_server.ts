@@ -3,7 +3,8 @@
  * RFC 1929), shared by the routing server's SOCKS5 port and the client
  * proxy's local port: method selection, user/password, the request. Refusals
  * the RFC defines are answered here (method 0xFF, RFC 1929 status 1, reply
- * 0x07 for other commands, 0x08 for an unknown address type); malformed input
+ * 0x07 for other commands, 0x08 for an unknown address type, 0x02 for a
+ * domain name that is not valid UTF-8); malformed input
  * throws {@link SocksError} or {@link EofError} and gets no reply.
  *
  * @module
@@ -35,7 +36,8 @@ export type SocksAccept =
       | "no_acceptable_method"
       | "auth_failed"
       | "command_not_supported"
-      | "address_type_not_supported";
+      | "address_type_not_supported"
+      | "bad_target";
     username: string | null;
     detail: string;
   };
@@ -75,7 +77,12 @@ export async function acceptSocks(
   try {
     req = await rd.parse(parseRequest, "SOCKS5 request");
   } catch (e) {
-    if (!(e instanceof SocksError) || e.code !== "bad_address_type") throw e;
+    if (!(e instanceof SocksError)) throw e;
+    if (e.code === "bad_domain") {
+      await socksReply(conn, Status.not_allowed); // as any domain that is no host name (§7.3)
+      return { ok: false, refusal: "bad_target", username, detail: e.message };
+    }
+    if (e.code !== "bad_address_type") throw e;
     await socksReply(conn, Status.address_type_not_supported);
     return { ok: false, refusal: "address_type_not_supported", username, detail: e.message };
   }

@@ -38,19 +38,27 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * Read `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds. Never
- * throws: config.ts's `parseDuration` turns a failure into a ConfigError.
+ * Read `500ms`, `10s`, `2m` or `1h`. A bare number is refused (is `5` five
+ * milliseconds or five seconds?): the error shows the form with a unit.
+ * Never throws: config.ts's `parseDuration` turns a failure into a
+ * ConfigError.
  */
 export function readDuration(
   text: string | number,
 ): { ok: true; ms: number } | { ok: false; error: string } {
-  if (typeof text === "number") return { ok: true, ms: text };
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(text));
   if (!m) {
     return { ok: false, error: `Cannot parse duration "${text}": expected e.g. 500ms, 10s, 2m` };
   }
+  if (m[2] === undefined) {
+    return {
+      ok: false,
+      error: `Cannot parse duration "${text}": a unit is needed: ${m[1]}s (or ${m[1]}ms, ` +
+        `${m[1]}m, ${m[1]}h)`,
+    };
+  }
   const n = Number(m[1]);
-  const unit = m[2] ?? "ms";
+  const unit = m[2];
   return {
     ok: true,
     ms: Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000)),

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { fmt } from "./addr.ts";
 import { type Credential, transcript } from "./auth.ts";
 import { decode } from "./decode.ts";
 import { encode } from "./encode.ts";
@@ -20,7 +21,7 @@ import {
   VERSION_MIN,
 } from "./messages.ts";
 import { linger } from "./linger.ts";
-import { type Conn } from "./net.ts";
+import { type Conn, type DialOptions, type Net } from "./net.ts";
 import { deadline } from "./time.ts";
 
 /** The first bytes of a TLS record (content type 20..23, major version 3): a TLS peer on a plain link. */
@@ -206,4 +207,25 @@ export async function login(
     proof: await credential.prove(transcript(role, ch.version, ch.nonce, name)),
   });
   return { version: ch.version, nonce: ch.nonce };
+}
+
+/**
+ * Dial a burrow server. A TLS dial that the server ends during the
+ * handshake (every runtime says ECONNRESET) is most likely a server without
+ * TLS on that port: ETLS saying so and what to do (the reverse of
+ * {@link login}'s "drop --plain").
+ */
+export async function dialServer(net: Net, opts: DialOptions): Promise<Conn> {
+  try {
+    return await net.dial(opts);
+  } catch (e) {
+    if (!opts.tls || !(e instanceof NetError) || e.code !== "ECONNRESET") throw e;
+    throw new NetError(
+      "ETLS",
+      `The server at ${fmt(opts)} does not speak TLS on that port (it closed the connection ` +
+        "in the TLS handshake): check the port, or use --plain if the server really runs with " +
+        "tls: off",
+      { cause: e },
+    );
+  }
 }

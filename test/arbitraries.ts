@@ -237,7 +237,8 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
   CLIENT_HELLO: withType("CLIENT_HELLO", hello),
   CLIENT_READY: withType("CLIENT_READY", rec({ clientId: u32 })),
   CONNECT: withType("CONNECT", rec({ agent: name(0), target })),
-  CONNECT_RESULT: withType("CONNECT_RESULT", rec({ status: u8, bound: target })),
+  CHECK: withType("CHECK", rec({ agent: name(0) })),
+  CONNECT_RESULT: withType("CONNECT_RESULT", rec({ status: u8, reason: u8, bound: target })),
 };
 
 /** Any valid message. */

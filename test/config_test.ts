@@ -59,6 +59,8 @@ test("config: errors name the file, the path and the problem", () => {
     ["pool: { min: 9, max: 2 }", /^s\.yaml: pool\.min: \(9\) must not exceed pool\.max \(2\)$/],
     ["listen: { socks: nope }", /^s\.yaml: listen\.socks: Cannot parse address "nope"/],
     ["heartbeat: { interval: 5 parsecs }", /^s\.yaml: heartbeat\.interval: Cannot parse duration/],
+    ["tls: of", /^s\.yaml: tls: must be auto, off, or a mapping with cert and key \(or names\)$/],
+    ["tls: [a]", /^s\.yaml: tls: must be auto, off, or a mapping/],
     [
       "grants: [{ client: ghost, agent: a }]",
       /^s\.yaml: grants\[0\]\.client: unknown client "ghost"$/,
@@ -111,7 +113,11 @@ test("config: durations; a bad one is a ConfigError, not a TypeError", () => {
   assert.equal(parseDuration("500ms"), 500);
   assert.equal(parseDuration("1.5s"), 1500);
   assert.equal(parseDuration("2m"), 120_000);
-  assert.equal(parseDuration(250), 250);
+  // A bare number is refused with the form it needs (it was taken as milliseconds).
+  assert.throws(
+    () => parseDuration(250),
+    (e: unknown) => e instanceof ConfigError && /a unit is needed: 250s \(or 250ms/.test(e.message),
+  );
   assert.deepEqual(readDuration("1h"), { ok: true, ms: 3_600_000 });
   assert.equal(readDuration("5 parsecs").ok, false);
   assert.throws(
@@ -122,7 +128,12 @@ test("config: durations; a bad one is a ConfigError, not a TypeError", () => {
     ["pool: { wait: 0s }", /^s\.yaml: pool\.wait: must be between 1ms and 24h$/],
     ["pool: { idle: 25h }", /^s\.yaml: pool\.idle: must be between 1ms and 24h$/],
     ["pool: { idle: [1] }", /^s\.yaml: pool\.idle: must be a duration such as 10s$/],
-    ["handshake_timeout: .nan", /^s\.yaml: handshake_timeout: must be between 1ms and 24h$/],
+    ["handshake_timeout: .nan", /^s\.yaml: handshake_timeout: Cannot parse duration "NaN"/],
+    [
+      "heartbeat: { interval: 5 }",
+      /^s\.yaml: heartbeat\.interval: Cannot parse duration "5": a unit is needed: 5s \(or 5ms/,
+    ],
+    ["pool: { wait: '300' }", /^s\.yaml: pool\.wait: .*a unit is needed: 300s/],
   ];
   for (const [text, re] of cases) {
     assert.throws(

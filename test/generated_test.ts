@@ -99,6 +99,7 @@ test("generated: enums.ts imports in this runtime and exports one frozen-shape o
     "ErrorCode",
     "LinkFrameType",
     "MsgType",
+    "Reason",
     "RuleKind",
     "SocksCmd",
     "SocksMethod",
@@ -231,11 +232,19 @@ test("decode: hand-built frames of each shape", () => {
     target: { type: "domain", host: "db.corp", port: 5432 },
   });
   const v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
-  assert.deepEqual(decode(frame(0x33, [0, 4, ...v6, 0, 80])), {
+  assert.deepEqual(decode(frame(0x33, [0, 0, 4, ...v6, 0, 80])), {
     type: "CONNECT_RESULT",
     status: 0,
+    reason: 0,
     bound: { type: "ipv6", host: "2001:db8::1:0:0:1", port: 80 },
   });
+  assert.deepEqual(decode(frame(0x33, [5, 13, 1, 0, 0, 0, 0, 0, 0])), {
+    type: "CONNECT_RESULT",
+    status: 5,
+    reason: 13,
+    bound: { type: "ipv4", host: "0.0.0.0", port: 0 },
+  });
+  assert.deepEqual(decode(frame(0x34, [...str1("office")])), { type: "CHECK", agent: "office" });
   const ping = decode(frame(0x13, [1, 2, 3, 4, 5, 6, 7, 8]));
   assert.deepEqual(ping, { type: "PING", data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) });
 });
@@ -347,7 +356,10 @@ test("decode: payloads that do not parse or break SPEC.md §10 limits are invali
     ["OPEN with atyp 2", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 2, 10, 0, 0, 1, 0, 80]],
     ["OPEN with an empty domain", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 3, 0, 0, 80]],
     ["CONNECT agent with '@'", 0x32, [...str1("a@b"), 1, 10, 0, 0, 1, 0, 80]],
-    ["CONNECT_RESULT truncated address", 0x33, [0, 4, 0, 0]],
+    ["CONNECT_RESULT truncated address", 0x33, [0, 0, 4, 0, 0]],
+    ["CONNECT_RESULT without reason", 0x33, [0, 1, 0, 0, 0, 0, 0, 0]],
+    ["CHECK agent with '@'", 0x34, [...str1("a@b")]],
+    ["CHECK trailing byte", 0x34, [...str1("a"), 0]],
   ];
   for (const [what, type, payload] of bad) {
     assert.throws(
@@ -503,9 +515,9 @@ test("socks5_decode: user name and password are decoded leniently, never throwin
 test("socks5_decode: domain names are strict UTF-8 and keep a leading BOM", () => {
   throwsSocks(
     () => parseRequest(Uint8Array.of(5, 1, 0, 3, 2, 0xc3, 0x28, 0, 80)),
-    "invalid_message",
+    "bad_domain",
   );
-  throwsSocks(() => parseReply(Uint8Array.of(5, 0, 0, 3, 1, 0xff, 0, 80)), "invalid_message");
+  throwsSocks(() => parseReply(Uint8Array.of(5, 0, 0, 3, 1, 0xff, 0, 80)), "bad_domain");
   assert.deepEqual(
     parseRequest(Uint8Array.of(5, 1, 0, 3, 4, 0xef, 0xbb, 0xbf, 0x61, 0, 80))?.value,
     {

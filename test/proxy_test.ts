@@ -46,7 +46,23 @@ test("proxy: URLs parse, credentials are redacted", () => {
     user: "al@ice",
     password: "p:ss",
   });
-  assert.equal(redactProxy(parseProxyUrl("http://alice:secret@p:3128")), "http://alice:***@p:3128");
+  // The whole user info goes: a user name alone can be the secret.
+  assert.equal(redactProxy(parseProxyUrl("http://alice:secret@p:3128")), "http://***@p:3128");
+  assert.equal(redactProxy(parseProxyUrl("http://S3cretPW@p:3128")), "http://***@p:3128");
+  assert.equal(redactProxy(parseProxyUrl("http://:pw@p:3128")), "http://***@p:3128");
+  assert.deepEqual(parseProxyUrl("http://:pw@p"), {
+    kind: "http",
+    host: "p",
+    port: 3128,
+    password: "pw",
+  });
+  for (const bad of ["ftp://S3cretPW@p", "http://S3cretPW@p/x", "socks5://:S3cretPW@p"]) {
+    assert.throws(
+      () => parseProxyUrl(bad),
+      (e: unknown) => e instanceof ConfigError && !e.message.includes("S3cretPW"),
+      bad,
+    );
+  }
   for (const bad of ["ftp://p:21", "http://p:3128/path", "http://", "http://p:99999"]) {
     assert.throws(() => parseProxyUrl(bad), ConfigError, bad);
   }
@@ -184,13 +200,66 @@ test(`${rt}: proxy: SOCKS5 through microsocks with user/password, names resolved
   }
 });
 
-test(`${rt}: proxy: an unreachable proxy is a network error`, async () => {
+test(`${rt}: proxy: an unreachable proxy is named, not the server, and its secret is not`, async () => {
   const net = await runtimeNet();
   const port = await freePort(net);
-  await assert.rejects(
-    net.dial({ host: "127.0.0.1", port }),
-    (e: unknown) => e instanceof NetError && e.code === "ECONNREFUSED",
-  );
+  const proxied = proxiedNet(net, parseProxyUrl(`http://S3cretPW@127.0.0.1:${port}`));
+  try {
+    await assert.rejects(
+      proxied.dial({ host: "server.example", port: 7001, timeoutMs: 2000 }),
+      (e: unknown) =>
+        e instanceof ProxyError && (e.cause as NetError).code === "ECONNREFUSED" &&
+        e.message.startsWith(`cannot reach the proxy http://***@127.0.0.1:${port}: `),
+    );
+    const r = await connectThrough(
+      proxied,
+      {
+        server: { host: "server.example", port: 7001 },
+        name: "alice",
+        credential: tokenCredential(ALICE_TOKEN),
+      },
+      "",
+      targetOf("127.0.0.1", 80),
+    );
+    assert.ok(!r.ok);
+    assert.match(r.error, /^cannot reach the proxy http:\/\/\*\*\*@127\.0\.0\.1:\d+: /);
+    assert.ok(!r.error.includes("S3cretPW") && !r.error.includes("server"), r.error);
+  } finally {
+    proxied.close();
+  }
+});
+
+test(`${rt}: proxy: a password without a user name is sent (Basic ":pw")`, async () => {
+  const net = await runtimeNet();
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const heads: string[] = [];
+  (async () => {
+    for await (const c of l) {
+      let head = "";
+      while (!head.includes("\r\n\r\n")) {
+        const chunk = await c.read();
+        if (chunk === null) break;
+        head += new TextDecoder().decode(chunk);
+      }
+      heads.push(head);
+      await c.write(new TextEncoder().encode("HTTP/1.1 200 Connection established\r\n\r\n"));
+      c.close();
+    }
+  })();
+  try {
+    for (const cred of [":pw@", "S3cretPW@", ""]) {
+      const conn = await net.dial(l.addr);
+      const p = parseProxyUrl(`http://${cred}127.0.0.1:${l.addr.port}`);
+      await proxyHandshake(conn, p, "server.example", 7001, (h) => net.lookup(h));
+      conn.close();
+    }
+    assert.equal(heads.length, 3);
+    assert.match(heads[0]!, new RegExp(`\r\nProxy-Authorization: Basic ${btoa(":pw")}\r\n`));
+    assert.match(heads[1]!, new RegExp(`\r\nProxy-Authorization: Basic ${btoa("S3cretPW:")}\r\n`));
+    assert.ok(!heads[2]!.includes("Proxy-Authorization"), heads[2]);
+  } finally {
+    l.close();
+  }
 });
 
 test(`${rt}: proxy: an agent and a client proxy reach a TLS server through tinyproxy and microsocks`, async () => {

@@ -359,8 +359,12 @@ test("encode: golden bytes", () => {
     hex("42525257 01 01 0000 00000007  01 02 01 01 61 01 73"),
   );
   assert.deepEqual(
-    encode({ type: "CONNECT_RESULT", status: 0, bound: NO_ADDR }),
-    hex("42525257 01 33 0000 00000008  00 01 00000000 0000"),
+    encode({ type: "CONNECT_RESULT", status: 4, reason: 7, bound: NO_ADDR }),
+    hex("42525257 01 33 0000 00000009  04 07 01 00000000 0000"),
+  );
+  assert.deepEqual(
+    encode({ type: "CHECK", agent: "a" }),
+    hex("42525257 01 34 0000 00000002  01 61"),
   );
   assert.deepEqual(
     encode({ type: "CONNECT", agent: "", target: { type: "domain", host: "db.corp", port: 5432 } }),
@@ -616,7 +620,9 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     }, /target\.host/],
     [{ type: "OPEN_RESULT", streamId: 1, status: 256, bound: t4 }, /status/],
     [{ type: "CONNECT", agent: "a".repeat(65), target: t4 }, /CONNECT\.agent/],
-    [{ type: "CONNECT_RESULT", status: 0, bound: { ...t4, port: NaN } }, /bound\.port/],
+    [{ type: "CONNECT_RESULT", status: 0, reason: 0, bound: { ...t4, port: NaN } }, /bound\.port/],
+    [{ type: "CONNECT_RESULT", status: 1, reason: 256, bound: t4 }, /reason/],
+    [{ type: "CHECK", agent: "a".repeat(65) }, /CHECK\.agent/],
     [{ type: "CLIENT_READY", clientId: Infinity }, /clientId/],
   ];
   for (const [msg, re] of range) {
@@ -838,6 +844,6 @@ test("socks5: a request with a domain that is not valid UTF-8 is refused, not ma
   const bad = Uint8Array.of(5, 1, 0, 3, 1, 0xff, 0, 80);
   assert.throws(
     () => parseRequest(bad),
-    (e: unknown) => e instanceof SocksError && e.code === "invalid_message",
+    (e: unknown) => e instanceof SocksError && e.code === "bad_domain",
   );
 });

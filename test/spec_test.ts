@@ -11,7 +11,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { AuthMethod, ErrorCode, MsgType, RuleKind, Status } from "../src/messages.ts";
+import { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status } from "../src/messages.ts";
 import { LinkFrameType } from "../generated/enums.ts";
 import { SOCKS_VERSION, SocksCmd, SocksMethod, USERPASS_VERSION } from "../src/socks5_encode.ts";
 
@@ -144,6 +144,13 @@ test("spec: status codes §9.3, auth methods §9.4 and rule kinds §9.5 match th
   const kinds = sorted(specRegistry("9.5"));
   assert.deepEqual(sorted(ksyEnum("control", "rule_kind")), kinds);
   assert.deepEqual(sorted(RuleKind), kinds);
+});
+
+test("spec: refusal reasons of SPEC.md §9.7 = reason of spec/registries.ksy = Reason", () => {
+  const spec = sorted(specRegistry("9.7"));
+  assert.equal(spec.length, 14);
+  assert.deepEqual(sorted(ksyEnum("registries", "reason")), spec);
+  assert.deepEqual(sorted(Reason), spec);
 });
 
 test("spec: link frame types of SPEC.md §9.6 = link_frame_type of spec/link.ksy = LinkFrameType", () => {

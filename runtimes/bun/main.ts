@@ -25,11 +25,15 @@ export const host: Host = {
     return () => void process.off(signal, fn);
   },
   serveHttp(addr, fetch) {
-    const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
-    return Promise.resolve({
-      addr: { host: addr.host, port: server.port ?? addr.port },
-      close: () => server.stop(true),
-    });
+    try {
+      const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
+      return Promise.resolve({
+        addr: { host: addr.host, port: server.port ?? addr.port },
+        close: () => server.stop(true),
+      });
+    } catch (e) {
+      return Promise.reject(e); // a port in use: Bun.serve throws at once
+    }
   },
   print: (line) => console.log(line),
 };

@@ -287,6 +287,7 @@ function bunListener(host: string, port: number, tls: TlsServerOptions | undefin
     hostname: host,
     port,
     allowHalfOpen: true,
+    exclusive: true, // else a second listener on a port in use succeeds (and shares it)
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     socket: {
       ...BunConn.handlers,

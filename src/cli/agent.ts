@@ -288,8 +288,15 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     agent: f.agent ?? file.agent ?? "",
     software: software(host),
   }, log.with({ client: name }));
-  await proxy.start();
-  await untilSignal(host, () => proxy.stop().finally(() => links.forEach((l) => l.close())), log);
+  const close = () => links.forEach((l) => l.close());
+  try {
+    await proxy.checkLogin(); // refused credentials end it here, with one line
+    await proxy.start();
+  } catch (e) {
+    close();
+    throw e;
+  }
+  await untilSignal(host, () => proxy.stop().finally(close), log);
 }
 
 function tlsOptions(cmd: Command): Command {

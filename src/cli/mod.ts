@@ -15,7 +15,7 @@ import { serverCommand } from "./server.ts";
 import { statusCommand } from "./status.ts";
 import { serviceCommand } from "./service.ts";
 import { toolCommands } from "./tools.ts";
-import { ConfigError, RuleError, UsageError } from "../errors.ts";
+import { ConfigError, ListenError, RuleError, UsageError } from "../errors.ts";
 
 /** What the CLI needs from the runtime besides sockets. */
 export interface Host {
@@ -58,7 +58,8 @@ export function versionLine(host: Host): string {
 
 /**
  * Report an error that ended a command and return the exit code: bad
- * configuration or usage is one line and 2; anything else is a bug, reported
+ * configuration or usage is one line and 2; a port that cannot be opened
+ * is one line and 3; anything else is a bug, reported
  * with its stack, 1.
  */
 export function reportError(e: unknown): number {
@@ -66,6 +67,10 @@ export function reportError(e: unknown): number {
   if (e instanceof ConfigError || e instanceof UsageError || e instanceof RuleError) {
     console.error(`burrow: ${e.message.replace(/\s*\n\s*/g, " ")}`);
     return 2;
+  }
+  if (e instanceof ListenError) {
+    console.error(`burrow: ${e.message}`);
+    return 3;
   }
   console.error(`burrow: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
   return 1;

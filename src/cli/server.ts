@@ -13,7 +13,7 @@ import { Server } from "../server/mod.ts";
 import { DEFAULT_NAMES, fingerprint, generateSelfSigned } from "../tls.ts";
 import { collect, logger, logLevelOption, type Start, untilSignal } from "./common.ts";
 import type { Host, HttpServer } from "./mod.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, ListenError, UsageError } from "../errors.ts";
 
 interface ServerFlags {
   config: string;
@@ -133,7 +133,10 @@ export async function startServer(
   const app = httpApp(server);
   server.useHttpApp(app.fetch);
   if (config.listen.http) {
-    http = await host.serveHttp(config.listen.http, app.fetch);
+    const at = config.listen.http;
+    http = await host.serveHttp(at, app.fetch).catch((e) => {
+      throw new ListenError(fmt(at), "listen.http", e);
+    });
     const base = `http://${fmt(http.addr)}`;
     log.info("http endpoint", {
       health: `${base}/healthz`,

@@ -238,6 +238,9 @@ export function stableIds(names: readonly string[]): Map<string, number> {
 function tlsConfig(w: Walker, v: unknown): TlsConfig {
   if (v === "off" || v === false) return { mode: "off" };
   if (v === undefined || v === null || v === "auto") return { mode: "auto", names: [] };
+  if (typeof v !== "object" || Array.isArray(v)) {
+    w.fail("tls", "must be auto, off, or a mapping with cert and key (or names)");
+  }
   const t = w.obj(v, "tls");
   w.known(t, "tls", ["cert", "key", "names"]);
   if ((t.cert === undefined) !== (t.key === undefined)) {

@@ -34,7 +34,7 @@ export function parseAddr(text: string): Addr {
   return r.addr;
 }
 
-/** Parse `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds; a ConfigError if it is none. */
+/** Parse `500ms`, `10s`, `2m` or `1h`; a ConfigError if it is none (a bare number included). */
 export function parseDuration(text: string | number): number {
   const r = readDuration(text);
   if (!r.ok) throw new ConfigError(r.error);

@@ -8,10 +8,12 @@
 import { fmt, targetText } from "../addr.ts";
 import { NO_ADDR } from "../writer.ts";
 import type { Conn } from "../net.ts";
+import type { Logger } from "../log.ts";
 import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyLogin } from "./login.ts";
 import type { Router } from "./router.ts";
+import { loggableAgent } from "./socks_front.ts";
 
 export class ClientFront {
   constructor(readonly ctx: ServerContext, readonly router: Router) {}
@@ -37,10 +39,11 @@ export class ClientFront {
       const client = hello.name;
       const clientId = this.router.clientId(client);
       await wire.send({ type: "CLIENT_READY", clientId });
-      const req = await wire.expect("CONNECT");
+      const req = await wire.expect("CONNECT", "CHECK");
       const t0 = Date.now(); // the request is read: setup time starts
       admitted();
       const clog = log.with({ client, client_id: clientId });
+      if (req.type === "CHECK") return await this.#check(wire, clog, client, req.agent);
       const r = await this.router.open({
         client,
         clientId,
@@ -49,12 +52,19 @@ export class ClientFront {
         log: clog,
       });
       if (!r.ok) {
-        this.router.refused(clog, "clients", client, req.target, r.status, r.reason, {
-          agent: req.agent,
+        const shown = loggableAgent(req.agent, (n) => this.ctx.config().agents.has(n));
+        const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
+        this.router.refused(rlog, "clients", client, req.target, r.status, r.reason, {
+          ...shown,
           startedAt: t0,
         });
         this.router.setupDone("clients", t0, false);
-        return await wire.last({ type: "CONNECT_RESULT", status: r.status, bound: NO_ADDR });
+        return await wire.last({
+          type: "CONNECT_RESULT",
+          status: r.status,
+          reason: r.code,
+          bound: NO_ADDR,
+        });
       }
       if (clog.enabled("debug")) {
         clog.debug("stream open", {
@@ -64,7 +74,7 @@ export class ClientFront {
         });
       }
       try {
-        await wire.send({ type: "CONNECT_RESULT", status: 0, bound: r.bound });
+        await wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound: r.bound });
       } catch (e) {
         r.conn.close();
         throw e;
@@ -75,5 +85,17 @@ export class ClientFront {
       admitted();
       await closeOnError(this.ctx, wire, e, log, "clients");
     }
+  }
+
+  /** A login check (SPEC.md §2.3): the answer a CONNECT to `agent` would get before its target. */
+  async #check(wire: Wire, log: Logger, client: string, agent: string): Promise<void> {
+    const r = this.router.check(client, agent);
+    if (r.ok) log.info("login check", { agent: r.agent, result: "ok" });
+    else {
+      const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
+      log.warn("login check", { ...shown, status: r.status, reason: r.reason });
+    }
+    const status = r.ok ? 0 : r.status;
+    await wire.last({ type: "CONNECT_RESULT", status, reason: r.ok ? 0 : r.code, bound: NO_ADDR });
   }
 }

@@ -11,21 +11,20 @@
  * @module
  */
 import { targetText } from "../addr.ts";
-import type { Grant, ServerConfig } from "../config/server.ts";
 import { normalizeTarget } from "../host.ts";
 import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
-import { type Message, type Rule, Status, type Target } from "../messages.ts";
+import { type Message, Reason, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
 import type { AgentPort, PoolConn, PoolEntry, Session } from "./agent_port.ts";
+import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 import { RecentRefusals } from "./refusals.ts";
 
 /** The agent a client means, its grants for that agent, and their rules. */
-type AgentChoice = { agent: string; granted: Grant[]; rules: Rule[] };
 
 export interface OpenRequest {
   client: string;
@@ -51,9 +50,16 @@ export type OpenResult =
     /** The agent session (replica) that carries it. */
     session: Session;
   }
-  | { ok: false; status: number; reason: string };
+  /** `code`: the SPEC.md §9.7 reason CONNECT_RESULT carries; `reason`: the text for the log. */
+  | { ok: false; status: number; code: number; reason: string };
 
-const refuse = (status: number, reason: string): OpenResult => ({ ok: false, status, reason });
+type Refused = Extract<OpenResult, { ok: false }>;
+const refuse = (status: number, code: number, reason: string): OpenResult => ({
+  ok: false,
+  status,
+  code,
+  reason,
+});
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
 export interface LiveStream {
@@ -89,14 +95,15 @@ function addTotals(m: Totals, k: string, up: number, down: number): void {
 
 /** Attempts on other pool connections when the one taken turns out dead (SPEC.md §7.4). */
 const ATTEMPTS = 3;
+const OPEN_LATE = "agent did not answer OPEN in time";
 
 const NOTHING = (): void => {};
 
 export class Router {
   #nextStream = 1;
   readonly #clientIds = new Map<string, number>();
-  /** {@link Router.#agentFor}'s found answers, for one config. */
-  #agents: { config: ServerConfig; found: Map<string, AgentChoice> } | null = null;
+  /** Which agent a client means (SPEC.md §7.1). */
+  readonly #choice = new AgentChoice(() => this.ctx.config());
   readonly #clientStreams = new Map<string, number>();
   readonly #agentStreams = new Map<string, number>();
   /** Streams open or opening per agent session, for spreading them over replicas. */
@@ -224,56 +231,39 @@ export class Router {
    * the function that stops counting it.
    */
   expect(client: string, agent: string): () => void {
-    const a = this.#agentFor(client, agent);
+    const a = this.#choice.of(client, agent);
     if (!("granted" in a)) return NOTHING;
     const live = this.agents.group(a.agent).filter((s) => s.announced && !s.closed);
     return live.length === 1 ? live[0]!.expect() : NOTHING;
   }
 
   /**
-   * The agent `client` means (`agent`, or "" for its only granted one) and
-   * its grants for that agent, or why there is none (SPEC.md §7.1).
+   * A login check (CHECK, SPEC.md §2.3): could `client` use `agent` now?
+   * The refusal a CONNECT would get before any target check, or ok.
    */
-  #agentFor(client: string, agent: string): AgentChoice | { reason: string } {
-    // Every CONNECT asks twice (expect, open): answers found are kept for
-    // the config they came from. Only found ones: a name a client typed is
-    // kept only when it is a configured agent granted to it.
-    const config = this.ctx.config();
-    if (this.#agents?.config !== config) this.#agents = { config, found: new Map() };
-    const key = `${client}\n${agent}`;
-    const known = this.#agents.found.get(key);
-    if (known) return known;
-    const grants = config.grants.filter((g) => g.client === client);
-    let name = agent;
-    if (name === "") {
-      const names = [...new Set(grants.flatMap((g) => g.agents))];
-      if (names.length !== 1) {
-        return {
-          reason: names.length === 0
-            ? "client has no grant"
-            : `client is granted ${names.length} agents; name one as ${client}@agent`,
-        };
-      }
-      name = names[0]!;
+  check(client: string, agent: string): { ok: true; agent: string } | Refused {
+    const chosen = this.#choice.of(client, agent);
+    if (!("granted" in chosen)) {
+      return { ok: false, status: Status.not_allowed, code: chosen.code, reason: chosen.reason };
     }
-    const granted = grants.filter((g) => g.agents.includes(name));
-    if (granted.length === 0) return { reason: `client is not granted agent ${name}` };
-    const found = { agent: name, granted, rules: granted.flatMap((g) => g.rules) };
-    this.#agents.found.set(key, found);
-    return found;
+    if (this.agents.group(chosen.agent).length === 0) {
+      const reason = `agent ${chosen.agent} is offline`;
+      return { ok: false, status: Status.host_unreachable, code: Reason.agent_offline, reason };
+    }
+    return { ok: true, agent: chosen.agent };
   }
 
   /** Decide and open a stream. */
   async open(req: OpenRequest): Promise<OpenResult> {
     const n = normalizeTarget(req.target);
-    if (!n.ok) return refuse(Status.not_allowed, n.reason);
+    if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.reason);
     const target = n.target;
     const c = this.ctx.config();
-    const chosen = this.#agentFor(req.client, req.agent);
-    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.reason);
+    const chosen = this.#choice.of(req.client, req.agent);
+    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.code, chosen.reason);
     const { agent, rules } = chosen;
     if (!allowed(rules, req.client, target, "never")) {
-      return refuse(Status.not_allowed, "target outside the grant");
+      return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
     const lim = c.limits;
     if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
@@ -283,6 +273,7 @@ export class Router {
       });
       return refuse(
         Status.general_failure,
+        Reason.client_streams,
         `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`,
       );
     }
@@ -290,11 +281,12 @@ export class Router {
       this.ctx.admission.limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
       return refuse(
         Status.general_failure,
+        Reason.agent_streams,
         `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
       );
     }
     if (this.agents.group(agent).length === 0) {
-      return refuse(Status.host_unreachable, `agent ${agent} is offline`);
+      return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
     }
     // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
     const found = this.agents.announced(agent, c.poolWaitMs);
@@ -302,6 +294,7 @@ export class Router {
     if (announced.length === 0) {
       return refuse(
         Status.host_unreachable,
+        Reason.agent_not_ready,
         `agent ${agent} has not announced its targets in time`,
       );
     }
@@ -309,7 +302,11 @@ export class Router {
       allowed(rulesFor(s.rules, req.client), req.client, target, "defer")
     );
     if (replicas.length === 0) {
-      return refuse(Status.not_allowed, "target outside what the agent announced");
+      return refuse(
+        Status.not_allowed,
+        Reason.outside_announce,
+        "target outside what the agent announced",
+      );
     }
     const failed = new Set<Session>();
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -330,7 +327,7 @@ export class Router {
       if (r) return r;
       failed.add(s); // its pool connection was dead: the next attempt goes to another replica
     }
-    return refuse(Status.general_failure, "pool connections kept failing");
+    return refuse(Status.general_failure, Reason.agent_failed, "pool connections kept failing");
   }
 
   /**
@@ -390,10 +387,13 @@ export class Router {
   ): Promise<OpenResult | null> {
     const c = this.ctx.config();
     if (!entry) {
-      return refuse(
-        Status.host_unreachable,
-        s.closed ? `agent ${agent} went offline` : `no pool connection within ${c.poolWaitMs} ms`,
-      );
+      return s.closed
+        ? refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} went offline`)
+        : refuse(
+          Status.host_unreachable,
+          Reason.pool_timeout,
+          `no pool connection within ${c.poolWaitMs} ms`,
+        );
     }
     let pc: PoolConn;
     try {
@@ -422,11 +422,11 @@ export class Router {
       res = await pc.first;
     } catch {
       pc.close();
-      return late ? refuse(Status.ttl_expired, "agent did not answer OPEN in time") : null;
+      return late ? refuse(Status.ttl_expired, Reason.agent_timeout, OPEN_LATE) : null;
     } finally {
       clearTimeout(timer);
     }
-    if (late) return refuse(Status.ttl_expired, "agent did not answer OPEN in time");
+    if (late) return refuse(Status.ttl_expired, Reason.agent_timeout, OPEN_LATE);
     if (res === null) {
       pc.close(); // closed under us: try another pool connection
       return null;
@@ -434,11 +434,11 @@ export class Router {
     if (res.type !== "OPEN_RESULT" || res.streamId !== streamId) {
       s.hooks.log.warn("bad answer to OPEN", { got: res.type });
       void pc.wire.fail("unexpected_message", `expected OPEN_RESULT for stream ${streamId}`);
-      return refuse(Status.general_failure, "agent answered OPEN wrongly");
+      return refuse(Status.general_failure, Reason.agent_failed, "agent answered OPEN wrongly");
     }
     if (res.status !== Status.succeeded) {
       pc.close();
-      return refuse(res.status, "agent could not open the target");
+      return refuse(res.status, Reason.target_failed, "agent could not open the target");
     }
     return {
       ok: true,

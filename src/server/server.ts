@@ -10,6 +10,7 @@
  */
 import { fmt } from "../addr.ts";
 import { toHex } from "../auth.ts";
+import { ListenError } from "../errors.ts";
 import { IdMap } from "../idmap.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import type { HttpSource } from "../http/mod.ts";
@@ -356,12 +357,15 @@ export class Server implements HttpSource {
     await Promise.all([...this.#conns.values()].map((c) => c.closed));
   }
 
+  /** Listen on `listen.<key>`; a failure is a {@link ListenError} naming the address and key. */
   async #listen(
     port: Port,
     opts: Parameters<Net["listen"]>[0],
     handle: (c: Conn) => Promise<void>,
   ): Promise<Addr> {
-    const l = await this.net.listen(opts);
+    const l = await this.net.listen(opts).catch((e) => {
+      throw new ListenError(fmt(opts), `listen.${port}`, e);
+    });
     this.#listeners.push(l);
     // A PROXY header comes before anything else on the port (trusted.ts).
     const ctx = this.agents.ctx;

@@ -21,17 +21,31 @@ const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /**
  * A user name for the log. A token typed into the user-name field must not
  * land in the log, and a burrow token has the shape of a name: so the name is
- * logged only when it is `client[@agent]` with a configured client, else only
- * its length.
+ * logged only when it is `client[@agent]` with a configured client and a
+ * configured agent; with a configured client and anything else after the
+ * `@`, the client and the agent part's length; else only the length.
  */
 export function loggableUser(
   user: string,
   known: (client: string) => boolean,
+  knownAgent: (agent: string) => boolean,
 ): Record<string, string | number> {
   const { client, agent } = splitUser(user);
-  if (NAME.test(client) && known(client) && (agent === "" || NAME.test(agent))) return { user };
-  return { user_bytes: new TextEncoder().encode(user).length };
+  if (!NAME.test(client) || !known(client)) return { user_bytes: utf8Length(user) };
+  if (agent === "" || knownAgent(agent)) return { user };
+  return { client, agent_bytes: utf8Length(agent) };
 }
+
+/** An agent name a client sent, for the log: as it is when it names a configured agent, else its length. */
+export function loggableAgent(
+  agent: string,
+  known: (agent: string) => boolean,
+): { agent?: string; agent_bytes?: number } {
+  if (agent === "") return {};
+  return known(agent) ? { agent } : { agent_bytes: utf8Length(agent) };
+}
+
+const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 
 /** `client` or `client@agent` (SPEC.md §7.1). */
 function splitUser(user: string): { client: string; agent: string } {
@@ -86,8 +100,10 @@ export class SocksFront {
     const clog = log.with({ client, client_id: clientId });
     const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
     if (!r.ok) {
-      this.router.refused(clog, "socks", client, a.target, r.status, r.reason, {
-        agent,
+      const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
+      const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
+      this.router.refused(rlog, "socks", client, a.target, r.status, r.reason, {
+        ...shown,
         startedAt: t0,
       });
       await socksReply(conn, r.status);
@@ -123,7 +139,7 @@ export class SocksFront {
         });
         this.ctx.admission.authFailed("socks", conn.remote.host);
         return log.warn("socks authentication failed", {
-          ...loggableUser(user, (c) => clients.has(c)),
+          ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
           reason: clients.has(client) ? "bad token" : "unknown client",
         });
       case "no_acceptable_method":
@@ -131,6 +147,8 @@ export class SocksFront {
       default: {
         const status = a.refusal === "command_not_supported"
           ? Status.command_not_supported
+          : a.refusal === "bad_target"
+          ? Status.not_allowed
           : Status.address_type_not_supported;
         const clog = log.with({ client, client_id: this.router.clientId(client) });
         return this.router.refused(clog, "socks", client, null, status, a.detail);
