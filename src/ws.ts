@@ -27,8 +27,13 @@ import { Reader } from "./reader.ts";
 export { readRequestHead, type RequestHead } from "./http1.ts";
 export { WsError } from "./errors.ts";
 
-/** Largest frame payload accepted (checked before allocating). */
+/** Largest frame payload, and largest message, accepted (checked before allocating). */
 export const MAX_FRAME = 1024 * 1024;
+/**
+ * Most frames one message may arrive in (checked before keeping a fragment):
+ * burrow never fragments, so this only bounds a peer's empty-fragment flood.
+ */
+export const MAX_FRAGMENTS = 128;
 /** The subprotocol burrow asks for and accepts. */
 export const SUBPROTOCOL = "burrow";
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -43,6 +48,9 @@ export const CloseCode = {
   unsupportedData: 1003,
   tooBig: 1009,
 } as const;
+
+/** Called when a WebSocket limit triggers (`limit`: ws_frame, ws_message, ws_fragments). */
+export type WsLimitHook = (limit: string, fields: Record<string, number>) => void;
 
 export interface WsFrame {
   fin: boolean;
@@ -273,7 +281,12 @@ export async function wsConnect(conn: Conn, host: string, path: string): Promise
  * the Conn; or answer 400/426 and throw WsError for a request that is not a
  * WebSocket upgrade burrow accepts.
  */
-export async function wsAccept(conn: Conn, rd: Reader, head: RequestHead): Promise<Conn> {
+export async function wsAccept(
+  conn: Conn,
+  rd: Reader,
+  head: RequestHead,
+  onLimit?: WsLimitHook,
+): Promise<Conn> {
   const h = head.headers;
   const key = h.get("sec-websocket-key");
   let problem = "";
@@ -306,7 +319,7 @@ export async function wsAccept(conn: Conn, rd: Reader, head: RequestHead): Promi
         }\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`,
     ),
   );
-  return new WsConn(conn, "server", rd.rest());
+  return new WsConn(conn, "server", rd.rest(), onLimit);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -317,11 +330,18 @@ class WsConn implements Conn {
   readonly #mask: boolean;
   #fragments: Uint8Array[] = [];
   #fragmentBytes = 0;
+  /** Frames of the message being reassembled (empty ones too). */
+  #fragmentCount = 0;
   #eof = false;
   #ended: Promise<void> | undefined;
   #closeSent = false;
 
-  constructor(readonly inner: Conn, role: "client" | "server", rest: Uint8Array) {
+  constructor(
+    readonly inner: Conn,
+    role: "client" | "server",
+    rest: Uint8Array,
+    readonly onLimit: WsLimitHook = () => {},
+  ) {
     this.#mask = role === "client";
     this.#dec = new FrameDecoder(role === "server");
     if (rest.length > 0) this.#dec.push(rest);
@@ -347,7 +367,10 @@ class WsConn implements Conn {
       try {
         f = this.#dec.next();
       } catch (e) {
-        if (e instanceof WsError) await this.#fail(e);
+        if (e instanceof WsError) {
+          if (e.closeCode === CloseCode.tooBig) this.onLimit("ws_frame", { max: MAX_FRAME });
+          await this.#fail(e);
+        }
         throw e;
       }
       if (f) {
@@ -384,36 +407,55 @@ class WsConn implements Conn {
       case Opcode.pong:
         return EMPTY;
       case Opcode.close:
+        if (f.payload.length === 1) {
+          return await this.#refuse(CloseCode.protocolError, "close frame of 1 byte");
+        }
         await this.#sendClose(CloseCode.normal);
         return null;
-      case Opcode.text: {
-        const e = new WsError(CloseCode.unsupportedData, "text message on a burrow link");
-        await this.#fail(e);
-        throw e;
-      }
+      case Opcode.text:
+        return await this.#refuse(CloseCode.unsupportedData, "text message on a burrow link");
       default:
         return this.#data(f);
     }
   }
 
+  /** Fail the connection with `code` and throw. */
+  async #refuse(code: number, message: string, limit?: string, max = 0): Promise<never> {
+    if (limit) this.onLimit(limit, { max });
+    const e = new WsError(code, limit ? `${message} (limit=${limit})` : message);
+    await this.#fail(e);
+    throw e;
+  }
+
   async #data(f: WsFrame): Promise<Uint8Array | null> {
-    if ((f.opcode === Opcode.continuation) !== (this.#fragments.length > 0)) {
-      const e = new WsError(CloseCode.protocolError, "continuation frame out of place");
-      await this.#fail(e);
-      throw e;
+    if ((f.opcode === Opcode.continuation) !== (this.#fragmentCount > 0)) {
+      return await this.#refuse(CloseCode.protocolError, "continuation frame out of place");
+    }
+    // Both limits are checked before the fragment is kept.
+    if (this.#fragmentBytes + f.payload.length > MAX_FRAME) {
+      return await this.#refuse(
+        CloseCode.tooBig,
+        `message over ${MAX_FRAME} bytes`,
+        "ws_message",
+        MAX_FRAME,
+      );
     }
     if (!f.fin) {
-      this.#fragmentBytes += f.payload.length;
-      if (this.#fragmentBytes > MAX_FRAME) {
-        const e = new WsError(CloseCode.tooBig, `message over ${MAX_FRAME} bytes`);
-        await this.#fail(e);
-        throw e;
+      if (this.#fragmentCount + 1 >= MAX_FRAGMENTS) {
+        return await this.#refuse(
+          CloseCode.tooBig,
+          `message in over ${MAX_FRAGMENTS} frames`,
+          "ws_fragments",
+          MAX_FRAGMENTS,
+        );
       }
-      this.#fragments.push(f.payload);
+      this.#fragmentCount++;
+      this.#fragmentBytes += f.payload.length;
+      if (f.payload.length > 0) this.#fragments.push(f.payload);
       return EMPTY;
     }
     let msg = f.payload;
-    if (this.#fragments.length > 0) {
+    if (this.#fragmentCount > 0) {
       const parts = [...this.#fragments, f.payload];
       msg = new Uint8Array(this.#fragmentBytes + f.payload.length);
       let o = 0;
@@ -423,6 +465,7 @@ class WsConn implements Conn {
       }
       this.#fragments = [];
       this.#fragmentBytes = 0;
+      this.#fragmentCount = 0;
     }
     // An empty binary message is the peer's end of its direction.
     return msg.length === 0 ? null : msg;

@@ -6,6 +6,7 @@
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
+import type { Addr } from "../../src/net.ts";
 import { net } from "./mod.ts";
 
 export const host: Host = {
@@ -25,9 +26,22 @@ export const host: Host = {
     return () => void process.off(signal, fn);
   },
   serveHttp(addr, fetch) {
-    const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
+    let bound: Addr = addr;
+    const server = Bun.serve({
+      hostname: addr.host,
+      port: addr.port,
+      fetch: (req, srv): Response | Promise<Response> => {
+        const ip = srv.requestIP(req);
+        return fetch(req, {
+          remote: { host: ip?.address ?? "", port: ip?.port ?? 0 },
+          listener: "http",
+          bound,
+        });
+      },
+    });
+    bound = { host: addr.host, port: server.port ?? addr.port };
     return Promise.resolve({
-      addr: { host: addr.host, port: server.port ?? addr.port },
+      addr: bound,
       close: () => server.stop(true),
     });
   },

@@ -10,6 +10,6 @@
  *
  * @module
  */
-export { type HealthSource, httpApp, type HttpSource } from "./app.ts";
+export { type HealthSource, httpApp, type HttpEnv, type HttpPeer, type HttpSource } from "./app.ts";
 export { type AdminSource, bearerToken } from "./admin.ts";
 export { DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";

@@ -15,8 +15,8 @@ import type { Metrics } from "../metrics.ts";
 import type { Conn } from "../net.ts";
 import type { ServerConfig } from "../config/mod.ts";
 
-/** The server's listening ports. */
-export type Port = "agents" | "socks" | "clients" | "https";
+/** The server's listening ports, and the admin API (auth failures only; on both HTTP listeners). */
+export type Port = "agents" | "socks" | "clients" | "https" | "admin";
 
 /** The unit limits count by: an IPv4 address, or the /64 of an IPv6 address (`2001:db8::/64`). */
 export function sourceOf(host: string): string {
@@ -113,6 +113,13 @@ export class Admission {
     };
     conn.closed.then(end);
     return end;
+  }
+
+  /** Seconds `host`'s source stays blocked on `port` for failed authentications; 0 if it is not. */
+  blockedFor(port: Port, host: string): number {
+    const f = this.#failures.get(port)?.get(sourceOf(host));
+    const left = f ? f.blockedUntil - Date.now() : 0;
+    return left > 0 ? Math.ceil(left / 1000) : 0;
   }
 
   /** Count a failed authentication from `host` on `port`; block its source there past the limit. */
