@@ -276,6 +276,9 @@ test(`${rt}: listen.http (the runtime's server): Host guard against DNS rebindin
     for (const h of ["evil.example", "attacker.test:7002"]) {
       assert.match(await statusLine(t.net, a, "/metrics", h), /^HTTP\/1\.1 421 /, h);
     }
+    for (const h of ["[", "user@evil", "x:99999"]) {
+      assert.match(await statusLine(t.net, a, "/healthz", h), /^HTTP\/1\.1 400 /, h);
+    }
     const wrong = "Authorization: Bearer wrong-token-0123456789\r\n";
     for (let i = 0; i < 3; i++) {
       assert.match(
