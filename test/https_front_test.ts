@@ -91,7 +91,7 @@ function closeCode(bytes: Uint8Array): number | null {
   return null;
 }
 
-test(`${rt}: https: a flood of empty WebSocket fragments is cut at the fragment cap (1009)`, async () => {
+test(`${rt}: https: a flood of empty WebSocket fragments is cut at the fragment cap (1009); a 1-byte Close is refused (1002)`, async () => {
   const t = await httpsTunnel();
   try {
     const c = await t.net.dial({ ...t.server.addrs.https!, tls: t.pin! });
@@ -104,6 +104,11 @@ test(`${rt}: https: a flood of empty WebSocket fragments is cut at the fragment 
     assert.equal(closeCode(got), 1009, "closed with 1009 (message too big)");
     assert.equal(t.server.metrics.get("burrow_limit_hits_total", { limit: "ws_fragments" }), 1);
     assert.ok(t.logs.some((l) => l.includes("limit=ws_fragments")), "logged with limit=");
+    // RFC 6455 §5.5.1: a Close body is empty or at least a 2-byte code.
+    const d = await t.net.dial({ ...t.server.addrs.https!, tls: t.pin! });
+    await d.write(enc.encode(UPGRADE));
+    await d.write(Uint8Array.from([0x88, 0x81, 0, 0, 0, 0, 3])).catch(() => {});
+    assert.equal(closeCode(await untilClosed(d)), 1002, "a 1-byte Close body is a protocol error");
   } finally {
     await t.close();
   }
