@@ -185,7 +185,11 @@ test(`${rt}: admin API on the HTTPS port: wrong tokens are logged per source and
     raw(t, `GET /api/v1/agents HTTP/1.1\r\nHost: burrow\r\nAuthorization: Bearer ${token}\r\n\r\n`);
   try {
     assert.match(await get(ADMIN), /^HTTP\/1\.1 200 OK\r\n/);
-    for (let i = 0; i < 5; i++) {
+    // /metrics names clients and agents: not without the token on the HTTPS port.
+    const metrics = await raw(t, "GET /metrics HTTP/1.1\r\nHost: burrow\r\n\r\n");
+    assert.match(metrics, /^HTTP\/1\.1 401 Unauthorized\r\n/);
+    assert.doesNotMatch(metrics, /burrow_/);
+    for (let i = 0; i < 4; i++) {
       assert.match(await get("wrong-token-0123456789"), /^HTTP\/1\.1 401 /);
     }
     const blocked = await get(ADMIN);
@@ -196,43 +200,47 @@ test(`${rt}: admin API on the HTTPS port: wrong tokens are logged per source and
     );
     assert.match(blocked, /\r\nretry-after: \d+\r\n/);
     const failed = t.logs.filter((l) => l.includes("admin authentication failed"));
-    assert.equal(failed.length, 5);
-    assert.match(failed[0]!, / remote=127\.0\.0\.1:\d+ listener=https reason="wrong token"/);
+    assert.equal(failed.length, 5, "the /metrics request without a token counts too");
+    assert.match(failed[0]!, / remote=127\.0\.0\.1:\d+ listener=https reason="no token"/);
+    assert.match(failed[1]!, / remote=127\.0\.0\.1:\d+ listener=https reason="wrong token"/);
     assert.ok(t.logs.some((l) => /limit=auth_failures port=admin source=127\.0\.0\.1/.test(l)));
   } finally {
     await t.close();
   }
 });
 
-test(`${rt}: /metrics needs the admin token on a listener that is not loopback-only`, async () => {
-  const peer = (host: string): HttpPeer => ({
+test(`${rt}: /metrics needs the admin token on listen.https and on a listen.http that is not loopback-only`, async () => {
+  const peer = (listener: "http" | "https", host: string): HttpPeer => ({
     remote: { host: "192.0.2.7", port: 5555 },
-    listener: "https",
+    listener,
     bound: { host, port: 443 },
   });
   const status = async (app: ReturnType<typeof httpApp>, p: HttpPeer, token?: string) =>
     (await app.fetch(
-      new Request("https://burrow/metrics", {
+      new Request("https://127.0.0.1/metrics", {
         headers: token ? { authorization: `Bearer ${token}` } : {},
       }),
       p,
     )).status;
   for (
-    const [admin, bound, want] of [
-      [undefined, "0.0.0.0", 403],
-      [undefined, "127.0.0.1", 200],
-      [{ token: ADMIN }, "0.0.0.0", 401],
-      [{ token: ADMIN }, "::", 401],
-      [{ token: ADMIN }, "::1", 200],
-      [{ token: ADMIN, metrics_auth: false }, "0.0.0.0", 200],
-      [{ token: ADMIN, metrics_auth: true }, "127.0.0.1", 401],
+    const [admin, listener, bound, want] of [
+      [undefined, "http", "0.0.0.0", 403],
+      [undefined, "http", "127.0.0.1", 200],
+      [undefined, "https", "127.0.0.1", 403],
+      [{ token: ADMIN }, "http", "0.0.0.0", 401],
+      [{ token: ADMIN }, "http", "::", 401],
+      [{ token: ADMIN }, "http", "::1", 200],
+      [{ token: ADMIN }, "https", "::1", 401],
+      [{ token: ADMIN, metrics_auth: false }, "https", "0.0.0.0", 200],
+      [{ token: ADMIN, metrics_auth: true }, "http", "127.0.0.1", 401],
     ] as const
   ) {
     const t = await tunnel({ startAgent: false, config: admin ? { admin } : {} });
     try {
       const app = httpApp(t.server);
-      assert.equal(await status(app, peer(bound)), want, `${JSON.stringify(admin)} on ${bound}`);
-      if (admin) assert.equal(await status(app, peer(bound), ADMIN), 200);
+      const p = peer(listener, bound);
+      assert.equal(await status(app, p), want, `${JSON.stringify(admin)} on ${listener} ${bound}`);
+      if (admin) assert.equal(await status(app, p, ADMIN), 200);
     } finally {
       await t.close();
     }

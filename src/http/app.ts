@@ -10,7 +10,13 @@ import { Hono } from "hono";
 import type { Metrics } from "../metrics.ts";
 import { adminApi, type AdminSource, authorize } from "./admin.ts";
 import { DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";
-import { type GuardSource, hostGuard, type HttpEnv, loopbackOnly, peerOf } from "./guard.ts";
+import {
+  type GuardSource,
+  hostGuard,
+  type HttpEnv,
+  metricsOpenByDefault,
+  peerOf,
+} from "./guard.ts";
 
 export type { HttpEnv, HttpPeer } from "./guard.ts";
 
@@ -39,9 +45,9 @@ export function httpApp(src: HttpSource): Hono<HttpEnv> {
     return c.json({ status }, ready ? 200 : 503);
   });
   app.get("/metrics", (c) => {
-    // Open by default only on a loopback-only listener; admin.metrics_auth decides when set.
+    // Open by default only on a loopback-only listen.http; admin.metrics_auth decides when set.
     const peer = peerOf(c.env);
-    const auth = src.config.admin?.metricsAuth ?? !loopbackOnly(peer);
+    const auth = src.config.admin?.metricsAuth ?? !metricsOpenByDefault(peer);
     if (auth) {
       const denied = authorize(c.req.header("authorization"), src, peer, "/metrics");
       if (denied) return denied;

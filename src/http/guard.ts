@@ -1,8 +1,7 @@
 /**
  * Checks the HTTP app makes before any route, from where a request came
  * ({@link HttpPeer}, the app's env): the Host guard against DNS rebinding on
- * `listen.http`, and whether a listener is loopback-only (then `/metrics` is
- * open by default).
+ * `listen.http`, and whether `/metrics` is open by default.
  *
  * @module
  */
@@ -39,9 +38,15 @@ export interface GuardSource {
   readonly config: { readonly tls: { mode: string; names?: string[] } };
 }
 
-/** Whether `peer`'s listener is bound to a loopback address only (no peer: an in-process call). */
-export function loopbackOnly(peer: HttpPeer | undefined): boolean {
+/**
+ * Whether `/metrics` is open by default for `peer`: on `listen.http` bound to
+ * a loopback address only, and for in-process calls (no peer). Never on
+ * `listen.https`: it faces the outside even when a proxy in front makes it
+ * listen on loopback.
+ */
+export function metricsOpenByDefault(peer: HttpPeer | undefined): boolean {
   if (!peer) return true;
+  if (peer.listener !== "http") return false;
   const h = peer.bound.host;
   if (h === "localhost") return true;
   const ip = normalizeIP(h);
