@@ -148,6 +148,8 @@ test(`${rt}: https: head limits, malformed Host and targets get 400 with one lin
       assert.match(r, /\r\n\r\nbad Host header "[^\n]*": [^\n]+\n$/, host);
     }
     assert.match(await raw(t, "GET /healthz HTTP/1.1\r\n\r\n"), /\r\n\r\nno Host header\n$/);
+    const upgrade = await raw(t, UPGRADE.replace("GET /burrow/agent", "GET burrow/agent"));
+    assert.match(upgrade, /^HTTP\/1\.1 400 Bad Request\r\n[^]*is not a path \(origin-form\)\n$/);
     const target = await raw(t, "GET a/b?c#d HTTP/1.1\r\nHost: burrow\r\n\r\n");
     assert.match(target, /^HTTP\/1\.1 400 Bad Request\r\n[^]*is not a path \(origin-form\)\n$/);
     assert.match(

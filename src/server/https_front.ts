@@ -69,6 +69,8 @@ export class HttpsFront {
     const rd = new Reader(conn, HEAD_LIMIT);
     try {
       const head = await readRequestHead(rd);
+      originForm(head.target); // upgrades too: a path, and a valid Host
+      parseHost(head.headers.get("host"));
       const role = wsRole(head);
       if (role === "agent" || (role === "client" && this.handlers.client)) {
         const ws = await wsAccept(conn, rd, head, (limit, fields) => {
@@ -128,12 +130,10 @@ export class HttpsFront {
 
 /**
  * The Request for `head` and its body (at most {@link BODY_LIMIT} bytes, by
- * Content-Length): origin-form targets and a valid Host only, else HttpError.
+ * Content-Length), else HttpError; its target and Host are already checked.
  */
 async function readRequest(conn: Conn, rd: Reader, head: RequestHead): Promise<Request> {
-  const target = originForm(head.target);
-  const host = head.headers.get("host");
-  parseHost(host);
+  const host = head.headers.get("host")!; // checked by handle()
   if (head.headers.has("transfer-encoding")) {
     throw new HttpError(501, "Transfer-Encoding is not supported: send Content-Length");
   }
@@ -144,7 +144,7 @@ async function readRequest(conn: Conn, rd: Reader, head: RequestHead): Promise<R
     throw new HttpError(413, `request body over ${BODY_LIMIT} bytes`, "http_body_bytes");
   }
   const body = length > 0 ? await readBody(conn, rd, length) : null;
-  return new Request(`https://${host}${target}`, {
+  return new Request(`https://${host}${head.target}`, {
     method: head.method,
     headers: head.headers,
     ...(body && head.method !== "GET" && head.method !== "HEAD" ? { body } : {}),
