@@ -10,7 +10,8 @@
  * - {@link wsAccept}: the server side, for a request head already read
  *   ({@link readRequestHead}).
  * - The Conn carries the link's bytes in binary messages (boundaries mean
- *   nothing); an empty binary message ends the sender's direction
+ *   nothing, so a frame's payload is passed on as it arrives and nothing of
+ *   a message is held); an empty binary message ends the sender's direction
  *   (half-close); a Close frame ends both. Text frames, bad framing, masking
  *   the wrong way, or a frame over {@link MAX_FRAME} fail the connection with
  *   the RFC's close codes (1002, 1003, 1009).
@@ -29,7 +30,7 @@ import {
   FrameDecoder,
   MAX_FRAME,
   Opcode,
-  type WsFrame,
+  type WsPart,
 } from "./ws_frame.ts";
 
 export { readRequestHead, type RequestHead } from "./http1.ts";
@@ -41,6 +42,7 @@ export {
   MAX_FRAME,
   Opcode,
   type WsFrame,
+  type WsPart,
 } from "./ws_frame.ts";
 
 /**
@@ -161,10 +163,8 @@ const EMPTY = new Uint8Array(0);
 class WsConn implements Conn {
   readonly #dec: FrameDecoder;
   readonly #mask: boolean;
-  #fragments: Uint8Array[] = [];
-  #fragmentBytes = 0;
-  /** Frames of the message being reassembled (empty ones too). */
-  #fragmentCount = 0;
+  /** The binary message being received: its frames so far (empty ones too) and payload bytes. */
+  #message: { frames: number; bytes: number } | null = null;
   #eof = false;
   #ended: Promise<void> | undefined;
   #closeSent = false;
@@ -196,9 +196,9 @@ class WsConn implements Conn {
   async read(): Promise<Uint8Array | null> {
     if (this.#eof) return null;
     for (;;) {
-      let f: WsFrame | null;
+      let f: WsPart | null;
       try {
-        f = this.#dec.next();
+        f = this.#dec.nextPart();
       } catch (e) {
         if (e instanceof WsError) {
           if (e.closeCode === CloseCode.tooBig) this.onLimit("ws_frame", { max: MAX_FRAME });
@@ -222,7 +222,7 @@ class WsConn implements Conn {
       const chunk = await this.inner.read();
       if (chunk === null) {
         this.#eof = true;
-        if (this.#dec.buffered > 0) {
+        if (this.#dec.inFrame) {
           throw new NetError("ECONNRESET", "WebSocket closed inside a frame");
         }
         return null;
@@ -231,8 +231,8 @@ class WsConn implements Conn {
     }
   }
 
-  /** The data a frame delivers; EMPTY for none (control frames, fragments so far); null at EOF. */
-  async #frame(f: WsFrame): Promise<Uint8Array | null> {
+  /** The data a piece of a frame delivers; EMPTY for none (control frames, empty pieces); null at EOF. */
+  async #frame(f: WsPart): Promise<Uint8Array | null> {
     switch (f.opcode) {
       case Opcode.ping:
         await this.inner.write(encodeFrame(Opcode.pong, f.payload, this.#mask)).catch(() => {});
@@ -260,21 +260,18 @@ class WsConn implements Conn {
     throw e;
   }
 
-  async #data(f: WsFrame): Promise<Uint8Array | null> {
-    if ((f.opcode === Opcode.continuation) !== (this.#fragmentCount > 0)) {
-      return await this.#refuse(CloseCode.protocolError, "continuation frame out of place");
-    }
-    // Both limits are checked before the fragment is kept.
-    if (this.#fragmentBytes + f.payload.length > MAX_FRAME) {
-      return await this.#refuse(
-        CloseCode.tooBig,
-        `message over ${MAX_FRAME} bytes`,
-        "ws_message",
-        MAX_FRAME,
-      );
-    }
-    if (!f.fin) {
-      if (this.#fragmentCount + 1 >= MAX_FRAGMENTS) {
+  /**
+   * A piece of a binary message, passed on as it arrives (boundaries carry
+   * no meaning): nothing of a message is kept, and its limits are checked on
+   * each frame's header, before its payload is read.
+   */
+  async #data(f: WsPart): Promise<Uint8Array | null> {
+    if (f.start) {
+      if ((f.opcode === Opcode.continuation) !== (this.#message !== null)) {
+        return await this.#refuse(CloseCode.protocolError, "continuation frame out of place");
+      }
+      const m = this.#message ??= { frames: 0, bytes: 0 };
+      if (++m.frames > MAX_FRAGMENTS) {
         return await this.#refuse(
           CloseCode.tooBig,
           `message in over ${MAX_FRAGMENTS} frames`,
@@ -282,26 +279,23 @@ class WsConn implements Conn {
           MAX_FRAGMENTS,
         );
       }
-      this.#fragmentCount++;
-      this.#fragmentBytes += f.payload.length;
-      if (f.payload.length > 0) this.#fragments.push(f.payload);
-      return EMPTY;
-    }
-    let msg = f.payload;
-    if (this.#fragmentCount > 0) {
-      const parts = [...this.#fragments, f.payload];
-      msg = new Uint8Array(this.#fragmentBytes + f.payload.length);
-      let o = 0;
-      for (const p of parts) {
-        msg.set(p, o);
-        o += p.length;
+      if (m.bytes + f.length > MAX_FRAME) {
+        return await this.#refuse(
+          CloseCode.tooBig,
+          `message over ${MAX_FRAME} bytes`,
+          "ws_message",
+          MAX_FRAME,
+        );
       }
-      this.#fragments = [];
-      this.#fragmentBytes = 0;
-      this.#fragmentCount = 0;
+      m.bytes += f.length;
     }
-    // An empty binary message is the peer's end of its direction.
-    return msg.length === 0 ? null : msg;
+    if (f.end && f.fin) {
+      const empty = this.#message!.bytes === 0;
+      this.#message = null;
+      // An empty binary message is the peer's end of its direction.
+      if (empty) return null;
+    }
+    return f.payload.length > 0 ? f.payload : EMPTY;
   }
 
   write(chunk: Uint8Array): Promise<void> {

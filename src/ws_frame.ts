@@ -57,9 +57,29 @@ export function encodeFrame(
   return out;
 }
 
+/** A piece of a frame as it arrives ({@link FrameDecoder.nextPart}). */
+export interface WsPart extends WsFrame {
+  /** The first piece of its frame: `length` is then the frame's payload length. */
+  start: boolean;
+  /** The last piece of its frame. */
+  end: boolean;
+  length: number;
+}
+
+interface Header {
+  fin: boolean;
+  opcode: number;
+  len: number;
+  /** Header bytes, the masking key included. */
+  at: number;
+  key: Uint8Array | null;
+}
+
 /**
  * Incremental frame decoder. `masked`: whether frames from the peer must be
- * masked (true on the server). Throws {@link WsError}.
+ * masked (true on the server). Throws {@link WsError}. {@link next} gives
+ * whole frames; {@link nextPart} gives a data frame's payload as it arrives,
+ * so a large frame is never held whole.
  */
 export class FrameDecoder {
   /** Pushed chunks not yet consumed; `#off` bytes of the first are. */
@@ -67,21 +87,84 @@ export class FrameDecoder {
   #off = 0;
   #size = 0;
   readonly #head = new Uint8Array(14);
+  /** The data frame {@link nextPart} is inside: its payload bytes still to come. */
+  #cur:
+    | { fin: boolean; opcode: number; left: number; key: Uint8Array | null; keyOff: number }
+    | null = null;
   constructor(readonly masked: boolean, readonly maxFrame = MAX_FRAME) {}
 
-  /** Add bytes; they are copied only once, when their frame is complete. */
+  /** Add bytes; they are copied only once, when taken. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#size += chunk.length;
   }
 
-  /** Bytes held that do not yet make a frame. */
+  /** Bytes held that are not yet taken. */
   get buffered(): number {
     return this.#size;
   }
 
+  /** Whether the stream stops inside a frame (bytes held, or a frame's payload still due). */
+  get inFrame(): boolean {
+    return this.#size > 0 || this.#cur !== null;
+  }
+
+  /** The next whole frame, or null until it has arrived. */
   next(): WsFrame | null {
+    const h = this.#header();
+    if (!h || this.#size < h.at + h.len) return null;
+    return this.#frame(h);
+  }
+
+  /**
+   * The next piece: a control frame whole, or what has arrived of a data
+   * frame's payload (possibly empty, on its header); null until there is one.
+   */
+  nextPart(): WsPart | null {
+    let c = this.#cur;
+    let start = false;
+    let length = 0;
+    if (!c) {
+      const h = this.#header();
+      if (!h) return null;
+      if (h.opcode >= 8) {
+        if (this.#size < h.at + h.len) return null;
+        const f = this.#frame(h);
+        return {
+          fin: f.fin,
+          opcode: f.opcode,
+          payload: f.payload,
+          start: true,
+          end: true,
+          length: h.len,
+        };
+      }
+      this.#skip(h.at);
+      c = this.#cur = { fin: h.fin, opcode: h.opcode, left: h.len, key: h.key, keyOff: 0 };
+      start = true;
+      length = h.len;
+    } else if (this.#size === 0) return null;
+    const n = Math.min(c.left, this.#size);
+    const payload = this.#take(n);
+    if (c.key) unmask(payload, c.key, c.keyOff);
+    c.keyOff += n;
+    c.left -= n;
+    const end = c.left === 0;
+    if (end) this.#cur = null;
+    return { fin: c.fin, opcode: c.opcode, payload, start, end, length };
+  }
+
+  /** Take the frame whose header `h` is at the front (all of it has arrived). */
+  #frame(h: Header): WsFrame {
+    this.#skip(h.at);
+    const payload = this.#take(h.len);
+    if (h.key) unmask(payload, h.key);
+    return { fin: h.fin, opcode: h.opcode, payload };
+  }
+
+  /** The header at the front, checked against the rules and limits; null until complete. */
+  #header(): Header | null {
     if (this.#size < 2) return null;
     const b = this.#peek(Math.min(14, this.#size));
     const fin = (b[0]! & 0x80) !== 0;
@@ -96,7 +179,7 @@ export class FrameDecoder {
         this.masked ? "client frame not masked" : "server frame masked",
       );
     }
-    if (![0, 1, 2, 8, 9, 10].includes(opcode)) {
+    if ((opcode > 2 && opcode < 8) || opcode > 10) {
       throw new WsError(CloseCode.protocolError, `unknown opcode ${opcode}`);
     }
     let len = b[1]! & 0x7f;
@@ -120,13 +203,9 @@ export class FrameDecoder {
     if (len > this.maxFrame) {
       throw new WsError(CloseCode.tooBig, `frame of ${len} bytes is over ${this.maxFrame}`);
     }
+    if (masked && this.#size < at + 4) return null;
     const key = masked ? Uint8Array.from(b.subarray(at, at + 4)) : null; // a copy: b may be a view
-    if (masked) at += 4;
-    if (this.#size < at + len) return null;
-    this.#skip(at);
-    const payload = this.#take(len);
-    if (key) unmask(payload, key);
-    return { fin, opcode, payload };
+    return { fin, opcode, len, at: masked ? at + 4 : at, key };
   }
 
   /** The first `n` bytes, without consuming them. */
@@ -177,8 +256,12 @@ export class FrameDecoder {
   }
 }
 
-/** XOR `data` (a buffer of its own, at offset 0) with the 4-byte `key`, four bytes at a time. */
-function unmask(data: Uint8Array, key: Uint8Array): void {
+/**
+ * XOR `data` (a buffer of its own, at offset 0) with the 4-byte `key`, four
+ * bytes at a time; `from`: how far into the payload `data` starts.
+ */
+function unmask(data: Uint8Array, key: Uint8Array, from = 0): void {
+  if (from % 4 !== 0) key = Uint8Array.from({ length: 4 }, (_, i) => key[(from + i) & 3]!);
   const words = data.length >>> 2;
   if (data.byteOffset % 4 === 0 && words > 0) {
     const k = new Uint32Array(Uint8Array.from(key.subarray(0, 4)).buffer)[0]!;

@@ -60,6 +60,45 @@ test("ws: frames of every length class decode, split at every byte boundary, mas
   }
 });
 
+test("ws: nextPart gives a data frame's payload as it arrives, unmasked at every offset", () => {
+  for (const n of [0, 1, 5, 125, 126, 300, 70000]) {
+    for (const mask of [true, false]) {
+      const payload = bytes(n, n + 7);
+      const wire = encodeFrame(Opcode.binary, payload, mask, false);
+      const step = n < 400 ? 1 : 997;
+      const d = new FrameDecoder(mask);
+      const got: number[] = [];
+      let starts = 0;
+      let ends = 0;
+      for (let at = 0; at < wire.length; at += step) {
+        d.push(wire.subarray(at, at + step));
+        for (let p = d.nextPart(); p !== null; p = d.nextPart()) {
+          assert.equal(p.opcode, Opcode.binary);
+          assert.equal(p.fin, false);
+          if (p.start) (starts++, assert.equal(p.length, n));
+          if (p.end) ends++;
+          got.push(...p.payload);
+        }
+      }
+      assert.equal(starts, 1, `len ${n}`);
+      assert.equal(ends, 1, `len ${n}`);
+      assert.deepEqual(Uint8Array.from(got), payload, `len ${n} mask ${mask}`);
+      assert.equal(d.inFrame, false);
+    }
+  }
+  // A ping between two pieces of a data frame's payload is not possible (frames
+  // do not nest), but between fragments of a message it is: whole, in order.
+  const d = new FrameDecoder(true);
+  d.push(encodeFrame(Opcode.ping, Uint8Array.of(9), true));
+  const ping = d.nextPart()!;
+  assert.deepEqual([ping.opcode, ping.start, ping.end, [...ping.payload]], [
+    Opcode.ping,
+    true,
+    true,
+    [9],
+  ]);
+});
+
 test("ws: violations fail before allocating, with the RFC's close codes", () => {
   const code = (frame: number[], masked = true) => {
     const d = new FrameDecoder(masked);
@@ -225,6 +264,33 @@ test(`${rt}: ws: ping is answered, text is refused with 1003`, async () => {
     const close = d.next()!;
     assert.equal(close.opcode, Opcode.close);
     assert.equal((close.payload[0]! << 8) | close.payload[1]!, CloseCode.unsupportedData);
+  } finally {
+    p.close();
+  }
+});
+
+test(`${rt}: ws: a large frame is passed on as it arrives, not held until complete`, async () => {
+  const net = await runtimeNet();
+  const p = await pair(net);
+  try {
+    const inner = (p.client as unknown as { inner: Conn }).inner;
+    const frame = encodeFrame(Opcode.binary, bytes(MAX_FRAME, 3), true);
+    // The header and the first 1000 bytes of a 1 MiB frame: the server reads them now.
+    await inner.write(frame.slice(0, 14 + 1000));
+    const got = new Uint8Array(MAX_FRAME);
+    let n = 0;
+    const take = async (until: number) => {
+      while (n < until) {
+        const c = (await p.server.read())!;
+        got.set(c, n);
+        n += c.length;
+      }
+    };
+    await take(1000);
+    assert.equal(n, 1000, "only what was sent, before the rest of the frame");
+    await inner.write(frame.slice(14 + 1000));
+    await take(MAX_FRAME);
+    assert.deepEqual(got, bytes(MAX_FRAME, 3));
   } finally {
     p.close();
   }
