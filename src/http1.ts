@@ -30,9 +30,11 @@ export interface RequestHead {
  * {@link MAX_HEADERS} header lines, WsError for one that does not parse.
  */
 export async function readRequestHead(rd: Reader): Promise<RequestHead> {
+  let from = 3; // the end of the head is searched once per byte, not once per chunk read
   const text = await rd.parse((buf) => {
-    const r = headParser(buf);
-    if (r === null && buf.length >= HEAD_LIMIT) {
+    const r = headParser(buf, from);
+    from = Math.max(3, buf.length - 3);
+    if ((r === null && buf.length >= HEAD_LIMIT) || (r !== null && r.size > HEAD_LIMIT)) {
       throw new HttpError(431, `request head over ${HEAD_LIMIT} bytes`, "http_head_bytes");
     }
     return r;
@@ -46,8 +48,9 @@ export async function readRequestHead(rd: Reader): Promise<RequestHead> {
   return { method: m[1]!, target: m[2]!, headers: parseHeaders(lines.slice(1)) };
 }
 
-export function headParser(buf: Uint8Array): { value: string; size: number } | null {
-  for (let i = 3; i < buf.length; i++) {
+/** The head up to its blank line, looked for from index `from` on (at least 3); null until there. */
+export function headParser(buf: Uint8Array, from = 3): { value: string; size: number } | null {
+  for (let i = from; i < buf.length; i++) {
     if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) {
       return { value: new TextDecoder("latin1").decode(buf.subarray(0, i - 3)), size: i + 1 };
     }
