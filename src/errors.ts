@@ -177,3 +177,14 @@ export class ProxyHeaderError extends Error {
     this.limit = options?.limit;
   }
 }
+
+/**
+ * An HTTP request refused before it reaches the app (https_front.ts): the
+ * `status` to answer with and, when a limit triggered, its name.
+ */
+export class HttpError extends Error {
+  override name = "HttpError";
+  constructor(readonly status: number, message: string, readonly limit?: string) {
+    super(message);
+  }
+}

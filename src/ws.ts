@@ -10,7 +10,8 @@
  * - {@link wsAccept}: the server side, for a request head already read
  *   ({@link readRequestHead}).
  * - The Conn carries the link's bytes in binary messages (boundaries mean
- *   nothing); an empty binary message ends the sender's direction
+ *   nothing, so a frame's payload is passed on as it arrives and nothing of
+ *   a message is held); an empty binary message ends the sender's direction
  *   (half-close); a Close frame ends both. Text frames, bad framing, masking
  *   the wrong way, or a frame over {@link MAX_FRAME} fail the connection with
  *   the RFC's close codes (1002, 1003, 1009).
@@ -20,199 +21,41 @@
 import { sha1 } from "@noble/hashes/legacy.js";
 import { toBase64 } from "./auth.ts";
 import { EofError, NetError, WsError } from "./errors.ts";
-import { headParser, parseHeaders, type RequestHead } from "./http1.ts";
+import { HEAD_LIMIT, headParser, parseHeaders, type RequestHead } from "./http1.ts";
 import type { Addr, Conn } from "./net.ts";
 import { Reader } from "./reader.ts";
+import {
+  CloseCode,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME,
+  Opcode,
+  type WsPart,
+} from "./ws_frame.ts";
 
 export { readRequestHead, type RequestHead } from "./http1.ts";
 export { WsError } from "./errors.ts";
+export {
+  CloseCode,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME,
+  Opcode,
+  type WsFrame,
+  type WsPart,
+} from "./ws_frame.ts";
 
-/** Largest frame payload accepted (checked before allocating). */
-export const MAX_FRAME = 1024 * 1024;
+/**
+ * Most frames one message may arrive in (checked before keeping a fragment):
+ * burrow never fragments, so this only bounds a peer's empty-fragment flood.
+ */
+export const MAX_FRAGMENTS = 128;
 /** The subprotocol burrow asks for and accepts. */
 export const SUBPROTOCOL = "burrow";
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-const HEAD_LIMIT = 16 * 1024;
 
-export const Opcode = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 } as const;
-/** RFC 6455 §7.4.1 close codes burrow uses. */
-export const CloseCode = {
-  normal: 1000,
-  goingAway: 1001,
-  protocolError: 1002,
-  unsupportedData: 1003,
-  tooBig: 1009,
-} as const;
-
-export interface WsFrame {
-  fin: boolean;
-  opcode: number;
-  payload: Uint8Array;
-}
-
-/** One frame; `mask` (clients must, servers must not) masks with a random key. */
-export function encodeFrame(
-  opcode: number,
-  payload: Uint8Array,
-  mask: boolean,
-  fin = true,
-): Uint8Array {
-  const n = payload.length;
-  const ext = n < 126 ? 0 : n < 65536 ? 2 : 8;
-  const head = 2 + ext + (mask ? 4 : 0);
-  const out = new Uint8Array(head + n);
-  out[0] = (fin ? 0x80 : 0) | opcode;
-  out[1] = (mask ? 0x80 : 0) | (ext === 0 ? n : ext === 2 ? 126 : 127);
-  const view = new DataView(out.buffer);
-  if (ext === 2) view.setUint16(2, n);
-  if (ext === 8) view.setBigUint64(2, BigInt(n));
-  out.set(payload, head);
-  if (mask) {
-    const key = crypto.getRandomValues(new Uint8Array(4));
-    out.set(key, 2 + ext);
-    // The payload starts at `head` (2, 4, 8 or 14: not always 4-aligned): mask a copy in place.
-    if (head % 4 === 0) unmask(out.subarray(head), key);
-    else {
-      const p = out.slice(head);
-      unmask(p, key);
-      out.set(p, head);
-    }
-  }
-  return out;
-}
-
-/**
- * Incremental frame decoder. `masked`: whether frames from the peer must be
- * masked (true on the server). Throws {@link WsError}.
- */
-export class FrameDecoder {
-  /** Pushed chunks not yet consumed; `#off` bytes of the first are. */
-  #chunks: Uint8Array[] = [];
-  #off = 0;
-  #size = 0;
-  readonly #head = new Uint8Array(14);
-  constructor(readonly masked: boolean, readonly maxFrame = MAX_FRAME) {}
-
-  /** Add bytes; they are copied only once, when their frame is complete. */
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
-    this.#size += chunk.length;
-  }
-
-  /** Bytes held that do not yet make a frame. */
-  get buffered(): number {
-    return this.#size;
-  }
-
-  next(): WsFrame | null {
-    if (this.#size < 2) return null;
-    const b = this.#peek(Math.min(14, this.#size));
-    const fin = (b[0]! & 0x80) !== 0;
-    if ((b[0]! & 0x70) !== 0) {
-      throw new WsError(CloseCode.protocolError, "reserved bits set (no extension was agreed)");
-    }
-    const opcode = b[0]! & 0x0f;
-    const masked = (b[1]! & 0x80) !== 0;
-    if (masked !== this.masked) {
-      throw new WsError(
-        CloseCode.protocolError,
-        this.masked ? "client frame not masked" : "server frame masked",
-      );
-    }
-    if (![0, 1, 2, 8, 9, 10].includes(opcode)) {
-      throw new WsError(CloseCode.protocolError, `unknown opcode ${opcode}`);
-    }
-    let len = b[1]! & 0x7f;
-    let at = 2;
-    if (len === 126) {
-      if (this.#size < 4) return null;
-      len = (b[2]! << 8) | b[3]!;
-      at = 4;
-    } else if (len === 127) {
-      if (this.#size < 10) return null;
-      const big = new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0);
-      if (big > BigInt(this.maxFrame)) {
-        throw new WsError(CloseCode.tooBig, `frame of ${big} bytes is over ${this.maxFrame}`);
-      }
-      len = Number(big);
-      at = 10;
-    }
-    if (opcode >= 8 && (len > 125 || !fin)) {
-      throw new WsError(CloseCode.protocolError, "control frame too long or fragmented");
-    }
-    if (len > this.maxFrame) {
-      throw new WsError(CloseCode.tooBig, `frame of ${len} bytes is over ${this.maxFrame}`);
-    }
-    const key = masked ? Uint8Array.from(b.subarray(at, at + 4)) : null; // a copy: b may be a view
-    if (masked) at += 4;
-    if (this.#size < at + len) return null;
-    this.#skip(at);
-    const payload = this.#take(len);
-    if (key) unmask(payload, key);
-    return { fin, opcode, payload };
-  }
-
-  /** The first `n` bytes, without consuming them. */
-  #peek(n: number): Uint8Array {
-    const first = this.#chunks[0]!;
-    if (first.length - this.#off >= n) return first.subarray(this.#off, this.#off + n);
-    let got = 0;
-    for (let i = 0, off = this.#off; got < n; i++, off = 0) {
-      const c = this.#chunks[i]!;
-      const k = Math.min(c.length - off, n - got);
-      this.#head.set(c.subarray(off, off + k), got);
-      got += k;
-    }
-    return this.#head.subarray(0, n);
-  }
-
-  #skip(n: number): void {
-    while (n > 0) {
-      const c = this.#chunks[0]!;
-      const k = Math.min(c.length - this.#off, n);
-      this.#off += k;
-      this.#size -= k;
-      n -= k;
-      if (this.#off === c.length) {
-        this.#chunks.shift();
-        this.#off = 0;
-      }
-    }
-  }
-
-  /** The next `n` bytes, as a fresh buffer of their own. */
-  #take(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      const c = this.#chunks[0]!;
-      const k = Math.min(c.length - this.#off, n - got);
-      out.set(c.subarray(this.#off, this.#off + k), got);
-      got += k;
-      this.#off += k;
-      if (this.#off === c.length) {
-        this.#chunks.shift();
-        this.#off = 0;
-      }
-    }
-    this.#size -= n;
-    return out;
-  }
-}
-
-/** XOR `data` (a buffer of its own, at offset 0) with the 4-byte `key`, four bytes at a time. */
-function unmask(data: Uint8Array, key: Uint8Array): void {
-  const words = data.length >>> 2;
-  if (data.byteOffset % 4 === 0 && words > 0) {
-    const k = new Uint32Array(Uint8Array.from(key.subarray(0, 4)).buffer)[0]!;
-    const w = new Uint32Array(data.buffer, data.byteOffset, words);
-    for (let i = 0; i < words; i++) w[i]! ^= k;
-    for (let i = words << 2; i < data.length; i++) data[i]! ^= key[i & 3]!;
-  } else {
-    for (let i = 0; i < data.length; i++) data[i]! ^= key[i & 3]!;
-  }
-}
+/** Called when a WebSocket limit triggers (`limit`: ws_frame, ws_message, ws_fragments). */
+export type WsLimitHook = (limit: string, fields: Record<string, number>) => void;
 
 const hasToken = (v: string | null, token: string) =>
   v !== null && v.toLowerCase().split(",").some((t) => t.trim() === token);
@@ -273,7 +116,12 @@ export async function wsConnect(conn: Conn, host: string, path: string): Promise
  * the Conn; or answer 400/426 and throw WsError for a request that is not a
  * WebSocket upgrade burrow accepts.
  */
-export async function wsAccept(conn: Conn, rd: Reader, head: RequestHead): Promise<Conn> {
+export async function wsAccept(
+  conn: Conn,
+  rd: Reader,
+  head: RequestHead,
+  onLimit?: WsLimitHook,
+): Promise<Conn> {
   const h = head.headers;
   const key = h.get("sec-websocket-key");
   let problem = "";
@@ -306,7 +154,7 @@ export async function wsAccept(conn: Conn, rd: Reader, head: RequestHead): Promi
         }\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`,
     ),
   );
-  return new WsConn(conn, "server", rd.rest());
+  return new WsConn(conn, "server", rd.rest(), onLimit);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -315,13 +163,18 @@ const EMPTY = new Uint8Array(0);
 class WsConn implements Conn {
   readonly #dec: FrameDecoder;
   readonly #mask: boolean;
-  #fragments: Uint8Array[] = [];
-  #fragmentBytes = 0;
+  /** The binary message being received: its frames so far (empty ones too) and payload bytes. */
+  #message: { frames: number; bytes: number } | null = null;
   #eof = false;
   #ended: Promise<void> | undefined;
   #closeSent = false;
 
-  constructor(readonly inner: Conn, role: "client" | "server", rest: Uint8Array) {
+  constructor(
+    readonly inner: Conn,
+    role: "client" | "server",
+    rest: Uint8Array,
+    readonly onLimit: WsLimitHook = () => {},
+  ) {
     this.#mask = role === "client";
     this.#dec = new FrameDecoder(role === "server");
     if (rest.length > 0) this.#dec.push(rest);
@@ -343,11 +196,14 @@ class WsConn implements Conn {
   async read(): Promise<Uint8Array | null> {
     if (this.#eof) return null;
     for (;;) {
-      let f: WsFrame | null;
+      let f: WsPart | null;
       try {
-        f = this.#dec.next();
+        f = this.#dec.nextPart();
       } catch (e) {
-        if (e instanceof WsError) await this.#fail(e);
+        if (e instanceof WsError) {
+          if (e.closeCode === CloseCode.tooBig) this.onLimit("ws_frame", { max: MAX_FRAME });
+          await this.#fail(e);
+        }
         throw e;
       }
       if (f) {
@@ -366,7 +222,7 @@ class WsConn implements Conn {
       const chunk = await this.inner.read();
       if (chunk === null) {
         this.#eof = true;
-        if (this.#dec.buffered > 0) {
+        if (this.#dec.inFrame) {
           throw new NetError("ECONNRESET", "WebSocket closed inside a frame");
         }
         return null;
@@ -375,8 +231,8 @@ class WsConn implements Conn {
     }
   }
 
-  /** The data a frame delivers; EMPTY for none (control frames, fragments so far); null at EOF. */
-  async #frame(f: WsFrame): Promise<Uint8Array | null> {
+  /** The data a piece of a frame delivers; EMPTY for none (control frames, empty pieces); null at EOF. */
+  async #frame(f: WsPart): Promise<Uint8Array | null> {
     switch (f.opcode) {
       case Opcode.ping:
         await this.inner.write(encodeFrame(Opcode.pong, f.payload, this.#mask)).catch(() => {});
@@ -384,48 +240,62 @@ class WsConn implements Conn {
       case Opcode.pong:
         return EMPTY;
       case Opcode.close:
+        if (f.payload.length === 1) {
+          return await this.#refuse(CloseCode.protocolError, "close frame of 1 byte");
+        }
         await this.#sendClose(CloseCode.normal);
         return null;
-      case Opcode.text: {
-        const e = new WsError(CloseCode.unsupportedData, "text message on a burrow link");
-        await this.#fail(e);
-        throw e;
-      }
+      case Opcode.text:
+        return await this.#refuse(CloseCode.unsupportedData, "text message on a burrow link");
       default:
         return this.#data(f);
     }
   }
 
-  async #data(f: WsFrame): Promise<Uint8Array | null> {
-    if ((f.opcode === Opcode.continuation) !== (this.#fragments.length > 0)) {
-      const e = new WsError(CloseCode.protocolError, "continuation frame out of place");
-      await this.#fail(e);
-      throw e;
-    }
-    if (!f.fin) {
-      this.#fragmentBytes += f.payload.length;
-      if (this.#fragmentBytes > MAX_FRAME) {
-        const e = new WsError(CloseCode.tooBig, `message over ${MAX_FRAME} bytes`);
-        await this.#fail(e);
-        throw e;
+  /** Fail the connection with `code` and throw. */
+  async #refuse(code: number, message: string, limit?: string, max = 0): Promise<never> {
+    if (limit) this.onLimit(limit, { max });
+    const e = new WsError(code, limit ? `${message} (limit=${limit})` : message);
+    await this.#fail(e);
+    throw e;
+  }
+
+  /**
+   * A piece of a binary message, passed on as it arrives (boundaries carry
+   * no meaning): nothing of a message is kept, and its limits are checked on
+   * each frame's header, before its payload is read.
+   */
+  async #data(f: WsPart): Promise<Uint8Array | null> {
+    if (f.start) {
+      if ((f.opcode === Opcode.continuation) !== (this.#message !== null)) {
+        return await this.#refuse(CloseCode.protocolError, "continuation frame out of place");
       }
-      this.#fragments.push(f.payload);
-      return EMPTY;
-    }
-    let msg = f.payload;
-    if (this.#fragments.length > 0) {
-      const parts = [...this.#fragments, f.payload];
-      msg = new Uint8Array(this.#fragmentBytes + f.payload.length);
-      let o = 0;
-      for (const p of parts) {
-        msg.set(p, o);
-        o += p.length;
+      const m = this.#message ??= { frames: 0, bytes: 0 };
+      if (++m.frames > MAX_FRAGMENTS) {
+        return await this.#refuse(
+          CloseCode.tooBig,
+          `message in over ${MAX_FRAGMENTS} frames`,
+          "ws_fragments",
+          MAX_FRAGMENTS,
+        );
       }
-      this.#fragments = [];
-      this.#fragmentBytes = 0;
+      if (m.bytes + f.length > MAX_FRAME) {
+        return await this.#refuse(
+          CloseCode.tooBig,
+          `message over ${MAX_FRAME} bytes`,
+          "ws_message",
+          MAX_FRAME,
+        );
+      }
+      m.bytes += f.length;
     }
-    // An empty binary message is the peer's end of its direction.
-    return msg.length === 0 ? null : msg;
+    if (f.end && f.fin) {
+      const empty = this.#message!.bytes === 0;
+      this.#message = null;
+      // An empty binary message is the peer's end of its direction.
+      if (empty) return null;
+    }
+    return f.payload.length > 0 ? f.payload : EMPTY;
   }
 
   write(chunk: Uint8Array): Promise<void> {

@@ -72,7 +72,7 @@ test("admin config: token or token_hash, path-precise errors", () => {
   assert.ok(a.check(ADMIN));
   assert.ok(!a.check(ADMIN + "x"));
   assert.ok(!a.check(""));
-  assert.equal(a.metricsAuth, false);
+  assert.equal(a.metricsAuth, null, "unset: decided by the listener");
   const h = parse({ token_hash: `sha256:${toHex(tokenHash(ADMIN))}`, metrics_auth: true })!;
   assert.ok(h.check(ADMIN));
   assert.ok(!h.check("nope"));
@@ -97,12 +97,12 @@ test("admin config: token or token_hash, path-precise errors", () => {
   }
 });
 
-test(`${rt}: without admin: the API says how to enable it; /metrics and /healthz stay open`, async () => {
+test(`${rt}: without admin: the API is off (404) and says how to enable it; /metrics and /healthz stay open`, async () => {
   const t = await tunnel();
   try {
     const app = httpApp(t.server);
     const r = await call(app, "GET", "/api/v1/agents");
-    assert.equal(r.status, 403);
+    assert.equal(r.status, 404);
     assert.equal(r.body?.error, "admin_disabled");
     assert.match(String(r.body?.message), /admin: \{token_hash/);
     assert.equal((await call(app, "GET", "/metrics", null)).status, 200);

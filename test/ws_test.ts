@@ -4,9 +4,14 @@
  * loopback link: handshake, data both ways, half-close, close.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
+import { parseAddr } from "../src/config/walker.ts";
 import { NetError } from "../src/errors.ts";
-import type { Conn, Net } from "../src/net.ts";
+import { headParser } from "../src/http1.ts";
+import type { Addr, Conn, Net } from "../src/net.ts";
 import { Reader } from "../src/reader.ts";
 import {
   CloseCode,
@@ -19,7 +24,7 @@ import {
   wsConnect,
   WsError,
 } from "../src/ws.ts";
-import { readAll, runtime, runtimeNet } from "./helpers.ts";
+import { burrow, readAll, runtime, runtimeNet } from "./helpers.ts";
 
 const rt = runtime;
 
@@ -53,6 +58,45 @@ test("ws: frames of every length class decode, split at every byte boundary, mas
       }
     }
   }
+});
+
+test("ws: nextPart gives a data frame's payload as it arrives, unmasked at every offset", () => {
+  for (const n of [0, 1, 5, 125, 126, 300, 70000]) {
+    for (const mask of [true, false]) {
+      const payload = bytes(n, n + 7);
+      const wire = encodeFrame(Opcode.binary, payload, mask, false);
+      const step = n < 400 ? 1 : 997;
+      const d = new FrameDecoder(mask);
+      const got: number[] = [];
+      let starts = 0;
+      let ends = 0;
+      for (let at = 0; at < wire.length; at += step) {
+        d.push(wire.subarray(at, at + step));
+        for (let p = d.nextPart(); p !== null; p = d.nextPart()) {
+          assert.equal(p.opcode, Opcode.binary);
+          assert.equal(p.fin, false);
+          if (p.start) (starts++, assert.equal(p.length, n));
+          if (p.end) ends++;
+          got.push(...p.payload);
+        }
+      }
+      assert.equal(starts, 1, `len ${n}`);
+      assert.equal(ends, 1, `len ${n}`);
+      assert.deepEqual(Uint8Array.from(got), payload, `len ${n} mask ${mask}`);
+      assert.equal(d.inFrame, false);
+    }
+  }
+  // A ping between two pieces of a data frame's payload is not possible (frames
+  // do not nest), but between fragments of a message it is: whole, in order.
+  const d = new FrameDecoder(true);
+  d.push(encodeFrame(Opcode.ping, Uint8Array.of(9), true));
+  const ping = d.nextPart()!;
+  assert.deepEqual([ping.opcode, ping.start, ping.end, [...ping.payload]], [
+    Opcode.ping,
+    true,
+    true,
+    [9],
+  ]);
 });
 
 test("ws: violations fail before allocating, with the RFC's close codes", () => {
@@ -222,5 +266,135 @@ test(`${rt}: ws: ping is answered, text is refused with 1003`, async () => {
     assert.equal((close.payload[0]! << 8) | close.payload[1]!, CloseCode.unsupportedData);
   } finally {
     p.close();
+  }
+});
+
+test(`${rt}: ws: a large frame is passed on as it arrives, not held until complete`, async () => {
+  const net = await runtimeNet();
+  const p = await pair(net);
+  try {
+    const inner = (p.client as unknown as { inner: Conn }).inner;
+    const frame = encodeFrame(Opcode.binary, bytes(MAX_FRAME, 3), true);
+    // The header and the first 1000 bytes of a 1 MiB frame: the server reads them now.
+    await inner.write(frame.slice(0, 14 + 1000));
+    const got = new Uint8Array(MAX_FRAME);
+    let n = 0;
+    const take = async (until: number) => {
+      while (n < until) {
+        const c = (await p.server.read())!;
+        got.set(c, n);
+        n += c.length;
+      }
+    };
+    await take(1000);
+    assert.equal(n, 1000, "only what was sent, before the rest of the frame");
+    await inner.write(frame.slice(14 + 1000));
+    await take(MAX_FRAME);
+    assert.deepEqual(got, bytes(MAX_FRAME, 3));
+  } finally {
+    p.close();
+  }
+});
+
+/** Resident set size of process `pid` in bytes (Linux /proc). */
+function rss(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+const UPGRADE = "GET /burrow/agent HTTP/1.1\r\nHost: burrow\r\nUpgrade: websocket\r\n" +
+  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: burrow\r\n\r\n";
+
+/** A raw WebSocket to the server's /agent, past its 101 answer. */
+async function upgraded(net: Net, addr: Addr): Promise<Conn> {
+  const c = await net.dial(addr);
+  await c.write(new TextEncoder().encode(UPGRADE));
+  const rd = new Reader(c, 16 * 1024);
+  await rd.parse(headParser, "101 answer");
+  return c;
+}
+
+/** Write `chunk` over and over until `deadline` or until the peer closes; never reads. */
+async function flood(net: Net, addr: Addr, chunk: Uint8Array, deadline: number): Promise<number> {
+  let conns = 0;
+  for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
+    const c = await upgraded(net, addr);
+    conns++;
+    const end = new Promise<"end">((r) => setTimeout(() => r("end"), deadline - Date.now()));
+    try {
+      for (let j = 0; j < 10_000_000 && Date.now() < deadline; j++) {
+        // A write the server holds back (it does not read) waits here until the deadline.
+        if (await Promise.race([c.write(chunk), end]) === "end") break;
+      }
+    } catch (e) {
+      if (!(e instanceof NetError)) throw e; // the server closed it: a new connection
+    } finally {
+      c.close();
+    }
+  }
+  return conns;
+}
+
+test(`${rt}: ws: hostile peers for 30 s (ping floods not reading pongs, empty-fragment floods) cost the server process under 64 MiB`, async () => {
+  const net = await runtimeNet();
+  const dir = mkdtempSync(join(tmpdir(), "burrow-wsflood-"));
+  const cfg = join(dir, "server.yaml");
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      listen: {
+        agents: "127.0.0.1:0",
+        socks: "",
+        clients: "",
+        http: "127.0.0.1:0",
+        https: "127.0.0.1:0",
+      },
+      tls: "off",
+      state_dir: join(dir, "state"),
+      handshake_timeout: "60s", // the ping flooders stay in their handshake for the whole test
+      agents: [{ name: "office", token: "agent-token-0123456789" }],
+    }),
+  );
+  const proc = burrow(rt, ["server", "-c", cfg, "--no-watch"]);
+  try {
+    const https = parseAddr(/https=(\S+)/.exec(await proc.waitFor(/server listening[^\n]*/))![1]!);
+    const health = /health=(\S+)/.exec(await proc.waitFor(/http endpoint[^\n]*/))![1]!;
+    const base = health.replace(/\/healthz$/, "");
+    const pid = proc.child.pid!;
+    const before = rss(pid);
+    const deadline = Date.now() + 30_000;
+    // Masked pings of 125 bytes, 64 KiB at a time: each asks for a pong the flooder never reads.
+    const ping = encodeFrame(Opcode.ping, new Uint8Array(125), true);
+    const pings = new Uint8Array(ping.length * 500);
+    for (let i = 0; i < 500; i++) pings.set(ping, i * ping.length);
+    // One empty non-final binary frame, then empty continuations (the finding): ~64 KiB a write.
+    const frags = new Uint8Array(6 * 10_000);
+    for (let i = 0; i < 10_000; i++) frags.set([i === 0 ? 0x02 : 0x00, 0x80, 0, 0, 0, 0], i * 6);
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rss(pid))), 250);
+    let fragConns = 0;
+    try {
+      const results = await Promise.all([
+        ...Array.from({ length: 4 }, () => flood(net, https, pings, deadline)),
+        flood(net, https, frags, deadline).then((n) => (fragConns = n)),
+      ]);
+      assert.equal(results.length, 5);
+    } finally {
+      clearInterval(sampler);
+    }
+    peak = Math.max(peak, rss(pid));
+    const grew = peak - before;
+    assert.ok(grew <= 64 * 1024 * 1024, `RSS grew by ${(grew / 1048576).toFixed(1)} MiB`);
+    assert.ok(fragConns > 1, "each fragment flood was cut, so the flooder reconnected");
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const value = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? "NaN");
+    assert.ok(value(/burrow_limit_hits_total\{limit="ws_fragments"\} (\d+)/) >= 1, metrics);
+    const pending = value(/burrow_pending_handshakes\{port="agents"\} (\d+)/);
+    assert.ok(pending <= 256, `pending handshakes ${pending} under the per-source cap`);
+    assert.equal((await fetch(health)).status, 200, "still serving");
+  } finally {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -6,6 +6,7 @@
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
+import type { Addr } from "../../src/net.ts";
 import { net } from "./mod.ts";
 
 export const host: Host = {
@@ -25,15 +26,29 @@ export const host: Host = {
     return () => void process.off(signal, fn);
   },
   serveHttp(addr, fetch) {
+    let bound: Addr = addr;
+    let server: ReturnType<typeof Bun.serve>;
     try {
-      const server = Bun.serve({ hostname: addr.host, port: addr.port, fetch });
-      return Promise.resolve({
-        addr: { host: addr.host, port: server.port ?? addr.port },
-        close: () => server.stop(true),
+      server = Bun.serve({
+        hostname: addr.host,
+        port: addr.port,
+        fetch: (req, srv): Response | Promise<Response> => {
+          const ip = srv.requestIP(req);
+          return fetch(req, {
+            remote: { host: ip?.address ?? "", port: ip?.port ?? 0 },
+            listener: "http",
+            bound,
+          });
+        },
       });
     } catch (e) {
       return Promise.reject(e); // a port in use: Bun.serve throws at once
     }
+    bound = { host: addr.host, port: server.port ?? addr.port };
+    return Promise.resolve({
+      addr: bound,
+      close: () => server.stop(true),
+    });
   },
   print: (line) => console.log(line),
 };

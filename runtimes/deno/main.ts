@@ -36,12 +36,22 @@ export const host: Host = {
   serveHttp(addr, fetch) {
     return new Promise((resolve, reject) => {
       try {
+        let bound = addr;
         const server = Deno.serve({
           hostname: addr.host,
           port: addr.port,
-          onListen: (a) =>
-            resolve({ addr: { host: a.hostname, port: a.port }, close: () => server.shutdown() }),
-        }, fetch);
+          onListen: (a) => {
+            bound = { host: a.hostname, port: a.port };
+            resolve({ addr: bound, close: () => server.shutdown() });
+          },
+        }, (req, info) => {
+          const r = info.remoteAddr;
+          return fetch(req, {
+            remote: { host: r.hostname, port: r.port },
+            listener: "http",
+            bound,
+          });
+        });
       } catch (e) {
         reject(e);
       }

@@ -5,7 +5,7 @@
  * checkout, which calls {@link run}).
  * @module
  */
-import { serve } from "@hono/node-server";
+import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
 import { realpathSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
@@ -44,12 +44,26 @@ export const host: Host = {
   },
   serveHttp(addr, fetch) {
     return new Promise((resolve, reject) => {
-      const server = serve({ fetch, hostname: addr.host, port: addr.port }, (info: AddressInfo) => {
-        resolve({
-          addr: { host: info.address, port: info.port },
-          close: () => new Promise<void>((r) => server.close(() => r())),
+      let bound = addr;
+      const app = (req: Request, env: HttpBindings | Http2Bindings) =>
+        fetch(req, {
+          remote: {
+            host: env.incoming.socket.remoteAddress ?? "",
+            port: env.incoming.socket.remotePort ?? 0,
+          },
+          listener: "http",
+          bound,
         });
-      });
+      const server = serve(
+        { fetch: app, hostname: addr.host, port: addr.port },
+        (info: AddressInfo) => {
+          bound = { host: info.address, port: info.port };
+          resolve({
+            addr: bound,
+            close: () => new Promise<void>((r) => server.close(() => r())),
+          });
+        },
+      );
       server.once("error", reject);
     });
   },

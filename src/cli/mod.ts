@@ -8,6 +8,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { VERSION_MAX, VERSION_MIN } from "../messages.ts";
+import type { HttpPeer } from "../http/mod.ts";
 import type { Addr, Net } from "../net.ts";
 import { agentCommands } from "./agent.ts";
 import { addLogFormat, flushLogs, VERSION } from "./common.ts";
@@ -27,7 +28,14 @@ export interface Host {
   writeSecretFile(path: string, text: string): Promise<void>;
   /** Call `fn` on the signal; returns a function that stops listening. */
   onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", fn: () => void): () => void;
-  serveHttp(addr: Addr, fetch: (req: Request) => Response | Promise<Response>): Promise<HttpServer>;
+  /**
+   * Serve `fetch` over HTTP on `addr`, giving it each request's {@link HttpPeer}
+   * (remote address, listener `http`, the bound address).
+   */
+  serveHttp(
+    addr: Addr,
+    fetch: (req: Request, peer: HttpPeer) => Response | Promise<Response>,
+  ): Promise<HttpServer>;
   /** Standard output, one line. */
   print(line: string): void;
   /**

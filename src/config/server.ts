@@ -53,8 +53,11 @@ export type TlsConfig =
 export interface AdminConfig {
   /** Constant-time check of a bearer token against the configured token or token_hash. */
   readonly check: (token: string) => boolean;
-  /** Whether `/metrics` needs the admin token too (default false: open). */
-  readonly metricsAuth: boolean;
+  /**
+   * Whether `/metrics` needs the admin token too: true always, false never,
+   * null (the default) on every listener that is not loopback-only.
+   */
+  readonly metricsAuth: boolean | null;
 }
 
 export interface ServerConfig {
@@ -277,7 +280,7 @@ function adminConfig(w: Walker, v: unknown): AdminConfig | null {
     hash = fromHex(m[1]!)!;
   }
   const metricsAuth = a.metrics_auth === undefined
-    ? false
+    ? null
     : w.bool(a.metrics_auth, "admin.metrics_auth");
   // Hash first, then compare: the time depends on neither the token's length nor its content.
   return { check: (token) => timingSafeEqual(tokenHash(token), hash), metricsAuth };

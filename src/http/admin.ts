@@ -4,8 +4,11 @@
  * and three actions (close a stream, disconnect an agent or one of its
  * replicas). Every request needs `Authorization: Bearer <admin token>`; the
  * token is configured as `admin: {token | token_hash}` and compared in
- * constant time. Without an `admin:` section the API answers 403 saying how
- * to turn it on. JSON field names are stable (src/server/snapshot.ts).
+ * constant time. Without an `admin:` section the API is off: 404 saying how
+ * to turn it on. Failed tokens are logged and counted per source address
+ * ({@link HttpPeer}); past `limits.auth_failures_per_minute` the source gets
+ * 429 for `limits.auth_block`, even with the right token. JSON field names
+ * are stable (src/server/snapshot.ts).
  *
  * @module
  */
@@ -20,6 +23,7 @@ import type {
   StreamView,
 } from "../server/snapshot.ts";
 import type { SeriesView } from "../server/series.ts";
+import { type HttpEnv, type HttpPeer, peerOf } from "./guard.ts";
 
 /** What the admin API reads and does; the server implements it. */
 export interface AdminSource {
@@ -36,6 +40,10 @@ export interface AdminSource {
   seriesView(): SeriesView;
   /** End one replica of an agent, by its instance id (hex). */
   disconnectReplica(name: string, instance: string): boolean;
+  /** Log and count a failed admin authentication from `peer`'s source (may block it). */
+  adminAuthFailed(peer: HttpPeer | undefined, reason: string): void;
+  /** Seconds `peer`'s source stays blocked from the admin API; 0 when it is not. */
+  adminBlocked(peer: HttpPeer | undefined): number;
 }
 
 const JSON_HEADERS = {
@@ -63,22 +71,37 @@ export function bearerToken(header: string | undefined): string | null {
 
 /**
  * Check a request's bearer token against the config in force. Returns the
- * answer to send when it is refused (403: API off; 401: no or wrong token),
- * or null when it may go on.
+ * answer to send when it is refused (404: API off, or 403 for `what` other
+ * than the API; 429: source blocked; 401: no or wrong token), or null when
+ * it may go on.
  */
-export function authorize(header: string | undefined, src: AdminSource): Response | null {
+export function authorize(
+  header: string | undefined,
+  src: AdminSource,
+  peer: HttpPeer | undefined,
+  what = "the admin API",
+): Response | null {
   const admin = src.config.admin;
   if (!admin) {
+    const how = "add `admin: {token_hash: sha256:…}` to the server config " +
+      "(`burrow token` prints a token and its hash) and reload";
+    return what === "the admin API"
+      ? fail(404, "admin_disabled", `the admin API is off: ${how}`)
+      : fail(403, "admin_disabled", `${what} on this listener needs the admin token: ${how}`);
+  }
+  const blocked = src.adminBlocked(peer);
+  if (blocked > 0) {
     return fail(
-      403,
-      "admin_disabled",
-      "the admin API is off: add `admin: {token_hash: sha256:…}` to the server config " +
-        "(`burrow token` prints a token and its hash) and reload",
+      429,
+      "too_many_failures",
+      "too many failed admin tokens from this address: try again later",
+      { "retry-after": String(blocked) },
     );
   }
   const token = bearerToken(header);
   if (token !== null && admin.check(token)) return null;
   src.metrics.inc("burrow_auth_failures_total", "Failed authentications", { role: "admin" });
+  src.adminAuthFailed(peer, token === null ? "no token" : "wrong token");
   return fail(
     401,
     "unauthorized",
@@ -97,10 +120,10 @@ function streamId(text: string): number | null {
 }
 
 /** The `/api/v1` routes, to mount with `app.route("/api/v1", adminApi(src))`. */
-export function adminApi(src: AdminSource): Hono {
-  const api = new Hono();
+export function adminApi(src: AdminSource): Hono<HttpEnv> {
+  const api = new Hono<HttpEnv>();
   api.use("*", async (c, next) => {
-    const denied = authorize(c.req.header("authorization"), src);
+    const denied = authorize(c.req.header("authorization"), src, peerOf(c.env));
     if (denied) return denied;
     await next();
   });

@@ -1,7 +1,8 @@
 /**
  * The HTTP app: health, readiness and metrics, plus the admin API
- * (admin.ts) and the dashboard (dashboard.ts). The runtime adapter serves
- * `app.fetch`.
+ * (admin.ts) and the dashboard (dashboard.ts). Served on `listen.http` by
+ * the runtime adapter and on `listen.https` by the server (https_front.ts),
+ * each giving `app.fetch` the request's {@link HttpPeer} as its env.
  *
  * @module
  */
@@ -9,6 +10,15 @@ import { Hono } from "hono";
 import type { Metrics } from "../metrics.ts";
 import { adminApi, type AdminSource, authorize } from "./admin.ts";
 import { DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";
+import {
+  type GuardSource,
+  hostGuard,
+  type HttpEnv,
+  metricsOpenByDefault,
+  peerOf,
+} from "./guard.ts";
+
+export type { HttpEnv, HttpPeer } from "./guard.ts";
 
 export interface HealthSource {
   health(): { status: "ok" | "starting" | "stopping"; agents: number; streams: number };
@@ -16,13 +26,15 @@ export interface HealthSource {
 }
 
 /** What the whole app needs: the server implements it. */
-export interface HttpSource extends HealthSource, AdminSource {
+export interface HttpSource extends HealthSource, AdminSource, GuardSource {
+  readonly config: AdminSource["config"] & GuardSource["config"];
   /** True once the config is loaded and every listener is up, false again while stopping. */
   ready(): boolean;
 }
 
-export function httpApp(src: HttpSource): Hono {
-  const app = new Hono();
+export function httpApp(src: HttpSource): Hono<HttpEnv> {
+  const app = new Hono<HttpEnv>();
+  app.use("*", hostGuard(src));
   app.get("/healthz", (c) => {
     const h = src.health();
     return c.json(h, h.status === "ok" ? 200 : 503);
@@ -33,9 +45,11 @@ export function httpApp(src: HttpSource): Hono {
     return c.json({ status }, ready ? 200 : 503);
   });
   app.get("/metrics", (c) => {
-    const admin = src.config.admin;
-    if (admin?.metricsAuth) {
-      const denied = authorize(c.req.header("authorization"), src);
+    // Open by default only on a loopback-only listen.http; admin.metrics_auth decides when set.
+    const peer = peerOf(c.env);
+    const auth = src.config.admin?.metricsAuth ?? !metricsOpenByDefault(peer);
+    if (auth) {
+      const denied = authorize(c.req.header("authorization"), src, peer, "/metrics");
       if (denied) return denied;
     }
     return c.text(src.metrics.render(), 200, {

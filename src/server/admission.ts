@@ -18,8 +18,8 @@ import type { Metrics } from "../metrics.ts";
 import type { Conn } from "../net.ts";
 import type { ServerConfig } from "../config/mod.ts";
 
-/** The server's listening ports. */
-export type Port = "agents" | "socks" | "clients" | "https";
+/** The server's listening ports, and the admin API (auth failures only; on both HTTP listeners). */
+export type Port = "agents" | "socks" | "clients" | "https" | "admin";
 
 /** The unit limits count by: an IPv4 address, or the /64 of an IPv6 address (`2001:db8::/64`). */
 export function sourceOf(host: string): string {
@@ -168,6 +168,17 @@ export class Admission {
     const table = this.#failures.get(port);
     const now = Date.now();
     return table && units.find((u) => (table.get(u.key)?.blockedUntil ?? 0) > now);
+  }
+
+  /** Seconds `host` stays blocked on `port` (its source or a wider IPv6 prefix); 0 if it is not. */
+  blockedFor(port: Port, host: string): number {
+    const table = this.#failures.get(port);
+    const now = Date.now();
+    let left = 0;
+    for (const u of this.#units(host)) {
+      left = Math.max(left, (table?.get(u.key)?.blockedUntil ?? 0) - now);
+    }
+    return left > 0 ? Math.ceil(left / 1000) : 0;
   }
 
   /**

@@ -13,7 +13,7 @@ import { toHex } from "../auth.ts";
 import { ListenError } from "../errors.ts";
 import { IdMap } from "../idmap.ts";
 import type { ServerConfig } from "../config/mod.ts";
-import type { HttpSource } from "../http/mod.ts";
+import type { HttpPeer, HttpSource } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
 import { Status, VERSION_MAX, VERSION_MIN } from "../messages.ts";
 import { Metrics } from "../metrics.ts";
@@ -67,7 +67,7 @@ export class Server implements HttpSource {
   /** The bound addresses, once started (ports chosen when configured as 0). */
   addrs: { agents?: Addr; socks?: Addr; clients?: Addr; https?: Addr } = {};
   /** What the HTTPS port serves besides WebSocket links (the Hono app): see {@link useHttpApp}. */
-  #httpApp: ((req: Request) => Response | Promise<Response>) | undefined;
+  #httpApp: ((req: Request, peer: HttpPeer) => Response | Promise<Response>) | undefined;
   /** The dashboard's graphs: counters sampled every 5 s for 15 minutes (series.ts). */
   readonly series: Series;
   #sampler: ReturnType<typeof setInterval> | undefined;
@@ -125,6 +125,15 @@ export class Server implements HttpSource {
       "burrow_agent_links",
       "Links per agent (protocol version 3, SPEC.md §2.4); 0: pool connections of their own",
       () => [...this.agents.names()].map((name) => [{ agent: name }, this.agents.links(name)]),
+    );
+    m.gauge(
+      "burrow_pending_handshakes",
+      "Connections in their handshake per port (cap: limits.pending_handshakes)",
+      () =>
+        (["agents", "socks", "clients", "https"] as const).map((port) => [
+          { port },
+          this.admission.pending(port),
+        ]),
     );
     m.gauge(
       "burrow_build_info",
@@ -269,8 +278,24 @@ export class Server implements HttpSource {
     return true;
   }
 
+  /** Log and count a failed admin token from `peer`'s source; past the limit it is blocked. */
+  adminAuthFailed(peer: HttpPeer | undefined, reason: string): void {
+    const remote = peer ? fmt(peer.remote) : "in-process";
+    this.log.warn("admin authentication failed", {
+      remote,
+      listener: peer?.listener ?? "none",
+      reason,
+    });
+    if (peer) this.agents.ctx.admission.authFailed("admin", peer.remote.host);
+  }
+
+  /** Seconds `peer`'s source stays blocked from the admin API (0: not blocked). */
+  adminBlocked(peer: HttpPeer | undefined): number {
+    return peer ? this.agents.ctx.admission.blockedFor("admin", peer.remote.host) : 0;
+  }
+
   /** The Hono app's fetch, for the HTTPS port (`listen.https`); call before {@link start}. */
-  useHttpApp(fetch: (req: Request) => Response | Promise<Response>): void {
+  useHttpApp(fetch: (req: Request, peer: HttpPeer) => Response | Promise<Response>): void {
     this.#httpApp = fetch;
   }
 
@@ -318,8 +343,10 @@ export class Server implements HttpSource {
       const front = new HttpsFront(this.agents.ctx, {
         agent: (c) => this.agents.handle(c),
         client: (c) => clientFront.handle(c),
-        fetch: (req) =>
-          this.#httpApp ? this.#httpApp(req) : new Response("not found\n", { status: 404 }),
+        fetch: (req, peer) =>
+          this.#httpApp
+            ? this.#httpApp(req, { ...peer, bound: this.addrs.https! })
+            : new Response("not found\n", { status: 404 }),
       });
       this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
@@ -359,7 +386,7 @@ export class Server implements HttpSource {
 
   /** Listen on `listen.<key>`; a failure is a {@link ListenError} naming the address and key. */
   async #listen(
-    port: Port,
+    port: Exclude<Port, "admin">,
     opts: Parameters<Net["listen"]>[0],
     handle: (c: Conn) => Promise<void>,
   ): Promise<Addr> {

@@ -30,7 +30,11 @@ export function isTrusted(trusted: readonly Cidr[], host: string): boolean {
  * source as its remote address, or null (closed, counted and logged) when
  * it comes from an untrusted address or its header is missing, bad or late.
  */
-export async function proxied(ctx: ServerContext, port: Port, conn: Conn): Promise<Conn | null> {
+export async function proxied(
+  ctx: ServerContext,
+  port: Exclude<Port, "admin">,
+  conn: Conn,
+): Promise<Conn | null> {
   const cfg = ctx.config();
   if (!cfg.proxyProtocol.has(port)) return conn;
   const refuse = (reason: string, error?: string) => {
