@@ -18,12 +18,18 @@ export interface RequestHead {
   headers: Headers;
 }
 
-/** Read an HTTP/1.1 request head (at most 16 KiB); the reader keeps what follows. */
-export async function readRequestHead(rd: Reader): Promise<RequestHead> {
+/**
+ * Read an HTTP/1.1 request head (at most the reader's limit in bytes, and
+ * `maxHeaders` header lines when given); the reader keeps what follows.
+ */
+export async function readRequestHead(rd: Reader, maxHeaders?: number): Promise<RequestHead> {
   const text = await rd.parse(headParser, "HTTP request head");
   const lines = text.split("\r\n");
   const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
   if (!m) throw new WsError(PROTOCOL_ERROR, "not an HTTP/1.1 request");
+  if (maxHeaders !== undefined && lines.length - 1 > maxHeaders) {
+    throw new WsError(PROTOCOL_ERROR, `more than ${maxHeaders} header lines`);
+  }
   return { method: m[1]!, target: m[2]!, headers: parseHeaders(lines.slice(1)) };
 }
 
