@@ -30,9 +30,9 @@ import {
   firstByte,
   httpCodeOf,
   httpReply,
+  isHttp,
   readConnect,
   refusalText,
-  SOCKS_VERSION,
 } from "./http_connect.ts";
 import { deadline } from "./time.ts";
 import { dialServer, login, Wire } from "./wire.ts";
@@ -355,9 +355,9 @@ export class ClientProxy {
     const rd = new Reader(conn, 1024);
     const timer = setTimeout(() => conn.close(), this.opts.timeoutMs ?? 15_000);
     try {
-      const req = await firstByte(rd) === SOCKS_VERSION
-        ? await this.#socksRequest(conn, rd)
-        : await this.#httpRequest(conn, rd);
+      const req = isHttp(await firstByte(rd))
+        ? await this.#httpRequest(conn, rd)
+        : await this.#socksRequest(conn, rd);
       if (!req) return;
       clearTimeout(timer);
       const r = await this.#connect(req.agent, req.target);

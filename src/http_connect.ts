@@ -1,7 +1,7 @@
 /**
  * HTTP CONNECT (SPEC.md §8.1), the second language of the server's SOCKS5
- * port and of the client proxy's local port: the first byte tells SOCKS5
- * (0x05) from an HTTP request; the request head is read within fixed limits
+ * port and of the client proxy's local port: the first byte tells an HTTP
+ * request (an upper-case letter) from SOCKS5; the request head is read within fixed limits
  * (size, header lines) and answered with one status line and, for a refusal,
  * a one-line reason.
  *
@@ -15,12 +15,18 @@ import { Status, type Target } from "./messages.ts";
 import type { Conn } from "./net.ts";
 import { Reader } from "./reader.ts";
 
-/** The SOCKS5 version byte: the first byte of a SOCKS5 greeting. */
-export const SOCKS_VERSION = 5;
 /** The largest request head read, in bytes (`http_head_size`). */
 export const HTTP_HEAD_MAX = 8192;
 /** The most header lines a request head may have (`http_headers`). */
 export const HTTP_HEADERS_MAX = 64;
+
+/**
+ * Does a connection starting with `byte` speak HTTP? An HTTP method begins
+ * with an upper-case letter; anything else is taken for SOCKS5 (SPEC.md §8.1).
+ */
+export function isHttp(byte: number): boolean {
+  return byte >= 0x41 && byte <= 0x5a;
+}
 
 /** The first byte of a connection, left in the reader. */
 export function firstByte(rd: Reader): Promise<number> {
@@ -58,10 +64,6 @@ export type HttpConnectRequest =
  */
 export async function readConnect(conn: Conn, first: Reader): Promise<HttpConnectRequest> {
   const rd = new Reader(conn, HTTP_HEAD_MAX, first.rest());
-  const byte = await firstByte(rd);
-  if (byte < 0x41 || byte > 0x5a) { // an HTTP method is upper-case letters
-    return { ok: false, code: 400, detail: `first byte 0x${hex(byte)} is neither SOCKS5 nor HTTP` };
-  }
   let head;
   try {
     head = await readRequestHead(rd, HTTP_HEADERS_MAX);
@@ -163,5 +165,3 @@ const statusNames = new Map<number, string>(Object.entries(Status).map(([k, v]) 
 export function refusalText(status: number, reason: string): string {
   return `${statusNames.get(status) ?? `status_${status}`}: ${reason}`;
 }
-
-const hex = (b: number) => b.toString(16).padStart(2, "0");

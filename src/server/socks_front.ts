@@ -14,7 +14,7 @@ import { Reader } from "../reader.ts";
 import { acceptSocks, type SocksAccept, socksReply } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
 import { checkSocksPassword } from "./login.ts";
-import { firstByte, SOCKS_VERSION } from "../http_connect.ts";
+import { firstByte, isHttp } from "../http_connect.ts";
 import { HttpConnectFront } from "./http_front.ts";
 import type { Router } from "./router.ts";
 
@@ -71,7 +71,7 @@ export class SocksFront {
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
     let expected = (): void => {};
     try {
-      if (await firstByte(rd) !== SOCKS_VERSION) return this.#http.handle(conn, rd, admitted, log);
+      if (isHttp(await firstByte(rd))) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         checkUser: (user, password) => {
