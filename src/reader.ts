@@ -27,6 +27,8 @@ export class Reader {
     for (;;) {
       if (this.#buf.length > 0) {
         const r = parse(this.#buf);
+        // Bytes kept from an earlier chunk may exceed the limit; a message may not.
+        if (r && r.size > this.limit) throw this.#tooLong(what);
         if (r) {
           this.#buf = this.#buf.subarray(r.size);
           return r.value;

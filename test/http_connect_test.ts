@@ -17,7 +17,7 @@ import { after, before, test } from "node:test";
 import type { ClientProxy } from "../src/client.ts";
 import { basicAuth, httpCodeOf, parseAuthority } from "../src/http_connect.ts";
 import { Status } from "../src/messages.ts";
-import type { Addr, Net } from "../src/net.ts";
+import type { Addr, Conn, Net } from "../src/net.ts";
 import { launchChromium } from "./cdp.ts";
 import { staticSite } from "./daemons.ts";
 import {
@@ -28,6 +28,7 @@ import {
   readAll,
   runtime,
   runtimeNet,
+  testAgent,
   type Tunnel,
   tunnel,
   until,
@@ -201,15 +202,46 @@ test(`${rt}: refusals: 407 (missing, wrong), 403, 405, 400, 431, 502; not HTTP: 
   assert.equal(junk.head, "");
   const long = await ask(t.net, t.socks, `CONNECT ${target} HTTP/1.1\r\nX: ${"a".repeat(9000)}`);
   assert.equal(long.code, 431);
+  // Whole, in one write: the limit holds for a head that arrives in one chunk.
+  const whole = await ask(
+    t.net,
+    t.socks,
+    `CONNECT ${target} HTTP/1.1\r\nX: ${"a".repeat(9000)}\r\n\r\n`,
+  );
+  assert.equal(whole.code, 431);
   const many = `CONNECT ${target} HTTP/1.1\r\n${"X: y\r\n".repeat(65)}\r\n`;
   assert.equal((await ask(t.net, t.socks, many)).code, 431);
-  for (const limit of ["http_head_size", "http_headers"]) {
-    assert.equal(t.server.metrics.get("burrow_limit_hits_total", { limit }), 1, limit);
-  }
+  assert.equal(t.server.metrics.get("burrow_limit_hits_total", { limit: "http_head_size" }), 2);
+  assert.equal(t.server.metrics.get("burrow_limit_hits_total", { limit: "http_headers" }), 1);
   const closed = await freePort(t.net); // nothing listens there: the agent's dial is refused
   const refused = await ask(t.net, t.socks, connect(`127.0.0.1:${closed}`, "alice", ALICE_TOKEN));
   assert.equal(refused.code, 502);
   assert.match(refused.body, /^connection_refused: /);
+});
+
+test(`${rt}: an agent that does not answer OPEN in time: 504`, async () => {
+  // The agent's dial to port 1 hangs (as to a target that drops SYNs).
+  const net = await runtimeNet();
+  const stalled: Array<(e: Error) => void> = [];
+  const stalling = {
+    ...net,
+    dial: (o: Parameters<typeof net.dial>[0]) =>
+      o.port === 1 ? new Promise<Conn>((_, reject) => stalled.push(reject)) : net.dial(o),
+  };
+  const s = await tunnel({ config: { pool: { open_timeout: "300ms" } }, startAgent: false });
+  const { agent } = testAgent(stalling, s.server.addrs.agents!, "office");
+  agent.start();
+  try {
+    await agent.connected();
+    const r = await ask(s.net, s.socks, connect("127.0.0.1:1", "alice", ALICE_TOKEN));
+    assert.equal(r.code, 504);
+    assert.equal(r.body, "ttl_expired: agent_timeout\n");
+    assert.equal(stalled.length, 1, "the agent was dialing");
+  } finally {
+    for (const reject of stalled) reject(new Error("test over"));
+    await agent.stop();
+    await s.close();
+  }
 });
 
 test(`${rt}: failed HTTP logins block the source on the SOCKS5 port as SOCKS5 ones do`, async () => {
