@@ -163,7 +163,7 @@ async function accepting(net: Net, host: string, port: number): Promise<void> {
 }
 
 test(`${rt}: -c client.yaml forwards with --listen off: psql, ssh, ncat`, async () => {
-  const [pgPort, sshPort, pgFwd, sshFwd, echoFwd] = ports;
+  const [pgPort, sshPort, pgFwd, sshFwd, echoFwd, , , , labFwd] = ports;
   writeFileSync(join(dir, "token"), `${ALICE_TOKEN}\n`);
   const yaml = join(dir, "client.yaml");
   writeFileSync(
@@ -178,6 +178,7 @@ forwards:
     agent: office
   - { listen: "127.0.0.1:${sshFwd}", target: "localhost:${sshPort}" }
   - { listen: ${echoFwd}, target: "127.0.0.1:${echo.addr.port}" }
+  - { listen: ${labFwd}, target: "127.0.0.1:${echo.addr.port}", agent: lab }
 `,
   );
   const p = burrow(rt, ["client", "-c", yaml, "--listen", "off", "--agent", "office"]);
@@ -209,6 +210,11 @@ forwards:
     ]);
     assert.equal(ssh.stdout, "sshd-through-burrow\n", ssh.stderr);
     assert.equal(await ncat("127.0.0.1", echoFwd!, "ping over ncat\n"), "ping over ncat\n");
+    // A forward's own agent: alice is not granted lab, so its stream is refused.
+    const lab = await t.net.dial({ host: "127.0.0.1", port: labFwd! });
+    assert.equal((await readAll(lab)).length, 0);
+    lab.close();
+    await p.waitFor(/connect refused.*agent=lab.*reason=not_granted/);
     // --listen off: no SOCKS5/HTTP listener.
     assert.doesNotMatch(p.output(), /client proxy listening/);
   } finally {
