@@ -244,10 +244,19 @@ test(`${rt}: an agent that does not answer OPEN in time: 504`, async () => {
   }
 });
 
-test(`${rt}: failed HTTP logins block the source on the SOCKS5 port as SOCKS5 ones do`, async () => {
-  const s = await tunnel({ config: { limits: { auth_failures_per_minute: 2 } } });
+test(`${rt}: a slow head is closed at the handshake timeout; failed HTTP logins block the source`, async () => {
+  const s = await tunnel({
+    config: { handshake_timeout: "300ms", limits: { auth_failures_per_minute: 2 } },
+  });
   try {
     const target = `127.0.0.1:${site.http.port}`;
+    const slow = await s.net.dial(s.socks);
+    await slow.write(new TextEncoder().encode(`CONNECT ${target} HTTP/1.1\r\nHost: x\r\n`));
+    assert.equal((await readAll(slow)).length, 0); // closed without a reply
+    slow.close();
+    assert.ok(
+      s.logs.some((l) => l.includes("limit=handshake_timeout") && l.includes("port=socks")),
+    );
     for (let i = 0; i < 2; i++) {
       assert.equal((await ask(s.net, s.socks, connect(target, "alice", "wrong"))).code, 407);
     }
