@@ -33,20 +33,25 @@ const PG_BIN = "/usr/lib/postgresql/15/bin";
 function run(
   cmd: string,
   args: string[],
-  input = "",
+  input?: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(cmd, args, {
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Uint8Array) => (stdout += new TextDecoder().decode(d)));
-    child.stderr.on("data", (d: Uint8Array) => (stderr += new TextDecoder().decode(d)));
+    child.stdout!.on("data", (d: Uint8Array) => (stdout += new TextDecoder().decode(d)));
+    child.stderr!.on("data", (d: Uint8Array) => (stderr += new TextDecoder().decode(d)));
     const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-    child.stdin.end(input);
+    if (input !== undefined) {
+      child.stdin!.on("error", () => {}); // a program that exits without reading it: EPIPE
+      child.stdin!.end(input);
+    }
   });
 }
 
@@ -256,6 +261,24 @@ test(`${rt}: --forward flags: default 127.0.0.1, [::1], a refused target is clos
     await p.waitFor(/connect refused.*forward=127\.0\.0\.1:\d+.*reason=outside_grant/);
   } finally {
     await p.stop();
+  }
+});
+
+test(`${rt}: a forward port in use ends the client with one line naming --forward`, async () => {
+  const held = await t.net.listen({ host: "127.0.0.1", port: 0 });
+  const p = burrow(rt, [
+    ...["client", "--server", server(), "--plain", "--name", "alice", "--token", ALICE_TOKEN],
+    ...["--listen", "127.0.0.1:0", "--forward", `${held.addr.port}=127.0.0.1:${echo.addr.port}`],
+  ]);
+  try {
+    assert.equal(await p.exited, 3, p.output());
+    assert.match(
+      p.output(),
+      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${held.addr.port} \\(--forward\\)`),
+    );
+  } finally {
+    await p.stop();
+    held.close();
   }
 });
 
