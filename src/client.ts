@@ -189,11 +189,6 @@ export class ClientProxy {
     return this.#listener?.addr;
   }
 
-  /** The forwards' local addresses, in the order of `forwards`. */
-  get forwardAddrs(): Addr[] {
-    return this.#forwards.map((l) => l.addr);
-  }
-
   /** Listen on the local port (unless null) and each forward's; a port that fails closes the others. */
   async start(): Promise<void> {
     try {
