@@ -293,20 +293,28 @@ export function cliHasTls(root: string): boolean {
   }
 }
 
-/** burrow over plain TCP, TLS, or WebSocket over TLS (`wss://`, the agent↔server link only). */
-function burrow(rt: Runtime, mode: "plain" | "tls" | "wss"): System {
-  const tls = mode !== "plain";
+/**
+ * burrow over plain TCP, TLS, or WebSocket over TLS (`wss://`, the
+ * agent↔server link only); `fwd`: plain TCP, and the load generator connects
+ * to a local port forward of a `burrow client` (`--forward PORT=target
+ * --listen off`) instead of the SOCKS5 port.
+ */
+function burrow(rt: Runtime, mode: "plain" | "tls" | "wss" | "fwd"): System {
+  const tls = mode === "tls" || mode === "wss";
   const wss = mode === "wss";
+  const fwd = mode === "fwd";
   return {
     id: `burrow-${rt}${mode === "plain" ? "" : `-${mode}`}`,
-    label: `burrow ${rt}${mode === "plain" ? "" : ` ${mode.toUpperCase()}`}`,
-    memory: true,
+    label: `burrow ${rt}${mode === "plain" ? "" : fwd ? " forward" : ` ${mode.toUpperCase()}`}`,
+    memory: !fwd,
     async start(ctx) {
       const d = ctx.dir;
       const token = () => crypto.randomBytes(18).toString("base64url");
       const clientToken = token();
       const agentToken = token();
-      const [agentsPort, socksPort, httpPort, httpsPort] = [
+      const [agentsPort, socksPort, httpPort, httpsPort, clientsPort, fwdPort] = [
+        await freePort(),
+        await freePort(),
         await freePort(),
         await freePort(),
         await freePort(),
@@ -318,7 +326,7 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss"): System {
         listen: {
           agents: `127.0.0.1:${agentsPort}`,
           socks: `127.0.0.1:${socksPort}`,
-          clients: "",
+          clients: fwd ? `127.0.0.1:${clientsPort}` : "",
           http: `127.0.0.1:${httpPort}`,
           ...(wss ? { https: `127.0.0.1:${httpsPort}` } : {}),
         },
@@ -381,14 +389,29 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss"): System {
       procs.push(agent);
       await sleep(200);
       checkAlive(procs);
+      const logs = [serverLog, agentLog];
+      if (fwd) {
+        fs.writeFileSync(path.join(d, "client.token"), clientToken + "\n", { mode: 0o600 });
+        const clientLog = path.join(d, "client.log");
+        logs.push(clientLog);
+        procs.push(start(`burrow client (${rt})`, cmd, [
+          ...pre,
+          "client",
+          ...["--server", `127.0.0.1:${clientsPort}`, "--plain", "--name", "bench"],
+          ...["--token-file", path.join(d, "client.token"), "--agent", "bench"],
+          ...["--listen", "off", "--forward", `${fwdPort}=${ctx.target}`],
+          ...["--log-level", ctx.burrowLogLevel],
+        ], { logFile: clientLog, cwd: ctx.root }));
+        await untilListening(clientLog, procs);
+      }
       return {
-        endpoint: {
+        endpoint: fwd ? { target: `127.0.0.1:${fwdPort}` } : {
           target: ctx.target,
           socks: `127.0.0.1:${socksPort}`,
           user: "bench",
           pass: clientToken,
         },
-        roots: [server.pid, agent.pid],
+        roots: procs.map((p) => p.pid),
         info: {
           pool: `min ${ctx.burrowPool.min}, max ${ctx.burrowPool.max}`,
           transport: wss
@@ -398,7 +421,7 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss"): System {
             : "plain TCP",
           log_level: ctx.burrowLogLevel,
         },
-        logs: [serverLog, agentLog],
+        logs,
         sample: async (): Promise<Record<string, number>> => {
           try {
             const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
@@ -418,6 +441,16 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss"): System {
   };
 }
 
+/** Wait (at most 15 s) until the client's log says its forward listens. */
+async function untilListening(log: string, procs: Proc[]): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (fs.existsSync(log) && fs.readFileSync(log, "utf8").includes("forward listening")) return;
+    checkAlive(procs);
+    await sleep(50);
+  }
+  throw new Error(`burrow client did not listen on its forward:\n${tail(log)}`);
+}
+
 export const RUNTIMES: Runtime[] = ["node", "deno", "bun"];
 
 /** Every system, in report order. TLS rows only with `tls`. */
@@ -429,6 +462,7 @@ export function allSystems(opts: { tls: boolean }): System[] {
     sshR(false),
     sshR(true),
     ...RUNTIMES.map((rt) => burrow(rt, "plain")),
+    ...RUNTIMES.map((rt) => burrow(rt, "fwd")),
   ];
   if (opts.tls) {
     list.push(...RUNTIMES.map((rt) => burrow(rt, "tls")));

@@ -115,6 +115,13 @@ const CLIENTS: Record<string, string> = {
   // A path: the file must exist (nginx's stream module, loaded by test/daemons.ts).
   "/usr/lib/nginx/modules/ngx_stream_module.so": "libnginx-mod-stream",
   "systemd-analyze": "systemd", // verifies `burrow service` units (test/service_test.ts)
+  // Real programs through forwards and HTTP CONNECT (test/forward_test.ts, http_connect_test.ts).
+  git: "git",
+  ssh: "openssh-client",
+  "/usr/sbin/sshd": "openssh-server",
+  psql: "postgresql-client",
+  // initdb is not on PATH: the test runs it from here as the postgres user.
+  "/usr/lib/postgresql/15/bin/initdb": "postgresql",
 };
 
 function has(cmd: string): boolean {

@@ -7,6 +7,7 @@
  */
 import { fmt, targetText } from "./addr.ts";
 import type { Credential } from "./auth.ts";
+import type { Forward } from "./config/mod.ts";
 import {
   ConfigError,
   EofError,
@@ -25,12 +26,22 @@ import { type Addr, type Conn, type DialOptions, type Listener, type Net } from 
 import { Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
 import { acceptSocks, socksReply } from "./socks5_server.ts";
+import {
+  firstByte,
+  httpCodeOf,
+  httpReply,
+  isHttp,
+  readConnect,
+  refusalText,
+} from "./http_connect.ts";
 import { deadline } from "./time.ts";
 import { dialServer, login, Wire } from "./wire.ts";
 
 export interface ClientOptions {
-  /** Where local programs connect (default 127.0.0.1:1080). */
-  listen: Addr;
+  /** Where local programs connect, SOCKS5 or HTTP CONNECT (default 127.0.0.1:1080); null: not at all. */
+  listen: Addr | null;
+  /** Local port forwards. */
+  forwards?: Forward[];
   /** The server's client port, with TLS options if any. */
   server: Omit<DialOptions, "timeoutMs">;
   /** How to reach the server when not directly: a proxy or WebSocket (see AgentOptions.transport). */
@@ -155,8 +166,19 @@ function failed(e: unknown): Extract<ConnectResult, { ok: false }> {
   throw e;
 }
 
+/** A local request read (SOCKS5 or HTTP CONNECT): where to, and how to answer it. */
+interface LocalRequest {
+  agent: string;
+  target: Target;
+  /** Answer a refusal with its status and the reason's text, or success (status 0). */
+  answer(status: number, reason: string, bound?: Target): Promise<void>;
+  /** The bytes that followed the request. */
+  rest: Uint8Array;
+}
+
 export class ClientProxy {
   #listener: Listener | undefined;
+  readonly #forwards: Listener[] = [];
   readonly #conns = new IdMap<Conn>();
   /** The server in use (index into {@link servers}): the last one that answered. */
   #current = 0;
@@ -167,19 +189,43 @@ export class ClientProxy {
     return this.#listener?.addr;
   }
 
+  /** Listen on the local port (unless null) and each forward's; a port that fails closes the others. */
   async start(): Promise<void> {
-    this.#listener = await this.net.listen(this.opts.listen).catch((e) => {
-      throw new ListenError(fmt(this.opts.listen), "--listen", e);
-    });
+    try {
+      for (const f of this.opts.forwards ?? []) {
+        const l = await this.net.listen(f.listen).catch((e) => {
+          throw new ListenError(fmt(f.listen), "--forward", e);
+        });
+        this.#forwards.push(l);
+        this.log.info("forward listening", {
+          forward: fmt(l.addr),
+          target: targetText(f.target),
+          agent: f.agent ?? (this.opts.agent || undefined),
+        });
+        this.#accept(l, (conn) => this.#forward(conn, f));
+      }
+      if (this.opts.listen === null) return;
+      const listen = this.opts.listen;
+      this.#listener = await this.net.listen(listen).catch((e) => {
+        throw new ListenError(fmt(listen), "--listen", e);
+      });
+    } catch (e) {
+      for (const l of this.#forwards) l.close();
+      throw e;
+    }
     this.log.info("client proxy listening", {
       socks: fmt(this.#listener.addr),
       server: fmt(this.opts.server),
     });
+    this.#accept(this.#listener, (conn) => this.#serve(conn));
+  }
+
+  #accept(listener: Listener, serve: (conn: Conn) => Promise<void>): void {
     (async () => {
-      for await (const conn of this.#listener!) {
+      for await (const conn of listener) {
         const id = this.#conns.add(conn);
         conn.closed.then(() => this.#conns.delete(id));
-        this.#serve(conn).catch((e) => {
+        serve(conn).catch((e) => {
           this.log.error("client connection failed", { error: String(e) });
           conn.close();
         });
@@ -222,6 +268,7 @@ export class ClientProxy {
 
   async stop(): Promise<void> {
     this.#listener?.close();
+    for (const l of this.#forwards) l.close();
     for (const c of this.#conns.values()) c.close();
     await Promise.all([...this.#conns.values()].map((c) => c.closed));
   }
@@ -268,42 +315,100 @@ export class ClientProxy {
     return r!;
   }
 
+  /** One connection to a forward: one stream to its target, or closed (and logged) when refused. */
+  async #forward(conn: Conn, f: Forward): Promise<void> {
+    const agent = f.agent ?? this.opts.agent;
+    const r = await this.#connect(agent, f.target);
+    if (!r.ok) {
+      conn.close();
+      return this.#refused(r, f.target, agent, { forward: fmt(f.listen) });
+    }
+    this.log.debug("stream open", { target: targetText(f.target), forward: fmt(f.listen) });
+    await relay(conn, r.conn, new Uint8Array(0), r.rest).catch((e) => {
+      if (!(e instanceof NetError)) throw e;
+    });
+  }
+
+  #refused(
+    r: Extract<ConnectResult, { ok: false }>,
+    target: Target,
+    agent: string,
+    more: Record<string, string> = {},
+  ): void {
+    this.log.warn("connect refused", {
+      ...more,
+      target: targetText(target),
+      agent: agent || undefined,
+      status: r.status,
+      reason: r.reason === undefined ? undefined : reasonName(r.reason),
+      error: r.error,
+    });
+  }
+
+  /** A local connection: SOCKS5 or HTTP CONNECT, told by its first byte. */
   async #serve(conn: Conn): Promise<void> {
     const rd = new Reader(conn, 1024);
     const timer = setTimeout(() => conn.close(), this.opts.timeoutMs ?? 15_000);
     try {
-      // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
-      const a = await acceptSocks(conn, rd, {
-        noAuth: true,
-        checkUser: () => true,
-      });
-      if (!a.ok) {
-        this.log.warn("socks request refused", { refusal: a.refusal, error: a.detail });
-        return;
-      }
+      const req = isHttp(await firstByte(rd))
+        ? await this.#httpRequest(conn, rd)
+        : await this.#socksRequest(conn, rd);
+      if (!req) return;
       clearTimeout(timer);
-      const agent = a.username ?? this.opts.agent;
-      const r = await this.#connect(agent, a.target);
+      const r = await this.#connect(req.agent, req.target);
       if (!r.ok) {
-        this.log.warn("connect refused", {
-          target: targetText(a.target),
-          agent: agent || undefined,
-          status: r.status,
-          reason: r.reason === undefined ? undefined : reasonName(r.reason),
-          error: r.error,
-        });
-        return await socksReply(conn, r.status);
+        this.#refused(r, req.target, req.agent);
+        return await req.answer(r.status, r.reason === undefined ? r.error : reasonName(r.reason));
       }
-      await socksReply(conn, Status.succeeded, r.bound);
-      this.log.debug("stream open", { target: targetText(a.target) });
-      await relay(conn, r.conn, rd.rest(), r.rest);
+      await req.answer(Status.succeeded, "", r.bound);
+      this.log.debug("stream open", { target: targetText(req.target) });
+      await relay(conn, r.conn, req.rest, r.rest);
     } catch (e) {
       conn.close();
       if (e instanceof SocksError || e instanceof EofError) {
-        this.log.warn("bad socks handshake, closing", { error: e.message });
+        this.log.warn("bad local handshake, closing", { error: e.message });
       } else if (!(e instanceof NetError)) throw e;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The SOCKS5 handshake; null when refused (and answered). */
+  async #socksRequest(conn: Conn, rd: Reader): Promise<LocalRequest | null> {
+    // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
+    const a = await acceptSocks(conn, rd, { noAuth: true, checkUser: () => true });
+    if (!a.ok) {
+      this.log.warn("socks request refused", { refusal: a.refusal, error: a.detail });
+      return null;
+    }
+    return {
+      agent: a.username ?? this.opts.agent,
+      target: a.target,
+      answer: (status, _reason, bound) => socksReply(conn, status, bound),
+      get rest() {
+        return rd.rest();
+      },
+    };
+  }
+
+  /** An HTTP CONNECT request (SPEC.md §8.1, no credentials needed); null when refused (and answered). */
+  async #httpRequest(conn: Conn, first: Reader): Promise<LocalRequest | null> {
+    const req = await readConnect(conn, first);
+    if (!req.ok) {
+      this.log.warn("http proxy request refused", { code: req.code, error: req.detail });
+      await httpReply(conn, req.code, req.detail, req.code === 405 ? { Allow: "CONNECT" } : {});
+      return null;
+    }
+    return {
+      agent: req.auth?.user || this.opts.agent, // a user name names the agent; no password
+      target: req.target,
+      answer: (status, reason) =>
+        status === Status.succeeded
+          ? httpReply(conn, 200)
+          : httpReply(conn, httpCodeOf(status), refusalText(status, reason)),
+      get rest() {
+        return req.rd.rest();
+      },
+    };
   }
 }

@@ -26,24 +26,32 @@ export interface RequestHead {
 
 /**
  * Read an HTTP/1.1 request head; the reader keeps what follows. Throws
- * HttpError (431, with its limit) for a head over {@link HEAD_LIMIT} bytes or
- * {@link MAX_HEADERS} header lines, WsError for one that does not parse.
+ * HttpError (431, with its limit) for a head over `limits.bytes` (default
+ * {@link HEAD_LIMIT}) or `limits.headers` (default {@link MAX_HEADERS})
+ * header lines, WsError for one that does not parse.
  */
-export async function readRequestHead(rd: Reader): Promise<RequestHead> {
+export async function readRequestHead(
+  rd: Reader,
+  limits: { bytes: number; headers: number } = { bytes: HEAD_LIMIT, headers: MAX_HEADERS },
+): Promise<RequestHead> {
   let from = 3; // the end of the head is searched once per byte, not once per chunk read
   const text = await rd.parse((buf) => {
     const r = headParser(buf, from);
     from = Math.max(3, buf.length - 3);
-    if ((r === null && buf.length >= HEAD_LIMIT) || (r !== null && r.size > HEAD_LIMIT)) {
-      throw new HttpError(431, `request head over ${HEAD_LIMIT} bytes`, "http_head_bytes");
+    if ((r === null && buf.length >= limits.bytes) || (r !== null && r.size > limits.bytes)) {
+      throw new HttpError(431, `request head over ${limits.bytes} bytes`, "http_head_bytes");
     }
     return r;
   }, "HTTP request head");
   const lines = text.split("\r\n");
   const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
   if (!m) throw new WsError(PROTOCOL_ERROR, "not an HTTP/1.1 request");
-  if (lines.length - 1 > MAX_HEADERS) {
-    throw new HttpError(431, `request head of over ${MAX_HEADERS} header lines`, "http_headers");
+  if (lines.length - 1 > limits.headers) {
+    throw new HttpError(
+      431,
+      `request head of over ${limits.headers} header lines`,
+      "http_headers",
+    );
   }
   return { method: m[1]!, target: m[2]!, headers: parseHeaders(lines.slice(1)) };
 }

@@ -10,8 +10,11 @@ import { EofError } from "./errors.ts";
 export type Parse<T> = (buf: Uint8Array) => { value: T; size: number } | null;
 
 export class Reader {
-  #buf: Uint8Array = new Uint8Array(0);
-  constructor(readonly conn: Conn, readonly limit = 4096) {}
+  #buf: Uint8Array;
+  /** `initial`: bytes already read from `conn` (another Reader's rest), at most `limit` of them. */
+  constructor(readonly conn: Conn, readonly limit = 4096, initial: Uint8Array = new Uint8Array(0)) {
+    this.#buf = initial;
+  }
 
   /**
    * Read until `parse` returns a message; throws EofError at EOF, its own
@@ -24,6 +27,8 @@ export class Reader {
     for (;;) {
       if (this.#buf.length > 0) {
         const r = parse(this.#buf);
+        // Bytes kept from an earlier chunk may exceed the limit; a message may not.
+        if (r && r.size > this.limit) throw this.#tooLong(what);
         if (r) {
           this.#buf = this.#buf.subarray(r.size);
           return r.value;

@@ -3,7 +3,9 @@ import { test } from "node:test";
 import {
   parseAddr,
   parseAgentConfig,
+  parseClientConfig,
   parseDuration,
+  parseForward,
   parseServerConfig,
   serverDefaults,
   stableIds,
@@ -345,6 +347,59 @@ limits: { ipv6_shares: { "40": 1, "60": 0.25 }, auth_failure_budget: 40 }`,
   for (const [text, re] of cases) {
     assert.throws(
       () => parseServerConfig(text, "s.yaml"),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      text,
+    );
+  }
+});
+
+test("config: a client's forwards (file and --forward) parse, with path-precise errors", () => {
+  const c = parseClientConfig(
+    "listen: off\nforwards:\n  - { listen: 5432, target: 'db.corp:5432', agent: office }\n" +
+      "  - { listen: '[::1]:2222', target: '[fd00::5]:22' }\n",
+    "client.yaml",
+  );
+  assert.equal(c.listen, null);
+  assert.deepEqual(c.forwards, [
+    {
+      listen: { host: "127.0.0.1", port: 5432 },
+      target: { type: "domain", host: "db.corp", port: 5432 },
+      agent: "office",
+    },
+    { listen: { host: "::1", port: 2222 }, target: { type: "ipv6", host: "fd00::5", port: 22 } },
+  ]);
+  assert.deepEqual(parseForward("0.0.0.0:8080=10.0.0.7:80"), {
+    listen: { host: "0.0.0.0", port: 8080 },
+    target: { type: "ipv4", host: "10.0.0.7", port: 80 },
+  });
+  assert.deepEqual(parseForward("[::1]:5432=db:5432").listen, { host: "::1", port: 5432 });
+  for (const bad of ["5432", "x=db:1", "5432=db", "5432=db:0", "99999=db:1", "5432=[zz]:1"]) {
+    assert.throws(() => parseForward(bad), ConfigError, bad);
+  }
+  const cases: Array<[string, RegExp]> = [
+    ["forwards: {}", /^client\.yaml: forwards: must be a list$/],
+    ["forwards: [{ target: 'a:1' }]", /^client\.yaml: forwards\[0\]\.listen: is required$/],
+    [
+      "forwards: [{ listen: 1, target: 'a:1' }, { listen: 2, target: 'a' }]",
+      /^client\.yaml: forwards\[1\]\.target: Cannot parse forward target "a"/,
+    ],
+    [
+      "forwards: [{ listen: 'x:y', target: 'a:1' }]",
+      /^client\.yaml: forwards\[0\]\.listen: Cannot parse address "x:y"/,
+    ],
+    [
+      "forwards: [{ listen: 1, target: 'a:1', agent: 'a b' }]",
+      /^client\.yaml: forwards\[0\]\.agent: "a b" must be 1\.\.64/,
+    ],
+    [
+      "forwards: [{ listen: 1, target: 'a:1', via: x }]",
+      /^client\.yaml: forwards\[0\]\.via: unknown key \(expected one of listen, target, agent\)/,
+    ],
+    ["listen: 'nope'", /^client\.yaml: listen: Cannot parse address "nope"/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(
+      () => parseClientConfig(text, "client.yaml"),
       (e: unknown) => e instanceof ConfigError && re.test(e.message),
       text,
     );

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Addr, Net } from "../src/net.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
-import { freePort } from "./helpers.ts";
+import { freePort, freePorts } from "./helpers.ts";
 
 /** A free port on 127.0.0.1 (for daemons that need one on their command line). */
 export { freePort } from "./helpers.ts";
@@ -98,21 +98,11 @@ export async function nginx(
   upstream: Addr,
 ): Promise<{ addr: Addr; pin: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "burrow-nginx-"));
-  const cert = await generateSelfSigned();
-  writeFileSync(join(dir, "cert.pem"), cert.cert);
-  writeFileSync(join(dir, "key.pem"), cert.key, { mode: 0o600 });
+  const cert = await certIn(dir);
   const port = await freePort(net);
   writeFileSync(
     join(dir, "nginx.conf"),
-    `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+    `${nginxTop(dir)}
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
     listen 127.0.0.1:${port} ssl;
@@ -236,4 +226,59 @@ backend back
   const child: ChildProcess = spawn(kind, args, { stdio: "ignore" });
   const { stop } = await started(net, child, dir, { host: "127.0.0.1", port }, kind);
   return { port, stop };
+}
+
+/**
+ * nginx serving the files under `root` (a static site, or a "dumb HTTP" git
+ * repository) over HTTPS with a self-signed certificate and over plain HTTP,
+ * each on a free port of 127.0.0.1.
+ */
+export async function staticSite(
+  net: Net,
+  root: string,
+): Promise<{ https: Addr; http: Addr; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "burrow-nginx-static-"));
+  await certIn(dir);
+  const [tls, plain] = await freePorts(net, 2);
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `${nginxTop(dir)}
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${tls} ssl;
+    listen 127.0.0.1:${plain};
+    ssl_certificate ${dir}/cert.pem;
+    ssl_certificate_key ${dir}/key.pem;
+    root ${root};
+  }
+}
+`,
+  );
+  const child: ChildProcess = spawn("nginx", ["-p", dir, "-c", join(dir, "nginx.conf")], {
+    stdio: "ignore",
+  });
+  const https = { host: "127.0.0.1", port: tls! };
+  const { stop } = await started(net, child, dir, https, "nginx");
+  return { https, http: { host: "127.0.0.1", port: plain! }, stop };
+}
+
+/** A self-signed certificate, as `dir`/cert.pem and `dir`/key.pem. */
+async function certIn(dir: string): Promise<{ cert: string; key: string }> {
+  const cert = await generateSelfSigned();
+  writeFileSync(join(dir, "cert.pem"), cert.cert);
+  writeFileSync(join(dir, "key.pem"), cert.key, { mode: 0o600 });
+  return cert;
+}
+
+/** The top of an nginx.conf whose files all live in `dir`, up to inside `http {`. */
+function nginxTop(dir: string): string {
+  return `daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;`;
 }

@@ -550,3 +550,32 @@ test(`${rt}: service: a client from its config: its files as credentials, its li
     assert.match(noName.err[0]!, /service: the client needs --name/);
   });
 });
+
+test(`${rt}: service: a client's forward ports count: below 1024 gets the capability`, async () => {
+  const base = ["client", "-s", "h:7001", "-n", "alice", "--token-file", "/etc/burrow/a.token"];
+  const opts = { command: ["/usr/local/bin/burrow"] };
+  const low = await service([...base, "--listen", "off", "--forward", "443=web.corp:443"], opts);
+  assert.equal(low.code, 0, low.err.join("\n"));
+  assert.deepEqual(parseIni(low.out).get("Service", "AmbientCapabilities"), [
+    "CAP_NET_BIND_SERVICE",
+  ]);
+  const high = await service([...base, "--forward", "[::1]:5432=db.corp:5432"], opts);
+  assert.equal(high.code, 0, high.err.join("\n"));
+  assert.deepEqual(parseIni(high.out).get("Service", "AmbientCapabilities"), []);
+  await withDir(async (dir) => {
+    const config = join(dir, "client.yaml");
+    writeFileSync(
+      config,
+      "server: h\nname: alice\ntoken_file: a.token\nlisten: off\n" +
+        "forwards: [{ listen: 22, target: 'git.corp:22' }]\n",
+    );
+    const file = await service(["client", "-c", config], opts);
+    assert.equal(file.code, 0, file.err.join("\n"));
+    assert.deepEqual(parseIni(file.out).get("Service", "AmbientCapabilities"), [
+      "CAP_NET_BIND_SERVICE",
+    ]);
+    // --forward replaces the file's forwards, as in `burrow client`.
+    const over = await service(["client", "-c", config, "--forward", "2222=git.corp:22"], opts);
+    assert.deepEqual(parseIni(over.out).get("Service", "AmbientCapabilities"), []);
+  });
+});

@@ -12,9 +12,11 @@ import { ClientProxy } from "../client.ts";
 import {
   type ClientConfig,
   DEFAULT_PORTS,
+  type Forward,
   parseAddr,
   parseAgentConfig,
   parseClientConfig,
+  parseForward,
   parseServer,
   type ServerAddress,
 } from "../config/mod.ts";
@@ -256,7 +258,27 @@ interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
   name?: string;
   agent?: string;
   listen?: string;
+  forward: string[];
   logLevel: string;
+}
+
+/** The local address: `--listen` (`off`: none) over `listen:` over the default. */
+function clientListen(f: ClientFlags, file: ClientConfig): Addr | null {
+  if (f.listen === "off") return null;
+  if (f.listen !== undefined) return parseAddr(f.listen);
+  return file.listen === undefined ? parseAddr(CLIENT_LISTEN) : file.listen;
+}
+
+/** The forwards: `--forward` flags (they replace the file's), else `forwards:`. */
+function clientForwards(f: ClientFlags, file: ClientConfig): Forward[] {
+  if (f.forward.length === 0) return file.forwards ?? [];
+  return f.forward.map((text) => {
+    try {
+      return parseForward(text);
+    } catch (e) {
+      throw new UsageError(`--forward: ${(e as Error).message}`);
+    }
+  });
 }
 
 async function runClient(host: Host, f: ClientFlags): Promise<void> {
@@ -279,8 +301,14 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     ...(l.transport ? { transport: l.transport } : {}),
   }));
   const [first, ...alternates] = via;
+  const listen = clientListen(f, file);
+  const forwards = clientForwards(f, file);
+  if (listen === null && forwards.length === 0) {
+    throw new UsageError("--listen off needs at least one --forward (or forwards: in --config)");
+  }
   const proxy = new ClientProxy(host.net, {
-    listen: f.listen !== undefined ? parseAddr(f.listen) : file.listen ?? parseAddr(CLIENT_LISTEN),
+    listen,
+    forwards,
     ...first!,
     ...(alternates.length > 0 ? { alternates } : {}),
     name,
@@ -361,11 +389,14 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
   tlsOptions(agent).action((opts: AgentFlags) => start(runAgent(host, opts)));
 
   const client = program.command("client")
-    .description("Run a client proxy: local SOCKS5 (no auth) to the server's client port.")
+    .description(
+      "Run a client proxy: local SOCKS5 and HTTP CONNECT (no auth), and port forwards, to the " +
+        "server's client port.",
+    )
     .option(
       "-c, --config <file>",
       "client config (YAML or JSON): server, name, token|key|token_file|key_file, fingerprint, " +
-        "agent, listen",
+        "agent, listen, forwards",
     )
     .option(
       "-s, --server <addr>",
@@ -379,7 +410,17 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       "--agent <name>",
       "agent to use (default: the one the server grants; or the local SOCKS5 user name)",
     )
-    .option("-l, --listen <addr>", `local SOCKS5 address (default: ${CLIENT_LISTEN})`);
+    .option(
+      "-l, --listen <addr>",
+      `local SOCKS5 and HTTP CONNECT address, or off (default: ${CLIENT_LISTEN})`,
+    )
+    .option(
+      "-L, --forward <[addr:]port=host:port>",
+      "local port forward to host:port through --agent (addr: 127.0.0.1 by default; IPv6 in " +
+        "brackets); repeatable",
+      collect,
+      [],
+    );
   credentialOptions(client);
   tlsOptions(client).action((opts: ClientFlags) => start(runClient(host, opts)));
 }

@@ -14,6 +14,7 @@ import {
   parseAddr,
   parseAgentConfig,
   parseClientConfig,
+  parseForward,
   parseServerConfig,
   type ServerConfig,
 } from "../config/mod.ts";
@@ -67,7 +68,7 @@ interface Unit {
   words: Word[];
   credentials: Array<[name: string, path: string]>;
   environment: string[];
-  /** Ports the command binds (server listen addresses, client --listen). */
+  /** Ports the command binds (server listen addresses, client --listen and --forward). */
   binds: Addr[];
   /** Paths the service reads itself (not through LoadCredential). */
   reads: string[];
@@ -112,6 +113,9 @@ async function configFiles(host: Host, cmd: Command, unit: Unit): Promise<boolea
     : parseAgentConfig(text, path);
   if ("listen" in file && file.listen && cmd.getOptionValueSource("listen") !== "cli") {
     unit.binds.push(file.listen);
+  }
+  if ("forwards" in file && file.forwards && cmd.getOptionValueSource("forward") !== "cli") {
+    unit.binds.push(...file.forwards.map((f) => f.listen));
   }
   for (const attr of ["keyFile", "tokenFile", "ca", "proxyFile"] as const) {
     const named = file[attr];
@@ -352,7 +356,10 @@ async function runService(host: Host, sub: string, args: string[], f: ServiceFla
   else credentialFromEnv(host, cmd, unit, await configFiles(host, cmd, unit));
   if (sub === "client") {
     const listen: unknown = cmd.getOptionValue("listen");
-    if (typeof listen === "string") unit.binds.push(parseAddr(listen));
+    if (typeof listen === "string" && listen !== "off") unit.binds.push(parseAddr(listen));
+    for (const f of cmd.getOptionValue("forward") as string[]) {
+      unit.binds.push(parseForward(f).listen);
+    }
   }
   const exec = f.exec
     ? [absolute(host.cwd(), f.exec)]

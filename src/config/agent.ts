@@ -5,7 +5,8 @@
  * @module
  */
 import { ConfigError } from "../errors.ts";
-import type { Rule } from "../messages.ts";
+import { parseAuthority } from "../http_connect.ts";
+import type { Rule, Target } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { normalizeFingerprint } from "../tls.ts";
 import { serverDefaults } from "./server.ts";
@@ -20,7 +21,8 @@ export const DEFAULT_PORTS = {
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
   server_name plain proxy proxy_file link`);
 const CLIENT_KEYS = words(`server name token token_file key key_file fingerprint ca server_name
-  plain proxy proxy_file agent listen`);
+  plain proxy proxy_file agent listen forwards`);
+const FORWARD_KEYS = words("listen target agent");
 
 /**
  * An agent's config file (`burrow agent --config`). Every key is optional
@@ -58,8 +60,49 @@ export interface AgentConfig {
 export interface ClientConfig extends Omit<AgentConfig, "allow" | "link"> {
   /** The agent to use (`--agent`). */
   agent?: string | undefined;
-  /** The local SOCKS5 address (`--listen`). */
-  listen?: Addr | undefined;
+  /** The local SOCKS5 address (`--listen`); null: `off`. */
+  listen?: Addr | null | undefined;
+  /** Local port forwards (`--forward`). */
+  forwards?: Forward[] | undefined;
+}
+
+/** A local port forward (SPEC.md §10.2): `listen` leads to `target` through `agent`. */
+export interface Forward {
+  listen: Addr;
+  target: Target;
+  agent?: string | undefined;
+}
+
+/**
+ * The local side of a forward: `PORT` (on 127.0.0.1) or `ADDR:PORT`, an IPv6
+ * ADDR in brackets. Throws ConfigError.
+ */
+export function parseForwardListen(text: string): Addr {
+  if (/^\d{1,5}$/.test(text.trim())) text = `127.0.0.1:${text.trim()}`;
+  return parseAddr(text);
+}
+
+/** The far side of a forward: `HOST:PORT` (`[v6]:PORT`), port 1..65535. Throws ConfigError. */
+export function parseForwardTarget(text: string): Target {
+  const t = parseAuthority(text.trim());
+  if (!t) {
+    throw new ConfigError(
+      `Cannot parse forward target "${text}": expected host:port or [ipv6]:port`,
+    );
+  }
+  return t;
+}
+
+/** `--forward [ADDR:]PORT=HOST:PORT` (the agent is `--agent`'s). Throws ConfigError. */
+export function parseForward(text: string): Forward {
+  const eq = text.indexOf("=");
+  if (eq < 0) {
+    throw new ConfigError(`Cannot parse forward "${text}": expected [ADDR:]PORT=HOST:PORT`);
+  }
+  return {
+    listen: parseForwardListen(text.slice(0, eq)),
+    target: parseForwardTarget(text.slice(eq + 1)),
+  };
 }
 
 /**
@@ -133,7 +176,37 @@ function parseConfig(
     proxyFile: opt("proxy_file", beside),
     link: opt("link", (v, p) => w.bool(v, p)),
     agent: opt("agent", (v, p) => w.name(v, p)),
-    listen: opt("listen", (v, p) => w.addr(v, p, "") ?? w.fail(p, "must be host:port")),
+    listen: opt(
+      "listen",
+      (v, p) =>
+        v === "off" || v === false
+          ? null
+          : w.addr(v, p, "") ?? w.fail(p, "must be host:port, or off"),
+    ),
+    forwards: opt("forwards", (v, p) => w.list(v, p).map((x, i) => forward(w, x, `${p}[${i}]`))),
+  };
+}
+
+/** One entry of `forwards:`. */
+function forward(w: Walker, v: unknown, path: string): Forward {
+  const o = w.obj(v, path);
+  w.known(o, path, FORWARD_KEYS);
+  const read = <T>(key: string, parse: (text: string) => T): T => {
+    const x = o[key];
+    if (x === undefined) return w.fail(`${path}.${key}`, "is required");
+    try {
+      return parse(typeof x === "number" ? String(x) : w.str(x, `${path}.${key}`));
+    } catch (e) {
+      if (e instanceof ConfigError && !e.message.startsWith(w.file)) {
+        return w.fail(`${path}.${key}`, e.message);
+      }
+      throw e;
+    }
+  };
+  return {
+    listen: read("listen", parseForwardListen),
+    target: read("target", parseForwardTarget),
+    ...(o.agent === undefined ? {} : { agent: w.name(o.agent, `${path}.agent`) }),
   };
 }
 

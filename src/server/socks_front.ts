@@ -14,6 +14,8 @@ import { Reader } from "../reader.ts";
 import { acceptSocks, type SocksAccept, socksReply } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
 import { checkSocksPassword } from "./login.ts";
+import { firstByte, isHttp } from "../http_connect.ts";
+import { HttpConnectFront } from "./http_front.ts";
 import type { Router } from "./router.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -48,7 +50,7 @@ export function loggableAgent(
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 
 /** `client` or `client@agent` (SPEC.md §7.1). */
-function splitUser(user: string): { client: string; agent: string } {
+export function splitUser(user: string): { client: string; agent: string } {
   const at = user.indexOf("@");
   return at < 0
     ? { client: user, agent: "" }
@@ -56,7 +58,11 @@ function splitUser(user: string): { client: string; agent: string } {
 }
 
 export class SocksFront {
-  constructor(readonly ctx: ServerContext, readonly router: Router) {}
+  /** HTTP CONNECT on this port (SPEC.md §8.1): the first byte tells it from SOCKS5. */
+  readonly #http: HttpConnectFront;
+  constructor(readonly ctx: ServerContext, readonly router: Router) {
+    this.#http = new HttpConnectFront(ctx, router);
+  }
 
   async handle(conn: Conn): Promise<void> {
     const admitted = this.ctx.admission.begin(conn, "socks");
@@ -65,6 +71,7 @@ export class SocksFront {
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
     let expected = (): void => {};
     try {
+      if (isHttp(await firstByte(rd))) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         checkUser: (user, password) => {

@@ -1,0 +1,141 @@
+/**
+ * HTTP CONNECT on the SOCKS5 port (SPEC.md §8.1): a connection whose first
+ * byte is not 0x05 is read as an HTTP request head. `Proxy-Authorization:
+ * Basic` carries the RFC 1929 credentials (`client[@agent]`, the token),
+ * checked as the SOCKS5 path checks them (the same decoy work for an unknown
+ * client, the same failure counting); the CONNECT is routed as a SOCKS5 one.
+ *
+ * @module
+ */
+import { fmt, targetText } from "../addr.ts";
+import { reasonName } from "../client.ts";
+import { EofError, NetError } from "../errors.ts";
+import {
+  httpCodeOf,
+  type HttpConnectRequest,
+  httpReply,
+  PROXY_AUTHENTICATE,
+  readConnect,
+  refusalText,
+} from "../http_connect.ts";
+import type { Logger } from "../log.ts";
+import type { Conn } from "../net.ts";
+import type { Reader } from "../reader.ts";
+import type { ServerContext } from "./context.ts";
+import { checkSocksPassword } from "./login.ts";
+import type { Router } from "./router.ts";
+import { loggableAgent, loggableUser, splitUser } from "./socks_front.ts";
+
+/** The metrics' and logs' port label of streams opened by HTTP CONNECT. */
+const PORT = "http";
+
+export class HttpConnectFront {
+  constructor(readonly ctx: ServerContext, readonly router: Router) {}
+
+  /**
+   * Serve `conn`, admitted to its handshake on the SOCKS5 port (`admitted`
+   * ends that phase), whose first byte `first` holds is not SOCKS5's.
+   */
+  async handle(conn: Conn, first: Reader, admitted: () => void, log: Logger): Promise<void> {
+    try {
+      const req = await readConnect(conn, first);
+      if (!req.ok) {
+        admitted();
+        return await this.#badHead(conn, req, log);
+      }
+      const client = await this.#login(conn, req, log);
+      admitted();
+      if (client === null) return;
+      return await this.#connect(conn, req, log); // a stream: returned, not held
+    } catch (e) {
+      admitted();
+      conn.close();
+      if (e instanceof EofError) this.#protocolError("eof", e.message, log);
+      else if (e instanceof NetError) {
+        log.debug("http proxy connection ended", { error: e.message });
+      } else throw e;
+    }
+  }
+
+  /** Check the credentials: the client's name, or null after a 407 (counted when wrong). */
+  async #login(
+    conn: Conn,
+    req: Extract<HttpConnectRequest, { ok: true }>,
+    log: Logger,
+  ): Promise<string | null> {
+    if (req.auth === null) {
+      log.info("http proxy request without credentials", { target: targetText(req.target) });
+      await httpReply(conn, 407, "credentials required: client[@agent] and token", {
+        ...PROXY_AUTHENTICATE,
+      });
+      return null;
+    }
+    const { user, password } = req.auth;
+    const { client } = splitUser(user);
+    const clients = this.ctx.config().clients;
+    if (await checkSocksPassword(clients.get(client), password)) return client;
+    this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+      role: "socks",
+    });
+    this.ctx.admission.authFailed("socks", conn.remote.host);
+    log.warn("http proxy authentication failed", {
+      ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
+      reason: clients.has(client) ? "bad token" : "unknown client",
+    });
+    await httpReply(conn, 407, "bad user name or token", { ...PROXY_AUTHENTICATE });
+    return null;
+  }
+
+  /** Route the CONNECT of an authenticated client; answer it; relay. */
+  async #connect(conn: Conn, req: Extract<HttpConnectRequest, { ok: true }>, log: Logger) {
+    const t0 = Date.now();
+    const { client, agent } = splitUser(req.auth!.user);
+    const clientId = this.router.clientId(client);
+    const clog = log.with({ client, client_id: clientId });
+    const r = await this.router.open({ client, clientId, agent, target: req.target, log: clog });
+    if (!r.ok) {
+      const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
+      const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
+      this.router.refused(rlog, PORT, client, req.target, r.status, r.reason, {
+        ...shown,
+        startedAt: t0,
+      });
+      await httpReply(conn, httpCodeOf(r.status), refusalText(r.status, reasonName(r.code)));
+      return this.router.setupDone(PORT, t0, false);
+    }
+    if (clog.enabled("debug")) {
+      clog.debug("stream open", {
+        stream: r.streamId,
+        agent: r.agent,
+        target: targetText(r.target),
+      });
+    }
+    try {
+      await httpReply(conn, 200);
+    } catch (e) {
+      r.conn.close();
+      throw e;
+    }
+    this.router.setupDone(PORT, t0, true);
+    return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT); // never throws
+  }
+
+  /** Answer a head that is refused before any credential is looked at. */
+  async #badHead(conn: Conn, req: Extract<HttpConnectRequest, { ok: false }>, log: Logger) {
+    if (req.limit) {
+      this.ctx.admission.limitHit(req.limit, { port: "socks", remote: fmt(conn.remote) });
+    } else if (req.code === 405) {
+      log.info("http proxy request refused", { error: req.detail });
+    } else this.#protocolError("http", req.detail, log);
+    await httpReply(conn, req.code, req.detail, req.code === 405 ? { Allow: "CONNECT" } : {});
+  }
+
+  #protocolError(code: string, error: string, log: Logger): void {
+    this.ctx.metrics.inc(
+      "burrow_protocol_errors_total",
+      "Connections closed for a protocol error",
+      { port: "socks", code },
+    );
+    log.warn("bad http proxy request, closing", { error });
+  }
+}
