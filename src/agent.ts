@@ -277,6 +277,7 @@ export class Agent {
     const link: Link = new Link(conn, {
       ...(this.opts.linkLastId ? { lastId: this.opts.linkLastId } : {}),
       ...(credit ? { granting: true, onStream: (stream: Conn) => this.#poolStream(stream) } : {}),
+      onLimit: (limit, max) => this.log.warn("limit hit", { limit, max }),
       first: (chunk) => {
         const e = refusal(chunk);
         refused = e !== null;

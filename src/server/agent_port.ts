@@ -481,6 +481,7 @@ export class AgentPort {
           maxStreams: this.ctx.config().poolMax + streamsPerAgent,
           onStream: (stream: Conn) => this.#join(s, new Wire(stream), log),
         }),
+      onLimit: (limit, max) => this.ctx.admission.limitHit(limit, { agent: s.name, max }),
       onClose: (why) => {
         links.delete(link);
         if (links.size === 0) this.#links.delete(s);
