@@ -54,6 +54,8 @@ export interface AgentOptions {
   link?: boolean;
   /** The last stream id a link may use before the next one takes over; for tests (default 2³²−1). */
   linkLastId?: number;
+  /** Log an `agent stats` line (pool, link queue) this often; absent: never (tests read it). */
+  statsMs?: number;
 }
 
 export interface SessionInfo {
@@ -64,6 +66,8 @@ export interface SessionInfo {
 }
 
 const noop = () => {};
+/** POOL_REQUESTs whose POOL_CONFIRM is not yet taken by the connection (SPEC.md §10). */
+const MAX_UNCONFIRMED = 1024;
 
 /** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
 export function statusOf(e: unknown): number {
@@ -93,6 +97,12 @@ export class Agent {
   /** The version-4 link that grants the session's pool streams, once up. */
   #granting: Link | null = null;
   readonly #pool = new IdMap<Conn>();
+  /**
+   * Pool connections and streams asked for and not yet given their OPEN:
+   * with the link's granted ids not yet opened, at most WELCOME's pool_max
+   * (a POOL_REQUEST beyond it is confirmed with fewer).
+   */
+  #unused = 0;
   #session: SessionInfo | undefined;
   #seq = 0;
   #nonce: Uint8Array = new Uint8Array(0);
@@ -132,7 +142,18 @@ export class Agent {
 
   /** Run until stop(): connect, serve, reconnect with backoff. */
   start(): void {
-    this.#running ??= this.#loop();
+    if (this.#running) return;
+    this.#running = this.#loop();
+    if (!this.opts.statsMs) return;
+    const stats = setInterval(() => {
+      const q = this.#granting?.queuedControl;
+      this.log.info("agent stats", {
+        pool: this.poolSize,
+        unused: this.#unused,
+        ...(q ? { link_queued_control: q.now, link_queued_control_peak: q.peak } : {}),
+      });
+    }, this.opts.statsMs);
+    void this.#running.finally(() => clearInterval(stats));
   }
 
   async stop(): Promise<void> {
@@ -299,6 +320,7 @@ export class Agent {
   async #serve(wire: Wire, welcome: MessageOf<"WELCOME">): Promise<void> {
     const conn = wire.conn;
     let lastRx = Date.now();
+    let unconfirmed = 0;
     const watchdog = setInterval(() => {
       if (Date.now() - lastRx > welcome.heartbeatTimeoutMs) {
         this.log.warn("server silent, reconnecting", { silent_ms: Date.now() - lastRx });
@@ -317,9 +339,21 @@ export class Agent {
             // round of dials, not one per request. Each request is confirmed
             // when its own dials are done (SPEC.md §7.4).
             const { requestId, count } = msg;
+            // A server that does not read its POOL_CONFIRMs fails the session.
+            if (unconfirmed >= MAX_UNCONFIRMED) {
+              this.log.warn("limit hit", {
+                limit: "pool_requests_unconfirmed",
+                max: MAX_UNCONFIRMED,
+              });
+              throw new ProtocolError(
+                "limit_exceeded",
+                `${MAX_UNCONFIRMED} POOL_REQUESTs wait for their POOL_CONFIRM to be read`,
+              );
+            }
+            unconfirmed++;
             this.#openPool(count, welcome, conn).then(
               (opened) => wire.send({ type: "POOL_CONFIRM", requestId, count: opened }),
-            ).catch(() => conn.close());
+            ).then(() => unconfirmed--, () => conn.close());
             break;
           }
           case "GOAWAY":
@@ -340,7 +374,22 @@ export class Agent {
    * Open `count` pool connections concurrently for the session of `control`;
    * resolves with how many said hello.
    */
-  async #openPool(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+  async #openPool(asked: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+    const l = this.#granting;
+    const count = Math.min(
+      asked,
+      welcome.poolMax - this.#unused - (l?.usable ? l.granted - l.opened : 0),
+    );
+    if (count <= 0) return 0;
+    this.#unused += count; // until each has its own place (in #awaitOpen) or a grant
+    try {
+      return await this.#openPoolOf(count, welcome, control);
+    } finally {
+      this.#unused -= count;
+    }
+  }
+
+  async #openPoolOf(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
     if (this.#version >= 4 && this.#link) {
       // Version 4: pool streams are granted, not opened; the server opens
       // each when it needs it (SPEC.md §2.4). What cannot be granted is dialed.
@@ -457,8 +506,9 @@ export class Agent {
 
   async #awaitOpen(wire: Wire): Promise<void> {
     let open: MessageOf<"OPEN">;
+    this.#unused++;
     try {
-      const msg = await wire.recv();
+      const msg = await wire.recv().finally(() => this.#unused--);
       if (msg === null) return wire.conn.close(); // the server shrank its pool
       if (msg.type === "ERROR") {
         this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });

@@ -46,6 +46,8 @@ export interface LinkOptions {
   onStream?: (stream: Conn) => void;
   /** Streams open at once that the peer may have; an OPEN beyond it is RESET. Default 65536. */
   maxStreams?: number;
+  /** True while an OPEN would only be closed again: it is RESET before a stream is made. */
+  unwanted?: () => boolean;
   /**
    * Inspects the first bytes received; an error it returns fails the link
    * (the agent uses it to read a server's ERROR frame refusing the link).
@@ -404,8 +406,9 @@ export class Link {
         );
       }
       this.#highest = f.stream;
-      if (this.#draining || this.#streams.size >= (this.#opts.maxStreams ?? 65536)) {
-        this.send({ type: "RESET", stream: f.stream }).catch(() => {});
+      const max = this.#opts.maxStreams ?? 65536;
+      if (this.#draining || this.#streams.size >= max || this.#opts.unwanted?.()) {
+        void this.send({ type: "RESET", stream: f.stream }); // not dead here: no new rejection
         return;
       }
       const s = new Stream(this, f.stream);
