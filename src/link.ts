@@ -408,8 +408,7 @@ export class Link {
       this.#highest = f.stream;
       const max = this.#opts.maxStreams ?? 65536;
       if (this.#draining || this.#streams.size >= max || this.#opts.unwanted?.()) {
-        void this.send({ type: "RESET", stream: f.stream }); // not dead here: no new rejection
-        return;
+        return void this.send({ type: "RESET", stream: f.stream }); // not dead: no new rejection
       }
       const s = new Stream(this, f.stream);
       this.#streams.set(f.stream, s);

@@ -203,11 +203,7 @@ grants:
 `,
   );
   const echo = await echoTarget(net);
-  const server = burrow(
-    rt,
-    ["server", "-c", config, "--no-watch"],
-    process.env.SRV_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SRV_NODE_OPTIONS } : {},
-  );
+  const server = burrow(rt, ["server", "-c", config, "--no-watch"]);
   const fake = await serverAttack(net);
   const agent = burrow(rt, [
     "agent",
@@ -241,12 +237,6 @@ grants:
     const agentRss = watchRss(agent.child.pid!);
     const [links] = await attacks;
     serverRss.stop();
-    console.error(
-      "RSS",
-      (serverRss.peak() - serverBase) >> 20,
-      (agentRss.peak() - agentBase) >> 20,
-      rss(server.child.pid!) >> 20,
-    );
     agentRss.stop();
     const grew = (peak: number, base: number) => `${((peak - base) / 2 ** 20).toFixed(1)} MiB`;
     assert.ok(
