@@ -220,7 +220,7 @@ grants:
   const lab = testAgent(net, { host: "127.0.0.1", port: agents }, "lab");
   try {
     await server.waitFor(/server listening/);
-    await agent.waitFor(/agent stats/);
+    await agent.waitFor(/msg="connected"/);
     lab.agent.start();
     await lab.agent.connected();
     // The first seconds of an attack size the heaps (a young generation

@@ -6,9 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
 import { ProtocolError } from "../src/errors.ts";
 import { Link, LINK_MAX_QUEUED_CONTROL } from "../src/link.ts";
-import { encodeLinkFrame, LINK_HEADER_SIZE } from "../src/link_frame.ts";
+import { encodeLinkFrame, LINK_HEADER_SIZE, type LinkFrame } from "../src/link_frame.ts";
+import type { Conn } from "../src/net.ts";
 import type { Target } from "../src/messages.ts";
 import { ALICE_TOKEN, echoTarget, runtime, runtimeNet, socks, tunnel, until } from "./helpers.ts";
 import { flood, hostileAgent, linkOpens } from "./hostile.ts";
@@ -111,3 +113,125 @@ for (
     }
   });
 }
+
+/**
+ * The side of a connection whose peer never reads: every write stays
+ * pending. Reads take what `feed` gives, then wait (the peer goes on).
+ */
+function unreadConn(): { conn: Conn; feed(b: Uint8Array): void } {
+  const queue: Uint8Array[] = [];
+  let waiter: ((c: Uint8Array | null) => void) | null = null;
+  let done = false;
+  let resolveClosed!: () => void;
+  const addr = { host: "127.0.0.1", port: 1 };
+  const conn: Conn = {
+    local: addr,
+    remote: addr,
+    read: () =>
+      queue.length > 0
+        ? Promise.resolve(queue.shift()!)
+        : done
+        ? Promise.resolve(null)
+        : new Promise((r) => waiter = r),
+    write: () => new Promise(() => {}),
+    end: () => new Promise(() => {}),
+    close: () => {
+      done = true;
+      waiter?.(null);
+      resolveClosed();
+    },
+    closed: new Promise((r) => resolveClosed = r),
+    setNoDelay: () => {},
+  };
+  return {
+    conn,
+    feed(b) {
+      if (waiter) {
+        const w = waiter;
+        waiter = null;
+        w(b);
+      } else queue.push(b);
+    },
+  };
+}
+
+type Step = { kind: "OPEN" | "RESET" | "FIN" | "WINDOW" | "DATA"; pick: number };
+
+/** Valid link frames from `steps`, as a peer that opens streams (version 3) sends them. */
+function validFrames(steps: Step[]): LinkFrame[] {
+  let highest = 0;
+  const finished = new Set<number>();
+  const out: LinkFrame[] = [];
+  for (const { kind, pick } of steps) {
+    if (kind === "OPEN" || highest === 0) {
+      out.push({ type: "OPEN", stream: ++highest });
+      continue;
+    }
+    const stream = 1 + (pick % highest);
+    if (kind === "RESET") out.push({ type: "RESET", stream });
+    else if (kind === "WINDOW") out.push({ type: "WINDOW", stream, increment: 1 + pick });
+    else if (!finished.has(stream)) {
+      if (kind === "FIN") finished.add(stream);
+      out.push(
+        kind === "FIN"
+          ? { type: "FIN", stream }
+          : { type: "DATA", stream, data: new Uint8Array(8) },
+      );
+    }
+  }
+  return out;
+}
+
+test(`${rt}: property: a peer that sends valid link frames and never reads gets at most ${LINK_MAX_QUEUED_CONTROL} control frames queued`, async () => {
+  const kinds = fc.constantFrom("OPEN", "RESET", "FIN", "WINDOW", "DATA") as fc.Arbitrary<
+    Step["kind"]
+  >;
+  const steps = fc.array(fc.record({ kind: kinds, pick: fc.nat(1 << 20) }), {
+    minLength: 1,
+    maxLength: 400,
+  });
+  await fc.assert(
+    fc.asyncProperty(
+      steps,
+      fc.constantFrom("close", "end", "keep"),
+      fc.integer({ min: 1, max: 64 }),
+      async (pattern, behaviour, maxStreams) => {
+        const { conn, feed } = unreadConn();
+        let why = null as Error | null;
+        const link = new Link(conn, {
+          maxStreams,
+          onStream: (s) => {
+            if (behaviour === "close") s.close();
+            else if (behaviour === "end") s.end().catch(() => {});
+          },
+          onClose: (e) => why = e,
+        });
+        // The pattern again and again, its stream ids moved past the last: 20 000 frames.
+        const frames = validFrames(pattern);
+        let sent = 0;
+        for (let base = 0; sent < 20_000 && why === null;) {
+          const batch: Uint8Array[] = [];
+          while (batch.length < 1000) { // ≥ 1000 frames a read
+            for (const f of frames) batch.push(encodeLinkFrame({ ...f, stream: f.stream + base }));
+            base += Math.max(...frames.map((f) => f.stream));
+          }
+          const chunk = new Uint8Array(batch.reduce((n, b) => n + b.length, 0));
+          batch.reduce((at, b) => (chunk.set(b, at), at + b.length), 0);
+          feed(chunk);
+          sent += batch.length;
+          await new Promise((r) => setTimeout(r, 0));
+        }
+        assert.ok(
+          link.queuedControl.peak <= LINK_MAX_QUEUED_CONTROL + 1,
+          `${link.queuedControl.peak}`,
+        );
+        const e = why as Error | null;
+        if (e !== null) {
+          assert.ok(e instanceof ProtocolError && e.code === "limit_exceeded", String(e));
+        }
+        link.close();
+      },
+    ),
+    { numRuns: 20 },
+  );
+});
