@@ -8,17 +8,17 @@
 import { fmt, targetText } from "./addr.ts";
 import { type Credential, poolTranscript, randomBytes, toHex } from "./auth.ts";
 import { decode } from "./decode.ts";
-import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
+import { NetError, PeerError, ProtocolError } from "./errors.ts";
 import { Framer } from "./framer.ts";
 import { IdMap } from "./idmap.ts";
+import { dialTarget } from "./agent_dial.ts";
+export { statusOf } from "./agent_dial.ts";
 import { Link } from "./link.ts";
 import { NO_ADDR } from "./writer.ts";
-import { normalizeIP, normalizeTarget } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
+import { ErrorCode, type MessageOf, type Rule, type Target } from "./messages.ts";
 import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts";
-import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep } from "./time.ts";
 import { answerControl, login, Wire } from "./wire.ts";
@@ -68,25 +68,6 @@ export interface SessionInfo {
 const noop = () => {};
 /** POOL_REQUESTs whose POOL_CONFIRM is not yet taken by the connection (SPEC.md §10). */
 const MAX_UNCONFIRMED = 1024;
-
-/** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
-export function statusOf(e: unknown): number {
-  if (e instanceof TimeoutError) return Status.ttl_expired;
-  if (!(e instanceof NetError)) return Status.general_failure;
-  switch (e.code) {
-    case "ECONNREFUSED":
-      return Status.connection_refused;
-    case "ENOTFOUND":
-    case "EHOSTUNREACH":
-      return Status.host_unreachable;
-    case "ENETUNREACH":
-      return Status.network_unreachable;
-    case "ETIMEDOUT":
-      return Status.ttl_expired;
-    default:
-      return Status.general_failure;
-  }
-}
 
 export class Agent {
   readonly #stop = new AbortController();
@@ -532,7 +513,12 @@ export class Agent {
         client: open.client,
         target: targetText(open.target),
       });
-    const result = await this.#dialTarget(open);
+    const result = await dialTarget(
+      this.net,
+      this.opts.rules,
+      open,
+      this.opts.dialTimeoutMs ?? 10_000,
+    );
     if (!result.ok) {
       log().warn("stream refused", { status: result.status, reason: result.reason });
       return wire.last({
@@ -555,63 +541,6 @@ export class Agent {
     if (this.log.enabled("debug")) log().debug("stream open");
     // Returned, not awaited, so this frame is released while the stream lasts.
     return relay(wire.conn, target, wire.rest()).then(noop);
-  }
-
-  /**
-   * Check the target's form and the allowlist (never trusting the server),
-   * resolve, dial.
-   */
-  async #dialTarget(
-    open: MessageOf<"OPEN">,
-  ): Promise<{ ok: true; conn: Conn } | { ok: false; status: number; reason: string }> {
-    const n = normalizeTarget(open.target);
-    if (!n.ok) return { ok: false, status: Status.not_allowed, reason: n.reason };
-    const t = n.target;
-    const rules = rulesFor(this.opts.rules, open.client);
-    const timeoutMs = this.opts.dialTimeoutMs ?? 10_000;
-    let hosts: string[];
-    if (rules.some((r) => matchRule(r, t, "never"))) {
-      hosts = [t.host];
-    } else if (
-      t.type === "domain" && rules.some((r) => r.kind !== "host" && matchRule(r, t, "defer"))
-    ) {
-      // Only CIDR rules can allow this name: resolve, and dial only addresses inside.
-      let ips: string[];
-      try {
-        ips = await this.net.lookup(t.host);
-      } catch (e) {
-        return { ok: false, status: statusOf(e), reason: `cannot resolve ${t.host}` };
-      }
-      hosts = ips.map(normalizeIP).filter((ip) => ip !== null).filter((ip) =>
-        rules.some((r) => matchRule(r, t, [ip]))
-      );
-      if (hosts.length === 0) {
-        return {
-          ok: false,
-          status: Status.not_allowed,
-          reason: "resolved addresses outside the allowlist",
-        };
-      }
-    } else {
-      return {
-        ok: false,
-        status: Status.not_allowed,
-        reason: "target outside the agent's allowlist",
-      };
-    }
-    let last: unknown;
-    for (const host of hosts.slice(0, 4)) {
-      try {
-        return { ok: true, conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
-      } catch (e) {
-        last = e;
-      }
-    }
-    return {
-      ok: false,
-      status: statusOf(last),
-      reason: last instanceof Error ? last.message : "dial failed",
-    };
   }
 }
 
