@@ -8,17 +8,17 @@
 import { fmt, targetText } from "./addr.ts";
 import { type Credential, poolTranscript, randomBytes, toHex } from "./auth.ts";
 import { decode } from "./decode.ts";
-import { NetError, PeerError, ProtocolError, TimeoutError } from "./errors.ts";
+import { NetError, PeerError, ProtocolError } from "./errors.ts";
 import { Framer } from "./framer.ts";
 import { IdMap } from "./idmap.ts";
+import { dialTarget } from "./agent_dial.ts";
+export { statusOf } from "./agent_dial.ts";
 import { Link } from "./link.ts";
 import { NO_ADDR } from "./writer.ts";
-import { normalizeIP, normalizeTarget, unroutable } from "./host.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, type MessageOf, type Rule, Status, type Target } from "./messages.ts";
+import { ErrorCode, type MessageOf, type Rule, type Target } from "./messages.ts";
 import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts";
-import { matchRule, rulesFor } from "./policy.ts";
 import { relay } from "./relay.ts";
 import { deadline, sleep } from "./time.ts";
 import { answerControl, dialServer, login, Wire } from "./wire.ts";
@@ -54,6 +54,8 @@ export interface AgentOptions {
   link?: boolean;
   /** The last stream id a link may use before the next one takes over; for tests (default 2³²−1). */
   linkLastId?: number;
+  /** Log an `agent stats` line (pool, link queue) this often; absent: never (tests read it). */
+  statsMs?: number;
 }
 
 export interface SessionInfo {
@@ -64,25 +66,8 @@ export interface SessionInfo {
 }
 
 const noop = () => {};
-
-/** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
-export function statusOf(e: unknown): number {
-  if (e instanceof TimeoutError) return Status.ttl_expired;
-  if (!(e instanceof NetError)) return Status.general_failure;
-  switch (e.code) {
-    case "ECONNREFUSED":
-      return Status.connection_refused;
-    case "ENOTFOUND":
-    case "EHOSTUNREACH":
-      return Status.host_unreachable;
-    case "ENETUNREACH":
-      return Status.network_unreachable;
-    case "ETIMEDOUT":
-      return Status.ttl_expired;
-    default:
-      return Status.general_failure;
-  }
-}
+/** POOL_REQUESTs whose POOL_CONFIRM is not yet taken by the connection (SPEC.md §10). */
+const MAX_UNCONFIRMED = 1024;
 
 export class Agent {
   readonly #stop = new AbortController();
@@ -93,6 +78,12 @@ export class Agent {
   /** The version-4 link that grants the session's pool streams, once up. */
   #granting: Link | null = null;
   readonly #pool = new IdMap<Conn>();
+  /**
+   * Pool connections and streams asked for and not yet given their OPEN:
+   * with the link's granted ids not yet opened, at most WELCOME's pool_max
+   * (a POOL_REQUEST beyond it is confirmed with fewer).
+   */
+  #unused = 0;
   #session: SessionInfo | undefined;
   #seq = 0;
   #nonce: Uint8Array = new Uint8Array(0);
@@ -132,7 +123,18 @@ export class Agent {
 
   /** Run until stop(): connect, serve, reconnect with backoff. */
   start(): void {
-    this.#running ??= this.#loop();
+    if (this.#running) return;
+    this.#running = this.#loop();
+    if (!this.opts.statsMs) return;
+    const stats = setInterval(() => {
+      const q = this.#granting?.queuedControl;
+      this.log.info("agent stats", {
+        pool: this.poolSize,
+        unused: this.#unused,
+        ...(q ? { link_queued_control: q.now, link_queued_control_peak: q.peak } : {}),
+      });
+    }, this.opts.statsMs);
+    void this.#running.finally(() => clearInterval(stats));
   }
 
   async stop(): Promise<void> {
@@ -277,6 +279,7 @@ export class Agent {
     const link: Link = new Link(conn, {
       ...(this.opts.linkLastId ? { lastId: this.opts.linkLastId } : {}),
       ...(credit ? { granting: true, onStream: (stream: Conn) => this.#poolStream(stream) } : {}),
+      onLimit: (limit, max) => this.log.warn("limit hit", { limit, max }),
       first: (chunk) => {
         const e = refusal(chunk);
         refused = e !== null;
@@ -298,6 +301,7 @@ export class Agent {
   async #serve(wire: Wire, welcome: MessageOf<"WELCOME">): Promise<void> {
     const conn = wire.conn;
     let lastRx = Date.now();
+    let unconfirmed = 0;
     const watchdog = setInterval(() => {
       if (Date.now() - lastRx > welcome.heartbeatTimeoutMs) {
         this.log.warn("server silent, reconnecting", { silent_ms: Date.now() - lastRx });
@@ -316,9 +320,21 @@ export class Agent {
             // round of dials, not one per request. Each request is confirmed
             // when its own dials are done (SPEC.md §7.4).
             const { requestId, count } = msg;
+            // A server that does not read its POOL_CONFIRMs fails the session.
+            if (unconfirmed >= MAX_UNCONFIRMED) {
+              this.log.warn("limit hit", {
+                limit: "pool_requests_unconfirmed",
+                max: MAX_UNCONFIRMED,
+              });
+              throw new ProtocolError(
+                "limit_exceeded",
+                `${MAX_UNCONFIRMED} POOL_REQUESTs wait for their POOL_CONFIRM to be read`,
+              );
+            }
+            unconfirmed++;
             this.#openPool(count, welcome, conn).then(
               (opened) => wire.send({ type: "POOL_CONFIRM", requestId, count: opened }),
-            ).catch(() => conn.close());
+            ).then(() => unconfirmed--, () => conn.close());
             break;
           }
           case "GOAWAY":
@@ -339,7 +355,22 @@ export class Agent {
    * Open `count` pool connections concurrently for the session of `control`;
    * resolves with how many said hello.
    */
-  async #openPool(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+  async #openPool(asked: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
+    const l = this.#granting;
+    const count = Math.min(
+      asked,
+      welcome.poolMax - this.#unused - (l?.usable ? l.granted - l.opened : 0),
+    );
+    if (count <= 0) return 0;
+    this.#unused += count; // until each has its own place (in #awaitOpen) or a grant
+    try {
+      return await this.#openPoolOf(count, welcome, control);
+    } finally {
+      this.#unused -= count;
+    }
+  }
+
+  async #openPoolOf(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
     if (this.#version >= 4 && this.#link) {
       // Version 4: pool streams are granted, not opened; the server opens
       // each when it needs it (SPEC.md §2.4). What cannot be granted is dialed.
@@ -456,8 +487,9 @@ export class Agent {
 
   async #awaitOpen(wire: Wire): Promise<void> {
     let open: MessageOf<"OPEN">;
+    this.#unused++;
     try {
-      const msg = await wire.recv();
+      const msg = await wire.recv().finally(() => this.#unused--);
       if (msg === null) return wire.conn.close(); // the server shrank its pool
       if (msg.type === "ERROR") {
         this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });
@@ -481,7 +513,12 @@ export class Agent {
         client: open.client,
         target: targetText(open.target),
       });
-    const result = await this.#dialTarget(open);
+    const result = await dialTarget(
+      this.net,
+      this.opts.rules,
+      open,
+      this.opts.dialTimeoutMs ?? 10_000,
+    );
     if (!result.ok) {
       log().warn("stream refused", { status: result.status, reason: result.reason });
       return wire.last({
@@ -504,62 +541,6 @@ export class Agent {
     if (this.log.enabled("debug")) log().debug("stream open");
     // Returned, not awaited, so this frame is released while the stream lasts.
     return relay(wire.conn, target, wire.rest()).then(noop);
-  }
-
-  /**
-   * Check the target's form and the allowlist (never trusting the server),
-   * resolve, dial.
-   */
-  async #dialTarget(
-    open: MessageOf<"OPEN">,
-  ): Promise<{ ok: true; conn: Conn } | { ok: false; status: number; reason: string }> {
-    const n = normalizeTarget(open.target);
-    if (!n.ok) return { ok: false, status: Status.not_allowed, reason: n.reason };
-    const t = n.target;
-    const rules = rulesFor(this.opts.rules, open.client);
-    const timeoutMs = this.opts.dialTimeoutMs ?? 10_000;
-    let hosts: string[];
-    if (rules.some((r) => matchRule(r, t, "never"))) {
-      hosts = [t.host];
-    } else if (
-      t.type === "domain" && rules.some((r) => r.kind !== "host" && matchRule(r, t, "defer"))
-    ) {
-      // Only CIDR rules can allow this name: resolve, and dial only addresses inside.
-      let ips: string[];
-      try {
-        ips = await this.net.lookup(t.host);
-      } catch (e) {
-        return { ok: false, status: statusOf(e), reason: `cannot resolve ${t.host}` };
-      }
-      hosts = ips.map(normalizeIP).filter((ip) => ip !== null).filter((ip) =>
-        rules.some((r) => matchRule(r, t, [ip]))
-      );
-      if (hosts.length === 0) {
-        return {
-          ok: false,
-          status: Status.not_allowed,
-          reason: "resolved addresses outside the allowlist",
-        };
-      }
-    } else {
-      return {
-        ok: false,
-        status: Status.not_allowed,
-        reason: "target outside the agent's allowlist",
-      };
-    }
-    let last: unknown;
-    for (const host of hosts.slice(0, 4)) {
-      try {
-        const no = unroutable(host); // the same reply on every runtime
-        if (no) throw no;
-        return { ok: true, conn: await this.net.dial({ host, port: t.port, timeoutMs }) };
-      } catch (e) {
-        last = e;
-      }
-    }
-    const reason = last instanceof Error ? last.message : "dial failed";
-    return { ok: false, status: statusOf(last), reason };
   }
 }
 

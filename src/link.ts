@@ -16,19 +16,13 @@
  * @module
  */
 import { NetError, ProtocolError } from "./errors.ts";
-import {
-  encodeData,
-  encodeLinkFrame,
-  LINK_MAX_DATA,
-  type LinkFrame,
-  LinkFramer,
-} from "./link_frame.ts";
+import { encodeLinkFrame, type LinkFrame, LinkFramer } from "./link_frame.ts";
+import { LINK_WINDOW, Stream } from "./link_stream.ts";
 import type { Addr, Conn } from "./net.ts";
 import { IdMap } from "./idmap.ts";
 import { afterTurn } from "./time.ts";
 
-/** Each direction of each stream starts with this window (SPEC.md §3.2). */
-export const LINK_WINDOW = 1 << 20;
+export { LINK_WINDOW };
 /** Bytes a link may hold for the connection before `send` waits for them. */
 const LINK_HWM = 256 * 1024;
 /** Frames that make a write before the turn ends (see `Link.send`). */
@@ -39,19 +33,31 @@ const RESOLVED = Promise.resolve();
 
 /** How long a drained link waits for the peer to close its side. */
 const LINGER_MS = 5000;
-/** A receiver grants window once its reader has consumed this much. */
-const GRANT_AT = LINK_WINDOW / 4;
+/**
+ * Frames other than DATA a link may have queued, not yet taken by its
+ * connection, when a peer's frame arrives (SPEC.md §3.2); past it the peer
+ * does not read what it makes this side answer, and the link fails (as Go's
+ * HTTP/2 server does past 10 000 queued control frames). DATA: see windows.
+ */
+export const LINK_MAX_QUEUED_CONTROL = 10_000;
 
 export interface LinkOptions {
   /** Called with each stream the peer opens; absent = the peer may not open streams. */
   onStream?: (stream: Conn) => void;
   /** Streams open at once that the peer may have; an OPEN beyond it is RESET. Default 65536. */
   maxStreams?: number;
+  /** True while an OPEN would only be closed again: it is RESET before a stream is made. */
+  unwanted?: () => boolean;
   /**
    * Inspects the first bytes received; an error it returns fails the link
    * (the agent uses it to read a server's ERROR frame refusing the link).
    */
   first?: (chunk: Uint8Array) => Error | null;
+  /**
+   * Called when a limit of the link triggers, before it fails: its name (as
+   * in `limit=…`) and value, to log and count.
+   */
+  onLimit?: (limit: string, max: number) => void;
   /** Called once when the link fails or closes, with the reason (null after `close()`). */
   onClose?: (why: Error | null) => void;
   /** The last stream id this side may open (default 2³²−1; tests lower it). */
@@ -94,6 +100,10 @@ export class Link {
   readonly #batch: number;
   /** Bytes queued by `send` and not yet taken by the connection. */
   #pending = 0;
+  /** Frames other than DATA in `#out`, in writes not yet taken, and most ever waiting. */
+  #controlOut = 0;
+  #controlWriting = 0;
+  #controlPeak = 0;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -102,10 +112,7 @@ export class Link {
     this.#batch = conn.nagle ? Infinity : LINK_BATCH;
     this.#opts = opts;
     this.closed = new Promise((r) => this.#resolveClosed = r);
-    if (initial && initial.length > 0) {
-      if (!this.#feed(initial)) return;
-    }
-    void this.#readLoop();
+    void this.#readLoop(initial);
   }
 
   /** Streams opened on this link so far (by either side). */
@@ -116,6 +123,11 @@ export class Link {
   /** Streams open now. */
   get streams(): number {
     return this.#streams.size;
+  }
+
+  /** Frames other than DATA queued and not yet taken by the connection, now and at most so far. */
+  get queuedControl(): { now: number; peak: number } {
+    return { now: this.#controlOut + this.#controlWriting, peak: this.#controlPeak };
   }
 
   /** False once the link failed, closed, drains, or has used its last stream id. */
@@ -208,7 +220,10 @@ export class Link {
    */
   send(f: LinkFrame | Uint8Array): Promise<void> {
     if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
-    const bytes = f instanceof Uint8Array ? f : encodeLinkFrame(f);
+    const bytes = f instanceof Uint8Array ? f : encodeLinkFrame(f); // DATA comes encoded
+    if (bytes !== f && ++this.#controlOut + this.#controlWriting > this.#controlPeak) {
+      this.#controlPeak++;
+    }
     this.#out.push(bytes);
     this.#pending += bytes.length;
     let flushed: Promise<void> | null = null;
@@ -238,7 +253,13 @@ export class Link {
     this.#out = [];
     let total = 0;
     for (const p of parts) total += p.length;
-    const settle = () => void (this.#pending -= total);
+    const control = this.#controlOut;
+    this.#controlOut = 0;
+    this.#controlWriting += control;
+    const settle = () => {
+      this.#pending -= total;
+      this.#controlWriting -= control;
+    };
     if (this.#dead) {
       settle();
       return Promise.reject(new NetError("ECLOSED", "the link is closed"));
@@ -285,7 +306,13 @@ export class Link {
     this.#flushed.then(() => this.#conn.end()).catch(() => this.close());
   }
 
-  async #readLoop(): Promise<void> {
+  async #readLoop(initial: Uint8Array | undefined): Promise<void> {
+    // Bytes read with the hello are taken after the constructor returned:
+    // its caller holds the link before any of its callbacks run.
+    if (initial && initial.length > 0) {
+      await RESOLVED;
+      if (!this.#feed(initial)) return;
+    }
     try {
       for (;;) {
         const chunk = await this.#conn.read();
@@ -325,6 +352,15 @@ export class Link {
   }
 
   #dispatch(f: LinkFrame): void {
+    if (this.#controlOut + this.#controlWriting > LINK_MAX_QUEUED_CONTROL) {
+      this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
+      throw new ProtocolError(
+        "limit_exceeded",
+        `Cannot take link frame: ${LINK_MAX_QUEUED_CONTROL} frames answering the peer ` +
+          "wait for it to read (limit=link_queued_control)",
+        { reply: false },
+      );
+    }
     if (f.type === "GRANT") {
       if (!this.#opts.onGrant) {
         throw new ProtocolError(
@@ -370,9 +406,9 @@ export class Link {
         );
       }
       this.#highest = f.stream;
-      if (this.#draining || this.#streams.size >= (this.#opts.maxStreams ?? 65536)) {
-        this.send({ type: "RESET", stream: f.stream }).catch(() => {});
-        return;
+      const max = this.#opts.maxStreams ?? 65536;
+      if (this.#draining || this.#streams.size >= max || this.#opts.unwanted?.()) {
+        return void this.send({ type: "RESET", stream: f.stream }); // not dead: no new rejection
       }
       const s = new Stream(this, f.stream);
       this.#streams.set(f.stream, s);
@@ -408,215 +444,6 @@ export class Link {
     try {
       this.#opts.onClose?.(why);
     } finally {
-      this.#resolveClosed();
-    }
-  }
-}
-
-type Waiter = { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void };
-
-/** One stream of a link: a {@link Conn}. */
-class Stream implements Conn {
-  readonly #queue: Uint8Array[] = [];
-  #queued = 0;
-  #reader: Waiter | null = null;
-  /** The peer sent FIN. */
-  #eof = false;
-  /** Bytes the peer may still send before it needs more window. */
-  #allowed = LINK_WINDOW;
-  /** Bytes read by our reader and not yet granted back. */
-  #consumed = 0;
-  /** Bytes we may still send. */
-  #window = LINK_WINDOW;
-  #windowWaiter: (() => void) | null = null;
-  #writing: Promise<void> = Promise.resolve();
-  #ended: Promise<void> | null = null;
-  #finSent = false;
-  /** Closed here, reset, or the link failed. */
-  #done = false;
-  #error: Error | null = null;
-  /** The link is gone after the peer's FIN: writes fail with this, reads drain the queue. */
-  #lost: Error | null = null;
-  readonly closed: Promise<void>;
-  #resolveClosed!: () => void;
-
-  constructor(readonly link: Link, readonly id: number) {
-    this.closed = new Promise((r) => this.#resolveClosed = r);
-  }
-
-  get local(): Addr {
-    return this.link.local;
-  }
-
-  get remote(): Addr {
-    return this.link.remote;
-  }
-
-  setNoDelay(): void {}
-
-  read(): Promise<Uint8Array | null> {
-    const chunk = this.#queue.shift();
-    if (chunk) {
-      this.#queued -= chunk.length;
-      this.#grant(chunk.length);
-      this.#settleIfDone();
-      return Promise.resolve(chunk);
-    }
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#eof || this.#done) return Promise.resolve(null);
-    return new Promise((resolve, reject) => this.#reader = { resolve, reject });
-  }
-
-  write(chunk: Uint8Array): Promise<void> {
-    if (this.#done || this.#ended || this.#lost) {
-      return Promise.reject(this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed"));
-    }
-    const p = this.#writing.then(() => this.#send(chunk));
-    this.#writing = p.catch(() => {});
-    return p;
-  }
-
-  end(): Promise<void> {
-    if ((this.#done || this.#lost) && !this.#ended) {
-      return Promise.reject(this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed"));
-    }
-    this.#ended ??= this.#writing.then(async () => {
-      if (this.#done || this.#lost) {
-        throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
-      }
-      this.#finSent = true;
-      await this.link.send({ type: "FIN", stream: this.id });
-      this.#settleIfDone();
-    });
-    return this.#ended;
-  }
-
-  close(): void {
-    if (this.#done) return;
-    this.link.send({ type: "RESET", stream: this.id }).catch(() => {});
-    this.abort(null);
-  }
-
-  /**
-   * @internal The link is gone. After the peer's FIN nothing more was coming:
-   * the reader still gets what was received, then EOF; writes fail. Else as
-   * {@link abort}.
-   */
-  linkLost(error: Error): void {
-    if (this.#done) return;
-    if (!this.#eof) return this.abort(error);
-    this.#lost = error;
-    this.#windowWaiter?.();
-    this.#settleIfDone();
-  }
-
-  /** @internal Fail or close locally: wake everyone, forget the stream. */
-  abort(error: Error | null): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#error = error;
-    this.#queue.length = 0;
-    this.#queued = 0;
-    const r = this.#reader;
-    this.#reader = null;
-    if (r) error ? r.reject(error) : r.resolve(null);
-    this.#windowWaiter?.();
-    this.link.forget(this.id);
-    this.#resolveClosed();
-  }
-
-  /** @internal A frame for this stream arrived. */
-  receive(f: LinkFrame): void {
-    if (this.#done) return;
-    switch (f.type) {
-      case "DATA": {
-        if (this.#eof) {
-          throw new ProtocolError("invalid_message", `Link stream ${this.id}: DATA after FIN`, {
-            reply: false,
-          });
-        }
-        if (f.data.length > this.#allowed) {
-          throw new ProtocolError(
-            "invalid_message",
-            `Link stream ${this.id}: ${f.data.length} bytes exceed the window of ${this.#allowed}`,
-            { reply: false },
-          );
-        }
-        this.#allowed -= f.data.length;
-        const r = this.#reader;
-        if (r) {
-          this.#reader = null;
-          this.#grant(f.data.length);
-          r.resolve(f.data);
-        } else {
-          this.#queue.push(f.data);
-          this.#queued += f.data.length;
-        }
-        return;
-      }
-      case "WINDOW":
-        this.#window = Math.min(Number.MAX_SAFE_INTEGER, this.#window + f.increment);
-        this.#windowWaiter?.();
-        return;
-      case "FIN": {
-        this.#eof = true;
-        const r = this.#reader;
-        this.#reader = null;
-        r?.resolve(null);
-        this.#settleIfDone();
-        return;
-      }
-      case "RESET":
-        return this.abort(new NetError("ECONNRESET", "stream reset by the peer"));
-      default:
-        throw new ProtocolError("unexpected_message", `${f.type} on an open link stream`, {
-          reply: false,
-        });
-    }
-  }
-
-  /** Bytes buffered and not yet read. */
-  get buffered(): number {
-    return this.#queued;
-  }
-
-  async #send(chunk: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.#done || this.#lost) {
-        throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
-      }
-      if (this.#window === 0) {
-        await new Promise<void>((r) => this.#windowWaiter = r);
-        this.#windowWaiter = null;
-        continue;
-      }
-      // Even pieces: 65 536 bytes go as 2 × 32 768, not 65 535 + 1.
-      const left = chunk.length - off;
-      const pieces = Math.ceil(left / LINK_MAX_DATA);
-      const n = Math.min(Math.ceil(left / pieces), this.#window);
-      this.#window -= n;
-      const piece = n === chunk.length ? chunk : chunk.subarray(off, off + n);
-      await this.link.send(encodeData(this.id, piece));
-      off += n;
-    }
-  }
-
-  /** Our reader consumed `n` bytes: grant them back once enough has gathered. */
-  #grant(n: number): void {
-    this.#consumed += n;
-    if (this.#consumed < GRANT_AT || this.#eof) return;
-    const increment = this.#consumed;
-    this.#consumed = 0;
-    this.#allowed += increment;
-    this.link.send({ type: "WINDOW", stream: this.id, increment }).catch(() => {});
-  }
-
-  /** Both directions ended and everything was read: the stream is done. */
-  #settleIfDone(): void {
-    if ((this.#finSent || this.#lost) && this.#eof && this.#queue.length === 0 && !this.#done) {
-      this.#done = true;
-      this.link.forget(this.id);
       this.#resolveClosed();
     }
   }

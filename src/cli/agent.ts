@@ -240,6 +240,9 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const log = logger(f.logLevel);
   const { opts, close } = await agentOptions(host, f, log);
   const instance = randomBytes(16); // one per process, on every server (SPEC.md §2.1)
+  // For tests that watch an attacked agent's queues: an `agent stats` line this often.
+  const statsMs = Number(host.env("BURROW_AGENT_STATS_MS") ?? 0);
+  if (statsMs > 0) { for (const o of opts) o.statsMs = statsMs; }
   log.info("agent starting", { agent: opts[0]!.name, instance: toHex(instance).slice(0, 8) });
   const agents = opts.map((o) =>
     new Agent(

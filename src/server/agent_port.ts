@@ -91,7 +91,19 @@ export class AgentPort {
   /** Each session's links (version 3, SPEC.md §2.4). */
   readonly #links = new Map<Session, Set<Link>>();
 
-  constructor(readonly ctx: ServerContext) {}
+  constructor(readonly ctx: ServerContext) {
+    ctx.metrics.gauge(
+      "burrow_link_queued_control_peak",
+      "Most frames other than DATA a live link has had waiting for its agent to read",
+      () => [[
+        {},
+        Math.max(
+          0,
+          ...[...this.#links.values()].flatMap((ls) => [...ls].map((l) => l.queuedControl.peak)),
+        ),
+      ]],
+    );
+  }
 
   /** The newest live session of each agent that has one. */
   get sessions(): ReadonlyMap<string, Session> {
@@ -480,7 +492,9 @@ export class AgentPort {
           // Idle streams count against pool_max, busy ones against the agent's stream limit.
           maxStreams: this.ctx.config().poolMax + streamsPerAgent,
           onStream: (stream: Conn) => this.#join(s, new Wire(stream), log),
+          unwanted: () => s.unwanted,
         }),
+      onLimit: (limit, max) => this.ctx.admission.limitHit(limit, { agent: s.name, max }),
       onClose: (why) => {
         links.delete(link);
         if (links.size === 0) this.#links.delete(s);

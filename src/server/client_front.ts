@@ -76,7 +76,7 @@ export class ClientFront {
       try {
         await wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound: r.bound });
       } catch (e) {
-        r.conn.close();
+        this.router.abandon(client, r);
         throw e;
       }
       this.router.setupDone("clients", t0, true);

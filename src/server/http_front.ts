@@ -113,7 +113,7 @@ export class HttpConnectFront {
     try {
       await httpReply(conn, 200);
     } catch (e) {
-      r.conn.close();
+      this.router.abandon(client, r);
       throw e;
     }
     this.router.setupDone(PORT, t0, true);

@@ -285,11 +285,44 @@ export class Router {
         `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
       );
     }
+    // The places are taken now, not when OPEN_RESULT comes: CONNECTs that
+    // wait for the agent count too. stream() or abandon() gives them back.
+    bump(this.#clientStreams, req.client, 1);
+    bump(this.#agentStreams, agent, 1);
+    let r: OpenResult | null = null;
+    try {
+      return r = await this.#route(req, target, agent, c.poolWaitMs);
+    } finally {
+      if (!r?.ok) {
+        bump(this.#clientStreams, req.client, -1);
+        bump(this.#agentStreams, agent, -1);
+      }
+    }
+  }
+
+  /**
+   * An opened stream that will not be relayed (its reply could not be
+   * written): close it and give back its places.
+   */
+  abandon(client: string, r: Extract<OpenResult, { ok: true }>): void {
+    r.conn.close();
+    bump(this.#clientStreams, client, -1);
+    bump(this.#agentStreams, r.agent, -1);
+    this.#unload(r.session);
+  }
+
+  /** Find an announced replica for a CONNECT that passed the limits, and open it there. */
+  async #route(
+    req: OpenRequest,
+    target: Target,
+    agent: string,
+    poolWaitMs: number,
+  ): Promise<OpenResult> {
     if (this.agents.group(agent).length === 0) {
       return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
     }
     // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
-    const found = this.agents.announced(agent, c.poolWaitMs);
+    const found = this.agents.announced(agent, poolWaitMs);
     const announced = Array.isArray(found) ? found : await found;
     if (announced.length === 0) {
       return refuse(
@@ -465,9 +498,7 @@ export class Router {
     log: Logger,
     port = "socks",
   ): Promise<void> {
-    bump(this.#clientStreams, client, 1);
-    bump(this.#agentStreams, r.agent, 1);
-    this.active++;
+    this.active++; // its places were taken by open()
     let opened = this.#streamsOf.get(r.agent);
     if (!opened) {
       opened = this.ctx.metrics.counterOf("burrow_streams_total", "Streams opened", {

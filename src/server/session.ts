@@ -254,6 +254,15 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
+   * {@link add} would answer only "full" or "closed" and count nothing: a
+   * link stream opened now is reset before anything is made for it.
+   */
+  get unwanted(): boolean {
+    return this.closed || (this.#waiters.length === 0 &&
+      this.#idle.length >= this.params().poolMax && !this.#asks.some((a) => a.remaining > 0));
+  }
+
+  /**
    * A pool connection whose POOL_HELLO was verified. It counts against the
    * oldest open request, then goes to the oldest waiting CONNECT, else idles.
    * `"full"` and `"closed"`: the caller closes it.

@@ -127,7 +127,7 @@ export class SocksFront {
     try {
       await socksReply(conn, Status.succeeded, r.bound);
     } catch (e) {
-      r.conn.close();
+      this.router.abandon(client, r);
       throw e;
     }
     this.router.setupDone("socks", t0, true);
