@@ -561,3 +561,35 @@ test(`${rt}: proxy_protocol on the HTTPS port: the request after the header is s
     await t.close();
   }
 });
+
+test(`${rt}: proxy_protocol on the HTTPS port with TLS: the header, then TLS, then the request`, async () => {
+  const t = await tunnel({
+    startAgent: false,
+    tls: true,
+    config: {
+      trusted_proxies: ["127.0.0.1"],
+      proxy_protocol: ["https"],
+      listen: { agents: "127.0.0.1:0", socks: "", clients: "", http: "", https: "127.0.0.1:0" },
+    },
+  });
+  const relay = await headerRelay(t.net, t.server.addrs.https!, proxyV1("203.0.113.10", 4712));
+  try {
+    const c = await t.net.dial({ ...relay.addr, tls: t.pin!, timeoutMs: 5000 });
+    try {
+      await c.write(enc.encode("NOT HTTP\r\n\r\n"));
+      assert.equal((await readAll(c).catch(() => new Uint8Array(0))).length, 0);
+    } finally {
+      c.close();
+    }
+    assert.ok(
+      await until(() =>
+        t.logs.some((l) =>
+          l.includes("bad HTTPS request") && l.includes("remote=203.0.113.10:4712")
+        )
+      ),
+    );
+  } finally {
+    relay.close();
+    await t.close();
+  }
+});
