@@ -8,7 +8,7 @@
  * listener, writes `head` and splices the two connections (a copy loop
  * each way: backpressure by awaited writes, half-close by `end()`); the
  * TLS Conn the internal listener accepts for that dial (matched by its
- * source port) is the result, with the real remote address.
+ * source address and port) is the result, with the real remote address.
  *
  * The cost, per connection: two more sockets (the loopback pair) and every
  * byte copied twice more; per listener, one loopback port.
@@ -34,10 +34,13 @@ export async function pump(from: Conn, to: Conn): Promise<void> {
   }
 }
 
-/** The TLS Conns the internal listener accepts, matched to loopback dials by port. */
+/** `host port` of an address: what matches a loopback dial to its accepted Conn. */
+const key = (a: Addr) => `${a.host} ${a.port}`;
+
+/** The TLS Conns the internal listener accepts, matched to loopback dials by source. */
 class Matcher {
-  #waiting = new Map<number, (c: Conn) => void>();
-  #early = new Map<number, Conn>();
+  #waiting = new Map<string, (c: Conn) => void>();
+  #early = new Map<string, Conn>();
   readonly inner: Listener;
 
   constructor(inner: Listener) {
@@ -54,7 +57,7 @@ class Matcher {
         continue; // the TLS listener pauses after an accept error itself
       }
       if (c === null) return;
-      const conn = c, port = c.remote.port;
+      const conn = c, port = key(c.remote);
       const waiter = this.#waiting.get(port);
       this.#waiting.delete(port);
       if (waiter) waiter(conn);
@@ -70,8 +73,9 @@ class Matcher {
     }
   }
 
-  /** The TLS Conn accepted for the loopback dial from `port`. */
-  take(port: number): Promise<Conn> {
+  /** The TLS Conn accepted for the loopback dial from `from`. */
+  take(from: Addr): Promise<Conn> {
+    const port = key(from);
     const early = this.#early.get(port);
     this.#early.delete(port);
     if (early) return Promise.resolve(early);
@@ -93,7 +97,7 @@ async function splice(net: Net, m: Matcher, outer: Conn, head: Uint8Array): Prom
   let link: Conn | null = null;
   try {
     link = await net.dial({ ...m.inner.addr, timeoutMs: MATCH_MS });
-    const tls = await m.take(link.local.port);
+    const tls = await m.take(link.local);
     if (head.byteLength > 0) await link.write(head);
     const l = link;
     const back = pump(l, outer);
