@@ -374,7 +374,7 @@ export class Server implements HttpSource {
     const ctx = this.agents.ctx;
     void this.#acceptLoop(l, async (c) => {
       const real = opts.tls && !deferTls ? c : await proxied(ctx, port, c, deferTls);
-      if (real && deferTls) this.#track(real); // the TLS Conn, c is done
+      if (real && deferTls) this.#track(real); // the TLS Conn: c hands over to it
       if (real) await handle(real);
     });
     return l.addr;
