@@ -56,6 +56,16 @@ export interface Conn {
    * the one before, so writers should make few writes rather than early ones.
    */
   readonly nagle?: boolean;
+  /**
+   * On a Conn of a listener with `deferTls` (elsewhere absent, or rejects
+   * with TypeError): start server TLS with the listener's certificate on
+   * this connection, `head` (bytes read from it past its prologue) being
+   * the first bytes of the TLS stream. Resolves to a Conn as one a TLS
+   * listener accepts (handshake in the background), with this Conn's
+   * addresses; from the call on, only the returned Conn is used (this one
+   * closes with it). No read may be pending. A failure closes this Conn.
+   */
+  startTls?(head: Uint8Array): Promise<Conn>;
 }
 
 /** A listening socket. */
@@ -100,6 +110,13 @@ export interface ListenOptions {
    * point of the TLS handshake too.
    */
   tls?: TlsServerOptions;
+  /**
+   * With `tls`: connections start plain, for a prologue that comes before
+   * the TLS handshake (a PROXY protocol header); the caller reads it, then
+   * calls {@link Conn.startTls}. Deno and Bun serve these listeners with
+   * their `node:net` and `node:tls`.
+   */
+  deferTls?: boolean;
 }
 
 /** Server side of TLS: the certificate to present. */

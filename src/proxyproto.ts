@@ -141,12 +141,15 @@ function parseV2(buf: Uint8Array): { value: ProxyHeader; size: number } | null {
  * Read the header that starts `conn`, within `timeoutMs` of the call. Resolves
  * to the connection with the header's source as its remote address (its own,
  * where the header names none) and the bytes after the header as its first
- * read. Rejects with {@link ProxyHeaderError} (bad or missing header),
- * `TimeoutError`, `EofError` or `NetError`; the caller closes `conn`.
+ * read; with `startTls`, to the TLS connection `conn.startTls()` makes of it,
+ * those bytes being the start of its TLS stream. Rejects with
+ * {@link ProxyHeaderError} (bad or missing header), `TimeoutError`,
+ * `EofError` or `NetError`; the caller closes `conn`.
  */
 export async function readProxyHeader(
   conn: Conn,
   timeoutMs: number,
+  startTls = false,
 ): Promise<{ conn: Conn; header: ProxyHeader }> {
   const rd = new Reader(conn, 16 + V2_MAX_LENGTH);
   const header = await deadline(
@@ -154,21 +157,37 @@ export async function readProxyHeader(
     timeoutMs,
     "PROXY header",
   );
-  return { conn: withRemote(conn, header.source ?? conn.remote, rd.rest()), header };
+  const remote = header.source ?? conn.remote;
+  if (!startTls) return { conn: withRemote(conn, remote, rd.rest()), header };
+  if (!conn.startTls) throw new TypeError("startTls: not a connection of a deferTls listener");
+  return { conn: withRemote(await conn.startTls(rd.rest()), remote), header };
 }
 
-/** `conn` as seen from `remote`, with `rest` (bytes already read from it) read first. */
-export function withRemote(conn: Conn, remote: Addr, rest: Uint8Array = new Uint8Array(0)): Conn {
-  return new SourcedConn(conn, remote, rest);
+/**
+ * `conn` as seen from `remote` (and at `local`, if given), with `rest` (bytes
+ * already read from it) read first.
+ */
+export function withRemote(
+  conn: Conn,
+  remote: Addr,
+  rest: Uint8Array = new Uint8Array(0),
+  local?: Addr,
+): Conn {
+  return new SourcedConn(conn, remote, rest, local ?? null);
 }
 
 class SourcedConn implements Conn {
   #rest: Uint8Array | null;
-  constructor(readonly inner: Conn, readonly remote: Addr, rest: Uint8Array) {
+  constructor(
+    readonly inner: Conn,
+    readonly remote: Addr,
+    rest: Uint8Array,
+    readonly at: Addr | null,
+  ) {
     this.#rest = rest.length > 0 ? rest : null;
   }
   get local(): Addr {
-    return this.inner.local;
+    return this.at ?? this.inner.local;
   }
   get closed(): Promise<void> {
     return this.inner.closed;

@@ -30,7 +30,8 @@ import {
   socks,
   tunnel,
 } from "./helpers.ts";
-import { DEFAULT_PORTS, parseServer } from "../src/config/mod.ts";
+import { DEFAULT_PORTS, parseServer, parseServerConfig } from "../src/config/mod.ts";
+import { restartOnly } from "../src/cli/server.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 
 const rt = runtime;
@@ -505,6 +506,17 @@ test(`${rt}: cli: a reload that changes listen or tls warns, naming the setting,
     assert.match(warned[1]!, /setting=tls/);
     assert.ok(r.err.some((l) => /config reloaded.* agents=1/.test(l)), r.err.join("\n"));
   });
+});
+
+test("cli: a proxy_protocol change on a TLS listener takes a restart; on the plain SOCKS5 port not", () => {
+  const cfg = (tls: string, ports: string) =>
+    parseServerConfig(`tls: ${tls}\ntrusted_proxies: [::1]\nproxy_protocol: [${ports}]`, "s.yaml");
+  assert.deepEqual(restartOnly(cfg("auto", "socks"), cfg("auto", "socks, agents")), [
+    "proxy_protocol",
+  ]);
+  assert.deepEqual(restartOnly(cfg("auto", "https, clients"), cfg("auto", "clients, https")), []);
+  assert.deepEqual(restartOnly(cfg("auto", "agents"), cfg("auto", "agents, socks")), []);
+  assert.deepEqual(restartOnly(cfg("off", "socks"), cfg("off", "socks, agents")), []);
 });
 
 test(`${rt}: cli: keygen -o and token -o write the file (0600), print what the server needs`, async () => {

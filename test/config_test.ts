@@ -315,6 +315,13 @@ limits: { ipv6_shares: { "40": 1, "60": 0.25 }, auth_failure_budget: 40 }`,
   assert.deepEqual([...c.proxyProtocol], ["agents", "socks", "https"]);
   assert.deepEqual(c.limits.ipv6Shares, [{ prefix: 60, share: 0.25 }, { prefix: 40, share: 1 }]);
   assert.equal(c.limits.authFailureBudget, 40);
+  // With TLS on: the header comes before the TLS handshake.
+  const withTls = parseServerConfig(
+    "trusted_proxies: [::1]\nproxy_protocol: [agents, clients, https]",
+    "s.yaml",
+  );
+  assert.notEqual(withTls.tls.mode, "off");
+  assert.deepEqual([...withTls.proxyProtocol], ["agents", "clients", "https"]);
   const cases: Array<[string, RegExp]> = [
     [
       "trusted_proxies: [10.0.0.0/33]",
@@ -328,10 +335,6 @@ limits: { ipv6_shares: { "40": 1, "60": 0.25 }, auth_failure_budget: 40 }`,
       /proxy_protocol\[0\]: must be one of agents, socks, clients, https$/,
     ],
     ["proxy_protocol: [socks]", /^s\.yaml: proxy_protocol: needs trusted_proxies/],
-    [
-      "trusted_proxies: [::1]\nproxy_protocol: [agents]",
-      /proxy_protocol\[0\]: agents speaks TLS, .*tls: off$/,
-    ],
     [
       "limits: { ipv6_shares: { '64': 0.5 } }",
       /limits\.ipv6_shares\.64: must be a prefix length in 1\.\.63/,

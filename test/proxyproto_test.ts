@@ -19,6 +19,7 @@ import { proxyV1, proxyV2 } from "./arbitraries.ts";
 import { nginx, proxyProtocolProxy } from "./daemons.ts";
 import { parseServer } from "../src/config/mod.ts";
 import { wsNet } from "../src/transport.ts";
+import { pump } from "../src/adapter/loopback_tls.ts";
 import {
   ALICE_TOKEN,
   echoTarget,
@@ -370,41 +371,129 @@ function blocked(logs: string[], source: string): Promise<boolean> {
   );
 }
 
-for (const kind of ["nginx", "haproxy"] as const) {
-  test(`${rt}: behind ${kind} (PROXY v${kind === "nginx" ? 1 : 2}), bad agent logins from one real source do not block another`, async () => {
-    const t = await tunnel({
-      startAgent: false,
-      config: {
-        ...PROXIED,
-        proxy_protocol: ["agents"],
-        limits: { auth_failures_per_minute: 3, auth_block: "60s" },
-      },
+for (const tls of [false, true]) {
+  for (const kind of ["nginx", "haproxy"] as const) {
+    test(`${rt}: behind ${kind} (PROXY v${kind === "nginx" ? 1 : 2}${tls ? ", TLS passed through" : ""}), bad agent logins from one real source do not block another`, async () => {
+      const t = await tunnel({
+        startAgent: false,
+        tls,
+        config: {
+          ...PROXIED,
+          ...(tls ? { tls: "auto" } : {}),
+          proxy_protocol: ["agents"],
+          limits: { auth_failures_per_minute: 3, auth_block: "60s" },
+        },
+      });
+      const proxy = await proxyProtocolProxy(t.net, kind, t.server.addrs.agents!);
+      // With TLS, the agents pin the server's own certificate through the proxy.
+      const pin = t.pin ? { tls: t.pin } : {};
+      // Through the proxy from ::1, with a wrong token, until the server blocks ::1's /64.
+      const bad = testAgent(t.net, { host: "::1", port: proxy.port }, "office", {
+        credential: tokenCredential("wrong-token-0123456789"),
+        ...pin,
+      });
+      const good = testAgent(t.net, { host: "127.0.0.1", port: proxy.port }, "lab", pin);
+      try {
+        bad.agent.start();
+        assert.ok(await blocked(t.logs, "::/64"), "::1 is blocked");
+        await bad.agent.stop();
+        assert.ok(
+          t.logs.some((l) => l.includes("remote=[::1]:")),
+          "the server logs the real source",
+        );
+        // The same proxy, another real source (127.0.0.1): it logs in.
+        good.agent.start();
+        await good.agent.connected();
+        const lab = t.server.agentViews().find((a) => a.name === "lab");
+        assert.match(lab!.remote, /^127\.0\.0\.1:/);
+        assert.notEqual(Number(lab!.remote.split(":")[1]), proxy.port);
+      } finally {
+        await bad.agent.stop();
+        await good.agent.stop();
+        await t.close();
+        await proxy.stop();
+      }
     });
-    const proxy = await proxyProtocolProxy(t.net, kind, t.server.addrs.agents!);
-    // Through the proxy from ::1, with a wrong token, until the server blocks ::1's /64.
-    const bad = testAgent(t.net, { host: "::1", port: proxy.port }, "office", {
-      credential: tokenCredential("wrong-token-0123456789"),
-    });
-    const good = testAgent(t.net, { host: "127.0.0.1", port: proxy.port }, "lab");
-    try {
-      bad.agent.start();
-      assert.ok(await blocked(t.logs, "::/64"), "::1 is blocked");
-      await bad.agent.stop();
-      assert.ok(t.logs.some((l) => l.includes("remote=[::1]:")), "the server logs the real source");
-      // The same proxy, another real source (127.0.0.1): it logs in.
-      good.agent.start();
-      await good.agent.connected();
-      const lab = t.server.agentViews().find((a) => a.name === "lab");
-      assert.match(lab!.remote, /^127\.0\.0\.1:/);
-      assert.notEqual(Number(lab!.remote.split(":")[1]), proxy.port);
-    } finally {
-      await bad.agent.stop();
-      await good.agent.stop();
-      await t.close();
-      await proxy.stop();
-    }
-  });
+  }
 }
+
+/**
+ * A relay in front of `upstream` that sends `header` and the client's first
+ * bytes (a TLS ClientHello) in one write, then copies both ways.
+ */
+async function headerRelay(net: Net, upstream: Addr, header: Uint8Array) {
+  const l = await net.listen({ host: "127.0.0.1", port: 0 });
+  const open: Conn[] = [];
+  void (async () => {
+    for await (const c of l) {
+      open.push(c);
+      void (async () => {
+        const first = await c.read();
+        if (first === null) return c.close();
+        const up = await net.dial(upstream);
+        open.push(up);
+        await up.write(Uint8Array.from([...header, ...first]));
+        void pump(c, up);
+        void pump(up, c);
+      })().catch(() => c.close());
+    }
+  })();
+  return {
+    addr: l.addr,
+    close() {
+      l.close();
+      for (const c of open) c.close();
+    },
+  };
+}
+
+test(`${rt}: a PROXY header before TLS: the ClientHello in the same segment is not lost; none, or late, is refused and counted`, async () => {
+  const t = await tunnel({
+    startAgent: false,
+    tls: true,
+    config: {
+      trusted_proxies: ["127.0.0.1"],
+      proxy_protocol: ["agents", "clients"],
+      handshake_timeout: "300ms",
+    },
+  });
+  const agents = t.server.addrs.agents!;
+  const relay = await headerRelay(t.net, agents, proxyV2("198.51.100.23", 4321));
+  const lab = testAgent(t.net, relay.addr, "lab", { tls: t.pin! });
+  const refusals = () =>
+    t.server.metrics.render().split("\n").filter((l) =>
+      l.startsWith("burrow_proxy_header_refusals_total") && l.includes('port="agents"')
+    ).join("\n");
+  try {
+    lab.agent.start();
+    await lab.agent.connected();
+    assert.equal(t.server.agentViews().find((a) => a.name === "lab")!.remote, "198.51.100.23:4321");
+    // A TLS dial without a header: its ClientHello is no header; refused, nothing sent back.
+    await assert.rejects(t.net.dial({ ...agents, tls: t.pin!, timeoutMs: 5000 }));
+    assert.ok(
+      await until(() =>
+        t.logs.some((l) =>
+          l.includes("PROXY header refused") && l.includes("port=agents") &&
+          l.includes("reason=bad")
+        )
+      ),
+    );
+    assert.match(refusals(), /reason="bad"\} 1/);
+    // A header that never ends: closed at handshake_timeout.
+    assert.equal(await answer(t.net, agents, enc.encode("PROXY TCP4 ")), 0);
+    assert.ok(
+      t.logs.some((l) => l.includes("limit=proxy_header_timeout") && l.includes("port=agents")),
+    );
+    assert.match(
+      t.server.metrics.render(),
+      /burrow_limit_hits_total\{limit="proxy_header_timeout"\} 1/,
+    );
+  } finally {
+    await lab.agent.stop();
+    relay.close();
+    await t.close();
+  }
+});
 
 test(`${rt}: behind nginx over WebSocket, X-Forwarded-For from a trusted proxy names the real source`, async () => {
   const t = await tunnel({
@@ -469,6 +558,38 @@ test(`${rt}: proxy_protocol on the HTTPS port: the request after the header is s
       ),
     );
   } finally {
+    await t.close();
+  }
+});
+
+test(`${rt}: proxy_protocol on the HTTPS port with TLS: the header, then TLS, then the request`, async () => {
+  const t = await tunnel({
+    startAgent: false,
+    tls: true,
+    config: {
+      trusted_proxies: ["127.0.0.1"],
+      proxy_protocol: ["https"],
+      listen: { agents: "127.0.0.1:0", socks: "", clients: "", http: "", https: "127.0.0.1:0" },
+    },
+  });
+  const relay = await headerRelay(t.net, t.server.addrs.https!, proxyV1("203.0.113.10", 4712));
+  try {
+    const c = await t.net.dial({ ...relay.addr, tls: t.pin!, timeoutMs: 5000 });
+    try {
+      await c.write(enc.encode("NOT HTTP\r\n\r\n"));
+      assert.equal((await readAll(c).catch(() => new Uint8Array(0))).length, 0);
+    } finally {
+      c.close();
+    }
+    assert.ok(
+      await until(() =>
+        t.logs.some((l) =>
+          l.includes("bad HTTPS request") && l.includes("remote=203.0.113.10:4712")
+        )
+      ),
+    );
+  } finally {
+    relay.close();
     await t.close();
   }
 });

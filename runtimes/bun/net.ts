@@ -27,6 +27,9 @@
  * - Listen: `Bun.listen({ tls: { cert, key } })`; the Conn goes into the
  *   {@link AcceptQueue} at `open` (TCP accept), writes wait until its
  *   handshake is done; a failed handshake fails the Conn with ETLS.
+ * - Listen with `deferTls`: `node:net` and `node:tls` (src/adapter/socket.ts),
+ *   whose server TLSSocket starts TLS on an accepted socket after the
+ *   prologue (`Bun.listen` starts it at accept).
  * - Half-close: `shutdown()` on a TLS socket sends close_notify and FIN;
  *   the peer sees `end`; reading and (the peer's) writing go on.
  *
@@ -48,12 +51,16 @@ import {
   checkPin,
   closedError,
   listenError,
+  listenSockets,
   ReadQueue,
+  serverTls,
   timedOut,
   toNetError,
   Waiters,
 } from "../../src/adapter/mod.ts";
 import type { Socket, SocketHandler } from "bun";
+import * as nodeNet from "node:net";
+import * as nodeTls from "node:tls";
 import { NetError } from "../../src/errors.ts";
 
 /** The error for a failed TLS handshake, `err` being what Bun reported. */
@@ -338,7 +345,9 @@ async function dial({ host, port, timeoutMs, tls }: DialOptions): Promise<Conn> 
   }
 }
 
-async function listen({ host, port, tls }: ListenOptions): Promise<Listener> {
+async function listen(opts: ListenOptions): Promise<Listener> {
+  const { host, port, tls } = opts;
+  if (tls && opts.deferTls) return listenSockets(nodeNet, opts, serverTls(nodeTls, tls));
   // Bun reports the hostname it was given; resolve it so `addr` is an IP.
   const ip = /^[\d.]+$|:/.test(host) ? host : (await lookup(host))[0] ?? host;
   try {

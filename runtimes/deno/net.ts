@@ -28,6 +28,8 @@
  *   that comes while data is buffered. So `node:tls` only fetches the
  *   certificate once (handshake, check the pin, close), and the connection
  *   itself is rustls with that certificate as the trust anchor.
+ * - Listen with `deferTls`: src/adapter/loopback_tls.ts (rustls starts TLS
+ *   only at accept, Deno's node:tls server lacks backpressure and half-close).
  * - Listen: `Deno.listenTls`; a loop accepts eagerly (like Node and Bun do),
  *   since rustls only runs a handshake once it is accepted; the handshake
  *   runs in the background and the Conn is queued at once, so a silent
@@ -54,18 +56,11 @@ import {
   type Net,
 } from "../../src/net.ts";
 import { normalizePins } from "../../src/tls.ts";
-import {
-  acceptAll,
-  AcceptQueue,
-  checkPin,
-  closedError,
-  listenError,
-  timedOut,
-  toNetError,
-} from "../../src/adapter/mod.ts";
+import { acceptAll, AcceptQueue, checkPin, closedError } from "../../src/adapter/mod.ts";
+import { listenError, loopbackTls, timedOut, toNetError } from "../../src/adapter/mod.ts";
 import * as nodeTls from "node:tls";
-import { createHash, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
+import { createHash, X509Certificate } from "node:crypto";
 import { NetError } from "../../src/errors.ts";
 
 /**
@@ -509,14 +504,14 @@ async function dialTcp({ host, port, timeoutMs }: DialOptions): Promise<Deno.Tcp
   }
 }
 
-function listen({ host, port, tls }: ListenOptions): Promise<Listener> {
+function listen(opts: ListenOptions): Promise<Listener> {
+  const { host: hostname, port, tls } = opts;
   try {
+    if (tls && opts.deferTls) return loopbackTls(denoNet, opts, tls);
     return Promise.resolve(
       tls
-        ? tlsListener(
-          Deno.listenTls({ hostname: host, port, transport: "tcp", cert: tls.cert, key: tls.key }),
-        )
-        : new DenoListener(Deno.listen({ hostname: host, port, transport: "tcp" })),
+        ? tlsListener(Deno.listenTls({ hostname, port, transport: "tcp", ...tls }))
+        : new DenoListener(Deno.listen({ hostname, port, transport: "tcp" })),
     );
   } catch (e) {
     return Promise.reject(listenError(e, tls !== undefined));

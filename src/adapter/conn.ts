@@ -93,6 +93,14 @@ export class ReadQueue {
     this.#settle(null, this.#error);
   }
 
+  /** Takes the chunks not read yet (a Conn handing its socket over). */
+  take(): Uint8Array[] {
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#queued = 0;
+    return chunks;
+  }
+
   /** `Conn.read()`. */
   read(): Promise<Uint8Array | null> {
     const chunk = this.#chunks.shift();

@@ -14,6 +14,12 @@
  * - listener.ts: {@link AcceptQueue}, a whole Listener for a socket that
  *   accepts by itself (the adapter pushes Conns and accept errors), and
  *   {@link acceptAll}, the async iterator of any Listener.
+ * - socket.ts: {@link SocketConn} and {@link listenSockets}, a Conn and a
+ *   Listener on `node:net` sockets (typed structurally): all of Node's,
+ *   and Deno's and Bun's listeners with `deferTls` (TLS started on an
+ *   accepted socket by {@link serverTls}, `node:tls`).
+ * - loopback_tls.ts: {@link loopbackTls}, `deferTls` for Deno: the plain
+ *   connection spliced into one to an internal loopback TLS listener.
  * - entry.ts, for the CLI entry points: {@link secretFileWriter} (mkdir
  *   0700, write 0600, chmod 0600 on the runtime's fs primitives) and
  *   {@link unhandledRejectionLine}.
@@ -31,6 +37,18 @@ export {
 } from "./errors.ts";
 export { type FlowControl, READ_HWM, ReadQueue, Waiters } from "./conn.ts";
 export { acceptAll, AcceptQueue } from "./listener.ts";
+export { loopbackTls } from "./loopback_tls.ts";
+export {
+  listenSockets,
+  type NetModule,
+  type ServerTls,
+  serverTls,
+  SocketConn,
+  type SocketServer,
+  STREAM_HWM,
+  type StreamSocket,
+  type TlsModule,
+} from "./socket.ts";
 export {
   dirname,
   type SecretFileSystem,

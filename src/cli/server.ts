@@ -168,6 +168,10 @@ export function restartOnly(a: ServerConfig, b: ServerConfig): string[] {
     .filter((k) => !same(a.listen[k], b.listen[k]))
     .map((k) => `listen.${k}`);
   if (!same(a.tls, b.tls)) changed.push("tls");
+  // A TLS listener reads a PROXY header before TLS only if it was made for it.
+  const tlsHeader = (c: ServerConfig) =>
+    c.tls.mode === "off" ? [] : [...c.proxyProtocol].filter((p) => p !== "socks").sort();
+  if (!same(tlsHeader(a), tlsHeader(b))) changed.push("proxy_protocol");
   if (a.stateDir !== b.stateDir) changed.push("state_dir");
   return changed;
 }

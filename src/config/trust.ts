@@ -49,7 +49,10 @@ export function trustedProxies(w: Walker, v: unknown): Cidr[] {
   });
 }
 
-/** `proxy_protocol: [agents, socks, clients, https]`: listeners that expect a PROXY header. */
+/**
+ * `proxy_protocol: [agents, socks, clients, https]`: listeners that expect a
+ * PROXY header (on a TLS listener, before the TLS handshake).
+ */
 export function proxyProtocol(
   w: Walker,
   v: unknown,
@@ -60,12 +63,6 @@ export function proxyProtocol(
     const path = `proxy_protocol[${i}]`;
     const port = PORTS.find((p) => p === item);
     if (!port) w.fail(path, `must be one of ${PORTS.join(", ")}`);
-    if (port !== "socks" && cfg.tls.mode !== "off") {
-      w.fail(
-        path,
-        `${port} speaks TLS, and a PROXY header comes before TLS: terminate TLS at the proxy and set tls: off`,
-      );
-    }
     out.add(port);
   });
   if (out.size > 0 && cfg.trustedProxies.length === 0) {

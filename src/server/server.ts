@@ -390,17 +390,26 @@ export class Server implements HttpSource {
     opts: Parameters<Net["listen"]>[0],
     handle: (c: Conn) => Promise<void>,
   ): Promise<Addr> {
-    const l = await this.net.listen(opts).catch((e) => {
+    const deferTls = opts.tls !== undefined && this.#config.proxyProtocol.has(port);
+    const l = await this.net.listen(deferTls ? { ...opts, deferTls } : opts).catch((e) => {
       throw new ListenError(fmt(opts), `listen.${port}`, e);
     });
     this.#listeners.push(l);
-    // A PROXY header comes before anything else on the port (trusted.ts).
+    // A PROXY header comes before anything else on the port, TLS included
+    // (trusted.ts). A listener with TLS at accept reads none: naming its
+    // port in proxy_protocol takes a restart.
     const ctx = this.agents.ctx;
     void this.#acceptLoop(l, async (c) => {
-      const real = await proxied(ctx, port, c);
+      const real = opts.tls && !deferTls ? c : await proxied(ctx, port, c, deferTls);
+      if (real && deferTls) this.#track(real); // the TLS Conn: c hands over to it
       if (real) await handle(real);
     });
     return l.addr;
+  }
+
+  #track(c: Conn): void {
+    const id = this.#conns.add(c);
+    c.closed.then(() => this.#conns.delete(id));
   }
 
   async #acceptLoop(l: Listener, handle: (c: Conn) => Promise<void>): Promise<void> {
@@ -414,8 +423,7 @@ export class Server implements HttpSource {
       }
       if (!conn) return;
       const c = conn;
-      const id = this.#conns.add(c);
-      c.closed.then(() => this.#conns.delete(id));
+      this.#track(c);
       handle(c).catch((e) => {
         this.log.error("connection handler failed", { error: String(e), remote: fmt(c.remote) });
         c.close();

@@ -29,14 +29,18 @@ export function isTrusted(trusted: readonly Cidr[], host: string): boolean {
  * `proxy_protocol` does not name the port; else with the PROXY header's
  * source as its remote address, or null (closed, counted and logged) when
  * it comes from an untrusted address or its header is missing, bad or late.
+ * `startTls`: `conn` is of a `deferTls` listener, the header is required
+ * whatever the config says now (the listener was made for it), and TLS
+ * starts right after it.
  */
 export async function proxied(
   ctx: ServerContext,
   port: Exclude<Port, "admin">,
   conn: Conn,
+  startTls = false,
 ): Promise<Conn | null> {
   const cfg = ctx.config();
-  if (!cfg.proxyProtocol.has(port)) return conn;
+  if (!startTls && !cfg.proxyProtocol.has(port)) return conn;
   const refuse = (reason: string, error?: string) => {
     ctx.metrics.inc(
       "burrow_proxy_header_refusals_total",
@@ -57,7 +61,7 @@ export async function proxied(
   };
   if (!isTrusted(cfg.trustedProxies, conn.remote.host)) return refuse("untrusted");
   try {
-    const r = await readProxyHeader(conn, cfg.handshakeTimeoutMs);
+    const r = await readProxyHeader(conn, cfg.handshakeTimeoutMs, startTls);
     ctx.log.debug("PROXY header", {
       port,
       proxy: fmt(conn.remote),
