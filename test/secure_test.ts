@@ -149,10 +149,10 @@ test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, 
       "office",
       targetOf("127.0.0.1", echo.addr.port),
     );
-    assert.ok(r.ok, r.ok ? "" : r.error);
-    await r.conn.write(new TextEncoder().encode("payload"));
-    assert.equal(new TextDecoder().decode((await r.conn.read())!), "payload");
-    r.conn.close();
+    assert.ok(r.ok, r.ok ? "" : r.error.message);
+    await r.value.conn.write(new TextEncoder().encode("payload"));
+    assert.equal(new TextDecoder().decode((await r.value.conn.read())!), "payload");
+    r.value.conn.close();
     await new Promise((res) => setTimeout(res, 100));
     const wire = new Uint8Array([...recA.bytes(), ...recC.bytes()]);
     assert.ok(wire.length > 200, "something was recorded");
