@@ -1,13 +1,14 @@
 /**
  * `npm test`: installs the Debian clients the tests drive if they are missing
  * (or stops with one line naming them), type checks, generated-code check,
- * lint and format checks, then the same test files on Node, Deno and Bun.
+ * size check, lint and format checks, then the same test files on Node, Deno
+ * and Bun.
  * Ends with one line `N passed, N failed` over everything and exits non-zero
  * if anything failed.
  *
  *   npm test                      everything
  *   npm test -- --runtime deno    one runtime (repeatable), checks included
- *   npm test -- --no-checks       skip type, generated-code, lint and format checks
+ *   npm test -- --no-checks       skip type, generated-code, size, lint and format checks
  *   npm test -- test/x_test.ts    only these files
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -173,6 +174,7 @@ if (!values["no-checks"]) {
     "runtimes/deno/",
   ]);
   await check("generated/ matches spec/", bin("tsx"), ["scripts/gen.ts", "--check"]);
+  await check("sizes (files ≤ 450 lines, functions ≤ 80)", bin("tsx"), ["scripts/size.ts"]);
   await check("deno lint", bin("deno"), ["lint", "--quiet"]);
   await check("deno fmt --check", bin("deno"), ["fmt", "--check", "--quiet"]);
 }

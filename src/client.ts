@@ -34,6 +34,7 @@ import {
   readConnect,
   refusalText,
 } from "./http_connect.ts";
+import { err, ok, type Result } from "./result.ts";
 import { deadline } from "./time.ts";
 import { dialServer, login, Wire } from "./wire.ts";
 
@@ -60,22 +61,28 @@ export interface ClientOptions {
   software?: string;
 }
 
-export type ConnectResult =
-  | { ok: true; conn: Conn; rest: Uint8Array; bound: Target }
-  /**
-   * `answered`: the server took part (a refusal, an ERROR): another server
-   * would not do better. `reason`: the SPEC.md §9.7 code of a refused stream.
-   * `login`: the server refused the login itself (or TLS failed): the
-   * credentials or the TLS settings are wrong.
-   */
-  | {
-    ok: false;
-    status: number;
-    error: string;
-    answered: boolean;
-    reason?: number;
-    login?: boolean;
-  };
+/** A stream opened: its connection, bytes already read past the handshake, the bound address. */
+export interface Connected {
+  conn: Conn;
+  rest: Uint8Array;
+  bound: Target;
+}
+
+/**
+ * Why no stream: `answered`, the server took part (a refusal, an ERROR):
+ * another server would not do better. `reason`: the SPEC.md §9.7 code of a
+ * refused stream. `login`: the server refused the login itself (or TLS
+ * failed): the credentials or the TLS settings are wrong.
+ */
+export interface ConnectFailure {
+  status: number;
+  message: string;
+  answered: boolean;
+  reason?: number;
+  login?: boolean;
+}
+
+export type ConnectResult = Result<Connected, ConnectFailure>;
 
 const reasonNames = new Map<number, string>(Object.entries(Reason).map(([k, v]) => [v, k]));
 
@@ -106,10 +113,10 @@ export async function connectThrough(
   try {
     conn = await dialServer(net, { ...opts.server, timeoutMs });
   } catch (e) {
-    const message = (e as Error).message; // a ProxyError names the proxy
-    const error = e instanceof ProxyError ? message : `cannot reach the server: ${message}`;
+    const m = (e as Error).message; // a ProxyError names the proxy
+    const message = e instanceof ProxyError ? m : `cannot reach the server: ${m}`;
     const tls = e instanceof NetError && e.code === "ETLS"; // another server may do better
-    return { ok: false, status: Status.general_failure, error, answered: false, login: tls };
+    return err({ status: Status.general_failure, message, answered: false, login: tls });
   }
   const wire = new Wire(conn);
   try {
@@ -135,13 +142,13 @@ export async function connectThrough(
     if (result.status !== Status.succeeded || !target) {
       conn.close();
       if (result.status === Status.succeeded) {
-        return { ok: false, status: 0, error: "", answered: true, reason: 0 };
+        return err({ status: 0, message: "", answered: true, reason: 0 });
       }
       const { status, reason } = result;
-      const error = `server refused the stream: ${reasonName(reason)}`;
-      return { ok: false, status, error, answered: true, reason };
+      const message = `server refused the stream: ${reasonName(reason)}`;
+      return err({ status, message, answered: true, reason });
     }
-    return { ok: true, conn, rest: wire.rest(), bound: result.bound };
+    return ok({ conn, rest: wire.rest(), bound: result.bound });
   } catch (e) {
     conn.close();
     return failed(e);
@@ -149,19 +156,18 @@ export async function connectThrough(
 }
 
 /** A connectThrough that failed in the handshake. */
-function failed(e: unknown): Extract<ConnectResult, { ok: false }> {
+function failed(e: unknown): { ok: false; error: ConnectFailure } {
   if (e instanceof PeerError) {
     const status = e.code === ErrorCode.auth_failed ? Status.not_allowed : Status.general_failure;
-    return {
-      ok: false,
+    return err({
       status,
-      error: e.message,
+      message: e.message,
       answered: true,
       login: LOGIN_REFUSED.includes(e.code),
-    };
+    });
   }
   if (e instanceof ProtocolError || e instanceof NetError || e instanceof TimeoutError) {
-    return { ok: false, status: Status.general_failure, error: e.message, answered: false };
+    return err({ status: Status.general_failure, message: e.message, answered: false });
   }
   throw e;
 }
@@ -239,16 +245,17 @@ export class ClientProxy {
    * be used now or no server answers.
    */
   async checkLogin(): Promise<void> {
-    const r = await this.#connect(this.opts.agent, null);
-    if (r.ok) return r.conn.close(); // not for a check: a server answers CONNECT_RESULT
+    const c = await this.#connect(this.opts.agent, null);
+    if (c.ok) return c.value.conn.close(); // not for a check: a server answers CONNECT_RESULT
+    const r = c.error;
     const server = fmt(this.servers[this.#current]!.server);
     if (r.login) {
-      throw new ConfigError(`the server ${server} refused the client login: ${r.error}`);
+      throw new ConfigError(`the server ${server} refused the client login: ${r.message}`);
     }
     if (!r.answered) {
       return this.log.warn("no server reachable at start; streams will try again", {
         server,
-        error: r.error,
+        error: r.message,
       });
     }
     if (r.status === Status.succeeded) {
@@ -295,7 +302,7 @@ export class ClientProxy {
         agent,
         target,
       );
-      if (r.ok || r.answered) {
+      if (r.ok || r.error.answered) {
         if (at !== this.#current) {
           this.log.warn("switched server", {
             server: fmt(s.server),
@@ -308,7 +315,7 @@ export class ClientProxy {
       if (servers.length > 1) {
         this.log.warn("server unreachable, trying the next", {
           server: fmt(s.server),
-          error: r.error,
+          error: r.error.message,
         });
       }
     }
@@ -321,16 +328,16 @@ export class ClientProxy {
     const r = await this.#connect(agent, f.target);
     if (!r.ok) {
       conn.close();
-      return this.#refused(r, f.target, agent, { forward: fmt(f.listen) });
+      return this.#refused(r.error, f.target, agent, { forward: fmt(f.listen) });
     }
     this.log.debug("stream open", { target: targetText(f.target), forward: fmt(f.listen) });
-    await relay(conn, r.conn, new Uint8Array(0), r.rest).catch((e) => {
+    await relay(conn, r.value.conn, new Uint8Array(0), r.value.rest).catch((e) => {
       if (!(e instanceof NetError)) throw e;
     });
   }
 
   #refused(
-    r: Extract<ConnectResult, { ok: false }>,
+    r: ConnectFailure,
     target: Target,
     agent: string,
     more: Record<string, string> = {},
@@ -341,7 +348,7 @@ export class ClientProxy {
       agent: agent || undefined,
       status: r.status,
       reason: r.reason === undefined ? undefined : reasonName(r.reason),
-      error: r.error,
+      error: r.message,
     });
   }
 
@@ -357,12 +364,16 @@ export class ClientProxy {
       clearTimeout(timer);
       const r = await this.#connect(req.agent, req.target);
       if (!r.ok) {
-        this.#refused(r, req.target, req.agent);
-        return await req.answer(r.status, r.reason === undefined ? r.error : reasonName(r.reason));
+        const f = r.error;
+        this.#refused(f, req.target, req.agent);
+        return await req.answer(
+          f.status,
+          f.reason === undefined ? f.message : reasonName(f.reason),
+        );
       }
-      await req.answer(Status.succeeded, "", r.bound);
+      await req.answer(Status.succeeded, "", r.value.bound);
       this.log.debug("stream open", { target: targetText(req.target) });
-      await relay(conn, r.conn, req.rest, r.rest);
+      await relay(conn, r.value.conn, req.rest, r.value.rest);
     } catch (e) {
       conn.close();
       if (e instanceof SocksError || e instanceof EofError) {
@@ -378,12 +389,12 @@ export class ClientProxy {
     // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
     const a = await acceptSocks(conn, rd, { noAuth: true, checkUser: () => true });
     if (!a.ok) {
-      this.log.warn("socks request refused", { refusal: a.refusal, error: a.detail });
+      this.log.warn("socks request refused", { refusal: a.error.refusal, error: a.error.detail });
       return null;
     }
     return {
-      agent: a.username ?? this.opts.agent,
-      target: a.target,
+      agent: a.value.username ?? this.opts.agent,
+      target: a.value.target,
       answer: (status, _reason, bound) => socksReply(conn, status, bound),
       get rest() {
         return rd.rest();
@@ -393,12 +404,14 @@ export class ClientProxy {
 
   /** An HTTP CONNECT request (SPEC.md §8.1, no credentials needed); null when refused (and answered). */
   async #httpRequest(conn: Conn, first: Reader): Promise<LocalRequest | null> {
-    const req = await readConnect(conn, first);
-    if (!req.ok) {
-      this.log.warn("http proxy request refused", { code: req.code, error: req.detail });
-      await httpReply(conn, req.code, req.detail, req.code === 405 ? { Allow: "CONNECT" } : {});
+    const r = await readConnect(conn, first);
+    if (!r.ok) {
+      const { code, detail } = r.error;
+      this.log.warn("http proxy request refused", { code, error: detail });
+      await httpReply(conn, code, detail, code === 405 ? { Allow: "CONNECT" } : {});
       return null;
     }
+    const req = r.value;
     return {
       agent: req.auth?.user || this.opts.agent, // a user name names the agent; no password
       target: req.target,

@@ -14,6 +14,7 @@ import { linger } from "./linger.ts";
 import { Status, type Target } from "./messages.ts";
 import type { Conn } from "./net.ts";
 import { Reader } from "./reader.ts";
+import { err, ok, type Result } from "./result.ts";
 
 /** The largest request head read, in bytes (`http_head_bytes`). */
 export const HTTP_HEAD_MAX = 8192;
@@ -39,22 +40,21 @@ export interface BasicAuth {
   password: string;
 }
 
-/** A CONNECT request read, or why the head is refused (not yet answered). */
-export type HttpConnectRequest =
-  | {
-    ok: true;
-    target: Target;
-    /** null: no `Proxy-Authorization: Basic`; the credentials otherwise, "" when undecodable. */
-    auth: BasicAuth | null;
-    /** A reader holding what followed the head (the stream's first bytes). */
-    rd: Reader;
-  }
-  | {
-    ok: false;
-    code: 400 | 405 | 431;
-    detail: string;
-    limit?: "http_head_bytes" | "http_headers";
-  };
+/** A CONNECT request read. */
+export interface HttpConnectRequest {
+  target: Target;
+  /** null: no `Proxy-Authorization: Basic`; the credentials otherwise, "" when undecodable. */
+  auth: BasicAuth | null;
+  /** A reader holding what followed the head (the stream's first bytes). */
+  rd: Reader;
+}
+
+/** Why a CONNECT head is refused (not yet answered). */
+export interface HttpRefusal {
+  code: 400 | 405 | 431;
+  detail: string;
+  limit?: "http_head_bytes" | "http_headers";
+}
 
 /**
  * Read an HTTP/1.1 CONNECT request head from `first` (a reader that has seen
@@ -62,28 +62,30 @@ export type HttpConnectRequest =
  * {@link HTTP_HEADERS_MAX} header lines. Throws EofError when the peer
  * closes within the head.
  */
-export async function readConnect(conn: Conn, first: Reader): Promise<HttpConnectRequest> {
+export async function readConnect(
+  conn: Conn,
+  first: Reader,
+): Promise<Result<HttpConnectRequest, HttpRefusal>> {
   const rd = new Reader(conn, HTTP_HEAD_MAX, first.rest());
   let head;
   try {
     head = await readRequestHead(rd, { bytes: HTTP_HEAD_MAX, headers: HTTP_HEADERS_MAX });
   } catch (e) {
     if (e instanceof HttpError && (e.limit === "http_head_bytes" || e.limit === "http_headers")) {
-      return { ok: false, code: 431, detail: e.message, limit: e.limit };
+      return err({ code: 431, detail: e.message, limit: e.limit });
     }
     if (!(e instanceof WsError)) throw e;
-    return { ok: false, code: 400, detail: e.message };
+    return err({ code: 400, detail: e.message });
   }
   if (head.method !== "CONNECT") {
-    return {
-      ok: false,
+    return err({
       code: 405,
       detail: `method ${head.method} is not proxied: use CONNECT (an https:// URL) or SOCKS5`,
-    };
+    });
   }
   const target = parseAuthority(head.target);
-  if (!target) return { ok: false, code: 400, detail: "the CONNECT target must be host:port" };
-  return { ok: true, target, auth: basicAuth(head.headers.get("proxy-authorization")), rd };
+  if (!target) return err({ code: 400, detail: "the CONNECT target must be host:port" });
+  return ok({ target, auth: basicAuth(head.headers.get("proxy-authorization")), rd });
 }
 
 /** `host:port` or `[v6]:port` of a CONNECT request, port 1..65535; null if it is not one. */

@@ -14,6 +14,7 @@ import { linger } from "./linger.ts";
 import { Status, type Target } from "./messages.ts";
 import type { Conn } from "./net.ts";
 import type { Reader } from "./reader.ts";
+import { err, ok, type Result } from "./result.ts";
 import { parseGreeting, parseRequest, parseUserpassRequest } from "./socks5_decode.ts";
 import { methodSelection, reply, SocksCmd, SocksMethod, userpassReply } from "./socks5_encode.ts";
 
@@ -27,27 +28,30 @@ export interface SocksServerOptions {
   checkUser(username: string, password: string): boolean | Promise<boolean>;
 }
 
-/** A CONNECT request that passed the handshake, or why the handshake refused it (already answered). */
-export type SocksAccept =
-  | { ok: true; username: string | null; target: Target }
-  | {
-    ok: false;
-    refusal:
-      | "no_acceptable_method"
-      | "auth_failed"
-      | "command_not_supported"
-      | "address_type_not_supported"
-      | "bad_target";
-    username: string | null;
-    detail: string;
-  };
+/** A CONNECT request that passed the handshake. */
+export interface SocksRequest {
+  username: string | null;
+  target: Target;
+}
+
+/** Why the handshake refused a request (already answered). */
+export interface SocksRefusal {
+  refusal:
+    | "no_acceptable_method"
+    | "auth_failed"
+    | "command_not_supported"
+    | "address_type_not_supported"
+    | "bad_target";
+  username: string | null;
+  detail: string;
+}
 
 /** Run the handshake on `conn` up to a CONNECT request; the caller answers it with {@link socksReply}. */
 export async function acceptSocks(
   conn: Conn,
   rd: Reader,
   opts: SocksServerOptions,
-): Promise<SocksAccept> {
+): Promise<Result<SocksRequest, SocksRefusal>> {
   const greeting = await rd.parse(parseGreeting, "SOCKS5 greeting");
   let username: string | null = null;
   if (opts.noAuth && greeting.methods.includes(SocksMethod.noAuth)) {
@@ -60,18 +64,17 @@ export async function acceptSocks(
     if (!(typeof checked === "boolean" ? checked : await checked)) {
       await conn.write(userpassReply(1));
       void linger(conn);
-      return { ok: false, refusal: "auth_failed", username, detail: "bad user name or password" };
+      return err({ refusal: "auth_failed", username, detail: "bad user name or password" });
     }
     await conn.write(userpassReply(0));
   } else {
     await conn.write(methodSelection(SocksMethod.noAcceptable));
     void linger(conn);
-    return {
-      ok: false,
+    return err({
       refusal: "no_acceptable_method",
       username,
       detail: `no acceptable method among ${greeting.methods.join(",")}`,
-    };
+    });
   }
   let req;
   try {
@@ -80,22 +83,21 @@ export async function acceptSocks(
     if (!(e instanceof SocksError)) throw e;
     if (e.code === "bad_domain") {
       await socksReply(conn, Status.not_allowed); // as any domain that is no host name (§7.3)
-      return { ok: false, refusal: "bad_target", username, detail: e.message };
+      return err({ refusal: "bad_target", username, detail: e.message });
     }
     if (e.code !== "bad_address_type") throw e;
     await socksReply(conn, Status.address_type_not_supported);
-    return { ok: false, refusal: "address_type_not_supported", username, detail: e.message };
+    return err({ refusal: "address_type_not_supported", username, detail: e.message });
   }
   if (req.command !== SocksCmd.connect) {
     await socksReply(conn, Status.command_not_supported);
-    return {
-      ok: false,
+    return err({
       refusal: "command_not_supported",
       username,
       detail: `command ${req.command} not supported`,
-    };
+    });
   }
-  return { ok: true, username, target: req.target };
+  return ok({ username, target: req.target });
 }
 
 /**

@@ -5,6 +5,7 @@
  * @module
  */
 import { TimeoutError } from "./errors.ts";
+import { err, ok, type Result } from "./result.ts";
 
 /** `p`, or a TimeoutError after `ms` (and `onTimeout()` is called). */
 export function deadline<T>(
@@ -43,26 +44,22 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * Never throws: config.ts's `parseDuration` turns a failure into a
  * ConfigError.
  */
-export function readDuration(
-  text: string | number,
-): { ok: true; ms: number } | { ok: false; error: string } {
+export function readDuration(text: string | number): Result<number> {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(text));
   if (!m) {
-    return { ok: false, error: `Cannot parse duration "${text}": expected e.g. 500ms, 10s, 2m` };
+    return err(`Cannot parse duration "${text}": expected e.g. 500ms, 10s, 2m`);
   }
   if (m[2] === undefined) {
-    return {
-      ok: false,
-      error: `Cannot parse duration "${text}": a unit is needed: ${m[1]}s (or ${m[1]}ms, ` +
+    return err(
+      `Cannot parse duration "${text}": a unit is needed: ${m[1]}s (or ${m[1]}ms, ` +
         `${m[1]}m, ${m[1]}h)`,
-    };
+    );
   }
   const n = Number(m[1]);
   const unit = m[2];
-  return {
-    ok: true,
-    ms: Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000)),
-  };
+  return ok(
+    Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60000 : 3600000)),
+  );
 }
 
 /**

@@ -120,7 +120,7 @@ test("config: durations; a bad one is a ConfigError, not a TypeError", () => {
     () => parseDuration(250),
     (e: unknown) => e instanceof ConfigError && /a unit is needed: 250s \(or 250ms/.test(e.message),
   );
-  assert.deepEqual(readDuration("1h"), { ok: true, ms: 3_600_000 });
+  assert.deepEqual(readDuration("1h"), { ok: true, value: 3_600_000 });
   assert.equal(readDuration("5 parsecs").ok, false);
   assert.throws(
     () => parseDuration("5 parsecs"),

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { test } from "node:test";
+import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import process from "node:process";
@@ -193,9 +193,11 @@ export function conformance(adapter: Net, name: string, label: string = name): v
   const runtimeName = name;
   name = label;
 
+  before(() => void process.on("unhandledRejection", onUnhandled));
+  after(() => void process.off("unhandledRejection", onUnhandled));
+
   test(`${name}: runtime name`, () => {
     assert.equal(adapter.runtime, runtimeName);
-    process.on("unhandledRejection", onUnhandled);
   });
 
   test(`${name}: listen on port 0 reports the real port and addresses`, async () => {
@@ -503,7 +505,6 @@ export function conformance(adapter: Net, name: string, label: string = name): v
   });
 
   test(`${name}: no unhandled rejections`, () => {
-    process.off("unhandledRejection", onUnhandled);
     assert.deepEqual(unhandled, []);
   });
 }

@@ -242,7 +242,7 @@ test(`${rt}: failed SOCKS logins block the SOCKS port only, never the agent port
       const r = await connectThrough(t.net, opts, "office", target);
       if (r.ok) {
         ok++;
-        r.conn.close();
+        r.value.conn.close();
       }
     }
     assert.equal(ok, 20);

@@ -111,13 +111,13 @@ async function clientAttack(net: Net, port: number, target: number, end: number)
       });
       if (!r.ok) continue;
       try {
-        await flood(r.conn, () => chunk, {
+        await flood(r.value.conn, () => chunk, {
           maxBytes: 1 << 30,
           stop: () => Date.now() >= end,
           ms: Math.max(1, end - Date.now()),
         });
       } finally {
-        r.conn.close();
+        r.value.conn.close();
       }
     }
   }));

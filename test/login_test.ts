@@ -36,7 +36,7 @@ test("login: an unknown name is verified against a decoy of the offered method",
   const data = new Uint8Array([1, 2, 3]);
   const proof = new Uint8Array(64);
   const r = await checkProof(config.agents.get("nobody"), AuthMethod.ed25519, data, proof, d.of);
-  assert.deepEqual(r, { ok: false, why: "unknown name" });
+  assert.deepEqual(r, { ok: false, error: "unknown name" });
   assert.equal(d.calls.length, 1);
   assert.equal(d.calls[0]!.method, AuthMethod.ed25519);
   assert.equal(d.calls[0]!.data, data);
@@ -52,7 +52,7 @@ test("login: a method not configured for a known name is verified against a deco
     new Uint8Array(64),
     d.of,
   );
-  assert.deepEqual(r, { ok: false, why: "auth method not configured" });
+  assert.deepEqual(r, { ok: false, error: "auth method not configured" });
   assert.equal(d.calls.length, 1);
 });
 
@@ -65,7 +65,7 @@ test("login: a known name's own verifier decides; the decoy is not used", async 
     new Uint8Array(32),
     d.of,
   );
-  assert.deepEqual(r, { ok: false, why: "bad proof" });
+  assert.deepEqual(r, { ok: false, error: "bad proof" });
   assert.equal(d.calls.length, 0);
 });
 

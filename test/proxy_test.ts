@@ -222,8 +222,9 @@ test(`${rt}: proxy: an unreachable proxy is named, not the server, and its secre
       targetOf("127.0.0.1", 80),
     );
     assert.ok(!r.ok);
-    assert.match(r.error, /^cannot reach the proxy http:\/\/\*\*\*@127\.0\.0\.1:\d+: /);
-    assert.ok(!r.error.includes("S3cretPW") && !r.error.includes("server"), r.error);
+    const { message } = r.error;
+    assert.match(message, /^cannot reach the proxy http:\/\/\*\*\*@127\.0\.0\.1:\d+: /);
+    assert.ok(!message.includes("S3cretPW") && !message.includes("server"), message);
   } finally {
     proxied.close();
   }
@@ -297,10 +298,10 @@ test(`${rt}: proxy: an agent and a client proxy reach a TLS server through tinyp
       "office",
       targetOf("127.0.0.1", echo.addr.port),
     );
-    assert.ok(r.ok, r.ok ? "" : r.error);
-    await r.conn.write(new TextEncoder().encode("ping"));
-    assert.equal(new TextDecoder().decode((await r.conn.read())!), "ping");
-    r.conn.close();
+    assert.ok(r.ok, r.ok ? "" : r.error.message);
+    await r.value.conn.write(new TextEncoder().encode("ping"));
+    assert.equal(new TextDecoder().decode((await r.value.conn.read())!), "ping");
+    r.value.conn.close();
   } finally {
     await agent.stop();
     viaHttp.close();

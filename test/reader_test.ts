@@ -95,8 +95,7 @@ test("socks5 server: the handshake split at every byte gives the same result", a
   );
   const want = {
     ok: true,
-    username: user,
-    target: { type: "domain", host: "db.corp.x", port: 80 },
+    value: { username: user, target: { type: "domain", host: "db.corp.x", port: 80 } },
   };
   for (const chunks of splits(all)) {
     const conn = chunked(chunks);

@@ -11,6 +11,7 @@ import { ClientProxy, connectThrough } from "../src/client.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
+import { deadline } from "../src/time.ts";
 import type { Conn } from "../src/net.ts";
 import { Wire } from "../src/wire.ts";
 import {
@@ -36,7 +37,21 @@ function fdCount(): number {
   return readdirSync("/proc/self/fd").length;
 }
 
-/** A TCP relay that records every byte in both directions. */
+/** The first whole frame of `type` in `bytes` (BRRW magic, type at 5, length at 8). */
+function frameOf(bytes: Uint8Array, type: number): Uint8Array | undefined {
+  for (let i = 0; i + 12 <= bytes.length; i++) {
+    if (
+      bytes[i] === 0x42 && bytes[i + 1] === 0x52 && bytes[i + 2] === 0x52 &&
+      bytes[i + 3] === 0x57 && bytes[i + 5] === type
+    ) {
+      const len = new DataView(bytes.buffer, bytes.byteOffset + i + 8, 4).getUint32(0);
+      return i + 12 + len <= bytes.length ? bytes.slice(i, i + 12 + len) : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Whether `needle` occurs in `hay`. */
 function contains(hay: Uint8Array, needle: Uint8Array): boolean {
   outer: for (let i = 0; i + needle.length <= hay.length; i++) {
     for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
@@ -105,23 +120,10 @@ for (
       agent.start();
       await agent.connected();
       assert.ok(await until(() => agent.poolSize >= 2));
-      await new Promise((r) => setTimeout(r, 100));
       // Find the hello frame in the recording and replay it verbatim.
-      const bytes = rec.bytes();
-      let hello: Uint8Array | undefined;
-      for (let i = 0; i + 12 <= bytes.length; i++) {
-        if (
-          bytes[i] === 0x42 && bytes[i + 1] === 0x52 && bytes[i + 2] === 0x52 &&
-          bytes[i + 3] === 0x57 && bytes[i + 5] === type
-        ) {
-          const len = new DataView(bytes.buffer, bytes.byteOffset + i + 8, 4).getUint32(0);
-          hello = bytes.slice(i, i + 12 + len);
-          break;
-        }
-      }
-      assert.ok(hello, `recorded a ${name}`);
+      assert.ok(await until(() => frameOf(rec.bytes(), type) !== undefined), `recorded a ${name}`);
       const c = await t.net.dial(t.server.addrs.agents!);
-      await c.write(hello!);
+      await c.write(frameOf(rec.bytes(), type)!);
       const msg = await new Wire(c).recv();
       assert.equal(msg?.type, "ERROR");
       assert.equal(msg?.type === "ERROR" && msg.code, 12, "replayed");
@@ -149,11 +151,12 @@ test(`${rt}: no secret crosses the wire on plain TCP (agent and client proxy)`, 
       "office",
       targetOf("127.0.0.1", echo.addr.port),
     );
-    assert.ok(r.ok, r.ok ? "" : r.error);
-    await r.conn.write(new TextEncoder().encode("payload"));
-    assert.equal(new TextDecoder().decode((await r.conn.read())!), "payload");
-    r.conn.close();
-    await new Promise((res) => setTimeout(res, 100));
+    assert.ok(r.ok, r.ok ? "" : r.error.message);
+    await r.value.conn.write(new TextEncoder().encode("payload"));
+    assert.equal(new TextDecoder().decode((await r.value.conn.read())!), "payload");
+    r.value.conn.close();
+    // Everything of the stream has crossed the recorders once the server has ended it.
+    assert.ok(await until(() => t.server.router.streams.size === 0));
     const wire = new Uint8Array([...recA.bytes(), ...recC.bytes()]);
     assert.ok(wire.length > 200, "something was recorded");
     assert.ok(contains(wire, new TextEncoder().encode("payload")), "the recorder sees the data");
@@ -276,10 +279,10 @@ test(`${rt}: the client proxy relays and gets the same policy as the SOCKS5 port
   }
 });
 
-test(`${rt}: slow-loris and half-open handshakes are closed in time; fds return to baseline`, async () => {
+test(`${rt}: slow-loris and half-open handshakes are closed at the handshake timeout; fds return to baseline`, async () => {
   const t = await tunnel({ config: { handshake_timeout: "400ms" } });
   try {
-    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(await until(() => t.agent.poolSize >= 2), "the agent's pool is up");
     const base = fdCount();
     const ports = [t.socks, t.server.addrs.agents!, t.server.addrs.clients!];
     const conns: Conn[] = [];
@@ -287,16 +290,17 @@ test(`${rt}: slow-loris and half-open handshakes are closed in time; fds return 
       conns.push(await t.net.dial(p)); // half-open: sends nothing
       conns.push(await t.net.dial(p)); // slow loris: a byte at a time
     }
-    const t0 = Date.now();
     const drip = setInterval(() => {
       for (let i = 1; i < conns.length; i += 2) conns[i]!.write(Uint8Array.of(5)).catch(() => {});
     }, 100);
-    const ends = await Promise.all(
-      conns.map((c) => readAll(c).then(() => Date.now() - t0, () => Date.now() - t0)),
-    );
-    clearInterval(drip);
-    for (const ms of ends) assert.ok(ms < 3000, `closed after ${ms} ms`);
-    for (const c of conns) c.close();
+    try {
+      // The server closes each (how soon: bench/timeouts.ts); the deadline only ends a hang.
+      const ends = conns.map((c) => readAll(c).catch(() => new Uint8Array(0)));
+      await deadline(Promise.all(ends), 20_000, "closing the handshakes");
+    } finally {
+      clearInterval(drip);
+      for (const c of conns) c.close();
+    }
     assert.ok(t.logs.some((l) => l.includes("limit=handshake_timeout")));
     assert.ok(t.server.metrics.get("burrow_limit_hits_total", { limit: "handshake_timeout" }) >= 6);
     assert.ok(await until(() => fdCount() <= base, 3000), `fds ${fdCount()} > baseline ${base}`);
@@ -348,7 +352,7 @@ test(`${rt}: stream and handshake limits refuse with a logged, counted reason`, 
     );
     // Three idle handshakes fill the pending limit; a fourth is closed at once.
     const idle = [await t.net.dial(t.socks), await t.net.dial(t.socks), await t.net.dial(t.socks)];
-    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(await until(() => t.server.admission.pending("socks") === 3));
     const fourth = await t.net.dial(t.socks);
     assert.equal((await readAll(fourth)).length, 0);
     fourth.close();
@@ -360,7 +364,7 @@ test(`${rt}: stream and handshake limits refuse with a logged, counted reason`, 
         t.server.metrics.get("burrow_limit_hits_total", { limit: "pending_handshakes" }) >= 1
       ),
     );
-    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(await until(() => t.server.admission.pending("socks") === 0));
     const again = await socksTo(t, echo.addr.port);
     assert.equal(again.reply, 0);
     again.conn.close();

@@ -248,7 +248,7 @@ test(`${rt}: a refused stream's reason reaches the client proxy and its log`, as
     ];
     for (const [agent, status, reason] of cases) {
       const c = await connectThrough(t.net, opts, agent, targetOf("127.0.0.1", 80));
-      assert.deepEqual(c.ok ? "ok" : [c.status, c.reason], [status, reason], agent);
+      assert.deepEqual(c.ok ? "ok" : [c.error.status, c.error.reason], [status, reason], agent);
     }
   } finally {
     await proxy.stop();

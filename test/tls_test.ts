@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { test } from "node:test";
+import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import process from "node:process";
@@ -160,9 +160,8 @@ async function releasedBy(other: Conn): Promise<void> {
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => void unhandled.push(reason);
 
-test("tls: setup", () => {
-  process.on("unhandledRejection", onUnhandled);
-});
+before(() => void process.on("unhandledRejection", onUnhandled));
+after(() => void process.off("unhandledRejection", onUnhandled));
 
 // ---------------------------------------------------------------- src/tls.ts
 
@@ -589,17 +588,14 @@ test("tls: a dial to a server that never answers the handshake times out, and le
   const opened: Conn[] = [];
   try {
     const accepting = l.accept();
-    const t0 = performance.now();
     await assert.rejects(
       within(
         net.dial({ host: HOST, port: l.addr.port, tls: { fingerprint: pin }, timeoutMs: 500 }),
         5_000,
         "dial",
       ),
-      isNetError("ETIMEDOUT"),
+      isNetError("ETIMEDOUT"), // the dial's own timeout, before within()'s
     );
-    const ms = performance.now() - t0;
-    assert.ok(ms < 3_000, `timed out after ${ms.toFixed(0)} ms`);
     const s = await within(accepting, 5_000, "accept");
     assert.ok(s !== null);
     opened.push(s);
@@ -752,7 +748,6 @@ test("tls: every connection and listener was closed", async () => {
 });
 
 test("tls: no unhandled rejections", () => {
-  process.off("unhandledRejection", onUnhandled);
   assert.deepEqual(unhandled, []);
 });
 

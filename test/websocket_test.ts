@@ -63,10 +63,10 @@ async function clientEcho(
     "office",
     targetOf("127.0.0.1", port),
   );
-  assert.ok(r.ok, r.ok ? "" : r.error);
-  await r.conn.write(new TextEncoder().encode("over websocket"));
-  assert.equal(new TextDecoder().decode((await r.conn.read())!), "over websocket");
-  r.conn.close();
+  assert.ok(r.ok, r.ok ? "" : r.error.message);
+  await r.value.conn.write(new TextEncoder().encode("over websocket"));
+  assert.equal(new TextDecoder().decode((await r.value.conn.read())!), "over websocket");
+  r.value.conn.close();
 }
 
 test("transport: --server takes host:port or a WebSocket URL", () => {

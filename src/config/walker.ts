@@ -10,35 +10,33 @@ import { ConfigError, RuleError } from "../errors.ts";
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { parseRule } from "../policy.ts";
+import { err, ok, type Result } from "../result.ts";
 import { readDuration } from "../time.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Read `host:port`, `[v6]:port` or `:port` (all interfaces). Never throws. */
-export function readAddr(text: string): { ok: true; addr: Addr } | { ok: false; error: string } {
+export function readAddr(text: string): Result<Addr> {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) {
-    return {
-      ok: false,
-      error: `Cannot parse address "${text}": expected host:port or [ipv6]:port`,
-    };
+    return err(`Cannot parse address "${text}": expected host:port or [ipv6]:port`);
   }
-  return { ok: true, addr: { host: m[1] ?? (m[2] || "0.0.0.0"), port } };
+  return ok({ host: m[1] ?? (m[2] || "0.0.0.0"), port });
 }
 
 /** Parse `host:port`, `[v6]:port` or `:port` (all interfaces); a ConfigError if it is none. */
 export function parseAddr(text: string): Addr {
   const r = readAddr(text);
   if (!r.ok) throw new ConfigError(r.error);
-  return r.addr;
+  return r.value;
 }
 
 /** Parse `500ms`, `10s`, `2m` or `1h`; a ConfigError if it is none (a bare number included). */
 export function parseDuration(text: string | number): number {
   const r = readDuration(text);
   if (!r.ok) throw new ConfigError(r.error);
-  return r.ms;
+  return r.value;
 }
 
 export type Obj = Record<string, unknown>;
@@ -103,15 +101,15 @@ export class Walker {
     }
     const r = readDuration(d);
     if (!r.ok) return this.fail(path, r.error);
-    if (!Number.isFinite(r.ms) || r.ms <= 0 || r.ms > 86_400_000) {
+    if (!Number.isFinite(r.value) || r.value <= 0 || r.value > 86_400_000) {
       this.fail(path, "must be between 1ms and 24h");
     }
-    return r.ms;
+    return r.value;
   }
   addr(v: unknown, path: string, def: string): Addr | null {
     if (v === "" || v === false) return null;
     const r = readAddr(v === undefined ? def : this.str(v, path));
-    return r.ok ? r.addr : this.fail(path, r.error);
+    return r.ok ? r.value : this.fail(path, r.error);
   }
   /** A list of rule texts (SPEC.md §7); `clients` says whether `client=` is allowed. */
   rules(v: unknown, path: string, clients: boolean): Rule[] {

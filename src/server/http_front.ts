@@ -13,6 +13,7 @@ import { EofError, NetError } from "../errors.ts";
 import {
   httpCodeOf,
   type HttpConnectRequest,
+  type HttpRefusal,
   httpReply,
   PROXY_AUTHENTICATE,
   readConnect,
@@ -38,11 +39,12 @@ export class HttpConnectFront {
    */
   async handle(conn: Conn, first: Reader, admitted: () => void, log: Logger): Promise<void> {
     try {
-      const req = await readConnect(conn, first);
-      if (!req.ok) {
+      const r = await readConnect(conn, first);
+      if (!r.ok) {
         admitted();
-        return await this.#badHead(conn, req, log);
+        return await this.#badHead(conn, r.error, log);
       }
+      const req = r.value;
       const client = await this.#login(conn, req, log);
       admitted();
       if (client === null) return;
@@ -60,7 +62,7 @@ export class HttpConnectFront {
   /** Check the credentials: the client's name, or null after a 407 (counted when wrong). */
   async #login(
     conn: Conn,
-    req: Extract<HttpConnectRequest, { ok: true }>,
+    req: HttpConnectRequest,
     log: Logger,
   ): Promise<string | null> {
     if (req.auth === null) {
@@ -87,7 +89,7 @@ export class HttpConnectFront {
   }
 
   /** Route the CONNECT of an authenticated client; answer it; relay. */
-  async #connect(conn: Conn, req: Extract<HttpConnectRequest, { ok: true }>, log: Logger) {
+  async #connect(conn: Conn, req: HttpConnectRequest, log: Logger) {
     const t0 = Date.now();
     const { client, agent } = splitUser(req.auth!.user);
     const clientId = this.router.clientId(client);
@@ -121,7 +123,7 @@ export class HttpConnectFront {
   }
 
   /** Answer a head that is refused before any credential is looked at. */
-  async #badHead(conn: Conn, req: Extract<HttpConnectRequest, { ok: false }>, log: Logger) {
+  async #badHead(conn: Conn, req: HttpRefusal, log: Logger) {
     if (req.limit) {
       this.ctx.admission.limitHit(req.limit, { port: "socks", remote: fmt(conn.remote) });
     } else if (req.code === 405) {

@@ -19,6 +19,7 @@ import {
 import type { Identity } from "../config/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import { AuthMethod, type MessageOf, VERSION_MAX, VERSION_MIN } from "../messages.ts";
+import { err, ok, type Result } from "../result.ts";
 import type { Wire } from "../wire.ts";
 
 /** The protocol version for a HELLO's offered range, or ProtocolError `unsupported_version`. */
@@ -70,10 +71,10 @@ export async function verifyLogin(
   const data = transcript(role, version, nonce, hello.name);
   const r = await checkProof(ids.get(hello.name), hello.authMethod, data, auth.proof);
   if (!r.ok) {
-    failed(r.why);
+    failed(r.error);
     throw new ProtocolError("auth_failed", "authentication failed");
   }
-  return { version, nonce, verifier: r.verifier };
+  return { version, nonce, verifier: r.value };
 }
 
 /**
@@ -87,14 +88,11 @@ export async function checkProof(
   data: Uint8Array,
   proof: Uint8Array,
   decoyOf: (method: number) => Promise<Verifier> = decoy,
-): Promise<{ ok: true; verifier: Verifier } | { ok: false; why: LoginFailure }> {
+): Promise<Result<Verifier, LoginFailure>> {
   const verifier = identity?.verifiers.get(method);
-  const ok = await (verifier ?? await decoyOf(method)).verify(data, proof);
-  if (ok && verifier) return { ok: true, verifier };
-  return {
-    ok: false,
-    why: !identity ? "unknown name" : !verifier ? "auth method not configured" : "bad proof",
-  };
+  const good = await (verifier ?? await decoyOf(method)).verify(data, proof);
+  if (good && verifier) return ok(verifier);
+  return err(!identity ? "unknown name" : !verifier ? "auth method not configured" : "bad proof");
 }
 
 const PROBE = new TextEncoder().encode("burrow-v1 socks5 password");

@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import { Status } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { Reader } from "../reader.ts";
-import { acceptSocks, type SocksAccept, socksReply } from "../socks5_server.ts";
+import { acceptSocks, type SocksRefusal, socksReply, type SocksRequest } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
 import { checkSocksPassword } from "./login.ts";
 import { firstByte, isHttp } from "../http_connect.ts";
@@ -87,10 +87,10 @@ export class SocksFront {
       });
       admitted();
       expected(); // the CONNECT takes from the pool in this turn, before the pool asks
-      if (!a.ok) return this.#refusedHandshake(conn, a, log);
+      if (!a.ok) return this.#refusedHandshake(conn, a.error, log);
       // Returned, not awaited: this handshake's frame (reader, parsed
       // messages) is released for the stream's lifetime.
-      return await this.#connect(conn, rd, a, log);
+      return await this.#connect(conn, rd, a.value, log);
     } catch (e) {
       admitted();
       expected();
@@ -100,7 +100,7 @@ export class SocksFront {
   }
 
   /** Route the CONNECT; answer it; relay. */
-  async #connect(conn: Conn, rd: Reader, a: Extract<SocksAccept, { ok: true }>, log: Logger) {
+  async #connect(conn: Conn, rd: Reader, a: SocksRequest, log: Logger) {
     const t0 = Date.now(); // the request is read: setup time starts
     const { client, agent } = splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
@@ -135,7 +135,7 @@ export class SocksFront {
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */
-  #refusedHandshake(conn: Conn, a: Extract<SocksAccept, { ok: false }>, log: Logger): void {
+  #refusedHandshake(conn: Conn, a: SocksRefusal, log: Logger): void {
     const user = a.username ?? "";
     const { client } = splitUser(user);
     const clients = this.ctx.config().clients;

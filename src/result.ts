@@ -1,0 +1,17 @@
+/**
+ * The one shape of an outcome that is not an exception: a value, or why
+ * there is none. Functions that refuse as part of their job (a bad target, a
+ * refused handshake, an unparsable duration) return one; the caller tests
+ * `ok` and reads `value` or `error`.
+ */
+export type Result<T, E = string> = { ok: true; value: T } | { ok: false; error: E };
+
+/** A success carrying `value`. */
+export function ok<T>(value: T): { ok: true; value: T } {
+  return { ok: true, value };
+}
+
+/** A failure carrying `error`. */
+export function err<E>(error: E): { ok: false; error: E } {
+  return { ok: false, error };
+}
