@@ -56,11 +56,9 @@ import {
   type Net,
 } from "../../src/net.ts";
 import { normalizePins } from "../../src/tls.ts";
-import { acceptAll, AcceptQueue, checkPin, closedError } from "../../src/adapter/mod.ts";
+import { fetchPinned, type Pinned } from "./pin.ts";
+import { acceptAll, AcceptQueue, closedError } from "../../src/adapter/mod.ts";
 import { listenError, loopbackTls, timedOut, toNetError } from "../../src/adapter/mod.ts";
-import * as nodeTls from "node:tls";
-import { isIP } from "node:net";
-import { createHash, X509Certificate } from "node:crypto";
 import { NetError } from "../../src/errors.ts";
 
 /**
@@ -71,7 +69,6 @@ import { NetError } from "../../src/errors.ts";
 const READ_MIN = 2 * 1024;
 const READ_MAX = 256 * 1024;
 
-const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest();
 // (the addresses of a TlsConn from startTls have no `transport`)
 const addr = (a: Deno.Addr): Addr =>
   "hostname" in a ? { host: a.hostname, port: a.port } : { host: "", port: 0 };
@@ -335,12 +332,6 @@ async function dialTls(
 
 const withTimeout = (ms: number | undefined) => ms === undefined ? {} : { timeoutMs: ms };
 
-/** A pinned certificate, as rustls gets it: the PEM and the name to verify. */
-interface Pinned {
-  pem: string;
-  name: string;
-}
-
 /** Pinned certificates fetched (or being fetched), by pin; for a list, by pins and server. */
 const pinned = new Map<string, Promise<Pinned>>();
 
@@ -372,7 +363,7 @@ async function dialPinned(opts: DialOptions, pin: string | readonly string[]): P
     const cached = fetching !== undefined;
     if (!fetching) {
       // concurrent first dials share one fetch
-      pinned.set(key, fetching = fetchPinned(opts, pins, start));
+      pinned.set(key, fetching = fetchPinned(opts, pins, left(opts, start)));
       fetching.catch(() => pinned.get(key) === fetching && pinned.delete(key));
     }
     const cert = await fetching;
@@ -385,96 +376,6 @@ async function dialPinned(opts: DialOptions, pin: string | readonly string[]): P
       if (pinned.get(key) === fetching) pinned.delete(key);
     }
   }
-}
-
-/** Step 1 of {@link dialPinned}: the server's certificate, checked against `pin`. */
-function fetchPinned(opts: DialOptions, pin: string[], start: number): Promise<Pinned> {
-  const { host, port } = opts;
-  return new Promise((resolve, reject) => {
-    const sock = nodeTls.connect({ host, port, rejectUnauthorized: false });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const done = (e: NetError | null, v?: Pinned) => {
-      clearTimeout(timer);
-      sock.removeAllListeners("error");
-      sock.on("error", () => {});
-      if (e) {
-        sock.destroy();
-        reject(e);
-      } else {
-        // close_notify and FIN, so the server sees a clean EOF; the server
-        // closes in turn, and node:tls (no allowHalfOpen) then closes too
-        sock.end();
-        const t = setTimeout(() => sock.destroy(), 10_000);
-        Deno.unrefTimer(t);
-        sock.once("close", () => clearTimeout(t));
-        resolve(v!);
-      }
-    };
-    // node:tls errors: a network failure keeps its code, anything else is ETLS
-    sock.once("error", (e) => done(toNetError(e, { fallback: "ETLS" })));
-    sock.once("secureConnect", () => {
-      const raw = sock.getPeerCertificate(true)?.raw;
-      const mismatch = checkPin(pin, raw, sha256);
-      if (mismatch) return done(mismatch);
-      try {
-        done(null, pinnable(raw));
-      } catch (e) {
-        done(e as NetError);
-      }
-    });
-    const ms = left(opts, start);
-    if (ms !== undefined) {
-      timer = setTimeout(() => done(timedOut(host, port, opts.timeoutMs!, "TLS connect")), ms);
-    }
-  });
-}
-
-/** A fetched pinned certificate as rustls can trust it, or ETLS why not. */
-function pinnable(der: Uint8Array): Pinned {
-  const x = new X509Certificate(der);
-  // (not checkIssued(): OpenSSL also wants keyCertSign from an issuer)
-  if (x.issuer !== x.subject || !x.verify(x.publicKey)) {
-    throw new NetError(
-      "ETLS",
-      "TLS: on Deno only a self-signed certificate can be pinned (rustls cannot trust a " +
-        "CA-issued leaf by itself); trust its CA with `ca` instead",
-    );
-  }
-  const name = pinName(x.subjectAltName ?? "");
-  if (name === null) {
-    throw new NetError(
-      "ETLS",
-      "TLS: on Deno a pinned certificate needs a DNS name or IP address in its subjectAltName",
-    );
-  }
-  const b64 = btoa(Array.from(der, (b) => String.fromCharCode(b)).join(""));
-  const pem = `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{64}/g, "$&\n")}\n` +
-    "-----END CERTIFICATE-----\n";
-  return { pem: pem.replace("\n\n-----END", "\n-----END"), name };
-}
-
-/** Names public CAs may not certify: rustls then trusts only the pinned certificate. */
-const RESERVED_NAME = /(^|\.)(localhost|invalid|test|internal|local)$/i;
-const PRIVATE_IP =
-  /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|169\.254\.|::1$|f[cd][0-9a-f]{2}:|fe[89ab][0-9a-f]:)/i;
-
-/**
- * The name to verify a pinned certificate by, from its subjectAltName
- * (`DNS:a, IP Address:1.2.3.4`): a reserved name or private IP if there is
- * one, else the first name (wildcards made concrete).
- */
-function pinName(san: string): string | null {
-  const names: string[] = [];
-  for (const part of san.split(/,\s*/)) {
-    const m = /^(DNS|IP Address):(.+)$/.exec(part.trim());
-    if (!m) continue;
-    const v = m[2]!.trim();
-    if (m[1] === "IP Address") names.push(isIP(v) ? v : "");
-    else names.push(v.replace(/^\*\./, "pinned."));
-  }
-  const usable = names.filter((n) => n !== "");
-  return usable.find((n) => isIP(n) ? PRIVATE_IP.test(n) : RESERVED_NAME.test(n)) ??
-    usable[0] ?? null;
 }
 
 async function dialTcp({ host, port, timeoutMs }: DialOptions): Promise<Deno.TcpConn> {
