@@ -21,6 +21,7 @@ import { basename, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
+import { MessageGen, toCodecTs, toMessagesTs } from "./gen_messages.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SPEC_DIR = join(ROOT, "spec");
@@ -33,13 +34,13 @@ const RUNTIME_SPECIFIER = "kaitai-struct/KaitaiStream.js";
 // The .ksy subset this generator understands (enough for spec/; anything else
 // is rejected so that the declarations never silently drift from the parser).
 
-interface KsyEnumEntry {
+export interface KsyEnumEntry {
   id: string;
   doc?: string;
 }
-type KsyEnum = Record<string, string | KsyEnumEntry>;
+export type KsyEnum = Record<string, string | KsyEnumEntry>;
 
-interface KsyAttr {
+export interface KsyAttr {
   id: string;
   type?: string | { "switch-on": string; cases: Record<string, string> };
   size?: number | string;
@@ -52,7 +53,7 @@ interface KsyAttr {
   [key: string]: unknown;
 }
 
-interface KsyType {
+export interface KsyType {
   meta?: { id?: string; imports?: string[]; [key: string]: unknown };
   doc?: string;
   "doc-ref"?: string | string[];
@@ -95,7 +96,7 @@ function upperSnake(id: string): string {
 // ---------------------------------------------------------------------------
 
 /** One spec file, parsed. */
-interface Spec {
+export interface Spec {
   /** file name, e.g. `frame.ksy` */
   file: string;
   id: string;
@@ -548,6 +549,9 @@ export async function generate(): Promise<Map<string, string>> {
     out.set(`${className}.d.ts`, toDts(spec));
   }
   out.set(ENUMS_FILE, toEnumsTs(specs));
+  const messages = new MessageGen(specs);
+  out.set("messages.ts", toMessagesTs(messages));
+  out.set("codec.ts", toCodecTs(messages));
   return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 

@@ -388,7 +388,7 @@ test("decode: strings are strict UTF-8 and keep a leading BOM", () => {
     [
       0x10,
       [0, 1, 1, 0, 1, 0x80, 0, 1, 0, 1],
-      /^Cannot parse ANNOUNCE payload: host pattern is not valid UTF-8$/,
+      /^Cannot parse ANNOUNCE payload: pattern is not valid UTF-8$/,
     ],
     [
       0x32,
