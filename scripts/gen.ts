@@ -103,7 +103,7 @@ export interface Spec {
   ksy: KsyType;
 }
 
-function readSpecs(): Spec[] {
+export function readSpecs(): Spec[] {
   const files = readdirSync(SPEC_DIR).filter((f) => f.endsWith(".ksy")).sort();
   return files.map((file) => {
     const ksy = parseYaml(readFileSync(join(SPEC_DIR, file), "utf8")) as KsyType;

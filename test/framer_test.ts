@@ -209,6 +209,25 @@ test("framer: oversized length throws frame_too_large with only the header in", 
   }
 });
 
+test("framer: a fixed-size payload of another length is invalid_message with only the header in", () => {
+  // PING's payload is 8 bytes, CLIENT_READY's 4 (spec/control.ksy, handshake.ksy).
+  for (const [type, len] of [[0x13, 9], [0x13, 7], [0x13, Limits.MAX_PAYLOAD], [0x31, 0]]) {
+    const framer = new Framer();
+    framer.push(header(type!, len!));
+    assert.throws(
+      () => framer.next(),
+      (e: unknown) =>
+        e instanceof ProtocolError && e.code === "invalid_message" &&
+        /^Cannot parse frame: payload length \d+ of type 0x(13|31) is not (8|4)$/.test(e.message),
+    );
+    assert.equal(framer.buffered, 0);
+  }
+  // The right length passes the header check and waits for the payload.
+  const framer = new Framer();
+  framer.push(header(0x13, 8));
+  assert.equal(framer.next(), null);
+});
+
 test("framer: bad magic throws bad_magic as soon as the header is complete", () => {
   for (const magic of [[0x42, 0x52, 0x52, 0x58], [0, 0, 0, 0], [0x47, 0x45, 0x54, 0x20]]) {
     const framer = new Framer();
