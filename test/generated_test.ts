@@ -96,9 +96,9 @@ test("generated: a field added to a .ksy reaches the interface, the limits, the 
   const messages = toMessagesTs(g);
   const codec = toCodecTs(g);
   const welcome = messages.slice(messages.indexOf("export interface Welcome {"));
-  assert.match(welcome.slice(0, welcome.indexOf("\n}")), /\n  maxStreams: number;$/);
-  assert.match(messages, /"handshake::welcome": \{\n    maxStreams: \{ min: 1, max: 1000 \},/);
-  assert.match(codec, /\n      w\.u16\(msg\.maxStreams, "WELCOME\.maxStreams"\);\n/);
+  assert.match(welcome.slice(0, welcome.indexOf("\n}")), /\n {2}maxStreams: number;$/);
+  assert.match(messages, /"handshake::welcome": \{\n {4}maxStreams: \{ min: 1, max: 1000 \},/);
+  assert.match(codec, /\n {6}w\.u16\(msg\.maxStreams, "WELCOME\.maxStreams"\);\n/);
   assert.match(codec, /if \(strict && msg\.maxStreams > 1000\) throw new RangeError/);
   assert.match(codec, /type: "WELCOME", .*, maxStreams: p\.maxStreams \};/);
   // What the generator has no mapping for fails the generation, naming it.
