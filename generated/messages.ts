@@ -474,7 +474,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: null, 2: 33, 3: null, 4: 32, 5: null, 16: null, 17: 6, 18: 6, 19: 8, 20: 8, 21: null, 22: 16, 32: null, 33: null, 34: null, 35: null, 48: null, 49: 4, 50: null, 51: null, 52: null },
+    payloadSizes: { 1: [6, 324], 2: [33, 33], 3: [33, 65], 4: [32, 32], 5: [4, 1028], 16: [2, 166914], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 332], 34: [10, 264], 35: [58, 90], 48: [6, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
   },
   "frame::header": {
     size: 12,
@@ -489,7 +489,7 @@ export const Layout = {
     type: { offset: 0, size: 1 },
     streamId: { offset: 1, size: 4 },
     lenBody: { offset: 5, size: 2 },
-    bodySizes: { 1: 0, 2: 4, 3: 0, 4: 0, 5: 0 },
+    bodySizes: { 1: [0, 0], 2: [4, 4], 3: [0, 0], 4: [0, 0], 5: [0, 0] },
   },
   "link::window": {
     size: 4,

@@ -332,32 +332,67 @@ function sizeTable(specs: readonly Spec[]): string[] {
   );
 }
 
-/** Fixed size of a type, or null when it varies. */
-function fixedSize(g: MessageGen, ref: Ref): number | null {
-  let n = 0;
-  for (const attr of ref.ksy.seq ?? []) {
-    const s = attrSize(g, ref, attr);
-    if (s === null) return null;
-    n += s;
+/** The smallest and largest size a type can have, in bytes. */
+function bounds(g: MessageGen, ref: Ref): [number, number] {
+  let lo = 0;
+  let hi = 0;
+  const seq = ref.ksy.seq ?? [];
+  for (const attr of seq) {
+    const [l, h] = attrBounds(g, ref, attr, seq);
+    lo += l;
+    hi += h;
   }
-  return n;
+  return [lo, hi];
+}
+
+/** The range of values of integer field `id` of `seq`: its `valid:` or its type's. */
+function intRange(seq: readonly KsyAttr[], id: string): [number, number] {
+  const attr = seq.find((a) => a.id === id);
+  const size = INT_SIZE[String(attr?.type)];
+  if (attr === undefined || size === undefined) return [0, Infinity];
+  const v = validOf(attr);
+  if (v.anyOf !== undefined) return [Math.min(...v.anyOf), Math.max(...v.anyOf)];
+  if (v.eq !== undefined) return [v.eq, v.eq];
+  return [typeof v.min === "number" ? v.min : 0, typeof v.max === "number" ? v.max : uintMax(size)];
+}
+
+function attrBounds(
+  g: MessageGen,
+  ref: Ref,
+  attr: KsyAttr,
+  seq: readonly KsyAttr[],
+): [number, number] {
+  let one: [number, number];
+  const type = attr.type;
+  if (attr.contents !== undefined) {
+    const c = attr.contents;
+    const n = typeof c === "string" ? c.length : Array.isArray(c) ? c.length : 0;
+    one = [n, n];
+  } else if (typeof attr.size === "number") one = [attr.size, attr.size];
+  else if (typeof attr.size === "string") one = intRange(seq, attr.size);
+  else if (attr["size-eos"] === true) one = [0, Infinity];
+  else if (typeof type === "string" && type in INT_SIZE) one = [INT_SIZE[type]!, INT_SIZE[type]!];
+  else if (typeof type === "string") one = bounds(g, g.resolve(type, ref.spec, attr.id));
+  else if (typeof type === "object") {
+    const all = Object.values(type.cases).map((v) => bounds(g, g.resolve(v, ref.spec, attr.id)));
+    one = [Math.min(...all.map((b) => b[0])), Math.max(...all.map((b) => b[1]))];
+  } else one = [0, Infinity];
+  if (attr.repeat === undefined) return one;
+  const n = attr.repeat === "expr" ? intRange(seq, String(attr["repeat-expr"])) : [0, Infinity];
+  return [one[0] * n[0]!, one[1] * n[1]!];
 }
 
 function attrSize(g: MessageGen, ref: Ref, attr: KsyAttr): number | null {
-  if (attr.repeat !== undefined) return null;
-  if (attr.contents !== undefined) {
-    const c = attr.contents;
-    return typeof c === "string" ? c.length : Array.isArray(c) ? c.length : null;
-  }
-  if (typeof attr.type === "string" && attr.type in INT_SIZE) return INT_SIZE[attr.type]!;
-  if (attr.type === undefined) return typeof attr.size === "number" ? attr.size : null;
-  if (typeof attr.type === "string" && !(attr.type in MAPPED)) {
-    return fixedSize(g, g.resolve(attr.type, ref.spec, attr.id));
-  }
-  return null;
+  if (typeof attr.size === "string" || attr.repeat !== undefined) return null;
+  const [lo, hi] = attrBounds(g, ref, attr, ref.ksy.seq ?? []);
+  return lo === hi ? lo : null;
 }
 
-/** Offsets of the fixed-size prefix of the types of {@link LAYOUT_SPECS}; fixed sizes of switch cases. */
+/**
+ * Offsets of the fixed-size prefix of the types of {@link LAYOUT_SPECS}, and
+ * the smallest and largest size of each case of a switch (`<field>Sizes`,
+ * by enum value: for a frame, what a payload of each message type may be).
+ */
 function layoutTable(g: MessageGen): string[] {
   const out = ["export const Layout = {"];
   for (const id of LAYOUT_SPECS) {
@@ -373,7 +408,8 @@ function layoutTable(g: MessageGen): string[] {
           const sizes = Object.entries(type.cases).map(([k, v]) => {
             const e = k.split("::");
             const value = g.enumValues(ref, e.slice(0, -1).join("::"), k).get(e[e.length - 1]!);
-            return `${value}: ${fixedSize(g, g.resolve(v, spec, k))}`;
+            const [lo, hi] = bounds(g, g.resolve(v, spec, k));
+            return `${value}: [${lo}, ${hi}]`;
           });
           rows.push(`    ${lowerCamel(attr.id)}Sizes: { ${sizes.join(", ")} },`);
           break;

@@ -31,7 +31,7 @@
  * | flags ≠ 0                        | `invalid_message`           |
  * | payload length > MAX_PAYLOAD     | `frame_too_large`           |
  * | type 0x00–0x7F not in §9.1       | `unknown_type`              |
- * | length ≠ a fixed payload's size  | `invalid_message`           |
+ * | length outside the type's sizes  | `invalid_message`           |
  *
  * Types 0x80–0xFF pass (the decoder skips them). Messages read
  * `Cannot parse frame: …`. After an error the framer drops everything it
@@ -50,8 +50,8 @@ import { type ErrorCodeName, Layout, Limits, MsgType } from "./messages.ts";
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(MsgType));
 /** The header layout of spec/frame.ksy. */
 const H = Layout["frame::header"];
-/** Payload sizes of the message types whose payload has a fixed size (spec/*.ksy). */
-const FIXED: Readonly<Record<number, number | null>> = Layout.frame.payloadSizes;
+/** The smallest and largest payload of each message type, from its payload type in spec/*.ksy. */
+const SIZES: Readonly<Record<number, readonly [number, number]>> = Layout.frame.payloadSizes;
 
 /** First type of the optional-extension range (SPEC.md §3, §9.1). */
 const FIRST_EXTENSION_TYPE = 0x80;
@@ -96,11 +96,12 @@ export function checkHeader(buf: Uint8Array, offset = 0): { type: number; length
   if (type < FIRST_EXTENSION_TYPE && !KNOWN_TYPES.has(type)) {
     throw fail("unknown_type", `unknown message type ${hex(type, 2)}`);
   }
-  const fixed = FIXED[type];
-  if (fixed != null && length !== fixed) {
+  const sizes = SIZES[type];
+  if (sizes !== undefined && (length < sizes[0] || length > sizes[1])) {
+    const want = sizes[0] === sizes[1] ? `${sizes[0]}` : `${sizes[0]}..${sizes[1]}`;
     throw fail(
       "invalid_message",
-      `payload length ${length} of type ${hex(type, 2)} is not ${fixed}`,
+      `payload length ${length} of type ${hex(type, 2)} is not ${want}`,
     );
   }
   return { type, length };

@@ -26,7 +26,7 @@ export const LINK_HEADER_SIZE = L.size;
 /** The largest DATA body (len_body's maximum): a longer write is split into several frames. */
 export const LINK_MAX_DATA = 2 ** (8 * L.lenBody.size) - 1;
 /** The size of WINDOW's body. */
-const WINDOW_SIZE = L.bodySizes[TYPE.WINDOW];
+const WINDOW_SIZE = L.bodySizes[TYPE.WINDOW][0];
 
 type Name = keyof typeof TYPE;
 /** Link frame types by code (SPEC.md §9.6). */
@@ -35,8 +35,8 @@ const NAMES: readonly (Name | undefined)[] = (() => {
   for (const [name, code] of Object.entries(TYPE)) out[code] = name as Name;
   return out;
 })();
-/** The fixed body size of each type but DATA, by code. */
-const BODY: Readonly<Record<number, number>> = L.bodySizes;
+/** The smallest and largest body of each type but DATA, by code. */
+const BODY: Readonly<Record<number, readonly [number, number]>> = L.bodySizes;
 
 /**
  * A link frame. GRANT (version 4) carries no stream: its `stream` field is
@@ -139,7 +139,7 @@ export class LinkFramer {
     let bad: string | null = null;
     if (name === undefined) bad = `unknown type ${type}`;
     else if (stream === 0) bad = `${name} on stream 0`;
-    else if (name === "DATA" ? len === 0 : len !== BODY[type]) {
+    else if (name === "DATA" ? len === 0 : !(len >= BODY[type]![0] && len <= BODY[type]![1])) {
       bad = `${name} with a body of ${len} bytes`;
     }
     if (bad !== null) {
