@@ -5,7 +5,9 @@
  * declaration file derived from the .ksy itself; and generated/enums.ts, every
  * enum of spec/ (the SPEC.md §9 registries, address types, SOCKS5 codes) as a
  * TypeScript `as const` object, which src/messages.ts and src/socks5_encode.ts
- * re-export (see {@link ENUMS}).
+ * re-export (see {@link ENUMS}); and, with scripts/gen_messages.ts,
+ * generated/messages.ts (message interfaces, type table, limits, layouts) and
+ * generated/codec.ts (an encoder and a decoder per message).
  *
  *   node --import tsx scripts/gen.ts           write generated/
  *   node --import tsx scripts/gen.ts --check   compare, exit 1 on differences

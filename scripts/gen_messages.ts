@@ -59,6 +59,7 @@ type Field =
   | { kind: "bytes"; attr: KsyAttr; fixed: number | null; len: Field | null; text: Text | null }
   | { kind: "mapped"; attr: KsyAttr; map: { ts: string; write: string; read: string } }
   | { kind: "flat"; attr: KsyAttr; ref: Ref }
+  | { kind: "nested"; attr: KsyAttr; ref: Ref }
   | { kind: "list"; attr: KsyAttr; ref: Ref; count: Field }
   | { kind: "variant"; attr: KsyAttr; on: string; cases: [string, Ref][] };
 
@@ -135,7 +136,7 @@ export class MessageGen {
     }
     this.ifaces.set(name, ref);
     for (const f of this.fields(ref)) {
-      if (f.kind === "flat" || f.kind === "list") this.collect(f.ref);
+      if (f.kind === "flat" || f.kind === "list" || f.kind === "nested") this.collect(f.ref);
       if (f.kind === "variant") { for (const [, r] of f.cases) this.collect(r); }
     }
   }
@@ -185,11 +186,11 @@ export class MessageGen {
           const n = attr["repeat-expr"];
           const count = out.find((f) => f.attr.id === n) ?? this.fail(at, `repeat-expr ${n}`);
           out.push({ kind: "list", attr, ref: r, count });
+        } else if (attr.repeat !== undefined) {
+          this.fail(at, `repeat: ${attr.repeat} is not supported`);
         } else if (attr["-flat"] === true) out.push({ kind: "flat", attr, ref: r });
-        else {this.fail(
-            at,
-            "a user type field needs -flat: true (nested objects are not supported)",
-          );}
+        else if (attr.size !== undefined) this.fail(at, "a sized user type is not supported");
+        else out.push({ kind: "nested", attr, ref: r });
       } else if (typeof type === "object") {
         const on = type["switch-on"];
         const cases = Object.entries(type.cases).map(([k, v]): [string, Ref] => [
@@ -253,6 +254,8 @@ function fieldTs(g: MessageGen, f: Field): string | null {
       return f.map.ts;
     case "list":
       return `${g.ifaceName(f.ref)}[]`;
+    case "nested":
+      return g.ifaceName(f.ref);
     default:
       return null;
   }
@@ -603,6 +606,17 @@ class CodecWriter {
         case "flat":
           out.push(...this.writes(f.ref, obj, path, ind));
           break;
+        case "nested": {
+          const inner = inTemplate(p);
+          const np: Path = p.startsWith("`") ? (n) => `\`${inner}.${n}\`` : literalPath(inner);
+          out.push(
+            `${ind}if (${obj}.${name} === null || typeof ${obj}.${name} !== "object") {`,
+            `${ind}  throw new TypeError(\`${inner}: must be an object\`);`,
+            `${ind}}`,
+            ...this.writes(f.ref, `${obj}.${name}`, np, ind),
+          );
+          break;
+        }
         case "list": {
           const fn = this.element(f.ref);
           const i = this.tmp("i");
@@ -716,6 +730,15 @@ class CodecWriter {
           break;
         case "flat":
           out.push(...this.entries(f.ref, v));
+          break;
+        case "nested":
+          if (this.g.fields(f.ref).some((x) => x.kind === "variant")) {
+            this.g.fail(
+              ref.spec.file,
+              `${f.attr.id}: a nested type with a switch is not supported`,
+            );
+          }
+          out.push(`${name}: { ${this.entries(f.ref, v).join(", ")} }`);
           break;
         case "list":
           out.push(`${name}: ${v}.map(${this.reader(f.ref)})`);

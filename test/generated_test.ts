@@ -101,13 +101,18 @@ test("generated: a field added to a .ksy reaches the interface, the limits, the 
   assert.match(codec, /\n {6}w\.u16\(msg\.maxStreams, "WELCOME\.maxStreams"\);\n/);
   assert.match(codec, /if \(strict && msg\.maxStreams > 1000\) throw new RangeError/);
   assert.match(codec, /type: "WELCOME", .*, maxStreams: p\.maxStreams \};/);
+  // A user type is a nested object (or, with `-flat: true`, merged).
+  handshake.ksy.types!["welcome"]!.seq!.push({ id: "ready", type: "client_ready" });
+  const nested = toCodecTs(new MessageGen(specs));
+  assert.match(nested, /w\.u32\(msg\.ready\.clientId, "WELCOME\.ready\.clientId"\);/);
+  assert.match(nested, /, ready: \{ clientId: p\.ready\.clientId \} \};/);
   // What the generator has no mapping for fails the generation, naming it.
-  handshake.ksy.types!["welcome"]!.seq!.push({ id: "nested", type: "client_ready" });
+  handshake.ksy.types!["welcome"]!.seq!.push({ id: "rest", "size-eos": true });
   assert.throws(
     () => new MessageGen(specs),
     (e: unknown) =>
       e instanceof Error &&
-      /^Cannot generate messages from spec\/handshake\.ksy welcome\.nested: /.test(e.message),
+      /^Cannot generate messages from spec\/handshake\.ksy welcome\.rest: /.test(e.message),
   );
 });
 
