@@ -65,6 +65,9 @@ var Addr = (function() {
       if (!(this.lenName >= 1)) {
         throw new KaitaiStream.ValidationLessThanError(1, this.lenName, this._io, "/types/domain_host/seq/0");
       }
+      if (!(this.lenName <= 255)) {
+        throw new KaitaiStream.ValidationGreaterThanError(255, this.lenName, this._io, "/types/domain_host/seq/0");
+      }
       this.name = this._io.readBytes(this.lenName);
     }
 

@@ -154,6 +154,9 @@ var Control = (function() {
       if (!(this.lenPattern >= 1)) {
         throw new KaitaiStream.ValidationLessThanError(1, this.lenPattern, this._io, "/types/host_rule/seq/0");
       }
+      if (!(this.lenPattern <= 255)) {
+        throw new KaitaiStream.ValidationGreaterThanError(255, this.lenPattern, this._io, "/types/host_rule/seq/0");
+      }
       this.pattern = this._io.readBytes(this.lenPattern);
     }
 

@@ -173,6 +173,9 @@ var Handshake = (function() {
       }
       this.name = this._io.readBytes(this.lenName);
       this.lenSoftware = this._io.readU1();
+      if (!(this.lenSoftware <= 255)) {
+        throw new KaitaiStream.ValidationGreaterThanError(255, this.lenSoftware, this._io, "/types/hello/seq/5");
+      }
       this.software = this._io.readBytes(this.lenSoftware);
     }
 

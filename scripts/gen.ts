@@ -5,7 +5,9 @@
  * declaration file derived from the .ksy itself; and generated/enums.ts, every
  * enum of spec/ (the SPEC.md §9 registries, address types, SOCKS5 codes) as a
  * TypeScript `as const` object, which src/messages.ts and src/socks5_encode.ts
- * re-export (see {@link ENUMS}).
+ * re-export (see {@link ENUMS}); and, with scripts/gen_messages.ts,
+ * generated/messages.ts (message interfaces, type table, limits, layouts) and
+ * generated/codec.ts (an encoder and a decoder per message).
  *
  *   node --import tsx scripts/gen.ts           write generated/
  *   node --import tsx scripts/gen.ts --check   compare, exit 1 on differences
@@ -21,6 +23,7 @@ import { basename, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
+import { MessageGen, toCodecTs, toMessagesTs } from "./gen_messages.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SPEC_DIR = join(ROOT, "spec");
@@ -33,13 +36,13 @@ const RUNTIME_SPECIFIER = "kaitai-struct/KaitaiStream.js";
 // The .ksy subset this generator understands (enough for spec/; anything else
 // is rejected so that the declarations never silently drift from the parser).
 
-interface KsyEnumEntry {
+export interface KsyEnumEntry {
   id: string;
   doc?: string;
 }
-type KsyEnum = Record<string, string | KsyEnumEntry>;
+export type KsyEnum = Record<string, string | KsyEnumEntry>;
 
-interface KsyAttr {
+export interface KsyAttr {
   id: string;
   type?: string | { "switch-on": string; cases: Record<string, string> };
   size?: number | string;
@@ -52,7 +55,7 @@ interface KsyAttr {
   [key: string]: unknown;
 }
 
-interface KsyType {
+export interface KsyType {
   meta?: { id?: string; imports?: string[]; [key: string]: unknown };
   doc?: string;
   "doc-ref"?: string | string[];
@@ -95,14 +98,14 @@ function upperSnake(id: string): string {
 // ---------------------------------------------------------------------------
 
 /** One spec file, parsed. */
-interface Spec {
+export interface Spec {
   /** file name, e.g. `frame.ksy` */
   file: string;
   id: string;
   ksy: KsyType;
 }
 
-function readSpecs(): Spec[] {
+export function readSpecs(): Spec[] {
   const files = readdirSync(SPEC_DIR).filter((f) => f.endsWith(".ksy")).sort();
   return files.map((file) => {
     const ksy = parseYaml(readFileSync(join(SPEC_DIR, file), "utf8")) as KsyType;
@@ -548,6 +551,9 @@ export async function generate(): Promise<Map<string, string>> {
     out.set(`${className}.d.ts`, toDts(spec));
   }
   out.set(ENUMS_FILE, toEnumsTs(specs));
+  const messages = new MessageGen(specs);
+  out.set("messages.ts", toMessagesTs(messages));
+  out.set("codec.ts", toCodecTs(messages));
   return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 

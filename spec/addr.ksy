@@ -39,8 +39,10 @@ types:
         type: u1
         valid:
           min: 1
+          max: 255
       - id: name
         size: len_name
+        -text: utf8
         doc: |
           UTF-8 (SPEC.md §5), kept as bytes here: decoders reject invalid
           UTF-8 and keep a leading BOM.

@@ -23,6 +23,7 @@ types:
           max: 64
       - id: agent
         size: len_agent
+        -text: name
         doc: |
           Agent name, UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty =
           the client's only granted agent (SPEC.md §7.1).
@@ -40,6 +41,7 @@ types:
           max: 64
       - id: agent
         size: len_agent
+        -text: name
         doc: Agent name, UTF-8, as in CONNECT; empty = the client's only granted agent.
   connect_result:
     doc: CONNECT_RESULT (0x33), server → client proxy.

@@ -41,6 +41,7 @@ types:
           max: 64
       - id: client
         size: len_client
+        -text: name
         doc: |
           Client name this rule is for, UTF-8 (in fact `A-Z a-z 0-9 . _ -`,
           SPEC.md §10); empty = every client.
@@ -67,14 +68,17 @@ types:
         type: u1
         valid:
           min: 1
+          max: 255
       - id: pattern
         size: len_pattern
+        -text: utf8
         doc: UTF-8; decoders reject invalid UTF-8.
   cidr4_rule:
     doc: IPv4 CIDR prefix.
     seq:
       - id: addr
         size: 4
+        -text: ipv4
       - id: prefix
         type: u1
         valid:
@@ -84,6 +88,7 @@ types:
     seq:
       - id: addr
         size: 16
+        -text: ipv6
       - id: prefix
         type: u1
         valid:
@@ -131,6 +136,7 @@ types:
           max: 1024
       - id: message
         size: len_message
+        -text: utf8
         doc: UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
   instance:
     doc: |

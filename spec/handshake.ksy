@@ -45,11 +45,15 @@ types:
           max: 64
       - id: name
         size: len_name
+        -text: name
         doc: UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
       - id: len_software
         type: u1
+        valid:
+          max: 255
       - id: software
         size: len_software
+        -text: utf8
         doc: |
           Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`; UTF-8,
           decoders reject invalid UTF-8 and keep a leading BOM.
@@ -107,6 +111,7 @@ types:
           max: 1024
       - id: message
         size: len_message
+        -text: utf8
         doc: |
           Human-readable, never contains a credential; UTF-8, decoders reject
           invalid UTF-8 and keep a leading BOM.

@@ -25,6 +25,7 @@ types:
         doc: The session's protocol version.
       - id: binding
         type: session_binding
+        -flat: true
   link_hello:
     doc: |
       LINK_HELLO (0x23), agent → server, version 3: the first frame of a
@@ -39,6 +40,7 @@ types:
         doc: The session's protocol version, 3 or later.
       - id: binding
         type: session_binding
+        -flat: true
   session_binding:
     doc: |
       What POOL_HELLO and LINK_HELLO carry after the version: the session,
@@ -78,6 +80,7 @@ types:
           max: 64
       - id: client
         size: len_client
+        -text: name
         doc: |
           Client name, for the agent's per-client allowlist; UTF-8 (in fact
           `A-Z a-z 0-9 . _ -`, SPEC.md §10).

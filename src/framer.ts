@@ -31,6 +31,7 @@
  * | flags ≠ 0                        | `invalid_message`           |
  * | payload length > MAX_PAYLOAD     | `frame_too_large`           |
  * | type 0x00–0x7F not in §9.1       | `unknown_type`              |
+ * | length outside the type's sizes  | `invalid_message`           |
  *
  * Types 0x80–0xFF pass (the decoder skips them). Messages read
  * `Cannot parse frame: …`. After an error the framer drops everything it
@@ -44,9 +45,13 @@
  * @module
  */
 import { ProtocolError } from "./errors.ts";
-import { type ErrorCodeName, Limits, MsgType } from "./messages.ts";
+import { type ErrorCodeName, Layout, Limits, MsgType } from "./messages.ts";
 
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(MsgType));
+/** The header layout of spec/frame.ksy. */
+const H = Layout["frame::header"];
+/** The smallest and largest payload of each message type, from its payload type in spec/*.ksy. */
+const SIZES: Readonly<Record<number, readonly [number, number]>> = Layout.frame.payloadSizes;
 
 /** First type of the optional-extension range (SPEC.md §3, §9.1). */
 const FIRST_EXTENSION_TYPE = 0x80;
@@ -78,18 +83,26 @@ export function checkHeader(buf: Uint8Array, offset = 0): { type: number; length
       .join(" ");
     throw fail("bad_magic", `bad magic ${got}, expected 42 52 52 57 ("BRRW")`);
   }
-  const version = buf[offset + 4]!;
+  const version = buf[offset + H.frameVersion.offset]!;
   if (version !== 1) throw fail("unsupported_frame_version", `framing version ${version} is not 1`);
-  const type = buf[offset + 5]!;
-  const flags = (buf[offset + 6]! << 8) | buf[offset + 7]!;
+  const type = buf[offset + H.msgType.offset]!;
+  const flags = (buf[offset + H.flags.offset]! << 8) | buf[offset + H.flags.offset + 1]!;
   if (flags !== 0) throw fail("invalid_message", `flags ${hex(flags, 4)} are not 0`);
-  const at = offset + 8;
+  const at = offset + H.lenPayload.offset;
   const length = buf[at]! * 0x1000000 + (buf[at + 1]! << 16) + (buf[at + 2]! << 8) + buf[at + 3]!;
   if (length > Limits.MAX_PAYLOAD) {
     throw fail("frame_too_large", `payload length ${length} exceeds ${Limits.MAX_PAYLOAD}`);
   }
   if (type < FIRST_EXTENSION_TYPE && !KNOWN_TYPES.has(type)) {
     throw fail("unknown_type", `unknown message type ${hex(type, 2)}`);
+  }
+  const sizes = SIZES[type];
+  if (sizes !== undefined && (length < sizes[0] || length > sizes[1])) {
+    const want = sizes[0] === sizes[1] ? `${sizes[0]}` : `${sizes[0]}..${sizes[1]}`;
+    throw fail(
+      "invalid_message",
+      `payload length ${length} of type ${hex(type, 2)} is not ${want}`,
+    );
   }
   return { type, length };
 }

@@ -72,6 +72,22 @@ export function utf8(bytes: Uint8Array, field: string): string {
   }
 }
 
+const NAME_RE = /^[A-Za-z0-9._-]*$/;
+
+/**
+ * An agent or client name (SPEC.md §10): UTF-8 of `A-Z a-z 0-9 . _ -`, at
+ * `min`..`max` bytes (the parser has checked the maximum). Throws naming `field`.
+ */
+export function nameText(bytes: Uint8Array, field: string, min: number, max: number): string {
+  const s = utf8(bytes, field);
+  if (s.length < min || !NAME_RE.test(s)) {
+    throw new Error(
+      `${field} ${JSON.stringify(s)} is not ${min}..${max} bytes of A-Z a-z 0-9 . _ -`,
+    );
+  }
+  return s;
+}
+
 /** The text of a byte field that may hold any octets; see {@link LENIENT_UTF8}. */
 export function utf8Lenient(bytes: Uint8Array): string {
   return LENIENT_UTF8.decode(bytes);

@@ -1,9 +1,11 @@
 /**
  * Link frames (SPEC.md §3.2): the 7-byte header and body that multiplex pool
- * streams over a version-3 link. spec/link.ksy describes the same frame for
- * the generated parser; this hand codec is the hot path (every DATA chunk of
- * every stream passes through it) and is round-trip tested against that
- * parser (test/link_frame_test.ts).
+ * streams over a link. spec/link.ksy describes the frame; this hand codec is
+ * the hot path (every DATA chunk of every stream passes through it), but its
+ * type table (`LinkFrameType`, generated/enums.ts), header layout and body
+ * sizes (`Layout`, generated/messages.ts) come from that .ksy, and
+ * test/link_frame_test.ts checks it against the generated parser on random
+ * frames and random bytes at every test run.
  *
  * ```
  *  0      1           5          7
@@ -13,15 +15,28 @@
  *
  * @module
  */
+import { LinkFrameType as TYPE } from "../generated/enums.ts";
+import { Layout } from "../generated/messages.ts";
 import { ProtocolError } from "./errors.ts";
 
-export const LINK_HEADER_SIZE = 7;
-/** The largest DATA body: a longer write is split into several frames. */
-export const LINK_MAX_DATA = 65535;
+const L = Layout.link;
 
-/** Link frame types (SPEC.md §9.6). */
-const TYPE = { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4, GRANT: 5 } as const;
-const NAMES = ["DATA", "OPEN", "WINDOW", "FIN", "RESET", "GRANT"] as const;
+/** The header: type u1, stream id u4, len_body u2 (spec/link.ksy). */
+export const LINK_HEADER_SIZE = L.size;
+/** The largest DATA body (len_body's maximum): a longer write is split into several frames. */
+export const LINK_MAX_DATA = 2 ** (8 * L.lenBody.size) - 1;
+/** The size of WINDOW's body. */
+const WINDOW_SIZE = L.bodySizes[TYPE.WINDOW][0];
+
+type Name = keyof typeof TYPE;
+/** Link frame types by code (SPEC.md §9.6). */
+const NAMES: readonly (Name | undefined)[] = (() => {
+  const out: (Name | undefined)[] = [];
+  for (const [name, code] of Object.entries(TYPE)) out[code] = name as Name;
+  return out;
+})();
+/** The smallest and largest body of each type but DATA, by code. */
+const BODY: Readonly<Record<number, readonly [number, number]>> = L.bodySizes;
 
 /**
  * A link frame. GRANT (version 4) carries no stream: its `stream` field is
@@ -32,14 +47,18 @@ export type LinkFrame =
   | { type: "OPEN" | "FIN" | "RESET" | "GRANT"; stream: number }
   | { type: "WINDOW"; stream: number; increment: number };
 
+const T = L.type.offset;
+const S = L.streamId.offset;
+const N = L.lenBody.offset;
+
 function header(buf: Uint8Array, type: number, stream: number, len: number): void {
-  buf[0] = type;
-  buf[1] = stream >>> 24;
-  buf[2] = stream >>> 16;
-  buf[3] = stream >>> 8;
-  buf[4] = stream;
-  buf[5] = len >>> 8;
-  buf[6] = len;
+  buf[T] = type;
+  buf[S] = stream >>> 24;
+  buf[S + 1] = stream >>> 16;
+  buf[S + 2] = stream >>> 8;
+  buf[S + 3] = stream;
+  buf[N] = len >>> 8;
+  buf[N + 1] = len;
 }
 
 function checkU32(n: number, what: string, min: number): void {
@@ -67,8 +86,8 @@ export function encodeLinkFrame(f: LinkFrame): Uint8Array {
   checkU32(f.stream, "stream id", 1);
   if (f.type === "WINDOW") {
     checkU32(f.increment, "WINDOW increment", 1);
-    const buf = new Uint8Array(LINK_HEADER_SIZE + 4);
-    header(buf, TYPE.WINDOW, f.stream, 4);
+    const buf = new Uint8Array(LINK_HEADER_SIZE + WINDOW_SIZE);
+    header(buf, TYPE.WINDOW, f.stream, WINDOW_SIZE);
     new DataView(buf.buffer).setUint32(LINK_HEADER_SIZE, f.increment);
     return buf;
   }
@@ -112,15 +131,15 @@ export class LinkFramer {
     if (this.#error) throw this.#error;
     if (this.#buffered < LINK_HEADER_SIZE) return null;
     const [h, at] = this.#header();
-    const type = h[at]!;
-    const stream = ((h[at + 1]! << 24) | (h[at + 2]! << 16) | (h[at + 3]! << 8) | h[at + 4]!) >>>
-      0;
-    const len = (h[at + 5]! << 8) | h[at + 6]!;
+    const type = h[at + T]!;
+    const s = at + S;
+    const stream = ((h[s]! << 24) | (h[s + 1]! << 16) | (h[s + 2]! << 8) | h[s + 3]!) >>> 0;
+    const len = (h[at + N]! << 8) | h[at + N + 1]!;
     const name = NAMES[type];
     let bad: string | null = null;
     if (name === undefined) bad = `unknown type ${type}`;
     else if (stream === 0) bad = `${name} on stream 0`;
-    else if (name === "DATA" ? len === 0 : len !== (name === "WINDOW" ? 4 : 0)) {
+    else if (name === "DATA" ? len === 0 : !(len >= BODY[type]![0] && len <= BODY[type]![1])) {
       bad = `${name} with a body of ${len} bytes`;
     }
     if (bad !== null) {
@@ -135,7 +154,7 @@ export class LinkFramer {
       case "DATA":
         return { type: name, stream, data: this.#take(len) };
       case "WINDOW": {
-        const b = this.#take(4);
+        const b = this.#take(WINDOW_SIZE);
         const increment = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
         if (increment === 0) {
           this.#error = fail("WINDOW increment 0");

@@ -1,12 +1,15 @@
 /**
- * Typed values of every burrow message (SPEC.md §5, protocol versions 1 to
- * 3) and the registries (SPEC.md §9), the latter generated from spec/*.ksy.
+ * Typed values of every burrow message (SPEC.md §5), the registries (SPEC.md
+ * §9) and the limits (SPEC.md §10), all generated from spec/*.ksy by
+ * scripts/gen.ts (generated/messages.ts, generated/enums.ts); what is written
+ * here by hand is the address type and the names the rest of src/ uses.
  * Encoders live in encode.ts, decoders in decode.ts.
  *
  * @module
  */
 
 import { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status } from "../generated/enums.ts";
+import { Layout, type Message, Sizes, Valid } from "../generated/messages.ts";
 
 /**
  * The registries of SPEC.md §9, generated from the enums of spec/*.ksy
@@ -22,17 +25,21 @@ export type ErrorCodeName = keyof typeof ErrorCode;
 export type StatusName = keyof typeof Status;
 export type AuthMethodName = keyof typeof AuthMethod;
 
-/** SPEC.md §10 */
+/**
+ * SPEC.md §10, as the .ksy files write the limits (`valid:` on length and
+ * count fields, generated into {@link Valid}), the sizes of fixed fields
+ * ({@link Sizes}) and the header layout ({@link Layout}).
+ */
 export const Limits = {
-  MAX_PAYLOAD: 262144,
-  HEADER_SIZE: 12,
-  MAX_NAME: 64,
-  MAX_SOFTWARE: 255,
-  MAX_HOST: 255,
-  MAX_RULES: 512,
-  MAX_MESSAGE: 1024,
-  NONCE_SIZE: 32,
-  SESSION_ID_SIZE: 16,
+  MAX_PAYLOAD: Valid["frame::header"].lenPayload.max,
+  HEADER_SIZE: Layout["frame::header"].size,
+  MAX_NAME: Valid["handshake::hello"].lenName.max,
+  MAX_SOFTWARE: Valid["handshake::hello"].lenSoftware.max,
+  MAX_HOST: Valid["addr::domain_host"].lenName.max,
+  MAX_RULES: Valid["control::announce"].numRules.max,
+  MAX_MESSAGE: Valid["handshake::error"].lenMessage.max,
+  NONCE_SIZE: Sizes["handshake::challenge"].nonce,
+  SESSION_ID_SIZE: Sizes["handshake::welcome"].sessionId,
 } as const;
 
 /** The protocol versions this implementation speaks (SPEC.md §4). */
@@ -45,69 +52,11 @@ export type Target =
   | { type: "ipv6"; host: string; port: number }
   | { type: "domain"; host: string; port: number };
 
-/** SPEC.md §5.7 */
-export type Rule =
-  & { client: string; portMin: number; portMax: number }
-  & (
-    | { kind: "host"; pattern: string }
-    | { kind: "cidr4"; addr: string; prefix: number }
-    | { kind: "cidr6"; addr: string; prefix: number }
-  );
-
-export interface Hello {
-  minVersion: number;
-  maxVersion: number;
-  authMethod: number;
-  name: string;
-  software: string;
-}
-
-/** Every message, discriminated by `type`. */
-export type Message =
-  | ({ type: "AGENT_HELLO" } & Hello)
-  | { type: "CHALLENGE"; version: number; nonce: Uint8Array }
-  | { type: "AUTH"; proof: Uint8Array }
-  | {
-    type: "WELCOME";
-    agentId: number;
-    sessionId: Uint8Array;
-    heartbeatIntervalMs: number;
-    heartbeatTimeoutMs: number;
-    poolMin: number;
-    poolMax: number;
-  }
-  | { type: "ERROR"; code: number; message: string }
-  | { type: "ANNOUNCE"; rules: Rule[] }
-  | { type: "POOL_REQUEST"; requestId: number; count: number }
-  | { type: "POOL_CONFIRM"; requestId: number; count: number }
-  | { type: "PING"; data: Uint8Array }
-  | { type: "PONG"; data: Uint8Array }
-  | { type: "GOAWAY"; code: number; message: string }
-  /** Version 2 (SPEC.md §5.19). */
-  | { type: "INSTANCE"; instance: Uint8Array }
-  | {
-    type: "POOL_HELLO";
-    version: number;
-    agentId: number;
-    sessionId: Uint8Array;
-    seq: number;
-    proof: Uint8Array;
-  }
-  | { type: "OPEN"; streamId: number; clientId: number; client: string; target: Target }
-  | { type: "OPEN_RESULT"; streamId: number; status: number; bound: Target }
-  /** Version 3 (SPEC.md §5.20). */
-  | {
-    type: "LINK_HELLO";
-    version: number;
-    agentId: number;
-    sessionId: Uint8Array;
-    seq: number;
-    proof: Uint8Array;
-  }
-  | ({ type: "CLIENT_HELLO" } & Hello)
-  | { type: "CLIENT_READY"; clientId: number }
-  | { type: "CONNECT"; agent: string; target: Target }
-  | { type: "CHECK"; agent: string }
-  | { type: "CONNECT_RESULT"; status: number; reason: number; bound: Target };
+/**
+ * Every message (`Message`, discriminated by `type`) and its fields (`Hello`,
+ * `Rule`, …): generated from spec/*.ksy into generated/messages.ts.
+ */
+export type { Hello, Message, Rule } from "../generated/messages.ts";
+export { Layout, MESSAGE_NAMES, Sizes, Valid } from "../generated/messages.ts";
 
 export type MessageOf<T extends MsgTypeName> = Extract<Message, { type: T }>;

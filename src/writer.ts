@@ -100,11 +100,33 @@ export class Writer {
     return this.bytes(b, field);
   }
 
-  /**
-   * A UTF-8 string preceded by its byte length as u1 or u2, the length
-   * back-filled after encoding in place (no intermediate buffer).
-   */
-  str(s: string, prefix: 1 | 2, min: number, max: number, field: string): this {
+  /** Skip `n` bytes to be filled in later with {@link fill}; returns where they are. */
+  reserve(n: number): number {
+    this.ensure(n);
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
+  /** Write `v` as a `size`-byte unsigned integer at `at` (a length, after the data it counts). */
+  fill(at: number, size: number, v: number): void {
+    if (size === 1) this.buf[at] = v;
+    else if (size === 2) this.view.setUint16(at, v);
+    else this.view.setUint32(at, v);
+  }
+
+  /** Raw bytes of `min`..`max` bytes; returns their number. */
+  sized(b: Uint8Array, min: number, max: number, field: string): number {
+    if (!(b instanceof Uint8Array)) throw new TypeError(`${field}: must be a Uint8Array`);
+    if (b.length < min || b.length > max) {
+      throw new RangeError(`${field}: must be ${min}..${max} bytes, got ${b.length}`);
+    }
+    this.bytes(b, field);
+    return b.length;
+  }
+
+  /** `s` as UTF-8 of `min`..`max` bytes, encoded in place; returns the number of bytes. */
+  utf8(s: string, min: number, max: number, field: string): number {
     if (typeof s !== "string") throw new TypeError(`${field}: must be a string`);
     if (LONE_SURROGATE.test(s)) {
       throw new TypeError(`${field}: contains a lone surrogate (not valid UTF-16)`);
@@ -113,15 +135,22 @@ export class Writer {
     if (s.length > max) {
       throw new RangeError(`${field}: must be ${min}..${max} bytes, got at least ${s.length}`);
     }
-    this.ensure(prefix + s.length * 3);
-    const at = this.pos;
-    const { written } = UTF8.encodeInto(s, this.buf.subarray(at + prefix));
+    this.ensure(s.length * 3);
+    const { written } = UTF8.encodeInto(s, this.buf.subarray(this.pos));
     if (written < min || written > max) {
       throw new RangeError(`${field}: must be ${min}..${max} bytes, got ${written}`);
     }
-    if (prefix === 1) this.buf[at] = written;
-    else this.view.setUint16(at, written);
-    this.pos = at + prefix + written;
+    this.pos += written;
+    return written;
+  }
+
+  /**
+   * A UTF-8 string preceded by its byte length as u1 or u2, the length
+   * back-filled after encoding in place (no intermediate buffer).
+   */
+  str(s: string, prefix: 1 | 2, min: number, max: number, field: string): this {
+    const at = this.reserve(prefix);
+    this.fill(at, prefix, this.utf8(s, min, max, field));
     return this;
   }
 
@@ -135,6 +164,19 @@ function uint(v: number, max: number, field: string): void {
   if (typeof v !== "number") throw new TypeError(`${field}: must be a number, got ${typeof v}`);
   if (!Number.isInteger(v) || v < 0 || v > max) {
     throw new RangeError(`${field}: must be an integer in 0..${max}, got ${v}`);
+  }
+}
+
+const NAME_RE = /^[A-Za-z0-9._-]*$/;
+
+/** An agent or client name (SPEC.md §10): `min`..`max` bytes of `A-Z a-z 0-9 . _ -`. */
+export function checkName(s: string, min: number, max: number, field: string): void {
+  if (typeof s !== "string") throw new TypeError(`${field}: must be a string`);
+  if (s.length < min || s.length > max || !NAME_RE.test(s)) {
+    const shown = JSON.stringify(s.length > 80 ? s.slice(0, 80) + "..." : s);
+    throw new RangeError(
+      `${field}: must be ${min}..${max} bytes of A-Z a-z 0-9 . _ -, got ${shown}`,
+    );
   }
 }
 

@@ -209,6 +209,42 @@ test("framer: oversized length throws frame_too_large with only the header in", 
   }
 });
 
+test("framer: a payload length its type cannot have is invalid_message with only the header in", () => {
+  // PING's payload is 8 bytes, CLIENT_READY's 4; AGENT_HELLO's 6..324 (three
+  // u1, a name of 1..64 and software of 0..255 bytes, each after its length);
+  // ANNOUNCE's at most 2 + 512 rules of at most 326 bytes (spec/*.ksy).
+  const bad: [number, number, string][] = [
+    [0x13, 9, "8"],
+    [0x13, 7, "8"],
+    [0x13, Limits.MAX_PAYLOAD, "8"],
+    [0x31, 0, "4"],
+    [0x01, 5, "6..324"],
+    [0x01, 325, "6..324"],
+    [0x10, 166915, "2..166914"],
+  ];
+  for (const [type, len, want] of bad) {
+    const framer = new Framer();
+    framer.push(header(type, len));
+    assert.throws(
+      () => framer.next(),
+      (e: unknown) =>
+        e instanceof ProtocolError && e.code === "invalid_message" &&
+        e.message ===
+          `Cannot parse frame: payload length ${len} of type 0x${
+            type.toString(16).padStart(2, "0")
+          } is not ${want}`,
+      `type ${type}, length ${len}`,
+    );
+    assert.equal(framer.buffered, 0);
+  }
+  // Lengths in range pass the header check and wait for the payload.
+  for (const [type, len] of [[0x13, 8], [0x01, 6], [0x01, 324], [0x10, 166914], [0x80, 9]]) {
+    const framer = new Framer();
+    framer.push(header(type!, len!));
+    assert.equal(framer.next(), null, `type ${type}, length ${len}`);
+  }
+});
+
 test("framer: bad magic throws bad_magic as soon as the header is complete", () => {
   for (const magic of [[0x42, 0x52, 0x52, 0x58], [0, 0, 0, 0], [0x47, 0x45, 0x54, 0x20]]) {
     const framer = new Framer();
@@ -286,8 +322,8 @@ test("framer: header errors say what failed, `Cannot parse frame: ...`", () => {
     );
   }
   // A header further into a buffer.
-  const buf = concat([Uint8Array.of(9, 9), header(0x21, 4)]);
-  assert.deepEqual(checkHeader(buf, 2), { type: 0x21, length: 4 });
+  const buf = concat([Uint8Array.of(9, 9), header(0x21, 20)]);
+  assert.deepEqual(checkHeader(buf, 2), { type: 0x21, length: 20 });
 });
 
 test("framer: frames before a bad header come out first", () => {
@@ -302,8 +338,8 @@ test("framer: extension types 0x80-0xFF pass the header check", () => {
   for (const t of [0x80, 0xab, 0xff]) {
     assert.deepEqual(checkHeader(header(t, 3)), { type: t, length: 3 });
   }
-  assert.deepEqual(checkHeader(header(0x33, Limits.MAX_PAYLOAD)), {
-    type: 0x33,
+  assert.deepEqual(checkHeader(header(0x80, Limits.MAX_PAYLOAD)), {
+    type: 0x80,
     length: Limits.MAX_PAYLOAD,
   });
 });

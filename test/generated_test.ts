@@ -7,7 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { checkGenerated } from "../scripts/gen.ts";
+import { checkGenerated, readSpecs } from "../scripts/gen.ts";
+import { MessageGen, toCodecTs, toMessagesTs } from "../scripts/gen_messages.ts";
 import * as enums from "../generated/enums.ts";
 import { decode, decodePayload } from "../src/decode.ts";
 import { ProtocolError, SocksError } from "../src/errors.ts";
@@ -79,6 +80,40 @@ function throwsSocks(fn: () => unknown, code: SocksError["code"]): void {
 
 test("generated: generated/ is up to date with spec/*.ksy (scripts/gen.ts --check)", async () => {
   assert.deepEqual(await checkGenerated(), []);
+});
+
+test("generated: a field added to a .ksy reaches the interface, the limits, the encoder and the decoder", () => {
+  // README, Development, "Adding a field": WELCOME gains `max_streams`.
+  const specs = readSpecs();
+  const handshake = specs.find((s) => s.id === "handshake")!;
+  handshake.ksy.types!["welcome"]!.seq!.push({
+    id: "max_streams",
+    type: "u2",
+    valid: { min: 1, max: 1000 },
+    doc: "Streams the agent may have open at once.",
+  });
+  const g = new MessageGen(specs);
+  const messages = toMessagesTs(g);
+  const codec = toCodecTs(g);
+  const welcome = messages.slice(messages.indexOf("export interface Welcome {"));
+  assert.match(welcome.slice(0, welcome.indexOf("\n}")), /\n {2}maxStreams: number;$/);
+  assert.match(messages, /"handshake::welcome": \{\n {4}maxStreams: \{ min: 1, max: 1000 \},/);
+  assert.match(codec, /\n {6}w\.u16\(msg\.maxStreams, "WELCOME\.maxStreams"\);\n/);
+  assert.match(codec, /if \(strict && msg\.maxStreams > 1000\) throw new RangeError/);
+  assert.match(codec, /type: "WELCOME", .*, maxStreams: p\.maxStreams \};/);
+  // A user type is a nested object (or, with `-flat: true`, merged).
+  handshake.ksy.types!["welcome"]!.seq!.push({ id: "ready", type: "client_ready" });
+  const nested = toCodecTs(new MessageGen(specs));
+  assert.match(nested, /w\.u32\(msg\.ready\.clientId, "WELCOME\.ready\.clientId"\);/);
+  assert.match(nested, /, ready: \{ clientId: p\.ready\.clientId \} \};/);
+  // What the generator has no mapping for fails the generation, naming it.
+  handshake.ksy.types!["welcome"]!.seq!.push({ id: "rest", "size-eos": true });
+  assert.throws(
+    () => new MessageGen(specs),
+    (e: unknown) =>
+      e instanceof Error &&
+      /^Cannot generate messages from spec\/handshake\.ksy welcome\.rest: /.test(e.message),
+  );
 });
 
 test("generated: every module imports in this runtime and exports its class", async () => {
@@ -388,7 +423,7 @@ test("decode: strings are strict UTF-8 and keep a leading BOM", () => {
     [
       0x10,
       [0, 1, 1, 0, 1, 0x80, 0, 1, 0, 1],
-      /^Cannot parse ANNOUNCE payload: host pattern is not valid UTF-8$/,
+      /^Cannot parse ANNOUNCE payload: pattern is not valid UTF-8$/,
     ],
     [
       0x32,

@@ -23,6 +23,7 @@ import {
   LinkFramer,
 } from "../src/link_frame.ts";
 import { LinkFrameType } from "../generated/enums.ts";
+import { Layout } from "../generated/messages.ts";
 import { chunk, concat, linkFrame, parseLinkGenerated } from "./arbitraries.ts";
 
 const RUNS = Number(globalThis.process?.env?.RUNS ?? "") || 200;
@@ -296,4 +297,77 @@ test("link framer: incomplete frames wait; the generated parser calls them trunc
       );
     }
   }
+});
+
+// ------------------------------------------- the fast path = the generated parser
+
+/** What the generated parser makes of the first frame of `b`: a frame, "refused" or "truncated". */
+function generatedVerdict(b: Uint8Array): LinkFrame | "refused" | "truncated" {
+  try {
+    return parseLinkGenerated(b).frame;
+  } catch (e) {
+    if (e instanceof Error && e.name === "EOFError") return "truncated";
+    if (e instanceof Error && e.name.startsWith("Validation")) return "refused";
+    throw e;
+  }
+}
+
+/** What LinkFramer makes of the first frame of `b`, fed in the given chunks. */
+function framerVerdict(chunks: readonly Uint8Array[]): LinkFrame | "refused" | "truncated" {
+  const framer = new LinkFramer();
+  try {
+    for (const c of chunks) {
+      framer.push(c);
+      const f = framer.next();
+      if (f !== null) return f.type === "DATA" ? { ...f, data: f.data.slice() } : f;
+    }
+    return "truncated";
+  } catch (e) {
+    if (e instanceof ProtocolError) return "refused";
+    throw e;
+  }
+}
+
+test("link framer = generated Link parser on random headers and bodies (fast-check)", () => {
+  // Mostly headers near the valid ones (types 0..6, stream ids 0 and 1, body
+  // lengths 0..5; WINDOW increments of 0), sometimes anything; any chunking.
+  const header = fc.tuple(
+    fc.oneof(
+      { arbitrary: fc.integer({ min: 0, max: 6 }), weight: 9 },
+      { arbitrary: fc.integer({ min: 0, max: 255 }), weight: 1 },
+    ),
+    fc.oneof(
+      { arbitrary: fc.constantFrom(0, 1), weight: 3 },
+      { arbitrary: fc.nat({ max: 0xffffffff }), weight: 1 },
+    ),
+    fc.oneof(
+      { arbitrary: fc.integer({ min: 0, max: 5 }), weight: 4 },
+      { arbitrary: fc.integer({ min: 0, max: 300 }), weight: 1 },
+    ),
+  );
+  fc.assert(
+    fc.property(
+      header,
+      fc.oneof(fc.uint8Array({ maxLength: 310 }), fc.uint8Array({ max: 1, maxLength: 8 })),
+      fc.array(fc.nat(), { maxLength: 6 }),
+      ([type, stream, len], body, cuts) => {
+        const b = raw(type, stream, body, len);
+        const want = generatedVerdict(b);
+        assert.deepEqual(framerVerdict(chunk(b, cuts)), want);
+        assert.deepEqual(framerVerdict([b]), want);
+      },
+    ),
+    { numRuns: RUNS * 5 },
+  );
+});
+
+test("link frame: header layout, body sizes and type table are spec/link.ksy's", () => {
+  assert.equal(LINK_HEADER_SIZE, Layout.link.size);
+  assert.equal(LINK_HEADER_SIZE, 7);
+  assert.equal(LINK_MAX_DATA, 65535);
+  const b = encodeLinkFrame({ type: "WINDOW", stream: 0x01020304, increment: 9 });
+  const l = new Link(kaitaiStream(b));
+  assert.equal(l.type, LinkFrameType.WINDOW);
+  assert.equal(l.streamId, 0x01020304);
+  assert.deepEqual([l.lenBody, l.lenBody], Layout.link.bodySizes[LinkFrameType.WINDOW]);
 });

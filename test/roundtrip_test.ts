@@ -24,6 +24,8 @@ import {
 } from "../src/ip.ts";
 import { SocksError } from "../src/errors.ts";
 import { decode } from "../src/decode.ts";
+import { Frame } from "../generated/Frame.js";
+import { kaitaiStream } from "../src/kaitai.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
 import { type Message, MsgType, type MsgTypeName } from "../src/messages.ts";
 import {
@@ -482,8 +484,8 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ ...hello, name: "é" }, /AGENT_HELLO\.name/],
     [{ ...hello, type: "CLIENT_HELLO", name: "x/y" }, /CLIENT_HELLO\.name/],
     [{ ...hello, software: "é".repeat(128) }, /software.*256/],
-    [{ ...hello, minVersion: 0, maxVersion: 1 }, /versions/],
-    [{ ...hello, minVersion: 2, maxVersion: 1 }, /versions/],
+    [{ ...hello, minVersion: 0, maxVersion: 1 }, /AGENT_HELLO\.minVersion: must be >= 1, got 0/],
+    [{ ...hello, minVersion: 2, maxVersion: 1 }, /maxVersion: must be >= minVersion \(2\), got 1/],
     [{ ...hello, maxVersion: 256 }, /maxVersion/],
     [{ ...hello, authMethod: -1 }, /authMethod/],
     [{ type: "CHALLENGE", version: 1, nonce: new Uint8Array(31) }, /nonce.*32/],
@@ -717,13 +719,20 @@ test("encode: every valid target encodes to atyp + body + port", () => {
 // ------------------------------------------------ encode -> decode, per type
 
 for (const name of Object.keys(MsgType) as MsgTypeName[]) {
-  test(`roundtrip: ${name} encode -> decode`, () => {
+  test(`roundtrip: ${name} generated encoder -> Kaitai's Frame parser -> decode`, () => {
     const arb = messages[name] as fc.Arbitrary<Message>;
     fc.assert(
       fc.property(arb, (m) => {
         const f = encode(m);
         assert.equal(f[5], MsgType[name]);
         assert.deepEqual(checkHeader(f), { type: MsgType[name], length: f.length - 12 });
+        // The whole frame parses with the parser kaitai-struct-compiler made
+        // of spec/frame.ksy, to its end, as a payload of the message's type.
+        const io = kaitaiStream(f);
+        const parsed = new Frame(io);
+        assert.ok(io.isEof(), "bytes after the frame");
+        assert.equal(parsed.header.msgType, MsgType[name]);
+        assert.ok(parsed.payload !== undefined && !(parsed.payload instanceof Uint8Array));
         assert.deepEqual(decode(f), m);
       }),
       { numRuns: RUNS },
