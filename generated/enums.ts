@@ -261,3 +261,12 @@ export const SocksUserpassStatus = {
   /** burrow's failure status; the connection is closed */
   failure: 0x01,
 } as const;
+
+/**
+ * `kind` of spec/issued_token.ksy.
+ * @see SPEC.md §6.4
+ */
+export const TokenKind = {
+  client: 1,
+  person: 2,
+} as const;

@@ -45,12 +45,15 @@ import {
   streamViews,
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
+import { type TokenFile, TokenStore } from "./tokens.ts";
 import { proxied } from "./trusted.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
 export interface ServerInfo {
   /** The runtime's version (`Host.version`). */
   runtimeVersion?: string;
+  /** Where issued tokens and their keys are kept (`state_dir/tokens.json`); absent: in memory. */
+  tokenFile?: TokenFile;
 }
 
 export class Server implements HttpSource {
@@ -58,6 +61,7 @@ export class Server implements HttpSource {
   readonly admission: Admission;
   readonly agents: AgentPort;
   readonly router: Router;
+  readonly tokens: TokenStore;
   #config: ServerConfig;
   readonly #listeners: Listener[] = [];
   readonly #conns = new IdMap<Conn>();
@@ -86,11 +90,13 @@ export class Server implements HttpSource {
     this.#config = config;
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
     this.admission = new Admission(() => this.#config, this.metrics, log);
+    this.tokens = new TokenStore(info.tokenFile ?? null);
     const ctx: ServerContext = {
       config: () => this.#config,
       metrics: this.metrics,
       log,
       admission: this.admission,
+      tokens: this.tokens,
     };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
@@ -276,6 +282,7 @@ export class Server implements HttpSource {
 
   /** Listen on the configured ports. */
   async start(): Promise<void> {
+    await this.tokens.load();
     const { agents, socks, clients, https } = this.#config.listen;
     const tls = this.tls ? { tls: this.tls } : {};
     for (const [port, addr] of [["agents", agents], ["clients", clients]] as const) {

@@ -13,7 +13,7 @@ import type { Conn } from "../net.ts";
 import { Reader } from "../reader.ts";
 import { acceptSocks, type SocksAccept, socksReply } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
-import { checkSocksPassword } from "./login.ts";
+import { checkCredential, type CredentialCheck, splitUser } from "./credentials.ts";
 import type { Router } from "./router.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -47,14 +47,6 @@ export function loggableAgent(
 
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 
-/** `client` or `client@agent` (SPEC.md §7.1). */
-function splitUser(user: string): { client: string; agent: string } {
-  const at = user.indexOf("@");
-  return at < 0
-    ? { client: user, agent: "" }
-    : { client: user.slice(0, at), agent: user.slice(at + 1) };
-}
-
 export class SocksFront {
   constructor(readonly ctx: ServerContext, readonly router: Router) {}
 
@@ -64,26 +56,27 @@ export class SocksFront {
     const rd = new Reader(conn, 1024);
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
     let expected = (): void => {};
+    let cred: CredentialCheck | undefined;
     try {
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         checkUser: (user, password) => {
-          const { client, agent } = splitUser(user);
-          const checked = checkSocksPassword(this.ctx.config().clients.get(client), password);
-          const done = (ok: boolean): boolean => {
+          const checked = checkCredential(this.ctx.config(), this.ctx.tokens, user, password);
+          const done = (r: CredentialCheck): boolean => {
+            cred = r;
             // Its CONNECT will most likely follow: the pool can be asked now.
-            if (ok) expected = this.router.expect(client, agent);
-            return ok;
+            if (r.ok) expected = this.router.expect(r.client, r.agent);
+            return r.ok;
           };
-          return typeof checked === "boolean" ? done(checked) : checked.then(done);
+          return "then" in checked ? checked.then(done) : done(checked);
         },
       });
       admitted();
       expected(); // the CONNECT takes from the pool in this turn, before the pool asks
-      if (!a.ok) return this.#refusedHandshake(conn, a, log);
+      if (!a.ok) return this.#refusedHandshake(conn, a, log, cred);
       // Returned, not awaited: this handshake's frame (reader, parsed
       // messages) is released for the stream's lifetime.
-      return await this.#connect(conn, rd, a, log);
+      return await this.#connect(conn, rd, a, log, cred);
     } catch (e) {
       admitted();
       expected();
@@ -93,11 +86,18 @@ export class SocksFront {
   }
 
   /** Route the CONNECT; answer it; relay. */
-  async #connect(conn: Conn, rd: Reader, a: Extract<SocksAccept, { ok: true }>, log: Logger) {
+  async #connect(
+    conn: Conn,
+    rd: Reader,
+    a: Extract<SocksAccept, { ok: true }>,
+    log: Logger,
+    cred: CredentialCheck | undefined,
+  ) {
     const t0 = Date.now(); // the request is read: setup time starts
-    const { client, agent } = splitUser(a.username ?? "");
+    const { client, agent } = cred ?? splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
-    const clog = log.with({ client, client_id: clientId });
+    const token = cred?.ok && cred.token ? { token: cred.token.id } : {};
+    const clog = log.with({ client, client_id: clientId, ...token });
     const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
     if (!r.ok) {
       const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
@@ -128,7 +128,12 @@ export class SocksFront {
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */
-  #refusedHandshake(conn: Conn, a: Extract<SocksAccept, { ok: false }>, log: Logger): void {
+  #refusedHandshake(
+    conn: Conn,
+    a: Extract<SocksAccept, { ok: false }>,
+    log: Logger,
+    cred: CredentialCheck | undefined,
+  ): void {
     const user = a.username ?? "";
     const { client } = splitUser(user);
     const clients = this.ctx.config().clients;
@@ -140,7 +145,12 @@ export class SocksFront {
         this.ctx.admission.authFailed("socks", conn.remote.host);
         return log.warn("socks authentication failed", {
           ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
-          reason: clients.has(client) ? "bad token" : "unknown client",
+          reason: cred && !cred.ok
+            ? cred.why
+            : clients.has(client)
+            ? "bad token"
+            : "unknown client",
+          ...(cred && !cred.ok && cred.token ? { token: cred.token } : {}),
         });
       case "no_acceptable_method":
         return log.warn("socks client offers no acceptable method", { error: a.detail });

@@ -1,0 +1,77 @@
+/**
+ * The user name and password check that every proxy front shares (the
+ * SOCKS5 port's RFC 1929, HTTP CONNECT's Proxy-Authorization): the user name
+ * is `client`, `client@agent` or `@agent`, split at its last `@` (SPEC.md
+ * §7.1); the password a static token (§6.2) or an issued token (§6.4),
+ * which names the client itself.
+ *
+ * @module
+ */
+import type { ServerConfig } from "../config/mod.ts";
+import type { IssuedToken } from "../token.ts";
+import { checkSocksPassword } from "./login.ts";
+import type { TokenStore } from "./tokens.ts";
+
+/** `client`, `client@agent`, `@agent`: split at the last `@` (SPEC.md §7.1). */
+export function splitUser(user: string): { client: string; agent: string } {
+  const at = user.lastIndexOf("@");
+  return at < 0
+    ? { client: user, agent: "" }
+    : { client: user.slice(0, at), agent: user.slice(at + 1) };
+}
+
+/** Why a user name and password were refused, for the log (never for the peer). */
+export type CredentialRefusal =
+  | "unknown client"
+  | "bad token"
+  | "unknown key"
+  | "bad signature"
+  | "expired"
+  | "revoked"
+  | "token of another client"
+  | "person tokens not enabled";
+
+export type CredentialCheck =
+  | { ok: true; client: string; agent: string; token: IssuedToken | null }
+  | { ok: false; client: string; agent: string; why: CredentialRefusal; token?: string };
+
+/**
+ * Check `user` and `password`. An issued token is checked by `tokens` (each
+ * refusal at the same cost); any other password as the static token of the
+ * named client (an unknown client against a decoy, at the same cost).
+ * Synchronous when the answer is known at once.
+ */
+export function checkCredential(
+  config: ServerConfig,
+  tokens: TokenStore,
+  user: string,
+  password: string,
+): CredentialCheck | Promise<CredentialCheck> {
+  const { client, agent } = splitUser(user);
+  const issued = tokens.check(password);
+  if (issued !== null) {
+    const done = (r: Awaited<typeof issued>): CredentialCheck => {
+      const t = r.token;
+      const no = (why: CredentialRefusal): CredentialCheck => ({
+        ok: false,
+        client,
+        agent,
+        why,
+        token: t.id,
+      });
+      if (!r.ok) return no(r.why);
+      if (t.kind !== "client") return no("person tokens not enabled");
+      if (!config.clients.has(t.subject)) return no("unknown client");
+      if (client !== "" && client !== t.subject) return no("token of another client");
+      return { ok: true, client: t.subject, agent, token: t };
+    };
+    return "then" in issued ? issued.then(done) : done(issued);
+  }
+  const id = config.clients.get(client);
+  const checked = checkSocksPassword(id, password);
+  const done = (ok: boolean): CredentialCheck =>
+    ok
+      ? { ok: true, client, agent, token: null }
+      : { ok: false, client, agent, why: id ? "bad token" : "unknown client" };
+  return typeof checked === "boolean" ? done(checked) : checked.then(done);
+}
