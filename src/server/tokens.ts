@@ -84,7 +84,7 @@ export class TokenStore {
     readonly now: () => number = () => Math.floor(Date.now() / 1000),
   ) {}
 
-  /** Read the file (once); make the first key when there is none. */
+  /** Read the file (once). */
   load(): Promise<void> {
     this.#loaded ??= this.#load();
     return this.#loaded;
@@ -98,7 +98,6 @@ export class TokenStore {
       for (const t of data.tokens ?? []) this.#tokens.set(t.id, t);
     }
     this.#prune();
-    if (this.#current() === undefined) await this.#rotate();
   }
 
   #addKey(record: KeyRecord): void {
@@ -146,7 +145,9 @@ export class TokenStore {
     ttl: number,
   ): Promise<{ id: string; token: string; expiresAt: number }> {
     await this.load();
-    const key = this.#current()!;
+    // The first key is made when the first token is issued: a server that
+    // issues none writes nothing to its state directory.
+    const key = this.#current() ?? (await this.#rotate(), this.#current()!);
     const issuedAt = this.now();
     const idBytes = randomBytes(16);
     const body = tokenBody({
