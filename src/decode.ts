@@ -63,6 +63,15 @@ function nameField(what: string, bytes: Uint8Array, allowEmpty: boolean): string
   return s;
 }
 
+/** OPEN's client: a client name, or a person's subject (SPEC.md §5.13, §6.4). */
+function clientField(bytes: Uint8Array): string {
+  const s = utf8(bytes, "client");
+  if (NAME_RE.test(s)) return s;
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(s)) throw new Invalid("client has a control character");
+  return s;
+}
+
 function hello(p: Handshake.Hello): Hello {
   return {
     minVersion: p.minVersion,
@@ -163,7 +172,7 @@ function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
         type,
         streamId: p.streamId,
         clientId: p.clientId,
-        client: nameField("client", p.client, false),
+        client: clientField(p.client),
         target: addrTarget(p.target),
       };
     }

@@ -193,7 +193,7 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
     case "OPEN":
       w.u32(msg.streamId, "OPEN.streamId");
       w.u32(msg.clientId, "OPEN.clientId");
-      name(w, msg.client, 1, m, "OPEN.client");
+      subject(w, msg.client, m, "OPEN.client");
       writeAddr(w, msg.target, "OPEN.target", m.strict);
       break;
     case "OPEN_RESULT":
@@ -249,6 +249,15 @@ function name(w: Writer, s: string, min: number, m: Mode, field: string): void {
     }
   }
   w.str(s, 1, 0, 255, field);
+}
+
+/** OPEN's client: a client name, or a person's subject (SPEC.md §5.13): 1..96 bytes, no control characters. */
+function subject(w: Writer, s: string, m: Mode, field: string): void {
+  // deno-lint-ignore no-control-regex
+  if (m.strict && (typeof s !== "string" || /[\u0000-\u001f\u007f]/.test(s))) {
+    throw new TypeError(`${field}: must be a string without control characters`);
+  }
+  w.str(s, 1, m.strict ? 1 : 0, m.strict ? 96 : 255, field);
 }
 
 function rule(w: Writer, r: Rule, m: Mode, field: string): void {

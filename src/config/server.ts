@@ -35,8 +35,11 @@ export interface Identity {
   readonly credential: string;
 }
 
+/** Whom a grant is for: one of `client`, `person` (a signed-in person's subject) or `group`. */
 export interface Grant {
-  client: string;
+  client?: string;
+  person?: string;
+  group?: string;
   agents: string[];
   rules: Rule[];
 }
@@ -198,7 +201,10 @@ function identity(w: Walker, item: unknown, path: string): Identity {
     }
     verifiers.set(v.method, v);
   }
-  if (verifiers.size === 0) w.fail(path, "needs a token or a public_key");
+  // No credential: the client uses issued tokens only (SPEC.md §6.4). An agent needs one.
+  if (verifiers.size === 0 && path.startsWith("agents")) {
+    w.fail(path, "needs a token or a public_key");
+  }
   const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
   return { name, id: 0, verifiers, checkPassword, credential };
 }
@@ -318,9 +324,8 @@ function grants(w: Walker, v: unknown, cfg: ServerConfig): Grant[] {
   return w.list(v, "grants").map((item, i) => {
     const path = `grants[${i}]`;
     const o = w.obj(item, path);
-    w.known(o, path, ["client", "agent", "agents", "targets"]);
-    const client = w.name(o.client, `${path}.client`);
-    if (!cfg.clients.has(client)) w.fail(`${path}.client`, `unknown client "${client}"`);
+    w.known(o, path, ["client", "person", "group", "agent", "agents", "targets"]);
+    const who = grantee(w, o, path, cfg);
     const names = o.agents !== undefined
       ? w.list(o.agents, `${path}.agents`).map((a, j) => w.name(a, `${path}.agents[${j}]`))
       : [w.name(o.agent, `${path}.agent`)];
@@ -333,8 +338,27 @@ function grants(w: Walker, v: unknown, cfg: ServerConfig): Grant[] {
       }
     });
     const rules = w.rules(o.targets === undefined ? ["*"] : o.targets, `${path}.targets`, false);
-    return { client, agents: names, rules };
+    return { ...who, agents: names, rules };
   });
+}
+
+/** A grant's `client`, `person` or `group`: exactly one. */
+function grantee(w: Walker, o: Obj, path: string, cfg: ServerConfig): Partial<Grant> {
+  const keys = (["client", "person", "group"] as const).filter((k) => o[k] !== undefined);
+  if (keys.length !== 1) w.fail(path, "needs exactly one of client, person and group");
+  const key = keys[0]!;
+  if (key === "client") {
+    const client = w.name(o.client, `${path}.client`);
+    if (!cfg.clients.has(client)) w.fail(`${path}.client`, `unknown client "${client}"`);
+    return { client };
+  }
+  const v = w.str(o[key], `${path}.${key}`);
+  const n = new TextEncoder().encode(v).length;
+  // deno-lint-ignore no-control-regex
+  if (n < 1 || n > 96 || /[\u0000-\u001f\u007f]/.test(v)) {
+    w.fail(`${path}.${key}`, "must be 1..96 bytes without control characters");
+  }
+  return { [key]: v };
 }
 
 /**

@@ -29,7 +29,7 @@ export type CredentialRefusal =
   | "expired"
   | "revoked"
   | "token of another client"
-  | "person tokens not enabled";
+  | "unknown person";
 
 export type CredentialCheck =
   | { ok: true; client: string; agent: string; token: IssuedToken | null }
@@ -48,6 +48,9 @@ export function checkCredential(
   password: string,
 ): CredentialCheck | Promise<CredentialCheck> {
   const { client, agent } = splitUser(user);
+  // A person is known while a token of theirs lives; a configured client's
+  // name is never a person's (its grants would be theirs).
+  const personOk = (s: string) => tokens.person(s) !== undefined && !config.clients.has(s);
   const issued = tokens.check(password);
   if (issued !== null) {
     const done = (r: Awaited<typeof issued>): CredentialCheck => {
@@ -60,8 +63,9 @@ export function checkCredential(
         token: t.id,
       });
       if (!r.ok) return no(r.why);
-      if (t.kind !== "client") return no("person tokens not enabled");
-      if (!config.clients.has(t.subject)) return no("unknown client");
+      if (t.kind === "client" ? !config.clients.has(t.subject) : !personOk(t.subject)) {
+        return no(t.kind === "client" ? "unknown client" : "unknown person");
+      }
       if (client !== "" && client !== t.subject) return no("token of another client");
       return { ok: true, client: t.subject, agent, token: t };
     };

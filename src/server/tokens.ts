@@ -35,6 +35,14 @@ export interface TokenRecord {
   revoked: boolean;
 }
 
+/** A person as their last sign-in recorded them (SPEC.md §6.4): their groups. */
+export interface PersonRecord {
+  subject: string;
+  groups: string[];
+  /** Unix seconds. */
+  signedIn: number;
+}
+
 interface KeyRecord {
   id: number;
   publicKey: string;
@@ -73,6 +81,9 @@ export class TokenStore {
   readonly #keys = new Map<number, LiveKey>();
   readonly #tokens = new Map<string, TokenRecord>();
   readonly #remembered = new Map<string, IssuedToken>();
+  readonly #people = new Map<string, PersonRecord>();
+  /** Counts changes to people's groups (cached grant answers go stale). */
+  peopleVersion = 0;
   #decoy: Promise<CryptoKey> | undefined;
   #loaded: Promise<void> | undefined;
   #saving: Promise<void> = Promise.resolve();
@@ -93,9 +104,14 @@ export class TokenStore {
   async #load(): Promise<void> {
     const text = this.file ? await this.file.read() : null;
     if (text !== null) {
-      const data = JSON.parse(text) as { keys?: KeyRecord[]; tokens?: TokenRecord[] };
+      const data = JSON.parse(text) as {
+        keys?: KeyRecord[];
+        tokens?: TokenRecord[];
+        people?: PersonRecord[];
+      };
       for (const k of data.keys ?? []) this.#addKey(k);
       for (const t of data.tokens ?? []) this.#tokens.set(t.id, t);
+      for (const p of data.people ?? []) this.#people.set(p.subject, p);
     }
     this.#prune();
   }
@@ -138,11 +154,16 @@ export class TokenStore {
     return id;
   }
 
-  /** Sign a token for `subject`, valid `ttl` seconds from now. */
+  /**
+   * Sign a token for `subject`, valid `ttl` seconds from now. For a person,
+   * `groups` are those of this sign-in: they replace what an earlier one
+   * recorded (SPEC.md §7.2).
+   */
   async issue(
     kind: TokenKindName,
     subject: string,
     ttl: number,
+    groups: readonly string[] = [],
   ): Promise<{ id: string; token: string; expiresAt: number }> {
     await this.load();
     // The first key is made when the first token is issued: a server that
@@ -175,9 +196,18 @@ export class TokenStore {
       expiresAt,
       revoked: false,
     });
+    if (kind === "person") {
+      this.#people.set(subject, { subject, groups: [...groups], signedIn: issuedAt });
+      this.peopleVersion++;
+    }
     this.#prune();
     await this.#save();
     return { id, token: tokenText(body, new Uint8Array(sig)), expiresAt };
+  }
+
+  /** A person with a live token, as their last sign-in recorded them. */
+  person(subject: string): PersonRecord | undefined {
+    return this.#people.get(subject);
   }
 
   /** Tokens not yet expired, oldest first. */
@@ -281,6 +311,14 @@ export class TokenStore {
     for (const [id, k] of this.#keys) {
       if (k.record.retired && k.record.until <= now) this.#keys.delete(id);
     }
+    const live = new Set<string>();
+    for (const t of this.#tokens.values()) if (t.kind === "person") live.add(t.subject);
+    for (const p of this.#people.keys()) {
+      if (!live.has(p)) {
+        this.#people.delete(p);
+        this.peopleVersion++;
+      }
+    }
     for (const [text, t] of this.#remembered) {
       if (t.expiresAt <= now || !this.#keys.has(t.keyId)) this.#remembered.delete(text);
     }
@@ -291,7 +329,8 @@ export class TokenStore {
     const file = this.file;
     if (!file) return Promise.resolve();
     const keys = [...this.#keys.values()].map((k) => k.record);
-    const text = JSON.stringify({ keys, tokens: [...this.#tokens.values()] }, null, 1) + "\n";
+    const data = { keys, tokens: [...this.#tokens.values()], people: [...this.#people.values()] };
+    const text = JSON.stringify(data, null, 1) + "\n";
     const done = this.#saving.then(() => file.write(text));
     this.#saving = done.catch(() => {});
     return done;
