@@ -17,6 +17,7 @@ import {
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
+import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -89,6 +90,8 @@ export interface ServerConfig {
   trustedProxies: Cidr[];
   /** Listeners where every connection comes from a trusted proxy and starts with a PROXY header. */
   proxyProtocol: Set<"agents" | "socks" | "clients" | "https">;
+  /** Issued tokens (`tokens:`, SPEC.md §6.4). */
+  tokens: TokensConfig;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -141,7 +144,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol`);
+  clients grants admin trusted_proxies proxy_protocol tokens`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
 
@@ -398,6 +401,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     admin: adminConfig(w, top.admin),
     trustedProxies: trustedProxies(w, top.trusted_proxies),
     proxyProtocol: new Set(),
+    tokens: tokensConfig(w, top.tokens),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {

@@ -20,9 +20,10 @@ import type {
   StreamView,
 } from "../server/snapshot.ts";
 import type { SeriesView } from "../server/series.ts";
+import { tokenRoutes, type TokenSource } from "./admin_tokens.ts";
 
 /** What the admin API reads and does; the server implements it. */
-export interface AdminSource {
+export interface AdminSource extends TokenSource {
   readonly config: { readonly admin: AdminConfig | null };
   readonly metrics: Metrics;
   serverView(): ServerView;
@@ -141,6 +142,7 @@ export function adminApi(src: AdminSource): Hono {
       ? json({ closed: id })
       : fail(404, "not_found", "no live stream with this id");
   });
+  tokenRoutes(api, src);
   api.all("*", () => fail(404, "not_found", "no such endpoint (see README.md, Admin API)"));
   return api;
 }

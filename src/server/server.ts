@@ -91,6 +91,7 @@ export class Server implements HttpSource {
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
     this.admission = new Admission(() => this.#config, this.metrics, log);
     this.tokens = new TokenStore(info.tokenFile ?? null);
+    this.tokens.closeOnRevoke = () => this.#config.tokens.revokeClosesStreams;
     const ctx: ServerContext = {
       config: () => this.#config,
       metrics: this.metrics,
@@ -150,6 +151,11 @@ export class Server implements HttpSource {
 
   get config(): ServerConfig {
     return this.#config;
+  }
+
+  /** `tokens:` of the config in force, and its clients (admin API). */
+  tokenPolicy(): ServerConfig["tokens"] & { clients: ServerConfig["clients"] } {
+    return { ...this.#config.tokens, clients: this.#config.clients };
   }
 
   health(): { status: "ok" | "stopping"; agents: number; streams: number } {

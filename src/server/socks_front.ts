@@ -124,7 +124,13 @@ export class SocksFront {
       throw e;
     }
     this.router.setupDone("socks", t0, true);
-    return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
+    const id = cred?.ok ? cred.token?.id : undefined;
+    if (id === undefined) return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
+    const detach = this.ctx.tokens.attach(
+      id,
+      () => this.router.closeStream(r.streamId, "revocation"),
+    );
+    return this.router.stream(client, conn, rd.rest(), r, clog, "socks").finally(detach);
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */

@@ -87,8 +87,10 @@ export class TokenStore {
   #decoy: Promise<CryptoKey> | undefined;
   #loaded: Promise<void> | undefined;
   #saving: Promise<void> = Promise.resolve();
-  /** Told of every revoked token id (open streams of it are closed). */
-  onRevoke: (ids: readonly string[]) => void = () => {};
+  /** What closes each open stream, by token id ({@link attach}). */
+  readonly #open = new Map<string, Set<() => void>>();
+  /** Whether a revocation closes the token's open streams (`tokens.revoke_closes_streams`). */
+  closeOnRevoke: () => boolean = () => true;
 
   constructor(
     readonly file: TokenFile | null = null,
@@ -236,8 +238,21 @@ export class TokenStore {
     }
     if (ids.length === 0) return ids;
     await this.#save();
-    this.onRevoke(ids);
+    if (this.closeOnRevoke()) {
+      for (const id of ids) for (const close of this.#open.get(id) ?? []) close();
+    }
     return ids;
+  }
+
+  /** An open stream of token `id`, closed when the token is revoked; returns its detach. */
+  attach(id: string, close: () => void): () => void {
+    let set = this.#open.get(id);
+    if (!set) this.#open.set(id, set = new Set());
+    set.add(close);
+    return () => {
+      set.delete(close);
+      if (set.size === 0 && this.#open.get(id) === set) this.#open.delete(id);
+    };
   }
 
   /** Whether the token with this id is revoked. */
