@@ -168,6 +168,8 @@ export const AuthMethod = {
   token: 1,
   /** Ed25519 signature over the transcript, 64-byte proof */
   ed25519: 2,
+  /** an issued token's bytes (SPEC.md §6.4), 96..191 bytes; client proxies only */
+  issued_token: 3,
 } as const;
 
 /**

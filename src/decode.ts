@@ -22,6 +22,7 @@ import { ProtocolError } from "./errors.ts";
 import { formatIPv4, formatIPv6 } from "./ip.ts";
 import { addrTarget, describeError, type KaitaiStream, kaitaiStream, utf8 } from "./kaitai.ts";
 import {
+  AuthMethod,
   type Hello,
   Limits,
   type Message,
@@ -77,7 +78,8 @@ function hello(p: Handshake.Hello): Hello {
     minVersion: p.minVersion,
     maxVersion: p.maxVersion,
     authMethod: p.authMethod,
-    name: nameField("name", p.name, false),
+    // Empty only with issued_token: the token names the client (SPEC.md §5.15).
+    name: nameField("name", p.name, p.authMethod === AuthMethod.issued_token),
     software: utf8(p.software, "software"),
   };
 }
@@ -115,8 +117,14 @@ function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
       const p = new Handshake.Challenge(io);
       return { type, version: p.version, nonce: p.nonce.slice() };
     }
-    case "AUTH":
-      return { type, proof: new Handshake.Auth(io).proof.slice() };
+    case "AUTH": {
+      const proof = new Handshake.Auth(io).proof.slice();
+      const n = proof.length;
+      if (n !== 32 && n !== 64 && !(n >= 96 && n <= 191)) {
+        throw new Invalid(`proof of ${n} bytes is not 32, 64 or 96..191`);
+      }
+      return { type, proof };
+    }
     case "WELCOME": {
       const p = new Handshake.Welcome(io);
       return {

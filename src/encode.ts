@@ -20,7 +20,7 @@
  * {@link encode} checks everything SPEC.md states about a field (§4, §5,
  * §10), so whatever it returns a conforming receiver accepts.
  * (With spec/*.ksy, which SPEC.md makes normative too: a proof is 32 or 64
- * bytes, a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
+ * bytes (AUTH: or 96..191), a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
  * {@link encodeUnchecked} checks only what the wire layout needs (integers
  * fit, fixed sizes, lengths fit their prefix, IP text parses); tests use it to
  * build well-formed frames that break a §10 limit. {@link frame} wraps any
@@ -35,7 +35,7 @@
  * @module
  */
 import { parseIPv4, parseIPv6 } from "./ip.ts";
-import { Limits, type Message, MsgType, type Rule, RuleKind } from "./messages.ts";
+import { AuthMethod, Limits, type Message, MsgType, type Rule, RuleKind } from "./messages.ts";
 import { ipBytes, writeAddr, type Writer, writer } from "./writer.ts";
 
 /** ASCII `BRRW` */
@@ -126,7 +126,8 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
         );
       }
       w.u8(msg.authMethod, `${t}.authMethod`);
-      name(w, msg.name, 1, m, `${t}.name`);
+      // Empty only with issued_token (SPEC.md §5.15).
+      name(w, msg.name, msg.authMethod === AuthMethod.issued_token ? 0 : 1, m, `${t}.name`);
       w.str(msg.software, 1, 0, Limits.MAX_SOFTWARE, `${t}.software`);
       break;
     case "CHALLENGE":
@@ -135,7 +136,7 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       w.bytes(msg.nonce, "CHALLENGE.nonce", Limits.NONCE_SIZE);
       break;
     case "AUTH":
-      proof(w, msg.proof, m, "AUTH.proof");
+      proof(w, msg.proof, m, "AUTH.proof", true);
       break;
     case "WELCOME":
       w.u32(msg.agentId, "WELCOME.agentId");
@@ -228,10 +229,16 @@ function atLeast(v: number, min: number, field: string): void {
   if (v < min) throw new RangeError(`${field}: must be >= ${min}, got ${v}`);
 }
 
-/** `len_proof` u1 + bytes: 32 (token) or 64 (ed25519) bytes, SPEC.md §6.2 and spec/*.ksy. */
-function proof(w: Writer, p: Uint8Array, m: Mode, field: string): void {
-  if (m.strict && p instanceof Uint8Array && p.length !== 32 && p.length !== 64) {
-    throw new RangeError(`${field}: must be 32 or 64 bytes, got ${p.length}`);
+/**
+ * `len_proof` u1 + bytes: 32 (token) or 64 (ed25519) bytes, SPEC.md §6.2 and
+ * spec/*.ksy; AUTH (`issued`) also 96..191 (an issued token's bytes).
+ */
+function proof(w: Writer, p: Uint8Array, m: Mode, field: string, issued = false): void {
+  const n = p instanceof Uint8Array ? p.length : 32; // not bytes: lenBytes' TypeError
+  if (m.strict && n !== 32 && n !== 64 && !(issued && n >= 96 && n <= 191)) {
+    throw new RangeError(
+      `${field}: must be 32 or 64 bytes${issued ? " or 96..191" : ""}, got ${n}`,
+    );
   }
   w.lenBytes(p, 1, 0, 255, field);
 }

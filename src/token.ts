@@ -8,9 +8,9 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { IssuedToken as Parsed } from "../generated/IssuedToken.js";
-import { toHex } from "./auth.ts";
+import { type Credential, toHex } from "./auth.ts";
 import { kaitaiStream, utf8 } from "./kaitai.ts";
-import { TokenKind } from "../generated/enums.ts";
+import { AuthMethod, TokenKind } from "../generated/enums.ts";
 
 export { TokenKind };
 
@@ -135,4 +135,18 @@ export function parseToken(text: string): IssuedToken | null {
     signed,
     signature: p.signature,
   };
+}
+
+/**
+ * The client proxy's credential for an issued token (SPEC.md §6.2 method
+ * issued_token: the token's bytes as the proof), or null when `text` is not
+ * an issued token.
+ */
+export function issuedCredential(text: string): Credential | null {
+  const t = parseToken(text);
+  if (!t) return null;
+  const bytes = new Uint8Array(t.signed.length + t.signature.length);
+  bytes.set(t.signed);
+  bytes.set(t.signature, t.signed.length);
+  return { method: AuthMethod.issued_token, prove: () => Promise.resolve(bytes.slice()) };
 }

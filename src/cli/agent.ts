@@ -19,6 +19,7 @@ import {
   type ServerAddress,
 } from "../config/mod.ts";
 import type { Logger } from "../log.ts";
+import { AuthMethod } from "../messages.ts";
 import type { Addr, Net, TlsClientOptions } from "../net.ts";
 import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";
 import { wsNet } from "../transport.ts";
@@ -262,9 +263,11 @@ interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
 async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
   const file = f.config ? await readConfig(host, f.config, parseClientConfig) : {};
-  const { servers, name, ...merged } = overFile(f, file, "client");
-  if (!name) throw new UsageError("client needs --name (or name: in --config)");
+  const { servers, name: given, ...merged } = overFile(f, file, "client");
   const credential = await loadCredential(host, "client", merged.credential);
+  // An issued token names the client itself (SPEC.md §5.15): --name is optional then.
+  const name = given ?? (credential.method === AuthMethod.issued_token ? "" : undefined);
+  if (name === undefined) throw new UsageError("client needs --name (or name: in --config)");
   const tls = await clientTls(host, merged.tls);
   if (!servers) {
     throw new UsageError(
@@ -287,7 +290,7 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     credential,
     agent: f.agent ?? file.agent ?? "",
     software: software(host),
-  }, log.with({ client: name }));
+  }, log.with({ client: name || "(from the token)" }));
   const close = () => links.forEach((l) => l.close());
   try {
     await proxy.checkLogin(); // refused credentials end it here, with one line

@@ -7,9 +7,13 @@
  *
  * @module
  */
+import { randomBytes } from "../auth.ts";
 import type { ServerConfig } from "../config/mod.ts";
-import type { IssuedToken } from "../token.ts";
-import { checkSocksPassword } from "./login.ts";
+import { ProtocolError } from "../errors.ts";
+import type { MessageOf } from "../messages.ts";
+import { type IssuedToken, parseToken, tokenText } from "../token.ts";
+import type { Wire } from "../wire.ts";
+import { checkSocksPassword, negotiate } from "./login.ts";
 import type { TokenStore } from "./tokens.ts";
 
 /** `client`, `client@agent`, `@agent`: split at the last `@` (SPEC.md §7.1). */
@@ -78,4 +82,32 @@ export function checkCredential(
       ? { ok: true, client, agent, token: null }
       : { ok: false, client, agent, why: id ? "bad token" : "unknown client" };
   return typeof checked === "boolean" ? done(checked) : checked.then(done);
+}
+
+/**
+ * CHALLENGE + AUTH for auth method issued_token (SPEC.md §6.2): the proof
+ * is an issued token's bytes, checked as a SOCKS5 password would be, with
+ * the hello's name (empty: the token's subject). Resolves with who logged
+ * in, or calls `failed` and throws ProtocolError `auth_failed`.
+ */
+export async function verifyIssuedLogin(
+  wire: Wire,
+  hello: MessageOf<"CLIENT_HELLO">,
+  config: ServerConfig,
+  tokens: TokenStore,
+  failed: (why: CredentialRefusal, token?: string) => void,
+): Promise<{ version: number; client: string; token: IssuedToken }> {
+  const version = negotiate(hello, "client");
+  await wire.send({ type: "CHALLENGE", version, nonce: randomBytes(32) });
+  const { proof } = await wire.expect("AUTH");
+  const text = tokenText(proof.subarray(0, proof.length - 64), proof.subarray(proof.length - 64));
+  // Not a token at all: refused without a static check (this method takes tokens only).
+  const r: CredentialCheck = parseToken(text) === null
+    ? { ok: false, client: hello.name, agent: "", why: "bad token" }
+    : await checkCredential(config, tokens, hello.name, text);
+  if (!r.ok || !r.token) {
+    failed(r.ok ? "bad token" : r.why, r.ok ? undefined : r.token);
+    throw new ProtocolError("auth_failed", "authentication failed");
+  }
+  return { version, client: r.client, token: r.token };
 }
