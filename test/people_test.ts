@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { parseServerConfig } from "../src/config/mod.ts";
 import { stableIds } from "../src/config/server.ts";
 import { targetOf } from "../src/ip.ts";
-import { AGENT_TOKEN, ALICE_TOKEN, echoTarget, socks, tunnel } from "./helpers.ts";
+import { AGENT_TOKEN, ALICE_TOKEN, echoTarget, socks, tunnel, until } from "./helpers.ts";
 
 const base = {
   agents: [{ name: "office", token: AGENT_TOKEN }],
@@ -78,6 +78,13 @@ test("people: a person's grants are their own and their groups' (the union); a g
     await tokens.issue("person", "carol@example.com", 60, ["sales"]); // she signs in again
     assert.equal(await connect("@office", carol.token), 2, "only her own grant, which is narrower");
     assert.ok(t.logs.some((l) => /client=carol@example.com client_id=\d+/.test(l)));
+    // The audit line says who: the person, the token and the groups of her sign-in.
+    const audit = (groups: string) =>
+      t.logs.some((l) =>
+        /msg="stream ended"/.test(l) && l.includes("client=carol@example.com") &&
+        l.includes(`token=${carol.id}`) && l.includes(`groups=${groups}`)
+      );
+    assert.ok(await until(() => audit("ops")), t.logs.join("\n"));
     const id = stableIds(["carol@example.com"]).get("carol@example.com");
     assert.ok(t.logs.some((l) => l.includes(`client_id=${id}`)), "id from the subject");
     // A person with no grant at all, and one named like a configured client.

@@ -9,7 +9,7 @@
 import type { Hono } from "hono";
 import type { Logger } from "../log.ts";
 import { readDuration } from "../time.ts";
-import { tokenId, type TokenRecord, type TokenStore } from "../server/tokens.ts";
+import { tokenId, type TokenStore, tokenView } from "../server/tokens.ts";
 
 /** What the token routes read and do; the server implements it. */
 export interface TokenSource {
@@ -24,19 +24,6 @@ export interface TokenSource {
 
 const iso = (s: number) => new Date(s * 1000).toISOString();
 const keyHex = (id: number) => id.toString(16).padStart(8, "0");
-
-/** A token as the API shows it (never its text). */
-export function tokenView(t: TokenRecord) {
-  return {
-    id: t.id,
-    kind: t.kind,
-    subject: t.subject,
-    issued_at: iso(t.issuedAt),
-    expires_at: iso(t.expiresAt),
-    revoked: t.revoked,
-    key_id: keyHex(t.keyId),
-  };
-}
 
 function fail(status: number, error: string, message: string): Response {
   return Response.json({ error, message }, {

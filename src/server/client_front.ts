@@ -45,17 +45,15 @@ export class ClientFront {
         ? await verifyIssuedLogin(wire, hello, this.ctx.config(), this.ctx.tokens, failed)
         : await verifyLogin(wire, hello, "client", this.ctx.config().clients, failed);
       const client = "client" in who ? who.client : hello.name;
-      const tokenId = "token" in who ? who.token.id : undefined;
+      const token = "token" in who ? who.token : undefined;
+      const tokenId = token?.id;
       const clientId = this.router.clientId(client);
       await wire.send({ type: "CLIENT_READY", clientId });
       const req = await wire.expect("CONNECT", "CHECK");
       const t0 = Date.now(); // the request is read: setup time starts
       admitted();
-      const clog = log.with({
-        client,
-        client_id: clientId,
-        ...(tokenId ? { token: tokenId } : {}),
-      });
+      const shown = token ? this.ctx.tokens.who(token) : {};
+      const clog = log.with({ client, client_id: clientId, ...shown });
       if (req.type === "CHECK") return await this.#check(wire, clog, client, req.agent);
       const r = await this.router.open({
         client,
@@ -95,10 +93,8 @@ export class ClientFront {
       this.router.setupDone("clients", t0, true);
       const stream = this.router.stream(client, conn, wire.rest(), r, clog, "clients"); // see SocksFront
       if (tokenId === undefined) return stream;
-      const detach = this.ctx.tokens.attach(
-        tokenId,
-        () => this.router.closeStream(r.streamId, "revocation"),
-      );
+      const close = () => this.router.closeStream(r.streamId, "revocation");
+      const detach = this.ctx.tokens.attach(tokenId, r.streamId, close);
       return stream.finally(detach);
     } catch (e) {
       admitted();

@@ -45,7 +45,7 @@ import {
   streamViews,
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
-import { type TokenFile, TokenStore } from "./tokens.ts";
+import { type TokenFile, TokenStore, tokenView } from "./tokens.ts";
 import { proxied } from "./trusted.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
@@ -195,7 +195,10 @@ export class Server implements HttpSource {
 
   /** Live streams, oldest first (admin API). */
   streamViews(): StreamView[] {
-    return streamViews(this.router);
+    return streamViews(this.router).map((v) => {
+      const token = this.tokens.tokenOf(v.id);
+      return token ? { ...v, token } : v;
+    });
   }
 
   /** Everything the dashboard shows, in one object. */
@@ -206,6 +209,7 @@ export class Server implements HttpSource {
       clients: this.clientViews(),
       streams: this.streamViews(),
       refusals: refusalViews(this.router),
+      tokens: this.tokens.list().filter((t) => !t.revoked).map(tokenView),
     };
   }
 

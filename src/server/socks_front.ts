@@ -96,7 +96,7 @@ export class SocksFront {
     const t0 = Date.now(); // the request is read: setup time starts
     const { client, agent } = cred ?? splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
-    const token = cred?.ok && cred.token ? { token: cred.token.id } : {};
+    const token = cred?.ok && cred.token ? this.ctx.tokens.who(cred.token) : {};
     const clog = log.with({ client, client_id: clientId, ...token });
     const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
     if (!r.ok) {
@@ -126,10 +126,8 @@ export class SocksFront {
     this.router.setupDone("socks", t0, true);
     const id = cred?.ok ? cred.token?.id : undefined;
     if (id === undefined) return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
-    const detach = this.ctx.tokens.attach(
-      id,
-      () => this.router.closeStream(r.streamId, "revocation"),
-    );
+    const close = () => this.router.closeStream(r.streamId, "revocation");
+    const detach = this.ctx.tokens.attach(id, r.streamId, close);
     return this.router.stream(client, conn, rd.rest(), r, clog, "socks").finally(detach);
   }
 

@@ -89,6 +89,8 @@ export class TokenStore {
   #saving: Promise<void> = Promise.resolve();
   /** What closes each open stream, by token id ({@link attach}). */
   readonly #open = new Map<string, Set<() => void>>();
+  /** The token of each live stream opened with one. */
+  readonly #streams = new Map<number, string>();
   /** Whether a revocation closes the token's open streams (`tokens.revoke_closes_streams`). */
   closeOnRevoke: () => boolean = () => true;
 
@@ -244,15 +246,31 @@ export class TokenStore {
     return ids;
   }
 
-  /** An open stream of token `id`, closed when the token is revoked; returns its detach. */
-  attach(id: string, close: () => void): () => void {
+  /**
+   * Open stream `stream` of token `id`, closed by `close` when the token is
+   * revoked; returns its detach (when the stream ends).
+   */
+  attach(id: string, stream: number, close: () => void): () => void {
     let set = this.#open.get(id);
     if (!set) this.#open.set(id, set = new Set());
     set.add(close);
+    this.#streams.set(stream, id);
     return () => {
       set.delete(close);
+      this.#streams.delete(stream);
       if (set.size === 0 && this.#open.get(id) === set) this.#open.delete(id);
     };
+  }
+
+  /** The token a live stream was opened with, if any. */
+  tokenOf(stream: number): string | undefined {
+    return this.#streams.get(stream);
+  }
+
+  /** Who a token is, for audit lines: its id, and a person's groups. */
+  who(t: IssuedToken): Record<string, string> {
+    const groups = t.kind === "person" ? this.person(t.subject)?.groups : undefined;
+    return groups ? { token: t.id, groups: groups.join(",") } : { token: t.id };
   }
 
   /** Whether the token with this id is revoked. */
@@ -355,4 +373,28 @@ export class TokenStore {
 /** A token id as the admin API and the CLI take it: 32 hex digits, or null. */
 export function tokenId(s: string): string | null {
   return s.length === 32 && fromHex(s) ? s.toLowerCase() : null;
+}
+
+/** A token as the admin API and the dashboard show it (never its text). */
+export function tokenView(t: TokenRecord): TokenView {
+  const iso = (s: number) => new Date(s * 1000).toISOString();
+  return {
+    id: t.id,
+    kind: t.kind,
+    subject: t.subject,
+    issued_at: iso(t.issuedAt),
+    expires_at: iso(t.expiresAt),
+    revoked: t.revoked,
+    key_id: t.keyId.toString(16).padStart(8, "0"),
+  };
+}
+
+export interface TokenView {
+  id: string;
+  kind: TokenKindName;
+  subject: string;
+  issued_at: string;
+  expires_at: string;
+  revoked: boolean;
+  key_id: string;
 }
