@@ -224,7 +224,13 @@ export function chromiumPath(): string | null {
 }
 
 /** Start headless Chromium on a fresh profile; the caller must close() it. */
-export async function launchChromium(net: Net, width = 1400, height = 900): Promise<Browser> {
+export async function launchChromium(
+  net: Net,
+  width = 1400,
+  height = 900,
+  /** More flags, e.g. `--ignore-certificate-errors` for a test CA. */
+  extra: string[] = [],
+): Promise<Browser> {
   const exe = chromiumPath();
   if (!exe) throw new Error("chromium is not installed: apt-get install -y chromium");
   const profile = mkdtempSync(join(tmpdir(), "burrow-chromium-"));
@@ -245,6 +251,7 @@ export async function launchChromium(net: Net, width = 1400, height = 900): Prom
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
     `--window-size=${width},${height}`,
+    ...extra,
     "about:blank",
   ], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";

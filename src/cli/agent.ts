@@ -264,10 +264,13 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
   const file = f.config ? await readConfig(host, f.config, parseClientConfig) : {};
   const { servers, name: given, ...merged } = overFile(f, file, "client");
-  const credential = await loadCredential(host, "client", merged.credential);
+  const noName = new UsageError("client needs --name (or name: in --config)");
+  const credential = await loadCredential(host, "client", merged.credential).catch((e) => {
+    throw given === undefined ? noName : e;
+  });
   // An issued token names the client itself (SPEC.md §5.15): --name is optional then.
   const name = given ?? (credential.method === AuthMethod.issued_token ? "" : undefined);
-  if (name === undefined) throw new UsageError("client needs --name (or name: in --config)");
+  if (name === undefined) throw noName;
   const tls = await clientTls(host, merged.tls);
   if (!servers) {
     throw new UsageError(

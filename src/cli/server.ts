@@ -144,6 +144,7 @@ export async function startServer(
   const server = new Server(host.net, config, log, tls, {
     runtimeVersion: host.version,
     tokenFile: tokenFile(host, `${config.stateDir}/tokens.json`),
+    readTextFile: (path) => host.readTextFile(path),
   });
   let http: HttpServer | undefined;
   const app = httpApp(server);

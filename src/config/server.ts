@@ -18,6 +18,7 @@ import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
 import { type TokensConfig, tokensConfig } from "./tokens.ts";
+import { type OidcConfig, oidcConfig } from "./oidc.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -92,6 +93,8 @@ export interface ServerConfig {
   proxyProtocol: Set<"agents" | "socks" | "clients" | "https">;
   /** Issued tokens (`tokens:`, SPEC.md §6.4). */
   tokens: TokensConfig;
+  /** The identity provider people sign in with (`oidc:`); null: none. */
+  oidc: OidcConfig | null;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -144,7 +147,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol tokens`);
+  clients grants admin trusted_proxies proxy_protocol tokens oidc`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
 
@@ -402,6 +405,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     trustedProxies: trustedProxies(w, top.trusted_proxies),
     proxyProtocol: new Set(),
     tokens: tokensConfig(w, top.tokens),
+    oidc: oidcConfig(w, top.oidc),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {
@@ -411,6 +415,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     w.fail("heartbeat.timeout", "must be longer than heartbeat.interval");
   }
   cfg.grants = grants(w, top.grants, cfg);
+  if (paths && cfg.oidc?.ca) cfg.oidc.ca = besideFile(file, cfg.oidc.ca);
   if (paths && cfg.tls.mode === "files") {
     cfg.tls = {
       ...cfg.tls,

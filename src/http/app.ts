@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import type { Metrics } from "../metrics.ts";
 import { adminApi, type AdminSource, authorize } from "./admin.ts";
 import { DASHBOARD_CSP, dashboardHtml } from "./dashboard.ts";
+import { loginApi, type LoginSource } from "./login.ts";
 
 export interface HealthSource {
   health(): { status: "ok" | "starting" | "stopping"; agents: number; streams: number };
@@ -16,7 +17,7 @@ export interface HealthSource {
 }
 
 /** What the whole app needs: the server implements it. */
-export interface HttpSource extends HealthSource, AdminSource {
+export interface HttpSource extends HealthSource, AdminSource, LoginSource {
   /** True once the config is loaded and every listener is up, false again while stopping. */
   ready(): boolean;
 }
@@ -43,6 +44,7 @@ export function httpApp(src: HttpSource): Hono {
     });
   });
   app.route("/api/v1", adminApi(src));
+  app.route("/login", loginApi(src));
   app.get("/", (c) =>
     c.html(dashboardHtml, 200, {
       "content-security-policy": DASHBOARD_CSP,

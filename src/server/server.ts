@@ -46,6 +46,8 @@ import {
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
 import { type TokenFile, TokenStore, tokenView } from "./tokens.ts";
+import { OidcLogin } from "./oidc.ts";
+import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
@@ -54,6 +56,8 @@ export interface ServerInfo {
   runtimeVersion?: string;
   /** Where issued tokens and their keys are kept (`state_dir/tokens.json`); absent: in memory. */
   tokenFile?: TokenFile;
+  /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
+  readTextFile?: (path: string) => Promise<string>;
 }
 
 export class Server implements HttpSource {
@@ -62,6 +66,7 @@ export class Server implements HttpSource {
   readonly agents: AgentPort;
   readonly router: Router;
   readonly tokens: TokenStore;
+  readonly oidc: OidcLogin;
   #config: ServerConfig;
   readonly #listeners: Listener[] = [];
   readonly #conns = new IdMap<Conn>();
@@ -92,6 +97,14 @@ export class Server implements HttpSource {
     this.admission = new Admission(() => this.#config, this.metrics, log);
     this.tokens = new TokenStore(info.tokenFile ?? null);
     this.tokens.closeOnRevoke = () => this.#config.tokens.revokeClosesStreams;
+    const read = info.readTextFile;
+    this.oidc = new OidcLogin(
+      () => this.#config,
+      this.tokens,
+      async (o) => netFetch(net, o.ca && read ? [await read(o.ca)] : undefined),
+      log,
+      this.metrics,
+    );
     const ctx: ServerContext = {
       config: () => this.#config,
       metrics: this.metrics,
