@@ -88,7 +88,12 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
   const { log, lines } = memoryLogger();
   const config = parseServerConfig(
     JSON.stringify({
-      listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "", http: "127.0.0.1:0" },
+      listen: {
+        agents: "127.0.0.1:0",
+        socks: "127.0.0.1:0",
+        clients: "127.0.0.1:0",
+        http: "127.0.0.1:0",
+      },
       tls: "off",
       state_dir: join(dir, "state"),
       agents: [{ name: "office", token: "agent-token-0123456789" }],
@@ -99,7 +104,7 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
         client_id: CLIENT_ID,
         ca: join(dir, "ca.pem"),
         scopes: ["openid", "email", "groups", "offline_access"],
-        ttl: "1h",
+        ttl: "15s",
       },
     }),
     "(test)",
@@ -177,6 +182,51 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
     const renewed = /^[A-Za-z0-9_-]{96,255}$/m.exec(renew.output())![0];
     assert.notEqual(renewed, token);
     assert.deepEqual(await curl(renewed), { code: 0, out: "ok" });
+    // burrow client with no credential of its own uses the kept login, and renews it.
+    const local = await freePort(net);
+    const client = burrow(runtime, [
+      "client",
+      "--server",
+      fmt(s.server.addrs.clients!),
+      "--plain",
+      "--agent",
+      "office",
+      "--listen",
+      `127.0.0.1:${local}`,
+      "--log-level",
+      "debug",
+    ], env);
+    try {
+      await client.waitFor(/using the kept login/);
+      await client.waitFor(/listening/);
+      const viaProxy = async () => {
+        const p = spawnProc("curl", [
+          "-sS",
+          "--max-time",
+          "5",
+          "--socks5-hostname",
+          `127.0.0.1:${local}`,
+          `http://127.0.0.1:${web.addr.port}/`,
+        ], { cwd: repo, env: {} });
+        const code = await p.exited;
+        if (code === 0) await until(() => p.output() !== "", 2000);
+        return { code, out: p.output() };
+      };
+      assert.deepEqual(await viaProxy(), { code: 0, out: "ok" });
+      await client.waitFor(/login renewed/, 25000);
+      assert.deepEqual(await viaProxy(), { code: 0, out: "ok" }, "with the renewed token");
+    } finally {
+      await client.stop();
+    }
+    // The first token expires on its own (oidc.ttl 15 s): then it is refused.
+    let last = { code: 0 as number | null, out: "" };
+    for (let i = 0; i < 40 && last.code === 0; i++) {
+      await until(() => false, 500);
+      last = await curl(token);
+    }
+    assert.notEqual(last.code, 0, "refused once expired");
+    assert.ok(lines.some((l) => /reason=expired/.test(l)));
+
     // Alice leaves ops at the provider: the next renewal is refused (no grant, not in oidc.allow).
     writeFileSync(users, JSON.stringify({ alice: ["sales"] }));
     const refused = burrow(runtime, login, env);

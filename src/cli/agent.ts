@@ -28,6 +28,7 @@ import { normalizePins } from "../tls.ts";
 import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { type CredentialFlags, credentialOptions, loadCredential } from "./credential.ts";
+import { loginCredential } from "./login.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 
 interface TlsFlags {
@@ -265,7 +266,11 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const file = f.config ? await readConfig(host, f.config, parseClientConfig) : {};
   const { servers, name: given, ...merged } = overFile(f, file, "client");
   const noName = new UsageError("client needs --name (or name: in --config)");
-  const credential = await loadCredential(host, "client", merged.credential).catch((e) => {
+  // No credential of its own: the login `burrow login` kept, renewed before it expires.
+  let kept: Awaited<ReturnType<typeof loginCredential>> = null;
+  const credential = await loadCredential(host, "client", merged.credential).catch(async (e) => {
+    kept = await loginCredential(host, log);
+    if (kept) return kept.credential;
     throw given === undefined ? noName : e;
   });
   // An issued token names the client itself (SPEC.md §5.15): --name is optional then.
@@ -294,7 +299,10 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     agent: f.agent ?? file.agent ?? "",
     software: software(host),
   }, log.with({ client: name || "(from the token)" }));
-  const close = () => links.forEach((l) => l.close());
+  const close = () => {
+    kept?.stop();
+    links.forEach((l) => l.close());
+  };
   try {
     await proxy.checkLogin(); // refused credentials end it here, with one line
     await proxy.start();

@@ -14,7 +14,11 @@
  */
 import type { Command } from "commander";
 import * as oauth from "oauth4webapi";
+import type { Credential } from "../auth.ts";
 import { UsageError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { AuthMethod } from "../messages.ts";
+import { issuedCredential } from "../token.ts";
 import { netFetch } from "../net_fetch.ts";
 import type { Start } from "./common.ts";
 import type { Host } from "./mod.ts";
@@ -38,6 +42,8 @@ export interface StoredLogin {
   issuer: string;
   client_id: string;
   refresh_token?: string;
+  /** The --ca file the login used, for renewals. */
+  ca?: string;
 }
 
 /** Where the login is kept: `$XDG_CONFIG_HOME/burrow/login.json`, else `~/.config/burrow/`. */
@@ -205,7 +211,8 @@ async function finish(
   nonce: string | null,
   print: boolean,
   old: string | undefined,
-): Promise<void> {
+  ca: string | undefined,
+): Promise<StoredLogin> {
   if (!r.id_token) throw new UsageError("the provider gave no ID token (is openid in scopes?)");
   const res = await s.f(new URL("login/token", s.server), {
     method: "POST",
@@ -226,10 +233,78 @@ async function finish(
     issuer: s.as.issuer,
     client_id: s.client.client_id,
     ...(refresh ? { refresh_token: refresh } : {}),
+    ...(ca ? { ca: ca.startsWith("/") ? ca : `${host.cwd()}/${ca}` } : {}),
   };
   await host.writeSecretFile(loginPath(host), JSON.stringify(stored, null, 1) + "\n");
   console.error(`signed in as ${t.subject} until ${t.expires_at} (${loginPath(host)})`);
   if (print) host.print(t.token);
+  return stored;
+}
+
+/** Renew `old` through the provider's refresh token; the new login is kept. */
+async function refresh(host: Host, old: StoredLogin, print: boolean, server?: string, ca?: string) {
+  if (!old.refresh_token) {
+    throw new UsageError("no refresh token kept (the provider gave none): run burrow login");
+  }
+  const s = await session(host, server ?? old.server, ca ?? old.ca);
+  const r = await oauth.processRefreshTokenResponse(
+    s.as,
+    s.client,
+    await oauth.refreshTokenGrantRequest(s.as, s.client, oauth.None(), old.refresh_token, s.opts),
+  );
+  return finish(host, s, r, null, print, old.refresh_token, ca ?? old.ca);
+}
+
+/**
+ * The client proxy's credential from the kept login (`burrow client` with
+ * no credential of its own): the current token at every login, renewed
+ * through the provider before it expires when a refresh token was kept.
+ * Null without a kept login. `stop` ends the renewals.
+ */
+export async function loginCredential(
+  host: Host,
+  log: Logger,
+): Promise<{ credential: Credential; stop(): void } | null> {
+  let login = await readLogin(host);
+  if (!login) return null;
+  let current = issuedCredential(login.token);
+  if (!current) return null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const schedule = () => {
+    if (stopped || !login?.refresh_token) return;
+    const left = Date.parse(login.expires_at) - Date.now();
+    // Renew when a fifth of its life (at most 5 minutes) is left; retry each 10 s on failure.
+    timer = setTimeout(renew, Math.max(1000, left - Math.min(300_000, left / 5)));
+  };
+  const renew = async () => {
+    try {
+      login = await refresh(host, login!, false);
+      current = issuedCredential(login.token) ?? current;
+      log.info("login renewed", {
+        subject: login.subject,
+        token: login.id,
+        expires_at: login.expires_at,
+      });
+      schedule();
+    } catch (e) {
+      log.warn("login renewal failed", { error: (e as Error).message });
+      if (!stopped && Date.parse(login!.expires_at) > Date.now()) timer = setTimeout(renew, 10_000);
+    }
+  };
+  schedule();
+  log.info("using the kept login", {
+    subject: login.subject,
+    token: login.id,
+    expires_at: login.expires_at,
+  });
+  return {
+    credential: { method: AuthMethod.issued_token, prove: (d) => current!.prove(d) },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 async function runLogin(host: Host, f: LoginFlags): Promise<void> {
@@ -237,24 +312,18 @@ async function runLogin(host: Host, f: LoginFlags): Promise<void> {
   if (!Number.isFinite(ms) || ms <= 0) throw new UsageError("--timeout must be milliseconds > 0");
   if (f.refresh) {
     const old = await readLogin(host);
-    if (!old?.refresh_token) {
-      throw new UsageError("no refresh token kept (the provider gave none): run burrow login");
-    }
-    const s = await session(host, f.server ?? old.server, f.ca);
-    const r = await oauth.processRefreshTokenResponse(
-      s.as,
-      s.client,
-      await oauth.refreshTokenGrantRequest(s.as, s.client, oauth.None(), old.refresh_token, s.opts),
-    );
-    return finish(host, s, r, null, f.print === true, old.refresh_token);
+    if (!old) throw new UsageError("no kept login: run burrow login --server …");
+    await refresh(host, old, f.print === true, f.server, f.ca);
+    return;
   }
   if (!f.server) throw new UsageError("burrow login needs --server (the server's https:// URL)");
   const s = await session(host, f.server, f.ca);
   if (f.device) {
-    return finish(host, s, await deviceFlow(s), null, f.print === true, undefined);
+    await finish(host, s, await deviceFlow(s), null, f.print === true, undefined, f.ca);
+    return;
   }
   const { r, nonce } = await codeFlow(host, s, ms);
-  return finish(host, s, r, nonce, f.print === true, undefined);
+  await finish(host, s, r, nonce, f.print === true, undefined, f.ca);
 }
 
 /** Adds `login` to the program. */
