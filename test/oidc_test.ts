@@ -19,6 +19,8 @@ import type { Host } from "../src/cli/mod.ts";
 import { startServer } from "../src/cli/server.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
 import { generateCA, issueCert } from "../src/tls.ts";
+import { httpApp } from "../src/http/mod.ts";
+import { Server } from "../src/server/mod.ts";
 import { launchChromium, type Page } from "./cdp.ts";
 import {
   burrow,
@@ -291,4 +293,34 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
     op.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("sign-in endpoints: over https only when listen.https is on; the oidc config's errors", async () => {
+  const net = await runtimeNet();
+  const oidc = { issuer: "https://sso.example.com/realms/corp", client_id: "burrow" };
+  const config = (listen: Record<string, string>) =>
+    parseServerConfig(JSON.stringify({ listen, oidc }), "s.yaml");
+  const { log } = memoryLogger();
+  const withHttps = new Server(net, config({ https: "127.0.0.1:0" }), log);
+  const app = httpApp(withHttps);
+  assert.equal((await app.fetch(new Request("http://127.0.0.1/login/config"))).status, 404);
+  const r = await app.fetch(new Request("https://127.0.0.1/login/config"));
+  assert.deepEqual(await r.json(), {
+    issuer: oidc.issuer,
+    client_id: "burrow",
+    scopes: ["openid", "email", "profile", "offline_access"],
+  });
+  const httpOnly = httpApp(new Server(net, config({}), log));
+  assert.equal((await httpOnly.fetch(new Request("http://127.0.0.1/login/config"))).status, 200);
+  const bad = (o: unknown) => parseServerConfig(JSON.stringify({ oidc: o }), "s.yaml");
+  assert.throws(
+    () => bad({ ...oidc, issuer: "http://sso" }),
+    /oidc\.issuer: must be an https:\/\/ URL/,
+  );
+  assert.throws(() => bad({ ...oidc, scopes: ["email"] }), /oidc\.scopes: must include openid/);
+  assert.throws(() => bad({ ...oidc, ttl: "5" }), /oidc\.ttl: Cannot parse duration/);
+  assert.throws(() => bad({ ...oidc, secret: "x" }), /oidc\.secret/);
+  // The active tokens are a metric.
+  await withHttps.tokens.issue("person", "alice@example.com", 60, ["ops"]);
+  assert.match(withHttps.metrics.render(), /^burrow_tokens_active 1$/m);
 });

@@ -23,6 +23,14 @@ const answer = (body: unknown, status = 200) =>
 
 export function loginApi(src: LoginSource): Hono {
   const api = new Hono();
+  // With listen.https, tokens are handed out over TLS only: listen.http serves
+  // sign-in only where it is the only listener (tests, a TLS-terminating proxy).
+  api.use("*", async (c, next) => {
+    if (src.oidc.config().listen.https && new URL(c.req.url).protocol === "http:") {
+      return answer({ error: "not_found", message: "sign in over https (listen.https)" }, 404);
+    }
+    await next();
+  });
   api.get("/config", () => {
     const c = src.oidc.publicConfig();
     return c ? answer(c) : answer({ error: "not_found", message: "no oidc: in server.yaml" }, 404);

@@ -125,6 +125,14 @@ export class Server implements HttpSource {
     );
     m.gauge("burrow_streams_active", "Streams being relayed", () => [[{}, this.router.active]]);
     m.gauge(
+      "burrow_tokens_active",
+      "Issued tokens not expired nor revoked (tokens.max_active)",
+      () => [[
+        {},
+        this.tokens.active,
+      ]],
+    );
+    m.gauge(
       "burrow_pool_idle",
       "Idle pool connections per agent",
       () =>
