@@ -43,7 +43,8 @@ export declare namespace Handshake {
     authMethod: number;
     lenName: number;
     /**
-     * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+     * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty only with
+     * auth method issued_token (checked by the decoder, SPEC.md §5.15).
      */
     name: Uint8Array;
     lenSoftware: number;
@@ -81,7 +82,8 @@ export declare namespace Handshake {
     _parent: unknown;
     _root: unknown;
     /**
-     * 32 for method token (HMAC-SHA256), 64 for ed25519 (SPEC.md §6.2).
+     * 32 for method token (HMAC-SHA256), 64 for ed25519, 96..191 for
+     * issued_token (SPEC.md §6.2); the decoder refuses other lengths.
      */
     lenProof: number;
     proof: Uint8Array;

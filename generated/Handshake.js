@@ -39,14 +39,18 @@ var Handshake = (function() {
     }
     Auth.prototype._read = function() {
       this.lenProof = this._io.readU1();
-      if (!( ((this.lenProof == 32) || (this.lenProof == 64)) )) {
-        throw new KaitaiStream.ValidationNotAnyOfError(this.lenProof, this._io, "/types/auth/seq/0");
+      if (!(this.lenProof >= 32)) {
+        throw new KaitaiStream.ValidationLessThanError(32, this.lenProof, this._io, "/types/auth/seq/0");
+      }
+      if (!(this.lenProof <= 191)) {
+        throw new KaitaiStream.ValidationGreaterThanError(191, this.lenProof, this._io, "/types/auth/seq/0");
       }
       this.proof = this._io.readBytes(this.lenProof);
     }
 
     /**
-     * 32 for method token (HMAC-SHA256), 64 for ed25519 (SPEC.md §6.2).
+     * 32 for method token (HMAC-SHA256), 64 for ed25519, 96..191 for
+     * issued_token (SPEC.md §6.2); the decoder refuses other lengths.
      */
 
     return Auth;
@@ -165,9 +169,6 @@ var Handshake = (function() {
       }
       this.authMethod = this._io.readU1();
       this.lenName = this._io.readU1();
-      if (!(this.lenName >= 1)) {
-        throw new KaitaiStream.ValidationLessThanError(1, this.lenName, this._io, "/types/hello/seq/3");
-      }
       if (!(this.lenName <= 64)) {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenName, this._io, "/types/hello/seq/3");
       }
@@ -185,7 +186,8 @@ var Handshake = (function() {
      */
 
     /**
-     * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+     * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty only with
+     * auth method issued_token (checked by the decoder, SPEC.md §5.15).
      */
 
     /**

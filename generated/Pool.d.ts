@@ -96,8 +96,9 @@ export declare namespace Pool {
     clientId: number;
     lenClient: number;
     /**
-     * Client name, for the agent's per-client allowlist; UTF-8 (in fact
-     * `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+     * Client name, for the agent's per-client allowlist, or a signed-in
+     * person's subject (SPEC.md §6.4); UTF-8 without control characters
+     * (checked by the decoder).
      */
     client: Uint8Array;
     target: Addr;

@@ -73,16 +73,17 @@ var Pool = (function() {
       if (!(this.lenClient >= 1)) {
         throw new KaitaiStream.ValidationLessThanError(1, this.lenClient, this._io, "/types/open/seq/2");
       }
-      if (!(this.lenClient <= 64)) {
-        throw new KaitaiStream.ValidationGreaterThanError(64, this.lenClient, this._io, "/types/open/seq/2");
+      if (!(this.lenClient <= 96)) {
+        throw new KaitaiStream.ValidationGreaterThanError(96, this.lenClient, this._io, "/types/open/seq/2");
       }
       this.client = this._io.readBytes(this.lenClient);
       this.target = new Addr_.Addr(this._io, null, null);
     }
 
     /**
-     * Client name, for the agent's per-client allowlist; UTF-8 (in fact
-     * `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+     * Client name, for the agent's per-client allowlist, or a signed-in
+     * person's subject (SPEC.md §6.4); UTF-8 without control characters
+     * (checked by the decoder).
      */
 
     return Open;

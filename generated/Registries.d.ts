@@ -244,7 +244,12 @@ export declare namespace Registries {
      * Ed25519 signature over the transcript, 64-byte proof
      */
     readonly ED25519: 2;
+    /**
+     * an issued token's bytes (SPEC.md §6.4), 96..191 bytes; client proxies only
+     */
+    readonly ISSUED_TOKEN: 3;
     readonly 1: "TOKEN";
     readonly 2: "ED25519";
+    readonly 3: "ISSUED_TOKEN";
   };
 }

@@ -18,9 +18,11 @@ var Registries = (function() {
   Registries.AuthMethod = Object.freeze({
     TOKEN: 1,
     ED25519: 2,
+    ISSUED_TOKEN: 3,
 
     1: "TOKEN",
     2: "ED25519",
+    3: "ISSUED_TOKEN",
   });
 
   Registries.ErrorCode = Object.freeze({

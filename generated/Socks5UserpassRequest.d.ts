@@ -8,8 +8,8 @@ export interface KaitaiStream {
 
 /**
  * RFC 1929 §2 username/password request. The user name selects the client
- * and the agent (`client` or `client@agent`, SPEC.md §7.1); the password is
- * the client's token.
+ * and the agent (`client` or `client@agent`, split at the last `@`, SPEC.md
+ * §7.1); the password is the client's token or an issued token (§6.4).
  * @see SPEC.md §8
  */
 export declare class Socks5UserpassRequest {
@@ -21,6 +21,11 @@ export declare class Socks5UserpassRequest {
    * Version of the subnegotiation, 1.
    */
   version: number;
+  /**
+   * May be 0, unlike RFC 1929's 1..255: with an issued token as the
+   * password the token names the client, and curl sends an empty user
+   * name (`--proxy-user :TOKEN`) as 0 (SPEC.md §8).
+   */
   lenUname: number;
   /**
    * Any octets (RFC 1929); burrow reads them as UTF-8, leniently (invalid

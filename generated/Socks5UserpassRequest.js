@@ -5,8 +5,8 @@ import * as Socks5Registries_ from "./Socks5Registries.js";
 
 /**
  * RFC 1929 §2 username/password request. The user name selects the client
- * and the agent (`client` or `client@agent`, SPEC.md §7.1); the password is
- * the client's token.
+ * and the agent (`client` or `client@agent`, split at the last `@`, SPEC.md
+ * §7.1); the password is the client's token or an issued token (§6.4).
  * @see SPEC.md §8
  */
 
@@ -24,9 +24,6 @@ var Socks5UserpassRequest = (function() {
       throw new KaitaiStream.ValidationNotEqualError(Socks5Registries_.Socks5Registries.Version.USERPASS, this.version, this._io, "/seq/0");
     }
     this.lenUname = this._io.readU1();
-    if (!(this.lenUname >= 1)) {
-      throw new KaitaiStream.ValidationLessThanError(1, this.lenUname, this._io, "/seq/1");
-    }
     this.uname = this._io.readBytes(this.lenUname);
     this.lenPasswd = this._io.readU1();
     if (!(this.lenPasswd >= 1)) {
@@ -37,6 +34,12 @@ var Socks5UserpassRequest = (function() {
 
   /**
    * Version of the subnegotiation, 1.
+   */
+
+  /**
+   * May be 0, unlike RFC 1929's 1..255: with an issued token as the
+   * password the token names the client, and curl sends an empty user
+   * name (`--proxy-user :TOKEN`) as 0 (SPEC.md §8).
    */
 
   /**

@@ -45,8 +45,8 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       }
       w.u8(msg.authMethod, "AGENT_HELLO.authMethod");
       const at0 = w.reserve(1);
-      if (strict) checkName(msg.name, 1, 64, "AGENT_HELLO.name");
-      const n1 = w.utf8(msg.name, strict ? 1 : 0, strict ? 64 : 255, "AGENT_HELLO.name");
+      if (strict) checkName(msg.name, 0, 64, "AGENT_HELLO.name");
+      const n1 = w.utf8(msg.name, 0, strict ? 64 : 255, "AGENT_HELLO.name");
       w.fill(at0, 1, n1);
       const at2 = w.reserve(1);
       const n3 = w.utf8(msg.software, 0, 255, "AGENT_HELLO.software");
@@ -61,10 +61,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
     }
     case "AUTH": {
       const at4 = w.reserve(1);
-      const n5 = w.sized(msg.proof, 0, 255, "AUTH.proof");
-      if (strict && n5 !== 32 && n5 !== 64) {
-        throw new RangeError(`AUTH.proof: must be 32 or 64 bytes, got ${n5}`);
-      }
+      const n5 = w.sized(msg.proof, strict ? 32 : 0, strict ? 191 : 255, "AUTH.proof");
       w.fill(at4, 1, n5);
       return;
     }
@@ -141,8 +138,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       w.u32(msg.streamId, "OPEN.streamId");
       w.u32(msg.clientId, "OPEN.clientId");
       const at17 = w.reserve(1);
-      if (strict) checkName(msg.client, 1, 64, "OPEN.client");
-      const n18 = w.utf8(msg.client, strict ? 1 : 0, strict ? 64 : 255, "OPEN.client");
+      const n18 = w.utf8(msg.client, strict ? 1 : 0, strict ? 96 : 255, "OPEN.client");
       w.fill(at17, 1, n18);
       writeAddr(w, msg.target, "OPEN.target", strict);
       return;
@@ -176,8 +172,8 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       }
       w.u8(msg.authMethod, "CLIENT_HELLO.authMethod");
       const at21 = w.reserve(1);
-      if (strict) checkName(msg.name, 1, 64, "CLIENT_HELLO.name");
-      const n22 = w.utf8(msg.name, strict ? 1 : 0, strict ? 64 : 255, "CLIENT_HELLO.name");
+      if (strict) checkName(msg.name, 0, 64, "CLIENT_HELLO.name");
+      const n22 = w.utf8(msg.name, 0, strict ? 64 : 255, "CLIENT_HELLO.name");
       w.fill(at21, 1, n22);
       const at23 = w.reserve(1);
       const n24 = w.utf8(msg.software, 0, 255, "CLIENT_HELLO.software");
@@ -268,7 +264,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
   switch (type) {
     case 0x01: {
       const p = new Handshake.Hello(io);
-      return { type: "AGENT_HELLO", minVersion: p.minVersion, maxVersion: p.maxVersion, authMethod: p.authMethod, name: nameText(p.name, "name", 1, 64), software: utf8(p.software, "software") };
+      return { type: "AGENT_HELLO", minVersion: p.minVersion, maxVersion: p.maxVersion, authMethod: p.authMethod, name: nameText(p.name, "name", 0, 64), software: utf8(p.software, "software") };
     }
     case 0x02: {
       const p = new Handshake.Challenge(io);
@@ -320,7 +316,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     }
     case 0x21: {
       const p = new Pool.Open(io);
-      return { type: "OPEN", streamId: p.streamId, clientId: p.clientId, client: nameText(p.client, "client", 1, 64), target: addrTarget(p.target) };
+      return { type: "OPEN", streamId: p.streamId, clientId: p.clientId, client: utf8(p.client, "client"), target: addrTarget(p.target) };
     }
     case 0x22: {
       const p = new Pool.OpenResult(io);
@@ -332,7 +328,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     }
     case 0x30: {
       const p = new Handshake.Hello(io);
-      return { type: "CLIENT_HELLO", minVersion: p.minVersion, maxVersion: p.maxVersion, authMethod: p.authMethod, name: nameText(p.name, "name", 1, 64), software: utf8(p.software, "software") };
+      return { type: "CLIENT_HELLO", minVersion: p.minVersion, maxVersion: p.maxVersion, authMethod: p.authMethod, name: nameText(p.name, "name", 0, 64), software: utf8(p.software, "software") };
     }
     case 0x31: {
       const p = new Handshake.ClientReady(io);

@@ -168,6 +168,8 @@ export const AuthMethod = {
   token: 1,
   /** Ed25519 signature over the transcript, 64-byte proof */
   ed25519: 2,
+  /** an issued token's bytes (SPEC.md §6.4), 96..191 bytes; client proxies only */
+  issued_token: 3,
 } as const;
 
 /**
@@ -260,4 +262,13 @@ export const SocksUserpassStatus = {
   success: 0x00,
   /** burrow's failure status; the connection is closed */
   failure: 0x01,
+} as const;
+
+/**
+ * `kind` of spec/issued_token.ksy.
+ * @see SPEC.md §6.4
+ */
+export const TokenKind = {
+  client: 1,
+  person: 2,
 } as const;

@@ -25,7 +25,10 @@ export interface Hello {
    * with ERROR `auth_method_unsupported`, not `invalid_message`.
    */
   authMethod: number;
-  /** UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10). */
+  /**
+   * UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty only with
+   * auth method issued_token (checked by the decoder, SPEC.md §5.15).
+   */
   name: string;
   /**
    * Free text for logs, e.g. `burrow/0.1.0 node/20.20.2`; UTF-8,
@@ -230,8 +233,9 @@ export interface Open {
   streamId: number;
   clientId: number;
   /**
-   * Client name, for the agent's per-client allowlist; UTF-8 (in fact
-   * `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+   * Client name, for the agent's per-client allowlist, or a signed-in
+   * person's subject (SPEC.md §6.4); UTF-8 without control characters
+   * (checked by the decoder).
    */
   client: string;
   target: Target;
@@ -393,17 +397,21 @@ export const Valid = {
   },
   "handshake::hello": {
     minVersion: { min: 1 },
-    lenName: { min: 1, max: 64 },
+    lenName: { max: 64 },
     lenSoftware: { max: 255 },
   },
   "handshake::challenge": {
     version: { min: 1 },
   },
   "handshake::auth": {
-    lenProof: { anyOf: [32, 64] },
+    lenProof: { min: 32, max: 191 },
   },
   "handshake::error": {
     lenMessage: { max: 1024 },
+  },
+  "issued_token": {
+    version: { eq: 1 },
+    lenSubject: { min: 1, max: 96 },
   },
   "link": {
     streamId: { min: 1 },
@@ -421,7 +429,7 @@ export const Valid = {
     lenProof: { anyOf: [32, 64] },
   },
   "pool::open": {
-    lenClient: { min: 1, max: 64 },
+    lenClient: { min: 1, max: 96 },
   },
   "socks5_greeting": {
     numMethods: { min: 1 },
@@ -433,7 +441,6 @@ export const Valid = {
     reserved: { eq: 0 },
   },
   "socks5_userpass_request": {
-    lenUname: { min: 1 },
     lenPasswd: { min: 1 },
   },
 } as const;
@@ -464,6 +471,10 @@ export const Sizes = {
   "handshake::welcome": {
     sessionId: 16,
   },
+  "issued_token": {
+    tokenId: 16,
+    signature: 64,
+  },
   "pool::session_binding": {
     sessionId: 16,
   },
@@ -474,7 +485,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [6, 324], 2: [33, 33], 3: [33, 65], 4: [32, 32], 5: [4, 1028], 16: [2, 166914], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 332], 34: [10, 264], 35: [58, 90], 48: [6, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 166914], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 364], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
   },
   "frame::header": {
     size: 12,

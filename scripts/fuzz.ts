@@ -35,6 +35,7 @@ import { ProtocolError, ProxyHeaderError, SocksError, type SocksErrorCode } from
 import { normalizeIP } from "../src/host.ts";
 import { parseProxyHeader, V1_MAX, V2_MAX_LENGTH } from "../src/proxyproto.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
+import { parseToken, SUBJECT_MAX, tokenBody, tokenText } from "../src/token.ts";
 import {
   encodeLinkFrame,
   LINK_HEADER_SIZE,
@@ -398,6 +399,22 @@ function prop(name: string, runs: number, property: fc.IRawProperty<any>): FuzzP
 export function properties(): FuzzProperty[] {
   const out: FuzzProperty[] = [
     prop(
+      "issued tokens: valid, mutated and random text -> parseToken",
+      100_000,
+      fc.property(
+        issuedToken,
+        fc.array(mutation, { maxLength: 4 }),
+        fc.string({ maxLength: 300 }),
+        (t, muts, junk) => {
+          tokenChecked(t.text, t.text);
+          tokenChecked(b64url(mutate(t.bytes, muts)));
+          const chars = mutate(new TextEncoder().encode(t.text), muts);
+          tokenChecked(String.fromCharCode(...chars));
+          tokenChecked(junk);
+        },
+      ),
+    ),
+    prop(
       "frames: random bytes -> Framer + decode",
       200_000,
       fc.property(frameish, cuts, (b, c) => framerDecode(chunk(b, c))),
@@ -522,6 +539,47 @@ function proxyChecked(b: Uint8Array, expect?: { host: string; port: number }): v
     throw new FuzzFailure(`valid header ${hexOf(b)} not taken whole`);
   }
 }
+
+// ------------------------------------------------------------ issued tokens
+
+/** A well-formed issued token's bytes (SPEC.md §6.4), with an arbitrary signature. */
+const issuedToken = fc.record({
+  kind: fc.constantFrom("client" as const, "person" as const),
+  keyId: fc.nat(),
+  id: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+  issuedAt: fc.nat({ max: 0xfffffffe }),
+  life: fc.integer({ min: 1, max: 0xffffffff }),
+  subject: fc.string({ unit: "binary", minLength: 1, maxLength: SUBJECT_MAX })
+    .filter((s) => new TextEncoder().encode(s).length <= SUBJECT_MAX),
+  signature: fc.uint8Array({ minLength: 64, maxLength: 64 }),
+}).map((t) => {
+  const body = tokenBody({ ...t, expiresAt: Math.min(0xffffffff, t.issuedAt + t.life) });
+  return { bytes: concat([body, t.signature]), text: tokenText(body, t.signature) };
+});
+
+/**
+ * parseToken on any text: null or a token, never a throw; what it takes
+ * re-encodes to the same text (one text per token), and the longest text
+ * fits the RFC 1929 password field.
+ */
+function tokenChecked(text: string, valid?: string): void {
+  let t: ReturnType<typeof parseToken>;
+  try {
+    t = parseToken(text);
+  } catch (e) {
+    throw new FuzzFailure(`parseToken threw ${describe(e)} on ${JSON.stringify(text)}`);
+  }
+  if (valid !== undefined && text === valid && t === null) {
+    throw new FuzzFailure(`parseToken refused a valid token ${text}`);
+  }
+  if (t === null) return;
+  if (text.length > 255) throw new FuzzFailure(`a token of ${text.length} characters`);
+  if (tokenText(t.signed, t.signature) !== text) {
+    throw new FuzzFailure(`token ${text} does not re-encode to itself`);
+  }
+}
+
+const b64url = (b: Uint8Array) => tokenText(b, new Uint8Array(0));
 
 // ------------------------------------------------------- authorization model
 

@@ -178,6 +178,7 @@ const ENUMS: readonly EnumOut[] = [
   out("SocksMethod", "socks5_registries::method", "lowerCamel", 16, "SPEC.md §8"),
   out("SocksCmd", "socks5_registries::command", "lowerCamel", 16, "SPEC.md §8"),
   out("SocksUserpassStatus", "socks5_registries::userpass_status", "lowerCamel", 16, "SPEC.md §8"),
+  out("TokenKind", "issued_token::kind", "as-is", 10, "SPEC.md §6.4"),
 ];
 
 function enumKey(id: string, keys: KeyCase): string {

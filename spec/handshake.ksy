@@ -41,12 +41,13 @@ types:
       - id: len_name
         type: u1
         valid:
-          min: 1
           max: 64
       - id: name
         size: len_name
         -text: name
-        doc: UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+        doc: |
+          UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty only with
+          auth method issued_token (checked by the decoder, SPEC.md §5.15).
       - id: len_software
         type: u1
         valid:
@@ -76,8 +77,11 @@ types:
       - id: len_proof
         type: u1
         valid:
-          any-of: [32, 64]
-        doc: 32 for method token (HMAC-SHA256), 64 for ed25519 (SPEC.md §6.2).
+          min: 32
+          max: 191
+        doc: |
+          32 for method token (HMAC-SHA256), 64 for ed25519, 96..191 for
+          issued_token (SPEC.md §6.2); the decoder refuses other lengths.
       - id: proof
         size: len_proof
   welcome:

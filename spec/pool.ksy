@@ -77,13 +77,14 @@ types:
         type: u1
         valid:
           min: 1
-          max: 64
+          max: 96
       - id: client
         size: len_client
-        -text: name
+        -text: utf8
         doc: |
-          Client name, for the agent's per-client allowlist; UTF-8 (in fact
-          `A-Z a-z 0-9 . _ -`, SPEC.md §10).
+          Client name, for the agent's per-client allowlist, or a signed-in
+          person's subject (SPEC.md §6.4); UTF-8 without control characters
+          (checked by the decoder).
       - id: target
         type: addr
   open_result:

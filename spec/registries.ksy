@@ -148,3 +148,6 @@ enums:
     2:
       id: ed25519
       doc: Ed25519 signature over the transcript, 64-byte proof
+    3:
+      id: issued_token
+      doc: an issued token's bytes (SPEC.md §6.4), 96..191 bytes; client proxies only

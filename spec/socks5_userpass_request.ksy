@@ -10,8 +10,8 @@ meta:
   endian: be
 doc: |
   RFC 1929 §2 username/password request. The user name selects the client
-  and the agent (`client` or `client@agent`, SPEC.md §7.1); the password is
-  the client's token.
+  and the agent (`client` or `client@agent`, split at the last `@`, SPEC.md
+  §7.1); the password is the client's token or an issued token (§6.4).
 doc-ref: SPEC.md §8
 seq:
   - id: version
@@ -21,8 +21,10 @@ seq:
     doc: Version of the subnegotiation, 1.
   - id: len_uname
     type: u1
-    valid:
-      min: 1
+    doc: |
+      May be 0, unlike RFC 1929's 1..255: with an issued token as the
+      password the token names the client, and curl sends an empty user
+      name (`--proxy-user :TOKEN`) as 0 (SPEC.md §8).
   - id: uname
     size: len_uname
     doc: |

@@ -13,7 +13,8 @@ const enc = new TextEncoder();
 /** WebCrypto's types want an ArrayBuffer-backed view; ours always are. */
 const bs = (u: Uint8Array) => u as Uint8Array<ArrayBuffer>;
 
-function concat(parts: Uint8Array[]): Uint8Array {
+/** The bytes of `parts`, one after the other. */
+export function concat(parts: Uint8Array[]): Uint8Array {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);

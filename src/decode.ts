@@ -16,6 +16,7 @@
  * @module
  */
 import { decodeFields } from "../generated/codec.ts";
+import { acrossFields } from "./across.ts";
 import { ProtocolError } from "./errors.ts";
 import { describeError, kaitaiStream } from "./kaitai.ts";
 import { Layout, Limits, type Message, MESSAGE_NAMES, type MsgTypeName } from "./messages.ts";
@@ -79,6 +80,8 @@ export function decodePayload(type: number, payload: Uint8Array): Message | null
   try {
     const io = kaitaiStream(payload);
     const msg = decodeFields(type, io)!;
+    const across = acrossFields(msg);
+    if (across !== null) throw new Invalid(across);
     if (!io.isEof()) {
       const n = io.size - io.pos;
       throw new Invalid(`${n} trailing byte${n === 1 ? "" : "s"}`);

@@ -20,7 +20,7 @@
  * {@link encode} checks everything SPEC.md states about a field (§4, §5,
  * §10), so whatever it returns a conforming receiver accepts.
  * (With spec/*.ksy, which SPEC.md makes normative too: a proof is 32 or 64
- * bytes, a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
+ * bytes (AUTH: or 96..191), a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
  * {@link encodeUnchecked} checks only what the wire layout needs (integers
  * fit, fixed sizes, lengths fit their prefix, IP text parses); tests use it to
  * build well-formed frames that break a §10 limit. {@link frame} wraps any
@@ -36,6 +36,7 @@
  *
  * @module
  */
+import { acrossFields } from "./across.ts";
 import { encodePayload } from "../generated/codec.ts";
 import { Layout, Limits, type Message, MsgType } from "./messages.ts";
 import { type Writer, writer } from "./writer.ts";
@@ -108,5 +109,7 @@ function encodeWith(msg: Message, strict: boolean): Uint8Array {
   const w = writer();
   header(w, code);
   encodePayload(w, msg, strict);
+  const across = strict ? acrossFields(msg) : null;
+  if (across !== null) throw new RangeError(`${msg.type}: ${across}`);
   return end(w);
 }

@@ -14,7 +14,8 @@
  * `no_methods` (a greeting with zero methods), `bad_address_type` (unknown
  * `atyp`), `bad_domain` (a domain name that is not valid UTF-8: the message
  * is well-formed, so the server answers it) and `invalid_message` (anything
- * else malformed, e.g. an empty user name or a non-zero reserved byte).
+ * else malformed, e.g. an empty password or a non-zero reserved byte). An
+ * empty user name is taken (SPEC.md §8: an issued token names the client).
  *
  * Text: a domain name must be valid UTF-8 (it is passed on to the agent, and
  * a lossy decode would make it dial something else); RFC 1929 user names and
@@ -193,9 +194,6 @@ export function parseUserpassRequest(buf: Uint8Array): Parsed<UserpassRequest> {
   checkVersion(what, buf, SocksVersion.userpass);
   const ulen = buf[1];
   if (ulen === undefined) return null;
-  if (ulen === 0) {
-    throw new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: empty user name`);
-  }
   const plen = buf[2 + ulen];
   if (plen === undefined) return null;
   if (plen === 0) {

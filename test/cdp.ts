@@ -228,6 +228,7 @@ export async function launchChromium(
   net: Net,
   width = 1400,
   height = 900,
+  /** More flags, e.g. `--ignore-certificate-errors` for a test CA. */
   extra: string[] = [],
 ): Promise<Browser> {
   const exe = chromiumPath();

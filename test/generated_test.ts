@@ -141,6 +141,7 @@ test("generated: enums.ts imports in this runtime and exports one frozen-shape o
     "SocksUserpassStatus",
     "SocksVersion",
     "Status",
+    "TokenKind",
   ]);
   assert.equal(enums.MsgType, MsgType, "src/messages.ts re-exports the generated object");
   assert.equal(enums.MsgType.CONNECT_RESULT, 0x33);
@@ -532,7 +533,12 @@ test("socks5_decode: errors", () => {
   throwsSocks(() => parseGreeting(Uint8Array.of(5, 0)), "no_methods");
   throwsSocks(() => parseMethodSelection(Uint8Array.of(1)), "bad_version");
   throwsSocks(() => parseUserpassRequest(Uint8Array.of(5)), "bad_version");
-  throwsSocks(() => parseUserpassRequest(Uint8Array.of(1, 0)), "invalid_message");
+  // An empty user name is taken (an issued token names the client, SPEC.md §8).
+  assert.deepEqual(parseUserpassRequest(Uint8Array.of(1, 0, 1, 0x70))?.value, {
+    username: "",
+    password: "p",
+  });
+  throwsSocks(() => parseUserpassRequest(Uint8Array.of(1, 0, 0)), "invalid_message");
   throwsSocks(() => parseUserpassRequest(Uint8Array.of(1, 1, 0x61, 0)), "invalid_message");
   throwsSocks(() => parseUserpassReply(Uint8Array.of(5)), "bad_version");
   throwsSocks(() => parseRequest(Uint8Array.of(4, 1, 0, 1)), "bad_version");

@@ -492,6 +492,8 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ type: "AUTH", proof: new Uint8Array(256) }, /proof/],
     [{ type: "AUTH", proof: new Uint8Array(0) }, /AUTH\.proof.*32 or 64/],
     [{ type: "AUTH", proof: new Uint8Array(33) }, /AUTH\.proof.*32 or 64/],
+    [{ type: "AUTH", proof: new Uint8Array(95) }, /AUTH\.proof.*or 96\.\.191/],
+    [{ type: "AUTH", proof: new Uint8Array(192) }, /AUTH\.proof.*or 96\.\.191/],
     [{ type: "CHALLENGE", version: 0, nonce: new Uint8Array(32) }, /CHALLENGE\.version/],
     [{
       type: "POOL_HELLO",
@@ -855,4 +857,28 @@ test("socks5: a request with a domain that is not valid UTF-8 is refused, not ma
     () => parseRequest(bad),
     (e: unknown) => e instanceof SocksError && e.code === "bad_domain",
   );
+});
+
+test("roundtrip: issued_token (SPEC.md §5.15, §6.2): an empty CLIENT_HELLO name, an AUTH proof of 96..191 bytes", () => {
+  const h = {
+    type: "CLIENT_HELLO",
+    minVersion: 1,
+    maxVersion: 4,
+    authMethod: 3,
+    name: "",
+    software: "x",
+  } as const;
+  assert.deepEqual(decode(encode(h)), h);
+  for (const n of [96, 150, 191]) {
+    const auth = { type: "AUTH", proof: new Uint8Array(n).fill(7) } as const;
+    assert.deepEqual(decode(encode(auth)), auth);
+  }
+  const invalid = (m: Message) =>
+    assert.throws(
+      () => decode(encodeUnchecked(m)),
+      (e: unknown) => (e as { code?: string }).code === "invalid_message",
+    );
+  invalid({ ...h, authMethod: 1 });
+  invalid({ type: "AUTH", proof: new Uint8Array(95) });
+  invalid({ type: "AUTH", proof: new Uint8Array(65) });
 });

@@ -21,6 +21,7 @@ import {
   type ServerAddress,
 } from "../config/mod.ts";
 import type { Logger } from "../log.ts";
+import { AuthMethod } from "../messages.ts";
 import type { Addr, Net, TlsClientOptions } from "../net.ts";
 import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";
 import { wsNet } from "../transport.ts";
@@ -29,6 +30,7 @@ import { normalizePins } from "../tls.ts";
 import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { type CredentialFlags, credentialOptions, loadCredential } from "./credential.ts";
+import { loginCredential } from "./login.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 
 interface TlsFlags {
@@ -287,9 +289,18 @@ function clientForwards(f: ClientFlags, file: ClientConfig): Forward[] {
 async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const log = logger(f.logLevel);
   const file = f.config ? await readConfig(host, f.config, parseClientConfig) : {};
-  const { servers, name, ...merged } = overFile(f, file, "client");
-  if (!name) throw new UsageError("client needs --name (or name: in --config)");
-  const credential = await loadCredential(host, "client", merged.credential);
+  const { servers, name: given, ...merged } = overFile(f, file, "client");
+  const noName = new UsageError("client needs --name (or name: in --config)");
+  // No credential of its own: the login `burrow login` kept, renewed before it expires.
+  let kept: Awaited<ReturnType<typeof loginCredential>> = null;
+  const credential = await loadCredential(host, "client", merged.credential).catch(async (e) => {
+    kept = await loginCredential(host, log);
+    if (kept) return kept.credential;
+    throw given === undefined ? noName : e;
+  });
+  // An issued token names the client itself (SPEC.md §5.15): --name is optional then.
+  const name = given ?? (credential.method === AuthMethod.issued_token ? "" : undefined);
+  if (name === undefined) throw noName;
   const tls = await clientTls(host, merged.tls);
   if (!servers) {
     throw new UsageError(
@@ -318,8 +329,11 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     credential,
     agent: f.agent ?? file.agent ?? "",
     software: software(host),
-  }, log.with({ client: name }));
-  const close = () => links.forEach((l) => l.close());
+  }, log.with({ client: name || "(from the token)" }));
+  const close = () => {
+    kept?.stop();
+    links.forEach((l) => l.close());
+  };
   try {
     await proxy.checkLogin(); // refused credentials end it here, with one line
     await proxy.start();

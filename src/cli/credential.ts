@@ -6,6 +6,7 @@
  */
 import type { Command } from "commander";
 import { type Credential, ed25519Credential, tokenCredential } from "../auth.ts";
+import { issuedCredential } from "../token.ts";
 import { UsageError } from "../errors.ts";
 import type { Host } from "./mod.ts";
 
@@ -79,7 +80,8 @@ export async function loadCredential(
       );
     }
   }
-  if (token) return tokenCredential(token);
+  // An issued token (SPEC.md §6.4) logs in with method issued_token, a static one with its HMAC.
+  if (token) return issuedCredential(token) ?? tokenCredential(token);
   throw new UsageError(
     `${who} needs a credential: --key/--key-file (Ed25519) or --token/--token-file, ` +
       `or BURROW_KEY_FILE/BURROW_KEY/BURROW_TOKEN_FILE/BURROW_TOKEN in the environment`,

@@ -14,6 +14,8 @@ import { agentCommands } from "./agent.ts";
 import { addLogFormat, flushLogs, VERSION } from "./common.ts";
 import { serverCommand } from "./server.ts";
 import { statusCommand } from "./status.ts";
+import { tokensCommand } from "./tokens.ts";
+import { loginCommand } from "./login.ts";
 import { serviceCommand } from "./service.ts";
 import { toolCommands } from "./tools.ts";
 import { ConfigError, ListenError, RuleError, UsageError } from "../errors.ts";
@@ -101,6 +103,8 @@ export async function main(host: Host, args: string[]): Promise<number> {
   toolCommands(program, host, start);
   serviceCommand(program, host, start);
   statusCommand(program, host, start);
+  tokensCommand(program, host, start);
+  loginCommand(program, host, start);
   addLogFormat(program); // after every command: adds --log-format where --log-level is
   try {
     await program.parseAsync(args, { from: "user" });

@@ -10,6 +10,7 @@ import { httpApp } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
 import type { TlsServerOptions } from "../net.ts";
 import { Server } from "../server/mod.ts";
+import type { TokenFile } from "../server/tokens.ts";
 import { DEFAULT_NAMES, fingerprint, generateSelfSigned } from "../tls.ts";
 import { collect, logger, logLevelOption, type Start, untilSignal } from "./common.ts";
 import type { Host, HttpServer } from "./mod.ts";
@@ -117,6 +118,18 @@ export async function serverTls(
   return material;
 }
 
+/** `state_dir/tokens.json`: issued tokens and their keys (0600); absent at first. */
+function tokenFile(host: Host, path: string): TokenFile {
+  return {
+    read: () =>
+      host.readTextFile(path).catch((e: Error) => {
+        if (/ENOENT|NotFound|No such file/i.test(`${e.name} ${e.message}`)) return null;
+        throw new ConfigError(`${path}: cannot read: ${e.message}`);
+      }),
+    write: (text) => host.writeSecretFile(path, text),
+  };
+}
+
 /**
  * Start a server with its HTTP endpoint; returns a stop function. The HTTP
  * endpoint comes up first, so `/readyz` answers 503 until every listener is
@@ -128,7 +141,11 @@ export async function startServer(
   log: Logger,
   tls?: TlsServerOptions,
 ) {
-  const server = new Server(host.net, config, log, tls, { runtimeVersion: host.version });
+  const server = new Server(host.net, config, log, tls, {
+    runtimeVersion: host.version,
+    tokenFile: tokenFile(host, `${config.stateDir}/tokens.json`),
+    readTextFile: (path) => host.readTextFile(path),
+  });
   let http: HttpServer | undefined;
   const app = httpApp(server);
   server.useHttpApp(app.fetch);

@@ -19,6 +19,7 @@ import {
   type ServerConfig,
 } from "../config/mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
+import { parseToken } from "../token.ts";
 import { agentCommands } from "./agent.ts";
 import { CREDENTIAL_ENV } from "./credential.ts";
 import { type Start, VERSION } from "./common.ts";
@@ -334,6 +335,22 @@ function warnHidden(paths: string[]): void {
   }
 }
 
+/**
+ * A service logs in with a static token or an issued machine token
+ * (`burrow tokens issue`), never a person's login token: refused when the
+ * token file is readable here and holds one.
+ */
+async function machineTokenOnly(host: Host, path: unknown): Promise<void> {
+  if (typeof path !== "string") return;
+  const text = await host.readTextFile(path).catch(() => "");
+  if (parseToken(text.trim())?.kind === "person") {
+    throw new UsageError(
+      `service: ${path} holds a person's login token; a service uses a machine token ` +
+        "(burrow tokens issue --client NAME --ttl …)",
+    );
+  }
+}
+
 async function runService(host: Host, sub: string, args: string[], f: ServiceFlags): Promise<void> {
   if (f.exec !== undefined && f.exec === "") throw new UsageError("service: --exec needs a path");
   const cmd = await parseCommand(host, sub, args);
@@ -343,6 +360,7 @@ async function runService(host: Host, sub: string, args: string[], f: ServiceFla
     }
     if (!cmd.getOptionValue("name")) throw new UsageError("service: the client needs --name");
   }
+  if (sub === "client") await machineTokenOnly(host, cmd.getOptionValue("tokenFile"));
   const unit: Unit = {
     words: [],
     credentials: [],

@@ -13,13 +13,8 @@ import type { Start } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 
-interface StatusFlags {
-  url?: string;
-  config?: string;
-  token?: string;
-  tokenFile?: string;
+interface StatusFlags extends AdminFlags {
   json?: boolean;
-  timeout: string;
 }
 
 /** Lay out rows under a header: columns padded to their widest cell, two spaces apart. */
@@ -92,7 +87,7 @@ export function renderStatus(s: Snapshot, now = Date.now()): string[] {
   return out;
 }
 
-async function adminToken(host: Host, f: StatusFlags): Promise<string> {
+async function adminToken(host: Host, f: AdminFlags): Promise<string> {
   if (f.token) return f.token;
   if (f.tokenFile) {
     let text: string;
@@ -107,7 +102,7 @@ async function adminToken(host: Host, f: StatusFlags): Promise<string> {
   }
   const env = host.env("BURROW_ADMIN_TOKEN");
   if (env) return env;
-  throw new UsageError("burrow status needs --token, --token-file or BURROW_ADMIN_TOKEN");
+  throw new UsageError("this command needs --token, --token-file or BURROW_ADMIN_TOKEN");
 }
 
 /** A listen address as a client dials it: an all-interfaces address becomes loopback. */
@@ -117,7 +112,7 @@ function dialable(a: Addr): string {
 }
 
 /** The admin API's base URL: `--url`, else `listen.http` of `-c server.yaml`, else the default. */
-async function baseUrl(host: Host, f: StatusFlags): Promise<{ base: string; guessed: boolean }> {
+async function baseUrl(host: Host, f: AdminFlags): Promise<{ base: string; guessed: boolean }> {
   if (f.url !== undefined) return { base: f.url, guessed: false };
   if (f.config === undefined) return { base: `http://${serverDefaults.http}`, guessed: true };
   let text: string;
@@ -135,11 +130,29 @@ async function baseUrl(host: Host, f: StatusFlags): Promise<{ base: string; gues
   return { base: `http://${dialable(http)}`, guessed: false };
 }
 
-async function runStatus(host: Host, f: StatusFlags): Promise<void> {
+/** The admin API flags `burrow status` and `burrow tokens` share. */
+export interface AdminFlags {
+  url?: string;
+  config?: string;
+  token?: string;
+  tokenFile?: string;
+  timeout: string;
+}
+
+/**
+ * One request to a running server's admin API (`path` under `/api/v1/`):
+ * the body of its 2xx answer, or a UsageError saying what went wrong.
+ */
+export async function adminRequest(
+  host: Host,
+  f: AdminFlags,
+  path: string,
+  init: { method?: string; body?: unknown } = {},
+): Promise<string> {
   const { base, guessed } = await baseUrl(host, f);
   let url: URL;
   try {
-    url = new URL("api/v1/snapshot", base.endsWith("/") ? base : `${base}/`);
+    url = new URL(`api/v1/${path}`, base.endsWith("/") ? base : `${base}/`);
   } catch {
     throw new UsageError(`--url ${base} is not a URL (e.g. http://127.0.0.1:7002)`);
   }
@@ -149,7 +162,13 @@ async function runStatus(host: Host, f: StatusFlags): Promise<void> {
   let res: Response;
   try {
     res = await fetch(url, {
-      headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+      method: init.method ?? "GET",
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: "application/json",
+        ...(init.body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
       signal: AbortSignal.timeout(ms),
     });
   } catch (e) {
@@ -164,7 +183,7 @@ async function runStatus(host: Host, f: StatusFlags): Promise<void> {
     );
   }
   const text = await res.text();
-  if (res.status !== 200) {
+  if (res.status < 200 || res.status > 299) {
     let message = text.slice(0, 200);
     try {
       message = (JSON.parse(text) as { message?: string }).message ?? message;
@@ -173,14 +192,18 @@ async function runStatus(host: Host, f: StatusFlags): Promise<void> {
     }
     throw new UsageError(`${url.href}: HTTP ${res.status}: ${message}`);
   }
+  return text;
+}
+
+async function runStatus(host: Host, f: StatusFlags): Promise<void> {
+  const text = await adminRequest(host, f, "snapshot");
   if (f.json) return host.print(text);
   for (const line of renderStatus(JSON.parse(text) as Snapshot)) host.print(line);
 }
 
-/** Adds `status` to the program. */
-export function statusCommand(program: Command, host: Host, start: Start): void {
-  program.command("status")
-    .description("Show a running server's agents and live streams (admin API).")
+/** The options of every admin API command: where the server is, and the admin token. */
+export function adminOptions(cmd: Command): Command {
+  return cmd
     .option("-c, --config <file>", "the server's config: the admin API is on its listen.http")
     .option(
       "--url <url>",
@@ -188,8 +211,16 @@ export function statusCommand(program: Command, host: Host, start: Start): void 
     )
     .option("--token <token>", "the admin token (admin: in server.yaml)")
     .option("--token-file <file>", "read the admin token from a file")
-    .option("--json", "print the admin API's JSON as it is")
     .option("--timeout <ms>", "give up after this many milliseconds", "5000")
-    .addHelpText("after", "\nThe token may also come from the environment: BURROW_ADMIN_TOKEN.")
+    .addHelpText("after", "\nThe token may also come from the environment: BURROW_ADMIN_TOKEN.");
+}
+
+/** Adds `status` to the program. */
+export function statusCommand(program: Command, host: Host, start: Start): void {
+  adminOptions(
+    program.command("status")
+      .description("Show a running server's agents and live streams (admin API).")
+      .option("--json", "print the admin API's JSON as it is"),
+  )
     .action((opts: StatusFlags) => start(runStatus(host, opts)));
 }

@@ -17,6 +17,8 @@ import {
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
+import { type TokensConfig, tokensConfig } from "./tokens.ts";
+import { type OidcConfig, oidcConfig } from "./oidc.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -35,8 +37,11 @@ export interface Identity {
   readonly credential: string;
 }
 
+/** Whom a grant is for: one of `client`, `person` (a signed-in person's subject) or `group`. */
 export interface Grant {
-  client: string;
+  client?: string;
+  person?: string;
+  group?: string;
   agents: string[];
   rules: Rule[];
 }
@@ -89,6 +94,10 @@ export interface ServerConfig {
   trustedProxies: Cidr[];
   /** Listeners where every connection comes from a trusted proxy and starts with a PROXY header. */
   proxyProtocol: Set<"agents" | "socks" | "clients" | "https">;
+  /** Issued tokens (`tokens:`, SPEC.md §6.4). */
+  tokens: TokensConfig;
+  /** The identity provider people sign in with (`oidc:`); null: none. */
+  oidc: OidcConfig | null;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -141,7 +150,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol`);
+  clients grants admin trusted_proxies proxy_protocol tokens oidc`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
 
@@ -201,7 +210,10 @@ function identity(w: Walker, item: unknown, path: string): Identity {
     }
     verifiers.set(v.method, v);
   }
-  if (verifiers.size === 0) w.fail(path, "needs a token or a public_key");
+  // No credential: the client uses issued tokens only (SPEC.md §6.4). An agent needs one.
+  if (verifiers.size === 0 && path.startsWith("agents")) {
+    w.fail(path, "needs a token or a public_key");
+  }
   const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
   return { name, id: 0, verifiers, checkPassword, credential };
 }
@@ -321,9 +333,8 @@ function grants(w: Walker, v: unknown, cfg: ServerConfig): Grant[] {
   return w.list(v, "grants").map((item, i) => {
     const path = `grants[${i}]`;
     const o = w.obj(item, path);
-    w.known(o, path, ["client", "agent", "agents", "targets"]);
-    const client = w.name(o.client, `${path}.client`);
-    if (!cfg.clients.has(client)) w.fail(`${path}.client`, `unknown client "${client}"`);
+    w.known(o, path, ["client", "person", "group", "agent", "agents", "targets"]);
+    const who = grantee(w, o, path, cfg);
     const names = o.agents !== undefined
       ? w.list(o.agents, `${path}.agents`).map((a, j) => w.name(a, `${path}.agents[${j}]`))
       : [w.name(o.agent, `${path}.agent`)];
@@ -336,8 +347,27 @@ function grants(w: Walker, v: unknown, cfg: ServerConfig): Grant[] {
       }
     });
     const rules = w.rules(o.targets === undefined ? ["*"] : o.targets, `${path}.targets`, false);
-    return { client, agents: names, rules };
+    return { ...who, agents: names, rules };
   });
+}
+
+/** A grant's `client`, `person` or `group`: exactly one. */
+function grantee(w: Walker, o: Obj, path: string, cfg: ServerConfig): Partial<Grant> {
+  const keys = (["client", "person", "group"] as const).filter((k) => o[k] !== undefined);
+  if (keys.length !== 1) w.fail(path, "needs exactly one of client, person and group");
+  const key = keys[0]!;
+  if (key === "client") {
+    const client = w.name(o.client, `${path}.client`);
+    if (!cfg.clients.has(client)) w.fail(`${path}.client`, `unknown client "${client}"`);
+    return { client };
+  }
+  const v = w.str(o[key], `${path}.${key}`);
+  const n = new TextEncoder().encode(v).length;
+  // deno-lint-ignore no-control-regex
+  if (n < 1 || n > 96 || /[\u0000-\u001f\u007f]/.test(v)) {
+    w.fail(`${path}.${key}`, "must be 1..96 bytes without control characters");
+  }
+  return { [key]: v };
 }
 
 /**
@@ -377,6 +407,8 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     admin: adminConfig(w, top.admin),
     trustedProxies: trustedProxies(w, top.trusted_proxies),
     proxyProtocol: new Set(),
+    tokens: tokensConfig(w, top.tokens),
+    oidc: oidcConfig(w, top.oidc),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {
@@ -386,6 +418,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     w.fail("heartbeat.timeout", "must be longer than heartbeat.interval");
   }
   cfg.grants = grants(w, top.grants, cfg);
+  if (paths && cfg.oidc?.ca) cfg.oidc.ca = besideFile(file, cfg.oidc.ca);
   if (paths && cfg.tls.mode === "files") {
     cfg.tls = {
       ...cfg.tls,

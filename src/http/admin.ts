@@ -24,9 +24,10 @@ import type {
 } from "../server/snapshot.ts";
 import type { SeriesView } from "../server/series.ts";
 import { type HttpEnv, type HttpPeer, peerOf } from "./guard.ts";
+import { tokenRoutes, type TokenSource } from "./admin_tokens.ts";
 
 /** What the admin API reads and does; the server implements it. */
-export interface AdminSource {
+export interface AdminSource extends TokenSource {
   readonly config: { readonly admin: AdminConfig | null };
   readonly metrics: Metrics;
   serverView(): ServerView;
@@ -164,6 +165,7 @@ export function adminApi(src: AdminSource): Hono<HttpEnv> {
       ? json({ closed: id })
       : fail(404, "not_found", "no live stream with this id");
   });
+  tokenRoutes(api, src);
   api.all("*", () => fail(404, "not_found", "no such endpoint (see README.md, Admin API)"));
   return api;
 }

@@ -19,6 +19,7 @@ import {
 } from "./guard.ts";
 
 export type { HttpEnv, HttpPeer } from "./guard.ts";
+import { loginApi, type LoginSource } from "./login.ts";
 
 export interface HealthSource {
   health(): { status: "ok" | "starting" | "stopping"; agents: number; streams: number };
@@ -26,7 +27,7 @@ export interface HealthSource {
 }
 
 /** What the whole app needs: the server implements it. */
-export interface HttpSource extends HealthSource, AdminSource, GuardSource {
+export interface HttpSource extends HealthSource, AdminSource, GuardSource, LoginSource {
   readonly config: AdminSource["config"] & GuardSource["config"];
   /** True once the config is loaded and every listener is up, false again while stopping. */
   ready(): boolean;
@@ -57,6 +58,7 @@ export function httpApp(src: HttpSource): Hono<HttpEnv> {
     });
   });
   app.route("/api/v1", adminApi(src));
+  app.route("/login", loginApi(src));
   app.get("/", (c) =>
     c.html(dashboardHtml, 200, {
       "content-security-policy": DASHBOARD_CSP,

@@ -3,7 +3,8 @@
  * the order they show: the key numbers; throughput and open streams over the
  * last 15 minutes, by agent or by client; agents grouped with their replicas
  * (each with its instance, streams, bytes, and a disconnect of its own);
- * refusals by reason; live streams; clients. Each is one `register` call
+ * refusals by reason; live streams; clients; issued tokens (each with a
+ * revoke of its own). Each is one `register` call
  * (dashboard_script.ts says what a panel is).
  *
  * @module
@@ -244,4 +245,27 @@ listPanel({
     }) };
   },
 });
-`;
+
+/** How long until \`iso\` (a time ahead): age() mirrored around now. */
+const left = (iso) => age(new Date(2 * Date.now() - Date.parse(iso)).toISOString());
+
+listPanel({
+  id: "tokens",
+  title: "Issued tokens",
+  span: 12,
+  cols: [
+    { label: "Subject", w: "minmax(0, 1fr)", cls: "name" }, { label: "Id", w: "minmax(0, 1.2fr)", cls: "wide" },
+    { label: "Expires in", w: "96px", cls: "num" }, { label: "Streams", w: "58px", cls: "num" },
+    { label: "", w: "74px", cls: "act" },
+  ],
+  empty: "No active issued token (burrow tokens issue).",
+  rows(c) {
+    const t = c.snap.tokens || [];
+    return { count: String(t.length), rows: t.map((x) => ({ data: { key: x.id, token: x.id }, cells: [
+      [x.subject, x.kind], x.id, left(x.expires_at),
+      c.snap.streams.filter((s) => s.token === x.id).length,
+      confirmButton("token:" + x.id, "Revoke", "Revoke token " + x.id + " of " + x.subject + " (its streams close)",
+        () => api("DELETE", "tokens/" + x.id)),
+    ] })) };
+  },
+});`;

@@ -11,7 +11,9 @@ import type { Conn } from "../net.ts";
 import type { Logger } from "../log.ts";
 import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
+import { verifyIssuedLogin } from "./credentials.ts";
 import { verifyLogin } from "./login.ts";
+import { AuthMethod } from "../messages.ts";
 import type { Router } from "./router.ts";
 import { loggableAgent } from "./socks_front.ts";
 
@@ -25,24 +27,33 @@ export class ClientFront {
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
     try {
       const hello = await wire.expect("CLIENT_HELLO");
-      await verifyLogin(wire, hello, "client", this.ctx.config().clients, (why) => {
+      const failed = (why: string, token?: string) => {
         this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
           role: "client",
         });
         this.ctx.admission.authFailed("clients", conn.remote.host);
+        const known = this.ctx.config().clients.has(hello.name);
         log.warn("authentication failed", {
           role: "client",
-          ...(why === "unknown name" ? { name_bytes: hello.name.length } : { name: hello.name }),
+          ...(known ? { name: hello.name } : { name_bytes: hello.name.length }),
           reason: why,
+          ...(token ? { token } : {}),
         });
-      });
-      const client = hello.name;
+      };
+      const issued = hello.authMethod === AuthMethod.issued_token;
+      const who = issued
+        ? await verifyIssuedLogin(wire, hello, this.ctx.config(), this.ctx.tokens, failed)
+        : await verifyLogin(wire, hello, "client", this.ctx.config().clients, failed);
+      const client = "client" in who ? who.client : hello.name;
+      const token = "token" in who ? who.token : undefined;
+      const tokenId = token?.id;
       const clientId = this.router.clientId(client);
       await wire.send({ type: "CLIENT_READY", clientId });
       const req = await wire.expect("CONNECT", "CHECK");
       const t0 = Date.now(); // the request is read: setup time starts
       admitted();
-      const clog = log.with({ client, client_id: clientId });
+      const shown = token ? this.ctx.tokens.who(token) : {};
+      const clog = log.with({ client, client_id: clientId, ...shown });
       if (req.type === "CHECK") return await this.#check(wire, clog, client, req.agent);
       const r = await this.router.open({
         client,
@@ -80,7 +91,11 @@ export class ClientFront {
         throw e;
       }
       this.router.setupDone("clients", t0, true);
-      return this.router.stream(client, conn, wire.rest(), r, clog, "clients"); // see SocksFront
+      const stream = this.router.stream(client, conn, wire.rest(), r, clog, "clients"); // see SocksFront
+      if (tokenId === undefined) return stream;
+      const close = () => this.router.closeStream(r.streamId, "revocation");
+      const detach = this.ctx.tokens.attach(tokenId, r.streamId, close);
+      return stream.finally(detach);
     } catch (e) {
       admitted();
       await closeOnError(this.ctx, wire, e, log, "clients");

@@ -10,6 +10,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type Wire } from "../wire.ts";
 import type { Admission, Port } from "./admission.ts";
+import type { TokenStore } from "./tokens.ts";
 
 export interface ServerContext {
   /** The config in force (it changes on reload: read it at each decision). */
@@ -17,6 +18,8 @@ export interface ServerContext {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly admission: Admission;
+  /** Issued tokens (SPEC.md §6.4). */
+  readonly tokens: TokenStore;
 }
 
 /**

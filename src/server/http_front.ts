@@ -23,9 +23,9 @@ import type { Logger } from "../log.ts";
 import type { Conn } from "../net.ts";
 import type { Reader } from "../reader.ts";
 import type { ServerContext } from "./context.ts";
-import { checkSocksPassword } from "./login.ts";
+import { checkCredential, type CredentialCheck } from "./credentials.ts";
 import type { Router } from "./router.ts";
-import { loggableAgent, loggableUser, splitUser } from "./socks_front.ts";
+import { loggableAgent, loggableUser } from "./socks_front.ts";
 
 /** The metrics' and logs' port label of streams opened by HTTP CONNECT. */
 const PORT = "http";
@@ -45,10 +45,10 @@ export class HttpConnectFront {
         return await this.#badHead(conn, r.error, log);
       }
       const req = r.value;
-      const client = await this.#login(conn, req, log);
+      const cred = await this.#login(conn, req, log);
       admitted();
-      if (client === null) return;
-      return await this.#connect(conn, req, log); // a stream: returned, not held
+      if (cred === null) return;
+      return await this.#connect(conn, req, cred, log); // a stream: returned, not held
     } catch (e) {
       admitted();
       conn.close();
@@ -59,12 +59,12 @@ export class HttpConnectFront {
     }
   }
 
-  /** Check the credentials: the client's name, or null after a 407 (counted when wrong). */
+  /** Check the credentials (as RFC 1929's, credentials.ts): null after a 407 (counted when wrong). */
   async #login(
     conn: Conn,
     req: HttpConnectRequest,
     log: Logger,
-  ): Promise<string | null> {
+  ): Promise<Extract<CredentialCheck, { ok: true }> | null> {
     if (req.auth === null) {
       log.info("http proxy request without credentials", { target: targetText(req.target) });
       await httpReply(conn, 407, "credentials required: client[@agent] and token", {
@@ -73,27 +73,34 @@ export class HttpConnectFront {
       return null;
     }
     const { user, password } = req.auth;
-    const { client } = splitUser(user);
+    const cred = await checkCredential(this.ctx.config(), this.ctx.tokens, user, password);
+    if (cred.ok) return cred;
     const clients = this.ctx.config().clients;
-    if (await checkSocksPassword(clients.get(client), password)) return client;
     this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
       role: "socks",
     });
     this.ctx.admission.authFailed("socks", conn.remote.host);
     log.warn("http proxy authentication failed", {
       ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
-      reason: clients.has(client) ? "bad token" : "unknown client",
+      reason: cred.why,
+      ...(cred.token ? { token: cred.token } : {}),
     });
     await httpReply(conn, 407, "bad user name or token", { ...PROXY_AUTHENTICATE });
     return null;
   }
 
   /** Route the CONNECT of an authenticated client; answer it; relay. */
-  async #connect(conn: Conn, req: HttpConnectRequest, log: Logger) {
+  async #connect(
+    conn: Conn,
+    req: HttpConnectRequest,
+    cred: Extract<CredentialCheck, { ok: true }>,
+    log: Logger,
+  ) {
     const t0 = Date.now();
-    const { client, agent } = splitUser(req.auth!.user);
+    const { client, agent } = cred;
     const clientId = this.router.clientId(client);
-    const clog = log.with({ client, client_id: clientId });
+    const token = cred.token ? this.ctx.tokens.who(cred.token) : {};
+    const clog = log.with({ client, client_id: clientId, ...token });
     const r = await this.router.open({ client, clientId, agent, target: req.target, log: clog });
     if (!r.ok) {
       const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
@@ -119,7 +126,13 @@ export class HttpConnectFront {
       throw e;
     }
     this.router.setupDone(PORT, t0, true);
-    return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT); // never throws
+    const id = cred.token?.id;
+    if (id === undefined) return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT); // never throws
+    // A revoked token's streams end with it (tokens.ts).
+    const detach = this.ctx.tokens.attach(id, r.streamId, () => {
+      this.router.closeStream(r.streamId, "revocation");
+    });
+    return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT).finally(detach);
   }
 
   /** Answer a head that is refused before any credential is looked at. */

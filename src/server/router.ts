@@ -103,7 +103,7 @@ export class Router {
   #nextStream = 1;
   readonly #clientIds = new Map<string, number>();
   /** Which agent a client means (SPEC.md §7.1). */
-  readonly #choice = new AgentChoice(() => this.ctx.config());
+  readonly #choice = new AgentChoice(() => this.ctx.config(), () => this.ctx.tokens);
   readonly #clientStreams = new Map<string, number>();
   readonly #agentStreams = new Map<string, number>();
   /** Streams open or opening per agent session, for spreading them over replicas. */
@@ -219,7 +219,7 @@ export class Router {
   clientId(name: string): number {
     let id = this.#clientIds.get(name);
     if (id === undefined) {
-      this.#clientIds.set(name, id = this.ctx.config().clients.get(name)?.id ?? 0);
+      this.#clientIds.set(name, id = this.#choice.clientId(name));
     }
     return id;
   }

@@ -45,12 +45,19 @@ import {
   streamViews,
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
+import { type TokenFile, TokenStore, tokenView } from "./tokens.ts";
+import { OidcLogin } from "./oidc.ts";
+import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
 export interface ServerInfo {
   /** The runtime's version (`Host.version`). */
   runtimeVersion?: string;
+  /** Where issued tokens and their keys are kept (`state_dir/tokens.json`); absent: in memory. */
+  tokenFile?: TokenFile;
+  /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
+  readTextFile?: (path: string) => Promise<string>;
 }
 
 export class Server implements HttpSource {
@@ -58,6 +65,8 @@ export class Server implements HttpSource {
   readonly admission: Admission;
   readonly agents: AgentPort;
   readonly router: Router;
+  readonly tokens: TokenStore;
+  readonly oidc: OidcLogin;
   #config: ServerConfig;
   readonly #listeners: Listener[] = [];
   readonly #conns = new IdMap<Conn>();
@@ -86,11 +95,22 @@ export class Server implements HttpSource {
     this.#config = config;
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
     this.admission = new Admission(() => this.#config, this.metrics, log);
+    this.tokens = new TokenStore(info.tokenFile ?? null);
+    this.tokens.closeOnRevoke = () => this.#config.tokens.revokeClosesStreams;
+    const read = info.readTextFile;
+    this.oidc = new OidcLogin(
+      () => this.#config,
+      this.tokens,
+      async (o) => netFetch(net, o.ca && read ? [await read(o.ca)] : undefined),
+      log,
+      this.metrics,
+    );
     const ctx: ServerContext = {
       config: () => this.#config,
       metrics: this.metrics,
       log,
       admission: this.admission,
+      tokens: this.tokens,
     };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
@@ -104,6 +124,14 @@ export class Server implements HttpSource {
       () => [[{}, this.agents.connected]],
     );
     m.gauge("burrow_streams_active", "Streams being relayed", () => [[{}, this.router.active]]);
+    m.gauge(
+      "burrow_tokens_active",
+      "Issued tokens not expired nor revoked (tokens.max_active)",
+      () => [[
+        {},
+        this.tokens.active,
+      ]],
+    );
     m.gauge(
       "burrow_pool_idle",
       "Idle pool connections per agent",
@@ -155,6 +183,11 @@ export class Server implements HttpSource {
     return this.#config;
   }
 
+  /** `tokens:` of the config in force, and its clients (admin API). */
+  tokenPolicy(): ServerConfig["tokens"] & { clients: ServerConfig["clients"] } {
+    return { ...this.#config.tokens, clients: this.#config.clients };
+  }
+
   health(): { status: "ok" | "stopping"; agents: number; streams: number } {
     return {
       status: this.#state === "stopping" ? "stopping" as const : "ok" as const,
@@ -192,7 +225,10 @@ export class Server implements HttpSource {
 
   /** Live streams, oldest first (admin API). */
   streamViews(): StreamView[] {
-    return streamViews(this.router);
+    return streamViews(this.router).map((v) => {
+      const token = this.tokens.tokenOf(v.id);
+      return token ? { ...v, token } : v;
+    });
   }
 
   /** Everything the dashboard shows, in one object. */
@@ -203,6 +239,7 @@ export class Server implements HttpSource {
       clients: this.clientViews(),
       streams: this.streamViews(),
       refusals: refusalViews(this.router),
+      tokens: this.tokens.list().filter((t) => !t.revoked).map(tokenView),
     };
   }
 
@@ -301,6 +338,7 @@ export class Server implements HttpSource {
 
   /** Listen on the configured ports. */
   async start(): Promise<void> {
+    await this.tokens.load();
     const { agents, socks, clients, https } = this.#config.listen;
     const tls = this.tls ? { tls: this.tls } : {};
     for (const [port, addr] of [["agents", agents], ["clients", clients]] as const) {

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { TokenView } from "./tokens.ts";
 import { toHex } from "../auth.ts";
 import { formatRule } from "../policy.ts";
 import type { AgentPort, Session } from "./agent_port.ts";
@@ -74,6 +75,8 @@ export interface StreamView {
   since: string;
   bytes_up: number;
   bytes_down: number;
+  /** The id of the issued token it was opened with (SPEC.md §6.4), if any. */
+  token?: string;
 }
 
 /** A refused CONNECT (the latest few: refusals.ts). */
@@ -97,6 +100,8 @@ export interface Snapshot {
   streams: StreamView[];
   /** The latest refused CONNECTs, newest first. */
   refusals: RefusalView[];
+  /** Issued tokens not expired nor revoked, oldest first. */
+  tokens?: TokenView[];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

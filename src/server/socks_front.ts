@@ -13,9 +13,9 @@ import type { Conn } from "../net.ts";
 import { Reader } from "../reader.ts";
 import { acceptSocks, type SocksRefusal, socksReply, type SocksRequest } from "../socks5_server.ts";
 import type { ServerContext } from "./context.ts";
-import { checkSocksPassword } from "./login.ts";
 import { firstByte, isHttp } from "../http_connect.ts";
 import { HttpConnectFront } from "./http_front.ts";
+import { checkCredential, type CredentialCheck, splitUser } from "./credentials.ts";
 import type { Router } from "./router.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -49,14 +49,6 @@ export function loggableAgent(
 
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 
-/** `client` or `client@agent` (SPEC.md §7.1). */
-export function splitUser(user: string): { client: string; agent: string } {
-  const at = user.indexOf("@");
-  return at < 0
-    ? { client: user, agent: "" }
-    : { client: user.slice(0, at), agent: user.slice(at + 1) };
-}
-
 export class SocksFront {
   /** HTTP CONNECT on this port (SPEC.md §8.1): the first byte tells it from SOCKS5. */
   readonly #http: HttpConnectFront;
@@ -70,27 +62,28 @@ export class SocksFront {
     const rd = new Reader(conn, 1024);
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
     let expected = (): void => {};
+    let cred: CredentialCheck | undefined;
     try {
       if (isHttp(await firstByte(rd))) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         checkUser: (user, password) => {
-          const { client, agent } = splitUser(user);
-          const checked = checkSocksPassword(this.ctx.config().clients.get(client), password);
-          const done = (ok: boolean): boolean => {
+          const checked = checkCredential(this.ctx.config(), this.ctx.tokens, user, password);
+          const done = (r: CredentialCheck): boolean => {
+            cred = r;
             // Its CONNECT will most likely follow: the pool can be asked now.
-            if (ok) expected = this.router.expect(client, agent);
-            return ok;
+            if (r.ok) expected = this.router.expect(r.client, r.agent);
+            return r.ok;
           };
-          return typeof checked === "boolean" ? done(checked) : checked.then(done);
+          return "then" in checked ? checked.then(done) : done(checked);
         },
       });
       admitted();
       expected(); // the CONNECT takes from the pool in this turn, before the pool asks
-      if (!a.ok) return this.#refusedHandshake(conn, a.error, log);
+      if (!a.ok) return this.#refusedHandshake(conn, a.error, log, cred);
       // Returned, not awaited: this handshake's frame (reader, parsed
       // messages) is released for the stream's lifetime.
-      return await this.#connect(conn, rd, a.value, log);
+      return await this.#connect(conn, rd, a.value, log, cred);
     } catch (e) {
       admitted();
       expected();
@@ -100,11 +93,18 @@ export class SocksFront {
   }
 
   /** Route the CONNECT; answer it; relay. */
-  async #connect(conn: Conn, rd: Reader, a: SocksRequest, log: Logger) {
+  async #connect(
+    conn: Conn,
+    rd: Reader,
+    a: SocksRequest,
+    log: Logger,
+    cred: CredentialCheck | undefined,
+  ) {
     const t0 = Date.now(); // the request is read: setup time starts
-    const { client, agent } = splitUser(a.username ?? "");
+    const { client, agent } = cred ?? splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
-    const clog = log.with({ client, client_id: clientId });
+    const token = cred?.ok && cred.token ? this.ctx.tokens.who(cred.token) : {};
+    const clog = log.with({ client, client_id: clientId, ...token });
     const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
     if (!r.ok) {
       const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
@@ -131,11 +131,20 @@ export class SocksFront {
       throw e;
     }
     this.router.setupDone("socks", t0, true);
-    return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
+    const id = cred?.ok ? cred.token?.id : undefined;
+    if (id === undefined) return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
+    const close = () => this.router.closeStream(r.streamId, "revocation");
+    const detach = this.ctx.tokens.attach(id, r.streamId, close);
+    return this.router.stream(client, conn, rd.rest(), r, clog, "socks").finally(detach);
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */
-  #refusedHandshake(conn: Conn, a: SocksRefusal, log: Logger): void {
+  #refusedHandshake(
+    conn: Conn,
+    a: SocksRefusal,
+    log: Logger,
+    cred: CredentialCheck | undefined,
+  ): void {
     const user = a.username ?? "";
     const { client } = splitUser(user);
     const clients = this.ctx.config().clients;
@@ -147,7 +156,12 @@ export class SocksFront {
         this.ctx.admission.authFailed("socks", conn.remote.host);
         return log.warn("socks authentication failed", {
           ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
-          reason: clients.has(client) ? "bad token" : "unknown client",
+          reason: cred && !cred.ok
+            ? cred.why
+            : clients.has(client)
+            ? "bad token"
+            : "unknown client",
+          ...(cred && !cred.ok && cred.token ? { token: cred.token } : {}),
         });
       case "no_acceptable_method":
         return log.warn("socks client offers no acceptable method", { error: a.detail });

@@ -1,0 +1,87 @@
+/**
+ * The sign-in endpoints (README "Sign in with your identity provider"),
+ * served with the rest of the HTTP app on listen.http and listen.https:
+ * `GET /login/config` tells `burrow login` the provider, `POST /login/token`
+ * trades a verified ID token for an issued token (server/oidc.ts). A
+ * refused sign-in answers 401 without the reason; the log has it.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { type OidcLogin, SignInError } from "../server/oidc.ts";
+
+/** What the sign-in endpoints use; the server implements it. */
+export interface LoginSource {
+  readonly oidc: OidcLogin;
+}
+
+/** An ID token is a few KiB; a bigger body is refused before it is read. */
+const MAX_BODY = 64 * 1024;
+
+const answer = (body: unknown, status = 200) =>
+  Response.json(body, { status, headers: { "cache-control": "no-store" } });
+
+export function loginApi(src: LoginSource): Hono {
+  const api = new Hono();
+  // With listen.https, tokens are handed out over TLS only: listen.http serves
+  // sign-in only where it is the only listener (tests, a TLS-terminating proxy).
+  api.use("*", async (c, next) => {
+    if (src.oidc.config().listen.https && new URL(c.req.url).protocol === "http:") {
+      return answer({ error: "not_found", message: "sign in over https (listen.https)" }, 404);
+    }
+    await next();
+  });
+  api.get("/config", () => {
+    const c = src.oidc.publicConfig();
+    return c ? answer(c) : answer({ error: "not_found", message: "no oidc: in server.yaml" }, 404);
+  });
+  api.post("/token", async (c) => {
+    if (!src.oidc.publicConfig()) {
+      return answer({ error: "not_found", message: "no oidc: in server.yaml" }, 404);
+    }
+    if (Number(c.req.header("content-length") ?? MAX_BODY + 1) > MAX_BODY) {
+      return answer({
+        error: "bad_request",
+        message: `send a JSON body of at most ${MAX_BODY} bytes`,
+      }, 400);
+    }
+    let body: { id_token?: unknown; nonce?: unknown };
+    try {
+      body = await c.req.json();
+    } catch {
+      return answer({ error: "bad_request", message: 'send JSON: {"id_token": "…"}' }, 400);
+    }
+    if (
+      typeof body.id_token !== "string" || (body.nonce != null && typeof body.nonce !== "string")
+    ) {
+      return answer({ error: "bad_request", message: "id_token must be a string" }, 400);
+    }
+    try {
+      const r = await src.oidc.signIn(body.id_token, (body.nonce as string | undefined) ?? null);
+      src.oidc.log.info("signed in", {
+        subject: r.subject,
+        groups: r.groups.join(","),
+        token: r.id,
+        expires_at: new Date(r.expiresAt * 1000).toISOString(),
+      });
+      return answer({
+        token: r.token,
+        id: r.id,
+        expires_at: new Date(r.expiresAt * 1000).toISOString(),
+        subject: r.subject,
+        groups: r.groups,
+      });
+    } catch (e) {
+      if (!(e instanceof SignInError)) throw e;
+      src.oidc.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
+        role: "oidc",
+      });
+      src.oidc.log.warn("sign-in refused", { reason: e.message });
+      return answer(
+        { error: "unauthorized", message: "sign-in refused (the server log says why)" },
+        401,
+      );
+    }
+  });
+  return api;
+}
