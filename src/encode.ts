@@ -110,6 +110,6 @@ function encodeWith(msg: Message, strict: boolean): Uint8Array {
   header(w, code);
   encodePayload(w, msg, strict);
   const across = strict ? acrossFields(msg) : null;
-  if (across !== null) throw new RangeError(`${msg.type}: ${across}`);
+  if (across !== null) throw new RangeError(`${msg.type}.${across}`);
   return end(w);
 }

@@ -210,16 +210,17 @@ test("framer: oversized length throws frame_too_large with only the header in", 
 });
 
 test("framer: a payload length its type cannot have is invalid_message with only the header in", () => {
-  // PING's payload is 8 bytes, CLIENT_READY's 4; AGENT_HELLO's 6..324 (three
-  // u1, a name of 1..64 and software of 0..255 bytes, each after its length);
+  // PING's payload is 8 bytes, CLIENT_READY's 4; AGENT_HELLO's 5..324 (three
+  // u1, a name of 0..64 (empty only with issued_token, checked after the
+  // header) and software of 0..255 bytes, each after its length);
   // ANNOUNCE's at most 2 + 512 rules of at most 326 bytes (spec/*.ksy).
   const bad: [number, number, string][] = [
     [0x13, 9, "8"],
     [0x13, 7, "8"],
     [0x13, Limits.MAX_PAYLOAD, "8"],
     [0x31, 0, "4"],
-    [0x01, 5, "6..324"],
-    [0x01, 325, "6..324"],
+    [0x01, 4, "5..324"],
+    [0x01, 325, "5..324"],
     [0x10, 166915, "2..166914"],
   ];
   for (const [type, len, want] of bad) {
