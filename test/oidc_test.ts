@@ -285,6 +285,13 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
     assert.ok(lines.some((l) => /sign-in refused/.test(l) && /signature/.test(l)));
     assert.ok(lines.some((l) => /sign-in refused/.test(l) && /exp/.test(l)));
     assert.ok(lines.some((l) => /sign-in refused/.test(l) && /aud/.test(l)));
+    // Refused sign-ins count per source, as wrong admin tokens do: past
+    // auth_failures_per_minute (20) the source gets 429, a good ID token too.
+    const forged = await sign({}, other);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push(await post(forged));
+    assert.ok(statuses.includes(429), `blocked after 20 refusals: ${statuses.join(",")}`);
+    assert.equal(await post(await sign({})), 429, "blocked: the right ID token too");
   } finally {
     web.close();
     await agent.stop();

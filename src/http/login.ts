@@ -9,10 +9,15 @@
  */
 import { Hono } from "hono";
 import { type OidcLogin, SignInError } from "../server/oidc.ts";
+import { type HttpEnv, type HttpPeer, peerOf } from "./guard.ts";
 
 /** What the sign-in endpoints use; the server implements it. */
 export interface LoginSource {
   readonly oidc: OidcLogin;
+  /** Log and count a refused sign-in from `peer`'s source (may block it, as wrong admin tokens do). */
+  signInRefused(peer: HttpPeer | undefined, reason: string): void;
+  /** Seconds `peer`'s source stays blocked from signing in; 0 when it is not. */
+  signInBlocked(peer: HttpPeer | undefined): number;
 }
 
 /** An ID token is a few KiB; a bigger body is refused before it is read. */
@@ -21,8 +26,8 @@ const MAX_BODY = 64 * 1024;
 const answer = (body: unknown, status = 200) =>
   Response.json(body, { status, headers: { "cache-control": "no-store" } });
 
-export function loginApi(src: LoginSource): Hono {
-  const api = new Hono();
+export function loginApi(src: LoginSource): Hono<HttpEnv> {
+  const api = new Hono<HttpEnv>();
   // With listen.https, tokens are handed out over TLS only: listen.http serves
   // sign-in only where it is the only listener (tests, a TLS-terminating proxy).
   api.use("*", async (c, next) => {
@@ -38,6 +43,14 @@ export function loginApi(src: LoginSource): Hono {
   api.post("/token", async (c) => {
     if (!src.oidc.publicConfig()) {
       return answer({ error: "not_found", message: "no oidc: in server.yaml" }, 404);
+    }
+    const peer = peerOf(c.env);
+    const blocked = src.signInBlocked(peer);
+    if (blocked > 0) {
+      return Response.json(
+        { error: "too_many_failures", message: `too many refused sign-ins: retry in ${blocked} s` },
+        { status: 429, headers: { "cache-control": "no-store", "retry-after": String(blocked) } },
+      );
     }
     if (Number(c.req.header("content-length") ?? MAX_BODY + 1) > MAX_BODY) {
       return answer({
@@ -76,7 +89,7 @@ export function loginApi(src: LoginSource): Hono {
       src.oidc.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
         role: "oidc",
       });
-      src.oidc.log.warn("sign-in refused", { reason: e.message });
+      src.signInRefused(peer, e.message);
       return answer(
         { error: "unauthorized", message: "sign-in refused (the server log says why)" },
         401,

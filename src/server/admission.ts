@@ -19,7 +19,7 @@ import type { Conn } from "../net.ts";
 import type { ServerConfig } from "../config/mod.ts";
 
 /** The server's listening ports, and the admin API (auth failures only; on both HTTP listeners). */
-export type Port = "agents" | "socks" | "clients" | "https" | "admin";
+export type Port = "agents" | "socks" | "clients" | "https" | "admin" | "login";
 
 /** The unit limits count by: an IPv4 address, or the /64 of an IPv6 address (`2001:db8::/64`). */
 export function sourceOf(host: string): string {

@@ -46,6 +46,7 @@ import {
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
 import { type TokenFile, TokenStore, tokenView } from "./tokens.ts";
+import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
@@ -117,66 +118,7 @@ export class Server implements HttpSource {
     this.series = new Series((left) =>
       this.admission.limitHit("series", { left, max: MAX_SERIES })
     );
-    const m = this.metrics;
-    m.gauge(
-      "burrow_agents_connected",
-      "Agents with a live session",
-      () => [[{}, this.agents.connected]],
-    );
-    m.gauge("burrow_streams_active", "Streams being relayed", () => [[{}, this.router.active]]);
-    m.gauge(
-      "burrow_tokens_active",
-      "Issued tokens not expired nor revoked (tokens.max_active)",
-      () => [[
-        {},
-        this.tokens.active,
-      ]],
-    );
-    m.gauge(
-      "burrow_pool_idle",
-      "Idle pool connections per agent",
-      () =>
-        [...this.agents.names()].map((name) => [
-          { agent: name },
-          this.agents.group(name).reduce((n, s) => n + s.idle, 0),
-        ]),
-    );
-    m.gauge(
-      "burrow_agent_replicas",
-      "Live sessions per agent: its replicas (SPEC.md §2.1)",
-      () =>
-        [...this.agents.names()].map((
-          name,
-        ) => [{ agent: name }, this.agents.group(name).length]),
-    );
-    m.gauge(
-      "burrow_agent_links",
-      "Links per agent (protocol version 3, SPEC.md §2.4); 0: pool connections of their own",
-      () => [...this.agents.names()].map((name) => [{ agent: name }, this.agents.links(name)]),
-    );
-    m.gauge(
-      "burrow_pending_handshakes",
-      "Connections in their handshake per port (cap: limits.pending_handshakes)",
-      () =>
-        (["agents", "socks", "clients", "https"] as const).map((port) => [
-          { port },
-          this.admission.pending(port),
-        ]),
-    );
-    m.gauge(
-      "burrow_build_info",
-      "burrow's version, runtime and protocol versions; always 1",
-      () => [[
-        {
-          version: VERSION,
-          runtime: net.runtime,
-          runtime_version: this.#runtimeVersion,
-          protocol_min: String(VERSION_MIN),
-          protocol_max: String(VERSION_MAX),
-        },
-        1,
-      ]],
-    );
+    serverGauges(this.metrics, this, { runtime: net.runtime, version: this.#runtimeVersion });
   }
 
   get config(): ServerConfig {
@@ -317,21 +259,35 @@ export class Server implements HttpSource {
 
   /** Log and count a failed admin token from `peer`'s source; past the limit it is blocked. */
   adminAuthFailed(peer: HttpPeer | undefined, reason: string): void {
-    const remote = peer ? fmt(peer.remote) : "in-process";
-    this.log.warn("admin authentication failed", {
-      remote,
-      listener: peer?.listener ?? "none",
-      reason,
-    });
-    if (peer) this.agents.ctx.admission.authFailed("admin", peer.remote.host);
+    this.#httpAuthFailed("admin", "admin authentication failed", peer, reason);
   }
 
   /** Seconds `peer`'s source stays blocked from the admin API (0: not blocked). */
   adminBlocked(peer: HttpPeer | undefined): number {
-    return peer ? this.agents.ctx.admission.blockedFor("admin", peer.remote.host) : 0;
+    return peer ? this.admission.blockedFor("admin", peer.remote.host) : 0;
   }
 
-  /** The Hono app's fetch, for the HTTPS port (`listen.https`); call before {@link start}. */
+  /** Log and count a refused sign-in (`/login/token`) from `peer`'s source, as adminAuthFailed. */
+  signInRefused(peer: HttpPeer | undefined, reason: string): void {
+    this.#httpAuthFailed("login", "sign-in refused", peer, reason);
+  }
+
+  /** Seconds `peer`'s source stays blocked from signing in (0: not blocked). */
+  signInBlocked(peer: HttpPeer | undefined): number {
+    return peer ? this.admission.blockedFor("login", peer.remote.host) : 0;
+  }
+
+  #httpAuthFailed(
+    what: "admin" | "login",
+    msg: string,
+    peer: HttpPeer | undefined,
+    reason: string,
+  ): void {
+    const remote = peer ? fmt(peer.remote) : "in-process";
+    this.log.warn(msg, { remote, listener: peer?.listener ?? "none", reason });
+    if (peer) this.admission.authFailed(what, peer.remote.host);
+  }
+
   useHttpApp(fetch: (req: Request, peer: HttpPeer) => Response | Promise<Response>): void {
     this.#httpApp = fetch;
   }
@@ -424,7 +380,7 @@ export class Server implements HttpSource {
 
   /** Listen on `listen.<key>`; a failure is a {@link ListenError} naming the address and key. */
   async #listen(
-    port: Exclude<Port, "admin">,
+    port: Exclude<Port, "admin" | "login">,
     opts: Parameters<Net["listen"]>[0],
     handle: (c: Conn) => Promise<void>,
   ): Promise<Addr> {

@@ -35,7 +35,7 @@ export function isTrusted(trusted: readonly Cidr[], host: string): boolean {
  */
 export async function proxied(
   ctx: ServerContext,
-  port: Exclude<Port, "admin">,
+  port: Exclude<Port, "admin" | "login">,
   conn: Conn,
   startTls = false,
 ): Promise<Conn | null> {
