@@ -75,6 +75,8 @@ export type NetErrorCode =
   | "EPIPE"
   | "EADDRINUSE"
   | "ECLOSED"
+  /** A bad argument caught before the call: a datagram to no IP literal, or too big. */
+  | "EINVAL"
   /** TLS handshake or certificate verification failed (or the pin did not match). */
   | "ETLS"
   | "EOTHER";
