@@ -432,6 +432,9 @@ export const Valid = {
   "socks5_request": {
     reserved: { eq: 0 },
   },
+  "socks5_udp_datagram": {
+    reserved: { eq: 0 },
+  },
   "socks5_userpass_request": {
     lenUname: { min: 1 },
     lenPasswd: { min: 1 },

@@ -256,6 +256,8 @@ export const socks = {
   userpassReply: rec({ status: u8 }),
   request: rec({ cmd: u8, target }),
   reply: rec({ rep: u8, bound: target }),
+  /** RFC 1928 §7 UDP datagram: its target (or source) and data. */
+  udpDatagram: rec({ target, data: fc.uint8Array({ maxLength: 600 }) }),
 };
 
 // ---- Link frames (SPEC.md §3.2) ----
