@@ -27,6 +27,12 @@ export declare namespace Control {
     readonly 2: "CIDR4";
     readonly 3: "CIDR6";
   };
+  const RuleProtocol: {
+    readonly TCP: 6;
+    readonly UDP: 17;
+    readonly 6: "TCP";
+    readonly 17: "UDP";
+  };
   /**
    * ANNOUNCE (0x10), agent → server: the targets the agent serves. Each
    * ANNOUNCE replaces the previous one.
@@ -59,6 +65,11 @@ export declare namespace Control {
     body: Control.HostRule | Control.Cidr4Rule | Control.Cidr6Rule | undefined;
     portMin: number;
     portMax: number;
+    /**
+     * The transport the rule allows, by its IP protocol number: 6 = TCP,
+     * 17 = UDP (SPEC.md §9.8). A rule allows one of them only.
+     */
+    protocol: number;
   }
   /**
    * Host pattern: `db.corp`, `*.corp` (any subdomain) or `*` (any host),

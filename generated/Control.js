@@ -21,6 +21,14 @@ var Control = (function() {
     3: "CIDR6",
   });
 
+  Control.RuleProtocol = Object.freeze({
+    TCP: 6,
+    UDP: 17,
+
+    6: "TCP",
+    17: "UDP",
+  });
+
   function Control(_io, _parent, _root) {
     this._io = _io;
     this._parent = _parent;
@@ -313,11 +321,20 @@ var Control = (function() {
       if (!(this.portMax >= this.portMin)) {
         throw new KaitaiStream.ValidationLessThanError(this.portMin, this.portMax, this._io, "/types/rule/seq/5");
       }
+      this.protocol = this._io.readU1();
+      if (!Object.prototype.hasOwnProperty.call(Control.RuleProtocol, this.protocol)) {
+        throw new KaitaiStream.ValidationNotInEnumError(this.protocol, this._io, "/types/rule/seq/6");
+      }
     }
 
     /**
      * Client name this rule is for, UTF-8 (in fact `A-Z a-z 0-9 . _ -`,
      * SPEC.md §10); empty = every client.
+     */
+
+    /**
+     * The transport the rule allows, by its IP protocol number: 6 = TCP,
+     * 17 = UDP (SPEC.md §9.8). A rule allows one of them only.
      */
 
     return Rule;

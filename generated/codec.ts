@@ -244,13 +244,14 @@ function writeRule(w: Writer, obj: Rule, strict: boolean, field: string): void {
   if (strict && obj.portMax < obj.portMin) {
     throw new RangeError(`${field}.portMax: must be >= portMin (${obj.portMin}), got ${obj.portMax}`);
   }
+  w.u8(obj.protocol, `${field}.protocol`);
 }
 
 function readRule(p: Control.Rule): Rule {
   const body = p.body;
-  if (body instanceof Control.HostRule) return { client: nameText(p.client, "client", 0, 64), portMin: p.portMin, portMax: p.portMax, kind: "host", pattern: utf8(body.pattern, "pattern") };
-  if (body instanceof Control.Cidr4Rule) return { client: nameText(p.client, "client", 0, 64), portMin: p.portMin, portMax: p.portMax, kind: "cidr4", addr: formatIPv4(body.addr), prefix: body.prefix };
-  if (body instanceof Control.Cidr6Rule) return { client: nameText(p.client, "client", 0, 64), portMin: p.portMin, portMax: p.portMax, kind: "cidr6", addr: formatIPv6(body.addr), prefix: body.prefix };
+  if (body instanceof Control.HostRule) return { client: nameText(p.client, "client", 0, 64), portMin: p.portMin, portMax: p.portMax, protocol: p.protocol, kind: "host", pattern: utf8(body.pattern, "pattern") };
+  if (body instanceof Control.Cidr4Rule) return { client: nameText(p.client, "client", 0, 64), portMin: p.portMin, portMax: p.portMax, protocol: p.protocol, kind: "cidr4", addr: formatIPv4(body.addr), prefix: body.prefix };
+  if (body instanceof Control.Cidr6Rule) return { client: nameText(p.client, "client", 0, 64), portMin: p.portMin, portMax: p.portMax, protocol: p.protocol, kind: "cidr6", addr: formatIPv6(body.addr), prefix: body.prefix };
   throw new Error(`kind ${p.kind} has no body`);
 }
 

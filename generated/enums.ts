@@ -183,6 +183,15 @@ export const RuleKind = {
 } as const;
 
 /**
+ * `rule_protocol` of spec/control.ksy.
+ * @see SPEC.md §9.8
+ */
+export const RuleProtocol = {
+  tcp: 6,
+  udp: 17,
+} as const;
+
+/**
  * `link_frame_type` of spec/link.ksy.
  * @see SPEC.md §9.6
  */

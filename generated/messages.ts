@@ -107,6 +107,11 @@ export type Rule =
     client: string;
     portMin: number;
     portMax: number;
+    /**
+     * The transport the rule allows, by its IP protocol number: 6 = TCP,
+     * 17 = UDP (SPEC.md §9.8). A rule allows one of them only.
+     */
+    protocol: number;
   }
   & (
     | ({ kind: "host" } & HostRule)
@@ -440,6 +445,9 @@ export const Valid = {
   "socks5_request": {
     reserved: { eq: 0 },
   },
+  "socks5_udp_datagram": {
+    reserved: { eq: 0 },
+  },
   "socks5_userpass_request": {
     lenPasswd: { min: 1 },
   },
@@ -485,7 +493,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 166914], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 364], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 364], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
   },
   "frame::header": {
     size: 12,

@@ -48,6 +48,7 @@ import {
   parseMethodSelection,
   parseReply,
   parseRequest,
+  parseUdpDatagram,
   parseUserpassReply,
   parseUserpassRequest,
 } from "../src/socks5_decode.ts";
@@ -56,6 +57,7 @@ import {
   methodSelection,
   reply,
   request,
+  udpDatagram,
   userpassReply,
   userpassRequest,
 } from "../src/socks5_encode.ts";
@@ -82,6 +84,7 @@ const SOCKS_CODES: ReadonlySet<string> = new Set(
       invalid_message: 1,
       bad_address_type: 1,
       bad_domain: 1,
+      fragment: 1,
     } satisfies Record<
       SocksErrorCode,
       1
@@ -352,6 +355,13 @@ const socksParsers: SocksParser[] = [
     parse: parseReply,
     valid: socks.reply.map((v) => reply(v.rep, v.bound)),
     reencode: (v: { reply: number; bound: T }) => reply(v.reply, v.bound),
+  },
+  {
+    name: "parseUdpDatagram",
+    // A datagram is whole: the parser takes all of it.
+    parse: (b) => ({ value: parseUdpDatagram(b), size: b.length }),
+    valid: socks.udpDatagram.map((v) => udpDatagram(v.target, v.data)),
+    reencode: (v: { target: T; data: Uint8Array }) => udpDatagram(v.target, v.data),
   },
 ];
 

@@ -172,6 +172,7 @@ const ENUMS: readonly EnumOut[] = [
   out("Reason", "registries::reason", "as-is", 10, "SPEC.md §9.7"),
   out("AuthMethod", "registries::auth_method", "as-is", 10, "SPEC.md §9.4"),
   out("RuleKind", "control::rule_kind", "as-is", 10, "SPEC.md §9.5"),
+  out("RuleProtocol", "control::rule_protocol", "as-is", 10, "SPEC.md §9.8"),
   out("LinkFrameType", "link::link_frame_type", "UPPER_SNAKE", 16, "SPEC.md §9.6"),
   out("AddrType", "addr::atyp", "as-is", 10, "SPEC.md §5.1"),
   out("SocksVersion", "socks5_registries::version", "lowerCamel", 16, "SPEC.md §8"),

@@ -58,6 +58,14 @@ types:
         type: u2
         valid:
           min: port_min
+      - id: protocol
+        type: u1
+        enum: rule_protocol
+        valid:
+          in-enum: true
+        doc: |
+          The transport the rule allows, by its IP protocol number: 6 = TCP,
+          17 = UDP (SPEC.md §9.8). A rule allows one of them only.
   host_rule:
     doc: |
       Host pattern: `db.corp`, `*.corp` (any subdomain) or `*` (any host),
@@ -153,3 +161,6 @@ enums:
     1: host
     2: cidr4
     3: cidr6
+  rule_protocol:
+    6: tcp
+    17: udp

@@ -39,7 +39,9 @@ export type SocksErrorCode =
   | "invalid_message"
   | "bad_address_type"
   /** A domain name that is not valid UTF-8: answered with reply 0x02 (SPEC.md §8). */
-  | "bad_domain";
+  | "bad_domain"
+  /** A UDP datagram with FRAG ≠ 0: dropped and counted (SPEC.md §8.2). */
+  | "fragment";
 
 /** A malformed SOCKS5 (RFC 1928/1929) message. */
 export class SocksError extends Error {
@@ -75,6 +77,8 @@ export type NetErrorCode =
   | "EPIPE"
   | "EADDRINUSE"
   | "ECLOSED"
+  /** A bad argument caught before the call: a datagram to no IP literal, or too big. */
+  | "EINVAL"
   /** TLS handshake or certificate verification failed (or the pin did not match). */
   | "ETLS"
   | "EOTHER";

@@ -8,17 +8,25 @@
  * @module
  */
 
-import { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status } from "../generated/enums.ts";
+import {
+  AuthMethod,
+  ErrorCode,
+  MsgType,
+  Reason,
+  RuleKind,
+  RuleProtocol,
+  Status,
+} from "../generated/enums.ts";
 import { Layout, type Message, Sizes, Valid } from "../generated/messages.ts";
 
 /**
  * The registries of SPEC.md §9, generated from the enums of spec/*.ksy
  * (scripts/gen.ts → generated/enums.ts): `MsgType` (§9.1, `msg_type` of
  * frame.ksy), `ErrorCode` (§9.2), `Status` (§9.3, the SOCKS5 reply codes),
- * `AuthMethod` (§9.4), all three from registries.ksy, and `RuleKind` (§9.5,
- * control.ksy). test/spec_test.ts checks them against the tables of SPEC.md.
+ * `AuthMethod` (§9.4), all three from registries.ksy, `RuleKind` (§9.5)
+ * and `RuleProtocol` (§9.8) of control.ksy. test/spec_test.ts checks them against the tables of SPEC.md.
  */
-export { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status };
+export { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, RuleProtocol, Status };
 
 export type MsgTypeName = keyof typeof MsgType;
 export type ErrorCodeName = keyof typeof ErrorCode;

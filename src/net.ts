@@ -158,12 +158,76 @@ export interface TlsClientOptions {
   fingerprint?: string | readonly string[];
 }
 
+/** One UDP datagram and the address it came from (or goes to). */
+export interface Datagram {
+  data: Uint8Array;
+  /** The sender: an IP literal (IPv4-mapped IPv6 as the runtime reports it) and port. */
+  from: Addr;
+}
+
+export interface BindUdpOptions {
+  /**
+   * Local IP literal to bind: its family is the socket's (an IPv6 socket
+   * sends to and receives from IPv6 addresses only). "0.0.0.0" or "::" for
+   * every address.
+   */
+  host: string;
+  /** 0 or absent: a free port; see {@link DatagramSocket.addr}. */
+  port?: number;
+  /**
+   * Datagrams received and not yet taken that are kept at most; default
+   * {@link UDP_QUEUE}. One more is dropped and counted in
+   * {@link DatagramSocket.dropped}.
+   */
+  queue?: number;
+  /** Bytes received and not yet taken that are kept at most; default {@link UDP_QUEUE_BYTES}. */
+  queueBytes?: number;
+}
+
+/** Default {@link BindUdpOptions.queue}: datagrams. */
+export const UDP_QUEUE = 256;
+/** Default {@link BindUdpOptions.queueBytes}: 1 MiB. */
+export const UDP_QUEUE_BYTES = 1024 * 1024;
+/** The largest UDP payload over IPv4 (65535 - 20 - 8); IPv6 allows 65527 without jumbograms. */
+export const UDP_MAX_PAYLOAD = 65507;
+
+/**
+ * A bound UDP socket. Received datagrams wait in a bounded queue (count
+ * and bytes, {@link BindUdpOptions}); when the consumer is slow the newest
+ * are dropped and counted, never queued without bound.
+ */
+export interface DatagramSocket {
+  readonly addr: Addr;
+  /**
+   * Next datagram (the buffer belongs to the caller), or `null` after
+   * {@link close}. Only one receive may be pending at a time.
+   */
+  receive(): Promise<Datagram | null>;
+  /**
+   * Send one datagram to `to` (an IP literal of the socket's family, port
+   * 1-65535; no name resolution). Resolves once the kernel took it (which
+   * says nothing of delivery). Rejects with {@link NetError}: EINVAL for a
+   * bad address or a datagram over {@link UDP_MAX_PAYLOAD} (checked before
+   * anything is sent), ECLOSED after `close()`, otherwise what the kernel
+   * said.
+   */
+  send(data: Uint8Array, to: Addr): Promise<void>;
+  /** Datagrams dropped because the receive queue was full, since bind. */
+  readonly dropped: number;
+  /** Close the socket and release its port; a pending receive resolves `null`. Idempotent. */
+  close(): void;
+  /** Resolves once the socket is closed (never rejects). */
+  readonly closed: Promise<void>;
+}
+
 /** What a runtime adapter provides. */
 export interface Net {
   /** Runtime name, for logs: "node", "deno" or "bun". */
   readonly runtime: string;
   dial(opts: DialOptions): Promise<Conn>;
   listen(opts: ListenOptions): Promise<Listener>;
+  /** Bind a UDP socket; rejects with NetError (EADDRINUSE, EINVAL, …). */
+  bindUdp(opts: BindUdpOptions): Promise<DatagramSocket>;
   /** Resolve a host name to IP literals (IPv4 and IPv6). */
   lookup(host: string): Promise<string[]>;
 }

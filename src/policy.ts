@@ -2,19 +2,42 @@
  * Target rules (SPEC.md §7): parsing the text form used in config files and
  * flags, and matching targets against them.
  *
- * Text form: `HOST[:PORTS]`, optionally prefixed by `CLIENT=` (agent side,
- * rule for one client only).
+ * Text form: `HOST[:PORTS][/PROTO]`, optionally prefixed by `CLIENT=` (agent
+ * side, rule for one client only).
  *   HOST  = `*` | `*.suffix` | `name` | `1.2.3.4` | `10.0.0.0/8` | `[fd00::1]` | `[fd00::/8]`
  *   PORTS = `*` | `80` | `8000-8100` | `80,443,8000-8100`  (default `*`)
+ *   PROTO = `tcp` | `udp`  (default `tcp`; a suffix, as Docker and firewalls
+ *           write it: a prefix `udp:` would read as a host named "udp")
+ *
+ * A rule allows its protocol only (SPEC.md §5.7): {@link matchRule} takes
+ * the target's protocol, TCP unless said otherwise.
  *
  * @module
  */
 import { normalizeHostName, normalizeIP, normalizeTarget, unmapIPv4 } from "./host.ts";
 import { inCidr, ipKind } from "./ip.ts";
-import type { Rule, Target } from "./messages.ts";
+import { type Rule, RuleProtocol, type Target } from "./messages.ts";
 import { RuleError } from "./errors.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The transport a rule allows and a target is reached over. */
+export type Protocol = keyof typeof RuleProtocol;
+
+/**
+ * `text` without its `/tcp` or `/udp` suffix, and the protocol (TCP without
+ * one). A final `/` segment of letters can only be a protocol: a host name
+ * has no `/`, and a CIDR's prefix length is digits.
+ */
+function splitProtocol(text: string, rule: string): [string, Protocol] {
+  const m = /\/([A-Za-z]+)$/.exec(text);
+  if (!m) return [text, "tcp"];
+  const name = m[1]!.toLowerCase();
+  if (name !== "tcp" && name !== "udp") {
+    throw new RuleError(`Cannot parse rule "${rule}": unknown protocol "${m[1]}" (tcp or udp)`);
+  }
+  return [text.slice(0, m.index), name];
+}
 
 /**
  * The normalized form of a host pattern (`*`, `*.suffix` or a host name, see
@@ -65,6 +88,8 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
       throw new RuleError(`Cannot parse rule "${text}": bad client name "${client}"`);
     }
   }
+  const [spec, protocol] = splitProtocol(rest, text);
+  rest = spec;
   let host: string;
   let ports = "*";
   if (rest.startsWith("[")) {
@@ -112,7 +137,10 @@ export function parseRule(text: string, defaultClient = ""): Rule[] {
     }
     shape = { kind: "host", pattern };
   }
-  return ranges.map(([portMin, portMax]) => ({ client, portMin, portMax, ...shape }) as Rule);
+  const proto = RuleProtocol[protocol];
+  return ranges.map(([portMin, portMax]) =>
+    ({ client, portMin, portMax, protocol: proto, ...shape }) as Rule
+  );
 }
 
 /** Text form of a rule, as parseRule reads it. */
@@ -127,7 +155,8 @@ export function formatRule(r: Rule): string {
     : r.kind === "cidr4"
     ? `${r.addr}/${r.prefix}`
     : `[${r.addr}/${r.prefix}]`;
-  return `${r.client ? `${r.client}=` : ""}${host}:${ports}`;
+  const proto = r.protocol === RuleProtocol.udp ? "/udp" : "";
+  return `${r.client ? `${r.client}=` : ""}${host}:${ports}${proto}`;
 }
 
 /** `pattern` and `host` are normalized (see host.ts). */
@@ -151,12 +180,18 @@ function ipInRule(ip: string, r: Extract<Rule, { kind: "cidr4" | "cidr6" }>): bo
 export type DomainMode = "never" | "defer" | string[];
 
 /**
- * Does `target` match rule `r` (ignoring the rule's client)? `target` must be
- * normalized (host.ts `normalizeTarget`: the router and the agent do that
- * once per CONNECT); resolved addresses in `domains` are normalized here
- * (IPv4-mapped ones count as IPv4).
+ * Does `target`, reached over `protocol`, match rule `r` (ignoring the
+ * rule's client)? `target` must be normalized (host.ts `normalizeTarget`:
+ * the router and the agent do that once per CONNECT); resolved addresses in
+ * `domains` are normalized here (IPv4-mapped ones count as IPv4).
  */
-export function matchRule(r: Rule, target: Target, domains: DomainMode = "never"): boolean {
+export function matchRule(
+  r: Rule,
+  target: Target,
+  domains: DomainMode = "never",
+  protocol: Protocol = "tcp",
+): boolean {
+  if (r.protocol !== RuleProtocol[protocol]) return false;
   if (target.port < r.portMin || target.port > r.portMax) return false;
   if (r.kind === "host") return hostMatches(r.pattern, target.host);
   if (target.type !== "domain") return ipInRule(target.host, r);
@@ -174,18 +209,20 @@ export function rulesFor(rules: readonly Rule[], client: string): Rule[] {
 }
 
 /**
- * Is `target` allowed for `client` by any of `rules`? `target` is normalized
- * here first; one without a canonical form is allowed by nothing.
+ * Is `target`, reached over `protocol`, allowed for `client` by any of
+ * `rules`? `target` is normalized here first; one without a canonical form
+ * is allowed by nothing.
  */
 export function allowed(
   rules: readonly Rule[],
   client: string,
   target: Target,
   domains: DomainMode = "never",
+  protocol: Protocol = "tcp",
 ): boolean {
   const n = normalizeTarget(target);
   if (!n.ok) return false;
   return rules.some((r) =>
-    (r.client === "" || r.client === client) && matchRule(r, n.target, domains)
+    (r.client === "" || r.client === client) && matchRule(r, n.target, domains, protocol)
   );
 }

@@ -351,6 +351,8 @@ export function proxiedNet(net: Net, proxy: Proxy): Net & { close(): void } {
     runtime: net.runtime,
     listen: (opts) => net.listen(opts),
     lookup: (host) => net.lookup(host),
+    // A proxy for TCP carries no UDP: datagram sockets stay the local ones.
+    bindUdp: (opts) => net.bindUdp(opts),
     async dial(opts) {
       const remote = await tunnel(opts.host, opts.port, opts.timeoutMs);
       if (!opts.tls) return remote;

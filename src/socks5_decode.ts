@@ -1,6 +1,7 @@
 /**
  * Incremental parsers for the SOCKS5 subset of SPEC.md §8 (RFC 1928,
- * RFC 1929), both directions, on top of the parsers that scripts/gen.ts
+ * RFC 1929, and RFC 1928 §7's UDP header), both directions, on top of the
+ * parsers that scripts/gen.ts
  * generates from spec/socks5_*.ksy. Encoders are in socks5_encode.ts.
  *
  * Each `parseX(buf)` looks at the start of `buf` and returns
@@ -12,7 +13,8 @@
  *
  * They throw only {@link SocksError}: `bad_version` (wrong `ver`),
  * `no_methods` (a greeting with zero methods), `bad_address_type` (unknown
- * `atyp`), `bad_domain` (a domain name that is not valid UTF-8: the message
+ * `atyp`), `fragment` (a UDP datagram with FRAG ≠ 0, to be dropped and
+ * counted), `bad_domain` (a domain name that is not valid UTF-8: the message
  * is well-formed, so the server answers it) and `invalid_message` (anything
  * else malformed, e.g. an empty password or a non-zero reserved byte). An
  * empty user name is taken (SPEC.md §8: an issued token names the client).
@@ -27,12 +29,14 @@ import { Socks5Greeting } from "../generated/Socks5Greeting.js";
 import { Socks5MethodSelection } from "../generated/Socks5MethodSelection.js";
 import { Socks5Reply } from "../generated/Socks5Reply.js";
 import { Socks5Request } from "../generated/Socks5Request.js";
+import { Socks5UdpDatagram } from "../generated/Socks5UdpDatagram.js";
 import { Socks5UserpassReply } from "../generated/Socks5UserpassReply.js";
 import { Socks5UserpassRequest } from "../generated/Socks5UserpassRequest.js";
 import { AddrType, SocksVersion } from "../generated/enums.ts";
 import { SocksError } from "./errors.ts";
 import { addrTarget, describeError, kaitaiStream, Utf8Error, utf8Lenient } from "./kaitai.ts";
 import type { Target } from "./messages.ts";
+import { UDP_MAX_PAYLOAD } from "./net.ts";
 
 /** RFC 1928 greeting (client → server). */
 export interface Greeting {
@@ -72,6 +76,14 @@ export interface Reply {
   /** A SPEC.md §9.3 status code. */
   reply: number;
   bound: Target;
+}
+
+/** RFC 1928 §7 UDP datagram (client ↔ UDP relay): the header and the data. */
+export interface UdpDatagram {
+  /** From the client: where `data` goes; from the relay: where it came from. */
+  target: Target;
+  /** A view of the parsed datagram's bytes (no copy). */
+  data: Uint8Array;
 }
 
 /** What every parser returns: a whole message and its size, or `null` for "need more bytes". */
@@ -252,4 +264,42 @@ export function parseReply(buf: Uint8Array): Parsed<Reply> {
     (b) => new Socks5Reply(kaitaiStream(b)),
     (p) => ({ reply: p.reply, bound: addrTarget(p.bound) }),
   );
+}
+
+/**
+ * RFC 1928 §7 UDP datagram: `00 00 frag addr data`, the whole of `buf` (a
+ * datagram is never partial, so there is no "need more"). Throws
+ * {@link SocksError}: `fragment` when FRAG ≠ 0 (the caller drops and
+ * counts it; the rest is not parsed), `invalid_message` for more than
+ * {@link UDP_MAX_PAYLOAD} bytes (checked first), a non-zero RSV or a
+ * truncated header, `bad_address_type`, `bad_domain`.
+ */
+export function parseUdpDatagram(buf: Uint8Array): UdpDatagram {
+  const what = "UDP datagram";
+  const invalid = (why: string) =>
+    new SocksError("invalid_message", `Cannot parse SOCKS5 ${what}: ${why}`);
+  if (buf.length > UDP_MAX_PAYLOAD) {
+    throw invalid(`${buf.length} bytes exceed the limit of ${UDP_MAX_PAYLOAD}`);
+  }
+  if (buf.length < 4) throw invalid(`truncated (${buf.length} bytes)`);
+  if (buf[0] !== 0 || buf[1] !== 0) {
+    throw invalid(`reserved bytes are ${buf[0]} ${buf[1]}, not 0 0`);
+  }
+  const frag = buf[2]!;
+  if (frag !== 0) {
+    throw new SocksError(
+      "fragment",
+      `Cannot parse SOCKS5 ${what}: fragment ${frag} (fragments are not supported)`,
+    );
+  }
+  const a = addrSize(what, buf, 3);
+  if (a === null || buf.length < 3 + a) throw invalid(`truncated (${buf.length} bytes)`);
+  const header = 3 + a;
+  return run(
+    what,
+    buf,
+    header,
+    (b) => new Socks5UdpDatagram(kaitaiStream(b)),
+    (p) => ({ target: addrTarget(p.target), data: buf.subarray(header) }),
+  )!.value;
 }

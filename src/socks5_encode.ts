@@ -1,6 +1,6 @@
 /**
- * Encoders for the SOCKS5 subset of SPEC.md §8 (RFC 1928, RFC 1929), both
- * directions. Parsers are in socks5_decode.ts.
+ * Encoders for the SOCKS5 subset of SPEC.md §8 (RFC 1928, RFC 1929, and
+ * RFC 1928 §7's UDP header), both directions. Parsers are in socks5_decode.ts.
  *
  * Each function returns a fresh, exactly sized `Uint8Array`. Like the frame
  * encoders (encode.ts), they throw `RangeError` for a value that cannot be
@@ -13,6 +13,7 @@
 import { SocksCmd, SocksMethod, SocksVersion } from "../generated/enums.ts";
 import { NO_ADDR, writeAddr, Writer } from "./writer.ts";
 import type { Target } from "./messages.ts";
+import { UDP_MAX_PAYLOAD } from "./net.ts";
 
 /**
  * RFC 1928 §3 methods and §4 commands, generated from the enums of
@@ -91,4 +92,23 @@ export function reply(rep: number, bound: Target = NO_ADDR): Uint8Array {
   w.u8(SOCKS_VERSION, "reply.ver").u8(rep, "reply.rep").u8(0, "reply.rsv");
   writeAddr(w, bound, "reply.bound");
   return out();
+}
+
+/**
+ * RFC 1928 §7 UDP datagram: `00 00 00 addr data` (FRAG 0), one buffer;
+ * throws RangeError when header and data exceed `UDP_MAX_PAYLOAD` (65507) bytes.
+ */
+export function udpDatagram(target: Target, data: Uint8Array): Uint8Array {
+  w.reset();
+  w.u8(0, "udpDatagram.rsv").u8(0, "udpDatagram.rsv").u8(0, "udpDatagram.frag");
+  writeAddr(w, target, "udpDatagram.target");
+  const header = out();
+  const size = header.length + data.length;
+  if (size > UDP_MAX_PAYLOAD) {
+    throw new RangeError(`udpDatagram: ${size} bytes exceed the limit of ${UDP_MAX_PAYLOAD}`);
+  }
+  const b = new Uint8Array(size);
+  b.set(header);
+  b.set(data, header.length);
+  return b;
 }

@@ -22,6 +22,7 @@ export function wsNet(net: Net, hostHeader: string, endpoint: string): Net {
     runtime: net.runtime,
     listen: (opts) => net.listen(opts),
     lookup: (host) => net.lookup(host),
+    bindUdp: (opts) => net.bindUdp(opts),
     async dial(opts) {
       const conn = await net.dial(opts);
       try {

@@ -144,8 +144,17 @@ const hostPattern: fc.Arbitrary<string> = fc.oneof(
   utf8String(1, 255),
 );
 
+/** A rule's protocol: 6 (TCP) or 17 (UDP), SPEC.md §9.8. */
+const ruleProtocol = fc.constantFrom(6, 17);
+
 export const rule: fc.Arbitrary<Rule> = fc.oneof(
-  rec({ kind: fc.constant("host" as const), client: name(0), pattern: hostPattern, pr: portRange })
+  rec({
+    kind: fc.constant("host" as const),
+    client: name(0),
+    pattern: hostPattern,
+    pr: portRange,
+    protocol: ruleProtocol,
+  })
     .map(({ pr, ...r }): Rule => ({ ...r, ...pr })),
   rec({
     kind: fc.constant("cidr4" as const),
@@ -153,6 +162,7 @@ export const rule: fc.Arbitrary<Rule> = fc.oneof(
     addr: ipv4Text,
     prefix: fc.integer({ min: 0, max: 32 }),
     pr: portRange,
+    protocol: ruleProtocol,
   }).map(({ pr, ...r }): Rule => ({ ...r, ...pr })),
   rec({
     kind: fc.constant("cidr6" as const),
@@ -160,6 +170,7 @@ export const rule: fc.Arbitrary<Rule> = fc.oneof(
     addr: ipv6Text,
     prefix: fc.integer({ min: 0, max: 128 }),
     pr: portRange,
+    protocol: ruleProtocol,
   }).map(({ pr, ...r }): Rule => ({ ...r, ...pr })),
 );
 
@@ -256,6 +267,8 @@ export const socks = {
   userpassReply: rec({ status: u8 }),
   request: rec({ cmd: u8, target }),
   reply: rec({ rep: u8, bound: target }),
+  /** RFC 1928 §7 UDP datagram: its target (or source) and data. */
+  udpDatagram: rec({ target, data: fc.uint8Array({ maxLength: 600 }) }),
 };
 
 // ---- Link frames (SPEC.md §3.2) ----

@@ -37,7 +37,7 @@ import { parseServerConfig, type ServerConfig } from "../src/config/mod.ts";
 import { createLogger } from "../src/log.ts";
 import type { Rule, Target } from "../src/messages.ts";
 import { NetError } from "../src/errors.ts";
-import type { Conn, DialOptions, Listener, Net } from "../src/net.ts";
+import type { Conn, DatagramSocket, DialOptions, Listener, Net } from "../src/net.ts";
 import { parseRule } from "../src/policy.ts";
 import { Reader } from "../src/reader.ts";
 import { Server } from "../src/server/mod.ts";
@@ -88,6 +88,10 @@ class TestNet implements Net {
 
   listen(opts: Parameters<Net["listen"]>[0]): Promise<Listener> {
     return this.real.listen(opts);
+  }
+
+  bindUdp(opts: Parameters<Net["bindUdp"]>[0]): Promise<DatagramSocket> {
+    return this.real.bindUdp(opts);
   }
 
   lookup(host: string): Promise<string[]> {

@@ -226,6 +226,10 @@ test(`${rt}: cli: bad configuration is exit 2 and one line, in the file or in a 
       /^burrow: Cannot parse rule "x:99999"/,
     );
     usageFailure(
+      await capture([...args, "--allow", "*.corp:53/udp", "--allow", "x:53/sctp"]),
+      /^burrow: Cannot parse rule "x:53\/sctp": unknown protocol "sctp"/,
+    );
+    usageFailure(
       await capture([...args, "--allow", "*", "--fingerprint", "zz"]),
       /SHA-256 fingerprint/,
     );

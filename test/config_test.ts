@@ -42,6 +42,17 @@ test("config: a valid YAML file parses with defaults filled in", () => {
   assert.ok(c.clients.get("alice")?.checkPassword);
 });
 
+test("config: a grant's and an agent's rules take a /udp suffix", () => {
+  const c = parseServerConfig(
+    good.replace('"10.0.0.0/8:22"]', '"10.0.0.0/8:22", "10.0.0.53:53/udp"]'),
+    "s.yaml",
+  );
+  assert.deepEqual(c.grants[0]!.rules.map((r) => r.protocol), [6, 6, 6, 17]);
+  assert.deepEqual(c.grants[0]!.rules[3], parseRule("10.0.0.53:53/udp")[0]);
+  const a = parseAgentConfig("allow: ['*.corp:*/udp', 'db.corp:5432/tcp']", "agent.yaml");
+  assert.deepEqual(a.allow?.map((r) => r.protocol), [17, 6]);
+});
+
 test("config: JSON is accepted", () => {
   const c = parseServerConfig(
     JSON.stringify({ agents: [{ name: "a", token: "12345678" }] }),
@@ -74,6 +85,10 @@ test("config: errors name the file, the path and the problem", () => {
     [
       "agents: [{name: a, token: '12345678'}]\nclients: [{name: c, token: '12345678'}]\ngrants: [{ client: c, agent: a, targets: ['x:99999'] }]",
       /grants\[0\]\.targets\[0\]: Cannot parse rule "x:99999"/,
+    ],
+    [
+      "agents: [{name: a, token: '12345678'}]\nclients: [{name: c, token: '12345678'}]\ngrants: [{ client: c, agent: a, targets: ['x:53/udp', 'x:53/quic'] }]",
+      /grants\[0\]\.targets\[1\]: Cannot parse rule "x:53\/quic": unknown protocol "quic"/,
     ],
     ["colour: blue", /^s\.yaml: colour: unknown key/],
     ["agents: [1, 2", /^s\.yaml: \(top level\): not valid YAML or JSON/],
@@ -217,6 +232,10 @@ test("config: an agent's config file errors name the file, the path and the prob
     [
       "allow: ['*.corp:80', 'x:99999']",
       /^agent\.yaml: allow\[1\]: Cannot parse rule "x:99999": bad port range/,
+    ],
+    [
+      "allow: ['*.corp:53/udp', '10.0.0.0/8:53/icmp']",
+      /^agent\.yaml: allow\[1\]: Cannot parse rule "10\.0\.0\.0\/8:53\/icmp": unknown protocol "icmp"/,
     ],
     ["allow: '*'", /^agent\.yaml: allow: must be a list$/],
     ["allow: [1]", /^agent\.yaml: allow\[0\]: must be a string$/],

@@ -158,6 +158,7 @@ function tracked(inner: Net) {
   const net: Net = {
     runtime: inner.runtime,
     lookup: (host) => inner.lookup(host),
+    bindUdp: (opts) => inner.bindUdp(opts),
     dial: async (opts) => conn(await inner.dial(opts)),
     listen: async (opts) => {
       const l = await inner.listen(opts);

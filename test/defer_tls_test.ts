@@ -116,6 +116,7 @@ function withDeferredTls(inner: Net): Net {
   return {
     runtime: inner.runtime,
     lookup: (host) => inner.lookup(host),
+    bindUdp: (opts) => inner.bindUdp(opts),
     dial: (opts) => inner.dial({ ...opts, tls: clientTls }),
     listen: async (opts) => {
       const l = await inner.listen({ ...opts, tls: leaf, deferTls: true });

@@ -27,9 +27,25 @@ const MSGS: Message[] = [
   {
     type: "ANNOUNCE",
     rules: [
-      { kind: "host", client: "", pattern: "*.corp", portMin: 1, portMax: 65535 },
-      { kind: "cidr4", client: "alice", addr: "10.0.0.0", prefix: 8, portMin: 22, portMax: 22 },
-      { kind: "cidr6", client: "bob", addr: "fd00::", prefix: 8, portMin: 443, portMax: 443 },
+      { kind: "host", client: "", pattern: "*.corp", portMin: 1, portMax: 65535, protocol: 6 },
+      {
+        kind: "cidr4",
+        client: "alice",
+        addr: "10.0.0.0",
+        prefix: 8,
+        portMin: 22,
+        portMax: 22,
+        protocol: 6,
+      },
+      {
+        kind: "cidr6",
+        client: "bob",
+        addr: "fd00::",
+        prefix: 8,
+        portMin: 443,
+        portMax: 443,
+        protocol: 6,
+      },
     ],
   },
   {
@@ -221,7 +237,7 @@ test("framer: a payload length its type cannot have is invalid_message with only
     [0x31, 0, "4"],
     [0x01, 4, "5..324"],
     [0x01, 325, "5..324"],
-    [0x10, 166915, "2..166914"],
+    [0x10, 167427, "2..167426"],
   ];
   for (const [type, len, want] of bad) {
     const framer = new Framer();
@@ -239,7 +255,7 @@ test("framer: a payload length its type cannot have is invalid_message with only
     assert.equal(framer.buffered, 0);
   }
   // Lengths in range pass the header check and wait for the payload.
-  for (const [type, len] of [[0x13, 8], [0x01, 6], [0x01, 324], [0x10, 166914], [0x80, 9]]) {
+  for (const [type, len] of [[0x13, 8], [0x01, 6], [0x01, 324], [0x10, 167426], [0x80, 9]]) {
     const framer = new Framer();
     framer.push(header(type!, len!));
     assert.equal(framer.next(), null, `type ${type}, length ${len}`);

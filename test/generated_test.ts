@@ -136,6 +136,7 @@ test("generated: enums.ts imports in this runtime and exports one frozen-shape o
     "MsgType",
     "Reason",
     "RuleKind",
+    "RuleProtocol",
     "SocksCmd",
     "SocksMethod",
     "SocksUserpassStatus",
@@ -231,6 +232,7 @@ test("decode: hand-built frames of each shape", () => {
     1,
     0xff,
     0xff,
+    6,
     2,
     ...str1("ci"),
     10,
@@ -242,6 +244,7 @@ test("decode: hand-built frames of each shape", () => {
     22,
     0,
     22,
+    17,
     3,
     ...str1(""),
     0xfd,
@@ -253,13 +256,30 @@ test("decode: hand-built frames of each shape", () => {
     0x90,
     0x1f,
     0x90,
+    6,
   ];
   assert.deepEqual(decode(frame(0x10, rules)), {
     type: "ANNOUNCE",
     rules: [
-      { kind: "host", client: "", pattern: "*.corp", portMin: 1, portMax: 65535 },
-      { kind: "cidr4", client: "ci", addr: "10.0.0.0", prefix: 8, portMin: 22, portMax: 22 },
-      { kind: "cidr6", client: "", addr: "fd00::1", prefix: 64, portMin: 8080, portMax: 8080 },
+      { kind: "host", client: "", pattern: "*.corp", portMin: 1, portMax: 65535, protocol: 6 },
+      {
+        kind: "cidr4",
+        client: "ci",
+        addr: "10.0.0.0",
+        prefix: 8,
+        portMin: 22,
+        portMax: 22,
+        protocol: 17,
+      },
+      {
+        kind: "cidr6",
+        client: "",
+        addr: "fd00::1",
+        prefix: 64,
+        portMin: 8080,
+        portMax: 8080,
+        protocol: 6,
+      },
     ],
   });
   assert.deepEqual(decode(frame(0x32, [...str1(""), 3, ...str1("db.corp"), 0x15, 0x38])), {
@@ -423,7 +443,7 @@ test("decode: strings are strict UTF-8 and keep a leading BOM", () => {
     [0x01, [1, 1, 1, 1, 0xff, 0], /^Cannot parse AGENT_HELLO payload: name is not valid UTF-8$/],
     [
       0x10,
-      [0, 1, 1, 0, 1, 0x80, 0, 1, 0, 1],
+      [0, 1, 1, 0, 1, 0x80, 0, 1, 0, 1, 6],
       /^Cannot parse ANNOUNCE payload: pattern is not valid UTF-8$/,
     ],
     [
@@ -566,4 +586,20 @@ test("socks5_decode: domain names are strict UTF-8 and keep a leading BOM", () =
       target: { type: "domain", host: "\uFEFFa", port: 80 },
     },
   );
+});
+
+test("decode: a rule's protocol is TCP (6) or UDP (17), nothing else", () => {
+  const rule = (protocol: number) => [0, 1, 1, 0, 1, 0x2a, 0, 53, 0, 53, protocol];
+  for (const [protocol, want] of [[6, 6], [17, 17]] as const) {
+    const m = decode(frame(0x10, rule(protocol)));
+    if (m?.type !== "ANNOUNCE") return assert.fail(`not an ANNOUNCE: ${JSON.stringify(m)}`);
+    assert.equal(m.rules[0]?.protocol, want);
+  }
+  for (const protocol of [0, 1, 7, 132, 255]) {
+    throwsProtocol(
+      () => decode(frame(0x10, rule(protocol))),
+      "invalid_message",
+      /^Cannot parse ANNOUNCE payload: not in the enum/,
+    );
+  }
 });

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { targetOf } from "../src/ip.ts";
 import { allowed, formatRule, matchRule, parseRule } from "../src/policy.ts";
 import { RuleError } from "../src/errors.ts";
+import { RuleProtocol } from "../src/messages.ts";
 
 test("policy: rule texts parse into wire rules and format back", () => {
   const cases: Array<[string, string[]]> = [
@@ -68,4 +69,57 @@ test("policy: domain targets under CIDR rules: never, defer, resolved", () => {
   assert.equal(matchRule(r!, t, "defer"), true);
   assert.equal(matchRule(r!, t, ["10.1.1.1"]), true);
   assert.equal(matchRule(r!, t, ["8.8.8.8"]), false);
+});
+
+test("policy: a /udp or /tcp suffix names the rule's protocol; none means TCP", () => {
+  const cases: Array<[string, string[], number]> = [
+    ["10.0.0.53:53/udp", ["10.0.0.53/32:53/udp"], RuleProtocol.udp],
+    ["*.corp:*/udp", ["*.corp:*/udp"], RuleProtocol.udp],
+    ["*.corp/UDP", ["*.corp:*/udp"], RuleProtocol.udp],
+    ["10.0.0.0/8/udp", ["10.0.0.0/8:*/udp"], RuleProtocol.udp],
+    ["[fd00::/8]:53,853/udp", ["[fd00::/8]:53/udp", "[fd00::/8]:853/udp"], RuleProtocol.udp],
+    ["alice=db.corp:5432/tcp", ["alice=db.corp:5432"], RuleProtocol.tcp],
+    ["10.0.0.0/8:22", ["10.0.0.0/8:22"], RuleProtocol.tcp],
+    ["udp:53", ["udp:53"], RuleProtocol.tcp], // a host named "udp", as the issue warns
+  ];
+  for (const [text, want, protocol] of cases) {
+    const rules = parseRule(text);
+    assert.deepEqual(rules.map(formatRule), want, text);
+    for (const r of rules) assert.equal(r.protocol, protocol, text);
+    // The text form reads back to the same rules.
+    assert.deepEqual(rules.flatMap((r) => parseRule(formatRule(r))), rules, text);
+  }
+  for (const bad of ["*.corp:53/sctp", "10.0.0.0/8:53/", "host:53/udp/tcp", "/udp", ":53/udp"]) {
+    assert.throws(() => parseRule(bad), RuleError, bad);
+  }
+  assert.throws(
+    () => parseRule("*.corp:53/sctp"),
+    /^RuleError: Cannot parse rule "\*\.corp:53\/sctp": unknown protocol "sctp" \(tcp or udp\)$/,
+  );
+});
+
+test("policy: a rule allows its own protocol only; TCP is the default", () => {
+  const rules = [
+    ...parseRule("10.0.0.53:53/udp"),
+    ...parseRule("*.corp:*/udp"),
+    ...parseRule("db.corp:5432"),
+  ];
+  const ok = (host: string, port: number, protocol?: "tcp" | "udp") =>
+    protocol === undefined
+      ? allowed(rules, "c", targetOf(host, port))
+      : allowed(rules, "c", targetOf(host, port), "never", protocol);
+  assert.ok(ok("10.0.0.53", 53, "udp"));
+  assert.ok(!ok("10.0.0.53", 53, "tcp"), "a UDP rule allows no TCP");
+  assert.ok(!ok("10.0.0.53", 53), "TCP is the default");
+  assert.ok(!ok("10.0.0.53", 54, "udp"));
+  assert.ok(ok("ns.corp", 5353, "udp"));
+  assert.ok(ok("db.corp", 5432, "udp"), "*.corp:*/udp");
+  assert.ok(ok("db.corp", 5432));
+  assert.ok(ok("db.corp", 5432, "tcp"));
+  assert.ok(!ok("web.corp", 443), "*.corp:*/udp allows no TCP");
+  const [r] = parseRule("10.0.0.0/8:53/udp");
+  assert.ok(r);
+  assert.ok(matchRule(r, targetOf("ns.corp", 53), "defer", "udp"));
+  assert.ok(!matchRule(r, targetOf("ns.corp", 53), "defer"));
+  assert.ok(matchRule(r, targetOf("ns.corp", 53), ["10.1.1.1"], "udp"));
 });

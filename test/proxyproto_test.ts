@@ -157,6 +157,7 @@ function through(net: Net, header: Uint8Array): Net {
     },
     listen: (o) => net.listen(o),
     lookup: (h) => net.lookup(h),
+    bindUdp: (o) => net.bindUdp(o),
   };
 }
 

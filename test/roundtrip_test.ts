@@ -384,16 +384,32 @@ test("encode: golden bytes", () => {
     encode({
       type: "ANNOUNCE",
       rules: [
-        { kind: "host", client: "", pattern: "*", portMin: 1, portMax: 2 },
-        { kind: "cidr4", client: "c", addr: "10.0.0.0", prefix: 8, portMin: 22, portMax: 22 },
-        { kind: "cidr6", client: "", addr: "fd00::", prefix: 8, portMin: 0, portMax: 65535 },
+        { kind: "host", client: "", pattern: "*", portMin: 1, portMax: 2, protocol: 6 },
+        {
+          kind: "cidr4",
+          client: "c",
+          addr: "10.0.0.0",
+          prefix: 8,
+          portMin: 53,
+          portMax: 53,
+          protocol: 17,
+        },
+        {
+          kind: "cidr6",
+          client: "",
+          addr: "fd00::",
+          prefix: 8,
+          portMin: 0,
+          portMax: 65535,
+          protocol: 6,
+        },
       ],
     }),
     hex(
-      "42525257 01 10 0000 0000002d  0003" +
-        "01 00 01 2a 0001 0002" +
-        "02 01 63 0a000000 08 0016 0016" +
-        "03 00 fd000000000000000000000000000000 08 0000 ffff",
+      "42525257 01 10 0000 00000030  0003" +
+        "01 00 01 2a 0001 0002 06" +
+        "02 01 63 0a000000 08 0035 0035 11" +
+        "03 00 fd000000000000000000000000000000 08 0000 ffff 06",
     ),
   );
   assert.deepEqual(
@@ -491,8 +507,14 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ type: "CHALLENGE", version: 1, nonce: new Uint8Array(31) }, /nonce.*32/],
     [{ type: "AUTH", proof: new Uint8Array(256) }, /proof/],
     [{ type: "AUTH", proof: new Uint8Array(0) }, /AUTH\.proof/],
-    [{ type: "AUTH", proof: new Uint8Array(33) }, /AUTH\.proof of 33 bytes is not 32, 64 or 96\.\.191/],
-    [{ type: "AUTH", proof: new Uint8Array(95) }, /AUTH\.proof of 95 bytes is not 32, 64 or 96\.\.191/],
+    [
+      { type: "AUTH", proof: new Uint8Array(33) },
+      /AUTH\.proof of 33 bytes is not 32, 64 or 96\.\.191/,
+    ],
+    [
+      { type: "AUTH", proof: new Uint8Array(95) },
+      /AUTH\.proof of 95 bytes is not 32, 64 or 96\.\.191/,
+    ],
     [{ type: "AUTH", proof: new Uint8Array(192) }, /AUTH\.proof/],
     [{ type: "CHALLENGE", version: 0, nonce: new Uint8Array(32) }, /CHALLENGE\.version/],
     [{
@@ -539,40 +561,86 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       type: "ANNOUNCE",
       rules: Array.from(
         { length: 513 },
-        () => ({ kind: "host", client: "", pattern: "*", portMin: 0, portMax: 0 } as const),
+        () => ({
+          kind: "host",
+          client: "",
+          pattern: "*",
+          portMin: 0,
+          portMax: 0,
+          protocol: 6,
+        } as const),
       ),
     }, /at most 512/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "host", client: "", pattern: "", portMin: 0, portMax: 0 }],
+      rules: [{ kind: "host", client: "", pattern: "", portMin: 0, portMax: 0, protocol: 6 }],
     }, /pattern/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "host", client: "", pattern: "x".repeat(256), portMin: 0, portMax: 0 }],
+      rules: [{
+        kind: "host",
+        client: "",
+        pattern: "x".repeat(256),
+        portMin: 0,
+        portMax: 0,
+        protocol: 6,
+      }],
     }, /pattern/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "host", client: "a b", pattern: "*", portMin: 0, portMax: 0 }],
+      rules: [{ kind: "host", client: "a b", pattern: "*", portMin: 0, portMax: 0, protocol: 6 }],
     }, /client/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "host", client: "", pattern: "*", portMin: 2, portMax: 1 }],
+      rules: [{ kind: "host", client: "", pattern: "*", portMin: 2, portMax: 1, protocol: 6 }],
     }, /portMin/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "cidr4", client: "", addr: "10.0.0.0", prefix: 33, portMin: 0, portMax: 0 }],
+      rules: [{
+        kind: "cidr4",
+        client: "",
+        addr: "10.0.0.0",
+        prefix: 33,
+        portMin: 0,
+        portMax: 0,
+        protocol: 6,
+      }],
     }, /prefix/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "cidr4", client: "", addr: "fd00::", prefix: 8, portMin: 0, portMax: 0 }],
+      rules: [{
+        kind: "cidr4",
+        client: "",
+        addr: "fd00::",
+        prefix: 8,
+        portMin: 0,
+        portMax: 0,
+        protocol: 6,
+      }],
     }, /addr/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "cidr6", client: "", addr: "fd00::", prefix: 129, portMin: 0, portMax: 0 }],
+      rules: [{
+        kind: "cidr6",
+        client: "",
+        addr: "fd00::",
+        prefix: 129,
+        portMin: 0,
+        portMax: 0,
+        protocol: 6,
+      }],
     }, /prefix/],
     [{
       type: "ANNOUNCE",
-      rules: [{ kind: "cidr6", client: "", addr: "10.0.0.0", prefix: 8, portMin: 0, portMax: 0 }],
+      rules: [{
+        kind: "cidr6",
+        client: "",
+        addr: "10.0.0.0",
+        prefix: 8,
+        portMin: 0,
+        portMax: 0,
+        protocol: 6,
+      }],
     }, /addr/],
     [{ type: "POOL_REQUEST", requestId: 1, count: 0 }, /count/],
     [{ type: "POOL_CONFIRM", requestId: -1, count: 0 }, /requestId/],

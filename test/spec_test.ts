@@ -11,7 +11,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { AuthMethod, ErrorCode, MsgType, Reason, RuleKind, Status } from "../src/messages.ts";
+import {
+  AuthMethod,
+  ErrorCode,
+  MsgType,
+  Reason,
+  RuleKind,
+  RuleProtocol,
+  Status,
+} from "../src/messages.ts";
 import { LinkFrameType } from "../generated/enums.ts";
 import { SOCKS_VERSION, SocksCmd, SocksMethod, USERPASS_VERSION } from "../src/socks5_encode.ts";
 
@@ -144,6 +152,12 @@ test("spec: status codes §9.3, auth methods §9.4 and rule kinds §9.5 match th
   const kinds = sorted(specRegistry("9.5"));
   assert.deepEqual(sorted(ksyEnum("control", "rule_kind")), kinds);
   assert.deepEqual(sorted(RuleKind), kinds);
+});
+
+test("spec: rule protocols of SPEC.md §9.8 = rule_protocol of spec/control.ksy = RuleProtocol", () => {
+  const spec = sorted(specRegistry("9.8"));
+  assert.deepEqual(sorted(ksyEnum("control", "rule_protocol")), spec);
+  assert.deepEqual(sorted(RuleProtocol), spec);
 });
 
 test("spec: refusal reasons of SPEC.md §9.7 = reason of spec/registries.ksy = Reason", () => {
@@ -319,8 +333,10 @@ test("spec: length fields are len_*, count fields num_*, and version/magic field
     for (const [name, sub] of Object.entries(node.types ?? {})) visit(sub, `${where}::${name}`);
   };
   for (const id of KSY_IDS) visit(loadKsy(id), `spec/${id}.ksy`);
-  // SOCKS5 messages: the version byte is checked by the parser itself.
-  for (const id of KSY_IDS.filter((i) => /^socks5_/.test(i) && !/registries/.test(i))) {
+  // SOCKS5 messages: the version byte is checked by the parser itself (a
+  // UDP datagram has none: RFC 1928 §7).
+  const socks5 = (i: string) => /^socks5_/.test(i) && !/registries|udp_datagram/.test(i);
+  for (const id of KSY_IDS.filter(socks5)) {
     const version = loadKsy(id).seq?.[0];
     assert.equal(version?.["id"], "version", `spec/${id}.ksy: first field`);
     assert.ok(version && "valid" in version, `spec/${id}.ksy: version is not validated`);

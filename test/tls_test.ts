@@ -762,6 +762,7 @@ function withTls(inner: Net): Net {
   return {
     runtime: inner.runtime,
     lookup: (host) => inner.lookup(host),
+    bindUdp: (opts) => inner.bindUdp(opts),
     dial: (opts) => inner.dial({ ...opts, tls: { ca: [ca.cert], serverName: "localhost" } }),
     listen: (opts) => inner.listen({ ...opts, tls: leaf }),
   };

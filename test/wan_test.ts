@@ -28,6 +28,7 @@ function gatedNet(net: Net) {
     runtime: net.runtime,
     listen: (o) => net.listen(o),
     lookup: (h) => net.lookup(h),
+    bindUdp: (o) => net.bindUdp(o),
     async dial(o: DialOptions): Promise<Conn> {
       if (dials++ > 0) {
         waiting++;

@@ -35,8 +35,10 @@
  *
  * @module
  */
+import * as dgram from "node:dgram";
 import {
   type Addr,
+  type BindUdpOptions,
   type Conn,
   type DialOptions,
   type Listener,
@@ -48,6 +50,7 @@ import {
 import { normalizePins } from "../../src/tls.ts";
 import {
   AcceptQueue,
+  bindDatagram,
   checkPin,
   closedError,
   listenError,
@@ -366,4 +369,7 @@ async function lookup(host: string): Promise<string[]> {
 }
 
 /** The Bun adapter. */
-export const bunNet: Net = { runtime: "bun", dial, listen, lookup };
+/** UDP on `node:dgram` (src/adapter/udp.ts). */
+const bindUdp = (opts: BindUdpOptions) => bindDatagram(dgram, opts);
+
+export const bunNet: Net = { runtime: "bun", dial, listen, bindUdp, lookup };

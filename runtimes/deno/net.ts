@@ -46,9 +46,11 @@
  *
  * @module
  */
+import * as dgram from "node:dgram";
 import { lookup as dnsLookup } from "node:dns/promises";
 import {
   type Addr,
+  type BindUdpOptions,
   type Conn,
   type DialOptions,
   type Listener,
@@ -57,7 +59,7 @@ import {
 } from "../../src/net.ts";
 import { normalizePins } from "../../src/tls.ts";
 import { fetchPinned, type Pinned } from "./pin.ts";
-import { acceptAll, AcceptQueue, closedError } from "../../src/adapter/mod.ts";
+import { acceptAll, AcceptQueue, bindDatagram, closedError } from "../../src/adapter/mod.ts";
 import { listenError, loopbackTls, timedOut, toNetError } from "../../src/adapter/mod.ts";
 import { NetError } from "../../src/errors.ts";
 
@@ -429,4 +431,7 @@ async function lookup(host: string): Promise<string[]> {
 }
 
 /** The Deno adapter. */
-export const denoNet: Net = { runtime: "deno", dial, listen, lookup };
+/** UDP on `node:dgram` (src/adapter/udp.ts). */
+const bindUdp = (opts: BindUdpOptions) => bindDatagram(dgram, opts);
+
+export const denoNet: Net = { runtime: "deno", dial, listen, bindUdp, lookup };

@@ -25,11 +25,13 @@
  *
  * @module
  */
+import * as dgram from "node:dgram";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { createHash } from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
 import {
+  type BindUdpOptions,
   type Conn,
   type DialOptions,
   type Listener,
@@ -39,6 +41,7 @@ import {
 } from "../../src/net.ts";
 import { normalizePins } from "../../src/tls.ts";
 import {
+  bindDatagram,
   checkPin,
   listenSockets,
   serverTls,
@@ -160,4 +163,7 @@ async function lookup(host: string): Promise<string[]> {
 }
 
 /** The Node.js adapter. */
-export const nodeNet: Net = { runtime: "node", dial, listen, lookup };
+/** UDP on `node:dgram` (src/adapter/udp.ts). */
+const bindUdp = (opts: BindUdpOptions) => bindDatagram(dgram, opts);
+
+export const nodeNet: Net = { runtime: "node", dial, listen, bindUdp, lookup };

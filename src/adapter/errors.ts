@@ -19,6 +19,7 @@ const SAME: ReadonlySet<string> = new Set<NetErrorCode>([
   "ECONNRESET",
   "EPIPE",
   "EADDRINUSE",
+  "EINVAL",
 ]);
 
 /** Other runtime error codes, and Deno's error class names, by what they mean. */
@@ -31,6 +32,10 @@ const ALIASES: ReadonlyMap<string, NetErrorCode> = new Map<string, NetErrorCode>
   ["ERR_STREAM_DESTROYED", "ECLOSED"], // Node
   ["ERR_STREAM_WRITE_AFTER_END", "ECLOSED"], // Node
   ["ERR_SOCKET_CLOSED", "ECLOSED"], // Node
+  ["ERR_SOCKET_DGRAM_NOT_RUNNING", "ECLOSED"], // node:dgram
+  ["ERR_SOCKET_BAD_PORT", "EINVAL"], // node:dgram
+  ["EMSGSIZE", "EINVAL"], // a datagram too big for the socket
+  ["EAFNOSUPPORT", "EINVAL"], // a datagram to an address of the other family
   ["UnexpectedEof", "ECONNRESET"], // Deno (rustls): the peer closed without close_notify
   ["BadResource", "ECLOSED"], // Deno
   ["Interrupted", "ECLOSED"], // Deno

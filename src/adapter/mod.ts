@@ -20,6 +20,9 @@
  *   accepted socket by {@link serverTls}, `node:tls`).
  * - loopback_tls.ts: {@link loopbackTls}, `deferTls` for Deno: the plain
  *   connection spliced into one to an internal loopback TLS listener.
+ * - udp.ts: {@link bindDatagram}, a DatagramSocket on a `node:dgram`
+ *   socket (typed structurally), for all three runtimes: a receive queue
+ *   bounded by count and bytes that drops and counts what does not fit.
  * - entry.ts, for the CLI entry points: {@link secretFileWriter} (mkdir
  *   0700, write 0600, chmod 0600 on the runtime's fs primitives) and
  *   {@link unhandledRejectionLine}.
@@ -49,6 +52,7 @@ export {
   type StreamSocket,
   type TlsModule,
 } from "./socket.ts";
+export { bindDatagram, type DgramModule, type DgramSocket } from "./udp.ts";
 export {
   dirname,
   type SecretFileSystem,
