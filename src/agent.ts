@@ -46,10 +46,9 @@ export interface AgentOptions {
    */
   transport?: Net;
   /**
-   * At protocol version 3, carry pool connections as streams of one link
-   * connection (SPEC.md §2.4): a new pool connection then costs a frame, not
-   * a TCP and TLS handshake. Default true; false dials one connection per
-   * pool connection, as at versions 1 and 2.
+   * Carry pool connections as streams of one link connection (SPEC.md
+   * §2.4): a new pool connection then costs a frame, not a TCP and TLS
+   * handshake. Default true; false dials one connection per pool connection.
    */
   link?: boolean;
   /** The last stream id a link may use before the next one takes over; for tests (default 2³²−1). */
@@ -73,9 +72,9 @@ export class Agent {
   readonly #stop = new AbortController();
   #running: Promise<void> | undefined;
   #control: Conn | undefined;
-  /** The session's link (version 3), once asked for; null if it could not be opened. */
+  /** The session's link, once asked for; null if it could not be opened. */
   #link: Promise<Link | null> | undefined;
-  /** The version-4 link that grants the session's pool streams, once up. */
+  /** The link that grants the session's pool streams, once up. */
   #granting: Link | null = null;
   readonly #pool = new IdMap<Conn>();
   /**
@@ -93,8 +92,7 @@ export class Agent {
   sessions = 0;
 
   /**
-   * This process's instance id (SPEC.md §2.1): sent in INSTANCE at version 2,
-   * so that servers tell replicas (other instances) from a reconnect (this one).
+   * This process's instance id (SPEC.md §2.1): sent in INSTANCE, so that servers tell replicas (other instances) from a reconnect (this one).
    */
   readonly instance: Uint8Array;
 
@@ -107,8 +105,7 @@ export class Agent {
   }
 
   /**
-   * Idle or busy pool connections currently open; on a version-4 link, with
-   * the stream ids granted that the server has not opened yet.
+   * Idle or busy pool connections currently open, with the link's stream ids granted that the server has not opened yet.
    */
   get poolSize(): number {
     const l = this.#granting;
@@ -221,9 +218,9 @@ export class Agent {
         "handshake",
         () => conn.close(),
       );
-      if (this.#version >= 2) await wire.send({ type: "INSTANCE", instance: this.instance });
+      await wire.send({ type: "INSTANCE", instance: this.instance });
       await wire.send({ type: "ANNOUNCE", rules: this.opts.rules });
-      if (this.#version >= 3 && this.opts.link !== false) {
+      if (this.opts.link !== false) {
         this.#link = this.#openLink(welcome, conn);
       }
       this.#seq = 0;
@@ -274,11 +271,11 @@ export class Agent {
       return null;
     }
     let refused = false;
-    // Version 4: the server opens the streams within what this side grants.
-    const credit = this.#version >= 4;
+    // The server opens the streams within what this side grants.
     const link: Link = new Link(conn, {
       ...(this.opts.linkLastId ? { lastId: this.opts.linkLastId } : {}),
-      ...(credit ? { granting: true, onStream: (stream: Conn) => this.#poolStream(stream) } : {}),
+      granting: true,
+      onStream: (stream: Conn) => this.#poolStream(stream),
       onLimit: (limit, max) => this.log.warn("limit hit", { limit, max }),
       first: (chunk) => {
         const e = refusal(chunk);
@@ -291,10 +288,10 @@ export class Agent {
           error: why.message,
         });
         // A refused link carried no pool connection the server counted: dial them.
-        if (refused) void this.#openPool(credit ? link.granted : link.opened, welcome, control);
+        if (refused) void this.#openPool(link.granted, welcome, control);
       },
     });
-    if (credit) this.#granting = link;
+    this.#granting = link;
     return link;
   }
 
@@ -371,8 +368,8 @@ export class Agent {
   }
 
   async #openPoolOf(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
-    if (this.#version >= 4 && this.#link) {
-      // Version 4: pool streams are granted, not opened; the server opens
+    if (this.#link) {
+      // Pool streams are granted, not opened; the server opens
       // each when it needs it (SPEC.md §2.4). What cannot be granted is dialed.
       const granted = await this.#grant(count, welcome, control);
       if (granted === count || this.#control !== control) return granted;
@@ -381,7 +378,7 @@ export class Agent {
     return await this.#dialPool(count, welcome, control);
   }
 
-  /** `count` pool connections (or, before version 4, link streams), concurrently. */
+  /** `count` dialed pool connections, concurrently. */
   async #dialPool(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
     const results = await Promise.all(
       Array.from({ length: count }, () => this.#poolConn(welcome, control)),
@@ -389,7 +386,7 @@ export class Agent {
     return results.filter(Boolean).length;
   }
 
-  /** Version 4: grant `count` pool streams on the session's link; how many were granted. */
+  /** Grant `count` pool streams on the session's link; how many were granted. */
   async #grant(count: number, welcome: MessageOf<"WELCOME">, control: Conn): Promise<number> {
     const link = await this.#currentLink(welcome, control);
     if (this.#control !== control || !link?.usable) return 0;
@@ -412,7 +409,7 @@ export class Agent {
     return this.#link === pending ? link ?? null : (await this.#link) ?? null;
   }
 
-  /** A pool stream the server opened on a version-4 link: it waits for OPEN. */
+  /** A pool stream the server opened on the link: it waits for OPEN. */
   #poolStream(stream: Conn): void {
     this.#track(stream);
     this.#awaitOpen(new Wire(stream)).catch((e) => {
@@ -422,18 +419,6 @@ export class Agent {
   }
 
   async #poolConn(welcome: MessageOf<"WELCOME">, control: Conn): Promise<boolean> {
-    const link = await this.#currentLink(welcome, control);
-    if (this.#control !== control) return false;
-    if (link?.usable && this.#version < 4) {
-      // A stream of the link: it needs no hello, the link was proven once.
-      const stream = link.open();
-      this.#track(stream);
-      this.#awaitOpen(new Wire(stream)).catch((e) => {
-        this.log.error("pool stream handler failed", { error: String(e) });
-        stream.close();
-      });
-      return true;
-    }
     let conn: Conn;
     try {
       conn = await this.#dialServer();

@@ -145,7 +145,7 @@ function parsePayload(type: MsgTypeName, io: KaitaiStream): Message {
     }
     case "POOL_HELLO":
     case "LINK_HELLO": {
-      // One layout; LINK_HELLO's version is ≥ 3 (spec/pool.ksy).
+      // One layout (spec/pool.ksy).
       const p = type === "POOL_HELLO" ? new Pool.PoolHello(io) : new Pool.LinkHello(io);
       const b = p.binding;
       return {

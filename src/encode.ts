@@ -20,7 +20,7 @@
  * {@link encode} checks everything SPEC.md states about a field (§4, §5,
  * §10), so whatever it returns a conforming receiver accepts.
  * (With spec/*.ksy, which SPEC.md makes normative too: a proof is 32 or 64
- * bytes, a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
+ * bytes, a chosen version ≥ 1.)
  * {@link encodeUnchecked} checks only what the wire layout needs (integers
  * fit, fixed sizes, lengths fit their prefix, IP text parses); tests use it to
  * build well-formed frames that break a §10 limit. {@link frame} wraps any
@@ -62,7 +62,7 @@ export function encode(msg: Message): Uint8Array {
 /**
  * Like {@link encode}, but checks only what the byte layout needs, not the
  * SPEC.md §4/§10 rules (name charset and length, message ≤ 1024 bytes, ≤ 512
- * rules, count ≥ 1, port_min ≤ port_max, versions ≥ 1 (≥ 3 in LINK_HELLO),
+ * rules, count ≥ 1, port_min ≤ port_max, versions ≥ 1,
  * proof of 32 or 64 bytes, prefix ≤ 32/128, non-empty domain and host
  * pattern). For tests that send a peer well-formed but invalid messages.
  */
@@ -182,9 +182,9 @@ function encodeWith(msg: Message, m: Mode): Uint8Array {
       break;
     case "POOL_HELLO":
     case "LINK_HELLO":
-      // One layout; a link exists from version 3 on (spec/pool.ksy).
+      // One layout (spec/pool.ksy).
       w.u8(msg.version, `${t}.version`);
-      if (m.strict) atLeast(msg.version, t === "LINK_HELLO" ? 3 : 1, `${t}.version`);
+      if (m.strict) atLeast(msg.version, 1, `${t}.version`);
       w.u32(msg.agentId, `${t}.agentId`);
       w.bytes(msg.sessionId, `${t}.sessionId`, Limits.SESSION_ID_SIZE);
       w.u32(msg.seq, `${t}.seq`);

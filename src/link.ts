@@ -1,9 +1,8 @@
 /**
- * The data link of protocol versions 3 and 4 (SPEC.md §2.4, §3.2): many pool
- * streams over one connection. The agent opens streams ({@link Link.open});
- * the server is handed each one the agent opens (`onStream`); at version 4
- * the roles turn: the agent grants stream ids ({@link Link.grant}) and the
- * server opens the streams. A stream is a
+ * The link (SPEC.md §2.4, §3.2): many pool streams over one connection. The
+ * agent grants stream ids ({@link Link.grant}) and is handed each stream
+ * the server opens (`onStream`); the server opens streams within the
+ * grants ({@link Link.open}). A stream is a
  * {@link Conn}, so the rest of burrow (the pool, OPEN / OPEN_RESULT, the
  * relay) treats it as it treats a pool connection of its own.
  *
@@ -46,8 +45,6 @@ export interface LinkOptions {
   onStream?: (stream: Conn) => void;
   /** Streams open at once that the peer may have; an OPEN beyond it is RESET. Default 65536. */
   maxStreams?: number;
-  /** True while an OPEN would only be closed again: it is RESET before a stream is made. */
-  unwanted?: () => boolean;
   /**
    * Inspects the first bytes received; an error it returns fails the link
    * (the agent uses it to read a server's ERROR frame refusing the link).
@@ -63,13 +60,13 @@ export interface LinkOptions {
   /** The last stream id this side may open (default 2³²−1; tests lower it). */
   lastId?: number;
   /**
-   * Version 4, the side that accepts streams (`onStream`): the peer may open
+   * The side that accepts streams (`onStream`): the peer may open
    * only the stream ids this side granted ({@link Link.grant}); an OPEN
    * beyond them is a link violation.
    */
   granting?: boolean;
   /**
-   * Version 4, the side that opens streams: called with each GRANT's number
+   * The side that opens streams: called with each GRANT's number
    * of new stream ids; {@link Link.open} stays within them. Absent: a GRANT
    * is a link violation.
    */
@@ -89,7 +86,7 @@ export class Link {
   #linger: ReturnType<typeof setTimeout> | undefined;
   #dead: Error | null = null;
   #gotFirst = false;
-  /** Version 4: the highest stream id granted (sent by the acceptor, received by the opener). */
+  /** The highest stream id granted (sent by the acceptor, received by the opener). */
   #granted = 0;
   /** Frames waiting for this turn's write, and that write. */
   #out: Uint8Array[] = [];
@@ -143,18 +140,18 @@ export class Link {
     return this.#highest >= (this.#opts.lastId ?? 0xffffffff);
   }
 
-  /** Version 4 opener: stream ids granted and not yet opened. */
+  /** Opener: stream ids granted and not yet opened. */
   get credit(): number {
     return this.#opts.onGrant ? this.#granted - this.#highest : 0;
   }
 
-  /** Version 4 acceptor: stream ids granted so far. */
+  /** Acceptor: stream ids granted so far. */
   get granted(): number {
     return this.#granted;
   }
 
   /**
-   * Version 4 acceptor: let the peer open `n` more streams (one GRANT frame
+   * Acceptor: let the peer open `n` more streams (one GRANT frame
    * with the new highest id). Returns how many were granted: fewer near the
    * last id, 0 on a link that is not usable.
    */
@@ -407,7 +404,7 @@ export class Link {
       }
       this.#highest = f.stream;
       const max = this.#opts.maxStreams ?? 65536;
-      if (this.#draining || this.#streams.size >= max || this.#opts.unwanted?.()) {
+      if (this.#draining || this.#streams.size >= max) {
         return void this.send({ type: "RESET", stream: f.stream }); // not dead: no new rejection
       }
       const s = new Stream(this, f.stream);

@@ -1,6 +1,6 @@
 /**
- * Typed values of every burrow message (SPEC.md §5, protocol versions 1 to
- * 3) and the registries (SPEC.md §9), the latter generated from spec/*.ksy.
+ * Typed values of every burrow message (SPEC.md §5, protocol version 1)
+ * and the registries (SPEC.md §9), the latter generated from spec/*.ksy.
  * Encoders live in encode.ts, decoders in decode.ts.
  *
  * @module
@@ -35,9 +35,9 @@ export const Limits = {
   SESSION_ID_SIZE: 16,
 } as const;
 
-/** The protocol versions this implementation speaks (SPEC.md §4). */
+/** The protocol versions this implementation speaks (SPEC.md §4): one, 1, a draft until the first release. */
 export const VERSION_MIN = 1;
-export const VERSION_MAX = 4;
+export const VERSION_MAX = 1;
 
 /** SPEC.md §5.1. IPv4/IPv6 hosts are canonical text (`10.0.0.1`, `fd00::1`). */
 export type Target =
@@ -83,7 +83,7 @@ export type Message =
   | { type: "PING"; data: Uint8Array }
   | { type: "PONG"; data: Uint8Array }
   | { type: "GOAWAY"; code: number; message: string }
-  /** Version 2 (SPEC.md §5.19). */
+  /** SPEC.md §5.19. */
   | { type: "INSTANCE"; instance: Uint8Array }
   | {
     type: "POOL_HELLO";
@@ -95,7 +95,7 @@ export type Message =
   }
   | { type: "OPEN"; streamId: number; clientId: number; client: string; target: Target }
   | { type: "OPEN_RESULT"; streamId: number; status: number; bound: Target }
-  /** Version 3 (SPEC.md §5.20). */
+  /** SPEC.md §5.20. */
   | {
     type: "LINK_HELLO";
     version: number;

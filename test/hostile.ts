@@ -52,7 +52,7 @@ export async function hostileAgent(
     proof: await cred.prove(transcript("agent", ch.version, ch.nonce, name)),
   });
   const welcome = await control.expect("WELCOME");
-  if (version >= 2) await control.send({ type: "INSTANCE", instance: new Uint8Array(16) });
+  await control.send({ type: "INSTANCE", instance: new Uint8Array(16) });
   await control.send({ type: "ANNOUNCE", rules: [] });
   let seq = 0;
   const conns: Conn[] = [control.conn];
@@ -104,11 +104,21 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 /** `count` link OPEN frames for stream ids `first`, `first + 1`, … in one buffer. */
 export function linkOpens(first: number, count: number): Uint8Array {
+  return linkHeaders(1, first, count);
+}
+
+/** `count` link GRANT frames for stream ids `first`, `first + 1`, … in one buffer. */
+export function linkGrants(first: number, count: number): Uint8Array {
+  return linkHeaders(5, first, count);
+}
+
+/** `count` bodiless link frames of `type` for stream ids `first`, `first + 1`, … */
+function linkHeaders(type: number, first: number, count: number): Uint8Array {
   const buf = new Uint8Array(count * LINK_HEADER_SIZE);
   const view = new DataView(buf.buffer);
   for (let i = 0; i < count; i++) {
     const at = i * LINK_HEADER_SIZE;
-    buf[at] = 1; // OPEN
+    buf[at] = type;
     view.setUint32(at + 1, first + i);
   }
   return buf;

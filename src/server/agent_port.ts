@@ -39,7 +39,7 @@ export interface PoolEntry {
 export type Session = AgentSession<PoolEntry>;
 
 /**
- * A pool entry of a version-4 link: a stream id the agent granted, whose
+ * A pool entry of a link: a stream id the agent granted, whose
  * stream is opened (OPEN frame) when a CONNECT takes it. It is never
  * written after it is made: an entry that waited in the pool is old by the
  * time it is used, and what a stream stored in it would be kept and marked
@@ -88,7 +88,7 @@ export class AgentPort {
   readonly #controls = new Map<Session, Control>();
   readonly #byKey = new Map<string, Session>();
   readonly #agentIds = new Map<string, number>();
-  /** Each session's links (version 3, SPEC.md §2.4). */
+  /** Each session's links (SPEC.md §2.4). */
   readonly #links = new Map<Session, Set<Link>>();
 
   constructor(readonly ctx: ServerContext) {
@@ -290,9 +290,7 @@ export class AgentPort {
         },
       },
     );
-    // Version 1 has no instance id: a new session replaces every session of its name.
-    // At version 2 the decision waits for INSTANCE (SPEC.md §2.1).
-    if (version < 2) this.#replace(s, () => true);
+    // Which sessions this one replaces waits for its INSTANCE (SPEC.md §2.1).
     const c = this.ctx.config();
     const timer = setInterval(() => this.#tick(s), c.heartbeatIntervalMs);
     this.#groups.set(s.name, [...this.group(s.name), s]);
@@ -350,20 +348,14 @@ export class AgentPort {
           break;
         }
         case "INSTANCE": {
-          if (s.who.version < 2 || s.instance || s.announced) {
-            throw new ProtocolError(
-              "unexpected_message",
-              "INSTANCE is for version 2, once, before ANNOUNCE",
-            );
+          if (s.instance || s.announced) {
+            throw new ProtocolError("unexpected_message", "INSTANCE comes once, before ANNOUNCE");
           }
           s.instance = msg.instance;
           const same = toHex(msg.instance);
-          // The same process reconnecting, or a version-1 session it upgrades from.
-          // (A version-2 session whose INSTANCE has not arrived yet is someone else: left alone.)
-          this.#replace(
-            s,
-            (old) => old.who.version < 2 || (old.instance !== null && toHex(old.instance) === same),
-          );
+          // The same process reconnecting. (A session whose INSTANCE has not
+          // arrived yet is someone else: left alone.)
+          this.#replace(s, (old) => old.instance !== null && toHex(old.instance) === same);
           log.info("agent instance", {
             instance: same.slice(0, 8),
             replicas: this.group(s.name).length,
@@ -470,37 +462,26 @@ export class AgentPort {
       );
     }
     admitted();
-    const { streamsPerAgent } = this.ctx.config().limits;
-    // Version 4: the agent grants stream ids and this side opens each stream
-    // when a CONNECT takes it; until then a pool entry is only a number.
-    const credit = s.who.version >= 4;
+    // The agent grants stream ids and this side opens each stream when a
+    // CONNECT takes it; until then a pool entry is only a number.
     // Read when an entry is opened: a GRANT may come with the hello's
     // bytes, before the constructor below has returned.
     const current = (): Link => link;
     const link: Link = new Link(wire.conn, {
-      ...(credit
-        ? {
-          onGrant: (added: number) => {
-            // Bounded by the pool, not by the agent's number: once the
-            // pool is full (pool_max idle) the rest of a grant is dropped.
-            for (let i = 0; i < added; i++) {
-              if (!this.#credit(s, current)) break;
-            }
-          },
+      onGrant: (added: number) => {
+        // Bounded by the pool, not by the agent's number: once the
+        // pool is full (pool_max idle) the rest of a grant is dropped.
+        for (let i = 0; i < added; i++) {
+          if (!this.#credit(s, current)) break;
         }
-        : {
-          // Idle streams count against pool_max, busy ones against the agent's stream limit.
-          maxStreams: this.ctx.config().poolMax + streamsPerAgent,
-          onStream: (stream: Conn) => this.#join(s, new Wire(stream), log),
-          unwanted: () => s.unwanted,
-        }),
+      },
       onLimit: (limit, max) => this.ctx.admission.limitHit(limit, { agent: s.name, max }),
       onClose: (why) => {
         links.delete(link);
         if (links.size === 0) this.#links.delete(s);
         // Granted streams never opened leave the pool with their link, and
         // so do the requests whose streams were still to come on it.
-        s.restAtMax = credit && links.size > 0;
+        s.restAtMax = links.size > 0;
         if (why && !s.closed) s.linkLost((e) => e instanceof Credit && e.link === current);
         if (why && !s.closed) log.info("agent link closed", { reason: why.message });
       },
@@ -508,17 +489,15 @@ export class AgentPort {
     if (s.closed) return link.drain();
     links.add(link);
     this.#links.set(s, links);
-    if (credit) {
-      // An unopened pool stream costs a few bytes here and nothing on the
-      // agent: such a session keeps pool_max of them (SPEC.md §7.4).
-      s.restAtMax = true;
-      s.replenish();
-    }
+    // An unopened pool stream costs a few bytes here and nothing on the
+    // agent: such a session keeps pool_max of them (SPEC.md §7.4).
+    s.restAtMax = true;
+    s.replenish();
     log.debug("agent link open", { session: s.key.slice(0, 8), links: links.size });
   }
 
   /**
-   * A granted stream id of a version-4 link joins the session's pool,
+   * A granted stream id of a link joins the session's pool,
    * unopened. False when the pool took no more (full, or the session ended).
    */
   #credit(s: Session, link: () => Link): boolean {
@@ -526,7 +505,7 @@ export class AgentPort {
     return placed === "idle" || placed === "taken";
   }
 
-  /** A proven pool connection (or link stream) joins the session's pool. */
+  /** A proven pool connection joins the session's pool. */
   #join(s: Session, wire: Wire, log: Logger): void {
     const pc: PoolConn & PoolEntry = {
       wire,

@@ -123,7 +123,7 @@ export class Server implements HttpSource {
     );
     m.gauge(
       "burrow_agent_links",
-      "Links per agent (protocol version 3, SPEC.md §2.4); 0: pool connections of their own",
+      "Links per agent (SPEC.md §2.4); 0: pool connections of their own",
       () => [...this.agents.names()].map((name) => [{ agent: name }, this.agents.links(name)]),
     );
     m.gauge(
