@@ -7,6 +7,7 @@
  * | admission.ts | handshake budgets per port and source, auth-failure blocks |
  * | login.ts | version negotiation, CHALLENGE/AUTH verification, SOCKS5 passwords |
  * | agent_port.ts | agents' control loop and pool hellos |
+ * | carrier.ts | pool entries: connections of their own and links (granted stream ids) |
  * | session.ts | one agent's session and its pool policy (no sockets) |
  * | router.ts | grants, limits, OPEN/OPEN_RESULT, relay and counting |
  * | socks_front.ts, client_front.ts | the SOCKS5 port and the client-proxy port |

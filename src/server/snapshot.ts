@@ -10,7 +10,8 @@
  */
 import { toHex } from "../auth.ts";
 import { formatRule } from "../policy.ts";
-import type { AgentPort, Session } from "./agent_port.ts";
+import type { AgentPort } from "./agent_port.ts";
+import type { Session } from "./carrier.ts";
 import type { LiveStream, Router } from "./router.ts";
 import type { ServerConfig } from "../config/mod.ts";
 
