@@ -103,21 +103,8 @@ export class HttpConnectFront {
       await httpReply(conn, httpCodeOf(r.status), refusalText(r.status, reasonName(r.code)));
       return this.router.setupDone(PORT, t0, false);
     }
-    if (clog.enabled("debug")) {
-      clog.debug("stream open", {
-        stream: r.streamId,
-        agent: r.agent,
-        target: targetText(r.target),
-      });
-    }
-    try {
-      await httpReply(conn, 200);
-    } catch (e) {
-      this.router.abandon(client, r);
-      throw e;
-    }
-    this.router.setupDone(PORT, t0, true);
-    return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT); // never throws
+    const reply = httpReply(conn, 200);
+    return this.router.replied(reply, client, conn, req.rd.rest(), r, clog, PORT, t0);
   }
 
   /** Answer a head that is refused before any credential is looked at. */
