@@ -24,6 +24,8 @@ export interface CarrierSession {
   readonly log: Logger;
   /** The last stream id a link may use (tests lower it); absent: 2³²−1. */
   readonly linkLastId: number | undefined;
+  /** How long a link may hold part of a frame with no frame completed (the heartbeat timeout). */
+  readonly frameTimeoutMs: number;
   dialServer(): Promise<Conn>;
   /** Prove `wire` for the session with the next sequence number; false (and closed) on failure. */
   hello(type: "POOL_HELLO" | "LINK_HELLO", wire: Wire): Promise<boolean>;
@@ -159,6 +161,7 @@ export class LinkCarrier implements Carrier {
     const link: Link = new Link(conn, {
       ...(s.linkLastId ? { lastId: s.linkLastId } : {}),
       granting: true,
+      frameTimeoutMs: s.frameTimeoutMs,
       onStream: (stream: Conn) => {
         s.pool.add(stream);
         s.pool.serve(new Wire(stream));

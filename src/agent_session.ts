@@ -56,6 +56,10 @@ export class ControlSession implements CarrierSession {
     this.#carriers = this.link ? [this.link, new DialCarrier(this)] : [new DialCarrier(this)];
   }
 
+  get frameTimeoutMs(): number {
+    return this.welcome.heartbeatTimeoutMs;
+  }
+
   /** Pool connections made available and not yet taken by the server. */
   get spare(): number {
     return this.link?.spare ?? 0;

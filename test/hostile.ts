@@ -26,6 +26,8 @@ export interface HostileAgent {
   pongs(): number;
   /** A new link connection with its LINK_HELLO (and `after`, in the same write) sent. */
   link(after?: Uint8Array): Promise<Conn>;
+  /** A new pool connection with its POOL_HELLO (and `after`) sent. */
+  pool(after?: Uint8Array): Promise<Conn>;
   close(): void;
 }
 
@@ -70,29 +72,32 @@ export async function hostileAgent(
     control,
     version: ch.version,
     pongs: () => pongs,
-    async link(after?: Uint8Array): Promise<Conn> {
-      const s = ++seq;
-      const proof = await cred.prove(
-        poolTranscript(welcome.agentId, welcome.sessionId, s, ch.nonce),
-      );
-      const hello = encode({
-        type: "LINK_HELLO",
-        version: ch.version,
-        agentId: welcome.agentId,
-        sessionId: welcome.sessionId,
-        seq: s,
-        proof,
-      });
-      const conn = await net.dial(addr);
-      conns.push(conn);
-      await conn.write(after ? concat(hello, after) : hello);
-      return conn;
-    },
+    link: (after?: Uint8Array) => hello("LINK_HELLO", after),
+    pool: (after?: Uint8Array) => hello("POOL_HELLO", after),
     close() {
       clearInterval(ping);
       for (const c of conns) c.close();
     },
   };
+
+  async function hello(type: "LINK_HELLO" | "POOL_HELLO", after?: Uint8Array): Promise<Conn> {
+    const s = ++seq;
+    const proof = await cred.prove(
+      poolTranscript(welcome.agentId, welcome.sessionId, s, ch.nonce),
+    );
+    const hello = encode({
+      type,
+      version: ch.version,
+      agentId: welcome.agentId,
+      sessionId: welcome.sessionId,
+      seq: s,
+      proof,
+    });
+    const conn = await net.dial(addr);
+    conns.push(conn);
+    await conn.write(after ? concat(hello, after) : hello);
+    return conn;
+  }
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

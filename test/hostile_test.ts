@@ -43,6 +43,49 @@ test(`${rt}: a link whose first chunk has a bad frame behind LINK_HELLO fails th
   await t.close();
 });
 
+test(`${rt}: a link or an idle pool connection holding a partial frame trickled in is closed (limit=frame_timeout)`, async () => {
+  // heartbeat timeout 1 s (helpers.ts): no frame completed for that long while bytes are held.
+  const t = await tunnel({ startAgent: false });
+  const a = await hostileAgent(t.net, t.server.addrs.agents!, 1);
+  const trickles: ReturnType<typeof setInterval>[] = [];
+  try {
+    // A DATA header announcing 65535 bytes on a link, and a frame header
+    // announcing 256 KiB on a pool connection; then one byte every 100 ms.
+    const data = Uint8Array.of(0, 0, 0, 0, 1, 0xff, 0xff);
+    const frame = Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 0x22, 0, 0, 0, 4, 0, 0);
+    const conns = [await a.link(data), await a.pool(frame)];
+    for (const c of conns) {
+      trickles.push(setInterval(() => void c.write(Uint8Array.of(0)).catch(() => {}), 100));
+    }
+    for (const c of conns) {
+      // Bounded: the deadline is 1 s; a connection the server keeps is read until 10 s.
+      const end = Date.now() + 10_000;
+      let closed = false;
+      while (!closed && Date.now() < end) {
+        closed = await Promise.race([
+          c.read().then((x) => x === null, () => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+        ]);
+      }
+      assert.ok(closed, "the server closes it");
+    }
+    assert.ok(
+      await until(() => t.logs.filter((l) => l.includes("limit=frame_timeout")).length >= 2),
+      t.logs.join("\n"),
+    );
+    assert.match(
+      t.server.metrics.render(),
+      /^burrow_limit_hits_total\{limit="frame_timeout"\} [2-9]/m,
+    );
+    const pongs = a.pongs();
+    assert.ok(await until(() => a.pongs() > pongs), "the session goes on");
+  } finally {
+    for (const i of trickles) clearInterval(i);
+    a.close();
+    await t.close();
+  }
+});
+
 test(`${rt}: a peer that sends OPENs without reading the RESETs has its link failed (limit=link_queued_control)`, async () => {
   const net = await runtimeNet();
   const l = await net.listen({ host: "127.0.0.1", port: 0 });

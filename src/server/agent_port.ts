@@ -347,6 +347,16 @@ export class AgentPort {
       return this.end(s, null, "heartbeat timeout");
     }
     ctl.wire.send({ type: "PING", data: randomBytes(8) }).catch(() => ctl.wire.conn.close());
+    // An idle pool connection is sent nothing before OPEN; part of a frame
+    // may wait there as long as a control connection may be silent.
+    const held = s.sweep((e) => e.heldFor(now) > c.heartbeatTimeoutMs);
+    if (held > 0) {
+      this.ctx.admission.limitHit("frame_timeout", {
+        agent: s.name,
+        max: c.heartbeatTimeoutMs,
+        connections: held,
+      });
+    }
     s.tick();
   }
 
@@ -410,10 +420,12 @@ export class AgentPort {
     const s = await this.#prove(wire, hello);
     this.#links.check(s);
     admitted();
+    // A partial frame may be held as long as a control connection may be silent.
     this.#links.add(
       s,
       wire.conn,
       wire.rest(),
+      this.ctx.config().heartbeatTimeoutMs,
       log,
       (limit, max) => this.ctx.admission.limitHit(limit, { agent: s.name, max }),
     );

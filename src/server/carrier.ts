@@ -31,6 +31,8 @@ export interface PoolEntry {
   open(): PoolConn;
   /** Leave the pool unused. */
   close(): void;
+  /** How long, at `now`, bytes have been held with no frame completed (ms; 0: none). */
+  heldFor(now: number): number;
 }
 
 export type Session = AgentSession<PoolEntry>;
@@ -50,6 +52,10 @@ export class PooledConn implements PoolConn, PoolEntry {
   close(): void {
     this.wire.conn.close();
   }
+
+  heldFor(now: number): number {
+    return this.wire.heldFor(now);
+  }
 }
 
 /**
@@ -67,6 +73,10 @@ class Credit implements PoolEntry {
   }
 
   close(): void {} // the id stays unused; the link's end drops it on the agent's side
+
+  heldFor(): number {
+    return 0; // its bytes are the link's, which has its own deadline
+  }
 }
 
 interface LinkHooks {
@@ -112,10 +122,21 @@ export class Links {
     for (const l of this.#of.get(s) ?? []) l.link.drain();
   }
 
-  /** A proven link of session `s` on `conn` (`rest`: bytes read after its hello). */
-  add(s: Session, conn: Conn, rest: Uint8Array, log: Logger, onLimit: LinkHooks["onLimit"]): void {
+  /**
+   * A proven link of session `s` on `conn` (`rest`: bytes read after its
+   * hello), failed when bytes of a frame are held `frameTimeoutMs` with no
+   * frame completed.
+   */
+  add(
+    s: Session,
+    conn: Conn,
+    rest: Uint8Array,
+    frameTimeoutMs: number,
+    log: Logger,
+    onLimit: LinkHooks["onLimit"],
+  ): void {
     const links = this.#of.get(s) ?? new Set<LinkCarrier>();
-    const carrier = new LinkCarrier(s, conn, rest, {
+    const carrier = new LinkCarrier(s, conn, rest, frameTimeoutMs, {
       onLimit,
       onClose: (c, why) => {
         links.delete(c);
@@ -147,7 +168,13 @@ export class Links {
 export class LinkCarrier {
   readonly link: Link;
 
-  constructor(readonly session: Session, conn: Conn, rest: Uint8Array, hooks: LinkHooks) {
+  constructor(
+    readonly session: Session,
+    conn: Conn,
+    rest: Uint8Array,
+    frameTimeoutMs: number,
+    hooks: LinkHooks,
+  ) {
     // A GRANT that came with the hello's bytes is read after this
     // constructor returned (Link defers them), so `this.link` is set by then.
     this.link = new Link(conn, {
@@ -159,6 +186,7 @@ export class LinkCarrier {
           if (placed !== "idle" && placed !== "taken") break;
         }
       },
+      frameTimeoutMs,
       onLimit: hooks.onLimit,
       onClose: (why) => hooks.onClose(this, why),
     }, rest);

@@ -274,6 +274,15 @@ export class AgentSession<P extends Pooled> {
     return "idle";
   }
 
+  /** Close and drop the idle connections `stale` is true of, then refill; how many. */
+  sweep(stale: (conn: P) => boolean): number {
+    const before = this.#idle.length;
+    this.#idle = this.#idle.filter((c) => !stale(c.conn) || (c.conn.close(), false));
+    const n = before - this.#idle.length;
+    if (n > 0) this.replenish();
+    return n;
+  }
+
   /** An idle connection the agent closed: drop it and refill. False if it was not idle. */
   remove(conn: P): boolean {
     const i = this.#idle.findIndex((c) => c.conn === conn);
