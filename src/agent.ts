@@ -1,7 +1,9 @@
 /**
- * The agent (SPEC.md §2.1, §2.2): keeps a control connection to the server,
- * opens pool connections when asked, and on OPEN checks its own allowlist,
- * dials the target and relays. Reconnects with backoff after any loss.
+ * The agent (SPEC.md §2.1, §2.2): logs in to the server and keeps one
+ * session (agent_session.ts), which provides pool connections when asked
+ * through its carriers (agent_carrier.ts); its pool (agent_stream.ts) checks
+ * each OPEN against its own allowlist, dials the target and relays.
+ * Reconnects with backoff after any loss, with a new session.
  *
  * @module
  */

@@ -61,8 +61,26 @@ export class AgentPool {
   }
 
   async #awaitOpen(wire: Wire): Promise<void> {
-    const open = await this.#open(wire);
-    if (!open) return;
+    let open: MessageOf<"OPEN">;
+    this.unused++;
+    try {
+      const msg = await wire.recv().finally(() => this.unused--);
+      if (msg === null) return wire.conn.close(); // the server shrank its pool
+      if (msg.type === "ERROR") {
+        this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });
+        return wire.conn.close();
+      }
+      if (msg.type !== "OPEN") {
+        throw new ProtocolError("unexpected_message", `expected OPEN, got ${msg.type}`);
+      }
+      open = msg;
+    } catch (e) {
+      if (e instanceof ProtocolError) {
+        this.log.warn("protocol error on pool connection", { code: e.code, error: e.message });
+        return e.reply ? wire.fail(e.code, e.message) : wire.conn.close();
+      }
+      return wire.conn.close();
+    }
     // Made when a line is written: at info, a stream that opens logs none.
     const log = () =>
       this.log.with({
@@ -93,30 +111,5 @@ export class AgentPool {
     if (this.log.enabled("debug")) log().debug("stream open");
     // Returned, not awaited, so this frame is released while the stream lasts.
     return relay(wire.conn, target, wire.rest()).then(noop);
-  }
-
-  /** The OPEN that comes on `wire`, or null (and `wire` closed) when none does. */
-  async #open(wire: Wire): Promise<MessageOf<"OPEN"> | null> {
-    this.unused++;
-    try {
-      const msg = await wire.recv().finally(() => this.unused--);
-      if (msg === null) return (wire.conn.close(), null); // the server shrank its pool
-      if (msg.type === "ERROR") {
-        this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });
-        return (wire.conn.close(), null);
-      }
-      if (msg.type !== "OPEN") {
-        throw new ProtocolError("unexpected_message", `expected OPEN, got ${msg.type}`);
-      }
-      return msg;
-    } catch (e) {
-      if (e instanceof ProtocolError) {
-        this.log.warn("protocol error on pool connection", { code: e.code, error: e.message });
-        await (e.reply ? wire.fail(e.code, e.message) : wire.conn.close());
-        return null;
-      }
-      wire.conn.close();
-      return null;
-    }
   }
 }

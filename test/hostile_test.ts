@@ -199,7 +199,7 @@ function unreadConn(): { conn: Conn; feed(b: Uint8Array): void } {
 
 type Step = { kind: "OPEN" | "RESET" | "FIN" | "WINDOW" | "DATA"; pick: number };
 
-/** Valid link frames from `steps`, as a peer that opens streams (version 3) sends them. */
+/** Valid link frames from `steps`, as a peer that opens streams sends them. */
 function validFrames(steps: Step[]): LinkFrame[] {
   let highest = 0;
   const finished = new Set<number>();

@@ -1211,7 +1211,7 @@ test(`${rt}: credit: the opener opens only what was granted; each GRANT raises t
   const grants: number[] = [];
   const { dialed, accepted } = await tcpPair();
   const streams: Conn[] = [];
-  // Version 4: the agent (dialing side) grants and accepts; the server opens.
+  // The agent (dialing side) grants and accepts; the server opens.
   const agent = new Link(dialed, { granting: true, onStream: (s) => void streams.push(s) });
   const server = new Link(accepted, { onGrant: (n) => void grants.push(n) });
   try {

@@ -53,7 +53,7 @@ function idle(metrics: string, agent: string): number {
 test(`${rt}: a SOCKS5 client that authenticated counts as pool demand before its CONNECT`, async () => {
   const t = await tunnel({
     config: { pool: { min: 1, max: 32, wait: "2s", idle: "30s" } },
-    agent: { link: false }, // a version-4 link's pool rests at pool_max anyway
+    agent: { link: false }, // a link's pool rests at pool_max anyway
   });
   const echo = await echoTarget(t.net);
   const conns: Conn[] = [];
@@ -436,7 +436,7 @@ test(`${rt}: a recorded agent handshake cannot be replayed`, async () => {
 });
 
 test(`${rt}: pool serves a CONNECT right after connect, a burst of 200, then shrinks`, async () => {
-  // Dialed pool connections: a version-4 link's pool rests at pool_max (link_agent_test).
+  // Dialed pool connections: a link's pool rests at pool_max (link_agent_test).
   const t = await tunnel({ agent: { link: false } });
   const echo = await echoTarget(t.net);
   try {

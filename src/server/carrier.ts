@@ -181,7 +181,7 @@ export class LinkCarrier {
       onGrant: (added: number) => {
         // Bounded by the pool, not by the agent's number: once the pool is
         // full (pool_max idle) the rest of a grant is dropped.
-        for (let i = 0; i < added; i++) {
+        for (let i = 0; i < added && session.wants; i++) {
           const placed = session.add(new Credit(this));
           if (placed !== "idle" && placed !== "taken") break;
         }

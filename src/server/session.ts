@@ -254,6 +254,18 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
+   * {@link add} would count or place a connection now, not only answer
+   * "full" or "closed": a GRANT beyond it makes nothing (a flood of them
+   * costs no allocation per id).
+   */
+  get wants(): boolean {
+    if (this.closed) return false;
+    if (this.#waiters.length > 0 || this.#idle.length < this.params().poolMax) return true;
+    for (const a of this.#asks) if (a.remaining > 0) return true;
+    return false;
+  }
+
+  /**
    * A pool connection whose POOL_HELLO was verified. It counts against the
    * oldest open request, then goes to the oldest waiting CONNECT, else idles.
    * `"full"` and `"closed"`: the caller closes it.

@@ -31,7 +31,7 @@ export interface AgentView {
   id: number;
   /** First 8 hex digits of the session id (as in the logs). */
   session: string;
-  /** The agent process's instance id (hex; version 2), null for a version-1 session. */
+  /** The agent process's instance id (hex), null until its INSTANCE came. */
   instance: string | null;
   /** Negotiated protocol version. */
   protocol: number;
