@@ -176,7 +176,7 @@ var Control = (function() {
   })();
 
   /**
-   * INSTANCE (0x16), agent → server, protocol version 2 only: which running
+   * INSTANCE (0x16), agent → server: which running
    * copy of the agent this session is. Sent once, after WELCOME and before
    * ANNOUNCE. Sessions of one name with different instances are replicas.
    * @see SPEC.md §5.19

@@ -99,7 +99,7 @@ export declare namespace Frame {
      */
     readonly GOAWAY: 21;
     /**
-     * agent → server, control, version 2 (SPEC.md §5.19)
+     * agent → server, control (SPEC.md §5.19)
      */
     readonly INSTANCE: 22;
     /**
@@ -115,7 +115,7 @@ export declare namespace Frame {
      */
     readonly OPEN_RESULT: 34;
     /**
-     * agent → server, link, version 3 (SPEC.md §5.20)
+     * agent → server, link (SPEC.md §5.20)
      */
     readonly LINK_HELLO: 35;
     /**

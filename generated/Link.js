@@ -3,14 +3,14 @@
 import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 
 /**
- * One link frame. A link (version 3) is one long-lived connection per
+ * One link frame. A link is one long-lived connection per
  * session from the agent to the agent port; its first frame is the BRRW
  * frame LINK_HELLO (pool.ksy), and after it the connection carries only link
  * frames, which multiplex many pool streams: a 7-byte header (type, stream
  * id, body length) then `len_body` bytes of body. The rules: the type is one
  * of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
  * bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
- * stream id is the highest id the server may open, version 4); a WINDOW body is 4
+ * stream id is the highest id the server may open); a WINDOW body is 4
  * bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
  * that breaks one is a link violation: the receiver closes the link at once
  * (a link has no ERROR frame). The rules that need the link's state (stream

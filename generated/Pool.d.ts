@@ -10,7 +10,7 @@ export interface KaitaiStream {
 
 /**
  * Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
- * OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link (version 3),
+ * OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link,
  * after which the link carries link frames (link.ksy). This type has no
  * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.2
@@ -38,7 +38,7 @@ export declare namespace Pool {
     binding: Pool.SessionBinding;
   }
   /**
-   * LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+   * LINK_HELLO (0x23), agent → server: the first frame of a
    * link, laid out as POOL_HELLO. The server does not answer a valid one;
    * the connection then carries link frames (link.ksy), not BRRW frames.
    * @see SPEC.md §5.20
@@ -49,7 +49,7 @@ export declare namespace Pool {
     _parent: unknown;
     _root: unknown;
     /**
-     * The session's protocol version, 3 or later.
+     * The session's protocol version.
      */
     version: number;
     binding: Pool.SessionBinding;

@@ -6,7 +6,7 @@ import * as Registries_ from "./Registries.js";
 
 /**
  * Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
- * OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link (version 3),
+ * OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link,
  * after which the link carries link frames (link.ksy). This type has no
  * fields of its own; each message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.2
@@ -24,7 +24,7 @@ var Pool = (function() {
   }
 
   /**
-   * LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+   * LINK_HELLO (0x23), agent → server: the first frame of a
    * link, laid out as POOL_HELLO. The server does not answer a valid one;
    * the connection then carries link frames (link.ksy), not BRRW frames.
    * @see SPEC.md §5.20
@@ -40,14 +40,14 @@ var Pool = (function() {
     }
     LinkHello.prototype._read = function() {
       this.version = this._io.readU1();
-      if (!(this.version >= 3)) {
-        throw new KaitaiStream.ValidationLessThanError(3, this.version, this._io, "/types/link_hello/seq/0");
+      if (!(this.version >= 1)) {
+        throw new KaitaiStream.ValidationLessThanError(1, this.version, this._io, "/types/link_hello/seq/0");
       }
       this.binding = new SessionBinding(this._io, this, this._root);
     }
 
     /**
-     * The session's protocol version, 3 or later.
+     * The session's protocol version.
      */
 
     return LinkHello;

@@ -151,7 +151,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
     }
     case "LINK_HELLO": {
       w.u8(msg.version, "LINK_HELLO.version");
-      if (strict && msg.version < 3) throw new RangeError(`LINK_HELLO.version: must be >= 3, got ${msg.version}`);
+      if (strict && msg.version < 1) throw new RangeError(`LINK_HELLO.version: must be >= 1, got ${msg.version}`);
       w.u32(msg.agentId, "LINK_HELLO.agentId");
       w.bytes(msg.sessionId, "LINK_HELLO.sessionId", 16);
       w.u32(msg.seq, "LINK_HELLO.seq");

@@ -34,7 +34,7 @@ export const MsgType = {
   PONG: 0x14,
   /** either direction, control (SPEC.md §5.11) */
   GOAWAY: 0x15,
-  /** agent → server, control, version 2 (SPEC.md §5.19) */
+  /** agent → server, control (SPEC.md §5.19) */
   INSTANCE: 0x16,
   /** agent → server, pool (SPEC.md §5.12) */
   POOL_HELLO: 0x20,
@@ -42,7 +42,7 @@ export const MsgType = {
   OPEN: 0x21,
   /** agent → server, pool (SPEC.md §5.14) */
   OPEN_RESULT: 0x22,
-  /** agent → server, link, version 3 (SPEC.md §5.20) */
+  /** agent → server, link (SPEC.md §5.20) */
   LINK_HELLO: 0x23,
   /** client proxy → server (SPEC.md §5.15) */
   CLIENT_HELLO: 0x30,
@@ -198,7 +198,7 @@ export const RuleProtocol = {
 export const LinkFrameType = {
   /** stream bytes, 1..65535 of them (SPEC.md §3.2) */
   DATA: 0x00,
-  /** a new stream, from the agent (version 3) or the server (version 4); no body (SPEC.md §3.2) */
+  /** a new stream, from the server, with an id the agent granted; no body (SPEC.md §3.2) */
   OPEN: 0x01,
   /** u4 increment ≥ 1 of the stream's send window (SPEC.md §3.2) */
   WINDOW: 0x02,
@@ -207,7 +207,7 @@ export const LinkFrameType = {
   /** the stream is closed in both directions; no body (SPEC.md §3.2) */
   RESET: 0x04,
   /**
-   * agent → server (version 4): the server may open streams up to the
+   * agent → server: the server may open streams up to the
    * frame's stream id; no body (SPEC.md §3.2)
    */
   GRANT: 0x05,

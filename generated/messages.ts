@@ -191,7 +191,7 @@ export interface Goaway {
 }
 
 /**
- * INSTANCE (0x16), agent → server, protocol version 2 only: which running
+ * INSTANCE (0x16), agent → server: which running
  * copy of the agent this session is. Sent once, after WELCOME and before
  * ANNOUNCE. Sessions of one name with different instances are replicas.
  *
@@ -258,14 +258,14 @@ export interface OpenResult {
 }
 
 /**
- * LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+ * LINK_HELLO (0x23), agent → server: the first frame of a
  * link, laid out as POOL_HELLO. The server does not answer a valid one;
  * the connection then carries link frames (link.ksy), not BRRW frames.
  *
  * @see spec/pool.ksy `link_hello`
  */
 export interface LinkHello extends SessionBinding {
-  /** The session's protocol version, 3 or later. */
+  /** The session's protocol version. */
   version: number;
 }
 
@@ -428,7 +428,7 @@ export const Valid = {
     version: { min: 1 },
   },
   "pool::link_hello": {
-    version: { min: 3 },
+    version: { min: 1 },
   },
   "pool::session_binding": {
     lenProof: { anyOf: [32, 64] },

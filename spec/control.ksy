@@ -148,7 +148,7 @@ types:
         doc: UTF-8; decoders reject invalid UTF-8 and keep a leading BOM.
   instance:
     doc: |
-      INSTANCE (0x16), agent → server, protocol version 2 only: which running
+      INSTANCE (0x16), agent → server: which running
       copy of the agent this session is. Sent once, after WELCOME and before
       ANNOUNCE. Sessions of one name with different instances are replicas.
     doc-ref: SPEC.md §5.19

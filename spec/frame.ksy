@@ -115,7 +115,7 @@ enums:
       doc: either direction, control (SPEC.md §5.11)
     0x16:
       id: instance
-      doc: agent → server, control, version 2 (SPEC.md §5.19)
+      doc: agent → server, control (SPEC.md §5.19)
     0x20:
       id: pool_hello
       doc: agent → server, pool (SPEC.md §5.12)
@@ -127,7 +127,7 @@ enums:
       doc: agent → server, pool (SPEC.md §5.14)
     0x23:
       id: link_hello
-      doc: agent → server, link, version 3 (SPEC.md §5.20)
+      doc: agent → server, link (SPEC.md §5.20)
     0x30:
       id: client_hello
       doc: client proxy → server (SPEC.md §5.15)

@@ -1,18 +1,18 @@
 meta:
   id: link
-  title: burrow link frame (versions 3 and 4, 7-byte header and typed body)
+  title: burrow link frame (7-byte header and typed body)
   license: MIT
   ks-version: "0.11"
   endian: be
 doc: |
-  One link frame. A link (version 3) is one long-lived connection per
+  One link frame. A link is one long-lived connection per
   session from the agent to the agent port; its first frame is the BRRW
   frame LINK_HELLO (pool.ksy), and after it the connection carries only link
   frames, which multiplex many pool streams: a 7-byte header (type, stream
   id, body length) then `len_body` bytes of body. The rules: the type is one
   of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
   bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
-  stream id is the highest id the server may open, version 4); a WINDOW body is 4
+  stream id is the highest id the server may open); a WINDOW body is 4
   bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
   that breaks one is a link violation: the receiver closes the link at once
   (a link has no ERROR frame). The rules that need the link's state (stream
@@ -72,7 +72,7 @@ enums:
       doc: stream bytes, 1..65535 of them (SPEC.md §3.2)
     0x01:
       id: open
-      doc: a new stream, from the agent (version 3) or the server (version 4); no body (SPEC.md §3.2)
+      doc: a new stream, from the server, with an id the agent granted; no body (SPEC.md §3.2)
     0x02:
       id: window
       doc: u4 increment ≥ 1 of the stream's send window (SPEC.md §3.2)
@@ -85,5 +85,5 @@ enums:
     0x05:
       id: grant
       doc: |
-        agent → server (version 4): the server may open streams up to the
+        agent → server: the server may open streams up to the
         frame's stream id; no body (SPEC.md §3.2)

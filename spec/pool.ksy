@@ -9,7 +9,7 @@ meta:
   endian: be
 doc: |
   Payloads of the messages of a pool connection: POOL_HELLO, OPEN and
-  OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link (version 3),
+  OPEN_RESULT; and LINK_HELLO, the one BRRW frame of a link,
   after which the link carries link frames (link.ksy). This type has no
   fields of its own; each message is a type of it, selected by frame.ksy.
 doc-ref: SPEC.md §2.2
@@ -28,7 +28,7 @@ types:
         -flat: true
   link_hello:
     doc: |
-      LINK_HELLO (0x23), agent → server, version 3: the first frame of a
+      LINK_HELLO (0x23), agent → server: the first frame of a
       link, laid out as POOL_HELLO. The server does not answer a valid one;
       the connection then carries link frames (link.ksy), not BRRW frames.
     doc-ref: SPEC.md §5.20
@@ -36,8 +36,8 @@ types:
       - id: version
         type: u1
         valid:
-          min: 3
-        doc: The session's protocol version, 3 or later.
+          min: 1
+        doc: The session's protocol version.
       - id: binding
         type: session_binding
         -flat: true

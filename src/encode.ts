@@ -20,7 +20,7 @@
  * {@link encode} checks everything SPEC.md states about a field (§4, §5,
  * §10), so whatever it returns a conforming receiver accepts.
  * (With spec/*.ksy, which SPEC.md makes normative too: a proof is 32 or 64
- * bytes (AUTH: or 96..191), a chosen version ≥ 1, a LINK_HELLO version ≥ 3.)
+ * bytes (AUTH: or 96..191), a chosen version ≥ 1.)
  * {@link encodeUnchecked} checks only what the wire layout needs (integers
  * fit, fixed sizes, lengths fit their prefix, IP text parses); tests use it to
  * build well-formed frames that break a §10 limit. {@link frame} wraps any
@@ -60,7 +60,7 @@ export function encode(msg: Message): Uint8Array {
  * Like {@link encode}, but checks only what the byte layout needs, not the
  * `valid:` rules of spec/*.ksy nor the name charset (SPEC.md §4/§10: name
  * charset and length, message ≤ 1024 bytes, ≤ 512 rules, count ≥ 1,
- * port_min ≤ port_max, versions ≥ 1 (≥ 3 in LINK_HELLO), proof of 32 or 64
+ * port_min ≤ port_max, versions ≥ 1, proof of 32 or 64
  * bytes, prefix ≤ 32/128, non-empty domain and host pattern). For tests that
  * send a peer well-formed but invalid messages.
  */

@@ -1,9 +1,8 @@
 /**
- * The data link of protocol versions 3 and 4 (SPEC.md §2.4, §3.2): many pool
- * streams over one connection. The agent opens streams ({@link Link.open});
- * the server is handed each one the agent opens (`onStream`); at version 4
- * the roles turn: the agent grants stream ids ({@link Link.grant}) and the
- * server opens the streams. A stream is a
+ * The link (SPEC.md §2.4, §3.2): many pool streams over one connection. The
+ * agent grants stream ids ({@link Link.grant}) and is handed each stream
+ * the server opens (`onStream`); the server opens streams within the
+ * grants ({@link Link.open}). A stream is a
  * {@link Conn}, so the rest of burrow (the pool, OPEN / OPEN_RESULT, the
  * relay) treats it as it treats a pool connection of its own.
  *
@@ -19,10 +18,13 @@ import { NetError, ProtocolError } from "./errors.ts";
 import { encodeLinkFrame, type LinkFrame, LinkFramer } from "./link_frame.ts";
 import { LINK_WINDOW, Stream } from "./link_stream.ts";
 import type { Addr, Conn } from "./net.ts";
+import { FrameDeadline } from "./frame_deadline.ts";
 import { IdMap } from "./idmap.ts";
+import type { LinkOptions } from "./link_options.ts";
 import { afterTurn } from "./time.ts";
 
 export { LINK_WINDOW };
+export type { LinkOptions };
 /** Bytes a link may hold for the connection before `send` waits for them. */
 const LINK_HWM = 256 * 1024;
 /** Frames that make a write before the turn ends (see `Link.send`). */
@@ -41,41 +43,6 @@ const LINGER_MS = 5000;
  */
 export const LINK_MAX_QUEUED_CONTROL = 10_000;
 
-export interface LinkOptions {
-  /** Called with each stream the peer opens; absent = the peer may not open streams. */
-  onStream?: (stream: Conn) => void;
-  /** Streams open at once that the peer may have; an OPEN beyond it is RESET. Default 65536. */
-  maxStreams?: number;
-  /** True while an OPEN would only be closed again: it is RESET before a stream is made. */
-  unwanted?: () => boolean;
-  /**
-   * Inspects the first bytes received; an error it returns fails the link
-   * (the agent uses it to read a server's ERROR frame refusing the link).
-   */
-  first?: (chunk: Uint8Array) => Error | null;
-  /**
-   * Called when a limit of the link triggers, before it fails: its name (as
-   * in `limit=…`) and value, to log and count.
-   */
-  onLimit?: (limit: string, max: number) => void;
-  /** Called once when the link fails or closes, with the reason (null after `close()`). */
-  onClose?: (why: Error | null) => void;
-  /** The last stream id this side may open (default 2³²−1; tests lower it). */
-  lastId?: number;
-  /**
-   * Version 4, the side that accepts streams (`onStream`): the peer may open
-   * only the stream ids this side granted ({@link Link.grant}); an OPEN
-   * beyond them is a link violation.
-   */
-  granting?: boolean;
-  /**
-   * Version 4, the side that opens streams: called with each GRANT's number
-   * of new stream ids; {@link Link.open} stays within them. Absent: a GRANT
-   * is a link violation.
-   */
-  onGrant?: (added: number) => void;
-}
-
 export class Link {
   readonly #conn: Conn;
   readonly #opts: LinkOptions;
@@ -89,7 +56,9 @@ export class Link {
   #linger: ReturnType<typeof setTimeout> | undefined;
   #dead: Error | null = null;
   #gotFirst = false;
-  /** Version 4: the highest stream id granted (sent by the acceptor, received by the opener). */
+  /** The deadline from a frame's first byte, if `frameTimeoutMs`. */
+  readonly #deadline: FrameDeadline | null;
+  /** The highest stream id granted (sent by the acceptor, received by the opener). */
   #granted = 0;
   /** Frames waiting for this turn's write, and that write. */
   #out: Uint8Array[] = [];
@@ -111,6 +80,10 @@ export class Link {
     this.#conn = conn;
     this.#batch = conn.nagle ? Infinity : LINK_BATCH;
     this.#opts = opts;
+    const ms = opts.frameTimeoutMs;
+    this.#deadline = ms
+      ? new FrameDeadline(ms, () => this.#framer.buffered, () => this.#stalled(ms))
+      : null;
     this.closed = new Promise((r) => this.#resolveClosed = r);
     void this.#readLoop(initial);
   }
@@ -143,18 +116,18 @@ export class Link {
     return this.#highest >= (this.#opts.lastId ?? 0xffffffff);
   }
 
-  /** Version 4 opener: stream ids granted and not yet opened. */
+  /** Opener: stream ids granted and not yet opened. */
   get credit(): number {
     return this.#opts.onGrant ? this.#granted - this.#highest : 0;
   }
 
-  /** Version 4 acceptor: stream ids granted so far. */
+  /** Acceptor: stream ids granted so far. */
   get granted(): number {
     return this.#granted;
   }
 
   /**
-   * Version 4 acceptor: let the peer open `n` more streams (one GRANT frame
+   * Acceptor: let the peer open `n` more streams (one GRANT frame
    * with the new highest id). Returns how many were granted: fewer near the
    * last id, 0 on a link that is not usable.
    */
@@ -343,37 +316,46 @@ export class Link {
     this.#framer.push(chunk);
     try {
       let f: LinkFrame | null;
-      while ((f = this.#framer.next()) !== null) this.#dispatch(f);
+      while ((f = this.#framer.next()) !== null) (this.#deadline?.frame(), this.#dispatch(f));
     } catch (e) {
       this.#fail(e instanceof Error ? e : new Error(String(e)));
       return false;
     }
+    this.#deadline?.holding();
     return this.#dead === null;
+  }
+
+  /** Bytes of a frame were held `ms` with no frame completed (SPEC.md §10.1). */
+  #stalled(ms: number): void {
+    if (this.#dead) return;
+    this.#opts.onLimit?.("frame_timeout", ms);
+    this.#fail(violation(
+      "limit_exceeded",
+      `Cannot take link frame: ${this.#framer.buffered} bytes held, no frame completed ` +
+        `for ${ms} ms (limit=frame_timeout)`,
+    ));
   }
 
   #dispatch(f: LinkFrame): void {
     if (this.#controlOut + this.#controlWriting > LINK_MAX_QUEUED_CONTROL) {
       this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
-      throw new ProtocolError(
+      throw violation(
         "limit_exceeded",
         `Cannot take link frame: ${LINK_MAX_QUEUED_CONTROL} frames answering the peer ` +
           "wait for it to read (limit=link_queued_control)",
-        { reply: false },
       );
     }
     if (f.type === "GRANT") {
       if (!this.#opts.onGrant) {
-        throw new ProtocolError(
+        throw violation(
           "unexpected_message",
           "Cannot take GRANT: this side does not open streams within grants",
-          { reply: false },
         );
       }
       if (f.stream <= this.#granted) {
-        throw new ProtocolError(
+        throw violation(
           "invalid_message",
           `Cannot take GRANT: id ${f.stream} is not above ${this.#granted}`,
-          { reply: false },
         );
       }
       const added = f.stream - this.#granted;
@@ -383,31 +365,23 @@ export class Link {
     }
     if (f.type === "OPEN") {
       if (!this.#opts.onStream) {
-        throw new ProtocolError(
-          "unexpected_message",
-          "Cannot open link stream: this side opens them",
-          {
-            reply: false,
-          },
-        );
+        throw violation("unexpected_message", "Cannot open link stream: this side opens them");
       }
       if (f.stream <= this.#highest) {
-        throw new ProtocolError(
+        throw violation(
           "invalid_message",
           `Cannot open link stream: id ${f.stream} is not above ${this.#highest}`,
-          { reply: false },
         );
       }
       if (this.#opts.granting && f.stream > this.#granted) {
-        throw new ProtocolError(
+        throw violation(
           "limit_exceeded",
           `Cannot open link stream: id ${f.stream} is beyond the ${this.#granted} granted`,
-          { reply: false },
         );
       }
       this.#highest = f.stream;
       const max = this.#opts.maxStreams ?? 65536;
-      if (this.#draining || this.#streams.size >= max || this.#opts.unwanted?.()) {
+      if (this.#draining || this.#streams.size >= max) {
         return void this.send({ type: "RESET", stream: f.stream }); // not dead: no new rejection
       }
       const s = new Stream(this, f.stream);
@@ -416,10 +390,9 @@ export class Link {
       return;
     }
     if (f.stream > this.#highest) {
-      throw new ProtocolError(
+      throw violation(
         "invalid_message",
         `Cannot parse link frame: ${f.type} for stream ${f.stream}, which was never opened`,
-        { reply: false },
       );
     }
     // A frame for a stream already gone (reset or closed here) crossed our RESET: drop it.
@@ -435,6 +408,7 @@ export class Link {
     if (this.#dead) return;
     this.#dead = why ?? new NetError("ECLOSED", "the link is closed");
     clearTimeout(this.#linger);
+    this.#deadline?.stop();
     this.#conn.close();
     const gone = new NetError("ECONNRESET", `link lost: ${this.#dead.message}`);
     // Closed here, or a violation: every stream fails (SPEC.md §3.2).
@@ -447,4 +421,12 @@ export class Link {
       this.#resolveClosed();
     }
   }
+}
+
+/** A link violation (SPEC.md §3.2): the link has no ERROR frame, so nothing is replied. */
+function violation(
+  code: "limit_exceeded" | "invalid_message" | "unexpected_message",
+  text: string,
+) {
+  return new ProtocolError(code, text, { reply: false });
 }

@@ -50,9 +50,9 @@ export const Limits = {
   SESSION_ID_SIZE: Sizes["handshake::welcome"].sessionId,
 } as const;
 
-/** The protocol versions this implementation speaks (SPEC.md §4). */
+/** The protocol versions this implementation speaks (SPEC.md §4): one, 1, a draft until the first release. */
 export const VERSION_MIN = 1;
-export const VERSION_MAX = 4;
+export const VERSION_MAX = 1;
 
 /** SPEC.md §5.1. IPv4/IPv6 hosts are canonical text (`10.0.0.1`, `fd00::1`). */
 export type Target =

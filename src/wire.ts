@@ -32,7 +32,14 @@ function looksLikeTls(chunk: Uint8Array): boolean {
 export class Wire {
   readonly #framer = new Framer();
   #received = 0;
+  /** Since when bytes are held with no frame completed (ms since the epoch); 0: none held. */
+  #heldSince = 0;
   constructor(readonly conn: Conn) {}
+
+  /** How long bytes have been held with no frame completed, in ms at `now` (0: none held). */
+  heldFor(now: number): number {
+    return this.#heldSince === 0 ? 0 : now - this.#heldSince;
+  }
 
   /** Bytes received so far. */
   get received(): number {
@@ -48,6 +55,7 @@ export class Wire {
     for (;;) {
       const frame = this.#framer.next();
       if (frame) {
+        this.#heldSince = this.#framer.buffered === 0 ? 0 : Date.now();
         const msg = decode(frame);
         if (msg) return msg;
         continue;
@@ -76,6 +84,7 @@ export class Wire {
         );
       }
       this.#received += chunk.length;
+      if (this.#heldSince === 0) this.#heldSince = Date.now();
       this.#framer.push(chunk);
     }
   }

@@ -175,7 +175,7 @@ test(`${rt}: admin API: 401 without the token, agents and clients with stable fi
     ]);
     assert.equal(a.name, "office");
     assert.equal(a.id, t.agent.session!.agentId);
-    assert.match(String(a.instance), /^[0-9a-f]{32}$/, "version 2: the agent's instance id");
+    assert.match(String(a.instance), /^[0-9a-f]{32}$/, "the agent's instance id");
     assert.match(String(a.session), /^[0-9a-f]{8}$/);
     assert.equal(a.protocol, VERSION_MAX);
     assert.equal(typeof a.software, "string");

@@ -177,9 +177,6 @@ export const rule: fc.Arbitrary<Rule> = fc.oneof(
 /** A protocol version, ≥ 1 (SPEC.md §4). */
 const version = fc.integer({ min: 1, max: 255 });
 
-/** The version of a session with a link (LINK_HELLO), ≥ 3 (spec/pool.ksy). */
-const linkVersion = fc.integer({ min: 3, max: 255 });
-
 /** An authentication proof: 32 bytes (token) or 64 (ed25519), SPEC.md §6.2, spec/handshake.ksy. */
 const proof = fc.oneof(bytesN(32), bytesN(64));
 
@@ -241,7 +238,7 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
   ),
   LINK_HELLO: withType(
     "LINK_HELLO",
-    rec({ version: linkVersion, agentId: u32, sessionId: bytesN(16), seq: u32, proof }),
+    rec({ version, agentId: u32, sessionId: bytesN(16), seq: u32, proof }),
   ),
   OPEN: withType("OPEN", rec({ streamId: u32, clientId: u32, client: name(1), target })),
   OPEN_RESULT: withType("OPEN_RESULT", rec({ streamId: u32, status: u8, bound: target })),

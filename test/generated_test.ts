@@ -182,22 +182,20 @@ test("generated: an unknown extension type keeps its payload as raw bytes", asyn
   assert.deepEqual(f.payload, Uint8Array.of(1, 2, 3));
 });
 
-test("generated: LINK_HELLO is POOL_HELLO's layout with a version of at least 3", async () => {
+test("generated: LINK_HELLO is POOL_HELLO's layout with a version of at least 1", async () => {
   const { Frame } = await import("../generated/Frame.js");
   const { Pool } = await import("../generated/Pool.js");
-  const f = new Frame(kaitaiStream(frame(0x23, poolHello(3))));
+  const f = new Frame(kaitaiStream(frame(0x23, poolHello(1))));
   assert.equal(f.header.msgType, Frame.MsgType.LINK_HELLO);
   assert.ok(f.payload instanceof Pool.LinkHello);
-  assert.equal(f.payload.version, 3);
+  assert.equal(f.payload.version, 1);
   assert.equal(f.payload.binding.seq, 1);
   assert.equal(f.payload.binding.proof.length, 32);
   assert.ok(f.payload._io.isEof());
   assert.equal(new Pool.LinkHello(kaitaiStream(Uint8Array.from(poolHello(255)))).version, 255);
-  for (const v of [0, 1, 2]) {
-    assert.throws(() => new Pool.LinkHello(kaitaiStream(Uint8Array.from(poolHello(v)))), `v${v}`);
-    assert.throws(() => new Frame(kaitaiStream(frame(0x23, poolHello(v)))), `frame v${v}`);
-  }
-  // POOL_HELLO still takes every version from 1.
+  assert.throws(() => new Pool.LinkHello(kaitaiStream(Uint8Array.from(poolHello(0)))), "v0");
+  assert.throws(() => new Frame(kaitaiStream(frame(0x23, poolHello(0)))), "frame v0");
+  // POOL_HELLO takes every version from 1 too.
   assert.equal(new Pool.PoolHello(kaitaiStream(Uint8Array.from(poolHello(2)))).version, 2);
 });
 
@@ -400,8 +398,7 @@ test("decode: payloads that do not parse or break SPEC.md §10 limits are invali
     ["port_min > port_max", 0x10, [0, 1, 1, 0, ...str1("*"), 0, 9, 0, 8]],
     ["POOL_REQUEST count 0", 0x11, [0, 0, 0, 1, 0, 0]],
     ["POOL_HELLO version 0", 0x20, poolHello(0)],
-    ["LINK_HELLO version 2", 0x23, poolHello(2)],
-    ["LINK_HELLO version 1", 0x23, poolHello(1)],
+    ["LINK_HELLO version 0", 0x23, poolHello(0)],
     ["LINK_HELLO proof of 33 bytes", 0x23, [
       ...poolHello(3).slice(0, 25),
       33,

@@ -395,18 +395,17 @@ export function spawnProc(
 
 /**
  * The fake server's side of an agent's login on `listener`: takes HELLO and
- * AUTH without checking anything (choosing `version`), sends WELCOME and
- * waits for ANNOUNCE (after INSTANCE from version 2).
+ * AUTH without checking anything (choosing version 1), sends WELCOME and
+ * waits for INSTANCE and ANNOUNCE.
  * Returns the control connection.
  */
 export async function acceptAgent(
   listener: Listener,
   heartbeatTimeoutMs = 5000,
-  version = 1,
 ): Promise<Wire> {
   const control = new Wire((await listener.accept())!);
   await control.expect("AGENT_HELLO");
-  await control.send({ type: "CHALLENGE", version, nonce: new Uint8Array(32) });
+  await control.send({ type: "CHALLENGE", version: 1, nonce: new Uint8Array(32) });
   await control.expect("AUTH");
   await control.send({
     type: "WELCOME",
@@ -417,7 +416,7 @@ export async function acceptAgent(
     poolMin: 1,
     poolMax: 64,
   });
-  if (version >= 2) await control.expect("INSTANCE");
+  await control.expect("INSTANCE");
   await control.expect("ANNOUNCE");
   return control;
 }
@@ -438,6 +437,7 @@ export async function lyingServer(net: Net, rules: string[]): Promise<{
     name: "office",
     credential: tokenCredential(AGENT_TOKEN),
     rules: rules.flatMap((r) => parseRule(r)),
+    link: false, // pool connections of their own: each OPEN on a fresh one
   }, memoryLogger().log);
   agent.start();
   const control = await acceptAgent(fake);

@@ -26,6 +26,8 @@ export interface HostileAgent {
   pongs(): number;
   /** A new link connection with its LINK_HELLO (and `after`, in the same write) sent. */
   link(after?: Uint8Array): Promise<Conn>;
+  /** A new pool connection with its POOL_HELLO (and `after`) sent. */
+  pool(after?: Uint8Array): Promise<Conn>;
   close(): void;
 }
 
@@ -52,7 +54,7 @@ export async function hostileAgent(
     proof: await cred.prove(transcript("agent", ch.version, ch.nonce, name)),
   });
   const welcome = await control.expect("WELCOME");
-  if (version >= 2) await control.send({ type: "INSTANCE", instance: new Uint8Array(16) });
+  await control.send({ type: "INSTANCE", instance: new Uint8Array(16) });
   await control.send({ type: "ANNOUNCE", rules: [] });
   let seq = 0;
   const conns: Conn[] = [control.conn];
@@ -70,29 +72,32 @@ export async function hostileAgent(
     control,
     version: ch.version,
     pongs: () => pongs,
-    async link(after?: Uint8Array): Promise<Conn> {
-      const s = ++seq;
-      const proof = await cred.prove(
-        poolTranscript(welcome.agentId, welcome.sessionId, s, ch.nonce),
-      );
-      const hello = encode({
-        type: "LINK_HELLO",
-        version: ch.version,
-        agentId: welcome.agentId,
-        sessionId: welcome.sessionId,
-        seq: s,
-        proof,
-      });
-      const conn = await net.dial(addr);
-      conns.push(conn);
-      await conn.write(after ? concat(hello, after) : hello);
-      return conn;
-    },
+    link: (after?: Uint8Array) => hello("LINK_HELLO", after),
+    pool: (after?: Uint8Array) => hello("POOL_HELLO", after),
     close() {
       clearInterval(ping);
       for (const c of conns) c.close();
     },
   };
+
+  async function hello(type: "LINK_HELLO" | "POOL_HELLO", after?: Uint8Array): Promise<Conn> {
+    const s = ++seq;
+    const proof = await cred.prove(
+      poolTranscript(welcome.agentId, welcome.sessionId, s, ch.nonce),
+    );
+    const hello = encode({
+      type,
+      version: ch.version,
+      agentId: welcome.agentId,
+      sessionId: welcome.sessionId,
+      seq: s,
+      proof,
+    });
+    const conn = await net.dial(addr);
+    conns.push(conn);
+    await conn.write(after ? concat(hello, after) : hello);
+    return conn;
+  }
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -104,11 +109,21 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 /** `count` link OPEN frames for stream ids `first`, `first + 1`, … in one buffer. */
 export function linkOpens(first: number, count: number): Uint8Array {
+  return linkHeaders(1, first, count);
+}
+
+/** `count` link GRANT frames for stream ids `first`, `first + 1`, … in one buffer. */
+export function linkGrants(first: number, count: number): Uint8Array {
+  return linkHeaders(5, first, count);
+}
+
+/** `count` bodiless link frames of `type` for stream ids `first`, `first + 1`, … */
+function linkHeaders(type: number, first: number, count: number): Uint8Array {
   const buf = new Uint8Array(count * LINK_HEADER_SIZE);
   const view = new DataView(buf.buffer);
   for (let i = 0; i < count; i++) {
     const at = i * LINK_HEADER_SIZE;
-    buf[at] = 1; // OPEN
+    buf[at] = type;
     view.setUint32(at + 1, first + i);
   }
   return buf;

@@ -19,14 +19,13 @@ const rt = runtime;
 
 test(`${rt}: a link whose first chunk has a bad frame behind LINK_HELLO fails the link cleanly`, async () => {
   const t = await tunnel({ startAgent: false });
-  for (const version of [3, 4]) {
-    const a = await hostileAgent(t.net, t.server.addrs.agents!, version);
+  // OPEN on stream 0 is no link frame at all; an OPEN from the agent is none either.
+  const stream0 = new Uint8Array(LINK_HEADER_SIZE);
+  stream0[0] = 1;
+  for (const bad of [stream0, encodeLinkFrame({ type: "OPEN", stream: 1 })]) {
+    const a = await hostileAgent(t.net, t.server.addrs.agents!, 1);
     try {
-      // OPEN on stream 0 is no link frame at all; at version 4 an OPEN from the agent is none either.
-      const bad = new Uint8Array(LINK_HEADER_SIZE);
-      bad[0] = 1;
-      const bad4 = encodeLinkFrame({ type: "OPEN", stream: 1 });
-      const link = await a.link(version === 3 ? bad : bad4);
+      const link = await a.link(bad);
       assert.equal(await link.read().catch(() => null), null, "the server closes the link");
       assert.ok(
         await until(() => t.logs.some((l) => l.includes("agent link closed"))),
@@ -42,6 +41,49 @@ test(`${rt}: a link whose first chunk has a bad frame behind LINK_HELLO fails th
     t.logs.length = 0;
   }
   await t.close();
+});
+
+test(`${rt}: a link or an idle pool connection holding a partial frame trickled in is closed (limit=frame_timeout)`, async () => {
+  // heartbeat timeout 1 s (helpers.ts): no frame completed for that long while bytes are held.
+  const t = await tunnel({ startAgent: false });
+  const a = await hostileAgent(t.net, t.server.addrs.agents!, 1);
+  const trickles: ReturnType<typeof setInterval>[] = [];
+  try {
+    // A DATA header announcing 65535 bytes on a link, and a frame header
+    // announcing 256 KiB on a pool connection; then one byte every 100 ms.
+    const data = Uint8Array.of(0, 0, 0, 0, 1, 0xff, 0xff);
+    const frame = Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 0x22, 0, 0, 0, 4, 0, 0);
+    const conns = [await a.link(data), await a.pool(frame)];
+    for (const c of conns) {
+      trickles.push(setInterval(() => void c.write(Uint8Array.of(0)).catch(() => {}), 100));
+    }
+    for (const c of conns) {
+      // Bounded: the deadline is 1 s; a connection the server keeps is read until 10 s.
+      const end = Date.now() + 10_000;
+      let closed = false;
+      while (!closed && Date.now() < end) {
+        closed = await Promise.race([
+          c.read().then((x) => x === null, () => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+        ]);
+      }
+      assert.ok(closed, "the server closes it");
+    }
+    assert.ok(
+      await until(() => t.logs.filter((l) => l.includes("limit=frame_timeout")).length >= 2),
+      t.logs.join("\n"),
+    );
+    assert.match(
+      t.server.metrics.render(),
+      /^burrow_limit_hits_total\{limit="frame_timeout"\} [2-9]/m,
+    );
+    const pongs = a.pongs();
+    assert.ok(await until(() => a.pongs() > pongs), "the session goes on");
+  } finally {
+    for (const i of trickles) clearInterval(i);
+    a.close();
+    await t.close();
+  }
 });
 
 test(`${rt}: a peer that sends OPENs without reading the RESETs has its link failed (limit=link_queued_control)`, async () => {
@@ -157,7 +199,7 @@ function unreadConn(): { conn: Conn; feed(b: Uint8Array): void } {
 
 type Step = { kind: "OPEN" | "RESET" | "FIN" | "WINDOW" | "DATA"; pick: number };
 
-/** Valid link frames from `steps`, as a peer that opens streams (version 3) sends them. */
+/** Valid link frames from `steps`, as a peer that opens streams sends them. */
 function validFrames(steps: Step[]): LinkFrame[] {
   let highest = 0;
   const finished = new Set<number>();

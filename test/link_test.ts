@@ -1,5 +1,5 @@
 /**
- * src/link.ts, the data link of protocol version 3 (SPEC.md §3.2), over real
+ * src/link.ts, the link (SPEC.md §3.2), over real
  * loopback TCP of the runtime these tests run on: streams opened by one side
  * and handed to the other, bytes both ways, many streams at once, large
  * transfers, per-stream flow control (exact window, grants), half-close,
@@ -1205,13 +1205,13 @@ test(`${rt}: a byte-by-byte sender (one write per byte) is read the same`, async
   }
 });
 
-// --- 8. version 4: the accepting side grants, the other opens within the grants -----------
+// --- 8. grants: the accepting side grants, the other opens within the grants ---------------
 
 test(`${rt}: credit: the opener opens only what was granted; each GRANT raises the limit`, async () => {
   const grants: number[] = [];
   const { dialed, accepted } = await tcpPair();
   const streams: Conn[] = [];
-  // Version 4: the agent (dialing side) grants and accepts; the server opens.
+  // The agent (dialing side) grants and accepts; the server opens.
   const agent = new Link(dialed, { granting: true, onStream: (s) => void streams.push(s) });
   const server = new Link(accepted, { onGrant: (n) => void grants.push(n) });
   try {

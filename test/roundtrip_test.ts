@@ -533,7 +533,7 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       seq: 1,
       proof: new Uint8Array(16),
     }, /POOL_HELLO\.proof/],
-    [{ ...linkHello, version: 2 }, /LINK_HELLO\.version: must be >= 3, got 2/],
+    [{ ...linkHello, version: 0 }, /LINK_HELLO\.version: must be >= 1, got 0/],
     [{ ...linkHello, proof: new Uint8Array(63) }, /LINK_HELLO\.proof.*32 or 64/],
     [{ ...linkHello, sessionId: new Uint8Array(15) }, /LINK_HELLO\.sessionId/],
     [{
@@ -746,8 +746,8 @@ test("encodeUnchecked: well-formed frames that break SPEC.md §10, for negative 
     encodeUnchecked({ type: "AUTH", proof: Uint8Array.of(1) }),
     hex("42525257 01 03 0000 00000002 01 01"),
   );
-  // A LINK_HELLO of a version before links, for the server's refusal.
-  assert.equal(encodeUnchecked({ ...linkHello, version: 2 })[12], 2);
+  // A LINK_HELLO of version 0, for the receiver's refusal.
+  assert.equal(encodeUnchecked({ ...linkHello, version: 0 })[12], 0);
   // Still refuses what has no wire form.
   assert.throws(() => encodeUnchecked({ ...hello, name: "x".repeat(256) }), RangeError);
   assert.throws(() => encodeUnchecked({ type: "PING", data: new Uint8Array(7) }), RangeError);

@@ -241,7 +241,7 @@ test("session: an expected client does not hold back the refill to the target", 
   s.end();
 });
 
-test("session: with a version-4 link, granted ids are topped up an eighth of pool_max at a time", async () => {
+test("session: with a link, granted ids are topped up an eighth of pool_max at a time", async () => {
   const { s, requests } = session({ poolMin: 2, poolMax: 64 });
   assert.equal(grantStep(64), 8);
   s.restAtMax = true;

@@ -178,7 +178,7 @@ test("spec: link frame types of SPEC.md §9.6 = link_frame_type of spec/link.ksy
   const BODY: Record<string, string | undefined> = {
     "1..65535 bytes": undefined,
     "empty": "empty",
-    "empty (version 4; the stream id field is the highest id granted)": "empty",
+    "empty (the stream id field is the highest id granted)": "empty",
     "u4 increment ≥ 1": "window",
   };
   for (const [, name, text, sec] of tableRows(section("9.6"))) {

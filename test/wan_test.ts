@@ -61,6 +61,7 @@ async function fakeSession(net: Net) {
     name: "office",
     credential: tokenCredential(AGENT_TOKEN),
     rules: parseRule("127.0.0.1:*"),
+    link: false, // the dialed carrier: each pool connection is a dial held at the gate
   }, memoryLogger().log);
   agent.start();
   const control = await acceptAgent(fake, 30_000);

@@ -400,7 +400,7 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
     )
     .option(
       "--no-link",
-      "one connection per pool connection, as protocol version 2 (default: pool streams share " +
+      "one dialed connection per pool connection (default: pool streams share " +
         "one link connection)",
     );
   tlsOptions(agent).action((opts: AgentFlags) => start(runAgent(host, opts)));

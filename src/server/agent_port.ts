@@ -11,54 +11,14 @@ import { poolTranscript, randomBytes, toHex } from "../auth.ts";
 import type { ServerConfig } from "../config/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { ErrorCode, type Message, type MessageOf } from "../messages.ts";
+import { ErrorCode, type MessageOf } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { Link } from "../link.ts";
 import { normalizeRule } from "../policy.ts";
 import { answerControl, Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyLogin } from "./login.ts";
 import { AgentSession } from "./session.ts";
-
-/** A pool connection ready for OPEN: the stream's way to the agent. */
-export interface PoolConn {
-  wire: Wire;
-  /** The pending read: OPEN_RESULT once OPEN is sent; EOF or an error while idle. */
-  first: Promise<Message | null>;
-  close(): void;
-}
-
-/** What a session's pool holds: a verified pool connection, or a stream id granted on a link. */
-export interface PoolEntry {
-  /** The connection for a CONNECT that took this entry; throws if its link is gone. */
-  open(): PoolConn;
-  /** Leave the pool unused. */
-  close(): void;
-}
-
-export type Session = AgentSession<PoolEntry>;
-
-/**
- * A pool entry of a version-4 link: a stream id the agent granted, whose
- * stream is opened (OPEN frame) when a CONNECT takes it. It is never
- * written after it is made: an entry that waited in the pool is old by the
- * time it is used, and what a stream stored in it would be kept and marked
- * by young collections after the stream ended (see idmap.ts).
- */
-class Credit implements PoolEntry {
-  /** `link` reads the link, which may not exist yet when its first GRANT comes. */
-  constructor(readonly link: () => Link) {}
-
-  open(): PoolConn {
-    const wire = new Wire(this.link().open()); // throws on a link that is gone: a dead entry
-    return { wire, first: wire.recv().catch(() => null), close: () => wire.conn.close() };
-  }
-
-  close(): void {} // the id stays unused; the link's end drops it on the agent's side
-}
-
-/** Links one session may have at once (SPEC.md §2.4). */
-const MAX_LINKS = 4;
+import { Links, PooledConn, type Session } from "./carrier.ts";
 
 /** A live session with its control connection. */
 interface Control {
@@ -88,20 +48,14 @@ export class AgentPort {
   readonly #controls = new Map<Session, Control>();
   readonly #byKey = new Map<string, Session>();
   readonly #agentIds = new Map<string, number>();
-  /** Each session's links (version 3, SPEC.md §2.4). */
-  readonly #links = new Map<Session, Set<Link>>();
+  /** Each session's links (SPEC.md §2.4). */
+  readonly #links = new Links();
 
   constructor(readonly ctx: ServerContext) {
     ctx.metrics.gauge(
       "burrow_link_queued_control_peak",
       "Most frames other than DATA a live link has had waiting for its agent to read",
-      () => [[
-        {},
-        Math.max(
-          0,
-          ...[...this.#links.values()].flatMap((ls) => [...ls].map((l) => l.queuedControl.peak)),
-        ),
-      ]],
+      () => [[{}, this.#links.queuedControlPeak()]],
     );
   }
 
@@ -129,7 +83,7 @@ export class AgentPort {
 
   /** Open links of agent `name`'s live sessions (SPEC.md §2.4). */
   links(name: string): number {
-    return this.group(name).reduce((n, s) => n + (this.#links.get(s)?.size ?? 0), 0);
+    return this.group(name).reduce((n, s) => n + this.#links.count(s), 0);
   }
 
   /** Every live session. */
@@ -230,7 +184,7 @@ export class AgentPort {
     else this.#groups.delete(s.name);
     this.#byKey.delete(s.key);
     // Streams relaying on a link go on; the link closes when they are done.
-    for (const l of this.#links.get(s) ?? []) l.drain();
+    this.#links.drain(s);
     if (code) void c.wire.last({ type: "GOAWAY", code: ErrorCode[code], message: reason });
     else c.wire.conn.close();
     c.log.info("agent session ended", { reason: code ?? reason });
@@ -290,9 +244,7 @@ export class AgentPort {
         },
       },
     );
-    // Version 1 has no instance id: a new session replaces every session of its name.
-    // At version 2 the decision waits for INSTANCE (SPEC.md §2.1).
-    if (version < 2) this.#replace(s, () => true);
+    // Which sessions this one replaces waits for its INSTANCE (SPEC.md §2.1).
     const c = this.ctx.config();
     const timer = setInterval(() => this.#tick(s), c.heartbeatIntervalMs);
     this.#groups.set(s.name, [...this.group(s.name), s]);
@@ -350,20 +302,14 @@ export class AgentPort {
           break;
         }
         case "INSTANCE": {
-          if (s.who.version < 2 || s.instance || s.announced) {
-            throw new ProtocolError(
-              "unexpected_message",
-              "INSTANCE is for version 2, once, before ANNOUNCE",
-            );
+          if (s.instance || s.announced) {
+            throw new ProtocolError("unexpected_message", "INSTANCE comes once, before ANNOUNCE");
           }
           s.instance = msg.instance;
           const same = toHex(msg.instance);
-          // The same process reconnecting, or a version-1 session it upgrades from.
-          // (A version-2 session whose INSTANCE has not arrived yet is someone else: left alone.)
-          this.#replace(
-            s,
-            (old) => old.who.version < 2 || (old.instance !== null && toHex(old.instance) === same),
-          );
+          // The same process reconnecting. (A session whose INSTANCE has not
+          // arrived yet is someone else: left alone.)
+          this.#replace(s, (old) => old.instance !== null && toHex(old.instance) === same);
           log.info("agent instance", {
             instance: same.slice(0, 8),
             replicas: this.group(s.name).length,
@@ -401,6 +347,16 @@ export class AgentPort {
       return this.end(s, null, "heartbeat timeout");
     }
     ctl.wire.send({ type: "PING", data: randomBytes(8) }).catch(() => ctl.wire.conn.close());
+    // An idle pool connection is sent nothing before OPEN; part of a frame
+    // may wait there as long as a control connection may be silent.
+    const held = s.sweep((e) => e.heldFor(now) > c.heartbeatTimeoutMs);
+    if (held > 0) {
+      this.ctx.admission.limitHit("frame_timeout", {
+        agent: s.name,
+        max: c.heartbeatTimeoutMs,
+        connections: held,
+      });
+    }
     s.tick();
   }
 
@@ -452,8 +408,8 @@ export class AgentPort {
   }
 
   /**
-   * A link (SPEC.md §2.4): after its LINK_HELLO, every stream the agent opens
-   * on it is a pool connection of the session, proven by the link's hello.
+   * A link (SPEC.md §2.4): after its LINK_HELLO, every stream id the agent
+   * grants on it is a pool entry of the session, proven by the link's hello.
    */
   async #link(
     wire: Wire,
@@ -462,78 +418,22 @@ export class AgentPort {
     admitted: () => void,
   ): Promise<void> {
     const s = await this.#prove(wire, hello);
-    const links = this.#links.get(s) ?? new Set<Link>();
-    if (links.size >= MAX_LINKS) {
-      throw new ProtocolError(
-        "limit_exceeded",
-        `a session may have ${MAX_LINKS} links; this one has them`,
-      );
-    }
+    this.#links.check(s);
     admitted();
-    const { streamsPerAgent } = this.ctx.config().limits;
-    // Version 4: the agent grants stream ids and this side opens each stream
-    // when a CONNECT takes it; until then a pool entry is only a number.
-    const credit = s.who.version >= 4;
-    // Read when an entry is opened: a GRANT may come with the hello's
-    // bytes, before the constructor below has returned.
-    const current = (): Link => link;
-    const link: Link = new Link(wire.conn, {
-      ...(credit
-        ? {
-          onGrant: (added: number) => {
-            // Bounded by the pool, not by the agent's number: once the
-            // pool is full (pool_max idle) the rest of a grant is dropped.
-            for (let i = 0; i < added; i++) {
-              if (!this.#credit(s, current)) break;
-            }
-          },
-        }
-        : {
-          // Idle streams count against pool_max, busy ones against the agent's stream limit.
-          maxStreams: this.ctx.config().poolMax + streamsPerAgent,
-          onStream: (stream: Conn) => this.#join(s, new Wire(stream), log),
-          unwanted: () => s.unwanted,
-        }),
-      onLimit: (limit, max) => this.ctx.admission.limitHit(limit, { agent: s.name, max }),
-      onClose: (why) => {
-        links.delete(link);
-        if (links.size === 0) this.#links.delete(s);
-        // Granted streams never opened leave the pool with their link, and
-        // so do the requests whose streams were still to come on it.
-        s.restAtMax = credit && links.size > 0;
-        if (why && !s.closed) s.linkLost((e) => e instanceof Credit && e.link === current);
-        if (why && !s.closed) log.info("agent link closed", { reason: why.message });
-      },
-    }, wire.rest());
-    if (s.closed) return link.drain();
-    links.add(link);
-    this.#links.set(s, links);
-    if (credit) {
-      // An unopened pool stream costs a few bytes here and nothing on the
-      // agent: such a session keeps pool_max of them (SPEC.md §7.4).
-      s.restAtMax = true;
-      s.replenish();
-    }
-    log.debug("agent link open", { session: s.key.slice(0, 8), links: links.size });
+    // A partial frame may be held as long as a control connection may be silent.
+    this.#links.add(
+      s,
+      wire.conn,
+      wire.rest(),
+      this.ctx.config().heartbeatTimeoutMs,
+      log,
+      (limit, max) => this.ctx.admission.limitHit(limit, { agent: s.name, max }),
+    );
   }
 
-  /**
-   * A granted stream id of a version-4 link joins the session's pool,
-   * unopened. False when the pool took no more (full, or the session ended).
-   */
-  #credit(s: Session, link: () => Link): boolean {
-    const placed = s.add(new Credit(link));
-    return placed === "idle" || placed === "taken";
-  }
-
-  /** A proven pool connection (or link stream) joins the session's pool. */
+  /** A proven pool connection joins the session's pool. */
   #join(s: Session, wire: Wire, log: Logger): void {
-    const pc: PoolConn & PoolEntry = {
-      wire,
-      first: wire.recv().catch(() => null),
-      close: () => wire.conn.close(),
-      open: () => pc,
-    };
+    const pc = new PooledConn(wire);
     const placed = s.add(pc);
     if (placed === "full") {
       this.ctx.metrics.inc("burrow_limit_hits_total", "Limits that triggered", {

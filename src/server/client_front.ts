@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { fmt, targetText } from "../addr.ts";
+import { fmt } from "../addr.ts";
 import { NO_ADDR } from "../writer.ts";
 import type { Conn } from "../net.ts";
 import type { Logger } from "../log.ts";
@@ -77,25 +77,18 @@ export class ClientFront {
           bound: NO_ADDR,
         });
       }
-      if (clog.enabled("debug")) {
-        clog.debug("stream open", {
-          stream: r.streamId,
-          agent: r.agent,
-          target: targetText(r.target),
-        });
-      }
-      try {
-        await wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound: r.bound });
-      } catch (e) {
-        this.router.abandon(client, r);
-        throw e;
-      }
-      this.router.setupDone("clients", t0, true);
-      const stream = this.router.stream(client, conn, wire.rest(), r, clog, "clients"); // see SocksFront
-      if (tokenId === undefined) return stream;
-      const close = () => this.router.closeStream(r.streamId, "revocation");
-      const detach = this.ctx.tokens.attach(tokenId, r.streamId, close);
-      return stream.finally(detach);
+      const reply = wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound: r.bound });
+      return await this.router.replied(
+        reply,
+        client,
+        conn,
+        wire.rest(),
+        r,
+        clog,
+        "clients",
+        t0,
+        tokenId,
+      );
     } catch (e) {
       admitted();
       await closeOnError(this.ctx, wire, e, log, "clients");

@@ -56,7 +56,7 @@ export function serverGauges(
   );
   m.gauge(
     "burrow_agent_links",
-    "Links per agent (protocol version 3, SPEC.md §2.4); 0: pool connections of their own",
+    "Links per agent (SPEC.md §2.4); 0: pool connections of their own",
     () => [...s.agents.names()].map((name) => [{ agent: name }, s.agents.links(name)]),
   );
   m.gauge(

@@ -112,27 +112,9 @@ export class HttpConnectFront {
       await httpReply(conn, httpCodeOf(r.status), refusalText(r.status, reasonName(r.code)));
       return this.router.setupDone(PORT, t0, false);
     }
-    if (clog.enabled("debug")) {
-      clog.debug("stream open", {
-        stream: r.streamId,
-        agent: r.agent,
-        target: targetText(r.target),
-      });
-    }
-    try {
-      await httpReply(conn, 200);
-    } catch (e) {
-      this.router.abandon(client, r);
-      throw e;
-    }
-    this.router.setupDone(PORT, t0, true);
+    const reply = httpReply(conn, 200);
     const id = cred.token?.id;
-    if (id === undefined) return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT); // never throws
-    // A revoked token's streams end with it (tokens.ts).
-    const detach = this.ctx.tokens.attach(id, r.streamId, () => {
-      this.router.closeStream(r.streamId, "revocation");
-    });
-    return this.router.stream(client, conn, req.rd.rest(), r, clog, PORT).finally(detach);
+    return this.router.replied(reply, client, conn, req.rd.rest(), r, clog, PORT, t0, id);
   }
 
   /** Answer a head that is refused before any credential is looked at. */

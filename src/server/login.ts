@@ -28,7 +28,9 @@ export function negotiate(hello: MessageOf<"AGENT_HELLO" | "CLIENT_HELLO">, who:
   if (hello.minVersion > hello.maxVersion || v < Math.max(VERSION_MIN, hello.minVersion)) {
     throw new ProtocolError(
       "unsupported_version",
-      `Cannot negotiate version: server speaks ${VERSION_MIN}..${VERSION_MAX}, ${who} offered ${hello.minVersion}..${hello.maxVersion}`,
+      `Cannot negotiate: the server speaks protocol ${
+        VERSION_MIN === VERSION_MAX ? VERSION_MIN : `${VERSION_MIN}..${VERSION_MAX}`
+      }, the ${who} offered ${hello.minVersion}..${hello.maxVersion}`,
     );
   }
   return v;

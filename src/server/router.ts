@@ -1,12 +1,11 @@
 /**
  * The router (SPEC.md §7.2): decides a CONNECT (target form, grant, limits,
- * the agent's announcement), takes a pool connection of the agent, sends OPEN
- * and reads OPEN_RESULT; then relays and counts the stream. Nothing is
- * dialed unless every check passes. It keeps the registry of live streams
- * ({@link Router.streams}, with byte counters the relay updates) and the
- * byte totals per client and agent that the admin API and /metrics read, and
- * writes the audit log: one line per stream when it ends (`stream ended`)
- * and one per refused CONNECT (`connect refused`).
+ * the agent's announcement), has replica_open.ts open it on the agent (a
+ * pool entry, OPEN, OPEN_RESULT); then, once the front replied
+ * ({@link Router.replied}), relays and counts the stream. Nothing is
+ * dialed unless every check passes. It keeps the live streams
+ * ({@link Router.streams}), the byte totals per client and agent (admin
+ * API, /metrics) and the audit log: `stream ended`, `connect refused`.
  *
  * @module
  */
@@ -14,52 +13,24 @@ import { targetText } from "../addr.ts";
 import { normalizeTarget } from "../host.ts";
 import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
-import { type Message, Reason, Status, type Target } from "../messages.ts";
+import { Reason, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { allowed, rulesFor } from "../policy.ts";
+import { allowed } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
 import { relay, type RelayCounter } from "../relay.ts";
-import type { AgentPort, PoolConn, PoolEntry, Session } from "./agent_port.ts";
+import type { AgentPort } from "./agent_port.ts";
+import type { Session } from "./carrier.ts";
+import {
+  type OpenRequest,
+  type OpenResult,
+  refuse,
+  type Refused,
+  ReplicaOpener,
+} from "./replica_open.ts";
 import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 import { RecentRefusals } from "./refusals.ts";
-
-/** The agent a client means, its grants for that agent, and their rules. */
-
-export interface OpenRequest {
-  client: string;
-  clientId: number;
-  /** Agent named by the client, or "" for the client's only granted agent. */
-  agent: string;
-  /** As the client sent it; normalized here before any check. */
-  target: Target;
-  log: Logger;
-}
-
-/** An opened stream, or why not (a SPEC.md §9.3 status and a reason for the log). */
-export type OpenResult =
-  | {
-    ok: true;
-    conn: Conn;
-    rest: Uint8Array;
-    bound: Target;
-    streamId: number;
-    agent: string;
-    /** The target as matched and opened (normalized). */
-    target: Target;
-    /** The agent session (replica) that carries it. */
-    session: Session;
-  }
-  /** `code`: the SPEC.md §9.7 reason CONNECT_RESULT carries; `reason`: the text for the log. */
-  | { ok: false; status: number; code: number; reason: string };
-
-type Refused = Extract<OpenResult, { ok: false }>;
-const refuse = (status: number, code: number, reason: string): OpenResult => ({
-  ok: false,
-  status,
-  code,
-  reason,
-});
+export type { OpenRequest, OpenResult };
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
 export interface LiveStream {
@@ -93,24 +64,16 @@ function addTotals(m: Totals, k: string, up: number, down: number): void {
   } else m.set(k, { up, down });
 }
 
-/** Attempts on other pool connections when the one taken turns out dead (SPEC.md §7.4). */
-const ATTEMPTS = 3;
-const OPEN_LATE = "agent did not answer OPEN in time";
-
 const NOTHING = (): void => {};
 
 export class Router {
-  #nextStream = 1;
   readonly #clientIds = new Map<string, number>();
   /** Which agent a client means (SPEC.md §7.1). */
   readonly #choice = new AgentChoice(() => this.ctx.config(), () => this.ctx.tokens);
+  /** Which replica, which pool entry, OPEN and OPEN_RESULT. */
+  readonly #opener: ReplicaOpener;
   readonly #clientStreams = new Map<string, number>();
   readonly #agentStreams = new Map<string, number>();
-  /** Streams open or opening per agent session, for spreading them over replicas. */
-  readonly #load = new Map<Session, number>();
-  /** When each session was last picked (a tie goes to the one picked longest ago). */
-  readonly #picked = new WeakMap<Session, number>();
-  #picks = 0;
   /** Streams being relayed. */
   active = 0;
   /** Live streams by stream id. */
@@ -133,6 +96,7 @@ export class Router {
   #duration: ((seconds: number) => void) | null = null;
 
   constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
+    this.#opener = new ReplicaOpener(ctx, agents);
     const m = ctx.metrics;
     m.counter(
       "burrow_client_bytes_total",
@@ -291,7 +255,7 @@ export class Router {
     bump(this.#agentStreams, agent, 1);
     let r: OpenResult | null = null;
     try {
-      return r = await this.#route(req, target, agent, c.poolWaitMs);
+      return r = await this.#opener.route(req, target, agent, c.poolWaitMs);
     } finally {
       if (!r?.ok) {
         bump(this.#clientStreams, req.client, -1);
@@ -308,181 +272,44 @@ export class Router {
     r.conn.close();
     bump(this.#clientStreams, client, -1);
     bump(this.#agentStreams, r.agent, -1);
-    this.#unload(r.session);
-  }
-
-  /** Find an announced replica for a CONNECT that passed the limits, and open it there. */
-  async #route(
-    req: OpenRequest,
-    target: Target,
-    agent: string,
-    poolWaitMs: number,
-  ): Promise<OpenResult> {
-    if (this.agents.group(agent).length === 0) {
-      return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
-    }
-    // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
-    const found = this.agents.announced(agent, poolWaitMs);
-    const announced = Array.isArray(found) ? found : await found;
-    if (announced.length === 0) {
-      return refuse(
-        Status.host_unreachable,
-        Reason.agent_not_ready,
-        `agent ${agent} has not announced its targets in time`,
-      );
-    }
-    const replicas = announced.filter((s) =>
-      allowed(rulesFor(s.rules, req.client), req.client, target, "defer")
-    );
-    if (replicas.length === 0) {
-      return refuse(
-        Status.not_allowed,
-        Reason.outside_announce,
-        "target outside what the agent announced",
-      );
-    }
-    const failed = new Set<Session>();
-    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const s = this.#pick(replicas, failed);
-      if (!s) break;
-      this.#load.set(s, (this.#load.get(s) ?? 0) + 1);
-      const waits = s.idle === 0 && !s.closed;
-      const tw = waits ? Date.now() : 0;
-      const entry = s.takeNow() ?? await s.take();
-      if (waits) this.#poolWaited(s, agent, tw, entry !== null);
-      let r: OpenResult | null = null;
-      try {
-        r = await this.#openOn(s, entry, req, target, agent);
-      } finally {
-        s.release();
-        if (!r?.ok) this.#unload(s);
-      }
-      if (r) return r;
-      failed.add(s); // its pool connection was dead: the next attempt goes to another replica
-    }
-    return refuse(Status.general_failure, Reason.agent_failed, "pool connections kept failing");
+    this.#opener.unload(r.session);
   }
 
   /**
-   * The replica for a new stream (SPEC.md §7.2): live, not failed in this
-   * CONNECT if another is left, with the fewest streams open or opening, then
-   * the most idle pool connections, then the one picked longest ago.
+   * An opened stream whose success reply to its client (`reply`, the
+   * front's answer, already written) settles: count its setup time and relay
+   * it ({@link stream}), ended with `tokenId` if that is revoked; if the
+   * reply fails, abandon it and throw.
    */
-  #pick(replicas: Session[], failed: Set<Session>): Session | undefined {
-    const live = replicas.filter((s) => !s.closed);
-    const fresh = live.filter((s) => !failed.has(s));
-    const from = fresh.length > 0 ? fresh : live;
-    const rank = (s: Session) => [this.#load.get(s) ?? 0, -s.idle, this.#picked.get(s) ?? 0];
-    let best: Session | undefined;
-    let bestRank: number[] = [];
-    for (const s of from) {
-      const r = rank(s);
-      const better = !best || r[0]! < bestRank[0]! ||
-        (r[0] === bestRank[0] &&
-          (r[1]! < bestRank[1]! || (r[1] === bestRank[1] && r[2]! < bestRank[2]!)));
-      if (better) [best, bestRank] = [s, r];
-    }
-    if (best) this.#picked.set(best, ++this.#picks);
-    return best;
-  }
-
-  #unload(s: Session): void {
-    const n = (this.#load.get(s) ?? 1) - 1;
-    if (n <= 0) this.#load.delete(s);
-    else this.#load.set(s, n);
-  }
-
-  /** Count a CONNECT that found no idle pool connection and had to wait. */
-  #poolWaited(s: Session, agent: string, since: number, got: boolean): void {
-    const m = this.ctx.metrics;
-    m.inc("burrow_pool_waits_total", "CONNECTs that waited for a pool connection", { agent });
-    m.observe(
-      "burrow_pool_wait_seconds",
-      "How long CONNECTs waited for a pool connection",
-      (Date.now() - since) / 1000,
-      {},
-      SETUP_BUCKETS,
-    );
-    if (!got && !s.closed) {
-      m.inc("burrow_pool_timeouts_total", "CONNECTs that got no pool connection within pool.wait", {
-        agent,
+  async replied(
+    reply: Promise<void>,
+    client: string,
+    clientConn: Conn,
+    clientRest: Uint8Array,
+    r: Extract<OpenResult, { ok: true }>,
+    log: Logger,
+    port: string,
+    startedAt: number,
+    tokenId?: string,
+  ): Promise<void> {
+    if (log.enabled("debug")) { // the audit line at info is "stream ended" (stream())
+      log.debug("stream open", {
+        stream: r.streamId,
+        agent: r.agent,
+        target: targetText(r.target),
       });
     }
-  }
-
-  /** Send OPEN on `entry` and read its result; null means "that pool connection was dead, try another". */
-  async #openOn(
-    s: Session,
-    entry: PoolEntry | null,
-    req: OpenRequest,
-    target: Target,
-    agent: string,
-  ): Promise<OpenResult | null> {
-    const c = this.ctx.config();
-    if (!entry) {
-      return s.closed
-        ? refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} went offline`)
-        : refuse(
-          Status.host_unreachable,
-          Reason.pool_timeout,
-          `no pool connection within ${c.poolWaitMs} ms`,
-        );
-    }
-    let pc: PoolConn;
     try {
-      pc = entry.open();
-    } catch {
-      return null; // a granted stream id on a link that is gone
+      await reply;
+    } catch (e) {
+      this.abandon(client, r);
+      throw e;
     }
-    const streamId = this.#nextStream;
-    this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;
-    let res: Message | null;
-    // The open timeout closes the pool connection, which ends its pending
-    // read: one timer, no race of promises on every stream's way.
-    let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      pc.close();
-    }, c.openTimeoutMs);
-    try {
-      await pc.wire.send({
-        type: "OPEN",
-        streamId,
-        clientId: req.clientId,
-        client: req.client,
-        target,
-      });
-      res = await pc.first;
-    } catch {
-      pc.close();
-      return late ? refuse(Status.ttl_expired, Reason.agent_timeout, OPEN_LATE) : null;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (late) return refuse(Status.ttl_expired, Reason.agent_timeout, OPEN_LATE);
-    if (res === null) {
-      pc.close(); // closed under us: try another pool connection
-      return null;
-    }
-    if (res.type !== "OPEN_RESULT" || res.streamId !== streamId) {
-      s.hooks.log.warn("bad answer to OPEN", { got: res.type });
-      void pc.wire.fail("unexpected_message", `expected OPEN_RESULT for stream ${streamId}`);
-      return refuse(Status.general_failure, Reason.agent_failed, "agent answered OPEN wrongly");
-    }
-    if (res.status !== Status.succeeded) {
-      pc.close();
-      return refuse(res.status, Reason.target_failed, "agent could not open the target");
-    }
-    return {
-      ok: true,
-      conn: pc.wire.conn,
-      rest: pc.wire.rest(),
-      bound: res.bound,
-      streamId,
-      agent,
-      target,
-      session: s,
-    };
+    this.setupDone(port, startedAt, true);
+    const relay = this.stream(client, clientConn, clientRest, r, log, port); // never throws
+    if (tokenId === undefined) return relay;
+    const end = () => this.closeStream(r.streamId, "revocation"); // its token was revoked
+    return relay.finally(this.ctx.tokens.attach(tokenId, r.streamId, end));
   }
 
   /**
@@ -548,9 +375,14 @@ export class Router {
       this.active--;
       bump(this.#clientStreams, client, -1);
       bump(this.#agentStreams, r.agent, -1);
-      this.#unload(r.session);
+      this.#opener.unload(r.session);
     }
-    const ms = Date.now() - t0;
+    this.#ended(live, up, down, log);
+  }
+
+  /** Count a stream that ended, and write its audit line to `log`. */
+  #ended(live: LiveStream, up: number, down: number, log: Logger): void {
+    const ms = Date.now() - live.since;
     const m = this.ctx.metrics;
     (this.#bytesUp ??= m.counterOf("burrow_bytes_total", "Bytes relayed", { direction: "up" }))(up);
     (this.#bytesDown ??= m.counterOf("burrow_bytes_total", "Bytes relayed", {
@@ -564,9 +396,9 @@ export class Router {
     ))(ms / 1000);
     // `log` names the client already (client, client_id).
     log.info("stream ended", {
-      stream: r.streamId,
-      port,
-      agent: r.agent,
+      stream: live.id,
+      port: live.port,
+      agent: live.agent,
       target: live.target,
       up,
       down,

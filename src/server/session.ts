@@ -52,7 +52,7 @@ export interface SessionHooks {
 }
 
 /**
- * The shortfall of idle granted ids a session with a version-4 link waits
+ * The shortfall of idle granted ids a session with a link waits
  * for before it asks, while no CONNECT waits (SPEC.md §7.4): an eighth of
  * `pool_max`, rounded up.
  */
@@ -83,7 +83,7 @@ export class AgentSession<P extends Pooled> {
   rules: Rule[] = [];
   /** Whether the agent has announced its rules: only then is the session routable (SPEC.md §2.1). */
   announced = false;
-  /** The agent process's instance id (INSTANCE, version 2); null on version 1. */
+  /** The agent process's instance id (INSTANCE); null until it comes. */
   instance: Uint8Array | null = null;
   closed = false;
   /** When a frame last arrived on the control connection. */
@@ -134,7 +134,7 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * Rest at `pool_max` idle entries: set while the session has a version-4
+   * Rest at `pool_max` idle entries: set while the session has a
    * link, whose idle entries are granted stream ids, not connections.
    */
   get restAtMax(): boolean {
@@ -159,7 +159,7 @@ export class AgentSession<P extends Pooled> {
 
   /**
    * The fewest idle connections the pool rests at without asking for more
-   * (SPEC.md §7.4): the target; with a version-4 link, the target less the
+   * (SPEC.md §7.4): the target; with a link, the target less the
    * grant step, plus one.
    */
   get floor(): number {
@@ -254,12 +254,15 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * {@link add} would answer only "full" or "closed" and count nothing: a
-   * link stream opened now is reset before anything is made for it.
+   * {@link add} would count or place a connection now, not only answer
+   * "full" or "closed": a GRANT beyond it makes nothing (a flood of them
+   * costs no allocation per id).
    */
-  get unwanted(): boolean {
-    return this.closed || (this.#waiters.length === 0 &&
-      this.#idle.length >= this.params().poolMax && !this.#asks.some((a) => a.remaining > 0));
+  get wants(): boolean {
+    if (this.closed) return false;
+    if (this.#waiters.length > 0 || this.#idle.length < this.params().poolMax) return true;
+    for (const a of this.#asks) if (a.remaining > 0) return true;
+    return false;
   }
 
   /**
@@ -281,6 +284,15 @@ export class AgentSession<P extends Pooled> {
     if (this.#idle.length >= this.params().poolMax) return "full";
     this.#idle.push({ conn, since: this.#now() });
     return "idle";
+  }
+
+  /** Close and drop the idle connections `stale` is true of, then refill; how many. */
+  sweep(stale: (conn: P) => boolean): number {
+    const before = this.#idle.length;
+    this.#idle = this.#idle.filter((c) => !stale(c.conn) || (c.conn.close(), false));
+    const n = before - this.#idle.length;
+    if (n > 0) this.replenish();
+    return n;
   }
 
   /** An idle connection the agent closed: drop it and refill. False if it was not idle. */
@@ -354,7 +366,7 @@ export class AgentSession<P extends Pooled> {
 
   /**
    * Ask for `max(target, expected) − (idle + outstanding)` more connections
-   * when positive (expected at most `pool_max`); with a version-4 link, only
+   * when positive (expected at most `pool_max`); with a link, only
    * once that is at least {@link grantStep}. While CONNECTs wait, only
    * for `waiting + expected − (idle + outstanding)`: a burst's own
    * connections are dialled first, without the refill to the (grown) target

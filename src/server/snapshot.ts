@@ -11,7 +11,8 @@
 import type { TokenView } from "./tokens.ts";
 import { toHex } from "../auth.ts";
 import { formatRule } from "../policy.ts";
-import type { AgentPort, Session } from "./agent_port.ts";
+import type { AgentPort } from "./agent_port.ts";
+import type { Session } from "./carrier.ts";
 import type { LiveStream, Router } from "./router.ts";
 import type { ServerConfig } from "../config/mod.ts";
 
@@ -31,7 +32,7 @@ export interface AgentView {
   id: number;
   /** First 8 hex digits of the session id (as in the logs). */
   session: string;
-  /** The agent process's instance id (hex; version 2), null for a version-1 session. */
+  /** The agent process's instance id (hex), null until its INSTANCE came. */
   instance: string | null;
   /** Negotiated protocol version. */
   protocol: number;

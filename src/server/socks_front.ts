@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { fmt, targetText } from "../addr.ts";
+import { fmt } from "../addr.ts";
 import { EofError, NetError, SocksError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Status } from "../messages.ts";
@@ -116,26 +116,9 @@ export class SocksFront {
       await socksReply(conn, r.status);
       return this.router.setupDone("socks", t0, false);
     }
-    // The audit line is "stream ended" (Router.stream); at info, one line per stream.
-    if (clog.enabled("debug")) {
-      clog.debug("stream open", {
-        stream: r.streamId,
-        agent: r.agent,
-        target: targetText(r.target),
-      });
-    }
-    try {
-      await socksReply(conn, Status.succeeded, r.bound);
-    } catch (e) {
-      this.router.abandon(client, r);
-      throw e;
-    }
-    this.router.setupDone("socks", t0, true);
+    const reply = socksReply(conn, Status.succeeded, r.bound);
     const id = cred?.ok ? cred.token?.id : undefined;
-    if (id === undefined) return this.router.stream(client, conn, rd.rest(), r, clog, "socks"); // never throws
-    const close = () => this.router.closeStream(r.streamId, "revocation");
-    const detach = this.ctx.tokens.attach(id, r.streamId, close);
-    return this.router.stream(client, conn, rd.rest(), r, clog, "socks").finally(detach);
+    return this.router.replied(reply, client, conn, rd.rest(), r, clog, "socks", t0, id);
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */
