@@ -72,7 +72,7 @@ export class DialCarrier implements Carrier {
     this.s.pool.add(conn);
     const wire = new Wire(conn);
     if (!await this.s.hello("POOL_HELLO", wire)) return false;
-    this.s.pool.serve(wire);
+    this.s.pool.serve(wire, this.s.frameTimeoutMs);
     return true;
   }
 

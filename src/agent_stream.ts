@@ -52,19 +52,38 @@ export class AgentPool {
     conn.closed.then(() => this.#conns.delete(id));
   }
 
+  /**
+   * A dialed pool connection that holds part of a frame with none completed
+   * for `ms` (a server trickling bytes) is closed (`limit=frame_timeout`,
+   * SPEC.md §10.1); a link has its own deadline. Returns the stop.
+   */
+  #watch(wire: Wire, ms: number): () => void {
+    const t = setInterval(() => {
+      const held = wire.heldFor(Date.now());
+      if (held <= ms) return;
+      this.log.warn("limit hit", { limit: "frame_timeout", held_ms: held });
+      wire.conn.close();
+    }, Math.max(100, ms / 3));
+    return () => clearInterval(t);
+  }
+
   /** A proven pool connection, or a stream the server opened on a link: it waits for OPEN. */
-  serve(wire: Wire): void {
-    this.#awaitOpen(wire).catch((e) => {
+  serve(wire: Wire, frameTimeoutMs?: number): void {
+    this.#awaitOpen(wire, frameTimeoutMs).catch((e) => {
       this.log.error("pool connection handler failed", { error: String(e) });
       wire.conn.close();
     });
   }
 
-  async #awaitOpen(wire: Wire): Promise<void> {
+  async #awaitOpen(wire: Wire, frameTimeoutMs: number | undefined): Promise<void> {
     let open: MessageOf<"OPEN">;
     this.unused++;
+    const watch = frameTimeoutMs === undefined ? noop : this.#watch(wire, frameTimeoutMs);
     try {
-      const msg = await wire.recv().finally(() => this.unused--);
+      const msg = await wire.recv().finally(() => {
+        this.unused--;
+        watch();
+      });
       if (msg === null) return wire.conn.close(); // the server shrank its pool
       if (msg.type === "ERROR") {
         this.log.warn("server refused pool connection", { code: msg.code, error: msg.message });

@@ -12,7 +12,23 @@ import { Link, LINK_MAX_QUEUED_CONTROL } from "../src/link.ts";
 import { encodeLinkFrame, LINK_HEADER_SIZE, type LinkFrame } from "../src/link_frame.ts";
 import type { Conn } from "../src/net.ts";
 import type { Target } from "../src/messages.ts";
-import { ALICE_TOKEN, echoTarget, runtime, runtimeNet, socks, tunnel, until } from "./helpers.ts";
+import { Agent } from "../src/agent.ts";
+import { Wire } from "../src/wire.ts";
+import { tokenCredential } from "../src/auth.ts";
+import { encode } from "../src/encode.ts";
+import { parseRule } from "../src/policy.ts";
+import {
+  acceptAgent,
+  AGENT_TOKEN,
+  ALICE_TOKEN,
+  echoTarget,
+  memoryLogger,
+  runtime,
+  runtimeNet,
+  socks,
+  tunnel,
+  until,
+} from "./helpers.ts";
 import { flood, hostileAgent, linkOpens } from "./hostile.ts";
 
 const rt = runtime;
@@ -50,9 +66,10 @@ test(`${rt}: a link or an idle pool connection holding a partial frame trickled 
   const trickles: ReturnType<typeof setInterval>[] = [];
   try {
     // A DATA header announcing 65535 bytes on a link, and a frame header
-    // announcing 256 KiB on a pool connection; then one byte every 100 ms.
+    // announcing 128 KiB on a pool connection (an ANNOUNCE: a length its type
+    // can have, so the framer waits for it); then one byte every 100 ms.
     const data = Uint8Array.of(0, 0, 0, 0, 1, 0xff, 0xff);
-    const frame = Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 0x22, 0, 0, 0, 4, 0, 0);
+    const frame = Uint8Array.of(0x42, 0x52, 0x52, 0x57, 1, 0x10, 0, 0, 0, 2, 0, 0);
     const conns = [await a.link(data), await a.pool(frame)];
     for (const c of conns) {
       trickles.push(setInterval(() => void c.write(Uint8Array.of(0)).catch(() => {}), 100));
@@ -73,9 +90,10 @@ test(`${rt}: a link or an idle pool connection holding a partial frame trickled 
       await until(() => t.logs.filter((l) => l.includes("limit=frame_timeout")).length >= 2),
       t.logs.join("\n"),
     );
-    assert.match(
-      t.server.metrics.render(),
-      /^burrow_limit_hits_total\{limit="frame_timeout"\} [2-9]/m,
+    const hits = /^burrow_limit_hits_total\{limit="frame_timeout"\} [2-9]/m;
+    assert.ok(
+      await until(() => hits.test(t.server.metrics.render())),
+      t.logs.filter((l) => l.includes("frame_timeout")).join("\n"),
     );
     const pongs = a.pongs();
     assert.ok(await until(() => a.pongs() > pongs), "the session goes on");
@@ -276,4 +294,39 @@ test(`${rt}: property: a peer that sends valid link frames and never reads gets 
     ),
     { numRuns: 20 },
   );
+});
+
+test(`${rt}: an agent's idle dialed pool connection holding a partial frame from the server is closed (limit=frame_timeout)`, async () => {
+  const net = await runtimeNet();
+  const fake = await net.listen({ host: "127.0.0.1", port: 0 });
+  const mem = memoryLogger();
+  const agent = new Agent(net, {
+    server: fake.addr,
+    name: "office",
+    credential: tokenCredential(AGENT_TOKEN),
+    rules: parseRule("127.0.0.1:*"),
+    link: false,
+  }, mem.log);
+  agent.start();
+  const control = await acceptAgent(fake, 600);
+  // PINGs keep the control connection alive; the pool connection gets 5
+  // bytes of a frame header and nothing more.
+  const ping = setInterval(() => {
+    void control.send({ type: "PING", data: new Uint8Array(8) }).catch(() => {});
+  }, 100);
+  try {
+    await control.send({ type: "POOL_REQUEST", requestId: 1, count: 1 });
+    const pool = new Wire((await fake.accept())!);
+    await pool.expect("POOL_HELLO");
+    const frame = encode({ type: "PING", data: new Uint8Array(8) });
+    await pool.conn.write(frame.subarray(0, 5));
+    assert.equal(await pool.conn.read(), null, "the agent closed the pool connection");
+    assert.ok(mem.lines.some((l) => l.includes("limit=frame_timeout")), mem.lines.join("\n"));
+    pool.conn.close();
+  } finally {
+    clearInterval(ping);
+    await agent.stop();
+    control.conn.close();
+    fake.close();
+  }
 });
