@@ -279,6 +279,8 @@ export function fairSummary(r: FairResult) {
     loadP50: m("load_p50_ms"),
     loadP99: m("load_p99_ms"),
     loadMax: m("load_max_ms"),
+    loadCount: m("load_count"),
+    freshCount: m("fresh_count"),
     freshP50: m("fresh_p50_ms"),
     freshP99: m("fresh_p99_ms"),
     bulk: m("bulk_mib_s"),
@@ -310,15 +312,17 @@ export function renderFair(
     `under ${p.bulk} bulk downloads (after ${p.warmSecs} s of them), then up to ${p.freshCount} fresh connections ` +
     `(connect + SOCKS5 + 1-byte echo) in at most ${p.freshSecs} s under the same load; ${p.rounds} round(s) (median).`,
     "",
-    "| system | echo p50 idle ms | echo p50 under load ms | p99 | max | fresh connection p50 under load ms | p99 | bulk MiB/s | errors |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| system | echo p50 idle ms | echo p50 under load ms | p99 | max | (echoes) | fresh connection p50 under load ms | p99 | (connections) | bulk MiB/s | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of results) {
     const s = sums.get(r.id)!;
     lines.push(
       `| ${r.label} | ${f(s.idleP50)} | ${f(s.loadP50)} | ${f(s.loadP99)} | ${f(s.loadMax)} | ${
-        f(s.freshP50)
-      } | ${f(s.freshP99)} | ${f(s.bulk)} | ${s.errors} |`,
+        f(s.loadCount, 0)
+      } | ${f(s.freshP50)} | ${f(s.freshP99)} | ${f(s.freshCount, 0)} | ${
+        f(s.bulk)
+      } | ${s.errors} |`,
     );
   }
   const ssh = sums.get("ssh-pty");
