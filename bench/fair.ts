@@ -107,8 +107,11 @@ export interface FairResult {
   id: string;
   label: string;
   errors: string[];
-  runs: LoadgenResult[];
+  runs: FairRun[];
 }
+
+/** A run's figures plus what the bottleneck dropped meanwhile. */
+export type FairRun = LoadgenResult & { drops_to_agent?: number; drops_to_server?: number };
 
 /** The namespace, veth pair and qdiscs: one per run of the scenario. */
 interface Bottleneck {
@@ -116,11 +119,25 @@ interface Bottleneck {
   /** The host end's address (the relay listens here). */
   hostAddr: string;
   wrap: (cmd: string, args: string[]) => [string, string[]];
+  /** Packets the two qdiscs dropped so far (queue full): [toward the agent, toward the server]. */
+  drops(): [number, number];
   remove(): void;
 }
 
-function sh(cmd: string, args: string[]): void {
-  execFileSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"], timeout: 20_000 });
+function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 })
+    .toString();
+}
+
+/** The `drops` counter of the root qdisc of `dev` (`tc -s -j`); NaN if unreadable. */
+function drops(nsArgs: string[], dev: string): number {
+  try {
+    const out = sh("tc", [...nsArgs, "-s", "-j", "qdisc", "show", "dev", dev]);
+    const q = JSON.parse(out) as Array<{ root?: boolean; drops?: number }>;
+    return Number(q.find((x) => x.root)?.drops);
+  } catch {
+    return NaN;
+  }
 }
 
 /** Create the namespace with a shaped veth pair to the host. Needs root. */
@@ -174,6 +191,7 @@ export function createBottleneck(p: FairPlan): Bottleneck {
     ns,
     hostAddr: addr(1),
     wrap: (cmd, args) => ["ip", ["netns", "exec", ns, cmd, ...args]],
+    drops: () => [drops([], a), drops(["-n", ns], b)],
     remove,
   };
 }
@@ -242,6 +260,7 @@ async function fairOnce(
     r = await begin(sys, c);
     await sleep(1000); // the pool fills to its resting size
     const secs = p.idleSecs + p.warmSecs + p.loadSecs + p.freshSecs;
+    const [d0a, d0s] = bn.drops();
     const { results } = await runLoadgen(
       "fair",
       r.endpoint,
@@ -254,12 +273,15 @@ async function fairOnce(
       secs + 60,
       path.join(c.dir, "loadgen.log"),
     );
-    const x = results[0];
+    const [d1a, d1s] = bn.drops();
+    const x: FairRun | undefined = results[0];
     if (!x) throw new Error(`no result (see ${path.join(c.dir, "loadgen.log")})`);
+    x.drops_to_agent = d1a - d0a;
+    x.drops_to_server = d1s - d0s;
     res.runs.push(x);
     if (x.error) res.errors.push(`${x.errors} error(s), first: ${x.error}`);
     say(
-      `  ${sys.label}: echo idle p50 ${x.idle_p50_ms} ms; under load p50 ${x.load_p50_ms} p99 ${x.load_p99_ms} ms; fresh p50 ${x.fresh_p50_ms} ms (${x.fresh_count}); bulk ${x.bulk_mib_s} MiB/s; errors ${x.errors}`,
+      `  ${sys.label}: echo idle p50 ${x.idle_p50_ms} ms; under load p50 ${x.load_p50_ms} p99 ${x.load_p99_ms} ms; fresh p50 ${x.fresh_p50_ms} ms (${x.fresh_count}); bulk ${x.bulk_mib_s} MiB/s; errors ${x.errors}; packets dropped toward the server ${x.drops_to_server}, toward the agent ${x.drops_to_agent}`,
     );
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -281,6 +303,7 @@ export function fairSummary(r: FairResult) {
     loadMax: m("load_max_ms"),
     loadCount: m("load_count"),
     freshCount: m("fresh_count"),
+    drops: m("drops_to_server"),
     freshP50: m("fresh_p50_ms"),
     freshP99: m("fresh_p99_ms"),
     bulk: m("bulk_mib_s"),
@@ -310,20 +333,17 @@ export function renderFair(
     } each way, ${p.delayMs} ms each way (relay); ` +
     `one interactive stream echoing 1 byte every ${p.intervalMs} ms, ${p.idleSecs} s idle, then ${p.loadSecs} s ` +
     `under ${p.bulk} bulk downloads (after ${p.warmSecs} s of them), then up to ${p.freshCount} fresh connections ` +
-    `(connect + SOCKS5 + 1-byte echo) in at most ${p.freshSecs} s under the same load; ${p.rounds} round(s) (median).`,
+    `(connect + SOCKS5 + 1-byte echo) in at most ${p.freshSecs} s under the same load; ${p.rounds} round(s) (median). ` +
+    `"drops": packets the queue toward the server (the bulk direction) dropped during the run.`,
     "",
-    "| system | echo p50 idle ms | echo p50 under load ms | p99 | max | (echoes) | fresh connection p50 under load ms | p99 | (connections) | bulk MiB/s | errors |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| system | echo p50 idle ms | echo p50 under load ms | p99 | max | (echoes) | fresh connection p50 under load ms | p99 | (connections) | bulk MiB/s | drops | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of results) {
     const s = sums.get(r.id)!;
-    lines.push(
-      `| ${r.label} | ${f(s.idleP50)} | ${f(s.loadP50)} | ${f(s.loadP99)} | ${f(s.loadMax)} | ${
-        f(s.loadCount, 0)
-      } | ${f(s.freshP50)} | ${f(s.freshP99)} | ${f(s.freshCount, 0)} | ${
-        f(s.bulk)
-      } | ${s.errors} |`,
-    );
+    const row = [r.label, f(s.idleP50), f(s.loadP50), f(s.loadP99), f(s.loadMax)];
+    row.push(f(s.loadCount, 0), f(s.freshP50), f(s.freshP99), f(s.freshCount, 0), f(s.bulk));
+    lines.push(`| ${row.join(" | ")} | ${f(s.drops, 0)} | ${s.errors} |`);
   }
   const ssh = sums.get("ssh-pty");
   lines.push(
