@@ -299,6 +299,7 @@ export function fairSummary(r: FairResult) {
   return {
     idleP50: m("idle_p50_ms"),
     loadP50: m("load_p50_ms"),
+    loadP90: m("load_p90_ms"),
     loadP99: m("load_p99_ms"),
     loadMax: m("load_max_ms"),
     loadCount: m("load_count"),
@@ -336,12 +337,12 @@ export function renderFair(
     `(connect + SOCKS5 + 1-byte echo) in at most ${p.freshSecs} s under the same load; ${p.rounds} round(s) (median). ` +
     `"drops": packets the queue toward the server (the bulk direction) dropped during the run.`,
     "",
-    "| system | echo p50 idle ms | echo p50 under load ms | p99 | max | (echoes) | fresh connection p50 under load ms | p99 | (connections) | bulk MiB/s | drops | errors |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| system | echo p50 idle ms | echo p50 under load ms | p90 | p99 | max | (echoes) | fresh connection p50 under load ms | p99 | (connections) | bulk MiB/s | drops | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of results) {
     const s = sums.get(r.id)!;
-    const row = [r.label, f(s.idleP50), f(s.loadP50), f(s.loadP99), f(s.loadMax)];
+    const row = [r.label, f(s.idleP50), f(s.loadP50), f(s.loadP90), f(s.loadP99), f(s.loadMax)];
     row.push(f(s.loadCount, 0), f(s.freshP50), f(s.freshP99), f(s.freshCount, 0), f(s.bulk));
     lines.push(`| ${row.join(" | ")} | ${f(s.drops, 0)} | ${s.errors} |`);
   }

@@ -438,6 +438,7 @@ function ensureTools(): void {
     ["ssh", "openssh-client"],
     ["ssh-keygen", "openssh-client"],
     ["gcc", "gcc"],
+    ["tc", "iproute2"], // the shared bottleneck (bench/fair.ts): ip netns, tc tbf
   ];
   for (const [cmd, pkg] of want) if (!have(cmd) && !need.includes(pkg)) need.push(pkg);
   if (need.length === 0) return;
