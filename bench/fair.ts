@@ -147,20 +147,25 @@ export function createBottleneck(p: FairPlan): Bottleneck {
   const [a, b] = [`bbf${tag}a`, `bbf${tag}b`];
   // 198.18.0.0/15 is for benchmarks (RFC 2544); a /30 of it per run, on this pair only.
   const n = 4 * (process.pid % 16384);
-  const addr = (k: number) => `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${(n & 255) + k}`;
-  let removed = false;
+  const addr = (k: number) => `198.18.${n >> 8}.${(n & 255) + k}`;
+  // Only what this run created is removed (a namespace of that name may be another run's).
+  let [nsMade, linkMade] = [false, false];
   const remove = () => {
-    if (removed) return;
-    removed = true;
-    try {
-      sh("ip", ["netns", "del", ns]); // takes the pair and its qdiscs with it
-    } catch {
-      // never created, or gone
+    if (linkMade) {
+      linkMade = false;
+      try {
+        sh("ip", ["link", "del", a]); // both ends and their qdiscs
+      } catch {
+        // gone already
+      }
     }
-    try {
-      sh("ip", ["link", "del", a]);
-    } catch {
-      // gone with the namespace
+    if (nsMade) {
+      nsMade = false;
+      try {
+        sh("ip", ["netns", "del", ns]);
+      } catch {
+        // gone already
+      }
     }
   };
   process.on("exit", remove);
@@ -169,7 +174,9 @@ export function createBottleneck(p: FairPlan): Bottleneck {
   const tbf = ["root", "tbf", "rate", `${p.rate * 8}bit`, "burst", burst, "limit", String(p.queue)];
   try {
     sh("ip", ["netns", "add", ns]);
+    nsMade = true;
     sh("ip", ["link", "add", a, "type", "veth", "peer", "name", b]);
+    linkMade = true;
     sh("ip", ["link", "set", b, "netns", ns]);
     sh("ip", ["addr", "add", `${addr(1)}/30`, "dev", a]);
     sh("ip", ["link", "set", a, "up"]);
