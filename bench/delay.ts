@@ -13,8 +13,8 @@
  * Backpressure: a direction holding more than `highWater` bytes in its queue
  * (or whose receiver's socket buffer is full) pauses its sender until it drains.
  *
- * Everything binds and connects to 127.0.0.1 only; `close()` destroys every
- * socket it opened. Usable in-process (`startDelayRelay`) or as a command:
+ * Everything binds and connects to 127.0.0.1 only (bench/fair.ts: it listens
+ * on its own veth's address); `close()` destroys every socket it opened. Usable in-process (`startDelayRelay`) or as a command:
  *
  *   tsx bench/delay.ts --to 127.0.0.1:PORT [--listen PORT] [--delay-ms 20]
  */
@@ -36,6 +36,12 @@ export interface DelayOptions {
   delayMs: number;
   /** Listen port on 127.0.0.1; 0 = any free port. */
   listenPort?: number;
+  /**
+   * Listen address (default 127.0.0.1). The bottleneck scenario (bench/fair.ts)
+   * listens on the address of its own veth interface, so that the agent side
+   * in its network namespace reaches it through the shaped link.
+   */
+  listenHost?: string;
   /** Model the TCP handshake's round trip for new connections (default true). */
   connectRtt?: boolean;
   /** Bytes a direction may hold before its sender is paused. Default 4 MiB. */
@@ -193,9 +199,10 @@ export function startDelayRelay(o: DelayOptions): Promise<DelayRelay> {
     } else dial();
   });
   server.maxConnections = 100_000;
+  const at = { host: o.listenHost ?? "127.0.0.1", port: o.listenPort ?? 0, backlog: 4096 };
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: o.listenPort ?? 0, backlog: 4096 }, () => {
+    server.listen(at, () => {
       const port = (server.address() as net.AddressInfo).port;
       resolve({
         port,

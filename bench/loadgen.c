@@ -19,6 +19,13 @@
  *                          (the same load, so JIT runtimes are measured warm)
  *   burst --streams N      N threads start together (a barrier), each opens one stream
  *                          with a 1-byte echo and closes it: p50/p99/max of each stream's time
+ *   fair  --streams N --seconds S [--idle-seconds I] [--warm-seconds W] [--interval-ms 10]
+ *                          [--count C] [--fresh-seconds F]   the shared-bottleneck scenario
+ *                          (bench/fair.ts): one interactive stream does a 1-byte echo every
+ *                          interval, I s alone ("idle"), then N download streams start, and
+ *                          after W s the echoes are timed for S s "under load", then up to C
+ *                          fresh connections (connect + handshake + 1-byte echo, one after
+ *                          another) for at most F s; bulk MiB/s over those S + F s
  *   hold  --stages 1000,5000 --conc C   open and hold idle streams (each verified by a
  *                          1-byte echo); after each stage print a line and wait for a
  *                          line on stdin before the next stage (EOF: close all, exit)
@@ -512,15 +519,118 @@ static int run_hold(const char *stages, int conc) {
   return atomic_load(&hold_errors) ? 1 : 0;
 }
 
+/* ----------------------------------------------------------------- fair */
+
+static atomic_int fair_stop;
+static _Atomic unsigned long long fair_bytes;
+struct fair_arg { int error; char err[200]; };
+
+/* One bulk download stream until fair_stop; bytes into fair_bytes. */
+static void *fair_bulk(void *p) {
+  struct fair_arg *a = p;
+  int fd = open_stream(a->err, sizeof a->err);
+  if (fd < 0) { a->error = 1; return NULL; }
+  char *buf = malloc(BUF);
+  char s = 'R';
+  if (write_all(fd, &s, 1) < 0) { a->error = 1; snprintf(a->err, sizeof a->err, "write: %s", strerror(errno)); }
+  while (!a->error && !atomic_load(&fair_stop)) {
+    ssize_t r = recv(fd, buf, BUF, 0);
+    if (r <= 0) { a->error = 1; snprintf(a->err, sizeof a->err, "bulk read: %s", r == 0 ? "EOF" : strerror(errno)); break; }
+    atomic_fetch_add(&fair_bytes, (unsigned long long)r);
+  }
+  close(fd);
+  free(buf);
+  return NULL;
+}
+
+static void sleep_until(double t) {
+  double d = t - now_s();
+  if (d <= 0) return;
+  struct timespec ts = {.tv_sec = (time_t)d, .tv_nsec = (long)((d - (time_t)d) * 1e9)};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+/* 1-byte echoes on `fd` every `interval` s for `secs` s; times in ms into ms[*n] (at most cap). */
+static int fair_ping(int fd, double secs, double interval, double *ms, int *n, int cap, char *err, size_t errlen) {
+  double start = now_s(), next = start;
+  while (now_s() - start < secs && *n < cap) {
+    sleep_until(next);
+    double t0 = now_s();
+    char c = 'x';
+    if (write_all(fd, &c, 1) < 0) { snprintf(err, errlen, "echo write: %s", strerror(errno)); return -1; }
+    if (read_n(fd, &c, 1) < 0) { snprintf(err, errlen, "echo read: %s", strerror(errno)); return -1; }
+    double t1 = now_s();
+    ms[(*n)++] = (t1 - t0) * 1000;
+    next = t0 + interval > t1 ? t0 + interval : t1;
+  }
+  return 0;
+}
+
+static void json_pcts(const char *k, double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  printf("\"%s_count\":%d,\"%s_p50_ms\":%.3f,\"%s_p90_ms\":%.3f,\"%s_p99_ms\":%.3f,\"%s_max_ms\":%.3f,", k, n, k,
+         pct(v, n, .5), k, pct(v, n, .9), k, pct(v, n, .99), k, n ? v[n - 1] : 0);
+}
+
+static int run_fair(int streams, double idle_s, double warm_s, double load_s, double interval, int count, double fresh_s) {
+  int cap = (int)((idle_s > load_s ? idle_s : load_s) / interval) + 2;
+  double *idle = malloc(sizeof(double) * (size_t)cap), *load = malloc(sizeof(double) * (size_t)cap);
+  double *fresh = malloc(sizeof(double) * (size_t)(count > 0 ? count : 1));
+  int ni = 0, nl = 0, nf = 0, errors = 0, started = 0;
+  char err[256] = "";
+  pthread_t th[streams > 0 ? streams : 1];
+  struct fair_arg *args = calloc((size_t)(streams > 0 ? streams : 1), sizeof *args);
+  double bulk_s = 0;
+  unsigned long long bulk = 0;
+  int fd = open_echo1(err, sizeof err);
+  if (fd < 0) { errors++; goto out; }
+  if (fair_ping(fd, idle_s, interval, idle, &ni, cap, err, sizeof err) < 0) { errors++; goto out; }
+  for (; started < streams; started++) pthread_create(&th[started], NULL, fair_bulk, &args[started]);
+  sleep_until(now_s() + warm_s);
+  double t0 = now_s();
+  unsigned long long b0 = atomic_load(&fair_bytes);
+  if (fair_ping(fd, load_s, interval, load, &nl, cap, err, sizeof err) < 0) { errors++; goto out; }
+  double f0 = now_s();
+  char ferr[200];
+  while (nf < count && now_s() - f0 < fresh_s) {
+    double c0 = now_s();
+    int cfd = open_echo1(ferr, sizeof ferr);
+    if (cfd < 0) {
+      if (!errors++) snprintf(err, sizeof err, "fresh: %s", ferr);
+      break;
+    }
+    close(cfd);
+    fresh[nf++] = (now_s() - c0) * 1000;
+  }
+  bulk = atomic_load(&fair_bytes) - b0;
+  bulk_s = now_s() - t0;
+out:
+  atomic_store(&fair_stop, 1);
+  for (int i = 0; i < started; i++) {
+    pthread_join(th[i], NULL);
+    if (args[i].error && !errors++) snprintf(err, sizeof err, "%s", args[i].err);
+  }
+  if (fd >= 0) close(fd);
+  printf("{\"mode\":\"fair\",\"streams\":%d,", streams);
+  json_pcts("idle", idle, ni);
+  json_pcts("load", load, nl);
+  json_pcts("fresh", fresh, nf);
+  printf("\"bulk_bytes\":%llu,\"bulk_seconds\":%.3f,\"bulk_mib_s\":%.2f,\"errors\":%d,\"error\":", bulk, bulk_s,
+         bulk_s > 0 ? bulk / bulk_s / 1048576.0 : 0, errors);
+  json_str(err);
+  printf("}\n");
+  return errors ? 1 : 0;
+}
+
 /* ----------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: loadgen probe|up|down|par|lat|rate|burst|hold --target H:P [--socks H:P] [options]\n");
+    fprintf(stderr, "usage: loadgen probe|up|down|par|lat|rate|burst|hold|fair --target H:P [--socks H:P] [options]\n");
     return 2;
   }
   const char *mode = argv[1], *stages = "1000";
-  double secs = 2, max_s = 600, warm_s = 0;
+  double secs = 2, max_s = 600, warm_s = 0, idle_s = 3, interval_ms = 10, fresh_s = 10;
   int streams = 16, count = 500, warmup = 20, workers = 32, conc = 64, have_target = 0;
   for (int i = 2; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -540,6 +650,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--conc")) conc = atoi(v);
     else if (!strcmp(k, "--timeout")) op_timeout = atof(v);
     else if (!strcmp(k, "--max-seconds")) max_s = atof(v);
+    else if (!strcmp(k, "--idle-seconds")) idle_s = atof(v);
+    else if (!strcmp(k, "--interval-ms")) interval_ms = atof(v);
+    else if (!strcmp(k, "--fresh-seconds")) fresh_s = atof(v);
     else { fprintf(stderr, "loadgen: unknown option %s\n", k); return 2; }
     continue;
   bad:
@@ -565,6 +678,13 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "rate")) return run_rate(workers, secs, warm_s);
   if (!strcmp(mode, "hold")) return run_hold(stages, conc);
   if (!strcmp(mode, "burst")) return run_burst(streams);
+  if (!strcmp(mode, "fair")) {
+    if (streams < 0 || streams > 1000 || interval_ms < 1 || secs <= 0 || idle_s <= 0 || count < 1) {
+      fprintf(stderr, "loadgen fair: wants 0..1000 streams, --interval-ms >= 1, positive seconds, --count >= 1\n");
+      return 2;
+    }
+    return run_fair(streams, idle_s, warm_s, secs, interval_ms / 1000, count, fresh_s);
+  }
   fprintf(stderr, "loadgen: unknown mode %s\n", mode);
   return 2;
 }

@@ -152,9 +152,16 @@ export async function hold(
   return out;
 }
 
-/** Start the target (source/sink/echo) on a free port; it exits when our stdin pipe closes. */
-export async function startTarget(logFile: string): Promise<{ proc: Proc; addr: string }> {
-  const p = start("target", targetBin, [], { logFile, stdout: "pipe", stdin: "pipe" });
+/**
+ * Start the target (source/sink/echo) on a free port; it exits when our stdin
+ * pipe closes. `wrap`: how to start it elsewhere (bench/fair.ts: in its
+ * network namespace, `ip netns exec NAME …`).
+ */
+export async function startTarget(
+  logFile: string,
+  wrap: (cmd: string, args: string[]) => [string, string[]] = (c, a) => [c, a],
+): Promise<{ proc: Proc; addr: string }> {
+  const p = start("target", ...wrap(targetBin, []), { logFile, stdout: "pipe", stdin: "pipe" });
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: p.child.stdout! });
     rl.once("line", (l) => {

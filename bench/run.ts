@@ -19,6 +19,11 @@
  *                                 each plain burrow row and ssh running at once, alternating
  *                                 slices; a full run includes it (--no-paired: leave it out)
  *   npm run bench -- --pairs N    pairs of slices per row (default 16)
+ *   npm run bench -- --fair-only  only the shared-bottleneck scenario (bench/fair.ts, issue #26):
+ *                                 agent↔server through one tbf-shaped link in a network
+ *                                 namespace; echo latency idle and under bulk load, fresh
+ *                                 connections under load, bulk MiB/s (root; not in a full run)
+ *   npm run bench -- --fair-only --rate 40MiB/s --delay-ms 5 --queue 512KiB --bulk 8 --fair-seconds 5 --fair-rounds 1
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
@@ -45,6 +50,15 @@ import { renderMarkdown, updateReadme } from "./report.ts";
 import { median } from "./stats.ts";
 import { renderWan, runWan, WAN_SYSTEMS, type WanPlan } from "./wan.ts";
 import { type PairedPlan, type PairedResult, renderPaired, runPaired } from "./paired.ts";
+import {
+  FAIR_DEFAULTS,
+  FAIR_SYSTEMS,
+  type FairPlan,
+  noLink,
+  parseSize,
+  renderFair,
+  runFair,
+} from "./fair.ts";
 import {
   allSystems,
   BURROW_LIMITS,
@@ -73,12 +87,16 @@ interface Options {
   render: string | null;
   /** The WAN scenario: "auto" = in full runs, not in --quick. */
   wan: "auto" | "on" | "off" | "only";
-  delayMs: number;
+  /** One-way delay: WAN's (default 20) or the bottleneck's (default 5). */
+  delayMs: number | undefined;
   wanRounds: number;
   bursts: number[];
   /** Connections/s paired with ssh -R pty: "auto" = in full runs. */
   paired: "auto" | "off" | "only";
   pairs: number;
+  /** Only the shared-bottleneck scenario (bench/fair.ts), with its settings. */
+  fairOnly: boolean;
+  fair: FairPlan;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -92,11 +110,13 @@ function parseArgs(argv: string[]): Options {
     burrowPool: { ...BURROW_POOL },
     render: null,
     wan: "auto",
-    delayMs: 20,
+    delayMs: undefined,
     wanRounds: 0,
     bursts: [16, 64, 256],
     paired: "auto",
     pairs: 16,
+    fairOnly: false,
+    fair: { ...FAIR_DEFAULTS },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -118,6 +138,12 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--no-wan") o.wan = "off";
     else if (a === "--paired-only") o.paired = "only";
     else if (a === "--no-paired") o.paired = "off";
+    else if (a === "--fair-only") o.fairOnly = true;
+    else if (a === "--rate") o.fair.rate = parseSize(val());
+    else if (a === "--queue") o.fair.queue = parseSize(val());
+    else if (a === "--bulk") o.fair.bulk = Number(val());
+    else if (a === "--fair-seconds") o.fair.loadSecs = Number(val());
+    else if (a === "--fair-rounds") o.fair.rounds = Number(val());
     else if (a === "--pairs") {
       o.pairs = Number(val());
       if (!Number.isInteger(o.pairs) || o.pairs < 1 || o.pairs > 100) {
@@ -412,6 +438,7 @@ function ensureTools(): void {
     ["ssh", "openssh-client"],
     ["ssh-keygen", "openssh-client"],
     ["gcc", "gcc"],
+    ["tc", "iproute2"], // the shared bottleneck (bench/fair.ts): ip netns, tc tbf
   ];
   for (const [cmd, pkg] of want) if (!have(cmd) && !need.includes(pkg)) need.push(pkg);
   if (need.length === 0) return;
@@ -507,6 +534,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   ensureTools();
   build();
+  if (o.fairOnly) {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-bench-"));
+    return await fairScenario(o, machineFacts(), base, t0);
+  }
   const tls = o.tls === "on" || (o.tls === "auto" && cliHasTls(root));
   let systems = allSystems({ tls });
   if (o.only) {
@@ -692,12 +723,13 @@ async function wanScenario(
   facts: Facts,
   t0: number,
 ): Promise<void> {
-  if (!Number.isFinite(o.delayMs) || o.delayMs < 0 || o.delayMs > 1000) {
+  const delayMs = o.delayMs ?? 20;
+  if (!Number.isFinite(delayMs) || delayMs < 0 || delayMs > 1000) {
     throw new Error("--delay-ms wants 0..1000");
   }
   const wanSystems = systems.filter((s) => WAN_SYSTEMS.includes(s.id));
   const p: WanPlan = {
-    delayMs: o.delayMs,
+    delayMs,
     rounds: o.wanRounds || (o.quick ? 1 : 2),
     bursts: o.bursts,
     warmCount: o.quick ? 10 : 30,
@@ -707,16 +739,62 @@ async function wanScenario(
   const results = await runWan(wanSystems, p, ctx, startSystem, say);
   const seconds = (Date.now() - t0) / 1000;
   const md = renderWan(p, results, { date: facts.date, commit: facts.commit, seconds });
+  saveScenario("wan", { plan: p, facts, seconds, results }, md, base);
+}
+
+/** Write one scenario's results/KIND-latest.{json,md} and a copy in results/history/; print it. */
+function saveScenario(
+  kind: string,
+  data: { facts: Facts; [k: string]: unknown },
+  md: string,
+  base: string,
+): void {
   const outDir = path.join(here, "results");
   fs.mkdirSync(path.join(outDir, "history"), { recursive: true });
-  const text = JSON.stringify({ plan: p, facts, seconds, results }, null, 2) + "\n";
-  fs.writeFileSync(path.join(outDir, "wan-latest.json"), text);
-  const stamp = facts.date.replace(/[:.]/g, "-").slice(0, 19);
-  fs.writeFileSync(path.join(outDir, "history", `${stamp}-wan.json`), text);
-  fs.writeFileSync(path.join(outDir, "wan-latest.md"), md);
+  const text = JSON.stringify(data, null, 2) + "\n";
+  fs.writeFileSync(path.join(outDir, `${kind}-latest.json`), text);
+  const stamp = data.facts.date.replace(/[:.]/g, "-").slice(0, 19);
+  fs.writeFileSync(path.join(outDir, "history", `${stamp}-${kind}.json`), text);
+  fs.writeFileSync(path.join(outDir, `${kind}-latest.md`), md);
   say("");
   say(md);
-  say(`wrote bench/results/wan-latest.json and wan-latest.md; logs in ${base}`);
+  say(`wrote bench/results/${kind}-latest.json and ${kind}-latest.md; logs in ${base}`);
+}
+
+/** The shared-bottleneck scenario alone (bench/fair.ts); writes fair-latest.{json,md}. */
+async function fairScenario(o: Options, facts: Facts, base: string, t0: number): Promise<void> {
+  const p: FairPlan = { ...o.fair, delayMs: o.delayMs ?? FAIR_DEFAULTS.delayMs };
+  const bad = [
+    [p.rate >= 2 ** 16 && p.rate <= 2 ** 33, "--rate wants 64KiB/s..8GiB/s"],
+    [p.queue >= 2 ** 12 && p.queue <= 2 ** 30, "--queue wants 4KiB..1GiB"],
+    [p.delayMs >= 0 && p.delayMs <= 1000, "--delay-ms wants 0..1000"],
+    [Number.isInteger(p.bulk) && p.bulk >= 0 && p.bulk <= 256, "--bulk wants 0..256"],
+    [p.loadSecs > 0 && p.loadSecs <= 600, "--fair-seconds wants 0..600"],
+    [Number.isInteger(p.rounds) && p.rounds >= 1 && p.rounds <= 20, "--fair-rounds wants 1..20"],
+  ] as const;
+  for (const [ok, msg] of bad) if (!ok) throw new Error(msg);
+  const known = allSystems({ tls: false });
+  const all = FAIR_SYSTEMS.map((id) => {
+    const sys = known.find((s) => s.id === id.replace(/-nolink$/, ""))!;
+    return id.endsWith("-nolink") ? noLink(sys) : sys;
+  });
+  const unknown = (o.only ?? []).filter((id) => !FAIR_SYSTEMS.includes(id));
+  if (unknown.length) {
+    throw new Error(`unknown system(s) ${unknown.join(", ")}; known: ${FAIR_SYSTEMS.join(", ")}`);
+  }
+  const systems = o.only ? all.filter((s) => o.only!.includes(s.id)) : all;
+  say(`burrow bench (bottleneck): ${systems.map((s) => s.id).join(", ")}; logs in ${base}`);
+  const ctx = (sys: System): Ctx => ({
+    target: "",
+    dir: freshDir(base, sys.id),
+    root,
+    burrowLogLevel: o.burrowLogLevel,
+    burrowPool: o.burrowPool,
+  });
+  const results = await runFair(systems, p, ctx, startSystem, say);
+  const seconds = (Date.now() - t0) / 1000;
+  const md = renderFair(p, results, { date: facts.date, commit: facts.commit, seconds });
+  saveScenario("fair", { plan: p, facts, seconds, results }, md, base);
 }
 
 let stopping = false;

@@ -28,6 +28,21 @@ export interface Ctx {
    * should connect to instead (a delay relay in front of it). Absent: direct.
    */
   link?: (serverPort: number) => Promise<number>;
+  /** The address the agent side dials for `link`'s port (default 127.0.0.1). */
+  linkHost?: string;
+  /**
+   * The bottleneck scenario (bench/fair.ts): how to start an agent-side
+   * process (burrow's agent, ssh -R's `ssh`) in its network namespace, e.g.
+   * `ip netns exec NAME cmd …` (which execs: the PID stays the process's).
+   */
+  agentSide?: (cmd: string, args: string[]) => [string, string[]];
+  /** Extra arguments for burrow's agent, e.g. `--no-link`. */
+  agentArgs?: string[];
+}
+
+/** `cmd args` as `ctx.agentSide` wants it started (unchanged without it). */
+function onAgentSide(ctx: Ctx, cmd: string, args: string[]): [string, string[]] {
+  return ctx.agentSide ? ctx.agentSide(cmd, args) : [cmd, args];
 }
 
 export interface Running {
@@ -216,6 +231,7 @@ function sshR(pty: boolean): System {
       // The tunnel's own connection goes through the WAN relay when there is one.
       const linkPort = ctx.link ? await ctx.link(sshPort) : sshPort;
       const tunnel = common.map((a) => a === String(sshPort) ? String(linkPort) : a);
+      const host = `root@${ctx.linkHost ?? "127.0.0.1"}`;
       const fwd = [
         "-o",
         "ExitOnForwardFailure=yes",
@@ -225,11 +241,15 @@ function sshR(pty: boolean): System {
         `127.0.0.1:${socksPort}`,
       ];
       const ssh = pty
-        ? start("ssh -tt -R", "ssh", [...tunnel, ...fwd, "-tt", "root@127.0.0.1", "sleep 100000"], {
-          logFile: sshLog,
-          stdin: "pipe", // kept open for the session
-        })
-        : start("ssh -N -R", "ssh", [...tunnel, ...fwd, "-N", "root@127.0.0.1"], {
+        ? start(
+          "ssh -tt -R",
+          ...onAgentSide(ctx, "ssh", [...tunnel, ...fwd, "-tt", host, "sleep 100000"]),
+          {
+            logFile: sshLog,
+            stdin: "pipe", // kept open for the session
+          },
+        )
+        : start("ssh -N -R", ...onAgentSide(ctx, "ssh", [...tunnel, ...fwd, "-N", host]), {
           logFile: sshLog,
         });
       await sleep(100);
@@ -371,21 +391,27 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss" | "fwd"): System {
       }
       const serverPort = wss ? httpsPort : agentsPort;
       const linkPort = ctx.link ? await ctx.link(serverPort) : serverPort;
-      const agent = start(`burrow agent (${rt})`, cmd, [
-        ...pre,
-        "agent",
-        "--server",
-        wss ? `wss://127.0.0.1:${linkPort}/burrow` : `127.0.0.1:${linkPort}`,
-        "--name",
-        "bench",
-        "--token-file",
-        path.join(d, "agent.token"),
-        "--allow",
-        "127.0.0.1:*",
-        ...agentTls,
-        "--log-level",
-        ctx.burrowLogLevel,
-      ], { logFile: agentLog, cwd: ctx.root });
+      const linkHost = ctx.linkHost ?? "127.0.0.1";
+      const agent = start(
+        `burrow agent (${rt})`,
+        ...onAgentSide(ctx, cmd, [
+          ...pre,
+          "agent",
+          "--server",
+          wss ? `wss://${linkHost}:${linkPort}/burrow` : `${linkHost}:${linkPort}`,
+          "--name",
+          "bench",
+          "--token-file",
+          path.join(d, "agent.token"),
+          "--allow",
+          "127.0.0.1:*",
+          ...agentTls,
+          ...(ctx.agentArgs ?? []),
+          "--log-level",
+          ctx.burrowLogLevel,
+        ]),
+        { logFile: agentLog, cwd: ctx.root },
+      );
       procs.push(agent);
       await sleep(200);
       checkAlive(procs);
