@@ -61,14 +61,14 @@ export function methodSelection(method: number): Uint8Array {
 export function userpassRequest(user: string | Uint8Array, pass: string | Uint8Array): Uint8Array {
   w.reset();
   w.u8(USERPASS_VERSION, "userpassRequest.ver");
-  field(user, "userpassRequest.user");
-  field(pass, "userpassRequest.pass");
+  field(user, "userpassRequest.user", 0); // may be empty: an issued token names the client (SPEC.md §8)
+  field(pass, "userpassRequest.pass", 1);
   return out();
 }
 
-function field(v: string | Uint8Array, name: string): void {
-  if (typeof v === "string") w.str(v, 1, 1, 255, name);
-  else w.lenBytes(v, 1, 1, 255, name);
+function field(v: string | Uint8Array, name: string, min: number): void {
+  if (typeof v === "string") w.str(v, 1, min, 255, name);
+  else w.lenBytes(v, 1, min, 255, name);
 }
 
 /** RFC 1929 reply: `01 status` (0 = success). */

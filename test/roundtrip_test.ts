@@ -759,7 +759,9 @@ test("socks5_encode: values that cannot be encoded throw RangeError", () => {
   assert.throws(() => greeting(new Uint8Array(256)), RangeError);
   assert.throws(() => greeting([256]), RangeError);
   assert.throws(() => methodSelection(-1), RangeError);
-  assert.throws(() => userpassRequest("", "p"), RangeError);
+  // An empty user name is allowed (SPEC.md §8: an issued token names the client); an empty password is not.
+  assert.deepEqual(userpassRequest("", "p"), Uint8Array.of(1, 0, 1, 0x70));
+  assert.throws(() => userpassRequest("u", ""), RangeError);
   assert.throws(() => userpassRequest("u", ""), RangeError);
   assert.throws(() => userpassRequest("u", "é".repeat(128)), RangeError);
   assert.throws(() => userpassRequest(new Uint8Array(256), "p"), RangeError);
