@@ -19,6 +19,7 @@ import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
 import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { type OidcConfig, oidcConfig } from "./oidc.ts";
+import { type StoreConfig, storeConfig } from "./store.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -98,6 +99,8 @@ export interface ServerConfig {
   tokens: TokensConfig;
   /** The identity provider people sign in with (`oidc:`); null: none. */
   oidc: OidcConfig | null;
+  /** Where shared state lives (`store:`): files in state_dir, or PostgreSQL. */
+  store: StoreConfig;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -150,7 +153,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol tokens oidc`);
+  clients grants admin trusted_proxies proxy_protocol tokens oidc store`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
 
@@ -409,6 +412,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     proxyProtocol: new Set(),
     tokens: tokensConfig(w, top.tokens),
     oidc: oidcConfig(w, top.oidc),
+    store: storeConfig(w, top.store),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {
@@ -419,6 +423,10 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
   }
   cfg.grants = grants(w, top.grants, cfg);
   if (paths && cfg.oidc?.ca) cfg.oidc.ca = besideFile(file, cfg.oidc.ca);
+  for (const k of ["passwordFile", "keyFile"] as const) {
+    const f = cfg.store[k];
+    if (paths && f !== null) cfg.store[k] = besideFile(file, f);
+  }
   if (paths && cfg.tls.mode === "files") {
     cfg.tls = {
       ...cfg.tls,
