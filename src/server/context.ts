@@ -11,6 +11,7 @@ import type { Metrics } from "../metrics.ts";
 import { type Wire } from "../wire.ts";
 import type { Admission, Port } from "./admission.ts";
 import type { TokenStore } from "./tokens.ts";
+import type { Store } from "./store.ts";
 
 export interface ServerContext {
   /** The config in force (it changes on reload: read it at each decision). */
@@ -20,6 +21,8 @@ export interface ServerContext {
   readonly admission: Admission;
   /** Issued tokens (SPEC.md §6.4). */
   readonly tokens: TokenStore;
+  /** The state store (presence of this server's agent sessions). */
+  readonly store: Store;
 }
 
 /**
