@@ -82,7 +82,7 @@ test("storeFor: the store key is needed, 32 bytes, from the environment or key_f
   const host = (env: Record<string, string>) => ({
     readTextFile: () => Promise.reject(new Error("no such file")),
     env: (n: string) => env[n],
-    tokenFile: { read: async () => null, write: async () => {} },
+    tokenFile: { read: () => Promise.resolve(null), write: () => Promise.resolve() },
   });
   await assert.rejects(
     storeFor(config, host({})),

@@ -102,7 +102,9 @@ export class PgPresence {
         if (ups.length > 0) {
           await tx`INSERT INTO burrow_sessions (server_id, session, agent)
             SELECT ${id}, x.session, x.agent
-            FROM json_to_recordset(${JSON.stringify(ups)}::text::json) AS x(session text, agent text)
+            FROM json_to_recordset(${
+            JSON.stringify(ups)
+          }::text::json) AS x(session text, agent text)
             ON CONFLICT DO NOTHING`;
         }
         if (downs.length > 0) {
@@ -142,7 +144,9 @@ export class PgPresence {
         if (rows.length > 0) {
           await tx`INSERT INTO burrow_sessions (server_id, session, agent)
             SELECT ${id}, x.session, x.agent
-            FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS x(session text, agent text)`;
+            FROM json_to_recordset(${
+            JSON.stringify(rows)
+          }::text::json) AS x(session text, agent text)`;
         }
         await this.store.notify(tx as unknown as Sql, { w: "servers" });
       }));
