@@ -172,6 +172,10 @@ test("fleet: servers start together, share tokens and presence; a revocation on 
     assert.ok(!rows.includes(der.slice(-64)), "nor its 32-byte seed");
     assert.ok(!rows.includes(key!.privateKey), "nor its base64");
     assert.ok(rows.includes(key!.publicKey), "the public key is there in clear");
+
+    // The agent leaves: its session row goes, the others see it gone.
+    await agent.stop();
+    assert.ok(await until(() => at(a) === undefined && at(c) === undefined, 3000));
   } finally {
     for (const x of conns) x.close();
     await agent.stop();
