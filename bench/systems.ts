@@ -38,6 +38,8 @@ export interface Ctx {
   agentSide?: (cmd: string, args: string[]) => [string, string[]];
   /** Extra arguments for burrow's agent, e.g. `--no-link`. */
   agentArgs?: string[];
+  /** Extra top-level keys of burrow's server.yaml, e.g. `store:` (bench/audit.ts). */
+  burrowConfig?: Record<string, unknown>;
 }
 
 /** `cmd args` as `ctx.agentSide` wants it started (unchanged without it). */
@@ -357,6 +359,7 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss" | "fwd"): System {
         agents: [{ name: "bench", token: agentToken }],
         clients: [{ name: "bench", token: clientToken }],
         grants: [{ client: "bench", agent: "bench", targets: ["127.0.0.1:*"] }],
+        ...ctx.burrowConfig,
       };
       const cfgFile = path.join(d, "server.yaml");
       fs.writeFileSync(cfgFile, JSON.stringify(config, null, 2) + "\n"); // JSON is YAML
