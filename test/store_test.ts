@@ -32,12 +32,13 @@ after(async () => {
 });
 
 /** A PostgreSQL store on `pg` with a short lease; opened. */
-async function pgStore(opts: { key?: string; renewMs?: number } = {}) {
+async function pgStore(opts: { key?: string; renewMs?: number; auditQueue?: number } = {}) {
   const { log, lines } = memoryLogger();
   const config = parseServerConfig(
-    JSON.stringify({ store: { postgres: pg.url } }),
+    JSON.stringify({ store: { postgres: pg.url, audit_queue: opts.auditQueue ?? 10000 } }),
     "(test)",
   ).store;
+  const metrics = new Metrics();
   const store = new PgStore({
     url: pg.url,
     password: null,
@@ -46,8 +47,8 @@ async function pgStore(opts: { key?: string; renewMs?: number } = {}) {
     leaseRenewMs: opts.renewMs ?? 200,
     leaseTtlMs: 1500,
   });
-  await store.open({ log, metrics: new Metrics() });
-  return { store, lines };
+  await store.open({ log, metrics });
+  return { store, lines, metrics };
 }
 
 const count = async (sql: string) => Number((await pg.psql(sql)).trim());
@@ -264,6 +265,42 @@ test("audit log: lines land in the table in batches; lines past the retention ar
     const one = await pg.psql(`SELECT msg, fields->>'client', fields->>'stream', server_id
       FROM burrow_audit WHERE (fields->>'stream')::int = 7 ORDER BY id DESC LIMIT 1`);
     assert.equal(one.trim(), `stream ended|alice|7|${a.store.serverId}`);
+  } finally {
+    await a.store.close();
+  }
+});
+
+test("outage: writes refused, logged once, audit lines kept up to audit_queue (the rest dropped and counted), all caught up when PostgreSQL is back", async () => {
+  const a = await pgStore({ auditQueue: 10 });
+  const line = (i: number) => ({
+    at: Date.now(),
+    level: "info" as const,
+    msg: "stream ended",
+    fields: { stream: i, outage: "yes" },
+  });
+  try {
+    await pg.stop();
+    try {
+      await assert.rejects(
+        a.store.tokens.revoked(["00".repeat(16)]),
+        /cannot revoke a token: the state store is unreachable/,
+      );
+      assert.ok(await until(() => !a.store.up, 5000));
+      await assert.rejects(a.store.tokens.load(), /the state store is unreachable \(since /);
+      for (let i = 0; i < 25; i++) a.store.audit(line(i));
+      assert.equal(a.metrics.get("burrow_audit_dropped_total"), 15);
+      assert.equal(a.metrics.get("burrow_limit_hits_total", { limit: "audit_queue" }), 1);
+      assert.equal(a.lines.filter((l) => /limit=audit_queue/.test(l)).length, 1);
+      assert.equal(a.lines.filter((l) => /state store unreachable/.test(l)).length, 1);
+    } finally {
+      await pg.start();
+    }
+    assert.ok(await until(() => a.lines.some((l) => /reachable again/.test(l)), 10000));
+    assert.ok(a.store.up);
+    const kept = () => count("SELECT count(*) FROM burrow_audit WHERE fields->>'outage' = 'yes'");
+    for (let i = 0; i < 50 && await kept() < 10; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await kept(), 10, "the queued lines, written once the store is back");
+    await a.store.tokens.revoked(["00".repeat(16)]); // writes work again
   } finally {
     await a.store.close();
   }
