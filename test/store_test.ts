@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { parseServerConfig } from "../src/config/mod.ts";
-import { ConfigError } from "../src/errors.ts";
+import { ConfigError, StoreError } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
 import { KeyBox } from "../src/server/store_keys.ts";
-import { PgStore } from "../src/server/store_pg.ts";
+import { PgStore, unreachable } from "../src/server/store_pg.ts";
 import { storeFor } from "../src/server/store_open.ts";
 import { TokenStore } from "../src/server/tokens.ts";
 import { followStore } from "../src/server/tokens_sync.ts";
@@ -103,6 +103,18 @@ test("storeFor: the store key is needed, 32 bytes, from the environment or key_f
   const store = await storeFor(config, host({ BURROW_STORE_KEY: STORE_KEY }));
   assert.equal(store.kind, "postgres");
   await store.close();
+});
+
+test("an outage is a failure to reach PostgreSQL, not a query it refused nor a bug", () => {
+  const coded = (code: string, name = "Error") => Object.assign(new Error(code), { code, name });
+  assert.ok(unreachable(coded("ECONNREFUSED")));
+  assert.ok(unreachable(coded("CONNECTION_CLOSED")));
+  assert.ok(unreachable(coded("57P01", "PostgresError")), "admin shutdown");
+  assert.ok(unreachable(coded("28P01", "PostgresError")), "password refused");
+  assert.ok(!unreachable(coded("42P01", "PostgresError")), "no such table: a bug");
+  assert.ok(!unreachable(coded("UNDEFINED_VALUE")), "postgres.js refusing a value: a bug");
+  assert.ok(!unreachable(new StoreError("signing key 1 does not open")));
+  assert.ok(!unreachable(new TypeError("x is undefined")));
 });
 
 test("migrations: three servers starting at once apply each one once", async () => {
