@@ -286,6 +286,42 @@ export async function tunnel(opts: TunnelOptions = {}): Promise<Tunnel> {
   };
 }
 
+/** A web server that answers every connection `HTTP/1.1 200` with the body "ok"; close() it. */
+export async function webOk(net: Net): Promise<Listener> {
+  const web = await net.listen({ host: "127.0.0.1", port: 0 });
+  void (async () => {
+    for await (const c of web) {
+      await c.write(
+        new TextEncoder().encode(
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ),
+      ).catch(() => {});
+      c.close();
+    }
+  })();
+  return web;
+}
+
+/**
+ * curl through the SOCKS5 proxy `socks` (host:port) to `http://127.0.0.1:<webPort>/`,
+ * with `--proxy-user proxyUser` if given; its exit code and output.
+ */
+export async function curlThrough(socks: string, webPort: number, proxyUser?: string) {
+  const p = spawnProc("curl", [
+    "-sS",
+    "--max-time",
+    "5",
+    "--socks5-hostname",
+    socks,
+    ...(proxyUser === undefined ? [] : ["--proxy-user", proxyUser]),
+    `http://127.0.0.1:${webPort}/`,
+  ], { cwd: repo, env: {} });
+  const code = await p.exited;
+  // Deno may report the exit before the last output: wait for it.
+  if (code === 0) await until(() => p.output() !== "", 2000);
+  return { code, out: p.output() };
+}
+
 /** Poll `cond` every 20 ms until true or `ms` passed; returns its last value. */
 export async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
   const end = Date.now() + ms;
