@@ -6,7 +6,7 @@
  * and key rotation end to end with curl.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -16,6 +16,7 @@ import { httpApp } from "../src/http/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import { fmt } from "../src/addr.ts";
 import {
+  ADMIN_TOKEN,
   burrow,
   curlThrough,
   echoTarget,
@@ -26,9 +27,8 @@ import {
   tunnel,
   until,
   webOk,
+  writeServerYaml,
 } from "./helpers.ts";
-
-const ADMIN = "admin-token-0123456789abcdef";
 
 type App = ReturnType<typeof httpApp>;
 
@@ -36,7 +36,7 @@ async function call(app: App, method: string, path: string, body?: unknown) {
   const r = await app.fetch(
     new Request(`http://127.0.0.1/api/v1${path}`, {
       method,
-      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     }),
   );
@@ -61,7 +61,7 @@ test("tokens config: max_ttl, max_active, revoke_closes_streams", () => {
 
 test("admin API: issue, list and revoke tokens; the limits; revoking closes the token's open streams", async () => {
   const t = await tunnel({
-    config: { admin: { token: ADMIN }, tokens: { max_ttl: "2h", max_active: 3 } },
+    config: { admin: { token: ADMIN_TOKEN }, tokens: { max_ttl: "2h", max_active: 3 } },
   });
   const app = httpApp(t.server);
   const echo = await echoTarget(t.net);
@@ -113,7 +113,7 @@ test("admin API: issue, list and revoke tokens; the limits; revoking closes the 
 
 test("tokens: with revoke_closes_streams: false a revoked token's open stream finishes", async () => {
   const t = await tunnel({
-    config: { admin: { token: ADMIN }, tokens: { revoke_closes_streams: false } },
+    config: { admin: { token: ADMIN_TOKEN }, tokens: { revoke_closes_streams: false } },
   });
   const echo = await echoTarget(t.net);
   try {
@@ -151,19 +151,12 @@ test("tokens: with revoke_closes_streams: false a revoked token's open stream fi
  */
 function serverProcess() {
   const dir = mkdtempSync(join(tmpdir(), "burrow-tokens-"));
-  const cfg = join(dir, "server.yaml");
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "", http: "127.0.0.1:0" },
-      tls: "off",
-      state_dir: "state",
-      agents: [{ name: "office", token: "agent-token-0123456789" }],
-      clients: [{ name: "ci" }],
-      grants: [{ client: "ci", agent: "office", targets: ["127.0.0.1:*"] }],
-      admin: { token: ADMIN },
-    }),
-  );
+  const cfg = writeServerYaml(dir, {
+    listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "", http: "127.0.0.1:0" },
+    clients: [{ name: "ci" }],
+    grants: [{ client: "ci", agent: "office", targets: ["127.0.0.1:*"] }],
+    admin: { token: ADMIN_TOKEN },
+  });
   const start = async () => {
     const proc = burrow(runtime, ["server", "-c", cfg, "--no-watch"]);
     const http = await proc.waitFor(/msg="http endpoint"[^\n]*/);
@@ -186,7 +179,7 @@ test(`${runtime}: burrow tokens issue, list and revoke; state_dir keeps them ove
   try {
     const printed: string[] = [];
     const capture: Host = { ...host, print: (l) => void printed.push(l) };
-    const admin = ["--url", s.url, "--token", ADMIN];
+    const admin = ["--url", s.url, "--token", ADMIN_TOKEN];
     assert.equal(
       await main(capture, ["tokens", "issue", "--client", "ci", "--ttl", "1h", ...admin]),
       0,
@@ -220,11 +213,23 @@ test(`${runtime}: burrow tokens issue, list and revoke; state_dir keeps them ove
     assert.equal(await auth(dropped), 1, "still revoked after a restart");
     assert.equal(await auth(kept), 0, "the key survived the restart");
     printed.length = 0;
-    assert.equal(await main(capture, ["tokens", "rotate", "--url", s.url, "--token", ADMIN]), 0);
+    assert.equal(
+      await main(capture, ["tokens", "rotate", "--url", s.url, "--token", ADMIN_TOKEN]),
+      0,
+    );
     assert.match(printed[0]!, /^signing key [0-9a-f]{8}$/);
     assert.equal(await auth(kept), 0, "the old key is still accepted");
     assert.equal(
-      await main(capture, ["tokens", "revoke", "--all", "ci", "--url", s.url, "--token", ADMIN]),
+      await main(capture, [
+        "tokens",
+        "revoke",
+        "--all",
+        "ci",
+        "--url",
+        s.url,
+        "--token",
+        ADMIN_TOKEN,
+      ]),
       0,
     );
     assert.equal(await auth(kept), 1);
@@ -243,7 +248,7 @@ test(`${runtime}: after rotation, curl: the previous key's token works within it
   const api = async (method: string, path: string, body?: unknown) => {
     const r = await fetch(`${s.url}/api/v1${path}`, {
       method,
-      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return await r.json() as Record<string, unknown>;
