@@ -421,6 +421,25 @@ test("sign-in endpoints: over https only when listen.https is on; the oidc confi
     new Request("http://127.0.0.1/login/device", { method: "POST" }),
   );
   assert.equal(pub.status, 404, "no device endpoint for a public client");
+  // A provider that does not answer: 502 with the reason, not a refused sign-in (401).
+  const down = `https://127.0.0.1:${await freePort(net)}`;
+  const downApp = httpApp(
+    new Server(
+      net,
+      parseServerConfig(JSON.stringify({ oidc: { ...oidc, issuer: down } }), "s"),
+      log,
+    ),
+  );
+  const body = JSON.stringify({ id_token: "a.b.c" });
+  const r502 = await downApp.fetch(
+    new Request("http://127.0.0.1/login/token", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(body.length) },
+      body,
+    }),
+  );
+  assert.equal(r502.status, 502);
+  assert.match((await r502.json() as { message: string }).message, /^provider metadata: /);
   // The active tokens are a metric.
   await withHttps.tokens.issue("person", "alice@example.com", 60, ["ops"]);
   assert.match(withHttps.metrics.render(), /^burrow_tokens_active 1$/m);
