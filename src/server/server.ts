@@ -59,6 +59,8 @@ export interface ServerInfo {
   tokenFile?: TokenFile;
   /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
   readTextFile?: (path: string) => Promise<string>;
+  /** How `oidc.client_secret_file` is read (Host.readSecretFile); absent: it cannot be. */
+  readSecretFile?: (path: string) => Promise<string>;
 }
 
 export class Server implements HttpSource {
@@ -105,6 +107,7 @@ export class Server implements HttpSource {
       async (o) => netFetch(net, o.ca && read ? [await read(o.ca)] : undefined),
       log,
       this.metrics,
+      info.readSecretFile,
     );
     const ctx: ServerContext = {
       config: () => this.#config,
