@@ -30,6 +30,8 @@ import {
 import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 import { RecentRefusals } from "./refusals.ts";
+import { Bandwidth } from "./bandwidth.ts";
+import { NewStreams } from "./stream_rate.ts";
 export type { OpenRequest, OpenResult };
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
@@ -84,6 +86,9 @@ export class Router {
   readonly #sessionBytes = new WeakMap<Session, RelayCounter>();
   /** The latest refused CONNECTs (dashboard). */
   readonly refusals: RecentRefusals = new RecentRefusals();
+  /** Bandwidth limits per client and agent, and their current rates (bandwidth.ts). */
+  readonly bandwidth: Bandwidth;
+  readonly #newStreams: NewStreams;
   /**
    * Per-stream metrics, each label set resolved at its first use
    * (Metrics.counterOf, histogramOf): setup time by port and result,
@@ -97,6 +102,7 @@ export class Router {
 
   constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
     this.#opener = new ReplicaOpener(ctx, agents);
+    [this.bandwidth, this.#newStreams] = [new Bandwidth(ctx), new NewStreams(ctx)];
     const m = ctx.metrics;
     m.counter(
       "burrow_client_bytes_total",
@@ -229,6 +235,8 @@ export class Router {
     if (!allowed(rules, req.client, target, "never")) {
       return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
+    const tooFast = this.#newStreams.check(req.client);
+    if (tooFast) return tooFast;
     const lim = c.limits;
     if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
       this.ctx.admission.limitHit("streams_per_client", {
@@ -352,10 +360,10 @@ export class Router {
       },
     };
     this.streams.set(r.streamId, live);
-    let up = 0;
-    let down = 0;
+    let [up, down] = [0, 0];
+    const pace = this.bandwidth.attach(client, r.agent, [clientConn, r.conn]);
     try {
-      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes);
+      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes, pace);
       up = res.aToB;
       down = res.bToA;
     } catch {
@@ -363,6 +371,7 @@ export class Router {
       up = live.bytes.up;
       down = live.bytes.down;
     } finally {
+      pace.release();
       // Totals and registry change in one turn, so the byte counters never go back.
       addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
       addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);
