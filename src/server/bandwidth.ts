@@ -155,7 +155,7 @@ export class Bandwidth {
     const held = (limit: Kind, direction: Direction) =>
       ctx.metrics.counterOf(
         "burrow_bandwidth_held_bytes_total",
-        "Bytes that waited for a bandwidth limit (limits.client_bandwidth, agent_bandwidth)",
+        "Bytes that waited for a bandwidth limit (datagrams: were dropped)",
         { limit, direction },
       );
     this.#held = {

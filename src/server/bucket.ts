@@ -93,13 +93,16 @@ export class Bucket {
   /**
    * Bytes a datagram of `n` bytes may pass now (the UDP hook, bandwidth.ts):
    * true and counted if nobody waits and the bucket is not empty; false if
-   * it would have to wait (the caller drops it).
+   * it would have to wait (the caller drops it; counted as held back).
    */
   pass(n: number): boolean {
     this.bytes += n;
     if (this.#rate === 0) return true;
     this.#refill(Date.now());
-    if (this.#waiting.length > 0 || this.#tokens <= 0) return false;
+    if (this.#waiting.length > 0 || this.#tokens <= 0) {
+      this.held(n, this.#rate);
+      return false;
+    }
     this.#tokens -= n;
     return true;
   }
