@@ -37,6 +37,9 @@ export interface LimitRun {
   beside: number;
   /** The neighbour, MiB/s. */
   neighbour: number;
+  /** Packets the queue toward the server dropped while `bench` was alone, and beside. */
+  dropsAlone: number;
+  dropsBeside: number;
 }
 
 export interface LimitResult {
@@ -69,7 +72,7 @@ export async function runFairLimit(
           const base = { ...ctx(sys), target: target.addr };
           const { ctx: c, close } = throughBottleneck(base, bn, p);
           try {
-            out[i]!.runs.push(await limitOnce(sys, p, lp, c, begin, say));
+            out[i]!.runs.push(await limitOnce(sys, p, lp, c, begin, say, () => bn.drops()[1]));
           } catch (e) {
             const msg = e instanceof Error ? e.message : String(e);
             out[i]!.errors.push(msg);
@@ -95,6 +98,7 @@ async function limitOnce(
   base: Ctx,
   begin: (sys: System, c: Ctx) => Promise<Running>,
   say: (line: string) => void,
+  drops: () => number,
 ): Promise<LimitRun> {
   const token = crypto.randomBytes(18).toString("base64url");
   const c: Ctx = {
@@ -119,17 +123,22 @@ async function limitOnce(
       }
       return Number(x.mib_s);
     };
+    const d0 = drops();
     const alone = await down("bench", p.bulk, "alone");
+    const d1 = drops();
     const [neighbour, beside] = await Promise.all([
       down("limited", lp.streams, "neighbour"),
       down("bench", p.bulk, "beside"),
     ]);
+    const [dropsAlone, dropsBeside] = [d1 - d0, drops() - d1];
     say(
       `  ${sys.label}: bench alone ${alone} MiB/s, beside the limited neighbour ${beside} MiB/s (${
         (beside / alone).toFixed(2)
-      }×); neighbour ${neighbour} MiB/s of its ${(lp.limit / 2 ** 20).toFixed(2)} MiB/s`,
+      }×); neighbour ${neighbour} MiB/s of its ${
+        (lp.limit / 2 ** 20).toFixed(2)
+      } MiB/s; packets dropped toward the server ${dropsAlone} alone, ${dropsBeside} beside`,
     );
-    return { alone, beside, neighbour };
+    return { alone, beside, neighbour, dropsAlone, dropsBeside };
   } finally {
     await r.stop();
   }
@@ -147,8 +156,8 @@ export function renderFairLimit(p: FairPlan, lp: LimitPlan, results: LimitResult
     }}\`) downloads ` +
     `with ${lp.streams} streams through the same agent; ${p.rounds} round(s) (median).`,
     "",
-    "| system | bench alone MiB/s | bench beside the neighbour MiB/s | ÷ alone [≥ 0.8×] | neighbour MiB/s | ÷ its limit |",
-    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    "| system | bench alone MiB/s | bench beside the neighbour MiB/s | ÷ alone [≥ 0.8×] | neighbour MiB/s | ÷ its limit | drops alone | drops beside |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of results) {
     const m = (k: keyof LimitRun) => median(r.runs.map((x) => x[k]));
@@ -156,7 +165,10 @@ export function renderFairLimit(p: FairPlan, lp: LimitPlan, results: LimitResult
     const f = (x: number | undefined, d = 1) => x === undefined ? "–" : x.toFixed(d);
     const ratio = alone && beside !== undefined ? `${(beside / alone).toFixed(2)}×` : "–";
     const ofLimit = nb === undefined ? "–" : `${((nb * 2 ** 20) / lp.limit).toFixed(2)}×`;
-    lines.push(`| ${r.label} | ${f(alone)} | ${f(beside)} | ${ratio} | ${f(nb)} | ${ofLimit} |`);
+    const drops = `${f(m("dropsAlone"), 0)} | ${f(m("dropsBeside"), 0)}`;
+    lines.push(
+      `| ${r.label} | ${f(alone)} | ${f(beside)} | ${ratio} | ${f(nb)} | ${ofLimit} | ${drops} |`,
+    );
   }
   const errs = results.filter((r) => r.errors.length).map((r) =>
     `${r.label}: ${r.errors.slice(0, 3).map((e) => e.split("\n")[0]).join("; ")}`
