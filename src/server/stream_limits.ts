@@ -35,23 +35,20 @@ export class StreamLimits {
     agentStreams: number,
   ): Err<Refused> | null {
     const lim = this.ctx.config().limits;
-    if (clientStreams >= lim.streamsPerClient) {
-      this.ctx.admission.limitHit("streams_per_client", { client, max: lim.streamsPerClient });
-      return refuse(
-        Status.general_failure,
-        Reason.client_streams,
-        `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`,
-      );
-    }
-    if (agentStreams >= lim.streamsPerAgent) {
-      this.ctx.admission.limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
-      return refuse(
-        Status.general_failure,
-        Reason.agent_streams,
-        `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
-      );
-    }
-    return this.#rate(client);
+    return this.#open("client", client, clientStreams, lim.streamsPerClient) ??
+      this.#open("agent", agent, agentStreams, lim.streamsPerAgent) ??
+      this.#rate(client);
+  }
+
+  /** `limits.streams_per_<kind>`: `who` has `open` streams of at most `max`. */
+  #open(kind: "client" | "agent", who: string, open: number, max: number): Err<Refused> | null {
+    if (open < max) return null;
+    this.ctx.admission.limitHit(`streams_per_${kind}`, { [kind]: who, max });
+    return refuse(
+      Status.general_failure,
+      kind === "client" ? Reason.client_streams : Reason.agent_streams,
+      `${kind} has ${max} streams open (limits.streams_per_${kind})`,
+    );
   }
 
   /** `limits.new_streams_per_client`: take one of `client`'s tokens, or refuse. */
