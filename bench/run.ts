@@ -781,6 +781,7 @@ async function fairScenario(o: Options, facts: Facts, base: string, t0: number):
     [Number.isInteger(p.bulk) && p.bulk >= 0 && p.bulk <= 256, "--bulk wants 0..256"],
     [p.loadSecs > 0 && p.loadSecs <= 600, "--fair-seconds wants 0..600"],
     [Number.isInteger(p.rounds) && p.rounds >= 1 && p.rounds <= 20, "--fair-rounds wants 1..20"],
+    [!o.fairLimit || o.fairLimit.limit >= 1024, "--limit-rate wants at least 1KiB/s"],
   ] as const;
   for (const [ok, msg] of bad) if (!ok) throw new Error(msg);
   const known = allSystems({ tls: false });
