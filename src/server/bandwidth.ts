@@ -102,7 +102,8 @@ export class Pace {
    * The UDP hook (SPEC.md §10.1: datagrams count against the same limits):
    * a datagram of `n` bytes going `dir` may pass now (counted) or not (the
    * caller drops it: a datagram is not held back, there is no credit to
-   * withhold).
+   * withhold). The client's bucket is asked first; one the agent's then
+   * refuses stays counted in the client's.
    */
   datagram(dir: Direction, n: number): boolean {
     if (!this.client[dir].pass(n)) return false;
