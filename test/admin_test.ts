@@ -205,6 +205,10 @@ test(`${rt}: admin API: 401 without the token, agents and clients with stable fi
       streams: 0,
       bytes_up: 0,
       bytes_down: 0,
+      rate_up: 0,
+      rate_down: 0,
+      limit_up: null,
+      limit_down: null,
     });
     const server = (await call(app, "GET", "/api/v1/server")).body?.server as Record<
       string,

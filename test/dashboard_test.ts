@@ -183,6 +183,16 @@ test(`${rt}: dashboard fits 1280×800 and a phone; its graphs move while bytes f
     // By client: alice's line.
     await page.eval(`document.querySelector('#p-traffic button[data-by="clients"]').click()`);
     assert.ok(await page.waitFor(`Number(${lineOf("traffic", "alice")}?.dataset.last) > 0`));
+    // The clients list shows alice's current rate (the server's smoothed one).
+    assert.ok(
+      await pumpUntil(
+        t,
+        page,
+        s.conn,
+        `/↓ [1-9][0-9.]* (B|KiB|MiB)\\/s/.test(document.querySelector('#clients [data-key="alice"]')?.innerText ?? "")`,
+      ),
+      "the clients list shows alice's current rate",
+    );
     // Pointing at the graph's last sample shows each line's value there.
     const svg = `document.querySelector('#p-traffic svg')`;
     await page.eval(

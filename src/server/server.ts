@@ -365,6 +365,7 @@ export class Server implements HttpSource {
     const old = this.#config;
     this.#config = config;
     this.agents.reload(old, config);
+    this.router.bandwidth.reload(); // running streams take the new limits now
     this.log.info("config reloaded", {
       agents: config.agents.size,
       clients: config.clients.size,
@@ -375,6 +376,7 @@ export class Server implements HttpSource {
   async stop(): Promise<void> {
     this.#state = "stopping";
     clearInterval(this.#sampler);
+    this.router.bandwidth.stop();
     for (const l of this.#listeners) l.close();
     this.agents.stop();
     for (const c of this.#conns.values()) c.close();
