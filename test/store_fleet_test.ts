@@ -81,13 +81,16 @@ interface Member {
 }
 
 /** A server of the fleet, started as `burrow server` starts one, with `key` (null: none) in the environment. */
-async function member(key: string | null = STORE_KEY): Promise<Member> {
+async function member(
+  key: string | null = STORE_KEY,
+  extra: Record<string, unknown> = {},
+): Promise<Member> {
   const { log, lines } = memoryLogger();
   const h: Host = {
     ...host,
     env: (n) => n === "BURROW_STORE_KEY" ? key ?? undefined : host.env(n),
   };
-  const s = await startServer(h, parseServerConfig(JSON.stringify(config()), "(fleet)"), log);
+  const s = await startServer(h, parseServerConfig(JSON.stringify(config(extra)), "(fleet)"), log);
   const app = httpApp(s.server);
   return {
     server: s.server,
@@ -279,5 +282,36 @@ test("fleet: PostgreSQL stopped and started under a running stream", async () =>
     target.close();
     await a.stop();
     await b.stop();
+  }
+});
+
+test("fleet: 1000 idle agents cost the database no writes", async () => {
+  const names = Array.from({ length: 1000 }, (_, i) => `agent${i}`);
+  const m = await member(STORE_KEY, {
+    agents: names.map((name) => ({ name, token: AGENT_TOKEN })),
+    grants: [],
+    heartbeat: { interval: "1s", timeout: "10s" }, // heartbeats within the idle window
+    pool: { min: 0, max: 8 },
+  });
+  const agents = names.map((n) => testAgent(net, m.server.addrs.agents!, n, { link: false }).agent);
+  const id = m.server.store.presence.serverId;
+  const rows = () => pg.psql(`SELECT count(*) FROM burrow_sessions WHERE server_id = '${id}'`);
+  try {
+    for (const a of agents) a.start();
+    await Promise.all(agents.map((a) => a.connected()));
+    for (let i = 0; i < 100 && Number(await rows()) < 1000; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(Number(await rows()), 1000, "a row per session");
+    await pg.psql("SELECT pg_stat_statements_reset()");
+    await new Promise((r) => setTimeout(r, 4500)); // two lease renewals; heartbeats go on
+    const writes = (await pg.psql(`SELECT calls, regexp_replace(query, '\\s+', ' ', 'g')
+      FROM pg_stat_statements WHERE query ~* '^\\s*(INSERT|UPDATE|DELETE)'`)).trim().split("\n");
+    assert.deepEqual(writes.filter((l) => /burrow_sessions/.test(l)), [], writes.join("\n"));
+    assert.ok(writes.some((l) => /UPDATE burrow_servers/.test(l)), "the lease was renewed");
+    assert.equal(m.server.agents.connected, 1000, "all still connected");
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    await m.stop();
   }
 });
