@@ -50,6 +50,8 @@ import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
+import { Fleet } from "./fleet.ts";
+import type { PeerDirectory } from "./peer_directory.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
 export interface ServerInfo {
@@ -59,6 +61,8 @@ export interface ServerInfo {
   tokenFile?: TokenFile;
   /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
   readTextFile?: (path: string) => Promise<string>;
+  /** Where the other servers of the fleet are (the store's presence); with `peer:`. */
+  directory?: PeerDirectory;
 }
 
 export class Server implements HttpSource {
@@ -81,6 +85,9 @@ export class Server implements HttpSource {
   /** The dashboard's graphs: counters sampled every 5 s for 15 minutes (series.ts). */
   readonly series: Series;
   #sampler: ReturnType<typeof setInterval> | undefined;
+  /** Peer links and the fleet view (SPEC.md §2.5), with `peer:`; else null. */
+  fleet: Fleet | null = null;
+  readonly #info: ServerInfo;
 
   /**
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
@@ -95,6 +102,7 @@ export class Server implements HttpSource {
   ) {
     this.#config = config;
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
+    this.#info = info;
     this.admission = new Admission(() => this.#config, this.metrics, log);
     this.tokens = new TokenStore(info.tokenFile ?? null);
     this.tokens.closeOnRevoke = () => this.#config.tokens.revokeClosesStreams;
@@ -344,6 +352,10 @@ export class Server implements HttpSource {
       });
       this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
+    const { directory, readTextFile } = this.#info;
+    if (this.#config.peer && directory && readTextFile) {
+      this.fleet = await Fleet.start(this, directory, readTextFile);
+    }
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
@@ -373,6 +385,7 @@ export class Server implements HttpSource {
     this.#state = "stopping";
     clearInterval(this.#sampler);
     for (const l of this.#listeners) l.close();
+    this.fleet?.close();
     this.agents.stop();
     for (const c of this.#conns.values()) c.close();
     await Promise.all([...this.#conns.values()].map((c) => c.closed));

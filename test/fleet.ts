@@ -1,0 +1,136 @@
+/**
+ * Servers of one fleet in this process, for the peer tests (SPEC.md §2.5):
+ * each with a certificate of its own, the fleet's pins, a fleet secret and
+ * a peer port; and {@link TestDirectory}, a test-only implementation of the
+ * presence interface (src/server/peer_directory.ts) that reads which
+ * servers are up and hold which agents from the servers themselves.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AgentFleet } from "../src/agent_fleet.ts";
+import { tokenCredential } from "../src/auth.ts";
+import { parseServerConfig } from "../src/config/mod.ts";
+import type { Addr, Net } from "../src/net.ts";
+import { parseRule } from "../src/policy.ts";
+import type { FleetAgent, PeerAddress, PeerDirectory } from "../src/server/peer_directory.ts";
+import { Server } from "../src/server/mod.ts";
+import { fingerprint, generateSelfSigned } from "../src/tls.ts";
+import { AGENT_TOKEN, ALICE_TOKEN, freePorts, memoryLogger } from "./helpers.ts";
+
+export const ADMIN = "admin-token-0123456789";
+export const SECRET = "fleet-secret-0123456789";
+
+export interface Member {
+  name: string;
+  server: Server;
+  lines: string[];
+  advertise: Addr;
+  /** False once stopped: the directory leaves it out (its lease expired). */
+  up: boolean;
+}
+
+/** The fleet's members as the store's presence would tell them. */
+export class TestDirectory implements PeerDirectory {
+  constructor(readonly self: string, readonly members: Member[]) {}
+  #others(): Member[] {
+    return this.members.filter((m) => m.up && m.name !== this.self);
+  }
+  holders(agent: string): PeerAddress[] {
+    return this.#others().filter((m) => m.server.agents.group(agent).length > 0).map(addr);
+  }
+  peers(): PeerAddress[] {
+    return this.#others().map(addr);
+  }
+  agents(): FleetAgent[] {
+    return this.members.filter((m) => m.up).flatMap((m) =>
+      [...m.server.agents.names()].map((agent) => ({ agent, server: m.name, instance: null }))
+    );
+  }
+}
+
+const addr = (m: Member): PeerAddress => ({ name: m.name, advertise: m.advertise });
+
+export interface FleetOptions {
+  /** The fleet secret of member i (default: {@link SECRET}). */
+  secret?: (i: number) => string;
+  /** The pins member i trusts (default: every member's). */
+  pins?: (i: number, all: string[]) => string[];
+}
+
+/** `n` servers of one fleet, started; `close()` stops them and removes their files. */
+export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "burrow-fleet-"));
+  const certs = await Promise.all(Array.from({ length: n }, () => generateSelfSigned()));
+  const pins = await Promise.all(certs.map((c) => fingerprint(c.cert)));
+  const ports = await freePorts(net, n);
+  const members: Member[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `s${i + 1}`;
+    const tokenFile = join(dir, `${name}.secret`);
+    writeFileSync(tokenFile, o.secret?.(i) ?? SECRET, { mode: 0o600 });
+    const config = parseServerConfig(
+      JSON.stringify({
+        listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "127.0.0.1:0", http: "" },
+        heartbeat: { interval: "200ms", timeout: "1s" },
+        pool: { min: 2, max: 32, wait: "2s", idle: "600ms" },
+        agents: [{ name: "office", token: AGENT_TOKEN }, { name: "lab", token: AGENT_TOKEN }],
+        clients: [{ name: "alice", token: ALICE_TOKEN }],
+        grants: [{ client: "alice", agents: ["office", "lab"], targets: ["127.0.0.1:*"] }],
+        admin: { token: ADMIN },
+        peer: {
+          name,
+          listen: `127.0.0.1:${ports[i]}`,
+          advertise: `127.0.0.1:${ports[i]}`,
+          token_file: tokenFile,
+          fingerprint: o.pins?.(i, pins) ?? pins,
+        },
+      }),
+      `(${name})`,
+    );
+    const { log, lines } = memoryLogger();
+    const server = new Server(net, config, log.with({ server: name }), certs[i], {
+      directory: new TestDirectory(name, members),
+      readTextFile: (p) => Promise.resolve(readFileSync(p, "utf8")),
+    });
+    members.push({ name, server, lines, advertise: config.peer!.advertise, up: true });
+  }
+  for (const m of members) await m.server.start();
+  return {
+    members,
+    pins,
+    /** Stop member `m` (its lease is gone at once). */
+    async stop(m: Member) {
+      m.up = false;
+      await m.server.stop();
+    },
+    async close() {
+      for (const m of members) if (m.up) await this.stop(m);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Agent `name` on `k` of the servers (an agent fleet, servers_per_agent =
+ * k; `pins[i]` is server i's certificate), started.
+ */
+export function fleetAgent(net: Net, name: string, servers: Server[], pins: string[], k = 2) {
+  const { log, lines } = memoryLogger();
+  const fleet = new AgentFleet(
+    net,
+    servers.map((s, i) => ({
+      server: s.addrs.agents!,
+      tls: { fingerprint: pins[i]! },
+      name,
+      credential: tokenCredential(AGENT_TOKEN),
+      rules: parseRule("127.0.0.1:*"),
+      backoffBaseMs: 50,
+      backoffMaxMs: 200,
+    })),
+    k,
+    log,
+  );
+  fleet.start();
+  return { fleet, lines };
+}

@@ -1,0 +1,238 @@
+/**
+ * Streams forwarded between servers (SPEC.md §2.5): three servers of one
+ * fleet, agents on two of them each (servers_per_agent 2); a client on any
+ * server reaches any agent, over a peer link when its server holds no
+ * session of the agent. Peer links are TLS pinned to the fleet's
+ * certificates and proved with the fleet secret; the fleet view and its
+ * actions reach the server that holds the session. The presence here is a
+ * test directory read from the servers themselves (test/fleet.ts).
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { SocksClient } from "socks";
+import { httpApp } from "../src/http/mod.ts";
+import { targetOf } from "../src/ip.ts";
+import type { Net } from "../src/net.ts";
+import type { Server } from "../src/server/mod.ts";
+import { ADMIN, fleetAgent, type Member, SECRET, startFleet } from "./fleet.ts";
+import { ALICE_TOKEN, echoTarget, readAll, runtime, runtimeNet, socks, until } from "./helpers.ts";
+
+const rt = runtime;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+const holds = (s: Server, agent: string) =>
+  s.agents.group(agent).some((x) => x.announced && !x.closed);
+
+/** One stream through `via` to the echo target as `alice@agent`: what came back before EOF. */
+async function echoOnce(net: Net, via: Server, agent: string, port: number, text: string) {
+  const s = await socks(net, via.addrs.socks!, `alice@${agent}`, ALICE_TOKEN, targetOf("127.0.0.1", port));
+  try {
+    if (s.reply !== 0) return { reply: s.reply, back: "" };
+    await s.conn.write(enc.encode(text));
+    await s.conn.end(); // half-close: the echo still comes back, then EOF
+    const rest = await readAll(s.conn);
+    return { reply: 0, back: dec.decode(s.rest) + dec.decode(rest) };
+  } finally {
+    s.conn.close();
+  }
+}
+
+async function fleetOfThree(net: Net) {
+  const f = await startFleet(net, 3);
+  const servers = f.members.map((m) => m.server);
+  const agents = ["office", "lab"].map((a) => fleetAgent(net, a, servers, f.pins));
+  const ready = await until(
+    () => ["office", "lab"].every((a) => servers.filter((s) => holds(s, a)).length === 2),
+    15_000,
+  );
+  if (!ready) {
+    for (const a of agents) await a.fleet.stop();
+    await f.close();
+    throw new Error("agents did not reach two servers each");
+  }
+  return {
+    ...f,
+    servers,
+    async closeAll() {
+      for (const a of agents) await a.fleet.stop();
+      await f.close();
+    },
+  };
+}
+
+test(`${rt}: peers: clients on every server reach every agent; forwarded streams half-close`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const f = await fleetOfThree(net);
+  try {
+    for (const m of f.members) {
+      for (const agent of ["office", "lab"]) {
+        const text = `hello ${agent} via ${m.name} `.repeat(2000); // ~50 KB: many DATA frames
+        const r = await echoOnce(net, m.server, agent, echo.addr.port, text);
+        assert.equal(r.reply, 0, `${agent} via ${m.name}:\n${m.lines.slice(-5).join("\n")}`);
+        assert.equal(r.back, text, `${agent} via ${m.name}: the echo, then EOF`);
+      }
+    }
+    // Each agent is on two servers: the third forwarded its streams, once per link.
+    for (const agent of ["office", "lab"]) {
+      const other = f.members.find((m) => !holds(m.server, agent))!;
+      assert.match(other.lines.join("\n"), /peer link up.*role=dialer/);
+      assert.match(other.lines.join("\n"), new RegExp(`stream ended.*agent=${agent}`));
+    }
+    // The holder decided it again and relayed it: its audit line names the peer.
+    assert.ok(
+      f.members.some((m) => m.lines.some((l) => /stream ended/.test(l) && /via=s\d/.test(l))),
+      "a holder's audit line says via which server",
+    );
+    // And the npm socks client, through a server without the agent.
+    const other = f.members.find((m) => !holds(m.server, "office"))!;
+    const { socket } = await SocksClient.createConnection({
+      proxy: {
+        host: "127.0.0.1",
+        port: other.server.addrs.socks!.port,
+        type: 5,
+        userId: "alice@office",
+        password: ALICE_TOKEN,
+      },
+      command: "connect",
+      destination: { host: "127.0.0.1", port: echo.addr.port },
+      timeout: 10000,
+    });
+    const got = new Promise<string>((resolve) => {
+      let text = "";
+      socket.on("data", (d: Uint8Array) => text += dec.decode(d));
+      socket.on("end", () => resolve(text));
+    });
+    socket.end("ping through a peer");
+    assert.equal(await got, "ping through a peer");
+    socket.destroy();
+  } finally {
+    await f.closeAll();
+    echo.close();
+  }
+});
+
+test(`${rt}: peers: a holder stops; CONNECTs from every server still reach its agents`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const f = await fleetOfThree(net);
+  try {
+    const holder = f.members.find((m) => holds(m.server, "office"))!;
+    await f.stop(holder);
+    for (const m of f.members.filter((x) => x.up)) {
+      for (let i = 0; i < 5; i++) {
+        const r = await echoOnce(net, m.server, "office", echo.addr.port, `after ${i}`);
+        assert.equal(r.reply, 0, `office via ${m.name} after ${holder.name} stopped`);
+        assert.equal(r.back, `after ${i}`);
+      }
+    }
+  } finally {
+    await f.closeAll();
+    echo.close();
+  }
+});
+
+/** Office on the first server only; a CONNECT for it on the second: the second's reply. */
+async function fromSecond(net: Net, members: Member[], pins: string[], port: number) {
+  const agent = fleetAgent(net, "office", [members[0]!.server], [pins[0]!], 1);
+  try {
+    assert.ok(await until(() => holds(members[0]!.server, "office"), 10_000));
+    return await echoOnce(net, members[1]!.server, "office", port, "x");
+  } finally {
+    await agent.fleet.stop();
+  }
+}
+
+test(`${rt}: peers: a peer with another fleet secret is refused, and both logs say why`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const f = await startFleet(net, 2, { secret: (i) => i === 1 ? "another-secret-0123456789" : SECRET });
+  try {
+    const r = await fromSecond(net, f.members, f.pins, echo.addr.port);
+    assert.equal(r.reply, 4, "host unreachable: the holder could not be reached");
+    const [s1, s2] = f.members;
+    assert.match(s1!.lines.join("\n"), /peer refused.*s2 proved no fleet secret of ours/);
+    assert.match(s2!.lines.join("\n"), /peer link refused.*peer=s1/);
+    assert.equal(echo.accepted(), 0);
+  } finally {
+    await f.close();
+    echo.close();
+  }
+});
+
+test(`${rt}: peers: a peer whose certificate is not pinned is refused before any byte`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  // The second trusts only its own certificate: the first's is not the fleet's to it.
+  const f = await startFleet(net, 2, { pins: (i, all) => i === 1 ? [all[1]!] : all });
+  try {
+    const r = await fromSecond(net, f.members, f.pins, echo.addr.port);
+    assert.equal(r.reply, 4);
+    const [s1, s2] = f.members;
+    assert.match(s2!.lines.join("\n"), /peer refused: its certificate is not the fleet's.*peer=s1/);
+    assert.doesNotMatch(s1!.lines.join("\n"), /peer link up/);
+    assert.equal(echo.accepted(), 0);
+  } finally {
+    await f.close();
+    echo.close();
+  }
+});
+
+async function admin(server: Server, method: string, path: string) {
+  const r = await httpApp(server).fetch(
+    new Request(`http://127.0.0.1${path}`, { method, headers: { authorization: `Bearer ${ADMIN}` } }),
+  );
+  return { status: r.status, body: await r.json() as Record<string, unknown> };
+}
+
+test(`${rt}: peers: the admin API of any server shows the fleet, and DELETE acts where the session is`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const f = await fleetOfThree(net);
+  try {
+    const other = f.members.find((m) => !holds(m.server, "office"))!;
+    const holders = f.members.filter((m) => holds(m.server, "office"));
+    // A live stream on a holder, opened through the server without the agent.
+    const s = await socks(
+      net,
+      other.server.addrs.socks!,
+      "alice@office",
+      ALICE_TOKEN,
+      targetOf("127.0.0.1", echo.addr.port),
+    );
+    assert.equal(s.reply, 0);
+    const { body } = await admin(other.server, "GET", "/api/v1/snapshot");
+    const agents = body.agents as Array<{ name: string; server: string }>;
+    assert.deepEqual(
+      agents.filter((a) => a.name === "office").map((a) => a.server).sort(),
+      holders.map((m) => m.name).sort(),
+    );
+    assert.equal(agents.filter((a) => a.name === "lab").length, 2);
+    const fleet = body.fleet as { servers: string[]; unreachable: string[] };
+    assert.deepEqual(fleet.servers.sort(), ["s1", "s2", "s3"]);
+    assert.deepEqual(fleet.unreachable, []);
+    const streams = body.streams as Array<{ id: number; agent: string; server: string }>;
+    // Both ends of the forwarded stream: on the server it came in and on the holder.
+    const mine = streams.filter((x) => x.agent === "office");
+    assert.equal(mine.length, 2, JSON.stringify(streams));
+    assert.ok(mine.some((x) => x.server === other.name));
+    const remote = mine.find((x) => x.server !== other.name)!;
+    // Close it on the holder, from the server without the agent.
+    const del = await admin(other.server, "DELETE", `/api/v1/streams/${remote.id}?server=${remote.server}`);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    await readAll(s.conn).catch(() => null); // the stream ended (EOF or reset)
+    s.conn.close();
+    // Disconnect the agent from a server that holds none of its sessions.
+    const gone = await admin(other.server, "DELETE", "/api/v1/agents/office");
+    assert.equal(gone.status, 200, JSON.stringify(gone.body));
+    assert.ok(
+      await until(() => holders.some((m) => m.lines.some((l) => /agent disconnected by admin/.test(l)))),
+    );
+    const none = await admin(other.server, "DELETE", "/api/v1/agents/nobody");
+    assert.equal(none.status, 404);
+  } finally {
+    await f.closeAll();
+    echo.close();
+  }
+});
