@@ -97,6 +97,8 @@ export class PeerLinks implements Forwarder {
         );
         if (res.status !== Status.succeeded) {
           conn.close();
+          // Its session ended since the presence said otherwise: the next holder may have one.
+          if (res.reason === Reason.agent_offline && h !== holders.at(-1)) continue;
           return refuse(res.status, res.reason, `refused by peer ${h.name} (reason ${res.reason})`);
         }
         return {
