@@ -35,7 +35,7 @@ types:
       - id: name
         size: len_name
         -text: name
-        doc: The dialing server's name in the fleet (`peer.name`).
+        doc: The dialing server's name in the fleet (`peer.name`), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
       - id: nonce
         size: 32
         doc: The dialer's fresh random bytes (`nonce_d`, SPEC.md §6.5).
@@ -53,7 +53,7 @@ types:
       - id: name
         size: len_name
         -text: name
-        doc: The accepting server's name in the fleet.
+        doc: The accepting server's name in the fleet, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
       - id: proof
         size: 32
         doc: HMAC-SHA256 of the accepting side's peer transcript (SPEC.md §6.5).
@@ -72,7 +72,7 @@ types:
       - id: client
         size: len_client
         -text: utf8
-        doc: The client's identity, a client's name or a person's subject.
+        doc: The client's identity, a client's name or a person's subject; UTF-8.
       - id: len_agent
         type: u1
         valid:
@@ -81,7 +81,7 @@ types:
       - id: agent
         size: len_agent
         -text: name
-        doc: The agent chosen by the dialing server.
+        doc: The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
       - id: target
         type: addr
   fleet:
@@ -99,4 +99,4 @@ types:
       - id: arg
         size: len_arg
         -text: utf8
-        doc: The agent name, `name instance`, or the stream id in decimal; empty for view.
+        doc: UTF-8; the agent name, `name instance`, or the stream id in decimal; empty for view.

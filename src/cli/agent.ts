@@ -5,7 +5,6 @@
  * @module
  */
 import type { Command } from "commander";
-import { fmt } from "../addr.ts";
 import type { AgentOptions } from "../agent.ts";
 import { AgentFleet, expandServers, SERVERS_PER_AGENT, serversPerAgent } from "../agent_fleet.ts";
 import { randomBytes, toHex } from "../auth.ts";

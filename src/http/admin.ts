@@ -191,7 +191,6 @@ export function adminApi(src: AdminSource): Hono<HttpEnv> {
     return id !== null && ((here && src.closeStream(id)) ||
         (there !== null && await f?.act(FleetOp.close_stream, String(id), there)))
       ? json({ closed: id })
-      ? json({ closed: id })
       : fail(404, "not_found", "no live stream with this id");
   });
   tokenRoutes(api, src);

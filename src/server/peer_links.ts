@@ -172,7 +172,9 @@ export class PeerLinks implements Forwarder {
 
   close(): void {
     this.#closed = true;
-    for (const h of this.#links.values()) void h.then((x) => x.link.close(), () => {});
+    for (const h of this.#links.values()) {
+      void h.then((x) => (clearTimeout(x.idle), x.link.close()), () => {});
+    }
     this.#links.clear();
   }
 
@@ -209,6 +211,7 @@ export class PeerLinks implements Forwarder {
 
   #armIdle(held: Held): void {
     clearTimeout(held.idle);
+    if (this.#closed || !held.link.usable) return;
     held.idle = setTimeout(() => {
       if (held.streams > 0) return;
       this.p.ctx.log.info("peer link idle, closing", { peer: held.peer });
@@ -268,6 +271,7 @@ export class PeerLinks implements Forwarder {
       frameTimeoutMs: c.heartbeatTimeoutMs,
       onLimit: (limit, max) => ctx.admission.limitHit(limit, { peer: h.name, max }),
       onClose: (why) => {
+        clearTimeout(held.idle);
         this.#forget(h.name, held);
         if (why) ctx.log.info("peer link ended", { peer: h.name, error: why.message });
       },

@@ -15,7 +15,7 @@ import type { Conn } from "../net.ts";
 import { Wire } from "../wire.ts";
 import { NO_ADDR } from "../writer.ts";
 import type { ServerContext } from "./context.ts";
-import { acceptHandshake } from "./peer_handshake.ts";
+import { acceptHandshake, type PeerHandshake } from "./peer_handshake.ts";
 import { FleetOp } from "./peer_links.ts";
 import type { Router } from "./router.ts";
 
@@ -57,7 +57,7 @@ export class PeerPort {
     this.#pending++;
     const c = this.ctx.config();
     const self = c.peer?.name ?? "";
-    let hs;
+    let hs: PeerHandshake;
     try {
       hs = await acceptHandshake(conn, self, this.key, c.handshakeTimeoutMs);
     } catch (e) {
