@@ -20,7 +20,10 @@ import { ALICE_TOKEN, echoTarget, runtimeNet, socks, until } from "../test/helpe
 import { median } from "./stats.ts";
 
 const { values } = parseArgs({
-  options: { connects: { type: "string", default: "500" }, mib: { type: "string", default: "256" } },
+  options: {
+    connects: { type: "string", default: "500" },
+    mib: { type: "string", default: "256" },
+  },
   strict: false,
 });
 
@@ -29,13 +32,25 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
 }
 
+/** A stream through `via` to the echo target on `port`, as alice@office. */
+async function open(net: Net, via: Server, port: number) {
+  const s = await socks(
+    net,
+    via.addrs.socks!,
+    "alice@office",
+    ALICE_TOKEN,
+    targetOf("127.0.0.1", port),
+  );
+  if (s.reply !== 0) throw new Error(`CONNECT refused: ${s.reply}`);
+  return s;
+}
+
 async function connects(net: Net, via: Server, port: number, n: number): Promise<number[]> {
   const ms: number[] = [];
   const one = Uint8Array.of(1);
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
-    const s = await socks(net, via.addrs.socks!, "alice@office", ALICE_TOKEN, targetOf("127.0.0.1", port));
-    if (s.reply !== 0) throw new Error(`CONNECT refused: ${s.reply}`);
+    const s = await open(net, via, port);
     await s.conn.write(one);
     if (s.rest.length === 0) await s.conn.read();
     ms.push(performance.now() - t0);
@@ -45,8 +60,7 @@ async function connects(net: Net, via: Server, port: number, n: number): Promise
 }
 
 async function throughput(net: Net, via: Server, port: number, mib: number): Promise<number> {
-  const s = await socks(net, via.addrs.socks!, "alice@office", ALICE_TOKEN, targetOf("127.0.0.1", port));
-  if (s.reply !== 0) throw new Error(`CONNECT refused: ${s.reply}`);
+  const s = await open(net, via, port);
   const chunk = new Uint8Array(64 * 1024);
   const total = mib * 1024 * 1024;
   const t0 = performance.now();
@@ -79,7 +93,12 @@ try {
   const rows = [];
   for (const [name, via] of [["direct", first], ["forwarded", second]] as const) {
     const ms = await connects(net, via, echo.addr.port, n);
-    rows.push({ name, p50: median(ms)!, p90: pct(ms, 0.9), mibs: await throughput(net, via, echo.addr.port, mib) });
+    rows.push({
+      name,
+      p50: median(ms)!,
+      p90: pct(ms, 0.9),
+      mibs: await throughput(net, via, echo.addr.port, mib),
+    });
   }
   console.log(`\nextra hop, ${net.runtime}, ${n} connects, ${mib} MiB echoed both ways:\n`);
   console.log("| path | connect p50 (ms) | connect p90 (ms) | throughput (MiB/s) |");

@@ -11,12 +11,12 @@ import { join } from "node:path";
 import { AgentFleet } from "../src/agent_fleet.ts";
 import { tokenCredential } from "../src/auth.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
-import type { Addr, Net } from "../src/net.ts";
+import type { Net } from "../src/net.ts";
 import { parseRule } from "../src/policy.ts";
 import type { FleetAgent, PeerAddress, PeerDirectory } from "../src/server/peer_directory.ts";
 import { Server } from "../src/server/mod.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
-import { AGENT_TOKEN, ALICE_TOKEN, freePorts, memoryLogger } from "./helpers.ts";
+import { AGENT_TOKEN, ALICE_TOKEN, memoryLogger } from "./helpers.ts";
 
 export const ADMIN = "admin-token-0123456789";
 export const SECRET = "fleet-secret-0123456789";
@@ -25,7 +25,6 @@ export interface Member {
   name: string;
   server: Server;
   lines: string[];
-  advertise: Addr;
   /** False once stopped: the directory leaves it out (its lease expired). */
   up: boolean;
 }
@@ -49,7 +48,8 @@ export class TestDirectory implements PeerDirectory {
   }
 }
 
-const addr = (m: Member): PeerAddress => ({ name: m.name, advertise: m.advertise });
+/** A member as presence tells it: where its peer port really listens (configured on port 0). */
+const addr = (m: Member): PeerAddress => ({ name: m.name, advertise: m.server.fleet!.addr });
 
 export interface FleetOptions {
   /** The fleet secret of member i (default: {@link SECRET}). */
@@ -63,7 +63,6 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), "burrow-fleet-"));
   const certs = await Promise.all(Array.from({ length: n }, () => generateSelfSigned()));
   const pins = await Promise.all(certs.map((c) => fingerprint(c.cert)));
-  const ports = await freePorts(net, n);
   const members: Member[] = [];
   for (let i = 0; i < n; i++) {
     const name = `s${i + 1}`;
@@ -80,8 +79,8 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
         admin: { token: ADMIN },
         peer: {
           name,
-          listen: `127.0.0.1:${ports[i]}`,
-          advertise: `127.0.0.1:${ports[i]}`,
+          listen: "127.0.0.1:0",
+          advertise: "127.0.0.1:0",
           token_file: tokenFile,
           fingerprint: o.pins?.(i, pins) ?? pins,
         },
@@ -93,7 +92,7 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
       directory: new TestDirectory(name, members),
       readTextFile: (p) => Promise.resolve(readFileSync(p, "utf8")),
     });
-    members.push({ name, server, lines, advertise: config.peer!.advertise, up: true });
+    members.push({ name, server, lines, up: true });
   }
   for (const m of members) await m.server.start();
   return {

@@ -26,7 +26,13 @@ const holds = (s: Server, agent: string) =>
 
 /** One stream through `via` to the echo target as `alice@agent`: what came back before EOF. */
 async function echoOnce(net: Net, via: Server, agent: string, port: number, text: string) {
-  const s = await socks(net, via.addrs.socks!, `alice@${agent}`, ALICE_TOKEN, targetOf("127.0.0.1", port));
+  const s = await socks(
+    net,
+    via.addrs.socks!,
+    `alice@${agent}`,
+    ALICE_TOKEN,
+    targetOf("127.0.0.1", port),
+  );
   try {
     if (s.reply !== 0) return { reply: s.reply, back: "" };
     await s.conn.write(enc.encode(text));
@@ -147,7 +153,9 @@ async function fromSecond(net: Net, members: Member[], pins: string[], port: num
 test(`${rt}: peers: a peer with another fleet secret is refused, and both logs say why`, async () => {
   const net = await runtimeNet();
   const echo = await echoTarget(net);
-  const f = await startFleet(net, 2, { secret: (i) => i === 1 ? "another-secret-0123456789" : SECRET });
+  const f = await startFleet(net, 2, {
+    secret: (i) => i === 1 ? "another-secret-0123456789" : SECRET,
+  });
   try {
     const r = await fromSecond(net, f.members, f.pins, echo.addr.port);
     assert.equal(r.reply, 4, "host unreachable: the holder could not be reached");
@@ -181,7 +189,10 @@ test(`${rt}: peers: a peer whose certificate is not pinned is refused before any
 
 async function admin(server: Server, method: string, path: string) {
   const r = await httpApp(server).fetch(
-    new Request(`http://127.0.0.1${path}`, { method, headers: { authorization: `Bearer ${ADMIN}` } }),
+    new Request(`http://127.0.0.1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN}` },
+    }),
   );
   return { status: r.status, body: await r.json() as Record<string, unknown> };
 }
@@ -219,7 +230,11 @@ test(`${rt}: peers: the admin API of any server shows the fleet, and DELETE acts
     assert.ok(mine.some((x) => x.server === other.name));
     const remote = mine.find((x) => x.server !== other.name)!;
     // Close it on the holder, from the server without the agent.
-    const del = await admin(other.server, "DELETE", `/api/v1/streams/${remote.id}?server=${remote.server}`);
+    const del = await admin(
+      other.server,
+      "DELETE",
+      `/api/v1/streams/${remote.id}?server=${remote.server}`,
+    );
     assert.equal(del.status, 200, JSON.stringify(del.body));
     await readAll(s.conn).catch(() => null); // the stream ended (EOF or reset)
     s.conn.close();
@@ -227,7 +242,9 @@ test(`${rt}: peers: the admin API of any server shows the fleet, and DELETE acts
     const gone = await admin(other.server, "DELETE", "/api/v1/agents/office");
     assert.equal(gone.status, 200, JSON.stringify(gone.body));
     assert.ok(
-      await until(() => holders.some((m) => m.lines.some((l) => /agent disconnected by admin/.test(l)))),
+      await until(() =>
+        holders.some((m) => m.lines.some((l) => /agent disconnected by admin/.test(l)))
+      ),
     );
     const none = await admin(other.server, "DELETE", "/api/v1/agents/nobody");
     assert.equal(none.status, 404);

@@ -49,7 +49,9 @@ export function peerConfig(w: Walker, v: unknown, file: string, paths: boolean):
     return paths ? besideFile(file, s) : s;
   };
   const advertise = addr("advertise");
-  const pins = p.fingerprint === undefined ? [] : Array.isArray(p.fingerprint)
+  const pins = p.fingerprint === undefined
+    ? []
+    : Array.isArray(p.fingerprint)
     ? p.fingerprint
     : [p.fingerprint];
   const fingerprint = pins.map((x, i) => {

@@ -17,7 +17,7 @@ import {
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
-import { peerConfig, type PeerConfig } from "./peer.ts";
+import { type PeerConfig, peerConfig } from "./peer.ts";
 import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { type OidcConfig, oidcConfig } from "./oidc.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";

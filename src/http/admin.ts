@@ -157,7 +157,8 @@ export function adminApi(src: AdminSource): Hono<HttpEnv> {
   });
   api.delete("/agents/:name", async (c) => {
     const name = c.req.param("name");
-    return src.disconnectAgent(name) || await src.fleet?.act(FleetOp.disconnect_agent, name, { agent: name })
+    return src.disconnectAgent(name) ||
+        await src.fleet?.act(FleetOp.disconnect_agent, name, { agent: name })
       ? json({ disconnected: name })
       : fail(404, "not_found", `agent ${name} is not connected`);
   });

@@ -32,7 +32,6 @@ export interface FleetServer extends FleetHost {
   snapshot(): Snapshot;
 }
 
-
 /** The fleet view: each server's part, marked with its name. */
 export interface FleetSnapshot extends Snapshot {
   fleet: { self: string; servers: string[]; unreachable: string[] };
@@ -68,7 +67,9 @@ export class Fleet {
     const ctx = server.agents.ctx;
     const peer = ctx.config().peer!;
     if (!server.tls) {
-      throw new ConfigError("peer: needs TLS (peer links are TLS pinned to the fleet's certificates)");
+      throw new ConfigError(
+        "peer: needs TLS (peer links are TLS pinned to the fleet's certificates)",
+      );
     }
     const read = async (path: string, key: string) => {
       try {
@@ -79,7 +80,9 @@ export class Fleet {
     };
     const secret = (await read(peer.tokenFile, "token_file")).trim();
     if (secret.length < 16) {
-      throw new ConfigError(`peer.token_file ${peer.tokenFile}: the fleet secret needs 16 characters or more`);
+      throw new ConfigError(
+        `peer.token_file ${peer.tokenFile}: the fleet secret needs 16 characters or more`,
+      );
     }
     const key = peerKey(secret);
     const caPem = peer.ca === null ? null : await read(peer.ca, "ca");

@@ -126,13 +126,18 @@ export class PeerLinks implements Forwarder {
   /** Ask every other live server (FLEET): the JSON answers, by server; one that fails is left out. */
   async ask(op: number, arg = ""): Promise<Map<string, unknown>> {
     const out = new Map<string, unknown>();
-    await Promise.all(this.p.directory.peers().map(async (h) => {
-      try {
-        out.set(h.name, await this.askOne(h, op, arg));
-      } catch (e) {
-        this.p.ctx.log.warn("fleet request failed", { peer: h.name, error: (e as Error).message });
-      }
-    }));
+    await Promise.all(
+      this.p.directory.peers().map(async (h) => {
+        try {
+          out.set(h.name, await this.askOne(h, op, arg));
+        } catch (e) {
+          this.p.ctx.log.warn("fleet request failed", {
+            peer: h.name,
+            error: (e as Error).message,
+          });
+        }
+      }),
+    );
     return out;
   }
 

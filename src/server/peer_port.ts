@@ -120,7 +120,14 @@ export class PeerPort {
     const { client, agent, target } = req;
     const clientId = this.router.clientId(client);
     const clog = log.with({ client, client_id: clientId, via: peer });
-    const r = await this.router.open({ client, clientId, agent, target, log: clog, forwarded: peer });
+    const r = await this.router.open({
+      client,
+      clientId,
+      agent,
+      target,
+      log: clog,
+      forwarded: peer,
+    });
     if (!r.ok) {
       this.router.refused(clog, "peer", client, target, r.status, r.reason, {
         agent,
@@ -145,8 +152,7 @@ export class PeerPort {
     if (req.op === FleetOp.view) {
       const { agents, streams } = f.snapshot();
       answer = { agents, streams };
-    }
-    else if (req.op === FleetOp.disconnect_agent) answer = { done: f.disconnectAgent(req.arg) };
+    } else if (req.op === FleetOp.disconnect_agent) answer = { done: f.disconnectAgent(req.arg) };
     else if (req.op === FleetOp.disconnect_replica) {
       const [name = "", instance = ""] = req.arg.split(" ");
       answer = { done: f.disconnectReplica(name, instance) };

@@ -78,7 +78,8 @@ export class ReplicaOpener {
       // No session here: a server of the fleet that holds one opens it (SPEC.md §2.5).
       const peers = req.forwarded === undefined ? this.ctx.forwarder : null;
       const fwd = await peers?.forward(req, target, agent, this.nextStreamId());
-      return fwd ?? refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
+      return fwd ??
+        refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
     }
     // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
     const found = this.agents.announced(agent, poolWaitMs);

@@ -367,10 +367,8 @@ export class Router {
       addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
       addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);
       const sb = this.finishedBytes(r.session);
-      if (r.session) this.#sessionBytes.set(r.session, {
-        up: sb.up + live.bytes.up,
-        down: sb.down + live.bytes.down,
-      });
+      const done = { up: sb.up + live.bytes.up, down: sb.down + live.bytes.down };
+      if (r.session) this.#sessionBytes.set(r.session, done);
       if (this.streams.get(r.streamId) === live) this.streams.delete(r.streamId);
       this.active--;
       bump(this.#clientStreams, client, -1);
