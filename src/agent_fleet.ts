@@ -99,14 +99,21 @@ export class AgentFleet {
   }
 
   #run(s: Slot): void {
-    const agent = new Agent(this.net, {
-      ...s.opts,
-      onState: (connected) => {
-        if (s.agent !== agent || s.down === !connected) return;
-        s.down = !connected;
-        this.#rebalance();
+    const agent = new Agent(
+      this.net,
+      {
+        ...s.opts,
+        onState: (connected) => {
+          if (s.agent !== agent || s.down === !connected) return;
+          s.down = !connected;
+          this.#rebalance();
+        },
       },
-    }, this.#slots.length > 1 ? this.log.with({ server: fmt(s.opts.server) }) : this.log);
+      this.log.with({
+        agent: s.opts.name,
+        ...(this.#slots.length > 1 ? { server: fmt(s.opts.server) } : {}),
+      }),
+    );
     s.agent = agent;
     agent.start();
   }
