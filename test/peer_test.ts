@@ -10,6 +10,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SocksClient } from "socks";
+import { parseServerConfig } from "../src/config/mod.ts";
+import { encode } from "../src/encode.ts";
+import { ConfigError } from "../src/errors.ts";
 import { httpApp } from "../src/http/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import type { Net } from "../src/net.ts";
@@ -251,5 +254,77 @@ test(`${rt}: peers: the admin API of any server shows the fleet, and DELETE acts
   } finally {
     await f.closeAll();
     echo.close();
+  }
+});
+
+test("peer config: every key checked, path-precise errors", () => {
+  const parse = (peer: unknown) => parseServerConfig(JSON.stringify({ peer }), "s.yaml", true);
+  const pin = "AB".repeat(32);
+  const ok = parse({
+    listen: ":7003",
+    advertise: "eu-1.internal:7003",
+    token_file: "fleet.secret",
+    fingerprint: pin,
+  }).peer!;
+  assert.equal(ok.name, "eu-1.internal:7003");
+  assert.equal(ok.streamsPerLink, 1024);
+  assert.equal(ok.idleMs, 60_000);
+  assert.deepEqual(ok.listen, { host: "0.0.0.0", port: 7003 });
+  assert.equal(ok.fingerprint.length, 1);
+  const base = { listen: ":7003", advertise: "a:7003", token_file: "f", fingerprint: pin };
+  for (
+    const [peer, re] of [
+      [{ ...base, listen: undefined }, /^s\.yaml: peer\.listen: is required/],
+      [{ ...base, advertise: "nope" }, /^s\.yaml: peer\.advertise: Cannot parse address/],
+      [{ ...base, fingerprint: undefined }, /^s\.yaml: peer: needs fingerprint .* or ca/],
+      [{ ...base, fingerprint: ["zz"] }, /^s\.yaml: peer\.fingerprint\[0\]: must be a SHA-256/],
+      [{ ...base, streams_per_link: 0 }, /^s\.yaml: peer\.streams_per_link: must be an integer/],
+      [{ ...base, name: "a b" }, /^s\.yaml: peer\.name: /],
+      [{ ...base, secret: "x" }, /^s\.yaml: peer\.secret: unknown key/],
+    ] as const
+  ) {
+    assert.throws(
+      () => parse(peer),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      String(re),
+    );
+  }
+});
+
+test(`${rt}: peers: garbage or a silent connection on the peer port is closed, and logged`, async () => {
+  const net = await runtimeNet();
+  const f = await startFleet(net, 1);
+  const [s1] = f.members;
+  try {
+    const at = s1!.server.fleet!.addr;
+    const tls = { fingerprint: f.pins[0]! };
+    // A TLS client that sends what no peer sends.
+    const junk = await net.dial({ ...at, tls });
+    await junk.write(enc.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    await readAll(junk).catch(() => null); // closed by the server
+    junk.close();
+    assert.ok(await until(() => s1!.lines.some((l) => /peer refused/.test(l))));
+    // A CLIENT_HELLO where a PEER_HELLO belongs: refused as unexpected.
+    const wrong = await net.dial({ ...at, tls });
+    await wrong.write(
+      encode({
+        type: "CLIENT_HELLO",
+        minVersion: 1,
+        maxVersion: 1,
+        authMethod: 1,
+        name: "alice",
+        software: "x",
+      }),
+    );
+    await readAll(wrong).catch(() => null);
+    wrong.close();
+    assert.ok(
+      await until(() =>
+        s1!.lines.some((l) => /peer refused.*Expected PEER_HELLO, got CLIENT_HELLO/.test(l))
+      ),
+    );
+    assert.ok(!s1!.lines.some((l) => /peer link up/.test(l)));
+  } finally {
+    await f.close();
   }
 });
