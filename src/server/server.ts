@@ -355,7 +355,7 @@ export class Server implements HttpSource {
     const { directory, readTextFile } = this.#info;
     if (this.#config.peer && directory && readTextFile) {
       this.fleet = await Fleet.start(this, directory, readTextFile);
-    }
+    } else if (this.#config.peer) this.log.warn("peer: needs store: to find the others; off");
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
