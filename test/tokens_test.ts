@@ -65,15 +65,15 @@ test("token store: refusals name their reason; a remembered token is still check
   assert.equal((await store.check(a.token))?.ok, true);
   assert.equal((store.check(a.token) as { ok: boolean }).ok, true, "remembered: answered at once");
   await store.revoke((t) => t.id === a.id);
-  assert.deepEqual(pick(await store.check(a.token)), { ok: false, why: "revoked" });
+  assert.deepEqual(pick(await store.check(a.token)), { ok: false, error: "revoked" });
   c.t += 600;
-  assert.deepEqual(pick(await store.check(b.token)), { ok: false, why: "expired" });
+  assert.deepEqual(pick(await store.check(b.token)), { ok: false, error: "expired" });
   // A forged signature under a known key, and a token of a key this server never had.
   const t = parseToken(b.token)!;
   const forged = tokenText(t.signed, randomBytes(64));
-  assert.deepEqual(pick(await store.check(forged)), { ok: false, why: "bad signature" });
+  assert.deepEqual(pick(await store.check(forged)), { ok: false, error: "bad signature" });
   const other = await new TokenStore(null, c.now).issue("client", "alice", 60);
-  assert.deepEqual(pick(await store.check(other.token)), { ok: false, why: "unknown key" });
+  assert.deepEqual(pick(await store.check(other.token)), { ok: false, error: "unknown key" });
   assert.equal(store.check(ALICE_TOKEN), null);
 });
 
@@ -90,7 +90,7 @@ test("token store: after rotation the old key is accepted until its tokens expir
   assert.equal((await store.check(old.token))?.ok, true, "old key still accepted");
   c.t += 100;
   store.list(); // prunes
-  assert.deepEqual(pick(await store.check(old.token)), { ok: false, why: "unknown key" });
+  assert.deepEqual(pick(await store.check(old.token)), { ok: false, error: "unknown key" });
   assert.equal(JSON.parse(file.text!).keys.length, 2, "not yet written without a change");
   await store.issue("client", "bob", 10);
   assert.equal(JSON.parse(file.text!).keys.length, 1, "the rotated-out key is gone from the file");
@@ -105,7 +105,7 @@ test("token store: keys and revocations persist in the file until the token expi
   const b = await first.issue("client", "alice", 120);
   await first.revoke((t) => t.id === a.id);
   const second = new TokenStore(file, c.now);
-  assert.deepEqual(pick(await second.check(a.token)), { ok: false, why: "revoked" });
+  assert.deepEqual(pick(await second.check(a.token)), { ok: false, error: "revoked" });
   assert.equal((await second.check(b.token))?.ok, true);
   assert.deepEqual(second.list().map((t) => [t.id, t.revoked]), [[a.id, true], [b.id, false]]);
   c.t += 60;
@@ -114,7 +114,7 @@ test("token store: keys and revocations persist in the file until the token expi
 });
 
 function pick(r: Awaited<ReturnType<TokenStore["check"]>>) {
-  return r && (r.ok ? { ok: true } : { ok: false, why: r.why });
+  return r && (r.ok ? { ok: true } : { ok: false, error: r.error.reason });
 }
 
 test("token: an issued token is a SOCKS5 password; the user name may be @agent or empty", async () => {

@@ -14,6 +14,7 @@ import { Link } from "../link.ts";
 import { Reason, Status, type Target } from "../messages.ts";
 import type { Conn, Net, TlsClientOptions } from "../net.ts";
 import { deadline } from "../time.ts";
+import { ok } from "../result.ts";
 import { Wire } from "../wire.ts";
 import type { Forwarder, ServerContext } from "./context.ts";
 import { dialHandshake } from "./peer_handshake.ts";
@@ -101,8 +102,7 @@ export class PeerLinks implements Forwarder {
           if (res.reason === Reason.agent_offline && h !== holders.at(-1)) continue;
           return refuse(res.status, res.reason, `refused by peer ${h.name} (reason ${res.reason})`);
         }
-        return {
-          ok: true,
+        return ok({
           conn,
           rest: wire.rest(),
           bound: res.bound,
@@ -110,7 +110,7 @@ export class PeerLinks implements Forwarder {
           agent,
           target,
           session: null,
-        };
+        });
       } catch (e) {
         conn.close();
         req.log.warn("forward failed", { peer: h.name, error: (e as Error).message });

@@ -129,20 +129,14 @@ export class PeerPort {
       forwarded: peer,
     });
     if (!r.ok) {
-      this.router.refused(clog, "peer", client, target, r.status, r.reason, {
-        agent,
-        startedAt: t0,
-      });
+      const { status, code, reason } = r.error;
+      this.router.refused(clog, "peer", client, target, status, reason, { agent, startedAt: t0 });
       this.router.setupDone("peer", t0, false);
-      return await wire.last({
-        type: "CONNECT_RESULT",
-        status: r.status,
-        reason: r.code,
-        bound: NO_ADDR,
-      });
+      return await wire.last({ type: "CONNECT_RESULT", status, reason: code, bound: NO_ADDR });
     }
-    const reply = wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound: r.bound });
-    await this.router.replied(reply, client, wire.conn, wire.rest(), r, clog, "peer", t0);
+    const { bound } = r.value;
+    const reply = wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound });
+    await this.router.replied(reply, client, wire.conn, wire.rest(), r.value, clog, "peer", t0);
   }
 
   /** FLEET: this server's view, or an operator's request on what it holds. */

@@ -21,16 +21,18 @@ import { relay, type RelayCounter } from "../relay.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { Session } from "./carrier.ts";
 import {
+  type Opened,
   type OpenRequest,
   type OpenResult,
   refuse,
   type Refused,
   ReplicaOpener,
 } from "./replica_open.ts";
+import { ok, type Result } from "../result.ts";
 import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 import { RecentRefusals } from "./refusals.ts";
-export type { OpenRequest, OpenResult };
+export type { Opened, OpenRequest, OpenResult, Refused };
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
 export interface LiveStream {
@@ -196,36 +198,32 @@ export class Router {
    */
   expect(client: string, agent: string): () => void {
     const a = this.#choice.of(client, agent);
-    if (!("granted" in a)) return NOTHING;
-    const live = this.agents.group(a.agent).filter((s) => s.announced && !s.closed);
+    if (!a.ok) return NOTHING;
+    const live = this.agents.group(a.value.agent).filter((s) => s.announced && !s.closed);
     return live.length === 1 ? live[0]!.expect() : NOTHING;
   }
 
   /**
    * A login check (CHECK, SPEC.md §2.3): could `client` use `agent` now?
-   * The refusal a CONNECT would get before any target check, or ok.
+   * The refusal a CONNECT would get before any target check, or the agent.
    */
-  check(client: string, agent: string): { ok: true; agent: string } | Refused {
+  check(client: string, agent: string): Result<string, Refused> {
     const chosen = this.#choice.of(client, agent);
-    if (!("granted" in chosen)) {
-      return { ok: false, status: Status.not_allowed, code: chosen.code, reason: chosen.reason };
-    }
-    if (this.agents.group(chosen.agent).length === 0) {
-      const reason = `agent ${chosen.agent} is offline`;
-      return { ok: false, status: Status.host_unreachable, code: Reason.agent_offline, reason };
-    }
-    return { ok: true, agent: chosen.agent };
+    if (!chosen.ok) return refuse(Status.not_allowed, chosen.error.code, chosen.error.reason);
+    const name = chosen.value.agent;
+    if (this.agents.group(name).length > 0) return ok(name);
+    return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${name} is offline`);
   }
 
   /** Decide and open a stream. */
   async open(req: OpenRequest): Promise<OpenResult> {
     const n = normalizeTarget(req.target);
-    if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.reason);
-    const target = n.target;
+    if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.error);
+    const target = n.value;
     const c = this.ctx.config();
     const chosen = this.#choice.of(req.client, req.agent);
-    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.code, chosen.reason);
-    const { agent, rules } = chosen;
+    if (!chosen.ok) return refuse(Status.not_allowed, chosen.error.code, chosen.error.reason);
+    const { agent, rules } = chosen.value;
     if (!allowed(rules, req.client, target, "never")) {
       return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
@@ -268,7 +266,7 @@ export class Router {
    * An opened stream that will not be relayed (its reply could not be
    * written): close it and give back its places.
    */
-  abandon(client: string, r: Extract<OpenResult, { ok: true }>): void {
+  abandon(client: string, r: Opened): void {
     r.conn.close();
     bump(this.#clientStreams, client, -1);
     bump(this.#agentStreams, r.agent, -1);
@@ -286,7 +284,7 @@ export class Router {
     client: string,
     clientConn: Conn,
     clientRest: Uint8Array,
-    r: Extract<OpenResult, { ok: true }>,
+    r: Opened,
     log: Logger,
     port: string,
     startedAt: number,
@@ -321,7 +319,7 @@ export class Router {
     client: string,
     clientConn: Conn,
     clientRest: Uint8Array,
-    r: Extract<OpenResult, { ok: true }>,
+    r: Opened,
     log: Logger,
     port = "socks",
   ): Promise<void> {
