@@ -12,6 +12,7 @@ import { Link } from "../link.ts";
 import type { Logger } from "../log.ts";
 import type { MessageOf } from "../messages.ts";
 import type { Conn } from "../net.ts";
+import { deadline } from "../time.ts";
 import { Wire } from "../wire.ts";
 import { NO_ADDR } from "../writer.ts";
 import type { ServerContext } from "./context.ts";
@@ -100,7 +101,12 @@ export class PeerPort {
   async #serve(s: Conn, log: Logger, peer: string): Promise<void> {
     const wire = new Wire(s);
     try {
-      const req = await wire.expect("FORWARD", "FLEET");
+      const req = await deadline(
+        wire.expect("FORWARD", "FLEET"),
+        this.ctx.config().handshakeTimeoutMs,
+        "peer stream's request",
+        () => s.close(),
+      );
       if (req.type === "FLEET") return await this.#fleet(wire, req);
       await this.#forwarded(wire, req, log, peer);
     } catch (e) {
