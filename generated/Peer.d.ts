@@ -37,7 +37,7 @@ export declare namespace Peer {
     maxVersion: number;
     lenName: number;
     /**
-     * The dialing server's name in the fleet (`peer.name`), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+     * The dialing server's name in the fleet (its id in the store's presence), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
      */
     name: Uint8Array;
     /**

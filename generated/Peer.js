@@ -136,7 +136,7 @@ var Peer = (function() {
     }
 
     /**
-     * The dialing server's name in the fleet (`peer.name`), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+     * The dialing server's name in the fleet (its id in the store's presence), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
      */
 
     /**

@@ -321,7 +321,7 @@ export interface Check {
 export interface PeerHello {
   minVersion: number;
   maxVersion: number;
-  /** The dialing server's name in the fleet (`peer.name`), UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
+  /** The dialing server's name in the fleet (its id in the store's presence), UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
   name: string;
   /** The dialer's fresh random bytes (`nonce_d`, SPEC.md §6.5). */
   nonce: Uint8Array;

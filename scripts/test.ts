@@ -123,6 +123,8 @@ const CLIENTS: Record<string, string> = {
   psql: "postgresql-client",
   // initdb is not on PATH: the test runs it from here as the postgres user.
   "/usr/lib/postgresql/15/bin/initdb": "postgresql",
+  // The state store's tests start their own cluster with it (test/pg.ts).
+  "/usr/lib/postgresql/15/bin/pg_ctl": "postgresql-15",
 };
 
 function has(cmd: string): boolean {

@@ -35,7 +35,7 @@ types:
       - id: name
         size: len_name
         -text: name
-        doc: The dialing server's name in the fleet (`peer.name`), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+        doc: The dialing server's name in the fleet (its id in the store's presence), UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
       - id: nonce
         size: 32
         doc: The dialer's fresh random bytes (`nonce_d`, SPEC.md §6.5).

@@ -142,6 +142,15 @@ export class RuleError extends Error {
   override name = "RuleError";
 }
 
+/**
+ * The state store (server/store.ts) cannot do what was asked: it is
+ * unreachable, or refused. At start the CLI reports it in one line, exit
+ * code 3; at run time the admin API answers 503 with its message.
+ */
+export class StoreError extends Error {
+  override name = "StoreError";
+}
+
 /** Bad flags or a missing one; the CLI reports it in one line, exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";

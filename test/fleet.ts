@@ -78,7 +78,6 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
         grants: [{ client: "alice", agents: ["office", "lab"], targets: ["127.0.0.1:*"] }],
         admin: { token: ADMIN },
         peer: {
-          name,
           listen: "127.0.0.1:0",
           advertise: "127.0.0.1:0",
           token_file: tokenFile,

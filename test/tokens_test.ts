@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { fmt } from "../src/addr.ts";
 import { targetOf } from "../src/ip.ts";
 import { randomBytes } from "../src/auth.ts";
-import { type TokenFile, TokenStore } from "../src/server/tokens.ts";
+import { TokenStore } from "../src/server/tokens.ts";
+import { FileStore, type TokenFile } from "../src/server/store_file.ts";
 import { parseToken, tokenBody, tokenText } from "../src/token.ts";
 import { ALICE_TOKEN, echoTarget, repo, socks, spawnProc, tunnel, until } from "./helpers.ts";
 
@@ -59,7 +60,7 @@ test("token: static tokens and near-misses are not tokens", async () => {
 
 test("token store: refusals name their reason; a remembered token is still checked for expiry and revocation", async () => {
   const c = clock();
-  const store = new TokenStore(null, c.now);
+  const store = new TokenStore(new FileStore(null, c.now), c.now);
   const a = await store.issue("client", "alice", 60);
   const b = await store.issue("client", "bob", 600);
   assert.equal((await store.check(a.token))?.ok, true);
@@ -72,7 +73,11 @@ test("token store: refusals name their reason; a remembered token is still check
   const t = parseToken(b.token)!;
   const forged = tokenText(t.signed, randomBytes(64));
   assert.deepEqual(pick(await store.check(forged)), { ok: false, error: "bad signature" });
-  const other = await new TokenStore(null, c.now).issue("client", "alice", 60);
+  const other = await new TokenStore(new FileStore(null, c.now), c.now).issue(
+    "client",
+    "alice",
+    60,
+  );
   assert.deepEqual(pick(await store.check(other.token)), { ok: false, error: "unknown key" });
   assert.equal(store.check(ALICE_TOKEN), null);
 });
@@ -80,7 +85,7 @@ test("token store: refusals name their reason; a remembered token is still check
 test("token store: after rotation the old key is accepted until its tokens expire, then dropped", async () => {
   const c = clock();
   const file = memoryFile();
-  const store = new TokenStore(file, c.now);
+  const store = new TokenStore(new FileStore(file, c.now), c.now);
   const old = await store.issue("client", "alice", 100);
   const oldKey = parseToken(old.token)!.keyId;
   const newKey = await store.rotate();
@@ -100,11 +105,11 @@ test("token store: after rotation the old key is accepted until its tokens expir
 test("token store: keys and revocations persist in the file until the token expires", async () => {
   const c = clock();
   const file = memoryFile();
-  const first = new TokenStore(file, c.now);
+  const first = new TokenStore(new FileStore(file, c.now), c.now);
   const a = await first.issue("client", "alice", 60);
   const b = await first.issue("client", "alice", 120);
   await first.revoke((t) => t.id === a.id);
-  const second = new TokenStore(file, c.now);
+  const second = new TokenStore(new FileStore(file, c.now), c.now);
   assert.deepEqual(pick(await second.check(a.token)), { ok: false, error: "revoked" });
   assert.equal((await second.check(b.token))?.ok, true);
   assert.deepEqual(second.list().map((t) => [t.id, t.revoked]), [[a.id, true], [b.id, false]]);

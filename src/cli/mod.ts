@@ -18,7 +18,7 @@ import { tokensCommand } from "./tokens.ts";
 import { loginCommand } from "./login.ts";
 import { serviceCommand } from "./service.ts";
 import { toolCommands } from "./tools.ts";
-import { ConfigError, ListenError, RuleError, UsageError } from "../errors.ts";
+import { ConfigError, ListenError, RuleError, StoreError, UsageError } from "../errors.ts";
 
 /** What the CLI needs from the runtime besides sockets. */
 export interface Host {
@@ -69,7 +69,7 @@ export function versionLine(host: Host): string {
 /**
  * Report an error that ended a command and return the exit code: bad
  * configuration or usage is one line and 2; a port that cannot be opened
- * is one line and 3; anything else is a bug, reported
+ * or a state store that cannot be reached is one line and 3; anything else is a bug, reported
  * with its stack, 1.
  */
 export function reportError(e: unknown): number {
@@ -78,7 +78,7 @@ export function reportError(e: unknown): number {
     console.error(`burrow: ${e.message.replace(/\s*\n\s*/g, " ")}`);
     return 2;
   }
-  if (e instanceof ListenError) {
+  if (e instanceof ListenError || e instanceof StoreError) {
     console.error(`burrow: ${e.message}`);
     return 3;
   }

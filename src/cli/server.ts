@@ -10,7 +10,8 @@ import { httpApp } from "../http/mod.ts";
 import type { Logger } from "../log.ts";
 import type { TlsServerOptions } from "../net.ts";
 import { Server } from "../server/mod.ts";
-import type { TokenFile } from "../server/tokens.ts";
+import type { TokenFile } from "../server/store_file.ts";
+import { storeFor } from "../server/store_open.ts";
 import { DEFAULT_NAMES, fingerprint, generateSelfSigned } from "../tls.ts";
 import { collect, logger, logLevelOption, type Start, untilSignal } from "./common.ts";
 import type { Host, HttpServer } from "./mod.ts";
@@ -143,7 +144,11 @@ export async function startServer(
 ) {
   const server = new Server(host.net, config, log, tls, {
     runtimeVersion: host.version,
-    tokenFile: tokenFile(host, `${config.stateDir}/tokens.json`),
+    store: await storeFor(config, {
+      readTextFile: (path) => host.readTextFile(path),
+      env: (name) => host.env(name),
+      tokenFile: tokenFile(host, `${config.stateDir}/tokens.json`),
+    }),
     readTextFile: (path) => host.readTextFile(path),
   });
   let http: HttpServer | undefined;
@@ -190,6 +195,7 @@ export function restartOnly(a: ServerConfig, b: ServerConfig): string[] {
     c.tls.mode === "off" ? [] : [...c.proxyProtocol].filter((p) => p !== "socks").sort();
   if (!same(tlsHeader(a), tlsHeader(b))) changed.push("proxy_protocol");
   if (a.stateDir !== b.stateDir) changed.push("state_dir");
+  if (!same(a.store, b.store)) changed.push("store");
   return changed;
 }
 
@@ -222,13 +228,14 @@ function reloads(
     seen = next;
     try {
       const parsed = applyListenFlags(parseServerConfig(next, f.config, true), f);
-      // Listen addresses, TLS and state_dir are fixed for the life of the process.
+      // Listen addresses, TLS, state_dir and store are fixed for the life of the process.
       for (const setting of restartOnly(config, parsed)) {
         log.warn("config reload: this setting takes effect only after a restart", { setting });
       }
       parsed.listen = config.listen;
       parsed.tls = config.tls;
       parsed.stateDir = config.stateDir;
+      parsed.store = config.store;
       config = parsed;
       server.reload(config);
     } catch (e) {

@@ -11,8 +11,6 @@ import { besideFile, type Walker, words } from "./walker.ts";
 
 /** `peer:` in force; null: this server forwards no streams and takes no peer links. */
 export interface PeerConfig {
-  /** This server's name in the fleet (default: `advertise` as `host:port`). */
-  name: string;
   /** Where peer links are taken (TLS with the server's certificate). */
   listen: Addr;
   /** How the other servers reach `listen` (`host:port`). */
@@ -33,8 +31,8 @@ export interface PeerConfig {
 
 export const peerDefaults = { streamsPerLink: 1024, idle: "60s" } as const;
 
-const PEER_KEYS = words(`name listen advertise token_file fingerprint ca server_name
-  streams_per_link idle`);
+const PEER_KEYS = words(`listen advertise token_file fingerprint ca server_name streams_per_link
+  idle`);
 
 /** Parse `peer:`; `file` and `paths` as parseServerConfig takes them. */
 export function peerConfig(w: Walker, v: unknown, file: string, paths: boolean): PeerConfig | null {
@@ -66,9 +64,6 @@ export function peerConfig(w: Walker, v: unknown, file: string, paths: boolean):
     w.fail("peer", "needs fingerprint (the fleet's certificates) or ca to verify the others");
   }
   return {
-    name: p.name === undefined
-      ? `${advertise.host}:${advertise.port}`
-      : w.name(p.name, "peer.name"),
     listen: addr("listen"),
     advertise,
     tokenFile: path("token_file"),

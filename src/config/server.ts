@@ -20,6 +20,7 @@ import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts
 import { type PeerConfig, peerConfig } from "./peer.ts";
 import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { type OidcConfig, oidcConfig } from "./oidc.ts";
+import { type StoreConfig, storeConfig } from "./store.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
@@ -101,6 +102,8 @@ export interface ServerConfig {
   oidc: OidcConfig | null;
   /** Peer links to the other servers of a fleet (`peer:`, SPEC.md §2.5); null: none. */
   peer: PeerConfig | null;
+  /** Where shared state lives (`store:`): files in state_dir, or PostgreSQL. */
+  store: StoreConfig;
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
@@ -153,7 +156,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol tokens oidc peer`);
+  clients grants admin trusted_proxies proxy_protocol tokens oidc peer store`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
 
@@ -413,6 +416,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     tokens: tokensConfig(w, top.tokens),
     oidc: oidcConfig(w, top.oidc),
     peer: peerConfig(w, top.peer, file, paths),
+    store: storeConfig(w, top.store),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {
@@ -423,6 +427,10 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
   }
   cfg.grants = grants(w, top.grants, cfg);
   if (paths && cfg.oidc?.ca) cfg.oidc.ca = besideFile(file, cfg.oidc.ca);
+  for (const k of ["passwordFile", "keyFile"] as const) {
+    const f = cfg.store[k];
+    if (paths && f !== null) cfg.store[k] = besideFile(file, f);
+  }
   if (paths && cfg.tls.mode === "files") {
     cfg.tls = {
       ...cfg.tls,

@@ -52,7 +52,7 @@ export interface AdminSource extends TokenSource {
 
 /** The fleet view: every server's agents and streams; actions done where they are held. */
 export interface FleetView {
-  /** This server's name in the fleet (`peer.name`). */
+  /** This server's name in the fleet (its id in the store's presence). */
   readonly self: string;
   snapshot(local: Snapshot): Promise<Snapshot>;
   /**

@@ -10,6 +10,7 @@ import type { HttpEnv } from "./guard.ts";
 import type { Hono } from "hono";
 import type { Logger } from "../log.ts";
 import { readDuration } from "../time.ts";
+import { StoreError } from "../errors.ts";
 import { tokenId, type TokenStore, tokenView } from "../server/tokens.ts";
 
 /** What the token routes read and do; the server implements it. */
@@ -31,6 +32,19 @@ function fail(status: number, error: string, message: string): Response {
     status,
     headers: { "cache-control": "no-store" },
   });
+}
+
+/**
+ * `work`'s answer; 503 with the reason when the state store cannot take the
+ * change (an outage, logged once by the store, not per request).
+ */
+async function needsStore(work: () => Promise<Response>): Promise<Response> {
+  try {
+    return await work();
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    return fail(503, "store_unavailable", e.message);
+  }
 }
 
 /** `ttl` as seconds: a duration text (`1h`) or a number of seconds; or the error text. */
@@ -81,26 +95,30 @@ export function tokenRoutes(api: Hono<HttpEnv>, src: TokenSource): void {
     } catch {
       return fail(400, "bad_request", 'send JSON: {"client": "ci", "ttl": "1h"}');
     }
-    return await issue(src, body);
+    return await needsStore(() => issue(src, body));
   });
   api.get("/tokens", () => Response.json({ tokens: src.tokens.list().map(tokenView) }));
-  api.post("/tokens/rotate", async () => {
-    const id = keyHex(await src.tokens.rotate());
-    src.log.info("token signing key rotated", { key_id: id });
-    return Response.json({ key_id: id });
-  });
+  api.post("/tokens/rotate", () =>
+    needsStore(async () => {
+      const id = keyHex(await src.tokens.rotate());
+      src.log.info("token signing key rotated", { key_id: id });
+      return Response.json({ key_id: id });
+    }));
   api.delete("/tokens/:id", async (c) => {
     const id = tokenId(c.req.param("id"));
     if (id === null) return fail(400, "bad_request", "a token id is 32 hex digits (id in /tokens)");
-    const ids = await src.tokens.revoke((t) => t.id === id);
-    if (ids.length === 0) return fail(404, "not_found", "no active token with this id");
-    src.log.info("token revoked", { token: id });
-    return Response.json({ revoked: id });
+    return needsStore(async () => {
+      const ids = await src.tokens.revoke((t) => t.id === id);
+      if (ids.length === 0) return fail(404, "not_found", "no active token with this id");
+      src.log.info("token revoked", { token: id });
+      return Response.json({ revoked: id });
+    });
   });
-  api.delete("/clients/:name/tokens", async (c) => {
-    const name = c.req.param("name");
-    const ids = await src.tokens.revoke((t) => t.subject === name);
-    for (const id of ids) src.log.info("token revoked", { token: id, subject: name });
-    return Response.json({ revoked: ids });
-  });
+  api.delete("/clients/:name/tokens", (c) =>
+    needsStore(async () => {
+      const name = c.req.param("name");
+      const ids = await src.tokens.revoke((t) => t.subject === name);
+      for (const id of ids) src.log.info("token revoked", { token: id, subject: name });
+      return Response.json({ revoked: ids });
+    }));
 }

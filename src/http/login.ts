@@ -9,6 +9,7 @@
  */
 import { Hono } from "hono";
 import { type OidcLogin, SignInError } from "../server/oidc.ts";
+import { StoreError } from "../errors.ts";
 import { type HttpEnv, type HttpPeer, peerOf } from "./guard.ts";
 
 /** What the sign-in endpoints use; the server implements it. */
@@ -85,6 +86,9 @@ export function loginApi(src: LoginSource): Hono<HttpEnv> {
         groups: r.groups,
       });
     } catch (e) {
+      if (e instanceof StoreError) {
+        return answer({ error: "store_unavailable", message: e.message }, 503);
+      }
       if (!(e instanceof SignInError)) throw e;
       src.oidc.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
         role: "oidc",

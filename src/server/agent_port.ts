@@ -183,6 +183,7 @@ export class AgentPort {
     if (g.length > 0) this.#groups.set(s.name, g);
     else this.#groups.delete(s.name);
     this.#byKey.delete(s.key);
+    this.ctx.store.presence.down(s.name, s.key);
     // Streams relaying on a link go on; the link closes when they are done.
     this.#links.drain(s);
     if (code) void c.wire.last({ type: "GOAWAY", code: ErrorCode[code], message: reason });
@@ -249,6 +250,7 @@ export class AgentPort {
     const timer = setInterval(() => this.#tick(s), c.heartbeatIntervalMs);
     this.#groups.set(s.name, [...this.group(s.name), s]);
     this.#byKey.set(s.key, s);
+    this.ctx.store.presence.up(s.name, s.key);
     this.#controls.set(s, {
       session: s,
       wire,
@@ -307,8 +309,7 @@ export class AgentPort {
           }
           s.instance = msg.instance;
           const same = toHex(msg.instance);
-          // The same process reconnecting. (A session whose INSTANCE has not
-          // arrived yet is someone else: left alone.)
+          // The same process reconnecting (one whose INSTANCE is not in yet is someone else).
           this.#replace(s, (old) => old.instance !== null && toHex(old.instance) === same);
           log.info("agent instance", {
             instance: same.slice(0, 8),
@@ -347,8 +348,7 @@ export class AgentPort {
       return this.end(s, null, "heartbeat timeout");
     }
     ctl.wire.send({ type: "PING", data: randomBytes(8) }).catch(() => ctl.wire.conn.close());
-    // An idle pool connection is sent nothing before OPEN; part of a frame
-    // may wait there as long as a control connection may be silent.
+    // An idle pool connection gets nothing before OPEN: a partial frame may wait as long.
     const held = s.sweep((e) => e.heldFor(now) > c.heartbeatTimeoutMs);
     if (held > 0) {
       this.ctx.admission.limitHit("frame_timeout", {

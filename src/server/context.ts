@@ -13,6 +13,7 @@ import type { Admission, Port } from "./admission.ts";
 import type { TokenStore } from "./tokens.ts";
 import type { Target } from "../messages.ts";
 import type { OpenRequest, OpenResult } from "./replica_open.ts";
+import type { Store } from "./store.ts";
 
 export interface ServerContext {
   /** The config in force (it changes on reload: read it at each decision). */
@@ -22,6 +23,8 @@ export interface ServerContext {
   readonly admission: Admission;
   /** Issued tokens (SPEC.md §6.4). */
   readonly tokens: TokenStore;
+  /** The state store (presence of this server's agent sessions). */
+  readonly store: Store;
   /** Opens a CONNECT on the server of the fleet that holds its agent (SPEC.md §2.5); none: null. */
   forwarder?: Forwarder | null;
 }

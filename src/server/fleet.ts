@@ -16,7 +16,10 @@ import { fmt } from "../addr.ts";
 import { ConfigError, ListenError } from "../errors.ts";
 import type { Addr, Listener, Net, TlsServerOptions } from "../net.ts";
 import type { ServerContext } from "./context.ts";
+import type { Logger } from "../log.ts";
 import type { PeerDirectory } from "./peer_directory.ts";
+import { PresenceDirectory } from "./presence_directory.ts";
+import type { Store } from "./store.ts";
 import { peerKey } from "./peer_handshake.ts";
 import { FleetOp, PeerLinks } from "./peer_links.ts";
 import { type FleetHost, PeerPort } from "./peer_port.ts";
@@ -25,6 +28,8 @@ import type { Snapshot } from "./snapshot.ts";
 
 /** What the fleet needs of its server. */
 export interface FleetServer extends FleetHost {
+  readonly store: Store;
+  readonly log: Logger;
   readonly net: Net;
   readonly tls?: TlsServerOptions | undefined;
   readonly router: Router;
@@ -53,6 +58,26 @@ export class Fleet {
   /** Where the peer port listens. */
   get addr(): Addr {
     return this.#listener.addr;
+  }
+
+  /**
+   * With `peer:` (and a way to read its files): start the fleet (below),
+   * find the others in `info.directory` or else the store's presence, and
+   * advertise `peer.advertise` there. Null without `peer:`.
+   */
+  static async forServer(
+    server: FleetServer,
+    info: { directory?: PeerDirectory; readTextFile?: (path: string) => Promise<string> },
+  ): Promise<Fleet | null> {
+    const peer = server.agents.ctx.config().peer;
+    if (!peer || !info.readTextFile) return null;
+    const dir = info.directory ?? new PresenceDirectory(server.store.presence);
+    const fleet = await Fleet.start(server, dir, info.readTextFile);
+    server.store.presence.advertise(fmt(peer.advertise));
+    if (server.store.kind === "file") {
+      server.log.warn("peer: without store: {postgres} this server finds no other servers");
+    }
+    return fleet;
   }
 
   /**
@@ -87,15 +112,15 @@ export class Fleet {
     const key = peerKey(secret);
     const caPem = peer.ca === null ? null : await read(peer.ca, "ca");
     const links = new PeerLinks({ net: server.net, ctx, key, caPem, directory });
-    const port = new PeerPort(ctx, server.router, key, server);
+    const port = new PeerPort(ctx, server.router, key, server, directory.self);
     const listener = await server.net.listen({ ...peer.listen, tls: server.tls }).catch((e) => {
       throw new ListenError(fmt(peer.listen), "peer.listen", e);
     });
-    const fleet = new Fleet(peer.name, links, port, listener, directory);
+    const fleet = new Fleet(directory.self, links, port, listener, directory);
     void fleet.#accept();
     ctx.forwarder = links;
     ctx.log.info("peer port listening", {
-      peer: peer.name,
+      peer: directory.self,
       listen: fmt(listener.addr),
       advertise: fmt(peer.advertise),
     });

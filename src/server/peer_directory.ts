@@ -10,7 +10,7 @@ import type { Addr } from "../net.ts";
 
 /** A server of the fleet as the others see it. */
 export interface PeerAddress {
-  /** Its `peer.name`. */
+  /** Its name in the fleet (the store's server id). */
   name: string;
   /** Its `peer.advertise`. */
   advertise: Addr;
@@ -19,13 +19,15 @@ export interface PeerAddress {
 /** One agent session somewhere in the fleet (the fleet view). */
 export interface FleetAgent {
   agent: string;
-  /** The server holding it (`peer.name`). */
+  /** The server holding it. */
   server: string;
   /** The agent's instance id (hex), if known. */
   instance: string | null;
 }
 
 export interface PeerDirectory {
+  /** This server's name in the fleet (the store's server id). */
+  readonly self: string;
   /**
    * The other live servers with a session of `agent`, the one to try first
    * first (its lease freshest); never this server.

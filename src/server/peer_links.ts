@@ -263,11 +263,13 @@ export class PeerLinks implements Forwarder {
       }
       throw e;
     }
-    const hs = await dialHandshake(conn, peer.name, key, c.handshakeTimeoutMs).catch((e) => {
-      conn.close();
-      ctx.log.error("peer link refused", { peer: h.name, error: (e as Error).message });
-      throw e;
-    });
+    const hs = await dialHandshake(conn, this.p.directory.self, key, c.handshakeTimeoutMs).catch(
+      (e) => {
+        conn.close();
+        ctx.log.error("peer link refused", { peer: h.name, error: (e as Error).message });
+        throw e;
+      },
+    );
     const held: Held = { peer: hs.peer, link: null!, streams: 0, idle: undefined, waiters: [] };
     held.link = new Link(hs.conn, {
       onGrant: () => {

@@ -43,6 +43,7 @@ export class PeerPort {
     readonly router: Router,
     readonly key: Uint8Array,
     readonly fleet: FleetHost,
+    readonly self: string,
   ) {}
 
   /** A connection on the peer port (TLS already on it). */
@@ -57,7 +58,7 @@ export class PeerPort {
     }
     this.#pending++;
     const c = this.ctx.config();
-    const self = c.peer?.name ?? "";
+    const self = this.self;
     let hs: PeerHandshake;
     try {
       hs = await acceptHandshake(conn, self, this.key, c.handshakeTimeoutMs);

@@ -45,7 +45,11 @@ import {
   streamViews,
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
-import { type TokenFile, TokenStore, tokenView } from "./tokens.ts";
+import { TokenStore, tokenView } from "./tokens.ts";
+import type { Store } from "./store.ts";
+import { FileStore } from "./store_file.ts";
+import { auditLogger } from "./audit.ts";
+import { followStore } from "./tokens_sync.ts";
 import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
@@ -57,11 +61,11 @@ import type { PeerDirectory } from "./peer_directory.ts";
 export interface ServerInfo {
   /** The runtime's version (`Host.version`). */
   runtimeVersion?: string;
-  /** Where issued tokens and their keys are kept (`state_dir/tokens.json`); absent: in memory. */
-  tokenFile?: TokenFile;
+  /** The state store (store_open.ts `storeFor`), opened by start(); absent: in memory. */
+  store?: Store;
   /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
   readTextFile?: (path: string) => Promise<string>;
-  /** Where the other servers of the fleet are (the store's presence); with `peer:`. */
+  /** Where the other servers of the fleet are; default: the store's presence. Tests give one. */
   directory?: PeerDirectory;
 }
 
@@ -72,6 +76,10 @@ export class Server implements HttpSource {
   readonly router: Router;
   readonly tokens: TokenStore;
   readonly oidc: OidcLogin;
+  /** Shared state: tokens, keys, presence, audit (store.ts). */
+  readonly store: Store;
+  /** The log; with a store that keeps audit lines, they go there too (audit.ts). */
+  readonly log: Logger;
   #config: ServerConfig;
   readonly #listeners: Listener[] = [];
   readonly #conns = new IdMap<Conn>();
@@ -96,16 +104,19 @@ export class Server implements HttpSource {
   constructor(
     readonly net: Net,
     config: ServerConfig,
-    readonly log: Logger,
+    log: Logger,
     readonly tls?: TlsServerOptions,
     info: ServerInfo = {},
   ) {
     this.#config = config;
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
     this.#info = info;
+    this.store = info.store ?? new FileStore();
+    this.log = log = auditLogger(log, this.store);
     this.admission = new Admission(() => this.#config, this.metrics, log);
-    this.tokens = new TokenStore(info.tokenFile ?? null);
+    this.tokens = new TokenStore(this.store);
     this.tokens.closeOnRevoke = () => this.#config.tokens.revokeClosesStreams;
+    followStore(this.tokens, this.store, log);
     const read = info.readTextFile;
     this.oidc = new OidcLogin(
       () => this.#config,
@@ -120,6 +131,7 @@ export class Server implements HttpSource {
       log,
       admission: this.admission,
       tokens: this.tokens,
+      store: this.store,
     };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
@@ -302,6 +314,7 @@ export class Server implements HttpSource {
 
   /** Listen on the configured ports. */
   async start(): Promise<void> {
+    await this.store.open({ log: this.log, metrics: this.metrics });
     await this.tokens.load();
     const { agents, socks, clients, https } = this.#config.listen;
     const tls = this.tls ? { tls: this.tls } : {};
@@ -309,10 +322,7 @@ export class Server implements HttpSource {
       if (!this.tls && addr && !isLoopback(addr.host)) {
         this.log.warn(
           "plain TCP on a non-loopback address: credentials are safe, but traffic is not",
-          {
-            port,
-            listen: fmt(addr),
-          },
+          { port, listen: fmt(addr) },
         );
       }
     }
@@ -337,9 +347,7 @@ export class Server implements HttpSource {
       if (!this.tls && !isLoopback(https.host)) {
         this.log.warn(
           "listen.https without TLS on a non-loopback address: only behind a TLS-terminating proxy",
-          {
-            listen: fmt(https),
-          },
+          { listen: fmt(https) },
         );
       }
       const front = new HttpsFront(this.agents.ctx, {
@@ -352,10 +360,7 @@ export class Server implements HttpSource {
       });
       this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
-    const { directory, readTextFile } = this.#info;
-    if (this.#config.peer && directory && readTextFile) {
-      this.fleet = await Fleet.start(this, directory, readTextFile);
-    } else if (this.#config.peer) this.log.warn("peer: needs store: to find the others; off");
+    this.fleet = await Fleet.forServer(this, this.#info);
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
@@ -389,6 +394,7 @@ export class Server implements HttpSource {
     this.agents.stop();
     for (const c of this.#conns.values()) c.close();
     await Promise.all([...this.#conns.values()].map((c) => c.closed));
+    await this.store.close();
   }
 
   /** Listen on `listen.<key>`; a failure is a {@link ListenError} naming the address and key. */

@@ -1,8 +1,11 @@
 /**
  * The server's issued tokens (SPEC.md §6.4): signing keys with rotation,
  * issuing, revoking, and the check of a token presented as a password.
- * Keys, the tokens issued and their revocations are kept in one file of the
- * state directory (`tokens.json`, 0600), each token until it expires.
+ * Keys, the tokens issued and their revocations are kept in the state store
+ * (store.ts: `state_dir/tokens.json`, or PostgreSQL for a fleet), each token
+ * until it expires; this class holds them in memory, writes each change to
+ * the store before it takes effect, and takes the changes other servers
+ * make (tokens_sync.ts).
  *
  * @module
  */
@@ -17,12 +20,8 @@ import {
   type TokenKindName,
   tokenText,
 } from "../token.ts";
-
-/** Where the store is kept; absent: in memory only (tests). */
-export interface TokenFile {
-  read(): Promise<string | null>;
-  write(text: string): Promise<void>;
-}
+import type { Store, TokenData } from "./store.ts";
+import { FileStore } from "./store_file.ts";
 
 /** One issued token as the admin API lists it. */
 export interface TokenRecord {
@@ -44,7 +43,8 @@ export interface PersonRecord {
   signedIn: number;
 }
 
-interface KeyRecord {
+/** A signing key (the private key in clear: encrypted at rest by the PostgreSQL store). */
+export interface KeyRecord {
   id: number;
   publicKey: string;
   privateKey: string;
@@ -86,7 +86,6 @@ export class TokenStore {
   peopleVersion = 0;
   #decoy: Promise<CryptoKey> | undefined;
   #loaded: Promise<void> | undefined;
-  #saving: Promise<void> = Promise.resolve();
   /** What closes each open stream, by token id ({@link attach}). */
   readonly #open = new Map<string, Set<() => void>>();
   /** The token of each live stream opened with one. */
@@ -95,29 +94,63 @@ export class TokenStore {
   closeOnRevoke: () => boolean = () => true;
 
   constructor(
-    readonly file: TokenFile | null = null,
+    readonly store: Store = new FileStore(),
     readonly now: () => number = () => Math.floor(Date.now() / 1000),
   ) {}
 
-  /** Read the file (once). */
+  /** Read the store (once). */
   load(): Promise<void> {
     this.#loaded ??= this.#load();
     return this.#loaded;
   }
 
   async #load(): Promise<void> {
-    const text = this.file ? await this.file.read() : null;
-    if (text !== null) {
-      const data = JSON.parse(text) as {
-        keys?: KeyRecord[];
-        tokens?: TokenRecord[];
-        people?: PersonRecord[];
-      };
-      for (const k of data.keys ?? []) this.#addKey(k);
-      for (const t of data.tokens ?? []) this.#tokens.set(t.id, t);
-      for (const p of data.people ?? []) this.#people.set(p.subject, p);
+    const data = await this.store.tokens.load();
+    this.setKeys(data.keys);
+    this.merge(data, true);
+  }
+
+  /** The keys are `keys` (the store's); those known keep their imported keys. */
+  setKeys(keys: readonly KeyRecord[]): void {
+    const old = new Map(this.#keys);
+    this.#keys.clear();
+    for (const r of keys) {
+      const live = old.get(r.id);
+      if (!live || live.record.publicKey !== r.publicKey) {
+        this.#addKey(r);
+        continue;
+      }
+      live.record = r;
+      if (r.retired) live.sign = null;
+      this.#keys.set(r.id, live);
     }
     this.#prune();
+  }
+
+  /**
+   * Take tokens and people read from the store (`all`: every one there is);
+   * a token revoked elsewhere closes its streams here. A revocation is
+   * never undone.
+   */
+  merge(data: Pick<TokenData, "tokens" | "people">, all = false): void {
+    const seen = new Set<string>();
+    const revoked: string[] = [];
+    for (const t of data.tokens) {
+      seen.add(t.id);
+      const was = this.#tokens.get(t.id)?.revoked === true;
+      if (t.revoked && !was) revoked.push(t.id);
+      this.#tokens.set(t.id, { ...t, revoked: t.revoked || was });
+    }
+    if (all) { for (const id of this.#tokens.keys()) if (!seen.has(id)) this.#tokens.delete(id); }
+    for (const p of data.people) this.#people.set(p.subject, p);
+    if (data.people.length > 0) this.peopleVersion++;
+    this.#prune();
+    this.#closeStreams(revoked);
+  }
+
+  #closeStreams(ids: readonly string[]): void {
+    if (!this.closeOnRevoke()) return;
+    for (const id of ids) for (const close of [...this.#open.get(id) ?? []]) close();
   }
 
   #addKey(record: KeyRecord): void {
@@ -137,25 +170,20 @@ export class TokenStore {
   /** A new signing key; the one before signs no more, but is accepted until its tokens expire. */
   async rotate(): Promise<number> {
     await this.load();
-    return this.#rotate();
+    return this.#rotate(false);
   }
 
-  async #rotate(): Promise<number> {
-    const old = this.#current();
+  /** A new key: the current one (`first`: the first, unless another server made one meanwhile). */
+  async #rotate(first: boolean): Promise<number> {
     let pair: { publicKey: string; privateKey: string };
     let id: number;
     do {
       pair = await generateKeyPair();
       id = keyIdOf(fromBase64(pair.publicKey));
     } while (this.#keys.has(id));
-    if (old) {
-      old.record.retired = true;
-      old.sign = null;
-    }
-    this.#addKey({ id, ...pair, created: this.now(), retired: false, until: 0 });
-    this.#prune();
-    await this.#save();
-    return id;
+    const record = { id, ...pair, created: this.now(), retired: false, until: 0 };
+    this.setKeys(await this.store.tokens.addKey(record, !first));
+    return this.#current()?.record.id ?? id;
   }
 
   /**
@@ -172,7 +200,7 @@ export class TokenStore {
     await this.load();
     // The first key is made when the first token is issued: a server that
     // issues none writes nothing to its state directory.
-    const key = this.#current() ?? (await this.#rotate(), this.#current()!);
+    const key = this.#current() ?? (await this.#rotate(true), this.#current()!);
     const issuedAt = this.now();
     const idBytes = randomBytes(16);
     const body = tokenBody({
@@ -190,22 +218,16 @@ export class TokenStore {
     );
     const id = toHex(idBytes);
     const expiresAt = issuedAt + ttl;
+    const record = { id, kind, subject, keyId: key.record.id, issuedAt, expiresAt, revoked: false };
+    const person = kind === "person" ? { subject, groups: [...groups], signedIn: issuedAt } : null;
+    await this.store.tokens.issued(record, person); // refused (StoreError) while the store is down
     key.record.until = Math.max(key.record.until, expiresAt);
-    this.#tokens.set(id, {
-      id,
-      kind,
-      subject,
-      keyId: key.record.id,
-      issuedAt,
-      expiresAt,
-      revoked: false,
-    });
-    if (kind === "person") {
-      this.#people.set(subject, { subject, groups: [...groups], signedIn: issuedAt });
+    this.#tokens.set(id, record);
+    if (person) {
+      this.#people.set(subject, person);
       this.peopleVersion++;
     }
     this.#prune();
-    await this.#save();
     return { id, token: tokenText(body, new Uint8Array(sig)), expiresAt };
   }
 
@@ -231,18 +253,11 @@ export class TokenStore {
   async revoke(which: (t: TokenRecord) => boolean): Promise<string[]> {
     await this.load();
     this.#prune();
-    const ids: string[] = [];
-    for (const t of this.#tokens.values()) {
-      if (!t.revoked && which(t)) {
-        t.revoked = true;
-        ids.push(t.id);
-      }
-    }
+    const ids = [...this.#tokens.values()].filter((t) => !t.revoked && which(t)).map((t) => t.id);
     if (ids.length === 0) return ids;
-    await this.#save();
-    if (this.closeOnRevoke()) {
-      for (const id of ids) for (const close of this.#open.get(id) ?? []) close();
-    }
+    await this.store.tokens.revoked(ids); // refused (StoreError) while the store is down
+    for (const id of ids) this.#tokens.get(id)!.revoked = true;
+    this.#closeStreams(ids);
     return ids;
   }
 
@@ -355,18 +370,6 @@ export class TokenStore {
     for (const [text, t] of this.#remembered) {
       if (t.expiresAt <= now || !this.#keys.has(t.keyId)) this.#remembered.delete(text);
     }
-  }
-
-  /** Write what is now; writes happen one after the other, in order. */
-  #save(): Promise<void> {
-    const file = this.file;
-    if (!file) return Promise.resolve();
-    const keys = [...this.#keys.values()].map((k) => k.record);
-    const data = { keys, tokens: [...this.#tokens.values()], people: [...this.#people.values()] };
-    const text = JSON.stringify(data, null, 1) + "\n";
-    const done = this.#saving.then(() => file.write(text));
-    this.#saving = done.catch(() => {});
-    return done;
   }
 }
 
