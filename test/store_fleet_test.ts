@@ -65,10 +65,18 @@ function config(extra: Record<string, unknown> = {}) {
   };
 }
 
+/** An admin API answer: the fields these tests read. */
+interface Answer {
+  id: string;
+  token: string;
+  error?: string;
+  message?: string;
+}
+
 interface Member {
   server: Server;
   lines: string[];
-  call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+  call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Answer }>;
   stop(): Promise<void>;
 }
 
@@ -93,7 +101,7 @@ async function member(key: string | null = STORE_KEY): Promise<Member> {
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         }),
       );
-      return { status: r.status, body: await r.json() };
+      return { status: r.status, body: await r.json() as Answer };
     },
   };
 }
@@ -136,7 +144,7 @@ test("fleet: servers start together, share tokens and presence; a revocation on 
     // A token issued on a is good on b (as soon as b has read it).
     const issued = await a.call("POST", "/tokens", { client: "ci", ttl: "1h" });
     assert.equal(issued.status, 201, JSON.stringify(issued.body));
-    const { id, token } = issued.body as { id: string; token: string };
+    const { id, token } = issued.body;
     assert.ok(await until(() => b.server.tokens.list().some((t) => t.id === id), 2000));
     const tgt = targetOf("127.0.0.1", target.addr.port);
     const open = await socks(net, b.server.addrs.socks!, "ci", token, tgt);
@@ -164,6 +172,10 @@ test("fleet: servers start together, share tokens and presence; a revocation on 
     assert.ok(!rows.includes(der.slice(-64)), "nor its 32-byte seed");
     assert.ok(!rows.includes(key!.privateKey), "nor its base64");
     assert.ok(rows.includes(key!.publicKey), "the public key is there in clear");
+
+    // The agent leaves: its session row goes, the others see it gone.
+    await agent.stop();
+    assert.ok(await until(() => at(a) === undefined && at(c) === undefined, 3000));
   } finally {
     for (const x of conns) x.close();
     await agent.stop();
@@ -230,7 +242,7 @@ test("fleet: PostgreSQL stopped and started under a running stream", async () =>
       const r = await a.call("POST", "/tokens", { client: "ci", ttl: "1h" });
       assert.equal(r.status, 503);
       assert.equal(r.body.error, "store_unavailable");
-      assert.match(r.body.message, /cannot issue a token: the state store is unreachable/);
+      assert.match(r.body.message!, /cannot issue a token: the state store is unreachable/);
     }
     assert.equal((await b.call("DELETE", `/tokens/${two.id}`)).status, 503);
     assert.equal(a.lines.filter((l) => /state store unreachable/.test(l)).length, 1);

@@ -14,6 +14,10 @@ import { Metrics } from "../src/metrics.ts";
 import { KeyBox } from "../src/server/store_keys.ts";
 import { PgStore } from "../src/server/store_pg.ts";
 import { storeFor } from "../src/server/store_open.ts";
+import { TokenStore } from "../src/server/tokens.ts";
+import { followStore } from "../src/server/tokens_sync.ts";
+import { silent } from "../src/log.ts";
+import { parseToken } from "../src/token.ts";
 import { memoryLogger, runtimeNet, until } from "./helpers.ts";
 import { type Pg, startPg } from "./pg.ts";
 
@@ -82,7 +86,7 @@ test("storeFor: the store key is needed, 32 bytes, from the environment or key_f
   const host = (env: Record<string, string>) => ({
     readTextFile: () => Promise.reject(new Error("no such file")),
     env: (n: string) => env[n],
-    tokenFile: { read: async () => null, write: async () => {} },
+    tokenFile: { read: () => Promise.resolve(null), write: () => Promise.resolve() },
   });
   await assert.rejects(
     storeFor(config, host({})),
@@ -199,9 +203,43 @@ test("presence: 1000 idle agent sessions cost no writes", async () => {
   }
 });
 
-test("audit log: lines land in the table in batches", async () => {
+test("tokens across servers: a person's groups and a rotated key reach the other", async () => {
+  const a = await pgStore();
+  const b = await pgStore();
+  try {
+    const [ta, tb] = [new TokenStore(a.store), new TokenStore(b.store)];
+    followStore(ta, a.store, silent);
+    followStore(tb, b.store, silent);
+    await Promise.all([ta.load(), tb.load()]);
+    const p = await ta.issue("person", "ann@example.com", 600, ["ops", "dev"]);
+    assert.ok(await until(() => tb.person("ann@example.com")?.groups.join() === "ops,dev", 2000));
+    assert.equal((await tb.check(p.token))?.ok, true);
+    const rotated = await ta.rotate();
+    const q = await ta.issue("client", "alice", 600);
+    assert.equal(parseToken(q.token)!.keyId, rotated);
+    let ok = false;
+    for (let i = 0; i < 40 && !ok; i++) {
+      ok = (await tb.check(q.token))?.ok === true;
+      if (!ok) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(ok, "b verifies a token of the new key");
+    assert.equal((await tb.check(p.token))?.ok, true, "the retired key's token still passes");
+  } finally {
+    await a.store.close();
+    await b.store.close();
+  }
+});
+
+test("audit log: lines land in the table in batches; lines past the retention are deleted", async () => {
   const a = await pgStore();
   try {
+    // A server starting deletes what is past the retention (720h).
+    await pg.psql(`INSERT INTO burrow_audit (at, server_id, level, msg, fields)
+      VALUES (now() - interval '31 days', 'old', 'info', 'stream ended', '{}')`);
+    const old = () => count("SELECT count(*) FROM burrow_audit WHERE server_id = 'old'");
+    assert.equal(await old(), 1);
+    await (await pgStore()).store.close();
+    assert.equal(await old(), 0);
     await pg.psql("SELECT pg_stat_statements_reset()");
     const before = await count("SELECT count(*) FROM burrow_audit");
     for (let i = 0; i < 1200; i++) {

@@ -104,7 +104,7 @@ export function tokenRoutes(api: Hono<HttpEnv>, src: TokenSource): void {
       src.log.info("token signing key rotated", { key_id: id });
       return Response.json({ key_id: id });
     }));
-  api.delete("/tokens/:id", async (c) => {
+  api.delete("/tokens/:id", (c) => {
     const id = tokenId(c.req.param("id"));
     if (id === null) return fail(400, "bad_request", "a token id is 32 hex digits (id in /tokens)");
     return needsStore(async () => {

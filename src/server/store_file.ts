@@ -98,6 +98,7 @@ class FileTokens implements TokenTable {
       const t = this.#tokens.get(id);
       if (t) t.revoked = true;
     }
+    this.#prune();
     await this.#save();
   }
 
