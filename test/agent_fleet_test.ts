@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fmt } from "../src/addr.ts";
-import { AgentFleet } from "../src/agent_fleet.ts";
+import { AgentFleet, expandServers, serversPerAgent } from "../src/agent_fleet.ts";
 import { tokenCredential } from "../src/auth.ts";
-import { parseServerConfig } from "../src/config/mod.ts";
+import { parseAgentConfig, parseServer, parseServerConfig } from "../src/config/mod.ts";
 import type { Net } from "../src/net.ts";
 import { parseRule } from "../src/policy.ts";
 import { rendezvousOrder } from "../src/rendezvous.ts";
@@ -132,5 +132,40 @@ test(`${rt}: fleet: when a chosen server goes, the next stands in; when it is ba
   } finally {
     await fleet.stop();
     for (const s of [second, third, restarted]) await s?.stop();
+  }
+});
+
+test(`${rt}: fleet: one host name given alone is each of its addresses, verified for the name`, async () => {
+  const net = await runtimeNet();
+  const dns: Net = {
+    ...net,
+    runtime: net.runtime,
+    lookup: () => Promise.resolve(["10.0.0.2", "10.0.0.1", "10.0.0.2"]),
+  };
+  const one = parseServer("burrow.example.com:7000");
+  const got = await expandServers(dns, [one], { fingerprint: "AB" });
+  assert.deepEqual(got.map((s) => s.server.addr), [
+    { host: "10.0.0.1", port: 7000 },
+    { host: "10.0.0.2", port: 7000 },
+  ]);
+  assert.ok(got.every((s) => s.tls?.serverName === "burrow.example.com"));
+  // A list, an IP literal, or a name with one address: as given.
+  const two = [one, parseServer("10.0.0.9:7000")];
+  assert.deepEqual((await expandServers(dns, two, undefined)).map((s) => s.server), two);
+  const single: Net = { ...dns, lookup: () => Promise.resolve(["10.0.0.3"]) };
+  assert.deepEqual((await expandServers(single, [one], undefined)).map((s) => s.server), [one]);
+  assert.equal(parseAgentConfig("servers_per_agent: 3", "a.yaml").serversPerAgent, 3);
+  assert.throws(
+    () => parseAgentConfig("servers_per_agent: 0", "a.yaml"),
+    /a\.yaml: servers_per_agent: must be an integer in 1\.\.64/,
+  );
+  assert.equal(serversPerAgent(undefined, undefined), 2);
+  assert.equal(serversPerAgent("3", 1), 3);
+  assert.equal(serversPerAgent(undefined, 1), 1);
+  for (const bad of ["0", "65", "1.5", "x"]) {
+    assert.throws(
+      () => serversPerAgent(bad, undefined),
+      /--servers-per-agent must be an integer in 1\.\.64/,
+    );
   }
 });
