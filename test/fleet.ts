@@ -56,6 +56,10 @@ export interface FleetOptions {
   secret?: (i: number) => string;
   /** The pins member i trusts (default: every member's). */
   pins?: (i: number, all: string[]) => string[];
+  /** More `peer:` keys for every member. */
+  peer?: Record<string, unknown>;
+  /** More server config for every member. */
+  config?: Record<string, unknown>;
 }
 
 /** `n` servers of one fleet, started; `close()` stops them and removes their files. */
@@ -82,7 +86,9 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
           advertise: "127.0.0.1:0",
           token_file: tokenFile,
           fingerprint: o.pins?.(i, pins) ?? pins,
+          ...o.peer,
         },
+        ...o.config,
       }),
       `(${name})`,
     );

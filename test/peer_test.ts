@@ -327,3 +327,59 @@ test(`${rt}: peers: garbage or a silent connection on the peer port is closed, a
     await f.close();
   }
 });
+
+test(`${rt}: peers: an idle peer link is closed after peer.idle; the next CONNECT dials it again`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const f = await startFleet(net, 2, { peer: { idle: "300ms" } });
+  const [s1, s2] = f.members as [Member, Member];
+  const agent = fleetAgent(net, "office", [s1.server], [f.pins[0]!], 1);
+  const ups = () => s2.lines.filter((l) => /peer link up.*role=dialer/.test(l)).length;
+  try {
+    assert.ok(await until(() => holds(s1.server, "office"), 10_000));
+    assert.equal((await echoOnce(net, s2.server, "office", echo.addr.port, "one")).back, "one");
+    assert.equal((await echoOnce(net, s2.server, "office", echo.addr.port, "two")).back, "two");
+    assert.equal(ups(), 1, "one link for both streams");
+    assert.ok(await until(() => s2.lines.some((l) => /peer link idle, closing/.test(l)), 5000));
+    assert.equal((await echoOnce(net, s2.server, "office", echo.addr.port, "three")).back, "three");
+    assert.equal(ups(), 2, "dialed again after it was closed");
+  } finally {
+    await agent.fleet.stop();
+    await f.close();
+    echo.close();
+  }
+});
+
+test(`${rt}: peers: peer.streams_per_link bounds the streams on a link; one more waits, then is refused`, async () => {
+  const net = await runtimeNet();
+  const echo = await echoTarget(net);
+  const f = await startFleet(net, 2, {
+    peer: { streams_per_link: 1 },
+    config: { pool: { min: 2, max: 32, wait: "500ms", idle: "600ms" } },
+  });
+  const [s1, s2] = f.members as [Member, Member];
+  const agent = fleetAgent(net, "office", [s1.server], [f.pins[0]!], 1);
+  try {
+    assert.ok(await until(() => holds(s1.server, "office"), 10_000));
+    const target = targetOf("127.0.0.1", echo.addr.port);
+    const first = await socks(net, s2.server.addrs.socks!, "alice@office", ALICE_TOKEN, target);
+    assert.equal(first.reply, 0);
+    const second = await socks(net, s2.server.addrs.socks!, "alice@office", ALICE_TOKEN, target);
+    assert.equal(second.reply, 4, "no stream granted on the link within pool.wait");
+    second.conn.close();
+    assert.match(s2.lines.join("\n"), /limit hit.*limit=peer_streams_per_link/);
+    // The first goes on; once it ends, its place is granted again.
+    await first.conn.write(enc.encode("still here"));
+    assert.equal(dec.decode((await first.conn.read())!), "still here");
+    first.conn.close();
+    let third = { reply: 4 as number | null, back: "" };
+    for (let i = 0; i < 50 && third.reply !== 0; i++) {
+      third = await echoOnce(net, s2.server, "office", echo.addr.port, "again");
+    }
+    assert.equal(third.back, "again");
+  } finally {
+    await agent.fleet.stop();
+    await f.close();
+    echo.close();
+  }
+});
