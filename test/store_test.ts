@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { parseServerConfig } from "../src/config/mod.ts";
-import { ConfigError } from "../src/errors.ts";
+import { ConfigError, StoreError } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
 import { KeyBox } from "../src/server/store_keys.ts";
-import { PgStore } from "../src/server/store_pg.ts";
+import { PgStore, unreachable } from "../src/server/store_pg.ts";
 import { storeFor } from "../src/server/store_open.ts";
 import { TokenStore } from "../src/server/tokens.ts";
 import { followStore } from "../src/server/tokens_sync.ts";
@@ -32,12 +32,13 @@ after(async () => {
 });
 
 /** A PostgreSQL store on `pg` with a short lease; opened. */
-async function pgStore(opts: { key?: string; renewMs?: number } = {}) {
+async function pgStore(opts: { key?: string; renewMs?: number; auditQueue?: number } = {}) {
   const { log, lines } = memoryLogger();
   const config = parseServerConfig(
-    JSON.stringify({ store: { postgres: pg.url } }),
+    JSON.stringify({ store: { postgres: pg.url, audit_queue: opts.auditQueue ?? 10000 } }),
     "(test)",
   ).store;
+  const metrics = new Metrics();
   const store = new PgStore({
     url: pg.url,
     password: null,
@@ -46,8 +47,8 @@ async function pgStore(opts: { key?: string; renewMs?: number } = {}) {
     leaseRenewMs: opts.renewMs ?? 200,
     leaseTtlMs: 1500,
   });
-  await store.open({ log, metrics: new Metrics() });
-  return { store, lines };
+  await store.open({ log, metrics });
+  return { store, lines, metrics };
 }
 
 const count = async (sql: string) => Number((await pg.psql(sql)).trim());
@@ -102,6 +103,18 @@ test("storeFor: the store key is needed, 32 bytes, from the environment or key_f
   const store = await storeFor(config, host({ BURROW_STORE_KEY: STORE_KEY }));
   assert.equal(store.kind, "postgres");
   await store.close();
+});
+
+test("an outage is a failure to reach PostgreSQL, not a query it refused nor a bug", () => {
+  const coded = (code: string, name = "Error") => Object.assign(new Error(code), { code, name });
+  assert.ok(unreachable(coded("ECONNREFUSED")));
+  assert.ok(unreachable(coded("CONNECTION_CLOSED")));
+  assert.ok(unreachable(coded("57P01", "PostgresError")), "admin shutdown");
+  assert.ok(unreachable(coded("28P01", "PostgresError")), "password refused");
+  assert.ok(!unreachable(coded("42P01", "PostgresError")), "no such table: a bug");
+  assert.ok(!unreachable(coded("UNDEFINED_VALUE")), "postgres.js refusing a value: a bug");
+  assert.ok(!unreachable(new StoreError("signing key 1 does not open")));
+  assert.ok(!unreachable(new TypeError("x is undefined")));
 });
 
 test("migrations: three servers starting at once apply each one once", async () => {
@@ -264,6 +277,42 @@ test("audit log: lines land in the table in batches; lines past the retention ar
     const one = await pg.psql(`SELECT msg, fields->>'client', fields->>'stream', server_id
       FROM burrow_audit WHERE (fields->>'stream')::int = 7 ORDER BY id DESC LIMIT 1`);
     assert.equal(one.trim(), `stream ended|alice|7|${a.store.serverId}`);
+  } finally {
+    await a.store.close();
+  }
+});
+
+test("outage: writes refused, logged once, audit lines kept up to audit_queue (the rest dropped and counted), all caught up when PostgreSQL is back", async () => {
+  const a = await pgStore({ auditQueue: 10 });
+  const line = (i: number) => ({
+    at: Date.now(),
+    level: "info" as const,
+    msg: "stream ended",
+    fields: { stream: i, outage: "yes" },
+  });
+  try {
+    await pg.stop();
+    try {
+      await assert.rejects(
+        a.store.tokens.revoked(["00".repeat(16)]),
+        /cannot revoke a token: the state store is unreachable/,
+      );
+      assert.ok(await until(() => !a.store.up, 5000));
+      await assert.rejects(a.store.tokens.load(), /the state store is unreachable \(since /);
+      for (let i = 0; i < 25; i++) a.store.audit(line(i));
+      assert.equal(a.metrics.get("burrow_audit_dropped_total"), 15);
+      assert.equal(a.metrics.get("burrow_limit_hits_total", { limit: "audit_queue" }), 1);
+      assert.equal(a.lines.filter((l) => /limit=audit_queue/.test(l)).length, 1);
+      assert.equal(a.lines.filter((l) => /state store unreachable/.test(l)).length, 1);
+    } finally {
+      await pg.start();
+    }
+    assert.ok(await until(() => a.lines.some((l) => /reachable again/.test(l)), 10000));
+    assert.ok(a.store.up);
+    const kept = () => count("SELECT count(*) FROM burrow_audit WHERE fields->>'outage' = 'yes'");
+    for (let i = 0; i < 50 && await kept() < 10; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await kept(), 10, "the queued lines, written once the store is back");
+    await a.store.tokens.revoked(["00".repeat(16)]); // writes work again
   } finally {
     await a.store.close();
   }

@@ -11,7 +11,7 @@ import { randomBytes } from "../src/auth.ts";
 import { TokenStore } from "../src/server/tokens.ts";
 import { FileStore, type TokenFile } from "../src/server/store_file.ts";
 import { parseToken, tokenBody, tokenText } from "../src/token.ts";
-import { ALICE_TOKEN, echoTarget, repo, socks, spawnProc, tunnel, until } from "./helpers.ts";
+import { ALICE_TOKEN, curlThrough, echoTarget, socks, tunnel, until, webOk } from "./helpers.ts";
 
 function memoryFile(): TokenFile & { text: string | null } {
   const f = {
@@ -156,33 +156,10 @@ test("token: an issued token is a SOCKS5 password; the user name may be @agent o
 
 test("token: curl through the SOCKS5 port with an issued token, refused once it expires", async () => {
   const t = await tunnel();
-  const web = await t.net.listen({ host: "127.0.0.1", port: 0 });
-  void (async () => {
-    for await (const c of web) {
-      await c.write(new TextEncoder().encode(
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-      ));
-      c.close();
-    }
-  })();
+  const web = await webOk(t.net);
   try {
     const { token } = await t.server.tokens.issue("client", "alice", 2);
-    const curl = async (user: string) => {
-      const p = spawnProc("curl", [
-        "-sS",
-        "--max-time",
-        "5",
-        "--socks5-hostname",
-        fmt(t.socks),
-        "--proxy-user",
-        `${user}:${token}`,
-        `http://127.0.0.1:${web.addr.port}/`,
-      ], { cwd: repo, env: {} });
-      const code = await p.exited;
-      // Deno may report the exit before the last output: wait for it.
-      if (code === 0) await until(() => p.output() !== "", 2000);
-      return { code, out: p.output() };
-    };
+    const curl = (user: string) => curlThrough(fmt(t.socks), web.addr.port, `${user}:${token}`);
     const first = await curl("");
     assert.deepEqual(first, { code: 0, out: "ok" }, t.logs.join("\n"));
     assert.equal((await curl("@office")).code, 0);

@@ -26,8 +26,15 @@ export interface StoreConfig {
 
 export const storeDefaults = { auditRetention: "720h", auditQueue: 10000 } as const;
 
-/** `store: {postgres, password_file, key_file, audit, audit_retention, audit_queue}`. */
-export function storeConfig(w: Walker, section: unknown): StoreConfig {
+/**
+ * `store: {postgres, password_file, key_file, audit, audit_retention,
+ * audit_queue}`; `path` places a file's path (beside the config file).
+ */
+export function storeConfig(
+  w: Walker,
+  section: unknown,
+  path: (file: string) => string = (f) => f,
+): StoreConfig {
   const s = w.obj(section, "store");
   w.known(s, "store", [
     "postgres",
@@ -41,7 +48,7 @@ export function storeConfig(w: Walker, section: unknown): StoreConfig {
   if (url !== null && !/^postgres(ql)?:\/\/./.test(url)) {
     w.fail("store.postgres", "must be a postgres:// URL (postgres://user@host:5432/db)");
   }
-  const opt = (k: string) => s[k] === undefined ? null : w.str(s[k], `store.${k}`);
+  const opt = (k: string) => s[k] === undefined ? null : path(w.str(s[k], `store.${k}`));
   if (url === null) {
     for (const k of ["password_file", "key_file"]) {
       if (s[k] !== undefined) w.fail(`store.${k}`, "only applies with store.postgres");

@@ -17,12 +17,15 @@ import type { Wire } from "../wire.ts";
 import { checkSocksPassword, negotiate } from "./login.ts";
 import type { TokenStore } from "./tokens.ts";
 
-/** `client`, `client@agent`, `@agent`: split at the last `@` (SPEC.md §7.1). */
-export function splitUser(user: string): { client: string; agent: string } {
+/**
+ * `client`, `client@agent`, `@agent`: split at the last `@` (SPEC.md §7.1),
+ * as a credential with no issued token yet.
+ */
+export function splitUser(user: string): Credential {
   const at = user.lastIndexOf("@");
   return at < 0
-    ? { client: user, agent: "" }
-    : { client: user.slice(0, at), agent: user.slice(at + 1) };
+    ? { client: user, agent: "", token: null }
+    : { client: user.slice(0, at), agent: user.slice(at + 1), token: null };
 }
 
 /** Why a user name and password were refused, for the log (never for the peer). */
@@ -56,7 +59,7 @@ export function checkCredential(
   user: string,
   password: string,
 ): CredentialCheck | Promise<CredentialCheck> {
-  const who: Credential = { ...splitUser(user), token: null };
+  const who = splitUser(user); // filled in place: one object per check, as before
   const { client } = who;
   // A person is known while a token of theirs lives; a configured client's
   // name is never a person's (its grants would be theirs).

@@ -37,6 +37,14 @@ export interface FleetServer extends FleetHost {
   snapshot(): Snapshot;
 }
 
+/** What a server is given for its fleet (ServerInfo). */
+export interface FleetInfo {
+  /** Where the other servers of the fleet are; default: the store's presence. Tests give one. */
+  directory?: PeerDirectory;
+  /** How `peer.token_file` and `peer.ca` are read (the CLI's host); absent: no fleet. */
+  readTextFile?: (path: string) => Promise<string>;
+}
+
 /** The fleet view: each server's part, marked with its name. */
 export interface FleetSnapshot extends Snapshot {
   fleet: { self: string; servers: string[]; unreachable: string[] };
@@ -67,7 +75,7 @@ export class Fleet {
    */
   static async forServer(
     server: FleetServer,
-    info: { directory?: PeerDirectory; readTextFile?: (path: string) => Promise<string> },
+    info: FleetInfo,
   ): Promise<Fleet | null> {
     const peer = server.agents.ctx.config().peer;
     if (!peer || !info.readTextFile) return null;

@@ -32,6 +32,8 @@ import { ok, type Result } from "../result.ts";
 import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 import { RecentRefusals } from "./refusals.ts";
+import { Bandwidth } from "./bandwidth.ts";
+import { StreamLimits } from "./stream_limits.ts";
 export type { Opened, OpenRequest, OpenResult, Refused };
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
@@ -86,6 +88,10 @@ export class Router {
   readonly #sessionBytes = new WeakMap<Session, RelayCounter>();
   /** The latest refused CONNECTs (dashboard). */
   readonly refusals: RecentRefusals = new RecentRefusals();
+  /** Bandwidth limits per client and agent, and their current rates (bandwidth.ts). */
+  readonly bandwidth: Bandwidth;
+  /** streams_per_client, streams_per_agent, new_streams_per_client. */
+  readonly #limits: StreamLimits;
   /**
    * Per-stream metrics, each label set resolved at its first use
    * (Metrics.counterOf, histogramOf): setup time by port and result,
@@ -99,6 +105,7 @@ export class Router {
 
   constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
     this.#opener = new ReplicaOpener(ctx, agents);
+    [this.bandwidth, this.#limits] = [new Bandwidth(ctx), new StreamLimits(ctx)];
     const m = ctx.metrics;
     m.counter(
       "burrow_client_bytes_total",
@@ -227,26 +234,13 @@ export class Router {
     if (!allowed(rules, req.client, target, "never")) {
       return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
-    const lim = c.limits;
-    if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
-      this.ctx.admission.limitHit("streams_per_client", {
-        client: req.client,
-        max: lim.streamsPerClient,
-      });
-      return refuse(
-        Status.general_failure,
-        Reason.client_streams,
-        `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`,
-      );
-    }
-    if ((this.#agentStreams.get(agent) ?? 0) >= lim.streamsPerAgent) {
-      this.ctx.admission.limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
-      return refuse(
-        Status.general_failure,
-        Reason.agent_streams,
-        `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
-      );
-    }
+    const over = this.#limits.check(
+      req.client,
+      agent,
+      this.clientStreams(req.client),
+      this.agentStreams(agent),
+    );
+    if (over) return over;
     // The places are taken now, not when OPEN_RESULT comes: CONNECTs that
     // wait for the agent count too. stream() or abandon() gives them back.
     bump(this.#clientStreams, req.client, 1);
@@ -350,10 +344,10 @@ export class Router {
       },
     };
     this.streams.set(r.streamId, live);
-    let up = 0;
-    let down = 0;
+    let [up, down] = [0, 0];
+    const pace = this.bandwidth.attach(client, r.agent, [clientConn, r.conn]);
     try {
-      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes);
+      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes, pace);
       up = res.aToB;
       down = res.bToA;
     } catch {
@@ -361,6 +355,7 @@ export class Router {
       up = live.bytes.up;
       down = live.bytes.down;
     } finally {
+      pace.release();
       // Totals and registry change in one turn, so the byte counters never go back.
       addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
       addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);

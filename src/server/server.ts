@@ -54,19 +54,18 @@ import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
-import { Fleet } from "./fleet.ts";
-import type { PeerDirectory } from "./peer_directory.ts";
+import { Fleet, type FleetInfo } from "./fleet.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
-export interface ServerInfo {
+export interface ServerInfo extends FleetInfo {
   /** The runtime's version (`Host.version`). */
   runtimeVersion?: string;
   /** The state store (store_open.ts `storeFor`), opened by start(); absent: in memory. */
   store?: Store;
   /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
   readTextFile?: (path: string) => Promise<string>;
-  /** Where the other servers of the fleet are; default: the store's presence. Tests give one. */
-  directory?: PeerDirectory;
+  /** How `oidc.client_secret_file` is read (Host.readSecretFile); absent: it cannot be. */
+  readSecretFile?: (path: string) => Promise<string>;
 }
 
 export class Server implements HttpSource {
@@ -95,7 +94,6 @@ export class Server implements HttpSource {
   #sampler: ReturnType<typeof setInterval> | undefined;
   /** Peer links and the fleet view (SPEC.md §2.5), with `peer:`; else null. */
   fleet: Fleet | null = null;
-  readonly #info: ServerInfo;
 
   /**
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
@@ -106,11 +104,10 @@ export class Server implements HttpSource {
     config: ServerConfig,
     log: Logger,
     readonly tls?: TlsServerOptions,
-    info: ServerInfo = {},
+    readonly info: ServerInfo = {},
   ) {
     this.#config = config;
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
-    this.#info = info;
     this.store = info.store ?? new FileStore();
     this.log = log = auditLogger(log, this.store);
     this.admission = new Admission(() => this.#config, this.metrics, log);
@@ -124,6 +121,7 @@ export class Server implements HttpSource {
       async (o) => netFetch(net, o.ca && read ? [await read(o.ca)] : undefined),
       log,
       this.metrics,
+      info.readSecretFile,
     );
     const ctx: ServerContext = {
       config: () => this.#config,
@@ -360,7 +358,7 @@ export class Server implements HttpSource {
       });
       this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
-    this.fleet = await Fleet.forServer(this, this.#info);
+    this.fleet = await Fleet.forServer(this, this.info);
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
@@ -379,6 +377,7 @@ export class Server implements HttpSource {
     const old = this.#config;
     this.#config = config;
     this.agents.reload(old, config);
+    this.router.bandwidth.reload(); // running streams take the new limits now
     this.log.info("config reloaded", {
       agents: config.agents.size,
       clients: config.clients.size,
@@ -389,6 +388,7 @@ export class Server implements HttpSource {
   async stop(): Promise<void> {
     this.#state = "stopping";
     clearInterval(this.#sampler);
+    this.router.bandwidth.stop();
     for (const l of this.#listeners) l.close();
     this.fleet?.close();
     this.agents.stop();

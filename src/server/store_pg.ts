@@ -66,8 +66,11 @@ export interface Note {
 export function unreachable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   const code = String((e as { code?: unknown }).code ?? "");
-  if (e.name !== "PostgresError") return true; // sockets, timeouts, CONNECTION_CLOSED
-  return /^(08|28|3D|53|57)/.test(code); // connection, auth, no database, resources, shutdown
+  // connection, authentication, no such database, resources, shutdown
+  if (e.name === "PostgresError") return /^(08|28|3D|53|57)/.test(code);
+  // sockets (ECONNREFUSED, ECONNRESET, EAI_AGAIN…) and postgres.js's own connection errors
+  return /^E[A-Z_]+$/.test(code) ||
+    /^(CONNECTION_(CLOSED|DESTROYED|ENDED)|CONNECT_TIMEOUT)$/.test(code);
 }
 
 /** `postgres://user@host:port/db` without its password, for messages. */
