@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SocksClient } from "socks";
+import { restartOnly } from "../src/cli/server.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
 import { encode } from "../src/encode.ts";
 import { ConfigError } from "../src/errors.ts";
@@ -382,4 +383,22 @@ test(`${rt}: peers: peer.streams_per_link bounds the streams on a link; one more
     await f.close();
     echo.close();
   }
+});
+
+test("peer config: a change of peer: takes a restart (a reload keeps the one in force)", () => {
+  const cfg = (idle: string) =>
+    parseServerConfig(
+      JSON.stringify({
+        peer: {
+          listen: ":7003",
+          advertise: "a:7003",
+          token_file: "f",
+          fingerprint: "AB".repeat(32),
+          idle,
+        },
+      }),
+      "s.yaml",
+    );
+  assert.deepEqual(restartOnly(cfg("60s"), cfg("60s")), []);
+  assert.deepEqual(restartOnly(cfg("60s"), cfg("5s")), ["peer"]);
 });
