@@ -16,7 +16,8 @@ import { parseRule } from "../src/policy.ts";
 import type { FleetAgent, PeerAddress, PeerDirectory } from "../src/server/peer_directory.ts";
 import { Server } from "../src/server/mod.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
-import { AGENT_TOKEN, ALICE_TOKEN, memoryLogger } from "./helpers.ts";
+import { STORE_KEY_ENV, storeFor } from "../src/server/store_open.ts";
+import { AGENT_TOKEN, ALICE_TOKEN, memoryLogger, until } from "./helpers.ts";
 
 export const ADMIN = "admin-token-0123456789";
 export const SECRET = "fleet-secret-0123456789";
@@ -60,6 +61,25 @@ export interface FleetOptions {
   peer?: Record<string, unknown>;
   /** More server config for every member. */
   config?: Record<string, unknown>;
+  /**
+   * A PostgreSQL URL (test/pg.ts): the members share it as their store and
+   * find each other in its presence, and a member's name is its presence
+   * id. Absent: a {@link TestDirectory} and the embedded store.
+   */
+  pg?: string;
+}
+
+/** The store key the members of a PostgreSQL fleet share. */
+const STORE_KEY = "5a".repeat(32);
+
+/** Until every up member's presence lists `n` sessions of `agent` (at most `ms`). */
+export function known(members: Member[], agent: string, n: number, ms = 10_000): Promise<boolean> {
+  // Only these members' sessions count: a server of an earlier test may linger until its lease ends.
+  const ours = (m: Member) =>
+    (m.server.store.presence.agents().get(agent) ?? []).filter((p) =>
+      members.some((x) => x.up && x.name === p.server)
+    ).length;
+  return until(() => members.every((m) => !m.up || ours(m) === n), ms);
 }
 
 /** `n` servers of one fleet, started; `close()` stops them and removes their files. */
@@ -89,15 +109,24 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
           ...o.peer,
         },
         ...o.config,
+        ...(o.pg ? { store: { postgres: o.pg } } : {}),
       }),
       `(${name})`,
     );
+    const read = (p: string) => Promise.resolve(readFileSync(p, "utf8"));
+    const store = o.pg
+      ? await storeFor(config, {
+        readTextFile: read,
+        env: (k) => k === STORE_KEY_ENV ? STORE_KEY : undefined,
+        tokenFile: { read: () => Promise.resolve(null), write: () => Promise.resolve() },
+      })
+      : undefined;
     const { log, lines } = memoryLogger();
     const server = new Server(net, config, log.with({ server: name }), certs[i], {
-      directory: new TestDirectory(name, members),
-      readTextFile: (p) => Promise.resolve(readFileSync(p, "utf8")),
+      ...(store ? { store } : { directory: new TestDirectory(name, members) }),
+      readTextFile: read,
     });
-    members.push({ name, server, lines, up: true });
+    members.push({ name: store ? store.presence.serverId : name, server, lines, up: true });
   }
   for (const m of members) await m.server.start();
   return {

@@ -4,11 +4,12 @@
  * server reaches any agent, over a peer link when its server holds no
  * session of the agent. Peer links are TLS pinned to the fleet's
  * certificates and proved with the fleet secret; the fleet view and its
- * actions reach the server that holds the session. The presence here is a
- * test directory read from the servers themselves (test/fleet.ts).
+ * actions reach the server that holds the session. The servers share a real
+ * PostgreSQL 15 (test/pg.ts) as their store and find each other in its
+ * presence.
  */
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { after, before, test } from "node:test";
 import { SocksClient } from "socks";
 import { restartOnly } from "../src/cli/server.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
@@ -18,10 +19,20 @@ import { httpApp } from "../src/http/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import type { Net } from "../src/net.ts";
 import type { Server } from "../src/server/mod.ts";
-import { ADMIN, fleetAgent, type Member, SECRET, startFleet } from "./fleet.ts";
+import { ADMIN, fleetAgent, known, type Member, SECRET, startFleet } from "./fleet.ts";
+import { type Pg, startPg } from "./pg.ts";
 import { ALICE_TOKEN, echoTarget, readAll, runtime, runtimeNet, socks, until } from "./helpers.ts";
 
 const rt = runtime;
+let pg: Pg;
+
+before(async () => {
+  pg = await startPg(await runtimeNet());
+});
+after(async () => {
+  await pg?.close();
+});
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -49,13 +60,13 @@ async function echoOnce(net: Net, via: Server, agent: string, port: number, text
 }
 
 async function fleetOfThree(net: Net) {
-  const f = await startFleet(net, 3);
+  const f = await startFleet(net, 3, { pg: pg.url });
   const servers = f.members.map((m) => m.server);
   const agents = ["office", "lab"].map((a) => fleetAgent(net, a, servers, f.pins));
   const ready = await until(
     () => ["office", "lab"].every((a) => servers.filter((s) => holds(s, a)).length === 2),
     15_000,
-  );
+  ) && await known(f.members, "office", 2) && await known(f.members, "lab", 2);
   if (!ready) {
     for (const a of agents) await a.fleet.stop();
     await f.close();
@@ -92,7 +103,7 @@ test(`${rt}: peers: clients on every server reach every agent; forwarded streams
     }
     // The holder decided it again and relayed it: its audit line names the peer.
     assert.ok(
-      f.members.some((m) => m.lines.some((l) => /stream ended/.test(l) && /via=s\d/.test(l))),
+      f.members.some((m) => m.lines.some((l) => /stream ended/.test(l) && /via=[0-9a-z]+/.test(l))),
       "a holder's audit line says via which server",
     );
     // And the npm socks client, through a server without the agent.
@@ -148,6 +159,10 @@ async function fromSecond(net: Net, members: Member[], pins: string[], port: num
   const agent = fleetAgent(net, "office", [members[0]!.server], [pins[0]!], 1);
   try {
     assert.ok(await until(() => holds(members[0]!.server, "office"), 10_000));
+    assert.ok(
+      await known(members, "office", 1),
+      JSON.stringify(members.map((m) => [m.name, [...m.server.store.presence.agents()]])),
+    );
     return await echoOnce(net, members[1]!.server, "office", port, "x");
   } finally {
     await agent.fleet.stop();
@@ -158,14 +173,18 @@ test(`${rt}: peers: a peer with another fleet secret is refused, and both logs s
   const net = await runtimeNet();
   const echo = await echoTarget(net);
   const f = await startFleet(net, 2, {
+    pg: pg.url,
     secret: (i) => i === 1 ? "another-secret-0123456789" : SECRET,
   });
   try {
     const r = await fromSecond(net, f.members, f.pins, echo.addr.port);
     assert.equal(r.reply, 4, "host unreachable: the holder could not be reached");
-    const [s1, s2] = f.members;
-    assert.match(s1!.lines.join("\n"), /peer refused.*s2 proved no fleet secret of ours/);
-    assert.match(s2!.lines.join("\n"), /peer link refused.*peer=s1/);
+    const [s1, s2] = f.members as [Member, Member];
+    assert.match(
+      s1.lines.join("\n"),
+      new RegExp(`peer refused.*${s2.name} proved no fleet secret of ours`),
+    );
+    assert.match(s2.lines.join("\n"), new RegExp(`peer link refused.*peer=${s1.name}`));
     assert.equal(echo.accepted(), 0);
   } finally {
     await f.close();
@@ -177,13 +196,19 @@ test(`${rt}: peers: a peer whose certificate is not pinned is refused before any
   const net = await runtimeNet();
   const echo = await echoTarget(net);
   // The second trusts only its own certificate: the first's is not the fleet's to it.
-  const f = await startFleet(net, 2, { pins: (i, all) => i === 1 ? [all[1]!] : all });
+  const f = await startFleet(net, 2, {
+    pg: pg.url,
+    pins: (i, all) => i === 1 ? [all[1]!] : all,
+  });
   try {
     const r = await fromSecond(net, f.members, f.pins, echo.addr.port);
     assert.equal(r.reply, 4);
-    const [s1, s2] = f.members;
-    assert.match(s2!.lines.join("\n"), /peer refused: its certificate is not the fleet's.*peer=s1/);
-    assert.doesNotMatch(s1!.lines.join("\n"), /peer link up/);
+    const [s1, s2] = f.members as [Member, Member];
+    assert.match(
+      s2.lines.join("\n"),
+      new RegExp(`peer refused: its certificate is not the fleet's.*peer=${s1.name}`),
+    );
+    assert.doesNotMatch(s1.lines.join("\n"), /peer link up/);
     assert.equal(echo.accepted(), 0);
   } finally {
     await f.close();
@@ -225,7 +250,7 @@ test(`${rt}: peers: the admin API of any server shows the fleet, and DELETE acts
     );
     assert.equal(agents.filter((a) => a.name === "lab").length, 2);
     const fleet = body.fleet as { servers: string[]; unreachable: string[] };
-    assert.deepEqual(fleet.servers.sort(), ["s1", "s2", "s3"]);
+    assert.deepEqual(fleet.servers.sort(), f.members.map((m) => m.name).sort());
     assert.deepEqual(fleet.unreachable, []);
     const streams = body.streams as Array<{ id: number; agent: string; server: string }>;
     // Both ends of the forwarded stream: on the server it came in and on the holder.
@@ -293,7 +318,7 @@ test("peer config: every key checked, path-precise errors", () => {
 
 test(`${rt}: peers: garbage or a silent connection on the peer port is closed, and logged`, async () => {
   const net = await runtimeNet();
-  const f = await startFleet(net, 1);
+  const f = await startFleet(net, 1, { pg: pg.url });
   const [s1] = f.members;
   try {
     const at = s1!.server.fleet!.addr;
@@ -332,12 +357,13 @@ test(`${rt}: peers: garbage or a silent connection on the peer port is closed, a
 test(`${rt}: peers: an idle peer link is closed after peer.idle; the next CONNECT dials it again`, async () => {
   const net = await runtimeNet();
   const echo = await echoTarget(net);
-  const f = await startFleet(net, 2, { peer: { idle: "300ms" } });
+  const f = await startFleet(net, 2, { pg: pg.url, peer: { idle: "300ms" } });
   const [s1, s2] = f.members as [Member, Member];
   const agent = fleetAgent(net, "office", [s1.server], [f.pins[0]!], 1);
   const ups = () => s2.lines.filter((l) => /peer link up.*role=dialer/.test(l)).length;
   try {
     assert.ok(await until(() => holds(s1.server, "office"), 10_000));
+    assert.ok(await known(f.members, "office", 1));
     assert.equal((await echoOnce(net, s2.server, "office", echo.addr.port, "one")).back, "one");
     assert.equal((await echoOnce(net, s2.server, "office", echo.addr.port, "two")).back, "two");
     assert.equal(ups(), 1, "one link for both streams");
@@ -355,6 +381,7 @@ test(`${rt}: peers: peer.streams_per_link bounds the streams on a link; one more
   const net = await runtimeNet();
   const echo = await echoTarget(net);
   const f = await startFleet(net, 2, {
+    pg: pg.url,
     peer: { streams_per_link: 1 },
     config: { pool: { min: 2, max: 32, wait: "500ms", idle: "600ms" } },
   });
@@ -362,6 +389,7 @@ test(`${rt}: peers: peer.streams_per_link bounds the streams on a link; one more
   const agent = fleetAgent(net, "office", [s1.server], [f.pins[0]!], 1);
   try {
     assert.ok(await until(() => holds(s1.server, "office"), 10_000));
+    assert.ok(await known(f.members, "office", 1));
     const target = targetOf("127.0.0.1", echo.addr.port);
     const first = await socks(net, s2.server.addrs.socks!, "alice@office", ALICE_TOKEN, target);
     assert.equal(first.reply, 0);

@@ -13,7 +13,7 @@ import { besideFile, type Walker, words } from "./walker.ts";
 export interface PeerConfig {
   /** Where peer links are taken (TLS with the server's certificate). */
   listen: Addr;
-  /** How the other servers reach `listen` (`host:port`). */
+  /** How the other servers reach `listen` (`host:port`; port 0: the port `listen` got). */
   advertise: Addr;
   /** The file holding the fleet secret. */
   tokenFile: string;

@@ -81,7 +81,9 @@ export class Fleet {
     if (!peer || !info.readTextFile) return null;
     const dir = info.directory ?? new PresenceDirectory(server.store.presence);
     const fleet = await Fleet.start(server, dir, info.readTextFile);
-    server.store.presence.advertise(fmt(peer.advertise));
+    // Port 0 (tests): the port the peer port got.
+    const port = peer.advertise.port || fleet.addr.port;
+    server.store.presence.advertise(fmt({ host: peer.advertise.host, port }));
     if (server.store.kind === "file") {
       server.log.warn("peer: without store: {postgres} this server finds no other servers");
     }
