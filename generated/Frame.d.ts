@@ -2,6 +2,7 @@
 import type { Client } from "./Client.js";
 import type { Control } from "./Control.js";
 import type { Handshake } from "./Handshake.js";
+import type { Peer } from "./Peer.js";
 import type { Pool } from "./Pool.js";
 
 /** A stream of the Kaitai Struct runtime (kaitai-struct/KaitaiStream.js), as far as callers use it. */
@@ -49,6 +50,10 @@ export declare class Frame {
     | Client.Connect
     | Client.ConnectResult
     | Client.Check
+    | Peer.PeerHello
+    | Peer.Forward
+    | Peer.Fleet
+    | Peer.PeerWelcome
     | Uint8Array;
   _raw_payload?: Uint8Array;
 }
@@ -138,6 +143,22 @@ export declare namespace Frame {
      * client proxy → server, instead of CONNECT (SPEC.md §5.21)
      */
     readonly CHECK: 52;
+    /**
+     * dialing server → accepting server, peer (SPEC.md §5.22)
+     */
+    readonly PEER_HELLO: 64;
+    /**
+     * dialing server → accepting server, peer-link stream (SPEC.md §5.23)
+     */
+    readonly FORWARD: 65;
+    /**
+     * dialing server → accepting server, peer-link stream (SPEC.md §5.24)
+     */
+    readonly FLEET: 66;
+    /**
+     * accepting server → dialing server, peer (SPEC.md §5.25)
+     */
+    readonly PEER_WELCOME: 67;
     readonly 1: "AGENT_HELLO";
     readonly 2: "CHALLENGE";
     readonly 3: "AUTH";
@@ -159,6 +180,10 @@ export declare namespace Frame {
     readonly 50: "CONNECT";
     readonly 51: "CONNECT_RESULT";
     readonly 52: "CHECK";
+    readonly 64: "PEER_HELLO";
+    readonly 65: "FORWARD";
+    readonly 66: "FLEET";
+    readonly 67: "PEER_WELCOME";
   };
   /**
    * The fixed 12-byte frame header. Receivers check, in this order: magic

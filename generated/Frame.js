@@ -4,6 +4,7 @@ import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 import * as Client_ from "./Client.js";
 import * as Control_ from "./Control.js";
 import * as Handshake_ from "./Handshake.js";
+import * as Peer_ from "./Peer.js";
 import * as Pool_ from "./Pool.js";
 
 /**
@@ -42,6 +43,10 @@ var Frame = (function() {
     CONNECT: 50,
     CONNECT_RESULT: 51,
     CHECK: 52,
+    PEER_HELLO: 64,
+    FORWARD: 65,
+    FLEET: 66,
+    PEER_WELCOME: 67,
 
     1: "AGENT_HELLO",
     2: "CHALLENGE",
@@ -64,6 +69,10 @@ var Frame = (function() {
     50: "CONNECT",
     51: "CONNECT_RESULT",
     52: "CHECK",
+    64: "PEER_HELLO",
+    65: "FORWARD",
+    66: "FLEET",
+    67: "PEER_WELCOME",
   });
 
   function Frame(_io, _parent, _root) {
@@ -126,6 +135,16 @@ var Frame = (function() {
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
       this.payload = new Handshake_.Handshake.Error(_io__raw_payload, null, null);
       break;
+    case Frame.MsgType.FLEET:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Peer_.Peer.Fleet(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.FORWARD:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Peer_.Peer.Forward(_io__raw_payload, null, null);
+      break;
     case Frame.MsgType.GOAWAY:
       this._raw_payload = this._io.readBytes(this.header.lenPayload);
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
@@ -150,6 +169,16 @@ var Frame = (function() {
       this._raw_payload = this._io.readBytes(this.header.lenPayload);
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
       this.payload = new Pool_.Pool.OpenResult(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.PEER_HELLO:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Peer_.Peer.PeerHello(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.PEER_WELCOME:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Peer_.Peer.PeerWelcome(_io__raw_payload, null, null);
       break;
     case Frame.MsgType.PING:
       this._raw_payload = this._io.readBytes(this.header.lenPayload);

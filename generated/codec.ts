@@ -8,6 +8,7 @@
 import { Client } from "./Client.js";
 import { Control } from "./Control.js";
 import { Handshake } from "./Handshake.js";
+import { Peer } from "./Peer.js";
 import { Pool } from "./Pool.js";
 import type { KaitaiStream } from "./Frame.js";
 import type { Message, Rule } from "./messages.ts";
@@ -205,6 +206,46 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       w.fill(at27, 1, n28);
       return;
     }
+    case "PEER_HELLO": {
+      w.u8(msg.minVersion, "PEER_HELLO.minVersion");
+      if (strict && msg.minVersion < 1) throw new RangeError(`PEER_HELLO.minVersion: must be >= 1, got ${msg.minVersion}`);
+      w.u8(msg.maxVersion, "PEER_HELLO.maxVersion");
+      if (strict && msg.maxVersion < msg.minVersion) {
+        throw new RangeError(`PEER_HELLO.maxVersion: must be >= minVersion (${msg.minVersion}), got ${msg.maxVersion}`);
+      }
+      const at29 = w.reserve(1);
+      if (strict) checkName(msg.name, 1, 64, "PEER_HELLO.name");
+      const n30 = w.utf8(msg.name, strict ? 1 : 0, strict ? 64 : 255, "PEER_HELLO.name");
+      w.fill(at29, 1, n30);
+      w.bytes(msg.nonce, "PEER_HELLO.nonce", 32);
+      return;
+    }
+    case "FORWARD": {
+      const at31 = w.reserve(1);
+      const n32 = w.utf8(msg.client, strict ? 1 : 0, strict ? 96 : 255, "FORWARD.client");
+      w.fill(at31, 1, n32);
+      const at33 = w.reserve(1);
+      if (strict) checkName(msg.agent, 1, 64, "FORWARD.agent");
+      const n34 = w.utf8(msg.agent, strict ? 1 : 0, strict ? 64 : 255, "FORWARD.agent");
+      w.fill(at33, 1, n34);
+      writeAddr(w, msg.target, "FORWARD.target", strict);
+      return;
+    }
+    case "FLEET": {
+      w.u8(msg.op, "FLEET.op");
+      const at35 = w.reserve(1);
+      const n36 = w.utf8(msg.arg, 0, 255, "FLEET.arg");
+      w.fill(at35, 1, n36);
+      return;
+    }
+    case "PEER_WELCOME": {
+      const at37 = w.reserve(1);
+      if (strict) checkName(msg.name, 1, 64, "PEER_WELCOME.name");
+      const n38 = w.utf8(msg.name, strict ? 1 : 0, strict ? 64 : 255, "PEER_WELCOME.name");
+      w.fill(at37, 1, n38);
+      w.bytes(msg.proof, "PEER_WELCOME.proof", 32);
+      return;
+    }
     default: {
       const never: never = msg;
       throw new TypeError(`encode: unknown message type ${JSON.stringify((never as { type: unknown }).type)}`);
@@ -346,6 +387,22 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     case 0x34: {
       const p = new Client.Check(io);
       return { type: "CHECK", agent: nameText(p.agent, "agent", 0, 64) };
+    }
+    case 0x40: {
+      const p = new Peer.PeerHello(io);
+      return { type: "PEER_HELLO", minVersion: p.minVersion, maxVersion: p.maxVersion, name: nameText(p.name, "name", 1, 64), nonce: p.nonce.slice() };
+    }
+    case 0x41: {
+      const p = new Peer.Forward(io);
+      return { type: "FORWARD", client: utf8(p.client, "client"), agent: nameText(p.agent, "agent", 1, 64), target: addrTarget(p.target) };
+    }
+    case 0x42: {
+      const p = new Peer.Fleet(io);
+      return { type: "FLEET", op: p.op, arg: utf8(p.arg, "arg") };
+    }
+    case 0x43: {
+      const p = new Peer.PeerWelcome(io);
+      return { type: "PEER_WELCOME", name: nameText(p.name, "name", 1, 64), proof: p.proof.slice() };
     }
     default:
       return undefined;

@@ -54,6 +54,14 @@ export const MsgType = {
   CONNECT_RESULT: 0x33,
   /** client proxy → server, instead of CONNECT (SPEC.md §5.21) */
   CHECK: 0x34,
+  /** dialing server → accepting server, peer (SPEC.md §5.22) */
+  PEER_HELLO: 0x40,
+  /** dialing server → accepting server, peer-link stream (SPEC.md §5.23) */
+  FORWARD: 0x41,
+  /** dialing server → accepting server, peer-link stream (SPEC.md §5.24) */
+  FLEET: 0x42,
+  /** accepting server → dialing server, peer (SPEC.md §5.25) */
+  PEER_WELCOME: 0x43,
 } as const;
 
 /**

@@ -314,6 +314,61 @@ export interface Check {
   agent: string;
 }
 
+/**
+ * PEER_HELLO (0x40), dialing server → accepting server, the first frame of a peer link.
+ * @see spec/peer.ksy `peer_hello`
+ */
+export interface PeerHello {
+  minVersion: number;
+  maxVersion: number;
+  /** The dialing server's name in the fleet (its id in the store's presence), UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
+  name: string;
+  /** The dialer's fresh random bytes (`nonce_d`, SPEC.md §6.5). */
+  nonce: Uint8Array;
+}
+
+/**
+ * FORWARD (0x41), dialing server → accepting server: a CONNECT decided by
+ * the dialer, to be decided again and opened by the accepting server;
+ * the first DATA of a peer-link stream, answered with CONNECT_RESULT.
+ *
+ * @see spec/peer.ksy `forward`
+ */
+export interface Forward {
+  /** The client's identity, a client's name or a person's subject; UTF-8. */
+  client: string;
+  /** The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
+  agent: string;
+  target: Target;
+}
+
+/**
+ * FLEET (0x42), dialing server → accepting server: an admin request; the
+ * first DATA of a peer-link stream, answered with one JSON document in
+ * raw bytes, then FIN.
+ *
+ * @see spec/peer.ksy `fleet`
+ */
+export interface Fleet {
+  /** 1 view, 2 disconnect_agent, 3 disconnect_replica, 4 close_stream. */
+  op: number;
+  /** UTF-8; the agent name, `name instance`, or the stream id in decimal; empty for view. */
+  arg: string;
+}
+
+/**
+ * PEER_WELCOME (0x43), accepting server → dialing server, after a valid
+ * AUTH; link frames follow it at once.
+ *
+ * @see spec/peer.ksy `peer_welcome`
+ */
+export interface PeerWelcome {
+  /** The accepting server's name in the fleet, UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
+  name: string;
+  /** HMAC-SHA256 of the accepting side's peer transcript (SPEC.md §6.5). */
+  proof: Uint8Array;
+}
+
 /** Every message, discriminated by `type` (SPEC.md §9.1). */
 export type Message =
   | ({ type: "AGENT_HELLO" } & Hello)
@@ -336,7 +391,11 @@ export type Message =
   | ({ type: "CLIENT_READY" } & ClientReady)
   | ({ type: "CONNECT" } & Connect)
   | ({ type: "CONNECT_RESULT" } & ConnectResult)
-  | ({ type: "CHECK" } & Check);
+  | ({ type: "CHECK" } & Check)
+  | ({ type: "PEER_HELLO" } & PeerHello)
+  | ({ type: "FORWARD" } & Forward)
+  | ({ type: "FLEET" } & Fleet)
+  | ({ type: "PEER_WELCOME" } & PeerWelcome);
 
 /** Message type code → name (SPEC.md §9.1), every type that has a payload type. */
 export const MESSAGE_NAMES: Readonly<Record<number, Message["type"]>> = {
@@ -361,6 +420,10 @@ export const MESSAGE_NAMES: Readonly<Record<number, Message["type"]>> = {
   0x32: "CONNECT",
   0x33: "CONNECT_RESULT",
   0x34: "CHECK",
+  0x40: "PEER_HELLO",
+  0x41: "FORWARD",
+  0x42: "FLEET",
+  0x43: "PEER_WELCOME",
 };
 
 /** Every numeric `valid:` of spec/*.ksy (min, max, anyOf, eq), by `spec::type`, fields camelCased. */
@@ -424,6 +487,17 @@ export const Valid = {
   "link::window": {
     increment: { min: 1 },
   },
+  "peer::peer_hello": {
+    minVersion: { min: 1 },
+    lenName: { min: 1, max: 64 },
+  },
+  "peer::peer_welcome": {
+    lenName: { min: 1, max: 64 },
+  },
+  "peer::forward": {
+    lenClient: { min: 1, max: 96 },
+    lenAgent: { min: 1, max: 64 },
+  },
   "pool::pool_hello": {
     version: { min: 1 },
   },
@@ -483,6 +557,12 @@ export const Sizes = {
     tokenId: 16,
     signature: 64,
   },
+  "peer::peer_hello": {
+    nonce: 32,
+  },
+  "peer::peer_welcome": {
+    proof: 32,
+  },
   "pool::session_binding": {
     sessionId: 16,
   },
@@ -493,7 +573,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 364], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [15, 364], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [9, 421], 66: [2, 257], 67: [34, 97] },
   },
   "frame::header": {
     size: 12,

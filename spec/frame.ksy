@@ -8,6 +8,7 @@ meta:
     - control
     - pool
     - client
+    - peer
   endian: be
 doc: |
   Every message before the raw-bytes phase is one frame: a 12-byte header
@@ -49,6 +50,10 @@ seq:
         'msg_type::connect': client::connect
         'msg_type::connect_result': client::connect_result
         'msg_type::check': client::check
+        'msg_type::peer_hello': peer::peer_hello
+        'msg_type::forward': peer::forward
+        'msg_type::fleet': peer::fleet
+        'msg_type::peer_welcome': peer::peer_welcome
 types:
   header:
     doc: |
@@ -143,3 +148,15 @@ enums:
     0x34:
       id: check
       doc: client proxy → server, instead of CONNECT (SPEC.md §5.21)
+    0x40:
+      id: peer_hello
+      doc: dialing server → accepting server, peer (SPEC.md §5.22)
+    0x41:
+      id: forward
+      doc: dialing server → accepting server, peer-link stream (SPEC.md §5.23)
+    0x42:
+      id: fleet
+      doc: dialing server → accepting server, peer-link stream (SPEC.md §5.24)
+    0x43:
+      id: peer_welcome
+      doc: accepting server → dialing server, peer (SPEC.md §5.25)

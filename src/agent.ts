@@ -51,6 +51,8 @@ export interface AgentOptions {
   linkLastId?: number;
   /** Log an `agent stats` line (pool, link queue) this often; absent: never (tests read it). */
   statsMs?: number;
+  /** Told when a session is established (true) and when an attempt or session fails (false). */
+  onState?: (connected: boolean) => void;
 }
 
 export interface SessionInfo {
@@ -138,6 +140,7 @@ export class Agent {
       } catch (e) {
         if (this.#stop.signal.aborted) break;
         replaced = this.#failed(e);
+        this.opts.onState?.(false);
       } finally {
         this.#session = undefined;
         this.#control = undefined;
@@ -231,6 +234,7 @@ export class Agent {
         rules: this.opts.rules.length,
       });
       for (const w of this.#sessionWaiters.splice(0)) w(this.#session);
+      this.opts.onState?.(true);
       await live.serve();
     } finally {
       conn.close();

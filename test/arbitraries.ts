@@ -247,6 +247,16 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
   CONNECT: withType("CONNECT", rec({ agent: name(0), target })),
   CHECK: withType("CHECK", rec({ agent: name(0) })),
   CONNECT_RESULT: withType("CONNECT_RESULT", rec({ status: u8, reason: u8, bound: target })),
+  PEER_HELLO: withType(
+    "PEER_HELLO",
+    rec({ v: versions, name: name(1), nonce: bytesN(32) }).map(({ v, ...h }) => ({ ...v, ...h })),
+  ),
+  FORWARD: withType(
+    "FORWARD",
+    rec({ client: utf8String(1, 96).filter((c) => c.length > 0), agent: name(1), target }),
+  ),
+  FLEET: withType("FLEET", rec({ op: u8, arg: utf8String(0, 255) })),
+  PEER_WELCOME: withType("PEER_WELCOME", rec({ name: name(1), proof: bytesN(32) })),
 };
 
 /** Any valid message. */

@@ -254,7 +254,7 @@ test(`${rt}: dashboard: two replicas of one agent are rows of their own, disconn
     assert.equal(s.reply, Status.succeeded);
     await echoBytes(s.conn, 5000);
     const [live] = [...t.server.router.streams.values()];
-    const busy = toHex(live!.session.instance!);
+    const busy = toHex(live!.session!.instance!);
     const idle = group().map((x) => toHex(x.instance!)).find((x) => x !== busy)!;
     const row = (i: string) => `document.querySelector('#agents [data-replica="${i}"]')`;
     // Each row has its own streams and bytes: the stream's replica 1 and 4.9 KiB, the other 0.

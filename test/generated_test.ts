@@ -323,9 +323,9 @@ test("decode: unknown extension types give null; other errors carry a cause", ()
   assert.equal(decode(frame(0xfe, [1, 2, 3])), null);
   assert.equal(decodePayload(0xff, Uint8Array.of(1)), null);
   throwsProtocol(
-    () => decode(frame(0x40, [])),
+    () => decode(frame(0x7f, [])),
     "unknown_type",
-    /^Cannot parse frame: unknown message type 0x40$/,
+    /^Cannot parse frame: unknown message type 0x7f$/,
   );
   throwsProtocol(
     () => decode(Uint8Array.of(0x42, 0x52, 0x52)),

@@ -5,8 +5,8 @@
  * @module
  */
 import type { Command } from "commander";
-import { fmt } from "../addr.ts";
-import { Agent, type AgentOptions } from "../agent.ts";
+import type { AgentOptions } from "../agent.ts";
+import { AgentFleet, expandServers, SERVERS_PER_AGENT, serversPerAgent } from "../agent_fleet.ts";
 import { randomBytes, toHex } from "../auth.ts";
 import { ClientProxy } from "../client.ts";
 import {
@@ -85,6 +85,7 @@ interface AgentFlags extends TlsFlags, CredentialFlags, ProxyFlags {
   allow: string[];
   /** False with `--no-link`. */
   link?: boolean;
+  serversPerAgent?: string;
   logLevel: string;
 }
 
@@ -202,7 +203,7 @@ async function agentOptions(
   host: Host,
   f: AgentFlags,
   log: Logger,
-): Promise<{ opts: Array<Omit<AgentOptions, "software">>; close(): void }> {
+): Promise<{ opts: Array<Omit<AgentOptions, "software">>; perAgent: number; close(): void }> {
   const file = f.config ? await readConfig(host, f.config, parseAgentConfig) : {};
   const { servers, name, ...merged } = overFile(f, file, "agent");
   if (!servers) {
@@ -218,9 +219,13 @@ async function agentOptions(
   }
   const tls = await clientTls(host, merged.tls);
   const links = await Promise.all(
-    servers.map((s) => serverLink(host, s, tls, merged.proxy, "agent", log)),
+    (await expandServers(host.net, servers, tls)).map((s) =>
+      serverLink(host, s.server, s.tls, merged.proxy, "agent", log)
+    ),
   );
+  const perAgent = serversPerAgent(f.serversPerAgent, file.serversPerAgent);
   return {
+    perAgent,
     opts: links.map(({ close: _, server, ...how }) => ({
       server,
       name,
@@ -234,27 +239,22 @@ async function agentOptions(
 }
 
 /**
- * One agent per server (`--server A --server B`): each keeps its own control
- * connection and pool, independently; a failure of one never disturbs the
- * others.
+ * Sessions with `servers_per_agent` of the servers (`--server A --server
+ * B`, agent_fleet.ts): each keeps its own control connection and pool,
+ * independently; a failure of one never disturbs the others.
  */
 async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const log = logger(f.logLevel);
-  const { opts, close } = await agentOptions(host, f, log);
+  const { opts, perAgent, close } = await agentOptions(host, f, log);
   const instance = randomBytes(16); // one per process, on every server (SPEC.md §2.1)
   // For tests that watch an attacked agent's queues: an `agent stats` line this often.
   const statsMs = Number(host.env("BURROW_AGENT_STATS_MS") ?? 0);
   if (statsMs > 0) { for (const o of opts) o.statsMs = statsMs; }
   log.info("agent starting", { agent: opts[0]!.name, instance: toHex(instance).slice(0, 8) });
-  const agents = opts.map((o) =>
-    new Agent(
-      host.net,
-      { ...o, instance, software: software(host) },
-      log.with({ agent: o.name, ...(opts.length > 1 ? { server: fmt(o.server) } : {}) }),
-    )
-  );
-  for (const a of agents) a.start();
-  await untilSignal(host, () => Promise.all(agents.map((a) => a.stop())).then(close, close), log);
+  const all = opts.map((o) => ({ ...o, instance, software: software(host) }));
+  const fleet = new AgentFleet(host.net, all, perAgent, log);
+  fleet.start();
+  await untilSignal(host, () => fleet.stop().then(close, close), log);
 }
 
 interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
@@ -397,6 +397,10 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       "target rule, repeatable: host[:ports], *.suffix, CIDR, client=rule",
       collect,
       [],
+    )
+    .option(
+      "--servers-per-agent <n>",
+      `keep sessions with this many of the --server addresses (default ${SERVERS_PER_AGENT})`,
     )
     .option(
       "--no-link",

@@ -203,6 +203,7 @@ export function restartOnly(a: ServerConfig, b: ServerConfig): string[] {
   if (!same(tlsHeader(a), tlsHeader(b))) changed.push("proxy_protocol");
   if (a.stateDir !== b.stateDir) changed.push("state_dir");
   if (!same(a.store, b.store)) changed.push("store");
+  if (!same(a.peer, b.peer)) changed.push("peer");
   return changed;
 }
 
@@ -243,6 +244,7 @@ function reloads(
       parsed.tls = config.tls;
       parsed.stateDir = config.stateDir;
       parsed.store = config.store;
+      parsed.peer = config.peer;
       config = parsed;
       server.reload(config);
     } catch (e) {

@@ -19,7 +19,7 @@ export const DEFAULT_PORTS = {
 } as const;
 
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
-  server_name plain proxy proxy_file link`);
+  server_name plain proxy proxy_file link servers_per_agent`);
 const CLIENT_KEYS = words(`server name token token_file key key_file fingerprint ca server_name
   plain proxy proxy_file agent listen forwards`);
 const FORWARD_KEYS = words("listen target agent");
@@ -51,13 +51,15 @@ export interface AgentConfig {
   proxyFile?: string | undefined;
   /** False: no link (SPEC.md §2.4), one connection per pool connection. */
   link?: boolean | undefined;
+  /** Sessions kept with this many of `servers` (README "A fleet of servers"). */
+  serversPerAgent?: number | undefined;
 }
 
 /**
  * A client proxy's config file (`burrow client --config`): the agent's keys
  * that concern reaching the server, and the client's own.
  */
-export interface ClientConfig extends Omit<AgentConfig, "allow" | "link"> {
+export interface ClientConfig extends Omit<AgentConfig, "allow" | "link" | "serversPerAgent"> {
   /** The agent to use (`--agent`). */
   agent?: string | undefined;
   /** The local SOCKS5 address (`--listen`); null: `off`. */
@@ -175,6 +177,7 @@ function parseConfig(
     proxy: opt("proxy", str),
     proxyFile: opt("proxy_file", beside),
     link: opt("link", (v, p) => w.bool(v, p)),
+    serversPerAgent: opt("servers_per_agent", (v, p) => w.int(v, p, 2, 1, 64)),
     agent: opt("agent", (v, p) => w.name(v, p)),
     listen: opt(
       "listen",

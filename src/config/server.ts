@@ -17,6 +17,7 @@ import {
 import type { Rule } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { type Cidr, ipv6Shares, proxyProtocol, trustedProxies } from "./trust.ts";
+import { type PeerConfig, peerConfig } from "./peer.ts";
 import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { type OidcConfig, oidcConfig } from "./oidc.ts";
 import { type StoreConfig, storeConfig } from "./store.ts";
@@ -107,6 +108,7 @@ export interface ServerConfig {
   tokens: TokensConfig;
   /** The identity provider people sign in with (`oidc:`); null: none. */
   oidc: OidcConfig | null;
+  peer: PeerConfig | null;
   /** Where shared state lives (`store:`): files in state_dir, or PostgreSQL. */
   store: StoreConfig;
 }
@@ -161,7 +163,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol tokens oidc store`);
+  clients grants admin trusted_proxies proxy_protocol tokens oidc peer store`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares
   client_bandwidth agent_bandwidth new_streams_per_client`);
@@ -425,6 +427,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     proxyProtocol: new Set(),
     tokens: tokensConfig(w, top.tokens),
     oidc: oidcConfig(w, top.oidc),
+    peer: peerConfig(w, top.peer, file, paths),
     store: storeConfig(w, top.store, (f) => paths ? besideFile(file, f) : f),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);

@@ -25,6 +25,7 @@ import type {
 import type { SeriesView } from "../server/series.ts";
 import { type HttpEnv, type HttpPeer, peerOf } from "./guard.ts";
 import { tokenRoutes, type TokenSource } from "./admin_tokens.ts";
+import { FleetOp } from "../server/peer_links.ts";
 
 /** What the admin API reads and does; the server implements it. */
 export interface AdminSource extends TokenSource {
@@ -45,7 +46,25 @@ export interface AdminSource extends TokenSource {
   adminAuthFailed(peer: HttpPeer | undefined, reason: string): void;
   /** Seconds `peer`'s source stays blocked from the admin API; 0 when it is not. */
   adminBlocked(peer: HttpPeer | undefined): number;
+  /** The fleet this server is one of (server/fleet.ts); absent or null: this server alone. */
+  readonly fleet?: FleetView | null;
 }
+
+/** The fleet view: every server's agents and streams; actions done where they are held. */
+export interface FleetView {
+  /** This server's name in the fleet (its id in the store's presence). */
+  readonly self: string;
+  snapshot(local: Snapshot): Promise<Snapshot>;
+  /**
+   * A FLEET op (SPEC.md §5.24) on `where.server` alone, or on the servers
+   * holding `where.agent` first and then the others; true once one did it.
+   */
+  act(op: number, arg: string, where: { agent?: string; server?: string }): Promise<boolean>;
+}
+
+/** This server's snapshot, or the fleet's. */
+const whole = (src: AdminSource) =>
+  src.fleet ? src.fleet.snapshot(src.snapshot()) : Promise.resolve(src.snapshot());
 
 const JSON_HEADERS = {
   "content-type": "application/json; charset=utf-8",
@@ -128,40 +147,50 @@ export function adminApi(src: AdminSource): Hono<HttpEnv> {
     if (denied) return denied;
     await next();
   });
-  api.get("/snapshot", () => json(src.snapshot()));
+  api.get("/snapshot", async () => json(await whole(src)));
   api.get("/server", () => json({ server: src.serverView() }));
-  api.get("/agents", () => json({ agents: src.agentViews() }));
-  api.get("/agents/:name", (c) => {
+  api.get("/agents", async () => json({ agents: (await whole(src)).agents }));
+  api.get("/agents/:name", async (c) => {
     const name = c.req.param("name");
-    const a = src.agentViews().find((v) => v.name === name);
+    const a = (await whole(src)).agents.find((v) => v.name === name);
     return a ? json({ agent: a }) : fail(404, "not_found", `agent ${name} is not connected`);
   });
-  api.delete("/agents/:name", (c) => {
+  api.delete("/agents/:name", async (c) => {
     const name = c.req.param("name");
-    return src.disconnectAgent(name)
+    return src.disconnectAgent(name) ||
+        await src.fleet?.act(FleetOp.disconnect_agent, name, { agent: name })
       ? json({ disconnected: name })
       : fail(404, "not_found", `agent ${name} is not connected`);
   });
-  api.delete("/agents/:name/instances/:instance", (c) => {
+  api.delete("/agents/:name/instances/:instance", async (c) => {
     const { name, instance } = c.req.param();
     if (!/^[0-9a-fA-F]{32}$/.test(instance)) {
       return fail(400, "bad_request", "an instance id is 32 hex digits (instance in /agents)");
     }
-    return src.disconnectReplica(name, instance)
+    return src.disconnectReplica(name, instance) ||
+        await src.fleet?.act(FleetOp.disconnect_replica, `${name} ${instance.toLowerCase()}`, {
+          agent: name,
+        })
       ? json({ disconnected: name, instance: instance.toLowerCase() })
       : fail(404, "not_found", `agent ${name} has no replica with instance ${instance}`);
   });
   api.get("/series", () => json(src.seriesView()));
   api.get("/clients", () => json({ clients: src.clientViews() }));
-  api.get("/streams", () => json({ streams: src.streamViews() }));
+  api.get("/streams", async () => json({ streams: (await whole(src)).streams }));
   api.get("/streams/:id", (c) => {
     const id = streamId(c.req.param("id"));
     const s = id === null ? undefined : src.streamViews().find((v) => v.id === id);
     return s ? json({ stream: s }) : fail(404, "not_found", "no live stream with this id");
   });
-  api.delete("/streams/:id", (c) => {
+  api.delete("/streams/:id", async (c) => {
+    // Ids are each server's own: `?server=NAME` (the fleet view's `server`) says whose.
     const id = streamId(c.req.param("id"));
-    return id !== null && src.closeStream(id)
+    const on = c.req.query("server");
+    const f = src.fleet;
+    const here = !f || on === undefined || on === f.self;
+    const there = f && on !== f.self ? { ...(on === undefined ? {} : { server: on }) } : null;
+    return id !== null && ((here && src.closeStream(id)) ||
+        (there !== null && await f?.act(FleetOp.close_stream, String(id), there)))
       ? json({ closed: id })
       : fail(404, "not_found", "no live stream with this id");
   });

@@ -148,7 +148,7 @@ listPanel({
         const rt = c.rates.replicas.get(r.session) || { up: 0, down: 0 };
         const id = r.instance ? r.instance.slice(0, 8) : "session " + r.session;
         rows.push({ cls: "replica", data: { replica: r.instance || r.session, agent: name }, cells: [
-          [id, r.remote], [r.software, "protocol " + r.protocol + " · up " + age(r.connected_since)],
+          [id, (r.server ? r.server + " · " : "") + r.remote], [r.software, "protocol " + r.protocol + " · up " + age(r.connected_since)],
           r.pool.idle + " / " + r.pool.target, r.streams,
           ["↑ " + bytes(r.bytes_up), "↓ " + bytes(r.bytes_down)],
           ["↑ " + rate(rt.up), "↓ " + rate(rt.down)],
@@ -218,10 +218,12 @@ listPanel({
   empty: "No live stream.",
   rows(c) {
     const s = c.snap.streams;
-    return { count: String(s.length), rows: s.map((t) => ({ data: { key: String(t.id) }, cells: [
-      [t.client + " → " + t.agent, "#" + t.id + " · " + t.port], t.target, age(t.since),
+    // In a fleet (README "A fleet of servers") ids are each server's own: \`server\` says whose.
+    const on = (t) => t.server ? "?server=" + encodeURIComponent(t.server) : "";
+    return { count: String(s.length), rows: s.map((t) => ({ data: { key: t.server ? t.server + "#" + t.id : String(t.id) }, cells: [
+      [t.client + " → " + t.agent, "#" + t.id + " · " + t.port + (t.server ? " · " + t.server : "")], t.target, age(t.since),
       ["↑ " + bytes(t.bytes_up), "↓ " + bytes(t.bytes_down)],
-      confirmButton("stream:" + t.id, "Close", "Close both ends of stream " + t.id, () => api("DELETE", "streams/" + t.id)),
+      confirmButton("stream:" + t.id, "Close", "Close both ends of stream " + t.id, () => api("DELETE", "streams/" + t.id + on(t))),
     ] })) };
   },
 });

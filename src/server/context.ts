@@ -11,6 +11,8 @@ import type { Metrics } from "../metrics.ts";
 import { type Wire } from "../wire.ts";
 import type { Admission, Port } from "./admission.ts";
 import type { TokenStore } from "./tokens.ts";
+import type { Target } from "../messages.ts";
+import type { OpenRequest, OpenResult } from "./replica_open.ts";
 import type { Store } from "./store.ts";
 
 export interface ServerContext {
@@ -23,6 +25,19 @@ export interface ServerContext {
   readonly tokens: TokenStore;
   /** The state store (presence of this server's agent sessions). */
   readonly store: Store;
+  /** Opens a CONNECT on the server of the fleet that holds its agent (SPEC.md §2.5); none: null. */
+  forwarder?: Forwarder | null;
+}
+
+/** What forwards a CONNECT to another server (server/peer_links.ts). */
+export interface Forwarder {
+  /** Null when no other server holds `agent`. */
+  forward(
+    req: OpenRequest,
+    target: Target,
+    agent: string,
+    streamId: number,
+  ): Promise<OpenResult | null>;
 }
 
 /**

@@ -23,7 +23,10 @@ import { err, ok, type Result } from "../result.ts";
 import type { Wire } from "../wire.ts";
 
 /** The protocol version for a HELLO's offered range, or ProtocolError `unsupported_version`. */
-export function negotiate(hello: MessageOf<"AGENT_HELLO" | "CLIENT_HELLO">, who: string): number {
+export function negotiate(
+  hello: Pick<MessageOf<"AGENT_HELLO">, "minVersion" | "maxVersion">,
+  who: string,
+): number {
   const v = Math.min(VERSION_MAX, hello.maxVersion);
   if (hello.minVersion > hello.maxVersion || v < Math.max(VERSION_MIN, hello.minVersion)) {
     throw new ProtocolError(

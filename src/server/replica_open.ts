@@ -25,6 +25,8 @@ export interface OpenRequest {
   /** As the client sent it; normalized here before any check. */
   target: Target;
   log: Logger;
+  /** The server it was forwarded from (SPEC.md §2.5): it is never forwarded again. */
+  forwarded?: string;
 }
 
 /** An opened stream. */
@@ -36,8 +38,8 @@ export type Opened = {
   agent: string;
   /** The target as matched and opened (normalized). */
   target: Target;
-  /** The agent session (replica) that carries it. */
-  session: Session;
+  /** The agent session (replica) that carries it; null: a peer's (SPEC.md §2.5). */
+  session: Session | null;
 };
 
 /**
@@ -75,7 +77,11 @@ export class ReplicaOpener {
     poolWaitMs: number,
   ): Promise<OpenResult> {
     if (this.agents.group(agent).length === 0) {
-      return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
+      // No session here: a server of the fleet that holds one opens it (SPEC.md §2.5).
+      const peers = req.forwarded === undefined ? this.ctx.forwarder : null;
+      const fwd = await peers?.forward(req, target, agent, this.nextStreamId());
+      return fwd ??
+        refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
     }
     // Only announced sessions are routable; a CONNECT right after a (re)connect waits.
     const found = this.agents.announced(agent, poolWaitMs);
@@ -145,7 +151,8 @@ export class ReplicaOpener {
     return (this.#picked.get(a) ?? 0) < (this.#picked.get(b) ?? 0);
   }
 
-  unload(s: Session): void {
+  unload(s: Session | null): void {
+    if (!s) return;
     const n = (this.#load.get(s) ?? 1) - 1;
     if (n <= 0) this.#load.delete(s);
     else this.#load.set(s, n);
@@ -167,6 +174,13 @@ export class ReplicaOpener {
         agent,
       });
     }
+  }
+
+  /** The id of a new stream (OPEN's, and the admin API's). */
+  nextStreamId(): number {
+    const id = this.#nextStream;
+    this.#nextStream = id >= 0xffffffff ? 1 : id + 1;
+    return id;
   }
 
   /** Send OPEN on `entry` and read its result; null means "that pool connection was dead, try another". */
@@ -193,8 +207,7 @@ export class ReplicaOpener {
     } catch {
       return null; // a granted stream id on a link that is gone
     }
-    const streamId = this.#nextStream;
-    this.#nextStream = this.#nextStream >= 0xffffffff ? 1 : this.#nextStream + 1;
+    const streamId = this.nextStreamId();
     let res: Message | null;
     // The open timeout closes the pool connection, which ends its pending
     // read: one timer, no race of promises on every stream's way.

@@ -46,8 +46,8 @@ export interface LiveStream {
   readonly target: string;
   /** The port the client came in on: `socks` or `clients`. */
   readonly port: string;
-  /** The agent session (replica) that carries it. */
-  readonly session: Session;
+  /** The agent session (replica) that carries it; null: a peer's (SPEC.md §2.5). */
+  readonly session: Session | null;
   /** When the relay started (ms since the epoch). */
   readonly since: number;
   /** Bytes so far: `up` client to target, `down` target to client. */
@@ -147,8 +147,8 @@ export class Router {
   }
 
   /** Bytes of session `s`'s finished streams (its live ones are in {@link streams}). */
-  finishedBytes(s: Session): RelayCounter {
-    return this.#sessionBytes.get(s) ?? { up: 0, down: 0 };
+  finishedBytes(s: Session | null): RelayCounter {
+    return (s && this.#sessionBytes.get(s)) ?? { up: 0, down: 0 };
   }
 
   /** End a live stream (both connections close; the audit line says `by`). False if unknown. */
@@ -360,10 +360,8 @@ export class Router {
       addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
       addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);
       const sb = this.finishedBytes(r.session);
-      this.#sessionBytes.set(r.session, {
-        up: sb.up + live.bytes.up,
-        down: sb.down + live.bytes.down,
-      });
+      const done = { up: sb.up + live.bytes.up, down: sb.down + live.bytes.down };
+      if (r.session) this.#sessionBytes.set(r.session, done);
       if (this.streams.get(r.streamId) === live) this.streams.delete(r.streamId);
       this.active--;
       bump(this.#clientStreams, client, -1);

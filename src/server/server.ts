@@ -54,9 +54,10 @@ import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
+import { Fleet, type FleetInfo } from "./fleet.ts";
 
 /** What the server reports about where it runs (build info, admin API). */
-export interface ServerInfo {
+export interface ServerInfo extends FleetInfo {
   /** The runtime's version (`Host.version`). */
   runtimeVersion?: string;
   /** The state store (store_open.ts `storeFor`), opened by start(); absent: in memory. */
@@ -91,6 +92,8 @@ export class Server implements HttpSource {
   /** The dashboard's graphs: counters sampled every 5 s for 15 minutes (series.ts). */
   readonly series: Series;
   #sampler: ReturnType<typeof setInterval> | undefined;
+  /** Peer links and the fleet view (SPEC.md §2.5), with `peer:`; else null. */
+  fleet: Fleet | null = null;
 
   /**
    * `tls` is the certificate for the agent and client ports (the SOCKS5 port
@@ -101,7 +104,7 @@ export class Server implements HttpSource {
     config: ServerConfig,
     log: Logger,
     readonly tls?: TlsServerOptions,
-    info: ServerInfo = {},
+    readonly info: ServerInfo = {},
   ) {
     this.#config = config;
     this.#runtimeVersion = info.runtimeVersion ?? "unknown";
@@ -317,10 +320,7 @@ export class Server implements HttpSource {
       if (!this.tls && addr && !isLoopback(addr.host)) {
         this.log.warn(
           "plain TCP on a non-loopback address: credentials are safe, but traffic is not",
-          {
-            port,
-            listen: fmt(addr),
-          },
+          { port, listen: fmt(addr) },
         );
       }
     }
@@ -345,9 +345,7 @@ export class Server implements HttpSource {
       if (!this.tls && !isLoopback(https.host)) {
         this.log.warn(
           "listen.https without TLS on a non-loopback address: only behind a TLS-terminating proxy",
-          {
-            listen: fmt(https),
-          },
+          { listen: fmt(https) },
         );
       }
       const front = new HttpsFront(this.agents.ctx, {
@@ -360,6 +358,7 @@ export class Server implements HttpSource {
       });
       this.addrs.https = await this.#listen("https", { ...https, ...tls }, (c) => front.handle(c));
     }
+    this.fleet = await Fleet.forServer(this, this.info);
     this.log.info("server listening", {
       agents: fmt(this.addrs.agents),
       socks: this.addrs.socks ? fmt(this.addrs.socks) : "off",
@@ -391,6 +390,7 @@ export class Server implements HttpSource {
     clearInterval(this.#sampler);
     this.router.bandwidth.stop();
     for (const l of this.#listeners) l.close();
+    this.fleet?.close();
     this.agents.stop();
     for (const c of this.#conns.values()) c.close();
     await Promise.all([...this.#conns.values()].map((c) => c.closed));

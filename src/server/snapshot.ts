@@ -116,7 +116,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 export function agentViews(agents: AgentPort, router: Router): AgentView[] {
   // Per session: its finished streams' bytes plus its live streams.
-  const live = new Map<Session, { streams: number; up: number; down: number }>();
+  const live = new Map<Session | null, { streams: number; up: number; down: number }>();
   for (const t of router.streams.values()) {
     const l = live.get(t.session) ?? { streams: 0, up: 0, down: 0 };
     live.set(t.session, {
