@@ -123,6 +123,8 @@ const CLIENTS: Record<string, string> = {
   psql: "postgresql-client",
   // initdb is not on PATH: the test runs it from here as the postgres user.
   "/usr/lib/postgresql/15/bin/initdb": "postgresql",
+  // PySocks' UDP sockets through UDP ASSOCIATE (test/udp_test.ts).
+  "/usr/lib/python3/dist-packages/socks.py": "python3-socks",
 };
 
 function has(cmd: string): boolean {
