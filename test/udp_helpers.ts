@@ -80,7 +80,7 @@ export interface Association {
 
 /** UDP ASSOCIATE as alice through `t`'s SOCKS5 port, from a UDP socket on `host`. */
 export async function associate(
-  t: Tunnel,
+  t: Pick<Tunnel, "net" | "socks">,
   host = "127.0.0.1",
   requested: Target = { type: "ipv4", host: "0.0.0.0", port: 0 },
 ): Promise<Association> {
