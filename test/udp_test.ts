@@ -222,8 +222,16 @@ test("udp: the association ends with its TCP connection; no descriptor is left",
     assert.equal(str((await a.receive()).data), "ping");
     assert.equal(t.server.udp.live.size, 1);
     assert.equal(t.agent.udp.open, 1);
+    assert.equal(t.agent.udp.sockets, 1);
+    // The dashboard's read model lists it.
+    const [view] = t.server.snapshot().associations ?? [];
+    assert.deepEqual(
+      [view?.client, view?.agent, view?.port, view?.relay, view?.datagrams_up],
+      ["alice", "office", "socks", `${a.relay.host}:${a.relay.port}`, 1],
+    );
     a.close();
     assert.ok(await until(() => t.server.udp.live.size === 0 && t.agent.udp.open === 0));
+    assert.ok(await until(() => t.agent.udp.sockets === 0));
     // The relay socket, the agent's socket and the test's own: all closed.
     if (before >= 0) {
       assert.ok(await until(() => openFds() <= before), `fds ${openFds()} > ${before}`);
