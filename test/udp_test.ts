@@ -244,3 +244,19 @@ test("udp: the association ends with its TCP connection; no descriptor is left",
     await t.close();
   }
 });
+
+test("udp: an association on a pool connection of its own (no link) carries datagrams too", async () => {
+  const t = await udpTunnel(undefined, undefined, { agent: { link: false } });
+  const echo = await udpEcho(t.net);
+  try {
+    const a = await associate(t);
+    await a.send(targetOf("127.0.0.1", echo.addr.port), text("no link"));
+    const back = await a.receive();
+    assert.equal(str(back.data), "no link");
+    assert.deepEqual(back.from, targetOf("127.0.0.1", echo.addr.port));
+    a.close();
+  } finally {
+    echo.close();
+    await t.close();
+  }
+});
