@@ -260,3 +260,31 @@ test("udp: an association on a pool connection of its own (no link) carries data
     await t.close();
   }
 });
+
+test("udp: the bandwidth hook counts datagrams: one it refuses is dropped, counted", async () => {
+  const t = await udpTunnel();
+  const echo = await udpEcho(t.net);
+  const seen: Array<[string, string, number, boolean]> = [];
+  t.server.udp.bandwidth = (client, agent, bytes, up) => {
+    seen.push([client, agent, bytes, up]);
+    return bytes <= 100;
+  };
+  try {
+    const a = await associate(t);
+    const to = targetOf("127.0.0.1", echo.addr.port);
+    await a.send(to, new Uint8Array(200));
+    await a.send(to, text("small"));
+    assert.equal(str((await a.receive()).data), "small");
+    assert.equal(t.server.udp.totals.dropped.bandwidth, 1);
+    assert.equal(echo.got(), 1);
+    assert.deepEqual(seen, [
+      ["alice", "office", 200, true],
+      ["alice", "office", 5, true],
+      ["alice", "office", 5, false],
+    ]);
+    a.close();
+  } finally {
+    echo.close();
+    await t.close();
+  }
+});
