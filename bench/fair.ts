@@ -114,7 +114,7 @@ export interface FairResult {
 export type FairRun = LoadgenResult & { drops_to_agent?: number; drops_to_server?: number };
 
 /** The namespace, veth pair and qdiscs: one per run of the scenario. */
-interface Bottleneck {
+export interface Bottleneck {
   ns: string;
   /** The host end's address (the relay listens here). */
   hostAddr: string;
@@ -244,24 +244,7 @@ async function fairOnce(
   begin: (sys: System, c: Ctx) => Promise<Running>,
   say: (line: string) => void,
 ): Promise<void> {
-  const relays: Array<Awaited<ReturnType<typeof startDelayRelay>>> = [];
-  const c: Ctx = {
-    ...base,
-    linkHost: bn.hostAddr,
-    agentSide: bn.wrap,
-    link: async (port) => {
-      const r = await startDelayRelay({
-        toPort: port,
-        delayMs: p.delayMs,
-        listenHost: bn.hostAddr,
-        // Room for what is in flight over the delay, and not much more: the
-        // bottleneck's queue is the tbf's, not the relay's.
-        highWater: Math.max(256 * 1024, Math.ceil((p.rate * 4 * p.delayMs) / 1000)),
-      });
-      relays.push(r);
-      return r.port;
-    },
-  };
+  const { ctx: c, close } = throughBottleneck(base, bn, p);
   let r: Running | null = null;
   try {
     r = await begin(sys, c);
@@ -296,8 +279,43 @@ async function fairOnce(
     say(`  ${sys.label} FAILED: ${msg.split("\n")[0]}`);
   } finally {
     await r?.stop();
-    for (const x of relays) await x.close();
+    await close();
   }
+}
+
+/**
+ * `base` with the agent side in the bottleneck's namespace and a delay relay
+ * in front of the server's port; `close()` stops the relays.
+ */
+export function throughBottleneck(
+  base: Ctx,
+  bn: Bottleneck,
+  p: FairPlan,
+): { ctx: Ctx; close(): Promise<void> } {
+  const relays: Array<Awaited<ReturnType<typeof startDelayRelay>>> = [];
+  const ctx: Ctx = {
+    ...base,
+    linkHost: bn.hostAddr,
+    agentSide: bn.wrap,
+    link: async (port) => {
+      const r = await startDelayRelay({
+        toPort: port,
+        delayMs: p.delayMs,
+        listenHost: bn.hostAddr,
+        // Room for what is in flight over the delay, and not much more: the
+        // bottleneck's queue is the tbf's, not the relay's.
+        highWater: Math.max(256 * 1024, Math.ceil((p.rate * 4 * p.delayMs) / 1000)),
+      });
+      relays.push(r);
+      return r.port;
+    },
+  };
+  return {
+    ctx,
+    async close() {
+      for (const x of relays) await x.close();
+    },
+  };
 }
 
 /** Median figures of one system over its rounds. */

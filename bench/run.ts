@@ -24,6 +24,10 @@
  *                                 namespace; echo latency idle and under bulk load, fresh
  *                                 connections under load, bulk MiB/s (root; not in a full run)
  *   npm run bench -- --fair-only --rate 40MiB/s --delay-ms 5 --queue 512KiB --bulk 8 --fair-seconds 5 --fair-rounds 1
+ *                                 then, through the same bottleneck, a limited neighbour
+ *                                 (bench/fair_limit.ts): a client downloading next to one with
+ *                                 `bandwidth: {down: --limit-rate}` (default 4MiB/s) against
+ *                                 alone; --no-fair-limit leaves it out
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
@@ -49,6 +53,7 @@ import {
 import { renderMarkdown, updateReadme } from "./report.ts";
 import { median } from "./stats.ts";
 import { renderWan, runWan, WAN_SYSTEMS, type WanPlan } from "./wan.ts";
+import { LIMIT_DEFAULTS, type LimitPlan, renderFairLimit, runFairLimit } from "./fair_limit.ts";
 import { type PairedPlan, type PairedResult, renderPaired, runPaired } from "./paired.ts";
 import {
   FAIR_DEFAULTS,
@@ -97,6 +102,8 @@ interface Options {
   /** Only the shared-bottleneck scenario (bench/fair.ts), with its settings. */
   fairOnly: boolean;
   fair: FairPlan;
+  /** The limited-neighbour scenario after the bottleneck's (bench/fair_limit.ts); null: off. */
+  fairLimit: LimitPlan | null;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -117,6 +124,7 @@ function parseArgs(argv: string[]): Options {
     pairs: 16,
     fairOnly: false,
     fair: { ...FAIR_DEFAULTS },
+    fairLimit: { ...LIMIT_DEFAULTS },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -144,6 +152,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--bulk") o.fair.bulk = Number(val());
     else if (a === "--fair-seconds") o.fair.loadSecs = Number(val());
     else if (a === "--fair-rounds") o.fair.rounds = Number(val());
+    else if (a === "--no-fair-limit") o.fairLimit = null;
+    else if (a === "--limit-rate") o.fairLimit = { ...LIMIT_DEFAULTS, limit: parseSize(val()) };
     else if (a === "--pairs") {
       o.pairs = Number(val());
       if (!Number.isInteger(o.pairs) || o.pairs < 1 || o.pairs > 100) {
@@ -771,6 +781,7 @@ async function fairScenario(o: Options, facts: Facts, base: string, t0: number):
     [Number.isInteger(p.bulk) && p.bulk >= 0 && p.bulk <= 256, "--bulk wants 0..256"],
     [p.loadSecs > 0 && p.loadSecs <= 600, "--fair-seconds wants 0..600"],
     [Number.isInteger(p.rounds) && p.rounds >= 1 && p.rounds <= 20, "--fair-rounds wants 1..20"],
+    [!o.fairLimit || o.fairLimit.limit >= 1024, "--limit-rate wants at least 1KiB/s"],
   ] as const;
   for (const [ok, msg] of bad) if (!ok) throw new Error(msg);
   const known = allSystems({ tls: false });
@@ -792,9 +803,12 @@ async function fairScenario(o: Options, facts: Facts, base: string, t0: number):
     burrowPool: o.burrowPool,
   });
   const results = await runFair(systems, p, ctx, startSystem, say);
+  const lp = o.fairLimit;
+  const limited = lp ? await runFairLimit(systems, p, lp, ctx, startSystem, say) : [];
   const seconds = (Date.now() - t0) / 1000;
-  const md = renderFair(p, results, { date: facts.date, commit: facts.commit, seconds });
-  saveScenario("fair", { plan: p, facts, seconds, results }, md, base);
+  let md = renderFair(p, results, { date: facts.date, commit: facts.commit, seconds });
+  if (lp && limited.length) md += "\n" + renderFairLimit(p, lp, limited);
+  saveScenario("fair", { plan: p, facts, seconds, results, limitPlan: lp, limited }, md, base);
 }
 
 let stopping = false;

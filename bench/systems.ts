@@ -38,6 +38,11 @@ export interface Ctx {
   agentSide?: (cmd: string, args: string[]) => [string, string[]];
   /** Extra arguments for burrow's agent, e.g. `--no-link`. */
   agentArgs?: string[];
+  /**
+   * More clients of burrow's server, each granted the agent like `bench`
+   * (bench/fair_limit.ts: one with a `bandwidth` limit).
+   */
+  burrowClients?: Array<{ name: string; token: string; bandwidth?: Record<string, string> }>;
 }
 
 /** `cmd args` as `ctx.agentSide` wants it started (unchanged without it). */
@@ -355,8 +360,12 @@ function burrow(rt: Runtime, mode: "plain" | "tls" | "wss" | "fwd"): System {
         pool: ctx.burrowPool,
         limits: BURROW_LIMITS,
         agents: [{ name: "bench", token: agentToken }],
-        clients: [{ name: "bench", token: clientToken }],
-        grants: [{ client: "bench", agent: "bench", targets: ["127.0.0.1:*"] }],
+        clients: [{ name: "bench", token: clientToken }, ...(ctx.burrowClients ?? [])],
+        grants: ["bench", ...(ctx.burrowClients ?? []).map((c) => c.name)].map((client) => ({
+          client,
+          agent: "bench",
+          targets: ["127.0.0.1:*"],
+        })),
       };
       const cfgFile = path.join(d, "server.yaml");
       fs.writeFileSync(cfgFile, JSON.stringify(config, null, 2) + "\n"); // JSON is YAML

@@ -220,6 +220,10 @@ export declare namespace Registries {
      * the agent could not open the target; the status says how
      */
     readonly TARGET_FAILED: 13;
+    /**
+     * the client opened streams faster than new_streams_per_client allows
+     */
+    readonly RATE_LIMITED: 14;
     readonly 0: "NONE";
     readonly 1: "BAD_TARGET";
     readonly 2: "NOT_GRANTED";
@@ -234,6 +238,7 @@ export declare namespace Registries {
     readonly 11: "AGENT_TIMEOUT";
     readonly 12: "AGENT_FAILED";
     readonly 13: "TARGET_FAILED";
+    readonly 14: "RATE_LIMITED";
   };
   const AuthMethod: {
     /**

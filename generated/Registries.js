@@ -80,6 +80,7 @@ var Registries = (function() {
     AGENT_TIMEOUT: 11,
     AGENT_FAILED: 12,
     TARGET_FAILED: 13,
+    RATE_LIMITED: 14,
 
     0: "NONE",
     1: "BAD_TARGET",
@@ -95,6 +96,7 @@ var Registries = (function() {
     11: "AGENT_TIMEOUT",
     12: "AGENT_FAILED",
     13: "TARGET_FAILED",
+    14: "RATE_LIMITED",
   });
 
   Registries.Status = Object.freeze({

@@ -157,6 +157,8 @@ export const Reason = {
   agent_failed: 12,
   /** the agent could not open the target; the status says how */
   target_failed: 13,
+  /** the client opened streams faster than new_streams_per_client allows */
+  rate_limited: 14,
 } as const;
 
 /**

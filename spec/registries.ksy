@@ -141,6 +141,9 @@ enums:
     13:
       id: target_failed
       doc: the agent could not open the target; the status says how
+    14:
+      id: rate_limited
+      doc: the client opened streams faster than new_streams_per_client allows
   auth_method:
     1:
       id: token

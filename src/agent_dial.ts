@@ -10,6 +10,10 @@ import { normalizeIP, normalizeTarget, unroutable } from "./host.ts";
 import { type MessageOf, type Rule, Status } from "./messages.ts";
 import type { Conn, Net } from "./net.ts";
 import { matchRule, rulesFor } from "./policy.ts";
+import { err, ok, type Result } from "./result.ts";
+
+/** Why a target was not dialed: a SOCKS5 reply code (SPEC.md §9.3) and a text for the log. */
+export type DialRefusal = { status: number; reason: string };
 
 /** Map a dial failure onto a SOCKS5 reply code (SPEC.md §9.3). */
 export function statusOf(e: unknown): number {
@@ -39,10 +43,10 @@ export async function dialTarget(
   allow: Rule[],
   open: MessageOf<"OPEN">,
   timeoutMs: number,
-): Promise<{ ok: true; conn: Conn } | { ok: false; status: number; reason: string }> {
+): Promise<Result<Conn, DialRefusal>> {
   const n = normalizeTarget(open.target);
-  if (!n.ok) return { ok: false, status: Status.not_allowed, reason: n.reason };
-  const t = n.target;
+  if (!n.ok) return err({ status: Status.not_allowed, reason: n.error });
+  const t = n.value;
   const rules = rulesFor(allow, open.client);
   let hosts: string[];
   if (rules.some((r) => matchRule(r, t, "never"))) {
@@ -55,38 +59,32 @@ export async function dialTarget(
     try {
       ips = await net.lookup(t.host);
     } catch (e) {
-      return { ok: false, status: statusOf(e), reason: `cannot resolve ${t.host}` };
+      return err({ status: statusOf(e), reason: `cannot resolve ${t.host}` });
     }
     hosts = ips.map(normalizeIP).filter((ip) => ip !== null).filter((ip) =>
       rules.some((r) => matchRule(r, t, [ip]))
     );
     if (hosts.length === 0) {
-      return {
-        ok: false,
+      return err({
         status: Status.not_allowed,
         reason: "resolved addresses outside the allowlist",
-      };
+      });
     }
   } else {
-    return {
-      ok: false,
-      status: Status.not_allowed,
-      reason: "target outside the agent's allowlist",
-    };
+    return err({ status: Status.not_allowed, reason: "target outside the agent's allowlist" });
   }
   let last: unknown;
   for (const host of hosts.slice(0, 4)) {
     try {
       const no = unroutable(host); // the same reply on every runtime
       if (no) throw no;
-      return { ok: true, conn: await net.dial({ host, port: t.port, timeoutMs }) };
+      return ok(await net.dial({ host, port: t.port, timeoutMs }));
     } catch (e) {
       last = e;
     }
   }
-  return {
-    ok: false,
+  return err({
     status: statusOf(last),
     reason: last instanceof Error ? last.message : "dial failed",
-  };
+  });
 }

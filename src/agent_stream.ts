@@ -117,15 +117,16 @@ export class AgentPool {
       });
     const result = await dialTarget(this.net, this.rules, open, this.dialTimeoutMs);
     if (!result.ok) {
-      log().warn("stream refused", { status: result.status, reason: result.reason });
+      const { status, reason } = result.error;
+      log().warn("stream refused", { status, reason });
       return wire.last({
         type: "OPEN_RESULT",
         streamId: open.streamId,
-        status: result.status,
+        status,
         bound: NO_ADDR,
       });
     }
-    const target = result.conn;
+    const target = result.value;
     const local = target.local;
     const kind = ipKind(local.host);
     const bound: Target = kind ? { type: kind, host: local.host, port: local.port } : NO_ADDR;

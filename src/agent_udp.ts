@@ -141,7 +141,7 @@ class Association {
   #out(target: Target, data: Uint8Array): void {
     const n = normalizeTarget(target);
     if (!n.ok) return this.counts.drop("refused");
-    const t = n.target;
+    const t = n.value;
     if (t.type !== "domain") {
       if (!this.rules.some((r) => matchRule(r, t, "never", "udp"))) {
         return this.counts.drop("refused");

@@ -34,7 +34,7 @@ import {
   readConnect,
   refusalText,
 } from "./http_connect.ts";
-import { err, ok, type Result } from "./result.ts";
+import { type Err, err, ok, type Result } from "./result.ts";
 import { deadline } from "./time.ts";
 import { dialServer, login, Wire } from "./wire.ts";
 
@@ -160,7 +160,7 @@ export async function connectThrough(
 }
 
 /** A connectThrough that failed in the handshake. */
-function failed(e: unknown): { ok: false; error: ConnectFailure } {
+function failed(e: unknown): Err<ConnectFailure> {
   if (e instanceof PeerError) {
     const status = e.code === ErrorCode.auth_failed ? Status.not_allowed : Status.general_failure;
     return err({

@@ -18,6 +18,7 @@
  * @module
  */
 import { NetError } from "./errors.ts";
+import { err, ok, type Result } from "./result.ts";
 import { formatIPv4, formatIPv6, ipKind, parseIP, parseIPv6 } from "./ip.ts";
 import type { Target } from "./messages.ts";
 
@@ -71,28 +72,22 @@ export function unroutable(ip: string): NetError | null {
   return new NetError("EHOSTUNREACH", `${ip} is an IPv4-compatible IPv6 address: no route`);
 }
 
-export type NormalizedTarget = { ok: true; target: Target } | { ok: false; reason: string };
-
 /**
  * `t` in canonical form (see the module doc), or why it is refused. Both the
  * server and the agent call it before they match a target against any rule.
  */
-export function normalizeTarget(t: Target): NormalizedTarget {
+export function normalizeTarget(t: Target): Result<Target> {
   if (t.type === "domain") {
     const kind = ipKind(t.host);
     if (kind) return normalizeTarget({ type: kind, host: t.host, port: t.port });
     const host = normalizeHostName(t.host);
-    if (host === null) {
-      return { ok: false, reason: `target ${describeHost(t.host)} is not a valid host name` };
-    }
-    return { ok: true, target: { type: "domain", host, port: t.port } };
+    if (host === null) return err(`target ${describeHost(t.host)} is not a valid host name`);
+    return ok({ type: "domain", host, port: t.port });
   }
   const host = normalizeIP(t.host);
-  if (host === null) {
-    return { ok: false, reason: `target ${describeHost(t.host)} is not an IP address` };
-  }
+  if (host === null) return err(`target ${describeHost(t.host)} is not an IP address`);
   // Normalized, an IPv6 address has a colon and an IPv4 one none.
-  return { ok: true, target: { type: host.includes(":") ? "ipv6" : "ipv4", host, port: t.port } };
+  return ok({ type: host.includes(":") ? "ipv6" : "ipv4", host, port: t.port });
 }
 
 /** A host text safe for logs: JSON-quoted, control characters escaped, at most 80 characters. */

@@ -39,7 +39,7 @@ const NAMES: readonly (Name | undefined)[] = (() => {
 const BODY: Readonly<Record<number, readonly [number, number]>> = L.bodySizes;
 
 /**
- * A link frame. GRANT (version 4) carries no stream: its `stream` field is
+ * A link frame. GRANT carries no stream: its `stream` field is
  * the highest stream id the server may open so far.
  */
 export type LinkFrame =

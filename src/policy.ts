@@ -223,7 +223,7 @@ export function allowed(
   const n = normalizeTarget(target);
   if (!n.ok) return false;
   return rules.some((r) =>
-    (r.client === "" || r.client === client) && matchRule(r, n.target, domains, protocol)
+    (r.client === "" || r.client === client) && matchRule(r, n.value, domains, protocol)
   );
 }
 

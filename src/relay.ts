@@ -3,7 +3,8 @@
  * backpressure (each write is awaited before the next read) and half-close
  * (EOF on one side becomes `end()` on the other; the reverse direction keeps
  * flowing). Both connections are closed when both directions are done or
- * either fails.
+ * either fails. A {@link Throttle} per direction, if given, holds reads back
+ * (bandwidth limits: src/server/bandwidth.ts).
  *
  * @module
  */
@@ -25,21 +26,37 @@ export interface RelayCounter {
   down: number;
 }
 
+/**
+ * Paces one direction of a relay: `take(n)` after each chunk of `n` bytes
+ * read; a promise means "wait for it before writing the chunk and reading
+ * the next one" (so the source is not read meanwhile), undefined means go
+ * on at once (the unlimited path: no allocation).
+ */
+export interface Throttle {
+  take(n: number): Promise<void> | undefined;
+}
+
 async function pump(
   src: Conn,
   dst: Conn,
   prefix: Uint8Array | undefined,
   counter: RelayCounter,
   dir: keyof RelayCounter,
+  throttle: Throttle | undefined,
 ) {
   if (prefix && prefix.length > 0) {
     counter[dir] += prefix.length;
+    await throttle?.take(prefix.length);
     await dst.write(prefix);
   }
   for (;;) {
     const chunk = await src.read();
     if (chunk === null) break;
     counter[dir] += chunk.length;
+    if (throttle) {
+      const wait = throttle.take(chunk.length);
+      if (wait) await wait;
+    }
     await dst.write(chunk);
   }
   await dst.end();
@@ -48,7 +65,8 @@ async function pump(
 /**
  * Relay until both directions have ended. `aPrefix` is written to `b` first
  * (bytes of `a` already read during a handshake), `bPrefix` to `a`. `live`,
- * if given, is counted into as the bytes flow (it should start at zero).
+ * if given, is counted into as the bytes flow (it should start at zero);
+ * `pace`, if given, throttles `up` (`a` to `b`) and `down` (`b` to `a`).
  */
 export async function relay(
   a: Conn,
@@ -56,6 +74,7 @@ export async function relay(
   aPrefix?: Uint8Array,
   bPrefix?: Uint8Array,
   live: RelayCounter = { up: 0, down: 0 },
+  pace?: { up: Throttle; down: Throttle },
 ): Promise<RelayResult> {
   const up0 = live.up;
   const down0 = live.down;
@@ -64,8 +83,8 @@ export async function relay(
     b.close();
   };
   await Promise.all([
-    pump(a, b, aPrefix, live, "up").catch(fail),
-    pump(b, a, bPrefix, live, "down").catch(fail),
+    pump(a, b, aPrefix, live, "up", pace?.up).catch(fail),
+    pump(b, a, bPrefix, live, "down", pace?.down).catch(fail),
   ]);
   a.close();
   b.close();

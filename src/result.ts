@@ -4,14 +4,20 @@
  * refused handshake, an unparsable duration) return one; the caller tests
  * `ok` and reads `value` or `error`.
  */
-export type Result<T, E = string> = { ok: true; value: T } | { ok: false; error: E };
+export type Result<T, E = string> = Ok<T> | Err<E>;
+
+/** The success side of a {@link Result}. */
+export type Ok<T> = { ok: true; value: T };
+
+/** The failure side of a {@link Result}: fits any `Result<T, E>`. */
+export type Err<E> = { ok: false; error: E };
 
 /** A success carrying `value`. */
-export function ok<T>(value: T): { ok: true; value: T } {
+export function ok<T>(value: T): Ok<T> {
   return { ok: true, value };
 }
 
 /** A failure carrying `error`. */
-export function err<E>(error: E): { ok: false; error: E } {
+export function err<E>(error: E): Err<E> {
   return { ok: false, error };
 }

@@ -11,7 +11,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -22,6 +22,7 @@ import {
   dirname,
   listenError,
   ReadQueue,
+  secretFileReader,
   secretFileWriter,
   timedOut,
   toNetError,
@@ -488,6 +489,39 @@ test("entry: secretFileWriter: directory 0700, then write 0600, then chmod", asy
     await chmod(old, 0o644);
     await real(old, "two");
     assert.equal((await stat(old)).mode & 0o777, 0o600, "an existing file is made 0600");
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("entry: secretFileReader: the trimmed text of a 0600 file; group- or world-readable and empty files refused", async () => {
+  const root = await mkdtemp(join(tmpdir(), "burrow-adapter-"));
+  try {
+    const read = secretFileReader({ stat, readTextFile: (p) => readFile(p, "utf8") });
+    const path = join(root, "secret");
+    await writeFile(path, "s3cret\n", { mode: 0o600 });
+    await chmod(path, 0o600);
+    assert.equal(await read(path), "s3cret");
+    for (const mode of [0o640, 0o604]) {
+      await chmod(path, mode);
+      await assert.rejects(
+        read(path),
+        new RegExp(
+          `${path} is readable by group or others \\(mode 0${mode.toString(8)}\\): chmod 600 it`,
+        ),
+      );
+    }
+    await chmod(path, 0o400);
+    assert.equal(await read(path), "s3cret", "read-only for the owner is fine");
+    await writeFile(join(root, "empty"), " \n", { mode: 0o600 });
+    await assert.rejects(read(join(root, "empty")), /empty is empty/);
+    await assert.rejects(read(join(root, "missing")), /ENOENT|No such file|not found/i);
+    // Where the runtime has no permission bits (Deno on Windows), the file is read.
+    const noBits = secretFileReader({
+      stat: () => Promise.resolve({ mode: null }),
+      readTextFile: () => Promise.resolve("x"),
+    });
+    assert.equal(await noBits("any"), "x");
   } finally {
     await rm(root, { recursive: true, force: true });
   }

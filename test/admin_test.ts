@@ -21,6 +21,7 @@ import { targetOf } from "../src/ip.ts";
 import { createLogger, formatJson } from "../src/log.ts";
 import type { Snapshot } from "../src/server/snapshot.ts";
 import {
+  ADMIN_TOKEN,
   ALICE_TOKEN,
   burrow,
   echoTarget,
@@ -29,10 +30,10 @@ import {
   socks,
   tunnel,
   until,
+  writeServerYaml,
 } from "./helpers.ts";
 
 const rt = runtime;
-const ADMIN = "admin-token-0123456789abcdef";
 
 type App = ReturnType<typeof httpApp>;
 
@@ -40,7 +41,7 @@ async function call(
   app: App,
   method: string,
   path: string,
-  token: string | null = ADMIN,
+  token: string | null = ADMIN_TOKEN,
 ): Promise<{ status: number; headers: Headers; body: Record<string, unknown> | null }> {
   const r = await app.fetch(
     new Request(`http://127.0.0.1${path}`, {
@@ -68,25 +69,25 @@ test("admin config: token or token_hash, path-precise errors", () => {
   const parse = (admin: unknown) =>
     parseServerConfig(JSON.stringify({ ...base, admin }), "s.yaml").admin;
   assert.equal(parseServerConfig(JSON.stringify(base), "s.yaml").admin, null);
-  const a = parse({ token: ADMIN })!;
-  assert.ok(a.check(ADMIN));
-  assert.ok(!a.check(ADMIN + "x"));
+  const a = parse({ token: ADMIN_TOKEN })!;
+  assert.ok(a.check(ADMIN_TOKEN));
+  assert.ok(!a.check(ADMIN_TOKEN + "x"));
   assert.ok(!a.check(""));
   assert.equal(a.metricsAuth, null, "unset: decided by the listener");
-  const h = parse({ token_hash: `sha256:${toHex(tokenHash(ADMIN))}`, metrics_auth: true })!;
-  assert.ok(h.check(ADMIN));
+  const h = parse({ token_hash: `sha256:${toHex(tokenHash(ADMIN_TOKEN))}`, metrics_auth: true })!;
+  assert.ok(h.check(ADMIN_TOKEN));
   assert.ok(!h.check("nope"));
   assert.equal(h.metricsAuth, true);
   const cases: Array<[unknown, RegExp]> = [
     [{}, /^s\.yaml: admin: needs exactly one of token and token_hash/],
-    [{ token: ADMIN, token_hash: "sha256:00" }, /^s\.yaml: admin: needs exactly one/],
+    [{ token: ADMIN_TOKEN, token_hash: "sha256:00" }, /^s\.yaml: admin: needs exactly one/],
     [{ token: "short" }, /^s\.yaml: admin\.token: must be at least 16 characters$/],
     [{ token_hash: "md5:abc" }, /^s\.yaml: admin\.token_hash: must be sha256:<64 hex digits>/],
     [
-      { token: ADMIN, metrics_auth: "yes" },
+      { token: ADMIN_TOKEN, metrics_auth: "yes" },
       /^s\.yaml: admin\.metrics_auth: must be true or false$/,
     ],
-    [{ token: ADMIN, tokn: 1 }, /^s\.yaml: admin\.tokn: unknown key/],
+    [{ token: ADMIN_TOKEN, tokn: 1 }, /^s\.yaml: admin\.tokn: unknown key/],
     ["on", /^s\.yaml: admin: must be a mapping$/],
   ];
   for (const [admin, re] of cases) {
@@ -118,7 +119,7 @@ test(`${rt}: without admin: the API is off (404) and says how to enable it; /met
 });
 
 test(`${rt}: /readyz is 503 before start and while stopping, 200 when listening`, async () => {
-  const t = await tunnel({ config: { admin: { token: ADMIN } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN } } });
   const app = httpApp(t.server);
   try {
     const ready = await call(app, "GET", "/readyz", null);
@@ -140,7 +141,7 @@ test(`${rt}: /readyz is 503 before start and while stopping, 200 when listening`
 });
 
 test(`${rt}: admin API: 401 without the token, agents and clients with stable fields`, async () => {
-  const t = await tunnel({ config: { admin: { token: ADMIN } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN } } });
   try {
     const app = httpApp(t.server);
     for (const token of [null, "wrong-token-0123456789", ""]) {
@@ -204,6 +205,10 @@ test(`${rt}: admin API: 401 without the token, agents and clients with stable fi
       streams: 0,
       bytes_up: 0,
       bytes_down: 0,
+      rate_up: 0,
+      rate_down: 0,
+      limit_up: null,
+      limit_down: null,
     });
     const server = (await call(app, "GET", "/api/v1/server")).body?.server as Record<
       string,
@@ -219,7 +224,7 @@ test(`${rt}: admin API: 401 without the token, agents and clients with stable fi
 });
 
 test(`${rt}: admin API: live stream bytes, DELETE a stream, audit lines`, async () => {
-  const t = await tunnel({ config: { admin: { token: ADMIN } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN } } });
   const echo = await echoTarget(t.net);
   try {
     const app = httpApp(t.server);
@@ -318,7 +323,7 @@ test(`${rt}: admin API: live stream bytes, DELETE a stream, audit lines`, async 
 });
 
 test(`${rt}: admin API: disconnect an agent; it comes back with a new session`, async () => {
-  const t = await tunnel({ config: { admin: { token: ADMIN } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN } } });
   try {
     const app = httpApp(t.server);
     const before = t.server.agentViews()[0]!.session;
@@ -340,14 +345,16 @@ test(`${rt}: admin API: disconnect an agent; it comes back with a new session`, 
 });
 
 test(`${rt}: admin.metrics_auth puts /metrics behind the token`, async () => {
-  const t = await tunnel({ config: { admin: { token: ADMIN, metrics_auth: true } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN, metrics_auth: true } } });
   try {
     const app = httpApp(t.server);
     const open = await call(app, "GET", "/metrics", null);
     assert.equal(open.status, 401);
     assert.equal(open.headers.get("www-authenticate"), 'Bearer realm="burrow"');
     const r = await app.fetch(
-      new Request("http://127.0.0.1/metrics", { headers: { authorization: `bearer ${ADMIN}` } }),
+      new Request("http://127.0.0.1/metrics", {
+        headers: { authorization: `bearer ${ADMIN_TOKEN}` },
+      }),
     );
     assert.equal(r.status, 200);
     assert.match(await r.text(), /# TYPE burrow_build_info gauge/);
@@ -419,26 +426,20 @@ test("status: tables are aligned", () => {
 test(`${rt}: burrow status against a running server; --log-format json on the CLI`, async () => {
   const { host } = await import(`../runtimes/${rt}/main.ts`) as { host: Host };
   const dir = mkdtempSync(join(tmpdir(), "burrow-status-"));
-  const cfg = join(dir, "server.yaml");
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "", http: "127.0.0.1:0" },
-      tls: "off",
-      agents: [{ name: "office", token: "agent-token-0123456789" }],
-      clients: [{ name: "alice", token: ALICE_TOKEN }],
-      admin: { token: ADMIN },
-    }),
-  );
+  const cfg = writeServerYaml(dir, {
+    listen: { agents: "127.0.0.1:0", socks: "127.0.0.1:0", clients: "", http: "127.0.0.1:0" },
+    clients: [{ name: "alice", token: ALICE_TOKEN }],
+    admin: { token: ADMIN_TOKEN },
+  });
   const tokenFile = join(dir, "admin.token");
-  writeFileSync(tokenFile, `token: ${ADMIN}\n`);
+  writeFileSync(tokenFile, `token: ${ADMIN_TOKEN}\n`);
   // In process: status prints the tables.
   const { log } = memoryLogger();
   const config = parseServerConfig(
     JSON.stringify({
       listen: { agents: "127.0.0.1:0", socks: "", clients: "", http: "127.0.0.1:0" },
       agents: [{ name: "office", token: "agent-token-0123456789" }],
-      admin: { token: ADMIN },
+      admin: { token: ADMIN_TOKEN },
     }),
     "(test)",
   );
@@ -453,7 +454,10 @@ test(`${rt}: burrow status against a running server; --log-format json on the CL
     assert.ok(printed.includes("AGENTS (0)"));
     assert.ok(printed.includes("STREAMS (0)"));
     printed.length = 0;
-    assert.equal(await main(capture, ["status", "--url", url, "--token", ADMIN, "--json"]), 0);
+    assert.equal(
+      await main(capture, ["status", "--url", url, "--token", ADMIN_TOKEN, "--json"]),
+      0,
+    );
     assert.equal((JSON.parse(printed.join("\n")) as Snapshot).server.ready, true);
     assert.equal(await main(capture, ["status", "--url", url, "--token", "wrong-token-xxxx"]), 2);
 
@@ -466,7 +470,7 @@ test(`${rt}: burrow status against a running server; --log-format json on the CL
     await proc.waitFor(/"msg":"server listening"/);
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
     printed.length = 0;
-    assert.equal(await main(capture, ["status", "--url", base, "--token", ADMIN]), 0);
+    assert.equal(await main(capture, ["status", "--url", base, "--token", ADMIN_TOKEN]), 0);
     assert.ok(printed.some((l) => / ready, /.test(l)));
     for (const l of proc.output().split("\n").filter((l) => l.startsWith("{"))) {
       const o = JSON.parse(l) as Record<string, unknown>;

@@ -16,6 +16,7 @@ import { httpApp } from "../src/http/mod.ts";
 import { Status } from "../src/messages.ts";
 import { type Browser, launchChromium, type Page } from "./cdp.ts";
 import {
+  ADMIN_TOKEN,
   BOB_TOKEN,
   echoTarget,
   repo,
@@ -27,7 +28,6 @@ import {
 } from "./helpers.ts";
 
 const rt = runtime;
-const ADMIN = "admin-token-0123456789abcdef";
 const NO_SIDEWAYS =
   "document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth";
 
@@ -42,7 +42,7 @@ async function board(
   { t: T; base: string; browser: Browser; close(): Promise<void> }
 > {
   const { host } = await import(`../runtimes/${rt}/main.ts`) as { host: Host };
-  const t = await tunnel({ ...opts, config: { admin: { token: ADMIN }, ...opts.config } });
+  const t = await tunnel({ ...opts, config: { admin: { token: ADMIN_TOKEN }, ...opts.config } });
   const http = await host.serveHttp({ host: "127.0.0.1", port: 0 }, httpApp(t.server).fetch);
   const browser = await launchChromium(t.net, width, height);
   return {
@@ -85,7 +85,7 @@ test(`${rt}: dashboard shows agents and live streams in headless Chromium`, asyn
   const { t, base, browser } = b;
   const echo = await echoTarget(t.net);
   try {
-    const page = await browser.open(`${base}/#token=${ADMIN}`);
+    const page = await browser.open(`${base}/#token=${ADMIN_TOKEN}`);
     assert.ok(
       await page.waitFor(`document.querySelector('#agents [data-agent="office"]')`),
       "the agent's row shows",
@@ -93,7 +93,10 @@ test(`${rt}: dashboard shows agents and live streams in headless Chromium`, asyn
     assert.match(await page.eval<string>(`document.getElementById("agents").innerText`), /office/);
     // The token left the address bar for session storage; no cookie.
     assert.equal(await page.eval<string>("location.hash"), "");
-    assert.equal(await page.eval<string>(`sessionStorage.getItem("burrow.admin_token")`), ADMIN);
+    assert.equal(
+      await page.eval<string>(`sessionStorage.getItem("burrow.admin_token")`),
+      ADMIN_TOKEN,
+    );
     assert.equal(await page.eval<string>("document.cookie"), "");
 
     const s = await socksTo(t, echo.addr.port);
@@ -148,7 +151,7 @@ test(`${rt}: dashboard fits 1280×800 and a phone; its graphs move while bytes f
   const { t, base, browser } = b;
   const echo = await echoTarget(t.net);
   try {
-    const page = await browser.open(`${base}/#token=${ADMIN}`);
+    const page = await browser.open(`${base}/#token=${ADMIN_TOKEN}`);
     assert.ok(await page.waitFor(`document.querySelector('#agents [data-agent="office"]')`));
     assert.ok(await page.eval<boolean>(NO_SIDEWAYS), "no sideways scrolling at 1280×800");
     assert.equal(await page.eval<boolean>(`!!${lineOf("traffic", "office")}`), false);
@@ -180,6 +183,16 @@ test(`${rt}: dashboard fits 1280×800 and a phone; its graphs move while bytes f
     // By client: alice's line.
     await page.eval(`document.querySelector('#p-traffic button[data-by="clients"]').click()`);
     assert.ok(await page.waitFor(`Number(${lineOf("traffic", "alice")}?.dataset.last) > 0`));
+    // The clients list shows alice's current rate (the server's smoothed one).
+    assert.ok(
+      await pumpUntil(
+        t,
+        page,
+        s.conn,
+        `/↓ [1-9][0-9.]* (B|KiB|MiB)\\/s/.test(document.querySelector('#clients [data-key="alice"]')?.innerText ?? "")`,
+      ),
+      "the clients list shows alice's current rate",
+    );
     // Pointing at the graph's last sample shows each line's value there.
     const svg = `document.querySelector('#p-traffic svg')`;
     await page.eval(
@@ -233,7 +246,7 @@ test(`${rt}: dashboard: two replicas of one agent are rows of their own, disconn
   const replicas = await startReplicas(t, "office");
   try {
     const group = () => t.server.agents.group("office");
-    const page = await browser.open(`${base}/#token=${ADMIN}`);
+    const page = await browser.open(`${base}/#token=${ADMIN_TOKEN}`);
     const rows = `document.querySelectorAll('#agents [data-replica][data-agent="office"]')`;
     assert.ok(await page.waitFor(`${rows}.length === 2`), "one row per replica");
 
@@ -281,7 +294,7 @@ test(`${rt}: dashboard: two replicas of one agent are rows of their own, disconn
     const del = (path: string) =>
       fetch(`${base}/api/v1/agents/office/instances/${path}`, {
         method: "DELETE",
-        headers: { authorization: `Bearer ${ADMIN}` },
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       }).then(async (r) => [r.status, (await r.json() as { error: string }).error]);
     assert.deepEqual(await del("zz"), [400, "bad_request"]);
     assert.deepEqual(await del("0".repeat(32)), [404, "not_found"]);

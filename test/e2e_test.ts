@@ -16,12 +16,13 @@ import {
   AGENT_TOKEN,
   ALICE_TOKEN,
   burrow,
+  freeListen,
   freePort,
-  freePorts,
   type Proc,
   runtime,
   runtimeNet,
   socks,
+  writeServerYaml,
 } from "./helpers.ts";
 
 type Rt = "node" | "deno" | "bun";
@@ -38,49 +39,28 @@ interface Setup {
 }
 
 interface SetupOptions {
-  /** YAML for the `tls:` key; default off (plain TCP). */
-  tls?: string;
+  /** The `tls:` key; default off (plain TCP). */
+  tls?: string | { cert: string; key: string };
 }
 
 async function setup(net: Net, opts: SetupOptions = {}): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), "burrow-e2e-"));
-  const [agentPort, socksPort, httpPort, clientPort] = await freePorts(net, 4) as [
-    number,
-    number,
-    number,
-    number,
-  ];
-  const config = join(dir, "server.yaml");
-  writeFileSync(
-    config,
-    `listen:
-  agents: 127.0.0.1:${agentPort}
-  socks: 127.0.0.1:${socksPort}
-  clients: 127.0.0.1:${clientPort}
-  http: 127.0.0.1:${httpPort}
-tls: ${opts.tls ?? "off"}
-state_dir: ${join(dir, "state")}
-heartbeat: { interval: 300ms, timeout: 1500ms }
-pool: { min: 2, max: 16 }
-agents:
-  - name: office
-    token: ${AGENT_TOKEN}
-clients:
-  - name: alice
-    token: ${ALICE_TOKEN}
-grants:
-  - client: alice
-    agent: office
-    targets: ["localhost:*", "127.0.0.1:*"]
-`,
-  );
+  const { ports, listen } = await freeListen(net);
+  const config = writeServerYaml(dir, {
+    listen,
+    tls: opts.tls ?? "off",
+    heartbeat: { interval: "300ms", timeout: "1500ms" },
+    pool: { min: 2, max: 16 },
+    clients: [{ name: "alice", token: ALICE_TOKEN }],
+    grants: [{ client: "alice", agent: "office", targets: ["localhost:*", "127.0.0.1:*"] }],
+  });
   return {
     dir,
     config,
-    agentPort,
-    socksPort,
-    httpPort,
-    clientPort,
+    agentPort: ports.agents,
+    socksPort: ports.socks,
+    httpPort: ports.http,
+    clientPort: ports.clients,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
@@ -451,7 +431,7 @@ test(`${rt}: over TLS: a CA-signed certificate is accepted with --ca, refused wi
   writeFileSync(join(dir, "key.pem"), leaf.key);
   writeFileSync(join(dir, "ca.pem"), ca.cert);
   const s = await setup(net, {
-    tls: `{ cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} }`,
+    tls: { cert: join(dir, "cert.pem"), key: join(dir, "key.pem") },
   });
   const procs: Proc[] = [startServer(rt, s)];
   try {
@@ -481,7 +461,7 @@ test(`${rt}: the server reloads its config on file change and on SIGHUP; a bad f
       const { readFileSync } = await import("node:fs");
       const original = readFileSync(s.config, "utf8");
       // Revoke alice's grant by editing the file: picked up without a signal.
-      writeFileSync(s.config, original.replace(/grants:[\s\S]*$/, "grants: []\n"));
+      writeFileSync(s.config, JSON.stringify({ ...JSON.parse(original), grants: [] }));
       await procs.server.waitFor(/config reloaded.*grants=0/, 10000);
       const refused = await curl(s.socksPort, `http://localhost:${target.port}/`);
       assert.notEqual(refused.code, 0, "no grant, no stream");

@@ -3,6 +3,8 @@
  * SOCKS5 client, targets, an in-process server + agent, and child processes.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Agent, type AgentOptions } from "../src/agent.ts";
 import { DENO_V8 } from "../runtimes/deno/flags.ts";
 import { ClientProxy } from "../src/client.ts";
@@ -52,6 +54,39 @@ export function memoryLogger(): { log: Logger; lines: string[] } {
 export const AGENT_TOKEN = "agent-token-0123456789";
 export const ALICE_TOKEN = "alice-token-0123456789";
 export const BOB_TOKEN = "bob-token-0123456789";
+/** The admin API's token in the tests' configs (`admin: { token: ADMIN_TOKEN }`). */
+export const ADMIN_TOKEN = "admin-token-0123456789abcdef";
+
+/** A `listen:` for agents, socks, clients and http on four free loopback ports, and the ports. */
+export async function freeListen(net: Net) {
+  const [agents, socks, clients, http] = await freePorts(net, 4) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const at = (port: number) => `127.0.0.1:${port}`;
+  return {
+    ports: { agents, socks, clients, http },
+    listen: { agents: at(agents), socks: at(socks), clients: at(clients), http: at(http) },
+  };
+}
+
+/**
+ * Write `dir`/server.yaml for a `burrow server` process: `config` over the
+ * tests' base (tls off, state_dir `dir`/state, agent office with
+ * AGENT_TOKEN), as JSON, which is YAML. Returns its path.
+ */
+export function writeServerYaml(dir: string, config: Record<string, unknown>): string {
+  const path = join(dir, "server.yaml");
+  const base = {
+    tls: "off",
+    state_dir: join(dir, "state"),
+    agents: [{ name: "office", token: AGENT_TOKEN }],
+  };
+  writeFileSync(path, JSON.stringify({ ...base, ...config }, null, 1));
+  return path;
+}
 
 /** Read everything until EOF (bounded). */
 export async function readAll(conn: Conn, limit = 256 * 1024 * 1024): Promise<Uint8Array> {
@@ -286,6 +321,42 @@ export async function tunnel(opts: TunnelOptions = {}): Promise<Tunnel> {
       await server.stop();
     },
   };
+}
+
+/** A web server that answers every connection `HTTP/1.1 200` with the body "ok"; close() it. */
+export async function webOk(net: Net): Promise<Listener> {
+  const web = await net.listen({ host: "127.0.0.1", port: 0 });
+  void (async () => {
+    for await (const c of web) {
+      await c.write(
+        new TextEncoder().encode(
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ),
+      ).catch(() => {});
+      c.close();
+    }
+  })();
+  return web;
+}
+
+/**
+ * curl through the SOCKS5 proxy `socks` (host:port) to `http://127.0.0.1:<webPort>/`,
+ * with `--proxy-user proxyUser` if given; its exit code and output.
+ */
+export async function curlThrough(socks: string, webPort: number, proxyUser?: string) {
+  const p = spawnProc("curl", [
+    "-sS",
+    "--max-time",
+    "5",
+    "--socks5-hostname",
+    socks,
+    ...(proxyUser === undefined ? [] : ["--proxy-user", proxyUser]),
+    `http://127.0.0.1:${webPort}/`,
+  ], { cwd: repo, env: {} });
+  const code = await p.exited;
+  // Deno may report the exit before the last output: wait for it.
+  if (code === 0) await until(() => p.output() !== "", 2000);
+  return { code, out: p.output() };
 }
 
 /** Poll `cond` every 20 ms until true or `ms` passed; returns its last value. */

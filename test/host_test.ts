@@ -69,33 +69,33 @@ test("host: hostile names are refused", () => {
 test("host: targets: IP literals sent as names, mapped IPv6, refusals", () => {
   assert.deepEqual(normalizeTarget(dom("127.0.0.1")), {
     ok: true,
-    target: { type: "ipv4", host: "127.0.0.1", port: 80 },
+    value: { type: "ipv4", host: "127.0.0.1", port: 80 },
   });
   assert.deepEqual(normalizeTarget(dom("::1")), {
     ok: true,
-    target: { type: "ipv6", host: "::1", port: 80 },
+    value: { type: "ipv6", host: "::1", port: 80 },
   });
   assert.deepEqual(normalizeTarget(dom("::ffff:127.0.0.1")), {
     ok: true,
-    target: { type: "ipv4", host: "127.0.0.1", port: 80 },
+    value: { type: "ipv4", host: "127.0.0.1", port: 80 },
   });
   assert.deepEqual(
     normalizeTarget({ type: "ipv6", host: "::ffff:10.1.2.3", port: 22 }),
-    { ok: true, target: { type: "ipv4", host: "10.1.2.3", port: 22 } },
+    { ok: true, value: { type: "ipv4", host: "10.1.2.3", port: 22 } },
   );
   assert.deepEqual(normalizeTarget({ type: "ipv6", host: "FD00:0::1", port: 1 }), {
     ok: true,
-    target: { type: "ipv6", host: "fd00::1", port: 1 },
+    value: { type: "ipv6", host: "fd00::1", port: 1 },
   });
   assert.deepEqual(normalizeTarget(dom("Db.Corp.")), {
     ok: true,
-    target: { type: "domain", host: "db.corp", port: 80 },
+    value: { type: "domain", host: "db.corp", port: 80 },
   });
   const r = normalizeTarget(dom("127.0.0.1\0.corp"));
   assert.equal(r.ok, false);
   if (!r.ok) {
-    assert.match(r.reason, /is not a valid host name/);
-    assert.ok(!r.reason.includes("\0"), "the reason is safe to log");
+    assert.match(r.error, /is not a valid host name/);
+    assert.ok(!r.error.includes("\0"), "the reason is safe to log");
   }
   assert.equal(normalizeTarget({ type: "ipv4", host: "127.1", port: 1 }).ok, false);
   assert.equal(unmapIPv4("::ffff:7f00:1"), "127.0.0.1");

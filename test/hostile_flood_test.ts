@@ -14,7 +14,7 @@
  *   POOL_REQUEST and PING and reads nothing, on any of its connections.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -28,10 +28,11 @@ import {
   ALICE_TOKEN,
   burrow,
   echoTarget,
-  freePorts,
+  freeListen,
   runtime,
   runtimeNet,
   testAgent,
+  writeServerYaml,
 } from "./helpers.ts";
 import { flood, hostileAgent, linkGrants, repeated } from "./hostile.ts";
 
@@ -176,33 +177,15 @@ async function serverAttack(net: Net) {
 test(`${rt}: for 30 s a hostile agent, client and server grow their victims by ≤ 64 MiB, queues within caps`, async () => {
   const net = await runtimeNet();
   const dir = mkdtempSync(join(tmpdir(), "burrow-hostile-"));
-  const [agents, socks, clients, http] = await freePorts(net, 4) as [
-    number,
-    number,
-    number,
-    number,
-  ];
-  const config = join(dir, "server.yaml");
-  writeFileSync(
-    config,
-    `listen:
-  agents: 127.0.0.1:${agents}
-  socks: 127.0.0.1:${socks}
-  clients: 127.0.0.1:${clients}
-  http: 127.0.0.1:${http}
-tls: off
-state_dir: ${join(dir, "state")}
-heartbeat: { interval: 1s, timeout: 10s }
-pool: { min: 2, max: 16 }
-agents:
-  - { name: office, token: ${AGENT_TOKEN} }
-  - { name: lab, token: ${AGENT_TOKEN} }
-clients:
-  - { name: alice, token: ${ALICE_TOKEN} }
-grants:
-  - { client: alice, agent: lab, targets: ["127.0.0.1:*"] }
-`,
-  );
+  const { ports, listen } = await freeListen(net);
+  const config = writeServerYaml(dir, {
+    listen,
+    heartbeat: { interval: "1s", timeout: "10s" },
+    pool: { min: 2, max: 16 },
+    agents: [{ name: "office", token: AGENT_TOKEN }, { name: "lab", token: AGENT_TOKEN }],
+    clients: [{ name: "alice", token: ALICE_TOKEN }],
+    grants: [{ client: "alice", agent: "lab", targets: ["127.0.0.1:*"] }],
+  });
   const echo = await echoTarget(net);
   const server = burrow(rt, ["server", "-c", config, "--no-watch"]);
   const fake = await serverAttack(net);
@@ -218,7 +201,7 @@ grants:
     "--allow",
     "127.0.0.1:*",
   ], { BURROW_AGENT_STATS_MS: "500" });
-  const lab = testAgent(net, { host: "127.0.0.1", port: agents }, "lab");
+  const lab = testAgent(net, { host: "127.0.0.1", port: ports.agents }, "lab");
   try {
     await server.waitFor(/server listening/);
     await agent.waitFor(/msg="connected"/);
@@ -228,8 +211,8 @@ grants:
     // alone is tens of MiB under this churn): growth counts from there.
     const end = Date.now() + WARMUP_MS + ATTACK_MS;
     const attacks = Promise.all([
-      agentAttack(net, agents, end),
-      clientAttack(net, clients, echo.addr.port, end),
+      agentAttack(net, ports.agents, end),
+      clientAttack(net, ports.clients, echo.addr.port, end),
     ]);
     await new Promise((r) => setTimeout(r, WARMUP_MS));
     const serverBase = rss(server.child.pid!);
@@ -248,7 +231,7 @@ grants:
       agentRss.peak() - agentBase <= MAX_GROWTH,
       `agent grew ${grew(agentRss.peak(), agentBase)}`,
     );
-    const m = await fetch(`http://127.0.0.1:${http}/metrics`).then((r) => r.text());
+    const m = await fetch(`http://${listen.http}/metrics`).then((r) => r.text());
     assert.ok(links >= 1, "the hostile agent opened links");
     assert.ok(metric(m, "burrow_link_queued_control_peak") <= LINK_MAX_QUEUED_CONTROL + 1, m);
     const stats = [...agent.output().matchAll(/agent stats.* pool=(\d+) unused=(\d+)/g)];

@@ -11,10 +11,9 @@ import type { Host } from "../src/cli/mod.ts";
 import { httpApp, type HttpPeer } from "../src/http/mod.ts";
 import { NetError } from "../src/errors.ts";
 import type { Addr, Conn, Net } from "../src/net.ts";
-import { runtime, type Tunnel, tunnel, until } from "./helpers.ts";
+import { ADMIN_TOKEN, runtime, type Tunnel, tunnel, until } from "./helpers.ts";
 
 const rt = runtime;
-const ADMIN = "admin-token-0123456789abcdef";
 const enc = new TextEncoder();
 const dec = new TextDecoder("latin1");
 
@@ -179,14 +178,14 @@ test(`${rt}: https: head limits, malformed Host and targets get 400 with one lin
 
 test(`${rt}: admin API on the HTTPS port: wrong tokens are logged per source and throttled (429)`, async () => {
   const t = await httpsTunnel({
-    admin: { token: ADMIN },
+    admin: { token: ADMIN_TOKEN },
     limits: { auth_failures_per_minute: 5, auth_block: "60s" },
   });
   t.server.useHttpApp(httpApp(t.server).fetch);
   const get = (token: string) =>
     raw(t, `GET /api/v1/agents HTTP/1.1\r\nHost: burrow\r\nAuthorization: Bearer ${token}\r\n\r\n`);
   try {
-    assert.match(await get(ADMIN), /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(await get(ADMIN_TOKEN), /^HTTP\/1\.1 200 OK\r\n/);
     // /metrics names clients and agents: not without the token on the HTTPS port.
     const metrics = await raw(t, "GET /metrics HTTP/1.1\r\nHost: burrow\r\n\r\n");
     assert.match(metrics, /^HTTP\/1\.1 401 Unauthorized\r\n/);
@@ -194,7 +193,7 @@ test(`${rt}: admin API on the HTTPS port: wrong tokens are logged per source and
     for (let i = 0; i < 4; i++) {
       assert.match(await get("wrong-token-0123456789"), /^HTTP\/1\.1 401 /);
     }
-    const blocked = await get(ADMIN);
+    const blocked = await get(ADMIN_TOKEN);
     assert.match(
       blocked,
       /^HTTP\/1\.1 429 Too Many Requests\r\n/,
@@ -229,12 +228,12 @@ test(`${rt}: /metrics needs the admin token on listen.https and on a listen.http
       [undefined, "http", "0.0.0.0", 403],
       [undefined, "http", "127.0.0.1", 200],
       [undefined, "https", "127.0.0.1", 403],
-      [{ token: ADMIN }, "http", "0.0.0.0", 401],
-      [{ token: ADMIN }, "http", "::", 401],
-      [{ token: ADMIN }, "http", "::1", 200],
-      [{ token: ADMIN }, "https", "::1", 401],
-      [{ token: ADMIN, metrics_auth: false }, "https", "0.0.0.0", 200],
-      [{ token: ADMIN, metrics_auth: true }, "http", "127.0.0.1", 401],
+      [{ token: ADMIN_TOKEN }, "http", "0.0.0.0", 401],
+      [{ token: ADMIN_TOKEN }, "http", "::", 401],
+      [{ token: ADMIN_TOKEN }, "http", "::1", 200],
+      [{ token: ADMIN_TOKEN }, "https", "::1", 401],
+      [{ token: ADMIN_TOKEN, metrics_auth: false }, "https", "0.0.0.0", 200],
+      [{ token: ADMIN_TOKEN, metrics_auth: true }, "http", "127.0.0.1", 401],
     ] as const
   ) {
     const t = await tunnel({ startAgent: false, config: admin ? { admin } : {} });
@@ -242,7 +241,7 @@ test(`${rt}: /metrics needs the admin token on listen.https and on a listen.http
       const app = httpApp(t.server);
       const p = peer(listener, bound);
       assert.equal(await status(app, p), want, `${JSON.stringify(admin)} on ${listener} ${bound}`);
-      if (admin) assert.equal(await status(app, p, ADMIN), 200);
+      if (admin) assert.equal(await status(app, p, ADMIN_TOKEN), 200);
     } finally {
       await t.close();
     }
@@ -269,7 +268,7 @@ test(`${rt}: listen.http (the runtime's server): Host guard against DNS rebindin
   const t = await tunnel({
     startAgent: false,
     config: {
-      admin: { token: ADMIN },
+      admin: { token: ADMIN_TOKEN },
       tls: { names: ["burrow.example"] },
       limits: { auth_failures_per_minute: 3 },
     },
@@ -307,7 +306,7 @@ test(`${rt}: listen.http (the runtime's server): Host guard against DNS rebindin
         a,
         "/api/v1/server",
         "127.0.0.1",
-        `Authorization: Bearer ${ADMIN}\r\n`,
+        `Authorization: Bearer ${ADMIN_TOKEN}\r\n`,
       ),
       /^HTTP\/1\.1 429 /,
     );

@@ -3,26 +3,35 @@
 // on the port given. Runs under Node as a child process. Its users and
 // their groups are read from a JSON file at every sign-in, so a test can
 // change someone's groups between sign-ins. Configuration in OIDC_TEST
-// (JSON): { port, cert, key, jwk, users, clientId }.
+// (JSON): { port, cert, key, jwk, users, clientId, secret? }: with `secret`,
+// also a confidential client `<clientId>-confidential` that authenticates
+// at the token endpoint with client_secret_basic.
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
 import Provider from "oidc-provider";
 
 const cfg = JSON.parse(process.env.OIDC_TEST);
 const issuer = `https://127.0.0.1:${cfg.port}`;
+const client = {
+  client_id: cfg.clientId,
+  application_type: "native",
+  token_endpoint_auth_method: "none",
+  grant_types: [
+    "authorization_code",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:device_code",
+  ],
+  response_types: ["code"],
+  redirect_uris: ["http://127.0.0.1/callback"],
+};
+const confidential = {
+  ...client,
+  client_id: `${cfg.clientId}-confidential`,
+  client_secret: cfg.secret,
+  token_endpoint_auth_method: "client_secret_basic",
+};
 const provider = new Provider(issuer, {
-  clients: [{
-    client_id: cfg.clientId,
-    application_type: "native",
-    token_endpoint_auth_method: "none",
-    grant_types: [
-      "authorization_code",
-      "refresh_token",
-      "urn:ietf:params:oauth:grant-type:device_code",
-    ],
-    response_types: ["code"],
-    redirect_uris: ["http://127.0.0.1/callback"],
-  }],
+  clients: cfg.secret ? [client, confidential] : [client],
   jwks: { keys: [cfg.jwk] },
   features: { devInteractions: { enabled: true }, deviceFlow: { enabled: true } },
   scopes: ["openid", "offline_access", "email", "groups"],

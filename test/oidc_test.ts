@@ -4,17 +4,19 @@
  * --device` and the browser flow (authorization code + PKCE, loopback
  * redirect), both driven in headless Chromium; curl through the SOCKS5
  * port with the token; a group change at `burrow login --refresh`; forged,
- * expired, wrong-audience and nonce-less ID tokens refused; oidc.allow.
+ * expired, wrong-audience and nonce-less ID tokens refused; oidc.allow; a
+ * confidential client whose secret the server holds (oidc.client_secret_file).
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { fmt } from "../src/addr.ts";
+import type { Net } from "../src/net.ts";
 import type { Host } from "../src/cli/mod.ts";
 import { startServer } from "../src/cli/server.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
@@ -24,14 +26,15 @@ import { Server } from "../src/server/mod.ts";
 import { launchChromium, type Page } from "./cdp.ts";
 import {
   burrow,
+  curlThrough,
   freePort,
   memoryLogger,
   repo,
   runtime,
   runtimeNet,
-  spawnProc,
   testAgent,
   until,
+  webOk,
 } from "./helpers.ts";
 
 const CLIENT_ID = "burrow-test";
@@ -56,39 +59,39 @@ async function signInAt(page: Page, user: string, done: string): Promise<void> {
   assert.ok(await page.eval<boolean>(done), await page.eval<string>("document.body.innerText"));
 }
 
-test(`${runtime}: sign in with a real OpenID Provider (device and browser flows), curl with the token, groups at renewal`, async () => {
-  const { host } = await import(`../runtimes/${runtime}/main.ts`) as { host: Host };
-  const net = await runtimeNet();
-  const dir = mkdtempSync(join(tmpdir(), "burrow-oidc-"));
+/**
+ * The OpenID Provider (test/oidc_provider.mjs) on a free port over https
+ * with a new test CA (written to `dir`/ca.pem); `secret`: also its
+ * confidential client, `CLIENT_ID`-confidential.
+ */
+async function startProvider(net: Net, dir: string, users: string, secret?: string) {
   const ca = await generateCA();
   const leaf = await issueCert(ca, ["127.0.0.1"]);
   writeFileSync(join(dir, "ca.pem"), ca.cert);
-  const users = join(dir, "users.json");
-  writeFileSync(users, JSON.stringify({ alice: ["ops"], mallory: ["guests"] }));
   const { privateKey } = await generateKeyPair("RS256", { extractable: true });
   const jwk = { ...await exportJWK(privateKey), kid: "test", alg: "RS256", use: "sig" };
   const port = await freePort(net);
-  const op = spawn(process.execPath, [join(repo, "test/oidc_provider.mjs")], {
+  const cfg = { port, cert: leaf.cert, key: leaf.key, jwk, users, clientId: CLIENT_ID, secret };
+  const child = spawn(process.execPath, [join(repo, "test/oidc_provider.mjs")], {
     cwd: repo,
-    env: {
-      ...process.env,
-      OIDC_TEST: JSON.stringify({
-        port,
-        cert: leaf.cert,
-        key: leaf.key,
-        jwk,
-        users,
-        clientId: CLIENT_ID,
-      }),
-    },
+    env: { ...process.env, OIDC_TEST: JSON.stringify(cfg) },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let opOut = "";
-  op.stdout!.on("data", (d) => opOut += d);
-  op.stderr!.on("data", (d) => opOut += d);
-  const issuer = `https://127.0.0.1:${port}`;
-  const { log, lines } = memoryLogger();
-  const config = parseServerConfig(
+  let out = "";
+  child.stdout!.on("data", (d) => out += d);
+  child.stderr!.on("data", (d) => out += d);
+  const op = {
+    /** Waits until it listens; false if it did not within 20 s. */
+    ready: () => until(() => /listening/.test(out), 20000),
+    output: () => out,
+    stop: () => void child.kill("SIGTERM"),
+  };
+  return { issuer: `https://127.0.0.1:${port}`, privateKey, op };
+}
+
+/** A server config with one agent, `office`, granted to group ops, and `oidc`. */
+function serverConfig(dir: string, oidc: Record<string, unknown>) {
+  return parseServerConfig(
     JSON.stringify({
       listen: {
         agents: "127.0.0.1:0",
@@ -101,51 +104,39 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
       agents: [{ name: "office", token: "agent-token-0123456789" }],
       clients: [],
       grants: [{ group: "ops", agent: "office", targets: ["127.0.0.1:*"] }],
-      oidc: {
-        issuer,
-        client_id: CLIENT_ID,
-        ca: join(dir, "ca.pem"),
-        scopes: ["openid", "email", "groups", "offline_access"],
-        ttl: "15s",
-      },
+      oidc,
     }),
     "(test)",
   );
+}
+
+test(`${runtime}: sign in with a real OpenID Provider (device and browser flows), curl with the token, groups at renewal`, async () => {
+  const { host } = await import(`../runtimes/${runtime}/main.ts`) as { host: Host };
+  const net = await runtimeNet();
+  const dir = mkdtempSync(join(tmpdir(), "burrow-oidc-"));
+  const users = join(dir, "users.json");
+  writeFileSync(users, JSON.stringify({ alice: ["ops"], mallory: ["guests"] }));
+  const { issuer, privateKey, op } = await startProvider(net, dir, users);
+  const { log, lines } = memoryLogger();
+  const config = serverConfig(dir, {
+    issuer,
+    client_id: CLIENT_ID,
+    ca: join(dir, "ca.pem"),
+    scopes: ["openid", "email", "groups", "offline_access"],
+    ttl: "15s",
+  });
   const browser = await launchChromium(net, 1000, 800, ["--ignore-certificate-errors"]);
   const s = await startServer(host, config, log);
   const { agent } = testAgent(net, s.server.addrs.agents!, "office");
-  const web = await net.listen({ host: "127.0.0.1", port: 0 });
-  void (async () => {
-    for await (const c of web) {
-      await c.write(
-        new TextEncoder().encode(
-          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-        ),
-      );
-      c.close();
-    }
-  })();
+  const web = await webOk(net);
   const env = { XDG_CONFIG_HOME: join(dir, "config") };
   const server = `http://127.0.0.1:${s.http!.addr.port}`;
-  const curl = async (token: string) => {
-    const p = spawnProc("curl", [
-      "-sS",
-      "--max-time",
-      "5",
-      "--socks5-hostname",
-      fmt(s.server.addrs.socks!),
-      "--proxy-user",
-      `:${token}`,
-      `http://127.0.0.1:${web.addr.port}/`,
-    ], { cwd: repo, env: {} });
-    const code = await p.exited;
-    if (code === 0) await until(() => p.output() !== "", 2000);
-    return { code, out: p.output() };
-  };
+  const curl = (token: string) =>
+    curlThrough(fmt(s.server.addrs.socks!), web.addr.port, `:${token}`);
   try {
     agent.start();
     await agent.connected();
-    assert.ok(await until(() => /listening/.test(opOut), 20000), opOut);
+    assert.ok(await op.ready(), op.output());
 
     // The device flow: burrow login prints where to go; the "other device" is Chromium.
     const device = burrow(runtime, [
@@ -201,19 +192,7 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
     try {
       await client.waitFor(/using the kept login/);
       await client.waitFor(/listening/);
-      const viaProxy = async () => {
-        const p = spawnProc("curl", [
-          "-sS",
-          "--max-time",
-          "5",
-          "--socks5-hostname",
-          `127.0.0.1:${local}`,
-          `http://127.0.0.1:${web.addr.port}/`,
-        ], { cwd: repo, env: {} });
-        const code = await p.exited;
-        if (code === 0) await until(() => p.output() !== "", 2000);
-        return { code, out: p.output() };
-      };
+      const viaProxy = () => curlThrough(`127.0.0.1:${local}`, web.addr.port);
       assert.deepEqual(await viaProxy(), { code: 0, out: "ok" });
       await client.waitFor(/login renewed/, 25000);
       assert.deepEqual(await viaProxy(), { code: 0, out: "ok" }, "with the renewed token");
@@ -297,7 +276,109 @@ test(`${runtime}: sign in with a real OpenID Provider (device and browser flows)
     await agent.stop();
     await s.stop();
     await browser.close();
-    op.kill("SIGTERM");
+    op.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`${runtime}: a confidential client: the server uses oidc.client_secret_file at the provider; a wrong secret is refused clearly`, async () => {
+  const { host } = await import(`../runtimes/${runtime}/main.ts`) as { host: Host };
+  const net = await runtimeNet();
+  const dir = mkdtempSync(join(tmpdir(), "burrow-oidc-"));
+  const users = join(dir, "users.json");
+  writeFileSync(users, JSON.stringify({ alice: ["ops"] }));
+  const SECRET = "the-provider's-secret-for-burrow-0123456789";
+  const { issuer, op } = await startProvider(net, dir, users, SECRET);
+  const secretFile = join(dir, "client_secret");
+  writeFileSync(secretFile, "a-wrong-secret\n", { mode: 0o644 });
+  chmodSync(secretFile, 0o644);
+  const { log, lines } = memoryLogger();
+  const config = serverConfig(dir, {
+    issuer,
+    client_id: `${CLIENT_ID}-confidential`,
+    client_secret_file: secretFile,
+    ca: join(dir, "ca.pem"),
+    scopes: ["openid", "email", "groups", "offline_access"],
+  });
+  const ca = join(dir, "ca.pem");
+  const env = { XDG_CONFIG_HOME: join(dir, "config") };
+  const web = await webOk(net);
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
+  let s: Awaited<ReturnType<typeof startServer>> | undefined;
+  let agent: ReturnType<typeof testAgent>["agent"] | undefined;
+  try {
+    // A secret file others may read: the server does not start.
+    await assert.rejects(
+      startServer(host, config, log),
+      /oidc\.client_secret_file: \S+ is readable by group or others \(mode 0644\): chmod 600 it/,
+    );
+    chmodSync(secretFile, 0o600);
+    s = await startServer(host, config, log);
+    agent = testAgent(net, s.server.addrs.agents!, "office").agent;
+    agent.start();
+    await agent.connected();
+    assert.ok(await op.ready(), op.output());
+    const server = `http://127.0.0.1:${s.http!.addr.port}`;
+    const login = (...args: string[]) =>
+      burrow(runtime, ["login", "--server", server, "--print", "--ca", ca, ...args], env);
+
+    // The wrong secret: the provider refuses the server, and burrow login says so at once.
+    const wrong = login("--device");
+    assert.equal(await wrong.exited, 2, wrong.output());
+    assert.match(wrong.output(), /refused the client secret of oidc\.client_secret_file/);
+    assert.ok(
+      lines.some((l) => /sign-in failed at the provider/.test(l) && /client_secret_file/.test(l)),
+    );
+    assert.ok(!lines.some((l) => /sign-in refused/.test(l)), "not held against the person");
+
+    // The right secret (read at each sign-in): the device flow, then curl with the token.
+    writeFileSync(secretFile, `${SECRET}\n`);
+    browser = await launchChromium(net, 1000, 800, ["--ignore-certificate-errors"]);
+    const device = login("--device");
+    const url = (await device.waitFor(/open (https:\/\/\S+)/)).slice(5);
+    await signInAt(
+      await browser.open(url),
+      "alice",
+      `/success|signed in|Sign-in Success/i.test(document.body.innerText)`,
+    );
+    assert.equal(await device.exited, 0, device.output());
+    const token = /^[A-Za-z0-9_-]{96,255}$/m.exec(device.output())![0];
+    const socks = fmt(s.server.addrs.socks!);
+    assert.deepEqual(await curlThrough(socks, web.addr.port, `:${token}`), { code: 0, out: "ok" });
+    const stored = JSON.parse(readFileSync(join(dir, "config", "burrow", "login.json"), "utf8"));
+    assert.equal(typeof stored.refresh_token, "string", "the provider's refresh token is kept");
+
+    // Renewal: the server trades the refresh token with the secret.
+    const renew = burrow(runtime, ["login", "--refresh", "--print", "--ca", ca], env);
+    assert.equal(await renew.exited, 0, renew.output());
+    const renewed = /^[A-Za-z0-9_-]{96,255}$/m.exec(renew.output())![0];
+    assert.notEqual(renewed, token);
+    assert.deepEqual(await curlThrough(socks, web.addr.port, `:${renewed}`), {
+      code: 0,
+      out: "ok",
+    });
+
+    // The browser flow: the redirect's code goes to the server, which trades it.
+    const code = login();
+    const authUrl = (await code.waitFor(/open (https:\/\/\S+)/)).slice(5);
+    await signInAt(
+      await browser.open(authUrl),
+      "alice",
+      `location.href.startsWith("http://127.0.0.1:")`,
+    );
+    assert.equal(await code.exited, 0, code.output());
+    const viaCode = /^[A-Za-z0-9_-]{96,255}$/m.exec(code.output())![0];
+    assert.deepEqual(await curlThrough(socks, web.addr.port, `:${viaCode}`), {
+      code: 0,
+      out: "ok",
+    });
+    assert.equal(lines.filter((l) => /msg="signed in"/.test(l)).length, 3);
+  } finally {
+    web.close();
+    await agent?.stop();
+    await s?.stop();
+    await browser?.close();
+    op.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -327,6 +408,38 @@ test("sign-in endpoints: over https only when listen.https is on; the oidc confi
   assert.throws(() => bad({ ...oidc, scopes: ["email"] }), /oidc\.scopes: must include openid/);
   assert.throws(() => bad({ ...oidc, ttl: "5" }), /oidc\.ttl: Cannot parse duration/);
   assert.throws(() => bad({ ...oidc, secret: "x" }), /oidc\.secret/);
+  assert.throws(() => bad({ ...oidc, client_secret_file: 5 }), /oidc\.client_secret_file/);
+  // A confidential client: burrow login is told to hand the server the codes.
+  const confidential = parseServerConfig(
+    JSON.stringify({ oidc: { ...oidc, client_secret_file: "/etc/burrow/oidc-secret" } }),
+    "s.yaml",
+  );
+  const capp = httpApp(new Server(net, confidential, log));
+  const cr = await capp.fetch(new Request("http://127.0.0.1/login/config"));
+  assert.equal((await cr.json() as { confidential?: boolean }).confidential, true);
+  const pub = await httpOnly.fetch(
+    new Request("http://127.0.0.1/login/device", { method: "POST" }),
+  );
+  assert.equal(pub.status, 404, "no device endpoint for a public client");
+  // A provider that does not answer: 502 with the reason, not a refused sign-in (401).
+  const down = `https://127.0.0.1:${await freePort(net)}`;
+  const downApp = httpApp(
+    new Server(
+      net,
+      parseServerConfig(JSON.stringify({ oidc: { ...oidc, issuer: down } }), "s"),
+      log,
+    ),
+  );
+  const body = JSON.stringify({ id_token: "a.b.c" });
+  const r502 = await downApp.fetch(
+    new Request("http://127.0.0.1/login/token", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(body.length) },
+      body,
+    }),
+  );
+  assert.equal(r502.status, 502);
+  assert.match((await r502.json() as { message: string }).message, /^provider metadata: /);
   // The active tokens are a metric.
   await withHttps.tokens.issue("person", "alice@example.com", 60, ["ops"]);
   assert.match(withHttps.metrics.render(), /^burrow_tokens_active 1$/m);

@@ -16,7 +16,7 @@ import {
   SERIES_POINTS,
   type SeriesView,
 } from "../src/server/series.ts";
-import { BOB_TOKEN, echoTarget, runtime, socksTo, tunnel } from "./helpers.ts";
+import { ADMIN_TOKEN, BOB_TOKEN, echoTarget, runtime, socksTo, tunnel } from "./helpers.ts";
 
 const rt = runtime;
 const none = new Map<string, Reading>();
@@ -96,11 +96,10 @@ test(`${rt}: metrics: sumBy adds a counter's values by one label`, () => {
 });
 
 test(`${rt}: GET /api/v1/series: the server's own counters, sampled while a stream runs`, async () => {
-  const ADMIN = "admin-token-0123456789abcdef";
-  const t = await tunnel({ config: { admin: { token: ADMIN } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN } } });
   const echo = await echoTarget(t.net);
   const app = httpApp(t.server);
-  const get = async (token = ADMIN) => {
+  const get = async (token = ADMIN_TOKEN) => {
     const r = await app.fetch(
       new Request("http://burrow/api/v1/series", { headers: { authorization: `Bearer ${token}` } }),
     );

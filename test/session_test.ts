@@ -11,6 +11,8 @@ import { AgentSession, grantStep, type PoolParams, SEQ_WINDOW } from "../src/ser
 
 class Fake {
   closed = false;
+  /** Whether its carrier lives (a granted id's link). */
+  usable = true;
   close() {
     this.closed = true;
   }
@@ -244,7 +246,7 @@ test("session: an expected client does not hold back the refill to the target", 
 test("session: with a link, granted ids are topped up an eighth of pool_max at a time", async () => {
   const { s, requests } = session({ poolMin: 2, poolMax: 64 });
   assert.equal(grantStep(64), 8);
-  s.restAtMax = true;
+  s.linkOpened();
   s.replenish();
   assert.deepEqual(requests, [{ id: 1, count: 64 }], "a new link asks for pool_max");
   for (let i = 0; i < 64; i++) s.add(new Fake());
@@ -263,7 +265,7 @@ test("session: with a link, granted ids are topped up an eighth of pool_max at a
   for (let i = 0; i < 8; i++) s.add(new Fake());
   // A CONNECT that finds no idle id never waits for the step.
   const { s: s2, requests: r2 } = session({ poolMin: 2, poolMax: 64 });
-  s2.restAtMax = true;
+  s2.linkOpened();
   assert.equal(s2.takeNow(), undefined, "nothing idle: takeNow() takes nothing");
   const waiting = s2.take();
   await tick();
@@ -274,4 +276,39 @@ test("session: with a link, granted ids are topped up an eighth of pool_max at a
   s2.release();
   s.end();
   s2.end();
+});
+
+test("session: a link that fails takes its idle ids and the requests due on it; a drained one does not", () => {
+  const { s, requests, advance } = session({ poolMin: 2, poolMax: 8 });
+  s.linkOpened();
+  s.linkOpened();
+  assert.equal(s.target, 8, "with a link the pool rests at pool_max");
+  s.replenish();
+  assert.deepEqual(requests, [{ id: 1, count: 8 }]);
+  const ids = Array.from({ length: 6 }, () => new Fake());
+  for (const c of ids) s.add(c);
+  assert.equal(s.outstanding, 2);
+  // One link drains: its ids stay until taken, nothing is asked.
+  s.linkClosed(false);
+  assert.equal(s.idle, 6);
+  assert.equal(requests.length, 1);
+  assert.equal(s.target, 8, "one link is left");
+  // The other fails: the ids it carried leave, the two due on it no longer count.
+  for (const c of ids.slice(0, 4)) c.usable = false;
+  s.linkClosed(true);
+  assert.equal(s.idle, 2, "the usable ids stay");
+  assert.equal(s.target, 2, "no link: back to the demand within [pool_min, pool_max]");
+  assert.deepEqual(requests, [{ id: 1, count: 8 }], "at the target: no request");
+  // Requests expire after a heartbeat interval now, not the open timeout.
+  s.takeNow();
+  s.release();
+  s.replenish();
+  assert.deepEqual(requests.at(-1), { id: 2, count: 1 });
+  advance(300); // > heartbeatIntervalMs 250, < openTimeoutMs 500
+  s.tick();
+  assert.deepEqual(requests.at(-1), { id: 3, count: 1 }, "expired, so asked again");
+  // A new link: requests live for the open timeout again.
+  s.linkOpened();
+  assert.equal(s.target, 8);
+  s.end();
 });

@@ -11,13 +11,11 @@ import { httpApp } from "../src/http/mod.ts";
 import { targetOf } from "../src/ip.ts";
 import { Status } from "../src/messages.ts";
 import { launchChromium } from "./cdp.ts";
-import { echoTarget, runtime, socks, tunnel, until } from "./helpers.ts";
-
-const ADMIN = "admin-token-0123456789abcdef";
+import { ADMIN_TOKEN, echoTarget, runtime, socks, tunnel, until } from "./helpers.ts";
 
 test(`${runtime}: dashboard lists issued tokens with their expiry and revokes one`, async () => {
   const { host } = await import(`../runtimes/${runtime}/main.ts`) as { host: Host };
-  const t = await tunnel({ config: { admin: { token: ADMIN } } });
+  const t = await tunnel({ config: { admin: { token: ADMIN_TOKEN } } });
   const http = await host.serveHttp({ host: "127.0.0.1", port: 0 }, httpApp(t.server).fetch);
   const browser = await launchChromium(t.net, 1280, 800);
   const echo = await echoTarget(t.net);
@@ -33,7 +31,7 @@ test(`${runtime}: dashboard lists issued tokens with their expiry and revokes on
     assert.equal(s.reply, Status.succeeded);
     assert.deepEqual(t.server.snapshot().streams.map((x) => x.token), [a.id]);
 
-    const page = await browser.open(`http://127.0.0.1:${http.addr.port}/#token=${ADMIN}`);
+    const page = await browser.open(`http://127.0.0.1:${http.addr.port}/#token=${ADMIN_TOKEN}`);
     const row = `document.querySelector('#tokens [data-token="${a.id}"]')`;
     assert.ok(await page.waitFor(`${row} !== null`), "a row for the token");
     const text = await page.eval<string>(`${row}.innerText`);

@@ -10,7 +10,7 @@ import { targetOf } from "../src/ip.ts";
 import { randomBytes } from "../src/auth.ts";
 import { type TokenFile, TokenStore } from "../src/server/tokens.ts";
 import { parseToken, tokenBody, tokenText } from "../src/token.ts";
-import { ALICE_TOKEN, echoTarget, repo, socks, spawnProc, tunnel, until } from "./helpers.ts";
+import { ALICE_TOKEN, curlThrough, echoTarget, socks, tunnel, until, webOk } from "./helpers.ts";
 
 function memoryFile(): TokenFile & { text: string | null } {
   const f = {
@@ -65,15 +65,15 @@ test("token store: refusals name their reason; a remembered token is still check
   assert.equal((await store.check(a.token))?.ok, true);
   assert.equal((store.check(a.token) as { ok: boolean }).ok, true, "remembered: answered at once");
   await store.revoke((t) => t.id === a.id);
-  assert.deepEqual(pick(await store.check(a.token)), { ok: false, why: "revoked" });
+  assert.deepEqual(pick(await store.check(a.token)), { ok: false, error: "revoked" });
   c.t += 600;
-  assert.deepEqual(pick(await store.check(b.token)), { ok: false, why: "expired" });
+  assert.deepEqual(pick(await store.check(b.token)), { ok: false, error: "expired" });
   // A forged signature under a known key, and a token of a key this server never had.
   const t = parseToken(b.token)!;
   const forged = tokenText(t.signed, randomBytes(64));
-  assert.deepEqual(pick(await store.check(forged)), { ok: false, why: "bad signature" });
+  assert.deepEqual(pick(await store.check(forged)), { ok: false, error: "bad signature" });
   const other = await new TokenStore(null, c.now).issue("client", "alice", 60);
-  assert.deepEqual(pick(await store.check(other.token)), { ok: false, why: "unknown key" });
+  assert.deepEqual(pick(await store.check(other.token)), { ok: false, error: "unknown key" });
   assert.equal(store.check(ALICE_TOKEN), null);
 });
 
@@ -90,7 +90,7 @@ test("token store: after rotation the old key is accepted until its tokens expir
   assert.equal((await store.check(old.token))?.ok, true, "old key still accepted");
   c.t += 100;
   store.list(); // prunes
-  assert.deepEqual(pick(await store.check(old.token)), { ok: false, why: "unknown key" });
+  assert.deepEqual(pick(await store.check(old.token)), { ok: false, error: "unknown key" });
   assert.equal(JSON.parse(file.text!).keys.length, 2, "not yet written without a change");
   await store.issue("client", "bob", 10);
   assert.equal(JSON.parse(file.text!).keys.length, 1, "the rotated-out key is gone from the file");
@@ -105,7 +105,7 @@ test("token store: keys and revocations persist in the file until the token expi
   const b = await first.issue("client", "alice", 120);
   await first.revoke((t) => t.id === a.id);
   const second = new TokenStore(file, c.now);
-  assert.deepEqual(pick(await second.check(a.token)), { ok: false, why: "revoked" });
+  assert.deepEqual(pick(await second.check(a.token)), { ok: false, error: "revoked" });
   assert.equal((await second.check(b.token))?.ok, true);
   assert.deepEqual(second.list().map((t) => [t.id, t.revoked]), [[a.id, true], [b.id, false]]);
   c.t += 60;
@@ -114,7 +114,7 @@ test("token store: keys and revocations persist in the file until the token expi
 });
 
 function pick(r: Awaited<ReturnType<TokenStore["check"]>>) {
-  return r && (r.ok ? { ok: true } : { ok: false, why: r.why });
+  return r && (r.ok ? { ok: true } : { ok: false, error: r.error.reason });
 }
 
 test("token: an issued token is a SOCKS5 password; the user name may be @agent or empty", async () => {
@@ -151,33 +151,10 @@ test("token: an issued token is a SOCKS5 password; the user name may be @agent o
 
 test("token: curl through the SOCKS5 port with an issued token, refused once it expires", async () => {
   const t = await tunnel();
-  const web = await t.net.listen({ host: "127.0.0.1", port: 0 });
-  void (async () => {
-    for await (const c of web) {
-      await c.write(new TextEncoder().encode(
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-      ));
-      c.close();
-    }
-  })();
+  const web = await webOk(t.net);
   try {
     const { token } = await t.server.tokens.issue("client", "alice", 2);
-    const curl = async (user: string) => {
-      const p = spawnProc("curl", [
-        "-sS",
-        "--max-time",
-        "5",
-        "--socks5-hostname",
-        fmt(t.socks),
-        "--proxy-user",
-        `${user}:${token}`,
-        `http://127.0.0.1:${web.addr.port}/`,
-      ], { cwd: repo, env: {} });
-      const code = await p.exited;
-      // Deno may report the exit before the last output: wait for it.
-      if (code === 0) await until(() => p.output() !== "", 2000);
-      return { code, out: p.output() };
-    };
+    const curl = (user: string) => curlThrough(fmt(t.socks), web.addr.port, `${user}:${token}`);
     const first = await curl("");
     assert.deepEqual(first, { code: 0, out: "ok" }, t.logs.join("\n"));
     assert.equal((await curl("@office")).code, 0);

@@ -261,27 +261,22 @@ test("udp: an association on a pool connection of its own (no link) carries data
   }
 });
 
-test("udp: the bandwidth hook counts datagrams: one it refuses is dropped, counted", async () => {
-  const t = await udpTunnel();
+test("udp: the bandwidth limits count datagrams: one over them is dropped, counted", async () => {
+  const t = await udpTunnel(undefined, undefined, {
+    config: {
+      clients: [{ name: "alice", token: ALICE_TOKEN, bandwidth: { up: "1KiB/s", down: "1KiB/s" } }],
+    },
+  });
   const echo = await udpEcho(t.net);
-  const seen: Array<[string, string, number, boolean]> = [];
-  t.server.udp.bandwidth = (client, agent, bytes, up) => {
-    seen.push([client, agent, bytes, up]);
-    return bytes <= 100;
-  };
   try {
     const a = await associate(t);
     const to = targetOf("127.0.0.1", echo.addr.port);
-    await a.send(to, new Uint8Array(200));
-    await a.send(to, text("small"));
-    assert.equal(str((await a.receive()).data), "small");
-    assert.equal(t.server.udp.totals.dropped.bandwidth, 1);
-    assert.equal(echo.got(), 1);
-    assert.deepEqual(seen, [
-      ["alice", "office", 200, true],
-      ["alice", "office", 5, true],
-      ["alice", "office", 5, false],
-    ]);
+    for (let i = 0; i < 8; i++) await a.send(to, new Uint8Array(1400));
+    const d = t.server.udp.totals.dropped;
+    assert.ok(await until(() => d.bandwidth + t.server.udp.totals.datagramsUp === 8));
+    assert.ok(d.bandwidth >= 1, `dropped ${d.bandwidth}`);
+    assert.ok(await until(() => echo.got() === t.server.udp.totals.datagramsUp));
+    assert.ok(echo.got() < 8);
     a.close();
   } finally {
     echo.close();

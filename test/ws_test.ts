@@ -4,7 +4,7 @@
  * loopback link: handshake, data both ways, half-close, close.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -24,7 +24,7 @@ import {
   wsConnect,
   WsError,
 } from "../src/ws.ts";
-import { burrow, readAll, runtime, runtimeNet } from "./helpers.ts";
+import { burrow, readAll, runtime, runtimeNet, writeServerYaml } from "./helpers.ts";
 
 const rt = runtime;
 
@@ -339,23 +339,16 @@ async function flood(net: Net, addr: Addr, chunk: Uint8Array, deadline: number):
 test(`${rt}: ws: hostile peers for 30 s (ping floods not reading pongs, empty-fragment floods) cost the server process under 64 MiB`, async () => {
   const net = await runtimeNet();
   const dir = mkdtempSync(join(tmpdir(), "burrow-wsflood-"));
-  const cfg = join(dir, "server.yaml");
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      listen: {
-        agents: "127.0.0.1:0",
-        socks: "",
-        clients: "",
-        http: "127.0.0.1:0",
-        https: "127.0.0.1:0",
-      },
-      tls: "off",
-      state_dir: join(dir, "state"),
-      handshake_timeout: "60s", // the ping flooders stay in their handshake for the whole test
-      agents: [{ name: "office", token: "agent-token-0123456789" }],
-    }),
-  );
+  const cfg = writeServerYaml(dir, {
+    listen: {
+      agents: "127.0.0.1:0",
+      socks: "",
+      clients: "",
+      http: "127.0.0.1:0",
+      https: "127.0.0.1:0",
+    },
+    handshake_timeout: "60s", // the ping flooders stay in their handshake for the whole test
+  });
   const proc = burrow(rt, ["server", "-c", cfg, "--no-watch"]);
   try {
     const https = parseAddr(/https=(\S+)/.exec(await proc.waitFor(/server listening[^\n]*/))![1]!);

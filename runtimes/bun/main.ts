@@ -3,8 +3,12 @@
  * and the single executable: `npm run compile` → dist/burrow (scripts/compile.ts).
  * @module
  */
-import { chmod, mkdir, writeFile } from "node:fs/promises";
-import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
+import { chmod, mkdir, stat, writeFile } from "node:fs/promises";
+import {
+  secretFileReader,
+  secretFileWriter,
+  unhandledRejectionLine,
+} from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
 import type { Addr } from "../../src/net.ts";
 import { net } from "./mod.ts";
@@ -21,6 +25,7 @@ export const host: Host = {
   readTextFile: (path) => Bun.file(path).text(),
   // Bun.write has no mode option; node:fs is Bun's own implementation here.
   writeSecretFile: secretFileWriter({ mkdir, writeTextFile: writeFile, chmod }),
+  readSecretFile: secretFileReader({ stat, readTextFile: (p) => Bun.file(p).text() }),
   onSignal(signal, fn) {
     process.on(signal, fn);
     return () => void process.off(signal, fn);

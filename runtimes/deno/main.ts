@@ -4,7 +4,11 @@
  * (the flag: ./flags.ts).
  * @module
  */
-import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
+import {
+  secretFileReader,
+  secretFileWriter,
+  unhandledRejectionLine,
+} from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
 import { DENO_V8 } from "./flags.ts";
 import { net } from "./mod.ts";
@@ -29,6 +33,7 @@ export const host: Host = {
     writeTextFile: Deno.writeTextFile,
     chmod: Deno.chmod,
   }),
+  readSecretFile: secretFileReader({ stat: Deno.stat, readTextFile: Deno.readTextFile }),
   onSignal(signal, fn) {
     Deno.addSignalListener(signal, fn);
     return () => Deno.removeSignalListener(signal, fn);

@@ -7,11 +7,15 @@
  */
 import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
 import { realpathSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { secretFileWriter, unhandledRejectionLine } from "../../src/adapter/mod.ts";
+import {
+  secretFileReader,
+  secretFileWriter,
+  unhandledRejectionLine,
+} from "../../src/adapter/mod.ts";
 import { type Host, main } from "../../src/cli/mod.ts";
 import { net } from "./mod.ts";
 
@@ -38,6 +42,7 @@ export const host: Host = {
   command: command(),
   readTextFile: (path) => readFile(path, "utf8"),
   writeSecretFile: secretFileWriter({ mkdir, writeTextFile: writeFile, chmod }),
+  readSecretFile: secretFileReader({ stat, readTextFile: (p) => readFile(p, "utf8") }),
   onSignal(signal, fn) {
     process.on(signal, fn);
     return () => process.off(signal, fn);

@@ -1,7 +1,7 @@
 /**
- * What the CLI entry points (runtimes/<name>/main.ts) share: writing a
- * secret file on the runtime's fs primitives, and the log line of an
- * unhandled rejection.
+ * What the CLI entry points (runtimes/<name>/main.ts) share: writing and
+ * reading a secret file on the runtime's fs primitives, and the log line of
+ * an unhandled rejection.
  *
  * @module
  */
@@ -31,6 +31,30 @@ export function secretFileWriter(
     await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
     await fs.writeTextFile(path, text, { mode: 0o600 });
     await fs.chmod(path, 0o600);
+  };
+}
+
+/** The file system calls {@link secretFileReader} needs from a runtime. */
+export interface SecretFileReader {
+  /** `mode`: the permission bits (null where the runtime has none, as on Windows). */
+  stat(path: string): Promise<{ mode: number | null }>;
+  readTextFile(path: string): Promise<string>;
+}
+
+/**
+ * `Host.readSecretFile` on `fs`: the file's text, trimmed, refused when group
+ * or others may read it (as ssh refuses a private key) or when it is empty.
+ */
+export function secretFileReader(fs: SecretFileReader): (path: string) => Promise<string> {
+  return async (path) => {
+    const { mode } = await fs.stat(path);
+    if (mode !== null && (mode & 0o077) !== 0) {
+      const bits = (mode & 0o777).toString(8).padStart(4, "0");
+      throw new Error(`${path} is readable by group or others (mode ${bits}): chmod 600 it`);
+    }
+    const text = (await fs.readTextFile(path)).trim();
+    if (text === "") throw new Error(`${path} is empty`);
+    return text;
   };
 }
 

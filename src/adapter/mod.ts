@@ -24,7 +24,8 @@
  *   socket (typed structurally), for all three runtimes: a receive queue
  *   bounded by count and bytes that drops and counts what does not fit.
  * - entry.ts, for the CLI entry points: {@link secretFileWriter} (mkdir
- *   0700, write 0600, chmod 0600 on the runtime's fs primitives) and
+ *   0700, write 0600, chmod 0600 on the runtime's fs primitives),
+ *   {@link secretFileReader} (refuses a file group or others may read) and
  *   {@link unhandledRejectionLine}.
  *
  * @module
@@ -55,6 +56,8 @@ export {
 export { bindDatagram, type DgramModule, type DgramSocket } from "./udp.ts";
 export {
   dirname,
+  type SecretFileReader,
+  secretFileReader,
   type SecretFileSystem,
   secretFileWriter,
   unhandledRejectionLine,

@@ -8,7 +8,10 @@
  * --proxy-user`). `--refresh` renews it through the provider with the
  * refresh token the provider gave (`offline_access`), so group changes and
  * a person removed from the provider take effect then. The flows are
- * oauth4webapi's.
+ * oauth4webapi's. With a confidential client (the server's
+ * `oidc.client_secret_file`) the server makes the requests that need the
+ * client secret (device authorization, code, device code and refresh
+ * grants): `burrow login` hands it what the browser or the device step gave.
  *
  * @module
  */
@@ -73,6 +76,17 @@ interface Session {
   client: oauth.Client;
   scopes: string[];
   server: string;
+  /** The server holds a client secret and makes the grants itself. */
+  confidential: boolean;
+}
+
+/** The server's answer to a sign-in, with the provider's refresh token when there is one. */
+interface SignedIn {
+  token: string;
+  id: string;
+  expires_at: string;
+  subject: string;
+  refresh_token?: string;
 }
 
 async function json<T>(r: Response, what: string): Promise<T> {
@@ -93,7 +107,9 @@ async function session(host: Host, server: string, ca?: string): Promise<Session
   const roots = ca ? [await host.readTextFile(ca)] : undefined;
   const f = netFetch(host.net, roots);
   const base = server.endsWith("/") ? server : `${server}/`;
-  const cfg = await json<{ issuer: string; client_id: string; scopes: string[] }>(
+  const cfg = await json<
+    { issuer: string; client_id: string; scopes: string[]; confidential?: boolean }
+  >(
     await f(new URL("login/config", base)).catch((e) => {
       throw new UsageError(`cannot reach ${server}: ${(e as Error).message}`);
     }),
@@ -105,12 +121,67 @@ async function session(host: Host, server: string, ca?: string): Promise<Session
     issuer,
     await oauth.discoveryRequest(issuer, opts),
   );
-  return { f, opts, as, client: { client_id: cfg.client_id }, scopes: cfg.scopes, server: base };
+  const client = { client_id: cfg.client_id };
+  const confidential = cfg.confidential === true;
+  return { f, opts, as, client, scopes: cfg.scopes, server: base, confidential };
+}
+
+/** POST `body` to the server's `login/<path>`. */
+const post = (s: Session, path: string, body: Record<string, string>) =>
+  s.f(new URL(`login/${path}`, s.server), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+
+/** Hand the server `body` (an ID token, or with a confidential client a grant): its answer. */
+async function signIn(s: Session, body: Record<string, string>): Promise<SignedIn> {
+  return await json<SignedIn>(await post(s, "token", body), "the server refused the sign-in");
+}
+
+/** Hand the server the provider's ID token; the provider's refresh token is kept. */
+async function signInWith(
+  s: Session,
+  r: oauth.TokenEndpointResponse,
+  nonce: string | null,
+): Promise<SignedIn> {
+  if (!r.id_token) throw new UsageError("the provider gave no ID token (is openid in scopes?)");
+  const a = await signIn(s, { id_token: r.id_token, ...(nonce ? { nonce } : {}) });
+  return r.refresh_token ? { ...a, refresh_token: r.refresh_token } : a;
+}
+
+/** Poll `attempt` at the device flow's interval until it is no longer pending. */
+async function poll<T>(
+  d: { interval?: number; expires_in: number },
+  attempt: () => Promise<T | "authorization_pending" | "slow_down">,
+): Promise<T> {
+  let interval = (d.interval ?? 5) * 1000;
+  const end = Date.now() + d.expires_in * 1000;
+  while (Date.now() < end) {
+    await new Promise((r) => setTimeout(r, interval));
+    const r = await attempt();
+    if (r === "slow_down") interval += 5000;
+    else if (r !== "authorization_pending") return r;
+  }
+  throw new UsageError("the sign-in code expired: run burrow login again");
 }
 
 /** The device authorization flow: print where to go, poll until the person has signed in. */
-async function deviceFlow(s: Session): Promise<oauth.TokenEndpointResponse> {
-  const opts = s.opts;
+async function deviceFlow(s: Session): Promise<SignedIn> {
+  if (s.confidential) {
+    const d = await json<oauth.DeviceAuthorizationResponse>(
+      await post(s, "device", {}),
+      "the server could not start the sign-in",
+    );
+    show(d);
+    return await poll(d, async () => {
+      const res = await post(s, "token", { device_code: d.device_code });
+      if (res.status !== 400) return await json<SignedIn>(res, "the server refused the sign-in");
+      const e = await res.json() as { error?: string; message?: string };
+      if (e.error === "authorization_pending" || e.error === "slow_down") return e.error;
+      throw new UsageError(`the server refused the sign-in: ${e.message ?? e.error}`);
+    });
+  }
   const auth = oauth.None();
   const d = await oauth.processDeviceAuthorizationResponse(
     s.as,
@@ -120,32 +191,33 @@ async function deviceFlow(s: Session): Promise<oauth.TokenEndpointResponse> {
       s.client,
       auth,
       { scope: s.scopes.join(" ") },
-      opts,
+      s.opts,
     ),
   );
-  console.error(`To sign in, open ${d.verification_uri_complete ?? d.verification_uri}`);
-  console.error(`and enter the code ${d.user_code}`);
-  let interval = (d.interval ?? 5) * 1000;
-  const end = Date.now() + d.expires_in * 1000;
-  while (Date.now() < end) {
-    await new Promise((r) => setTimeout(r, interval));
+  show(d);
+  const r = await poll(d, async () => {
     try {
       return await oauth.processDeviceCodeResponse(
         s.as,
         s.client,
-        await oauth.deviceCodeGrantRequest(s.as, s.client, auth, d.device_code, opts),
+        await oauth.deviceCodeGrantRequest(s.as, s.client, auth, d.device_code, s.opts),
       );
     } catch (e) {
       const code = (e as { error?: string }).error;
-      if (code === "slow_down") interval += 5000;
-      else if (code !== "authorization_pending") throw e;
+      if (code === "slow_down" || code === "authorization_pending") return code;
+      throw e;
     }
-  }
-  throw new UsageError("the sign-in code expired: run burrow login again");
+  });
+  return await signInWith(s, r, null);
+}
+
+function show(d: oauth.DeviceAuthorizationResponse): void {
+  console.error(`To sign in, open ${d.verification_uri_complete ?? d.verification_uri}`);
+  console.error(`and enter the code ${d.user_code}`);
 }
 
 /** The authorization code flow with PKCE through a loopback redirect (RFC 8252). */
-async function codeFlow(host: Host, s: Session, ms: number) {
+async function codeFlow(host: Host, s: Session, ms: number): Promise<SignedIn> {
   const verifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const nonce = oauth.generateRandomNonce();
@@ -181,6 +253,16 @@ async function codeFlow(host: Host, s: Session, ms: number) {
       ),
     ]).finally(() => clearTimeout(timer));
     const params = oauth.validateAuthResponse(s.as, s.client, back, state);
+    if (s.confidential) { // the server trades the code: it holds the client secret
+      const callback = back.search;
+      return await signIn(s, {
+        callback,
+        state,
+        code_verifier: verifier,
+        redirect_uri: redirect,
+        nonce,
+      });
+    }
     const r = await oauth.processAuthorizationCodeResponse(
       s.as,
       s.client,
@@ -191,39 +273,26 @@ async function codeFlow(host: Host, s: Session, ms: number) {
         params,
         redirect,
         verifier,
-        {
-          [oauth.customFetch]: s.f,
-        },
+        s.opts,
       ),
       { expectedNonce: nonce, requireIdToken: true },
     );
-    return { r, nonce };
+    return await signInWith(s, r, nonce);
   } finally {
     await http.close();
   }
 }
 
-/** Hand the ID token to the server; keep what it answers. */
-async function finish(
+/** Keep the server's answer `t` (0600); `old`: the refresh token kept before. */
+async function keep(
   host: Host,
   s: Session,
-  r: oauth.TokenEndpointResponse,
-  nonce: string | null,
+  t: SignedIn,
   print: boolean,
   old: string | undefined,
   ca: string | undefined,
 ): Promise<StoredLogin> {
-  if (!r.id_token) throw new UsageError("the provider gave no ID token (is openid in scopes?)");
-  const res = await s.f(new URL("login/token", s.server), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ id_token: r.id_token, ...(nonce ? { nonce } : {}) }),
-  });
-  const t = await json<{ token: string; id: string; expires_at: string; subject: string }>(
-    res,
-    "the server refused the sign-in",
-  );
-  const refresh = r.refresh_token ?? old;
+  const refresh = t.refresh_token ?? old;
   const stored: StoredLogin = {
     server: s.server,
     token: t.token,
@@ -243,16 +312,21 @@ async function finish(
 
 /** Renew `old` through the provider's refresh token; the new login is kept. */
 async function refresh(host: Host, old: StoredLogin, print: boolean, server?: string, ca?: string) {
-  if (!old.refresh_token) {
+  const token = old.refresh_token;
+  if (!token) {
     throw new UsageError("no refresh token kept (the provider gave none): run burrow login");
   }
   const s = await session(host, server ?? old.server, ca ?? old.ca);
-  const r = await oauth.processRefreshTokenResponse(
-    s.as,
-    s.client,
-    await oauth.refreshTokenGrantRequest(s.as, s.client, oauth.None(), old.refresh_token, s.opts),
+  const t = s.confidential ? await signIn(s, { refresh_token: token }) : await signInWith(
+    s,
+    await oauth.processRefreshTokenResponse(
+      s.as,
+      s.client,
+      await oauth.refreshTokenGrantRequest(s.as, s.client, oauth.None(), token, s.opts),
+    ),
+    null,
   );
-  return finish(host, s, r, null, print, old.refresh_token, ca ?? old.ca);
+  return keep(host, s, t, print, token, ca ?? old.ca);
 }
 
 /**
@@ -318,12 +392,8 @@ async function runLogin(host: Host, f: LoginFlags): Promise<void> {
   }
   if (!f.server) throw new UsageError("burrow login needs --server (the server's https:// URL)");
   const s = await session(host, f.server, f.ca);
-  if (f.device) {
-    await finish(host, s, await deviceFlow(s), null, f.print === true, undefined, f.ca);
-    return;
-  }
-  const { r, nonce } = await codeFlow(host, s, ms);
-  await finish(host, s, r, nonce, f.print === true, undefined, f.ca);
+  const t = f.device ? await deviceFlow(s) : await codeFlow(host, s, ms);
+  await keep(host, s, t, f.print === true, undefined, f.ca);
 }
 
 /** Adds `login` to the program. */

@@ -28,6 +28,8 @@ export interface Host {
   readTextFile(path: string): Promise<string>;
   /** Write a file only the owner may read (0600), creating its directory (0700). */
   writeSecretFile(path: string, text: string): Promise<void>;
+  /** Read a secret file (trimmed); refused when group or others may read it, or empty. */
+  readSecretFile(path: string): Promise<string>;
   /** Call `fn` on the signal; returns a function that stops listening. */
   onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", fn: () => void): () => void;
   /**

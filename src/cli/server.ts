@@ -145,7 +145,14 @@ export async function startServer(
     runtimeVersion: host.version,
     tokenFile: tokenFile(host, `${config.stateDir}/tokens.json`),
     readTextFile: (path) => host.readTextFile(path),
+    readSecretFile: (path) => host.readSecretFile(path),
   });
+  // A client secret that cannot be read stops the start, not a person's first sign-in.
+  if (config.oidc?.clientSecretFile) {
+    await server.oidc.clientSecret(config.oidc).catch((e: Error) => {
+      throw new ConfigError(e.message);
+    });
+  }
   let http: HttpServer | undefined;
   const app = httpApp(server);
   server.useHttpApp(app.fetch);

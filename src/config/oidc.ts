@@ -12,6 +12,11 @@ export interface OidcConfig {
   issuer: string;
   /** The client id registered at the provider (the ID token's audience). */
   clientId: string;
+  /**
+   * A file with the client secret of a confidential client (`client_secret_file`),
+   * as given; null: a public client (PKCE only).
+   */
+  clientSecretFile: string | null;
   /** A file with PEM roots to trust for the provider (`ca`), as given. */
   ca: string | null;
   scopes: string[];
@@ -23,11 +28,12 @@ export interface OidcConfig {
   ttl: number;
 }
 
-/** `oidc: {issuer, client_id, ca?, scopes, claims, allow, ttl}`; absent: null. */
+/** `oidc: {issuer, client_id, client_secret_file?, ca?, scopes, claims, allow, ttl}`; absent: null. */
 export function oidcConfig(w: Walker, v: unknown): OidcConfig | null {
   if (v === undefined || v === null) return null;
   const o = w.obj(v, "oidc");
-  w.known(o, "oidc", ["issuer", "client_id", "ca", "scopes", "claims", "allow", "ttl"]);
+  const keys = ["issuer", "client_id", "client_secret_file", "ca", "scopes", "claims", "allow"];
+  w.known(o, "oidc", [...keys, "ttl"]);
   const issuer = w.str(o.issuer, "oidc.issuer");
   let url: URL | null = null;
   try {
@@ -51,6 +57,9 @@ export function oidcConfig(w: Walker, v: unknown): OidcConfig | null {
   return {
     issuer,
     clientId: w.str(o.client_id, "oidc.client_id"),
+    clientSecretFile: o.client_secret_file === undefined
+      ? null
+      : w.str(o.client_secret_file, "oidc.client_secret_file"),
     ca: o.ca === undefined ? null : w.str(o.ca, "oidc.ca"),
     scopes,
     claims: {

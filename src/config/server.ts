@@ -21,6 +21,12 @@ import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { type OidcConfig, oidcConfig } from "./oidc.ts";
 import { type UdpConfig, udpConfig } from "./udp.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
+import {
+  bandwidthConfig,
+  type BandwidthLimit,
+  type LimitsOfRate,
+  rateLimits,
+} from "./bandwidth.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
 export interface Identity {
@@ -36,6 +42,8 @@ export interface Identity {
   readonly checkPassword: ((password: string) => boolean | Promise<boolean>) | null;
   /** The credential material, only to tell on reload whether it changed. Never log it. */
   readonly credential: string;
+  /** `bandwidth:` of its entry; a direction absent here takes the `limits` default. */
+  readonly bandwidth?: BandwidthLimit;
 }
 
 /** Whom a grant is for: one of `client`, `person` (a signed-in person's subject) or `group`. */
@@ -104,7 +112,7 @@ export interface ServerConfig {
 }
 
 /** Limits against abuse; each one that triggers is logged by name and counted. */
-export interface Limits {
+export interface Limits extends LimitsOfRate {
   /** Connections still in their handshake, per port. */
   pendingHandshakes: number;
   /** Connections still in their handshake, per port and source address (IPv6: per /64). */
@@ -155,7 +163,8 @@ export const serverDefaults = {
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
   clients grants admin trusted_proxies proxy_protocol tokens oidc udp`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
-  streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares`);
+  streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares
+  client_bandwidth agent_bandwidth new_streams_per_client`);
 
 function passwordCheck(v: Verifier): NonNullable<Identity["checkPassword"]> {
   // Compare passwords through HMAC so the comparison is constant-time. A
@@ -191,7 +200,7 @@ function tokenVerifierOf(w: Walker, o: Obj, path: string): Verifier {
 
 function identity(w: Walker, item: unknown, path: string): Identity {
   const o = w.obj(item, path);
-  w.known(o, path, ["name", "token", "token_hash", "public_key"]);
+  w.known(o, path, ["name", "token", "token_hash", "public_key", "bandwidth"]);
   const name = w.name(o.name, `${path}.name`);
   const verifiers = new Map<number, Verifier>();
   let checkPassword: Identity["checkPassword"] = null;
@@ -218,7 +227,10 @@ function identity(w: Walker, item: unknown, path: string): Identity {
     w.fail(path, "needs a token or a public_key");
   }
   const credential = JSON.stringify([o.token ?? null, o.token_hash ?? null, o.public_key ?? null]);
-  return { name, id: 0, verifiers, checkPassword, credential };
+  const bw = o.bandwidth === undefined ? {} : {
+    bandwidth: bandwidthConfig(w, o.bandwidth, `${path}.bandwidth`),
+  };
+  return { name, id: 0, verifiers, checkPassword, credential, ...bw };
 }
 
 function identities(w: Walker, v: unknown, kind: "agents" | "clients"): Map<string, Identity> {
@@ -315,6 +327,7 @@ function limitsConfig(w: Walker, v: unknown): Limits {
     authBlockMs: w.duration(l.auth_block, "limits.auth_block", d.authBlock),
     authFailureBudget: n("auth_failure_budget", d.authFailureBudget),
     ipv6Shares: ipv6Shares(w, l.ipv6_shares ?? d.ipv6Shares),
+    ...rateLimits(w, l),
   };
 }
 

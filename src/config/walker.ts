@@ -32,6 +32,43 @@ export function parseAddr(text: string): Addr {
   return r.value;
 }
 
+const RATE_PREFIX: Record<string, number> = {
+  "": 1,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  ki: 2 ** 10,
+  mi: 2 ** 20,
+  gi: 2 ** 30,
+};
+
+/**
+ * Read a rate in bytes per second: `10MiB/s`, `500KiB/s`, `1GB/s` (KiB,
+ * MiB, GiB: powers of 1024; KB, MB, GB: of 1000; B: bytes). A bare number
+ * and bits (`10Mb/s`) are refused: the error shows the form. Never throws.
+ */
+export function readRate(text: string | number): Result<number> {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMG]i?)?(B|b)\/s\s*$/i.exec(String(text));
+  if (m?.[3] === "b") {
+    return err(`Cannot parse rate "${text}": b is bits; burrow counts bytes (B), e.g. 10MiB/s`);
+  }
+  if (!m) {
+    return err(
+      `Cannot parse rate "${text}": expected bytes per second, e.g. 500KiB/s, 10MiB/s, 1GB/s`,
+    );
+  }
+  return ok(Math.round(Number(m[1]) * RATE_PREFIX[(m[2] ?? "").toLowerCase()]!));
+}
+
+/** `n` bytes per second as the config writes it: `1KiB/s`, `1TiB/s`, `1500B/s`. */
+export function rateText(n: number): string {
+  const units = [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]] as const;
+  for (const [u, m] of units) {
+    if (n >= m && n % m === 0) return `${n / m}${u}/s`;
+  }
+  return `${n}B/s`;
+}
+
 /** Parse `500ms`, `10s`, `2m` or `1h`; a ConfigError if it is none (a bare number included). */
 export function parseDuration(text: string | number): number {
   const r = readDuration(text);
@@ -103,6 +140,17 @@ export class Walker {
     if (!r.ok) return this.fail(path, r.error);
     if (!Number.isFinite(r.value) || r.value <= 0 || r.value > 86_400_000) {
       this.fail(path, "must be between 1ms and 24h");
+    }
+    return r.value;
+  }
+  /** A rate (bytes per second, {@link readRate}) in `min`..`max`, or `off` (null). */
+  rate(v: unknown, path: string, min: number, max: number): number | null {
+    if (v === "off" || v === false) return null;
+    if (typeof v !== "string") return this.fail(path, "must be a rate such as 10MiB/s, or off");
+    const r = readRate(v);
+    if (!r.ok) return this.fail(path, r.error);
+    if (r.value < min || r.value > max) {
+      this.fail(path, `must be between ${rateText(min)} and ${rateText(max)}`);
     }
     return r.value;
   }

@@ -3,8 +3,9 @@
  * the order they show: the key numbers; throughput and open streams over the
  * last 15 minutes, by agent or by client; agents grouped with their replicas
  * (each with its instance, streams, bytes, and a disconnect of its own);
- * refusals by reason; live streams; clients; UDP associations; issued
- * tokens (each with a revoke of its own). Each is one `register` call
+ * refusals by reason; live streams; clients (each with its current rate
+ * and bandwidth limit); UDP associations; issued tokens (each with a
+ * revoke of its own). Each is one `register` call
  * (dashboard_script.ts says what a panel is).
  *
  * @module
@@ -225,13 +226,16 @@ listPanel({
   },
 });
 
+/** A client's current rate one way, with its bandwidth limit if it has one. */
+const nowRate = (arrow, r, limit) => arrow + rate(r) + (limit ? " / " + rate(limit) : "");
+
 listPanel({
   id: "clients",
   title: "Clients",
   span: 4,
   cols: [
     { label: "Client", w: "minmax(0, 1fr)", cls: "name" }, { label: "Streams", w: "54px", cls: "num" },
-    { label: "15 min", w: "minmax(50px, .8fr)", cls: "" },
+    { label: "Now", w: "minmax(76px, .8fr)", cls: "num" }, { label: "15 min", w: "minmax(50px, .8fr)", cls: "" },
   ],
   empty: "No client configured.",
   rows(c) {
@@ -240,7 +244,8 @@ listPanel({
       const series = c.series && c.series.clients[x.name];
       return { data: { key: x.name }, cells: [
         [x.name + (x.configured ? "" : " (removed)"), "↑ " + bytes(x.bytes_up) + "  ↓ " + bytes(x.bytes_down)],
-        x.streams, series ? spark(sumFields(series.up, series.down)) : spark([]),
+        x.streams, [nowRate("↑ ", x.rate_up, x.limit_up), nowRate("↓ ", x.rate_down, x.limit_down)],
+        series ? spark(sumFields(series.up, series.down)) : spark([]),
       ] };
     }) };
   },

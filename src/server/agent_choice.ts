@@ -8,6 +8,7 @@
  */
 import { type Grant, type ServerConfig, stableIds } from "../config/server.ts";
 import { Reason, type Rule } from "../messages.ts";
+import { err, type Ok, ok, type Result } from "../result.ts";
 
 /** The agent chosen and the client's grants for it. */
 export type Chosen = { agent: string; granted: Grant[]; rules: Rule[] };
@@ -25,7 +26,7 @@ export type NoAgent = { code: number; reason: string };
 
 export class AgentChoice {
   /** Answers found, for one config and one version of people's groups. */
-  #found: { config: ServerConfig; people: number; found: Map<string, Chosen> } | null = null;
+  #found: { config: ServerConfig; people: number; found: Map<string, Ok<Chosen>> } | null = null;
 
   /**
    * `people`: the groups of signed-in people (not configured clients), and
@@ -51,7 +52,7 @@ export class AgentChoice {
   }
 
   /** The agent `client` means by `agent` ("" for its only granted one), or why there is none. */
-  of(client: string, agent: string): Chosen | NoAgent {
+  of(client: string, agent: string): Result<Chosen, NoAgent> {
     // Every CONNECT asks twice (expect, open): answers found are kept for
     // the config they came from. Only found ones: a name a client typed is
     // kept only when it is a configured agent granted to it.
@@ -68,12 +69,12 @@ export class AgentChoice {
     if (name === "") {
       const names = [...new Set(grants.flatMap((g) => g.agents))];
       if (names.length !== 1) {
-        return {
+        return err({
           code: names.length === 0 ? Reason.not_granted : Reason.agent_ambiguous,
           reason: names.length === 0
             ? "client has no grant"
             : `client is granted ${names.length} agents; name one as ${client}@agent`,
-        };
+        });
       }
       name = names[0]!;
     }
@@ -83,9 +84,9 @@ export class AgentChoice {
       const reason = config.agents.has(name)
         ? `client is not granted agent ${name}`
         : `no agent of that name (${new TextEncoder().encode(name).length} bytes)`;
-      return { code: Reason.not_granted, reason };
+      return err({ code: Reason.not_granted, reason });
     }
-    const found = { agent: name, granted, rules: granted.flatMap((g) => g.rules) };
+    const found = ok({ agent: name, granted, rules: granted.flatMap((g) => g.rules) });
     this.#found.found.set(key, found);
     return found;
   }

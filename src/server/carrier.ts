@@ -68,6 +68,11 @@ export class PooledConn implements PoolConn, PoolEntry {
 class Credit implements PoolEntry {
   constructor(readonly carrier: LinkCarrier) {}
 
+  /** Its link has not ended. */
+  get usable(): boolean {
+    return !this.carrier.gone;
+  }
+
   open(): PoolConn {
     return this.carrier.open();
   }
@@ -139,15 +144,12 @@ export class Links {
     const carrier = new LinkCarrier(s, conn, rest, frameTimeoutMs, {
       onLimit,
       onClose: (c, why) => {
-        links.delete(c);
+        if (!links.delete(c)) return; // drained at once: the session had ended
         if (links.size === 0) this.#of.delete(s);
-        // Granted streams never opened leave the pool with their link, and
+        // Granted streams never opened leave the pool with a failed link, and
         // so do the requests whose streams were still to come on it.
-        s.restAtMax = links.size > 0;
-        if (why && !s.closed) {
-          c.lost();
-          log.info("agent link closed", { reason: why.message });
-        }
+        s.linkClosed(why !== null);
+        if (why && !s.closed) log.info("agent link closed", { reason: why.message });
       },
     });
     if (s.closed) return carrier.link.drain();
@@ -155,7 +157,7 @@ export class Links {
     this.#of.set(s, links);
     // An unopened pool stream costs a few bytes here and nothing on the
     // agent: such a session keeps pool_max of them (SPEC.md §7.4).
-    s.restAtMax = true;
+    s.linkOpened();
     s.replenish();
     log.debug("agent link open", { session: s.key.slice(0, 8), links: links.size });
   }
@@ -167,6 +169,8 @@ export class Links {
  */
 export class LinkCarrier {
   readonly link: Link;
+  /** The link ended: its granted ids left unopened are dead entries. */
+  gone = false;
 
   constructor(
     readonly session: Session,
@@ -188,17 +192,15 @@ export class LinkCarrier {
       },
       frameTimeoutMs,
       onLimit: hooks.onLimit,
-      onClose: (why) => hooks.onClose(this, why),
+      onClose: (why) => {
+        this.gone = true;
+        hooks.onClose(this, why);
+      },
     }, rest);
   }
 
   /** A stream on the link for a CONNECT; throws on a link that is gone (a dead entry). */
   open(): PoolConn {
     return new PooledConn(new Wire(this.link.open()));
-  }
-
-  /** The link failed: its granted ids not opened leave the session's pool. */
-  lost(): void {
-    this.session.linkLost((e) => e instanceof Credit && e.carrier === this);
   }
 }

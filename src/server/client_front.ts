@@ -70,27 +70,24 @@ export class ClientFront {
           : { target: req.target }),
       });
       if (!r.ok) {
+        const { status, code, reason } = r.error;
         const shown = loggableAgent(req.agent, (n) => this.ctx.config().agents.has(n));
         const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
-        this.router.refused(rlog, "clients", client, req.target, r.status, r.reason, {
+        this.router.refused(rlog, "clients", client, req.target, status, reason, {
           ...shown,
           startedAt: t0,
         });
         this.router.setupDone("clients", t0, false);
-        return await wire.last({
-          type: "CONNECT_RESULT",
-          status: r.status,
-          reason: r.code,
-          bound: NO_ADDR,
-        });
+        return await wire.last({ type: "CONNECT_RESULT", status, reason: code, bound: NO_ADDR });
       }
-      const reply = wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound: r.bound });
+      const { bound } = r.value;
+      const reply = wire.send({ type: "CONNECT_RESULT", status: 0, reason: 0, bound });
       return await this.router.replied(
         reply,
         client,
         conn,
         wire.rest(),
-        r,
+        r.value,
         clog,
         "clients",
         t0,
@@ -105,12 +102,12 @@ export class ClientFront {
   /** A login check (SPEC.md §2.3): the answer a CONNECT to `agent` would get before its target. */
   async #check(wire: Wire, log: Logger, client: string, agent: string): Promise<void> {
     const r = this.router.check(client, agent);
-    if (r.ok) log.info("login check", { agent: r.agent, result: "ok" });
+    if (r.ok) log.info("login check", { agent: r.value, result: "ok" });
     else {
       const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
-      log.warn("login check", { ...shown, status: r.status, reason: r.reason });
+      log.warn("login check", { ...shown, status: r.error.status, reason: r.error.reason });
     }
-    const status = r.ok ? 0 : r.status;
-    await wire.last({ type: "CONNECT_RESULT", status, reason: r.ok ? 0 : r.code, bound: NO_ADDR });
+    const [status, reason] = r.ok ? [0, 0] : [r.error.status, r.error.code];
+    await wire.last({ type: "CONNECT_RESULT", status, reason, bound: NO_ADDR });
   }
 }

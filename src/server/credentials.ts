@@ -12,16 +12,20 @@ import type { ServerConfig } from "../config/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import type { MessageOf } from "../messages.ts";
 import { type IssuedToken, parseToken, tokenText } from "../token.ts";
+import { err, ok, type Result } from "../result.ts";
 import type { Wire } from "../wire.ts";
 import { checkSocksPassword, negotiate } from "./login.ts";
 import type { TokenStore } from "./tokens.ts";
 
-/** `client`, `client@agent`, `@agent`: split at the last `@` (SPEC.md §7.1). */
-export function splitUser(user: string): { client: string; agent: string } {
+/**
+ * `client`, `client@agent`, `@agent`: split at the last `@` (SPEC.md §7.1),
+ * as a credential with no issued token yet.
+ */
+export function splitUser(user: string): Credential {
   const at = user.lastIndexOf("@");
   return at < 0
-    ? { client: user, agent: "" }
-    : { client: user.slice(0, at), agent: user.slice(at + 1) };
+    ? { client: user, agent: "", token: null }
+    : { client: user.slice(0, at), agent: user.slice(at + 1), token: null };
 }
 
 /** Why a user name and password were refused, for the log (never for the peer). */
@@ -35,9 +39,13 @@ export type CredentialRefusal =
   | "token of another client"
   | "unknown person";
 
-export type CredentialCheck =
-  | { ok: true; client: string; agent: string; token: IssuedToken | null }
-  | { ok: false; client: string; agent: string; why: CredentialRefusal; token?: string };
+/** Who logged in: the client (an issued token's subject), the agent named, the issued token. */
+export type Credential = { client: string; agent: string; token: IssuedToken | null };
+
+/** Why not, and the id of the issued token refused (for the log). */
+export type CredentialFailure = { reason: CredentialRefusal; token?: string };
+
+export type CredentialCheck = Result<Credential, CredentialFailure>;
 
 /**
  * Check `user` and `password`. An issued token is checked by `tokens` (each
@@ -51,36 +59,31 @@ export function checkCredential(
   user: string,
   password: string,
 ): CredentialCheck | Promise<CredentialCheck> {
-  const { client, agent } = splitUser(user);
+  const who = splitUser(user); // filled in place: one object per check, as before
+  const { client } = who;
   // A person is known while a token of theirs lives; a configured client's
   // name is never a person's (its grants would be theirs).
   const personOk = (s: string) => tokens.person(s) !== undefined && !config.clients.has(s);
   const issued = tokens.check(password);
   if (issued !== null) {
     const done = (r: Awaited<typeof issued>): CredentialCheck => {
-      const t = r.token;
-      const no = (why: CredentialRefusal): CredentialCheck => ({
-        ok: false,
-        client,
-        agent,
-        why,
-        token: t.id,
-      });
-      if (!r.ok) return no(r.why);
+      if (!r.ok) return err({ reason: r.error.reason, token: r.error.token.id });
+      const t = r.value;
+      const no = (reason: CredentialRefusal) => err({ reason, token: t.id });
       if (t.kind === "client" ? !config.clients.has(t.subject) : !personOk(t.subject)) {
         return no(t.kind === "client" ? "unknown client" : "unknown person");
       }
       if (client !== "" && client !== t.subject) return no("token of another client");
-      return { ok: true, client: t.subject, agent, token: t };
+      who.client = t.subject;
+      who.token = t;
+      return ok(who);
     };
     return "then" in issued ? issued.then(done) : done(issued);
   }
   const id = config.clients.get(client);
   const checked = checkSocksPassword(id, password);
-  const done = (ok: boolean): CredentialCheck =>
-    ok
-      ? { ok: true, client, agent, token: null }
-      : { ok: false, client, agent, why: id ? "bad token" : "unknown client" };
+  const done = (good: boolean): CredentialCheck =>
+    good ? ok(who) : err({ reason: id ? "bad token" : "unknown client" });
   return typeof checked === "boolean" ? done(checked) : checked.then(done);
 }
 
@@ -103,11 +106,11 @@ export async function verifyIssuedLogin(
   const text = tokenText(proof.subarray(0, proof.length - 64), proof.subarray(proof.length - 64));
   // Not a token at all: refused without a static check (this method takes tokens only).
   const r: CredentialCheck = parseToken(text) === null
-    ? { ok: false, client: hello.name, agent: "", why: "bad token" }
+    ? err({ reason: "bad token" })
     : await checkCredential(config, tokens, hello.name, text);
-  if (!r.ok || !r.token) {
-    failed(r.ok ? "bad token" : r.why, r.ok ? undefined : r.token);
+  if (!r.ok || !r.value.token) {
+    failed(r.ok ? "bad token" : r.error.reason, r.ok ? undefined : r.error.token);
     throw new ProtocolError("auth_failed", "authentication failed");
   }
-  return { version, client: r.client, token: r.token };
+  return { version, client: r.value.client, token: r.value.token };
 }

@@ -23,7 +23,7 @@ import type { Logger } from "../log.ts";
 import type { Conn } from "../net.ts";
 import type { Reader } from "../reader.ts";
 import type { ServerContext } from "./context.ts";
-import { checkCredential, type CredentialCheck } from "./credentials.ts";
+import { checkCredential, type Credential } from "./credentials.ts";
 import type { Router } from "./router.ts";
 import { loggableAgent, loggableUser } from "./socks_front.ts";
 
@@ -64,7 +64,7 @@ export class HttpConnectFront {
     conn: Conn,
     req: HttpConnectRequest,
     log: Logger,
-  ): Promise<Extract<CredentialCheck, { ok: true }> | null> {
+  ): Promise<Credential | null> {
     if (req.auth === null) {
       log.info("http proxy request without credentials", { target: targetText(req.target) });
       await httpReply(conn, 407, "credentials required: client[@agent] and token", {
@@ -74,7 +74,7 @@ export class HttpConnectFront {
     }
     const { user, password } = req.auth;
     const cred = await checkCredential(this.ctx.config(), this.ctx.tokens, user, password);
-    if (cred.ok) return cred;
+    if (cred.ok) return cred.value;
     const clients = this.ctx.config().clients;
     this.ctx.metrics.inc("burrow_auth_failures_total", "Failed authentications", {
       role: "socks",
@@ -82,8 +82,8 @@ export class HttpConnectFront {
     this.ctx.admission.authFailed("socks", conn.remote.host);
     log.warn("http proxy authentication failed", {
       ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
-      reason: cred.why,
-      ...(cred.token ? { token: cred.token } : {}),
+      reason: cred.error.reason,
+      ...(cred.error.token ? { token: cred.error.token } : {}),
     });
     await httpReply(conn, 407, "bad user name or token", { ...PROXY_AUTHENTICATE });
     return null;
@@ -93,7 +93,7 @@ export class HttpConnectFront {
   async #connect(
     conn: Conn,
     req: HttpConnectRequest,
-    cred: Extract<CredentialCheck, { ok: true }>,
+    cred: Credential,
     log: Logger,
   ) {
     const t0 = Date.now();
@@ -103,18 +103,19 @@ export class HttpConnectFront {
     const clog = log.with({ client, client_id: clientId, ...token });
     const r = await this.router.open({ client, clientId, agent, target: req.target, log: clog });
     if (!r.ok) {
+      const { status, code, reason } = r.error;
       const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
       const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
-      this.router.refused(rlog, PORT, client, req.target, r.status, r.reason, {
+      this.router.refused(rlog, PORT, client, req.target, status, reason, {
         ...shown,
         startedAt: t0,
       });
-      await httpReply(conn, httpCodeOf(r.status), refusalText(r.status, reasonName(r.code)));
+      await httpReply(conn, httpCodeOf(status), refusalText(status, reasonName(code)));
       return this.router.setupDone(PORT, t0, false);
     }
     const reply = httpReply(conn, 200);
     const id = cred.token?.id;
-    return this.router.replied(reply, client, conn, req.rd.rest(), r, clog, PORT, t0, id);
+    return this.router.replied(reply, client, conn, req.rd.rest(), r.value, clog, PORT, t0, id);
   }
 
   /** Answer a head that is refused before any credential is looked at. */

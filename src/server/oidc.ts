@@ -5,10 +5,14 @@
  * provider's JWKS, expiry, nonce) with `jose`, checks that the person may
  * sign in (a person: or group: grant, or `oidc.allow`), and answers with an
  * issued token of kind person (SPEC.md §6.4) that records their groups.
+ * With `oidc.client_secret_file` (a confidential client) the server itself
+ * trades the code, device code or refresh token at the provider
+ * (oidc_grants.ts), as only it holds the secret.
  *
  * @module
  */
 import { createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from "jose";
+import * as oauth from "oauth4webapi";
 import type { ServerConfig } from "../config/mod.ts";
 import type { OidcConfig } from "../config/oidc.ts";
 import type { Logger } from "../log.ts";
@@ -21,6 +25,15 @@ export class SignInError extends Error {
   override name = "SignInError";
 }
 
+/**
+ * A sign-in that failed at the provider or in the server's own `oidc:`
+ * setup (unreachable, the client secret refused or unreadable), not
+ * through the person: the answer says so, and it is not held against them.
+ */
+export class ProviderError extends Error {
+  override name = "ProviderError";
+}
+
 /** What a signed-in person gets. */
 export interface SignedIn {
   token: string;
@@ -30,10 +43,17 @@ export interface SignedIn {
   groups: string[];
 }
 
-/** The provider's metadata and keys, for one `oidc:` config. */
+/** The provider as one `oidc:` config sees it: its metadata, keys, and how to reach it. */
+export interface ProviderSetup {
+  as: oauth.AuthorizationServer;
+  jwks: ReturnType<typeof createRemoteJWKSet>;
+  /** A fetch that trusts `oidc.ca`. */
+  fetch: typeof fetch;
+}
+
 interface Provider {
   config: OidcConfig;
-  jwks: Promise<ReturnType<typeof createRemoteJWKSet>>;
+  ready: Promise<ProviderSetup>;
 }
 
 export class OidcLogin {
@@ -46,33 +66,64 @@ export class OidcLogin {
     readonly fetchFor: (oidc: OidcConfig) => Promise<typeof fetch>,
     readonly log: Logger,
     readonly metrics: Metrics,
+    /** Reads `oidc.client_secret_file` (Host.readSecretFile); absent: none can be read. */
+    readonly readSecret?: (path: string) => Promise<string>,
   ) {}
 
-  /** What `burrow login` needs to run the flow; null without `oidc:`. */
-  publicConfig(): { issuer: string; client_id: string; scopes: string[] } | null {
+  /**
+   * What `burrow login` needs to run the flow; null without `oidc:`.
+   * `confidential`: the server trades codes and refresh tokens (it holds
+   * the client secret), not `burrow login`.
+   */
+  publicConfig(): {
+    issuer: string;
+    client_id: string;
+    scopes: string[];
+    confidential?: true;
+  } | null {
     const o = this.config().oidc;
-    return o && { issuer: o.issuer, client_id: o.clientId, scopes: o.scopes };
+    if (!o) return null;
+    const base = { issuer: o.issuer, client_id: o.clientId, scopes: o.scopes };
+    return o.clientSecretFile === null ? base : { ...base, confidential: true };
   }
 
-  #keys(o: OidcConfig): Provider["jwks"] {
-    if (this.#provider?.config === o) return this.#provider.jwks;
-    const jwks = (async () => {
+  /** The client secret of `oidc.client_secret_file`, read now (a changed file counts at once). */
+  async clientSecret(o: OidcConfig): Promise<string> {
+    if (o.clientSecretFile === null) throw new ProviderError("oidc has no client_secret_file");
+    try {
+      if (!this.readSecret) throw new Error("no file system to read it from");
+      return await this.readSecret(o.clientSecretFile);
+    } catch (e) {
+      throw new ProviderError(`oidc.client_secret_file: ${(e as Error).message}`);
+    }
+  }
+
+  /** The provider's metadata and keys for `o`, fetched once per config (again after a failure). */
+  provider(o: OidcConfig): Promise<ProviderSetup> {
+    if (this.#provider?.config === o) return this.#provider.ready;
+    const ready = (async () => {
       const f = await this.fetchFor(o);
-      const meta = await f(new URL(".well-known/openid-configuration", withSlash(o.issuer)));
-      if (!meta.ok) throw new SignInError(`provider metadata: HTTP ${meta.status}`);
-      const m = await meta.json() as { issuer?: string; jwks_uri?: string };
-      if (m.issuer !== o.issuer) {
-        throw new SignInError(`provider metadata names issuer ${m.issuer}`);
+      const issuer = new URL(o.issuer);
+      let as: oauth.AuthorizationServer;
+      try {
+        const opts = { [oauth.customFetch]: (u: string, i: unknown) => f(u, i as RequestInit) };
+        as = await oauth.processDiscoveryResponse(
+          issuer,
+          await oauth.discoveryRequest(issuer, opts),
+        );
+      } catch (e) {
+        throw new ProviderError(`provider metadata: ${(e as Error).message}`);
       }
-      if (!m.jwks_uri) throw new SignInError("provider metadata has no jwks_uri");
-      return createRemoteJWKSet(new URL(m.jwks_uri), { [customFetch]: f });
+      if (!as.jwks_uri) throw new ProviderError("provider metadata has no jwks_uri");
+      const jwks = createRemoteJWKSet(new URL(as.jwks_uri), { [customFetch]: f });
+      return { as, jwks, fetch: f };
     })();
     // A failure is not kept: the next sign-in asks again.
-    jwks.catch(() => {
-      if (this.#provider?.jwks === jwks) this.#provider = null;
+    ready.catch(() => {
+      if (this.#provider?.ready === ready) this.#provider = null;
     });
-    this.#provider = { config: o, jwks };
-    return jwks;
+    this.#provider = { config: o, ready };
+    return ready;
   }
 
   /** Verify `idToken` (and `nonce`, when the flow had one) and issue the person's token. */
@@ -81,12 +132,14 @@ export class OidcLogin {
     if (!o) throw new SignInError("oidc is not configured");
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(idToken, await this.#keys(o), {
+      const { jwks } = await this.provider(o);
+      ({ payload } = await jwtVerify(idToken, jwks, {
         issuer: o.issuer,
         audience: o.clientId,
         requiredClaims: ["exp", "iat", "sub"],
       }));
     } catch (e) {
+      if (e instanceof ProviderError) throw e;
       throw new SignInError(`ID token: ${(e as Error).message}`);
     }
     if ((payload.nonce ?? null) !== nonce) throw new SignInError("ID token: nonce does not match");
@@ -120,5 +173,3 @@ export class OidcLogin {
     if (!granted && !allowed) throw new SignInError("not admitted: no grant and not in oidc.allow");
   }
 }
-
-const withSlash = (u: string) => u.endsWith("/") ? u : `${u}/`;

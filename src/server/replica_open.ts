@@ -12,7 +12,9 @@ import { type Message, Reason, RuleProtocol, Status, type Target } from "../mess
 import type { Conn } from "../net.ts";
 import { opens, type Protocol, rulesFor } from "../policy.ts";
 import { relay, type RelayCounter, type RelayResult } from "../relay.ts";
+import type { Pace } from "./bandwidth.ts";
 import { SETUP_BUCKETS } from "../metrics.ts";
+import { type Err, err, ok, type Result } from "../result.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { PoolConn, PoolEntry, Session } from "./carrier.ts";
 import type { ServerContext } from "./context.ts";
@@ -33,48 +35,48 @@ export interface OpenRequest {
 
 /**
  * Relays an opened stream `r` with its client's connection (and bytes read
- * from it past the request), counting into `live`, as relay.ts's `relay`.
+ * from it past the request), counting into `live`, under the bandwidth
+ * limits' `pace`, as relay.ts's `relay`.
  */
 export type RelayFn = (
   client: Conn,
   clientRest: Uint8Array,
   r: Opened,
   live: RelayCounter,
+  pace: Pace,
 ) => Promise<RelayResult>;
 
-/** An opened stream. */
-export type Opened = Extract<OpenResult, { ok: true }>;
-
 /** How a TCP stream is relayed: byte for byte (relay.ts). */
-export const byteRelay: RelayFn = (client, clientRest, r, live) =>
-  relay(client, r.conn, clientRest, r.rest, live);
+export const byteRelay: RelayFn = (client, clientRest, r, live, pace) =>
+  relay(client, r.conn, clientRest, r.rest, live, pace);
 
-/** An opened stream, or why not (a SPEC.md §9.3 status and a reason for the log). */
-export type OpenResult =
-  | {
-    ok: true;
-    conn: Conn;
-    rest: Uint8Array;
-    bound: Target;
-    streamId: number;
-    agent: string;
-    /** The target as matched and opened (normalized). */
-    target: Target;
-    /** The agent session (replica) that carries it. */
-    session: Session;
-    /** How to relay it: the request's, or byte for byte ({@link byteRelay}). */
-    relay: RelayFn;
-  }
-  /** `code`: the SPEC.md §9.7 reason CONNECT_RESULT carries; `reason`: the text for the log. */
-  | { ok: false; status: number; code: number; reason: string };
+/** An opened stream. */
+export type Opened = {
+  conn: Conn;
+  rest: Uint8Array;
+  bound: Target;
+  streamId: number;
+  agent: string;
+  /** The target as matched and opened (normalized). */
+  target: Target;
+  /** The agent session (replica) that carries it. */
+  session: Session;
+  /** How to relay it: the request's, or byte for byte ({@link byteRelay}). */
+  relay: RelayFn;
+};
 
-export type Refused = Extract<OpenResult, { ok: false }>;
-export const refuse = (status: number, code: number, reason: string): OpenResult => ({
-  ok: false,
-  status,
-  code,
-  reason,
-});
+/**
+ * Why a stream was not opened: `status` the SPEC.md §9.3 status, `code` the
+ * SPEC.md §9.7 reason CONNECT_RESULT carries, `reason` the text for the log.
+ */
+export type Refused = { status: number; code: number; reason: string };
+
+/** An opened stream, or why not. */
+export type OpenResult = Result<Opened, Refused>;
+
+/** A refusal, for any result whose failure is {@link Refused}. */
+export const refuse = (status: number, code: number, reason: string): Err<Refused> =>
+  err({ status, code, reason });
 
 /** Attempts on other pool connections when the one taken turns out dead (SPEC.md §7.4). */
 const ATTEMPTS = 3;
@@ -148,21 +150,24 @@ export class ReplicaOpener {
    * the most idle pool connections, then the one picked longest ago.
    */
   #pick(replicas: Session[], failed: Set<Session>): Session | undefined {
-    const live = replicas.filter((s) => !s.closed);
-    const fresh = live.filter((s) => !failed.has(s));
-    const from = fresh.length > 0 ? fresh : live;
-    const rank = (s: Session) => [this.#load.get(s) ?? 0, -s.idle, this.#picked.get(s) ?? 0];
+    let fresh = false; // is a replica left that did not fail in this CONNECT?
+    for (const s of replicas) fresh ||= !s.closed && !failed.has(s);
     let best: Session | undefined;
-    let bestRank: number[] = [];
-    for (const s of from) {
-      const r = rank(s);
-      const better = !best || r[0]! < bestRank[0]! ||
-        (r[0] === bestRank[0] &&
-          (r[1]! < bestRank[1]! || (r[1] === bestRank[1] && r[2]! < bestRank[2]!)));
-      if (better) [best, bestRank] = [s, r];
+    for (const s of replicas) {
+      if (s.closed || (fresh && failed.has(s))) continue;
+      if (!best || this.#before(s, best)) best = s;
     }
     if (best) this.#picked.set(best, ++this.#picks);
     return best;
+  }
+
+  /** Does `a` rank before `b`: fewer streams, then more idle pool connections, then picked longer ago? */
+  #before(a: Session, b: Session): boolean {
+    const la = this.#load.get(a) ?? 0;
+    const lb = this.#load.get(b) ?? 0;
+    if (la !== lb) return la < lb;
+    if (a.idle !== b.idle) return a.idle > b.idle;
+    return (this.#picked.get(a) ?? 0) < (this.#picked.get(b) ?? 0);
   }
 
   unload(s: Session): void {
@@ -253,16 +258,17 @@ export class ReplicaOpener {
       pc.close();
       return refuse(res.status, Reason.target_failed, "agent could not open the target");
     }
-    return {
-      ok: true,
+    const rest = pc.wire.rest();
+    const relay = req.relay ?? byteRelay;
+    return ok({
       conn: pc.wire.conn,
-      rest: pc.wire.rest(),
+      rest,
       bound: res.bound,
       streamId,
       agent,
       target,
       session: s,
-      relay: req.relay ?? byteRelay,
-    };
+      relay,
+    });
   }
 }

@@ -21,16 +21,20 @@ import type { RelayCounter } from "../relay.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { Session } from "./carrier.ts";
 import {
+  type Opened,
   type OpenRequest,
   type OpenResult,
   refuse,
   type Refused,
   ReplicaOpener,
 } from "./replica_open.ts";
+import { ok, type Result } from "../result.ts";
 import { AgentChoice } from "./agent_choice.ts";
 import type { ServerContext } from "./context.ts";
 import { RecentRefusals } from "./refusals.ts";
-export type { OpenRequest, OpenResult };
+import { Bandwidth } from "./bandwidth.ts";
+import { StreamLimits } from "./stream_limits.ts";
+export type { Opened, OpenRequest, OpenResult, Refused };
 
 /** A stream being relayed: what the admin API shows, and how to end it. */
 export interface LiveStream {
@@ -84,6 +88,10 @@ export class Router {
   readonly #sessionBytes = new WeakMap<Session, RelayCounter>();
   /** The latest refused CONNECTs (dashboard). */
   readonly refusals: RecentRefusals = new RecentRefusals();
+  /** Bandwidth limits per client and agent, and their current rates (bandwidth.ts). */
+  readonly bandwidth: Bandwidth;
+  /** streams_per_client, streams_per_agent, new_streams_per_client. */
+  readonly #limits: StreamLimits;
   /**
    * Per-stream metrics, each label set resolved at its first use
    * (Metrics.counterOf, histogramOf): setup time by port and result,
@@ -97,6 +105,7 @@ export class Router {
 
   constructor(readonly ctx: ServerContext, readonly agents: AgentPort) {
     this.#opener = new ReplicaOpener(ctx, agents);
+    [this.bandwidth, this.#limits] = [new Bandwidth(ctx), new StreamLimits(ctx)];
     const m = ctx.metrics;
     m.counter(
       "burrow_client_bytes_total",
@@ -196,59 +205,42 @@ export class Router {
    */
   expect(client: string, agent: string): () => void {
     const a = this.#choice.of(client, agent);
-    if (!("granted" in a)) return NOTHING;
-    const live = this.agents.group(a.agent).filter((s) => s.announced && !s.closed);
+    if (!a.ok) return NOTHING;
+    const live = this.agents.group(a.value.agent).filter((s) => s.announced && !s.closed);
     return live.length === 1 ? live[0]!.expect() : NOTHING;
   }
 
   /**
    * A login check (CHECK, SPEC.md §2.3): could `client` use `agent` now?
-   * The refusal a CONNECT would get before any target check, or ok.
+   * The refusal a CONNECT would get before any target check, or the agent.
    */
-  check(client: string, agent: string): { ok: true; agent: string } | Refused {
+  check(client: string, agent: string): Result<string, Refused> {
     const chosen = this.#choice.of(client, agent);
-    if (!("granted" in chosen)) {
-      return { ok: false, status: Status.not_allowed, code: chosen.code, reason: chosen.reason };
-    }
-    if (this.agents.group(chosen.agent).length === 0) {
-      const reason = `agent ${chosen.agent} is offline`;
-      return { ok: false, status: Status.host_unreachable, code: Reason.agent_offline, reason };
-    }
-    return { ok: true, agent: chosen.agent };
+    if (!chosen.ok) return refuse(Status.not_allowed, chosen.error.code, chosen.error.reason);
+    const name = chosen.value.agent;
+    if (this.agents.group(name).length > 0) return ok(name);
+    return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${name} is offline`);
   }
 
   /** Decide and open a stream. */
   async open(req: OpenRequest): Promise<OpenResult> {
     const n = normalizeTarget(req.target);
-    if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.reason);
-    const target = n.target;
+    if (!n.ok) return refuse(Status.not_allowed, Reason.bad_target, n.error);
+    const target = n.value;
     const c = this.ctx.config();
     const chosen = this.#choice.of(req.client, req.agent);
-    if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.code, chosen.reason);
-    const { agent, rules } = chosen;
+    if (!chosen.ok) return refuse(Status.not_allowed, chosen.error.code, chosen.error.reason);
+    const { agent, rules } = chosen.value;
     if (!opens(rules, req.client, target, "never", req.protocol)) {
       return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
-    const lim = c.limits;
-    if ((this.#clientStreams.get(req.client) ?? 0) >= lim.streamsPerClient) {
-      this.ctx.admission.limitHit("streams_per_client", {
-        client: req.client,
-        max: lim.streamsPerClient,
-      });
-      return refuse(
-        Status.general_failure,
-        Reason.client_streams,
-        `client has ${lim.streamsPerClient} streams open (limits.streams_per_client)`,
-      );
-    }
-    if ((this.#agentStreams.get(agent) ?? 0) >= lim.streamsPerAgent) {
-      this.ctx.admission.limitHit("streams_per_agent", { agent, max: lim.streamsPerAgent });
-      return refuse(
-        Status.general_failure,
-        Reason.agent_streams,
-        `agent has ${lim.streamsPerAgent} streams open (limits.streams_per_agent)`,
-      );
-    }
+    const over = this.#limits.check(
+      req.client,
+      agent,
+      this.clientStreams(req.client),
+      this.agentStreams(agent),
+    );
+    if (over) return over;
     // The places are taken now, not when OPEN_RESULT comes: CONNECTs that
     // wait for the agent count too. stream() or abandon() gives them back.
     bump(this.#clientStreams, req.client, 1);
@@ -268,7 +260,7 @@ export class Router {
    * An opened stream that will not be relayed (its reply could not be
    * written): close it and give back its places.
    */
-  abandon(client: string, r: Extract<OpenResult, { ok: true }>): void {
+  abandon(client: string, r: Opened): void {
     r.conn.close();
     bump(this.#clientStreams, client, -1);
     bump(this.#agentStreams, r.agent, -1);
@@ -286,7 +278,7 @@ export class Router {
     client: string,
     clientConn: Conn,
     clientRest: Uint8Array,
-    r: Extract<OpenResult, { ok: true }>,
+    r: Opened,
     log: Logger,
     port: string,
     startedAt: number,
@@ -321,7 +313,7 @@ export class Router {
     client: string,
     clientConn: Conn,
     clientRest: Uint8Array,
-    r: Extract<OpenResult, { ok: true }>,
+    r: Opened,
     log: Logger,
     port = "socks",
   ): Promise<void> {
@@ -352,10 +344,10 @@ export class Router {
       },
     };
     this.streams.set(r.streamId, live);
-    let up = 0;
-    let down = 0;
+    let [up, down] = [0, 0];
+    const pace = this.bandwidth.attach(client, r.agent, [clientConn, r.conn]);
     try {
-      const res = await r.relay(clientConn, clientRest, r, live.bytes);
+      const res = await r.relay(clientConn, clientRest, r, live.bytes, pace);
       up = res.aToB;
       down = res.bToA;
     } catch {
@@ -363,6 +355,7 @@ export class Router {
       up = live.bytes.up;
       down = live.bytes.down;
     } finally {
+      pace.release();
       // Totals and registry change in one turn, so the byte counters never go back.
       addTotals(this.#clientBytes, client, live.bytes.up, live.bytes.down);
       addTotals(this.#agentBytes, r.agent, live.bytes.up, live.bytes.down);

@@ -61,6 +61,8 @@ export interface ServerInfo {
   tokenFile?: TokenFile;
   /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
   readTextFile?: (path: string) => Promise<string>;
+  /** How `oidc.client_secret_file` is read (Host.readSecretFile); absent: it cannot be. */
+  readSecretFile?: (path: string) => Promise<string>;
 }
 
 export class Server implements HttpSource {
@@ -109,6 +111,7 @@ export class Server implements HttpSource {
       async (o) => netFetch(net, o.ca && read ? [await read(o.ca)] : undefined),
       log,
       this.metrics,
+      info.readSecretFile,
     );
     const ctx: ServerContext = {
       config: () => this.#config,
@@ -368,6 +371,7 @@ export class Server implements HttpSource {
     const old = this.#config;
     this.#config = config;
     this.agents.reload(old, config);
+    this.router.bandwidth.reload(); // running streams take the new limits now
     this.log.info("config reloaded", {
       agents: config.agents.size,
       clients: config.clients.size,
@@ -378,6 +382,7 @@ export class Server implements HttpSource {
   async stop(): Promise<void> {
     this.#state = "stopping";
     clearInterval(this.#sampler);
+    this.router.bandwidth.stop();
     for (const l of this.#listeners) l.close();
     this.agents.stop();
     for (const c of this.#conns.values()) c.close();

@@ -27,6 +27,8 @@ export interface PoolParams {
 /** What the pool needs of a pool connection. */
 export interface Pooled {
   close(): void;
+  /** False once what carries it is gone (a granted id whose link ended); absent: true. */
+  readonly usable?: boolean;
 }
 
 /** Who the session belongs to, fixed at login. */
@@ -134,20 +136,16 @@ export class AgentSession<P extends Pooled> {
   }
 
   /**
-   * Rest at `pool_max` idle entries: set while the session has a
-   * link, whose idle entries are granted stream ids, not connections.
+   * Rest at `pool_max` idle entries: while the session has a link, whose
+   * idle entries are granted stream ids, not connections.
    */
   get restAtMax(): boolean {
-    return this.#restAtMax;
+    return this.#links > 0;
   }
 
-  set restAtMax(on: boolean) {
-    this.#restAtMax = on;
-    if (on) this.#linkLost = false;
-  }
-
-  #restAtMax = false;
-  /** A link was lost and none came back: requests expire sooner (see {@link linkLost}). */
+  /** Links open (see {@link linkOpened}). */
+  #links = 0;
+  /** A link failed and none came back: requests expire sooner (see {@link linkClosed}). */
   #linkLost = false;
 
   /** Idle connections this session should have: recent peak demand within [min, max]. */
@@ -304,14 +302,23 @@ export class AgentSession<P extends Pooled> {
     return true;
   }
 
+  /** A link of this session is open: from now on the pool rests at `pool_max` (granted ids). */
+  linkOpened(): void {
+    this.#links++;
+    this.#linkLost = false;
+  }
+
   /**
-   * A link of this session is gone: its idle entries (those `lost` is true
-   * of) leave the pool, and no outstanding request waits for arrivals any
-   * more (those due on the link never come; a request's dialed connections
-   * that still arrive count as idle). Then refill.
+   * A link of this session ended. When it failed (`failed`), its idle
+   * entries (those no longer {@link Pooled.usable}) leave the pool, and no
+   * outstanding request waits for arrivals any more (those due on the link
+   * never come; a request's dialed connections that still arrive count as
+   * idle). Then refill.
    */
-  linkLost(lost: (conn: P) => boolean): void {
-    this.#idle = this.#idle.filter((c) => !lost(c.conn));
+  linkClosed(failed: boolean): void {
+    this.#links = Math.max(0, this.#links - 1);
+    if (!failed || this.closed) return;
+    this.#idle = this.#idle.filter((c) => c.conn.usable !== false);
     this.#asks = [];
     // Until the next tick the agent may still grant on the link it has not
     // yet seen fail: requests answered so never bring their connections,

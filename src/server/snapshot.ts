@@ -16,6 +16,7 @@ import type { AgentPort } from "./agent_port.ts";
 import type { Session } from "./carrier.ts";
 import type { LiveStream, Router } from "./router.ts";
 import type { ServerConfig } from "../config/mod.ts";
+import { limitOf } from "./bandwidth.ts";
 
 export interface ServerView {
   version: string;
@@ -63,6 +64,12 @@ export interface ClientView {
   /** Bytes of its finished and live streams since the server started. */
   bytes_up: number;
   bytes_down: number;
+  /** Its current rate each way, bytes/s, smoothed over a few seconds (bandwidth.ts). */
+  rate_up: number;
+  rate_down: number;
+  /** Its bandwidth limit each way in force, bytes/s; null: none. */
+  limit_up: number | null;
+  limit_down: number | null;
 }
 
 export interface StreamView {
@@ -188,8 +195,10 @@ export function clientViews(config: ServerConfig, router: Router): ClientView[] 
   const names = new Set(config.clients.keys());
   for (const s of router.streams.values()) names.add(s.client);
   const byClient = router.bytesBy("client");
+  const rates = router.bandwidth.rates("client");
   return [...names].sort().map((name) => {
     const bytes = byClient.get(name) ?? { up: 0, down: 0 };
+    const limit = limitOf(config, "client", name);
     return {
       name,
       id: router.knownClientId(name) ?? null,
@@ -197,6 +206,10 @@ export function clientViews(config: ServerConfig, router: Router): ClientView[] 
       streams: router.clientStreams(name),
       bytes_up: bytes.up,
       bytes_down: bytes.down,
+      rate_up: rates.get(name)?.up ?? 0,
+      rate_down: rates.get(name)?.down ?? 0,
+      limit_up: limit.up ?? null,
+      limit_down: limit.down ?? null,
     };
   });
 }

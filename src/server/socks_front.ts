@@ -74,7 +74,7 @@ export class SocksFront {
           const done = (r: CredentialCheck): boolean => {
             cred = r;
             // Its CONNECT will most likely follow: the pool can be asked now.
-            if (r.ok) expected = this.router.expect(r.client, r.agent);
+            if (r.ok) expected = this.router.expect(r.value.client, r.value.agent);
             return r.ok;
           };
           return "then" in checked ? checked.then(done) : done(checked);
@@ -104,24 +104,26 @@ export class SocksFront {
     cred: CredentialCheck | undefined,
   ) {
     const t0 = Date.now(); // the request is read: setup time starts
-    const { client, agent } = cred ?? splitUser(a.username ?? "");
+    const who = cred?.ok ? cred.value : undefined;
+    const { client, agent } = who ?? splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
-    const token = cred?.ok && cred.token ? this.ctx.tokens.who(cred.token) : {};
+    const token = who?.token ? this.ctx.tokens.who(who.token) : {};
     const clog = log.with({ client, client_id: clientId, ...token });
     const r = await this.router.open({ client, clientId, agent, target: a.target, log: clog });
     if (!r.ok) {
+      const { status, reason } = r.error;
       const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
       const rlog = shown.agent_bytes === undefined ? clog : clog.with(shown);
-      this.router.refused(rlog, "socks", client, a.target, r.status, r.reason, {
+      this.router.refused(rlog, "socks", client, a.target, status, reason, {
         ...shown,
         startedAt: t0,
       });
-      await socksReply(conn, r.status);
+      await socksReply(conn, status);
       return this.router.setupDone("socks", t0, false);
     }
-    const reply = socksReply(conn, Status.succeeded, r.bound);
-    const id = cred?.ok ? cred.token?.id : undefined;
-    return this.router.replied(reply, client, conn, rd.rest(), r, clog, "socks", t0, id);
+    const reply = socksReply(conn, Status.succeeded, r.value.bound);
+    const id = who?.token?.id;
+    return this.router.replied(reply, client, conn, rd.rest(), r.value, clog, "socks", t0, id);
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */
@@ -143,11 +145,11 @@ export class SocksFront {
         return log.warn("socks authentication failed", {
           ...loggableUser(user, (c) => clients.has(c), (n) => this.ctx.config().agents.has(n)),
           reason: cred && !cred.ok
-            ? cred.why
+            ? cred.error.reason
             : clients.has(client)
             ? "bad token"
             : "unknown client",
-          ...(cred && !cred.ok && cred.token ? { token: cred.token } : {}),
+          ...(cred && !cred.ok && cred.error.token ? { token: cred.error.token } : {}),
         });
       case "no_acceptable_method":
         return log.warn("socks client offers no acceptable method", { error: a.detail });

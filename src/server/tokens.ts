@@ -7,6 +7,7 @@
  * @module
  */
 import { fromBase64, fromHex, generateKeyPair, randomBytes, toHex } from "../auth.ts";
+import { err, ok, type Result } from "../result.ts";
 import {
   type IssuedToken,
   keyIdOf,
@@ -63,9 +64,8 @@ interface LiveKey {
 /** Why a token was refused (the log's `reason`). */
 export type TokenRefusal = "unknown key" | "bad signature" | "expired" | "revoked";
 
-export type TokenCheck =
-  | { ok: true; token: IssuedToken }
-  | { ok: false; why: TokenRefusal; token: IssuedToken };
+/** A valid token, or why it is refused (with the token, for the log). */
+export type TokenCheck = Result<IssuedToken, { reason: TokenRefusal; token: IssuedToken }>;
 
 /** How many verified token texts are remembered (their signature not verified again). */
 const REMEMBERED = 4096;
@@ -305,8 +305,8 @@ export class TokenStore {
     const r = this.#valid(t, good && key !== undefined);
     if (r.ok) this.#remember(text, t);
     return key
-      ? (good ? r : { ok: false, why: "bad signature", token: t })
-      : { ok: false, why: "unknown key", token: t };
+      ? (good ? r : err({ reason: "bad signature", token: t }))
+      : err({ reason: "unknown key", token: t });
   }
 
   /** Expiry, revocation and the key, on every use. */
@@ -314,15 +314,15 @@ export class TokenStore {
     const expired = t.expiresAt <= this.now();
     const revoked = this.revoked(t.id);
     const keyGone = !this.#keys.has(t.keyId);
-    if (signed && !expired && !revoked && !keyGone) return { ok: true, token: t };
-    const why = keyGone
+    if (signed && !expired && !revoked && !keyGone) return ok(t);
+    const reason: TokenRefusal = keyGone
       ? "unknown key"
       : !signed
       ? "bad signature"
       : expired
       ? "expired"
       : "revoked";
-    return { ok: false, why, token: t };
+    return err({ reason, token: t });
   }
 
   #remember(text: string, t: IssuedToken): void {

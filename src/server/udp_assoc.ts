@@ -41,10 +41,10 @@ export function permitter(
   return (target) => {
     const n = normalizeTarget(target);
     if (!n.ok) return null;
-    const t = n.target;
+    const t = n.value;
     const chosen = choice.of(client, agent);
-    if (!("granted" in chosen)) return null;
-    const inGrant = chosen.rules.some((r) =>
+    if (!chosen.ok) return null;
+    const inGrant = chosen.value.rules.some((r) =>
       (r.client === "" || r.client === client) && matchRule(r, t, "never", "udp")
     );
     if (!inGrant) return null;

@@ -20,6 +20,8 @@ import type { Reader } from "../reader.ts";
 import { socksReply, type SocksRequest } from "../socks5_server.ts";
 import { UDP_DROP_REASONS, UdpCounts } from "../udp_stream.ts";
 import { AgentChoice } from "./agent_choice.ts";
+import type { Pace } from "./bandwidth.ts";
+import type { RelayCounter } from "../relay.ts";
 import type { ServerContext } from "./context.ts";
 import type { CredentialCheck } from "./credentials.ts";
 import { splitUser } from "./credentials.ts";
@@ -48,7 +50,7 @@ export interface LiveAssociation {
  */
 export function associationTarget(t: Target): Target {
   const n = normalizeTarget(t);
-  return n.ok ? n.target : { type: "ipv4", host: "0.0.0.0", port: t.port };
+  return n.ok ? n.value : { type: "ipv4", host: "0.0.0.0", port: t.port };
 }
 
 /** Binds tried from a port range before UDP ASSOCIATE gets 0x01 (`limit=udp_ports`). */
@@ -63,12 +65,6 @@ export class UdpFront {
   /** Ports of the `udp.listen` range bound now, and where the next search starts. */
   readonly #used = new Set<number>();
   #cursor = 0;
-  /**
-   * The bandwidth limits' hook: may `bytes` more of `client` through
-   * `agent` go now (`up`: toward the agent)? A datagram it refuses is
-   * dropped (`reason="bandwidth"`). Null: no limits.
-   */
-  bandwidth: ((client: string, agent: string, bytes: number, up: boolean) => boolean) | null = null;
 
   constructor(readonly ctx: ServerContext, readonly router: Router, readonly net: Net) {
     this.#choice = new AgentChoice(() => ctx.config(), () => ctx.tokens);
@@ -109,9 +105,10 @@ export class UdpFront {
     cred: CredentialCheck | undefined,
   ): Promise<void> {
     const t0 = Date.now();
-    const { client, agent } = cred ?? splitUser(a.username ?? "");
+    const who = cred?.ok ? cred.value : undefined;
+    const { client, agent } = who ?? splitUser(a.username ?? "");
     const clientId = this.router.clientId(client);
-    const token = cred?.ok && cred.token ? this.ctx.tokens.who(cred.token) : {};
+    const token = who?.token ? this.ctx.tokens.who(who.token) : {};
     const clog = log.with({ client, client_id: clientId, ...token });
     const sock = await this.#bind(conn, clog);
     if (sock === null) {
@@ -120,14 +117,14 @@ export class UdpFront {
       return this.router.setupDone("socks", t0, false);
     }
     try {
-      const relay: RelayFn = (control, _rest, r, live) =>
+      const relay: RelayFn = (control, _rest, r, live, pace) =>
         this.#run(
           "socks",
           client,
           r,
           clog,
           fmt(sock.addr),
-          live,
+          { live, pace },
           (s) => relaySocks(s, sock, control, a.target.port),
         );
       const r = await this.router.open({
@@ -140,15 +137,25 @@ export class UdpFront {
         relay,
       });
       if (!r.ok) {
-        this.router.refused(clog, "socks", client, a.target, r.status, r.reason, {
-          startedAt: t0,
-        });
-        await socksReply(conn, r.status);
+        const { status, reason } = r.error;
+        this.router.refused(clog, "socks", client, a.target, status, reason, { startedAt: t0 });
+        await socksReply(conn, status);
         return this.router.setupDone("socks", t0, false);
       }
       const reply = socksReply(conn, Status.succeeded, this.#bound(sock, conn));
-      const id = cred?.ok ? cred.token?.id : undefined;
-      return await this.router.replied(reply, client, conn, rd.rest(), r, clog, "socks", t0, id);
+      const id = who?.token?.id;
+      const opened = r.value;
+      return await this.router.replied(
+        reply,
+        client,
+        conn,
+        rd.rest(),
+        opened,
+        clog,
+        "socks",
+        t0,
+        id,
+      );
     } finally {
       sock.close();
     }
@@ -156,8 +163,8 @@ export class UdpFront {
 
   /** The relay of a client proxy's CONNECT with protocol 17: its connection carries records. */
   relayFor(client: string, log: Logger): RelayFn {
-    return (conn, rest, r, live) =>
-      this.#run("clients", client, r, log, "", live, (s) => relayRecords(s, conn, rest));
+    return (conn, rest, r, live, pace) =>
+      this.#run("clients", client, r, log, "", { live, pace }, (s) => relayRecords(s, conn, rest));
   }
 
   /** BND.ADDR and BND.PORT: `udp.advertise`, the bound address, or the one the client reached. */
@@ -207,7 +214,7 @@ export class UdpFront {
     r: Opened,
     log: Logger,
     relay: string,
-    live: { up: number; down: number },
+    on: { live: RelayCounter; pace: Pace },
     go: (s: AssocSides) => Promise<{ aToB: number; bToA: number }>,
   ): Promise<{ aToB: number; bToA: number }> {
     const a: LiveAssociation = {
@@ -239,10 +246,11 @@ export class UdpFront {
       agentRest: r.rest,
       permit: permitter(this.#choice, client, r.agent, r.session),
       counts: a.counts,
-      live,
+      live: on.live,
       log,
       protocolError,
-      allow: (bytes, up) => this.bandwidth?.(client, r.agent, bytes, up) ?? true,
+      // The bandwidth limits count datagrams too (SPEC.md §2.5).
+      allow: (bytes, up) => on.pace.datagram(up ? "up" : "down", bytes),
     };
     try {
       return await go(sides);
