@@ -1,6 +1,6 @@
 /**
  * `npm run bench:hop` — what the extra hop of a fleet costs (README "A
- * fleet of servers", SPEC.md §2.5): two servers of one fleet in this
+ * fleet of servers", SPEC.md §2.6): two servers of one fleet in this
  * process, one agent with a session on the first only; the same CONNECTs
  * and bytes through the first (direct) and through the second (forwarded
  * over the peer link to the first). Connect: SOCKS5 CONNECT to the echo

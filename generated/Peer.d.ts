@@ -15,7 +15,7 @@ export interface KaitaiStream {
  * FORWARD and FLEET, each the first DATA of a stream the dialing server
  * opens on it. This type has no fields of its own; each message is a type
  * of it, selected by frame.ksy.
- * @see SPEC.md §2.5
+ * @see SPEC.md §2.6
  */
 export declare class Peer {
   constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);

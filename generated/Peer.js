@@ -10,7 +10,7 @@ import * as Addr_ from "./Addr.js";
  * FORWARD and FLEET, each the first DATA of a stream the dialing server
  * opens on it. This type has no fields of its own; each message is a type
  * of it, selected by frame.ksy.
- * @see SPEC.md §2.5
+ * @see SPEC.md §2.6
  */
 
 var Peer = (function() {

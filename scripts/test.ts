@@ -125,6 +125,8 @@ const CLIENTS: Record<string, string> = {
   "/usr/lib/postgresql/15/bin/initdb": "postgresql",
   // The state store's tests start their own cluster with it (test/pg.ts).
   "/usr/lib/postgresql/15/bin/pg_ctl": "postgresql-15",
+  // PySocks' UDP sockets through UDP ASSOCIATE (test/udp_test.ts).
+  "/usr/lib/python3/dist-packages/socks.py": "python3-socks",
 };
 
 function has(cmd: string): boolean {

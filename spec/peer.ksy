@@ -13,7 +13,7 @@ doc: |
   FORWARD and FLEET, each the first DATA of a stream the dialing server
   opens on it. This type has no fields of its own; each message is a type
   of it, selected by frame.ksy.
-doc-ref: SPEC.md §2.5
+doc-ref: SPEC.md §2.6
 types:
   peer_hello:
     doc: PEER_HELLO (0x40), dialing server → accepting server, the first frame of a peer link.

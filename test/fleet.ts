@@ -1,5 +1,5 @@
 /**
- * Servers of one fleet in this process, for the peer tests (SPEC.md §2.5):
+ * Servers of one fleet in this process, for the peer tests (SPEC.md §2.6):
  * each with a certificate of its own, the fleet's pins, a fleet secret and
  * a peer port; and {@link TestDirectory}, a test-only implementation of the
  * presence interface (src/server/peer_directory.ts) that reads which

@@ -1,5 +1,5 @@
 /**
- * Streams forwarded between servers (SPEC.md §2.5): three servers of one
+ * Streams forwarded between servers (SPEC.md §2.6): three servers of one
  * fleet, agents on two of them each (servers_per_agent 2); a client on any
  * server reaches any agent, over a peer link when its server holds no
  * session of the agent. Peer links are TLS pinned to the fleet's

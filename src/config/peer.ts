@@ -1,5 +1,5 @@
 /**
- * The server config's `peer:` (SPEC.md §2.5, README "A fleet of servers"):
+ * The server config's `peer:` (SPEC.md §2.6, README "A fleet of servers"):
  * where this server takes peer links, how the others reach it, the fleet
  * secret, and how it verifies the other servers' certificates.
  *

@@ -21,13 +21,10 @@ import { type PeerConfig, peerConfig } from "./peer.ts";
 import { type TokensConfig, tokensConfig } from "./tokens.ts";
 import { type OidcConfig, oidcConfig } from "./oidc.ts";
 import { type StoreConfig, storeConfig } from "./store.ts";
+import { type UdpConfig, udpConfig } from "./udp.ts";
 import { besideFile, type Obj, Walker, words } from "./walker.ts";
-import {
-  bandwidthConfig,
-  type BandwidthLimit,
-  type LimitsOfRate,
-  rateLimits,
-} from "./bandwidth.ts";
+import { bandwidthConfig, type BandwidthLimit, rateLimits } from "./bandwidth.ts";
+import type { Limits } from "./limits.ts";
 
 /** One agent or client the server knows. Holds verifiers, never prints secrets. */
 export interface Identity {
@@ -75,6 +72,8 @@ export interface AdminConfig {
   readonly metricsAuth: boolean | null;
 }
 
+export type { Limits } from "./limits.ts";
+
 export interface ServerConfig {
   listen: {
     agents: Addr;
@@ -111,32 +110,8 @@ export interface ServerConfig {
   peer: PeerConfig | null;
   /** Where shared state lives (`store:`): files in state_dir, or PostgreSQL. */
   store: StoreConfig;
-}
-
-/** Limits against abuse; each one that triggers is logged by name and counted. */
-export interface Limits extends LimitsOfRate {
-  /** Connections still in their handshake, per port. */
-  pendingHandshakes: number;
-  /** Connections still in their handshake, per port and source address (IPv6: per /64). */
-  pendingHandshakesPerSource: number;
-  /** Streams open at once per client. */
-  streamsPerClient: number;
-  /** Streams open at once per agent. */
-  streamsPerAgent: number;
-  /** Failed authentications per port and source address (IPv6: /64) per minute before it is blocked there. */
-  authFailuresPerMinute: number;
-  /** How long a source address stays blocked. */
-  authBlockMs: number;
-  /**
-   * Failed authentications per port per minute that the IPv6 prefixes of
-   * {@link ipv6Shares} take their shares of (SPEC.md §10.1).
-   */
-  authFailureBudget: number;
-  /**
-   * IPv6 prefixes wider than a /64 and the share of a port's pending
-   * handshakes and of its {@link authFailureBudget} each may hold, widest last.
-   */
-  ipv6Shares: { prefix: number; share: number }[];
+  /** The SOCKS5 port's UDP relay (`udp:`, SPEC.md §8.2). */
+  udp: UdpConfig;
 }
 
 export const serverDefaults = {
@@ -163,7 +138,7 @@ export const serverDefaults = {
 } as const;
 
 const SERVER_KEYS = words(`listen tls state_dir heartbeat handshake_timeout pool limits agents
-  clients grants admin trusted_proxies proxy_protocol tokens oidc peer store`);
+  clients grants admin trusted_proxies proxy_protocol tokens oidc peer store udp`);
 const LIMIT_KEYS = words(`pending_handshakes pending_handshakes_per_source streams_per_client
   streams_per_agent auth_failures_per_minute auth_block auth_failure_budget ipv6_shares
   client_bandwidth agent_bandwidth new_streams_per_client`);
@@ -429,6 +404,7 @@ export function parseServerConfig(text: string, file: string, paths = false): Se
     oidc: oidcConfig(w, top.oidc),
     peer: peerConfig(w, top.peer, file, paths),
     store: storeConfig(w, top.store, (f) => paths ? besideFile(file, f) : f),
+    udp: udpConfig(w, top.udp),
   };
   cfg.proxyProtocol = proxyProtocol(w, top.proxy_protocol, cfg);
   if (cfg.poolMin > cfg.poolMax) {

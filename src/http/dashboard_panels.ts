@@ -4,7 +4,7 @@
  * last 15 minutes, by agent or by client; agents grouped with their replicas
  * (each with its instance, streams, bytes, and a disconnect of its own);
  * refusals by reason; live streams; clients (each with its current rate
- * and bandwidth limit); issued tokens (each with a
+ * and bandwidth limit); UDP associations; issued tokens (each with a
  * revoke of its own). Each is one `register` call
  * (dashboard_script.ts says what a panel is).
  *
@@ -250,6 +250,27 @@ listPanel({
         series ? spark(sumFields(series.up, series.down)) : spark([]),
       ] };
     }) };
+  },
+});
+
+listPanel({
+  id: "associations",
+  title: "UDP associations",
+  span: 12,
+  cols: [
+    { label: "Client → agent", w: "minmax(0, 1fr)", cls: "name" },
+    { label: "Relay", w: "minmax(0, 1fr)", cls: "wide" }, { label: "Age", w: "64px", cls: "num" },
+    { label: "Datagrams", w: "96px", cls: "num" }, { label: "Bytes", w: "86px", cls: "num" },
+    { label: "Dropped", w: "64px", cls: "num" },
+  ],
+  empty: "No UDP association.",
+  rows(c) {
+    const a = c.snap.associations || [];
+    return { count: String(a.length), rows: a.map((x) => ({ data: { key: String(x.stream) }, cells: [
+      [x.client + " → " + x.agent, "#" + x.stream + " · " + x.port], x.relay || "client proxy", age(x.since),
+      ["↑ " + x.datagrams_up, "↓ " + x.datagrams_down],
+      ["↑ " + bytes(x.bytes_up), "↓ " + bytes(x.bytes_down)], x.dropped,
+    ] })) };
   },
 });
 

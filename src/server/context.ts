@@ -14,6 +14,7 @@ import type { TokenStore } from "./tokens.ts";
 import type { Target } from "../messages.ts";
 import type { OpenRequest, OpenResult } from "./replica_open.ts";
 import type { Store } from "./store.ts";
+import type { FleetInfo } from "./fleet.ts";
 
 export interface ServerContext {
   /** The config in force (it changes on reload: read it at each decision). */
@@ -25,7 +26,7 @@ export interface ServerContext {
   readonly tokens: TokenStore;
   /** The state store (presence of this server's agent sessions). */
   readonly store: Store;
-  /** Opens a CONNECT on the server of the fleet that holds its agent (SPEC.md §2.5); none: null. */
+  /** Opens a CONNECT on the server of the fleet that holds its agent (SPEC.md §2.6); none: null. */
   forwarder?: Forwarder | null;
 }
 
@@ -69,4 +70,16 @@ export async function closeOnError(
   } else {
     throw e;
   }
+}
+
+/** What the server reports about where it runs (build info, admin API). */
+export interface ServerInfo extends FleetInfo {
+  /** The runtime's version (`Host.version`). */
+  runtimeVersion?: string;
+  /** The state store (store_open.ts `storeFor`), opened by start(); absent: in memory. */
+  store?: Store;
+  /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
+  readTextFile?: (path: string) => Promise<string>;
+  /** How `oidc.client_secret_file` is read (Host.readSecretFile); absent: it cannot be. */
+  readSecretFile?: (path: string) => Promise<string>;
 }

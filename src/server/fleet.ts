@@ -1,5 +1,5 @@
 /**
- * This server as one of a fleet (SPEC.md §2.5, README "A fleet of
+ * This server as one of a fleet (SPEC.md §2.6, README "A fleet of
  * servers"): its peer port (peer_port.ts), its links to the others
  * (peer_links.ts), and the fleet view of the admin API and the dashboard.
  *

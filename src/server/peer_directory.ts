@@ -1,5 +1,5 @@
 /**
- * Where a server learns about the rest of its fleet (SPEC.md §2.5): which
+ * Where a server learns about the rest of its fleet (SPEC.md §2.6): which
  * servers hold a session of an agent, and where each takes peer links. The
  * state store's presence (leases and agent-session rows) implements it;
  * tests may give a directory of their own.

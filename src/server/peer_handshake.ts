@@ -1,5 +1,5 @@
 /**
- * The handshake of a peer link (SPEC.md §2.5, §6.5): PEER_HELLO,
+ * The handshake of a peer link (SPEC.md §2.6, §6.5): PEER_HELLO,
  * CHALLENGE, AUTH, PEER_WELCOME, each side proving over both nonces that it
  * holds the fleet secret. What follows is link frames (link.ts); `rest` is
  * what was read of them with the handshake.

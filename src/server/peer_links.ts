@@ -1,5 +1,5 @@
 /**
- * The dialing side of peer links (SPEC.md §2.5): a link to each peer this
+ * The dialing side of peer links (SPEC.md §2.6): a link to each peer this
  * server needs, dialed on demand (TLS pinned to the fleet's certificates,
  * then the handshake of peer_handshake.ts), kept while it carries streams and
  * drained after `peer.idle` without one. On it, a CONNECT this server
@@ -19,7 +19,7 @@ import { Wire } from "../wire.ts";
 import type { Forwarder, ServerContext } from "./context.ts";
 import { dialHandshake } from "./peer_handshake.ts";
 import type { PeerAddress, PeerDirectory } from "./peer_directory.ts";
-import { type OpenRequest, type OpenResult, refuse } from "./replica_open.ts";
+import { byteRelay, type OpenRequest, type OpenResult, refuse } from "./replica_open.ts";
 
 /** The largest answer to FLEET this server reads (SPEC.md §10.1, `peer_fleet_bytes`). */
 export const MAX_FLEET_BYTES = 16 * 1024 * 1024;
@@ -110,6 +110,7 @@ export class PeerLinks implements Forwarder {
           agent,
           target,
           session: null,
+          relay: byteRelay,
         });
       } catch (e) {
         conn.close();

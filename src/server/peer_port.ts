@@ -1,5 +1,5 @@
 /**
- * The accepting side of peer links (SPEC.md §2.5): the peer port's
+ * The accepting side of peer links (SPEC.md §2.6): the peer port's
  * handshake, then a link on which the dialing server opens streams within
  * our grants. A FORWARD is decided again here, with this server's config, and
  * opened on this server's own session of the agent, never forwarded again;

@@ -8,9 +8,11 @@
  * @module
  */
 import type { Logger } from "../log.ts";
-import { type Message, Reason, Status, type Target } from "../messages.ts";
+import { type Message, Reason, RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { allowed, rulesFor } from "../policy.ts";
+import { opens, type Protocol, rulesFor } from "../policy.ts";
+import { relay, type RelayCounter, type RelayResult } from "../relay.ts";
+import type { Pace } from "./bandwidth.ts";
 import { SETUP_BUCKETS } from "../metrics.ts";
 import { type Err, err, ok, type Result } from "../result.ts";
 import type { AgentPort } from "./agent_port.ts";
@@ -25,9 +27,30 @@ export interface OpenRequest {
   /** As the client sent it; normalized here before any check. */
   target: Target;
   log: Logger;
-  /** The server it was forwarded from (SPEC.md §2.5): it is never forwarded again. */
+  /** The server it was forwarded from (SPEC.md §2.6): it is never forwarded again. */
   forwarded?: string;
+  /** "udp": a UDP association (SPEC.md §2.5); default "tcp". */
+  protocol?: Protocol;
+  /** How the opened stream is relayed, when not byte for byte (a UDP association's records). */
+  relay?: RelayFn;
 }
+
+/**
+ * Relays an opened stream `r` with its client's connection (and bytes read
+ * from it past the request), counting into `live`, under the bandwidth
+ * limits' `pace`, as relay.ts's `relay`.
+ */
+export type RelayFn = (
+  client: Conn,
+  clientRest: Uint8Array,
+  r: Opened,
+  live: RelayCounter,
+  pace: Pace,
+) => Promise<RelayResult>;
+
+/** How a TCP stream is relayed: byte for byte (relay.ts). */
+export const byteRelay: RelayFn = (client, clientRest, r, live, pace) =>
+  relay(client, r.conn, clientRest, r.rest, live, pace);
 
 /** An opened stream. */
 export type Opened = {
@@ -38,8 +61,10 @@ export type Opened = {
   agent: string;
   /** The target as matched and opened (normalized). */
   target: Target;
-  /** The agent session (replica) that carries it; null: a peer's (SPEC.md §2.5). */
+  /** The agent session (replica) that carries it; null: a peer's (SPEC.md §2.6). */
   session: Session | null;
+  /** How to relay it: the request's, or byte for byte ({@link byteRelay}). */
+  relay: RelayFn;
 };
 
 /**
@@ -77,8 +102,10 @@ export class ReplicaOpener {
     poolWaitMs: number,
   ): Promise<OpenResult> {
     if (this.agents.group(agent).length === 0) {
-      // No session here: a server of the fleet that holds one opens it (SPEC.md §2.5).
-      const peers = req.forwarded === undefined ? this.ctx.forwarder : null;
+      // No session here: a server of the fleet that holds one opens it (SPEC.md §2.6).
+      // A UDP association is not forwarded: FORWARD carries TCP CONNECTs only.
+      const tcp = (req.protocol ?? "tcp") === "tcp";
+      const peers = req.forwarded === undefined && tcp ? this.ctx.forwarder : null;
       const fwd = await peers?.forward(req, target, agent, this.nextStreamId());
       return fwd ??
         refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);
@@ -94,7 +121,7 @@ export class ReplicaOpener {
       );
     }
     const replicas = announced.filter((s) =>
-      allowed(rulesFor(s.rules, req.client), req.client, target, "defer")
+      opens(rulesFor(s.rules, req.client), req.client, target, "defer", req.protocol)
     );
     if (replicas.length === 0) {
       return refuse(
@@ -222,6 +249,7 @@ export class ReplicaOpener {
         streamId,
         clientId: req.clientId,
         client: req.client,
+        protocol: RuleProtocol[req.protocol ?? "tcp"],
         target,
       });
       res = await pc.first;
@@ -246,6 +274,16 @@ export class ReplicaOpener {
       return refuse(res.status, Reason.target_failed, "agent could not open the target");
     }
     const rest = pc.wire.rest();
-    return ok({ conn: pc.wire.conn, rest, bound: res.bound, streamId, agent, target, session: s });
+    const relay = req.relay ?? byteRelay;
+    return ok({
+      conn: pc.wire.conn,
+      rest,
+      bound: res.bound,
+      streamId,
+      agent,
+      target,
+      session: s,
+      relay,
+    });
   }
 }

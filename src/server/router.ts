@@ -15,9 +15,9 @@ import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
 import { Reason, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { allowed } from "../policy.ts";
+import { opens } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
-import { relay, type RelayCounter } from "../relay.ts";
+import type { RelayCounter } from "../relay.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { Session } from "./carrier.ts";
 import {
@@ -46,7 +46,7 @@ export interface LiveStream {
   readonly target: string;
   /** The port the client came in on: `socks` or `clients`. */
   readonly port: string;
-  /** The agent session (replica) that carries it; null: a peer's (SPEC.md §2.5). */
+  /** The agent session (replica) that carries it; null: a peer's (SPEC.md §2.6). */
   readonly session: Session | null;
   /** When the relay started (ms since the epoch). */
   readonly since: number;
@@ -231,7 +231,7 @@ export class Router {
     const chosen = this.#choice.of(req.client, req.agent);
     if (!chosen.ok) return refuse(Status.not_allowed, chosen.error.code, chosen.error.reason);
     const { agent, rules } = chosen.value;
-    if (!allowed(rules, req.client, target, "never")) {
+    if (!opens(rules, req.client, target, "never", req.protocol)) {
       return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
     const over = this.#limits.check(
@@ -347,7 +347,7 @@ export class Router {
     let [up, down] = [0, 0];
     const pace = this.bandwidth.attach(client, r.agent, [clientConn, r.conn]);
     try {
-      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes, pace);
+      const res = await r.relay(clientConn, clientRest, r, live.bytes, pace);
       up = res.aToB;
       down = res.bToA;
     } catch {

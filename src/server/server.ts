@@ -36,6 +36,7 @@ import {
 import {
   type AgentView,
   agentViews,
+  associationViews,
   type ClientView,
   clientViews,
   refusalViews,
@@ -50,29 +51,23 @@ import type { Store } from "./store.ts";
 import { FileStore } from "./store_file.ts";
 import { auditLogger } from "./audit.ts";
 import { followStore } from "./tokens_sync.ts";
+import { UdpFront } from "./udp_front.ts";
 import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
 import { proxied } from "./trusted.ts";
-import { Fleet, type FleetInfo } from "./fleet.ts";
+import { Fleet } from "./fleet.ts";
 
-/** What the server reports about where it runs (build info, admin API). */
-export interface ServerInfo extends FleetInfo {
-  /** The runtime's version (`Host.version`). */
-  runtimeVersion?: string;
-  /** The state store (store_open.ts `storeFor`), opened by start(); absent: in memory. */
-  store?: Store;
-  /** How `oidc.ca` is read (the CLI's host); absent: the runtime's roots only. */
-  readTextFile?: (path: string) => Promise<string>;
-  /** How `oidc.client_secret_file` is read (Host.readSecretFile); absent: it cannot be. */
-  readSecretFile?: (path: string) => Promise<string>;
-}
+import type { ServerInfo } from "./context.ts";
+export type { ServerInfo };
 
 export class Server implements HttpSource {
   readonly metrics: Metrics = new Metrics();
   readonly admission: Admission;
   readonly agents: AgentPort;
   readonly router: Router;
+  /** UDP associations (SPEC.md §2.5, §8.2). */
+  readonly udp: UdpFront;
   readonly tokens: TokenStore;
   readonly oidc: OidcLogin;
   /** Shared state: tokens, keys, presence, audit (store.ts). */
@@ -92,7 +87,7 @@ export class Server implements HttpSource {
   /** The dashboard's graphs: counters sampled every 5 s for 15 minutes (series.ts). */
   readonly series: Series;
   #sampler: ReturnType<typeof setInterval> | undefined;
-  /** Peer links and the fleet view (SPEC.md §2.5), with `peer:`; else null. */
+  /** Peer links and the fleet view (SPEC.md §2.6), with `peer:`; else null. */
   fleet: Fleet | null = null;
 
   /**
@@ -133,6 +128,7 @@ export class Server implements HttpSource {
     };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
+    this.udp = new UdpFront(ctx, this.router, net);
     this.series = new Series((left) =>
       this.admission.limitHit("series", { left, max: MAX_SERIES })
     );
@@ -200,6 +196,7 @@ export class Server implements HttpSource {
       streams: this.streamViews(),
       refusals: refusalViews(this.router),
       tokens: this.tokens.list().filter((t) => !t.revoked).map(tokenView),
+      associations: associationViews(this.udp),
     };
   }
 
@@ -330,10 +327,10 @@ export class Server implements HttpSource {
       (c) => this.agents.handle(c),
     );
     if (socks) {
-      const front = new SocksFront(this.agents.ctx, this.router);
+      const front = new SocksFront(this.agents.ctx, this.router, this.udp);
       this.addrs.socks = await this.#listen("socks", socks, (c) => front.handle(c));
     }
-    const clientFront = new ClientFront(this.agents.ctx, this.router);
+    const clientFront = new ClientFront(this.agents.ctx, this.router, this.udp);
     if (clients) {
       this.addrs.clients = await this.#listen(
         "clients",
