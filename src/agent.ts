@@ -14,10 +14,11 @@ export { statusOf } from "./agent_dial.ts";
 import { ControlSession } from "./agent_session.ts";
 import { AgentPool } from "./agent_stream.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, type Rule } from "./messages.ts";
+import { ErrorCode, type Rule, type Target } from "./messages.ts";
 import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts";
 import { deadline, sleep } from "./time.ts";
 import { dialServer, login, Wire } from "./wire.ts";
+import { NO_ADDR } from "./writer.ts";
 
 export interface AgentOptions {
   server: Addr;
@@ -51,6 +52,11 @@ export interface AgentOptions {
   linkLastId?: number;
   /** Log an `agent stats` line (pool, link queue) this often; absent: never (tests read it). */
   statsMs?: number;
+  /**
+   * The nameserver to report in INSTANCE (SPEC.md §5.19), asked at each login (the
+   * CLI reads /etc/resolv.conf); absent or null: none.
+   */
+  nameserver?: () => Promise<Target | null>;
 }
 
 export interface SessionInfo {
@@ -200,7 +206,8 @@ export class Agent {
         "handshake",
         () => conn.close(),
       );
-      await wire.send({ type: "INSTANCE", instance: this.instance });
+      const nameserver = (await this.opts.nameserver?.().catch(() => null)) ?? NO_ADDR;
+      await wire.send({ type: "INSTANCE", instance: this.instance, nameserver });
       await wire.send({ type: "ANNOUNCE", rules: this.opts.rules });
       live = this.#live = new ControlSession(
         {

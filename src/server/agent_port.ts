@@ -306,6 +306,7 @@ export class AgentPort {
             throw new ProtocolError("unexpected_message", "INSTANCE comes once, before ANNOUNCE");
           }
           s.instance = msg.instance;
+          s.nameserver = msg.nameserver.port === 0 ? null : msg.nameserver;
           const same = toHex(msg.instance);
           // The same process reconnecting. (A session whose INSTANCE has not
           // arrived yet is someone else: left alone.)

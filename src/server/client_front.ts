@@ -104,6 +104,9 @@ export class ClientFront {
       log.warn("login check", { ...shown, status: r.status, reason: r.reason });
     }
     const status = r.ok ? 0 : r.status;
-    await wire.last({ type: "CONNECT_RESULT", status, reason: r.ok ? 0 : r.code, bound: NO_ADDR });
+    // The agent's nameserver, for `burrow client --dns` (SPEC.md §5.18).
+    const live = r.ok ? this.router.agents.group(r.agent).filter((s) => s.announced) : [];
+    const bound = live.find((s) => s.nameserver && !s.closed)?.nameserver ?? NO_ADDR;
+    await wire.last({ type: "CONNECT_RESULT", status, reason: r.ok ? 0 : r.code, bound });
   }
 }
