@@ -123,6 +123,11 @@ const CLIENTS: Record<string, string> = {
   psql: "postgresql-client",
   // initdb is not on PATH: the test runs it from here as the postgres user.
   "/usr/lib/postgresql/15/bin/initdb": "postgresql",
+  // UDP and DNS through the tunnel, the closed side in a network namespace (test/netns.ts).
+  dig: "dnsutils",
+  socksify: "dante-client",
+  "/usr/sbin/dnsmasq": "dnsmasq",
+  "/usr/lib/python3/dist-packages/socks.py": "python3-socks",
 };
 
 function has(cmd: string): boolean {
