@@ -2,6 +2,7 @@
 // @ts-self-types="./Client.d.ts"
 import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 import * as Addr_ from "./Addr.js";
+import * as Control_ from "./Control.js";
 import * as Registries_ from "./Registries.js";
 
 /**
@@ -70,12 +71,22 @@ var Client = (function() {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenAgent, this._io, "/types/connect/seq/0");
       }
       this.agent = this._io.readBytes(this.lenAgent);
+      this.protocol = this._io.readU1();
+      if (!Object.prototype.hasOwnProperty.call(Control_.Control.RuleProtocol, this.protocol)) {
+        throw new KaitaiStream.ValidationNotInEnumError(this.protocol, this._io, "/types/connect/seq/2");
+      }
       this.target = new Addr_.Addr(this._io, null, null);
     }
 
     /**
      * Agent name, UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty =
      * the client's only granted agent (SPEC.md §7.1).
+     */
+
+    /**
+     * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+     * stream then carries datagram records (udp_record.ksy); `target` is
+     * then the client's requested address, for the log only (SPEC.md §2.5).
      */
 
     return Connect;

@@ -101,6 +101,12 @@ export declare namespace Pool {
      * (checked by the decoder).
      */
     client: Uint8Array;
+    /**
+     * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+     * stream then carries datagram records (udp_record.ksy); `target` is
+     * then the client's requested address, for the log only (SPEC.md §2.5).
+     */
+    protocol: number;
     target: Addr;
   }
   /**

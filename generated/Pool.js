@@ -2,6 +2,7 @@
 // @ts-self-types="./Pool.d.ts"
 import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 import * as Addr_ from "./Addr.js";
+import * as Control_ from "./Control.js";
 import * as Registries_ from "./Registries.js";
 
 /**
@@ -77,6 +78,10 @@ var Pool = (function() {
         throw new KaitaiStream.ValidationGreaterThanError(96, this.lenClient, this._io, "/types/open/seq/2");
       }
       this.client = this._io.readBytes(this.lenClient);
+      this.protocol = this._io.readU1();
+      if (!Object.prototype.hasOwnProperty.call(Control_.Control.RuleProtocol, this.protocol)) {
+        throw new KaitaiStream.ValidationNotInEnumError(this.protocol, this._io, "/types/open/seq/4");
+      }
       this.target = new Addr_.Addr(this._io, null, null);
     }
 
@@ -84,6 +89,12 @@ var Pool = (function() {
      * Client name, for the agent's per-client allowlist, or a signed-in
      * person's subject (SPEC.md §6.4); UTF-8 without control characters
      * (checked by the decoder).
+     */
+
+    /**
+     * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+     * stream then carries datagram records (udp_record.ksy); `target` is
+     * then the client's requested address, for the log only (SPEC.md §2.5).
      */
 
     return Open;

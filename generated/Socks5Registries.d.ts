@@ -63,7 +63,7 @@ export declare namespace Socks5Registries {
      */
     readonly BIND: 2;
     /**
-     * answered with reply 0x07
+     * supported on the server's SOCKS5 port (SPEC.md §8.2)
      */
     readonly UDP_ASSOCIATE: 3;
     readonly 1: "CONNECT";

@@ -141,6 +141,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       const at17 = w.reserve(1);
       const n18 = w.utf8(msg.client, strict ? 1 : 0, strict ? 96 : 255, "OPEN.client");
       w.fill(at17, 1, n18);
+      w.u8(msg.protocol, "OPEN.protocol");
       writeAddr(w, msg.target, "OPEN.target", strict);
       return;
     }
@@ -190,6 +191,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       if (strict) checkName(msg.agent, 0, 64, "CONNECT.agent");
       const n26 = w.utf8(msg.agent, 0, strict ? 64 : 255, "CONNECT.agent");
       w.fill(at25, 1, n26);
+      w.u8(msg.protocol, "CONNECT.protocol");
       writeAddr(w, msg.target, "CONNECT.target", strict);
       return;
     }
@@ -318,7 +320,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     }
     case 0x21: {
       const p = new Pool.Open(io);
-      return { type: "OPEN", streamId: p.streamId, clientId: p.clientId, client: utf8(p.client, "client"), target: addrTarget(p.target) };
+      return { type: "OPEN", streamId: p.streamId, clientId: p.clientId, client: utf8(p.client, "client"), protocol: p.protocol, target: addrTarget(p.target) };
     }
     case 0x22: {
       const p = new Pool.OpenResult(io);
@@ -338,7 +340,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     }
     case 0x32: {
       const p = new Client.Connect(io);
-      return { type: "CONNECT", agent: nameText(p.agent, "agent", 0, 64), target: addrTarget(p.target) };
+      return { type: "CONNECT", agent: nameText(p.agent, "agent", 0, 64), protocol: p.protocol, target: addrTarget(p.target) };
     }
     case 0x33: {
       const p = new Client.ConnectResult(io);

@@ -258,7 +258,7 @@ export const SocksCmd = {
   connect: 0x01,
   /** answered with reply 0x07 */
   bind: 0x02,
-  /** answered with reply 0x07 */
+  /** supported on the server's SOCKS5 port (SPEC.md §8.2) */
   udpAssociate: 0x03,
 } as const;
 

@@ -249,6 +249,12 @@ export interface Open {
    * (checked by the decoder).
    */
   client: string;
+  /**
+   * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+   * stream then carries datagram records (udp_record.ksy); `target` is
+   * then the client's requested address, for the log only (SPEC.md §2.5).
+   */
+  protocol: number;
   target: Target;
 }
 
@@ -294,6 +300,12 @@ export interface Connect {
    * the client's only granted agent (SPEC.md §7.1).
    */
   agent: string;
+  /**
+   * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+   * stream then carries datagram records (udp_record.ksy); `target` is
+   * then the client's requested address, for the log only (SPEC.md §2.5).
+   */
+  protocol: number;
   target: Target;
 }
 
@@ -457,6 +469,9 @@ export const Valid = {
   "socks5_userpass_request": {
     lenPasswd: { min: 1 },
   },
+  "udp_record": {
+    lenBody: { min: 5, max: 65526 },
+  },
 } as const;
 
 /** The size of every fixed-size byte field of spec/*.ksy, by `spec::type`, fields camelCased. */
@@ -499,7 +514,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [15, 364], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [6, 324], 51: [7, 261], 52: [1, 65] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65] },
   },
   "frame::header": {
     size: 12,

@@ -35,6 +35,7 @@ import { ProtocolError, ProxyHeaderError, SocksError, type SocksErrorCode } from
 import { normalizeIP } from "../src/host.ts";
 import { parseProxyHeader, V1_MAX, V2_MAX_LENGTH } from "../src/proxyproto.ts";
 import { checkHeader, Framer } from "../src/framer.ts";
+import { udpRecordProperty } from "./fuzz_udp.ts";
 import { parseToken, SUBJECT_MAX, tokenBody, tokenText } from "../src/token.ts";
 import {
   encodeLinkFrame,
@@ -490,6 +491,7 @@ export function properties(): FuzzProperty[] {
       ),
     ),
   );
+  out.push(prop(udpRecordProperty.name, udpRecordProperty.runs, udpRecordProperty.property));
   for (const p of socksParsers) {
     out.push(prop(
       `socks: random and mutated bytes -> ${p.name}`,

@@ -5,6 +5,7 @@ meta:
   ks-version: "0.11"
   imports:
     - addr
+    - control
     - registries
   endian: be
 doc: |
@@ -27,6 +28,15 @@ types:
         doc: |
           Agent name, UTF-8 (in fact `A-Z a-z 0-9 . _ -`, SPEC.md §10); empty =
           the client's only granted agent (SPEC.md §7.1).
+      - id: protocol
+        type: u1
+        enum: control::rule_protocol
+        valid:
+          in-enum: true
+        doc: |
+          6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+          stream then carries datagram records (udp_record.ksy); `target` is
+          then the client's requested address, for the log only (SPEC.md §2.5).
       - id: target
         type: addr
   check:

@@ -5,6 +5,7 @@ meta:
   ks-version: "0.11"
   imports:
     - addr
+    - control
     - registries
   endian: be
 doc: |
@@ -85,6 +86,15 @@ types:
           Client name, for the agent's per-client allowlist, or a signed-in
           person's subject (SPEC.md §6.4); UTF-8 without control characters
           (checked by the decoder).
+      - id: protocol
+        type: u1
+        enum: control::rule_protocol
+        valid:
+          in-enum: true
+        doc: |
+          6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+          stream then carries datagram records (udp_record.ksy); `target` is
+          then the client's requested address, for the log only (SPEC.md §2.5).
       - id: target
         type: addr
   open_result:

@@ -41,7 +41,7 @@ enums:
       doc: answered with reply 0x07
     0x03:
       id: udp_associate
-      doc: answered with reply 0x07
+      doc: supported on the server's SOCKS5 port (SPEC.md §8.2)
   userpass_status:
     0x00:
       id: success

@@ -21,7 +21,7 @@ import {
 } from "./errors.ts";
 import { IdMap } from "./idmap.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, Reason, Status, type Target } from "./messages.ts";
+import { ErrorCode, Reason, RuleProtocol, Status, type Target } from "./messages.ts";
 import { type Addr, type Conn, type DialOptions, type Listener, type Net } from "./net.ts";
 import { Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
@@ -131,7 +131,11 @@ export async function connectThrough(
           !opts.server.tls,
         );
         // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
-        await wire.send(target ? { type: "CONNECT", agent, target } : { type: "CHECK", agent });
+        await wire.send(
+          target
+            ? { type: "CONNECT", agent, protocol: RuleProtocol.tcp, target }
+            : { type: "CHECK", agent },
+        );
         await wire.expect("CLIENT_READY");
         return await wire.expect("CONNECT_RESULT");
       })(),

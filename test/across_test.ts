@@ -49,6 +49,7 @@ test("across: OPEN's client may be a person's subject, never a control character
     streamId: 1,
     clientId: 7,
     client,
+    protocol: 6,
     target: { type: "domain", host: "intranet.corp", port: 80 },
   });
   const m = decode(encode(open("alice@example.com")));

@@ -240,11 +240,14 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
     "LINK_HELLO",
     rec({ version, agentId: u32, sessionId: bytesN(16), seq: u32, proof }),
   ),
-  OPEN: withType("OPEN", rec({ streamId: u32, clientId: u32, client: name(1), target })),
+  OPEN: withType(
+    "OPEN",
+    rec({ streamId: u32, clientId: u32, client: name(1), protocol: ruleProtocol, target }),
+  ),
   OPEN_RESULT: withType("OPEN_RESULT", rec({ streamId: u32, status: u8, bound: target })),
   CLIENT_HELLO: withType("CLIENT_HELLO", hello),
   CLIENT_READY: withType("CLIENT_READY", rec({ clientId: u32 })),
-  CONNECT: withType("CONNECT", rec({ agent: name(0), target })),
+  CONNECT: withType("CONNECT", rec({ agent: name(0), protocol: ruleProtocol, target })),
   CHECK: withType("CHECK", rec({ agent: name(0) })),
   CONNECT_RESULT: withType("CONNECT_RESULT", rec({ status: u8, reason: u8, bound: target })),
 };

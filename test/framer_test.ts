@@ -53,6 +53,7 @@ const MSGS: Message[] = [
     streamId: 7,
     clientId: 9,
     client: "alice",
+    protocol: 6,
     target: { type: "ipv6", host: "fd00::1", port: 5432 },
   },
   { type: "ERROR", code: 7, message: "" },

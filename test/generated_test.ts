@@ -280,9 +280,10 @@ test("decode: hand-built frames of each shape", () => {
       },
     ],
   });
-  assert.deepEqual(decode(frame(0x32, [...str1(""), 3, ...str1("db.corp"), 0x15, 0x38])), {
+  assert.deepEqual(decode(frame(0x32, [...str1(""), 6, 3, ...str1("db.corp"), 0x15, 0x38])), {
     type: "CONNECT",
     agent: "",
+    protocol: 6,
     target: { type: "domain", host: "db.corp", port: 5432 },
   });
   const v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
@@ -405,10 +406,10 @@ test("decode: payloads that do not parse or break SPEC.md §10 limits are invali
       ...new Array<number>(33).fill(0),
     ]],
     ["LINK_HELLO trailing byte", 0x23, [...poolHello(3), 0]],
-    ["OPEN with empty client", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 10, 0, 0, 1, 0, 80]],
-    ["OPEN with atyp 2", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 2, 10, 0, 0, 1, 0, 80]],
-    ["OPEN with an empty domain", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 3, 0, 0, 80]],
-    ["CONNECT agent with '@'", 0x32, [...str1("a@b"), 1, 10, 0, 0, 1, 0, 80]],
+    ["OPEN with empty client", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, 0, 6, 1, 10, 0, 0, 1, 0, 80]],
+    ["OPEN with atyp 2", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 6, 2, 10, 0, 0, 1, 0, 80]],
+    ["OPEN with an empty domain", 0x21, [0, 0, 0, 1, 0, 0, 0, 2, ...str1("c"), 6, 3, 0, 0, 80]],
+    ["CONNECT agent with '@'", 0x32, [...str1("a@b"), 6, 1, 10, 0, 0, 1, 0, 80]],
     ["CONNECT_RESULT truncated address", 0x33, [0, 0, 4, 0, 0]],
     ["CONNECT_RESULT without reason", 0x33, [0, 1, 0, 0, 0, 0, 0, 0]],
     ["CHECK agent with '@'", 0x34, [...str1("a@b")]],
@@ -445,7 +446,7 @@ test("decode: strings are strict UTF-8 and keep a leading BOM", () => {
     ],
     [
       0x32,
-      [0, 3, 1, 0xc0, 0, 80],
+      [0, 6, 3, 1, 0xc0, 0, 80],
       /^Cannot parse CONNECT payload: domain name is not valid UTF-8$/,
     ],
   ];
@@ -465,6 +466,7 @@ test("decode: never throws anything but ProtocolError on corrupted frames", () =
     0,
     2,
     ...str1("client"),
+    6,
     3,
     ...str1("db.corp"),
     0x15,

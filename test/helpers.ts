@@ -78,6 +78,8 @@ export interface SocksResult {
   auth: number | null;
   /** RFC 1928 reply code, or null if the server closed before replying. */
   reply: number | null;
+  /** The reply's BND.ADDR and BND.PORT (a UDP ASSOCIATE's relay socket). */
+  bound?: Target;
   conn: Conn;
   rest: Uint8Array;
 }
@@ -106,7 +108,7 @@ export async function socks(
     }
     await conn.write(request(cmd, target));
     const r = await rd.parse(parseReply, "reply");
-    return { auth: 0, reply: r.reply, conn, rest: rd.rest() };
+    return { auth: 0, reply: r.reply, bound: r.bound, conn, rest: rd.rest() };
   } catch (e) {
     if ((e as Error).name === "EofError") {
       return { auth: null, reply: null, conn, rest: new Uint8Array(0) };
@@ -426,9 +428,16 @@ export async function acceptAgent(
  * proof, and sends OPEN for any target on a fresh pool connection. For tests
  * of the agent's own checks (it must never trust the server).
  */
-export async function lyingServer(net: Net, rules: string[]): Promise<{
-  /** OPEN `target` for `client`; resolves with the agent's OPEN_RESULT. */
-  open(target: Target, client?: string): Promise<MessageOf<"OPEN_RESULT">>;
+export async function lyingServer(
+  net: Net,
+  rules: string[],
+  opts: Partial<AgentOptions> = {},
+): Promise<{
+  /** OPEN `target` for `client` (protocol 6, or 17); resolves with the agent's OPEN_RESULT. */
+  open(target: Target, client?: string, protocol?: number): Promise<MessageOf<"OPEN_RESULT">>;
+  /** The pool connection of the last OPEN. */
+  last(): Wire;
+  agent: Agent;
   close(): Promise<void>;
 }> {
   const fake = await net.listen({ host: "127.0.0.1", port: 0 });
@@ -438,19 +447,23 @@ export async function lyingServer(net: Net, rules: string[]): Promise<{
     credential: tokenCredential(AGENT_TOKEN),
     rules: rules.flatMap((r) => parseRule(r)),
     link: false, // pool connections of their own: each OPEN on a fresh one
+    ...opts,
   }, memoryLogger().log);
   agent.start();
   const control = await acceptAgent(fake);
   const conns: Conn[] = [control.conn];
   let n = 0;
+  let last: Wire | null = null;
   return {
-    async open(target, client = "alice") {
+    agent,
+    last: () => last!,
+    async open(target, client = "alice", protocol = 6) {
       const id = ++n;
       await control.send({ type: "POOL_REQUEST", requestId: id, count: 1 });
-      const pool = new Wire((await fake.accept())!);
+      const pool = last = new Wire((await fake.accept())!);
       conns.push(pool.conn);
       await pool.expect("POOL_HELLO");
-      await pool.send({ type: "OPEN", streamId: id, clientId: 1, client, target });
+      await pool.send({ type: "OPEN", streamId: id, clientId: 1, client, protocol, target });
       const res = await pool.expect("OPEN_RESULT");
       if (res.streamId !== id) throw new Error(`OPEN_RESULT for stream ${res.streamId}, not ${id}`);
       return res;

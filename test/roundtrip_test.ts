@@ -369,8 +369,13 @@ test("encode: golden bytes", () => {
     hex("42525257 01 34 0000 00000002  01 61"),
   );
   assert.deepEqual(
-    encode({ type: "CONNECT", agent: "", target: { type: "domain", host: "db.corp", port: 5432 } }),
-    hex("42525257 01 32 0000 0000000c  00 03 07 64622e636f7270 1538"),
+    encode({
+      type: "CONNECT",
+      agent: "",
+      protocol: 6,
+      target: { type: "domain", host: "db.corp", port: 5432 },
+    }),
+    hex("42525257 01 32 0000 0000000d  00 06 03 07 64622e636f7270 1538"),
   );
   assert.deepEqual(
     encode({ type: "ERROR", code: 9, message: "no" }),
@@ -654,19 +659,30 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       seq: 1.5,
       proof: new Uint8Array(0),
     }, /seq/],
-    [{ type: "OPEN", streamId: 1, clientId: 1, client: "", target: t4 }, /OPEN\.client/],
+    [
+      { type: "OPEN", streamId: 1, clientId: 1, client: "", protocol: 6, target: t4 },
+      /OPEN\.client/,
+    ],
     [
       {
         type: "OPEN",
         streamId: 1,
         clientId: 1,
         client: "c",
+        protocol: 6,
         target: { ...t4, host: "10.0.0.256" },
       },
       /target\.host/,
     ],
     [
-      { type: "OPEN", streamId: 1, clientId: 1, client: "c", target: { ...t4, port: 65536 } },
+      {
+        type: "OPEN",
+        streamId: 1,
+        clientId: 1,
+        client: "c",
+        protocol: 6,
+        target: { ...t4, port: 65536 },
+      },
       /target\.port/,
     ],
     [{
@@ -674,6 +690,7 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       streamId: 1,
       clientId: 1,
       client: "c",
+      protocol: 6,
       target: { type: "ipv6", host: "10.0.0.1", port: 1 },
     }, /target\.host/],
     [{
@@ -681,6 +698,7 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       streamId: 1,
       clientId: 1,
       client: "c",
+      protocol: 6,
       target: { type: "domain", host: "", port: 1 },
     }, /target\.host/],
     [{
@@ -688,10 +706,11 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
       streamId: 1,
       clientId: 1,
       client: "c",
+      protocol: 6,
       target: { type: "domain", host: "x".repeat(256), port: 1 },
     }, /target\.host/],
     [{ type: "OPEN_RESULT", streamId: 1, status: 256, bound: t4 }, /status/],
-    [{ type: "CONNECT", agent: "a".repeat(65), target: t4 }, /CONNECT\.agent/],
+    [{ type: "CONNECT", agent: "a".repeat(65), protocol: 6, target: t4 }, /CONNECT\.agent/],
     [{ type: "CONNECT_RESULT", status: 0, reason: 0, bound: { ...t4, port: NaN } }, /bound\.port/],
     [{ type: "CONNECT_RESULT", status: 1, reason: 256, bound: t4 }, /reason/],
     [{ type: "CHECK", agent: "a".repeat(65) }, /CHECK\.agent/],
@@ -710,7 +729,10 @@ test("encode: values that cannot be encoded throw RangeError / TypeError naming 
     [{ ...hello, software: "\ud800" }, /lone surrogate/],
     [{ type: "AUTH", proof: [1, 2] }, /AUTH\.proof/],
     [{ type: "CLIENT_READY", clientId: "1" }, /clientId/],
-    [{ type: "CONNECT", agent: "", target: { type: "unix", host: "/x", port: 0 } }, /target\.type/],
+    [
+      { type: "CONNECT", agent: "", protocol: 6, target: { type: "unix", host: "/x", port: 0 } },
+      /target\.type/,
+    ],
     [{ type: "ANNOUNCE", rules: [{ kind: "regex", client: "", portMin: 0, portMax: 0 }] }, /kind/],
   ];
   for (const [msg, re] of type) {
@@ -739,8 +761,13 @@ test("encodeUnchecked: well-formed frames that break SPEC.md §10, for negative 
     hex("42525257 01 11 0000 00000006 00000001 0000"),
   );
   assert.deepEqual(
-    encodeUnchecked({ type: "CONNECT", agent: "", target: { type: "domain", host: "", port: 0 } }),
-    hex("42525257 01 32 0000 00000005 00 03 00 0000"),
+    encodeUnchecked({
+      type: "CONNECT",
+      agent: "",
+      protocol: 6,
+      target: { type: "domain", host: "", port: 0 },
+    }),
+    hex("42525257 01 32 0000 00000006 00 06 03 00 0000"),
   );
   assert.deepEqual(
     encodeUnchecked({ type: "AUTH", proof: Uint8Array.of(1) }),

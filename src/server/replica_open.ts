@@ -8,7 +8,7 @@
  * @module
  */
 import type { Logger } from "../log.ts";
-import { type Message, Reason, Status, type Target } from "../messages.ts";
+import { type Message, Reason, RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
 import { allowed, rulesFor } from "../policy.ts";
 import { SETUP_BUCKETS } from "../metrics.ts";
@@ -204,6 +204,7 @@ export class ReplicaOpener {
         streamId,
         clientId: req.clientId,
         client: req.client,
+        protocol: RuleProtocol.tcp,
         target,
       });
       res = await pc.first;
