@@ -11,11 +11,15 @@ import {
 } from "../src/dns_message.ts";
 
 /** A query for intranet.corp A with id 0x1234, RD set (as dig sends it, without EDNS). */
-const QUERY = new Uint8Array([
-  0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
-  8, ...new TextEncoder().encode("intranet"), 4, ...new TextEncoder().encode("corp"), 0,
-  0, 1, 0, 1,
-]);
+const HEADER = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+const NAME = [
+  8,
+  ...new TextEncoder().encode("intranet"),
+  4,
+  ...new TextEncoder().encode("corp"),
+  0,
+];
+const QUERY = new Uint8Array([...HEADER, ...NAME, 0, 1, 0, 1]);
 
 test("id, QR and TC are read from the header; a short message has no id", () => {
   assert.equal(messageId(QUERY), 0x1234);

@@ -31,6 +31,7 @@ import { collect, logger, logLevelOption, software, type Start, untilSignal } fr
 import type { Host } from "./mod.ts";
 import { type CredentialFlags, credentialOptions, loadCredential } from "./credential.ts";
 import { loginCredential } from "./login.ts";
+import { clientDns, type DnsFlags, dnsOptions, nameserver } from "./dns.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 
 interface TlsFlags {
@@ -249,7 +250,7 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const agents = opts.map((o) =>
     new Agent(
       host.net,
-      { ...o, instance, software: software(host) },
+      { ...o, instance, software: software(host), nameserver: () => nameserver(host) },
       log.with({ agent: o.name, ...(opts.length > 1 ? { server: fmt(o.server) } : {}) }),
     )
   );
@@ -257,7 +258,7 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   await untilSignal(host, () => Promise.all(agents.map((a) => a.stop())).then(close, close), log);
 }
 
-interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
+interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags, DnsFlags {
   config?: string;
   server: string[];
   name?: string;
@@ -317,12 +318,16 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const [first, ...alternates] = via;
   const listen = clientListen(f, file);
   const forwards = clientForwards(f, file);
-  if (listen === null && forwards.length === 0) {
-    throw new UsageError("--listen off needs at least one --forward (or forwards: in --config)");
+  const dns = clientDns(f, file);
+  if (listen === null && forwards.length === 0 && !dns) {
+    throw new UsageError(
+      "--listen off needs at least one --forward or --dns (or forwards:, dns: in --config)",
+    );
   }
   const proxy = new ClientProxy(host.net, {
     listen,
     forwards,
+    ...(dns ? { dns } : {}),
     ...first!,
     ...(alternates.length > 0 ? { alternates } : {}),
     name,
@@ -438,6 +443,6 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       collect,
       [],
     );
-  credentialOptions(client);
+  credentialOptions(dnsOptions(client));
   tlsOptions(client).action((opts: ClientFlags) => start(runClient(host, opts)));
 }
