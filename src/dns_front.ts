@@ -21,7 +21,7 @@
 import { fmt, targetText } from "./addr.ts";
 import type { Association } from "./client_association.ts";
 import { failure, isResponse, messageId, REFUSED, SERVFAIL, withId } from "./dns_message.ts";
-import { ListenError } from "./errors.ts";
+import { ListenError, NetError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { Target } from "./messages.ts";
 import type { Addr, Conn, DatagramSocket, Listener, Net } from "./net.ts";
@@ -124,17 +124,27 @@ export class DnsFront {
     return this.#udp?.addr;
   }
 
-  /** Bind UDP, then TCP on the same port (the UDP one when the port was 0). */
+  /**
+   * Bind UDP, then TCP on the same port (with port 0: the UDP socket's,
+   * tried again with another when TCP has that port in use, 20 times).
+   */
   async start(): Promise<void> {
     const at = this.opts.listen;
-    this.#udp = await this.net.bindUdp({ host: at.host, port: at.port }).catch((e) => {
-      throw new ListenError(fmt(at), "--dns", e);
-    });
-    const tcpAt = { host: at.host, port: this.#udp.addr.port };
-    this.#tcp = await this.net.listen(tcpAt).catch((e) => {
-      this.#udp?.close();
-      throw new ListenError(fmt(tcpAt), "--dns", e);
-    });
+    for (let tries = 1;; tries++) {
+      const udp = await this.net.bindUdp({ host: at.host, port: at.port }).catch((e) => {
+        throw new ListenError(fmt(at), "--dns", e);
+      });
+      const tcpAt = { host: at.host, port: udp.addr.port };
+      const tcp = await this.net.listen(tcpAt).catch((e) => {
+        udp.close();
+        const again = at.port === 0 && e instanceof NetError && e.code === "EADDRINUSE";
+        if (again && tries < 20) return null;
+        throw new ListenError(fmt(tcpAt), "--dns", e);
+      });
+      if (!tcp) continue;
+      [this.#udp, this.#tcp] = [udp, tcp];
+      break;
+    }
     this.log.info("dns listening", {
       dns: fmt(this.#udp.addr),
       server: this.opts.server ? targetText(this.opts.server) : "(the agent's nameserver)",
@@ -149,8 +159,7 @@ export class DnsFront {
     for (const c of this.#tcpConns) c.close();
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();
-    const a = await this.#assoc;
-    if (a?.ok) a.value.assoc.close();
+    void this.#assoc?.then((a) => a.ok && a.value.assoc.close()); // an open under way too
     await Promise.all([this.#udp?.closed, ...[...this.#tcpConns].map((c) => c.closed)]);
   }
 

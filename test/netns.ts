@@ -289,7 +289,7 @@ function side(s: {
       return inside(cmd, [...pre, "agent", ...args], env);
     },
     async directDigFails() {
-      const r = await run("dig", [`@${closed4}`, ZONE.host, "TXT", "+tries=1", "+time=2"]);
+      const r = await run("dig", [`@${closed4}`, ZONE.host, "TXT", "+tries=1", "+time=1"]);
       return r.code !== 0 && !r.stdout.includes(txt);
     },
     close: () => teardown(s.name, s.dir, s.procs, s.routes),
