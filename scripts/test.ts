@@ -128,6 +128,7 @@ const CLIENTS: Record<string, string> = {
   drill: "ldnsutils", // sends UDP with sendto(2), which socksify wraps (dig 9.18 uses sendmmsg)
   socksify: "dante-client",
   "/usr/sbin/dnsmasq": "dnsmasq",
+  // PySocks' UDP sockets through UDP ASSOCIATE (test/udp_test.ts).
   "/usr/lib/python3/dist-packages/socks.py": "python3-socks",
 };
 

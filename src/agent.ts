@@ -13,6 +13,7 @@ import { NetError, PeerError } from "./errors.ts";
 export { statusOf } from "./agent_dial.ts";
 import { ControlSession } from "./agent_session.ts";
 import { AgentPool } from "./agent_stream.ts";
+import type { AgentUdp } from "./agent_udp.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, type Rule, type Target } from "./messages.ts";
 import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts";
@@ -30,6 +31,8 @@ export interface AgentOptions {
   rules: Rule[];
   /** Dial timeout for the server and for targets. Default 10 s. */
   dialTimeoutMs?: number;
+  /** A UDP association's socket closes after this long without a datagram (default 60 s). */
+  udpIdleMs?: number;
   /** Reconnect backoff: first delay and cap. Defaults 500 ms and 30 s. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -87,11 +90,16 @@ export class Agent {
 
   constructor(readonly net: Net, readonly opts: AgentOptions, readonly log: Logger) {
     this.instance = opts.instance ?? randomBytes(16);
-    this.#pool = new AgentPool(net, opts.rules, opts.dialTimeoutMs ?? 10_000, log);
+    this.#pool = new AgentPool(net, opts.rules, opts.dialTimeoutMs ?? 10_000, log, opts.udpIdleMs);
   }
 
   get session(): SessionInfo | undefined {
     return this.#session;
+  }
+
+  /** UDP associations: their counts (SPEC.md §2.5). */
+  get udp(): AgentUdp {
+    return this.#pool.udp;
   }
 
   /**

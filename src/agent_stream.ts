@@ -12,9 +12,10 @@ import { ProtocolError } from "./errors.ts";
 import { IdMap } from "./idmap.ts";
 import { ipKind } from "./ip.ts";
 import type { Logger } from "./log.ts";
-import type { MessageOf, Rule, Target } from "./messages.ts";
+import { type MessageOf, type Rule, RuleProtocol, type Target } from "./messages.ts";
 import type { Conn, Net } from "./net.ts";
 import { relay } from "./relay.ts";
+import { AgentUdp, UDP_IDLE_MS } from "./agent_udp.ts";
 import { Wire } from "./wire.ts";
 import { NO_ADDR } from "./writer.ts";
 
@@ -29,12 +30,18 @@ export class AgentPool {
    */
   unused = 0;
 
+  /** UDP associations (SPEC.md §2.5): OPENs with protocol 17. */
+  readonly udp: AgentUdp;
+
   constructor(
     readonly net: Net,
     readonly rules: Rule[],
     readonly dialTimeoutMs: number,
     readonly log: Logger,
-  ) {}
+    udpIdleMs: number = UDP_IDLE_MS,
+  ) {
+    this.udp = new AgentUdp(net, rules, log, udpIdleMs);
+  }
 
   /** Pool connections and streams open now, idle or relaying. */
   get size(): number {
@@ -93,6 +100,7 @@ export class AgentPool {
         throw new ProtocolError("unexpected_message", `expected OPEN, got ${msg.type}`);
       }
       open = msg;
+      if (open.protocol === RuleProtocol.udp) return await this.udp.serve(wire, open);
     } catch (e) {
       if (e instanceof ProtocolError) {
         this.log.warn("protocol error on pool connection", { code: e.code, error: e.message });

@@ -226,3 +226,23 @@ export function allowed(
     (r.client === "" || r.client === client) && matchRule(r, n.target, domains, protocol)
   );
 }
+
+/**
+ * May `client` open a stream of `protocol` to `target` under `rules`
+ * (SPEC.md §7.2)? A TCP stream: its target as {@link allowed} says. A UDP
+ * association (SPEC.md §2.5), whose target is only the client's requested
+ * address: when any UDP rule applies to the client; each datagram's target
+ * is checked on its own ({@link allowed} with "udp").
+ */
+export function opens(
+  rules: readonly Rule[],
+  client: string,
+  target: Target,
+  domains: DomainMode,
+  protocol: Protocol = "tcp",
+): boolean {
+  if (protocol === "tcp") return allowed(rules, client, target, domains);
+  return rules.some((r) =>
+    (r.client === "" || r.client === client) && r.protocol === RuleProtocol.udp
+  );
+}

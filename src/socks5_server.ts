@@ -26,11 +26,15 @@ export interface SocksServerOptions {
    * boolean when known at once (no turn of the event loop is spent on it).
    */
   checkUser(username: string, password: string): boolean | Promise<boolean>;
+  /** Take UDP ASSOCIATE (RFC 1928 §7) too; else it gets reply 0x07 as BIND does. */
+  udp?: boolean;
 }
 
-/** A CONNECT request that passed the handshake. */
+/** A CONNECT (or, with `udp`, UDP ASSOCIATE) request that passed the handshake. */
 export interface SocksRequest {
   username: string | null;
+  /** `connect`, or `udpAssociate` (whose target is the client's address, RFC 1928 §7). */
+  command: "connect" | "udpAssociate";
   target: Target;
 }
 
@@ -89,7 +93,8 @@ export async function acceptSocks(
     await socksReply(conn, Status.address_type_not_supported);
     return err({ refusal: "address_type_not_supported", username, detail: e.message });
   }
-  if (req.command !== SocksCmd.connect) {
+  const udp = opts.udp === true && req.command === SocksCmd.udpAssociate;
+  if (req.command !== SocksCmd.connect && !udp) {
     await socksReply(conn, Status.command_not_supported);
     return err({
       refusal: "command_not_supported",
@@ -97,7 +102,7 @@ export async function acceptSocks(
       detail: `command ${req.command} not supported`,
     });
   }
-  return ok({ username, target: req.target });
+  return ok({ username, command: udp ? "udpAssociate" : "connect", target: req.target });
 }
 
 /**

@@ -246,6 +246,27 @@ listPanel({
   },
 });
 
+listPanel({
+  id: "associations",
+  title: "UDP associations",
+  span: 12,
+  cols: [
+    { label: "Client → agent", w: "minmax(0, 1fr)", cls: "name" },
+    { label: "Relay", w: "minmax(0, 1fr)", cls: "wide" }, { label: "Age", w: "64px", cls: "num" },
+    { label: "Datagrams", w: "96px", cls: "num" }, { label: "Bytes", w: "86px", cls: "num" },
+    { label: "Dropped", w: "64px", cls: "num" },
+  ],
+  empty: "No UDP association.",
+  rows(c) {
+    const a = c.snap.associations || [];
+    return { count: String(a.length), rows: a.map((x) => ({ data: { key: String(x.stream) }, cells: [
+      [x.client + " → " + x.agent, "#" + x.stream + " · " + x.port], x.relay || "client proxy", age(x.since),
+      ["↑ " + x.datagrams_up, "↓ " + x.datagrams_down],
+      ["↑ " + bytes(x.bytes_up), "↓ " + bytes(x.bytes_down)], x.dropped,
+    ] })) };
+  },
+});
+
 /** How long until \`iso\` (a time ahead): age() mirrored around now. */
 const left = (iso) => age(new Date(2 * Date.now() - Date.parse(iso)).toISOString());
 

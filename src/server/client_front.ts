@@ -13,12 +13,13 @@ import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyIssuedLogin } from "./credentials.ts";
 import { verifyLogin } from "./login.ts";
-import { AuthMethod } from "../messages.ts";
+import { AuthMethod, RuleProtocol } from "../messages.ts";
 import type { Router } from "./router.ts";
 import { loggableAgent } from "./socks_front.ts";
+import { associationTarget, type UdpFront } from "./udp_front.ts";
 
 export class ClientFront {
-  constructor(readonly ctx: ServerContext, readonly router: Router) {}
+  constructor(readonly ctx: ServerContext, readonly router: Router, readonly udp?: UdpFront) {}
 
   async handle(conn: Conn): Promise<void> {
     const admitted = this.ctx.admission.begin(conn, "clients");
@@ -59,8 +60,14 @@ export class ClientFront {
         client,
         clientId,
         agent: req.agent,
-        target: req.target,
         log: clog,
+        ...(req.protocol === RuleProtocol.udp && this.udp
+          ? {
+            protocol: "udp" as const,
+            relay: this.udp.relayFor(client, clog),
+            target: associationTarget(req.target),
+          }
+          : { target: req.target }),
       });
       if (!r.ok) {
         const shown = loggableAgent(req.agent, (n) => this.ctx.config().agents.has(n));

@@ -10,7 +10,8 @@
 import type { Logger } from "../log.ts";
 import { type Message, Reason, RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { allowed, rulesFor } from "../policy.ts";
+import { opens, type Protocol, rulesFor } from "../policy.ts";
+import { relay, type RelayCounter, type RelayResult } from "../relay.ts";
 import { SETUP_BUCKETS } from "../metrics.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { PoolConn, PoolEntry, Session } from "./carrier.ts";
@@ -24,7 +25,29 @@ export interface OpenRequest {
   /** As the client sent it; normalized here before any check. */
   target: Target;
   log: Logger;
+  /** "udp": a UDP association (SPEC.md §2.5); default "tcp". */
+  protocol?: Protocol;
+  /** How the opened stream is relayed, when not byte for byte (a UDP association's records). */
+  relay?: RelayFn;
 }
+
+/**
+ * Relays an opened stream `r` with its client's connection (and bytes read
+ * from it past the request), counting into `live`, as relay.ts's `relay`.
+ */
+export type RelayFn = (
+  client: Conn,
+  clientRest: Uint8Array,
+  r: Opened,
+  live: RelayCounter,
+) => Promise<RelayResult>;
+
+/** An opened stream. */
+export type Opened = Extract<OpenResult, { ok: true }>;
+
+/** How a TCP stream is relayed: byte for byte (relay.ts). */
+export const byteRelay: RelayFn = (client, clientRest, r, live) =>
+  relay(client, r.conn, clientRest, r.rest, live);
 
 /** An opened stream, or why not (a SPEC.md §9.3 status and a reason for the log). */
 export type OpenResult =
@@ -39,6 +62,8 @@ export type OpenResult =
     target: Target;
     /** The agent session (replica) that carries it. */
     session: Session;
+    /** How to relay it: the request's, or byte for byte ({@link byteRelay}). */
+    relay: RelayFn;
   }
   /** `code`: the SPEC.md §9.7 reason CONNECT_RESULT carries; `reason`: the text for the log. */
   | { ok: false; status: number; code: number; reason: string };
@@ -86,7 +111,7 @@ export class ReplicaOpener {
       );
     }
     const replicas = announced.filter((s) =>
-      allowed(rulesFor(s.rules, req.client), req.client, target, "defer")
+      opens(rulesFor(s.rules, req.client), req.client, target, "defer", req.protocol)
     );
     if (replicas.length === 0) {
       return refuse(
@@ -204,7 +229,7 @@ export class ReplicaOpener {
         streamId,
         clientId: req.clientId,
         client: req.client,
-        protocol: RuleProtocol.tcp,
+        protocol: RuleProtocol[req.protocol ?? "tcp"],
         target,
       });
       res = await pc.first;
@@ -237,6 +262,7 @@ export class ReplicaOpener {
       agent,
       target,
       session: s,
+      relay: req.relay ?? byteRelay,
     };
   }
 }

@@ -15,9 +15,9 @@ import { IdMap } from "../idmap.ts";
 import type { Logger } from "../log.ts";
 import { Reason, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { allowed } from "../policy.ts";
+import { opens } from "../policy.ts";
 import { DURATION_BUCKETS, SETUP_BUCKETS } from "../metrics.ts";
-import { relay, type RelayCounter } from "../relay.ts";
+import type { RelayCounter } from "../relay.ts";
 import type { AgentPort } from "./agent_port.ts";
 import type { Session } from "./carrier.ts";
 import {
@@ -226,7 +226,7 @@ export class Router {
     const chosen = this.#choice.of(req.client, req.agent);
     if (!("granted" in chosen)) return refuse(Status.not_allowed, chosen.code, chosen.reason);
     const { agent, rules } = chosen;
-    if (!allowed(rules, req.client, target, "never")) {
+    if (!opens(rules, req.client, target, "never", req.protocol)) {
       return refuse(Status.not_allowed, Reason.outside_grant, "target outside the grant");
     }
     const lim = c.limits;
@@ -355,7 +355,7 @@ export class Router {
     let up = 0;
     let down = 0;
     try {
-      const res = await relay(clientConn, r.conn, clientRest, r.rest, live.bytes);
+      const res = await r.relay(clientConn, clientRest, r, live.bytes);
       up = res.aToB;
       down = res.bToA;
     } catch {

@@ -36,6 +36,7 @@ import {
 import {
   type AgentView,
   agentViews,
+  associationViews,
   type ClientView,
   clientViews,
   refusalViews,
@@ -45,6 +46,7 @@ import {
   streamViews,
 } from "./snapshot.ts";
 import { SocksFront } from "./socks_front.ts";
+import { UdpFront } from "./udp_front.ts";
 import { type TokenFile, TokenStore, tokenView } from "./tokens.ts";
 import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
@@ -66,6 +68,8 @@ export class Server implements HttpSource {
   readonly admission: Admission;
   readonly agents: AgentPort;
   readonly router: Router;
+  /** UDP associations (SPEC.md §2.5, §8.2). */
+  readonly udp: UdpFront;
   readonly tokens: TokenStore;
   readonly oidc: OidcLogin;
   #config: ServerConfig;
@@ -115,6 +119,7 @@ export class Server implements HttpSource {
     };
     this.agents = new AgentPort(ctx);
     this.router = new Router(ctx, this.agents);
+    this.udp = new UdpFront(ctx, this.router, net);
     this.series = new Series((left) =>
       this.admission.limitHit("series", { left, max: MAX_SERIES })
     );
@@ -182,6 +187,7 @@ export class Server implements HttpSource {
       streams: this.streamViews(),
       refusals: refusalViews(this.router),
       tokens: this.tokens.list().filter((t) => !t.revoked).map(tokenView),
+      associations: associationViews(this.udp),
     };
   }
 
@@ -314,10 +320,10 @@ export class Server implements HttpSource {
       (c) => this.agents.handle(c),
     );
     if (socks) {
-      const front = new SocksFront(this.agents.ctx, this.router);
+      const front = new SocksFront(this.agents.ctx, this.router, this.udp);
       this.addrs.socks = await this.#listen("socks", socks, (c) => front.handle(c));
     }
-    const clientFront = new ClientFront(this.agents.ctx, this.router);
+    const clientFront = new ClientFront(this.agents.ctx, this.router, this.udp);
     if (clients) {
       this.addrs.clients = await this.#listen(
         "clients",

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { UdpFront } from "./udp_front.ts";
 import type { TokenView } from "./tokens.ts";
 import { toHex } from "../auth.ts";
 import { formatRule } from "../policy.ts";
@@ -103,6 +104,43 @@ export interface Snapshot {
   refusals: RefusalView[];
   /** Issued tokens not expired nor revoked, oldest first. */
   tokens?: TokenView[];
+  /** Open UDP associations (SPEC.md §2.5), oldest first. */
+  associations?: AssociationView[];
+}
+
+/** One open UDP association: its stream, relay socket and counts. */
+export interface AssociationView {
+  stream: number;
+  client: string;
+  agent: string;
+  port: string;
+  /** The SOCKS5 relay socket, or "" for a client proxy's association. */
+  relay: string;
+  since: string;
+  datagrams_up: number;
+  datagrams_down: number;
+  bytes_up: number;
+  bytes_down: number;
+  /** Datagrams dropped, all reasons. */
+  dropped: number;
+}
+
+export function associationViews(udp: UdpFront): AssociationView[] {
+  return [...udp.live.values()].sort((a, b) => a.since - b.since || a.stream - b.stream).map((
+    a,
+  ) => ({
+    stream: a.stream,
+    client: a.client,
+    agent: a.agent,
+    port: a.port,
+    relay: a.relay,
+    since: iso(a.since),
+    datagrams_up: a.counts.datagramsUp,
+    datagrams_down: a.counts.datagramsDown,
+    bytes_up: a.counts.bytesUp,
+    bytes_down: a.counts.bytesDown,
+    dropped: a.counts.droppedTotal,
+  }));
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

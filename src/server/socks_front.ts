@@ -17,6 +17,7 @@ import { firstByte, isHttp } from "../http_connect.ts";
 import { HttpConnectFront } from "./http_front.ts";
 import { checkCredential, type CredentialCheck, splitUser } from "./credentials.ts";
 import type { Router } from "./router.ts";
+import type { UdpFront } from "./udp_front.ts";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -52,7 +53,7 @@ const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 export class SocksFront {
   /** HTTP CONNECT on this port (SPEC.md §8.1): the first byte tells it from SOCKS5. */
   readonly #http: HttpConnectFront;
-  constructor(readonly ctx: ServerContext, readonly router: Router) {
+  constructor(readonly ctx: ServerContext, readonly router: Router, readonly udp?: UdpFront) {
     this.#http = new HttpConnectFront(ctx, router);
   }
 
@@ -67,6 +68,7 @@ export class SocksFront {
       if (isHttp(await firstByte(rd))) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
+        udp: this.udp !== undefined,
         checkUser: (user, password) => {
           const checked = checkCredential(this.ctx.config(), this.ctx.tokens, user, password);
           const done = (r: CredentialCheck): boolean => {
@@ -81,8 +83,9 @@ export class SocksFront {
       admitted();
       expected(); // the CONNECT takes from the pool in this turn, before the pool asks
       if (!a.ok) return this.#refusedHandshake(conn, a.error, log, cred);
-      // Returned, not awaited: this handshake's frame (reader, parsed
-      // messages) is released for the stream's lifetime.
+      if (a.value.command === "udpAssociate" && this.udp) {
+        return await this.udp.associate(conn, rd, a.value, log, cred); // SPEC.md §8.2
+      }
       return await this.#connect(conn, rd, a.value, log, cred);
     } catch (e) {
       admitted();
