@@ -407,7 +407,7 @@ export class ClientProxy {
   /** The SOCKS5 handshake; null when refused (and answered). */
   async #socksRequest(conn: Conn, rd: Reader): Promise<LocalRequest | null> {
     // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
-    const a = await acceptSocks(conn, rd, { noAuth: true, checkUser: () => true });
+    const a = await acceptSocks(conn, rd, { noAuth: true, udp: true, checkUser: () => true });
     if (!a.ok) {
       this.log.warn("socks request refused", { refusal: a.error.refusal, error: a.error.detail });
       return null;
@@ -416,6 +416,7 @@ export class ClientProxy {
       agent: a.value.username ?? this.opts.agent,
       target: a.value.target,
       answer: (status, _reason, bound) => socksReply(conn, status, bound),
+      udp: a.value.command === "udpAssociate",
       get rest() {
         return rd.rest();
       },

@@ -14,9 +14,10 @@
  */
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { SocksClient, type SocksClientEstablishedEvent } from "socks";
+import { SocksClient } from "socks";
 import { type ClosedSide, closedSide, PYTHON, run, type Tripwire, ZONE } from "./netns.ts";
 import {
   AGENT_TOKEN,
@@ -179,7 +180,8 @@ test("the npm socks package's UDP ASSOCIATE through the client proxy", async () 
     destination: { host: "0.0.0.0", port: 0 },
     timeout: 10000,
   });
-  const { socket, remoteHost } = await new Promise<SocksClientEstablishedEvent>((ok, fail) => {
+  type Established = { socket: Socket; remoteHost?: { host: string; port: number } };
+  const { socket, remoteHost } = await new Promise<Established>((ok, fail) => {
     client.once("established", ok);
     client.once("error", fail);
     client.connect();
