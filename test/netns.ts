@@ -166,7 +166,8 @@ export async function closedSide(): Promise<ClosedSide> {
       const used = await run("ip", ["-4", "route", "show", "match", `10.${a}.${b}.0/24`]);
       if (!used.stdout.includes(`10.${a}.${b}.`) || tries >= 20) break;
     }
-    v6 = `fd${rand(1).toString("hex")}:${rand(2).toString("hex")}:${rand(2).toString("hex")}`;
+    const group = () => rand(2).readUInt16BE(0).toString(16); // canonical: no leading zeros
+    v6 = `fd${rand(1).toString("hex")}:${group()}:${group()}`;
     const root4 = `10.${a}.${b}.1`, ns4 = `10.${a}.${b}.2`;
     const root6 = `${v6}::1`, ns6 = `${v6}::2`;
     const vr = `bv${rand(3).toString("hex")}`; // root end; ≤ 15 characters
