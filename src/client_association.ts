@@ -1,27 +1,23 @@
 /**
  * The client proxy's end of one UDP association through the server
  * (SPEC.md §2.5, §5.17 with protocol 17): after CONNECT_RESULT the stream
- * carries datagram records both ways (`udp_records.ts`). Both the local
- * SOCKS5 UDP ASSOCIATE (`client_udp.ts`) and the internal DNS
- * (`dns_front.ts`) send through one.
+ * carries datagram records both ways (`udp_records.ts`): the internal DNS
+ * (`dns_front.ts`) sends its queries through one.
  *
- * Sending never queues without bound: records the stream has not taken yet
- * are held up to {@link ASSOCIATION_QUEUE_BYTES}; past that a datagram is
- * dropped and counted (UDP's answer to backpressure, as on the server and
- * the agent). A record that does not parse ends the association.
+ * Sending never waits: past what `RecordWriter` lets wait for the stream
+ * (64 records, 256 KiB) a datagram is dropped and counted, as on the server
+ * and the agent. A record that does not parse ends the association.
  *
  * @module
  */
 import type { Target } from "./messages.ts";
 import type { Conn } from "./net.ts";
-import { encodeUdpRecord, UdpRecordReader, type UdpRecordValue } from "./udp_records.ts";
-
-/** Bytes of records written and not yet taken by the stream, at most: 256 KiB. */
-export const ASSOCIATION_QUEUE_BYTES = 256 * 1024;
+import { UdpRecordReader, type UdpRecordValue } from "./udp_records.ts";
+import { RecordWriter } from "./udp_stream.ts";
 
 /** Why datagrams were dropped on the way out, counted per association. */
 export interface AssociationDrops {
-  /** The stream's queue was full (backpressure). */
+  /** Too many records wait for the stream (SPEC.md §2.5, `RecordWriter`). */
   backpressure: number;
   /** Over 65507 bytes of data, or a record body over its limit. */
   too_big: number;
@@ -29,8 +25,8 @@ export interface AssociationDrops {
 
 export class Association {
   readonly #conn: Conn;
+  readonly #writer: RecordWriter;
   readonly #reader = new UdpRecordReader();
-  #queued = 0;
   /** Datagrams sent, received; dropped by reason. */
   sent = 0;
   received = 0;
@@ -39,8 +35,9 @@ export class Association {
   error: Error | null = null;
 
   /** `rest`: the bytes read past CONNECT_RESULT (the start of the first records). */
-  constructor(conn: Conn, rest: Uint8Array, readonly queueBytes = ASSOCIATION_QUEUE_BYTES) {
+  constructor(conn: Conn, rest: Uint8Array) {
     this.#conn = conn;
+    this.#writer = new RecordWriter(conn, () => conn.close());
     this.#reader.push(rest);
   }
 
@@ -51,30 +48,18 @@ export class Association {
 
   /** Send one datagram to `target`; false when it was dropped (and counted). */
   send(target: Target, data: Uint8Array): boolean {
-    let rec: Uint8Array;
+    let sent: boolean;
     try {
-      rec = encodeUdpRecord(target, data);
+      sent = this.#writer.send(target, data);
     } catch (e) {
       if (!(e instanceof RangeError)) throw e;
       this.dropped.too_big++;
       return false;
     }
-    if (this.#queued + rec.length > this.queueBytes) {
-      this.dropped.backpressure++;
-      return false;
-    }
-    this.#queued += rec.length;
-    this.sent++;
-    this.#conn.write(rec).then(
-      () => (this.#queued -= rec.length),
-      () => {
-        this.#queued -= rec.length;
-        this.#conn.close();
-      },
-    );
-    return true;
+    if (sent) this.sent++;
+    else this.dropped.backpressure++;
+    return sent;
   }
-
   /**
    * The next datagram from the far side (`addr` is its source), or null
    * once the association ended: the server closed the stream, or a record

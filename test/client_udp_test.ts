@@ -127,7 +127,7 @@ test("only the first source, then only it; fragments and malformed datagrams are
   assert.ok(await until(() => closed() !== undefined));
   assert.match(closed()!, /dropped_source=1/);
   assert.match(closed()!, /dropped_malformed=1/);
-  assert.match(closed()!, /sent=2/);
+  assert.match(closed()!, /datagrams_up=2/);
 });
 
 test("a request that names its port: datagrams from another port are dropped, even the first", async () => {
