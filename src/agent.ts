@@ -102,6 +102,17 @@ export class Agent {
     return this.#pool.udp;
   }
 
+  /** The stats line's UDP fields: associations open, datagrams and drops so far. */
+  #udpStats(): Record<string, number> {
+    const { open, totals } = this.udp;
+    return {
+      udp_associations: open,
+      udp_datagrams_up: totals.datagramsUp,
+      udp_datagrams_down: totals.datagramsDown,
+      udp_dropped: totals.droppedTotal,
+    };
+  }
+
   /**
    * Idle or busy pool connections currently open, with the link's stream ids
    * granted that the server has not opened yet.
@@ -127,6 +138,7 @@ export class Agent {
         pool: this.poolSize,
         unused: this.#pool.unused,
         ...(q ? { link_queued_control: q.now, link_queued_control_peak: q.peak } : {}),
+        ...(this.udp.totals.datagramsUp > 0 ? this.#udpStats() : {}),
       });
     }, this.opts.statsMs);
     void this.#running.finally(() => clearInterval(stats));

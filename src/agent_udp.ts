@@ -49,6 +49,8 @@ export class AgentUdp {
   readonly totals: UdpCounts = new UdpCounts();
   /** Associations open now. */
   open = 0;
+  /** UDP sockets of the open associations. */
+  sockets = 0;
 
   constructor(
     readonly net: Net,
@@ -209,6 +211,8 @@ class Association {
           sock.close();
           return null;
         }
+        this.agent.sockets++;
+        void sock.closed.then(() => this.agent.sockets--);
         const s: Side = {
           sock,
           peers: new Map(),

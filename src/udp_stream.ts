@@ -27,7 +27,9 @@ export type UdpDropReason =
   /** The target's name does not resolve, or the send failed (agent). */
   | "unreachable"
   /** A socket's receive queue was full (counted from the socket's `dropped`). */
-  | "queue";
+  | "queue"
+  /** Over the client's or the agent's bandwidth (server, when limits are set). */
+  | "bandwidth";
 
 /** The drop reasons, in the order metrics and the dashboard list them. */
 export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
@@ -39,6 +41,7 @@ export const UDP_DROP_REASONS: readonly UdpDropReason[] = [
   "unsolicited",
   "unreachable",
   "queue",
+  "bandwidth",
 ];
 
 /**
@@ -59,6 +62,7 @@ export class UdpCounts {
     unsolicited: 0,
     unreachable: 0,
     queue: 0,
+    bandwidth: 0,
   };
 
   constructor(readonly parent: UdpCounts | null = null) {}

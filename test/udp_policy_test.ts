@@ -156,3 +156,42 @@ test("udp policy: a client proxy's CONNECT with protocol 17 carries records, che
     await t.close();
   }
 });
+
+test("udp policy: the agent passes back only replies from where it sent; an idle socket closes", async () => {
+  const net = await runtimeNet();
+  // An echo that notes each datagram's source port: the agent's socket.
+  const echo = await net.bindUdp({ host: "127.0.0.1" });
+  const froms: number[] = [];
+  (async () => {
+    for (let d = await echo.receive(); d !== null; d = await echo.receive()) {
+      froms.push(d.from.port);
+      await echo.send(d.data, d.from).catch(() => {});
+    }
+  })();
+  const stranger = await net.bindUdp({ host: "127.0.0.1" });
+  const lying = await lyingServer(net, [`127.0.0.1:${echo.addr.port}/udp`], { udpIdleMs: 300 });
+  try {
+    assert.equal((await lying.open(targetOf("0.0.0.0", 0), "alice", 17)).status, 0);
+    const pool = lying.last();
+    const next = recordsOf(pool.conn, pool.rest());
+    const to = targetOf("127.0.0.1", echo.addr.port);
+    await pool.conn.write(encodeUdpRecord(to, text("one")));
+    assert.equal(str((await next())!.data), "one");
+    const udp = lying.agent.udp;
+    assert.equal(udp.sockets, 1);
+    // A host the association never sent to: dropped at the agent.
+    await stranger.send(text("unasked"), { host: "127.0.0.1", port: froms[0]! });
+    assert.ok(await until(() => udp.totals.dropped.unsolicited === 1));
+    // udp_idle without a datagram: the socket closes; the next datagram opens another.
+    assert.ok(await until(() => udp.sockets === 0));
+    await pool.conn.write(encodeUdpRecord(to, text("two")));
+    assert.equal(str((await next())!.data), "two");
+    assert.equal(udp.sockets, 1);
+    assert.equal(froms.length, 2);
+    assert.equal(udp.totals.datagramsDown, 2);
+  } finally {
+    echo.close();
+    stranger.close();
+    await lying.close();
+  }
+});

@@ -222,8 +222,16 @@ test("udp: the association ends with its TCP connection; no descriptor is left",
     assert.equal(str((await a.receive()).data), "ping");
     assert.equal(t.server.udp.live.size, 1);
     assert.equal(t.agent.udp.open, 1);
+    assert.equal(t.agent.udp.sockets, 1);
+    // The dashboard's read model lists it.
+    const [view] = t.server.snapshot().associations ?? [];
+    assert.deepEqual(
+      [view?.client, view?.agent, view?.port, view?.relay, view?.datagrams_up],
+      ["alice", "office", "socks", `${a.relay.host}:${a.relay.port}`, 1],
+    );
     a.close();
     assert.ok(await until(() => t.server.udp.live.size === 0 && t.agent.udp.open === 0));
+    assert.ok(await until(() => t.agent.udp.sockets === 0));
     // The relay socket, the agent's socket and the test's own: all closed.
     if (before >= 0) {
       assert.ok(await until(() => openFds() <= before), `fds ${openFds()} > ${before}`);
@@ -231,6 +239,50 @@ test("udp: the association ends with its TCP connection; no descriptor is left",
     assert.ok(
       t.logs.some((l) => l.includes("udp association ended") && l.includes("datagrams_up=1")),
     );
+  } finally {
+    echo.close();
+    await t.close();
+  }
+});
+
+test("udp: an association on a pool connection of its own (no link) carries datagrams too", async () => {
+  const t = await udpTunnel(undefined, undefined, { agent: { link: false } });
+  const echo = await udpEcho(t.net);
+  try {
+    const a = await associate(t);
+    await a.send(targetOf("127.0.0.1", echo.addr.port), text("no link"));
+    const back = await a.receive();
+    assert.equal(str(back.data), "no link");
+    assert.deepEqual(back.from, targetOf("127.0.0.1", echo.addr.port));
+    a.close();
+  } finally {
+    echo.close();
+    await t.close();
+  }
+});
+
+test("udp: the bandwidth hook counts datagrams: one it refuses is dropped, counted", async () => {
+  const t = await udpTunnel();
+  const echo = await udpEcho(t.net);
+  const seen: Array<[string, string, number, boolean]> = [];
+  t.server.udp.bandwidth = (client, agent, bytes, up) => {
+    seen.push([client, agent, bytes, up]);
+    return bytes <= 100;
+  };
+  try {
+    const a = await associate(t);
+    const to = targetOf("127.0.0.1", echo.addr.port);
+    await a.send(to, new Uint8Array(200));
+    await a.send(to, text("small"));
+    assert.equal(str((await a.receive()).data), "small");
+    assert.equal(t.server.udp.totals.dropped.bandwidth, 1);
+    assert.equal(echo.got(), 1);
+    assert.deepEqual(seen, [
+      ["alice", "office", 200, true],
+      ["alice", "office", 5, true],
+      ["alice", "office", 5, false],
+    ]);
+    a.close();
   } finally {
     echo.close();
     await t.close();

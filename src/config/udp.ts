@@ -43,8 +43,10 @@ export function udpConfig(w: Walker, section: unknown): UdpConfig {
   if (u.listen !== undefined) {
     const s = w.str(u.listen, "udp.listen");
     // [v6]:PORTS, v4:PORTS, or an address alone (an IPv6 one may go without brackets).
-    const m = /^\[([^\]]+)\](?::(.+))?$/.exec(s) ?? /^([^:]+)(?::(.+))?$/.exec(s) ??
-      [s, s, undefined];
+    const bare = s.indexOf(":") !== s.lastIndexOf(":") && !s.startsWith("[");
+    const m = bare
+      ? [s, s, undefined]
+      : /^\[([^\]]+)\](?::(.+))?$/.exec(s) ?? /^([^:]+)(?::(.+))?$/.exec(s) ?? [s, s, undefined];
     const [portMin, portMax] = m[2] === undefined ? [0, 0] : ports(w, m[2]);
     listen = { host: ip(w, m[1]!, "udp.listen"), portMin, portMax };
   }

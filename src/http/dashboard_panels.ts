@@ -3,8 +3,8 @@
  * the order they show: the key numbers; throughput and open streams over the
  * last 15 minutes, by agent or by client; agents grouped with their replicas
  * (each with its instance, streams, bytes, and a disconnect of its own);
- * refusals by reason; live streams; clients; issued tokens (each with a
- * revoke of its own). Each is one `register` call
+ * refusals by reason; live streams; clients; UDP associations; issued
+ * tokens (each with a revoke of its own). Each is one `register` call
  * (dashboard_script.ts says what a panel is).
  *
  * @module

@@ -65,6 +65,8 @@ export interface AssocSides {
   log: Logger;
   /** Called for a malformed record (a protocol error on the stream). */
   protocolError: (e: ProtocolError) => void;
+  /** May `bytes` more go `up` (toward the agent) or down now? The bandwidth limits' hook. */
+  allow: (bytes: number, up: boolean) => boolean;
 }
 
 /** Records from the agent, until the stream ends; a malformed one is reported, then it ends. */
@@ -80,6 +82,7 @@ async function fromAgent(s: AssocSides, each: (addr: Target, data: Uint8Array) =
 function toAgent(s: AssocSides, writer: RecordWriter, target: Target, data: Uint8Array): void {
   const t = s.permit(target);
   if (t === null) return s.counts.drop("refused");
+  if (!s.allow(data.length, true)) return s.counts.drop("bandwidth");
   if (!writer.send(t, data)) return s.counts.drop("backpressure");
   s.counts.up(data.length);
   s.live.up += data.length;
@@ -135,6 +138,7 @@ export async function relaySocks(
   };
   const toClient = (addr: Target, data: Uint8Array) => {
     if (locked === null) return s.counts.drop("source"); // no client address yet
+    if (!s.allow(data.length, false)) return s.counts.drop("bandwidth");
     let out: Uint8Array;
     try {
       out = udpDatagram(addr, data);
@@ -185,6 +189,7 @@ export async function relayRecords(
     }
   };
   const toClient = (addr: Target, data: Uint8Array) => {
+    if (!s.allow(data.length, false)) return s.counts.drop("bandwidth");
     if (!toClientWriter.send(addr, data)) return s.counts.drop("backpressure");
     s.counts.down(data.length);
     s.live.down += data.length;

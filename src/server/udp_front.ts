@@ -63,6 +63,12 @@ export class UdpFront {
   /** Ports of the `udp.listen` range bound now, and where the next search starts. */
   readonly #used = new Set<number>();
   #cursor = 0;
+  /**
+   * The bandwidth limits' hook: may `bytes` more of `client` through
+   * `agent` go now (`up`: toward the agent)? A datagram it refuses is
+   * dropped (`reason="bandwidth"`). Null: no limits.
+   */
+  bandwidth: ((client: string, agent: string, bytes: number, up: boolean) => boolean) | null = null;
 
   constructor(readonly ctx: ServerContext, readonly router: Router, readonly net: Net) {
     this.#choice = new AgentChoice(() => ctx.config(), () => ctx.tokens);
@@ -236,6 +242,7 @@ export class UdpFront {
       live,
       log,
       protocolError,
+      allow: (bytes, up) => this.bandwidth?.(client, r.agent, bytes, up) ?? true,
     };
     try {
       return await go(sides);
