@@ -105,6 +105,7 @@ export async function serveUdpAssociate(
     live: { up: 0, down: 0 },
     log: proxy.log,
     protocolError: (e) => proxy.log.warn("udp association broken", { error: e.message }),
+    allow: () => true, // the server's bandwidth limits apply there
   };
   await relaySocks(sides, sock, conn, hint.port);
   proxy.log.info("udp association closed", { client: fmt(conn.remote), ...counts.fields() });
