@@ -28,6 +28,9 @@
  *                                 (bench/fair_limit.ts): a client downloading next to one with
  *                                 `bandwidth: {down: --limit-rate}` (default 4MiB/s) against
  *                                 alone; --no-fair-limit leaves it out
+ *   npm run bench -- --udp-only   only UDP (bench/udp.ts, issue #28): DNS queries/s and p50/p99
+ *                                 direct to dnsmasq, through `burrow client --dns` and SOCKS5
+ *                                 UDP; UDP echo throughput (--udp-seconds 5 --udp-concurrency 16)
  *
  * Writes bench/results/latest.json and latest.md; a full run of all systems
  * with the default burrow settings also updates the "Latest results" section of bench/README.md
@@ -64,6 +67,7 @@ import {
   renderFair,
   runFair,
 } from "./fair.ts";
+import { renderUdp, runUdp, UDP_DEFAULTS, type UdpPlan } from "./udp.ts";
 import {
   allSystems,
   BURROW_LIMITS,
@@ -104,6 +108,9 @@ interface Options {
   fair: FairPlan;
   /** The limited-neighbour scenario after the bottleneck's (bench/fair_limit.ts); null: off. */
   fairLimit: LimitPlan | null;
+  /** Only the UDP scenario (bench/udp.ts), with its settings. */
+  udpOnly: boolean;
+  udp: UdpPlan;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -125,6 +132,8 @@ function parseArgs(argv: string[]): Options {
     fairOnly: false,
     fair: { ...FAIR_DEFAULTS },
     fairLimit: { ...LIMIT_DEFAULTS },
+    udpOnly: false,
+    udp: { ...UDP_DEFAULTS },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -147,6 +156,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--paired-only") o.paired = "only";
     else if (a === "--no-paired") o.paired = "off";
     else if (a === "--fair-only") o.fairOnly = true;
+    else if (a === "--udp-only") o.udpOnly = true;
+    else if (a === "--udp-seconds") o.udp.seconds = Number(val());
+    else if (a === "--udp-concurrency") o.udp.concurrency = Number(val());
     else if (a === "--rate") o.fair.rate = parseSize(val());
     else if (a === "--queue") o.fair.queue = parseSize(val());
     else if (a === "--bulk") o.fair.bulk = Number(val());
@@ -547,6 +559,18 @@ async function main(): Promise<void> {
   if (o.fairOnly) {
     const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-bench-"));
     return await fairScenario(o, machineFacts(), base, t0);
+  }
+  if (o.udpOnly) {
+    const { seconds, concurrency } = o.udp;
+    if (!(seconds > 0 && seconds <= 120)) throw new Error("--udp-seconds wants 0..120");
+    if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 256)) {
+      throw new Error("--udp-concurrency wants 1..256");
+    }
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-bench-"));
+    const facts = machineFacts();
+    const rows = await runUdp(o.udp, root, base, say);
+    const md = renderUdp(o.udp, rows, facts);
+    return saveScenario("udp", { plan: o.udp, facts, rows }, md, base);
   }
   const tls = o.tls === "on" || (o.tls === "auto" && cliHasTls(root));
   let systems = allSystems({ tls });

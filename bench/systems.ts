@@ -277,7 +277,7 @@ function sshR(pty: boolean): System {
 
 type Runtime = "node" | "deno" | "bun";
 
-function runtimeCmd(root: string, rt: Runtime): [string, string[]] {
+export function runtimeCmd(root: string, rt: Runtime): [string, string[]] {
   const bin = (n: string) => path.join(root, "node_modules", ".bin", n);
   switch (rt) {
     case "node":

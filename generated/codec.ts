@@ -119,6 +119,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
     }
     case "INSTANCE": {
       w.bytes(msg.instance, "INSTANCE.instance", 16);
+      writeAddr(w, msg.nameserver, "INSTANCE.nameserver", strict);
       return;
     }
     case "POOL_HELLO": {
@@ -352,7 +353,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     }
     case 0x16: {
       const p = new Control.Instance(io);
-      return { type: "INSTANCE", instance: p.instance.slice() };
+      return { type: "INSTANCE", instance: p.instance.slice(), nameserver: addrTarget(p.nameserver) };
     }
     case 0x20: {
       const p = new Pool.PoolHello(io);

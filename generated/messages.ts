@@ -200,6 +200,12 @@ export interface Goaway {
 export interface Instance {
   /** Random, made when the agent process starts; the same on every server. */
   instance: Uint8Array;
+  /**
+   * The agent's first nameserver (its resolver configuration, port 53),
+   * the default DNS server of a client proxy's internal DNS (SPEC.md
+   * §5.19, §10.2); IPv4 0.0.0.0 port 0 when it has none.
+   */
+  nameserver: Target;
 }
 
 /**
@@ -588,7 +594,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [16, 16], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [9, 421], 66: [2, 257], 67: [34, 97] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [9, 421], 66: [2, 257], 67: [34, 97] },
   },
   "frame::header": {
     size: 12,

@@ -125,6 +125,11 @@ const CLIENTS: Record<string, string> = {
   "/usr/lib/postgresql/15/bin/initdb": "postgresql",
   // The state store's tests start their own cluster with it (test/pg.ts).
   "/usr/lib/postgresql/15/bin/pg_ctl": "postgresql-15",
+  // UDP and DNS through the tunnel, the closed side in a network namespace (test/netns.ts).
+  dig: "dnsutils",
+  drill: "ldnsutils", // sends UDP with sendto(2), which socksify wraps (dig 9.18 uses sendmmsg)
+  socksify: "dante-client",
+  "/usr/sbin/dnsmasq": "dnsmasq",
   // PySocks' UDP sockets through UDP ASSOCIATE (test/udp_test.ts).
   "/usr/lib/python3/dist-packages/socks.py": "python3-socks",
 };

@@ -4,6 +4,7 @@ meta:
   license: MIT
   ks-version: "0.11"
   imports:
+    - addr
     - registries
   endian: be
 doc: |
@@ -156,6 +157,12 @@ types:
       - id: instance
         size: 16
         doc: Random, made when the agent process starts; the same on every server.
+      - id: nameserver
+        type: addr
+        doc: |
+          The agent's first nameserver (its resolver configuration, port 53),
+          the default DNS server of a client proxy's internal DNS (SPEC.md
+          §5.19, §10.2); IPv4 0.0.0.0 port 0 when it has none.
 enums:
   rule_kind:
     1: host

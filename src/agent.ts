@@ -15,10 +15,11 @@ import { ControlSession } from "./agent_session.ts";
 import { AgentPool } from "./agent_stream.ts";
 import type { AgentUdp } from "./agent_udp.ts";
 import type { Logger } from "./log.ts";
-import { ErrorCode, type Rule } from "./messages.ts";
+import { ErrorCode, type Rule, type Target } from "./messages.ts";
 import { type Addr, type Conn, type Net, type TlsClientOptions } from "./net.ts";
 import { deadline, sleep } from "./time.ts";
 import { dialServer, login, Wire } from "./wire.ts";
+import { NO_ADDR } from "./writer.ts";
 
 export interface AgentOptions {
   server: Addr;
@@ -56,6 +57,11 @@ export interface AgentOptions {
   statsMs?: number;
   /** Told when a session is established (true) and when an attempt or session fails (false). */
   onState?: (connected: boolean) => void;
+  /**
+   * The nameserver to report in INSTANCE (SPEC.md §5.19), asked at each login (the
+   * CLI reads /etc/resolv.conf); absent or null: none.
+   */
+  nameserver?: () => Promise<Target | null>;
 }
 
 export interface SessionInfo {
@@ -223,7 +229,8 @@ export class Agent {
         "handshake",
         () => conn.close(),
       );
-      await wire.send({ type: "INSTANCE", instance: this.instance });
+      const nameserver = (await this.opts.nameserver?.().catch(() => null)) ?? NO_ADDR;
+      await wire.send({ type: "INSTANCE", instance: this.instance, nameserver });
       await wire.send({ type: "ANNOUNCE", rules: this.opts.rules });
       live = this.#live = new ControlSession(
         {

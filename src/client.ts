@@ -26,6 +26,8 @@ import { type Addr, type Conn, type DialOptions, type Listener, type Net } from 
 import { Reader } from "./reader.ts";
 import { relay } from "./relay.ts";
 import { acceptSocks, socksReply } from "./socks5_server.ts";
+import { DnsFront, type DnsOptions } from "./dns_front.ts";
+import { dnsUpstream, serveUdpAssociate } from "./client_udp.ts";
 import {
   firstByte,
   httpCodeOf,
@@ -43,6 +45,8 @@ export interface ClientOptions {
   listen: Addr | null;
   /** Local port forwards. */
   forwards?: Forward[];
+  /** Internal DNS (SPEC.md §10.2): where to answer, and the server inside (null: the agent's). */
+  dns?: DnsOptions;
   /** The server's client port, with TLS options if any. */
   server: Omit<DialOptions, "timeoutMs">;
   /** How to reach the server when not directly: a proxy or WebSocket (see AgentOptions.transport). */
@@ -80,6 +84,8 @@ export interface ConnectFailure {
   answered: boolean;
   reason?: number;
   login?: boolean;
+  /** A CHECK answered with status 0: the agent's nameserver, or IPv4 0.0.0.0:0 (SPEC.md §5.18). */
+  bound?: Target;
 }
 
 export type ConnectResult = Result<Connected, ConnectFailure>;
@@ -107,6 +113,7 @@ export async function connectThrough(
   opts: Pick<ClientOptions, "server" | "name" | "credential" | "timeoutMs" | "software">,
   agent: string,
   target: Target | null,
+  protocol: number = RuleProtocol.tcp,
 ): Promise<ConnectResult> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
   let conn: Conn;
@@ -132,9 +139,7 @@ export async function connectThrough(
         );
         // CONNECT right behind AUTH: one round trip less (SPEC.md §2.3).
         await wire.send(
-          target
-            ? { type: "CONNECT", agent, protocol: RuleProtocol.tcp, target }
-            : { type: "CHECK", agent },
+          target ? { type: "CONNECT", agent, protocol, target } : { type: "CHECK", agent },
         );
         await wire.expect("CLIENT_READY");
         return await wire.expect("CONNECT_RESULT");
@@ -146,7 +151,7 @@ export async function connectThrough(
     if (result.status !== Status.succeeded || !target) {
       conn.close();
       if (result.status === Status.succeeded) {
-        return err({ status: 0, message: "", answered: true, reason: 0 });
+        return err({ status: 0, message: "", answered: true, reason: 0, bound: result.bound });
       }
       const { status, reason } = result;
       const message = `server refused the stream: ${reasonName(reason)}`;
@@ -184,11 +189,14 @@ interface LocalRequest {
   answer(status: number, reason: string, bound?: Target): Promise<void>;
   /** The bytes that followed the request. */
   rest: Uint8Array;
+  udp?: boolean; // a SOCKS5 UDP ASSOCIATE (`target`: the program's address), not a CONNECT
 }
 
 export class ClientProxy {
   #listener: Listener | undefined;
   readonly #forwards: Listener[] = [];
+  /** The internal DNS (`dns`), once started. */
+  dns: DnsFront | undefined;
   readonly #conns = new IdMap<Conn>();
   /** The server in use (index into {@link servers}): the last one that answered. */
   #current = 0;
@@ -214,6 +222,10 @@ export class ClientProxy {
         });
         this.#accept(l, (conn) => this.#forward(conn, f));
       }
+      if (this.opts.dns) {
+        this.dns = new DnsFront(this.net, this.opts.dns, dnsUpstream(this), this.log);
+      }
+      await this.dns?.start();
       if (this.opts.listen === null) return;
       const listen = this.opts.listen;
       this.#listener = await this.net.listen(listen).catch((e) => {
@@ -221,6 +233,7 @@ export class ClientProxy {
       });
     } catch (e) {
       for (const l of this.#forwards) l.close();
+      await this.dns?.stop();
       throw e;
     }
     this.log.info("client proxy listening", {
@@ -249,7 +262,7 @@ export class ClientProxy {
    * be used now or no server answers.
    */
   async checkLogin(): Promise<void> {
-    const c = await this.#connect(this.opts.agent, null);
+    const c = await this.connect(this.opts.agent, null);
     if (c.ok) return c.value.conn.close(); // not for a check: a server answers CONNECT_RESULT
     const r = c.error;
     const server = fmt(this.servers[this.#current]!.server);
@@ -280,6 +293,7 @@ export class ClientProxy {
   async stop(): Promise<void> {
     this.#listener?.close();
     for (const l of this.#forwards) l.close();
+    await this.dns?.stop();
     for (const c of this.#conns.values()) c.close();
     await Promise.all([...this.#conns.values()].map((c) => c.closed));
   }
@@ -293,8 +307,8 @@ export class ClientProxy {
     return [first, ...(this.opts.alternates ?? [])];
   }
 
-  /** connectThrough the server in use; on to the next while a server cannot be reached. */
-  async #connect(agent: string, target: Target | null): Promise<ConnectResult> {
+  /** connectThrough the server in use, on to the next while one cannot be reached. */
+  async connect(agent: string, target: Target | null, protocol?: number): Promise<ConnectResult> {
     const servers = this.servers;
     let r: ConnectResult | undefined;
     for (let i = 0; i < servers.length; i++) {
@@ -305,6 +319,7 @@ export class ClientProxy {
         { ...this.opts, server: s.server },
         agent,
         target,
+        protocol,
       );
       if (r.ok || r.error.answered) {
         if (at !== this.#current) {
@@ -329,7 +344,7 @@ export class ClientProxy {
   /** One connection to a forward: one stream to its target, or closed (and logged) when refused. */
   async #forward(conn: Conn, f: Forward): Promise<void> {
     const agent = f.agent ?? this.opts.agent;
-    const r = await this.#connect(agent, f.target);
+    const r = await this.connect(agent, f.target);
     if (!r.ok) {
       conn.close();
       return this.#refused(r.error, f.target, agent, { forward: fmt(f.listen) });
@@ -366,7 +381,8 @@ export class ClientProxy {
         : await this.#socksRequest(conn, rd);
       if (!req) return;
       clearTimeout(timer);
-      const r = await this.#connect(req.agent, req.target);
+      if (req.udp) return await serveUdpAssociate(this, conn, req);
+      const r = await this.connect(req.agent, req.target);
       if (!r.ok) {
         const f = r.error;
         this.#refused(f, req.target, req.agent);
@@ -391,7 +407,7 @@ export class ClientProxy {
   /** The SOCKS5 handshake; null when refused (and answered). */
   async #socksRequest(conn: Conn, rd: Reader): Promise<LocalRequest | null> {
     // User/password locally only names the agent; the password is ignored (SPEC.md §10.2).
-    const a = await acceptSocks(conn, rd, { noAuth: true, checkUser: () => true });
+    const a = await acceptSocks(conn, rd, { noAuth: true, udp: true, checkUser: () => true });
     if (!a.ok) {
       this.log.warn("socks request refused", { refusal: a.error.refusal, error: a.error.detail });
       return null;
@@ -400,6 +416,7 @@ export class ClientProxy {
       agent: a.value.username ?? this.opts.agent,
       target: a.value.target,
       answer: (status, _reason, bound) => socksReply(conn, status, bound),
+      udp: a.value.command === "udpAssociate",
       get rest() {
         return rd.rest();
       },

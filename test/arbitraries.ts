@@ -231,7 +231,7 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
   PING: withType("PING", rec({ data: bytesN(8) })),
   PONG: withType("PONG", rec({ data: bytesN(8) })),
   GOAWAY: withType("GOAWAY", rec({ code: u16, message: utf8String(0, 1024) })),
-  INSTANCE: withType("INSTANCE", rec({ instance: bytesN(16) })),
+  INSTANCE: withType("INSTANCE", rec({ instance: bytesN(16), nameserver: target })),
   POOL_HELLO: withType(
     "POOL_HELLO",
     rec({ version, agentId: u32, sessionId: bytesN(16), seq: u32, proof }),

@@ -12,6 +12,7 @@ import { LINK_HEADER_SIZE } from "../src/link_frame.ts";
 import type { Message } from "../src/messages.ts";
 import type { Addr, Conn, Net } from "../src/net.ts";
 import { Wire } from "../src/wire.ts";
+import { NO_ADDR } from "../src/writer.ts";
 import { AGENT_TOKEN } from "./helpers.ts";
 
 /** A logged-in agent session, spoken by hand. */
@@ -54,7 +55,7 @@ export async function hostileAgent(
     proof: await cred.prove(transcript("agent", ch.version, ch.nonce, name)),
   });
   const welcome = await control.expect("WELCOME");
-  await control.send({ type: "INSTANCE", instance: new Uint8Array(16) });
+  await control.send({ type: "INSTANCE", instance: new Uint8Array(16), nameserver: NO_ADDR });
   await control.send({ type: "ANNOUNCE", rules: [] });
   let seq = 0;
   const conns: Conn[] = [control.conn];

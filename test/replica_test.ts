@@ -13,6 +13,7 @@ import { tokenCredential } from "../src/auth.ts";
 import { Status } from "../src/messages.ts";
 import { parseRule } from "../src/policy.ts";
 import { login, Wire } from "../src/wire.ts";
+import { NO_ADDR } from "../src/writer.ts";
 import {
   AGENT_TOKEN,
   burrow,
@@ -163,16 +164,16 @@ test(`${rt}: replicas: a replica whose INSTANCE is still on its way is not repla
     };
     const [a, b] = [await loginOne(), await loginOne()];
     // B says who it is first; A's INSTANCE comes later (as when two start at once).
-    await b.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(2) });
+    await b.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(2), nameserver: NO_ADDR });
     await b.send({ type: "ANNOUNCE", rules: parseRule("127.0.0.1:*") });
-    await a.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(1) });
+    await a.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(1), nameserver: NO_ADDR });
     await a.send({ type: "ANNOUNCE", rules: parseRule("127.0.0.1:*") });
     assert.ok(
       await until(() => t.server.agents.group("office").filter((s) => s.announced).length === 2),
     );
     // A reconnect of instance 1 replaces only A.
     const c = await loginOne();
-    await c.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(1) });
+    await c.send({ type: "INSTANCE", instance: new Uint8Array(16).fill(1), nameserver: NO_ADDR });
     const goaway = await a.recv().then(async function skip(m): Promise<unknown> {
       return m && (m.type === "POOL_REQUEST" || m.type === "PING") ? skip(await a.recv()) : m;
     });

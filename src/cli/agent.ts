@@ -26,51 +26,13 @@ import type { Addr, Net, TlsClientOptions } from "../net.ts";
 import { proxiedNet, proxyFor, redactProxy } from "../proxy.ts";
 import { wsNet } from "../transport.ts";
 import { parseRule } from "../policy.ts";
-import { normalizePins } from "../tls.ts";
-import { collect, logger, logLevelOption, software, type Start, untilSignal } from "./common.ts";
+import { collect, logger, software, type Start, untilSignal } from "./common.ts";
 import type { Host } from "./mod.ts";
 import { type CredentialFlags, credentialOptions, loadCredential } from "./credential.ts";
 import { loginCredential } from "./login.ts";
+import { clientDns, type DnsFlags, dnsOptions, nameserver } from "./dns.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-
-interface TlsFlags {
-  /** Pins, any of which matches (`--fingerprint` is repeatable; `fingerprint:` a list). */
-  fingerprint?: string[] | undefined;
-  ca?: string | undefined;
-  serverName?: string | undefined;
-  plain?: boolean | undefined;
-}
-
-/** How to reach the server: TLS verified by pin or CA (default: system CAs), or plain TCP. */
-async function clientTls(host: Host, f: TlsFlags): Promise<TlsClientOptions | undefined> {
-  const pinned = f.fingerprint !== undefined && f.fingerprint.length > 0;
-  if (f.plain) {
-    if (pinned || f.ca) {
-      throw new UsageError("--plain cannot be combined with --fingerprint or --ca");
-    }
-    return undefined;
-  }
-  const tls: TlsClientOptions = {};
-  if (pinned) {
-    try {
-      const pins = normalizePins(f.fingerprint!);
-      tls.fingerprint = pins.length === 1 ? pins[0]! : pins;
-    } catch (e) {
-      throw new UsageError(
-        `--fingerprint: ${(e as Error).message} (as \`burrow fingerprint\` prints it)`,
-      );
-    }
-  }
-  if (f.ca) {
-    try {
-      tls.ca = [await host.readTextFile(f.ca)];
-    } catch (e) {
-      throw new UsageError(`cannot read --ca ${f.ca}: ${(e as Error).message}`);
-    }
-  }
-  if (f.serverName) tls.serverName = f.serverName;
-  return tls;
-}
+import { clientTls, type TlsFlags, tlsOptions } from "./tls_flags.ts";
 
 /** `--proxy URL`, `--proxy-file FILE`, or `--no-proxy` (then `proxy` is false). */
 interface ProxyFlags {
@@ -251,13 +213,18 @@ async function runAgent(host: Host, f: AgentFlags): Promise<void> {
   const statsMs = Number(host.env("BURROW_AGENT_STATS_MS") ?? 0);
   if (statsMs > 0) { for (const o of opts) o.statsMs = statsMs; }
   log.info("agent starting", { agent: opts[0]!.name, instance: toHex(instance).slice(0, 8) });
-  const all = opts.map((o) => ({ ...o, instance, software: software(host) }));
+  const all = opts.map((o) => ({
+    ...o,
+    instance,
+    software: software(host),
+    nameserver: () => nameserver(host),
+  }));
   const fleet = new AgentFleet(host.net, all, perAgent, log);
   fleet.start();
   await untilSignal(host, () => fleet.stop().then(close, close), log);
 }
 
-interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags {
+interface ClientFlags extends CredentialFlags, TlsFlags, ProxyFlags, DnsFlags {
   config?: string;
   server: string[];
   name?: string;
@@ -317,12 +284,16 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
   const [first, ...alternates] = via;
   const listen = clientListen(f, file);
   const forwards = clientForwards(f, file);
-  if (listen === null && forwards.length === 0) {
-    throw new UsageError("--listen off needs at least one --forward (or forwards: in --config)");
+  const dns = clientDns(f, file);
+  if (listen === null && forwards.length === 0 && !dns) {
+    throw new UsageError(
+      "--listen off needs at least one --forward or --dns (or forwards:, dns: in --config)",
+    );
   }
   const proxy = new ClientProxy(host.net, {
     listen,
     forwards,
+    ...(dns ? { dns } : {}),
     ...first!,
     ...(alternates.length > 0 ? { alternates } : {}),
     name,
@@ -342,34 +313,6 @@ async function runClient(host: Host, f: ClientFlags): Promise<void> {
     throw e;
   }
   await untilSignal(host, () => proxy.stop().finally(close), log);
-}
-
-function tlsOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      "--proxy <url>",
-      "reach the server through this proxy: http://[user:pass@]host:port, socks5:// or socks5h:// " +
-        "(default: HTTPS_PROXY/ALL_PROXY as curl reads them, minus NO_PROXY)",
-    )
-    .option("--proxy-file <file>", "file holding the --proxy URL (keeps its password out of ps)")
-    .option("--no-proxy", "ignore HTTPS_PROXY, ALL_PROXY and NO_PROXY: connect directly")
-    .option(
-      "--fingerprint <sha256>",
-      "pin the server's TLS certificate (as `burrow fingerprint` prints it); repeatable: any " +
-        "of them matches",
-      collect,
-      [],
-    )
-    .option(
-      "--ca <file>",
-      "verify the server's TLS certificate against this CA (PEM) instead of the system CAs",
-    )
-    .option(
-      "--server-name <name>",
-      "name to verify in the server's certificate (default: the --server host)",
-    )
-    .option("--plain", "plain TCP, no TLS (loopback, tests, or behind a TLS-terminating proxy)")
-    .addOption(logLevelOption());
 }
 
 /** The client proxy's local SOCKS5 address unless `--listen` or `listen:` names one. */
@@ -442,6 +385,6 @@ export function agentCommands(program: Command, host: Host, start: Start): void 
       collect,
       [],
     );
-  credentialOptions(client);
+  credentialOptions(dnsOptions(client));
   tlsOptions(client).action((opts: ClientFlags) => start(runClient(host, opts)));
 }

@@ -6,6 +6,7 @@
  */
 import { ConfigError } from "../errors.ts";
 import { parseAuthority } from "../http_connect.ts";
+import { parseIPv6 } from "../ip.ts";
 import type { Rule, Target } from "../messages.ts";
 import type { Addr } from "../net.ts";
 import { normalizeFingerprint } from "../tls.ts";
@@ -21,7 +22,7 @@ export const DEFAULT_PORTS = {
 const AGENT_KEYS = words(`server name token token_file key key_file allow fingerprint ca
   server_name plain proxy proxy_file link servers_per_agent`);
 const CLIENT_KEYS = words(`server name token token_file key key_file fingerprint ca server_name
-  plain proxy proxy_file agent listen forwards`);
+  plain proxy proxy_file agent listen forwards dns dns_server`);
 const FORWARD_KEYS = words("listen target agent");
 
 /**
@@ -66,6 +67,10 @@ export interface ClientConfig extends Omit<AgentConfig, "allow" | "link" | "serv
   listen?: Addr | null | undefined;
   /** Local port forwards (`--forward`). */
   forwards?: Forward[] | undefined;
+  /** Where to answer DNS queries (`--dns`, SPEC.md §10.2); absent: not at all. */
+  dns?: Addr | undefined;
+  /** The DNS server inside the network (`--dns-server`); absent: the agent's nameserver. */
+  dnsServer?: Target | undefined;
 }
 
 /** A local port forward (SPEC.md §10.2): `listen` leads to `target` through `agent`. */
@@ -93,6 +98,20 @@ export function parseForwardTarget(text: string): Target {
     );
   }
   return t;
+}
+
+/** `--dns-server HOST[:PORT]` (`[v6]:PORT`), port 53 when none is given. Throws ConfigError. */
+export function parseDnsServer(text: string): Target {
+  const t = text.trim();
+  // No port: a bracketed or bare IPv6 address, or a host without a colon.
+  const full = parseIPv6(t) ? `[${t}]:53` : /^(\[[^\]]*\]|[^:]*)$/.test(t) ? `${t}:53` : t;
+  const a = parseAuthority(full);
+  if (!a) {
+    throw new ConfigError(
+      `Cannot parse DNS server "${text}": expected host[:port] or [ipv6]:port`,
+    );
+  }
+  return a;
 }
 
 /** `--forward [ADDR:]PORT=HOST:PORT` (the agent is `--agent`'s). Throws ConfigError. */
@@ -187,6 +206,15 @@ function parseConfig(
           : w.addr(v, p, "") ?? w.fail(p, "must be host:port, or off"),
     ),
     forwards: opt("forwards", (v, p) => w.list(v, p).map((x, i) => forward(w, x, `${p}[${i}]`))),
+    dns: opt("dns", (v, p) => w.addr(v, p, "") ?? w.fail(p, "must be host:port")),
+    dnsServer: opt("dns_server", (v, p) => {
+      try {
+        return parseDnsServer(w.str(v, p));
+      } catch (e) {
+        if (e instanceof ConfigError && !e.message.startsWith(w.file)) return w.fail(p, e.message);
+        throw e;
+      }
+    }),
   };
 }
 

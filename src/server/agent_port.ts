@@ -308,6 +308,7 @@ export class AgentPort {
             throw new ProtocolError("unexpected_message", "INSTANCE comes once, before ANNOUNCE");
           }
           s.instance = msg.instance;
+          s.nameserver = msg.nameserver.port === 0 ? null : msg.nameserver;
           const same = toHex(msg.instance);
           // The same process reconnecting (one whose INSTANCE is not in yet is someone else).
           this.#replace(s, (old) => old.instance !== null && toHex(old.instance) === same);

@@ -108,6 +108,9 @@ export class ClientFront {
       log.warn("login check", { ...shown, status: r.error.status, reason: r.error.reason });
     }
     const [status, reason] = r.ok ? [0, 0] : [r.error.status, r.error.code];
-    await wire.last({ type: "CONNECT_RESULT", status, reason, bound: NO_ADDR });
+    // The agent's nameserver, for `burrow client --dns` (SPEC.md §5.18).
+    const live = r.ok ? this.router.agents.group(r.value).filter((s) => s.announced) : [];
+    const bound = live.find((s) => s.nameserver && !s.closed)?.nameserver ?? NO_ADDR;
+    await wire.last({ type: "CONNECT_RESULT", status, reason, bound });
   }
 }

@@ -11,7 +11,7 @@
 import { toHex } from "../auth.ts";
 import type { Verifier } from "../auth.ts";
 import type { Logger } from "../log.ts";
-import type { Rule } from "../messages.ts";
+import type { Rule, Target } from "../messages.ts";
 import { afterTurn } from "../time.ts";
 
 /** The pool settings of the server config, read at every decision (they change on reload). */
@@ -87,6 +87,8 @@ export class AgentSession<P extends Pooled> {
   announced = false;
   /** The agent process's instance id (INSTANCE); null until it comes. */
   instance: Uint8Array | null = null;
+  /** The nameserver the agent reported (INSTANCE, SPEC.md §5.19); null: none. */
+  nameserver: Target | null = null;
   closed = false;
   /** When a frame last arrived on the control connection. */
   lastRx: number;
