@@ -12,8 +12,6 @@ import type { Addr, Conn } from "./net.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
 export const LINK_WINDOW = 1 << 20;
-/** A receiver grants window once its reader has consumed this much. */
-const GRANT_AT = LINK_WINDOW / 4;
 
 type Waiter = { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void };
 
@@ -28,6 +26,8 @@ export class Stream implements Conn {
   #allowed = LINK_WINDOW;
   /** Bytes read by our reader and not yet granted back. */
   #consumed = 0;
+  /** The receive window: {@link LINK_WINDOW}, grown with the link's estimate. */
+  #size = LINK_WINDOW;
   /** Bytes we may still send. */
   #window = LINK_WINDOW;
   #windowWaiter: (() => void) | null = null;
@@ -87,7 +87,7 @@ export class Stream implements Conn {
         throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
       }
       this.#finSent = true;
-      await this.link.send({ type: "FIN", stream: this.id });
+      await this.link.fin(this.id);
       this.#settleIfDone();
     });
     return this.#ended;
@@ -95,7 +95,7 @@ export class Stream implements Conn {
 
   close(): void {
     if (this.#done) return;
-    this.link.send({ type: "RESET", stream: this.id }).catch(() => {});
+    this.link.send({ type: "RESET", stream: this.id });
     this.abort(null);
   }
 
@@ -123,7 +123,7 @@ export class Stream implements Conn {
     this.#reader = null;
     if (r) error ? r.reject(error) : r.resolve(null);
     this.#windowWaiter?.();
-    this.link.forget(this.id);
+    this.link.forget(this.id, error ?? new NetError("ECLOSED", "stream closed"));
     this.#resolveClosed();
   }
 
@@ -199,19 +199,29 @@ export class Stream implements Conn {
       const n = Math.min(Math.ceil(left / pieces), this.#window);
       this.#window -= n;
       const piece = n === chunk.length ? chunk : chunk.subarray(off, off + n);
-      await this.link.send(encodeData(this.id, piece));
+      await this.link.data(this.id, encodeData(this.id, piece));
       off += n;
     }
   }
 
-  /** Our reader consumed `n` bytes: grant them back once enough has gathered. */
+  /** @internal Bytes the receive window has grown beyond {@link LINK_WINDOW}. */
+  get grown(): number {
+    return this.#size - LINK_WINDOW;
+  }
+
+  /**
+   * Our reader consumed `n` bytes: grant them back once a quarter of the
+   * window has gathered, and what the window grows by (Link.window).
+   */
   #grant(n: number): void {
     this.#consumed += n;
-    if (this.#consumed < GRANT_AT || this.#eof) return;
-    const increment = this.#consumed;
+    if (this.#consumed < this.#size / 4 || this.#eof) return;
+    const size = this.link.window(this.#size);
+    const increment = this.#consumed + size - this.#size;
+    this.#size = size;
     this.#consumed = 0;
     this.#allowed += increment;
-    this.link.send({ type: "WINDOW", stream: this.id, increment }).catch(() => {});
+    this.link.send({ type: "WINDOW", stream: this.id, increment });
   }
 
   /** Both directions ended and everything was read: the stream is done. */
