@@ -330,7 +330,10 @@ export class Link {
       );
     }
     if (upTo <= this.#granted) {
-      throw violation("invalid_message", `Cannot take GRANT: id ${upTo} is not above ${this.#granted}`);
+      throw violation(
+        "invalid_message",
+        `Cannot take GRANT: id ${upTo} is not above ${this.#granted}`,
+      );
     }
     const added = upTo - this.#granted;
     this.#granted = upTo;

@@ -16,7 +16,7 @@
  * over the last {@link RTT_WINDOW_MS}) and the delivery rate (bytes the peer
  * read per second, highest over the last {@link BW_WINDOW_MS}); the cap is
  * {@link GAIN} × rate × round trip (the bandwidth-delay product and a
- * tenth for the estimate's lag), at least {@link CAP_MIN}, the round
+ * quarter for the estimate's lag), at least {@link CAP_MIN}, the round
  * trip taken as at least {@link RTT_FLOOR_MS} (an event loop under load
  * takes that long to answer; below it the link would starve itself). While
  * the link is held back by its cap, each round trip delivers the cap, so
@@ -34,7 +34,7 @@
 /** In flight before the first estimate, and at least. */
 export const CAP_MIN = 256 * 1024;
 /** The cap over the estimated bandwidth-delay product. */
-const GAIN = 1.1;
+const GAIN = 1.25;
 /** The round trip is taken as at least this (ms). */
 const RTT_FLOOR_MS = 4;
 /** The lowest round trip is kept this long (ms), as BBR's. */

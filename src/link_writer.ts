@@ -19,8 +19,9 @@
  *   (one system call, one TLS record), or as soon as `batch` of them wait.
  *
  * A stream's write resolves while its queue holds less than
- * {@link STREAM_QUEUE} bytes and the link's less than {@link LINK_QUEUE}
- * (so a link holds at most those, and one frame per stream beyond them).
+ * {@link STREAM_QUEUE} bytes and the link's less than {@link LINK_QUEUE},
+ * or its own less than a {@link QUANTUM}: so a link holds at most
+ * LINK_QUEUE, and a quantum and a frame per stream beyond it.
  *
  * @module
  */
@@ -55,8 +56,8 @@ class Flow {
   /** In the fresh list (1), the busy list (2) or neither (0). */
   list: 0 | 1 | 2 = 0;
   next: Flow | null = null;
-  /** A write waiting for room, with the queue size it waits for. */
-  waiter: (Waiter & { below: number }) | null = null;
+  /** A write waiting for room (`fin`: for the FIN to be taken). */
+  waiter: (Waiter & { fin: boolean }) | null = null;
   constructor(readonly id: number) {}
 }
 
@@ -137,8 +138,7 @@ export class LinkWriter {
   data(id: number, frame: Uint8Array): Promise<void> {
     const f = this.#push(id, frame);
     if (!f) return Promise.reject(this.#dead);
-    const room = f.bytes < STREAM_QUEUE && this.#queued < LINK_QUEUE;
-    const p = room ? RESOLVED : this.#wait(f, f.bytes < STREAM_QUEUE ? Infinity : STREAM_QUEUE);
+    const p = this.#fits(f) ? RESOLVED : this.#wait(f, false);
     this.#kick(); // after the waiter is set: the write may take the frame at once
     return p;
   }
@@ -148,7 +148,7 @@ export class LinkWriter {
     const f = this.#push(id, frame);
     if (!f) return Promise.reject(this.#dead);
     this.#counted(1);
-    const p = this.#wait(f, 1);
+    const p = this.#wait(f, true);
     this.#kick();
     return p;
   }
@@ -216,11 +216,20 @@ export class LinkWriter {
     return f;
   }
 
-  #wait(f: Flow, below: number): Promise<void> {
+  #wait(f: Flow, fin: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      f.waiter = { resolve, reject, below };
-      if (below === Infinity) this.#blocked.push(f);
+      f.waiter = { resolve, reject, fin };
+      if (!fin && f.bytes < STREAM_QUEUE) this.#blocked.push(f); // waits for the link's queue
     });
+  }
+
+  /**
+   * Stream `f` may queue more: its queue holds less than STREAM_QUEUE, and
+   * the link's less than LINK_QUEUE or its own less than a quantum (a stream
+   * that sends little is never held up by the bulk the others queued).
+   */
+  #fits(f: Flow): boolean {
+    return f.bytes < STREAM_QUEUE && (f.bytes < QUANTUM || this.#queued < LINK_QUEUE);
   }
 
   #counted(n: number): void {
@@ -282,7 +291,7 @@ export class LinkWriter {
   /** Writes waiting for room in `f`'s queue or the link's. */
   #wake(f: Flow): void {
     const w = f.waiter;
-    if (w && w.below !== Infinity && f.bytes < w.below) {
+    if (w && (w.fin ? f.bytes === 0 : this.#fits(f))) {
       f.waiter = null;
       w.resolve();
     }
@@ -296,7 +305,7 @@ export class LinkWriter {
     this.#blocked = [];
     for (const b of blocked) {
       const bw = b.waiter;
-      if (bw?.below === Infinity) (b.waiter = null, bw.resolve());
+      if (bw && !bw.fin && this.#fits(b)) (b.waiter = null, bw.resolve());
     }
   }
 

@@ -75,7 +75,9 @@ test(`${rt}: a control frame and a fresh stream's byte leave before megabytes of
   const w = new LinkWriter(c, 8, (e) => assert.fail(e));
   // 8 bulk streams, 16 × 64 KiB each: 8 MiB queued.
   for (let s = 1; s <= 8; s++) {
-    for (let i = 0; i < 16; i++) void w.data(s, encodeData(s, new Uint8Array(65535))).catch(() => {});
+    for (let i = 0; i < 16; i++) {
+      void w.data(s, encodeData(s, new Uint8Array(65535))).catch(() => {});
+    }
   }
   assert.ok(await until(() => c.writes.length > 0), "the first write");
   // No more than the cap (and one frame) went out before the peer answered a PING.
@@ -118,7 +120,9 @@ test(`${rt}: busy streams share the link by deficit round-robin, within a quantu
   const FRAME = 4096;
   const each = 64; // frames per stream: 256 KiB
   for (let s = 1; s <= 3; s++) {
-    for (let i = 0; i < each; i++) void w.data(s, encodeData(s, new Uint8Array(FRAME))).catch(() => {});
+    for (let i = 0; i < each; i++) {
+      void w.data(s, encodeData(s, new Uint8Array(FRAME))).catch(() => {});
+    }
   }
   let seen = 0;
   for (let i = 0; i < 1000 && w.queued > 0; i++) {
@@ -140,7 +144,7 @@ test(`${rt}: busy streams share the link by deficit round-robin, within a quantu
   }
 });
 
-test(`${rt}: a stream's write waits at its queue's limit and at the link's, and resumes as it drains`, async () => {
+test(`${rt}: a stream's write waits at its queue's limit and at the link's (not with less than a quantum queued), and resumes as it drains`, async () => {
   const c = new HeldConn();
   const w = new LinkWriter(c, Infinity, (e) => assert.fail(e));
   const frame = (s: number) => encodeData(s, new Uint8Array(65535));
@@ -167,6 +171,10 @@ test(`${rt}: a stream's write waits at its queue's limit and at the link's, and 
   const full = states.findIndex((_, k) => (k + 1) * 65542 >= LINK_QUEUE);
   assert.deepEqual(states.map((x) => x.done), states.map((_, k) => k < full));
   assert.equal(w.queued, states.length * 65542, "the socket took nothing more");
+  // A stream with less than a quantum queued is not held up by the others' bulk.
+  const small = state(w.data(99, encodeData(99, Uint8Array.of(1))));
+  await Promise.resolve();
+  assert.ok(small.done, "a 1-byte write waited for the link's queue");
   // The socket takes its bytes and the peer answers the PING: they resume.
   c.held = false;
   c.release();
