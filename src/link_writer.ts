@@ -38,9 +38,9 @@ export const STREAM_QUEUE = 128 * 1024;
 /** Every stream's write waits while the link's queues hold this many bytes. */
 export const LINK_QUEUE = 1024 * 1024;
 /** A write starts while less than this handed to the connection is not yet taken. */
-export const LOW_WATER = 16 * 1024;
+export const LOW_WATER = 128 * 1024;
 /** Bytes taken from the queues for one write at most. */
-const WRITE_MAX = 256 * 1024;
+const WRITE_MAX = 128 * 1024;
 /** Frames this large are written as they are, not copied into a batch. */
 const COPY_LIMIT = 16 * 1024;
 const RESOLVED = Promise.resolve();
@@ -311,8 +311,16 @@ export class LinkWriter {
 
   /** Take what may go now and hand it to the connection in one write. */
   #pump(): void {
-    if (this.#unsent >= LOW_WATER || this.#dead) return;
     this.#since = 0;
+    // Batches while less than LOW_WATER is unsent: the next one is ready as
+    // the runtime takes the last (Node's write resolves only once drained).
+    while (this.#unsent < LOW_WATER && !this.#dead) {
+      if (!this.#writeBatch()) return this.#settleIdle();
+    }
+  }
+
+  /** Take what may go now (up to WRITE_MAX) and hand it to the connection; false if nothing. */
+  #writeBatch(): boolean {
     const parts = this.#control;
     this.#control = [];
     let control = parts.length;
@@ -334,7 +342,7 @@ export class LinkWriter {
       if (frame.length === FIN_SIZE) control++;
       ping();
     }
-    if (parts.length === 0) return this.#settleIdle();
+    if (parts.length === 0) return false;
     this.#controlQueued -= control;
     this.#controlWriting += control;
     const [bytes, written] = write(this.conn, parts);
@@ -346,6 +354,7 @@ export class LinkWriter {
       if (more || this.pace.wantsSample) this.#pump();
       else this.#settleIdle();
     }, (e) => this.onError(e instanceof Error ? e : new Error(String(e))));
+    return true;
   }
 
   #settleIdle(): void {
