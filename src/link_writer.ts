@@ -34,13 +34,13 @@ import { afterTurn } from "./time.ts";
 /** Bytes of a stream's DRR turn. */
 export const QUANTUM = 16 * 1024;
 /** A stream's write waits while its queue holds this many bytes. */
-export const STREAM_QUEUE = 128 * 1024;
+export const STREAM_QUEUE = 256 * 1024;
 /** Every stream's write waits while the link's queues hold this many bytes. */
 export const LINK_QUEUE = 1024 * 1024;
 /** A write starts while less than this handed to the connection is not yet taken. */
 export const LOW_WATER = 128 * 1024;
 /** Bytes taken from the queues for one write at most. */
-const WRITE_MAX = 128 * 1024;
+const WRITE_MAX = 256 * 1024;
 /** Frames this large are written as they are, not copied into a batch. */
 const COPY_LIMIT = 16 * 1024;
 const RESOLVED = Promise.resolve();
