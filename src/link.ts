@@ -227,7 +227,10 @@ export class Link {
     if (this.#ending || this.#dead) return;
     this.#ending = true;
     this.#linger = setTimeout(() => this.close(), LINGER_MS);
-    this.#out.flushed().then(() => this.#conn.end()).catch(() => this.close());
+    this.#out.flushed().then(() => {
+      this.#out.end();
+      return this.#conn.end();
+    }).catch(() => this.close());
   }
 
   async #readLoop(initial: Uint8Array | undefined): Promise<void> {

@@ -102,6 +102,7 @@ export class LinkWriter {
   #controlPeak = 0;
   #idle: (() => void)[] = [];
   #dead: Error | null = null;
+  #ended = false;
 
   /**
    * `batch`: frames that start a write before the turn ends (Infinity
@@ -188,6 +189,14 @@ export class LinkWriter {
     if (this.#dead) return Promise.reject(this.#dead);
     if (this.#empty()) return RESOLVED;
     return new Promise((r) => this.#idle.push(r));
+  }
+
+  /**
+   * The link ends its side (a drained link, after {@link flushed}): nothing
+   * more is written, not even a PING or PONG.
+   */
+  end(): void {
+    this.#ended = true;
   }
 
   /** The link failed: everything queued is dropped, waiting writes fail. */
@@ -311,6 +320,7 @@ export class LinkWriter {
 
   /** Take what may go now and hand it to the connection in one write. */
   #pump(): void {
+    if (this.#ended) return;
     this.#since = 0;
     // Batches while less than LOW_WATER is unsent: the next one is ready as
     // the runtime takes the last (Node's write resolves only once drained).
