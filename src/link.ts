@@ -38,10 +38,6 @@ const LINGER_MS = 5000;
  * HTTP/2 server does past 10 000 queued control frames). DATA: see windows.
  */
 export const LINK_MAX_QUEUED_CONTROL = 10_000;
-/** A stream's receive window grows to at most this (SPEC.md §3.2). */
-export const STREAM_WINDOW_MAX = 16 * 1024 * 1024;
-/** The receive windows of a link's streams grow by at most this together. */
-export const LINK_WINDOW_GROWTH = 32 * 1024 * 1024;
 
 export class Link {
   readonly #conn: Conn;
@@ -62,8 +58,6 @@ export class Link {
   readonly #deadline: FrameDeadline | null;
   /** The highest stream id granted (sent by the agent, received by the server). */
   #granted = 0;
-  /** Bytes the receive windows of the open streams have grown beyond {@link LINK_WINDOW}. */
-  #grown = 0;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -192,20 +186,6 @@ export class Link {
     return this.#out.data(id, frame);
   }
 
-  /**
-   * @internal The receive window a stream of `size` bytes should have now:
-   * grown towards twice the most bytes received in one round trip (at most
-   * {@link STREAM_WINDOW_MAX}), while the link's streams have grown by less
-   * than {@link LINK_WINDOW_GROWTH} together.
-   */
-  window(size: number): number {
-    const target = this.#out.pace.window(LINK_WINDOW, STREAM_WINDOW_MAX);
-    const growth = Math.min(target - size, LINK_WINDOW_GROWTH - this.#grown);
-    if (growth <= 0) return size;
-    this.#grown += growth;
-    return size + growth;
-  }
-
   /** @internal Queue stream `id`'s FIN after its DATA; resolves once it is handed to the connection. */
   fin(id: number): Promise<void> {
     return this.#out.fin(id, encodeLinkFrame({ type: "FIN", stream: id }));
@@ -217,7 +197,6 @@ export class Link {
    */
   forget(id: number, dropped: Error | null = null): void {
     if (dropped) this.#out.drop(id, dropped);
-    this.#grown -= this.#streams.get(id)?.grown ?? 0;
     this.#streams.delete(id);
     if (this.#draining && this.#streams.size === 0) this.#finish();
   }
@@ -319,7 +298,6 @@ export class Link {
         `Cannot parse link frame: ${f.type} for stream ${f.stream}, which was never opened`,
       );
     }
-    if (f.type === "DATA") this.#out.received(f.data.length);
     // A frame for a stream already gone (reset or closed here) crossed our RESET: drop it.
     this.#streams.get(f.stream)?.receive(f);
   }

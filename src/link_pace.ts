@@ -23,11 +23,6 @@
  * the estimate (and the cap) grows by GAIN a round trip until the path is
  * full.
  *
- * The other direction, as gRPC's BDP estimator: when DATA arrives and no
- * PING samples it, one goes out; the bytes received until its PONG are one
- * round trip's worth, and each stream's receive window grows to twice the
- * most seen ({@link LinkPace.window}), so one stream can fill a long path.
- *
  * @module
  */
 
@@ -50,8 +45,6 @@ const PING_EVERY_MIN = 16 * 1024;
 
 interface Ping {
   readonly seq: number;
-  /** Bytes received before it, if it samples the receiving direction. */
-  readonly received: number | null;
   /** DATA bytes written before it. */
   readonly sent: number;
   readonly at: number;
@@ -75,12 +68,6 @@ export class LinkPace {
   #cap = CAP_MIN;
   /** Probing the round trip since `start`, the lowest sample since. */
   #probe: { start: number; min: number } | null = null;
-  /** DATA bytes received; a PING is wanted to sample them. */
-  #received = 0;
-  #sampling = false;
-  #wantSample = false;
-  /** The most bytes received in one round trip (gRPC's BDP estimator). */
-  #rxBdp = 0;
 
   /** DATA bytes written and not yet acknowledged. */
   get inflight(): number {
@@ -97,38 +84,9 @@ export class LinkPace {
     return Math.max(0, this.#cap - this.inflight);
   }
 
-  get bw(): number {
-    return this.#bw;
-  }
-
   /** The lowest round trip seen (ms), Infinity before the first PONG. */
   get rtt(): number {
     return this.#minRtt;
-  }
-
-  /**
-   * The receive window each stream should have: twice the most bytes
-   * received in one round trip, at least `min`, at most `max`.
-   */
-  window(min: number, max: number): number {
-    return Math.min(max, Math.max(min, 2 * this.#rxBdp));
-  }
-
-  /**
-   * `n` DATA bytes arrived. True when a PING should go out to sample the
-   * receiving direction (none samples it now): the bytes received until its
-   * PONG are those of one round trip.
-   */
-  received(n: number): boolean {
-    this.#received += n;
-    if (this.#sampling || this.#wantSample) return false;
-    this.#wantSample = true;
-    return true;
-  }
-
-  /** A PING sampling the receiving direction waits to be written. */
-  get wantsSample(): boolean {
-    return this.#wantSample;
   }
 
   /** `n` DATA bytes were handed to the connection. */
@@ -146,17 +104,10 @@ export class LinkPace {
   ping(now: number): number {
     const last = this.#pings.at(-1)?.sent ?? this.#acked;
     const unmarked = this.#sent - last;
-    if (this.#pings.length >= MAX_PINGS) return 0;
-    const sample = this.#wantSample;
-    if (!sample) {
-      if (unmarked <= 0) return 0;
-      if (this.#pings.length > 0 && unmarked < Math.max(PING_EVERY_MIN, this.#cap / 8)) return 0;
-    }
-    this.#wantSample = false;
-    this.#sampling = sample;
+    if (unmarked <= 0 || this.#pings.length >= MAX_PINGS) return 0;
+    if (this.#pings.length > 0 && unmarked < Math.max(PING_EVERY_MIN, this.#cap / 8)) return 0;
     this.#seq = this.#seq >= 0xffffffff ? 1 : this.#seq + 1;
     this.#pings.push({
-      received: sample ? this.#received : null,
       seq: this.#seq,
       sent: this.#sent,
       at: now,
@@ -171,10 +122,6 @@ export class LinkPace {
     const p = this.#pings[0];
     if (!p || p.seq !== seq) return false;
     this.#pings.shift();
-    if (p.received !== null) {
-      this.#sampling = false;
-      this.#rxBdp = Math.max(this.#rxBdp, this.#received - p.received);
-    }
     this.#acked = p.sent;
     this.#ackedAt = now;
     this.#rtt(now - p.at, p.at, now);

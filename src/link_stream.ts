@@ -26,8 +26,6 @@ export class Stream implements Conn {
   #allowed = LINK_WINDOW;
   /** Bytes read by our reader and not yet granted back. */
   #consumed = 0;
-  /** The receive window: {@link LINK_WINDOW}, grown with the link's estimate. */
-  #size = LINK_WINDOW;
   /** Bytes we may still send. */
   #window = LINK_WINDOW;
   #windowWaiter: (() => void) | null = null;
@@ -204,21 +202,11 @@ export class Stream implements Conn {
     }
   }
 
-  /** @internal Bytes the receive window has grown beyond {@link LINK_WINDOW}. */
-  get grown(): number {
-    return this.#size - LINK_WINDOW;
-  }
-
-  /**
-   * Our reader consumed `n` bytes: grant them back once a quarter of the
-   * window has gathered, and what the window grows by (Link.window).
-   */
+  /** Our reader consumed `n` bytes: grant them back once a quarter of the window has gathered. */
   #grant(n: number): void {
     this.#consumed += n;
-    if (this.#consumed < this.#size / 4 || this.#eof) return;
-    const size = this.link.window(this.#size);
-    const increment = this.#consumed + size - this.#size;
-    this.#size = size;
+    if (this.#consumed < LINK_WINDOW / 4 || this.#eof) return;
+    const increment = this.#consumed;
     this.#consumed = 0;
     this.#allowed += increment;
     this.link.send({ type: "WINDOW", stream: this.id, increment });

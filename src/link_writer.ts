@@ -172,11 +172,6 @@ export class LinkWriter {
     this.#wakeBlocked();
   }
 
-  /** `n` DATA bytes arrived: a PING samples the round trip's worth (link_pace.ts). */
-  received(n: number): void {
-    if (this.pace.received(n)) this.#kick();
-  }
-
   /** A PONG arrived: false if it answers no PING awaited. */
   pong(seq: number): boolean {
     if (!this.pace.pong(seq, performance.now())) return false;
@@ -361,7 +356,7 @@ export class LinkWriter {
       this.#unsent -= bytes;
       this.#controlWriting -= control;
       const more = this.#control.length > 0 || (this.#queued > 0 && this.pace.room > 0);
-      if (more || this.pace.wantsSample) this.#pump();
+      if (more) this.#pump();
       else this.#settleIdle();
     }, (e) => this.onError(e instanceof Error ? e : new Error(String(e))));
     return true;
