@@ -270,7 +270,7 @@ export class Link {
   }
 
   #dispatch(f: LinkFrame): void {
-    if (this.#out.queuedControl.now > LINK_MAX_QUEUED_CONTROL) {
+    if (this.#out.controlNow > LINK_MAX_QUEUED_CONTROL) {
       this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
       throw violation(
         "limit_exceeded",

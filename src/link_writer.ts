@@ -116,7 +116,12 @@ export class LinkWriter {
 
   /** Frames other than DATA queued and not yet taken by the connection, now and at most. */
   get queuedControl(): { now: number; peak: number } {
-    return { now: this.#controlQueued + this.#controlWriting, peak: this.#controlPeak };
+    return { now: this.controlNow, peak: this.#controlPeak };
+  }
+
+  /** Frames other than DATA queued and not yet taken (checked for every frame read: no object). */
+  get controlNow(): number {
+    return this.#controlQueued + this.#controlWriting;
   }
 
   /** Bytes of DATA and FIN queued, not yet handed to the connection. */
