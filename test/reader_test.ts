@@ -95,7 +95,11 @@ test("socks5 server: the handshake split at every byte gives the same result", a
   );
   const want = {
     ok: true,
-    value: { username: user, target: { type: "domain", host: "db.corp.x", port: 80 } },
+    value: {
+      username: user,
+      command: "connect",
+      target: { type: "domain", host: "db.corp.x", port: 80 },
+    },
   };
   for (const chunks of splits(all)) {
     const conn = chunked(chunks);
