@@ -310,8 +310,9 @@ export const BURROW_LIMITS = {
  */
 export function cliHasTls(root: string): boolean {
   try {
-    // The CLI lived in src/cli.ts, then in src/cli/ (one file per group of commands).
-    return ["cli.ts", "cli/agent.ts"].some((f) => {
+    // The CLI lived in src/cli.ts, then in src/cli/ (one file per group of commands); the
+    // agent's TLS flags moved to src/cli/tls_flags.ts.
+    return ["cli.ts", "cli/agent.ts", "cli/tls_flags.ts"].some((f) => {
       const p = path.join(root, "src", f);
       return fs.existsSync(p) && fs.readFileSync(p, "utf8").includes('"--plain"');
     });
