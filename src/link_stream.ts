@@ -12,6 +12,8 @@ import type { Addr, Conn } from "./net.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
 export const LINK_WINDOW = 1 << 20;
+/** A receiver grants window once its reader has consumed this much. */
+const GRANT_AT = LINK_WINDOW / 4;
 
 type Waiter = { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void };
 
@@ -85,7 +87,7 @@ export class Stream implements Conn {
         throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
       }
       this.#finSent = true;
-      await this.link.fin(this.id);
+      await this.link.send({ type: "FIN", stream: this.id });
       this.#settleIfDone();
     });
     return this.#ended;
@@ -93,7 +95,7 @@ export class Stream implements Conn {
 
   close(): void {
     if (this.#done) return;
-    this.link.send({ type: "RESET", stream: this.id });
+    this.link.send({ type: "RESET", stream: this.id }).catch(() => {});
     this.abort(null);
   }
 
@@ -121,7 +123,7 @@ export class Stream implements Conn {
     this.#reader = null;
     if (r) error ? r.reject(error) : r.resolve(null);
     this.#windowWaiter?.();
-    this.link.forget(this.id, error ?? new NetError("ECLOSED", "stream closed"));
+    this.link.forget(this.id);
     this.#resolveClosed();
   }
 
@@ -197,19 +199,19 @@ export class Stream implements Conn {
       const n = Math.min(Math.ceil(left / pieces), this.#window);
       this.#window -= n;
       const piece = n === chunk.length ? chunk : chunk.subarray(off, off + n);
-      await this.link.data(this.id, encodeData(this.id, piece));
+      await this.link.send(encodeData(this.id, piece));
       off += n;
     }
   }
 
-  /** Our reader consumed `n` bytes: grant them back once a quarter of the window has gathered. */
+  /** Our reader consumed `n` bytes: grant them back once enough has gathered. */
   #grant(n: number): void {
     this.#consumed += n;
-    if (this.#consumed < LINK_WINDOW / 4 || this.#eof) return;
+    if (this.#consumed < GRANT_AT || this.#eof) return;
     const increment = this.#consumed;
     this.#consumed = 0;
     this.#allowed += increment;
-    this.link.send({ type: "WINDOW", stream: this.id, increment });
+    this.link.send({ type: "WINDOW", stream: this.id, increment }).catch(() => {});
   }
 
   /** Both directions ended and everything was read: the stream is done. */
