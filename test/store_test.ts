@@ -35,7 +35,14 @@ after(async () => {
 async function pgStore(opts: { key?: string; renewMs?: number; auditQueue?: number } = {}) {
   const { log, lines } = memoryLogger();
   const config = parseServerConfig(
-    JSON.stringify({ store: { postgres: pg.url, audit_queue: opts.auditQueue ?? 10000 } }),
+    JSON.stringify({
+      store: {
+        postgres: pg.url,
+        audit_queue: opts.auditQueue ?? 10000,
+        lease: "1500ms",
+        lease_renew: `${opts.renewMs ?? 200}ms`,
+      },
+    }),
     "(test)",
   ).store;
   const metrics = new Metrics();
@@ -44,8 +51,6 @@ async function pgStore(opts: { key?: string; renewMs?: number; auditQueue?: numb
     password: null,
     box: await KeyBox.from(opts.key ?? STORE_KEY, "test"),
     config,
-    leaseRenewMs: opts.renewMs ?? 200,
-    leaseTtlMs: 1500,
   });
   await store.open({ log, metrics });
   return { store, lines, metrics };
@@ -63,6 +68,8 @@ test("store config: postgres URL, key and password files, audit settings", () =>
     audit: true,
     auditRetention: 720 * 3600,
     auditQueue: 10000,
+    leaseMs: 10_000,
+    leaseRenewMs: 2000,
   });
   const s = parse({
     postgres: "postgres://burrow@db:5432/burrow",
@@ -77,6 +84,28 @@ test("store config: postgres URL, key and password files, audit settings", () =>
   assert.throws(() => parse({ key_file: "k" }), /store\.key_file: only applies with/);
   assert.throws(() => parse({ audit_retention: "1s" }), /store\.audit_retention/);
   assert.throws(() => parse({ postgress: "x" }), /store\.postgress: unknown key/);
+  // The lease's timing: renewed more often than it lasts, twice at least.
+  const pgUrl = "postgres://burrow@db/burrow";
+  const lease = parse({ postgres: pgUrl, lease: "30s", lease_renew: "5s" });
+  assert.deepEqual([lease.leaseMs, lease.leaseRenewMs], [30_000, 5000]);
+  assert.throws(
+    () => parse({ postgres: pgUrl, lease: "3s", lease_renew: "2s" }),
+    /: store\.lease: must be at least twice store\.lease_renew$/,
+  );
+  assert.throws(
+    () => parse({ postgres: pgUrl, lease: "3s" }), // renewed every 2s by default
+    /store\.lease: must be at least twice store\.lease_renew/,
+  );
+  assert.throws(
+    () => parse({ postgres: pgUrl, lease_renew: "50ms" }),
+    /store\.lease_renew: must be 100ms or more/,
+  );
+  assert.throws(() => parse({ postgres: pgUrl, lease: "1h" }), /store\.lease: must be 10m or less/);
+  assert.throws(
+    () => parse({ postgres: pgUrl, lease: "soon" }),
+    /store\.lease: Cannot parse duration/,
+  );
+  assert.throws(() => parse({ lease: "30s" }), /store\.lease: only applies with store\.postgres/);
 });
 
 test("storeFor: the store key is needed, 32 bytes, from the environment or key_file", async () => {

@@ -7,7 +7,7 @@
  * @module
  */
 import { readDuration } from "../time.ts";
-import type { Walker } from "./walker.ts";
+import type { Obj, Walker } from "./walker.ts";
 
 export interface StoreConfig {
   /** `postgres`: the PostgreSQL connection URL; null: the embedded store (files in state_dir). */
@@ -22,13 +22,27 @@ export interface StoreConfig {
   auditRetention: number;
   /** Audit lines held in memory while the store is slow or down (`audit_queue`, default 10000). */
   auditQueue: number;
+  /** How long a presence lease lives without renewal, ms (`lease`, default 10s). */
+  leaseMs: number;
+  /** How often a server renews its presence lease, ms (`lease_renew`, default 2s). */
+  leaseRenewMs: number;
 }
 
-export const storeDefaults = { auditRetention: "720h", auditQueue: 10000 } as const;
+export const storeDefaults = {
+  auditRetention: "720h",
+  auditQueue: 10000,
+  lease: "10s",
+  leaseRenew: "2s",
+} as const;
+
+/** Bounds of `store.lease_renew` and `store.lease`, ms. */
+const LEASE_RENEW_MIN = 100;
+const LEASE_MAX = 600_000;
 
 /**
  * `store: {postgres, password_file, key_file, audit, audit_retention,
- * audit_queue}`; `path` places a file's path (beside the config file).
+ * audit_queue, lease, lease_renew}`; `path` places a file's path (beside
+ * the config file).
  */
 export function storeConfig(
   w: Walker,
@@ -43,6 +57,8 @@ export function storeConfig(
     "audit",
     "audit_retention",
     "audit_queue",
+    "lease",
+    "lease_renew",
   ]);
   const url = s.postgres === undefined ? null : w.str(s.postgres, "store.postgres");
   if (url !== null && !/^postgres(ql)?:\/\/./.test(url)) {
@@ -50,7 +66,7 @@ export function storeConfig(
   }
   const opt = (k: string) => s[k] === undefined ? null : path(w.str(s[k], `store.${k}`));
   if (url === null) {
-    for (const k of ["password_file", "key_file"]) {
+    for (const k of ["password_file", "key_file", "lease", "lease_renew"]) {
       if (s[k] !== undefined) w.fail(`store.${k}`, "only applies with store.postgres");
     }
   }
@@ -61,6 +77,7 @@ export function storeConfig(
   if (auditRetention < 60 || auditRetention > 10 * 366 * 86400) {
     w.fail("store.audit_retention", "must be between 1m and 87840h");
   }
+  const { leaseMs, leaseRenewMs } = leaseConfig(w, s);
   return {
     postgres: url,
     passwordFile: opt("password_file"),
@@ -68,5 +85,23 @@ export function storeConfig(
     audit: s.audit === undefined ? true : w.bool(s.audit, "store.audit"),
     auditRetention,
     auditQueue: w.int(s.audit_queue, "store.audit_queue", storeDefaults.auditQueue, 1, 1_000_000),
+    leaseMs,
+    leaseRenewMs,
   };
+}
+
+/**
+ * `store.lease` and `store.lease_renew`: a lease outlives two renewals at
+ * least (one renewal late or lost does not drop a live server), is renewed
+ * every 100ms at most often, and lives 10m at most.
+ */
+function leaseConfig(w: Walker, s: Obj) {
+  const leaseRenewMs = w.duration(s.lease_renew, "store.lease_renew", storeDefaults.leaseRenew);
+  const leaseMs = w.duration(s.lease, "store.lease", storeDefaults.lease);
+  if (leaseRenewMs < LEASE_RENEW_MIN) w.fail("store.lease_renew", "must be 100ms or more");
+  if (leaseMs > LEASE_MAX) w.fail("store.lease", "must be 10m or less");
+  if (leaseMs < 2 * leaseRenewMs) {
+    w.fail("store.lease", "must be at least twice store.lease_renew");
+  }
+  return { leaseMs, leaseRenewMs };
 }

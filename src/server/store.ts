@@ -23,7 +23,8 @@
  *
  * **Presence** ({@link Presence}) is how servers find agents and each other:
  * one lease per server (its id, its peer address, an expiry renewed every
- * {@link LEASE_RENEW_MS}), and one row per agent session, written only when
+ * `store.lease_renew`, 2 s, and lasting `store.lease`, 10 s), and one row
+ * per agent session (its agent, its start), written only when
  * the session starts or ends. Readers see only live leases; a server that
  * died (kill -9) drops out when its lease expires, its sessions with it.
  *
@@ -32,11 +33,6 @@
 import type { Fields, Level, Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { KeyRecord, PersonRecord, TokenRecord } from "./tokens.ts";
-
-/** How often a server renews its presence lease, ms. */
-export const LEASE_RENEW_MS = 2000;
-/** How long a lease lives without renewal, ms: a dead server's agents are gone after this. */
-export const LEASE_TTL_MS = 10_000;
 
 /** Issued tokens, the people they name, and the signing keys (private keys in clear, in memory). */
 export interface TokenData {

@@ -30,14 +30,7 @@ import { KEY_CHECK, type KeyBox } from "./store_keys.ts";
 import { PgPresence } from "./store_presence.ts";
 import { migrate } from "./store_schema.ts";
 import { PgTokens } from "./store_pg_tokens.ts";
-import {
-  type AuditLine,
-  LEASE_RENEW_MS,
-  LEASE_TTL_MS,
-  type Store,
-  type StoreChange,
-  type StoreContext,
-} from "./store.ts";
+import { type AuditLine, type Store, type StoreChange, type StoreContext } from "./store.ts";
 
 /** How often an unreachable store is tried again, ms. */
 export const PROBE_MS = 1000;
@@ -48,10 +41,8 @@ export interface PgStoreOptions {
   /** From `store.password_file`; null: the URL's, or none. */
   password: string | null;
   box: KeyBox;
+  /** `store:`, its lease timing (`lease`, `lease_renew`) too. */
   config: StoreConfig;
-  /** Lease timing, ms (tests shorten them). */
-  leaseRenewMs?: number;
-  leaseTtlMs?: number;
 }
 
 /** A notification on channel `burrow`. */
@@ -131,8 +122,8 @@ export class PgStore implements Store {
     this.#pg = new PgPresence(
       this,
       this.presence,
-      opts.leaseRenewMs ?? LEASE_RENEW_MS,
-      opts.leaseTtlMs ?? LEASE_TTL_MS,
+      opts.config.leaseRenewMs,
+      opts.config.leaseMs,
     );
     this.audits = opts.config.audit;
     this.#audit = new AuditQueue(
