@@ -421,6 +421,23 @@ test("status: tables are aligned", () => {
   const i = out.indexOf("STREAMS (1)");
   assert.match(out[i + 1]!, /^ID +CLIENT +AGENT +TARGET +PORT +AGE +UP +DOWN$/);
   assert.match(out[i + 2]!, /^ 7 +alice +office +10\.0\.0\.1:22 +socks +30s +2\.0 KiB +5 B$/);
+  // In a fleet, an agent of a server that did not answer: what presence knows, no counts.
+  const fleet = renderStatus({
+    ...snap,
+    agents: [{
+      name: "lab",
+      session: "0a1b2c3d",
+      server: "9f8e",
+      connected_since: "2030-01-01T00:08:00Z",
+      source: "presence",
+      reachable: false,
+    }],
+  }, now);
+  const j = fleet.indexOf("AGENTS (1)");
+  assert.match(
+    fleet[j + 2]!,
+    /^lab +- +0a1b2c3d +- +unreachable \(presence\) +2m00s +- +- +- +-$/,
+  );
 });
 
 test(`${rt}: burrow status against a running server; --log-format json on the CLI`, async () => {

@@ -4,8 +4,10 @@
  * three and keeping sessions with two (servers_per_agent 2); curl and the
  * npm socks client on every server reach every agent, forwarded when their
  * server holds no session; the fleet view on each server lists everyone; a
- * server killed with -9 drops out when its lease expires, and CONNECTs for
- * its agents go to the servers that still hold them.
+ * server killed with -9: until its lease (`store.lease`, short here) expires
+ * the others' fleet view (API and dashboard, in headless Chromium) lists its
+ * agents from presence, marked unreachable; then it drops out, and CONNECTs
+ * for its agents go to the servers that still hold them.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -15,6 +17,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { SocksClient } from "socks";
 import type { Net } from "../src/net.ts";
+import type { AgentView, PresenceAgentView } from "../src/server/snapshot.ts";
 import { fingerprint, generateSelfSigned } from "../src/tls.ts";
 import {
   AGENT_TOKEN,
@@ -26,12 +29,15 @@ import {
   runtime,
   runtimeNet,
 } from "./helpers.ts";
+import { type Browser, launchChromium } from "./cdp.ts";
 import { type Pg, startPg } from "./pg.ts";
 
 const rt = runtime;
 const ADMIN = "admin-token-0123456789abcdef";
 const STORE_KEY = "5a".repeat(32);
 const SECRET = "fleet-secret-0123456789";
+/** `store.lease`: how long a killed server's agents are still listed, from presence. */
+const LEASE = "8s";
 let pg: Pg;
 let net: Net;
 
@@ -53,7 +59,7 @@ interface Member {
 
 /** GET the fleet view of `m`. */
 async function snapshot(m: Member): Promise<{
-  agents: Array<{ name: string; server: string }>;
+  agents: Array<(AgentView | PresenceAgentView) & { server: string }>;
   fleet: { self: string; servers: string[]; unreachable: string[] };
 }> {
   const r = await fetch(`http://127.0.0.1:${m.http}/api/v1/snapshot`, {
@@ -121,6 +127,8 @@ test(`${rt}: fleet on PostgreSQL: every server reaches every agent; a server kil
   writeFileSync(join(dir, "agent.token"), AGENT_TOKEN, { mode: 0o600 });
   const members: Member[] = [];
   const agents: Proc[] = [];
+  const started = Date.now();
+  let browser: Browser | undefined;
   try {
     for (let i = 0; i < 3; i++) {
       const [agentsPort, socksPort, http, peer] = ports.slice(i * 4, i * 4 + 4) as [
@@ -145,7 +153,7 @@ test(`${rt}: fleet on PostgreSQL: every server reaches every agent; a server kil
           heartbeat: { interval: "500ms", timeout: "2s" },
           pool: { min: 1, max: 8, wait: "3s" },
           admin: { token: ADMIN },
-          store: { postgres: pg.url },
+          store: { postgres: pg.url, lease: LEASE, lease_renew: "500ms" },
           agents: [{ name: "office", token: AGENT_TOKEN }, { name: "lab", token: AGENT_TOKEN }],
           clients: [{ name: "alice", token: ALICE_TOKEN }],
           grants: [{ client: "alice", agents: ["office", "lab"], targets: ["127.0.0.1:*"] }],
@@ -205,19 +213,48 @@ test(`${rt}: fleet on PostgreSQL: every server reaches every agent; a server kil
     const ids = await Promise.all(members.map(async (m) => (await snapshot(m)).fleet.self));
     const victim = members[ids.findIndex((id) => holders.has(id))]!;
     const victimId = ids[members.indexOf(victim)]!;
+    const held = view.agents.filter((a) => a.server === victimId).map((a) => a.name).sort();
+    const alive = members.filter((m) => m !== victim);
+    // A dashboard of another server, open before the kill.
+    browser = await launchChromium(net);
+    const page = await browser.open(`http://127.0.0.1:${alive[0]!.http}/#token=${ADMIN}`);
+    const marked = `document.querySelector('#agents [data-source="presence"]')`;
+    assert.ok(await page.waitFor(`document.querySelector('#agents [data-agent="office"]')`));
+    assert.equal(await page.eval(marked), null, "nothing marked while every server answers");
+    const killedAt = Date.now();
     victim.killed = true;
     await victim.proc.stop("SIGKILL");
-    const alive = members.filter((m) => !m.killed);
-    // Its lease expires: every other server's view drops it (LEASE_TTL_MS, 10 s).
+    // Until its lease expires, the others list its agents from presence, marked unreachable.
+    for (const m of alive) {
+      const v = await snapshot(m);
+      const before = `within ${LEASE} of the kill (${Date.now() - killedAt} ms)`;
+      assert.deepEqual(v.fleet.unreachable, [victimId], `${before}: ${JSON.stringify(v.fleet)}`);
+      const listed = v.agents.filter((a) => a.server === victimId);
+      assert.deepEqual(listed.map((a) => a.name).sort(), held);
+      for (const a of listed) {
+        assert.ok("source" in a, JSON.stringify(a));
+        assert.equal(a.source, "presence");
+        assert.equal(a.reachable, false);
+        assert.ok(!("streams" in a) && !("pool" in a), "no live counts");
+        assert.match(a.session, /^[0-9a-f]{8}$/);
+        const since = Date.parse(a.connected_since);
+        assert.ok(since > started - 1000 && since < killedAt + 1000, a.connected_since);
+      }
+    }
+    assert.ok(await page.waitFor(marked), "the dashboard marks the unreachable server's replicas");
+    assert.match(await page.eval<string>(`${marked}.innerText`), /unreachable/);
+    // Its lease expires: every other server's view drops it, its agents with it.
     let gone = false;
     for (let t = 0; t < 250 && !gone; t++) {
       const views = await Promise.all(alive.map(snapshot));
       gone = views.every((v) =>
-        !v.fleet.servers.includes(victimId) && !v.fleet.unreachable.includes(victimId)
+        !v.fleet.servers.includes(victimId) && !v.fleet.unreachable.includes(victimId) &&
+        !v.agents.some((a) => a.server === victimId)
       );
       if (!gone) await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(gone, "the killed server's lease expired everywhere");
+    assert.ok(await page.waitFor(`!${marked}`), "the dashboard drops them too");
     // CONNECTs for office from every living server go to a server that holds it.
     for (const m of alive) {
       const text = `after the kill via ${m.socks}`;
@@ -226,6 +263,7 @@ test(`${rt}: fleet on PostgreSQL: every server reaches every agent; a server kil
       assert.equal(r.code, 0, m.proc.output());
     }
   } finally {
+    await browser?.close();
     for (const a of agents) await a.stop();
     for (const m of members) if (!m.killed) await m.proc.stop();
     echo.close();

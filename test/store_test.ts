@@ -180,6 +180,9 @@ test("presence: sessions and leases reach the other servers; a dead server's lea
     a.store.presence.up("office", "aa".repeat(16));
     assert.ok(await until(() => placed("office")?.[0] === a.store.serverId, 2000));
     assert.ok(changes > 0);
+    // The session's start as a wrote it (the fleet view shows it for a server that does not answer).
+    const start = a.store.presence.agents().get("office")![0]!.since;
+    assert.ok(Math.abs(b.store.presence.agents().get("office")![0]!.since - start) < 1, "since");
     assert.ok(
       await until(
         () =>

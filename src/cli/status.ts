@@ -5,7 +5,7 @@
  * @module
  */
 import type { Command } from "commander";
-import type { Snapshot } from "../server/snapshot.ts";
+import type { AgentView, PresenceAgentView, ViewSnapshot } from "../server/snapshot.ts";
 import { parseServerConfig, serverDefaults } from "../config/mod.ts";
 import { fmt } from "../addr.ts";
 import type { Addr } from "../net.ts";
@@ -45,8 +45,28 @@ export function since(iso: string, now = Date.now()): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
+/** An agents table row; an agent of a fleet server that did not answer has only presence's columns. */
+function agentRow(a: AgentView | PresenceAgentView, now: number): string[] {
+  if ("source" in a) {
+    const at = since(a.connected_since, now);
+    return [a.name, "-", a.session, "-", "unreachable (presence)", at, "-", "-", "-", "-"];
+  }
+  return [
+    a.name,
+    String(a.id),
+    a.session,
+    String(a.protocol),
+    a.remote,
+    since(a.connected_since, now),
+    `${a.pool.idle}/${a.pool.target}`,
+    String(a.streams),
+    humanBytes(a.bytes_up),
+    humanBytes(a.bytes_down),
+  ];
+}
+
 /** The snapshot as text: a server line, an agents table and a streams table. */
-export function renderStatus(s: Snapshot, now = Date.now()): string[] {
+export function renderStatus(s: ViewSnapshot, now = Date.now()): string[] {
   const out = [
     `burrow ${s.server.version} on ${s.server.runtime} ${s.server.runtime_version}, ` +
     `${s.server.ready ? "ready" : "not ready"}, up ${since(s.server.started_at, now)}`,
@@ -55,18 +75,7 @@ export function renderStatus(s: Snapshot, now = Date.now()): string[] {
   ];
   out.push(...table(
     ["NAME", "ID", "SESSION", "PROTO", "REMOTE", "CONNECTED", "POOL", "STREAMS", "UP", "DOWN"],
-    s.agents.map((a) => [
-      a.name,
-      String(a.id),
-      a.session,
-      String(a.protocol),
-      a.remote,
-      since(a.connected_since, now),
-      `${a.pool.idle}/${a.pool.target}`,
-      String(a.streams),
-      humanBytes(a.bytes_up),
-      humanBytes(a.bytes_down),
-    ]),
+    s.agents.map((a) => agentRow(a, now)),
     new Set([1, 3, 6, 7, 8, 9]),
   ));
   out.push("", `STREAMS (${s.streams.length})`);
@@ -198,7 +207,7 @@ export async function adminRequest(
 async function runStatus(host: Host, f: StatusFlags): Promise<void> {
   const text = await adminRequest(host, f, "snapshot");
   if (f.json) return host.print(text);
-  for (const line of renderStatus(JSON.parse(text) as Snapshot)) host.print(line);
+  for (const line of renderStatus(JSON.parse(text) as ViewSnapshot)) host.print(line);
 }
 
 /** The options of every admin API command: where the server is, and the admin token. */

@@ -21,6 +21,7 @@ import type {
   ServerView,
   Snapshot,
   StreamView,
+  ViewSnapshot,
 } from "../server/snapshot.ts";
 import type { SeriesView } from "../server/series.ts";
 import { type HttpEnv, type HttpPeer, peerOf } from "./guard.ts";
@@ -54,7 +55,7 @@ export interface AdminSource extends TokenSource {
 export interface FleetView {
   /** This server's name in the fleet (its id in the store's presence). */
   readonly self: string;
-  snapshot(local: Snapshot): Promise<Snapshot>;
+  snapshot(local: Snapshot): Promise<ViewSnapshot>;
   /**
    * A FLEET op (SPEC.md §5.24) on `where.server` alone, or on the servers
    * holding `where.agent` first and then the others; true once one did it.
@@ -63,7 +64,7 @@ export interface FleetView {
 }
 
 /** This server's snapshot, or the fleet's. */
-const whole = (src: AdminSource) =>
+const whole = (src: AdminSource): Promise<ViewSnapshot> =>
   src.fleet ? src.fleet.snapshot(src.snapshot()) : Promise.resolve(src.snapshot());
 
 const JSON_HEADERS = {

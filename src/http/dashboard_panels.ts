@@ -2,7 +2,9 @@
  * The dashboard's panels (part of its one inline script, dashboard.ts), in
  * the order they show: the key numbers; throughput and open streams over the
  * last 15 minutes, by agent or by client; agents grouped with their replicas
- * (each with its instance, streams, bytes, and a disconnect of its own);
+ * (each with its instance, streams, bytes, and a disconnect of its own; in a
+ * fleet, a replica on a server that did not answer is marked unreachable,
+ * from the store's presence, without counts);
  * refusals by reason; live streams; clients (each with its current rate
  * and bandwidth limit); UDP associations; issued tokens (each with a
  * revoke of its own). Each is one `register` call
@@ -109,6 +111,14 @@ function listPanel(def) {
   }));
 }
 
+/** A replica on a fleet server that did not answer: what the store's presence knows, no counts. */
+function presenceRow(name, r) {
+  return { cls: "replica unreachable", data: { replica: r.session, agent: name, source: "presence" }, cells: [
+    ["session " + r.session, "unreachable · " + r.server], ["its server did not answer", "from the store's presence · up " + age(r.connected_since)],
+    "–", "–", "–", "–", "",
+  ] };
+}
+
 listPanel({
   id: "agents",
   title: "Agents",
@@ -129,18 +139,19 @@ listPanel({
     }
     const count = groups.size + " · " + c.snap.agents.length + " replica" + (c.snap.agents.length === 1 ? "" : "s");
     const rows = [];
-    for (const [name, rs] of groups) {
+    for (const [name, all] of groups) {
+      const rs = all.filter((r) => r.source !== "presence");
       const sum = (f) => rs.reduce((n, r) => n + f(r), 0);
       const series = c.series && c.series.agents[name];
       const label = el("span", "", name);
-      label.appendChild(el("span", "badge", rs.length + (rs.length === 1 ? " replica" : " replicas")));
+      label.appendChild(el("span", "badge", all.length + (all.length === 1 ? " replica" : " replicas")));
       const rules = [...new Set(rs.flatMap((r) => r.rules))].join("  ");
       rows.push({ cls: "group", data: { agent: name }, cells: [
         label, el("span", "rules mono", rules || "nothing announced yet"),
         sum((r) => r.pool.idle) + " / " + sum((r) => r.pool.target), sum((r) => r.streams),
         ["↑ " + bytes(sum((r) => r.bytes_up)), "↓ " + bytes(sum((r) => r.bytes_down))],
         series ? spark(sumFields(series.up, series.down)) : spark([]),
-        confirmButton("agent:" + name, rs.length > 1 ? "Disconnect all" : "Disconnect",
+        rs.length === 0 ? "" : confirmButton("agent:" + name, rs.length > 1 ? "Disconnect all" : "Disconnect",
           "End every session of " + name + " (GOAWAY); it reconnects after its backoff",
           () => api("DELETE", "agents/" + encodeURIComponent(name))),
       ] });
@@ -158,6 +169,7 @@ listPanel({
             : "",
         ] });
       }
+      for (const r of all) if (r.source === "presence") rows.push(presenceRow(name, r));
     }
     return { count, rows };
   },

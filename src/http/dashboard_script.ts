@@ -130,7 +130,7 @@ function measure(s) {
   const replicas = new Map();
   let up = 0;
   let down = 0;
-  for (const a of s.agents) replicas.set(a.session, { up: a.bytes_up, down: a.bytes_down });
+  for (const a of s.agents) if (a.source !== "presence") replicas.set(a.session, { up: a.bytes_up, down: a.bytes_down });
   for (const c of s.clients) { up += c.bytes_up; down += c.bytes_down; }
   const cur = { at: now, replicas, up, down };
   if (prev && now > prev.at) {

@@ -125,6 +125,8 @@ svg.spark path.fill { fill: var(--accent); stroke: none; opacity: .12; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 999px; font-size: 11px;
   background: var(--panel); color: var(--mute); border: 1px solid var(--line);
   font-weight: 500; margin-left: 6px; }
+.list .unreachable { color: var(--mute); }
+.list .unreachable .cell.name .sub { color: var(--bad); }
 .rules { color: var(--mute); }
 .empty { color: var(--faint); padding: 14px 2px; }
 .up { color: var(--c0); } .down { color: var(--c1); }

@@ -6,7 +6,9 @@
  * The fleet view asks the other live servers (from the directory) over the
  * peer links on each request, for what they hold now: their agents and
  * streams, each entry marked with its server's name. A server that does not
- * answer within 5 s is listed in `fleet.unreachable`. An operator's action
+ * answer within 5 s is listed in `fleet.unreachable`, and its agents as the
+ * store's presence has them (`source: "presence"`, `reachable: false`, no
+ * live counts) until its lease expires. An operator's action
  * (disconnect an agent or replica, close a stream) is done here when this
  * server holds it, else asked of the others, and done where it is held.
  *
@@ -24,7 +26,7 @@ import { peerKey } from "./peer_handshake.ts";
 import { FleetOp, PeerLinks } from "./peer_links.ts";
 import { type FleetHost, PeerPort } from "./peer_port.ts";
 import type { Router } from "./router.ts";
-import type { Snapshot } from "./snapshot.ts";
+import type { AgentView, PresenceAgentView, Snapshot, ViewSnapshot } from "./snapshot.ts";
 
 /** What the fleet needs of its server. */
 export interface FleetServer extends FleetHost {
@@ -46,7 +48,7 @@ export interface FleetInfo {
 }
 
 /** The fleet view: each server's part, marked with its name. */
-export interface FleetSnapshot extends Snapshot {
+export interface FleetSnapshot extends ViewSnapshot {
   fleet: { self: string; servers: string[]; unreachable: string[] };
 }
 
@@ -159,7 +161,7 @@ export class Fleet {
       (list ?? []).map((x) => ({ ...x, server }));
     const out: FleetSnapshot = {
       ...local,
-      agents: mark(local.agents, this.self),
+      agents: mark<AgentView | PresenceAgentView>(local.agents, this.self),
       streams: mark(local.streams, this.self),
       fleet: { self: this.self, servers: [this.self], unreachable: [] },
     };
@@ -173,7 +175,24 @@ export class Fleet {
       out.agents.push(...mark(Array.isArray(a.agents) ? a.agents : [], name));
       out.streams.push(...mark(Array.isArray(a.streams) ? a.streams : [], name));
     }
+    out.agents.push(...this.#fromPresence(new Set(out.fleet.unreachable)));
     return out;
+  }
+
+  /** The agent sessions of `servers` as the directory (presence) has them. */
+  #fromPresence(servers: ReadonlySet<string>): PresenceAgentView[] {
+    return this.directory.agents().flatMap((a) =>
+      servers.has(a.server)
+        ? [{
+          name: a.agent,
+          session: (a.session ?? "").slice(0, 8),
+          server: a.server,
+          connected_since: new Date(a.since ?? 0).toISOString(),
+          source: "presence" as const,
+          reachable: false as const,
+        }]
+        : []
+    );
   }
 
   /**

@@ -23,6 +23,10 @@ export interface FleetAgent {
   server: string;
   /** The agent's instance id (hex), if known. */
   instance: string | null;
+  /** The session's key (hex), if known. */
+  session?: string;
+  /** When the session started, ms since the epoch, if known. */
+  since?: number;
 }
 
 export interface PeerDirectory {

@@ -9,23 +9,30 @@
 import { randomBytes, toHex } from "../auth.ts";
 import type { AgentPlace, LiveServer, Presence } from "./store.ts";
 
+/** One agent session: its agent, and since when (ms since the epoch). */
+export interface PresenceSession {
+  agent: string;
+  since: number;
+}
+
 /** What this server changed: its sessions, or its address. */
 export type LocalChange =
-  | { what: "up" | "down"; agent: string; session: string }
+  | { what: "up"; session: string; agent: string; since: number }
+  | { what: "down"; agent: string; session: string }
   | { what: "advertise" };
 
 /** Another live server as the store last said. */
 export interface Remote {
   advertise: string | null;
-  /** Session key → agent name. */
-  sessions: Map<string, string>;
+  /** Session key → its agent and start. */
+  sessions: Map<string, PresenceSession>;
 }
 
 /** Presence held in memory; see the module doc. */
 export class PresenceMap implements Presence {
   #advertise: string | null = null;
-  /** This server's sessions: session key → agent name. */
-  readonly local = new Map<string, string>();
+  /** This server's sessions: session key → its agent and start. */
+  readonly local = new Map<string, PresenceSession>();
   readonly #remote = new Map<string, Remote>();
   #agents: Map<string, AgentPlace[]> | null = null;
   #servers: LiveServer[] | null = null;
@@ -51,11 +58,15 @@ export class PresenceMap implements Presence {
   agents(): ReadonlyMap<string, readonly AgentPlace[]> {
     if (this.#agents) return this.#agents;
     const m = new Map<string, AgentPlace[]>();
-    const add = (server: string, advertise: string | null, sessions: Map<string, string>) => {
-      for (const [session, agent] of sessions) {
+    const add = (
+      server: string,
+      advertise: string | null,
+      sessions: Map<string, PresenceSession>,
+    ) => {
+      for (const [session, { agent, since }] of sessions) {
         let list = m.get(agent);
         if (!list) m.set(agent, list = []);
-        list.push({ server, advertise, session });
+        list.push({ server, advertise, session, since });
       }
     };
     add(this.serverId, this.#advertise, this.local);
@@ -77,9 +88,10 @@ export class PresenceMap implements Presence {
   }
 
   up(agent: string, session: string): void {
-    if (this.local.get(session) === agent) return;
-    this.local.set(session, agent);
-    this.onLocal({ what: "up", agent, session });
+    if (this.local.get(session)?.agent === agent) return;
+    const since = Date.now();
+    this.local.set(session, { agent, since });
+    this.onLocal({ what: "up", agent, session, since });
     this.changed();
   }
 
@@ -95,7 +107,11 @@ export class PresenceMap implements Presence {
   }
 
   /** Another live server, with its sessions (absent: keep those known). */
-  setRemote(id: string, advertise: string | null, sessions?: Map<string, string>): void {
+  setRemote(
+    id: string,
+    advertise: string | null,
+    sessions?: Map<string, PresenceSession>,
+  ): void {
     if (id === this.serverId) return;
     const r = this.#remote.get(id);
     if (r && r.advertise === advertise && !sessions) return;

@@ -36,7 +36,13 @@ export class PresenceDirectory implements PeerDirectory {
 
   agents(): FleetAgent[] {
     return [...this.presence.agents()].flatMap(([agent, places]) =>
-      places.map((p) => ({ agent, server: p.server, instance: null }))
+      places.map((p) => ({
+        agent,
+        server: p.server,
+        instance: null,
+        session: p.session,
+        since: p.since,
+      }))
     );
   }
 }

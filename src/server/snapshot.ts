@@ -54,6 +54,23 @@ export interface AgentView {
   bytes_down: number;
 }
 
+/**
+ * In a fleet's view (README "A fleet of servers"): an agent session of a
+ * server that did not answer, as the store's presence has it (its lease
+ * still live). No live counts: nobody asked its server.
+ */
+export interface PresenceAgentView {
+  name: string;
+  /** First 8 hex digits of the session id (as in the logs). */
+  session: string;
+  /** The server holding it, which did not answer. */
+  server: string;
+  /** ISO 8601, as its server wrote it to the store. */
+  connected_since: string;
+  source: "presence";
+  reachable: false;
+}
+
 export interface ClientView {
   name: string;
   /** The client id (SPEC.md §5.13), null until the client first connects. */
@@ -113,6 +130,11 @@ export interface Snapshot {
   tokens?: TokenView[];
   /** Open UDP associations (SPEC.md §2.5), oldest first. */
   associations?: AssociationView[];
+}
+
+/** A snapshot whose agents, in a fleet, include those of servers that did not answer. */
+export interface ViewSnapshot extends Omit<Snapshot, "agents"> {
+  agents: Array<AgentView | PresenceAgentView>;
 }
 
 /** One open UDP association: its stream, relay socket and counts. */

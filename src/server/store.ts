@@ -84,6 +84,8 @@ export interface AgentPlace {
   advertise: string | null;
   /** The session's key (hex, SPEC.md §2.1), unique per server. */
   session: string;
+  /** When it started, ms since the epoch (the holding server's clock). */
+  since: number;
 }
 
 /**

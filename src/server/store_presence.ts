@@ -16,7 +16,7 @@
  */
 import type { Sql } from "postgres";
 import { StoreError } from "../errors.ts";
-import type { LocalChange, PresenceMap, Remote } from "./presence.ts";
+import type { LocalChange, PresenceMap, PresenceSession, Remote } from "./presence.ts";
 import type { PgStore } from "./store_pg.ts";
 
 /** How long changes to this server's sessions gather before they are written, ms. */
@@ -24,13 +24,38 @@ export const FLUSH_MS = 50;
 /** Expired leases are deleted every this many renewals. */
 const CLEAN_EVERY = 5;
 
+/** A session row as read: its start in ms since the epoch (a float8: a number to postgres.js). */
+interface SessionRow {
+  session: string;
+  agent: string;
+  since: number;
+}
+
+/** Sessions to write, from session key → agent and start. */
+function rows(m: Map<string, PresenceSession>): Array<{ session: string } & PresenceSession> {
+  return [...m].map(([session, x]) => ({ session, agent: x.agent, since: x.since }));
+}
+
+/** Insert `sessions` of server `id`, their start as given (kept across a resync). */
+async function insertSessions(
+  tx: Sql,
+  id: string,
+  sessions: Array<{ session: string } & PresenceSession>,
+): Promise<void> {
+  await tx`INSERT INTO burrow_sessions (server_id, session, agent, since)
+    SELECT ${id}, x.session, x.agent, to_timestamp(x.since / 1000.0)
+    FROM json_to_recordset(${JSON.stringify(sessions)}::text::json)
+      AS x(session text, agent text, since float8)
+    ON CONFLICT DO NOTHING`;
+}
+
 /** Writes this server's presence and reads everyone's; see the module doc. */
 export class PgPresence {
   #timer: ReturnType<typeof setInterval> | undefined;
   #soon: ReturnType<typeof setTimeout> | undefined;
   #ticks = 0;
-  /** Sessions started (session → agent) and ended since the last write. */
-  #ups = new Map<string, string>();
+  /** Sessions started (session → agent and start) and ended since the last write. */
+  #ups = new Map<string, PresenceSession>();
   #downs = new Set<string>();
   #leaseDirty = false;
   #stopped = false;
@@ -66,7 +91,7 @@ export class PgPresence {
   #local(c: LocalChange): void {
     if (c.what === "up") {
       this.#downs.delete(c.session);
-      this.#ups.set(c.session, c.agent);
+      this.#ups.set(c.session, { agent: c.agent, since: c.since });
     } else if (c.what === "down") {
       if (!this.#ups.delete(c.session)) this.#downs.add(c.session);
     } else {
@@ -87,7 +112,7 @@ export class PgPresence {
   /** Write the sessions that started and ended; while down, {@link resync} writes them later. */
   async #flush(): Promise<void> {
     if (!this.store.up || this.#stopped) return;
-    const ups = [...this.#ups].map(([session, agent]) => ({ session, agent }));
+    const ups = rows(this.#ups);
     const downs = [...this.#downs];
     const lease = this.#leaseDirty;
     this.#ups = new Map();
@@ -99,14 +124,7 @@ export class PgPresence {
         if (lease) {
           await tx`UPDATE burrow_servers SET advertise = ${this.map.address} WHERE id = ${id}`;
         }
-        if (ups.length > 0) {
-          await tx`INSERT INTO burrow_sessions (server_id, session, agent)
-            SELECT ${id}, x.session, x.agent
-            FROM json_to_recordset(${
-            JSON.stringify(ups)
-          }::text::json) AS x(session text, agent text)
-            ON CONFLICT DO NOTHING`;
-        }
+        if (ups.length > 0) await insertSessions(tx as unknown as Sql, id, ups);
         if (downs.length > 0) {
           await tx`DELETE FROM burrow_sessions WHERE server_id = ${id}
             AND session IN ${tx(downs)}`;
@@ -133,7 +151,7 @@ export class PgPresence {
     this.#ups = new Map();
     this.#downs = new Set();
     this.#leaseDirty = false;
-    const rows = [...this.map.local].map(([session, agent]) => ({ session, agent }));
+    const local = rows(this.map.local);
     await this.store.run("write presence", (sql) =>
       sql.begin(async (tx) => {
         await tx`INSERT INTO burrow_servers (id, advertise, expires)
@@ -141,13 +159,7 @@ export class PgPresence {
           ON CONFLICT (id) DO UPDATE SET advertise = EXCLUDED.advertise,
             expires = EXCLUDED.expires`;
         await tx`DELETE FROM burrow_sessions WHERE server_id = ${id}`;
-        if (rows.length > 0) {
-          await tx`INSERT INTO burrow_sessions (server_id, session, agent)
-            SELECT ${id}, x.session, x.agent
-            FROM json_to_recordset(${
-            JSON.stringify(rows)
-          }::text::json) AS x(session text, agent text)`;
-        }
+        if (local.length > 0) await insertSessions(tx as unknown as Sql, id, local);
         await this.store.notify(tx as unknown as Sql, { w: "servers" });
       }));
     await this.#readAll();
@@ -158,12 +170,14 @@ export class PgPresence {
     const all = await this.store.run("read presence", async (sql) => {
       const servers = await sql<{ id: string; advertise: string | null }[]>`
         SELECT id, advertise FROM burrow_servers WHERE expires > now()`;
-      const sessions = await sql<{ server_id: string; session: string; agent: string }[]>`
-        SELECT s.server_id, s.session, s.agent FROM burrow_sessions s
-        JOIN burrow_servers v ON v.id = s.server_id WHERE v.expires > now()`;
+      const sessions = await sql<(SessionRow & { server_id: string })[]>`
+        SELECT s.server_id, s.session, s.agent, (extract(epoch FROM s.since) * 1000)::float8 AS since
+        FROM burrow_sessions s JOIN burrow_servers v ON v.id = s.server_id WHERE v.expires > now()`;
       const m = new Map<string, Remote>();
       for (const s of servers) m.set(s.id, { advertise: s.advertise, sessions: new Map() });
-      for (const s of sessions) m.get(s.server_id)?.sessions.set(s.session, s.agent);
+      for (const s of sessions) {
+        m.get(s.server_id)?.sessions.set(s.session, { agent: s.agent, since: s.since });
+      }
       return m;
     });
     this.map.replaceRemotes(all);
@@ -185,11 +199,12 @@ export class PgPresence {
       const [lease] = await sql<{ advertise: string | null }[]>`
         SELECT advertise FROM burrow_servers WHERE id = ${server} AND expires > now()`;
       if (!lease) return null;
-      const rows = await sql<{ session: string; agent: string }[]>`
-        SELECT session, agent FROM burrow_sessions WHERE server_id = ${server}`;
+      const rows = await sql<SessionRow[]>`
+        SELECT session, agent, (extract(epoch FROM since) * 1000)::float8 AS since
+        FROM burrow_sessions WHERE server_id = ${server}`;
       return {
         advertise: lease.advertise,
-        sessions: new Map(rows.map((x) => [x.session, x.agent])),
+        sessions: new Map(rows.map((x) => [x.session, { agent: x.agent, since: x.since }])),
       };
     });
     if (r) this.map.setRemote(server, r.advertise, r.sessions);
