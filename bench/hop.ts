@@ -5,8 +5,10 @@
  * and bytes through the first (direct) and through the second (forwarded
  * over the peer link to the first). Connect: SOCKS5 CONNECT to the echo
  * target's first echoed byte, one at a time (p50, p90). Throughput: MiB/s
- * of bytes echoed both ways through one stream. Loopback, TLS on the agent
- * and peer links, the runtime this runs on (tsx: Node).
+ * of bytes echoed both ways through one stream, and the process's CPU
+ * meanwhile (% of one core; near 100 the figure is the CPU per byte of the
+ * one thread everything shares). Loopback, TLS on the agent and peer links,
+ * the runtime this runs on (tsx: Node).
  *
  *   npm run bench:hop                      500 connects, 256 MiB
  *   npm run bench:hop -- --connects 2000 --mib 1024
@@ -59,10 +61,17 @@ async function connects(net: Net, via: Server, port: number, n: number): Promise
   return ms;
 }
 
-async function throughput(net: Net, via: Server, port: number, mib: number): Promise<number> {
+/** MiB/s echoed through one stream, and this process's CPU meanwhile (% of one core). */
+async function throughput(
+  net: Net,
+  via: Server,
+  port: number,
+  mib: number,
+): Promise<{ mibs: number; cpu: number }> {
   const s = await open(net, via, port);
   const chunk = new Uint8Array(64 * 1024);
   const total = mib * 1024 * 1024;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const writer = (async () => {
     for (let sent = 0; sent < total; sent += chunk.length) await s.conn.write(chunk);
@@ -72,9 +81,10 @@ async function throughput(net: Net, via: Server, port: number, mib: number): Pro
   for (let b = await s.conn.read(); b !== null; b = await s.conn.read()) got += b.length;
   await writer;
   const secs = (performance.now() - t0) / 1000;
+  const used = process.cpuUsage(cpu0);
   s.conn.close();
   if (got !== total) throw new Error(`echoed ${got} of ${total} bytes`);
-  return mib / secs;
+  return { mibs: mib / secs, cpu: (used.user + used.system) / 1e4 / secs };
 }
 
 const net = await runtimeNet();
@@ -93,18 +103,17 @@ try {
   const rows = [];
   for (const [name, via] of [["direct", first], ["forwarded", second]] as const) {
     const ms = await connects(net, via, echo.addr.port, n);
-    rows.push({
-      name,
-      p50: median(ms)!,
-      p90: pct(ms, 0.9),
-      mibs: await throughput(net, via, echo.addr.port, mib),
-    });
+    const { mibs, cpu } = await throughput(net, via, echo.addr.port, mib);
+    rows.push({ name, p50: median(ms)!, p90: pct(ms, 0.9), mibs, cpu });
   }
   console.log(`\nextra hop, ${net.runtime}, ${n} connects, ${mib} MiB echoed both ways:\n`);
-  console.log("| path | connect p50 (ms) | connect p90 (ms) | throughput (MiB/s) |");
-  console.log("|---|---:|---:|---:|");
+  console.log(
+    "| path | connect p50 (ms) | connect p90 (ms) | throughput (MiB/s) | CPU (% of a core) |",
+  );
+  console.log("|---|---:|---:|---:|---:|");
   for (const r of rows) {
-    console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p90.toFixed(2)} | ${r.mibs.toFixed(0)} |`);
+    const cells = [r.p50.toFixed(2), r.p90.toFixed(2), r.mibs.toFixed(0), r.cpu.toFixed(0)];
+    console.log(`| ${r.name} | ${cells.join(" | ")} |`);
   }
 } finally {
   await agent.fleet.stop();
