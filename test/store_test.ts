@@ -183,6 +183,17 @@ test("presence: sessions and leases reach the other servers; a dead server's lea
     // The session's start as a wrote it (the fleet view shows it for a server that does not answer).
     const start = a.store.presence.agents().get("office")![0]!.since;
     assert.ok(Math.abs(b.store.presence.agents().get("office")![0]!.since - start) < 1, "since");
+    // The lease taken away (its sessions with it): a writes both anew, the session's start kept.
+    const id = a.store.serverId;
+    await pg.psql(`DELETE FROM burrow_servers WHERE id = '${id}'`);
+    const since = () =>
+      pg.psql(`SELECT (extract(epoch FROM since) * 1000)::float8 FROM burrow_sessions
+        WHERE server_id = '${id}'`).then((t) => t.trim());
+    for (let i = 0; i < 50 && await since() === ""; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(a.lines.some((l) => /presence lease was lost/.test(l)), a.lines.join("\n"));
+    assert.ok(Math.abs(Number(await since()) - start) < 1, `${await since()} against ${start}`);
     assert.ok(
       await until(
         () =>
@@ -221,6 +232,7 @@ test("presence: sessions and leases reach the other servers; a dead server's lea
 test("presence: 1000 idle agent sessions cost no writes", async () => {
   const a = await pgStore({ renewMs: 100 });
   try {
+    await pg.psql("SELECT pg_stat_statements_reset()"); // count this test's statements only
     for (let i = 0; i < 1000; i++) {
       a.store.presence.up(`agent${i}`, i.toString(16).padStart(32, "0"));
     }
