@@ -21,9 +21,23 @@ import type { DatagramSocket, Net } from "../src/net.ts";
 import type { Server } from "../src/server/mod.ts";
 import { parseUdpDatagram } from "../src/socks5_decode.ts";
 import { udpDatagram } from "../src/socks5_encode.ts";
-import { fleetAgent, known, type Member, startFleet } from "./fleet.ts";
+import { Link } from "../src/link.ts";
+import { RuleProtocol } from "../src/messages.ts";
+import { dialHandshake, peerKey } from "../src/server/peer_handshake.ts";
+import { encodeUdpRecord, UdpRecordReader } from "../src/udp_records.ts";
+import { Wire } from "../src/wire.ts";
+import { NO_ADDR } from "../src/writer.ts";
+import { fleetAgent, known, type Member, SECRET, startFleet } from "./fleet.ts";
 import { pgForFile } from "./pg.ts";
-import { ALICE_TOKEN, memoryLogger, runtime, runtimeNet, socks, until } from "./helpers.ts";
+import {
+  ALICE_TOKEN,
+  memoryLogger,
+  readAll,
+  runtime,
+  runtimeNet,
+  socks,
+  until,
+} from "./helpers.ts";
 import { receiveWithin, str, text, udpEcho, udpTripwire } from "./udp_helpers.ts";
 
 const rt = runtime;
@@ -109,8 +123,9 @@ test(`${rt}: peers: a UDP association through a server without the agent is forw
   const wire = await udpTripwire(net);
   const f = await fleetWithOffice(net, echo.addr.port);
   const { s1, s2 } = f;
-  const sock = await net.bindUdp({ host: "127.0.0.1" });
+  let sock: DatagramSocket | undefined;
   try {
+    sock = await net.bindUdp({ host: "127.0.0.1" });
     assert.ok(!holds(s2.server, "office"));
     const info = await npmAssociate(s2.server); // before FORWARD carried UDP: reply 4, agent_offline
     const relay = info.remoteHost!;
@@ -154,7 +169,7 @@ test(`${rt}: peers: a UDP association through a server without the agent is forw
     assert.match(s2.lines.join("\n"), /udp association ended.*port=socks/);
     assert.equal(wire.hits(), 0, "the tripwire got nothing");
   } finally {
-    sock.close();
+    sock?.close();
     await f.closeAll();
     echo.close();
     wire.close();
@@ -173,9 +188,10 @@ test(`${rt}: peers: a client proxy's UDP association (CONNECT protocol 17) is fo
     credential: tokenCredential(ALICE_TOKEN),
     agent: "office",
   }, log);
-  await proxy.start();
-  const sock = await net.bindUdp({ host: "127.0.0.1" });
+  let sock: DatagramSocket | undefined;
   try {
+    await proxy.start();
+    sock = await net.bindUdp({ host: "127.0.0.1" });
     const r = await socks(net, proxy.addr!, "", "", targetOf("0.0.0.0", 0), 3);
     assert.equal(r.reply, 0, "the association was opened through the second server");
     const relay = { host: r.bound!.host, port: r.bound!.port };
@@ -192,8 +208,67 @@ test(`${rt}: peers: a client proxy's UDP association (CONNECT protocol 17) is fo
     assert.ok(await until(() => f.s1.server.udp.live.size === 0, 5000));
     assert.match(f.s1.lines.join("\n"), /udp association ended.*port=peer.*datagrams_up=2/);
   } finally {
-    sock.close();
+    sock?.close();
     await proxy.stop();
+    await f.closeAll();
+    echo.close();
+  }
+});
+
+/** A peer link of our own to `s`'s peer port, proved with the fleet secret, as server "rogue". */
+async function peerLink(net: Net, s: Server, pin: string) {
+  const conn = await net.dial({ ...s.fleet!.addr, tls: { fingerprint: pin } });
+  const hs = await dialHandshake(conn, "rogue", peerKey(SECRET), 5000);
+  const link = new Link(hs.conn, { onGrant: () => {} }, hs.rest);
+  assert.ok(await until(() => link.credit > 0, 5000), "the acceptor granted streams");
+  return link;
+}
+
+/** A FORWARD of a UDP association on `link`; its stream, once answered with status 0. */
+async function forwardUdp(link: Link) {
+  const wire = new Wire(link.open());
+  await wire.send({
+    type: "FORWARD",
+    client: "alice",
+    agent: "office",
+    protocol: RuleProtocol.udp,
+    target: NO_ADDR,
+  });
+  const res = await wire.expect("CONNECT_RESULT");
+  assert.equal(res.status, 0);
+  return wire;
+}
+
+test(`${rt}: peers: a malformed record on a forwarded association ends it alone, a protocol error on the peer port`, async () => {
+  const net = await runtimeNet();
+  const echo = await udpEcho(net);
+  const f = await fleetWithOffice(net, echo.addr.port);
+  let link: Link | undefined;
+  try {
+    link = await peerLink(net, f.s1.server, f.pins[0]!);
+    const bad = await forwardUdp(link);
+    const good = await forwardUdp(link);
+    await good.conn.write(encodeUdpRecord(targetOf("127.0.0.1", echo.addr.port), text("before")));
+    await bad.conn.write(Uint8Array.of(0, 1, 0xff)); // len_body 1: under the smallest address
+    assert.equal(await readAll(bad.conn).catch(() => ""), "", "the holder ended the bad one");
+    assert.ok(
+      await until(() =>
+        /burrow_protocol_errors_total\{[^}]*port="peer"[^}]*\} 1/.test(f.s1.server.metrics.render())
+      ),
+    );
+    await good.conn.write(encodeUdpRecord(targetOf("127.0.0.1", echo.addr.port), text("after")));
+    const back = new UdpRecordReader();
+    const words: string[] = [];
+    for (let i = 0; i < 10 && words.length < 2; i++) {
+      const chunk = await good.conn.read();
+      if (chunk === null) break;
+      back.push(chunk);
+      for (let r = back.next(); r !== null; r = back.next()) words.push(str(r.data));
+    }
+    assert.deepEqual(words, ["before", "after"], "the other association on the link goes on");
+    assert.match(f.s1.lines.join("\n"), /bad datagram record.*via=rogue/);
+  } finally {
+    link?.close();
     await f.closeAll();
     echo.close();
   }
