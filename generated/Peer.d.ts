@@ -66,9 +66,10 @@ export declare namespace Peer {
     proof: Uint8Array;
   }
   /**
-   * FORWARD (0x41), dialing server → accepting server: a CONNECT decided by
-   * the dialer, to be decided again and opened by the accepting server;
-   * the first DATA of a peer-link stream, answered with CONNECT_RESULT.
+   * FORWARD (0x41), dialing server → accepting server: a CONNECT (a TCP
+   * stream or a UDP association) decided by the dialer, to be decided
+   * again and opened by the accepting server; the first DATA of a
+   * peer-link stream, answered with CONNECT_RESULT.
    * @see SPEC.md §5.23
    */
   class Forward {
@@ -86,6 +87,13 @@ export declare namespace Peer {
      * The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
      */
     agent: Uint8Array;
+    /**
+     * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+     * stream then carries datagram records (udp_record.ksy) both ways;
+     * `target` is then the client's requested address, for the log only
+     * (SPEC.md §2.5, §2.6).
+     */
+    protocol: number;
     target: Addr;
   }
   /**

@@ -2,6 +2,7 @@
 // @ts-self-types="./Peer.d.ts"
 import KaitaiStream from "kaitai-struct/KaitaiStream.js";
 import * as Addr_ from "./Addr.js";
+import * as Control_ from "./Control.js";
 
 /**
  * Payloads of the messages of a peer link between two servers of a fleet:
@@ -57,9 +58,10 @@ var Peer = (function() {
   })();
 
   /**
-   * FORWARD (0x41), dialing server → accepting server: a CONNECT decided by
-   * the dialer, to be decided again and opened by the accepting server;
-   * the first DATA of a peer-link stream, answered with CONNECT_RESULT.
+   * FORWARD (0x41), dialing server → accepting server: a CONNECT (a TCP
+   * stream or a UDP association) decided by the dialer, to be decided
+   * again and opened by the accepting server; the first DATA of a
+   * peer-link stream, answered with CONNECT_RESULT.
    * @see SPEC.md §5.23
    */
 
@@ -88,6 +90,10 @@ var Peer = (function() {
         throw new KaitaiStream.ValidationGreaterThanError(64, this.lenAgent, this._io, "/types/forward/seq/2");
       }
       this.agent = this._io.readBytes(this.lenAgent);
+      this.protocol = this._io.readU1();
+      if (!Object.prototype.hasOwnProperty.call(Control_.Control.RuleProtocol, this.protocol)) {
+        throw new KaitaiStream.ValidationNotInEnumError(this.protocol, this._io, "/types/forward/seq/4");
+      }
       this.target = new Addr_.Addr(this._io, null, null);
     }
 
@@ -97,6 +103,13 @@ var Peer = (function() {
 
     /**
      * The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+     */
+
+    /**
+     * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+     * stream then carries datagram records (udp_record.ksy) both ways;
+     * `target` is then the client's requested address, for the log only
+     * (SPEC.md §2.5, §2.6).
      */
 
     return Forward;

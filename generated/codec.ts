@@ -231,6 +231,7 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       if (strict) checkName(msg.agent, 1, 64, "FORWARD.agent");
       const n34 = w.utf8(msg.agent, strict ? 1 : 0, strict ? 64 : 255, "FORWARD.agent");
       w.fill(at33, 1, n34);
+      w.u8(msg.protocol, "FORWARD.protocol");
       writeAddr(w, msg.target, "FORWARD.target", strict);
       return;
     }
@@ -397,7 +398,7 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     }
     case 0x41: {
       const p = new Peer.Forward(io);
-      return { type: "FORWARD", client: utf8(p.client, "client"), agent: nameText(p.agent, "agent", 1, 64), target: addrTarget(p.target) };
+      return { type: "FORWARD", client: utf8(p.client, "client"), agent: nameText(p.agent, "agent", 1, 64), protocol: p.protocol, target: addrTarget(p.target) };
     }
     case 0x42: {
       const p = new Peer.Fleet(io);

@@ -346,9 +346,10 @@ export interface PeerHello {
 }
 
 /**
- * FORWARD (0x41), dialing server → accepting server: a CONNECT decided by
- * the dialer, to be decided again and opened by the accepting server;
- * the first DATA of a peer-link stream, answered with CONNECT_RESULT.
+ * FORWARD (0x41), dialing server → accepting server: a CONNECT (a TCP
+ * stream or a UDP association) decided by the dialer, to be decided
+ * again and opened by the accepting server; the first DATA of a
+ * peer-link stream, answered with CONNECT_RESULT.
  *
  * @see spec/peer.ksy `forward`
  */
@@ -357,6 +358,13 @@ export interface Forward {
   client: string;
   /** The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
   agent: string;
+  /**
+   * 6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+   * stream then carries datagram records (udp_record.ksy) both ways;
+   * `target` is then the client's requested address, for the log only
+   * (SPEC.md §2.5, §2.6).
+   */
+  protocol: number;
   target: Target;
 }
 
@@ -594,7 +602,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [9, 421], 66: [2, 257], 67: [34, 97] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [10, 422], 66: [2, 257], 67: [34, 97] },
   },
   "frame::header": {
     size: 12,

@@ -5,6 +5,7 @@ meta:
   ks-version: "0.11"
   imports:
     - addr
+    - control
   endian: be
 doc: |
   Payloads of the messages of a peer link between two servers of a fleet:
@@ -59,9 +60,10 @@ types:
         doc: HMAC-SHA256 of the accepting side's peer transcript (SPEC.md §6.5).
   forward:
     doc: |
-      FORWARD (0x41), dialing server → accepting server: a CONNECT decided by
-      the dialer, to be decided again and opened by the accepting server;
-      the first DATA of a peer-link stream, answered with CONNECT_RESULT.
+      FORWARD (0x41), dialing server → accepting server: a CONNECT (a TCP
+      stream or a UDP association) decided by the dialer, to be decided
+      again and opened by the accepting server; the first DATA of a
+      peer-link stream, answered with CONNECT_RESULT.
     doc-ref: SPEC.md §5.23
     seq:
       - id: len_client
@@ -82,6 +84,16 @@ types:
         size: len_agent
         -text: name
         doc: The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+      - id: protocol
+        type: u1
+        enum: control::rule_protocol
+        valid:
+          in-enum: true
+        doc: |
+          6 = TCP: a stream to `target`; 17 = UDP: a UDP association, whose
+          stream then carries datagram records (udp_record.ksy) both ways;
+          `target` is then the client's requested address, for the log only
+          (SPEC.md §2.5, §2.6).
       - id: target
         type: addr
   fleet:

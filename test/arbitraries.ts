@@ -256,7 +256,12 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
   ),
   FORWARD: withType(
     "FORWARD",
-    rec({ client: utf8String(1, 96).filter((c) => c.length > 0), agent: name(1), target }),
+    rec({
+      client: utf8String(1, 96).filter((c) => c.length > 0),
+      agent: name(1),
+      protocol: ruleProtocol,
+      target,
+    }),
   ),
   FLEET: withType("FLEET", rec({ op: u8, arg: utf8String(0, 255) })),
   PEER_WELCOME: withType("PEER_WELCOME", rec({ name: name(1), proof: bytesN(32) })),

@@ -59,8 +59,8 @@ export interface FleetOptions {
   pins?: (i: number, all: string[]) => string[];
   /** More `peer:` keys for every member. */
   peer?: Record<string, unknown>;
-  /** More server config for every member. */
-  config?: Record<string, unknown>;
+  /** More server config for every member (or for member i). */
+  config?: Record<string, unknown> | ((i: number) => Record<string, unknown>);
   /**
    * A PostgreSQL URL (test/pg.ts): the members share it as their store and
    * find each other in its presence, and a member's name is its presence
@@ -108,7 +108,7 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
           fingerprint: o.pins?.(i, pins) ?? pins,
           ...o.peer,
         },
-        ...o.config,
+        ...(typeof o.config === "function" ? o.config(i) : o.config),
         ...(o.pg ? { store: { postgres: o.pg } } : {}),
       }),
       `(${name})`,
@@ -146,9 +146,16 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
 
 /**
  * Agent `name` on `k` of the servers (an agent fleet, servers_per_agent =
- * k; `pins[i]` is server i's certificate), started.
+ * k; `pins[i]` is server i's certificate), allowing `allow`, started.
  */
-export function fleetAgent(net: Net, name: string, servers: Server[], pins: string[], k = 2) {
+export function fleetAgent(
+  net: Net,
+  name: string,
+  servers: Server[],
+  pins: string[],
+  k = 2,
+  allow = ["127.0.0.1:*"],
+) {
   const { log, lines } = memoryLogger();
   const fleet = new AgentFleet(
     net,
@@ -157,7 +164,7 @@ export function fleetAgent(net: Net, name: string, servers: Server[], pins: stri
       tls: { fingerprint: pins[i]! },
       name,
       credential: tokenCredential(AGENT_TOKEN),
-      rules: parseRule("127.0.0.1:*"),
+      rules: allow.flatMap((r) => parseRule(r)),
       backoffBaseMs: 50,
       backoffMaxMs: 200,
     })),

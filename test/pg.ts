@@ -16,8 +16,9 @@ import { spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import type { Net } from "../src/net.ts";
-import { freePort } from "./helpers.ts";
+import { freePort, runtimeNet } from "./helpers.ts";
 
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 
@@ -50,6 +51,26 @@ function must(cmd: string, args: string[]): Promise<string> {
       else reject(new Error(`${cmd} ${args.join(" ")}: exit ${code}\n${stderr}${stdout}`));
     });
   });
+}
+
+/**
+ * A cluster for the tests of one file: started before the first (node:test's
+ * `before`), closed after the last; `pg` is set from then on.
+ */
+export function pgForFile(): { readonly pg: Pg } {
+  const box: { pg?: Pg } = {};
+  before(async () => {
+    box.pg = await startPg(await runtimeNet());
+  });
+  after(async () => {
+    await box.pg?.close();
+  });
+  return {
+    get pg() {
+      if (!box.pg) throw new Error("PostgreSQL is not started yet");
+      return box.pg;
+    },
+  };
 }
 
 /** A PostgreSQL cluster of its own; see the module doc. The caller must close() it. */

@@ -13,10 +13,10 @@ import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyIssuedLogin } from "./credentials.ts";
 import { verifyLogin } from "./login.ts";
-import { AuthMethod, RuleProtocol } from "../messages.ts";
+import { AuthMethod } from "../messages.ts";
 import type { Router } from "./router.ts";
 import { loggableAgent } from "./socks_front.ts";
-import { associationTarget, type UdpFront } from "./udp_front.ts";
+import type { UdpFront } from "./udp_front.ts";
 
 export class ClientFront {
   constructor(readonly ctx: ServerContext, readonly router: Router, readonly udp?: UdpFront) {}
@@ -61,13 +61,8 @@ export class ClientFront {
         clientId,
         agent: req.agent,
         log: clog,
-        ...(req.protocol === RuleProtocol.udp && this.udp
-          ? {
-            protocol: "udp" as const,
-            relay: this.udp.relayFor(client, clog),
-            target: associationTarget(req.target),
-          }
-          : { target: req.target }),
+        ...(this.udp?.request(req.protocol, req.target, client, clog, "clients") ??
+          { target: req.target }),
       });
       if (!r.ok) {
         const { status, code, reason } = r.error;

@@ -11,7 +11,7 @@
 import { fmt } from "../addr.ts";
 import { NetError } from "../errors.ts";
 import { Link } from "../link.ts";
-import { Reason, Status, type Target } from "../messages.ts";
+import { Reason, RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn, Net, TlsClientOptions } from "../net.ts";
 import { deadline } from "../time.ts";
 import { ok } from "../result.ts";
@@ -66,8 +66,9 @@ export class PeerLinks implements Forwarder {
   }
 
   /**
-   * Forward a CONNECT this server decided to a server holding `agent`
-   * (FORWARD); its CONNECT_RESULT is the answer. Null when no other server
+   * Forward a CONNECT (a TCP stream or a UDP association) this server
+   * decided to a server holding `agent` (FORWARD); its CONNECT_RESULT is
+   * the answer. Null when no other server
    * holds the agent. A holder that cannot be reached makes way for the next.
    */
   async forward(
@@ -89,7 +90,13 @@ export class PeerLinks implements Forwarder {
       }
       const wire = new Wire(conn);
       try {
-        await wire.send({ type: "FORWARD", client: req.client, agent, target: req.target });
+        await wire.send({
+          type: "FORWARD",
+          client: req.client,
+          agent,
+          protocol: RuleProtocol[req.protocol ?? "tcp"],
+          target: req.target,
+        });
         const res = await deadline(
           wire.expect("CONNECT_RESULT"),
           c.poolWaitMs + c.openTimeoutMs,
@@ -110,7 +117,8 @@ export class PeerLinks implements Forwarder {
           agent,
           target,
           session: null,
-          relay: byteRelay,
+          // A UDP association's: records, checked against the grant here, again by the holder.
+          relay: req.relay ?? byteRelay,
         });
       } catch (e) {
         conn.close();

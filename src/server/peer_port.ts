@@ -1,9 +1,10 @@
 /**
  * The accepting side of peer links (SPEC.md §2.6): the peer port's
  * handshake, then a link on which the dialing server opens streams within
- * our grants. A FORWARD is decided again here, with this server's config, and
- * opened on this server's own session of the agent, never forwarded again;
- * a FLEET is answered with what this server holds, or acts on it.
+ * our grants. A FORWARD (a TCP stream or a UDP association) is decided again
+ * here, with this server's config, and opened on this server's own session
+ * of the agent, never forwarded again; a FLEET is answered with what this
+ * server holds, or acts on it.
  *
  * @module
  */
@@ -19,6 +20,7 @@ import type { ServerContext } from "./context.ts";
 import { acceptHandshake, type PeerHandshake } from "./peer_handshake.ts";
 import { FleetOp } from "./peer_links.ts";
 import type { Router } from "./router.ts";
+import type { UdpFront } from "./udp_front.ts";
 
 /** What the peer port asks of its server for FLEET. */
 export interface FleetHost {
@@ -27,6 +29,8 @@ export interface FleetHost {
   disconnectAgent(name: string): boolean;
   disconnectReplica(name: string, instance: string): boolean;
   closeStream(id: number): boolean;
+  /** The UDP associations: a FORWARD with protocol 17 is one (SPEC.md §2.6). */
+  readonly udp: UdpFront;
 }
 
 /** Peer handshakes in progress at once; more are closed at once (SPEC.md §10.1). */
@@ -131,9 +135,10 @@ export class PeerPort {
       client,
       clientId,
       agent,
-      target,
       log: clog,
       forwarded: peer,
+      // A UDP association's records are checked here as a client of ours's are.
+      ...this.fleet.udp.request(req.protocol, target, client, clog, "peer"),
     });
     if (!r.ok) {
       const { status, code, reason } = r.error;

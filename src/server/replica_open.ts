@@ -103,9 +103,7 @@ export class ReplicaOpener {
   ): Promise<OpenResult> {
     if (this.agents.group(agent).length === 0) {
       // No session here: a server of the fleet that holds one opens it (SPEC.md §2.6).
-      // A UDP association is not forwarded: FORWARD carries TCP CONNECTs only.
-      const tcp = (req.protocol ?? "tcp") === "tcp";
-      const peers = req.forwarded === undefined && tcp ? this.ctx.forwarder : null;
+      const peers = req.forwarded === undefined ? this.ctx.forwarder : null;
       const fwd = await peers?.forward(req, target, agent, this.nextStreamId());
       return fwd ??
         refuse(Status.host_unreachable, Reason.agent_offline, `agent ${agent} is offline`);

@@ -30,7 +30,9 @@ export type Permit = (target: Target) => Target | null;
  * (§7.3), inside the client's grant for `agent` (host patterns for names:
  * the server resolves nothing) and inside what `session` announced for the
  * client (a name against a CIDR rule is left to the agent). Read at each
- * datagram, so a reload or a new ANNOUNCE applies at once.
+ * datagram, so a reload or a new ANNOUNCE applies at once. Without a
+ * session (an association forwarded to the server that holds the agent,
+ * §2.6) the grant only: the holder checks the announcement.
  */
 export function permitter(
   choice: AgentChoice,
@@ -39,8 +41,6 @@ export function permitter(
   session: Session | null,
 ): Permit {
   return (target) => {
-    // null: a peer's stream; UDP associations are never forwarded (replica_open.ts).
-    if (session === null) return null;
     const n = normalizeTarget(target);
     if (!n.ok) return null;
     const t = n.value;
@@ -50,6 +50,7 @@ export function permitter(
       (r.client === "" || r.client === client) && matchRule(r, t, "never", "udp")
     );
     if (!inGrant) return null;
+    if (session === null) return t; // a peer's stream: the holder checks the rest
     const announced = rulesFor(session.rules, client);
     return announced.some((r) => matchRule(r, t, "defer", "udp")) ? t : null;
   };

@@ -14,7 +14,7 @@ import { ProtocolError } from "../errors.ts";
 import { normalizeIP, normalizeTarget } from "../host.ts";
 import { ipKind } from "../ip.ts";
 import type { Logger } from "../log.ts";
-import { Status, type Target } from "../messages.ts";
+import { RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn, DatagramSocket, Net } from "../net.ts";
 import type { Reader } from "../reader.ts";
 import { socksReply, type SocksRequest } from "../socks5_server.ts";
@@ -25,7 +25,7 @@ import type { RelayCounter } from "../relay.ts";
 import type { ServerContext } from "./context.ts";
 import type { CredentialCheck } from "./credentials.ts";
 import { splitUser } from "./credentials.ts";
-import type { Opened, RelayFn } from "./replica_open.ts";
+import type { Opened, OpenRequest, RelayFn } from "./replica_open.ts";
 import type { Router } from "./router.ts";
 import { type AssocSides, permitter, relayRecords, relaySocks } from "./udp_assoc.ts";
 
@@ -34,9 +34,9 @@ export interface LiveAssociation {
   readonly stream: number;
   readonly client: string;
   readonly agent: string;
-  /** The port the client came in on: `socks` or `clients`. */
+  /** The port the client came in on: `socks`, `clients` or `peer` (forwarded, SPEC.md §2.6). */
   readonly port: string;
-  /** The relay socket's address (SOCKS5 port), or "" (a client proxy's). */
+  /** The relay socket's address (SOCKS5 port), or "" (a client proxy's, a peer's). */
   readonly relay: string;
   readonly since: number;
   readonly counts: UdpCounts;
@@ -161,10 +161,23 @@ export class UdpFront {
     }
   }
 
-  /** The relay of a client proxy's CONNECT with protocol 17: its connection carries records. */
-  relayFor(client: string, log: Logger): RelayFn {
-    return (conn, rest, r, live, pace) =>
-      this.#run("clients", client, r, log, "", { live, pace }, (s) => relayRecords(s, conn, rest));
+  /**
+   * What a client proxy's CONNECT (`port` "clients") or another fleet
+   * server's FORWARD ("peer", SPEC.md §2.6) of `protocol` asks the router
+   * to open: with 17 a UDP association, whose connection carries records
+   * (relayed here), and its target for the log only (§2.5); else `target`.
+   */
+  request(
+    protocol: number,
+    target: Target,
+    client: string,
+    log: Logger,
+    port: string,
+  ): Pick<OpenRequest, "target" | "protocol" | "relay"> {
+    if (protocol !== RuleProtocol.udp) return { target };
+    const relay: RelayFn = (conn, rest, r, live, pace) =>
+      this.#run(port, client, r, log, "", { live, pace }, (s) => relayRecords(s, conn, rest));
+    return { protocol: "udp", relay, target: associationTarget(target) };
   }
 
   /** BND.ADDR and BND.PORT: `udp.advertise`, the bound address, or the one the client reached. */
