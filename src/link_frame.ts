@@ -39,12 +39,13 @@ const NAMES: readonly (Name | undefined)[] = (() => {
 const BODY: Readonly<Record<number, readonly [number, number]>> = L.bodySizes;
 
 /**
- * A link frame. GRANT carries no stream: its `stream` field is
- * the highest stream id the server may open so far.
+ * A link frame. GRANT carries no stream: its `stream` field is the highest
+ * stream id the server may open so far; PING's and PONG's is the PING
+ * sender's number.
  */
 export type LinkFrame =
   | { type: "DATA"; stream: number; data: Uint8Array }
-  | { type: "OPEN" | "FIN" | "RESET" | "GRANT"; stream: number }
+  | { type: "OPEN" | "FIN" | "RESET" | "GRANT" | "PING" | "PONG"; stream: number }
   | { type: "WINDOW"; stream: number; increment: number };
 
 const T = L.type.offset;
