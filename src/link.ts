@@ -64,7 +64,13 @@ export class Link {
   constructor(conn: Conn, opts: LinkOptions, initial?: Uint8Array) {
     this.#conn = conn;
     // A failed write fails the link (and so every stream).
-    this.#out = new LinkWriter(conn, conn.nagle ? Infinity : LINK_BATCH, (e) => this.#fail(e));
+    this.#out = new LinkWriter(
+      conn,
+      conn.nagle ? Infinity : LINK_BATCH,
+      (e) => this.#fail(e),
+      LINK_MAX_QUEUED_CONTROL,
+      () => this.#overLimit(),
+    );
     this.#opts = opts;
     const ms = opts.frameTimeoutMs;
     this.#deadline = ms
@@ -269,15 +275,18 @@ export class Link {
     ));
   }
 
+  /** The peer does not read what its frames make us answer (SPEC.md §10.1): the link fails. */
+  #overLimit(): void {
+    if (this.#dead) return;
+    this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
+    this.#fail(violation(
+      "limit_exceeded",
+      `Cannot take link frame: ${LINK_MAX_QUEUED_CONTROL} frames answering the peer ` +
+        "wait for it to read (limit=link_queued_control)",
+    ));
+  }
+
   #dispatch(f: LinkFrame): void {
-    if (this.#out.controlNow > LINK_MAX_QUEUED_CONTROL) {
-      this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
-      throw violation(
-        "limit_exceeded",
-        `Cannot take link frame: ${LINK_MAX_QUEUED_CONTROL} frames answering the peer ` +
-          "wait for it to read (limit=link_queued_control)",
-      );
-    }
     switch (f.type) {
       case "PING":
         return this.send({ type: "PONG", stream: f.stream });

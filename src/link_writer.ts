@@ -29,6 +29,7 @@ import { encodeLinkFrame, LINK_HEADER_SIZE } from "./link_frame.ts";
 import { LinkPace } from "./link_pace.ts";
 import type { Conn } from "./net.ts";
 import { IdMap } from "./idmap.ts";
+import { NetError } from "./errors.ts";
 import { afterTurn } from "./time.ts";
 
 /** Bytes of a stream's DRR turn. */
@@ -81,6 +82,12 @@ class Flows {
   }
 }
 
+/** A FIN refused because the link's control queue is full: the link is failing. */
+const FULL = new NetError(
+  "ECONNRESET",
+  "link lost: its control queue is full (limit=link_queued_control)",
+);
+
 export class LinkWriter {
   readonly pace = new LinkPace();
   #control: Uint8Array[] = [];
@@ -100,6 +107,7 @@ export class LinkWriter {
   #controlQueued = 0;
   #controlWriting = 0;
   #controlPeak = 0;
+  #overflowed = false;
   #idle: (() => void)[] = [];
   #dead: Error | null = null;
   #ended = false;
@@ -112,6 +120,13 @@ export class LinkWriter {
     readonly conn: Conn,
     readonly batch: number,
     readonly onError: (e: Error) => void,
+    /**
+     * Frames other than DATA it holds at most (`limit=link_queued_control`):
+     * one more is not queued, and `onFull` is called once, after the turn's
+     * current task, to fail the link.
+     */
+    readonly maxControl = Infinity,
+    readonly onFull: () => void = () => {},
   ) {}
 
   /** Frames other than DATA queued and not yet taken by the connection, now and at most. */
@@ -131,7 +146,7 @@ export class LinkWriter {
 
   /** Queue a frame other than DATA or FIN: it leaves before every DATA. */
   control(frame: Uint8Array): void {
-    if (this.#dead) return;
+    if (this.#dead || this.#full()) return;
     this.#control.push(frame);
     this.#counted(1);
     this.#kick();
@@ -151,6 +166,7 @@ export class LinkWriter {
 
   /** Queue stream `id`'s FIN after its DATA; resolves once it is handed to the connection. */
   fin(id: number, frame: Uint8Array): Promise<void> {
+    if (this.#full()) return Promise.reject(FULL);
     const f = this.#push(id, frame);
     if (!f) return Promise.reject(this.#dead);
     this.#counted(1);
@@ -239,6 +255,16 @@ export class LinkWriter {
    */
   #fits(f: Flow): boolean {
     return f.bytes < STREAM_QUEUE && (f.bytes < QUANTUM || this.#queued < LINK_QUEUE);
+  }
+
+  /** At `maxControl`: the frame is not queued, and the link is told once. */
+  #full(): boolean {
+    if (this.controlNow < this.maxControl) return false;
+    if (!this.#overflowed) {
+      this.#overflowed = true;
+      queueMicrotask(this.onFull);
+    }
+    return true;
   }
 
   #counted(n: number): void {
