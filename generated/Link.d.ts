@@ -13,8 +13,9 @@ export interface KaitaiStream {
  * frames, which multiplex many pool streams: a 7-byte header (type, stream
  * id, body length) then `len_body` bytes of body. The rules: the type is one
  * of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
- * bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
- * stream id is the highest id the server may open); a WINDOW body is 4
+ * bytes of stream data; OPEN, FIN, RESET, GRANT, PING and PONG have no
+ * body (GRANT's stream id is the highest id the server may open; PING's is
+ * a number of the sender's, which PONG echoes); a WINDOW body is 4
  * bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
  * that breaks one is a link violation: the receiver closes the link at once
  * (a link has no ERROR frame). The rules that need the link's state (stream
@@ -36,12 +37,12 @@ export declare class Link {
   streamId: number;
   /**
    * Bytes of body that follow: 1..65535 for DATA, 4 for WINDOW, 0 for
-   * OPEN, FIN, RESET and GRANT.
+   * OPEN, FIN, RESET, GRANT, PING and PONG.
    */
   lenBody: number;
   /**
    * DATA: the stream's bytes, kept raw (no case); WINDOW: `window`;
-   * OPEN, FIN, RESET, GRANT: `empty`.
+   * OPEN, FIN, RESET, GRANT, PING, PONG: `empty`.
    */
   body: Link.Empty | Link.Window | Uint8Array;
   _raw_body?: Uint8Array;
@@ -73,12 +74,24 @@ export declare namespace Link {
      * frame's stream id; no body (SPEC.md §3.2)
      */
     readonly GRANT: 5;
+    /**
+     * either direction: answer with PONG carrying the same stream id
+     * field (a number of the sender's, no stream), once every frame
+     * before it was read; no body (SPEC.md §3.2)
+     */
+    readonly PING: 6;
+    /**
+     * the answer to the oldest PING not yet answered, with its stream id field; no body (SPEC.md §3.2)
+     */
+    readonly PONG: 7;
     readonly 0: "DATA";
     readonly 1: "OPEN";
     readonly 2: "WINDOW";
     readonly 3: "FIN";
     readonly 4: "RESET";
     readonly 5: "GRANT";
+    readonly 6: "PING";
+    readonly 7: "PONG";
   };
   /**
    * Body of WINDOW: the receiver of the stream's DATA lets the sender send
@@ -93,7 +106,7 @@ export declare namespace Link {
     increment: number;
   }
   /**
-   * The empty body of OPEN, FIN, RESET and GRANT.
+   * The empty body of OPEN, FIN, RESET, GRANT, PING and PONG.
    */
   class Empty {
     constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);

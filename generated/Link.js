@@ -9,8 +9,9 @@ import KaitaiStream from "kaitai-struct/KaitaiStream.js";
  * frames, which multiplex many pool streams: a 7-byte header (type, stream
  * id, body length) then `len_body` bytes of body. The rules: the type is one
  * of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
- * bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
- * stream id is the highest id the server may open); a WINDOW body is 4
+ * bytes of stream data; OPEN, FIN, RESET, GRANT, PING and PONG have no
+ * body (GRANT's stream id is the highest id the server may open; PING's is
+ * a number of the sender's, which PONG echoes); a WINDOW body is 4
  * bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
  * that breaks one is a link violation: the receiver closes the link at once
  * (a link has no ERROR frame). The rules that need the link's state (stream
@@ -26,6 +27,8 @@ var Link = (function() {
     FIN: 3,
     RESET: 4,
     GRANT: 5,
+    PING: 6,
+    PONG: 7,
 
     0: "DATA",
     1: "OPEN",
@@ -33,6 +36,8 @@ var Link = (function() {
     3: "FIN",
     4: "RESET",
     5: "GRANT",
+    6: "PING",
+    7: "PONG",
   });
 
   function Link(_io, _parent, _root) {
@@ -72,6 +77,16 @@ var Link = (function() {
       var _io__raw_body = new KaitaiStream(this._raw_body);
       this.body = new Empty(_io__raw_body, this, this._root);
       break;
+    case Link.LinkFrameType.PING:
+      this._raw_body = this._io.readBytes(this.lenBody);
+      var _io__raw_body = new KaitaiStream(this._raw_body);
+      this.body = new Empty(_io__raw_body, this, this._root);
+      break;
+    case Link.LinkFrameType.PONG:
+      this._raw_body = this._io.readBytes(this.lenBody);
+      var _io__raw_body = new KaitaiStream(this._raw_body);
+      this.body = new Empty(_io__raw_body, this, this._root);
+      break;
     case Link.LinkFrameType.RESET:
       this._raw_body = this._io.readBytes(this.lenBody);
       var _io__raw_body = new KaitaiStream(this._raw_body);
@@ -89,7 +104,7 @@ var Link = (function() {
   }
 
   /**
-   * The empty body of OPEN, FIN, RESET and GRANT.
+   * The empty body of OPEN, FIN, RESET, GRANT, PING and PONG.
    */
 
   var Empty = Link.Empty = (function() {
@@ -140,12 +155,12 @@ var Link = (function() {
 
   /**
    * Bytes of body that follow: 1..65535 for DATA, 4 for WINDOW, 0 for
-   * OPEN, FIN, RESET and GRANT.
+   * OPEN, FIN, RESET, GRANT, PING and PONG.
    */
 
   /**
    * DATA: the stream's bytes, kept raw (no case); WINDOW: `window`;
-   * OPEN, FIN, RESET, GRANT: `empty`.
+   * OPEN, FIN, RESET, GRANT, PING, PONG: `empty`.
    */
 
   return Link;

@@ -221,6 +221,14 @@ export const LinkFrameType = {
    * frame's stream id; no body (SPEC.md §3.2)
    */
   GRANT: 0x05,
+  /**
+   * either direction: answer with PONG carrying the same stream id
+   * field (a number of the sender's, no stream), once every frame
+   * before it was read; no body (SPEC.md §3.2)
+   */
+  PING: 0x06,
+  /** the answer to the oldest PING not yet answered, with its stream id field; no body (SPEC.md §3.2) */
+  PONG: 0x07,
 } as const;
 
 /**

@@ -617,7 +617,7 @@ export const Layout = {
     type: { offset: 0, size: 1 },
     streamId: { offset: 1, size: 4 },
     lenBody: { offset: 5, size: 2 },
-    bodySizes: { 1: [0, 0], 2: [4, 4], 3: [0, 0], 4: [0, 0], 5: [0, 0] },
+    bodySizes: { 1: [0, 0], 2: [4, 4], 3: [0, 0], 4: [0, 0], 5: [0, 0], 6: [0, 0], 7: [0, 0] },
   },
   "link::window": {
     size: 4,

@@ -11,8 +11,9 @@ doc: |
   frames, which multiplex many pool streams: a 7-byte header (type, stream
   id, body length) then `len_body` bytes of body. The rules: the type is one
   of `link_frame_type`; the stream id is not 0; a DATA body is 1..65535
-  bytes of stream data; OPEN, FIN, RESET and GRANT have no body (GRANT's
-  stream id is the highest id the server may open); a WINDOW body is 4
+  bytes of stream data; OPEN, FIN, RESET, GRANT, PING and PONG have no
+  body (GRANT's stream id is the highest id the server may open; PING's is
+  a number of the sender's, which PONG echoes); a WINDOW body is 4
   bytes (all checked as soon as the header is in), a u4 increment ≥ 1. A frame
   that breaks one is a link violation: the receiver closes the link at once
   (a link has no ERROR frame). The rules that need the link's state (stream
@@ -38,7 +39,7 @@ seq:
         type == link_frame_type::window ? _ == 4 : _ == 0
     doc: |
       Bytes of body that follow: 1..65535 for DATA, 4 for WINDOW, 0 for
-      OPEN, FIN, RESET and GRANT.
+      OPEN, FIN, RESET, GRANT, PING and PONG.
   - id: body
     size: len_body
     type:
@@ -49,9 +50,11 @@ seq:
         'link_frame_type::fin': empty
         'link_frame_type::reset': empty
         'link_frame_type::grant': empty
+        'link_frame_type::ping': empty
+        'link_frame_type::pong': empty
     doc: |
       DATA: the stream's bytes, kept raw (no case); WINDOW: `window`;
-      OPEN, FIN, RESET, GRANT: `empty`.
+      OPEN, FIN, RESET, GRANT, PING, PONG: `empty`.
 types:
   window:
     doc: |
@@ -64,7 +67,7 @@ types:
         valid:
           min: 1
   empty:
-    doc: The empty body of OPEN, FIN, RESET and GRANT.
+    doc: The empty body of OPEN, FIN, RESET, GRANT, PING and PONG.
 enums:
   link_frame_type:
     0x00:
@@ -87,3 +90,12 @@ enums:
       doc: |
         agent → server: the server may open streams up to the
         frame's stream id; no body (SPEC.md §3.2)
+    0x06:
+      id: ping
+      doc: |
+        either direction: answer with PONG carrying the same stream id
+        field (a number of the sender's, no stream), once every frame
+        before it was read; no body (SPEC.md §3.2)
+    0x07:
+      id: pong
+      doc: the answer to the oldest PING not yet answered, with its stream id field; no body (SPEC.md §3.2)

@@ -160,7 +160,6 @@ export class LinkCarrier implements Carrier {
     // The server opens the streams within what this side grants.
     const link: Link = new Link(conn, {
       ...(s.linkLastId ? { lastId: s.linkLastId } : {}),
-      granting: true,
       frameTimeoutMs: s.frameTimeoutMs,
       onStream: (stream: Conn) => {
         s.pool.add(stream);

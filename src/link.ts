@@ -21,16 +21,12 @@ import type { Addr, Conn } from "./net.ts";
 import { FrameDeadline } from "./frame_deadline.ts";
 import { IdMap } from "./idmap.ts";
 import type { LinkOptions } from "./link_options.ts";
-import { afterTurn } from "./time.ts";
+import { LinkWriter } from "./link_writer.ts";
 
 export { LINK_WINDOW };
 export type { LinkOptions };
-/** Bytes a link may hold for the connection before `send` waits for them. */
-const LINK_HWM = 256 * 1024;
-/** Frames that make a write before the turn ends (see `Link.send`). */
+/** Frames that make a write before the turn ends (see link_writer.ts). */
 const LINK_BATCH = 8;
-/** Frames this large are written as they are, not copied into a batch. */
-const COPY_LIMIT = 16 * 1024;
 const RESOLVED = Promise.resolve();
 
 /** How long a drained link waits for the peer to close its side. */
@@ -48,7 +44,9 @@ export class Link {
   readonly #opts: LinkOptions;
   readonly #streams = new IdMap<Stream>();
   readonly #framer = new LinkFramer();
-  /** Highest stream id opened on this link (by either side's count). */
+  /** What goes out, in its order (link_writer.ts). */
+  readonly #out: LinkWriter;
+  /** Highest stream id opened on this link. */
   #highest = 0;
   #draining = false;
   /** Drained and half-closed: waiting for the peer's EOF. */
@@ -58,27 +56,21 @@ export class Link {
   #gotFirst = false;
   /** The deadline from a frame's first byte, if `frameTimeoutMs`. */
   readonly #deadline: FrameDeadline | null;
-  /** The highest stream id granted (sent by the acceptor, received by the opener). */
+  /** The highest stream id granted (sent by the agent, received by the server). */
   #granted = 0;
-  /** Frames waiting for this turn's write, and that write. */
-  #out: Uint8Array[] = [];
-  #flushed: Promise<void> = RESOLVED;
-  /** A flush after this turn is scheduled. */
-  #flushing = false;
-  /** Frames that make a write before the turn ends: none where Nagle holds small writes. */
-  readonly #batch: number;
-  /** Bytes queued by `send` and not yet taken by the connection. */
-  #pending = 0;
-  /** Frames other than DATA in `#out`, in writes not yet taken, and most ever waiting. */
-  #controlOut = 0;
-  #controlWriting = 0;
-  #controlPeak = 0;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
 
-  constructor(conn: Conn, opts: LinkOptions = {}, initial?: Uint8Array) {
+  constructor(conn: Conn, opts: LinkOptions, initial?: Uint8Array) {
     this.#conn = conn;
-    this.#batch = conn.nagle ? Infinity : LINK_BATCH;
+    // A failed write fails the link (and so every stream).
+    this.#out = new LinkWriter(
+      conn,
+      conn.nagle ? Infinity : LINK_BATCH,
+      (e) => this.#fail(e),
+      LINK_MAX_QUEUED_CONTROL,
+      () => this.#overLimit(),
+    );
     this.#opts = opts;
     const ms = opts.frameTimeoutMs;
     this.#deadline = ms
@@ -88,7 +80,7 @@ export class Link {
     void this.#readLoop(initial);
   }
 
-  /** Streams opened on this link so far (by either side). */
+  /** Streams opened on this link so far. */
   get opened(): number {
     return this.#highest;
   }
@@ -100,7 +92,12 @@ export class Link {
 
   /** Frames other than DATA queued and not yet taken by the connection, now and at most so far. */
   get queuedControl(): { now: number; peak: number } {
-    return { now: this.#controlOut + this.#controlWriting, peak: this.#controlPeak };
+    return this.#out.queuedControl;
+  }
+
+  /** DATA bytes written and not yet answered by a PONG, and the most the link lets be. */
+  get inflight(): { now: number; cap: number } {
+    return { now: this.#out.pace.inflight, cap: this.#out.pace.cap };
   }
 
   /** False once the link failed, closed, drains, or has used its last stream id. */
@@ -116,41 +113,41 @@ export class Link {
     return this.#highest >= (this.#opts.lastId ?? 0xffffffff);
   }
 
-  /** Opener: stream ids granted and not yet opened. */
+  /** The server's side: stream ids granted and not yet opened. */
   get credit(): number {
     return this.#opts.onGrant ? this.#granted - this.#highest : 0;
   }
 
-  /** Acceptor: stream ids granted so far. */
+  /** The agent's side: stream ids granted so far. */
   get granted(): number {
     return this.#granted;
   }
 
   /**
-   * Acceptor: let the peer open `n` more streams (one GRANT frame
+   * The agent's side: let the peer open `n` more streams (one GRANT frame
    * with the new highest id). Returns how many were granted: fewer near the
    * last id, 0 on a link that is not usable.
    */
   grant(n: number): number {
-    if (!this.#opts.granting || !this.usable) return 0;
+    if (!this.#opts.onStream || !this.usable) return 0;
     const upTo = Math.min(this.#granted + n, this.#opts.lastId ?? 0xffffffff);
     const added = upTo - this.#granted;
     if (added <= 0) return 0;
     this.#granted = upTo;
-    this.send({ type: "GRANT", stream: upTo }).catch(() => {}); // a dead link fails its streams
+    this.send({ type: "GRANT", stream: upTo });
     return added;
   }
 
-  /** Open a stream (OPEN is sent now; the stream may be written at once). */
+  /** The server's side: open a stream (OPEN is sent now; the stream may be written at once). */
   open(): Conn {
     if (!this.usable) throw new NetError("ECLOSED", "the link is closed");
-    if (this.#opts.onGrant && this.#highest >= this.#granted) {
+    if (!this.#opts.onGrant || this.#highest >= this.#granted) {
       throw new NetError("ECLOSED", "the link has no stream granted to open");
     }
     const id = ++this.#highest;
     const s = new Stream(this, id);
     this.#streams.set(id, s);
-    this.send({ type: "OPEN", stream: id }).catch(() => {}); // a dead link fails the stream
+    this.send({ type: "OPEN", stream: id });
     return s;
   }
 
@@ -178,95 +175,34 @@ export class Link {
   }
 
   /**
-   * @internal Queue a frame on the link. Frames queued in one turn of the
-   * event loop go out together after it (a burst of OPENs, or the frames of
-   * many streams, cost one syscall and over TLS one record, not one each),
-   * or as soon as {@link LINK_BATCH} of them wait: the peer starts on those
-   * while this turn goes on (under load a turn serves dozens of streams, and
-   * holding all their frames to its end made each side wait for the other's
-   * whole turn). Not on a connection that keeps Nagle's algorithm
-   * (`Conn.nagle`): there the second write of a turn waited a round trip for
-   * the first one's ACK.
-   * Resolves at once while the link holds less than {@link LINK_HWM} not yet
-   * taken by the connection, else when this turn's frames are taken
-   * (backpressure, as `Conn.write`).
+   * @internal Queue a frame other than DATA and FIN: it leaves ahead of
+   * every stream's DATA (link_writer.ts). Nothing on a dead or ended link.
    */
-  send(f: LinkFrame | Uint8Array): Promise<void> {
-    if (this.#dead) return Promise.reject(new NetError("ECLOSED", "the link is closed"));
-    const bytes = f instanceof Uint8Array ? f : encodeLinkFrame(f); // DATA comes encoded
-    if (bytes !== f && ++this.#controlOut + this.#controlWriting > this.#controlPeak) {
-      this.#controlPeak++;
-    }
-    this.#out.push(bytes);
-    this.#pending += bytes.length;
-    let flushed: Promise<void> | null = null;
-    if (this.#out.length >= this.#batch) flushed = this.#flush();
-    else if (!this.#flushing) {
-      this.#flushing = true;
-      flushed = new Promise<void>((r) => afterTurn(r)).then(() => {
-        this.#flushing = false;
-        return this.#flush();
-      });
-    }
-    if (flushed) {
-      // A failed write fails the link (and so every stream); callers that waited see it too.
-      flushed.catch((e) => this.#fail(e instanceof Error ? e : new Error(String(e))));
-      this.#flushed = flushed;
-    }
-    return this.#pending < LINK_HWM ? RESOLVED : this.#flushed;
+  send(f: LinkFrame): void {
+    // A drained link has ended its side: a PING's PONG (or anything) cannot follow.
+    if (!this.#ending) this.#out.control(encodeLinkFrame(f));
   }
 
   /**
-   * Hand this turn's frames to the connection: small ones in one buffer,
-   * each large one (DATA of a big read) as it is, so its bytes are not copied
-   * twice. Writes keep their order; the last one's promise stands for all.
+   * @internal Queue a DATA frame (encoded) of stream `id`, after its earlier
+   * ones; resolves when the stream may queue more (backpressure, as
+   * `Conn.write`), rejects once the link failed.
    */
-  #flush(): Promise<void> {
-    const parts = this.#out;
-    this.#out = [];
-    let total = 0;
-    for (const p of parts) total += p.length;
-    const control = this.#controlOut;
-    this.#controlOut = 0;
-    this.#controlWriting += control;
-    const settle = () => {
-      this.#pending -= total;
-      this.#controlWriting -= control;
-    };
-    if (this.#dead) {
-      settle();
-      return Promise.reject(new NetError("ECLOSED", "the link is closed"));
-    }
-    let last: Promise<void> = RESOLVED;
-    let batch: Uint8Array[] = [];
-    let batchBytes = 0;
-    const writeBatch = () => {
-      if (batch.length === 0) return;
-      let buf = batch[0]!;
-      if (batch.length > 1) {
-        buf = new Uint8Array(batchBytes);
-        let at = 0;
-        for (const p of batch) (buf.set(p, at), at += p.length);
-      }
-      last = this.#conn.write(buf);
-      batch = [];
-      batchBytes = 0;
-    };
-    for (const p of parts) {
-      if (p.length >= COPY_LIMIT) {
-        writeBatch();
-        last = this.#conn.write(p);
-      } else {
-        batch.push(p);
-        batchBytes += p.length;
-      }
-    }
-    writeBatch();
-    return last.finally(settle);
+  data(id: number, frame: Uint8Array): Promise<void> {
+    return this.#out.data(id, frame);
   }
 
-  /** @internal A stream is done in both directions or was reset: forget it. */
-  forget(id: number): void {
+  /** @internal Queue stream `id`'s FIN after its DATA; resolves once it is handed to the connection. */
+  fin(id: number): Promise<void> {
+    return this.#out.fin(id, encodeLinkFrame({ type: "FIN", stream: id }));
+  }
+
+  /**
+   * @internal A stream is done in both directions, or was reset or failed
+   * (`dropped`: what it has queued is dropped, its waiting write fails).
+   */
+  forget(id: number, dropped: Error | null = null): void {
+    if (dropped) this.#out.drop(id, dropped);
     this.#streams.delete(id);
     if (this.#draining && this.#streams.size === 0) this.#finish();
   }
@@ -276,7 +212,10 @@ export class Link {
     if (this.#ending || this.#dead) return;
     this.#ending = true;
     this.#linger = setTimeout(() => this.close(), LINGER_MS);
-    this.#flushed.then(() => this.#conn.end()).catch(() => this.close());
+    this.#out.flushed().then(() => {
+      this.#out.end();
+      return this.#conn.end();
+    }).catch(() => this.close());
   }
 
   async #readLoop(initial: Uint8Array | undefined): Promise<void> {
@@ -336,58 +275,31 @@ export class Link {
     ));
   }
 
+  /** The peer does not read what its frames make us answer (SPEC.md §10.1): the link fails. */
+  #overLimit(): void {
+    if (this.#dead) return;
+    this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
+    this.#fail(violation(
+      "limit_exceeded",
+      `Cannot take link frame: ${LINK_MAX_QUEUED_CONTROL} frames answering the peer ` +
+        "wait for it to read (limit=link_queued_control)",
+    ));
+  }
+
   #dispatch(f: LinkFrame): void {
-    if (this.#controlOut + this.#controlWriting > LINK_MAX_QUEUED_CONTROL) {
-      this.#opts.onLimit?.("link_queued_control", LINK_MAX_QUEUED_CONTROL);
-      throw violation(
-        "limit_exceeded",
-        `Cannot take link frame: ${LINK_MAX_QUEUED_CONTROL} frames answering the peer ` +
-          "wait for it to read (limit=link_queued_control)",
-      );
-    }
-    if (f.type === "GRANT") {
-      if (!this.#opts.onGrant) {
-        throw violation(
-          "unexpected_message",
-          "Cannot take GRANT: this side does not open streams within grants",
-        );
-      }
-      if (f.stream <= this.#granted) {
+    switch (f.type) {
+      case "PING":
+        return this.send({ type: "PONG", stream: f.stream });
+      case "PONG":
+        if (this.#out.pong(f.stream)) return;
         throw violation(
           "invalid_message",
-          `Cannot take GRANT: id ${f.stream} is not above ${this.#granted}`,
+          `Cannot take PONG: ${f.stream} answers no PING awaiting its PONG`,
         );
-      }
-      const added = f.stream - this.#granted;
-      this.#granted = f.stream;
-      this.#opts.onGrant(added);
-      return;
-    }
-    if (f.type === "OPEN") {
-      if (!this.#opts.onStream) {
-        throw violation("unexpected_message", "Cannot open link stream: this side opens them");
-      }
-      if (f.stream <= this.#highest) {
-        throw violation(
-          "invalid_message",
-          `Cannot open link stream: id ${f.stream} is not above ${this.#highest}`,
-        );
-      }
-      if (this.#opts.granting && f.stream > this.#granted) {
-        throw violation(
-          "limit_exceeded",
-          `Cannot open link stream: id ${f.stream} is beyond the ${this.#granted} granted`,
-        );
-      }
-      this.#highest = f.stream;
-      const max = this.#opts.maxStreams ?? 65536;
-      if (this.#draining || this.#streams.size >= max) {
-        return void this.send({ type: "RESET", stream: f.stream }); // not dead: no new rejection
-      }
-      const s = new Stream(this, f.stream);
-      this.#streams.set(f.stream, s);
-      this.#opts.onStream(s);
-      return;
+      case "GRANT":
+        return this.#takeGrant(f.stream);
+      case "OPEN":
+        return this.#opened(f.stream);
     }
     if (f.stream > this.#highest) {
       throw violation(
@@ -399,6 +311,52 @@ export class Link {
     this.#streams.get(f.stream)?.receive(f);
   }
 
+  /** The server's side: the agent granted ids up to `upTo`. */
+  #takeGrant(upTo: number): void {
+    if (!this.#opts.onGrant) {
+      throw violation(
+        "unexpected_message",
+        "Cannot take GRANT: this side does not open streams within grants",
+      );
+    }
+    if (upTo <= this.#granted) {
+      throw violation(
+        "invalid_message",
+        `Cannot take GRANT: id ${upTo} is not above ${this.#granted}`,
+      );
+    }
+    const added = upTo - this.#granted;
+    this.#granted = upTo;
+    this.#opts.onGrant(added);
+  }
+
+  /** The agent's side: the server opened stream `id`. */
+  #opened(id: number): void {
+    if (!this.#opts.onStream) {
+      throw violation("unexpected_message", "Cannot open link stream: this side opens them");
+    }
+    if (id <= this.#highest) {
+      throw violation(
+        "invalid_message",
+        `Cannot open link stream: id ${id} is not above ${this.#highest}`,
+      );
+    }
+    if (id > this.#granted) {
+      throw violation(
+        "limit_exceeded",
+        `Cannot open link stream: id ${id} is beyond the ${this.#granted} granted`,
+      );
+    }
+    this.#highest = id;
+    const max = this.#opts.maxStreams ?? 65536;
+    if (this.#draining || this.#streams.size >= max) {
+      return this.send({ type: "RESET", stream: id }); // not dead: no new rejection
+    }
+    const s = new Stream(this, id);
+    this.#streams.set(id, s);
+    this.#opts.onStream(s);
+  }
+
   /**
    * The link is gone: by `close()` here (`why` null), a violation, or the
    * peer's end or a failure. In the last two a stream whose peer had sent FIN
@@ -407,6 +365,7 @@ export class Link {
   #fail(why: Error | null): void {
     if (this.#dead) return;
     this.#dead = why ?? new NetError("ECLOSED", "the link is closed");
+    this.#out.fail(this.#dead);
     clearTimeout(this.#linger);
     this.#deadline?.stop();
     this.#conn.close();

@@ -39,12 +39,13 @@ const NAMES: readonly (Name | undefined)[] = (() => {
 const BODY: Readonly<Record<number, readonly [number, number]>> = L.bodySizes;
 
 /**
- * A link frame. GRANT carries no stream: its `stream` field is
- * the highest stream id the server may open so far.
+ * A link frame. GRANT carries no stream: its `stream` field is the highest
+ * stream id the server may open so far; PING's and PONG's is the PING
+ * sender's number.
  */
 export type LinkFrame =
   | { type: "DATA"; stream: number; data: Uint8Array }
-  | { type: "OPEN" | "FIN" | "RESET" | "GRANT"; stream: number }
+  | { type: "OPEN" | "FIN" | "RESET" | "GRANT" | "PING" | "PONG"; stream: number }
   | { type: "WINDOW"; stream: number; increment: number };
 
 const T = L.type.offset;
@@ -114,6 +115,8 @@ export class LinkFramer {
   #buffered = 0;
   #error: ProtocolError | null = null;
   readonly #scratch = new Uint8Array(LINK_HEADER_SIZE);
+  /** Where the header {@link #header} returned starts in it. */
+  #at = 0;
 
   /** Bytes held and not yet returned as frames. */
   get buffered(): number {
@@ -130,7 +133,8 @@ export class LinkFramer {
   next(): LinkFrame | null {
     if (this.#error) throw this.#error;
     if (this.#buffered < LINK_HEADER_SIZE) return null;
-    const [h, at] = this.#header();
+    const h = this.#header();
+    const at = this.#at;
     const type = h[at + T]!;
     const s = at + S;
     const stream = ((h[s]! << 24) | (h[s + 1]! << 16) | (h[s + 2]! << 8) | h[s + 3]!) >>> 0;
@@ -172,11 +176,15 @@ export class LinkFramer {
   /**
    * Where the next header's 7 bytes are (7 ≤ buffered), without consuming
    * them: the first chunk at the current offset, or, when the header spans
-   * chunks, a scratch copy. No allocation per frame.
+   * chunks, a scratch copy; the offset in it is left in `#at`. No
+   * allocation per frame (a flood of small frames makes no garbage here).
    */
-  #header(): [Uint8Array, number] {
+  #header(): Uint8Array {
     const first = this.#chunks[0]!;
-    if (first.length - this.#off >= LINK_HEADER_SIZE) return [first, this.#off];
+    if (first.length - this.#off >= LINK_HEADER_SIZE) {
+      this.#at = this.#off;
+      return first;
+    }
     let got = 0;
     let off = this.#off;
     for (const c of this.#chunks) {
@@ -186,7 +194,8 @@ export class LinkFramer {
       off = 0;
       if (got === LINK_HEADER_SIZE) break;
     }
-    return [this.#scratch, 0];
+    this.#at = 0;
+    return this.#scratch;
   }
 
   /** Consume `n` bytes (n ≤ buffered) without returning them. */

@@ -1,15 +1,33 @@
 /**
- * What the owner of a link (link.ts, SPEC.md §2.4) sets: which side opens
- * streams and which grants them, its limits and deadline, and the callbacks
- * for streams, grants, limits and its end.
+ * What the owner of a link (link.ts, SPEC.md §2.4) sets: its side (the
+ * agent grants stream ids and accepts the streams, `onStream`; the server
+ * opens streams within the grants, `onGrant`), its limits and deadline, and
+ * the callbacks for limits and its end.
  *
  * @module
  */
 import type { Conn } from "./net.ts";
 
-export interface LinkOptions {
-  /** Called with each stream the peer opens; absent = the peer may not open streams. */
-  onStream?: (stream: Conn) => void;
+/** The agent's side: grants stream ids ({@link Link.grant}) and accepts the streams. */
+export interface AcceptorOptions extends CommonOptions {
+  /**
+   * Called with each stream the peer opens; the peer may open only the
+   * stream ids this side granted, an OPEN beyond them is a link violation.
+   */
+  onStream: (stream: Conn) => void;
+  onGrant?: never;
+}
+
+/** The server's side: opens streams ({@link Link.open}) within the peer's grants. */
+export interface OpenerOptions extends CommonOptions {
+  /** Called with each GRANT's number of new stream ids. */
+  onGrant: (added: number) => void;
+  onStream?: never;
+}
+
+export type LinkOptions = AcceptorOptions | OpenerOptions;
+
+interface CommonOptions {
   /** Streams open at once that the peer may have; an OPEN beyond it is RESET. Default 65536. */
   maxStreams?: number;
   /**
@@ -30,18 +48,6 @@ export interface LinkOptions {
   frameTimeoutMs?: number;
   /** Called once when the link fails or closes, with the reason (null after `close()`). */
   onClose?: (why: Error | null) => void;
-  /** The last stream id this side may open (default 2³²−1; tests lower it). */
+  /** The last stream id of the link (default 2³²−1; tests lower it). */
   lastId?: number;
-  /**
-   * The side that accepts streams (`onStream`): the peer may open
-   * only the stream ids this side granted ({@link Link.grant}); an OPEN
-   * beyond them is a link violation.
-   */
-  granting?: boolean;
-  /**
-   * The side that opens streams: called with each GRANT's number
-   * of new stream ids; {@link Link.open} stays within them. Absent: a GRANT
-   * is a link violation.
-   */
-  onGrant?: (added: number) => void;
 }

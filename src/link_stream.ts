@@ -12,8 +12,6 @@ import type { Addr, Conn } from "./net.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
 export const LINK_WINDOW = 1 << 20;
-/** A receiver grants window once its reader has consumed this much. */
-const GRANT_AT = LINK_WINDOW / 4;
 
 type Waiter = { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void };
 
@@ -87,7 +85,7 @@ export class Stream implements Conn {
         throw this.#lost ?? this.#error ?? new NetError("ECLOSED", "stream closed");
       }
       this.#finSent = true;
-      await this.link.send({ type: "FIN", stream: this.id });
+      await this.link.fin(this.id);
       this.#settleIfDone();
     });
     return this.#ended;
@@ -95,7 +93,7 @@ export class Stream implements Conn {
 
   close(): void {
     if (this.#done) return;
-    this.link.send({ type: "RESET", stream: this.id }).catch(() => {});
+    this.link.send({ type: "RESET", stream: this.id });
     this.abort(null);
   }
 
@@ -123,7 +121,7 @@ export class Stream implements Conn {
     this.#reader = null;
     if (r) error ? r.reject(error) : r.resolve(null);
     this.#windowWaiter?.();
-    this.link.forget(this.id);
+    this.link.forget(this.id, error ?? new NetError("ECLOSED", "stream closed"));
     this.#resolveClosed();
   }
 
@@ -199,19 +197,19 @@ export class Stream implements Conn {
       const n = Math.min(Math.ceil(left / pieces), this.#window);
       this.#window -= n;
       const piece = n === chunk.length ? chunk : chunk.subarray(off, off + n);
-      await this.link.send(encodeData(this.id, piece));
+      await this.link.data(this.id, encodeData(this.id, piece));
       off += n;
     }
   }
 
-  /** Our reader consumed `n` bytes: grant them back once enough has gathered. */
+  /** Our reader consumed `n` bytes: grant them back once a quarter of the window has gathered. */
   #grant(n: number): void {
     this.#consumed += n;
-    if (this.#consumed < GRANT_AT || this.#eof) return;
+    if (this.#consumed < LINK_WINDOW / 4 || this.#eof) return;
     const increment = this.#consumed;
     this.#consumed = 0;
     this.#allowed += increment;
-    this.link.send({ type: "WINDOW", stream: this.id, increment }).catch(() => {});
+    this.link.send({ type: "WINDOW", stream: this.id, increment });
   }
 
   /** Both directions ended and everything was read: the stream is done. */

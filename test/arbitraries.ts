@@ -312,7 +312,14 @@ export function linkFrame(maxData = LINK_MAX_DATA): fc.Arbitrary<LinkFrame> {
       ),
     }),
     rec({
-      type: fc.constantFrom("OPEN" as const, "FIN" as const, "RESET" as const, "GRANT" as const),
+      type: fc.constantFrom(
+        "OPEN" as const,
+        "FIN" as const,
+        "RESET" as const,
+        "GRANT" as const,
+        "PING" as const,
+        "PONG" as const,
+      ),
       stream: linkStream,
     }),
     rec({
@@ -347,7 +354,8 @@ export function parseLinkGenerated(bytes: Uint8Array): { frame: LinkFrame; size:
   else if (type === "WINDOW" && body instanceof Link.Window) {
     frame = { type, stream, increment: body.increment };
   } else if (
-    (type === "OPEN" || type === "FIN" || type === "RESET" || type === "GRANT") &&
+    (type === "OPEN" || type === "FIN" || type === "RESET" || type === "GRANT" ||
+      type === "PING" || type === "PONG") &&
     body instanceof Link.Empty
   ) {
     frame = { type, stream };

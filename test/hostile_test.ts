@@ -117,6 +117,7 @@ test(`${rt}: a peer that sends OPENs without reading the RESETs has its link fai
     onLimit: (name, max) => limits.push(`${name} ${max}`),
     onClose: (e) => why = e,
   });
+  link.grant(0xffffffff); // every id: the peer's OPENs are all within the grants
   try {
     const batch = 8192;
     const r = await flood(dialed, (i) => linkOpens(1 + i * batch, batch), {
@@ -215,7 +216,7 @@ function unreadConn(): { conn: Conn; feed(b: Uint8Array): void } {
   };
 }
 
-type Step = { kind: "OPEN" | "RESET" | "FIN" | "WINDOW" | "DATA"; pick: number };
+type Step = { kind: "OPEN" | "RESET" | "FIN" | "WINDOW" | "DATA" | "PING"; pick: number };
 
 /** Valid link frames from `steps`, as a peer that opens streams sends them. */
 function validFrames(steps: Step[]): LinkFrame[] {
@@ -225,6 +226,10 @@ function validFrames(steps: Step[]): LinkFrame[] {
   for (const { kind, pick } of steps) {
     if (kind === "OPEN" || highest === 0) {
       out.push({ type: "OPEN", stream: ++highest });
+      continue;
+    }
+    if (kind === "PING") {
+      out.push({ type: "PING", stream: 1 + (pick % 1000) }); // each answered with a PONG
       continue;
     }
     const stream = 1 + (pick % highest);
@@ -243,7 +248,7 @@ function validFrames(steps: Step[]): LinkFrame[] {
 }
 
 test(`${rt}: property: a peer that sends valid link frames and never reads gets at most ${LINK_MAX_QUEUED_CONTROL} control frames queued`, async () => {
-  const kinds = fc.constantFrom("OPEN", "RESET", "FIN", "WINDOW", "DATA") as fc.Arbitrary<
+  const kinds = fc.constantFrom("OPEN", "RESET", "FIN", "WINDOW", "DATA", "PING") as fc.Arbitrary<
     Step["kind"]
   >;
   const steps = fc.array(fc.record({ kind: kinds, pick: fc.nat(1 << 20) }), {
@@ -266,6 +271,7 @@ test(`${rt}: property: a peer that sends valid link frames and never reads gets 
           },
           onClose: (e) => why = e,
         });
+        link.grant(0xffffffff); // every id: the peer's OPENs are all within the grants
         // The pattern again and again, its stream ids moved past the last: 20 000 frames.
         const frames = validFrames(pattern);
         let sent = 0;

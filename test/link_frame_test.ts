@@ -95,10 +95,12 @@ test("link frame: golden bytes", () => {
   assert.deepEqual(encodeLinkFrame({ type: "FIN", stream: 0xffffffff }), hex("03 ffffffff 0000"));
   assert.deepEqual(encodeLinkFrame({ type: "RESET", stream: 9 }), hex("04 00000009 0000"));
   assert.deepEqual(encodeLinkFrame({ type: "GRANT", stream: 300 }), hex("05 0000012c 0000"));
+  assert.deepEqual(encodeLinkFrame({ type: "PING", stream: 42 }), hex("06 0000002a 0000"));
+  assert.deepEqual(encodeLinkFrame({ type: "PONG", stream: 42 }), hex("07 0000002a 0000"));
   assert.equal(LINK_HEADER_SIZE, 7);
   assert.equal(LINK_MAX_DATA, 65535);
   assert.deepEqual(
-    { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4, GRANT: 5 },
+    { DATA: 0, OPEN: 1, WINDOW: 2, FIN: 3, RESET: 4, GRANT: 5, PING: 6, PONG: 7 },
     { ...LinkFrameType },
     "the type bytes above are the generated enum's",
   );
@@ -124,7 +126,7 @@ test("link frame: encodeLinkFrame refuses values that have no valid frame", () =
 
 // ------------------------------------- encode -> generated parser / LinkFramer
 
-for (const kind of ["DATA", "OPEN", "WINDOW", "FIN", "RESET", "GRANT"] as const) {
+for (const kind of ["DATA", "OPEN", "WINDOW", "FIN", "RESET", "GRANT", "PING", "PONG"] as const) {
   test(`link frame: ${kind} encode -> generated Link parser and LinkFramer agree`, () => {
     fc.assert(
       fc.property(linkFrame().filter((f) => f.type === kind), (f) => {
@@ -227,7 +229,9 @@ test("link framer: a DATA body inside one chunk is returned without copying", ()
 
 /** Frames that break a rule of SPEC.md §3.2; all of them also break spec/link.ksy. */
 const INVALID: [string, Uint8Array][] = [
-  ["type 6", raw(6, 1, [])],
+  ["type 8", raw(8, 1, [])],
+  ["PING with a body", raw(6, 1, [0])],
+  ["PONG of id 0", raw(7, 0, [])],
   ["GRANT with a body", raw(5, 1, [0])],
   ["GRANT of id 0", raw(5, 0, [])],
   ["type 255", raw(255, 1, [])],

@@ -219,15 +219,25 @@ interface Pair {
   close(): void;
 }
 
+/** What a test sets of each side's options (the side's own callbacks are the pair's). */
+type Common = Omit<LinkOptions, "onClose" | "onStream" | "onGrant">;
+
+/** Stream ids the accepting side of {@link linkPair} and {@link rawPeer} grants at the start. */
+const GRANTED = 100_000;
+
 interface PairOptions {
-  server?: Omit<LinkOptions, "onClose">;
-  agent?: Omit<LinkOptions, "onClose">;
+  server?: Common & { onStream?: (s: Conn) => void };
+  agent?: Common;
   /** Wrap the connections before the links get them. */
   wrapAgent?: (c: Conn) => Conn;
   wrapServer?: (c: Conn) => Conn;
 }
 
-/** Two links over one TCP connection: the dialing side opens streams, the accepting side gets them. */
+/**
+ * Two links over one TCP connection: the dialing side opens streams (as
+ * burrow's server does), the accepting side grants {@link GRANTED} ids at
+ * the start and gets the streams (as the agent does).
+ */
 async function linkPair(opts: PairOptions = {}): Promise<Pair> {
   const { dialed, accepted } = await tcpPair();
   const streams = new Accepted();
@@ -240,8 +250,11 @@ async function linkPair(opts: PairOptions = {}): Promise<Pair> {
   });
   const agent = new Link((opts.wrapAgent ?? ((c) => c))(dialed), {
     ...opts.agent,
+    onGrant: () => {},
     onClose: a.onClose,
   });
+  server.grant(GRANTED);
+  assert.ok(await until(() => agent.credit > 0), "the GRANT arrived");
   return {
     agent,
     server,
@@ -272,10 +285,14 @@ class Raw {
     return this.conn.write(concat(parts));
   }
 
-  /** The next frame, or null at EOF. */
+  /** The next frame, or null at EOF; a PING is answered (PONG), not returned. */
   async next(): Promise<LinkFrame | null> {
     for (;;) {
       const f = this.#framer.next();
+      if (f?.type === "PING") {
+        await this.send({ type: "PONG", stream: f.stream });
+        continue;
+      }
       if (f !== null) return f;
       const c = await this.conn.read();
       if (c === null) return null;
@@ -310,10 +327,14 @@ function dataFrames(stream: number, n: number, fill = 0x61): LinkFrame[] {
   return out;
 }
 
-/** A Link on one end of a TCP connection, a {@link Raw} peer on the other. */
+/**
+ * A Link on one end of a TCP connection, a {@link Raw} peer on the other.
+ * On the accepting side ("server") the link has granted {@link GRANTED}
+ * ids (the GRANT is read here); on the opening side the raw peer has.
+ */
 async function rawPeer(
   linkSide: "server" | "agent",
-  opts: Omit<LinkOptions, "onClose"> = {},
+  opts: Common & { onGrant?: (n: number) => void; grant?: number } = {},
 ): Promise<{
   link: Link;
   raw: Raw;
@@ -325,12 +346,21 @@ async function rawPeer(
   const streams = new Accepted();
   const c = closeReason();
   const mine = linkSide === "server" ? accepted : dialed;
-  const link = new Link(mine, {
-    ...(linkSide === "server" ? { onStream: streams.push } : {}),
-    ...opts,
-    onClose: c.onClose,
-  });
+  const { onGrant, grant = GRANTED, ...common } = opts;
+  const link = new Link(
+    mine,
+    linkSide === "server"
+      ? { ...common, onStream: streams.push, onClose: c.onClose }
+      : { ...common, onGrant: onGrant ?? (() => {}), onClose: c.onClose },
+  );
   const raw = new Raw(linkSide === "server" ? dialed : accepted);
+  if (grant > 0 && linkSide === "server") {
+    link.grant(grant);
+    assert.deepEqual(await within(raw.next(), "GRANT"), { type: "GRANT", stream: grant });
+  } else if (grant > 0) {
+    await raw.send({ type: "GRANT", stream: grant });
+    assert.ok(await until(() => link.credit > 0), "the GRANT arrived");
+  }
   return {
     link,
     raw,
@@ -390,7 +420,10 @@ test(`${rt}: 50 streams in parallel each echo their own payload`, async () => {
     );
     results.forEach((back, i) => assertSame(back, payloads[i]!, `stream ${i}`));
     // Every stream finished cleanly on both sides: none is left.
-    assert.ok(await until(() => p.agent.streams === 0 && p.server.streams === 0));
+    assert.ok(
+      await until(() => p.agent.streams === 0 && p.server.streams === 0),
+      `streams left: ${p.agent.streams} opening, ${p.server.streams} accepting`,
+    );
     assert.ok(p.agent.usable && p.server.usable);
   } finally {
     p.close();
@@ -836,6 +869,14 @@ const VIOLATIONS: Violation[] = [
     message: /stream 0/,
   },
   {
+    name: "PONG answering no PING",
+    side: "server",
+    before: [{ type: "OPEN", stream: 1 }],
+    bad: frame({ type: "PONG", stream: 7 }),
+    code: "invalid_message",
+    message: /answers no PING/,
+  },
+  {
     name: "FIN with a body",
     side: "agent",
     before: [],
@@ -883,6 +924,57 @@ for (const v of VIOLATIONS) {
     }
   });
 }
+
+test(`${rt}: each PING is answered with a PONG of its number, in order, on either side`, async () => {
+  for (const side of ["server", "agent"] as const) {
+    const r = await rawPeer(side);
+    try {
+      await r.raw.send({ type: "PING", stream: 7 }, { type: "PING", stream: 0xffffffff });
+      assert.deepEqual(await within(r.raw.next(), "PONG"), { type: "PONG", stream: 7 });
+      assert.deepEqual(await within(r.raw.next(), "PONG"), { type: "PONG", stream: 0xffffffff });
+      assert.ok(r.link.usable);
+    } finally {
+      r.close();
+    }
+  }
+});
+
+test(`${rt}: a link keeps at most its cap in flight until the peer answers its PINGs`, async () => {
+  const r = await rawPeer("agent");
+  try {
+    const a = r.link.open();
+    const writing = a.write(randomBytes(LINK_WINDOW)); // within the window: not held by it
+    writing.catch(() => {});
+    // Read raw frames without answering the PINGs: DATA stops at the cap.
+    const framer = new LinkFramer();
+    let data = 0;
+    const pings: number[] = [];
+    const cap = r.link.inflight.cap;
+    while (data < cap) {
+      const c = await within(r.raw.conn.read(), "frames up to the cap");
+      assert.ok(c !== null);
+      framer.push(c);
+      for (let f = framer.next(); f !== null; f = framer.next()) {
+        if (f.type === "DATA") data += f.data.length + 7;
+        if (f.type === "PING") pings.push(f.stream);
+      }
+    }
+    assert.ok(await stillPending(writing), "everything left while no PING was answered");
+    assert.ok(data <= cap + LINK_MAX_DATA + 7, `${data} bytes in flight, cap ${cap}`);
+    assert.equal(r.link.inflight.now, data);
+    assert.ok(pings.length > 0);
+    // The PONGs let the rest go.
+    await r.raw.send(...pings.map((stream) => ({ type: "PONG" as const, stream })));
+    let got = data;
+    while (got < LINK_WINDOW + 7 * 17) {
+      const f = await within(r.raw.next(), "the rest");
+      if (f?.type === "DATA") got += f.data.length + 7;
+    }
+    await within(writing, "the write");
+  } finally {
+    r.close();
+  }
+});
 
 test(`${rt}: frames for a stream already reset here are dropped, not a violation`, async () => {
   const r = await rawPeer("server");
@@ -1058,21 +1150,19 @@ test(`${rt}: drain() with no stream open closes the link at once`, async () => {
 test(`${rt}: first: an Error it returns for the first chunk fails the link via onClose`, async () => {
   const refused = new Error("the server refused the link");
   const seen: number[] = [];
-  const r = await rawPeer("agent", {
+  // As the agent's link reads a server's refusal (the link has granted ids).
+  const r = await rawPeer("server", {
     first(chunk) {
       seen.push(chunk[0]!);
       return chunk[0] === 0x42 ? refused : null;
     },
   });
   try {
-    const a = r.link.open();
-    const pending = a.read();
-    pending.catch(() => {});
     await r.raw.sendBytes(Uint8Array.of(0x42, 0, 0, 0, 0, 0, 1, 0x99));
     assert.equal(await within(r.reason, "onClose"), refused);
     await within(r.link.closed, "closed");
     assert.deepEqual(seen, [0x42]);
-    await assert.rejects(within(pending, "read"), isNetError("ECONNRESET"));
+    assert.equal(r.link.grant(1), 0);
     assert.ok(!r.link.usable);
     await within(r.raw.toEnd(), "raw peer sees EOF");
   } finally {
@@ -1082,19 +1172,22 @@ test(`${rt}: first: an Error it returns for the first chunk fails the link via o
 
 test(`${rt}: first: null lets the link go on; later chunks are not inspected`, async () => {
   const seen: number[] = [];
-  const r = await rawPeer("agent", {
+  const r = await rawPeer("server", {
     first(chunk) {
       seen.push(chunk[0]!);
       return chunk[0] === 0x42 ? new Error("refused") : null;
     },
   });
   try {
-    const a = r.link.open();
-    await r.raw.send({ type: "DATA", stream: 1, data: Uint8Array.of(0x42, 0x42) });
+    await r.raw.send(
+      { type: "OPEN", stream: 1 },
+      { type: "DATA", stream: 1, data: Uint8Array.of(0x42, 0x42) },
+    );
+    const a = await r.streams.next();
     assert.deepEqual([...(await within(a.read(), "read"))!], [0x42, 0x42]);
     await r.raw.send({ type: "DATA", stream: 1, data: enc("B") });
     assert.equal(dec((await within(a.read(), "read 2"))!), "B");
-    assert.deepEqual(seen, [0]);
+    assert.deepEqual(seen, [1]);
     assert.ok(r.link.usable);
   } finally {
     r.close();
@@ -1113,6 +1206,7 @@ test(`${rt}: bytes read before the link (initial) come first, wherever they end`
     const { dialed, accepted } = await tcpPair();
     const streams = new Accepted();
     const link = new Link(accepted, { onStream: streams.push }, bytes.slice(0, k));
+    link.grant(GRANTED); // before the initial bytes are taken
     try {
       if (k < bytes.length) await within(dialed.write(bytes.slice(k)), "write the rest");
       const [s1, s2] = [await streams.next(), await streams.next()];
@@ -1136,7 +1230,9 @@ test(`${rt}: frames arriving one byte per read give the streams their exact data
   const c = closeReason();
   const link = new Link(trickle(accepted), { onStream: streams.push, onClose: c.onClose });
   const raw = new Raw(dialed);
+  link.grant(GRANTED);
   try {
+    assert.deepEqual(await within(raw.next(), "GRANT"), { type: "GRANT", stream: GRANTED });
     const one = randomBytes(3001);
     const two = randomBytes(LINK_MAX_DATA);
     const three = Uint8Array.of(7);
@@ -1184,6 +1280,7 @@ test(`${rt}: a byte-by-byte sender (one write per byte) is read the same`, async
   const { dialed, accepted } = await tcpPair();
   const streams = new Accepted();
   const link = new Link(accepted, { onStream: streams.push });
+  link.grant(GRANTED);
   try {
     const data = enc("split everywhere");
     const bytes = concat([
@@ -1212,7 +1309,7 @@ test(`${rt}: credit: the opener opens only what was granted; each GRANT raises t
   const { dialed, accepted } = await tcpPair();
   const streams: Conn[] = [];
   // The agent (dialing side) grants and accepts; the server opens.
-  const agent = new Link(dialed, { granting: true, onStream: (s) => void streams.push(s) });
+  const agent = new Link(dialed, { onStream: (s) => void streams.push(s) });
   const server = new Link(accepted, { onGrant: (n) => void grants.push(n) });
   try {
     assert.equal(server.credit, 0);
@@ -1243,7 +1340,7 @@ test(`${rt}: credit: the opener opens only what was granted; each GRANT raises t
 
 test(`${rt}: credit: grants stop at the last stream id`, async () => {
   const { dialed, accepted } = await tcpPair();
-  const agent = new Link(dialed, { granting: true, onStream: () => {}, lastId: 4 });
+  const agent = new Link(dialed, { onStream: () => {}, lastId: 4 });
   const server = new Link(accepted, { onGrant: () => {} });
   try {
     assert.equal(agent.grant(3), 3);
@@ -1296,10 +1393,7 @@ const CREDIT_VIOLATIONS: Array<{
 for (const v of CREDIT_VIOLATIONS) {
   test(`${rt}: credit: protocol violation fails the link: ${v.name}`, async () => {
     // The raw peer plays the other side; `rawPeer("server")` runs the Link on the accepting end.
-    const r = await rawPeer(
-      v.side === "agent" ? "server" : "agent",
-      v.side === "agent" ? { granting: true } : { onGrant: () => {} },
-    );
+    const r = await rawPeer(v.side === "agent" ? "server" : "agent", { grant: 0 });
     try {
       if (v.side === "agent") {
         assert.equal(r.link.grant(2), 2);

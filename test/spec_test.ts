@@ -179,6 +179,8 @@ test("spec: link frame types of SPEC.md §9.6 = link_frame_type of spec/link.ksy
     "1..65535 bytes": undefined,
     "empty": "empty",
     "empty (the stream id field is the highest id granted)": "empty",
+    "empty (the stream id field is the sender's number)": "empty",
+    "empty (the stream id field is the PING's)": "empty",
     "u4 increment ≥ 1": "window",
   };
   for (const [, name, text, sec] of tableRows(section("9.6"))) {

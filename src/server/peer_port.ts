@@ -78,7 +78,6 @@ export class PeerPort {
     const plog = log.with({ peer: hs.peer });
     const max = c.peer?.streamsPerLink ?? 1024;
     const link: Link = new Link(hs.conn, {
-      granting: true,
       maxStreams: max,
       onStream: (s) => {
         void this.#serve(s, plog, hs.peer).finally(() => link.grant(1));
