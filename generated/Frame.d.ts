@@ -54,6 +54,7 @@ export declare class Frame {
     | Peer.Forward
     | Peer.Fleet
     | Peer.PeerWelcome
+    | Peer.ForwardCheck
     | Uint8Array;
   _raw_payload?: Uint8Array;
 }
@@ -159,6 +160,10 @@ export declare namespace Frame {
      * accepting server → dialing server, peer (SPEC.md §5.25)
      */
     readonly PEER_WELCOME: 67;
+    /**
+     * dialing server → accepting server, peer-link stream, instead of FORWARD for a login check (SPEC.md §5.26)
+     */
+    readonly FORWARD_CHECK: 68;
     readonly 1: "AGENT_HELLO";
     readonly 2: "CHALLENGE";
     readonly 3: "AUTH";
@@ -184,6 +189,7 @@ export declare namespace Frame {
     readonly 65: "FORWARD";
     readonly 66: "FLEET";
     readonly 67: "PEER_WELCOME";
+    readonly 68: "FORWARD_CHECK";
   };
   /**
    * The fixed 12-byte frame header. Receivers check, in this order: magic

@@ -47,6 +47,7 @@ var Frame = (function() {
     FORWARD: 65,
     FLEET: 66,
     PEER_WELCOME: 67,
+    FORWARD_CHECK: 68,
 
     1: "AGENT_HELLO",
     2: "CHALLENGE",
@@ -73,6 +74,7 @@ var Frame = (function() {
     65: "FORWARD",
     66: "FLEET",
     67: "PEER_WELCOME",
+    68: "FORWARD_CHECK",
   });
 
   function Frame(_io, _parent, _root) {
@@ -144,6 +146,11 @@ var Frame = (function() {
       this._raw_payload = this._io.readBytes(this.header.lenPayload);
       var _io__raw_payload = new KaitaiStream(this._raw_payload);
       this.payload = new Peer_.Peer.Forward(_io__raw_payload, null, null);
+      break;
+    case Frame.MsgType.FORWARD_CHECK:
+      this._raw_payload = this._io.readBytes(this.header.lenPayload);
+      var _io__raw_payload = new KaitaiStream(this._raw_payload);
+      this.payload = new Peer_.Peer.ForwardCheck(_io__raw_payload, null, null);
       break;
     case Frame.MsgType.GOAWAY:
       this._raw_payload = this._io.readBytes(this.header.lenPayload);

@@ -12,9 +12,9 @@ export interface KaitaiStream {
  * Payloads of the messages of a peer link between two servers of a fleet:
  * PEER_HELLO and PEER_WELCOME around the CHALLENGE and AUTH of
  * handshake.ksy, after which the link carries link frames (link.ksy); and
- * FORWARD and FLEET, each the first DATA of a stream the dialing server
- * opens on it. This type has no fields of its own; each message is a type
- * of it, selected by frame.ksy.
+ * FORWARD, FORWARD_CHECK and FLEET, each the first DATA of a stream the
+ * dialing server opens on it. This type has no fields of its own; each
+ * message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.6
  */
 export declare class Peer {
@@ -95,6 +95,29 @@ export declare namespace Peer {
      */
     protocol: number;
     target: Addr;
+  }
+  /**
+   * FORWARD_CHECK (0x44), dialing server → accepting server: a login check
+   * (CHECK) for an agent the dialer holds no session of, to be decided by
+   * the accepting server; the first DATA of a peer-link stream, answered
+   * with CONNECT_RESULT (its `bound` the agent's nameserver), then FIN.
+   * @see SPEC.md §5.26
+   */
+  class ForwardCheck {
+    constructor(_io: KaitaiStream, _parent?: unknown, _root?: unknown);
+    _io: KaitaiStream;
+    _parent: unknown;
+    _root: unknown;
+    lenClient: number;
+    /**
+     * The client's identity, as in FORWARD; UTF-8.
+     */
+    client: Uint8Array;
+    lenAgent: number;
+    /**
+     * The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+     */
+    agent: Uint8Array;
   }
   /**
    * FLEET (0x42), dialing server → accepting server: an admin request; the

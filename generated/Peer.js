@@ -8,9 +8,9 @@ import * as Control_ from "./Control.js";
  * Payloads of the messages of a peer link between two servers of a fleet:
  * PEER_HELLO and PEER_WELCOME around the CHALLENGE and AUTH of
  * handshake.ksy, after which the link carries link frames (link.ksy); and
- * FORWARD and FLEET, each the first DATA of a stream the dialing server
- * opens on it. This type has no fields of its own; each message is a type
- * of it, selected by frame.ksy.
+ * FORWARD, FORWARD_CHECK and FLEET, each the first DATA of a stream the
+ * dialing server opens on it. This type has no fields of its own; each
+ * message is a type of it, selected by frame.ksy.
  * @see SPEC.md §2.6
  */
 
@@ -113,6 +113,52 @@ var Peer = (function() {
      */
 
     return Forward;
+  })();
+
+  /**
+   * FORWARD_CHECK (0x44), dialing server → accepting server: a login check
+   * (CHECK) for an agent the dialer holds no session of, to be decided by
+   * the accepting server; the first DATA of a peer-link stream, answered
+   * with CONNECT_RESULT (its `bound` the agent's nameserver), then FIN.
+   * @see SPEC.md §5.26
+   */
+
+  var ForwardCheck = Peer.ForwardCheck = (function() {
+    function ForwardCheck(_io, _parent, _root) {
+      this._io = _io;
+      this._parent = _parent;
+      this._root = _root;
+
+      this._read();
+    }
+    ForwardCheck.prototype._read = function() {
+      this.lenClient = this._io.readU1();
+      if (!(this.lenClient >= 1)) {
+        throw new KaitaiStream.ValidationLessThanError(1, this.lenClient, this._io, "/types/forward_check/seq/0");
+      }
+      if (!(this.lenClient <= 96)) {
+        throw new KaitaiStream.ValidationGreaterThanError(96, this.lenClient, this._io, "/types/forward_check/seq/0");
+      }
+      this.client = this._io.readBytes(this.lenClient);
+      this.lenAgent = this._io.readU1();
+      if (!(this.lenAgent >= 1)) {
+        throw new KaitaiStream.ValidationLessThanError(1, this.lenAgent, this._io, "/types/forward_check/seq/2");
+      }
+      if (!(this.lenAgent <= 64)) {
+        throw new KaitaiStream.ValidationGreaterThanError(64, this.lenAgent, this._io, "/types/forward_check/seq/2");
+      }
+      this.agent = this._io.readBytes(this.lenAgent);
+    }
+
+    /**
+     * The client's identity, as in FORWARD; UTF-8.
+     */
+
+    /**
+     * The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
+     */
+
+    return ForwardCheck;
   })();
 
   /**

@@ -250,6 +250,16 @@ export function encodePayload(w: Writer, msg: Message, strict: boolean): void {
       w.bytes(msg.proof, "PEER_WELCOME.proof", 32);
       return;
     }
+    case "FORWARD_CHECK": {
+      const at39 = w.reserve(1);
+      const n40 = w.utf8(msg.client, strict ? 1 : 0, strict ? 96 : 255, "FORWARD_CHECK.client");
+      w.fill(at39, 1, n40);
+      const at41 = w.reserve(1);
+      if (strict) checkName(msg.agent, 1, 64, "FORWARD_CHECK.agent");
+      const n42 = w.utf8(msg.agent, strict ? 1 : 0, strict ? 64 : 255, "FORWARD_CHECK.agent");
+      w.fill(at41, 1, n42);
+      return;
+    }
     default: {
       const never: never = msg;
       throw new TypeError(`encode: unknown message type ${JSON.stringify((never as { type: unknown }).type)}`);
@@ -407,6 +417,10 @@ export function decodeFields(type: number, io: KaitaiStream): Message | undefine
     case 0x43: {
       const p = new Peer.PeerWelcome(io);
       return { type: "PEER_WELCOME", name: nameText(p.name, "name", 1, 64), proof: p.proof.slice() };
+    }
+    case 0x44: {
+      const p = new Peer.ForwardCheck(io);
+      return { type: "FORWARD_CHECK", client: utf8(p.client, "client"), agent: nameText(p.agent, "agent", 1, 64) };
     }
     default:
       return undefined;

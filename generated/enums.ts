@@ -62,6 +62,8 @@ export const MsgType = {
   FLEET: 0x42,
   /** accepting server → dialing server, peer (SPEC.md §5.25) */
   PEER_WELCOME: 0x43,
+  /** dialing server → accepting server, peer-link stream, instead of FORWARD for a login check (SPEC.md §5.26) */
+  FORWARD_CHECK: 0x44,
 } as const;
 
 /**

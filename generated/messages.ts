@@ -395,6 +395,21 @@ export interface PeerWelcome {
   proof: Uint8Array;
 }
 
+/**
+ * FORWARD_CHECK (0x44), dialing server → accepting server: a login check
+ * (CHECK) for an agent the dialer holds no session of, to be decided by
+ * the accepting server; the first DATA of a peer-link stream, answered
+ * with CONNECT_RESULT (its `bound` the agent's nameserver), then FIN.
+ *
+ * @see spec/peer.ksy `forward_check`
+ */
+export interface ForwardCheck {
+  /** The client's identity, as in FORWARD; UTF-8. */
+  client: string;
+  /** The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`). */
+  agent: string;
+}
+
 /** Every message, discriminated by `type` (SPEC.md §9.1). */
 export type Message =
   | ({ type: "AGENT_HELLO" } & Hello)
@@ -421,7 +436,8 @@ export type Message =
   | ({ type: "PEER_HELLO" } & PeerHello)
   | ({ type: "FORWARD" } & Forward)
   | ({ type: "FLEET" } & Fleet)
-  | ({ type: "PEER_WELCOME" } & PeerWelcome);
+  | ({ type: "PEER_WELCOME" } & PeerWelcome)
+  | ({ type: "FORWARD_CHECK" } & ForwardCheck);
 
 /** Message type code → name (SPEC.md §9.1), every type that has a payload type. */
 export const MESSAGE_NAMES: Readonly<Record<number, Message["type"]>> = {
@@ -450,6 +466,7 @@ export const MESSAGE_NAMES: Readonly<Record<number, Message["type"]>> = {
   0x41: "FORWARD",
   0x42: "FLEET",
   0x43: "PEER_WELCOME",
+  0x44: "FORWARD_CHECK",
 };
 
 /** Every numeric `valid:` of spec/*.ksy (min, max, anyOf, eq), by `spec::type`, fields camelCased. */
@@ -521,6 +538,10 @@ export const Valid = {
     lenName: { min: 1, max: 64 },
   },
   "peer::forward": {
+    lenClient: { min: 1, max: 96 },
+    lenAgent: { min: 1, max: 64 },
+  },
+  "peer::forward_check": {
     lenClient: { min: 1, max: 96 },
     lenAgent: { min: 1, max: 64 },
   },
@@ -602,7 +623,7 @@ export const Layout = {
   "frame": {
     size: 12,
     header: { offset: 0, size: 12 },
-    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [10, 422], 66: [2, 257], 67: [34, 97] },
+    payloadSizes: { 1: [5, 324], 2: [33, 33], 3: [33, 192], 4: [32, 32], 5: [4, 1028], 16: [2, 167426], 17: [6, 6], 18: [6, 6], 19: [8, 8], 20: [8, 8], 21: [4, 1028], 22: [21, 275], 32: [58, 90], 33: [16, 365], 34: [10, 264], 35: [58, 90], 48: [5, 324], 49: [4, 4], 50: [7, 325], 51: [7, 261], 52: [1, 65], 64: [36, 99], 65: [10, 422], 66: [2, 257], 67: [34, 97], 68: [4, 162] },
   },
   "frame::header": {
     size: 12,

@@ -54,6 +54,7 @@ seq:
         'msg_type::forward': peer::forward
         'msg_type::fleet': peer::fleet
         'msg_type::peer_welcome': peer::peer_welcome
+        'msg_type::forward_check': peer::forward_check
 types:
   header:
     doc: |
@@ -160,3 +161,6 @@ enums:
     0x43:
       id: peer_welcome
       doc: accepting server → dialing server, peer (SPEC.md §5.25)
+    0x44:
+      id: forward_check
+      doc: dialing server → accepting server, peer-link stream, instead of FORWARD for a login check (SPEC.md §5.26)

@@ -11,9 +11,9 @@ doc: |
   Payloads of the messages of a peer link between two servers of a fleet:
   PEER_HELLO and PEER_WELCOME around the CHALLENGE and AUTH of
   handshake.ksy, after which the link carries link frames (link.ksy); and
-  FORWARD and FLEET, each the first DATA of a stream the dialing server
-  opens on it. This type has no fields of its own; each message is a type
-  of it, selected by frame.ksy.
+  FORWARD, FORWARD_CHECK and FLEET, each the first DATA of a stream the
+  dialing server opens on it. This type has no fields of its own; each
+  message is a type of it, selected by frame.ksy.
 doc-ref: SPEC.md §2.6
 types:
   peer_hello:
@@ -96,6 +96,32 @@ types:
           (SPEC.md §2.5, §2.6).
       - id: target
         type: addr
+  forward_check:
+    doc: |
+      FORWARD_CHECK (0x44), dialing server → accepting server: a login check
+      (CHECK) for an agent the dialer holds no session of, to be decided by
+      the accepting server; the first DATA of a peer-link stream, answered
+      with CONNECT_RESULT (its `bound` the agent's nameserver), then FIN.
+    doc-ref: SPEC.md §5.26
+    seq:
+      - id: len_client
+        type: u1
+        valid:
+          min: 1
+          max: 96
+      - id: client
+        size: len_client
+        -text: utf8
+        doc: The client's identity, as in FORWARD; UTF-8.
+      - id: len_agent
+        type: u1
+        valid:
+          min: 1
+          max: 64
+      - id: agent
+        size: len_agent
+        -text: name
+        doc: The agent chosen by the dialing server, UTF-8 (in fact `A-Z a-z 0-9 . _ -`).
   fleet:
     doc: |
       FLEET (0x42), dialing server → accepting server: an admin request; the

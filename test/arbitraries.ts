@@ -265,6 +265,10 @@ export const messages: { [K in MsgTypeName]: fc.Arbitrary<MessageOf<K>> } = {
   ),
   FLEET: withType("FLEET", rec({ op: u8, arg: utf8String(0, 255) })),
   PEER_WELCOME: withType("PEER_WELCOME", rec({ name: name(1), proof: bytesN(32) })),
+  FORWARD_CHECK: withType(
+    "FORWARD_CHECK",
+    rec({ client: utf8String(1, 96).filter((c) => c.length > 0), agent: name(1) }),
+  ),
 };
 
 /** Any valid message. */

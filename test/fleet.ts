@@ -8,6 +8,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { AgentOptions } from "../src/agent.ts";
 import { AgentFleet } from "../src/agent_fleet.ts";
 import { tokenCredential } from "../src/auth.ts";
 import { parseServerConfig } from "../src/config/mod.ts";
@@ -146,7 +147,8 @@ export async function startFleet(net: Net, n: number, o: FleetOptions = {}) {
 
 /**
  * Agent `name` on `k` of the servers (an agent fleet, servers_per_agent =
- * k; `pins[i]` is server i's certificate), allowing `allow`, started.
+ * k; `pins[i]` is server i's certificate), allowing `allow`, with `more`
+ * options (its nameserver…), started.
  */
 export function fleetAgent(
   net: Net,
@@ -155,6 +157,7 @@ export function fleetAgent(
   pins: string[],
   k = 2,
   allow = ["127.0.0.1:*"],
+  more: Partial<AgentOptions> = {},
 ) {
   const { log, lines } = memoryLogger();
   const fleet = new AgentFleet(
@@ -167,10 +170,48 @@ export function fleetAgent(
       rules: allow.flatMap((r) => parseRule(r)),
       backoffBaseMs: 50,
       backoffMaxMs: 200,
+      ...more,
     })),
     k,
     log,
   );
   fleet.start();
   return { fleet, lines };
+}
+
+/** Does `s` hold an announced, live session of `agent`? */
+export const holds = (s: Server, agent: string): boolean =>
+  s.agents.group(agent).some((x) => x.announced && !x.closed);
+
+/**
+ * Two servers of one fleet (`o`), agent "office" on the first only,
+ * allowing `allow` (with `more` options), returned once the first holds it
+ * and every member's presence says so; `closeAll()` stops it all.
+ */
+export async function officeOnFirst(
+  net: Net,
+  o: FleetOptions,
+  allow: string[],
+  more: Partial<AgentOptions> = {},
+) {
+  const f = await startFleet(net, 2, o);
+  const [s1, s2] = f.members as [Member, Member];
+  const agent = fleetAgent(net, "office", [s1.server], [f.pins[0]!], 1, allow, more);
+  const ready = await until(() => holds(s1.server, "office"), 10_000) &&
+    await known(f.members, "office", 1);
+  if (!ready) {
+    await agent.fleet.stop();
+    await f.close();
+    throw new Error("the agent did not reach the first server");
+  }
+  return {
+    ...f,
+    s1,
+    s2,
+    agent,
+    async closeAll() {
+      await agent.fleet.stop();
+      await f.close();
+    },
+  };
 }

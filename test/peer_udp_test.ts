@@ -27,7 +27,7 @@ import { dialHandshake, peerKey } from "../src/server/peer_handshake.ts";
 import { encodeUdpRecord, UdpRecordReader } from "../src/udp_records.ts";
 import { Wire } from "../src/wire.ts";
 import { NO_ADDR } from "../src/writer.ts";
-import { fleetAgent, known, type Member, SECRET, startFleet } from "./fleet.ts";
+import { holds, officeOnFirst, SECRET } from "./fleet.ts";
 import { pgForFile } from "./pg.ts";
 import {
   ALICE_TOKEN,
@@ -42,9 +42,6 @@ import { receiveWithin, str, text, udpEcho, udpTripwire } from "./udp_helpers.ts
 
 const rt = runtime;
 const db = pgForFile();
-
-const holds = (s: Server, agent: string) =>
-  s.agents.group(agent).some((x) => x.announced && !x.closed);
 
 /** A UDP ASSOCIATE of the npm socks client as alice@office through `via`'s SOCKS5 port. */
 async function npmAssociate(via: Server) {
@@ -83,38 +80,16 @@ function sendTo(
   return sock.send(frame, relay);
 }
 
-async function fleetWithOffice(net: Net, echoPort: number) {
+function fleetWithOffice(net: Net, echoPort: number) {
   // The forwarder (s2) grants UDP to all of 127.0.0.1; the holder (s1) only to the echo.
   const udp = (i: number) => i === 0 ? [`127.0.0.1:${echoPort}/udp`] : ["127.0.0.1:*/udp"];
-  const f = await startFleet(net, 2, {
+  // The agent allows every UDP port of 127.0.0.1: only the holder's grant stops the tripwire's.
+  return officeOnFirst(net, {
     pg: db.pg.url,
     config: (i) => ({
       grants: [{ client: "alice", agents: ["office"], targets: ["127.0.0.1:*", ...udp(i)] }],
     }),
-  });
-  const [s1, s2] = f.members as [Member, Member];
-  // The agent allows every UDP port of 127.0.0.1: only the holder's grant stops the tripwire's.
-  const agent = fleetAgent(net, "office", [s1.server], [f.pins[0]!], 1, [
-    "127.0.0.1:*",
-    "127.0.0.1:*/udp",
-  ]);
-  const ready = await until(() => holds(s1.server, "office"), 10_000) &&
-    await known(f.members, "office", 1);
-  if (!ready) {
-    await agent.fleet.stop();
-    await f.close();
-    throw new Error("the agent did not reach the first server");
-  }
-  return {
-    ...f,
-    s1,
-    s2,
-    agent,
-    async closeAll() {
-      await agent.fleet.stop();
-      await f.close();
-    },
-  };
+  }, ["127.0.0.1:*", "127.0.0.1:*/udp"]);
 }
 
 test(`${rt}: peers: a UDP association through a server without the agent is forwarded; the holder checks each datagram`, async () => {

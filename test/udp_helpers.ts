@@ -10,18 +10,19 @@ import { parseUdpDatagram } from "../src/socks5_decode.ts";
 import { udpDatagram } from "../src/socks5_encode.ts";
 import { ALICE_TOKEN, socks, type Tunnel, tunnel, type TunnelOptions } from "./helpers.ts";
 
-/** A UDP echo target on `host`: each datagram goes back to its sender. */
+/** A UDP echo target on `host`: each datagram goes back to its sender (as `reply` makes it). */
 export async function udpEcho(
   net: Net,
   host = "127.0.0.1",
   port = 0,
+  reply: (data: Uint8Array) => Uint8Array = (d) => d,
 ): Promise<{ addr: Addr; got: () => number; close(): void }> {
   const sock = await net.bindUdp({ host, port });
   let got = 0;
   (async () => {
     for (let d = await sock.receive(); d !== null; d = await sock.receive()) {
       got++;
-      await sock.send(d.data, d.from).catch(() => {});
+      await sock.send(reply(d.data), d.from).catch(() => {});
     }
   })();
   return { addr: sock.addr, got: () => got, close: () => sock.close() };

@@ -8,11 +8,11 @@
 import { fmt } from "../addr.ts";
 import { NO_ADDR } from "../writer.ts";
 import type { Conn } from "../net.ts";
-import type { Logger } from "../log.ts";
 import { Wire } from "../wire.ts";
 import { closeOnError, type ServerContext } from "./context.ts";
 import { verifyIssuedLogin } from "./credentials.ts";
 import { verifyLogin } from "./login.ts";
+import { answerCheck } from "./login_check.ts";
 import { AuthMethod } from "../messages.ts";
 import type { Router } from "./router.ts";
 import { loggableAgent } from "./socks_front.ts";
@@ -55,7 +55,9 @@ export class ClientFront {
       admitted();
       const shown = token ? this.ctx.tokens.who(token) : {};
       const clog = log.with({ client, client_id: clientId, ...shown });
-      if (req.type === "CHECK") return await this.#check(wire, clog, client, req.agent);
+      // A login check (SPEC.md §2.3): the answer a CONNECT would get before its target.
+      const check = { client, agent: req.agent, log: clog };
+      if (req.type === "CHECK") return await answerCheck(wire, this.ctx, this.router, check);
       const r = await this.router.open({
         client,
         clientId,
@@ -92,20 +94,5 @@ export class ClientFront {
       admitted();
       await closeOnError(this.ctx, wire, e, log, "clients");
     }
-  }
-
-  /** A login check (SPEC.md §2.3): the answer a CONNECT to `agent` would get before its target. */
-  async #check(wire: Wire, log: Logger, client: string, agent: string): Promise<void> {
-    const r = this.router.check(client, agent);
-    if (r.ok) log.info("login check", { agent: r.value, result: "ok" });
-    else {
-      const shown = loggableAgent(agent, (n) => this.ctx.config().agents.has(n));
-      log.warn("login check", { ...shown, status: r.error.status, reason: r.error.reason });
-    }
-    const [status, reason] = r.ok ? [0, 0] : [r.error.status, r.error.code];
-    // The agent's nameserver, for `burrow client --dns` (SPEC.md §5.18).
-    const live = r.ok ? this.router.agents.group(r.value).filter((s) => s.announced) : [];
-    const bound = live.find((s) => s.nameserver && !s.closed)?.nameserver ?? NO_ADDR;
-    await wire.last({ type: "CONNECT_RESULT", status, reason, bound });
   }
 }

@@ -12,7 +12,9 @@ import { type Wire } from "../wire.ts";
 import type { Admission, Port } from "./admission.ts";
 import type { TokenStore } from "./tokens.ts";
 import type { Target } from "../messages.ts";
-import type { OpenRequest, OpenResult } from "./replica_open.ts";
+import type { OpenRequest, OpenResult, Refused } from "./replica_open.ts";
+import type { Result } from "../result.ts";
+import type { Checked } from "./login_check.ts";
 import type { Store } from "./store.ts";
 import type { FleetInfo } from "./fleet.ts";
 
@@ -30,7 +32,7 @@ export interface ServerContext {
   forwarder?: Forwarder | null;
 }
 
-/** What forwards a CONNECT to another server (server/peer_links.ts). */
+/** What forwards a CONNECT or a login check to another server (server/peer_links.ts). */
 export interface Forwarder {
   /** Null when no other server holds `agent`. */
   forward(
@@ -39,6 +41,8 @@ export interface Forwarder {
     agent: string,
     streamId: number,
   ): Promise<OpenResult | null>;
+  /** A login check (FORWARD_CHECK) for `agent`, decided by a server holding it; null when none does. */
+  check(client: string, agent: string, log: Logger): Promise<Result<Checked, Refused> | null>;
 }
 
 /**

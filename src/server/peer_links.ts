@@ -3,23 +3,32 @@
  * server needs, dialed on demand (TLS pinned to the fleet's certificates,
  * then the handshake of peer_handshake.ts), kept while it carries streams and
  * drained after `peer.idle` without one. On it, a CONNECT this server
- * decided goes to the server that holds the agent's session (FORWARD), and
- * the fleet view asks the others what they hold (FLEET).
+ * decided goes to the server that holds the agent's session (FORWARD), as
+ * does a login check (FORWARD_CHECK), and the fleet view asks the others
+ * what they hold (FLEET).
  *
  * @module
  */
 import { fmt } from "../addr.ts";
 import { NetError } from "../errors.ts";
 import { Link } from "../link.ts";
-import { Reason, RuleProtocol, Status, type Target } from "../messages.ts";
+import type { Logger } from "../log.ts";
+import { type MessageOf, Reason, RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn, Net, TlsClientOptions } from "../net.ts";
 import { deadline } from "../time.ts";
-import { ok } from "../result.ts";
+import { ok, type Result } from "../result.ts";
 import { Wire } from "../wire.ts";
 import type { Forwarder, ServerContext } from "./context.ts";
+import type { Checked } from "./login_check.ts";
 import { dialHandshake } from "./peer_handshake.ts";
 import type { PeerAddress, PeerDirectory } from "./peer_directory.ts";
-import { byteRelay, type OpenRequest, type OpenResult, refuse } from "./replica_open.ts";
+import {
+  byteRelay,
+  type OpenRequest,
+  type OpenResult,
+  refuse,
+  type Refused,
+} from "./replica_open.ts";
 
 /** The largest answer to FLEET this server reads (SPEC.md §10.1, `peer_fleet_bytes`). */
 export const MAX_FLEET_BYTES = 16 * 1024 * 1024;
@@ -68,8 +77,7 @@ export class PeerLinks implements Forwarder {
   /**
    * Forward a CONNECT (a TCP stream or a UDP association) this server
    * decided to a server holding `agent` (FORWARD); its CONNECT_RESULT is
-   * the answer. Null when no other server
-   * holds the agent. A holder that cannot be reached makes way for the next.
+   * the answer. Null when no other server holds the agent.
    */
   async forward(
     req: OpenRequest,
@@ -77,6 +85,56 @@ export class PeerLinks implements Forwarder {
     agent: string,
     streamId: number,
   ): Promise<OpenResult | null> {
+    const { client, log } = req;
+    const protocol = RuleProtocol[req.protocol ?? "tcp"];
+    const r = await this.#toHolder(
+      agent,
+      { type: "FORWARD", client, agent, protocol, target: req.target },
+      log,
+    );
+    if (!r?.ok) return r;
+    const { wire, bound } = r.value;
+    return ok({
+      conn: wire.conn,
+      rest: wire.rest(),
+      bound,
+      streamId,
+      agent,
+      target,
+      session: null,
+      // A UDP association's: records, checked against the grant here, again by the holder.
+      relay: req.relay ?? byteRelay,
+    });
+  }
+
+  /**
+   * A login check (FORWARD_CHECK) of `client` for `agent`, decided by a
+   * server holding it: its answer, with the agent's nameserver. Null when no
+   * other server holds the agent.
+   */
+  async check(
+    client: string,
+    agent: string,
+    log: Logger,
+  ): Promise<Result<Checked, Refused> | null> {
+    const r = await this.#toHolder(agent, { type: "FORWARD_CHECK", client, agent }, log);
+    if (!r?.ok) return r;
+    r.value.wire.conn.close();
+    return ok({ agent, nameserver: r.value.bound, holder: r.value.holder });
+  }
+
+  /**
+   * Send `msg` on a new stream to a server holding `agent`, in the
+   * presence's order: the stream once one answers CONNECT_RESULT with status
+   * 0, or its refusal. A holder that cannot be reached, or that answers
+   * `agent_offline` (its session ended since), makes way for the next.
+   * Null when no other server holds the agent.
+   */
+  async #toHolder(
+    agent: string,
+    msg: MessageOf<"FORWARD"> | MessageOf<"FORWARD_CHECK">,
+    log: Logger,
+  ): Promise<Result<{ wire: Wire; bound: Target; holder: string }, Refused> | null> {
     const holders = this.p.directory.holders(agent);
     if (holders.length === 0) return null;
     const c = this.p.ctx.config();
@@ -85,44 +143,26 @@ export class PeerLinks implements Forwarder {
       try {
         conn = await this.#stream(h);
       } catch (e) {
-        req.log.warn("peer unreachable", { peer: h.name, error: (e as Error).message });
+        log.warn("peer unreachable", { peer: h.name, error: (e as Error).message });
         continue;
       }
       const wire = new Wire(conn);
       try {
-        await wire.send({
-          type: "FORWARD",
-          client: req.client,
-          agent,
-          protocol: RuleProtocol[req.protocol ?? "tcp"],
-          target: req.target,
-        });
+        await wire.send(msg);
         const res = await deadline(
           wire.expect("CONNECT_RESULT"),
           c.poolWaitMs + c.openTimeoutMs,
-          "FORWARD",
+          msg.type,
           () => conn.close(),
         );
-        if (res.status !== Status.succeeded) {
-          conn.close();
-          // Its session ended since the presence said otherwise: the next holder may have one.
-          if (res.reason === Reason.agent_offline && h !== holders.at(-1)) continue;
-          return refuse(res.status, res.reason, `refused by peer ${h.name} (reason ${res.reason})`);
-        }
-        return ok({
-          conn,
-          rest: wire.rest(),
-          bound: res.bound,
-          streamId,
-          agent,
-          target,
-          session: null,
-          // A UDP association's: records, checked against the grant here, again by the holder.
-          relay: req.relay ?? byteRelay,
-        });
+        if (res.status === Status.succeeded) return ok({ wire, bound: res.bound, holder: h.name });
+        conn.close();
+        // Its session ended since the presence said otherwise: the next holder may have one.
+        if (res.reason === Reason.agent_offline && h !== holders.at(-1)) continue;
+        return refuse(res.status, res.reason, `refused by peer ${h.name} (reason ${res.reason})`);
       } catch (e) {
         conn.close();
-        req.log.warn("forward failed", { peer: h.name, error: (e as Error).message });
+        log.warn("forward failed", { peer: h.name, error: (e as Error).message });
       }
     }
     return refuse(

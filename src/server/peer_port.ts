@@ -3,8 +3,9 @@
  * handshake, then a link on which the dialing server opens streams within
  * our grants. A FORWARD (a TCP stream or a UDP association) is decided again
  * here, with this server's config, and opened on this server's own session
- * of the agent, never forwarded again; a FLEET is answered with what this
- * server holds, or acts on it.
+ * of the agent, never forwarded again; a FORWARD_CHECK (a login check) is
+ * decided here the same way and answered; a FLEET is answered with what
+ * this server holds, or acts on it.
  *
  * @module
  */
@@ -17,6 +18,7 @@ import { deadline } from "../time.ts";
 import { Wire } from "../wire.ts";
 import { NO_ADDR } from "../writer.ts";
 import type { ServerContext } from "./context.ts";
+import { answerCheck } from "./login_check.ts";
 import { acceptHandshake, type PeerHandshake } from "./peer_handshake.ts";
 import { FleetOp } from "./peer_links.ts";
 import type { Router } from "./router.ts";
@@ -101,18 +103,21 @@ export class PeerPort {
     for (const l of this.#links) l.close();
   }
 
-  /** One stream of a peer link: FORWARD or FLEET. */
+  /** One stream of a peer link: FORWARD, FORWARD_CHECK or FLEET. */
   async #serve(s: Conn, log: Logger, peer: string): Promise<void> {
     const wire = new Wire(s);
     try {
       const req = await deadline(
-        wire.expect("FORWARD", "FLEET"),
+        wire.expect("FORWARD", "FORWARD_CHECK", "FLEET"),
         this.ctx.config().handshakeTimeoutMs,
         "peer stream's request",
         () => s.close(),
       );
       if (req.type === "FLEET") return await this.#fleet(wire, req);
-      await this.#forwarded(wire, req, log, peer);
+      if (req.type === "FORWARD") return await this.#forwarded(wire, req, log, peer);
+      const { client, agent } = req; // FORWARD_CHECK: a login check, decided with our grant
+      const clog = log.with({ client, client_id: this.router.clientId(client), via: peer });
+      await answerCheck(wire, this.ctx, this.router, { client, agent, log: clog, forwarded: peer });
     } catch (e) {
       // The dialer is another server of the fleet: whatever went wrong, its log says why too.
       log.warn("peer stream failed", { error: (e as Error).message });

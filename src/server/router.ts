@@ -211,15 +211,13 @@ export class Router {
   }
 
   /**
-   * A login check (CHECK, SPEC.md §2.3): could `client` use `agent` now?
-   * The refusal a CONNECT would get before any target check, or the agent.
+   * A login check's grant (CHECK, SPEC.md §2.3; login_check.ts): the agent
+   * `client` means by `agent`, or the refusal a CONNECT would get for it.
    */
   check(client: string, agent: string): Result<string, Refused> {
     const chosen = this.#choice.of(client, agent);
     if (!chosen.ok) return refuse(Status.not_allowed, chosen.error.code, chosen.error.reason);
-    const name = chosen.value.agent;
-    if (this.agents.group(name).length > 0) return ok(name);
-    return refuse(Status.host_unreachable, Reason.agent_offline, `agent ${name} is offline`);
+    return ok(chosen.value.agent);
   }
 
   /** Decide and open a stream. */
