@@ -1,0 +1,139 @@
+/**
+ * `npm run bench:trees -- --before DIR [--runtimes node,deno,bun] [--pairs 8]`:
+ * this tree against another checkout of burrow ("the tree before"), both
+ * running at once, as bench/paired.ts pairs burrow with ssh -R: on a shared
+ * machine whose speed drifts within minutes, two trees measured minutes
+ * apart differ by more than a change costs; here each ratio comes from two
+ * slices seconds apart, in ABBA order, and the figure is the median of the
+ * pairs' ratios (after ÷ before) with their range.
+ *
+ * Per runtime: the plain `burrow-{rt}` system of each tree (each checkout
+ * runs its own CLI, started as bench/systems.ts starts this one's), warmed
+ * with the same load; then `--pairs` pairs per scenario: one-stream upload
+ * and download, 16-stream download (`--seconds` each), the connection rate
+ * (32 workers); then memory per idle stream with 1000 streams, each tree
+ * on a fresh start, twice in ABBA order. The tree before needs node_modules
+ * (a symlink to this one's will do) and the load generator built here.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { build, hold, type LoadgenResult, runLoadgen, startTarget, waitReady } from "./loadgen.ts";
+import { memory, stopAll } from "./proc.ts";
+import { median } from "./stats.ts";
+import { allSystems, BURROW_POOL, type Ctx, type Running, type System } from "./systems.ts";
+
+const { values } = parseArgs({
+  options: {
+    before: { type: "string" },
+    runtimes: { type: "string", default: "node,deno,bun" },
+    pairs: { type: "string", default: "8" },
+    seconds: { type: "string", default: "1" },
+  },
+});
+if (!values.before) throw new Error("--before DIR: a checkout of the tree to compare with");
+const before = path.resolve(values.before);
+const after = path.resolve(import.meta.dirname, "..");
+const pairs = Math.max(2, Math.min(64, Number(values.pairs)));
+const secs = Math.max(0.5, Math.min(10, Number(values.seconds)));
+const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-trees-"));
+let seq = 0;
+
+type Scenario = "up" | "down" | "par" | "rate";
+const SCENARIOS: Record<Scenario, { args: string[]; figure: string }> = {
+  up: { args: ["--seconds", String(secs)], figure: "mib_s" },
+  down: { args: ["--seconds", String(secs)], figure: "mib_s" },
+  par: { args: ["--seconds", String(secs), "--streams", "16"], figure: "mib_s" },
+  rate: { args: ["--seconds", String(Math.max(2, secs)), "--workers", "32"], figure: "conn_s" },
+};
+
+async function begin(sys: System, root: string, target: string): Promise<[Running, Ctx]> {
+  const dir = path.join(base, `${path.basename(root)}-${sys.id}-${++seq}`);
+  fs.mkdirSync(dir);
+  const ctx: Ctx = { target, dir, root, burrowLogLevel: "info", burrowPool: { ...BURROW_POOL } };
+  const r = await sys.start(ctx);
+  if (!(await waitReady(r.endpoint, 30, path.join(dir, "loadgen.log")))) {
+    await r.stop();
+    throw new Error(`${root}: ${sys.id} got no stream through within 30 s (see ${dir})`);
+  }
+  return [r, ctx];
+}
+
+async function figure(r: Running, c: Ctx, sc: Scenario): Promise<number> {
+  const log = path.join(c.dir, "loadgen.log");
+  const { results } = await runLoadgen(sc, r.endpoint, SCENARIOS[sc].args, secs + 60, log);
+  const x: LoadgenResult | undefined = results[0];
+  if (!x) throw new Error(`${c.dir}: no ${sc} result (see ${log})`);
+  return Number(x[SCENARIOS[sc].figure]);
+}
+
+/** KiB of PSS per idle stream with 1000 streams held, on a fresh start. */
+async function kibPerStream(sys: System, root: string, target: string): Promise<number> {
+  const [r, c] = await begin(sys, root, target);
+  try {
+    await new Promise((res) => setTimeout(res, 1000));
+    const idle = memory(r.roots).pssKiB;
+    let held = NaN;
+    await hold(r.endpoint, [1000], 64, 120, path.join(c.dir, "loadgen.log"), (x) => {
+      if (Number(x.open) === 1000) held = memory(r.roots).pssKiB;
+      return Promise.resolve();
+    });
+    return (held - idle) / 1000;
+  } finally {
+    await r.stop();
+  }
+}
+
+const fmt = (xs: number[]) => {
+  const m = median(xs);
+  return `${m === undefined ? "–" : m.toFixed(3)}× (${Math.min(...xs).toFixed(2)}–${
+    Math.max(...xs).toFixed(2)
+  })`;
+};
+
+build();
+const target = await startTarget(path.join(base, "target.log"));
+try {
+  console.log(`after: ${after}\nbefore: ${before}\n${pairs} pairs of ${secs} s slices, ABBA`);
+  for (const rt of values.runtimes!.split(",")) {
+    const sys = allSystems({ tls: false }).find((s) => s.id === `burrow-${rt}`);
+    if (!sys) throw new Error(`no system burrow-${rt}`);
+    const [a, ca] = await begin(sys, after, target.addr);
+    const [b, cb] = await begin(sys, before, target.addr);
+    const line: string[] = [];
+    try {
+      for (const sc of Object.keys(SCENARIOS) as Scenario[]) {
+        await figure(a, ca, sc);
+        await figure(b, cb, sc);
+        const ratios: number[] = [], xs: number[] = [], ys: number[] = [];
+        for (let i = 0; i < pairs; i++) {
+          const [x, y] = i % 2 === 0
+            ? [await figure(a, ca, sc), await figure(b, cb, sc)]
+            : (([y2, x2]) => [x2, y2])([await figure(b, cb, sc), await figure(a, ca, sc)]);
+          xs.push(x!);
+          ys.push(y!);
+          if (y! > 0) ratios.push(x! / y!);
+        }
+        line.push(`${sc} ${median(xs)?.toFixed(0)} / ${median(ys)?.toFixed(0)}: ${fmt(ratios)}`);
+        console.log(`  ${rt} ${line.at(-1)}`);
+      }
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+    const kib: [number[], number[]] = [[], []];
+    for (const first of [0, 1]) {
+      for (const k of first === 0 ? [0, 1] : [1, 0]) {
+        kib[k]!.push(await kibPerStream(sys, k === 0 ? after : before, target.addr));
+      }
+    }
+    const ka = median(kib[0])!, kb = median(kib[1])!;
+    line.push(`KiB/stream ${ka.toFixed(1)} / ${kb.toFixed(1)}: ${(ka / kb).toFixed(3)}×`);
+    console.log(`  ${rt} ${line.at(-1)}`);
+    console.log(`${rt} (after / before): ${line.join("; ")}`);
+  }
+} finally {
+  await stopAll();
+  fs.rmSync(base, { recursive: true, force: true });
+}
