@@ -1,6 +1,6 @@
 /**
- * `npm run bench:trees -- --before DIR [--runtimes node,deno,bun] [--pairs 8]`:
- * this tree against another checkout of burrow ("the tree before"), both
+ * `npm run bench:trees -- --before DIR [--after DIR] [--runtimes node,deno,bun] [--pairs 8]`:
+ * this tree (or `--after`) against another checkout of burrow ("the tree before"), both
  * running at once, as bench/paired.ts pairs burrow with ssh -R: on a shared
  * machine whose speed drifts within minutes, two trees measured minutes
  * apart differ by more than a change costs; here each ratio comes from two
@@ -27,6 +27,7 @@ import { allSystems, BURROW_POOL, type Ctx, type Running, type System } from "./
 const { values } = parseArgs({
   options: {
     before: { type: "string" },
+    after: { type: "string" },
     runtimes: { type: "string", default: "node,deno,bun" },
     pairs: { type: "string", default: "8" },
     seconds: { type: "string", default: "1" },
@@ -34,7 +35,7 @@ const { values } = parseArgs({
 });
 if (!values.before) throw new Error("--before DIR: a checkout of the tree to compare with");
 const before = path.resolve(values.before);
-const after = path.resolve(import.meta.dirname, "..");
+const after = path.resolve(values.after ?? path.join(import.meta.dirname, ".."));
 const pairs = Math.max(2, Math.min(64, Number(values.pairs)));
 const secs = Math.max(0.5, Math.min(10, Number(values.seconds)));
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-trees-"));
