@@ -1,5 +1,6 @@
 /**
- * `npm run bench:trees -- --before DIR [--after DIR] [--runtimes node,deno,bun] [--pairs 8]`:
+ * `npm run bench:trees -- --before DIR [--after DIR] [--runtimes node,deno,bun] [--pairs 8]
+ * [--scenarios up,down,par,rate,memory]`:
  * this tree (or `--after`) against another checkout of burrow ("the tree before"), both
  * running at once, as bench/paired.ts pairs burrow with ssh -R: on a shared
  * machine whose speed drifts within minutes, two trees measured minutes
@@ -8,7 +9,7 @@
  * pairs' ratios (after ÷ before) with their range.
  *
  * Per runtime: the plain `burrow-{rt}` system of each tree (each checkout
- * runs its own CLI, started as bench/systems.ts starts this one's), warmed
+ * runs its own CLI, started as its own bench/systems.ts starts it), warmed
  * with the same load; then `--pairs` pairs per scenario: one-stream upload
  * and download, 16-stream download (`--seconds` each), the connection rate
  * (32 workers); then memory per idle stream with 1000 streams, each tree
@@ -22,7 +23,7 @@ import { parseArgs } from "node:util";
 import { build, hold, type LoadgenResult, runLoadgen, startTarget, waitReady } from "./loadgen.ts";
 import { memory, stopAll } from "./proc.ts";
 import { median } from "./stats.ts";
-import { allSystems, BURROW_POOL, type Ctx, type Running, type System } from "./systems.ts";
+import { BURROW_POOL, type Ctx, type Running, type System } from "./systems.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     runtimes: { type: "string", default: "node,deno,bun" },
     pairs: { type: "string", default: "8" },
     seconds: { type: "string", default: "1" },
+    scenarios: { type: "string", default: "up,down,par,rate,memory" },
   },
 });
 if (!values.before) throw new Error("--before DIR: a checkout of the tree to compare with");
@@ -38,6 +40,7 @@ const before = path.resolve(values.before);
 const after = path.resolve(values.after ?? path.join(import.meta.dirname, ".."));
 const pairs = Math.max(2, Math.min(64, Number(values.pairs)));
 const secs = Math.max(0.5, Math.min(10, Number(values.seconds)));
+const wanted = new Set(values.scenarios!.split(","));
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "burrow-trees-"));
 let seq = 0;
 
@@ -49,7 +52,18 @@ const SCENARIOS: Record<Scenario, { args: string[]; figure: string }> = {
   rate: { args: ["--seconds", String(Math.max(2, secs)), "--workers", "32"], figure: "conn_s" },
 };
 
-async function begin(sys: System, root: string, target: string): Promise<[Running, Ctx]> {
+/** A tree's own `burrow-{rt}` system, from its own bench/systems.ts (its config, its flags). */
+async function systemOf(root: string, id: string): Promise<System> {
+  const mod = await import(path.join(root, "bench", "systems.ts")) as {
+    allSystems: (o: { tls: boolean }) => System[];
+  };
+  const sys = mod.allSystems({ tls: false }).find((s) => s.id === id);
+  if (!sys) throw new Error(`${root}: no system ${id}`);
+  return sys;
+}
+
+async function begin(id: string, root: string, target: string): Promise<[Running, Ctx]> {
+  const sys = await systemOf(root, id);
   const dir = path.join(base, `${path.basename(root)}-${sys.id}-${++seq}`);
   fs.mkdirSync(dir);
   const ctx: Ctx = { target, dir, root, burrowLogLevel: "info", burrowPool: { ...BURROW_POOL } };
@@ -70,8 +84,8 @@ async function figure(r: Running, c: Ctx, sc: Scenario): Promise<number> {
 }
 
 /** KiB of PSS per idle stream with 1000 streams held, on a fresh start. */
-async function kibPerStream(sys: System, root: string, target: string): Promise<number> {
-  const [r, c] = await begin(sys, root, target);
+async function kibPerStream(id: string, root: string, target: string): Promise<number> {
+  const [r, c] = await begin(id, root, target);
   try {
     await new Promise((res) => setTimeout(res, 1000));
     const idle = memory(r.roots).pssKiB;
@@ -98,13 +112,12 @@ const target = await startTarget(path.join(base, "target.log"));
 try {
   console.log(`after: ${after}\nbefore: ${before}\n${pairs} pairs of ${secs} s slices, ABBA`);
   for (const rt of values.runtimes!.split(",")) {
-    const sys = allSystems({ tls: false }).find((s) => s.id === `burrow-${rt}`);
-    if (!sys) throw new Error(`no system burrow-${rt}`);
-    const [a, ca] = await begin(sys, after, target.addr);
-    const [b, cb] = await begin(sys, before, target.addr);
+    const id = `burrow-${rt}`;
+    const [a, ca] = await begin(id, after, target.addr);
+    const [b, cb] = await begin(id, before, target.addr);
     const line: string[] = [];
     try {
-      for (const sc of Object.keys(SCENARIOS) as Scenario[]) {
+      for (const sc of (Object.keys(SCENARIOS) as Scenario[]).filter((s) => wanted.has(s))) {
         await figure(a, ca, sc);
         await figure(b, cb, sc);
         const ratios: number[] = [], xs: number[] = [], ys: number[] = [];
@@ -123,10 +136,14 @@ try {
       await b.stop();
       await a.stop();
     }
+    if (!wanted.has("memory")) {
+      console.log(`${rt} (after / before): ${line.join("; ")}`);
+      continue;
+    }
     const kib: [number[], number[]] = [[], []];
     for (const first of [0, 1]) {
       for (const k of first === 0 ? [0, 1] : [1, 0]) {
-        kib[k]!.push(await kibPerStream(sys, k === 0 ? after : before, target.addr));
+        kib[k]!.push(await kibPerStream(id, k === 0 ? after : before, target.addr));
       }
     }
     const ka = median(kib[0])!, kb = median(kib[1])!;
