@@ -208,6 +208,42 @@ test("tls: generated certificates: SAN, CA flags, validity, chain", async () => 
 
 // ---------------------------------------------------------------- data path
 
+test("tls: a batch of frames written in one turn arrives whole; on Node as full records in one slab", async () => {
+  const p = await pair("pin");
+  try {
+    const frame = 32 * KiB + 7; // a link DATA frame of half a 64 KiB read
+    const data = pattern(4 * frame, 11);
+    // A link writes its batch like this: several writes in one turn.
+    const writes = [0, 1, 2, 3].map((i) =>
+      p.client.write(data.subarray(i * frame, (i + 1) * frame))
+    );
+    const chunks: Uint8Array[] = [];
+    for (let n = 0; n < data.length;) {
+      const c = await within(p.server.read(), 10_000, "read");
+      assert.ok(c !== null, `EOF after ${n} bytes`);
+      chunks.push(c);
+      n += c.length;
+    }
+    await Promise.all(writes);
+    const hash = createHash("sha256");
+    for (const c of chunks) hash.update(c);
+    assert.equal(hash.digest("hex"), createHash("sha256").update(data).digest("hex"));
+    if (runtime === "node") {
+      // One SSL_write for the batch: no record short of 16 KiB but the last
+      // (each write on its own ended in a 7-byte record).
+      const sizes = chunks.map((c) => c.length);
+      assert.deepEqual(sizes.slice(0, -1).filter((n) => n < 16 * KiB), [], `records ${sizes}`);
+      // Decrypted into a slab: a record goes on where the one before ended.
+      const adjacent = chunks.slice(1).filter((c, i) =>
+        c.buffer === chunks[i]!.buffer && c.byteOffset === chunks[i]!.byteOffset + chunks[i]!.length
+      );
+      assert.ok(adjacent.length > 0, `no adjacent records among ${chunks.length}`);
+    }
+  } finally {
+    await closePair(p);
+  }
+});
+
 for (const mode of MODES) {
   test(`tls ${mode}: echo 8 MiB with checksum; addresses; setNoDelay`, async () => {
     const p = await pair(mode);
