@@ -211,6 +211,17 @@ test("tls: generated certificates: SAN, CA flags, validity, chain", async () => 
 test("tls: a batch of frames written in one turn arrives whole; on Node as full records in one slab", async () => {
   const p = await pair("pin");
   try {
+    // Bulk first: on Node the slabs grow from 4 KiB to 64 KiB as it flows.
+    const warm = pattern(512 * KiB, 10);
+    const [, warmed] = await within(
+      Promise.all([
+        writeBlock(p.client, warm, warm.byteLength, 64 * KiB),
+        readExactly(p.server, warm.byteLength),
+      ]),
+      10_000,
+      "warm-up",
+    );
+    assert.deepEqual(warmed, warm);
     const frame = 32 * KiB + 7; // a link DATA frame of half a 64 KiB read
     const data = pattern(4 * frame, 11);
     // A link writes its batch like this: several writes in one turn.

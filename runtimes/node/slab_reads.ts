@@ -9,7 +9,9 @@
  * per-record buffers). Here the socket decrypts into large slabs instead,
  * record after record, so that consecutive records are adjacent views of
  * one buffer (which `LinkFramer` joins without copying); each view is
- * handed to the socket's `data` listeners as it was before.
+ * handed to the socket's `data` listeners as it was before. A slab starts
+ * at 4 KiB and doubles while reads come in bulk, up to 64 KiB (what a plain
+ * socket's read holds), so an idle connection keeps a small one.
  *
  * This is what `net.Socket`'s `onread` option does (a buffer, or a
  * function giving the next one, and a callback), which `node:tls` takes
@@ -23,9 +25,11 @@
 import { Buffer } from "node:buffer";
 import type * as tls from "node:tls";
 
-/** Bytes of one slab: a record (≤ 16 KiB) fits at least 3 times. */
+/** Bytes of a slab under bulk load: a record (≤ 16 KiB) fits 4 times. */
 export const SLAB = 64 * 1024;
-/** A new slab is started when less than a whole record would fit. */
+/** Bytes of the first slab, and of the next one after a short read: an idle socket holds little. */
+const SMALL_SLAB = 4 * 1024;
+/** The largest TLS record's plaintext. */
 const RECORD = 16 * 1024;
 
 type Internal = Record<symbol, unknown> & {
@@ -47,12 +51,19 @@ export function slabReads(sock: tls.TLSSocket): boolean {
     return false;
   }
   if (s[kBuffer] !== null) return false; // it reads into a buffer of its own already
-  let slab = new Uint8Array(0);
+  let slab: Uint8Array = new Uint8Array(0);
   let at = 0;
-  /** The rest of the slab (a new one when a record might not fit). */
+  /** The last read filled what it was offered or was a whole record: bulk. */
+  let full = false;
+  /**
+   * The rest of the slab, or a new one once a quarter of it (at most a
+   * record) does not fit: twice as large after bulk reads, up to
+   * {@link SLAB}; {@link SMALL_SLAB} after a short one.
+   */
   const next = (): Uint8Array => {
-    if (slab.length - at < RECORD) {
-      slab = Buffer.allocUnsafeSlow(SLAB); // no zeroing: every byte handed on was written
+    if (slab.length - at < Math.min(RECORD, slab.length / 4) || slab.length === 0) {
+      const size = full ? Math.min(SLAB, slab.length * 2) : SMALL_SLAB;
+      slab = Buffer.allocUnsafeSlow(size); // no zeroing: every byte handed on was written
       at = 0;
     }
     return slab.subarray(at);
@@ -60,6 +71,7 @@ export function slabReads(sock: tls.TLSSocket): boolean {
   const first = next();
   s[kBufferGen] = next;
   s[kBufferCb] = (n: number) => {
+    full = n >= RECORD || at + n === slab.length;
     const chunk = slab.subarray(at, at + n);
     at += n;
     sock.emit("data", chunk);
