@@ -13,7 +13,9 @@
  * node_modules symlink). `--perf DIR`: `perf record -g` of each process
  * during each scenario (PERF_F samples/s, default 499; start with
  * NODE_OPTIONS=--perf-basic-prof for JavaScript frames); `--strace DIR`:
- * its reads and writes. Not part of `npm run bench`: a tool for one change.
+ * its reads and writes. With BENCH_NODE_FLAGS=--trace-gc, the Node
+ * processes' mark-compacts are counted too. Not part of `npm run bench`: a
+ * tool for one change.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -114,6 +116,13 @@ try {
           }
         } finally {
           await r.stop();
+          // With BENCH_NODE_FLAGS=--trace-gc (bench/systems.ts): each process's full collections.
+          const marks = r.logs.map((f) =>
+            (fs.readFileSync(f, "utf8").match(/Mark-Compact/g) ?? []).length
+          );
+          if (marks.some((n) => n > 0)) {
+            console.log(`${path.basename(root)} ${id} mark-compacts ${marks}`);
+          }
         }
       }
     }
