@@ -133,11 +133,19 @@ async function closePair({ listener, client, server }: Pair): Promise<void> {
   await within(Promise.all([client.closed, server.closed]), 10_000, "closed");
 }
 
+function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0);
+  return out;
+}
+
 /** Everything `conn` receives until EOF or an error; never throws. */
-async function receivedQuietly(conn: Conn): Promise<number> {
+async function receivedQuietly(conn: Conn, each?: (c: Uint8Array) => void): Promise<number> {
   let n = 0;
   try {
-    for (let c = await conn.read(); c !== null; c = await conn.read()) n += c.byteLength;
+    for (let c = await conn.read(); c !== null; c = await conn.read()) {
+      (n += c.byteLength, each?.(c));
+    }
   } catch {
     // an error is an acceptable outcome
   }
@@ -250,6 +258,21 @@ test("tls: a batch of frames written in one turn arrives whole; on Node as full 
       );
       assert.ok(adjacent.length > 0, `no adjacent records among ${chunks.length}`);
     }
+  } finally {
+    await closePair(p);
+  }
+});
+
+test("tls: bytes written in the same turn as close() still go out", async () => {
+  const p = await pair("pin");
+  try {
+    const bye = pattern(3000, 12);
+    void p.client.write(bye).catch(() => {});
+    p.client.close();
+    const got: Uint8Array[] = [];
+    const n = await within(receivedQuietly(p.server, (c) => got.push(c)), 10_000, "the end");
+    assert.equal(n, bye.length);
+    assert.deepEqual(concatBytes(got), bye);
   } finally {
     await closePair(p);
   }

@@ -172,6 +172,7 @@ export class SocketConn implements Conn {
 
   close(): void {
     if (this.#done) return;
+    if (this.#corked) this.#uncork(); // what was written goes out first, as without coalescing
     this.#done = true;
     this.#reads.close(true);
     this.#sock.destroy();
@@ -192,6 +193,7 @@ export class SocketConn implements Conn {
     if (tls === null) throw new TypeError("startTls: not a connection of a deferTls listener");
     if (this.#done || this.#ended) throw this.#error ?? closedError();
     const sock = this.#sock;
+    if (this.#corked) this.#uncork(); // the plain bytes written so far go out before TLS
     const unread = [head, ...this.#reads.take()];
     for (const event of EVENTS) sock.removeAllListeners(event);
     sock.pause();
