@@ -280,8 +280,16 @@ type Runtime = "node" | "deno" | "bun";
 export function runtimeCmd(root: string, rt: Runtime): [string, string[]] {
   const bin = (n: string) => path.join(root, "node_modules", ".bin", n);
   switch (rt) {
-    case "node":
-      return [process.execPath, ["--import", "tsx", path.join(root, "runtimes/node/main.ts")]];
+    case "node": {
+      // BENCH_NODE_FLAGS: extra flags for a diagnosis (e.g. --trace-gc), never in a reported run.
+      const extra = process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
+      return [process.execPath, [
+        ...extra,
+        "--import",
+        "tsx",
+        path.join(root, "runtimes/node/main.ts"),
+      ]];
+    }
     case "deno":
       return [bin("deno"), ["run", "-A", DENO_V8, path.join(root, "runtimes/deno/main.ts")]];
     case "bun":

@@ -125,8 +125,26 @@ export class LinkFramer {
 
   push(chunk: Uint8Array): void {
     if (this.#error || chunk.length === 0) return;
-    this.#chunks.push(chunk);
     this.#buffered += chunk.length;
+    const n = this.#chunks.length;
+    const last = n > 0 ? this.#chunks[n - 1]! : null;
+    // A chunk that goes on where the last one ends, in the same buffer (a
+    // runtime reading into slabs, runtimes/node/slab_reads.ts), extends it:
+    // a frame across both is then a subarray, not a copy. (byteOffset first:
+    // it is 0 for most runtimes' chunks, and JavaScriptCore materialises a
+    // view's buffer on first access.)
+    if (
+      last !== null && chunk.byteOffset > 0 &&
+      chunk.byteOffset === last.byteOffset + last.length && chunk.buffer === last.buffer
+    ) {
+      this.#chunks[n - 1] = new Uint8Array(
+        last.buffer,
+        last.byteOffset,
+        last.length + chunk.length,
+      );
+      return;
+    }
+    this.#chunks.push(chunk);
   }
 
   /** The next whole frame, or null until more bytes arrive. */

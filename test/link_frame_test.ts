@@ -225,6 +225,36 @@ test("link framer: a DATA body inside one chunk is returned without copying", ()
   assert.equal(f.data.buffer, all.buffer);
 });
 
+test("link framer: a DATA body across adjacent views of one buffer (slab reads) is not copied", () => {
+  const body = Uint8Array.from({ length: 40_000 }, (_, i) => (i * 7) & 0xff);
+  const frame = encodeLinkFrame({ type: "DATA", stream: 5, data: body });
+  const slab = new Uint8Array(frame.length + 3);
+  slab.set(frame, 3);
+  // Three records of one slab, as runtimes/node/slab_reads.ts hands them on.
+  const cuts = [3, 3 + 16_384, 3 + 32_768, slab.length];
+  const views = cuts.slice(1).map((end, i) =>
+    new Uint8Array(slab.buffer, cuts[i]!, end - cuts[i]!)
+  );
+  const { frames, framer } = feed(views);
+  assert.equal(frames.length, 1);
+  const f = frames[0]!;
+  assert.ok(f.type === "DATA");
+  assert.deepEqual(f.data, body);
+  assert.equal(f.data.buffer, slab.buffer, "a view of the slab, no copy");
+  assert.equal(framer.buffered, 0);
+  // Views of one buffer that are not adjacent in the order pushed are not joined.
+  const swapped = new Uint8Array(frame.length);
+  const half = 20_000;
+  swapped.set(frame.subarray(half), 0);
+  swapped.set(frame.subarray(0, half), frame.length - half);
+  const second = new Uint8Array(swapped.buffer, 0, frame.length - half);
+  const first = new Uint8Array(swapped.buffer, frame.length - half, half);
+  const out = feed([first, second]).frames;
+  assert.equal(out.length, 1);
+  assert.ok(out[0]!.type === "DATA");
+  assert.deepEqual(out[0]!.data, body);
+});
+
 // ---------------------------------------------------------------- invalid
 
 /** Frames that break a rule of SPEC.md §3.2; all of them also break spec/link.ksy. */

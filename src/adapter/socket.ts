@@ -40,6 +40,8 @@ export interface StreamSocket {
   resume(): unknown;
   unshift(chunk: Uint8Array): void;
   setNoDelay(on?: boolean): unknown;
+  cork(): void;
+  uncork(): void;
 }
 
 /** What {@link socketListener} uses of a `net.Server`. */
@@ -67,6 +69,18 @@ export interface TlsModule {
 /** The writable and readable buffer high-water mark per socket. */
 export const STREAM_HWM = 64 * 1024;
 
+/**
+ * How a {@link SocketConn} writes. `coalesce`: the writes of one microtask
+ * go to the socket as one (`cork()`, then `uncork()` after the microtask):
+ * on a `node:tls` socket one TLS record sequence and one system call for a
+ * link's batch of frames, where each write would be its records (the last
+ * one often a few bytes: a 32 KiB frame is 16 + 16 KiB + 7 bytes) and its
+ * system call.
+ */
+export interface SocketConnOptions {
+  coalesce?: boolean;
+}
+
 /** Wraps an accepted socket in a server TLS socket (the listener's certificate). */
 export type ServerTls = (raw: StreamSocket) => StreamSocket;
 
@@ -85,12 +99,20 @@ export class SocketConn implements Conn {
   #error: NetError | null = null;
   #ended: Promise<void> | null = null;
   #tls: ServerTls | null;
+  #opts: SocketConnOptions;
+  #corked = false;
   #onClose!: () => void;
 
   /** `tls`: a plain Conn of a `deferTls` listener, TLS started by {@link startTls}. */
-  constructor(sock: StreamSocket, tls: ServerTls | null = null, addrs?: [Addr, Addr]) {
+  constructor(
+    sock: StreamSocket,
+    tls: ServerTls | null = null,
+    addrs?: [Addr, Addr],
+    opts: SocketConnOptions = {},
+  ) {
     this.#sock = sock;
     this.#tls = tls;
+    this.#opts = opts;
     this.#reads = new ReadQueue({ pause: () => sock.pause(), resume: () => sock.resume() });
     sock.setNoDelay(true);
     this.local = addrs?.[0] ?? { host: sock.localAddress ?? "", port: sock.localPort ?? 0 };
@@ -123,8 +145,18 @@ export class SocketConn implements Conn {
   write(chunk: Uint8Array): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done || this.#ended) return Promise.reject(closedError());
+    if (this.#opts.coalesce && !this.#corked) {
+      this.#corked = true;
+      this.#sock.cork();
+      queueMicrotask(this.#uncork);
+    }
     return this.#sock.write(chunk) ? RESOLVED : this.#drain.wait();
   }
+
+  #uncork = () => {
+    this.#corked = false;
+    this.#sock.uncork();
+  };
 
   end(): Promise<void> {
     if (this.#ended) return this.#ended;
@@ -140,6 +172,7 @@ export class SocketConn implements Conn {
 
   close(): void {
     if (this.#done) return;
+    if (this.#corked) this.#uncork(); // what was written goes out first, as without coalescing
     this.#done = true;
     this.#reads.close(true);
     this.#sock.destroy();
@@ -160,6 +193,7 @@ export class SocketConn implements Conn {
     if (tls === null) throw new TypeError("startTls: not a connection of a deferTls listener");
     if (this.#done || this.#ended) throw this.#error ?? closedError();
     const sock = this.#sock;
+    if (this.#corked) this.#uncork(); // the plain bytes written so far go out before TLS
     const unread = [head, ...this.#reads.take()];
     for (const event of EVENTS) sock.removeAllListeners(event);
     sock.pause();
@@ -171,7 +205,7 @@ export class SocketConn implements Conn {
     }
     this.#reads.close(true);
     this.#gone();
-    return new SocketConn(tls(sock), null, [this.local, this.remote]);
+    return new SocketConn(tls(sock), null, [this.local, this.remote], this.#opts);
   }
 }
 
@@ -184,13 +218,14 @@ export function socketListener(
   server: SocketServer,
   tls: ServerTls | null,
   deferTls = false,
+  opts: SocketConnOptions = {},
 ): Listener {
   const a = server.address() as { address: string; port: number };
   const listener = new AcceptQueue({ host: a.address, port: a.port }, () => server.close());
   server.on("connection", (raw: StreamSocket) => {
-    if (tls === null) listener.push(new SocketConn(raw));
-    else if (deferTls) listener.push(new SocketConn(raw, tls));
-    else listener.push(new SocketConn(tls(raw)));
+    if (tls === null) listener.push(new SocketConn(raw, null, undefined, opts));
+    else if (deferTls) listener.push(new SocketConn(raw, tls, undefined, opts));
+    else listener.push(new SocketConn(tls(raw), null, undefined, opts));
   });
   server.on("error", () => {}); // after listen, errors surface per connection
   return listener;
@@ -218,13 +253,14 @@ export function listenSockets(
   net: NetModule,
   { host, port, deferTls }: ListenOptions,
   tls: ServerTls | null,
+  opts: SocketConnOptions = {},
 ): Promise<Listener> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ allowHalfOpen: true, highWaterMark: STREAM_HWM } as never);
     server.once("error", (e) => reject(toNetError(e)));
     server.listen({ host, port }, () => {
       server.removeAllListeners("error");
-      resolve(socketListener(server, tls, deferTls));
+      resolve(socketListener(server, tls, deferTls, opts));
     });
   });
 }
