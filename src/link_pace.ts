@@ -40,7 +40,7 @@ const PROBE_CAP = 64 * 1024;
 const BW_WINDOW_MS = 1000;
 /** PINGs awaiting their PONG at most. */
 export const MAX_PINGS = 16;
-/** A PING follows at least this many DATA bytes (or the first DATA after none was awaited). */
+/** A PING follows at least this many DATA bytes not yet marked. */
 const PING_EVERY_MIN = 16 * 1024;
 
 interface Ping {
@@ -97,15 +97,16 @@ export class LinkPace {
 
   /**
    * A PING to write after what was written so far (its id), or 0 when none
-   * is due: some DATA is not yet marked, and either no PING is awaited or
-   * {@link PING_EVERY_MIN} and an eighth of the cap were written since the
-   * last one.
+   * is due: at least {@link PING_EVERY_MIN} of DATA is not yet marked, and
+   * an eighth of the cap while a PING is awaited. Less than that needs no
+   * pacing (see {@link settle}): a stream that sends a few bytes now and
+   * then costs no PING and PONG.
    */
   ping(now: number): number {
     const last = this.#pings.at(-1)?.sent ?? this.#acked;
     const unmarked = this.#sent - last;
-    if (unmarked <= 0 || this.#pings.length >= MAX_PINGS) return 0;
-    if (this.#pings.length > 0 && unmarked < Math.max(PING_EVERY_MIN, this.#cap / 8)) return 0;
+    if (unmarked < PING_EVERY_MIN || this.#pings.length >= MAX_PINGS) return 0;
+    if (this.#pings.length > 0 && unmarked < this.#cap / 8) return 0;
     this.#seq = this.#seq >= 0xffffffff ? 1 : this.#seq + 1;
     this.#pings.push({
       seq: this.#seq,
@@ -115,6 +116,18 @@ export class LinkPace {
       ackedAt: this.#ackedAt,
     });
     return this.#seq;
+  }
+
+  /**
+   * The link has no DATA queued: with no PING awaited, the less than
+   * {@link PING_EVERY_MIN} not marked is taken as delivered, so that the
+   * link is idle again (the rate's clock restarts with the next DATA). It
+   * counts at most that much less in flight than there is.
+   */
+  settle(): void {
+    if (this.#pings.length === 0 && this.#sent - this.#acked < PING_EVERY_MIN) {
+      this.#acked = this.#sent;
+    }
   }
 
   /** A PONG arrived; false if it answers no PING awaited (the oldest). */

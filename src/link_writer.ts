@@ -197,6 +197,7 @@ export class LinkWriter {
   pong(seq: number): boolean {
     if (!this.pace.pong(seq, performance.now())) return false;
     if (this.#queued > 0) this.#kick();
+    else this.pace.settle();
     return true;
   }
 
@@ -378,6 +379,7 @@ export class LinkWriter {
       if (frame.length === FIN_SIZE) control++;
       ping();
     }
+    if (this.#queued === 0) this.pace.settle();
     if (parts.length === 0) return false;
     this.#controlQueued -= control;
     this.#controlWriting += control;

@@ -67,12 +67,19 @@ test(`${rt}: a small bandwidth-delay product keeps the least cap; a short round 
   assert.ok(fast.cap >= 4.5 * 2 ** 20 && fast.cap <= 6 * 2 ** 20, `cap ${fast.cap}`);
 });
 
-test(`${rt}: PINGs: none without unmarked DATA, at most ${MAX_PINGS} awaited, PONGs in order only`, () => {
+test(`${rt}: PINGs: none for less than 16 KiB of unmarked DATA, at most ${MAX_PINGS} awaited, PONGs in order only`, () => {
   const pace = new LinkPace();
   assert.equal(pace.ping(0), 0, "nothing written");
   pace.wrote(100, 0);
+  assert.equal(pace.ping(0), 0, "a few bytes are not marked");
+  pace.settle();
+  assert.equal(pace.inflight, 0, "and count as delivered once the link has nothing queued");
+  pace.wrote(100, 0);
+  pace.wrote(16 * 1024, 0);
   const first = pace.ping(0);
-  assert.ok(first > 0, "the first DATA is marked at once");
+  assert.ok(first > 0, "16 KiB and more are marked");
+  pace.settle();
+  assert.equal(pace.inflight, 16 * 1024 + 100, "not while a PING is awaited");
   pace.wrote(100, 0);
   assert.equal(pace.ping(0), 0, "too little since the last PING");
   const seqs = [first];
