@@ -44,6 +44,29 @@ export interface PairedResult {
   refConnErrors: number;
 }
 
+/**
+ * `pairs` pairs of `a()` and `b()` one after the other, in ABBA order (which
+ * goes first alternates, so a steady drift favours neither); each pair as
+ * [a's, b's].
+ */
+export async function abba<T>(
+  pairs: number,
+  a: () => Promise<T>,
+  b: () => Promise<T>,
+): Promise<Array<[T, T]>> {
+  const out: Array<[T, T]> = [];
+  for (let i = 0; i < pairs; i++) {
+    if (i % 2 === 0) {
+      const x = await a();
+      out.push([x, await b()]);
+    } else {
+      const y = await b();
+      out.push([await a(), y]);
+    }
+  }
+  return out;
+}
+
 /** The summary of one paired run: medians, the ratio's median and range. */
 export function pairedSummary(r: PairedResult) {
   const ratios = r.ratios.filter((x) => Number.isFinite(x));
@@ -100,16 +123,12 @@ export async function runPaired(
       };
       await slice(a, ca, p.warmSecs);
       await slice(b, cb, p.warmSecs);
-      for (let i = 0; i < p.pairs; i++) {
-        // ABBA: which system goes first alternates from pair to pair
-        let x: LoadgenResult, y: LoadgenResult;
-        if (i % 2 === 0) {
-          x = await slice(a, ca, p.sliceSecs);
-          y = await slice(b, cb, p.sliceSecs);
-        } else {
-          y = await slice(b, cb, p.sliceSecs);
-          x = await slice(a, ca, p.sliceSecs);
-        }
+      const sliced = await abba(
+        p.pairs,
+        () => slice(a!, ca, p.sliceSecs),
+        () => slice(b!, cb, p.sliceSecs),
+      );
+      for (const [x, y] of sliced) {
         const rate = Number(x.conn_s), refRate = Number(y.conn_s);
         res.rates.push(rate);
         res.refRates.push(refRate);

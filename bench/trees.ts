@@ -21,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { build, hold, type LoadgenResult, runLoadgen, startTarget, waitReady } from "./loadgen.ts";
+import { abba } from "./paired.ts";
 import { memory, stopAll } from "./proc.ts";
 import { median } from "./stats.ts";
 import { BURROW_POOL, type Ctx, type Running, type System } from "./systems.ts";
@@ -120,15 +121,9 @@ try {
       for (const sc of (Object.keys(SCENARIOS) as Scenario[]).filter((s) => wanted.has(s))) {
         await figure(a, ca, sc);
         await figure(b, cb, sc);
-        const ratios: number[] = [], xs: number[] = [], ys: number[] = [];
-        for (let i = 0; i < pairs; i++) {
-          const [x, y] = i % 2 === 0
-            ? [await figure(a, ca, sc), await figure(b, cb, sc)]
-            : (([y2, x2]) => [x2, y2])([await figure(b, cb, sc), await figure(a, ca, sc)]);
-          xs.push(x!);
-          ys.push(y!);
-          if (y! > 0) ratios.push(x! / y!);
-        }
+        const got = await abba(pairs, () => figure(a, ca, sc), () => figure(b, cb, sc));
+        const xs = got.map(([x]) => x), ys = got.map(([, y]) => y);
+        const ratios = got.filter(([, y]) => y > 0).map(([x, y]) => x / y);
         line.push(`${sc} ${median(xs)?.toFixed(0)} / ${median(ys)?.toFixed(0)}: ${fmt(ratios)}`);
         console.log(`  ${rt} ${line.at(-1)}`);
       }
