@@ -14,7 +14,9 @@
  * link writes after DATA marks the bytes written before it, and its PONG
  * says the peer read them all. From the PONGs: the round-trip time (lowest
  * over the last {@link RTT_WINDOW_MS}) and the delivery rate (bytes the peer
- * read per second, highest over the last {@link BW_WINDOW_MS}); the cap is
+ * read per second, highest over the last {@link BW_WINDOW_MS}; each sample
+ * over the longer of the PONGs' and the writes' interval, so that PONGs
+ * arriving together are not taken for a faster path); the cap is
  * {@link GAIN} × rate × round trip (the bandwidth-delay product and a
  * quarter for the estimate's lag), at least {@link CAP_MIN}, the round
  * trip taken as at least {@link RTT_FLOOR_MS} (an event loop under load
@@ -51,6 +53,8 @@ interface Ping {
   /** Bytes acknowledged, and when, as it was written. */
   readonly acked: number;
   readonly ackedAt: number;
+  /** When the PING that acknowledged them was written. */
+  readonly ackedSentAt: number;
 }
 
 export class LinkPace {
@@ -58,6 +62,8 @@ export class LinkPace {
   #acked = 0;
   /** When `#acked` last moved, or when DATA left an idle link. */
   #ackedAt = 0;
+  /** When the PING behind `#acked` was written (or DATA left an idle link). */
+  #ackedSentAt = 0;
   readonly #pings: Ping[] = [];
   #seq = 0;
   #minRtt = Infinity;
@@ -91,7 +97,7 @@ export class LinkPace {
 
   /** `n` DATA bytes were handed to the connection. */
   wrote(n: number, now: number): void {
-    if (this.#sent === this.#acked) this.#ackedAt = now; // leaving idle: the rate's clock restarts
+    if (this.#sent === this.#acked) this.#ackedAt = this.#ackedSentAt = now; // leaving idle: the rate's clocks restart
     this.#sent += n;
   }
 
@@ -114,6 +120,7 @@ export class LinkPace {
       at: now,
       acked: this.#acked,
       ackedAt: this.#ackedAt,
+      ackedSentAt: this.#ackedSentAt,
     });
     return this.#seq;
   }
@@ -137,8 +144,12 @@ export class LinkPace {
     this.#pings.shift();
     this.#acked = p.sent;
     this.#ackedAt = now;
+    this.#ackedSentAt = p.at;
     this.#rtt(now - p.at, p.at, now);
-    const interval = now - p.ackedAt;
+    // Over the longer of the time the PONGs took and the time the bytes took
+    // to be written (as BBR's delivery rate): a PONG held up and the next
+    // one on time make the first alone look faster than the path.
+    const interval = Math.max(now - p.ackedAt, p.at - p.ackedSentAt);
     if (interval > 0) {
       const bw = (p.sent - p.acked) / interval;
       if (bw >= this.#bw || now - this.#bwAt > BW_WINDOW_MS) {

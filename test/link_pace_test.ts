@@ -13,9 +13,18 @@ const rt = runtime;
 
 /**
  * `ms` milliseconds of a backlogged sender on a path of `rate` bytes/ms and
- * `rtt` ms; returns the pace and the most it ever had in flight.
+ * `rtt` ms; returns the pace and the most it ever had in flight. With
+ * `jitter`, each PONG arrives up to that many ms late (in order: an event
+ * loop or a relay that gets to the link late, then reads several at once).
  */
-function simulate(rate: number, rtt: number, ms: number): { pace: LinkPace; peak: number } {
+function simulate(
+  rate: number,
+  rtt: number,
+  ms: number,
+  jitter = 0,
+): { pace: LinkPace; peak: number } {
+  let seed = 1;
+  const random = () => (seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff;
   const pace = new LinkPace();
   /** PINGs on their way: [seq, when its PONG arrives]. */
   const pongs: Array<[number, number]> = [];
@@ -29,7 +38,8 @@ function simulate(rate: number, rtt: number, ms: number): { pace: LinkPace; peak
     // As the link's writer: frames of 64 KiB within the room, a PING after each when due.
     const ping = () => {
       const seq = pace.ping(now);
-      if (seq) pongs.push([seq, Math.max(drained, now) + rtt]);
+      const at = Math.max(drained, now) + rtt + jitter * random();
+      if (seq) pongs.push([seq, Math.max(at, pongs.at(-1)?.[1] ?? 0)]);
     };
     ping();
     for (let room = pace.room; room > 0; room -= 65542) {
@@ -56,6 +66,22 @@ test(`${rt}: the cap grows to 1.25 × the bandwidth-delay product and stays ther
     );
     assert.ok(peak <= 1.35 * path, `${ms} ms: peak ${peak}`);
     assert.ok(pace.rtt >= 10 && pace.rtt <= 12, `${ms} ms: rtt ${pace.rtt}`);
+  }
+});
+
+test(`${rt}: PONGs that arrive late and then together do not make the path look faster`, () => {
+  // A PONG late by a few ms and the next one on time: the bytes between
+  // them look delivered in less time than the path took. As a rate over the
+  // acknowledgements' interval alone, the highest of a second's samples was
+  // up to 1.5× the path's (issue 26: 45–60 MiB/s at a 40 MiB/s bottleneck, a
+  // third of the cap waiting in the bottleneck's queue); over the longer of
+  // that and the interval in which those bytes were written, it is not.
+  const rate = 40 * 2 ** 20 / 1000;
+  for (const jitter of [2, 4]) {
+    const path = rate * (11.6 + jitter / 2);
+    const { pace, peak } = simulate(rate, 10, 3000, jitter);
+    assert.ok(pace.cap <= 1.3 * path, `jitter ${jitter} ms: cap ${pace.cap}, path ${path}`);
+    assert.ok(peak <= 1.3 * path, `jitter ${jitter} ms: peak ${peak}`);
   }
 });
 
