@@ -62,10 +62,30 @@ export class SocksFront {
     if (!admitted) return;
     const rd = new Reader(conn, 1024);
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
+    // This frame lasts as long as the stream: what it holds across an await
+    // is kept that long (so the byte is read before isHttp is looked up,
+    // and the credential check lives in #accept's scope, not here).
+    try {
+      const first = await firstByte(rd);
+      if (isHttp(first)) return this.#http.handle(conn, rd, admitted, log);
+      const { a, cred } = await this.#accept(conn, rd, admitted);
+      if (!a.ok) return this.#refusedHandshake(conn, a.error, log, cred);
+      if (a.value.command === "udpAssociate" && this.udp) {
+        return await this.udp.associate(conn, rd, a.value, log, cred); // SPEC.md §8.2
+      }
+      return await this.#connect(conn, rd, a.value, log, cred);
+    } catch (e) {
+      admitted();
+      conn.close();
+      this.#failed(e, log);
+    }
+  }
+
+  /** The SOCKS5 handshake up to the request, checking the credential; it ends the handshake phase. */
+  async #accept(conn: Conn, rd: Reader, admitted: () => void) {
     let expected = (): void => {};
     let cred: CredentialCheck | undefined;
     try {
-      if (isHttp(await firstByte(rd))) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         udp: this.udp !== undefined,
@@ -80,18 +100,10 @@ export class SocksFront {
           return "then" in checked ? checked.then(done) : done(checked);
         },
       });
+      return { a, cred };
+    } finally {
       admitted();
-      expected(); // the CONNECT takes from the pool in this turn, before the pool asks
-      if (!a.ok) return this.#refusedHandshake(conn, a.error, log, cred);
-      if (a.value.command === "udpAssociate" && this.udp) {
-        return await this.udp.associate(conn, rd, a.value, log, cred); // SPEC.md §8.2
-      }
-      return await this.#connect(conn, rd, a.value, log, cred);
-    } catch (e) {
-      admitted();
-      expected();
-      conn.close();
-      this.#failed(e, log);
+      expected(); // the CONNECT takes from the pool before the pool asks (after this turn)
     }
   }
 
