@@ -50,6 +50,8 @@ export function loggableAgent(
 
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 
+const NOTHING = (): void => {};
+
 export class SocksFront {
   /** HTTP CONNECT on this port (SPEC.md §8.1): the first byte tells it from SOCKS5. */
   readonly #http: HttpConnectFront;
@@ -62,30 +64,11 @@ export class SocksFront {
     if (!admitted) return;
     const rd = new Reader(conn, 1024);
     const log = this.ctx.log.with({ remote: fmt(conn.remote) });
-    // This frame lasts as long as the stream: what it holds across an await
-    // is kept that long (so the byte is read before isHttp is looked up,
-    // and the credential check lives in #accept's scope, not here).
-    try {
-      const first = await firstByte(rd);
-      if (isHttp(first)) return this.#http.handle(conn, rd, admitted, log);
-      const { a, cred } = await this.#accept(conn, rd, admitted);
-      if (!a.ok) return this.#refusedHandshake(conn, a.error, log, cred);
-      if (a.value.command === "udpAssociate" && this.udp) {
-        return await this.udp.associate(conn, rd, a.value, log, cred); // SPEC.md §8.2
-      }
-      return await this.#connect(conn, rd, a.value, log, cred);
-    } catch (e) {
-      admitted();
-      conn.close();
-      this.#failed(e, log);
-    }
-  }
-
-  /** The SOCKS5 handshake up to the request, checking the credential; it ends the handshake phase. */
-  async #accept(conn: Conn, rd: Reader, admitted: () => void) {
     let expected = (): void => {};
     let cred: CredentialCheck | undefined;
     try {
+      const first = await firstByte(rd);
+      if (isHttp(first)) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         udp: this.udp !== undefined,
@@ -100,14 +83,26 @@ export class SocksFront {
           return "then" in checked ? checked.then(done) : done(checked);
         },
       });
-      return { a, cred };
-    } finally {
       admitted();
-      expected(); // the CONNECT takes from the pool before the pool asks (after this turn)
+      expected(); // the CONNECT takes from the pool in this turn, before the pool asks
+      if (!a.ok) return this.#refusedHandshake(conn, a.error, log, cred);
+      if (a.value.command === "udpAssociate" && this.udp) {
+        return await this.udp.associate(conn, rd, a.value, log, cred); // SPEC.md §8.2
+      }
+      return await this.#connect(conn, rd, a.value, log, cred);
+    } catch (e) {
+      admitted();
+      expected();
+      conn.close();
+      this.#failed(e, log);
     }
   }
 
-  /** Route the CONNECT; answer it; relay. */
+  /**
+   * Route the CONNECT; answer it; relay. Resolves once the answer is
+   * written: the stream is relayed on its own, so this handler's frames (its
+   * reader, the handshake's logger) do not last as long as the stream.
+   */
   async #connect(
     conn: Conn,
     rd: Reader,
@@ -135,7 +130,19 @@ export class SocksFront {
     }
     const reply = socksReply(conn, Status.succeeded, r.value.bound);
     const id = who?.token?.id;
-    return this.router.replied(reply, client, conn, rd.rest(), r.value, clog, "socks", t0, id);
+    const relayed = this.router.replied(
+      reply,
+      client,
+      conn,
+      rd.rest(),
+      r.value,
+      clog,
+      "socks",
+      t0,
+      id,
+    );
+    relayed.catch(NOTHING); // it fails only when the reply does, which is thrown here
+    await reply;
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */
