@@ -76,9 +76,19 @@ export class AgentPool {
 
   /** A proven pool connection, or a stream the server opened on a link: it waits for OPEN. */
   serve(wire: Wire, frameTimeoutMs?: number): void {
-    this.#awaitOpen(wire, frameTimeoutMs).catch((e) => {
+    this.#caught(this.#awaitOpen(wire, frameTimeoutMs), wire.conn);
+  }
+
+  /**
+   * A handler's failure closes its connection. What this holds lasts as long
+   * as the stream: the connection, not the wire (whose framer is garbage once
+   * the stream relays), and in one scope (a local beside `this` would make a
+   * second one).
+   */
+  #caught(handler: Promise<void>, conn: Conn): void {
+    handler.catch((e) => {
       this.log.error("pool connection handler failed", { error: String(e) });
-      wire.conn.close();
+      conn.close();
     });
   }
 

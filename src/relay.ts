@@ -3,7 +3,7 @@
  * backpressure (each write is awaited before the next read) and half-close
  * (EOF on one side becomes `end()` on the other; the reverse direction keeps
  * flowing). Both connections are closed when both directions are done or
- * either fails. A {@link Throttle} per direction, if given, holds reads back
+ * either fails. A {@link Throttle}, if given, holds reads back
  * (bandwidth limits: src/server/bandwidth.ts).
  *
  * @module
@@ -27,13 +27,13 @@ export interface RelayCounter {
 }
 
 /**
- * Paces one direction of a relay: `take(n)` after each chunk of `n` bytes
- * read; a promise means "wait for it before writing the chunk and reading
+ * Paces a relay: `take(dir, n)` after each chunk of `n` bytes read going
+ * `dir`; a promise means "wait for it before writing the chunk and reading
  * the next one" (so the source is not read meanwhile), undefined means go
  * on at once (the unlimited path: no allocation).
  */
 export interface Throttle {
-  take(n: number): Promise<void> | undefined;
+  take(dir: keyof RelayCounter, n: number): Promise<void> | undefined;
 }
 
 async function pump(
@@ -46,7 +46,7 @@ async function pump(
 ) {
   if (prefix && prefix.length > 0) {
     counter[dir] += prefix.length;
-    await throttle?.take(prefix.length);
+    await throttle?.take(dir, prefix.length);
     await dst.write(prefix);
   }
   for (;;) {
@@ -54,7 +54,7 @@ async function pump(
     if (chunk === null) break;
     counter[dir] += chunk.length;
     if (throttle) {
-      const wait = throttle.take(chunk.length);
+      const wait = throttle.take(dir, chunk.length);
       if (wait) await wait;
     }
     await dst.write(chunk);
@@ -66,7 +66,7 @@ async function pump(
  * Relay until both directions have ended. `aPrefix` is written to `b` first
  * (bytes of `a` already read during a handshake), `bPrefix` to `a`. `live`,
  * if given, is counted into as the bytes flow (it should start at zero);
- * `pace`, if given, throttles `up` (`a` to `b`) and `down` (`b` to `a`).
+ * `pace`, if given, throttles both: `up` (`a` to `b`) and `down` (`b` to `a`).
  */
 export async function relay(
   a: Conn,
@@ -74,7 +74,7 @@ export async function relay(
   aPrefix?: Uint8Array,
   bPrefix?: Uint8Array,
   live: RelayCounter = { up: 0, down: 0 },
-  pace?: { up: Throttle; down: Throttle },
+  pace?: Throttle,
 ): Promise<RelayResult> {
   const up0 = live.up;
   const down0 = live.down;
@@ -83,8 +83,8 @@ export async function relay(
     b.close();
   };
   await Promise.all([
-    pump(a, b, aPrefix, live, "up", pace?.up).catch(fail),
-    pump(b, a, bPrefix, live, "down", pace?.down).catch(fail),
+    pump(a, b, aPrefix, live, "up", pace).catch(fail),
+    pump(b, a, bPrefix, live, "down", pace).catch(fail),
   ]);
   a.close();
   b.close();

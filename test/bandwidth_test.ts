@@ -368,7 +368,7 @@ test(`${rt}: bandwidth: rates in the config are bytes per second with a unit; ba
 test(`${rt}: bandwidth: datagrams count against the same buckets (the UDP hook): past the burst they are dropped`, async () => {
   const t = await limited({ bandwidth: { up: "1KiB/s" } });
   try {
-    const pace = t.server.router.bandwidth.attach("alice", "office", []);
+    const pace = t.server.router.bandwidth.attach("alice", "office");
     // A burst of a tenth of a second: 102 bytes; a datagram may take the bucket below zero.
     assert.deepEqual([60, 60, 60].map((n) => pace.datagram("up", n)), [true, true, false]);
     assert.equal(pace.datagram("down", 60_000), true, "down is not limited");

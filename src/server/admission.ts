@@ -140,15 +140,7 @@ export class Admission {
       this.limitHit("handshake_timeout", { port, remote, timeout_ms: timeoutMs });
       conn.close();
     }, timeoutMs);
-    let done = false;
-    const end = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      release();
-    };
-    conn.closed.then(end);
-    return end;
+    return endOnce(conn, timer, release);
   }
 
   /** What limits count `host` as: its source, and for IPv6 its wider prefixes. */
@@ -215,4 +207,29 @@ export class Admission {
       }
     }
   }
+}
+
+/**
+ * The end of a handshake phase: clears `timer` and calls `release`, once, at
+ * its first call or when `conn` closes. The connection's handler and its
+ * `closed` hold the end as long as it lasts (a stream's whole life), so once
+ * called it lets go of the timer and of `release` and what they hold; a
+ * function of its own, so that it holds nothing else.
+ */
+function endOnce(
+  conn: Conn,
+  timer: ReturnType<typeof setTimeout>,
+  release: () => void,
+): () => void {
+  let t: typeof timer | undefined = timer;
+  let r: (() => void) | undefined = release;
+  const end = () => {
+    if (!r) return;
+    const then = r;
+    clearTimeout(t);
+    t = r = undefined;
+    then();
+  };
+  conn.closed.then(end);
+  return end;
 }

@@ -52,50 +52,47 @@ const LOG_EVERY_MS = 60_000;
 /** The smoothing's time constant: a step in the rate shows 63 % after this long. */
 const SMOOTH_MS = 2000;
 
-/** One direction of one stream: its client's bucket, then its agent's. */
-class DirGate implements Throttle {
-  readonly #fc: Flow = { finish: 0 };
-  readonly #fa: Flow = { finish: 0 };
-  #closed = false;
-
-  constructor(readonly c: Bucket, readonly a: Bucket, readonly waited: () => void) {}
-
-  take(n: number): Promise<void> | undefined {
-    if (this.#closed) return undefined;
-    const w = this.c.take(n, this.#fc);
-    if (w === undefined) {
-      const wa = this.a.take(n, this.#fa);
-      if (wa) this.waited();
-      return wa;
-    }
-    this.waited();
-    return w.then(() => this.#closed ? undefined : this.a.take(n, this.#fa));
-  }
-
+/**
+ * What a stream (or a UDP association) holds: its throttle both ways, its
+ * client's bucket then its agent's. One object per stream: it is made for
+ * every stream, limited or not, and an idle stream keeps it as long as it
+ * lasts, so its places in the buckets' fair queues (flows, bucket.ts) are
+ * made only when a bucket it passes has a rate.
+ */
+export class Pace implements Throttle {
+  /** Its flows: up in the client's and the agent's bucket, then down; null until a bucket limits it. */
+  #flows: Flow[] | null = null;
   /** The stream is closing: nothing of it waits any more. */
-  close(): void {
-    this.#closed = true;
-    this.c.cancel(this.#fc);
-    this.a.cancel(this.#fa);
-  }
-}
-
-/** What a stream (or, later, a UDP association) holds: its throttles each way. */
-export class Pace {
-  readonly up: DirGate;
-  readonly down: DirGate;
+  #closed = false;
   #watching = false;
   #released = false;
 
+  /** `a`, `b`: the stream's two connections (their close ends a wait). */
   constructor(
     readonly client: Pair,
     readonly agent: Pair,
-    readonly conns: readonly Conn[],
-    readonly onRelease: () => void,
-  ) {
-    const waited = () => this.#watch();
-    this.up = new DirGate(client.up, agent.up, waited);
-    this.down = new DirGate(client.down, agent.down, waited);
+    readonly a?: Conn,
+    readonly b?: Conn,
+  ) {}
+
+  take(dir: Direction, n: number): Promise<void> | undefined {
+    if (this.#closed) return undefined;
+    const w = this.#take(dir, 0, n);
+    if (w === undefined) {
+      const wa = this.#take(dir, 1, n);
+      if (wa) this.#watch();
+      return wa;
+    }
+    this.#watch();
+    return w.then(() => this.#closed ? undefined : this.#take(dir, 1, n));
+  }
+
+  /** Take `n` bytes going `dir` from the client's (`k` 0) or the agent's (1) bucket. */
+  #take(dir: Direction, k: 0 | 1, n: number): Promise<void> | undefined {
+    const bucket = (k === 0 ? this.client : this.agent)[dir];
+    if (bucket.free(n)) return undefined;
+    this.#flows ??= [{ finish: 0 }, { finish: 0 }, { finish: 0 }, { finish: 0 }];
+    return bucket.take(n, this.#flows[(dir === "up" ? 0 : 2) + k]!);
   }
 
   /**
@@ -114,21 +111,28 @@ export class Pace {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.up.close();
-    this.down.close();
-    this.onRelease();
+    this.#close();
+    this.client.refs--;
+    this.agent.refs--;
+  }
+
+  /** Nothing of the stream waits any more, nor will. */
+  #close(): void {
+    this.#closed = true;
+    const f = this.#flows;
+    if (!f) return;
+    for (const dir of ["up", "down"] as const) {
+      const i = dir === "up" ? 0 : 2;
+      this.client[dir].cancel(f[i]!);
+      this.agent[dir].cancel(f[i + 1]!);
+    }
   }
 
   /** Once the stream first waits: when either connection closes, stop waiting. */
   #watch(): void {
     if (this.#watching) return;
     this.#watching = true;
-    for (const c of this.conns) {
-      c.closed.then(() => {
-        this.up.close();
-        this.down.close();
-      });
-    }
+    for (const c of [this.a, this.b]) c?.closed.then(() => this.#close());
   }
 }
 
@@ -167,18 +171,15 @@ export class Bandwidth {
     };
   }
 
-  /** Pace a stream of `client` through `agent`; `conns`: its two connections. */
-  attach(client: string, agent: string, conns: readonly Conn[]): Pace {
+  /** Pace a stream of `client` through `agent`; `a`, `b`: its two connections. */
+  attach(client: string, agent: string, a?: Conn, b?: Conn): Pace {
     if (this.ctx.config() !== this.#applied) this.reload();
-    const c = this.#pair("client", client);
-    const a = this.#pair("agent", agent);
-    c.refs++;
-    a.refs++;
+    const pc = this.#pair("client", client);
+    const pa = this.#pair("agent", agent);
+    pc.refs++;
+    pa.refs++;
     this.#meter ??= setInterval(() => this.#tick(), METER_MS);
-    return new Pace(c, a, conns, () => {
-      c.refs--;
-      a.refs--;
-    });
+    return new Pace(pc, pa, a, b);
   }
 
   /** Apply the limits of the config in force to every bucket (on reload). */

@@ -65,6 +65,17 @@ export class Bucket {
   }
 
   /**
+   * `n` bytes that need no turn while the bucket has no rate: counted, and
+   * true; false (nothing counted) if it has one: {@link take} them. A taker
+   * needs no flow until then.
+   */
+  free(n: number): boolean {
+    if (this.#rate !== 0) return false;
+    this.bytes += n;
+    return true;
+  }
+
+  /**
    * `n` bytes of `flow` were read: undefined if they may go on now, else a
    * promise that resolves when their turn comes.
    */

@@ -343,7 +343,7 @@ export class Router {
     };
     this.streams.set(r.streamId, live);
     let [up, down] = [0, 0];
-    const pace = this.bandwidth.attach(client, r.agent, [clientConn, r.conn]);
+    const pace = this.bandwidth.attach(client, r.agent, clientConn, r.conn);
     try {
       const res = await r.relay(clientConn, clientRest, r, live.bytes, pace);
       up = res.aToB;

@@ -55,7 +55,7 @@ import { UdpFront } from "./udp_front.ts";
 import { serverGauges } from "./gauges.ts";
 import { OidcLogin } from "./oidc.ts";
 import { netFetch } from "../net_fetch.ts";
-import { proxied } from "./trusted.ts";
+import { expectsHeader, proxied } from "./trusted.ts";
 import { Fleet } from "./fleet.ts";
 
 import type { ServerInfo } from "./context.ts";
@@ -408,11 +408,14 @@ export class Server implements HttpSource {
     // A PROXY header comes before anything else on the port, TLS included
     // (trusted.ts). A listener with TLS at accept reads none: naming its
     // port in proxy_protocol takes a restart.
+    // Without a header, the handler's own promise: no frame here waits for the stream's end.
     const ctx = this.agents.ctx;
-    void this.#acceptLoop(l, async (c) => {
-      const real = opts.tls && !deferTls ? c : await proxied(ctx, port, c, deferTls);
-      if (real && deferTls) this.#track(real); // the TLS Conn: c hands over to it
-      if (real) await handle(real);
+    void this.#acceptLoop(l, (c) => {
+      if ((opts.tls && !deferTls) || !expectsHeader(ctx, port, deferTls)) return handle(c);
+      return proxied(ctx, port, c, deferTls).then((real) => {
+        if (real && deferTls) this.#track(real); // the TLS Conn: c hands over to it
+        return real ? handle(real) : undefined;
+      });
     });
     return l.addr;
   }

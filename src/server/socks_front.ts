@@ -50,6 +50,8 @@ export function loggableAgent(
 
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
 
+const NOTHING = (): void => {};
+
 export class SocksFront {
   /** HTTP CONNECT on this port (SPEC.md §8.1): the first byte tells it from SOCKS5. */
   readonly #http: HttpConnectFront;
@@ -65,7 +67,8 @@ export class SocksFront {
     let expected = (): void => {};
     let cred: CredentialCheck | undefined;
     try {
-      if (isHttp(await firstByte(rd))) return this.#http.handle(conn, rd, admitted, log);
+      const first = await firstByte(rd);
+      if (isHttp(first)) return this.#http.handle(conn, rd, admitted, log);
       const a = await acceptSocks(conn, rd, {
         noAuth: false,
         udp: this.udp !== undefined,
@@ -95,7 +98,11 @@ export class SocksFront {
     }
   }
 
-  /** Route the CONNECT; answer it; relay. */
+  /**
+   * Route the CONNECT; answer it; relay. Resolves once the answer is
+   * written: the stream is relayed on its own, so this handler's frames (its
+   * reader, the handshake's logger) do not last as long as the stream.
+   */
   async #connect(
     conn: Conn,
     rd: Reader,
@@ -123,7 +130,19 @@ export class SocksFront {
     }
     const reply = socksReply(conn, Status.succeeded, r.value.bound);
     const id = who?.token?.id;
-    return this.router.replied(reply, client, conn, rd.rest(), r.value, clog, "socks", t0, id);
+    const relayed = this.router.replied(
+      reply,
+      client,
+      conn,
+      rd.rest(),
+      r.value,
+      clog,
+      "socks",
+      t0,
+      id,
+    );
+    relayed.catch(NOTHING); // it fails only when the reply does, which is thrown here
+    await reply;
   }
 
   /** Log and count a handshake that acceptSocks refused (and already answered). */

@@ -25,6 +25,19 @@ export function isTrusted(trusted: readonly Cidr[], host: string): boolean {
 }
 
 /**
+ * Whether a connection on `port` starts with a PROXY header: its port is
+ * named in `proxy_protocol`, or its TLS start waits for the header
+ * (`startTls`). Otherwise {@link proxied} returns it as it is.
+ */
+export function expectsHeader(
+  ctx: ServerContext,
+  port: Exclude<Port, "admin" | "login">,
+  startTls = false,
+): boolean {
+  return startTls || ctx.config().proxyProtocol.has(port);
+}
+
+/**
  * `conn` as the rest of the server sees it on `port`: unchanged where
  * `proxy_protocol` does not name the port; else with the PROXY header's
  * source as its remote address, or null (closed, counted and logged) when
@@ -40,7 +53,7 @@ export async function proxied(
   startTls = false,
 ): Promise<Conn | null> {
   const cfg = ctx.config();
-  if (!startTls && !cfg.proxyProtocol.has(port)) return conn;
+  if (!expectsHeader(ctx, port, startTls)) return conn;
   const refuse = (reason: string, error?: string) => {
     ctx.metrics.inc(
       "burrow_proxy_header_refusals_total",
