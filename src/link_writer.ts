@@ -30,6 +30,7 @@ import { encodeLinkFrame, LINK_HEADER_SIZE } from "./link_frame.ts";
 import { LinkPace } from "./link_pace.ts";
 import type { Conn } from "./net.ts";
 import { IdMap } from "./idmap.ts";
+import { Flow, Flows } from "./link_flows.ts";
 import { NetError } from "./errors.ts";
 import { afterTurn } from "./time.ts";
 
@@ -46,42 +47,6 @@ const WRITE_MAX = 256 * 1024;
 /** Frames this large are written as they are, not copied into a batch. */
 const COPY_LIMIT = 16 * 1024;
 const RESOLVED = Promise.resolve();
-
-type Waiter = { resolve: () => void; reject: (e: Error) => void };
-
-/** One stream's queue of DATA and FIN frames. */
-class Flow {
-  frames: Uint8Array[] = [];
-  head = 0;
-  bytes = 0;
-  deficit = 0;
-  /** In the fresh list (1), the busy list (2) or neither (0). */
-  list: 0 | 1 | 2 = 0;
-  next: Flow | null = null;
-  /** A write waiting for room (`fin`: for the FIN to be taken). */
-  waiter: (Waiter & { fin: boolean }) | null = null;
-  constructor(readonly id: number) {}
-}
-
-/** A list of flows in order (linked through `Flow.next`). */
-class Flows {
-  head: Flow | null = null;
-  tail: Flow | null = null;
-  push(f: Flow): void {
-    f.next = null;
-    if (this.tail) this.tail.next = f;
-    else this.head = f;
-    this.tail = f;
-  }
-  shift(): Flow | null {
-    const f = this.head;
-    if (!f) return null;
-    this.head = f.next;
-    if (!this.head) this.tail = null;
-    f.next = null;
-    return f;
-  }
-}
 
 /** A FIN refused because the link's control queue is full: the link is failing. */
 const FULL = new NetError(
