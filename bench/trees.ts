@@ -1,6 +1,6 @@
 /**
  * `npm run bench:trees -- --before DIR [--after DIR] [--runtimes node,deno,bun] [--pairs 8]
- * [--scenarios up,down,par,rate,memory]`:
+ * [--scenarios up,down,par,rate,memory] [--streams 1000]`:
  * this tree (or `--after`) against another checkout of burrow ("the tree before"), both
  * running at once, as bench/paired.ts pairs burrow with ssh -R: on a shared
  * machine whose speed drifts within minutes, two trees measured minutes
@@ -12,7 +12,7 @@
  * runs its own CLI, started as its own bench/systems.ts starts it), warmed
  * with the same load; then `--pairs` pairs per scenario: one-stream upload
  * and download, 16-stream download (`--seconds` each), the connection rate
- * (32 workers); then memory per idle stream with 1000 streams, each tree
+ * (32 workers); then memory per idle stream with `--streams` streams, each tree
  * on a fresh start, twice in ABBA order. The tree before needs node_modules
  * (a symlink to this one's will do) and the load generator built here.
  */
@@ -34,6 +34,7 @@ const { values } = parseArgs({
     pairs: { type: "string", default: "8" },
     seconds: { type: "string", default: "1" },
     scenarios: { type: "string", default: "up,down,par,rate,memory" },
+    streams: { type: "string", default: "1000" },
   },
 });
 if (!values.before) throw new Error("--before DIR: a checkout of the tree to compare with");
@@ -84,18 +85,23 @@ async function figure(r: Running, c: Ctx, sc: Scenario): Promise<number> {
   return Number(x[SCENARIOS[sc].figure]);
 }
 
-/** KiB of PSS per idle stream with 1000 streams held, on a fresh start. */
+const streams = Number(values.streams);
+if (!Number.isInteger(streams) || streams < 100 || streams > 10_000) {
+  throw new Error("--streams wants 100..10000");
+}
+
+/** KiB of PSS per idle stream with `streams` streams held, on a fresh start. */
 async function kibPerStream(id: string, root: string, target: string): Promise<number> {
   const [r, c] = await begin(id, root, target);
   try {
     await new Promise((res) => setTimeout(res, 1000));
     const idle = memory(r.roots).pssKiB;
     let held = NaN;
-    await hold(r.endpoint, [1000], 64, 120, path.join(c.dir, "loadgen.log"), (x) => {
-      if (Number(x.open) === 1000) held = memory(r.roots).pssKiB;
+    await hold(r.endpoint, [streams], 64, 120, path.join(c.dir, "loadgen.log"), (x) => {
+      if (Number(x.open) === streams) held = memory(r.roots).pssKiB;
       return Promise.resolve();
     });
-    return (held - idle) / 1000;
+    return (held - idle) / streams;
   } finally {
     await r.stop();
   }
