@@ -25,13 +25,6 @@
  * the estimate (and the cap) grows by GAIN a round trip until the path is
  * full.
  *
- * On a path (a round trip of {@link RTT_FLOOR_MS} or more) DATA is also
- * paced, as BBR paces: it leaves at the delivery rate, a round trip in
- * eight a quarter faster and the next a quarter slower
- * ({@link PACING_GAINS}), so that it reaches the bottleneck as fast as the
- * bottleneck forwards it instead of in bursts of a PONG's worth, which
- * queue there in front of an interactive stream's byte (issue 26).
- *
  * @module
  */
 
@@ -47,16 +40,6 @@ const RTT_WINDOW_MS = 10_000;
 const PROBE_CAP = 64 * 1024;
 /** The highest delivery rate is kept this long (ms). */
 const BW_WINDOW_MS = 1000;
-/**
- * The pacing rate's gain over the delivery rate in each round trip of a
- * cycle, as BBR's ProbeBW: a round trip above it (to find more bandwidth),
- * one below (to drain what that queued), six at it.
- */
-export const PACING_GAINS: readonly number[] = [1.25, 0.75, 1, 1, 1, 1, 1, 1];
-/** Unspent pacing budget kept, in ms of the rate (a timer fires late by about that much). */
-const BURST_MS = 2;
-/** Unspent pacing budget kept at least (any budget above 0 lets a whole frame go). */
-const BURST_MIN = 16 * 1024;
 /** PINGs awaiting their PONG at most. */
 export const MAX_PINGS = 16;
 /** A PING follows at least this many DATA bytes not yet marked. */
@@ -89,9 +72,6 @@ export class LinkPace {
   #bw = 0;
   #bwAt = 0;
   #cap = CAP_MIN;
-  /** Pacing budget (bytes) as of `#budgetAt`. */
-  #budget = 0;
-  #budgetAt = 0;
   /** Probing the round trip since `start`, the lowest sample since. */
   #probe: { start: number; min: number } | null = null;
 
@@ -115,42 +95,8 @@ export class LinkPace {
     return this.#minRtt;
   }
 
-  /**
-   * Bytes per ms DATA may leave at `now`: the delivery rate times this
-   * round trip's gain in {@link PACING_GAINS}; Infinity (not paced) before
-   * the first estimate and where the round trip is below
-   * {@link RTT_FLOOR_MS} (loopback, a LAN: the cap alone keeps the queue
-   * short there, and timers are too coarse to pace).
-   */
-  rate(now: number): number {
-    if (this.#bw === 0 || !(this.#minRtt >= RTT_FLOOR_MS)) return Infinity;
-    return this.#bw * PACING_GAINS[Math.floor(now / this.#minRtt) % PACING_GAINS.length]!;
-  }
-
-  /**
-   * DATA bytes the pacing rate lets leave now (Infinity when not paced):
-   * what it earned since, at most {@link BURST_MS} of it, less what was
-   * written beyond (a frame is written whole, so this goes below zero).
-   */
-  budget(now: number): number {
-    const rate = this.rate(now);
-    if (rate === Infinity) return Infinity;
-    const burst = Math.max(BURST_MIN, rate * BURST_MS);
-    this.#budget = Math.min(burst, this.#budget + rate * Math.max(0, now - this.#budgetAt));
-    this.#budgetAt = now;
-    return this.#budget;
-  }
-
-  /** Ms until the pacing budget is positive again (0: it is, or no pacing). */
-  delay(now: number): number {
-    const rate = this.rate(now);
-    const b = this.budget(now);
-    return b > 0 || rate === Infinity ? 0 : -b / rate;
-  }
-
   /** `n` DATA bytes were handed to the connection. */
   wrote(n: number, now: number): void {
-    this.#budget -= n;
     if (this.#sent === this.#acked) this.#ackedAt = this.#ackedSentAt = now; // leaving idle: the rate's clocks restart
     this.#sent += n;
   }

@@ -11,10 +11,9 @@
  *   serves new flows first), with one quantum: an interactive stream's byte
  *   waits for no bulk stream's backlog.
  * - Bytes go to the connection only as it drains (a write starts while
- *   less than {@link LOW_WATER} handed to it is not yet taken), only
- *   while fewer than the pace's cap (link_pace.ts) are in flight and, on a
- *   path, as the pace's rate allows (a timer writes on when it is DATA
- *   alone that waits for it); a PING follows the DATA it marks. So what waits is here, where it can be
+ *   less than {@link LOW_WATER} handed to it is not yet taken) and only
+ *   while fewer than the pace's cap (link_pace.ts) are in flight; a PING
+ *   follows the DATA it marks. So what waits is here, where it can be
  *   ordered, not in the runtime's or the kernel's send buffer.
  * - Frames queued in one turn of the event loop go out together after it
  *   (one system call, one TLS record), or as soon as `batch` of them wait.
@@ -67,8 +66,6 @@ export class LinkWriter {
   /** Bytes handed to the connection, not yet taken. */
   #unsent = 0;
   #scheduled = false;
-  /** A timer for the pacing budget. */
-  #pacer: ReturnType<typeof setTimeout> | undefined;
   /** Frames queued since the last write began. */
   #since = 0;
   /** Frames other than DATA queued (not PINGs), in the write under way, and most ever. */
@@ -182,14 +179,12 @@ export class LinkWriter {
    */
   end(): void {
     this.#ended = true;
-    clearTimeout(this.#pacer);
   }
 
   /** The link failed: everything queued is dropped, waiting writes fail. */
   fail(why: Error): void {
     if (this.#dead) return;
     this.#dead = why;
-    clearTimeout(this.#pacer);
     this.#control = [];
     for (const f of [...this.#flows.values()]) this.drop(f.id, why);
     this.#blocked = [];
@@ -322,22 +317,8 @@ export class LinkWriter {
     // Batches while less than LOW_WATER is unsent: the next one is ready as
     // the runtime takes the last (Node's write resolves only once drained).
     while (this.#unsent < LOW_WATER && !this.#dead) {
-      if (!this.#writeBatch()) {
-        this.#paced();
-        return this.#settleIdle();
-      }
+      if (!this.#writeBatch()) return this.#settleIdle();
     }
-  }
-
-  /** DATA waits for the pacing budget only: a timer pumps again once there is some. */
-  #paced(): void {
-    if (this.#pacer || this.#queued === 0 || this.pace.room <= 0) return;
-    const ms = this.pace.delay(performance.now());
-    if (ms <= 0) return;
-    this.#pacer = setTimeout(() => {
-      this.#pacer = undefined;
-      this.#pump();
-    }, Math.max(1, Math.ceil(ms)));
   }
 
   /** Take what may go now (up to WRITE_MAX) and hand it to the connection; false if nothing. */
@@ -345,8 +326,8 @@ export class LinkWriter {
     const parts = this.#control;
     this.#control = [];
     let control = parts.length;
+    const room = Math.min(this.pace.room, WRITE_MAX);
     const now = performance.now();
-    const room = Math.min(this.pace.room, WRITE_MAX, this.pace.budget(now));
     let data = 0;
     let frame: Uint8Array | null;
     // A PING follows the DATA it marks, every so many bytes (link_pace.ts):

@@ -205,26 +205,3 @@ test(`${rt}: FIN leaves after its stream's DATA; a dropped stream's frames never
   }]);
   assert.equal(w.queuedControl.now, 0);
 });
-
-test(`${rt}: on a path, DATA leaves at the pace's rate (a timer writes on) and control frames do not wait for it`, async () => {
-  const c = new HeldConn();
-  c.held = false;
-  const w = new LinkWriter(c, 8, (e) => assert.fail(e));
-  // The pace has seen a path of 16 KiB in 100 ms (164 B/ms): a 64 KiB
-  // frame leaves on its 16 KiB of budget, the next one 0.2–0.4 s later.
-  const t0 = performance.now() - 200;
-  w.pace.wrote(16384, t0);
-  assert.ok(w.pace.pong(w.pace.ping(t0) || assert.fail("no PING"), t0 + 100));
-  assert.ok(Number.isFinite(w.pace.rate(performance.now())), "paced");
-  for (let i = 0; i < 3; i++) void w.data(1, encodeData(1, new Uint8Array(65535))).catch(() => {});
-  const data = () => all(c).filter((f) => f.type === "DATA").length;
-  assert.ok(await until(() => data() > 0), "the first frame");
-  await turn();
-  assert.equal(data(), 1, "one frame's budget");
-  w.control(encodeLinkFrame({ type: "WINDOW", stream: 7, increment: 1 }));
-  await turn();
-  assert.ok(all(c).some((f) => f.type === "WINDOW"), "the WINDOW left at once");
-  assert.equal(data(), 1, "the next frame waits for its budget");
-  assert.ok(await until(() => data() === 2, 5000), "a timer wrote the next frame");
-  w.fail(new Error("done")); // the timer for the third is cleared with the link
-});
