@@ -31,8 +31,11 @@ export function isHttp(byte: number): boolean {
 
 /** The first byte of a connection, left in the reader. */
 export function firstByte(rd: Reader): Promise<number> {
-  return rd.parse((b) => b.length > 0 ? { value: b[0]!, size: 0 } : null, "first byte");
+  return rd.parse(peekByte, "first byte");
 }
+
+/** The first byte, left in the buffer (one function for every connection, not a closure each). */
+const peekByte = (b: Uint8Array) => b.length > 0 ? { value: b[0]!, size: 0 } : null;
 
 /** Credentials of `Proxy-Authorization: Basic`: user and password (RFC 7617). */
 export interface BasicAuth {

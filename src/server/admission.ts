@@ -89,13 +89,12 @@ export class Admission {
    */
   begin(conn: Conn, port: Port): (() => void) | null {
     const lim = this.config().limits;
-    const remote = fmt(conn.remote);
     const units = this.#units(conn.remote.host);
     const blocked = this.#blocked(port, units);
     if (blocked) {
       this.limitHit(blocked.share === null ? "auth_failures" : "auth_failures_per_prefix", {
         port,
-        remote,
+        remote: fmt(conn.remote),
         ...(blocked.share === null ? {} : { prefix: blocked.key }),
       });
       conn.close();
@@ -111,19 +110,21 @@ export class Admission {
         const limit = u.share === null
           ? "pending_handshakes_per_source"
           : "pending_handshakes_per_prefix";
+        const remote = fmt(conn.remote);
         this.limitHit(limit, { port, remote, ...(u.share === null ? {} : { prefix: u.key }), max });
         conn.close();
         return null;
       }
     }
     if (p.total >= lim.pendingHandshakes) {
+      const remote = fmt(conn.remote);
       this.limitHit("pending_handshakes", { port, remote, max: lim.pendingHandshakes });
       conn.close();
       return null;
     }
     p.total++;
     for (const u of units) p.bySource.set(u.key, (p.bySource.get(u.key) ?? 0) + 1);
-    return this.#timed(conn, port, remote, () => {
+    return this.#timed(conn, port, () => {
       p.total--;
       for (const u of units) {
         const n = (p.bySource.get(u.key) ?? 1) - 1;
@@ -134,10 +135,11 @@ export class Admission {
   }
 
   /** The handshake timeout on `conn`; the idempotent end of the handshake phase, which calls `release`. */
-  #timed(conn: Conn, port: Port, remote: string, release: () => void): () => void {
+  #timed(conn: Conn, port: Port, release: () => void): () => void {
     const timeoutMs = this.config().handshakeTimeoutMs;
     const timer = setTimeout(() => {
-      this.limitHit("handshake_timeout", { port, remote, timeout_ms: timeoutMs });
+      // The address is formatted only when a limit is hit (not once per connection).
+      this.limitHit("handshake_timeout", { port, remote: fmt(conn.remote), timeout_ms: timeoutMs });
       conn.close();
     }, timeoutMs);
     return endOnce(conn, timer, release);
@@ -158,8 +160,10 @@ export class Admission {
   /** The first of `units` blocked on `port` now, if any. */
   #blocked(port: Port, units: Unit[]): Unit | undefined {
     const table = this.#failures.get(port);
+    if (!table || table.size === 0) return undefined; // no failure counted on this port
     const now = Date.now();
-    return table && units.find((u) => (table.get(u.key)?.blockedUntil ?? 0) > now);
+    for (const u of units) if ((table.get(u.key)?.blockedUntil ?? 0) > now) return u;
+    return undefined;
   }
 
   /** Seconds `host` stays blocked on `port` (its source or a wider IPv6 prefix); 0 if it is not. */

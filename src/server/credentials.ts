@@ -61,11 +61,11 @@ export function checkCredential(
 ): CredentialCheck | Promise<CredentialCheck> {
   const who = splitUser(user); // filled in place: one object per check, as before
   const { client } = who;
-  // A person is known while a token of theirs lives; a configured client's
-  // name is never a person's (its grants would be theirs).
-  const personOk = (s: string) => tokens.person(s) !== undefined && !config.clients.has(s);
   const issued = tokens.check(password);
   if (issued !== null) {
+    // A person is known while a token of theirs lives; a configured client's
+    // name is never a person's (its grants would be theirs).
+    const personOk = (s: string) => tokens.person(s) !== undefined && !config.clients.has(s);
     const done = (r: Awaited<typeof issued>): CredentialCheck => {
       if (!r.ok) return err({ reason: r.error.reason, token: r.error.token.id });
       const t = r.value;
@@ -82,6 +82,7 @@ export function checkCredential(
   }
   const id = config.clients.get(client);
   const checked = checkSocksPassword(id, password);
+  if (checked === true) return ok(who); // the common case, without a closure
   const done = (good: boolean): CredentialCheck =>
     good ? ok(who) : err({ reason: id ? "bad token" : "unknown client" });
   return typeof checked === "boolean" ? done(checked) : checked.then(done);

@@ -10,7 +10,7 @@
 import type { Logger } from "../log.ts";
 import { type Message, Reason, RuleProtocol, Status, type Target } from "../messages.ts";
 import type { Conn } from "../net.ts";
-import { opens, type Protocol, rulesFor } from "../policy.ts";
+import { opens, type Protocol } from "../policy.ts";
 import { relay, type RelayCounter, type RelayResult } from "../relay.ts";
 import type { Pace } from "./bandwidth.ts";
 import { SETUP_BUCKETS } from "../metrics.ts";
@@ -118,8 +118,9 @@ export class ReplicaOpener {
         `agent ${agent} has not announced its targets in time`,
       );
     }
+    // `opens` keeps to the rules for req.client itself: no filtered copy of each rule list.
     const replicas = announced.filter((s) =>
-      opens(rulesFor(s.rules, req.client), req.client, target, "defer", req.protocol)
+      opens(s.rules, req.client, target, "defer", req.protocol)
     );
     if (replicas.length === 0) {
       return refuse(
@@ -128,7 +129,7 @@ export class ReplicaOpener {
         "target outside what the agent announced",
       );
     }
-    const failed = new Set<Session>();
+    let failed: Set<Session> | null = null; // made on the first failure only
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const s = this.#pick(replicas, failed);
       if (!s) break;
@@ -145,7 +146,7 @@ export class ReplicaOpener {
         if (!r?.ok) this.unload(s);
       }
       if (r) return r;
-      failed.add(s); // its pool connection was dead: the next attempt goes to another replica
+      (failed ??= new Set()).add(s); // its pool connection was dead: the next attempt goes to another replica
     }
     return refuse(Status.general_failure, Reason.agent_failed, "pool connections kept failing");
   }
@@ -155,12 +156,12 @@ export class ReplicaOpener {
    * CONNECT if another is left, with the fewest streams open or opening, then
    * the most idle pool connections, then the one picked longest ago.
    */
-  #pick(replicas: Session[], failed: Set<Session>): Session | undefined {
+  #pick(replicas: Session[], failed: Set<Session> | null): Session | undefined {
     let fresh = false; // is a replica left that did not fail in this CONNECT?
-    for (const s of replicas) fresh ||= !s.closed && !failed.has(s);
+    for (const s of replicas) fresh ||= !s.closed && !failed?.has(s);
     let best: Session | undefined;
     for (const s of replicas) {
-      if (s.closed || (fresh && failed.has(s))) continue;
+      if (s.closed || (fresh && failed?.has(s))) continue;
       if (!best || this.#before(s, best)) best = s;
     }
     if (best) this.#picked.set(best, ++this.#picks);
