@@ -66,6 +66,7 @@ export function normalizeIP(ip: string): string | null {
  * unreachable, Bun connection refused. EHOSTUNREACH on every runtime.
  */
 export function unroutable(ip: string): NetError | null {
+  if (!ip.includes(":")) return null; // IPv4 text: not parsed (it is on every dial)
   const b = parseIPv6(ip);
   if (!b || b.subarray(0, 12).some((x) => x !== 0)) return null;
   if ((b[12]! | b[13]! | b[14]!) === 0 && b[15]! <= 1) return null; // :: and ::1
