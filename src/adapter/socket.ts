@@ -153,6 +153,22 @@ export class SocketConn implements Conn {
     return this.#sock.write(chunk) ? RESOLVED : this.#drain.wait();
   }
 
+  /**
+   * `Conn.writev`: the chunks are corked and go to the socket's `_writev`
+   * as one (with `coalesce`, with the rest of the microtask's writes).
+   */
+  writev(chunks: Uint8Array[]): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#done || this.#ended) return Promise.reject(closedError());
+    const sock = this.#sock;
+    const corked = this.#corked;
+    if (!corked) sock.cork();
+    let ok = true;
+    for (const c of chunks) ok = sock.write(c);
+    if (!corked) sock.uncork();
+    return ok ? RESOLVED : this.#drain.wait();
+  }
+
   #uncork = () => {
     this.#corked = false;
     this.#sock.uncork();
