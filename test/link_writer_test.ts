@@ -26,11 +26,14 @@ class HeldConn implements Conn {
   readonly closed = new Promise<void>(() => {});
   /** The frames of each write() call. */
   readonly writes: LinkFrame[][] = [];
+  /** The bytes of each write() call. */
+  readonly bytes: Uint8Array[] = [];
   held = true;
   #framer = new LinkFramer();
   #waiting: (() => void)[] = [];
 
   write(chunk: Uint8Array): Promise<void> {
+    this.bytes.push(chunk.slice());
     this.#framer.push(chunk.slice());
     const frames: LinkFrame[] = [];
     for (let f = this.#framer.next(); f !== null; f = this.#framer.next()) frames.push(f);
@@ -51,6 +54,17 @@ class HeldConn implements Conn {
   }
   close(): void {}
   setNoDelay(): void {}
+}
+
+/** A HeldConn with `Conn.writev` (as Node's sockets have): each call's chunks as handed over. */
+class VecConn extends HeldConn {
+  readonly vecs: Uint8Array[][] = [];
+  writev(chunks: Uint8Array[]): Promise<void> {
+    this.vecs.push(chunks);
+    const joined = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    chunks.reduce((at, c) => (joined.set(c, at), at + c.length), 0);
+    return this.write(joined);
+  }
 }
 
 /** Every frame written so far, in order. */
@@ -208,3 +222,53 @@ test(`${rt}: FIN leaves after its stream's DATA; a dropped stream's frames never
   }]);
   assert.equal(w.queuedControl.now, 0);
 });
+
+/** The frames `fs` encoded one after the other. */
+const encode = (fs: LinkFrame[]) => Uint8Array.from(fs.flatMap((f) => [...encodeLinkFrame(f)]));
+/** A bulk body: a pattern, so that a misplaced or missing byte shows. */
+const body = (n: number, seed: number) =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255);
+
+for (const vec of [false, true]) {
+  const how = vec
+    ? "in one writev, large bodies as they were queued"
+    : "as whole frames, a write per frame at most";
+  test(`${rt}: DATA leaves byte for byte as encodeLinkFrame encodes it, ${how}`, async () => {
+    const c = vec ? new VecConn() : new HeldConn();
+    c.held = false;
+    const w = new LinkWriter(c, Infinity, (e) => assert.fail(e));
+    const big1 = body(40_000, 1), small = body(100, 2), big2 = body(65_535, 3);
+    w.control(encodeLinkFrame({ type: "WINDOW", stream: 7, increment: 9 }));
+    void w.data(1, big1);
+    void w.data(2, small);
+    void w.data(1, big2.subarray(0, 16 * 1024)); // a view, exactly at the copy limit
+    void w.data(1, big2);
+    const fin = w.fin(2);
+    await fin;
+    await w.flushed();
+    const fs = all(c);
+    assert.deepEqual(fs.filter((f) => f.type !== "PING"), [
+      { type: "WINDOW", stream: 7, increment: 9 },
+      { type: "DATA", stream: 1, data: big1 },
+      { type: "DATA", stream: 2, data: small },
+      { type: "FIN", stream: 2 },
+      { type: "DATA", stream: 1, data: big2.subarray(0, 16 * 1024) },
+      { type: "DATA", stream: 1, data: big2 },
+    ]);
+    // Each write's bytes are exactly its frames' encodings (PINGs included):
+    // whole frames, nothing else.
+    c.writes.forEach((ws, i) => assert.deepEqual(c.bytes[i], encode(ws), `write ${i}`));
+    if (c instanceof VecConn) {
+      assert.equal(c.vecs.length, 1, "one writev for the batch");
+      const [v] = c.vecs;
+      for (const b of [big1, big2]) assert.ok(v!.includes(b), "a large body handed on as it is");
+      assert.ok(v!.some((x) => x.buffer === big2.buffer && x.length === 16 * 1024), "the view too");
+      assert.ok(
+        !v!.some((x) => x.buffer === small.buffer),
+        "a small body is copied into the batch",
+      );
+    } else {
+      assert.ok(c.writes.length <= 4, `${c.writes.length} writes for 4 large frames and 4 small`);
+    }
+  });
+}
