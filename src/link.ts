@@ -184,17 +184,18 @@ export class Link {
   }
 
   /**
-   * @internal Queue a DATA frame (encoded) of stream `id`, after its earlier
-   * ones; resolves when the stream may queue more (backpressure, as
-   * `Conn.write`), rejects once the link failed.
+   * @internal Queue a DATA frame of stream `id` with body `body` (not
+   * copied: not to be modified afterwards), after its earlier ones;
+   * resolves when the stream may queue more (backpressure, as `Conn.write`),
+   * rejects once the link failed.
    */
-  data(id: number, frame: Uint8Array): Promise<void> {
-    return this.#out.data(id, frame);
+  data(id: number, body: Uint8Array): Promise<void> {
+    return this.#out.data(id, body);
   }
 
   /** @internal Queue stream `id`'s FIN after its DATA; resolves once it is handed to the connection. */
   fin(id: number): Promise<void> {
-    return this.#out.fin(id, encodeLinkFrame({ type: "FIN", stream: id }));
+    return this.#out.fin(id);
   }
 
   /**

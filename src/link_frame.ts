@@ -52,14 +52,23 @@ const T = L.type.offset;
 const S = L.streamId.offset;
 const N = L.lenBody.offset;
 
-function header(buf: Uint8Array, type: number, stream: number, len: number): void {
-  buf[T] = type;
-  buf[S] = stream >>> 24;
-  buf[S + 1] = stream >>> 16;
-  buf[S + 2] = stream >>> 8;
-  buf[S + 3] = stream;
-  buf[N] = len >>> 8;
-  buf[N + 1] = len;
+function header(buf: Uint8Array, type: number, stream: number, len: number, at = 0): void {
+  buf[at + T] = type;
+  buf[at + S] = stream >>> 24;
+  buf[at + S + 1] = stream >>> 16;
+  buf[at + S + 2] = stream >>> 8;
+  buf[at + S + 3] = stream;
+  buf[at + N] = len >>> 8;
+  buf[at + N + 1] = len;
+}
+
+/**
+ * The header of stream `stream`'s DATA frame with a body of `len` bytes, or
+ * of its FIN when `len` is 0, written at `at` in `buf` (checked by
+ * {@link checkData} before; the body follows it, here or in another buffer).
+ */
+export function dataHeader(buf: Uint8Array, at: number, stream: number, len: number): void {
+  header(buf, len === 0 ? TYPE.FIN : TYPE.DATA, stream, len, at);
 }
 
 function checkU32(n: number, what: string, min: number): void {
@@ -68,14 +77,19 @@ function checkU32(n: number, what: string, min: number): void {
   }
 }
 
-/** One DATA frame: header and `data` (1..{@link LINK_MAX_DATA} bytes) in one buffer. */
-export function encodeData(stream: number, data: Uint8Array): Uint8Array {
+/** Throws unless `stream` and `data` (1..{@link LINK_MAX_DATA} bytes) make a DATA frame. */
+export function checkData(stream: number, data: Uint8Array): void {
   checkU32(stream, "stream id", 1);
   if (data.length < 1 || data.length > LINK_MAX_DATA) {
     throw new RangeError(
       `Cannot encode link frame: DATA body of ${data.length} bytes is outside 1..${LINK_MAX_DATA}`,
     );
   }
+}
+
+/** One DATA frame: header and `data` (1..{@link LINK_MAX_DATA} bytes) in one buffer. */
+export function encodeData(stream: number, data: Uint8Array): Uint8Array {
+  checkData(stream, data);
   const buf = new Uint8Array(LINK_HEADER_SIZE + data.length);
   header(buf, TYPE.DATA, stream, data.length);
   buf.set(data, LINK_HEADER_SIZE);

@@ -7,7 +7,7 @@
  */
 import { NetError, ProtocolError } from "./errors.ts";
 import type { Link } from "./link.ts";
-import { encodeData, LINK_MAX_DATA, type LinkFrame } from "./link_frame.ts";
+import { LINK_MAX_DATA, type LinkFrame } from "./link_frame.ts";
 import type { Addr, Conn } from "./net.ts";
 
 /** Each direction of each stream starts with this window (SPEC.md §3.2). */
@@ -197,7 +197,7 @@ export class Stream implements Conn {
       const n = Math.min(Math.ceil(left / pieces), this.#window);
       this.#window -= n;
       const piece = n === chunk.length ? chunk : chunk.subarray(off, off + n);
-      await this.link.data(this.id, encodeData(this.id, piece));
+      await this.link.data(this.id, piece);
       off += n;
     }
   }

@@ -25,7 +25,8 @@
  *
  * @module
  */
-import { encodeLinkFrame, LINK_HEADER_SIZE } from "./link_frame.ts";
+import { checkData, encodeLinkFrame, LINK_HEADER_SIZE } from "./link_frame.ts";
+import { LinkBatch } from "./link_batch.ts";
 import { LinkPace } from "./link_pace.ts";
 import type { Conn } from "./net.ts";
 import { IdMap } from "./idmap.ts";
@@ -43,8 +44,6 @@ export const LINK_QUEUE = 1024 * 1024;
 export const LOW_WATER = 128 * 1024;
 /** Bytes taken from the queues for one write at most. */
 const WRITE_MAX = 256 * 1024;
-/** Frames this large are written as they are, not copied into a batch. */
-const COPY_LIMIT = 16 * 1024;
 const RESOLVED = Promise.resolve();
 
 /** A FIN refused because the link's control queue is full: the link is failing. */
@@ -76,6 +75,8 @@ export class LinkWriter {
   #idle: (() => void)[] = [];
   #dead: Error | null = null;
   #ended = false;
+  /** The stream of the body {@link #next} returned last. */
+  #from = 0;
 
   /**
    * `batch`: frames that start a write before the turn ends (Infinity
@@ -118,11 +119,15 @@ export class LinkWriter {
   }
 
   /**
-   * Queue a DATA frame (encoded) of stream `id`; resolves when the stream
-   * may queue more (rejects once the link failed or the stream was dropped).
+   * Queue a DATA frame of stream `id` with body `body` (its header is
+   * written with the batch, link_batch.ts: the body is not copied when
+   * large); resolves when the stream may queue more (rejects once the link
+   * failed or the stream was dropped). Throws RangeError as
+   * `encodeLinkFrame` does for a frame it cannot encode.
    */
-  data(id: number, frame: Uint8Array): Promise<void> {
-    const f = this.#push(id, frame);
+  data(id: number, body: Uint8Array): Promise<void> {
+    checkData(id, body);
+    const f = this.#push(id, body);
     if (!f) return Promise.reject(this.#dead);
     const p = this.#fits(f) ? RESOLVED : this.#wait(f, false);
     this.#kick(); // after the waiter is set: the write may take the frame at once
@@ -130,9 +135,9 @@ export class LinkWriter {
   }
 
   /** Queue stream `id`'s FIN after its DATA; resolves once it is handed to the connection. */
-  fin(id: number, frame: Uint8Array): Promise<void> {
+  fin(id: number): Promise<void> {
     if (this.#full()) return Promise.reject(FULL);
-    const f = this.#push(id, frame);
+    const f = this.#push(id, FIN);
     if (!f) return Promise.reject(this.#dead);
     this.#counted(1);
     const p = this.#wait(f, true);
@@ -147,7 +152,7 @@ export class LinkWriter {
     this.#flows.delete(id);
     this.#queued -= f.bytes;
     for (let i = f.head; i < f.frames.length; i++) {
-      if (f.frames[i]!.length === FIN_SIZE) this.#controlQueued--;
+      if (f.frames[i] === FIN) this.#controlQueued--;
     }
     f.frames = [];
     f.head = 0;
@@ -192,13 +197,15 @@ export class LinkWriter {
     this.#queued = 0;
   }
 
-  #push(id: number, frame: Uint8Array): Flow | null {
+  /** Queue `body` (a DATA body, or {@link FIN}): it counts as its frame's bytes. */
+  #push(id: number, body: Uint8Array): Flow | null {
     if (this.#dead) return null;
     let f = this.#flows.get(id);
     if (!f) this.#flows.set(id, f = new Flow(id));
-    f.frames.push(frame);
-    f.bytes += frame.length;
-    this.#queued += frame.length;
+    f.frames.push(body);
+    const size = LINK_HEADER_SIZE + body.length;
+    f.bytes += size;
+    this.#queued += size;
     if (f.list === 0) {
       f.deficit = QUANTUM;
       f.list = 1;
@@ -254,7 +261,10 @@ export class LinkWriter {
     });
   }
 
-  /** The next DATA or FIN frame by deficit round-robin, or null when every queue is empty. */
+  /**
+   * The next DATA body or FIN by deficit round-robin, or null when every
+   * queue is empty; its stream in {@link #from}.
+   */
   #next(): Uint8Array | null {
     for (;;) {
       const list = this.#fresh.head ? this.#fresh : this.#busy;
@@ -275,17 +285,19 @@ export class LinkWriter {
         this.#busy.push(f);
         continue;
       }
-      const frame = f.frames[f.head]!;
-      f.frames[f.head++] = EMPTY;
-      f.deficit -= frame.length;
-      f.bytes -= frame.length;
-      this.#queued -= frame.length;
+      const body = f.frames[f.head]!;
+      f.frames[f.head++] = FIN; // (not kept alive)
+      const size = LINK_HEADER_SIZE + body.length;
+      f.deficit -= size;
+      f.bytes -= size;
+      this.#queued -= size;
       if (f.head > 64 && f.head * 2 > f.frames.length) {
         f.frames = f.frames.slice(f.head);
         f.head = 0;
       }
+      this.#from = f.id;
       this.#wake(f);
-      return frame;
+      return body;
     }
   }
 
@@ -323,32 +335,35 @@ export class LinkWriter {
 
   /** Take what may go now (up to WRITE_MAX) and hand it to the connection; false if nothing. */
   #writeBatch(): boolean {
-    const parts = this.#control;
+    const parts = new LinkBatch();
+    for (const c of this.#control) parts.frame(c);
     this.#control = [];
     let control = parts.length;
     const room = Math.min(this.pace.room, WRITE_MAX);
     const now = performance.now();
     let data = 0;
-    let frame: Uint8Array | null;
+    let body: Uint8Array | null;
     // A PING follows the DATA it marks, every so many bytes (link_pace.ts):
     // their PONGs come back as the path delivers, and free room as it does.
     const ping = () => {
       const seq = this.pace.ping(now);
-      if (seq) parts.push(encodeLinkFrame({ type: "PING", stream: seq }));
+      if (seq) parts.frame(encodeLinkFrame({ type: "PING", stream: seq }));
     };
     ping();
-    while (data < room && (frame = this.#next()) !== null) {
-      parts.push(frame);
-      data += frame.length;
-      this.pace.wrote(frame.length, now);
-      if (frame.length === FIN_SIZE) control++;
+    while (data < room && (body = this.#next()) !== null) {
+      parts.data(this.#from, body);
+      const size = LINK_HEADER_SIZE + body.length;
+      data += size;
+      this.pace.wrote(size, now);
+      if (body === FIN) control++;
       ping();
     }
     if (this.#queued === 0) this.pace.settle();
     if (parts.length === 0) return false;
     this.#controlQueued -= control;
     this.#controlWriting += control;
-    const [bytes, written] = write(this.conn, parts);
+    const bytes = parts.bytes;
+    const written = parts.write(this.conn);
     this.#unsent += bytes;
     written.then(() => {
       this.#unsent -= bytes;
@@ -368,45 +383,5 @@ export class LinkWriter {
   }
 }
 
-/** A FIN frame's size (a DATA frame has a body). */
-const FIN_SIZE = LINK_HEADER_SIZE;
-const EMPTY = new Uint8Array(0);
-
-/**
- * Hand `parts` to the connection: small ones in one buffer, each large one
- * (DATA of a big read) as it is, so its bytes are not copied twice. Writes
- * keep their order; the last one's promise stands for all. Returns the
- * bytes written and that promise.
- */
-function write(conn: Conn, parts: Uint8Array[]): [number, Promise<void>] {
-  let total = 0;
-  let last: Promise<void> = RESOLVED;
-  let batch: Uint8Array[] = [];
-  let batchBytes = 0;
-  const writeBatch = () => {
-    if (batch.length === 0) return;
-    let buf = batch[0]!;
-    if (batch.length > 1) {
-      buf = new Uint8Array(batchBytes);
-      let at = 0;
-      for (const p of batch) (buf.set(p, at), at += p.length);
-    }
-    last.catch(() => {}); // the last write's promise stands for all
-    last = conn.write(buf);
-    batch = [];
-    batchBytes = 0;
-  };
-  for (const p of parts) {
-    total += p.length;
-    if (p.length >= COPY_LIMIT) {
-      writeBatch();
-      last.catch(() => {});
-      last = conn.write(p);
-    } else {
-      batch.push(p);
-      batchBytes += p.length;
-    }
-  }
-  writeBatch();
-  return [total, last];
-}
+/** A FIN in a stream's queue (a DATA body is never empty), and what a taken frame's place holds. */
+const FIN = new Uint8Array(0);

@@ -33,6 +33,13 @@ export interface Conn {
    */
   write(chunk: Uint8Array): Promise<void>;
   /**
+   * Where the runtime can write several buffers in one go (Node's sockets:
+   * one `writev`, over TLS one `SSL_write`): `write()` of each chunk, in
+   * order, handed on together; the promise is the last write's. Absent
+   * elsewhere: callers join the chunks themselves.
+   */
+  writev?(chunks: Uint8Array[]): Promise<void>;
+  /**
    * Half-close: send FIN after queued bytes; reading continues. Resolves once
    * FIN is handed to the kernel; repeated calls return the same promise.
    * Rejects with ECLOSED after `close()`.

@@ -185,6 +185,7 @@ class SourcedConn implements Conn {
     readonly at: Addr | null,
   ) {
     this.#rest = rest.length > 0 ? rest : null;
+    if (inner.writev) this.writev = (chunks) => inner.writev!(chunks);
   }
   get local(): Addr {
     return this.at ?? this.inner.local;
@@ -204,6 +205,8 @@ class SourcedConn implements Conn {
   write(chunk: Uint8Array): Promise<void> {
     return this.inner.write(chunk);
   }
+  /** The inner Conn's, where it has one. */
+  readonly writev?: (chunks: Uint8Array[]) => Promise<void>;
   end(): Promise<void> {
     return this.inner.end();
   }

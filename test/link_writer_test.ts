@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { encodeData, encodeLinkFrame, type LinkFrame, LinkFramer } from "../src/link_frame.ts";
+import { encodeLinkFrame, type LinkFrame, LinkFramer } from "../src/link_frame.ts";
 import { CAP_MIN } from "../src/link_pace.ts";
 import { LINK_QUEUE, LinkWriter, QUANTUM, STREAM_QUEUE } from "../src/link_writer.ts";
 import type { Addr, Conn } from "../src/net.ts";
@@ -26,11 +26,14 @@ class HeldConn implements Conn {
   readonly closed = new Promise<void>(() => {});
   /** The frames of each write() call. */
   readonly writes: LinkFrame[][] = [];
+  /** The bytes of each write() call. */
+  readonly bytes: Uint8Array[] = [];
   held = true;
   #framer = new LinkFramer();
   #waiting: (() => void)[] = [];
 
   write(chunk: Uint8Array): Promise<void> {
+    this.bytes.push(chunk.slice());
     this.#framer.push(chunk.slice());
     const frames: LinkFrame[] = [];
     for (let f = this.#framer.next(); f !== null; f = this.#framer.next()) frames.push(f);
@@ -51,6 +54,17 @@ class HeldConn implements Conn {
   }
   close(): void {}
   setNoDelay(): void {}
+}
+
+/** A HeldConn with `Conn.writev` (as Node's sockets have): each call's chunks as handed over. */
+class VecConn extends HeldConn {
+  readonly vecs: Uint8Array[][] = [];
+  writev(chunks: Uint8Array[]): Promise<void> {
+    this.vecs.push(chunks);
+    const joined = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    chunks.reduce((at, c) => (joined.set(c, at), at + c.length), 0);
+    return this.write(joined);
+  }
 }
 
 /** Every frame written so far, in order. */
@@ -76,7 +90,7 @@ test(`${rt}: a control frame and a fresh stream's byte leave before megabytes of
   // 8 bulk streams, 16 × 64 KiB each: 8 MiB queued.
   for (let s = 1; s <= 8; s++) {
     for (let i = 0; i < 16; i++) {
-      void w.data(s, encodeData(s, new Uint8Array(65535))).catch(() => {});
+      void w.data(s, new Uint8Array(65535)).catch(() => {});
     }
   }
   assert.ok(await until(() => c.writes.length > 0), "the first write");
@@ -95,7 +109,7 @@ test(`${rt}: a control frame and a fresh stream's byte leave before megabytes of
   assert.ok(w.queued >= 4 * 2 ** 20, `${w.queued} queued`);
   // The socket is full. A WINDOW and one byte of stream 99 come: nothing is written yet.
   w.control(encodeLinkFrame({ type: "WINDOW", stream: 50, increment: 1 }));
-  void w.data(99, encodeData(99, Uint8Array.of(0x21)));
+  void w.data(99, Uint8Array.of(0x21));
   await turn();
   assert.equal(all(c).length, before, "written while the socket held its bytes");
   // The socket takes its bytes, the peer answers: the WINDOW leaves first, then the byte,
@@ -121,7 +135,7 @@ test(`${rt}: busy streams share the link by deficit round-robin, within a quantu
   const each = 64; // frames per stream: 256 KiB
   for (let s = 1; s <= 3; s++) {
     for (let i = 0; i < each; i++) {
-      void w.data(s, encodeData(s, new Uint8Array(FRAME))).catch(() => {});
+      void w.data(s, new Uint8Array(FRAME)).catch(() => {});
     }
   }
   let seen = 0;
@@ -147,7 +161,6 @@ test(`${rt}: busy streams share the link by deficit round-robin, within a quantu
 test(`${rt}: a stream's write waits at its queue's limit and at the link's (not with less than a quantum queued), and resumes as it drains`, async () => {
   const c = new HeldConn();
   const w = new LinkWriter(c, Infinity, (e) => assert.fail(e));
-  const frame = (s: number) => encodeData(s, new Uint8Array(65535));
   const state = (p: Promise<void>) => {
     const st = { done: false };
     void p.then(() => st.done = true, () => st.done = true);
@@ -156,8 +169,10 @@ test(`${rt}: a stream's write waits at its queue's limit and at the link's (not 
   // Stream 1: the frame that brings its queue to STREAM_QUEUE waits.
   const early = [];
   let queued = 0;
-  while (queued + 65542 < STREAM_QUEUE) (early.push(state(w.data(1, frame(1)))), queued += 65542);
-  const b = state(w.data(1, frame(1)));
+  while (queued + 65542 < STREAM_QUEUE) {
+    (early.push(state(w.data(1, new Uint8Array(65535)))), queued += 65542);
+  }
+  const b = state(w.data(1, new Uint8Array(65535)));
   await Promise.resolve();
   assert.ok(early.every((x) => x.done) && !b.done, "the write at the limit did not wait");
   assert.equal(w.queued, queued + 65542);
@@ -165,14 +180,16 @@ test(`${rt}: a stream's write waits at its queue's limit and at the link's (not 
   assert.ok(await until(() => b.done), "the write resumed once the queue drained");
   // The cap is in flight and the socket takes nothing: other streams fill the link's queue.
   const states = [];
-  for (let s = 2; s < 2 + LINK_QUEUE / 65542 + 2; s++) states.push(state(w.data(s, frame(s))));
+  for (let s = 2; s < 2 + LINK_QUEUE / 65542 + 2; s++) {
+    states.push(state(w.data(s, new Uint8Array(65535))));
+  }
   await turn();
   // Each stream's frame is queued; the writes from the one that reached LINK_QUEUE on wait.
   const full = states.findIndex((_, k) => (k + 1) * 65542 >= LINK_QUEUE);
   assert.deepEqual(states.map((x) => x.done), states.map((_, k) => k < full));
   assert.equal(w.queued, states.length * 65542, "the socket took nothing more");
   // A stream with less than a quantum queued is not held up by the others' bulk.
-  const small = state(w.data(99, encodeData(99, Uint8Array.of(1))));
+  const small = state(w.data(99, Uint8Array.of(1)));
   await Promise.resolve();
   assert.ok(small.done, "a 1-byte write waited for the link's queue");
   // The socket takes its bytes and the peer answers the PING: they resume.
@@ -192,9 +209,9 @@ test(`${rt}: FIN leaves after its stream's DATA; a dropped stream's frames never
   const c = new HeldConn();
   c.held = false;
   const w = new LinkWriter(c, 8, (e) => assert.fail(e));
-  void w.data(1, encodeData(1, Uint8Array.of(1)));
-  void w.data(2, encodeData(2, Uint8Array.of(2)));
-  const fin = w.fin(1, encodeLinkFrame({ type: "FIN", stream: 1 }));
+  void w.data(1, Uint8Array.of(1));
+  void w.data(2, Uint8Array.of(2));
+  const fin = w.fin(1);
   w.drop(2, new Error("reset"));
   await fin;
   await w.flushed();
@@ -205,3 +222,53 @@ test(`${rt}: FIN leaves after its stream's DATA; a dropped stream's frames never
   }]);
   assert.equal(w.queuedControl.now, 0);
 });
+
+/** The frames `fs` encoded one after the other. */
+const encode = (fs: LinkFrame[]) => Uint8Array.from(fs.flatMap((f) => [...encodeLinkFrame(f)]));
+/** A bulk body: a pattern, so that a misplaced or missing byte shows. */
+const body = (n: number, seed: number) =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255);
+
+for (const vec of [false, true]) {
+  const how = vec
+    ? "in one writev, large bodies as they were queued"
+    : "as whole frames, a write per frame at most";
+  test(`${rt}: DATA leaves byte for byte as encodeLinkFrame encodes it, ${how}`, async () => {
+    const c = vec ? new VecConn() : new HeldConn();
+    c.held = false;
+    const w = new LinkWriter(c, Infinity, (e) => assert.fail(e));
+    const big1 = body(40_000, 1), small = body(100, 2), big2 = body(65_535, 3);
+    w.control(encodeLinkFrame({ type: "WINDOW", stream: 7, increment: 9 }));
+    void w.data(1, big1);
+    void w.data(2, small);
+    void w.data(1, big2.subarray(0, 16 * 1024)); // a view, exactly at the copy limit
+    void w.data(1, big2);
+    const fin = w.fin(2);
+    await fin;
+    await w.flushed();
+    const fs = all(c);
+    assert.deepEqual(fs.filter((f) => f.type !== "PING"), [
+      { type: "WINDOW", stream: 7, increment: 9 },
+      { type: "DATA", stream: 1, data: big1 },
+      { type: "DATA", stream: 2, data: small },
+      { type: "FIN", stream: 2 },
+      { type: "DATA", stream: 1, data: big2.subarray(0, 16 * 1024) },
+      { type: "DATA", stream: 1, data: big2 },
+    ]);
+    // Each write's bytes are exactly its frames' encodings (PINGs included):
+    // whole frames, nothing else.
+    c.writes.forEach((ws, i) => assert.deepEqual(c.bytes[i], encode(ws), `write ${i}`));
+    if (c instanceof VecConn) {
+      assert.equal(c.vecs.length, 1, "one writev for the batch");
+      const [v] = c.vecs;
+      for (const b of [big1, big2]) assert.ok(v!.includes(b), "a large body handed on as it is");
+      assert.ok(v!.some((x) => x.buffer === big2.buffer && x.length === 16 * 1024), "the view too");
+      assert.ok(
+        !v!.some((x) => x.buffer === small.buffer),
+        "a small body is copied into the batch",
+      );
+    } else {
+      assert.ok(c.writes.length <= 4, `${c.writes.length} writes for 4 large frames and 4 small`);
+    }
+  });
+}

@@ -145,12 +145,33 @@ export class SocketConn implements Conn {
   write(chunk: Uint8Array): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done || this.#ended) return Promise.reject(closedError());
-    if (this.#opts.coalesce && !this.#corked) {
-      this.#corked = true;
-      this.#sock.cork();
-      queueMicrotask(this.#uncork);
-    }
+    if (this.#opts.coalesce) this.#corkMicrotask();
     return this.#sock.write(chunk) ? RESOLVED : this.#drain.wait();
+  }
+
+  /** `coalesce`: the socket is corked until the current microtask ends. */
+  #corkMicrotask(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.#sock.cork();
+    queueMicrotask(this.#uncork);
+  }
+
+  /**
+   * `Conn.writev`: the chunks are corked and go to the socket's `_writev`
+   * as one (with `coalesce`, with the rest of the microtask's writes).
+   */
+  writev(chunks: Uint8Array[]): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#done || this.#ended) return Promise.reject(closedError());
+    const sock = this.#sock;
+    const own = !this.#opts.coalesce;
+    if (own) sock.cork();
+    else this.#corkMicrotask();
+    let ok = true;
+    for (const c of chunks) ok = sock.write(c);
+    if (own) sock.uncork();
+    return ok ? RESOLVED : this.#drain.wait();
   }
 
   #uncork = () => {
