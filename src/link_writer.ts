@@ -336,6 +336,7 @@ export class LinkWriter {
       const seq = this.pace.ping(now);
       if (seq) parts.push(encodeLinkFrame({ type: "PING", stream: seq }));
     };
+    ping();
     while (data < room && (frame = this.#next()) !== null) {
       parts.push(frame);
       data += frame.length;
@@ -343,7 +344,6 @@ export class LinkWriter {
       if (frame.length === FIN_SIZE) control++;
       ping();
     }
-    if (data === 0) ping(); // one due marks what earlier writes took
     if (this.#queued === 0) this.pace.settle();
     if (parts.length === 0) return false;
     this.#controlQueued -= control;
@@ -373,30 +373,40 @@ const FIN_SIZE = LINK_HEADER_SIZE;
 const EMPTY = new Uint8Array(0);
 
 /**
- * Hand `parts` to the connection, a run of them a write: a large one (DATA
- * of a big read, at least {@link COPY_LIMIT}) as it is, so its bytes are
- * not copied twice; small ones copied into one buffer, with the large one
- * before them if there is one (a PING after the DATA it marks): a write of
- * its own would cost a system call and, on Deno, an op through the event
- * loop, for 7 bytes. Writes keep their order; the last one's promise stands
- * for all. Returns the bytes written and that promise.
+ * Hand `parts` to the connection: small ones in one buffer, each large one
+ * (DATA of a big read) as it is, so its bytes are not copied twice. Writes
+ * keep their order; the last one's promise stands for all. Returns the
+ * bytes written and that promise.
  */
 function write(conn: Conn, parts: Uint8Array[]): [number, Promise<void>] {
   let total = 0;
   let last: Promise<void> = RESOLVED;
-  for (let i = 0; i < parts.length;) {
-    let buf = parts[i]!;
-    let bytes = buf.length;
-    let j = i + 1;
-    while (j < parts.length && parts[j]!.length < COPY_LIMIT) bytes += parts[j++]!.length;
-    if (j - i > 1) {
-      buf = new Uint8Array(bytes);
-      for (let at = 0; i < j; i++) (buf.set(parts[i]!, at), at += parts[i]!.length);
+  let batch: Uint8Array[] = [];
+  let batchBytes = 0;
+  const writeBatch = () => {
+    if (batch.length === 0) return;
+    let buf = batch[0]!;
+    if (batch.length > 1) {
+      buf = new Uint8Array(batchBytes);
+      let at = 0;
+      for (const p of batch) (buf.set(p, at), at += p.length);
     }
-    i = j;
-    total += bytes;
     last.catch(() => {}); // the last write's promise stands for all
     last = conn.write(buf);
+    batch = [];
+    batchBytes = 0;
+  };
+  for (const p of parts) {
+    total += p.length;
+    if (p.length >= COPY_LIMIT) {
+      writeBatch();
+      last.catch(() => {});
+      last = conn.write(p);
+    } else {
+      batch.push(p);
+      batchBytes += p.length;
+    }
   }
+  writeBatch();
   return [total, last];
 }

@@ -205,26 +205,3 @@ test(`${rt}: FIN leaves after its stream's DATA; a dropped stream's frames never
   }]);
   assert.equal(w.queuedControl.now, 0);
 });
-
-test(`${rt}: a PING leaves in the write of the DATA it follows, not in a write of its own`, async () => {
-  const c = new HeldConn();
-  c.held = false;
-  const w = new LinkWriter(c, 8, (e) => assert.fail(e));
-  // Two bulk streams, 8 × 64 KiB each: frames of DATA written as they are (not copied).
-  for (let s = 1; s <= 2; s++) {
-    for (let i = 0; i < 8; i++) void w.data(s, encodeData(s, new Uint8Array(65535)));
-  }
-  let seen = 0;
-  for (let i = 0; i < 40 && w.queued > 0; i++) {
-    await turn();
-    seen = pongAll(w, c, seen);
-  }
-  assert.equal(w.queued, 0, "everything written");
-  const withPing = c.writes.filter((fs) => fs.some((f) => f.type === "PING"));
-  assert.ok(withPing.length >= 2, `${withPing.length} writes with a PING`);
-  for (const fs of withPing) {
-    const at = fs.findIndex((f) => f.type === "PING");
-    assert.equal(fs[at - 1]?.type, "DATA", `a PING alone or first in a write: ${fs.map((f) => f.type)}`);
-  }
-  w.fail(new Error("done"));
-});
