@@ -87,17 +87,14 @@ export function checkData(stream: number, data: Uint8Array): void {
   }
 }
 
-/** One DATA frame: header and `data` (1..{@link LINK_MAX_DATA} bytes) in one buffer. */
-export function encodeData(stream: number, data: Uint8Array): Uint8Array {
-  checkData(stream, data);
-  const buf = new Uint8Array(LINK_HEADER_SIZE + data.length);
-  header(buf, TYPE.DATA, stream, data.length);
-  buf.set(data, LINK_HEADER_SIZE);
-  return buf;
-}
-
 export function encodeLinkFrame(f: LinkFrame): Uint8Array {
-  if (f.type === "DATA") return encodeData(f.stream, f.data);
+  if (f.type === "DATA") {
+    checkData(f.stream, f.data);
+    const buf = new Uint8Array(LINK_HEADER_SIZE + f.data.length);
+    dataHeader(buf, 0, f.stream, f.data.length);
+    buf.set(f.data, LINK_HEADER_SIZE);
+    return buf;
+  }
   checkU32(f.stream, "stream id", 1);
   if (f.type === "WINDOW") {
     checkU32(f.increment, "WINDOW increment", 1);
